@@ -1,0 +1,49 @@
+"""Strict base64 (RFC 4648 section 4, padded) and small encoding helpers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+
+from .errors import FormatError, LengthError, NonCanonicalError
+
+__all__ = ["b64decode", "b64encode", "labelled_hash"]
+
+
+def b64encode(data: bytes | memoryview) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(text: str, *, field: str, length: int | None = None) -> bytes:
+    """Decode padded standard base64, refusing anything but its one canonical form.
+
+    ``field`` names the value in errors; ``length``, when given, is the only
+    length accepted.
+    """
+    if not isinstance(text, str):
+        raise FormatError(f"{field}: expected a base64 string, got {type(text).__name__}")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise FormatError(f"{field}: not valid base64 (RFC 4648 section 4, padded)") from None
+    # Python ignores the unused low bits of the last character: "QQ==" and
+    # "QR==" both decode to b"A". Only the canonical spelling is accepted.
+    if base64.b64encode(data).decode("ascii") != text:
+        raise NonCanonicalError(f"{field}: base64 is not in canonical form")
+    if length is not None and len(data) != length:
+        raise LengthError(f"{field}: length {len(data)} bytes, expected {length}")
+    return data
+
+
+def labelled_hash(label: str, *parts: bytes) -> bytes:
+    """SHA-256 over a label and parts, each prefixed with its 4-byte big-endian length.
+
+    The length prefixes make the encoding injective: no two different lists
+    of parts hash the same input.
+    """
+    digest = hashlib.sha256()
+    for part in (label.encode("utf-8"), *parts):
+        digest.update(len(part).to_bytes(4, "big"))
+        digest.update(part)
+    return digest.digest()

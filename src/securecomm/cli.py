@@ -1,0 +1,446 @@
+"""The ``securecomm`` command: a thin layer over the library.
+
+Exit codes: 0 success, 1 a failure (decryption, signature, key file, I/O),
+2 bad input (arguments, shares, formats). Errors are one line and a hint,
+never a traceback, never a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from . import __version__, aead, canonical
+from . import shares as shares_mod
+from ._encoding import b64encode
+from .envelope import Envelope, prepare
+from .errors import (
+    DecryptionError,
+    FormatError,
+    IdentityError,
+    ParameterError,
+    SecureCommError,
+    ShareError,
+    SignatureError,
+)
+from .identity import Identity, PublicIdentity, write_private_file
+from .shares import Share
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+# Upper bound on what split reads from stdin or a file: shares are held in memory.
+MAX_SECRET_BYTES = 64 * 1024 * 1024
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line, with an optional hint."""
+
+    def __init__(self, message: str, *, hint: str | None = None, code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.hint = hint
+        self.code = code
+
+
+def _read_input(path: str | None, what: str) -> bytes:
+    if path is None or path == "-":
+        if sys.stdin.isatty():
+            print(f"reading the {what} from standard input; end with Ctrl-D", file=sys.stderr)
+        data = sys.stdin.buffer.read(MAX_SECRET_BYTES + 1)
+    else:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_SECRET_BYTES + 1)
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise CliError(
+            f"the {what} is larger than {MAX_SECRET_BYTES // (1024 * 1024)} MiB",
+            code=EXIT_BAD_INPUT,
+        )
+    return data
+
+
+def _write_output(path: str | None, data: bytes) -> None:
+    """Write all of ``data`` or nothing: to a temporary file renamed into place."""
+    if path is None or path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _passphrase(args: argparse.Namespace, *, confirm: bool) -> bytes | None:
+    if getattr(args, "passphrase_file", None):
+        try:
+            text = Path(args.passphrase_file).read_text("utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise CliError(f"cannot read {args.passphrase_file}: {exc.strerror}") from None
+        if not text:
+            raise CliError("the passphrase file is empty", code=EXIT_BAD_INPUT)
+        return text.encode("utf-8")
+    if getattr(args, "ask_passphrase", False):
+        first = getpass.getpass("passphrase: ")
+        if confirm and getpass.getpass("again: ") != first:
+            raise CliError("the two passphrases differ", code=EXIT_BAD_INPUT)
+        if not first:
+            raise CliError("the passphrase is empty", code=EXIT_BAD_INPUT)
+        return first.encode("utf-8")
+    return None
+
+
+def _load_identity(path: str, args: argparse.Namespace) -> Identity:
+    try:
+        return Identity.load(path, _passphrase(args, confirm=False))
+    except IdentityError as exc:
+        if "passphrase is needed" in str(exc):
+            raise CliError(str(exc), hint="add --ask-passphrase or --passphrase-file") from None
+        raise
+
+
+def _load_public(path: str) -> PublicIdentity:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    return PublicIdentity.from_json(canonical.loads(data, what=path), field=path)
+
+
+# Commands
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    secret = _read_input(args.file, "secret")
+    if not secret:
+        raise CliError("the secret is empty", code=EXIT_BAD_INPUT)
+    for share in shares_mod.split(secret, args.n, args.t):
+        print(share.to_text())
+
+
+def cmd_combine(args: argparse.Namespace) -> None:
+    if args.shares:
+        lines = list(args.shares)
+    else:
+        lines = _read_input(args.file, "shares").decode("utf-8", "replace").splitlines()
+    texts = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    if not texts:
+        raise CliError(
+            "no shares given", code=EXIT_BAD_INPUT, hint="one share a line, or as arguments"
+        )
+    parsed = [Share.from_text(text, name=f"share {i}") for i, text in texts]
+    _write_output(args.out, shares_mod.combine(parsed))
+
+
+def cmd_keygen(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    key_path, pub_path = out / f"{args.name}.key", out / f"{args.name}.pub"
+    for path in (key_path, pub_path):
+        if path.exists() and not args.force:
+            raise CliError(f"{path} exists", hint="choose another --out, or --force to replace it")
+    identity = Identity.generate(args.name)
+    passphrase = _passphrase(args, confirm=True)
+    identity.save(key_path, passphrase)
+    pub_path.write_bytes(canonical.dumps(identity.public.to_json()) + b"\n")
+    state = "encrypted with your passphrase" if passphrase else "NOT encrypted (no passphrase)"
+    print(f"identity {args.name}: {key_path} ({state}), {pub_path}")
+    print(f"fingerprint: {identity.public.short_fingerprint()}")
+    if passphrase is None:
+        print(
+            "warning: anyone who can read the key file can act as "
+            f"{args.name}; use --ask-passphrase for a person's key",
+            file=sys.stderr,
+        )
+
+
+def cmd_encrypt(args: argparse.Namespace) -> None:
+    plaintext = _read_input(args.file, "message")
+    if args.key:
+        sender = _load_identity(args.key, args)
+    else:
+        sender = Identity.generate("local")
+        print(
+            "no --key: signing with a one-time identity (proves integrity, not authorship)",
+            file=sys.stderr,
+        )
+    recipients = [_load_public(p) for p in args.to] if args.to else [sender.public]
+    draft = prepare(
+        plaintext,
+        sender=sender.public,
+        recipients=recipients,
+        custodians=[(f"share-{i}", None) for i in range(1, args.n + 1)],
+        threshold=args.t,
+    )
+    envelope = draft.finish(sender)
+    out_dir = Path(args.shares_out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    share_paths = []
+    for share in draft.shares:
+        path = out_dir / f"{envelope.id}.share-{share.index}.txt"
+        write_private_file(path, (share.to_text() + "\n").encode("ascii"))
+        share_paths.append(path)
+    envelope_path = args.out or (
+        f"{args.file}.scm" if args.file not in (None, "-") else f"{envelope.id}.scm"
+    )
+    _write_output(envelope_path, envelope.to_bytes())
+    print(f"envelope: {envelope_path} (message {envelope.id})")
+    print(f"{args.n} shares, any {args.t} decrypt; hand each to a different person:")
+    for path in share_paths:
+        print(f"  {path}")
+
+
+def cmd_decrypt(args: argparse.Namespace) -> None:
+    envelope = Envelope.from_bytes(_read_input(args.envelope, "envelope"))
+    sender = _load_public(args.sender) if args.sender else None
+    envelope.verify(sender)
+    released: dict[str, Share] = {}
+    for position, path in enumerate(args.shares, start=1):
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise CliError(f"cannot read share file {path}") from None
+        share = Share.from_text(text, name=f"share {position} ({path})")
+        if not 1 <= share.index <= envelope.header.n:
+            raise CliError(
+                f"share {position} ({path}): index {share.index} is not in this envelope",
+                code=EXIT_BAD_INPUT,
+            )
+        name = envelope.header.custodians[share.index - 1].name
+        if name in released:
+            raise CliError(
+                f"share {position} ({path}): index {share.index} given twice", code=EXIT_BAD_INPUT
+            )
+        try:
+            envelope.check_share(name, share)
+        except ShareError:
+            raise CliError(
+                f"share {position} ({path}) does not belong to message {envelope.id}",
+                code=EXIT_BAD_INPUT,
+            ) from None
+        released[name] = share
+    plaintext = envelope.open(released)
+    if sender is None:
+        print(
+            f"signed by {envelope.header.sender.name}"
+            f" ({envelope.header.sender.short_fingerprint()});"
+            " pass --sender PUBFILE to check it is who you expect",
+            file=sys.stderr,
+        )
+    _write_output(args.out, plaintext)
+
+
+def _step(text: str) -> None:
+    print(f"\n== {text}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    message = "Meet at the north gate at 06:00."
+    print("securecomm demo: one message, a key split 3-of-5, on this machine only")
+    _step("1. the sender encrypts with AES-256-GCM under a fresh random key")
+    key = aead.generate_key()
+    ciphertext, nonce, tag = aead.aes_encrypt(message, key)
+    print(f"   plaintext : {message!r}")
+    print(f"   ciphertext: {aead_preview(ciphertext)}")
+    print(f"   nonce     : {nonce.hex()}  (12 bytes, random)")
+    print(f"   tag       : {tag.hex()}  (16 bytes)")
+    _step("2. the key is split into 5 shares; any 3 rebuild it")
+    shares = shares_mod.split(key, 5, 3)
+    for share in shares:
+        print(f"   share {share.index}: {share.to_text()[:48]}...")
+    _step("3. two shares are not enough: Shamir says nothing with t-1 of them")
+    try:
+        shares_mod.combine(shares[:2])
+    except ShareError as exc:
+        print(f"   refused: {exc}")
+    _step("4. three shares (5, 1, 3) rebuild the key and decrypt")
+    rebuilt = shares_mod.combine([shares[4], shares[0], shares[2]])
+    print(f"   key rebuilt: {'yes' if rebuilt == key else 'NO'}")
+    print(f"   plaintext  : {aead.aes_decrypt(ciphertext, rebuilt, nonce, tag).decode()!r}")
+    _step("5. tampering is detected: one flipped bit in the ciphertext")
+    flipped = bytes([ciphertext[0] ^ 1]) + ciphertext[1:]
+    try:
+        aead.aes_decrypt(flipped, rebuilt, nonce, tag)
+        print("   ACCEPTED (this must never happen)")
+    except DecryptionError as exc:
+        print(f"   refused: {exc}")
+    _step("6. a share with one character changed is named, not silently used")
+    text = shares[1].to_text()
+    position = len(shares_mod.TEXT_PREFIX) + 10
+    typo = text[:position] + ("A" if text[position] != "A" else "B") + text[position + 1 :]
+    try:
+        shares_mod.combine([Share.from_text(typo, name="share 2"), shares[2], shares[3]])
+    except SecureCommError as exc:
+        print(f"   refused: {exc}")
+    print(f"\ndone in {time.perf_counter() - started:.2f} s")
+
+
+def aead_preview(data: bytes) -> str:
+    text = b64encode(data)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _integer(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="securecomm",
+        description=(
+            "Encrypt a message with AES-256-GCM and split its key among custodians with"
+            " Shamir's secret sharing, so that no single party can read it."
+        ),
+        epilog="Exit codes: 0 success, 1 failure, 2 bad input."
+        " 'securecomm COMMAND --help' for more.",
+    )
+    parser.add_argument("--version", action="version", version=f"securecomm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        name: str, func: Callable[[argparse.Namespace], None], help_text: str, description: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=description)
+        p.set_defaults(func=func)
+        return p
+
+    def passphrase_options(p: argparse.ArgumentParser) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument(
+            "--ask-passphrase", action="store_true", help="prompt for the key file's passphrase"
+        )
+        group.add_argument(
+            "--passphrase-file",
+            metavar="PATH",
+            help="read the passphrase from the first line of PATH",
+        )
+
+    p = add(
+        "split",
+        cmd_split,
+        "split a secret into text shares",
+        "Read a secret from standard input (or --file) and print n shares, one a line;"
+        " any t of them rebuild it with 'securecomm combine'. Every byte read is part of"
+        " the secret, a trailing newline included.",
+    )
+    p.add_argument("-n", type=_integer, default=5, help="number of shares (2..255, default 5)")
+    p.add_argument("-t", type=_integer, default=3, help="shares needed to rebuild (default 3)")
+    p.add_argument("--file", metavar="PATH", help="read the secret from PATH instead of stdin")
+
+    p = add(
+        "combine",
+        cmd_combine,
+        "rebuild a secret from text shares",
+        "Rebuild a secret from at least t shares given as arguments or one a line on"
+        " standard input (or --file). Writes the secret to standard output (or --out)."
+        " Shares beyond t are checked against the others.",
+    )
+    p.add_argument("shares", nargs="*", metavar="SHARE", help="a text share")
+    p.add_argument("--file", metavar="PATH", help="read shares from PATH, one a line")
+    p.add_argument("--out", metavar="PATH", help="write the secret to PATH (all or nothing)")
+
+    p = add(
+        "keygen",
+        cmd_keygen,
+        "create an identity (signing and sealing keys)",
+        "Create NAME.key (private, PKCS#8 PEM, mode 0600) and NAME.pub (public keys,"
+        " JSON), and print the fingerprint to compare out of band.",
+    )
+    p.add_argument("name", metavar="NAME", help="the identity's name (a-z, 0-9, . _ -)")
+    p.add_argument("--out", metavar="DIR", default=".", help="directory for the files (default .)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    passphrase_options(p)
+
+    p = add(
+        "encrypt",
+        cmd_encrypt,
+        "encrypt a file and write its key shares to files",
+        "Single-machine mode, no server: encrypt FILE (or stdin) into an envelope and"
+        " write n key shares to --shares-out, one file each, to hand to n people by"
+        " other means. Any t of them decrypt with 'securecomm decrypt'.",
+    )
+    p.add_argument("file", metavar="FILE", nargs="?", help="the file to encrypt (default stdin)")
+    p.add_argument("--shares-out", metavar="DIR", required=True, help="where to write shares")
+    p.add_argument("-o", "--out", metavar="PATH", help="envelope path (default FILE.scm)")
+    p.add_argument("-n", type=_integer, default=5, help="number of shares (default 5)")
+    p.add_argument("-t", type=_integer, default=3, help="shares needed (default 3)")
+    p.add_argument("--key", metavar="KEYFILE", help="sign as this identity (from keygen)")
+    p.add_argument("--to", metavar="PUBFILE", action="append", help="a recipient's .pub file")
+    passphrase_options(p)
+
+    p = add(
+        "decrypt",
+        cmd_decrypt,
+        "decrypt an envelope with t share files",
+        "Check the envelope's signature and each share's signed digest, rebuild the"
+        " key, check the key commitment and decrypt. Nothing is written unless all of"
+        " that succeeds.",
+    )
+    p.add_argument("envelope", metavar="ENVELOPE", help="the .scm file")
+    p.add_argument("--shares", metavar="FILE", nargs="+", required=True, help="share files")
+    p.add_argument("-o", "--out", metavar="PATH", help="write the plaintext to PATH")
+    p.add_argument("--sender", metavar="PUBFILE", help="refuse unless signed by this identity")
+
+    add(
+        "demo",
+        cmd_demo,
+        "walk through encrypt, split, combine and decrypt",
+        "A narrated run of the whole cryptographic flow on this machine, no server needed.",
+    )
+    return parser
+
+
+def _fail(message: str, hint: str | None, code: int) -> NoReturn:
+    print(f"securecomm: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CliError as exc:
+        _fail(str(exc), exc.hint, exc.code)
+    except (FormatError, ShareError, ParameterError) as exc:
+        _fail(str(exc), exc.hint, EXIT_BAD_INPUT)
+    except (DecryptionError, SignatureError) as exc:
+        _fail(str(exc), "nothing was written", EXIT_FAILURE)
+    except SecureCommError as exc:
+        _fail(str(exc), exc.hint, EXIT_FAILURE)
+    except OSError as exc:
+        _fail(
+            f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "),
+            None,
+            EXIT_FAILURE,
+        )
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        # Third-party messages may quote data; print the type only.
+        _fail(f"internal error ({type(exc).__name__})", "please report this", EXIT_FAILURE)
+
+
+if __name__ == "__main__":
+    main()

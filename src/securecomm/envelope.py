@@ -1,0 +1,619 @@
+"""The envelope: what the relay stores, and all a recipient needs besides t shares.
+
+An envelope is canonical JSON (spec/format-v1.md, section "Envelope"):
+
+- ``header``: version, message id, sender (public identity), recipients,
+  created, threshold, n, custodians (each with the digest of its share),
+  release policy, and a commitment to the message key. Its canonical bytes
+  are the AES-GCM AAD, so no header field can change without the tag failing.
+- ``nonce``, ``ciphertext``, ``tag``: AES-256-GCM of the message.
+- ``receipts``: one per custodian, each signed by that custodian.
+- ``signature``: the sender's Ed25519 signature over all of the above.
+
+The recipe is two steps, because custodians must answer in between:
+:func:`prepare` encrypts and splits, giving a :class:`Draft` whose shares go
+to the custodians; :meth:`Draft.finish` takes their receipts and signs. To
+read: :meth:`Envelope.from_bytes`, :meth:`Envelope.verify`, then
+:meth:`Envelope.open` with the released shares.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, hmac
+
+from . import aead, canonical
+from . import shares as shares_mod
+from ._encoding import b64decode, b64encode, labelled_hash
+from .errors import (
+    FieldError,
+    InsufficientSharesError,
+    KeyCommitmentError,
+    ShareDigestError,
+    SignatureError,
+    UnknownVersionError,
+)
+from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
+from .shamir import check_parameters
+from .shares import Share
+
+__all__ = [
+    "DIGEST_LENGTH_BYTES",
+    "MESSAGE_ID_LENGTH_BYTES",
+    "VERSION",
+    "CustodianSlot",
+    "Draft",
+    "Envelope",
+    "Header",
+    "Policy",
+    "Receipt",
+    "Recipient",
+    "key_commitment",
+    "prepare",
+    "share_digest",
+]
+
+VERSION = 1
+MESSAGE_ID_LENGTH_BYTES = 16
+DIGEST_LENGTH_BYTES = 32
+MAX_RECIPIENTS = 64
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+_HEX_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+_REF = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+# Field readers: each names the path of what it refuses.
+
+
+def _object(value: object, path: str, keys: set[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise FieldError(f"{path}: expected an object, got {type(value).__name__}")
+    missing = keys - set(value)
+    if missing:
+        raise FieldError(f"{path}: missing field(s) {sorted(missing)}")
+    extra = set(value) - keys
+    if extra:
+        raise FieldError(f"{path}: unexpected field(s) {sorted(extra)}")
+    return value
+
+
+def _version(value: Mapping[str, Any], path: str) -> None:
+    version = value.get("v")
+    if version != VERSION or isinstance(version, bool):
+        raise UnknownVersionError(f"{path}.v: version {version!r}, expected {VERSION}")
+
+
+def _int(value: object, path: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FieldError(f"{path}: expected an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise FieldError(f"{path}: {value} is outside {low}..{high}")
+    return value
+
+
+def _optional_int(value: object, path: str, low: int, high: int) -> int | None:
+    return None if value is None else _int(value, path, low, high)
+
+
+def _list(value: object, path: str, low: int, high: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise FieldError(f"{path}: expected an array, got {type(value).__name__}")
+    if not low <= len(value) <= high:
+        raise FieldError(f"{path}: {len(value)} item(s), expected {low}..{high}")
+    return value
+
+
+def _match(value: object, path: str, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise FieldError(f"{path}: expected {what}")
+    return value
+
+
+def _unique(names: Sequence[str], path: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise FieldError(f"{path}[{i}]: {name!r} appears twice")
+        seen.add(name)
+
+
+_TIME_MAX = 2**40  # seconds: far beyond any real date, well inside canonical JSON's range
+
+
+def share_digest(message_id: bytes, custodian: str, share: Share) -> bytes:
+    """SHA-256 that binds a share to its message and custodian (spec: "Share digest")."""
+    return labelled_hash(
+        "securecomm/v1/share-digest", message_id, custodian.encode("ascii"), share.to_bytes()
+    )
+
+
+def _commitment_mac(key: bytes, message_id: bytes) -> hmac.HMAC:
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(b"securecomm/v1/key-commitment" + message_id)
+    return mac
+
+
+def key_commitment(key: bytes, message_id: bytes) -> bytes:
+    """HMAC-SHA256 under the message key: AES-GCM alone does not commit to its key."""
+    return _commitment_mac(key, message_id).finalize()
+
+
+def _check_commitment(key: bytes, message_id: bytes, expected: bytes) -> None:
+    try:
+        _commitment_mac(key, message_id).verify(expected)
+    except InvalidSignature:
+        raise KeyCommitmentError() from None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    name: str
+    fingerprint: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "fingerprint": self.fingerprint.hex()}
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> Recipient:
+        obj = _object(value, path, {"name", "fingerprint"})
+        name = check_name(obj["name"], field=f"{path}.name")
+        fp = _match(obj["fingerprint"], f"{path}.fingerprint", _HEX_FINGERPRINT, "64 hex digits")
+        return cls(name, bytes.fromhex(fp))
+
+    @classmethod
+    def of(cls, identity: PublicIdentity) -> Recipient:
+        return cls(identity.name, identity.fingerprint)
+
+
+@dataclass(frozen=True)
+class CustodianSlot:
+    """A custodian named in the header; its share has index ``position + 1``.
+
+    ``fingerprint`` is None for a share held outside any custodian service
+    (the single-machine mode writes shares to files).
+    """
+
+    name: str
+    fingerprint: bytes | None
+    share_digest: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "fingerprint": None if self.fingerprint is None else self.fingerprint.hex(),
+            "share_digest": b64encode(self.share_digest),
+        }
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> CustodianSlot:
+        obj = _object(value, path, {"name", "fingerprint", "share_digest"})
+        name = check_name(obj["name"], field=f"{path}.name")
+        fp = obj["fingerprint"]
+        fingerprint = (
+            None
+            if fp is None
+            else bytes.fromhex(
+                _match(fp, f"{path}.fingerprint", _HEX_FINGERPRINT, "64 hex digits or null")
+            )
+        )
+        digest = b64decode(
+            obj["share_digest"], field=f"{path}.share_digest", length=DIGEST_LENGTH_BYTES
+        )
+        return cls(name, fingerprint, digest)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What each custodian checks before it releases a share."""
+
+    not_before: int | None = None
+    expires: int | None = None
+    max_releases: int | None = None
+    require_approval: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("not_before", "expires"):
+            _optional_int(getattr(self, name), f"policy.{name}", 0, _TIME_MAX)
+        _optional_int(self.max_releases, "policy.max_releases", 1, 1_000_000)
+        if not isinstance(self.require_approval, bool):
+            raise FieldError("policy.require_approval: expected true or false")
+        if (
+            self.not_before is not None
+            and self.expires is not None
+            and self.expires <= self.not_before
+        ):
+            raise FieldError(
+                f"policy: expires ({self.expires}) is not after not_before ({self.not_before})"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "not_before": self.not_before,
+            "expires": self.expires,
+            "max_releases": self.max_releases,
+            "require_approval": self.require_approval,
+        }
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> Policy:
+        obj = _object(value, path, {"not_before", "expires", "max_releases", "require_approval"})
+        return cls(
+            _optional_int(obj["not_before"], f"{path}.not_before", 0, _TIME_MAX),
+            _optional_int(obj["expires"], f"{path}.expires", 0, _TIME_MAX),
+            _optional_int(obj["max_releases"], f"{path}.max_releases", 1, 1_000_000),
+            obj["require_approval"],
+        )
+
+
+@dataclass(frozen=True)
+class Header:
+    message_id: bytes
+    sender: PublicIdentity
+    recipients: tuple[Recipient, ...]
+    created: int
+    threshold: int
+    custodians: tuple[CustodianSlot, ...]
+    policy: Policy
+    key_commitment: bytes
+
+    @property
+    def n(self) -> int:
+        return len(self.custodians)
+
+    @property
+    def id(self) -> str:
+        return self.message_id.hex()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "id": self.message_id.hex(),
+            "sender": self.sender.to_json(),
+            "recipients": [r.to_json() for r in self.recipients],
+            "created": self.created,
+            "threshold": self.threshold,
+            "n": self.n,
+            "custodians": [c.to_json() for c in self.custodians],
+            "policy": self.policy.to_json(),
+            "key_commitment": b64encode(self.key_commitment),
+        }
+
+    def aad(self) -> bytes:
+        """The AES-GCM associated data: the header's canonical bytes."""
+        return canonical.dumps(self.to_json())
+
+    @classmethod
+    def from_json(cls, value: object, path: str = "envelope.header") -> Header:
+        keys = {"v", "id", "sender", "recipients", "created", "threshold", "n", "custodians"}
+        obj = _object(value, path, keys | {"policy", "key_commitment"})
+        _version(obj, path)
+        message_id = bytes.fromhex(_match(obj["id"], f"{path}.id", _HEX_ID, "32 hex digits"))
+        sender = PublicIdentity.from_json(obj["sender"], field=f"{path}.sender")
+        recipients = tuple(
+            Recipient.from_json(r, f"{path}.recipients[{i}]")
+            for i, r in enumerate(_list(obj["recipients"], f"{path}.recipients", 1, MAX_RECIPIENTS))
+        )
+        _unique([r.name for r in recipients], f"{path}.recipients")
+        created = _int(obj["created"], f"{path}.created", 0, _TIME_MAX)
+        n = _int(obj["n"], f"{path}.n", 2, 255)
+        threshold = _int(obj["threshold"], f"{path}.threshold", 2, 255)
+        if threshold > n:
+            raise FieldError(f"{path}.threshold: {threshold} is above n = {n}")
+        custodians = tuple(
+            CustodianSlot.from_json(c, f"{path}.custodians[{i}]")
+            for i, c in enumerate(_list(obj["custodians"], f"{path}.custodians", n, n))
+        )
+        _unique([c.name for c in custodians], f"{path}.custodians")
+        policy = Policy.from_json(obj["policy"], f"{path}.policy")
+        commitment = b64decode(
+            obj["key_commitment"], field=f"{path}.key_commitment", length=DIGEST_LENGTH_BYTES
+        )
+        return cls(
+            message_id, sender, recipients, created, threshold, custodians, policy, commitment
+        )
+
+    def custodian_index(self, name: str) -> int:
+        """The share index (1-based) of the named custodian."""
+        for position, slot in enumerate(self.custodians, start=1):
+            if slot.name == name:
+                return position
+        raise FieldError(f"envelope: {name!r} is not a custodian of message {self.id}")
+
+    def is_recipient(self, identity: PublicIdentity) -> bool:
+        return any(
+            r.name == identity.name and r.fingerprint == identity.fingerprint
+            for r in self.recipients
+        )
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A custodian's signed word that it holds the share with this digest."""
+
+    custodian: str
+    index: int
+    message_id: bytes
+    ref: str
+    share_digest: bytes
+    signature: bytes = field(default=b"", compare=True)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "custodian": self.custodian,
+            "index": self.index,
+            "message_id": self.message_id.hex(),
+            "ref": self.ref,
+            "share_digest": b64encode(self.share_digest),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.body(), "signature": b64encode(self.signature)}
+
+    @classmethod
+    def issue(
+        cls, custodian: Identity, index: int, message_id: bytes, ref: str, digest: bytes
+    ) -> Receipt:
+        unsigned = cls(custodian.name, index, message_id, ref, digest)
+        return cls(
+            custodian.name,
+            index,
+            message_id,
+            ref,
+            digest,
+            custodian.sign("receipt", unsigned.body()),
+        )
+
+    @classmethod
+    def from_json(cls, value: object, path: str = "receipt") -> Receipt:
+        keys = {"v", "custodian", "index", "message_id", "ref", "share_digest", "signature"}
+        obj = _object(value, path, keys)
+        _version(obj, path)
+        return cls(
+            check_name(obj["custodian"], field=f"{path}.custodian"),
+            _int(obj["index"], f"{path}.index", 1, 255),
+            bytes.fromhex(
+                _match(obj["message_id"], f"{path}.message_id", _HEX_ID, "32 hex digits")
+            ),
+            _match(obj["ref"], f"{path}.ref", _REF, "1-128 characters of A-Z a-z 0-9 _ -"),
+            b64decode(
+                obj["share_digest"], field=f"{path}.share_digest", length=DIGEST_LENGTH_BYTES
+            ),
+            b64decode(obj["signature"], field=f"{path}.signature", length=SIGNATURE_LENGTH_BYTES),
+        )
+
+    def verify(self, custodian: PublicIdentity) -> None:
+        if custodian.name != self.custodian:
+            raise SignatureError(
+                f"receipt from {self.custodian!r} checked against {custodian.name!r}'s key"
+            )
+        custodian.verify(self.signature, "receipt", self.body())
+
+
+@dataclass(frozen=True)
+class Envelope:
+    header: Header
+    nonce: bytes
+    ciphertext: bytes
+    tag: bytes
+    receipts: tuple[Receipt, ...]
+    signature: bytes
+
+    def _signed_body(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "header": self.header.to_json(),
+            "nonce": b64encode(self.nonce),
+            "ciphertext": b64encode(self.ciphertext),
+            "tag": b64encode(self.tag),
+            "receipts": [r.to_json() for r in self.receipts],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._signed_body(), "signature": b64encode(self.signature)}
+
+    def to_bytes(self) -> bytes:
+        return canonical.dumps(self.to_json())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Envelope:
+        """Decode and check the format (not the signature: see :meth:`verify`)."""
+        return cls.from_json(canonical.loads(data, what="envelope"))
+
+    @classmethod
+    def from_json(cls, value: object) -> Envelope:
+        path = "envelope"
+        keys = {"v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"}
+        if isinstance(value, Mapping):
+            _version(value, path)
+        obj = _object(value, path, keys)
+        header = Header.from_json(obj["header"])
+        nonce = b64decode(obj["nonce"], field=f"{path}.nonce", length=aead.NONCE_LENGTH_BYTES)
+        ciphertext = b64decode(obj["ciphertext"], field=f"{path}.ciphertext")
+        tag = b64decode(obj["tag"], field=f"{path}.tag", length=aead.TAG_LENGTH_BYTES)
+        raw_receipts = _list(obj["receipts"], f"{path}.receipts", 0, 255)
+        if len(raw_receipts) not in (0, header.n):
+            raise FieldError(
+                f"{path}.receipts: {len(raw_receipts)} receipt(s), expected 0 or {header.n}"
+            )
+        receipts = tuple(
+            Receipt.from_json(r, f"{path}.receipts[{i}]") for i, r in enumerate(raw_receipts)
+        )
+        for i, (receipt, slot) in enumerate(zip(receipts, header.custodians, strict=False)):
+            where = f"{path}.receipts[{i}]"
+            if receipt.custodian != slot.name or receipt.index != i + 1:
+                raise FieldError(
+                    f"{where}: receipt of {receipt.custodian!r} (index {receipt.index}),"
+                    f" expected {slot.name!r} (index {i + 1})"
+                )
+            if receipt.message_id != header.message_id:
+                raise FieldError(f"{where}.message_id: not this envelope's id {header.id}")
+            if receipt.share_digest != slot.share_digest:
+                raise FieldError(f"{where}.share_digest: differs from the header's digest")
+        signature = b64decode(
+            obj["signature"], field=f"{path}.signature", length=SIGNATURE_LENGTH_BYTES
+        )
+        return cls(header, nonce, ciphertext, tag, receipts, signature)
+
+    @property
+    def id(self) -> str:
+        return self.header.id
+
+    def verify(
+        self,
+        sender: PublicIdentity | None = None,
+        custodians: Mapping[str, PublicIdentity] | None = None,
+    ) -> None:
+        """Check the sender's signature, and each receipt whose custodian key is known.
+
+        ``sender`` is the pinned key of the sender, if the caller knows it:
+        an envelope that names another key is refused. Without it, the
+        signature is checked against the key in the header, which proves
+        integrity but not who sent it.
+        """
+        claimed = self.header.sender
+        if sender is not None and (
+            sender.name != claimed.name or sender.fingerprint != claimed.fingerprint
+        ):
+            raise SignatureError(
+                f"envelope {self.id}: sender {claimed.name!r} ({claimed.short_fingerprint()})"
+                f" is not the expected {sender.name!r} ({sender.short_fingerprint()})"
+            )
+        claimed.verify(self.signature, "envelope", self._signed_body())
+        for receipt, slot in zip(self.receipts, self.header.custodians, strict=False):
+            key = (custodians or {}).get(slot.name)
+            if key is None:
+                continue
+            if slot.fingerprint is not None and key.fingerprint != slot.fingerprint:
+                raise SignatureError(
+                    f"envelope {self.id}: custodian {slot.name!r} in the header has another key"
+                    f" than the known {key.short_fingerprint()}"
+                )
+            receipt.verify(key)
+
+    def check_share(self, custodian: str, share: Share) -> None:
+        """Raise :class:`ShareDigestError`, naming the custodian, for a share not the signed one."""
+        index = self.header.custodian_index(custodian)
+        slot = self.header.custodians[index - 1]
+        if (
+            share.index != index
+            or share.threshold != self.header.threshold
+            or share.split_id != self.header.message_id
+            or share_digest(self.header.message_id, custodian, share) != slot.share_digest
+        ):
+            raise ShareDigestError(
+                f"custodian {custodian!r}: its share does not match the digest the sender signed"
+            )
+
+    def recover_key(self, released: Mapping[str, Share]) -> bytes:
+        """Check each share against its digest, combine t of them, check the key commitment."""
+        good = []
+        for custodian, share in released.items():
+            self.check_share(custodian, share)
+            good.append(share)
+        if len(good) < self.header.threshold:
+            raise InsufficientSharesError(
+                f"envelope {self.id}: {len(good)} share(s), threshold is {self.header.threshold}"
+            )
+        key = shares_mod.combine(good[: self.header.threshold])
+        _check_commitment(key, self.header.message_id, self.header.key_commitment)
+        return key
+
+    def decrypt(self, key: bytes) -> bytes:
+        """Decrypt with a recovered key; raises the opaque :class:`DecryptionError`."""
+        return aead.open(key, self.nonce, self.ciphertext + self.tag, self.header.aad())
+
+    def open(self, released: Mapping[str, Share]) -> bytes:
+        """:meth:`recover_key` then :meth:`decrypt`. Call :meth:`verify` first."""
+        return self.decrypt(self.recover_key(released))
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An encrypted, split message waiting for its custodians' receipts.
+
+    ``shares[i]`` goes to ``header.custodians[i]``. The draft holds the
+    message key's shares: keep it in memory only, and drop it once sent.
+    """
+
+    header: Header
+    nonce: bytes
+    ciphertext_and_tag: bytes
+    shares: tuple[Share, ...]
+
+    def __repr__(self) -> str:
+        return f"Draft(id={self.header.id}, n={self.header.n}, shares=<hidden>)"
+
+    def finish(self, sender: Identity, receipts: Sequence[Receipt] = ()) -> Envelope:
+        """Sign the envelope. ``receipts``: none, or one per custodian in header order."""
+        if sender.public.fingerprint != self.header.sender.fingerprint:
+            raise SignatureError("draft: signing identity is not the header's sender")
+        tag_start = len(self.ciphertext_and_tag) - aead.TAG_LENGTH_BYTES
+        unsigned = Envelope(
+            self.header,
+            self.nonce,
+            self.ciphertext_and_tag[:tag_start],
+            self.ciphertext_and_tag[tag_start:],
+            tuple(receipts),
+            b"",
+        )
+        # Round-trip through the decoder so a draft can never sign what a reader would refuse.
+        checked = Envelope.from_json({**unsigned.to_json(), "signature": b64encode(bytes(64))})
+        signature = sender.sign("envelope", checked._signed_body())
+        return Envelope(
+            checked.header,
+            checked.nonce,
+            checked.ciphertext,
+            checked.tag,
+            checked.receipts,
+            signature,
+        )
+
+
+def prepare(
+    plaintext: bytes,
+    *,
+    sender: PublicIdentity,
+    recipients: Sequence[PublicIdentity],
+    custodians: Sequence[tuple[str, bytes | None]],
+    threshold: int,
+    policy: Policy | None = None,
+    created: int | None = None,
+) -> Draft:
+    """Encrypt ``plaintext`` under a fresh key and split the key among ``custodians``.
+
+    ``custodians`` is a list of ``(name, fingerprint)``; a fingerprint of
+    None marks a share held outside any custodian service.
+    """
+    n = len(custodians)
+    check_parameters(n, threshold)
+    if not recipients:
+        raise FieldError("envelope: at least one recipient is needed")
+    message_id = os.urandom(MESSAGE_ID_LENGTH_BYTES)
+    key = aead.generate_key()
+    split = shares_mod.split(key, n, threshold, split_id=message_id)
+    slots = tuple(
+        CustodianSlot(check_name(name, field="custodian"), fp, share_digest(message_id, name, s))
+        for (name, fp), s in zip(custodians, split, strict=True)
+    )
+    header = Header(
+        message_id=message_id,
+        sender=sender,
+        recipients=tuple(Recipient.of(r) for r in recipients),
+        created=int(time.time()) if created is None else created,
+        threshold=threshold,
+        custodians=slots,
+        policy=policy or Policy(),
+        key_commitment=key_commitment(key, message_id),
+    )
+    _unique([r.name for r in header.recipients], "envelope.header.recipients")
+    _unique([c.name for c in slots], "envelope.header.custodians")
+    nonce, sealed = aead.seal(key, plaintext, header.aad())
+    return Draft(header, nonce, sealed, tuple(split))

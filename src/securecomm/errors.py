@@ -1,0 +1,143 @@
+"""The one tree of exceptions that securecomm raises.
+
+Every message names the layer and, where there is one, the offending share
+or field, with what was expected against what was found. No message ever
+carries secret bytes: keys, shares, plaintext or passphrases.
+
+    SecureCommError
+    ├── ParameterError          a caller passed an impossible argument
+    ├── FormatError             bytes or JSON that do not follow spec/format-v1.md
+    │   ├── UnknownVersionError
+    │   ├── NonCanonicalError
+    │   ├── LengthError
+    │   └── FieldError          a missing, extra or ill-typed field
+    ├── ShareError              a share, or a set of shares, that cannot be combined
+    │   ├── ChecksumError
+    │   ├── ShareIndexError     index 0, or out of range
+    │   ├── DuplicateShareError
+    │   ├── RaggedSharesError
+    │   ├── MixedSplitError
+    │   ├── InsufficientSharesError
+    │   ├── InconsistentSharesError  more than t shares that disagree
+    │   └── ShareDigestError    a share that does not match its signed digest
+    ├── DecryptionError         opaque: wrong key and tampered data look the same
+    │   └── KeyCommitmentError
+    ├── SignatureError
+    └── IdentityError           a key file that cannot be read or used
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChecksumError",
+    "DecryptionError",
+    "DuplicateShareError",
+    "FieldError",
+    "FormatError",
+    "IdentityError",
+    "InconsistentSharesError",
+    "InsufficientSharesError",
+    "KeyCommitmentError",
+    "LengthError",
+    "MixedSplitError",
+    "NonCanonicalError",
+    "ParameterError",
+    "RaggedSharesError",
+    "SecureCommError",
+    "ShareDigestError",
+    "ShareError",
+    "ShareIndexError",
+    "SignatureError",
+    "UnknownVersionError",
+]
+
+
+class SecureCommError(Exception):
+    """Base of every error securecomm raises on purpose."""
+
+    #: A short hint for a person at a terminal; the CLI prints it after the message.
+    hint: str | None = None
+
+
+class ParameterError(SecureCommError, ValueError):
+    """An argument outside what the operation allows (for example t > n)."""
+
+
+class FormatError(SecureCommError):
+    """Input that does not follow the wire format."""
+
+
+class UnknownVersionError(FormatError):
+    """A version byte or ``"v"`` field this implementation does not speak."""
+
+
+class NonCanonicalError(FormatError):
+    """A valid value in an encoding other than the one canonical form."""
+
+
+class LengthError(FormatError):
+    """A field or buffer whose length is not the one the format fixes."""
+
+
+class FieldError(FormatError):
+    """A missing, unexpected or ill-typed field."""
+
+
+class ShareError(SecureCommError):
+    """A share, or a set of shares, that cannot be combined."""
+
+
+class ChecksumError(ShareError):
+    """A share whose checksum does not match its contents."""
+
+
+class ShareIndexError(ShareError):
+    """A share index of 0 (the secret's own x-coordinate) or out of range."""
+
+
+class DuplicateShareError(ShareError):
+    """Two shares with the same index."""
+
+
+class RaggedSharesError(ShareError):
+    """Shares of different lengths."""
+
+
+class MixedSplitError(ShareError):
+    """Shares from different splits (split id or threshold differ)."""
+
+
+class InsufficientSharesError(ShareError):
+    """Fewer shares than the threshold."""
+
+
+class InconsistentSharesError(ShareError):
+    """More than t shares given, and they do not all lie on one polynomial."""
+
+
+class ShareDigestError(ShareError):
+    """A share that does not match the digest the sender signed."""
+
+
+class DecryptionError(SecureCommError):
+    """Decryption failed. Deliberately says nothing about why."""
+
+    def __init__(self, message: str = "decryption failed: wrong key or altered data") -> None:
+        super().__init__(message)
+
+
+class KeyCommitmentError(DecryptionError):
+    """The combined key is not the one the sender committed to."""
+
+    def __init__(
+        self, message: str = "decryption failed: the combined key is not the committed key"
+    ) -> None:
+        super().__init__(message)
+
+
+class SignatureError(SecureCommError):
+    """A signature that does not verify under the expected key."""
+
+
+class IdentityError(SecureCommError):
+    """A key file or public identity that cannot be read or used."""

@@ -1,0 +1,318 @@
+"""Identities: an Ed25519 key to sign and an X25519 key to receive sealed shares.
+
+Every party (user, custodian, relay, operator) has one. A key file holds a
+``securecomm-identity: NAME`` line, then the two private keys as PKCS#8 PEM
+blocks (Ed25519 first). With a passphrase each block is an RFC 5958
+EncryptedPrivateKeyInfo using PBES2 (RFC 8018): PBKDF2-HMAC-SHA256 with
+600,000 iterations (OWASP's 2023 figure for that PRF) and AES-256-CBC, which
+OpenSSL reads as it is (``openssl pkey -in FILE``). pyca's own
+``BestAvailableEncryption`` uses 2,048 iterations for PKCS#8, too few for a
+passphrase a person chose, so securecomm writes the wrapper itself around
+pyca's primitives.
+
+A fingerprint is SHA-256 over both public keys; people compare it out of
+band in its short grouped form.
+
+Signatures are Ed25519 over ``b"securecomm/v1/" + purpose + b"\\n"`` and
+the canonical JSON of the signed object, so a signature made for one
+purpose never verifies for another.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+from . import canonical
+from ._encoding import b64decode, b64encode, labelled_hash
+from .errors import FieldError, IdentityError, LengthError, SignatureError, UnknownVersionError
+
+__all__ = [
+    "PASSPHRASE_ITERATIONS",
+    "PUBLIC_KEY_LENGTH_BYTES",
+    "SIGNATURE_LENGTH_BYTES",
+    "Identity",
+    "PublicIdentity",
+    "check_name",
+    "format_fingerprint",
+]
+
+PUBLIC_KEY_LENGTH_BYTES = 32
+SIGNATURE_LENGTH_BYTES = 64
+PASSPHRASE_ITERATIONS = 600_000
+_SALT_LENGTH_BYTES = 16
+_IV_LENGTH_BYTES = 16
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_PURPOSE = re.compile(r"[a-z0-9][a-z0-9/_-]{0,63}")
+_FILE_HEADER = "securecomm-identity: "
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN (ENCRYPTED )?PRIVATE KEY-----\r?\n.*?-----END (ENCRYPTED )?PRIVATE KEY-----",
+    re.DOTALL,
+)
+
+
+def check_name(name: object, *, field: str = "name") -> str:
+    """Return ``name`` if it is a party name: 1-64 of a-z 0-9 . _ -, from a letter or digit."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise FieldError(
+            f"{field}: {name!r} is not a valid name"
+            " (1-64 characters: a-z, 0-9, '.', '_', '-'; starting with a letter or digit)"
+        )
+    return name
+
+
+def format_fingerprint(fingerprint: bytes) -> str:
+    """The first 128 bits of a fingerprint in eight groups of four hex digits."""
+    text = fingerprint[:16].hex()
+    return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def signing_input(purpose: str, obj: Any) -> bytes:
+    """The bytes an Ed25519 signature covers: the versioned purpose, then canonical JSON."""
+    if not _PURPOSE.fullmatch(purpose):
+        raise FieldError(f"signature purpose {purpose!r} is not valid")
+    return b"securecomm/v1/" + purpose.encode("ascii") + b"\n" + canonical.dumps(obj)
+
+
+@dataclass(frozen=True)
+class PublicIdentity:
+    """What a party publishes: its name and two public keys."""
+
+    name: str
+    signing_key: Ed25519PublicKey
+    kem_key: X25519PublicKey
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+
+    @property
+    def fingerprint(self) -> bytes:
+        return labelled_hash(
+            "securecomm/v1/fingerprint",
+            self.signing_key.public_bytes_raw(),
+            self.kem_key.public_bytes_raw(),
+        )
+
+    @property
+    def fingerprint_hex(self) -> str:
+        return self.fingerprint.hex()
+
+    def short_fingerprint(self) -> str:
+        return format_fingerprint(self.fingerprint)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "name": self.name,
+            "sign": b64encode(self.signing_key.public_bytes_raw()),
+            "kem": b64encode(self.kem_key.public_bytes_raw()),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, *, field: str = "identity") -> PublicIdentity:
+        if not isinstance(obj, Mapping):
+            raise FieldError(f"{field}: expected an object")
+        if obj.get("v") != 1:
+            raise UnknownVersionError(f"{field}: version {obj.get('v')!r}, expected 1")
+        if set(obj) != {"v", "name", "sign", "kem"}:
+            raise FieldError(
+                f"{field}: fields {sorted(obj)}, expected ['kem', 'name', 'sign', 'v']"
+            )
+        name = check_name(obj["name"], field=f"{field}.name")
+        sign = b64decode(obj["sign"], field=f"{field}.sign", length=PUBLIC_KEY_LENGTH_BYTES)
+        kem = b64decode(obj["kem"], field=f"{field}.kem", length=PUBLIC_KEY_LENGTH_BYTES)
+        return cls(
+            name, Ed25519PublicKey.from_public_bytes(sign), X25519PublicKey.from_public_bytes(kem)
+        )
+
+    def verify(self, signature: bytes, purpose: str, obj: Any) -> None:
+        """Raise :class:`SignatureError` unless ``signature`` signs ``obj`` for ``purpose``."""
+        if len(signature) != SIGNATURE_LENGTH_BYTES:
+            raise LengthError(
+                f"signature: length {len(signature)} bytes, expected {SIGNATURE_LENGTH_BYTES}"
+            )
+        try:
+            self.signing_key.verify(signature, signing_input(purpose, obj))
+        except InvalidSignature:
+            raise SignatureError(
+                f"{purpose} signature does not verify under {self.name}'s key"
+                f" ({self.short_fingerprint()})"
+            ) from None
+
+    def same_keys(self, other: PublicIdentity) -> bool:
+        return self.fingerprint == other.fingerprint
+
+
+class Identity:
+    """A party's private keys. Never printed: ``repr`` shows the public half only."""
+
+    def __init__(
+        self, name: str, signing_key: Ed25519PrivateKey, kem_key: X25519PrivateKey
+    ) -> None:
+        self.name = check_name(name)
+        self._signing_key = signing_key
+        self._kem_key = kem_key
+        self.public = PublicIdentity(name, signing_key.public_key(), kem_key.public_key())
+
+    def __repr__(self) -> str:
+        return f"Identity(name={self.name!r}, fingerprint={self.public.short_fingerprint()!r})"
+
+    @classmethod
+    def generate(cls, name: str) -> Identity:
+        return cls(name, Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+
+    @property
+    def kem_private_key(self) -> X25519PrivateKey:
+        return self._kem_key
+
+    def sign(self, purpose: str, obj: Any) -> bytes:
+        return self._signing_key.sign(signing_input(purpose, obj))
+
+    # Key files
+
+    def to_pem(
+        self, passphrase: bytes | None = None, *, iterations: int = PASSPHRASE_ITERATIONS
+    ) -> bytes:
+        blocks = [
+            _private_key_pem(key, passphrase, iterations)
+            for key in (self._signing_key, self._kem_key)
+        ]
+        return (_FILE_HEADER + self.name + "\n").encode("ascii") + b"".join(blocks)
+
+    @classmethod
+    def from_pem(cls, data: bytes, passphrase: bytes | None = None) -> Identity:
+        first_line, _, _ = data.partition(b"\n")
+        try:
+            header = first_line.decode("ascii").rstrip("\r")
+        except UnicodeDecodeError:
+            header = ""
+        if not header.startswith(_FILE_HEADER):
+            raise IdentityError(f"key file: does not start with {_FILE_HEADER!r}")
+        name = check_name(header[len(_FILE_HEADER) :], field="key file name")
+        pems = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
+        if len(pems) != 2:
+            raise IdentityError(f"key file: {len(pems)} private key block(s), expected 2")
+        encrypted = [b"ENCRYPTED" in pem.split(b"\n", 1)[0] for pem in pems]
+        if any(encrypted) and passphrase is None:
+            raise IdentityError(f"key file for {name}: encrypted, a passphrase is needed")
+        keys = []
+        for pem, is_encrypted in zip(pems, encrypted, strict=True):
+            try:
+                keys.append(
+                    serialization.load_pem_private_key(pem, passphrase if is_encrypted else None)
+                )
+            except (ValueError, TypeError):
+                raise IdentityError(
+                    f"key file for {name}: wrong passphrase or damaged key"
+                ) from None
+        signing, kem = keys
+        if not isinstance(signing, Ed25519PrivateKey) or not isinstance(kem, X25519PrivateKey):
+            raise IdentityError(f"key file for {name}: expected an Ed25519 key, then an X25519 key")
+        return cls(name, signing, kem)
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        passphrase: bytes | None = None,
+        *,
+        iterations: int = PASSPHRASE_ITERATIONS,
+    ) -> None:
+        """Write the key file atomically, readable by its owner only."""
+        write_private_file(Path(path), self.to_pem(passphrase, iterations=iterations))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> Identity:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise IdentityError(f"key file {path}: {exc.strerror}") from None
+        return cls.from_pem(data, passphrase)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600, atomically and durably."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# PKCS#8 EncryptedPrivateKeyInfo with PBES2, written from a fixed DER template.
+
+_OID_PBES2 = bytes.fromhex("06092a864886f70d01050d")  # 1.2.840.113549.1.5.13
+_OID_PBKDF2 = bytes.fromhex("06092a864886f70d01050c")  # 1.2.840.113549.1.5.12
+_OID_HMAC_SHA256 = bytes.fromhex("06082a864886f70d0209")  # 1.2.840.113549.2.9
+_OID_AES256_CBC = bytes.fromhex("060960864801650304012a")  # 2.16.840.1.101.3.4.1.42
+_DER_NULL = b"\x05\x00"
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        encoded = bytes((length,))
+    else:
+        octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+        encoded = bytes((0x80 | len(octets),)) + octets
+    return bytes((tag,)) + encoded + content
+
+
+def _der_integer(value: int) -> bytes:
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    body = b64encode(der)
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    text = f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
+    return text.encode("ascii")
+
+
+def _private_key_pem(
+    key: Ed25519PrivateKey | X25519PrivateKey, passphrase: bytes | None, iterations: int
+) -> bytes:
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    if passphrase is None:
+        return _pem("PRIVATE KEY", der)
+    if not passphrase:
+        raise IdentityError("key file: the passphrase is empty")
+    salt = os.urandom(_SALT_LENGTH_BYTES)
+    iv = os.urandom(_IV_LENGTH_BYTES)
+    kek = PBKDF2HMAC(hashes.SHA256(), 32, salt, iterations).derive(passphrase)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(der) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(kek), modes.CBC(iv)).encryptor()
+    encrypted = encryptor.update(padded) + encryptor.finalize()
+    pbkdf2_params = _der(
+        0x30,
+        _der(0x04, salt) + _der_integer(iterations) + _der(0x30, _OID_HMAC_SHA256 + _DER_NULL),
+    )
+    pbes2_params = _der(
+        0x30,
+        _der(0x30, _OID_PBKDF2 + pbkdf2_params) + _der(0x30, _OID_AES256_CBC + _der(0x04, iv)),
+    )
+    info = _der(0x30, _der(0x30, _OID_PBES2 + pbes2_params) + _der(0x04, encrypted))
+    return _pem("ENCRYPTED PRIVATE KEY", info)

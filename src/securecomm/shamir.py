@@ -1,0 +1,172 @@
+"""Shamir's secret sharing over GF(2^8), byte by byte.
+
+Low-level layer. Each byte of the secret is the constant term of its own
+random polynomial of degree t-1; share x holds every polynomial evaluated at
+x. A raw share is laid out as HashiCorp Vault's ``shamir`` package lays it:
+the y-bytes, then the x-coordinate as the last byte. Raw shares carry no
+checksum and no threshold: use :mod:`securecomm.shares` for anything a person
+or a network touches.
+
+Any t shares give the secret; t-1 shares say nothing about it, because every
+candidate secret is consistent with them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from . import gf256
+from .errors import (
+    DuplicateShareError,
+    InsufficientSharesError,
+    LengthError,
+    ParameterError,
+    RaggedSharesError,
+    ShareIndexError,
+)
+
+__all__ = [
+    "MAX_SHARES",
+    "MIN_THRESHOLD",
+    "combine",
+    "interpolate",
+    "recover_secret",
+    "split",
+    "split_secret",
+]
+
+#: x-coordinates are one byte and 0 is the secret's own, so at most 255 shares.
+MAX_SHARES = 255
+#: A threshold of 1 would hand the secret itself to every holder.
+MIN_THRESHOLD = 2
+
+
+def check_parameters(n: int, t: int) -> None:
+    """Raise :class:`ParameterError` unless 2 <= t <= n <= 255."""
+    if not isinstance(n, int) or not isinstance(t, int) or isinstance(n | t, bool):
+        raise ParameterError("shamir: n and t must be integers")
+    if not MIN_THRESHOLD <= t:
+        raise ParameterError(f"shamir: threshold {t} is below the minimum {MIN_THRESHOLD}")
+    if t > n:
+        raise ParameterError(f"shamir: threshold {t} is above the number of shares {n}")
+    if n > MAX_SHARES:
+        raise ParameterError(f"shamir: {n} shares asked for, at most {MAX_SHARES} exist")
+
+
+def split(secret: bytes, n: int, t: int) -> list[bytes]:
+    """Split ``secret`` into ``n`` raw shares, any ``t`` of which rebuild it.
+
+    Share i (0-based) has x-coordinate i + 1 and is ``len(secret) + 1`` bytes.
+    """
+    check_parameters(n, t)
+    secret = bytes(secret)
+    length = len(secret)
+    if length == 0:
+        raise ParameterError("shamir: the secret is empty")
+    # Coefficients a_1 .. a_{t-1}, each a byte string: one random polynomial per secret byte.
+    coefficients = [os.urandom(length) for _ in range(t - 1)]
+    top = coefficients[-1]
+    lower = [int.from_bytes(c, "little") for c in reversed(coefficients[:-1])]
+    lower.append(int.from_bytes(secret, "little"))
+    shares = []
+    for x in range(1, n + 1):
+        table = gf256.mul_table(x)
+        # Horner's rule: y = (((a_{t-1} x + a_{t-2}) x + ...) x + a_1) x + secret
+        acc = top
+        for term in lower:
+            acc = (int.from_bytes(acc.translate(table), "little") ^ term).to_bytes(length, "little")
+        shares.append(acc + bytes((x,)))
+    return shares
+
+
+def _lagrange_weights(xs: Sequence[int], at: int) -> list[int]:
+    """The weight of each share's y in the interpolated value at x = ``at``."""
+    weights = []
+    for i, xi in enumerate(xs):
+        numerator = 1
+        denominator = 1
+        for j, xj in enumerate(xs):
+            if i != j:
+                numerator = gf256.mul(numerator, at ^ xj)
+                denominator = gf256.mul(denominator, xi ^ xj)
+        weights.append(gf256.div(numerator, denominator))
+    return weights
+
+
+def _check_raw(shares: Sequence[bytes]) -> None:
+    if len(shares) < MIN_THRESHOLD:
+        raise InsufficientSharesError(
+            f"shamir: {len(shares)} share(s) given, at least {MIN_THRESHOLD} needed"
+        )
+    length = len(shares[0])
+    seen: dict[int, int] = {}
+    for position, share in enumerate(shares, start=1):
+        if len(share) < 2:
+            raise LengthError(
+                f"shamir: share {position}: length {len(share)} bytes, expected at least 2"
+            )
+        if len(share) != length:
+            raise RaggedSharesError(
+                f"shamir: share {position}: length {len(share)} bytes, expected {length}"
+                " like share 1"
+            )
+        x = share[-1]
+        if x == 0:
+            raise ShareIndexError(f"shamir: share {position}: index 0 is the secret's own")
+        if x in seen:
+            raise DuplicateShareError(
+                f"shamir: share {position}: index {x} already given by share {seen[x]}"
+            )
+        seen[x] = position
+
+
+def interpolate(shares: Sequence[bytes], x: int) -> bytes:
+    """Evaluate at ``x`` the polynomials through the given raw shares (x = 0 is the secret)."""
+    _check_raw(shares)
+    if not 0 <= x <= 255:
+        raise ParameterError(f"shamir: x = {x} is outside the field")
+    value = 0
+    weights = _lagrange_weights([share[-1] for share in shares], x)
+    for share, weight in zip(shares, weights, strict=True):
+        y = share[:-1]
+        value ^= int.from_bytes(y.translate(gf256.mul_table(weight)), "little")
+    return value.to_bytes(len(shares[0]) - 1, "little")
+
+
+def combine(shares: Sequence[bytes]) -> bytes:
+    """Rebuild the secret from raw shares (all of them are used).
+
+    Refuses, each with its own error naming the share: fewer than two shares,
+    a share too short to hold a byte, ragged lengths, index 0, duplicate
+    indices. It cannot know the threshold: with fewer than t shares it returns
+    a wrong secret, which is why :mod:`securecomm.shares` records t.
+    """
+    return interpolate(shares, 0)
+
+
+# The seed's integer API, kept as a thin layer over the byte API above.
+
+
+def split_secret(secret_int: int, n: int, t: int) -> list[tuple[int, int]]:
+    """Split a non-negative integer into ``n`` shares ``(x, y)``, any ``t`` rebuilding it."""
+    if not isinstance(secret_int, int) or isinstance(secret_int, bool) or secret_int < 0:
+        raise ParameterError("shamir: the secret must be a non-negative integer")
+    length = max(1, (secret_int.bit_length() + 7) // 8)
+    raw = split(secret_int.to_bytes(length, "big"), n, t)
+    return [(share[-1], int.from_bytes(share[:-1], "big")) for share in raw]
+
+
+def recover_secret(shares: Sequence[tuple[int, int]], t: int) -> int:
+    """Rebuild the integer from at least ``t`` shares made by :func:`split_secret`."""
+    if len(shares) < t:
+        raise InsufficientSharesError(f"shamir: {len(shares)} share(s) given, threshold is {t}")
+    # A y whose top bytes are zero in every share comes from a secret whose
+    # same bytes are zero, so the widest y is wide enough.
+    width = max(1, *((y.bit_length() + 7) // 8 for _, y in shares))
+    raw = []
+    for position, (x, y) in enumerate(shares, start=1):
+        if not 0 <= x <= 255 or y < 0:
+            raise ShareIndexError(f"shamir: share {position}: index {x} is out of range 1..255")
+        raw.append(y.to_bytes(width, "big") + bytes((x,)))
+    return int.from_bytes(combine(raw), "big")
