@@ -1,0 +1,200 @@
+"""The project's own vectors, read in both directions, and regenerated identically."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tools import generate_vectors
+
+from securecomm import canonical, errors, shamir, shares
+from securecomm.envelope import Envelope, Policy, Receipt, prepare
+from securecomm.identity import Identity
+from securecomm.shares import Share
+
+from ._vectors import VECTORS, load
+
+SHAMIR = load("shamir.json")
+SHARES = load("shares.json")
+ENVELOPE = load("envelope.json")
+CANONICAL = load("canonical.json")
+
+
+def error_class(name: str) -> type[Exception]:
+    cls = getattr(errors, name)
+    assert isinstance(cls, type) and issubclass(cls, errors.SecureCommError)
+    return cls
+
+
+def replay(monkeypatch: pytest.MonkeyPatch, drawn: list[str]) -> None:
+    """Make os.urandom hand out exactly the recorded bytes, in order, and no more."""
+    stream: Iterator[str] = iter(drawn)
+
+    def urandom(size: int) -> bytes:
+        value = bytes.fromhex(next(stream))
+        assert len(value) == size
+        return value
+
+    monkeypatch.setattr("os.urandom", urandom)
+
+
+def test_generated_files_match_the_generator() -> None:
+    for name, text in generate_vectors.build().items():
+        assert (VECTORS / name).read_text("utf-8") == text, f"vectors/{name} is stale"
+
+
+def test_every_file_is_mostly_failure_cases_with_descriptions() -> None:
+    total = failures = 0
+    for name in ("shamir.json", "shares.json", "envelope.json", "canonical.json"):
+        for key, cases in load(name).items():
+            if not isinstance(cases, list):
+                continue
+            for case in cases:
+                assert case["description"] and case["expect"], (name, key)
+                total += 1
+                failures += case["expect"] != "ok"
+    assert failures > total / 2
+
+
+@pytest.mark.parametrize("case", SHAMIR["split"], ids=lambda c: c["description"])
+def test_shamir_split(case: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = bytes.fromhex(case["secret"])
+    raw = [bytes.fromhex(s) for s in case["shares"]]
+    replay(monkeypatch, case["coefficients"])
+    assert shamir.split(secret, case["n"], case["t"]) == raw
+    for subset in itertools.islice(itertools.combinations(raw, case["t"]), 20):
+        assert shamir.combine(list(subset)) == secret
+
+
+@pytest.mark.parametrize("case", SHAMIR["combine"], ids=lambda c: c["description"])
+def test_shamir_combine_refusals(case: dict[str, Any]) -> None:
+    with pytest.raises(error_class(case["expect"])):
+        shamir.combine([bytes.fromhex(s) for s in case["shares"]])
+
+
+@pytest.mark.parametrize("case", SHARES["encode"], ids=lambda c: c["description"])
+def test_share_encoding(case: dict[str, Any]) -> None:
+    share = Share(
+        bytes.fromhex(case["split_id"]),
+        case["threshold"],
+        case["index"],
+        bytes.fromhex(case["value"]),
+    )
+    assert share.to_bytes().hex() == case["binary"]
+    assert share.to_text() == case["text"]
+    assert Share.from_bytes(bytes.fromhex(case["binary"])) == share
+    assert Share.from_text(case["text"]) == share
+
+
+@pytest.mark.parametrize("case", SHARES["decode"], ids=lambda c: c["description"])
+def test_share_decode_refusals(case: dict[str, Any]) -> None:
+    with pytest.raises(error_class(case["expect"])) as caught:
+        Share.from_text(case["text"], name="share 7")
+    assert type(caught.value).__name__ == case["expect"]
+    assert "share 7" in str(caught.value)
+
+
+@pytest.mark.parametrize("case", SHARES["combine"], ids=lambda c: c["description"])
+def test_share_combine(case: dict[str, Any]) -> None:
+    given = [Share.from_text(t) for t in case["shares"]]
+    if case["expect"] == "ok":
+        assert shares.combine(given).hex() == case["secret"]
+    else:
+        with pytest.raises(error_class(case["expect"])) as caught:
+            shares.combine(given)
+        assert type(caught.value).__name__ == case["expect"]
+
+
+def _identities() -> dict[str, Identity]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    result = {}
+    for name, keys in ENVELOPE["identities"].items():
+        ident = Identity(
+            name,
+            Ed25519PrivateKey.from_private_bytes(bytes.fromhex(keys["ed25519_seed"])),
+            X25519PrivateKey.from_private_bytes(bytes.fromhex(keys["x25519_private"])),
+        )
+        assert ident.public.to_json() == keys["public"]
+        result[name] = ident
+    return result
+
+
+CUSTODIANS = ["alpha", "bravo", "charlie", "delta", "echo"]
+
+
+def test_envelope_encode_direction(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = _identities()
+    valid = ENVELOPE["valid"]
+    replay(monkeypatch, valid["random"])
+    draft = prepare(
+        bytes.fromhex(valid["plaintext"]),
+        sender=ids["alice"].public,
+        recipients=[ids["bob"].public],
+        custodians=[(n, ids[n].public.fingerprint) for n in CUSTODIANS],
+        threshold=3,
+        policy=Policy(**valid["policy"]),
+        created=valid["created"],
+    )
+    receipts = [
+        Receipt.issue(
+            ids[n],
+            i + 1,
+            draft.header.message_id,
+            valid["receipt_refs"][i],
+            draft.header.custodians[i].share_digest,
+        )
+        for i, n in enumerate(CUSTODIANS)
+    ]
+    assert draft.finish(ids["alice"], receipts).to_bytes().decode() == valid["envelope"]
+    assert [s.to_text() for s in draft.shares] == valid["shares"]
+
+
+def test_envelope_decode_direction() -> None:
+    ids = _identities()
+    valid = ENVELOPE["valid"]
+    envelope = Envelope.from_bytes(valid["envelope"].encode())
+    envelope.verify(ids["alice"].public, {n: ids[n].public for n in CUSTODIANS})
+    released = {k: Share.from_text(v) for k, v in valid["released"].items()}
+    assert envelope.open(released).hex() == valid["plaintext"]
+    assert envelope.to_bytes().decode() == valid["envelope"]
+
+
+@pytest.mark.parametrize("case", ENVELOPE["failures"], ids=lambda c: c["description"])
+def test_envelope_refusals(case: dict[str, Any]) -> None:
+    ids = _identities()
+    error = error_class(case["expect"])
+    reached = "decode"
+    with pytest.raises(error) as caught:
+        env = Envelope.from_bytes(case["envelope"].encode())
+        reached = "verify"
+        env.verify(ids["alice"].public, {n: ids[n].public for n in CUSTODIANS})
+        reached = "open"
+        env.open({k: Share.from_text(v) for k, v in case["released"].items()})
+    assert type(caught.value).__name__ == case["expect"]
+    assert reached == case["stage"]
+
+
+@pytest.mark.parametrize("case", CANONICAL["valid"], ids=lambda c: c["description"])
+def test_canonical_valid(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["canonical_hex"])
+    assert canonical.dumps(case["value"]) == data
+    assert canonical.loads(data) == case["value"]
+
+
+@pytest.mark.parametrize("case", CANONICAL["invalid"], ids=lambda c: c["description"])
+def test_canonical_invalid(case: dict[str, Any]) -> None:
+    with pytest.raises(error_class(case["expect"])) as caught:
+        canonical.loads(bytes.fromhex(case["text_hex"]))
+    assert type(caught.value).__name__ == case["expect"]
+
+
+def test_vector_files_are_valid_json_with_sources() -> None:
+    for path in VECTORS.glob("*.json"):
+        data = json.loads(path.read_text("utf-8"))
+        assert data.get("description")
+        assert data.get("source") or data.get("generator") == "tools/generate_vectors.py"

@@ -1,0 +1,484 @@
+"""Generate vectors/{shamir,shares,envelope,canonical}.json from a fixed seed.
+
+Run with ``make vectors``. The output is deterministic: every random value
+comes from a SHA-256 counter stream over SEED, recorded in each vector in the
+order the code draws it, so a test can replay the encoding and get the same
+bytes. tests/unit/test_vectors.py checks the files on disk equal this
+script's output, and reads every case in both directions.
+
+Known-answer vectors from standards (NIST, RFC 9180) are not generated here:
+they are copied from their source into their own files.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import os
+import struct
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from securecomm import canonical, errors, shamir, shares
+from securecomm.envelope import Envelope, Policy, Receipt, prepare
+from securecomm.identity import Identity
+
+SEED = b"securecomm/v1/test-vectors/2026-11-29"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+
+
+class Stream:
+    """A deterministic byte source that records what it hands out."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label.encode()
+        self._counter = 0
+        self.drawn: list[bytes] = []
+
+    def __call__(self, size: int) -> bytes:
+        out = b""
+        while len(out) < size:
+            block = hashlib.sha256(
+                SEED + b"/" + self._label + struct.pack(">Q", self._counter)
+            ).digest()
+            self._counter += 1
+            out += block
+        self.drawn.append(out[:size])
+        return out[:size]
+
+
+@contextmanager
+def deterministic(label: str) -> Iterator[Stream]:
+    stream = Stream(label)
+    original = os.urandom
+    os.urandom = stream
+    try:
+        yield stream
+    finally:
+        os.urandom = original
+
+
+def identity(name: str) -> tuple[Identity, dict[str, str]]:
+    seed = hashlib.sha256(SEED + b"/identity/" + name.encode()).digest()
+    kem_seed = hashlib.sha256(seed + b"/kem").digest()
+    ident = Identity(
+        name,
+        Ed25519PrivateKey.from_private_bytes(seed),
+        X25519PrivateKey.from_private_bytes(kem_seed),
+    )
+    return ident, {"ed25519_seed": seed.hex(), "x25519_private": kem_seed.hex()}
+
+
+def error_name(call: Callable[[], object]) -> str:
+    try:
+        call()
+    except errors.SecureCommError as exc:
+        return type(exc).__name__
+    raise AssertionError("a failure vector did not fail")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# Shamir
+
+
+def shamir_vectors() -> dict[str, Any]:
+    splits: list[dict[str, Any]] = []
+    cases = [
+        ("one-byte secret, 2 of 3", b"\x2a", 3, 2),
+        ("32-byte key, 3 of 5 (the default)", bytes(range(32)), 5, 3),
+        ("all-zero 16-byte secret, 5 of 5", bytes(16), 5, 5),
+        ("text secret, 2 of 2", b"correct horse battery staple", 2, 2),
+        ("4-byte secret, 4 of 10", b"\xff\x00\x80\x01", 10, 4),
+    ]
+    for description, secret, n, t in cases:
+        with deterministic(f"shamir/{description}") as stream:
+            raw = shamir.split(secret, n, t)
+        splits.append(
+            {
+                "description": description,
+                "secret": secret.hex(),
+                "n": n,
+                "t": t,
+                "coefficients": [c.hex() for c in stream.drawn],
+                "shares": [s.hex() for s in raw],
+                "expect": "ok",
+            }
+        )
+    good = [bytes.fromhex(s) for s in splits[1]["shares"]]
+    failures = [
+        ("a single share", good[:1]),
+        ("no shares", []),
+        ("ragged lengths", [good[0], good[1][1:], good[2]]),
+        ("index 0 (the secret's own x-coordinate)", [good[0], good[1][:-1] + b"\x00", good[2]]),
+        ("duplicate index", [good[0], good[1], good[0]]),
+        ("shares of one byte only (no y-bytes)", [b"\x01", b"\x02"]),
+    ]
+    combine = [
+        {
+            "description": description,
+            "shares": [s.hex() for s in given],
+            "expect": error_name(functools.partial(shamir.combine, given)),
+        }
+        for description, given in failures
+    ]
+    return {
+        "description": (
+            "Raw Shamir over GF(2^8), polynomial 0x11B, x = 1..n, raw share = y-bytes || x."
+            " 'coefficients' are a_1..a_{t-1}, one byte string each, in the order split draws"
+            " them; 'shares' is what split returns. Any t shares combine to 'secret'."
+        ),
+        "split": splits,
+        "combine": combine,
+    }
+
+
+# Shares
+
+
+def craft_share(
+    version: int = 1,
+    split_id: bytes = bytes(range(16)),
+    threshold: int = 3,
+    index: int = 1,
+    value: bytes = b"\x11" * 8,
+    length: int | None = None,
+) -> bytes:
+    body = (
+        struct.pack(
+            ">B16sBBI",
+            version,
+            split_id,
+            threshold,
+            index,
+            len(value) if length is None else length,
+        )
+        + value
+    )
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+def shares_vectors() -> dict[str, Any]:
+    encode = []
+    for description, split_id, t, index, value in [
+        ("index 1 of a 3-of-5 split of a 32-byte key", bytes(range(16)), 3, 1, bytes(range(32))),
+        ("index 255, threshold 255, 1-byte value", b"\xff" * 16, 255, 255, b"\x00"),
+        ("index 2, threshold 2, 7-byte value", bytes(16), 2, 2, b"sevenby"),
+    ]:
+        share = shares.Share(split_id, t, index, value)
+        encode.append(
+            {
+                "description": description,
+                "split_id": split_id.hex(),
+                "threshold": t,
+                "index": index,
+                "value": value.hex(),
+                "binary": share.to_bytes().hex(),
+                "text": share.to_text(),
+                "expect": "ok",
+            }
+        )
+    good = craft_share()
+    good_text = shares.TEXT_PREFIX + b64(good)
+    flipped = bytearray(good)
+    flipped[25] ^= 0x01
+    swapped = bytearray(craft_share(value=b"\x11\x12" + b"\x11" * 6))
+    swapped[23], swapped[24] = swapped[24], swapped[23]
+    non_canonical = good_text[:-2] + chr(ord(good_text[-2]) + 1) + "="
+    decode_failures: list[tuple[str, str]] = [
+        ("unknown binary version 2", shares.TEXT_PREFIX + b64(craft_share(version=2))),
+        ("unknown text version v2", good_text.replace("-v1:", "-v2:")),
+        ("missing prefix", b64(good)),
+        ("truncated below the minimum length", shares.TEXT_PREFIX + b64(good[:20])),
+        ("length field disagrees with the data", shares.TEXT_PREFIX + b64(craft_share(length=9))),
+        ("one byte flipped in the value", shares.TEXT_PREFIX + b64(bytes(flipped))),
+        ("two adjacent bytes swapped", shares.TEXT_PREFIX + b64(bytes(swapped))),
+        ("index 0 with a valid checksum", shares.TEXT_PREFIX + b64(craft_share(index=0))),
+        ("threshold 1 with a valid checksum", shares.TEXT_PREFIX + b64(craft_share(threshold=1))),
+        ("not base64", good_text[:-4] + "!!!!"),
+        ("base64 without padding", good_text.rstrip("=")),
+    ]
+    if base64.b64decode(non_canonical[len(shares.TEXT_PREFIX) :]) == good:
+        decode_failures.append(("base64 with non-zero unused bits", non_canonical))
+    decode = [
+        {
+            "description": description,
+            "text": text,
+            "expect": error_name(functools.partial(shares.Share.from_text, text)),
+        }
+        for description, text in decode_failures
+    ]
+    secret = b"a secret of 24 bytes....."
+    with deterministic("shares/combine-a"):
+        split_a = shares.split(secret, 5, 3)
+    with deterministic("shares/combine-b"):
+        split_b = shares.split(secret, 5, 3)
+    with deterministic("shares/combine-four"):
+        split_four = shares.split(secret, 5, 4, split_id=split_a[0].split_id)
+    forged = shares.Share(split_a[3].split_id, 3, 4, bytes(x ^ 1 for x in split_a[3].value))
+    combine_cases: list[tuple[str, list[shares.Share]]] = [
+        ("shares 1, 2, 3", split_a[:3]),
+        ("shares 5, 1, 3", [split_a[4], split_a[0], split_a[2]]),
+        ("all five shares (extras checked)", split_a),
+        ("two shares, threshold 3", split_a[:2]),
+        ("mixed split ids", [split_a[0], split_a[1], split_b[2]]),
+        ("mixed thresholds", [split_a[0], split_four[1], split_a[2]]),
+        ("duplicate index", [split_a[0], split_a[1], split_a[0]]),
+        (
+            "ragged lengths",
+            [split_a[0], shares.Share(split_a[0].split_id, 3, 2, b"short"), split_a[2]],
+        ),
+        ("a fourth share that disagrees with the first three", [*split_a[:3], forged]),
+    ]
+    combine = []
+    for description, given in combine_cases:
+        entry: dict[str, Any] = {
+            "description": description,
+            "shares": [s.to_text() for s in given],
+        }
+        try:
+            entry["secret"] = shares.combine(given).hex()
+            entry["expect"] = "ok"
+        except errors.SecureCommError as exc:
+            entry["expect"] = type(exc).__name__
+        combine.append(entry)
+    return {
+        "description": (
+            "Encoded shares (spec/format-v1.md, 'Share'). 'encode': fields -> binary (hex)"
+            " and text; decoding either gives the fields back. 'decode': text that MUST be"
+            " rejected, with the error class. 'combine': text shares -> secret (hex) or error."
+        ),
+        "encode": encode,
+        "decode": decode,
+        "combine": combine,
+    }
+
+
+# Envelope
+
+
+def envelope_vectors() -> dict[str, Any]:
+    names = ["alpha", "bravo", "charlie", "delta", "echo"]
+    alice, alice_keys = identity("alice")
+    bob, bob_keys = identity("bob")
+    custodians = [identity(name) for name in names]
+    message = b"Meet at the north gate at 06:00."
+    with deterministic("envelope/main") as stream:
+        draft = prepare(
+            message,
+            sender=alice.public,
+            recipients=[bob.public],
+            custodians=[(c.name, c.public.fingerprint) for c, _ in custodians],
+            threshold=3,
+            policy=Policy(expires=1_900_000_000, max_releases=3),
+            created=1_795_000_000,
+        )
+    receipts = [
+        Receipt.issue(
+            c,
+            i + 1,
+            draft.header.message_id,
+            f"ref-{c.name}-0001",
+            draft.header.custodians[i].share_digest,
+        )
+        for i, (c, _) in enumerate(custodians)
+    ]
+    envelope = draft.finish(alice, receipts)
+    data = envelope.to_bytes()
+    doc = envelope.to_json()
+    released = {names[i]: draft.shares[i].to_text() for i in (0, 2, 4)}
+
+    def altered(path: list[str | int], value: Any) -> bytes:
+        copy = json.loads(data)
+        target = copy
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        return canonical.dumps(copy)
+
+    ct = base64.b64decode(doc["ciphertext"])
+    flipped_ct = b64(bytes([ct[0] ^ 0x80]) + ct[1:])
+    tag = base64.b64decode(doc["tag"])
+    flipped_tag = b64(tag[:-1] + bytes([tag[-1] ^ 0x01]))
+    other_shares = dict(released)
+    bad_value = bytearray(draft.shares[2].value)
+    bad_value[0] ^= 0x01
+    other_shares["charlie"] = shares.Share(
+        draft.shares[2].split_id, 3, 3, bytes(bad_value)
+    ).to_text()
+    failures: list[tuple[str, bytes, str, dict[str, str]]] = [
+        ("version 2", altered(["v"], 2), "decode", released),
+        ("spaces added (non-canonical JSON)", data.replace(b'":', b'": ', 1), "decode", released),
+        (
+            "12-byte nonce cut to 11",
+            altered(["nonce"], b64(base64.b64decode(doc["nonce"])[:11])),
+            "decode",
+            released,
+        ),
+        ("threshold above n", altered(["header", "threshold"], 6), "decode", released),
+        (
+            "duplicate custodian",
+            altered(["header", "custodians", 1, "name"], "alpha"),
+            "decode",
+            released,
+        ),
+        (
+            "receipt of another message",
+            altered(["receipts", 0, "message_id"], "00" * 16),
+            "decode",
+            released,
+        ),
+        ("one bit of ciphertext flipped", altered(["ciphertext"], flipped_ct), "verify", released),
+        ("one bit of tag flipped", altered(["tag"], flipped_tag), "verify", released),
+        (
+            "recipient renamed",
+            altered(["header", "recipients", 0, "name"], "eve"),
+            "verify",
+            released,
+        ),
+        (
+            "policy loosened",
+            altered(["header", "policy", "max_releases"], 1000),
+            "verify",
+            released,
+        ),
+        ("a released share altered (custodian charlie lies)", data, "open", other_shares),
+        ("only two shares released", data, "open", {k: released[k] for k in ("alpha", "echo")}),
+    ]
+    cases = []
+    for description, blob, stage, given in failures:
+
+        def attempt(blob: bytes = blob, stage: str = stage, given: dict[str, str] = given) -> None:
+            env = Envelope.from_bytes(blob)
+            env.verify(alice.public, {c.name: c.public for c, _ in custodians})
+            env.open({k: shares.Share.from_text(v) for k, v in given.items()})
+
+        cases.append(
+            {
+                "description": description,
+                "envelope": blob.decode(),
+                "released": given,
+                "stage": stage,
+                "expect": error_name(attempt),
+            }
+        )
+    return {
+        "description": (
+            "Envelopes (spec/format-v1.md, 'Envelope'). Identities are derived from the"
+            " given private keys. 'random' lists the bytes prepare() draws, in order:"
+            " message id (16), message key (32), split coefficients (t-1 x 32), AES-GCM"
+            " nonce (12). Replaying them with the same inputs gives 'envelope' byte for byte."
+            " 'failures': the stage (decode, verify, open) at which a reader MUST refuse."
+        ),
+        "identities": {
+            "alice": {**alice_keys, "public": alice.public.to_json()},
+            "bob": {**bob_keys, "public": bob.public.to_json()},
+            **{c.name: {**keys, "public": c.public.to_json()} for c, keys in custodians},
+        },
+        "valid": {
+            "description": "alice to bob, 3 of 5 custodians, expires, at most 3 releases",
+            "plaintext": message.hex(),
+            "created": 1_795_000_000,
+            "policy": draft.header.policy.to_json(),
+            "random": [r.hex() for r in stream.drawn],
+            "receipt_refs": [r.ref for r in receipts],
+            "envelope": data.decode(),
+            "shares": [s.to_text() for s in draft.shares],
+            "released": released,
+            "expect": "ok",
+        },
+        "failures": cases,
+    }
+
+
+# Canonical JSON
+
+
+def canonical_vectors() -> dict[str, Any]:
+    valid_values: list[tuple[str, Any]] = [
+        ("keys sorted", {"b": 1, "a": 2, "c": {"z": None, "y": [True, False]}}),
+        (
+            "RFC 8785 3.2.3: keys sort by UTF-16 code units",
+            {"\u20ac": 1, "\r": 2, "\ufb33": 3, "1": 4, "\U0001f600": 5, "\u0080": 6, "\u00f6": 7},
+        ),
+        ("control characters escaped, others literal", "\u0000\b\t\n\f\r\u001f \u007f\u2028é€"),
+        ("quote and backslash escaped, slash literal", 'a"b\\c/d'),
+        ("largest safe integers", [9007199254740991, -9007199254740991, 0]),
+        ("empty containers", {"a": [], "b": {}}),
+    ]
+    valid = [
+        {
+            "description": description,
+            "value": value,
+            "canonical_hex": canonical.dumps(value).hex(),
+            "expect": "ok",
+        }
+        for description, value in valid_values
+    ]
+    invalid_texts = [
+        ("whitespace after a colon", b'{"a": 1}'),
+        ("keys out of order", b'{"b":1,"a":2}'),
+        ("a float", b'{"a":1.5}'),
+        ("an exponent", b"[1e3]"),
+        ("a duplicate key", b'{"a":1,"a":1}'),
+        ("an escaped plain letter", b'"\\u0041"'),
+        ("an escaped slash", b'"\\/"'),
+        ("an upper-case hex escape", b'"\\u001F"'),
+        ("a trailing newline", b"{}\n"),
+        ("invalid UTF-8", b'"\xff"'),
+        ("an integer beyond 2^53 - 1", b"9007199254740992"),
+        ("a lone surrogate", b'"\\ud800"'),
+        ("NaN", b"NaN"),
+    ]
+    invalid = [
+        {
+            "description": description,
+            "text_hex": text.hex(),
+            "expect": error_name(functools.partial(canonical.loads, text)),
+        }
+        for description, text in invalid_texts
+    ]
+    return {
+        "description": (
+            "Canonical JSON, RFC 8785 without floats. 'valid': value -> canonical UTF-8 bytes"
+            " (hex); parsing those bytes gives the value back. 'invalid': bytes (hex) that"
+            " MUST be rejected."
+        ),
+        "valid": valid,
+        "invalid": invalid,
+    }
+
+
+def build() -> dict[str, str]:
+    """Every generated file's name and exact text."""
+    files = {
+        "shamir.json": shamir_vectors(),
+        "shares.json": shares_vectors(),
+        "envelope.json": envelope_vectors(),
+        "canonical.json": canonical_vectors(),
+    }
+    return {
+        name: json.dumps({"generator": "tools/generate_vectors.py", **content}, indent=2) + "\n"
+        for name, content in files.items()
+    }
+
+
+def main() -> None:
+    for name, text in build().items():
+        (VECTORS / name).write_text(text, "utf-8")
+        print(f"wrote vectors/{name}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
