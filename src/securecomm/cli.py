@@ -120,6 +120,9 @@ def _load_public(path: str) -> PublicIdentity:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    # A .pub file is canonical JSON; keygen ends it with a newline, as text files end.
+    if data.endswith(b"\n"):
+        data = data[:-1]
     return PublicIdentity.from_json(canonical.loads(data, what=path), field=path)
 
 
