@@ -66,17 +66,16 @@ def split(secret: bytes, n: int, t: int) -> list[bytes]:
         raise ParameterError("shamir: the secret is empty")
     # Coefficients a_1 .. a_{t-1}, each a byte string: one random polynomial per secret byte.
     coefficients = [os.urandom(length) for _ in range(t - 1)]
-    top = coefficients[-1]
-    lower = [int.from_bytes(c, "little") for c in reversed(coefficients[:-1])]
-    lower.append(int.from_bytes(secret, "little"))
+    constant = int.from_bytes(secret, "little")
     shares = []
     for x in range(1, n + 1):
-        table = gf256.mul_table(x)
-        # Horner's rule: y = (((a_{t-1} x + a_{t-2}) x + ...) x + a_1) x + secret
-        acc = top
-        for term in lower:
-            acc = (int.from_bytes(acc.translate(table), "little") ^ term).to_bytes(length, "little")
-        shares.append(acc + bytes((x,)))
+        # y = secret + a_1 x + a_2 x^2 + ...: each term one translate, the sum one XOR of ints
+        y = constant
+        power = 1
+        for coefficient in coefficients:
+            power = gf256.mul(power, x)
+            y ^= int.from_bytes(coefficient.translate(gf256.mul_table(power)), "little")
+        shares.append(y.to_bytes(length, "little") + bytes((x,)))
     return shares
 
 
