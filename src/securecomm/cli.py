@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import NoReturn
 from . import __version__, aead, canonical
 from . import shares as shares_mod
 from ._encoding import b64encode
+from ._files import write_atomic
 from .envelope import Envelope, prepare
 from .errors import (
     DecryptionError,
@@ -30,7 +29,7 @@ from .errors import (
     ShareError,
     SignatureError,
 )
-from .identity import Identity, PublicIdentity, write_private_file
+from .identity import Identity, PublicIdentity
 from .shares import Share
 
 EXIT_FAILURE = 1
@@ -74,17 +73,7 @@ def _write_output(path: str | None, data: bytes) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
 
 
 def _passphrase(args: argparse.Namespace, *, confirm: bool) -> bytes | None:
@@ -196,7 +185,7 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
     share_paths = []
     for share in draft.shares:
         path = out_dir / f"{envelope.id}.share-{share.index}.txt"
-        write_private_file(path, (share.to_text() + "\n").encode("ascii"))
+        write_atomic(path, (share.to_text() + "\n").encode("ascii"), private=True)
         share_paths.append(path)
     envelope_path = args.out or (
         f"{args.file}.scm" if args.file not in (None, "-") else f"{envelope.id}.scm"

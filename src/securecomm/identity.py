@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from . import canonical
 from ._encoding import b64decode, b64encode, labelled_hash
+from ._files import write_atomic
 from .errors import FieldError, IdentityError, LengthError, SignatureError, UnknownVersionError
 
 __all__ = [
@@ -230,7 +230,7 @@ class Identity:
         iterations: int = PASSPHRASE_ITERATIONS,
     ) -> None:
         """Write the key file atomically, readable by its owner only."""
-        write_private_file(Path(path), self.to_pem(passphrase, iterations=iterations))
+        write_atomic(path, self.to_pem(passphrase, iterations=iterations), private=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> Identity:
@@ -239,22 +239,6 @@ class Identity:
         except OSError as exc:
             raise IdentityError(f"key file {path}: {exc.strerror}") from None
         return cls.from_pem(data, passphrase)
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600, atomically and durably."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # PKCS#8 EncryptedPrivateKeyInfo with PBES2, written from a fixed DER template.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
-import struct
 import zlib
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tools import generate_vectors
 
 from securecomm import errors, shares
 from securecomm.shares import Share
@@ -17,28 +18,9 @@ SPLIT_A = bytes(range(16))
 SPLIT_B = bytes(range(1, 17))
 
 
-def craft(
-    *,
-    version: int = 1,
-    split_id: bytes = SPLIT_A,
-    threshold: int = 3,
-    index: int = 1,
-    value: bytes = b"\x11" * 8,
-    length: int | None = None,
-) -> bytes:
+def craft(**fields: Any) -> bytes:
     """A binary share with a correct checksum over whatever fields it is given."""
-    body = (
-        struct.pack(
-            ">B16sBBI",
-            version,
-            split_id,
-            threshold,
-            index,
-            len(value) if length is None else length,
-        )
-        + value
-    )
-    return body + zlib.crc32(body).to_bytes(4, "big")
+    return generate_vectors.craft_share(**fields)
 
 
 def test_layout_matches_the_spec() -> None:
