@@ -109,6 +109,9 @@ def loads(data: bytes, *, what: str = "document") -> Any:
         raise FormatError(f"{what}: not JSON ({exc.msg} at offset {exc.pos})") from None
     except RecursionError:
         raise FormatError(f"{what}: nested too deeply") from None
+    except ValueError:
+        # Python refuses to convert integers of more than 4300 digits.
+        raise FormatError(f"{what}: a number is too long") from None
     try:
         canonical = dumps(value)
     except FieldError as exc:

@@ -36,6 +36,7 @@ from .errors import (
     FieldError,
     InsufficientSharesError,
     KeyCommitmentError,
+    NotRecipientError,
     ShareDigestError,
     SignatureError,
     UnknownVersionError,
@@ -72,9 +73,14 @@ _REF = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # Field readers: each names the path of what it refuses.
 
 
-def _object(value: object, path: str, keys: set[str]) -> Mapping[str, Any]:
+def _object(
+    value: object, path: str, keys: set[str], *, versioned: bool = False
+) -> Mapping[str, Any]:
+    """``value`` as an object with exactly ``keys``; a versioned one has its "v" checked first."""
     if not isinstance(value, Mapping):
         raise FieldError(f"{path}: expected an object, got {type(value).__name__}")
+    if versioned:
+        _version(value, path)
     missing = keys - set(value)
     if missing:
         raise FieldError(f"{path}: missing field(s) {sorted(missing)}")
@@ -106,7 +112,8 @@ def _list(value: object, path: str, low: int, high: int) -> list[Any]:
     if not isinstance(value, list):
         raise FieldError(f"{path}: expected an array, got {type(value).__name__}")
     if not low <= len(value) <= high:
-        raise FieldError(f"{path}: {len(value)} item(s), expected {low}..{high}")
+        expected = f"exactly {low}" if low == high else f"{low}..{high}"
+        raise FieldError(f"{path}: {len(value)} item(s), expected {expected}")
     return value
 
 
@@ -218,20 +225,30 @@ class Policy:
     max_releases: int | None = None
     require_approval: bool = False
 
+    #: Where errors say the policy is; from_json sets the full path of the field.
+    path: str = field(default="policy", compare=False, repr=False)
+
     def __post_init__(self) -> None:
-        for name in ("not_before", "expires"):
-            _optional_int(getattr(self, name), f"policy.{name}", 0, _TIME_MAX)
-        _optional_int(self.max_releases, "policy.max_releases", 1, 1_000_000)
+        path = self.path
+        _optional_int(self.not_before, f"{path}.not_before", 0, _TIME_MAX)
+        _optional_int(self.expires, f"{path}.expires", 0, _TIME_MAX)
+        _optional_int(self.max_releases, f"{path}.max_releases", 1, 1_000_000)
         if not isinstance(self.require_approval, bool):
-            raise FieldError("policy.require_approval: expected true or false")
+            raise FieldError(f"{path}.require_approval: expected true or false")
         if (
             self.not_before is not None
             and self.expires is not None
             and self.expires <= self.not_before
         ):
             raise FieldError(
-                f"policy: expires ({self.expires}) is not after not_before ({self.not_before})"
+                f"{path}: expires ({self.expires}) is not after not_before ({self.not_before})"
             )
+
+    def allows_release_at(self, now: int) -> bool:
+        """Whether ``now`` is inside the window: not_before inclusive, expires exclusive."""
+        if self.not_before is not None and now < self.not_before:
+            return False
+        return self.expires is None or now < self.expires
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -245,10 +262,7 @@ class Policy:
     def from_json(cls, value: object, path: str) -> Policy:
         obj = _object(value, path, {"not_before", "expires", "max_releases", "require_approval"})
         return cls(
-            _optional_int(obj["not_before"], f"{path}.not_before", 0, _TIME_MAX),
-            _optional_int(obj["expires"], f"{path}.expires", 0, _TIME_MAX),
-            _optional_int(obj["max_releases"], f"{path}.max_releases", 1, 1_000_000),
-            obj["require_approval"],
+            obj["not_before"], obj["expires"], obj["max_releases"], obj["require_approval"], path
         )
 
 
@@ -292,8 +306,7 @@ class Header:
     @classmethod
     def from_json(cls, value: object, path: str = "envelope.header") -> Header:
         keys = {"v", "id", "sender", "recipients", "created", "threshold", "n", "custodians"}
-        obj = _object(value, path, keys | {"policy", "key_commitment"})
-        _version(obj, path)
+        obj = _object(value, path, keys | {"policy", "key_commitment"}, versioned=True)
         message_id = bytes.fromhex(_match(obj["id"], f"{path}.id", _HEX_ID, "32 hex digits"))
         sender = PublicIdentity.from_json(obj["sender"], field=f"{path}.sender")
         recipients = tuple(
@@ -374,8 +387,7 @@ class Receipt:
     @classmethod
     def from_json(cls, value: object, path: str = "receipt") -> Receipt:
         keys = {"v", "custodian", "index", "message_id", "ref", "share_digest", "signature"}
-        obj = _object(value, path, keys)
-        _version(obj, path)
+        obj = _object(value, path, keys, versioned=True)
         return cls(
             check_name(obj["custodian"], field=f"{path}.custodian"),
             _int(obj["index"], f"{path}.index", 1, 255),
@@ -431,17 +443,23 @@ class Envelope:
     def from_json(cls, value: object) -> Envelope:
         path = "envelope"
         keys = {"v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"}
-        if isinstance(value, Mapping):
-            _version(value, path)
-        obj = _object(value, path, keys)
+        obj = _object(value, path, keys, versioned=True)
         header = Header.from_json(obj["header"])
         nonce = b64decode(obj["nonce"], field=f"{path}.nonce", length=aead.NONCE_LENGTH_BYTES)
         ciphertext = b64decode(obj["ciphertext"], field=f"{path}.ciphertext")
         tag = b64decode(obj["tag"], field=f"{path}.tag", length=aead.TAG_LENGTH_BYTES)
         raw_receipts = _list(obj["receipts"], f"{path}.receipts", 0, 255)
-        if len(raw_receipts) not in (0, header.n):
+        # Custodian services (with fingerprints) sign receipts; shares held out of band cannot.
+        services = [slot.fingerprint is not None for slot in header.custodians]
+        if any(services) and not all(services):
             raise FieldError(
-                f"{path}.receipts: {len(raw_receipts)} receipt(s), expected 0 or {header.n}"
+                f"{path}.header.custodians: either every custodian has a fingerprint or none has"
+            )
+        expected = header.n if all(services) else 0
+        if len(raw_receipts) != expected:
+            raise FieldError(
+                f"{path}.receipts: {len(raw_receipts)} receipt(s), expected {expected}"
+                + (" (one per custodian)" if expected else " (custodians without fingerprints)")
             )
         receipts = tuple(
             Receipt.from_json(r, f"{path}.receipts[{i}]") for i, r in enumerate(raw_receipts)
@@ -470,14 +488,22 @@ class Envelope:
         self,
         sender: PublicIdentity | None = None,
         custodians: Mapping[str, PublicIdentity] | None = None,
+        *,
+        recipient: PublicIdentity | None = None,
     ) -> None:
         """Check the sender's signature, and each receipt whose custodian key is known.
 
         ``sender`` is the pinned key of the sender, if the caller knows it:
         an envelope that names another key is refused. Without it, the
         signature is checked against the key in the header, which proves
-        integrity but not who sent it.
+        integrity but not who sent it. ``recipient``, if given, must be
+        listed in the header by name and fingerprint.
         """
+        if recipient is not None and not self.header.is_recipient(recipient):
+            raise NotRecipientError(
+                f"envelope {self.id}: {recipient.name} ({recipient.short_fingerprint()})"
+                " is not one of its recipients"
+            )
         claimed = self.header.sender
         if sender is not None and (
             sender.name != claimed.name or sender.fingerprint != claimed.fingerprint

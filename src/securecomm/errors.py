@@ -23,6 +23,8 @@ carries secret bytes: keys, shares, plaintext or passphrases.
     ├── DecryptionError         opaque: wrong key and tampered data look the same
     │   └── KeyCommitmentError
     ├── SignatureError
+    ├── PolicyError             a rule forbids the operation
+    │   └── NotRecipientError
     └── IdentityError           a key file that cannot be read or used
 """
 
@@ -41,7 +43,9 @@ __all__ = [
     "LengthError",
     "MixedSplitError",
     "NonCanonicalError",
+    "NotRecipientError",
     "ParameterError",
+    "PolicyError",
     "RaggedSharesError",
     "SecureCommError",
     "ShareDigestError",
@@ -137,6 +141,14 @@ class KeyCommitmentError(DecryptionError):
 
 class SignatureError(SecureCommError):
     """A signature that does not verify under the expected key."""
+
+
+class PolicyError(SecureCommError):
+    """A rule forbids the operation (not a recipient, too early, expired, used up, denied)."""
+
+
+class NotRecipientError(PolicyError):
+    """The reader is not among the message's recipients."""
 
 
 class IdentityError(SecureCommError):

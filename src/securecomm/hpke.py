@@ -21,14 +21,14 @@ from cryptography.hazmat.primitives import hpke as _hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from . import canonical
-from .errors import DecryptionError, FieldError
+from .errors import DecryptionError, FieldError, IdentityError
 
 __all__ = ["ENC_LENGTH_BYTES", "OVERHEAD_BYTES", "SUITE", "info", "open", "seal"]
 
 SUITE = _hpke.Suite(_hpke.KEM.X25519, _hpke.KDF.HKDF_SHA256, _hpke.AEAD.AES_256_GCM)
 ENC_LENGTH_BYTES = 32
 OVERHEAD_BYTES = ENC_LENGTH_BYTES + 16
-_PURPOSES = frozenset({"deposit", "release", "test"})
+_PURPOSES = frozenset({"deposit", "release"})
 
 
 def info(purpose: str, context: Mapping[str, Any]) -> bytes:
@@ -40,7 +40,11 @@ def info(purpose: str, context: Mapping[str, Any]) -> bytes:
 
 def seal(plaintext: bytes, recipient: X25519PublicKey, info: bytes) -> bytes:
     """Encrypt ``plaintext`` so that only ``recipient`` can open it, under ``info``."""
-    return SUITE.encrypt(plaintext, recipient, info=info)
+    try:
+        return SUITE.encrypt(plaintext, recipient, info=info)
+    except ValueError:
+        # An all-zero or low-order X25519 key gives an all-zero shared secret.
+        raise IdentityError("hpke: the recipient's X25519 key is not usable") from None
 
 
 def open(sealed: bytes, private_key: X25519PrivateKey, info: bytes) -> bytes:

@@ -58,8 +58,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _PURPOSE = re.compile(r"[a-z0-9][a-z0-9/_-]{0,63}")
 _FILE_HEADER = "securecomm-identity: "
 _PEM_BLOCK = re.compile(
-    rb"-----BEGIN (ENCRYPTED )?PRIVATE KEY-----\r?\n.*?-----END (ENCRYPTED )?PRIVATE KEY-----",
-    re.DOTALL,
+    rb"-----BEGIN ((?:ENCRYPTED )?PRIVATE KEY)-----\r?\n.*?-----END \1-----", re.DOTALL
 )
 
 
@@ -124,7 +123,8 @@ class PublicIdentity:
     def from_json(cls, obj: object, *, field: str = "identity") -> PublicIdentity:
         if not isinstance(obj, Mapping):
             raise FieldError(f"{field}: expected an object")
-        if obj.get("v") != 1:
+        version = obj.get("v")
+        if version != 1 or isinstance(version, bool):
             raise UnknownVersionError(f"{field}: version {obj.get('v')!r}, expected 1")
         if set(obj) != {"v", "name", "sign", "kem"}:
             raise FieldError(
@@ -204,15 +204,17 @@ class Identity:
         pems = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
         if len(pems) != 2:
             raise IdentityError(f"key file: {len(pems)} private key block(s), expected 2")
-        encrypted = [b"ENCRYPTED" in pem.split(b"\n", 1)[0] for pem in pems]
-        if any(encrypted) and passphrase is None:
+        encrypted = [pem.startswith(b"-----BEGIN ENCRYPTED") for pem in pems]
+        if any(encrypted) != all(encrypted):
+            raise IdentityError(f"key file for {name}: one key is encrypted and one is not")
+        if all(encrypted) and passphrase is None:
             raise IdentityError(f"key file for {name}: encrypted, a passphrase is needed")
+        if not any(encrypted) and passphrase is not None:
+            raise IdentityError(f"key file for {name}: not encrypted, yet a passphrase was given")
         keys = []
-        for pem, is_encrypted in zip(pems, encrypted, strict=True):
+        for pem in pems:
             try:
-                keys.append(
-                    serialization.load_pem_private_key(pem, passphrase if is_encrypted else None)
-                )
+                keys.append(serialization.load_pem_private_key(pem, passphrase))
             except (ValueError, TypeError):
                 raise IdentityError(
                     f"key file for {name}: wrong passphrase or damaged key"

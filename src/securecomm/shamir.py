@@ -158,6 +158,8 @@ def split_secret(secret_int: int, n: int, t: int) -> list[tuple[int, int]]:
 
 def recover_secret(shares: Sequence[tuple[int, int]], t: int) -> int:
     """Rebuild the integer from at least ``t`` shares made by :func:`split_secret`."""
+    if not isinstance(t, int) or t < MIN_THRESHOLD:
+        raise ParameterError(f"shamir: threshold {t} is below the minimum {MIN_THRESHOLD}")
     if len(shares) < t:
         raise InsufficientSharesError(f"shamir: {len(shares)} share(s) given, threshold is {t}")
     # A y whose top bytes are zero in every share comes from a secret whose
@@ -165,7 +167,9 @@ def recover_secret(shares: Sequence[tuple[int, int]], t: int) -> int:
     width = max(1, *((y.bit_length() + 7) // 8 for _, y in shares))
     raw = []
     for position, (x, y) in enumerate(shares, start=1):
-        if not 0 <= x <= 255 or y < 0:
+        if not 1 <= x <= 255:
             raise ShareIndexError(f"shamir: share {position}: index {x} is out of range 1..255")
+        if y < 0:
+            raise ParameterError(f"shamir: share {position}: negative value")
         raw.append(y.to_bytes(width, "big") + bytes((x,)))
     return int.from_bytes(combine(raw), "big")

@@ -15,7 +15,6 @@ securecomm checks each share against the digest the sender signed
 
 from __future__ import annotations
 
-import binascii
 import os
 import struct
 import zlib
@@ -146,11 +145,7 @@ class Share:
                 version = text[len(_TEXT_PREFIX_STEM) : text.index(":")]
                 raise UnknownVersionError(f"{name}: text version {version!r}, expected 'v1'")
             raise FormatError(f"{name}: does not start with {TEXT_PREFIX!r}")
-        try:
-            data = b64decode(text[len(TEXT_PREFIX) :], field=name)
-        except (binascii.Error, ValueError):
-            raise FormatError(f"{name}: not valid base64") from None
-        return cls.from_bytes(data, name=name)
+        return cls.from_bytes(b64decode(text[len(TEXT_PREFIX) :], field=name), name=name)
 
 
 def split(secret: bytes, n: int, t: int, *, split_id: bytes | None = None) -> list[Share]:

@@ -74,6 +74,7 @@ def test_values_outside_the_subset_are_refused(value: object) -> None:
         (b'"\\ud800"', errors.FormatError),
         (b"9007199254740992", errors.FormatError),
         (b"[" * 100_000, errors.FormatError),
+        (b"1" * 5000, errors.FormatError),
     ],
 )
 def test_loads_refuses_other_spellings(data: bytes, error: type[Exception]) -> None:

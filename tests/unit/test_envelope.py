@@ -246,6 +246,11 @@ def _reject_cases(env: Envelope) -> list[tuple[str, Any, type[Exception], str]]:
     return [
         ("v", 2, errors.UnknownVersionError, "envelope.v: version 2"),
         ("header.v", 0, errors.UnknownVersionError, "envelope.header.v"),
+        ("header.v", True, errors.UnknownVersionError, "envelope.header.v: version True"),
+        ("header.sender.v", True, errors.UnknownVersionError, "envelope.header.sender"),
+        ("receipts.0.v", 2, errors.UnknownVersionError, "envelope.receipts[0].v"),
+        ("receipts", [], errors.FieldError, "0 receipt(s), expected 5"),
+        ("header.custodians.2.fingerprint", None, errors.FieldError, "every custodian"),
         (
             "nonce",
             b64encode(bytes(16)),
@@ -262,7 +267,7 @@ def _reject_cases(env: Envelope) -> list[tuple[str, Any, type[Exception], str]]:
         ("header.threshold", 1, errors.FieldError, "threshold: 1 is outside 2..255"),
         ("header.threshold", "3", errors.FieldError, "expected an integer"),
         ("header.threshold", True, errors.FieldError, "expected an integer"),
-        ("header.n", 4, errors.FieldError, "custodians: 5 item(s), expected 4..4"),
+        ("header.n", 4, errors.FieldError, "custodians: 5 item(s), expected exactly 4"),
         (
             "header.custodians.1.name",
             "alpha",
@@ -284,7 +289,12 @@ def _reject_cases(env: Envelope) -> list[tuple[str, Any, type[Exception], str]]:
         ("header.policy.require_approval", "yes", errors.FieldError, "require_approval"),
         ("header.created", -1, errors.FieldError, "created"),
         ("header.key_commitment", b64encode(bytes(8)), errors.LengthError, "key_commitment"),
-        ("receipts", doc["receipts"][:1], errors.FieldError, "1 receipt(s), expected 0 or 5"),
+        (
+            "receipts",
+            doc["receipts"][:1],
+            errors.FieldError,
+            "1 receipt(s), expected 5 (one per custodian)",
+        ),
         ("receipts.1", doc["receipts"][2], errors.FieldError, "receipts[1]: receipt of 'charlie'"),
         ("receipts.0.message_id", "00" * 16, errors.FieldError, "not this envelope's id"),
         (
@@ -306,6 +316,35 @@ def test_each_must_reject_rule_has_its_own_error(world: World) -> None:
         assert message in str(caught.value), (path, str(caught.value))
 
 
+def test_version_is_checked_before_the_fields(world: World) -> None:
+    """A later version may add fields: it gets the version error, not a field error."""
+    doc = world.envelope.to_json()
+    for path in ("header", "receipts.0"):
+        future = _mutate(_mutate(doc, f"{path}.v", 2), f"{path}.new_field", 1)
+        with pytest.raises(errors.UnknownVersionError):
+            Envelope.from_bytes(canonical.dumps(future))
+
+
+def test_recipient_check(world: World) -> None:
+    world.envelope.verify(world.alice.public, world.keys, recipient=world.bob.public)
+    with pytest.raises(errors.NotRecipientError, match="carol"):
+        world.envelope.verify(recipient=Identity.generate("carol").public)
+    # Same name, other keys: still not the recipient.
+    with pytest.raises(errors.NotRecipientError):
+        world.envelope.verify(recipient=Identity.generate("bob").public)
+
+
+def test_policy_window_boundaries() -> None:
+    policy = Policy(not_before=100, expires=200)
+    assert not policy.allows_release_at(99)
+    assert policy.allows_release_at(100)
+    assert policy.allows_release_at(199)
+    assert not policy.allows_release_at(200)
+    assert Policy().allows_release_at(0)
+    with pytest.raises(errors.FieldError, match="policy: expires"):
+        Policy(not_before=5, expires=5)
+
+
 def test_non_canonical_bytes_are_refused(world: World) -> None:
     data = world.envelope.to_bytes()
     with pytest.raises(errors.NonCanonicalError):
@@ -315,6 +354,15 @@ def test_non_canonical_bytes_are_refused(world: World) -> None:
 
 
 def test_offline_custodians_without_receipts(world: World) -> None:
+    offline = prepare(
+        b"x",
+        sender=world.alice.public,
+        recipients=[world.bob.public],
+        custodians=[("share-1", None), ("share-2", None)],
+        threshold=2,
+    )
+    with pytest.raises(errors.FieldError, match="expected 0"):
+        offline.finish(world.alice, world.finish(world.draft).receipts[:2])
     draft = prepare(
         b"offline",
         sender=world.alice.public,

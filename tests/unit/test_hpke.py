@@ -71,7 +71,7 @@ def test_context_binding() -> None:
 
 def test_every_bit_flip_and_truncation_is_refused() -> None:
     key = X25519PrivateKey.generate()
-    info = hpke.info("test", {})
+    info = hpke.info("deposit", {})
     sealed = hpke.seal(b"0123456789abcdef", key.public_key(), info)
     for bit in range(len(sealed) * 8):
         changed = bytearray(sealed)
@@ -84,5 +84,14 @@ def test_every_bit_flip_and_truncation_is_refused() -> None:
 
 
 def test_unknown_purpose_is_refused() -> None:
-    with pytest.raises(errors.FieldError):
-        hpke.info("other", {})
+    for purpose in ("other", "test", "Deposit"):
+        with pytest.raises(errors.FieldError):
+            hpke.info(purpose, {})
+
+
+def test_an_unusable_recipient_key_is_refused_with_our_error() -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+    zero = X25519PublicKey.from_public_bytes(bytes(32))
+    with pytest.raises(errors.IdentityError, match="not usable"):
+        hpke.seal(b"share", zero, hpke.info("deposit", {}))

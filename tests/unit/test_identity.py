@@ -81,6 +81,22 @@ def test_damaged_key_files_are_refused(alice: Identity) -> None:
         Identity.from_pem(reversed_keys)
     with pytest.raises(errors.IdentityError):
         Identity.load("/nonexistent/alice.key")
+    mismatched = pem.replace(
+        b"-----END PRIVATE KEY-----", b"-----END ENCRYPTED PRIVATE KEY-----", 1
+    )
+    with pytest.raises(errors.IdentityError, match="1 private key block"):
+        Identity.from_pem(mismatched)
+
+
+def test_mixed_or_unexpected_encryption_is_refused(alice: Identity) -> None:
+    plain, encrypted = alice.to_pem(), alice.to_pem(b"pw", iterations=1000)
+    first_plain = plain[: plain.index(b"-----BEGIN", 40)]
+    second_encrypted = encrypted[encrypted.index(b"-----BEGIN", 40) :]
+    with pytest.raises(errors.IdentityError, match="one key is encrypted and one is not"):
+        Identity.from_pem(first_plain + second_encrypted, b"pw")
+    with pytest.raises(errors.IdentityError, match="not encrypted, yet a passphrase"):
+        Identity.from_pem(plain, b"pw")
+    assert Identity.from_pem(encrypted, b"pw").public == alice.public
 
 
 def test_fingerprint(alice: Identity) -> None:

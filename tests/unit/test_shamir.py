@@ -150,3 +150,10 @@ def test_seed_integer_api_refusals() -> None:
         split_secret(-1, 5, 3)
     with pytest.raises(errors.InsufficientSharesError):
         recover_secret(split_secret(5, 5, 3)[:2], 3)
+    with pytest.raises(errors.ParameterError):
+        recover_secret([], 0)
+    shares = split_secret(5, 5, 3)
+    with pytest.raises(errors.ShareIndexError, match="share 2: index 0"):
+        recover_secret([shares[0], (0, shares[1][1]), shares[2]], 3)
+    with pytest.raises(errors.ShareIndexError, match="index 256"):
+        recover_secret([shares[0], (256, shares[1][1]), shares[2]], 3)
