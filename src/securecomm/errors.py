@@ -23,9 +23,12 @@ carries secret bytes: keys, shares, plaintext or passphrases.
     ├── DecryptionError         opaque: wrong key and tampered data look the same
     │   └── KeyCommitmentError
     ├── SignatureError
+    │   └── RequestAuthError    a signed HTTP request that is refused (code says why)
+    │       └── ReplayError
     ├── PolicyError             a rule forbids the operation
     │   └── NotRecipientError
-    └── IdentityError           a key file that cannot be read or used
+    ├── IdentityError           a key file that cannot be read or used
+    └── ServiceError            a relay or custodian answered with an error
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ __all__ = [
     "NonCanonicalError",
     "NotRecipientError",
     "ParameterError",
+    "ReplayError",
+    "RequestAuthError",
+    "ServiceError",
     "PolicyError",
     "RaggedSharesError",
     "SecureCommError",
@@ -143,6 +149,21 @@ class SignatureError(SecureCommError):
     """A signature that does not verify under the expected key."""
 
 
+class RequestAuthError(SignatureError):
+    """A signed HTTP request refused; ``code`` is the stable reason a service answers."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ReplayError(RequestAuthError):
+    """A request whose nonce was already seen inside the clock-skew window."""
+
+    def __init__(self, message: str = "request nonce already used (replay)") -> None:
+        super().__init__("replayed_request", message)
+
+
 class PolicyError(SecureCommError):
     """A rule forbids the operation (not a recipient, too early, expired, used up, denied)."""
 
@@ -153,3 +174,13 @@ class NotRecipientError(PolicyError):
 
 class IdentityError(SecureCommError):
     """A key file or public identity that cannot be read or used."""
+
+
+class ServiceError(SecureCommError):
+    """A service answered with an error: HTTP ``status`` and its stable ``code``."""
+
+    def __init__(self, service: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"{service}: {message} (HTTP {status}, {code})")
+        self.service = service
+        self.status = status
+        self.code = code
