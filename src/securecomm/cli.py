@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from . import __version__, aead, canonical
 from . import shares as shares_mod
+from ._cli_services import add_commands as add_service_commands
 from ._encoding import b64encode
 from ._files import write_atomic
 from .envelope import Envelope, prepare
@@ -399,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         "walk through encrypt, split, combine and decrypt",
         "A narrated run of the whole cryptographic flow on this machine, no server needed.",
     )
+    add_service_commands(sub)
     return parser
 
 

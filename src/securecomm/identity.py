@@ -180,6 +180,15 @@ class Identity:
     def sign(self, purpose: str, obj: Any) -> bytes:
         return self._signing_key.sign(signing_input(purpose, obj))
 
+    def sign_bytes(self, data: bytes) -> bytes:
+        """Low level: a raw Ed25519 signature of ``data``.
+
+        The caller must keep its inputs apart from every other use of the key:
+        :meth:`sign` inputs start with ``b"securecomm/v1/"``, HTTP signature
+        bases (:mod:`securecomm.httpsig`) with ``b'"@method"'``.
+        """
+        return self._signing_key.sign(data)
+
     # Key files
 
     def to_pem(

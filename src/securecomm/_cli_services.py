@@ -1,0 +1,214 @@
+"""``securecomm relay …``, ``securecomm custodian …`` and ``securecomm audit …``.
+
+Imported by :mod:`securecomm.cli` only; the services' web stack is imported
+inside each command, so the offline commands start without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import Settings, load_settings
+from .errors import IdentityError, ParameterError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.home)
+
+
+def cmd_relay_serve(args: argparse.Namespace) -> None:
+    from .relay.app import create_relay_app
+    from .service.serve import serve
+
+    settings = _settings(args)
+    serve(
+        lambda: create_relay_app(settings),
+        name="relay",
+        host=args.host or settings.server_host,
+        port=args.port or settings.server_port,
+        workers=args.workers or settings.workers,
+    )
+
+
+def cmd_custodian_serve(args: argparse.Namespace) -> None:
+    from .custodian.app import create_custodian_app
+    from .service.serve import serve
+
+    settings = _settings(args)
+    custodian = settings.custodian(args.name)
+    serve(
+        lambda: create_custodian_app(settings, args.name),
+        name=args.name,
+        host=args.host or custodian.host,
+        port=args.port or custodian.port,
+        workers=args.workers or settings.workers,
+    )
+
+
+def _operator_client(args: argparse.Namespace) -> Any:
+    from .client import ServiceClient
+    from .custodian.app import operator_name
+    from .identity import Identity
+
+    settings = _settings(args)
+    url = args.url or settings.custodian(args.name).url
+    key = settings.home / "operators" / f"{operator_name(args.name)}.key"
+    if not key.exists():
+        raise IdentityError(f"no operator key for {args.name} at {key}")
+    return ServiceClient(url, args.name, Identity.load(key))
+
+
+def cmd_custodian_pending(args: argparse.Namespace) -> None:
+    with _operator_client(args) as client:
+        answer = client.request("GET", "/v1/releases", params={"status": "pending"}).json()
+    pending = answer["releases"]
+    if not pending:
+        print(f"{args.name}: no pending releases")
+    for item in pending:
+        who = item["recipient"]
+        print(
+            f"{item['release_id']}  message {item['message_id']}  for {who['name']}"
+            f"  requested at {item['created']}"
+        )
+
+
+def _decide(args: argparse.Namespace, verdict: str) -> None:
+    with _operator_client(args) as client:
+        client.request("POST", f"/v1/releases/{args.release_id}/{verdict}")
+    print(
+        f"{args.name}: release {args.release_id} {dict(approve='approved', deny='denied')[verdict]}"
+    )
+
+
+def cmd_custodian_approve(args: argparse.Namespace) -> None:
+    _decide(args, "approve")
+
+
+def cmd_custodian_deny(args: argparse.Namespace) -> None:
+    _decide(args, "deny")
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from .custodian import audit
+    from .service.identities import load_public
+
+    settings = _settings(args)
+    directory = settings.custodian_dir(args.name)
+    public = load_public(Path(args.key) if args.key else directory / "identity.pub")
+    if args.file:
+        try:
+            entries = json.loads(Path(args.file).read_text("utf-8"))["entries"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ParameterError(
+                f"{args.file}: not an audit log saved from GET /v1/audit"
+            ) from None
+    else:
+        import sqlalchemy as sa
+
+        from .custodian.app import audit_log
+
+        database = settings.custodian_database(args.name)
+        if database.startswith("sqlite:///") and not Path(database[10:]).exists():
+            raise ParameterError(f"no database for {args.name} at {database[10:]}")
+        engine = sa.create_engine(database)
+        with engine.connect() as conn:
+            entries = audit.entries(conn, audit_log)
+        engine.dispose()
+    report = audit.verify(entries, public)
+    if report.ok:
+        print(f"audit log of {args.name}: {report.count} entries; chain and signatures verify")
+        return
+    print(f"audit log of {args.name}: FAILED at {report.reason}", file=sys.stderr)
+    print(f"the first {report.count} entries verify", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def add_commands(sub: Any) -> None:
+    """Register the service commands on the top-level subparsers."""
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--home",
+            metavar="DIR",
+            help="data directory (env SECURECOMM_HOME, default ./securecomm-data)",
+        )
+
+    def serving(p: argparse.ArgumentParser) -> None:
+        common(p)
+        p.add_argument("--host", help="address to listen on (default from the config)")
+        p.add_argument("--port", type=int, help="port to listen on (default from the config)")
+        p.add_argument("--workers", type=int, help="gunicorn worker processes (default 2)")
+
+    relay = sub.add_parser(
+        "relay",
+        help="run the relay service",
+        description="The relay stores sealed envelopes; never a key.",
+    )
+    relay_sub = relay.add_subparsers(dest="relay_command", metavar="COMMAND", required=True)
+    p = relay_sub.add_parser(
+        "serve",
+        help="serve the relay under gunicorn",
+        description="Serve the relay's HTTP/JSON API (default 127.0.0.1:5000). Creates its"
+        " identity and database under HOME/relay on first start.",
+    )
+    serving(p)
+    p.set_defaults(func=cmd_relay_serve)
+
+    custodian = sub.add_parser(
+        "custodian",
+        help="run a custodian, or act as its operator",
+        description="A custodian keeps one share per message and"
+        " releases it only as the sender's policy allows.",
+    )
+    cust_sub = custodian.add_subparsers(dest="custodian_command", metavar="COMMAND", required=True)
+    p = cust_sub.add_parser(
+        "serve",
+        help="serve one custodian under gunicorn",
+        description="Serve custodian NAME (alpha..echo default to 127.0.0.1:5101..5105)."
+        " Creates its identity, its operator's key and its database on first start.",
+    )
+    p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
+    serving(p)
+    p.set_defaults(func=cmd_custodian_serve)
+    for verb, func, text in (
+        ("pending", cmd_custodian_pending, "list releases waiting for approval"),
+        ("approve", cmd_custodian_approve, "approve a pending release"),
+        ("deny", cmd_custodian_deny, "deny a pending release"),
+    ):
+        p = cust_sub.add_parser(
+            verb,
+            help=text,
+            description=f"As the custodian's operator,"
+            f" {text} (signed with HOME/operators/NAME-operator.key).",
+        )
+        if verb != "pending":
+            p.add_argument("release_id", metavar="ID", help="the release id")
+        p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
+        p.add_argument("--url", help="the custodian's URL (default from the config)")
+        common(p)
+        p.set_defaults(func=func)
+
+    audit = sub.add_parser(
+        "audit",
+        help="check a custodian's audit log",
+        description="Audit logs are hash-chained and signed.",
+    )
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    p = audit_sub.add_parser(
+        "verify",
+        help="verify a custodian's audit log",
+        description="Check every entry's hash link and signature and name the first that"
+        " fails: an edited, removed or reordered entry. Reads the custodian's database under"
+        " HOME, or a log saved from GET /v1/audit with --file.",
+    )
+    p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
+    p.add_argument("--file", help="a JSON log saved from GET /v1/audit")
+    p.add_argument(
+        "--key", help="the custodian's .pub file (default HOME/custodians/NAME/identity.pub)"
+    )
+    common(p)
+    p.set_defaults(func=cmd_audit_verify)

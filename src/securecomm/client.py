@@ -1,0 +1,94 @@
+"""Signed HTTP calls to a relay or a custodian (httpx).
+
+Every error a service answers becomes a :class:`ServiceError` with its
+HTTP status and stable code; a service that cannot be reached becomes one
+with status 0 and code ``unreachable``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from . import httpsig
+from .errors import ServiceError
+from .identity import Identity
+
+__all__ = ["ServiceClient"]
+
+
+class ServiceClient:
+    """One service at ``base_url``, called as ``identity``, for the audience ``audience``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        audience: str,
+        identity: Identity | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.audience = audience
+        self.identity = identity
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        raw: bytes | None = None,
+        params: dict[str, str] | None = None,
+        sign: bool = True,
+    ) -> httpx.Response:
+        """Send one request; return the response if its status is 2xx, else raise."""
+        content = (
+            raw
+            if raw is not None
+            else (json.dumps(body, sort_keys=True).encode() if body is not None else b"")
+        )
+        query = str(httpx.QueryParams(params or {}))
+        headers = {"Content-Type": "application/json"} if content else {}
+        if sign:
+            if self.identity is None:
+                raise ValueError("a signed request needs an identity")
+            headers |= httpsig.sign_request(
+                self.identity,
+                method=method,
+                path=path,
+                query=query,
+                body=content,
+                audience=self.audience,
+            )
+        url = path + (f"?{query}" if query else "")
+        try:
+            response = self._http.request(method, url, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                self.audience,
+                0,
+                "unreachable",
+                f"cannot reach {self.base_url} ({type(exc).__name__})",
+            ) from None
+        if response.status_code >= 400:
+            try:
+                answer = response.json()
+                code, message = str(answer["code"]), str(answer["message"])
+            except (ValueError, KeyError, TypeError):
+                code, message = "http_error", f"HTTP {response.status_code}"
+            raise ServiceError(self.audience, response.status_code, code, message)
+        return response

@@ -1,0 +1,178 @@
+"""Settings: embedded defaults, then ``HOME/securecomm.toml``, then the environment.
+
+The names follow the seed's: SERVER_HOST, SERVER_PORT, SERVER_URL,
+N_SHARES, THRESHOLD; the storage directory is the home (``--home``, env
+``SECURECOMM_HOME``, default ``./securecomm-data``). Each custodian's URL
+can be pointed elsewhere (a proxy, say) with ``SECURECOMM_CUSTODIAN_<NAME>_URL``,
+and the relay's with ``SECURECOMM_SERVER_URL`` or ``SERVER_URL``.
+
+Home layout::
+
+    HOME/securecomm.toml              settings (optional)
+    HOME/relay/identity.key           the relay's identity
+    HOME/relay/relay.db               its SQLite database
+    HOME/custodians/NAME/identity.key the custodian's identity
+    HOME/custodians/NAME/operator.pub the public identity of its operator
+    HOME/custodians/NAME/custodian.db its SQLite database
+    HOME/operators/NAME.key           an operator's identity (for the CLI)
+    HOME/users/NAME.key               a user's identity
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ParameterError
+from .identity import check_name
+from .shamir import check_parameters
+
+__all__ = [
+    "DEFAULT_CUSTODIANS",
+    "DEFAULT_HOME",
+    "CustodianSettings",
+    "Settings",
+    "load_settings",
+]
+
+DEFAULT_HOME = Path("securecomm-data")
+DEFAULT_CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
+DEFAULT_RELAY_PORT = 5000
+DEFAULT_FIRST_CUSTODIAN_PORT = 5101
+DEFAULT_MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+CONFIG_FILE = "securecomm.toml"
+
+
+@dataclass(frozen=True)
+class CustodianSettings:
+    name: str
+    host: str
+    port: int
+    url: str
+    database_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    server_host: str = "127.0.0.1"
+    server_port: int = DEFAULT_RELAY_PORT
+    server_url: str = f"http://127.0.0.1:{DEFAULT_RELAY_PORT}"
+    relay_database_url: str | None = None
+    max_envelope_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES
+    n_shares: int = 5
+    threshold: int = 3
+    custodians: tuple[CustodianSettings, ...] = field(default_factory=tuple)
+    workers: int = 2
+
+    def custodian(self, name: str) -> CustodianSettings:
+        for custodian in self.custodians:
+            if custodian.name == name:
+                return custodian
+        known = ", ".join(c.name for c in self.custodians)
+        raise ParameterError(f"config: no custodian named {name!r} (known: {known})")
+
+    def relay_dir(self) -> Path:
+        return self.home / "relay"
+
+    def custodian_dir(self, name: str) -> Path:
+        return self.home / "custodians" / check_name(name)
+
+    def relay_database(self) -> str:
+        return self.relay_database_url or f"sqlite:///{self.relay_dir() / 'relay.db'}"
+
+    def custodian_database(self, name: str) -> str:
+        configured = self.custodian(name).database_url
+        return configured or f"sqlite:///{self.custodian_dir(name) / 'custodian.db'}"
+
+
+def _default_custodians(count: int) -> tuple[CustodianSettings, ...]:
+    names = list(DEFAULT_CUSTODIANS) + [f"custodian{i}" for i in range(6, count + 1)]
+    result = []
+    for i, name in enumerate(names[:count]):
+        port = DEFAULT_FIRST_CUSTODIAN_PORT + i
+        result.append(CustodianSettings(name, "127.0.0.1", port, f"http://127.0.0.1:{port}"))
+    return tuple(result)
+
+
+def _int(value: object, name: str) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return int(value)  # type: ignore[call-overload, no-any-return]
+    except (TypeError, ValueError):
+        raise ParameterError(f"config: {name} must be an integer, got {value!r}") from None
+
+
+def _str(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise ParameterError(f"config: {name} must be a string, got {value!r}")
+    return value
+
+
+def load_settings(
+    home: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults, then HOME/securecomm.toml if it exists, then the environment."""
+    env = os.environ if env is None else env
+    home_path = Path(home if home is not None else env.get("SECURECOMM_HOME", DEFAULT_HOME))
+    data: dict[str, Any] = {}
+    config_path = home_path / CONFIG_FILE
+    if config_path.exists():
+        try:
+            data = tomllib.loads(config_path.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ParameterError(f"config: {config_path} is not valid TOML ({exc})") from None
+    server = data.get("server", {})
+    shares = data.get("shares", {})
+    n = _int(env.get("N_SHARES", shares.get("n", 5)), "N_SHARES")
+    t = _int(env.get("THRESHOLD", shares.get("threshold", 3)), "THRESHOLD")
+    host = _str(env.get("SERVER_HOST", server.get("host", "127.0.0.1")), "SERVER_HOST")
+    port = _int(env.get("SERVER_PORT", server.get("port", DEFAULT_RELAY_PORT)), "SERVER_PORT")
+    url = env.get("SECURECOMM_SERVER_URL") or env.get("SERVER_URL") or server.get("url")
+    custodians_data = data.get("custodians")
+    if custodians_data is None:
+        custodians = _default_custodians(n)
+    else:
+        if not isinstance(custodians_data, list):
+            raise ParameterError("config: [[custodians]] must be a list of tables")
+        custodians = tuple(
+            CustodianSettings(
+                check_name(_str(c.get("name"), "custodians.name"), field="custodian name"),
+                _str(c.get("host", "127.0.0.1"), "custodians.host"),
+                _int(c.get("port"), "custodians.port"),
+                _str(
+                    c.get("url") or f"http://{c.get('host', '127.0.0.1')}:{c.get('port')}",
+                    "custodians.url",
+                ),
+                c.get("database_url"),
+            )
+            for c in custodians_data
+        )
+    custodians = tuple(
+        replace(c, url=env.get(f"SECURECOMM_CUSTODIAN_{c.name.upper()}_URL", c.url))
+        for c in custodians
+    )
+    if len(custodians) != n:
+        raise ParameterError(
+            f"config: N_SHARES is {n} but {len(custodians)} custodian(s) are configured"
+        )
+    check_parameters(n, t)
+    return Settings(
+        home=home_path,
+        server_host=host,
+        server_port=port,
+        server_url=_str(url or f"http://{host}:{port}", "SERVER_URL").rstrip("/"),
+        relay_database_url=server.get("database_url"),
+        max_envelope_bytes=_int(
+            server.get("max_envelope_bytes", DEFAULT_MAX_ENVELOPE_BYTES), "max_envelope_bytes"
+        ),
+        n_shares=n,
+        threshold=t,
+        custodians=custodians,
+        workers=_int(env.get("SECURECOMM_WORKERS", server.get("workers", 2)), "workers"),
+    )

@@ -1,0 +1,1 @@
+"""The custodian service (Flask, under gunicorn): ``securecomm custodian serve --name NAME``."""

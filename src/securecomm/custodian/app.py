@@ -1,0 +1,379 @@
+"""A custodian: keeps one share per message, sealed, and releases it only as the policy says.
+
+A deposit arrives sealed to this custodian (HPKE); the custodian opens it
+once, to check it against the digest the sender will sign, and stores it
+sealed as it came. A release opens it again and seals it to the recipient.
+Every deposit, release, refusal, approval and deletion goes into the
+hash-chained audit log in the same transaction as the change it records.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, Response, jsonify, request
+from sqlalchemy.engine import Connection, Engine
+
+from .. import canonical, hpke
+from .._encoding import b64encode
+from ..config import Settings
+from ..envelope import Policy, Receipt, share_digest
+from ..identity import PublicIdentity
+from ..protocol import DepositRequest, Release, deposit_info
+from ..service.app import ApiError, authenticate, create_app, error_response, read_json
+from ..service.identities import load_or_create, load_public, save_public
+from ..service.storage import define_common, open_database
+from ..shares import Share
+from . import audit, openapi
+
+__all__ = ["create_custodian_app", "ensure_operator"]
+
+metadata = sa.MetaData()
+_, nonces = define_common(metadata)
+audit_log = audit.define(metadata)
+deposits = sa.Table(
+    "deposits",
+    metadata,
+    sa.Column("ref", sa.String(32), primary_key=True),
+    sa.Column("message_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("share_index", sa.Integer, nullable=False),
+    sa.Column("sender_fp", sa.String(64), nullable=False),
+    sa.Column("share_digest", sa.String(44), nullable=False),
+    # As it arrived: HPKE-sealed to this custodian. NULL once destroyed.
+    sa.Column("sealed_share", sa.LargeBinary, nullable=True),
+    sa.Column("policy", sa.Text, nullable=False),
+    sa.Column("recipients", sa.Text, nullable=False),
+    sa.Column("releases", sa.Integer, nullable=False, default=0),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("destroyed_at", sa.Integer, nullable=True),
+    sa.Column("destroyed_why", sa.String(16), nullable=True),
+)
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("ref", sa.String(32), sa.ForeignKey("deposits.ref"), nullable=False, index=True),
+    sa.Column("recipient_fp", sa.String(64), nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),  # public identity JSON, to seal on approval
+    sa.Column("status", sa.String(16), nullable=False),  # pending, denied, approved, released
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("decided_at", sa.Integer, nullable=True),
+)
+
+
+def operator_name(custodian: str) -> str:
+    return f"{custodian}-operator"
+
+
+def ensure_operator(settings: Settings, name: str) -> PublicIdentity:
+    """The custodian's operator key: HOME/custodians/NAME/operator.pub, made on first start
+    together with its private half in HOME/operators/ if there is none."""
+    pub_path = settings.custodian_dir(name) / "operator.pub"
+    if not pub_path.exists():
+        operator = load_or_create(
+            settings.home / "operators" / f"{operator_name(name)}.key", operator_name(name)
+        )
+        save_public(pub_path, operator.public)
+    return load_public(pub_path)
+
+
+def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None = None) -> Flask:
+    directory = settings.custodian_dir(name)
+    identity = load_or_create(directory / "identity.key", name)
+    operator = ensure_operator(settings, name)
+    db = engine or open_database(settings.custodian_database(name), metadata)
+    app = create_app(name, identity, db, nonces, max_body_bytes=1024 * 1024)
+
+    def log(conn: Connection, event: str, **data: Any) -> None:
+        audit.append(conn, audit_log, identity, event, data, int(time.time()))
+
+    def require_operator() -> PublicIdentity:
+        caller = authenticate()
+        if caller.fingerprint != operator.fingerprint:
+            raise ApiError(403, "not_operator", f"only {name}'s operator may do this")
+        return caller
+
+    @app.get("/v1/identity")
+    def get_identity() -> Response:
+        document = identity.public.to_json()
+        return jsonify(
+            {"identity": document, "signature": b64encode(identity.sign("identity", document))}
+        )
+
+    @app.post("/v1/deposits")
+    def post_deposit() -> tuple[Response, int]:
+        sender = authenticate()
+        deposit = DepositRequest.from_json(read_json())
+        info = deposit_info(name, deposit.index, deposit.message_id, sender.fingerprint_hex)
+        share = Share.from_bytes(
+            hpke.open(deposit.sealed_share, identity.kem_private_key, info), name="share"
+        )
+        message_id = bytes.fromhex(deposit.message_id)
+        if (
+            share.index != deposit.index
+            or share.split_id != message_id
+            or share_digest(message_id, name, share) != deposit.share_digest
+        ):
+            raise ApiError(
+                400,
+                "digest_mismatch",
+                "the sealed share does not match the digest, index or message id",
+            )
+        ref = os.urandom(16).hex()
+        now = int(time.time())
+        with db.begin() as conn:
+            if conn.execute(
+                sa.select(deposits.c.ref).where(deposits.c.message_id == deposit.message_id)
+            ).first():
+                raise ApiError(
+                    409,
+                    "duplicate_deposit",
+                    f"a share of message {deposit.message_id} is already here",
+                )
+            conn.execute(
+                deposits.insert().values(
+                    ref=ref,
+                    message_id=deposit.message_id,
+                    share_index=deposit.index,
+                    sender_fp=sender.fingerprint_hex,
+                    share_digest=b64encode(deposit.share_digest),
+                    sealed_share=deposit.sealed_share,
+                    policy=canonical.dumps(deposit.policy.to_json()).decode(),
+                    recipients=canonical.dumps([r.to_json() for r in deposit.recipients]).decode(),
+                    releases=0,
+                    created=now,
+                )
+            )
+            log(
+                conn,
+                "deposit",
+                ref=ref,
+                message_id=deposit.message_id,
+                index=deposit.index,
+                sender=sender.fingerprint_hex,
+                share_digest=b64encode(deposit.share_digest),
+            )
+        receipt = Receipt.issue(identity, deposit.index, message_id, ref, deposit.share_digest)
+        return jsonify(receipt.to_json()), 201
+
+    @app.delete("/v1/deposits/<ref>")
+    def delete_deposit(ref: str) -> tuple[str, int]:
+        caller = authenticate()
+        with db.begin() as conn:
+            row = conn.execute(sa.select(deposits).where(deposits.c.ref == ref)).first()
+            if row is None or row.sender_fp != caller.fingerprint_hex:
+                raise ApiError(404, "no_deposit", f"no deposit {ref} of yours")
+            if row.destroyed_at is None:
+                _destroy(conn, ref, "unsent")
+                log(conn, "delete", ref=ref, message_id=row.message_id, by=caller.fingerprint_hex)
+        return "", 204
+
+    @app.post("/v1/releases")
+    def post_release() -> tuple[Response, int]:
+        caller = authenticate()
+        body = read_json()
+        if set(body) != {"v", "message_id"} or body["v"] != 1 or isinstance(body["v"], bool):
+            raise ApiError(400, "bad_field", 'expected {"v": 1, "message_id": "<32 hex>"}')
+        message_id = body["message_id"]
+        if not isinstance(message_id, str) or len(message_id) != 32:
+            raise ApiError(400, "bad_field", "message_id: expected 32 hex digits")
+        now = int(time.time())
+        with db.begin() as conn:
+            row = conn.execute(
+                sa.select(deposits).where(deposits.c.message_id == message_id)
+            ).first()
+            refusal = _refusal(row, caller, now)
+            if refusal is not None:
+                # Returned, not raised, so the log entry commits with this block.
+                log(
+                    conn,
+                    "refusal",
+                    message_id=message_id,
+                    requester=caller.fingerprint_hex,
+                    code=refusal[1],
+                )
+                response = error_response(*refusal)
+                return response, response.status_code
+            assert row is not None
+            policy = Policy.from_json(canonical.loads(row.policy.encode()), "policy")
+            if policy.require_approval:
+                release_id = os.urandom(16).hex()
+                conn.execute(
+                    releases.insert().values(
+                        id=release_id,
+                        ref=row.ref,
+                        recipient_fp=caller.fingerprint_hex,
+                        recipient=canonical.dumps(caller.to_json()).decode(),
+                        status="pending",
+                        created=now,
+                    )
+                )
+                log(
+                    conn,
+                    "release_requested",
+                    ref=row.ref,
+                    release_id=release_id,
+                    requester=caller.fingerprint_hex,
+                )
+                return jsonify({"v": 1, "status": "pending", "release_id": release_id}), 202
+            release = _release(conn, row, caller, now)
+            log(
+                conn,
+                "release",
+                ref=row.ref,
+                message_id=message_id,
+                recipient=caller.fingerprint_hex,
+            )
+        return jsonify(release.to_json()), 200
+
+    @app.get("/v1/releases/<release_id>")
+    def get_release(release_id: str) -> tuple[Response, int]:
+        caller = authenticate()
+        now = int(time.time())
+        with db.begin() as conn:
+            pending = conn.execute(sa.select(releases).where(releases.c.id == release_id)).first()
+            is_operator = caller.fingerprint == operator.fingerprint
+            if pending is None or (
+                pending.recipient_fp != caller.fingerprint_hex and not is_operator
+            ):
+                raise ApiError(404, "no_release", f"no release {release_id} for you")
+            summary = {"v": 1, "release_id": release_id, "status": pending.status}
+            if pending.status == "pending" or is_operator:
+                return jsonify(summary), 202 if pending.status == "pending" else 200
+            if pending.status == "denied":
+                raise ApiError(403, "denied", "the operator denied this release")
+            if pending.status == "released":
+                raise ApiError(410, "already_released", "this release was already collected")
+            row = conn.execute(sa.select(deposits).where(deposits.c.ref == pending.ref)).first()
+            refusal = _refusal(row, caller, now, approved=True)
+            if refusal is not None:
+                raise ApiError(*refusal)
+            assert row is not None
+            claimed = conn.execute(
+                releases.update()
+                .where(releases.c.id == release_id, releases.c.status == "approved")
+                .values(status="released")
+            ).rowcount
+            if not claimed:
+                raise ApiError(410, "already_released", "this release was already collected")
+            release = _release(conn, row, caller, now)
+            log(
+                conn,
+                "release",
+                ref=row.ref,
+                message_id=row.message_id,
+                recipient=caller.fingerprint_hex,
+                release_id=release_id,
+            )
+        return jsonify(release.to_json()), 200
+
+    def decide(release_id: str, verdict: str) -> Response:
+        caller = require_operator()
+        with db.begin() as conn:
+            done = conn.execute(
+                releases.update()
+                .where(releases.c.id == release_id, releases.c.status == "pending")
+                .values(status=verdict, decided_at=int(time.time()))
+            ).rowcount
+            if not done:
+                exists = conn.execute(
+                    sa.select(releases.c.status).where(releases.c.id == release_id)
+                ).scalar()
+                if exists is None:
+                    raise ApiError(404, "no_release", f"no release {release_id}")
+                raise ApiError(409, "not_pending", f"release {release_id} is {exists}")
+            log(conn, verdict, release_id=release_id, operator=caller.fingerprint_hex)
+        return jsonify({"v": 1, "release_id": release_id, "status": verdict})
+
+    @app.post("/v1/releases/<release_id>/approve")
+    def approve(release_id: str) -> Response:
+        return decide(release_id, "approved")
+
+    @app.post("/v1/releases/<release_id>/deny")
+    def deny(release_id: str) -> Response:
+        return decide(release_id, "denied")
+
+    @app.get("/v1/releases")
+    def list_releases() -> Response:
+        require_operator()
+        status = request.args.get("status", "pending")
+        if status not in {"pending", "approved", "denied", "released"}:
+            raise ApiError(400, "bad_field", "status: pending, approved, denied or released")
+        with db.connect() as conn:
+            rows = conn.execute(
+                sa.select(releases, deposits.c.message_id)
+                .join(deposits, deposits.c.ref == releases.c.ref)
+                .where(releases.c.status == status)
+                .order_by(releases.c.created)
+            ).fetchall()
+        return jsonify(
+            {
+                "releases": [
+                    {
+                        "release_id": r.id,
+                        "message_id": r.message_id,
+                        "recipient": canonical.loads(r.recipient.encode()),
+                        "status": r.status,
+                        "created": r.created,
+                    }
+                    for r in rows
+                ]
+            }
+        )
+
+    @app.get("/v1/audit")
+    def get_audit() -> Response:
+        require_operator()
+        with db.connect() as conn:
+            log_entries = audit.entries(conn, audit_log)
+        return jsonify({"custodian": identity.public.to_json(), "entries": log_entries})
+
+    @app.get("/openapi.json")
+    def openapi_document() -> Response:
+        return jsonify(openapi.DOCUMENT)
+
+    def _refusal(
+        row: Any, caller: PublicIdentity, now: int, *, approved: bool = False
+    ) -> tuple[int, str, str] | None:
+        if row is None:
+            return 404, "no_deposit", "no share of that message is held here"
+        if row.destroyed_at is not None:
+            return 410, "destroyed", f"the share was destroyed ({row.destroyed_why})"
+        recipients = canonical.loads(row.recipients.encode())
+        if not any(
+            r["fingerprint"] == caller.fingerprint_hex and r["name"] == caller.name
+            for r in recipients
+        ):
+            return 403, "not_recipient", "you are not a recipient of this message"
+        policy = Policy.from_json(canonical.loads(row.policy.encode()), "policy")
+        if policy.not_before is not None and now < policy.not_before:
+            return 403, "too_early", f"no release before {policy.not_before}"
+        if policy.expires is not None and now >= policy.expires:
+            return 403, "expired", f"the policy expired at {policy.expires}"
+        if policy.max_releases is not None and row.releases >= policy.max_releases:
+            return 403, "used_up", f"all {policy.max_releases} release(s) were made"
+        return None
+
+    def _release(conn: Connection, row: Any, recipient: PublicIdentity, now: int) -> Release:
+        info = deposit_info(name, row.share_index, row.message_id, row.sender_fp)
+        share = Share.from_bytes(hpke.open(row.sealed_share, identity.kem_private_key, info))
+        release = Release.issue(identity, share, row.message_id, recipient)
+        count = row.releases + 1
+        conn.execute(deposits.update().where(deposits.c.ref == row.ref).values(releases=count))
+        policy = Policy.from_json(canonical.loads(row.policy.encode()), "policy")
+        if policy.max_releases is not None and count >= policy.max_releases:
+            _destroy(conn, row.ref, "burned")
+            log(conn, "burn", ref=row.ref, message_id=row.message_id)
+        return release
+
+    def _destroy(conn: Connection, ref: str, why: str) -> None:
+        conn.execute(
+            deposits.update()
+            .where(deposits.c.ref == ref)
+            .values(sealed_share=None, destroyed_at=int(time.time()), destroyed_why=why)
+        )
+
+    return app

@@ -1,0 +1,144 @@
+"""The custodian's audit log: append-only, hash-chained, every entry signed.
+
+Entry n carries the hash of entry n-1, its own hash over its contents and
+that link, and the custodian's Ed25519 signature over ``(seq, hash)``, so
+every entry is a signed checkpoint of the whole log up to it. Whoever edits,
+removes or reorders an entry must rewrite every later hash and cannot
+re-sign them without the custodian's key; :func:`verify` names the first
+entry that does not hold. (Cutting entries off the end leaves a shorter,
+valid log: only a copy of a later checkpoint held elsewhere shows that.)
+
+An entry never holds a share: the events record references, ids,
+fingerprints and digests only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .. import canonical
+from .._encoding import b64decode, b64encode, labelled_hash
+from ..errors import SecureCommError
+from ..identity import Identity, PublicIdentity
+
+__all__ = ["GENESIS", "AuditReport", "append", "define", "entries", "verify"]
+
+#: The "previous hash" of the first entry.
+GENESIS = "0" * 64
+
+
+def define(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "audit_log",
+        metadata,
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("time", sa.Integer, nullable=False),
+        sa.Column("event", sa.String(32), nullable=False),
+        sa.Column("data", sa.Text, nullable=False),
+        sa.Column("prev", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("signature", sa.String(88), nullable=False),
+    )
+
+
+def _entry_hash(seq: int, time: int, event: str, data: Mapping[str, Any], prev: str) -> str:
+    body = {"seq": seq, "time": time, "event": event, "data": dict(data), "prev": prev}
+    return labelled_hash("securecomm/v1/audit-entry", canonical.dumps(body)).hex()
+
+
+def append(
+    conn: Connection,
+    table: sa.Table,
+    identity: Identity,
+    event: str,
+    data: Mapping[str, Any],
+    now: int,
+) -> None:
+    """Add one entry, inside the caller's transaction (so it commits with what it records)."""
+    last = conn.execute(
+        sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (1, GENESIS) if last is None else (last.seq + 1, last.hash)
+    digest = _entry_hash(seq, now, event, data, prev)
+    signature = identity.sign("audit", {"seq": seq, "hash": digest})
+    conn.execute(
+        table.insert().values(
+            seq=seq,
+            time=now,
+            event=event,
+            data=canonical.dumps(dict(data)).decode(),
+            prev=prev,
+            hash=digest,
+            signature=b64encode(signature),
+        )
+    )
+
+
+def entries(conn: Connection, table: sa.Table) -> list[dict[str, Any]]:
+    """Every entry as JSON, in storage order (by seq)."""
+    rows = conn.execute(sa.select(table).order_by(table.c.seq)).fetchall()
+    return [
+        {
+            "seq": r.seq,
+            "time": r.time,
+            "event": r.event,
+            "data": canonical.loads(r.data.encode()),
+            "prev": r.prev,
+            "hash": r.hash,
+            "signature": r.signature,
+        }
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    count: int
+    first_bad: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None
+
+
+def verify(log: Iterable[Mapping[str, Any]], custodian: PublicIdentity) -> AuditReport:
+    """Check the chain and every signature; name the first entry (1-based position) that fails."""
+    prev = GENESIS
+    count = 0
+    for position, entry in enumerate(log, start=1):
+        count = position
+
+        def bad(reason: str, position: int = position) -> AuditReport:
+            return AuditReport(position - 1, position, reason)
+
+        try:
+            seq, time, event = entry["seq"], entry["time"], entry["event"]
+            data, link, digest = entry["data"], entry["prev"], entry["hash"]
+            signature = b64decode(entry["signature"], field="signature", length=64)
+        except (KeyError, TypeError, SecureCommError):
+            return bad(f"entry {position}: malformed")
+        if seq != position:
+            return bad(f"entry {position}: has seq {seq} (an entry was removed or reordered)")
+        if link != prev:
+            return bad(
+                f"entry {position}: does not follow entry {position - 1}"
+                " (an entry was removed, reordered or edited)"
+            )
+        try:
+            recomputed = _entry_hash(seq, time, event, data, link)
+        except SecureCommError:
+            return bad(f"entry {position}: malformed")
+        if recomputed != digest:
+            return bad(f"entry {position}: its contents do not match its hash (edited)")
+        try:
+            custodian.verify(signature, "audit", {"seq": seq, "hash": digest})
+        except SecureCommError:
+            return bad(f"entry {position}: not signed by {custodian.name} (edited and re-hashed)")
+        prev = digest
+    return AuditReport(count)

@@ -1,0 +1,231 @@
+"""Signed HTTP requests: RFC 9421 message signatures over a fixed component list.
+
+A client signs method, path, query and the RFC 9530 ``Content-Digest`` of a
+request with its Ed25519 key, for one named service (the audience), with a
+time and a random nonce. The service also MUST refuse a nonce it has seen
+for the same key inside the window; that store is the service's, not this
+module's. Wire format: spec/format-v1.md section 11. No web framework here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+
+from . import canonical
+from ._encoding import b64decode, b64encode
+from .errors import FormatError, ParameterError, RequestAuthError
+from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, format_fingerprint
+
+__all__ = [
+    "COMPONENTS",
+    "IDENTITY_HEADER",
+    "SIGNATURE_LABEL",
+    "SKEW_SECONDS",
+    "VerifiedRequest",
+    "content_digest",
+    "sign_request",
+    "verify_request",
+]
+
+SKEW_SECONDS = 300
+SIGNATURE_LABEL = "sig1"
+COMPONENTS = ("@method", "@path", "@query", "content-digest")
+IDENTITY_HEADER = "Securecomm-Identity"
+_ALGORITHM = "ed25519"
+_TAG_PREFIX = "securecomm/v1/"
+
+_NONCE = re.compile(r"[0-9a-f]{32}")
+_AUDIENCE = r"[a-z0-9][a-z0-9._-]{0,63}"  # a name, spec section 1.6
+# Visible ASCII only, so no component value can add a line to the signature base.
+_TARGET = re.compile(r"[\x21-\x7e]*")
+_INNER_LIST = "(" + " ".join(f'"{name}"' for name in COMPONENTS) + ")"
+_SIGNATURE_INPUT = re.compile(re.escape(f"{SIGNATURE_LABEL}={_INNER_LIST}") + r"((?:;[^;]*)+)")
+_PARAM = re.compile(r'([a-z][a-z0-9_.*-]*)=(?:([0-9]{1,15})|"([\x20\x21\x23-\x5b\x5d-\x7e]*)")')
+_PARAM_VALUES = {
+    "created": re.compile(r"0|[1-9][0-9]*"),
+    "nonce": _NONCE,
+    "keyid": re.compile(r"[0-9a-f]{64}"),
+    "alg": re.compile(re.escape(_ALGORITHM)),
+    "tag": re.compile(re.escape(_TAG_PREFIX) + _AUDIENCE),
+}
+_SIGNATURE = re.compile(re.escape(SIGNATURE_LABEL) + r"=:([A-Za-z0-9+/=]*):")
+_HEADERS = ("signature-input", "signature", IDENTITY_HEADER.lower(), "content-digest")
+
+
+@dataclass(frozen=True)
+class VerifiedRequest:
+    """Who signed a request that verified, when, and with which nonce (for replay checks)."""
+
+    identity: PublicIdentity
+    created: int
+    nonce: str
+
+
+def content_digest(body: bytes) -> str:
+    """The RFC 9530 ``Content-Digest`` field value of ``body``: ``sha-256=:<base64>:``."""
+    return f"sha-256=:{b64encode(hashlib.sha256(body).digest())}:"
+
+
+def _signature_base(method: str, path: str, query: str, digest: str, params: str) -> bytes:
+    # Starts with '"@method"', so it never collides with Identity.sign inputs,
+    # which start with b"securecomm/v1/".
+    values = (method, path, "?" + query, digest)
+    lines = [f'"{name}": {value}' for name, value in zip(COMPONENTS, values, strict=True)]
+    lines.append(f'"@signature-params": {params}')
+    return "\n".join(lines).encode("ascii")
+
+
+def sign_request(
+    identity: Identity,
+    *,
+    method: str,
+    path: str,
+    query: str = "",
+    body: bytes = b"",
+    audience: str,
+    now: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """Headers to add: Content-Digest, Signature-Input, Signature, Securecomm-Identity."""
+    method = method.upper()
+    if not all(_TARGET.fullmatch(value) for value in (method, path, query)):
+        raise ParameterError("request method, path and query: only visible ASCII is allowed")
+    if not path.startswith("/"):
+        raise ParameterError("request path: must start with '/'")
+    if not re.fullmatch(_AUDIENCE, audience):
+        raise ParameterError("audience: not a valid service name")
+    nonce = os.urandom(16).hex() if nonce is None else nonce
+    if not _NONCE.fullmatch(nonce):
+        raise ParameterError("nonce: expected 32 lowercase hex digits")
+    created = int(time.time()) if now is None else now
+    if created < 0:
+        raise ParameterError(f"created: {created} is negative")
+    params = (
+        f'{_INNER_LIST};created={created};nonce="{nonce}"'
+        f';keyid="{identity.public.fingerprint_hex}";alg="{_ALGORITHM}"'
+        f';tag="{_TAG_PREFIX}{audience}"'
+    )
+    digest = content_digest(body)
+    signature = identity.sign_bytes(_signature_base(method, path, query, digest, params))
+    identity_json = canonical.dumps(identity.public.to_json())
+    return {
+        "Content-Digest": digest,
+        "Signature-Input": f"{SIGNATURE_LABEL}={params}",
+        "Signature": f"{SIGNATURE_LABEL}=:{b64encode(signature)}:",
+        IDENTITY_HEADER: b64encode(identity_json),
+    }
+
+
+def _one(found: dict[str, list[str]], name: str, code: str) -> str:
+    """The one value of header ``name``; a header given twice is refused with ``code``."""
+    if len(found[name]) > 1:
+        raise RequestAuthError(code, f"{name} header given {len(found[name])} times")
+    return found[name][0]
+
+
+def _bad_input(message: str) -> RequestAuthError:
+    return RequestAuthError("bad_signature_input", message)
+
+
+def _parse_params(text: str) -> dict[str, str]:
+    """The parameters after the inner list (``;a=1;b="x"``), each checked once."""
+    params: dict[str, str] = {}
+    for item in text[1:].split(";"):
+        match = _PARAM.fullmatch(item)
+        if match is None:
+            raise _bad_input("Signature-Input: malformed parameter")
+        name, integer, string = match.groups()
+        if name not in _PARAM_VALUES:
+            raise _bad_input("Signature-Input: unknown parameter")
+        if name in params:
+            raise _bad_input(f"Signature-Input: parameter {name} given twice")
+        value = string if integer is None else integer
+        if (integer is not None) != (name == "created") or not _PARAM_VALUES[name].fullmatch(value):
+            raise _bad_input(f"Signature-Input: parameter {name} is not valid")
+        params[name] = value
+    if missing := sorted(set(_PARAM_VALUES) - set(params)):
+        raise _bad_input(f"Signature-Input: missing {', '.join(missing)}")
+    return params
+
+
+def verify_request(
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    audience: str,
+    now: int | None = None,
+) -> VerifiedRequest:
+    """Raise RequestAuthError(code, message) unless the request is signed as described.
+
+    ``headers`` is any mapping whose ``items()`` gives (name, value) pairs;
+    names are matched case-insensitively and a name given twice is refused.
+    The caller MUST still refuse a nonce already seen for this key
+    (:class:`~securecomm.errors.ReplayError`).
+    """
+    found: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        found.setdefault(str(name).lower(), []).append(value)
+    for name in _HEADERS:
+        if name not in found:
+            raise RequestAuthError("missing_signature", f"request has no {name} header")
+    signature_input = _one(found, "signature-input", "bad_signature_input")
+    signature_field = _one(found, "signature", "bad_signature_input")
+
+    if (input_match := _SIGNATURE_INPUT.fullmatch(signature_input)) is None:
+        raise _bad_input(f"Signature-Input: expected {SIGNATURE_LABEL}={_INNER_LIST};<params>")
+    params = _parse_params(input_match.group(1))
+    if (signature_match := _SIGNATURE.fullmatch(signature_field)) is None:
+        raise _bad_input(f"Signature: expected {SIGNATURE_LABEL}=:<base64>:")
+    try:
+        signature = b64decode(signature_match[1], field="Signature", length=SIGNATURE_LENGTH_BYTES)
+    except FormatError as exc:
+        raise _bad_input(str(exc)) from None
+
+    # Messages quote no header value but the keyid's short form: a name or JSON key
+    # read from the identity header is attacker text of any length.
+    who = f"keyid {format_fingerprint(bytes.fromhex(params['keyid']))}"
+    identity_header = _one(found, IDENTITY_HEADER.lower(), "bad_identity")
+    stage = "not canonical padded base64"
+    try:
+        identity_json = b64decode(identity_header, field=IDENTITY_HEADER)
+        stage = "not canonical JSON"
+        obj = canonical.loads(identity_json, what=IDENTITY_HEADER)
+        stage = "not a valid public identity"
+        identity = PublicIdentity.from_json(obj)
+    except (FormatError, ValueError) as exc:
+        reason = f"{stage} ({type(exc).__name__})"
+        raise RequestAuthError("bad_identity", f"{IDENTITY_HEADER}: {reason}") from None
+    if identity.fingerprint_hex != params["keyid"]:
+        raise RequestAuthError("bad_identity", f"{IDENTITY_HEADER}: its key is not {who}")
+
+    if params["tag"] != _TAG_PREFIX + audience:
+        raise RequestAuthError("wrong_audience", f"request from {who} is not meant for {audience}")
+    created = int(params["created"])
+    age = (int(time.time()) if now is None else now) - created
+    if abs(age) > SKEW_SECONDS:
+        when = f"{age} s ago" if age > 0 else f"{-age} s in the future"
+        window = f"the window is ±{SKEW_SECONDS} s"
+        raise RequestAuthError("stale_timestamp", f"request signed {when}; {window}")
+    digest = _one(found, "content-digest", "bad_digest")
+    if digest != content_digest(body):
+        raise RequestAuthError("bad_digest", "Content-Digest does not match the body")
+
+    method = method.upper()
+    if not all(_TARGET.fullmatch(value) for value in (method, path, query)):
+        raise RequestAuthError("bad_signature", "request target is not visible ASCII")
+    base = _signature_base(method, path, query, digest, signature_input.partition("=")[2])
+    try:
+        identity.signing_key.verify(signature, base)
+    except InvalidSignature:
+        raise RequestAuthError("bad_signature", f"signature by {who} does not verify") from None
+    return VerifiedRequest(identity, created, params["nonce"])

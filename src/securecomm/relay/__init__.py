@@ -1,0 +1,1 @@
+"""The relay service (Flask, under gunicorn): ``securecomm relay serve``."""

@@ -1,0 +1,383 @@
+"""The relay: stores sealed envelopes and a directory of public keys. Never a key, never a share.
+
+Every envelope it accepts has been decoded under spec/format-v1.md and its
+sender's signature checked; what it stores is the exact canonical bytes it
+received, and it answers with their SHA-256 so the sender can compare the
+relay's copy with its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, Response, jsonify, request
+from sqlalchemy.engine import Engine
+
+from .. import canonical
+from .._encoding import b64decode
+from ..config import Settings
+from ..envelope import Envelope
+from ..errors import FormatError, SignatureError
+from ..identity import PublicIdentity, check_name
+from ..service.app import ApiError, authenticate, create_app, read_json
+from ..service.identities import load_or_create
+from ..service.storage import define_common, open_database
+from . import openapi
+
+__all__ = ["build_app", "create_relay_app"]
+
+metadata = sa.MetaData()
+_, nonces = define_common(metadata)
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("sender_name", sa.String(64), nullable=False),
+    sa.Column("sender_fp", sa.String(64), nullable=False, index=True),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("stored_at", sa.Integer, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("envelope", sa.LargeBinary, nullable=False),
+)
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column(
+        "message_id",
+        sa.String(32),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("recipient_fp", sa.String(64), primary_key=True, index=True),
+    sa.Column("recipient_name", sa.String(64), nullable=False),
+)
+directory = sa.Table(
+    "directory",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("identity", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Integer, nullable=False),
+)
+
+INBOX_PAGE_MAX = 100
+_PLACEHOLDER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>securecomm relay</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><main><h1>securecomm relay</h1>
+<p>This relay stores sealed envelopes only: ciphertext, custody receipts and signatures.
+It never holds a message key or a key share.</p>
+<p>API: <a href="/openapi.json">/openapi.json</a> &middot;
+health: <a href="/healthz">/healthz</a></p>
+</main></body></html>
+"""
+
+
+def _not_found(message_id: str) -> ApiError:
+    # The same answer whether the message does not exist or is not the caller's.
+    return ApiError(404, "not_found", f"no message {message_id} for you")
+
+
+def _message_id(value: str) -> str:
+    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+        raise ApiError(400, "bad_field", "message id: expected 32 lowercase hex digits")
+    return value
+
+
+def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Flask:
+    identity = load_or_create(settings.relay_dir() / "identity.key", "relay")
+    db = engine or open_database(settings.relay_database(), metadata)
+    app = create_app("relay", identity, db, nonces, max_body_bytes=settings.max_envelope_bytes)
+
+    def store_envelope() -> tuple[Response, int]:
+        if request.mimetype != "application/json":
+            raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+        body = request.get_data(cache=True)
+        envelope = Envelope.from_bytes(body)
+        envelope.verify()
+        if any(slot.fingerprint is None for slot in envelope.header.custodians):
+            raise ApiError(
+                400,
+                "no_custodians",
+                "the relay takes envelopes whose shares are with custodian services",
+            )
+        sender = envelope.header.sender
+        with db.begin() as conn:
+            registered = conn.execute(
+                sa.select(directory.c.fingerprint).where(directory.c.name == sender.name)
+            ).scalar()
+            if registered is not None and registered != sender.fingerprint_hex:
+                raise ApiError(
+                    403,
+                    "sender_key_mismatch",
+                    f"sender {sender.name!r} is registered with key {registered[:16]}, the"
+                    f" envelope is signed by {sender.fingerprint_hex[:16]}",
+                )
+            digest = hashlib.sha256(body).hexdigest()
+            existing = conn.execute(
+                sa.select(messages.c.digest, messages.c.stored_at).where(
+                    messages.c.id == envelope.id
+                )
+            ).first()
+            if existing is not None:
+                if existing.digest != digest:
+                    raise ApiError(
+                        409, "duplicate_id", f"message {envelope.id} exists with other content"
+                    )
+                return jsonify(_stored(envelope.id, digest, len(body), existing.stored_at)), 200
+            now = int(time.time())
+            conn.execute(
+                messages.insert().values(
+                    id=envelope.id,
+                    sender_name=sender.name,
+                    sender_fp=sender.fingerprint_hex,
+                    created=envelope.header.created,
+                    stored_at=now,
+                    size=len(body),
+                    digest=digest,
+                    envelope=body,
+                )
+            )
+            conn.execute(
+                inbox.insert(),
+                [
+                    {
+                        "message_id": envelope.id,
+                        "recipient_fp": r.fingerprint.hex(),
+                        "recipient_name": r.name,
+                    }
+                    for r in envelope.header.recipients
+                ],
+            )
+        response = jsonify(_stored(envelope.id, digest, len(body), now))
+        response.headers["Location"] = f"/api/v1/messages/{envelope.id}"
+        return response, 201
+
+    app.add_url_rule("/api/v1/messages", "post_message", store_envelope, methods=["POST"])
+    # The seed's endpoint, kept as an alias.
+    app.add_url_rule("/api/relay", "post_relay", store_envelope, methods=["POST"])
+
+    @app.get("/api/v1/messages/<message_id>")
+    def get_message(message_id: str) -> Response:
+        caller = authenticate()
+        _message_id(message_id)
+        with db.connect() as conn:
+            row = conn.execute(
+                sa.select(messages.c.envelope, messages.c.sender_fp).where(
+                    messages.c.id == message_id
+                )
+            ).first()
+            if row is None:
+                raise _not_found(message_id)
+            if row.sender_fp != caller.fingerprint_hex and not _is_recipient(
+                conn, message_id, caller
+            ):
+                raise _not_found(message_id)
+        return Response(row.envelope, mimetype="application/json")
+
+    @app.delete("/api/v1/messages/<message_id>")
+    def delete_message(message_id: str) -> tuple[str, int]:
+        caller = authenticate()
+        _message_id(message_id)
+        with db.begin() as conn:
+            sender_fp = conn.execute(
+                sa.select(messages.c.sender_fp).where(messages.c.id == message_id)
+            ).scalar()
+            if sender_fp is None:
+                raise _not_found(message_id)
+            if sender_fp == caller.fingerprint_hex:
+                conn.execute(inbox.delete().where(inbox.c.message_id == message_id))
+                conn.execute(messages.delete().where(messages.c.id == message_id))
+                return "", 204
+            removed = conn.execute(
+                inbox.delete().where(
+                    inbox.c.message_id == message_id,
+                    inbox.c.recipient_fp == caller.fingerprint_hex,
+                )
+            ).rowcount
+            if not removed:
+                raise _not_found(message_id)
+            left = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(inbox)
+                .where(inbox.c.message_id == message_id)
+            ).scalar()
+            if not left:
+                conn.execute(messages.delete().where(messages.c.id == message_id))
+        return "", 204
+
+    @app.get("/api/v1/inbox")
+    def get_inbox() -> Response:
+        caller = authenticate()
+        limit = _query_int("limit", default=50, low=1, high=INBOX_PAGE_MAX)
+        after = request.args.get("after", "")
+        query = (
+            sa.select(
+                messages.c.id,
+                messages.c.sender_name,
+                messages.c.sender_fp,
+                messages.c.created,
+                messages.c.stored_at,
+                messages.c.size,
+                messages.c.digest,
+            )
+            .join(inbox, inbox.c.message_id == messages.c.id)
+            .where(inbox.c.recipient_fp == caller.fingerprint_hex)
+            .order_by(messages.c.stored_at, messages.c.id)
+            .limit(limit + 1)
+        )
+        if after:
+            stored_at, _, last_id = after.partition(":")
+            if not stored_at.isdigit() or len(last_id) != 32:
+                raise ApiError(400, "bad_field", "after: expected a cursor from a previous page")
+            query = query.where(
+                sa.tuple_(messages.c.stored_at, messages.c.id) > (int(stored_at), last_id)
+            )
+        with db.connect() as conn:
+            rows = conn.execute(query).fetchall()
+        page = rows[:limit]
+        next_cursor = f"{page[-1].stored_at}:{page[-1].id}" if len(rows) > limit else None
+        return jsonify(
+            {
+                "messages": [
+                    {
+                        "id": r.id,
+                        "sender": {"name": r.sender_name, "fingerprint": r.sender_fp},
+                        "created": r.created,
+                        "stored_at": r.stored_at,
+                        "size": r.size,
+                        "digest": r.digest,
+                    }
+                    for r in page
+                ],
+                "next": next_cursor,
+            }
+        )
+
+    @app.get("/api/v1/directory/<name>")
+    def get_directory(name: str) -> Response:
+        check_name(name, field="name")
+        with db.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    directory.c.identity, directory.c.fingerprint, directory.c.updated_at
+                ).where(directory.c.name == name)
+            ).first()
+        if row is None:
+            raise ApiError(404, "not_found", f"no directory entry for {name!r}")
+        return jsonify(
+            {
+                "identity": canonical.loads(row.identity.encode()),
+                "fingerprint": row.fingerprint,
+                "updated_at": row.updated_at,
+            }
+        )
+
+    @app.put("/api/v1/directory/<name>")
+    def put_directory(name: str) -> tuple[Response, int]:
+        caller = authenticate()
+        check_name(name, field="name")
+        body = read_json()
+        if (
+            set(body) - {"v", "identity", "endorsement"}
+            or body.get("v") != 1
+            or isinstance(body.get("v"), bool)
+        ):
+            raise ApiError(
+                400, "bad_field", 'expected {"v": 1, "identity": {...}, "endorsement"?: ...}'
+            )
+        new = PublicIdentity.from_json(body.get("identity"), field="identity")
+        if new.name != name:
+            raise ApiError(400, "bad_field", f"identity.name {new.name!r} is not {name!r}")
+        if new.fingerprint != caller.fingerprint:
+            raise ApiError(
+                403, "not_your_key", "a directory entry must be registered by the key it names"
+            )
+        with db.begin() as conn:
+            row = conn.execute(
+                sa.select(directory.c.identity, directory.c.fingerprint).where(
+                    directory.c.name == name
+                )
+            ).first()
+            now = int(time.time())
+            values = {
+                "fingerprint": new.fingerprint_hex,
+                "identity": canonical.dumps(new.to_json()).decode(),
+                "updated_at": now,
+            }
+            if row is None:
+                conn.execute(directory.insert().values(name=name, **values))
+                return jsonify({"name": name, "fingerprint": new.fingerprint_hex}), 201
+            if row.fingerprint == new.fingerprint_hex:
+                return jsonify({"name": name, "fingerprint": new.fingerprint_hex}), 200
+            old = PublicIdentity.from_json(canonical.loads(row.identity.encode()))
+            _check_endorsement(body.get("endorsement"), old, new)
+            conn.execute(directory.update().where(directory.c.name == name).values(**values))
+        return jsonify({"name": name, "fingerprint": new.fingerprint_hex}), 200
+
+    @app.get("/openapi.json")
+    def openapi_document() -> Response:
+        return jsonify(openapi.DOCUMENT)
+
+    @app.get("/")
+    def index() -> Response:
+        return Response(_PLACEHOLDER_PAGE, mimetype="text/html")
+
+    return app
+
+
+def _stored(message_id: str, digest: str, size: int, stored_at: int) -> dict[str, Any]:
+    return {"id": message_id, "digest": digest, "size": size, "stored_at": stored_at}
+
+
+def _is_recipient(conn: sa.Connection, message_id: str, caller: PublicIdentity) -> bool:
+    return (
+        conn.execute(
+            sa.select(inbox.c.message_id).where(
+                inbox.c.message_id == message_id,
+                inbox.c.recipient_fp == caller.fingerprint_hex,
+            )
+        ).first()
+        is not None
+    )
+
+
+def _query_int(name: str, *, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, "bad_field", f"{name}: expected an integer in {low}..{high}")
+    return int(raw)
+
+
+def endorsement_body(name: str, new: PublicIdentity) -> dict[str, Any]:
+    """What the old key signs to hand a directory name over to a new key."""
+    return {"v": 1, "name": name, "new_fingerprint": new.fingerprint_hex}
+
+
+def _check_endorsement(value: object, old: PublicIdentity, new: PublicIdentity) -> None:
+    refused = ApiError(
+        409,
+        "key_changed",
+        f"{old.name!r} is registered with key {old.short_fingerprint()}; replacing it with"
+        f" {new.short_fingerprint()} needs an endorsement signed by the registered key",
+    )
+    if not isinstance(value, str):
+        raise refused
+    try:
+        signature = b64decode(value, field="endorsement", length=64)
+        old.verify(signature, "directory-rotation", endorsement_body(old.name, new))
+    except (SignatureError, FormatError):
+        raise refused from None
+
+
+def build_app(home: str | None = None) -> Flask:
+    """Entry point for a WSGI server: the relay app for HOME's settings."""
+    from ..config import load_settings
+
+    return create_relay_app(load_settings(home))

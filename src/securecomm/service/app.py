@@ -1,0 +1,268 @@
+"""The parts of a Flask app that the relay and every custodian share.
+
+- every error, ours or werkzeug's, is a JSON body ``{"code", "message"}``
+  with a 4xx status; a bug is a 500 whose body says nothing else;
+- one structured log line per request: method, path, status, duration,
+  caller fingerprint; never a body, never a header value;
+- signed-request authentication with durable replay protection;
+- strict JSON bodies: ``application/json``, UTF-8, an object, no
+  duplicate keys, no floats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import sqlalchemy as sa
+from flask import Flask, Response, g, jsonify, request
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from .. import errors, httpsig
+from ..identity import Identity, PublicIdentity
+from .storage import remember_nonce
+
+__all__ = ["ApiError", "authenticate", "create_app", "read_json"]
+
+ACCESS_LOG = logging.getLogger("securecomm.access")
+
+# Stable error codes for our own exceptions, most specific first.
+_ERROR_CODES: list[tuple[type[errors.SecureCommError], int, str]] = [
+    (errors.RequestAuthError, 401, ""),  # carries its own code
+    (errors.NotRecipientError, 403, "not_recipient"),
+    (errors.PolicyError, 403, "forbidden"),
+    (errors.UnknownVersionError, 400, "unknown_version"),
+    (errors.NonCanonicalError, 400, "non_canonical"),
+    (errors.LengthError, 400, "bad_length"),
+    (errors.FieldError, 400, "bad_field"),
+    (errors.FormatError, 400, "bad_format"),
+    (errors.SignatureError, 400, "bad_signature"),
+    (errors.ShareError, 400, "bad_share"),
+    (errors.DecryptionError, 400, "bad_seal"),
+    (errors.IdentityError, 400, "bad_identity"),
+    (errors.SecureCommError, 400, "bad_request"),
+]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ApiError(Exception):
+    """An answer other than success, raised anywhere in a view."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    response = jsonify({"code": code, "message": message, **extra})
+    response.status_code = status
+    return response
+
+
+def _configure_logging() -> None:
+    if ACCESS_LOG.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ACCESS_LOG.addHandler(handler)
+    ACCESS_LOG.setLevel(logging.INFO)
+    ACCESS_LOG.propagate = False
+
+
+def create_app(
+    service: str,
+    identity: Identity,
+    engine: Engine,
+    nonces: sa.Table,
+    *,
+    max_body_bytes: int,
+) -> Flask:
+    """A Flask app with the shared behaviour; the service adds its own routes."""
+    _configure_logging()
+    app = Flask(f"securecomm.{service}")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.json.sort_keys = True  # type: ignore[attr-defined]
+    app.extensions["securecomm"] = {
+        "service": service,
+        "identity": identity,
+        "engine": engine,
+        "nonces": nonces,
+    }
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        g.caller = None
+
+    @app.after_request
+    def _log(response: Response) -> Response:
+        caller: PublicIdentity | None = g.get("caller")
+        started = g.get("started", time.perf_counter())
+        ACCESS_LOG.info(
+            json.dumps(
+                {
+                    "service": service,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "caller": caller.fingerprint_hex[:16] if caller else None,
+                },
+                sort_keys=True,
+            )
+        )
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, str(exc), **exc.extra)
+
+    @app.errorhandler(errors.SecureCommError)
+    def _our_error(exc: errors.SecureCommError) -> Response:
+        for cls, status, code in _ERROR_CODES:
+            if isinstance(exc, cls):
+                if isinstance(exc, errors.RequestAuthError):
+                    code = exc.code
+                return error_response(status, code, str(exc))
+        raise AssertionError("unreachable: SecureCommError is in the table")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        message = {
+            404: "no such endpoint",
+            405: f"method {request.method} is not allowed here",
+            413: f"body larger than {max_body_bytes} bytes",
+        }.get(status, exc.description or exc.name)
+        return error_response(status, code, message)
+
+    @app.errorhandler(Exception)
+    def _bug(exc: Exception) -> Response:
+        # Name the failing place, never the message: third-party messages may quote data.
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f"{frame.filename}:{frame.lineno}" if frame else "?"
+        ACCESS_LOG.error(
+            json.dumps({"service": service, "error": type(exc).__name__, "where": where})
+        )
+        return error_response(500, "internal_error", "internal error; see the service log")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return jsonify(
+            {
+                "status": "ok",
+                "service": service,
+                "name": identity.name,
+                "fingerprint": identity.public.fingerprint_hex,
+            }
+        )
+
+    return app
+
+
+def _state() -> dict[str, Any]:
+    from flask import current_app
+
+    state: dict[str, Any] = current_app.extensions["securecomm"]
+    return state
+
+
+def read_json() -> dict[str, Any]:
+    """The request body as a JSON object, or an ApiError saying what is wrong with it."""
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+    body = request.get_data(cache=True)
+    try:
+        value = json.loads(
+            body.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_float=_no_float,
+            parse_constant=_no_float,
+        )
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_json", "the body is not UTF-8") from None
+    except (ValueError, RecursionError):
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError("duplicate key")
+        result[key] = value
+    return result
+
+
+def _no_float(text: str) -> NoReturn:
+    raise ValueError("not an integer")
+
+
+def authenticate() -> PublicIdentity:
+    """Check the request's signature and nonce; return who signed it."""
+    state = _state()
+    body = request.get_data(cache=True)
+    now = int(time.time())
+    # The path as it came over the wire: werkzeug's request.path is percent-decoded.
+    raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    path = raw_uri.split("?", 1)[0] if raw_uri else request.path
+    verified = httpsig.verify_request(
+        method=request.method,
+        path=path,
+        query=request.query_string.decode("latin-1"),
+        headers=dict(request.headers.items()),
+        body=body,
+        audience=state["identity"].name,
+        now=now,
+    )
+    with state["engine"].begin() as conn:
+        remember_nonce(
+            conn, state["nonces"], verified.identity.fingerprint_hex, verified.nonce, now
+        )
+    g.caller = verified.identity
+    return verified.identity
+
+
+def engine() -> Engine:
+    state = _state()
+    result: Engine = state["engine"]
+    return result
+
+
+def service_identity() -> Identity:
+    state = _state()
+    result: Identity = state["identity"]
+    return result
+
+
+def route_error(status: int, code: str) -> Callable[[str], NoReturn]:
+    """A raiser for one kind of refusal, for views that refuse in several places."""
+
+    def fail(message: str) -> NoReturn:
+        raise ApiError(status, code, message)
+
+    return fail

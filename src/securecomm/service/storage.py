@@ -1,0 +1,88 @@
+"""SQLAlchemy Core storage: a SQLite file by default, any SQLAlchemy URL otherwise.
+
+SQLite runs in WAL mode with ``synchronous=FULL``: a transaction that
+committed before the service answered is on disk, whatever happens to the
+process (``kill -9``) or the machine afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ReplayError
+from ..httpsig import SKEW_SECONDS
+
+__all__ = ["NONCES", "SCHEMA_VERSION", "open_database", "remember_nonce"]
+
+SCHEMA_VERSION = 1
+
+
+def define_common(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    schema_version = sa.Table(
+        "schema_version",
+        metadata,
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("applied_at", sa.Integer, nullable=False),
+    )
+    nonces = sa.Table(
+        "request_nonces",
+        metadata,
+        sa.Column("keyid", sa.String(64), primary_key=True),
+        sa.Column("nonce", sa.String(32), primary_key=True),
+        sa.Column("created", sa.Integer, nullable=False, index=True),
+    )
+    return schema_version, nonces
+
+
+NONCES = "request_nonces"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def open_database(url: str, metadata: sa.MetaData) -> Engine:
+    """Connect, create the schema on first start, and check its version."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    schema_version = metadata.tables["schema_version"]
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+        if found is None:
+            conn.execute(
+                schema_version.insert().values(version=SCHEMA_VERSION, applied_at=int(time.time()))
+            )
+        elif found != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {found}; this securecomm speaks {SCHEMA_VERSION}"
+            )
+    return engine
+
+
+def remember_nonce(conn: Connection, nonces: sa.Table, keyid: str, nonce: str, now: int) -> None:
+    """Record a request nonce, or raise :class:`ReplayError` if it was seen in the window.
+
+    Nonces older than twice the clock-skew window can no longer be replayed
+    (the timestamp check refuses them first), so they are dropped.
+    """
+    conn.execute(nonces.delete().where(nonces.c.created < now - 2 * SKEW_SECONDS))
+    try:
+        with conn.begin_nested():
+            conn.execute(nonces.insert().values(keyid=keyid, nonce=nonce, created=now))
+    except IntegrityError:
+        raise ReplayError() from None
