@@ -1,0 +1,145 @@
+"""Real service processes on free loopback ports, for integration tests.
+
+Each service runs as ``python -m securecomm.cli … serve`` (gunicorn, one
+worker) in its own process group, so a test can SIGTERM it or ``kill -9``
+the whole group, and every test stops what it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+NAMES = ("alpha", "bravo", "charlie", "delta", "echo")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Service:
+    kind: str  # "relay" or "custodian"
+    name: str
+    port: int
+    home: Path
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.home / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        command = [sys.executable, "-m", "securecomm.cli", self.kind, "serve"]
+        if self.kind == "custodian":
+            command += ["--name", self.name]
+        command += ["--home", str(self.home), "--port", str(self.port), "--workers", "1"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer /healthz in {timeout} s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
+        self.process = None
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@dataclass
+class Stack:
+    home: Path
+    relay: Service
+    custodians: dict[str, Service]
+
+    def all(self) -> list[Service]:
+        return [self.relay, *self.custodians.values()]
+
+
+def write_config(home: Path, relay_port: int, ports: dict[str, int]) -> None:
+    lines = [
+        "[server]",
+        'host = "127.0.0.1"',
+        f"port = {relay_port}",
+        "",
+        "[shares]",
+        f"n = {len(ports)}",
+        "threshold = 3",
+        "",
+    ]
+    for name, port in ports.items():
+        lines += ["[[custodians]]", f'name = "{name}"', 'host = "127.0.0.1"', f"port = {port}", ""]
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "securecomm.toml").write_text("\n".join(lines))
+
+
+def start_stack(home: Path) -> Stack:
+    """Write a config with free ports under ``home`` and start the relay and five custodians."""
+    ports = {name: free_port() for name in NAMES}
+    relay_port = free_port()
+    write_config(home, relay_port, ports)
+    result = Stack(
+        home,
+        Service("relay", "relay", relay_port, home),
+        {name: Service("custodian", name, port, home) for name, port in ports.items()},
+    )
+    try:
+        for service in result.all():
+            service.start()
+    except BaseException:
+        stop_stack(result)
+        raise
+    return result
+
+
+def stop_stack(stack: Stack) -> None:
+    for service in stack.all():
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The relay and five custodians, shared by one test module, stopped after it."""
+    started = start_stack(tmp_path_factory.mktemp("stack") / "home")
+    try:
+        yield started
+    finally:
+        stop_stack(started)

@@ -1,0 +1,249 @@
+"""The relay and five custodians as real gunicorn processes on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from securecomm import httpsig
+from securecomm.client import ServiceClient
+from securecomm.envelope import Envelope, Policy, Receipt, prepare
+from securecomm.errors import ServiceError
+from securecomm.identity import Identity, PublicIdentity
+from securecomm.protocol import DepositRequest, Release
+from securecomm.service.identities import load_public
+from securecomm.shares import Share
+
+from .conftest import NAMES, Service, Stack, free_port, write_config
+
+
+def custodian_keys(stack: Stack) -> dict[str, PublicIdentity]:
+    return {name: load_public(stack.home / "custodians" / name / "identity.pub") for name in NAMES}
+
+
+def send(
+    stack: Stack,
+    sender: Identity,
+    recipients: list[Identity],
+    message: bytes,
+    policy: Policy | None = None,
+) -> tuple[Envelope, list[Receipt]]:
+    """The send flow by hand: deposit five shares, then post the envelope."""
+    keys = custodian_keys(stack)
+    policy = policy or Policy()
+    draft = prepare(
+        message,
+        sender=sender.public,
+        recipients=[r.public for r in recipients],
+        custodians=[(name, keys[name].fingerprint) for name in NAMES],
+        threshold=3,
+        policy=policy,
+    )
+    receipts = []
+    for i, name in enumerate(NAMES):
+        request = DepositRequest.seal(
+            draft.shares[i],
+            custodian=keys[name],
+            sender=sender.public,
+            message_id=draft.header.id,
+            share_digest=draft.header.custodians[i].share_digest,
+            policy=policy,
+            recipients=draft.header.recipients,
+        )
+        with ServiceClient(stack.custodians[name].url, name, sender) as client:
+            answer = client.request("POST", "/v1/deposits", body=request.to_json())
+        assert answer.status_code == 201
+        receipt = Receipt.from_json(answer.json())
+        receipt.verify(keys[name])
+        receipts.append(receipt)
+    envelope = draft.finish(sender, receipts)
+    with ServiceClient(stack.relay.url, "relay") as relay:
+        stored = relay.request("POST", "/api/v1/messages", raw=envelope.to_bytes(), sign=False)
+    assert stored.status_code == 201
+    assert stored.json()["digest"] == hashlib.sha256(envelope.to_bytes()).hexdigest()
+    return envelope, receipts
+
+
+def release(stack: Stack, name: str, reader: Identity, message_id: str) -> httpx.Response:
+    with ServiceClient(stack.custodians[name].url, name, reader) as client:
+        return client.request("POST", "/v1/releases", body={"v": 1, "message_id": message_id})
+
+
+def read(stack: Stack, reader: Identity, message_id: str, names: list[str]) -> bytes:
+    keys = custodian_keys(stack)
+    with ServiceClient(stack.relay.url, "relay", reader) as relay:
+        envelope = Envelope.from_bytes(
+            relay.request("GET", f"/api/v1/messages/{message_id}").content
+        )
+    envelope.verify(None, keys, recipient=reader.public)
+    shares: dict[str, Share] = {}
+    for name in names:
+        answer = release(stack, name, reader, message_id)
+        shares[name] = Release.from_json(answer.json()).open(reader, keys[name])
+    return envelope.open(shares)
+
+
+def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "securecomm.cli", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_five_deposits_three_releases_and_none_to_a_stranger(stack: Stack) -> None:
+    alice, bob, eve = (Identity.generate(n) for n in ("alice", "bob", "eve"))
+    envelope, receipts = send(stack, alice, [bob], b"the vault code is 4711")
+    assert [r.custodian for r in receipts] == list(NAMES)
+    assert read(stack, bob, envelope.id, ["bravo", "delta", "echo"]) == b"the vault code is 4711"
+    with ServiceClient(stack.relay.url, "relay", eve) as relay, pytest.raises(ServiceError) as no:
+        relay.request("GET", f"/api/v1/messages/{envelope.id}")
+    assert (no.value.status, no.value.code) == (404, "not_found")
+    for name in NAMES:
+        with pytest.raises(ServiceError) as refused:
+            release(stack, name, eve, envelope.id)
+        assert (refused.value.status, refused.value.code) == (403, "not_recipient")
+    # The relay's database never held the message, the key or a share.
+    database = (stack.home / "relay" / "relay.db").read_bytes()
+    assert b"vault code" not in database
+
+
+def test_a_pending_release_approved_and_one_denied(stack: Stack) -> None:
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    envelope, _ = send(stack, alice, [bob], b"needs two people", Policy(require_approval=True))
+    first = release(stack, "alpha", bob, envelope.id)
+    second = release(stack, "bravo", bob, envelope.id)
+    assert first.status_code == second.status_code == 202
+    pending = cli("custodian", "pending", "--name", "alpha", home=stack.home)
+    assert first.json()["release_id"] in pending.stdout, pending.stderr
+    approved = cli(
+        "custodian", "approve", first.json()["release_id"], "--name", "alpha", home=stack.home
+    )
+    assert approved.returncode == 0, approved.stderr
+    denied = cli(
+        "custodian", "deny", second.json()["release_id"], "--name", "bravo", home=stack.home
+    )
+    assert denied.returncode == 0, denied.stderr
+    keys = custodian_keys(stack)
+    with ServiceClient(stack.custodians["alpha"].url, "alpha", bob) as alpha:
+        answer = alpha.request("GET", f"/v1/releases/{first.json()['release_id']}")
+    share = Release.from_json(answer.json()).open(bob, keys["alpha"])
+    assert share.index == 1
+    with (
+        ServiceClient(stack.custodians["bravo"].url, "bravo", bob) as bravo,
+        pytest.raises(ServiceError) as refused,
+    ):
+        bravo.request("GET", f"/v1/releases/{second.json()['release_id']}")
+    assert (refused.value.status, refused.value.code) == (403, "denied")
+
+
+def test_unsend_destroys_the_shares(stack: Stack) -> None:
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    envelope, receipts = send(stack, alice, [bob], b"never mind")
+    for receipt in receipts:
+        with ServiceClient(
+            stack.custodians[receipt.custodian].url, receipt.custodian, alice
+        ) as client:
+            assert client.request("DELETE", f"/v1/deposits/{receipt.ref}").status_code == 204
+    with ServiceClient(stack.relay.url, "relay", alice) as relay:
+        assert relay.request("DELETE", f"/api/v1/messages/{envelope.id}").status_code == 204
+    for name in NAMES:
+        with pytest.raises(ServiceError) as refused:
+            release(stack, name, bob, envelope.id)
+        assert (refused.value.status, refused.value.code) == (410, "destroyed")
+
+
+def test_burn_after_reading(stack: Stack) -> None:
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    envelope, _ = send(stack, alice, [bob], b"read once", Policy(max_releases=1))
+    assert read(stack, bob, envelope.id, ["alpha", "charlie", "echo"]) == b"read once"
+    with pytest.raises(ServiceError) as refused:
+        read(stack, bob, envelope.id, ["alpha", "charlie", "echo"])
+    assert (refused.value.status, refused.value.code) == (410, "destroyed")
+
+
+def test_an_audit_log_edited_by_hand_is_caught(stack: Stack) -> None:
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    send(stack, alice, [bob], b"audited")
+    clean = cli("audit", "verify", "--name", "charlie", home=stack.home)
+    assert clean.returncode == 0, clean.stderr
+    assert "chain and signatures verify" in clean.stdout
+    database = stack.home / "custodians" / "charlie" / "custodian.db"
+    with sqlite3.connect(database) as conn:
+        first_seq = conn.execute("SELECT min(seq) FROM audit_log").fetchone()[0]
+        data = json.loads(
+            conn.execute("SELECT data FROM audit_log WHERE seq = ?", (first_seq,)).fetchone()[0]
+        )
+        data["sender"] = "0" * 64
+        conn.execute(
+            "UPDATE audit_log SET data = ? WHERE seq = ?",
+            (json.dumps(data, sort_keys=True, separators=(",", ":")), first_seq),
+        )
+    caught = cli("audit", "verify", "--name", "charlie", home=stack.home)
+    assert caught.returncode == 1
+    assert f"entry {first_seq}: its contents do not match its hash" in caught.stderr
+
+
+def test_a_replayed_request_is_refused_even_after_a_restart(stack: Stack) -> None:
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    envelope, _ = send(stack, alice, [bob], b"once only")
+    body = json.dumps({"v": 1, "message_id": envelope.id}).encode()
+    headers = httpsig.sign_request(
+        bob, method="POST", path="/v1/releases", body=body, audience="delta"
+    )
+    headers["Content-Type"] = "application/json"
+    url = f"{stack.custodians['delta'].url}/v1/releases"
+    assert httpx.post(url, content=body, headers=headers).status_code == 200
+    replay = httpx.post(url, content=body, headers=headers)
+    assert (replay.status_code, replay.json()["code"]) == (401, "replayed_request")
+    stack.custodians["delta"].stop()
+    stack.custodians["delta"].start()
+    again = httpx.post(url, content=body, headers=headers)
+    assert (again.status_code, again.json()["code"]) == (401, "replayed_request")
+    # The same request signed for another custodian is refused there too.
+    other = httpx.post(f"{stack.custodians['echo'].url}/v1/releases", content=body, headers=headers)
+    assert (other.status_code, other.json()["code"]) == (401, "wrong_audience")
+
+
+def test_kill_9_right_after_201_keeps_the_message(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ports = {name: free_port() for name in NAMES}
+    relay_port = free_port()
+    write_config(home, relay_port, ports)
+    custodians = {name: Service("custodian", name, port, home) for name, port in ports.items()}
+    relay = Service("relay", "relay", relay_port, home)
+    stack = Stack(home, relay, custodians)
+    try:
+        for service in stack.all():
+            service.start()
+        alice, bob = Identity.generate("alice"), Identity.generate("bob")
+        envelope, _ = send(stack, alice, [bob], b"survives kill -9")
+        relay.kill9()
+        relay.start()
+        assert read(stack, bob, envelope.id, ["alpha", "bravo", "charlie"]) == b"survives kill -9"
+    finally:
+        for service in stack.all():
+            service.stop()
+
+
+def test_every_process_is_gone_after_stop(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ports = {name: free_port() for name in NAMES}
+    write_config(home, free_port(), ports)
+    service = Service("custodian", "alpha", ports["alpha"], home)
+    service.start()
+    assert service.process is not None
+    group = service.process.pid
+    service.stop()
+    time.sleep(0.2)
+    leftover = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
