@@ -143,12 +143,13 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--port", type=int, help="port to listen on (default from the config)")
         p.add_argument("--workers", type=int, help="gunicorn worker processes (default 2)")
 
-    relay = sub.add_parser(
-        "relay",
-        help="run the relay service",
-        description="The relay stores sealed envelopes; never a key.",
+    def group(name: str, help_text: str, description: str) -> Any:
+        parser = sub.add_parser(name, help=help_text, description=description)
+        return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+    relay_sub = group(
+        "relay", "run the relay service", "The relay stores sealed envelopes; never a key."
     )
-    relay_sub = relay.add_subparsers(dest="relay_command", metavar="COMMAND", required=True)
     p = relay_sub.add_parser(
         "serve",
         help="serve the relay under gunicorn",
@@ -158,13 +159,12 @@ def add_commands(sub: Any) -> None:
     serving(p)
     p.set_defaults(func=cmd_relay_serve)
 
-    custodian = sub.add_parser(
+    cust_sub = group(
         "custodian",
-        help="run a custodian, or act as its operator",
-        description="A custodian keeps one share per message and"
-        " releases it only as the sender's policy allows.",
+        "run a custodian, or act as its operator",
+        "A custodian keeps one share per message and releases it only as the"
+        " sender's policy allows.",
     )
-    cust_sub = custodian.add_subparsers(dest="custodian_command", metavar="COMMAND", required=True)
     p = cust_sub.add_parser(
         "serve",
         help="serve one custodian under gunicorn",
@@ -192,12 +192,9 @@ def add_commands(sub: Any) -> None:
         common(p)
         p.set_defaults(func=func)
 
-    audit = sub.add_parser(
-        "audit",
-        help="check a custodian's audit log",
-        description="Audit logs are hash-chained and signed.",
+    audit_sub = group(
+        "audit", "check a custodian's audit log", "Audit logs are hash-chained and signed."
     )
-    audit_sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
     p = audit_sub.add_parser(
         "verify",
         help="verify a custodian's audit log",

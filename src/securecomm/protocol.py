@@ -55,28 +55,21 @@ def _index(value: object, path: str) -> int:
     return value
 
 
+def _info(
+    purpose: str, custodian: str, index: int, message_id: str, party: str, fingerprint: str
+) -> bytes:
+    context = {"custodian": custodian, "index": index, "message_id": message_id, party: fingerprint}
+    return hpke.info(purpose, context)
+
+
 def deposit_info(custodian: str, index: int, message_id: str, sender_fingerprint: str) -> bytes:
-    return hpke.info(
-        "deposit",
-        {
-            "custodian": custodian,
-            "index": index,
-            "message_id": message_id,
-            "sender": sender_fingerprint,
-        },
-    )
+    """HPKE info for a share sealed by the sender to a custodian."""
+    return _info("deposit", custodian, index, message_id, "sender", sender_fingerprint)
 
 
 def release_info(custodian: str, index: int, message_id: str, recipient_fingerprint: str) -> bytes:
-    return hpke.info(
-        "release",
-        {
-            "custodian": custodian,
-            "index": index,
-            "message_id": message_id,
-            "recipient": recipient_fingerprint,
-        },
-    )
+    """HPKE info for a share sealed by a custodian to a recipient."""
+    return _info("release", custodian, index, message_id, "recipient", recipient_fingerprint)
 
 
 @dataclass(frozen=True)
