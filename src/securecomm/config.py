@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ParameterError
+from .errors import FieldError, ParameterError
 from .identity import check_name
 from .shamir import check_parameters
 
@@ -108,6 +108,27 @@ def _int(value: object, name: str) -> int:
         raise ParameterError(f"config: {name} must be an integer, got {value!r}") from None
 
 
+def _table(value: object, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ParameterError(f"config: {name} must be a table")
+    return value
+
+
+def _custodian(value: object) -> CustodianSettings:
+    table = _table(value, "[[custodians]]")
+    try:
+        name = check_name(table.get("name"), field="custodian name")
+    except FieldError as exc:
+        raise ParameterError(f"config: {exc}") from None
+    host = _str(table.get("host", "127.0.0.1"), f"custodians.{name}.host")
+    port = _int(table.get("port"), f"custodians.{name}.port")
+    url = _str(table.get("url", f"http://{host}:{port}"), f"custodians.{name}.url")
+    database_url = table.get("database_url")
+    if database_url is not None:
+        database_url = _str(database_url, f"custodians.{name}.database_url")
+    return CustodianSettings(name, host, port, url, database_url)
+
+
 def _str(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise ParameterError(f"config: {name} must be a string, got {value!r}")
@@ -127,8 +148,8 @@ def load_settings(
             data = tomllib.loads(config_path.read_text("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ParameterError(f"config: {config_path} is not valid TOML ({exc})") from None
-    server = data.get("server", {})
-    shares = data.get("shares", {})
+    server = _table(data.get("server", {}), "[server]")
+    shares = _table(data.get("shares", {}), "[shares]")
     n = _int(env.get("N_SHARES", shares.get("n", 5)), "N_SHARES")
     t = _int(env.get("THRESHOLD", shares.get("threshold", 3)), "THRESHOLD")
     host = _str(env.get("SERVER_HOST", server.get("host", "127.0.0.1")), "SERVER_HOST")
@@ -140,19 +161,11 @@ def load_settings(
     else:
         if not isinstance(custodians_data, list):
             raise ParameterError("config: [[custodians]] must be a list of tables")
-        custodians = tuple(
-            CustodianSettings(
-                check_name(_str(c.get("name"), "custodians.name"), field="custodian name"),
-                _str(c.get("host", "127.0.0.1"), "custodians.host"),
-                _int(c.get("port"), "custodians.port"),
-                _str(
-                    c.get("url") or f"http://{c.get('host', '127.0.0.1')}:{c.get('port')}",
-                    "custodians.url",
-                ),
-                c.get("database_url"),
-            )
-            for c in custodians_data
-        )
+        custodians = tuple(_custodian(c) for c in custodians_data)
+        names = [c.name for c in custodians]
+        for name in names:
+            if names.count(name) > 1:
+                raise ParameterError(f"config: custodian {name!r} is configured twice")
     custodians = tuple(
         replace(c, url=env.get(f"SECURECOMM_CUSTODIAN_{c.name.upper()}_URL", c.url))
         for c in custodians
@@ -167,7 +180,11 @@ def load_settings(
         server_host=host,
         server_port=port,
         server_url=_str(url or f"http://{host}:{port}", "SERVER_URL").rstrip("/"),
-        relay_database_url=server.get("database_url"),
+        relay_database_url=(
+            None
+            if server.get("database_url") is None
+            else _str(server["database_url"], "server.database_url")
+        ),
         max_envelope_bytes=_int(
             server.get("max_envelope_bytes", DEFAULT_MAX_ENVELOPE_BYTES), "max_envelope_bytes"
         ),

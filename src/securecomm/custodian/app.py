@@ -10,6 +10,7 @@ hash-chained audit log in the same transaction as the change it records.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -25,11 +26,13 @@ from ..identity import PublicIdentity
 from ..protocol import DepositRequest, Release, deposit_info
 from ..service.app import ApiError, authenticate, create_app, error_response, read_json
 from ..service.identities import load_or_create, load_public, save_public
-from ..service.storage import define_common, open_database
+from ..service.storage import define_common, open_database, scrub
 from ..shares import Share
 from . import audit, openapi
 
 __all__ = ["create_custodian_app", "ensure_operator"]
+
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 metadata = sa.MetaData()
 _, nonces = define_common(metadata)
@@ -166,9 +169,12 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
             row = conn.execute(sa.select(deposits).where(deposits.c.ref == ref)).first()
             if row is None or row.sender_fp != caller.fingerprint_hex:
                 raise ApiError(404, "no_deposit", f"no deposit {ref} of yours")
-            if row.destroyed_at is None:
+            destroyed = row.destroyed_at is None
+            if destroyed:
                 _destroy(conn, ref, "unsent")
                 log(conn, "delete", ref=ref, message_id=row.message_id, by=caller.fingerprint_hex)
+        if destroyed:
+            scrub(db)
         return "", 204
 
     @app.post("/v1/releases")
@@ -178,8 +184,8 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         if set(body) != {"v", "message_id"} or body["v"] != 1 or isinstance(body["v"], bool):
             raise ApiError(400, "bad_field", 'expected {"v": 1, "message_id": "<32 hex>"}')
         message_id = body["message_id"]
-        if not isinstance(message_id, str) or len(message_id) != 32:
-            raise ApiError(400, "bad_field", "message_id: expected 32 hex digits")
+        if not isinstance(message_id, str) or not _HEX_ID.fullmatch(message_id):
+            raise ApiError(400, "bad_field", "message_id: expected 32 lowercase hex digits")
         now = int(time.time())
         with db.begin() as conn:
             row = conn.execute(
@@ -187,16 +193,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
             ).first()
             refusal = _refusal(row, caller, now)
             if refusal is not None:
-                # Returned, not raised, so the log entry commits with this block.
-                log(
-                    conn,
-                    "refusal",
-                    message_id=message_id,
-                    requester=caller.fingerprint_hex,
-                    code=refusal[1],
-                )
-                response = error_response(*refusal)
-                return response, response.status_code
+                return refuse(conn, refusal, caller, message_id=message_id)
             assert row is not None
             policy = Policy.from_json(canonical.loads(row.policy.encode()), "policy")
             if policy.require_approval:
@@ -219,7 +216,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
                     requester=caller.fingerprint_hex,
                 )
                 return jsonify({"v": 1, "status": "pending", "release_id": release_id}), 202
-            release = _release(conn, row, caller, now)
+            release, burned = _release(conn, row, caller)
             log(
                 conn,
                 "release",
@@ -227,6 +224,10 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
                 message_id=message_id,
                 recipient=caller.fingerprint_hex,
             )
+            if burned:
+                log(conn, "burn", ref=row.ref, message_id=message_id)
+        if burned:
+            scrub(db)
         return jsonify(release.to_json()), 200
 
     @app.get("/v1/releases/<release_id>")
@@ -243,23 +244,27 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
             summary = {"v": 1, "release_id": release_id, "status": pending.status}
             if pending.status == "pending" or is_operator:
                 return jsonify(summary), 202 if pending.status == "pending" else 200
-            if pending.status == "denied":
-                raise ApiError(403, "denied", "the operator denied this release")
-            if pending.status == "released":
-                raise ApiError(410, "already_released", "this release was already collected")
             row = conn.execute(sa.select(deposits).where(deposits.c.ref == pending.ref)).first()
-            refusal = _refusal(row, caller, now, approved=True)
+            refusal: tuple[int, str, str] | None
+            if pending.status == "denied":
+                refusal = (403, "denied", "the operator denied this release")
+            elif pending.status == "released":
+                refusal = (410, "already_released", "this release was already collected")
+            else:
+                refusal = _refusal(row, caller, now)
             if refusal is not None:
-                raise ApiError(*refusal)
+                return refuse(
+                    conn,
+                    refusal,
+                    caller,
+                    message_id=row.message_id if row else None,
+                    release_id=release_id,
+                )
             assert row is not None
-            claimed = conn.execute(
-                releases.update()
-                .where(releases.c.id == release_id, releases.c.status == "approved")
-                .values(status="released")
-            ).rowcount
-            if not claimed:
-                raise ApiError(410, "already_released", "this release was already collected")
-            release = _release(conn, row, caller, now)
+            conn.execute(
+                releases.update().where(releases.c.id == release_id).values(status="released")
+            )
+            release, burned = _release(conn, row, caller)
             log(
                 conn,
                 "release",
@@ -268,6 +273,10 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
                 recipient=caller.fingerprint_hex,
                 release_id=release_id,
             )
+            if burned:
+                log(conn, "burn", ref=row.ref, message_id=row.message_id)
+        if burned:
+            scrub(db)
         return jsonify(release.to_json()), 200
 
     def decide(release_id: str, verdict: str) -> Response:
@@ -335,9 +344,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
     def openapi_document() -> Response:
         return jsonify(openapi.DOCUMENT)
 
-    def _refusal(
-        row: Any, caller: PublicIdentity, now: int, *, approved: bool = False
-    ) -> tuple[int, str, str] | None:
+    def _refusal(row: Any, caller: PublicIdentity, now: int) -> tuple[int, str, str] | None:
         if row is None:
             return 404, "no_deposit", "no share of that message is held here"
         if row.destroyed_at is not None:
@@ -357,17 +364,26 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
             return 403, "used_up", f"all {policy.max_releases} release(s) were made"
         return None
 
-    def _release(conn: Connection, row: Any, recipient: PublicIdentity, now: int) -> Release:
+    def refuse(
+        conn: Connection, refusal: tuple[int, str, str], caller: PublicIdentity, **data: Any
+    ) -> tuple[Response, int]:
+        """Log a refusal and answer it; returned, not raised, so the entry commits."""
+        status, code, message = refusal
+        log(conn, "refusal", code=code, requester=caller.fingerprint_hex, **data)
+        return error_response(status, code, message), status
+
+    def _release(conn: Connection, row: Any, recipient: PublicIdentity) -> tuple[Release, bool]:
+        """Seal the share to ``recipient`` and count the release; True if that used it up."""
         info = deposit_info(name, row.share_index, row.message_id, row.sender_fp)
         share = Share.from_bytes(hpke.open(row.sealed_share, identity.kem_private_key, info))
         release = Release.issue(identity, share, row.message_id, recipient)
         count = row.releases + 1
         conn.execute(deposits.update().where(deposits.c.ref == row.ref).values(releases=count))
         policy = Policy.from_json(canonical.loads(row.policy.encode()), "policy")
-        if policy.max_releases is not None and count >= policy.max_releases:
+        burned = policy.max_releases is not None and count >= policy.max_releases
+        if burned:
             _destroy(conn, row.ref, "burned")
-            log(conn, "burn", ref=row.ref, message_id=row.message_id)
-        return release
+        return release, burned
 
     def _destroy(conn: Connection, ref: str, why: str) -> None:
         conn.execute(

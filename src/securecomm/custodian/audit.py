@@ -130,6 +130,8 @@ def verify(log: Iterable[Mapping[str, Any]], custodian: PublicIdentity) -> Audit
                 f"entry {position}: does not follow entry {position - 1}"
                 " (an entry was removed, reordered or edited)"
             )
+        if not isinstance(data, Mapping):
+            return bad(f"entry {position}: malformed (data is not an object)")
         try:
             recomputed = _entry_hash(seq, time, event, data, link)
         except SecureCommError:

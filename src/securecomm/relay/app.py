@@ -9,6 +9,7 @@ relay's copy with its own.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from typing import Any
 
@@ -82,8 +83,12 @@ def _not_found(message_id: str) -> ApiError:
     return ApiError(404, "not_found", f"no message {message_id} for you")
 
 
+_DECIMAL = re.compile(r"[0-9]{1,12}")
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def _message_id(value: str) -> str:
-    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+    if not _HEX_ID.fullmatch(value):
         raise ApiError(400, "bad_field", "message id: expected 32 lowercase hex digits")
     return value
 
@@ -232,7 +237,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
         )
         if after:
             stored_at, _, last_id = after.partition(":")
-            if not stored_at.isdigit() or len(last_id) != 32:
+            if not _DECIMAL.fullmatch(stored_at) or not _HEX_ID.fullmatch(last_id):
                 raise ApiError(400, "bad_field", "after: expected a cursor from a previous page")
             query = query.where(
                 sa.tuple_(messages.c.stored_at, messages.c.id) > (int(stored_at), last_id)
@@ -350,7 +355,7 @@ def _query_int(name: str, *, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not _DECIMAL.fullmatch(raw) or not low <= int(raw) <= high:
         raise ApiError(400, "bad_field", f"{name}: expected an integer in {low}..{high}")
     return int(raw)
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import ReplayError
 from ..httpsig import SKEW_SECONDS
 
-__all__ = ["NONCES", "SCHEMA_VERSION", "open_database", "remember_nonce"]
+__all__ = ["NONCES", "SCHEMA_VERSION", "open_database", "remember_nonce", "scrub"]
 
 SCHEMA_VERSION = 1
 
@@ -49,6 +49,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # Deleted content is overwritten with zeros, not left in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -72,6 +74,16 @@ def open_database(url: str, metadata: sa.MetaData) -> Engine:
                 f"database schema version {found}; this securecomm speaks {SCHEMA_VERSION}"
             )
     return engine
+
+
+def scrub(engine: Engine) -> None:
+    """After destroying a secret: move the WAL into the database and truncate it, so the
+    old page (which secure_delete does not reach inside the WAL) is gone from disk too.
+    Best effort: a reader holding an old snapshot can make the checkpoint partial."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def remember_nonce(conn: Connection, nonces: sa.Table, keyid: str, nonce: str, now: int) -> None:

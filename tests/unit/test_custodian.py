@@ -1,0 +1,511 @@
+"""A custodian over Flask's test client: deposits, releases, policy, approval, unsend, audit."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import pytest
+
+from securecomm._encoding import b64decode
+from securecomm.config import Settings
+from securecomm.custodian import audit
+from securecomm.envelope import Draft, Policy, Receipt
+from securecomm.errors import SignatureError
+from securecomm.identity import Identity, PublicIdentity
+from securecomm.protocol import Release
+from securecomm.shares import Share
+
+from ._services import (
+    CUSTODIANS,
+    Reply,
+    Service,
+    custodian,
+    custody_draft,
+    deposit,
+    deposit_request,
+    operator,
+    release_body,
+    settings_for,
+)
+
+ALICE = Identity.generate("alice")
+BOB = Identity.generate("bob")
+EVE = Identity.generate("eve")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return settings_for(tmp_path)
+
+
+@pytest.fixture
+def alpha(settings: Settings) -> Service:
+    return custodian(settings, "alpha")
+
+
+def held(
+    svc: Service, policy: Policy | None = None, plaintext: bytes = b"hello"
+) -> tuple[Draft, Receipt]:
+    """A message whose share 1 is deposited with ``svc``: (draft, receipt)."""
+    others = [Identity.generate(n).public for n in CUSTODIANS[1:]]
+    draft = custody_draft(ALICE, [BOB], [svc.public, *others], policy=policy, plaintext=plaintext)
+    r = deposit(svc, draft, 0, ALICE)
+    assert r.status_code == 201, r.json
+    return draft, Receipt.from_json(r.json)
+
+
+def release(svc: Service, who: Identity, message_id: str) -> Reply:
+    return svc.call(who, "POST", "/v1/releases", release_body(message_id))
+
+
+# Deposits
+
+
+def test_five_deposits_give_receipts_signed_by_each_custodian(settings: Settings) -> None:
+    services = [custodian(settings, name) for name in CUSTODIANS]
+    draft = custody_draft(ALICE, [BOB], [s.public for s in services])
+    receipts = []
+    for position, svc in enumerate(services):
+        r = deposit(svc, draft, position, ALICE)
+        assert r.status_code == 201, (svc.audience, r.json)
+        receipt = Receipt.from_json(r.json)
+        receipt.verify(svc.public)
+        assert receipt.custodian == svc.audience
+        assert receipt.index == position + 1
+        assert receipt.message_id == draft.header.message_id
+        assert receipt.share_digest == draft.header.custodians[position].share_digest
+        with pytest.raises(SignatureError):
+            receipt.verify(services[(position + 1) % 5].public)
+        receipts.append(receipt)
+    assert len({r.ref for r in receipts}) == 5
+    # The receipts finish an envelope that verifies under every custodian's pinned key.
+    envelope = draft.finish(ALICE, receipts)
+    envelope.verify(ALICE.public, {s.audience: s.public for s in services})
+
+
+def test_duplicate_deposit_is_409(alpha: Service) -> None:
+    draft, _ = held(alpha)
+    r = deposit(alpha, draft, 0, ALICE)
+    assert r.status_code == 409
+    assert r.json["code"] == "duplicate_deposit"
+
+
+def test_deposit_whose_digest_does_not_match_is_refused(alpha: Service) -> None:
+    others = [Identity.generate(n).public for n in CUSTODIANS[1:]]
+    draft = custody_draft(ALICE, [BOB], [alpha.public, *others])
+    request = deposit_request(draft, 0, alpha.public, ALICE, digest_of=1)
+    r = alpha.call(ALICE, "POST", "/v1/deposits", request.to_json())
+    assert r.status_code == 400
+    assert r.json["code"] == "digest_mismatch"
+    # Nothing was kept: the honest deposit is still welcome.
+    assert deposit(alpha, draft, 0, ALICE).status_code == 201
+
+
+def test_deposit_sealed_to_another_custodian_is_refused(settings: Settings) -> None:
+    alpha, bravo = custodian(settings, "alpha"), custodian(settings, "bravo")
+    others = [Identity.generate(n).public for n in CUSTODIANS[2:]]
+    draft = custody_draft(ALICE, [BOB], [alpha.public, bravo.public, *others])
+    request = deposit_request(draft, 0, bravo.public, ALICE)
+    r = alpha.call(ALICE, "POST", "/v1/deposits", request.to_json())
+    assert r.status_code == 400
+    assert r.json["code"] == "bad_seal"
+
+
+def test_deposit_sealed_for_another_sender_is_refused(alpha: Service) -> None:
+    # Sealed naming Alice as sender, but the request is signed by Eve: the HPKE info differs.
+    others = [Identity.generate(n).public for n in CUSTODIANS[1:]]
+    draft = custody_draft(ALICE, [BOB], [alpha.public, *others])
+    request = deposit_request(draft, 0, alpha.public, ALICE)
+    r = alpha.call(EVE, "POST", "/v1/deposits", request.to_json())
+    assert r.status_code == 400
+
+
+# Releases
+
+
+def test_release_to_recipient_opens_to_the_right_share(alpha: Service) -> None:
+    draft, _ = held(alpha)
+    r = release(alpha, BOB, draft.header.id)
+    assert r.status_code == 200, r.json
+    share = Release.from_json(r.json).open(BOB, alpha.public)
+    assert share == draft.shares[0]
+    # Without a policy limit, it can be released again.
+    again = release(alpha, BOB, draft.header.id)
+    assert again.status_code == 200
+    assert Release.from_json(again.json).open(BOB, alpha.public) == draft.shares[0]
+
+
+def test_release_to_stranger_is_not_recipient(alpha: Service) -> None:
+    draft, _ = held(alpha)
+    r = release(alpha, EVE, draft.header.id)
+    assert r.status_code == 403
+    assert r.json["code"] == "not_recipient"
+    # Same name as the recipient, another key: still not the recipient.
+    fake_bob = Identity.generate("bob")
+    r = release(alpha, fake_bob, draft.header.id)
+    assert r.status_code == 403
+    assert r.json["code"] == "not_recipient"
+
+
+def test_release_of_unknown_message_is_404(alpha: Service) -> None:
+    r = release(alpha, BOB, "0" * 32)
+    assert r.status_code == 404
+    assert r.json["code"] == "no_deposit"
+
+
+def test_release_too_early(alpha: Service) -> None:
+    draft, _ = held(alpha, Policy(not_before=int(time.time()) + 3600))
+    r = release(alpha, BOB, draft.header.id)
+    assert r.status_code == 403
+    assert r.json["code"] == "too_early"
+
+
+def test_release_after_expiry(alpha: Service) -> None:
+    draft, _ = held(alpha, Policy(expires=int(time.time()) - 5))
+    r = release(alpha, BOB, draft.header.id)
+    assert r.status_code == 403
+    assert r.json["code"] == "expired"
+
+
+def test_release_inside_the_window(alpha: Service) -> None:
+    now = int(time.time())
+    draft, _ = held(alpha, Policy(not_before=now - 60, expires=now + 3600))
+    assert release(alpha, BOB, draft.header.id).status_code == 200
+
+
+def test_burn_after_reading(alpha: Service) -> None:
+    draft, _ = held(alpha, Policy(max_releases=1))
+    first = release(alpha, BOB, draft.header.id)
+    assert first.status_code == 200
+    second = release(alpha, BOB, draft.header.id)
+    assert second.status_code == 410
+    assert second.json["code"] == "destroyed"
+
+
+def test_max_releases_two_allows_exactly_two(alpha: Service) -> None:
+    draft, _ = held(alpha, Policy(max_releases=2))
+    assert release(alpha, BOB, draft.header.id).status_code == 200
+    assert release(alpha, BOB, draft.header.id).status_code == 200
+    assert release(alpha, BOB, draft.header.id).status_code == 410
+
+
+# Operator approval
+
+
+def approval_release(alpha: Service) -> tuple[Draft, str]:
+    draft, _ = held(alpha, Policy(require_approval=True))
+    r = release(alpha, BOB, draft.header.id)
+    assert r.status_code == 202, r.json
+    assert r.json["status"] == "pending"
+    release_id = r.json["release_id"]
+    assert isinstance(release_id, str) and len(release_id) == 32
+    assert "sealed_share" not in r.json
+    return draft, release_id
+
+
+def test_approval_flow(alpha: Service, settings: Settings) -> None:
+    draft, release_id = approval_release(alpha)
+    path = f"/v1/releases/{release_id}"
+    pending = alpha.call(BOB, "GET", path)
+    assert pending.status_code == 202
+    assert pending.json["status"] == "pending"
+    assert "sealed_share" not in pending.json
+
+    op = operator(settings, "alpha")
+    listed = alpha.call(op, "GET", "/v1/releases")
+    assert listed.status_code == 200
+    assert [x["release_id"] for x in listed.json["releases"]] == [release_id]
+
+    approved = alpha.call(op, "POST", f"{path}/approve")
+    assert approved.status_code == 200, approved.json
+    assert approved.json["status"] == "approved"
+    # The operator sees the status but never the share.
+    seen_by_operator = alpha.call(op, "GET", path)
+    assert "sealed_share" not in seen_by_operator.json
+
+    got = alpha.call(BOB, "GET", path)
+    assert got.status_code == 200, got.json
+    assert Release.from_json(got.json).open(BOB, alpha.public) == draft.shares[0]
+
+    again = alpha.call(BOB, "GET", path)
+    assert again.status_code == 410
+    assert again.json["code"] == "already_released"
+
+
+def test_approval_denied(alpha: Service, settings: Settings) -> None:
+    _, release_id = approval_release(alpha)
+    op = operator(settings, "alpha")
+    denied = alpha.call(op, "POST", f"/v1/releases/{release_id}/deny")
+    assert denied.status_code == 200
+    assert denied.json["status"] == "denied"
+    r = alpha.call(BOB, "GET", f"/v1/releases/{release_id}")
+    assert r.status_code == 403
+    assert r.json["code"] == "denied"
+
+
+def test_approve_by_non_operator_is_refused(alpha: Service) -> None:
+    _, release_id = approval_release(alpha)
+    for who in (BOB, ALICE, alpha.identity):
+        r = alpha.call(who, "POST", f"/v1/releases/{release_id}/approve")
+        assert r.status_code == 403
+        assert r.json["code"] == "not_operator"
+    assert alpha.call(BOB, "GET", f"/v1/releases/{release_id}").status_code == 202
+
+
+def test_approve_twice_is_not_pending(alpha: Service, settings: Settings) -> None:
+    _, release_id = approval_release(alpha)
+    op = operator(settings, "alpha")
+    assert alpha.call(op, "POST", f"/v1/releases/{release_id}/approve").status_code == 200
+    r = alpha.call(op, "POST", f"/v1/releases/{release_id}/approve")
+    assert r.status_code == 409
+    assert r.json["code"] == "not_pending"
+    r = alpha.call(op, "POST", f"/v1/releases/{release_id}/deny")
+    assert r.status_code == 409
+    r = alpha.call(op, "POST", f"/v1/releases/{'0' * 32}/approve")
+    assert r.status_code == 404
+
+
+def test_release_id_is_not_for_strangers(alpha: Service) -> None:
+    _, release_id = approval_release(alpha)
+    r = alpha.call(EVE, "GET", f"/v1/releases/{release_id}")
+    assert r.status_code == 404
+    assert r.json["code"] == "no_release"
+
+
+# Unsend
+
+
+def test_sender_unsend_destroys_the_share(alpha: Service) -> None:
+    draft, receipt = held(alpha)
+    r = alpha.call(ALICE, "DELETE", f"/v1/deposits/{receipt.ref}")
+    assert r.status_code == 204
+    r = release(alpha, BOB, draft.header.id)
+    assert r.status_code == 410
+    assert r.json["code"] == "destroyed"
+
+
+def test_unsend_by_someone_else_is_404(alpha: Service) -> None:
+    draft, receipt = held(alpha)
+    for who in (BOB, EVE):
+        r = alpha.call(who, "DELETE", f"/v1/deposits/{receipt.ref}")
+        assert r.status_code == 404
+        assert r.json["code"] == "no_deposit"
+    assert release(alpha, BOB, draft.header.id).status_code == 200
+
+
+def test_refusal_after_approval_is_audited(alpha: Service, settings: Settings) -> None:
+    """An approved release whose share was unsent since is refused, and the refusal logged.
+
+    The module's contract: every refusal goes into the audit log.
+    """
+    _, release_id = approval_release(alpha)
+    op = operator(settings, "alpha")
+    assert alpha.call(op, "POST", f"/v1/releases/{release_id}/approve").status_code == 200
+    ref = alpha.call(op, "GET", "/v1/audit").json["entries"][0]["data"]["ref"]
+    assert alpha.call(ALICE, "DELETE", f"/v1/deposits/{ref}").status_code == 204
+    r = alpha.call(BOB, "GET", f"/v1/releases/{release_id}")
+    assert r.status_code == 410
+    assert r.json["code"] == "destroyed"
+    events = [e["event"] for e in alpha.call(op, "GET", "/v1/audit").json["entries"]]
+    assert events[-1] == "refusal", events
+
+
+# Audit
+
+
+def test_audit_lists_every_event_in_order_and_verifies(alpha: Service, settings: Settings) -> None:
+    op = operator(settings, "alpha")
+    plain, plain_receipt = held(alpha)
+    gated, _ = held(alpha, Policy(require_approval=True))
+    once, _ = held(alpha, Policy(max_releases=1))
+
+    assert release(alpha, BOB, plain.header.id).status_code == 200  # release
+    assert release(alpha, EVE, plain.header.id).status_code == 403  # refusal
+    first = release(alpha, BOB, gated.header.id).json["release_id"]  # release_requested
+    assert alpha.call(op, "POST", f"/v1/releases/{first}/approve").status_code == 200
+    second = release(alpha, BOB, gated.header.id).json["release_id"]  # release_requested
+    assert alpha.call(op, "POST", f"/v1/releases/{second}/deny").status_code == 200
+    assert alpha.call(ALICE, "DELETE", f"/v1/deposits/{plain_receipt.ref}").status_code == 204
+    assert release(alpha, BOB, once.header.id).status_code == 200  # release, burn
+
+    r = alpha.call(op, "GET", "/v1/audit")
+    assert r.status_code == 200
+    entries = r.json["entries"]
+    events = [e["event"] for e in entries]
+    assert events[:10] == [
+        "deposit",
+        "deposit",
+        "deposit",
+        "release",
+        "refusal",
+        "release_requested",
+        "approved",
+        "release_requested",
+        "denied",
+        "delete",
+    ]
+    # The last release burns the share: both are logged (their order has its own test).
+    assert sorted(events[10:]) == ["burn", "release"]
+    first_seen = list(dict.fromkeys(events))
+    assert first_seen == [
+        "deposit",
+        "release",
+        "refusal",
+        "release_requested",
+        "approved",
+        "denied",
+        "delete",
+        "burn",
+    ]
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert PublicIdentity.from_json(r.json["custodian"]).fingerprint == alpha.public.fingerprint
+    report = audit.verify(entries, alpha.public)
+    assert report.ok, report
+    assert report.count == len(entries)
+    # The refusal names who was refused and why.
+    refusal = entries[4]["data"]
+    assert refusal["requester"] == EVE.public.fingerprint_hex
+    assert refusal["code"] == "not_recipient"
+
+
+def test_burn_is_logged_after_the_release_that_caused_it(
+    alpha: Service, settings: Settings
+) -> None:
+    """A log that says "burn" and then "release" of the same ref reads as a release of a
+    destroyed share; the release happened first and must come first."""
+    once, _ = held(alpha, Policy(max_releases=1))
+    assert release(alpha, BOB, once.header.id).status_code == 200
+    entries = alpha.call(operator(settings, "alpha"), "GET", "/v1/audit").json["entries"]
+    assert [e["event"] for e in entries] == ["deposit", "release", "burn"]
+
+
+def test_audit_is_for_the_operator_only(alpha: Service, settings: Settings) -> None:
+    held(alpha)
+    custodian(settings, "bravo")  # makes bravo's operator key
+    for who in (BOB, ALICE, alpha.identity, operator(settings, "bravo")):
+        r = alpha.call(who, "GET", "/v1/audit")
+        assert r.status_code == 403
+        assert r.json["code"] == "not_operator"
+    assert alpha.send("GET", "/v1/audit").status_code == 401
+
+
+def _forms(data: bytes) -> list[bytes]:
+    """``data`` as raw bytes, hex (both cases) and base64 (standard and URL-safe, unpadded)."""
+    b64 = base64.b64encode(data)
+    return [
+        data,
+        data.hex().encode(),
+        data.hex().upper().encode(),
+        b64,
+        b64.rstrip(b"="),
+        base64.urlsafe_b64encode(data).rstrip(b"="),
+    ]
+
+
+def database_bytes(settings: Settings, name: str) -> bytes:
+    """Every byte of a custodian's SQLite database: the main file, its WAL and its index."""
+    files = [p for p in settings.custodian_dir(name).iterdir() if p.name.startswith("custodian.db")]
+    assert files, "the custodian database was not found"
+    return b"".join(p.read_bytes() for p in files)
+
+
+def test_no_share_in_audit_log_or_database(alpha: Service, settings: Settings) -> None:
+    op = operator(settings, "alpha")
+    secret_text = b"the plaintext that no custodian may hold"
+    plain, plain_receipt = held(alpha, plaintext=secret_text)
+    once, _ = held(alpha, Policy(max_releases=1))
+    others = [Identity.generate(n).public for n in CUSTODIANS[1:]]
+    gated = custody_draft(
+        ALICE, [BOB], [alpha.public, *others], policy=Policy(require_approval=True)
+    )
+    gated_request = deposit_request(gated, 0, alpha.public, ALICE)
+    assert alpha.call(ALICE, "POST", "/v1/deposits", gated_request.to_json()).status_code == 201
+    release(alpha, BOB, plain.header.id)
+    release(alpha, EVE, plain.header.id)
+    pending = release(alpha, BOB, gated.header.id).json["release_id"]
+    alpha.call(op, "POST", f"/v1/releases/{pending}/approve")
+    assert alpha.call(BOB, "GET", f"/v1/releases/{pending}").status_code == 200
+    release(alpha, BOB, once.header.id)
+    alpha.call(ALICE, "DELETE", f"/v1/deposits/{plain_receipt.ref}")
+
+    audit_json = alpha.call(op, "GET", "/v1/audit").data
+    assert b"share_digest" in audit_json
+    database = database_bytes(settings, "alpha")
+    # Control: the share still held is there, sealed as it arrived, so the search can see.
+    assert gated_request.sealed_share in database, "control: the held sealed share not found"
+    assert gated_request.sealed_share not in audit_json, "a sealed share is in the audit JSON"
+    shares: list[Share] = [d.shares[i] for d in (plain, gated, once) for i in range(5)]
+    for share in shares:
+        where = f"share {share.index} of {share.split_id.hex()}"
+        for piece in (share.value, share.to_raw(), share.to_bytes()):
+            for form in _forms(piece):
+                assert form not in audit_json, f"{where} is in the audit JSON"
+                assert form not in database, f"{where} is in the database files"
+        assert share.to_text().encode() not in database, f"{where} is in the database files"
+    assert secret_text not in database, "the plaintext is in the database files"
+    assert secret_text not in audit_json, "the plaintext is in the audit JSON"
+
+
+@pytest.mark.parametrize("how", ["burn", "unsend"])
+def test_destroyed_share_is_gone_from_the_database_files(
+    alpha: Service, settings: Settings, how: str
+) -> None:
+    """After burn-after-reading or unsend, the sealed share must not survive on disk:
+    the custodian's own key (HOME/custodians/NAME/identity.key) still opens it."""
+    others = [Identity.generate(n).public for n in CUSTODIANS[1:]]
+    policy = Policy(max_releases=1) if how == "burn" else Policy()
+    draft = custody_draft(ALICE, [BOB], [alpha.public, *others], policy=policy)
+    request = deposit_request(draft, 0, alpha.public, ALICE)
+    r = alpha.call(ALICE, "POST", "/v1/deposits", request.to_json())
+    assert r.status_code == 201
+    assert request.sealed_share in database_bytes(settings, "alpha"), "control: not stored"
+    if how == "burn":
+        assert release(alpha, BOB, draft.header.id).status_code == 200
+    else:
+        ref = Receipt.from_json(r.json).ref
+        assert alpha.call(ALICE, "DELETE", f"/v1/deposits/{ref}").status_code == 204
+    assert release(alpha, BOB, draft.header.id).status_code == 410
+    leftovers = [
+        p.name
+        for p in settings.custodian_dir("alpha").iterdir()
+        if p.name.startswith("custodian.db") and request.sealed_share in p.read_bytes()
+    ]
+    assert leftovers == [], f"the destroyed sealed share is still in {leftovers}"
+
+
+# Identity and health
+
+
+def test_identity_document_is_signed(alpha: Service) -> None:
+    r = alpha.send("GET", "/v1/identity")
+    assert r.status_code == 200
+    document = r.json["identity"]
+    public = PublicIdentity.from_json(document)
+    assert public.fingerprint == alpha.public.fingerprint
+    assert public.name == "alpha"
+    signature = b64decode(r.json["signature"], field="signature", length=64)
+    public.verify(signature, "identity", document)
+    with pytest.raises(SignatureError):
+        public.verify(signature, "receipt", document)
+
+
+def test_custodian_healthz(alpha: Service) -> None:
+    r = alpha.send("GET", "/healthz")
+    assert r.status_code == 200
+    assert r.json["service"] == "alpha"
+    assert r.json["fingerprint"] == alpha.public.fingerprint_hex
+
+
+def test_operator_key_is_written_on_first_start(settings: Settings) -> None:
+    svc = custodian(settings, "charlie")
+    key_path = settings.home / "operators" / "charlie-operator.key"
+    assert key_path.exists()
+    op = Identity.load(key_path)
+    assert op.name == "charlie-operator"
+    assert op.public.fingerprint != svc.public.fingerprint
+    # A second start keeps both keys.
+    again = custodian(settings, "charlie")
+    assert again.public.fingerprint == svc.public.fingerprint
+    assert operator(settings, "charlie").public.fingerprint == op.public.fingerprint

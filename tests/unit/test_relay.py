@@ -1,0 +1,346 @@
+"""The relay over Flask's test client: storage, reading, inbox paging, deletion, directory."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from securecomm._encoding import b64encode
+from securecomm.envelope import Envelope
+from securecomm.identity import Identity
+from securecomm.relay.app import endorsement_body
+
+from ._services import (
+    Reply,
+    Service,
+    custodian_identities,
+    draft_for,
+    finish,
+    make_envelope,
+    relay,
+    settings_for,
+)
+
+ALICE = Identity.generate("alice")
+BOB = Identity.generate("bob")
+CAROL = Identity.generate("carol")
+EVE = Identity.generate("eve")
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Service:
+    return relay(settings_for(tmp_path))
+
+
+def post(svc: Service, envelope: Envelope, path: str = "/api/v1/messages") -> Reply:
+    return svc.send("POST", path, envelope.to_bytes())
+
+
+def message_path(message_id: str) -> str:
+    return f"/api/v1/messages/{message_id}"
+
+
+# Posting
+
+
+def test_post_stores_and_answers_digest_of_exact_bytes(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB])
+    data = envelope.to_bytes()
+    r = post(svc, envelope)
+    assert r.status_code == 201, r.json
+    assert r.json == {
+        "id": envelope.id,
+        "digest": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "stored_at": r.json["stored_at"],
+    }
+    assert isinstance(r.json["stored_at"], int)
+    assert r.headers["Location"].endswith(message_path(envelope.id))
+
+
+def test_post_same_envelope_again_is_idempotent(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB])
+    first = post(svc, envelope)
+    again = post(svc, envelope)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json == first.json
+
+
+def test_post_other_bytes_under_same_id_is_a_conflict(svc: Service) -> None:
+    custodians = custodian_identities()
+    draft = draft_for(ALICE, [BOB], custodians)
+    one = finish(draft, ALICE, custodians, ref_prefix="a")
+    other = finish(draft, ALICE, custodians, ref_prefix="b")
+    assert one.id == other.id and one.to_bytes() != other.to_bytes()
+    assert post(svc, one).status_code == 201
+    r = post(svc, other)
+    assert r.status_code == 409
+    assert r.json["code"] == "duplicate_id"
+    # The first copy is untouched.
+    got = svc.call(BOB, "GET", message_path(one.id))
+    assert got.data == one.to_bytes()
+
+
+def test_seed_alias_api_relay_stores_too(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB])
+    r = post(svc, envelope, "/api/relay")
+    assert r.status_code == 201
+    assert r.json["digest"] == hashlib.sha256(envelope.to_bytes()).hexdigest()
+    # Same store as /api/v1/messages: posting there now is the idempotent repeat.
+    assert post(svc, envelope).status_code == 200
+    assert svc.call(BOB, "GET", message_path(envelope.id)).data == envelope.to_bytes()
+
+
+def test_sender_registered_with_another_key_is_refused(svc: Service) -> None:
+    body = {"v": 1, "identity": ALICE.public.to_json()}
+    assert svc.call(ALICE, "PUT", "/api/v1/directory/alice", body).status_code == 201
+    impostor = Identity.generate("alice")
+    r = post(svc, make_envelope(impostor, [BOB]))
+    assert r.status_code == 403
+    assert r.json["code"] == "sender_key_mismatch"
+    # The registered key itself is still welcome.
+    assert post(svc, make_envelope(ALICE, [BOB])).status_code == 201
+
+
+def test_envelope_with_offline_custodians_is_refused(svc: Service) -> None:
+    custodians = custodian_identities()
+    draft = draft_for(ALICE, [BOB], custodians, offline=True)
+    envelope = draft.finish(ALICE)
+    r = post(svc, envelope)
+    assert r.status_code == 400
+    assert r.json["code"] == "no_custodians"
+
+
+def test_envelope_with_bad_signature_is_refused(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB])
+    signature = bytearray(envelope.signature)
+    signature[0] ^= 1
+    forged = Envelope(
+        envelope.header,
+        envelope.nonce,
+        envelope.ciphertext,
+        envelope.tag,
+        envelope.receipts,
+        bytes(signature),
+    )
+    r = post(svc, forged)
+    assert r.status_code == 400
+    assert r.json["code"] == "bad_signature"
+    assert svc.call(BOB, "GET", "/api/v1/inbox").json["messages"] == []
+
+
+# Reading
+
+
+def test_recipient_and_sender_get_the_exact_stored_bytes(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB, CAROL])
+    post(svc, envelope)
+    for who in (BOB, CAROL, ALICE):
+        r = svc.call(who, "GET", message_path(envelope.id))
+        assert r.status_code == 200, who.name
+        assert r.data == envelope.to_bytes()
+        assert r.mimetype == "application/json"
+
+
+def test_stranger_and_missing_id_get_the_same_404(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB])
+    post(svc, envelope)
+    stranger = svc.call(EVE, "GET", message_path(envelope.id))
+    # The same id once it no longer exists: the body must not tell the two apart.
+    assert svc.call(ALICE, "DELETE", message_path(envelope.id)).status_code == 204
+    missing = svc.call(EVE, "GET", message_path(envelope.id))
+    assert stranger.status_code == missing.status_code == 404
+    assert stranger.data == missing.data
+    assert stranger.json["code"] == "not_found"
+    # And an id that never existed answers in the same shape.
+    other_id = "0" * 32
+    never = svc.call(BOB, "GET", message_path(other_id))
+    assert never.status_code == 404
+    assert never.data == stranger.data.replace(envelope.id.encode(), other_id.encode())
+
+
+def test_get_unsigned_is_401(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB])
+    post(svc, envelope)
+    r = svc.send("GET", message_path(envelope.id))
+    assert r.status_code == 401
+    assert r.json["code"] == "missing_signature"
+
+
+# Inbox
+
+
+def test_inbox_pages_with_limit_and_after_cursor(svc: Service) -> None:
+    ids = set()
+    for i in range(5):
+        envelope = make_envelope(ALICE, [BOB], plaintext=f"message {i}".encode())
+        assert post(svc, envelope).status_code == 201
+        ids.add(envelope.id)
+    # Someone else's message never shows in Bob's inbox.
+    post(svc, make_envelope(ALICE, [CAROL]))
+
+    pages = []
+    query = "limit=2"
+    while True:
+        r = svc.call(BOB, "GET", "/api/v1/inbox", query=query)
+        assert r.status_code == 200, r.json
+        pages.append(r.json)
+        if r.json["next"] is None:
+            break
+        assert len(pages) < 10
+        query = f"limit=2&after={r.json['next']}"
+    assert [len(p["messages"]) for p in pages] == [2, 2, 1]
+    seen = [m["id"] for p in pages for m in p["messages"]]
+    assert len(seen) == len(set(seen)) == 5
+    assert set(seen) == ids
+    first = pages[0]["messages"][0]
+    assert first["sender"] == {"name": "alice", "fingerprint": ALICE.public.fingerprint_hex}
+    assert set(first) == {"id", "sender", "created", "stored_at", "size", "digest"}
+
+    everything = svc.call(BOB, "GET", "/api/v1/inbox").json
+    assert [m["id"] for m in everything["messages"]] == seen
+    assert everything["next"] is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "after=nonsense",
+        "after=12:short",
+        "after=x:" + "0" * 32,
+        "after=%C2%B2:" + "0" * 32,  # a superscript digit: str.isdigit() but not int()
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=-1",
+        "limit=%C2%B2",
+    ],
+)
+def test_inbox_bad_cursor_or_limit_is_400(svc: Service, query: str) -> None:
+    r = svc.call(BOB, "GET", "/api/v1/inbox", query=query)
+    assert r.status_code == 400
+    assert r.json["code"] == "bad_field"
+
+
+# Deleting
+
+
+def test_recipient_delete_removes_it_from_their_inbox_only(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB, CAROL])
+    post(svc, envelope)
+    assert svc.call(BOB, "DELETE", message_path(envelope.id)).status_code == 204
+    assert svc.call(BOB, "GET", "/api/v1/inbox").json["messages"] == []
+    assert svc.call(BOB, "GET", message_path(envelope.id)).status_code == 404
+    carol_inbox = svc.call(CAROL, "GET", "/api/v1/inbox").json["messages"]
+    assert [m["id"] for m in carol_inbox] == [envelope.id]
+    assert svc.call(CAROL, "GET", message_path(envelope.id)).data == envelope.to_bytes()
+    assert svc.call(ALICE, "GET", message_path(envelope.id)).status_code == 200
+    # Deleting twice: it is no longer Bob's to delete.
+    assert svc.call(BOB, "DELETE", message_path(envelope.id)).status_code == 404
+
+
+def test_sender_delete_removes_it_for_everyone(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB, CAROL])
+    post(svc, envelope)
+    assert svc.call(ALICE, "DELETE", message_path(envelope.id)).status_code == 204
+    for who in (BOB, CAROL):
+        assert svc.call(who, "GET", "/api/v1/inbox").json["messages"] == []
+        assert svc.call(who, "GET", message_path(envelope.id)).status_code == 404
+    assert svc.call(ALICE, "GET", message_path(envelope.id)).status_code == 404
+
+
+def test_stranger_delete_is_404_and_changes_nothing(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB])
+    post(svc, envelope)
+    r = svc.call(EVE, "DELETE", message_path(envelope.id))
+    assert r.status_code == 404
+    assert r.json["code"] == "not_found"
+    assert svc.call(BOB, "GET", message_path(envelope.id)).status_code == 200
+
+
+# Directory
+
+
+def directory_body(identity: Identity, endorsement: str | None = None) -> dict[str, object]:
+    body: dict[str, object] = {"v": 1, "identity": identity.public.to_json()}
+    if endorsement is not None:
+        body["endorsement"] = endorsement
+    return body
+
+
+def test_directory_put_get_and_idempotent_put(svc: Service) -> None:
+    r = svc.call(BOB, "PUT", "/api/v1/directory/bob", directory_body(BOB))
+    assert r.status_code == 201
+    assert r.json == {"name": "bob", "fingerprint": BOB.public.fingerprint_hex}
+    again = svc.call(BOB, "PUT", "/api/v1/directory/bob", directory_body(BOB))
+    assert again.status_code == 200
+    got = svc.send("GET", "/api/v1/directory/bob")
+    assert got.status_code == 200
+    assert got.json["identity"] == BOB.public.to_json()
+    assert got.json["fingerprint"] == BOB.public.fingerprint_hex
+    missing = svc.send("GET", "/api/v1/directory/nobody")
+    assert missing.status_code == 404
+    assert missing.json["code"] == "not_found"
+
+
+def test_directory_put_by_another_key_is_not_your_key(svc: Service) -> None:
+    r = svc.call(EVE, "PUT", "/api/v1/directory/bob", directory_body(BOB))
+    assert r.status_code == 403
+    assert r.json["code"] == "not_your_key"
+    assert svc.send("GET", "/api/v1/directory/bob").status_code == 404
+
+
+def test_directory_key_change_without_endorsement_is_refused(svc: Service) -> None:
+    svc.call(BOB, "PUT", "/api/v1/directory/bob", directory_body(BOB))
+    new_bob = Identity.generate("bob")
+    r = svc.call(new_bob, "PUT", "/api/v1/directory/bob", directory_body(new_bob))
+    assert r.status_code == 409
+    assert r.json["code"] == "key_changed"
+    assert BOB.public.short_fingerprint() in r.json["message"]
+    assert new_bob.public.short_fingerprint() in r.json["message"]
+    # An endorsement signed by the new key itself, or for another purpose, is no endorsement.
+    for forged in (
+        new_bob.sign("directory-rotation", endorsement_body("bob", new_bob.public)),
+        BOB.sign("identity", endorsement_body("bob", new_bob.public)),
+    ):
+        body = directory_body(new_bob, b64encode(forged))
+        r = svc.call(new_bob, "PUT", "/api/v1/directory/bob", body)
+        assert r.status_code == 409
+        assert r.json["code"] == "key_changed"
+    assert svc.send("GET", "/api/v1/directory/bob").json["fingerprint"] == (
+        BOB.public.fingerprint_hex
+    )
+
+
+def test_directory_key_change_with_endorsement_is_accepted(svc: Service) -> None:
+    svc.call(BOB, "PUT", "/api/v1/directory/bob", directory_body(BOB))
+    new_bob = Identity.generate("bob")
+    endorsement = BOB.sign("directory-rotation", endorsement_body("bob", new_bob.public))
+    BOB.public.verify(endorsement, "directory-rotation", endorsement_body("bob", new_bob.public))
+    body = directory_body(new_bob, b64encode(endorsement))
+    r = svc.call(new_bob, "PUT", "/api/v1/directory/bob", body)
+    assert r.status_code == 200, r.json
+    assert r.json == {"name": "bob", "fingerprint": new_bob.public.fingerprint_hex}
+    got = svc.send("GET", "/api/v1/directory/bob").json
+    assert got["fingerprint"] == new_bob.public.fingerprint_hex
+    assert got["identity"] == new_bob.public.to_json()
+
+
+# Health and UI
+
+
+def test_healthz(svc: Service) -> None:
+    r = svc.send("GET", "/healthz")
+    assert r.status_code == 200
+    assert r.json["status"] == "ok"
+    assert r.json["service"] == "relay"
+    assert r.json["fingerprint"] == svc.public.fingerprint_hex
+
+
+def test_index_is_html(svc: Service) -> None:
+    r = svc.send("GET", "/")
+    assert r.status_code == 200
+    assert r.mimetype == "text/html"
+    assert b"<html" in r.data
