@@ -123,12 +123,13 @@ def _match(value: object, path: str, pattern: re.Pattern[str], what: str) -> str
     return value
 
 
-def _unique(names: Sequence[str], path: str) -> None:
+def _unique(values: Sequence[str], path: str, what: str = "name") -> None:
     seen: set[str] = set()
-    for i, name in enumerate(names):
-        if name in seen:
-            raise FieldError(f"{path}[{i}]: {name!r} appears twice")
-        seen.add(name)
+    for i, value in enumerate(values):
+        if value in seen:
+            shown = repr(value) if what == "name" else value[:16]
+            raise FieldError(f"{path}[{i}]: {what} {shown} appears twice")
+        seen.add(value)
 
 
 _TIME_MAX = 2**40  # seconds: far beyond any real date, well inside canonical JSON's range
@@ -314,6 +315,7 @@ class Header:
             for i, r in enumerate(_list(obj["recipients"], f"{path}.recipients", 1, MAX_RECIPIENTS))
         )
         _unique([r.name for r in recipients], f"{path}.recipients")
+        _unique([r.fingerprint.hex() for r in recipients], f"{path}.recipients", "fingerprint")
         created = _int(obj["created"], f"{path}.created", 0, _TIME_MAX)
         n = _int(obj["n"], f"{path}.n", 2, 255)
         threshold = _int(obj["threshold"], f"{path}.threshold", 2, 255)
@@ -324,6 +326,12 @@ class Header:
             for i, c in enumerate(_list(obj["custodians"], f"{path}.custodians", n, n))
         )
         _unique([c.name for c in custodians], f"{path}.custodians")
+        # One key holding two shares would lower the threshold without anyone noticing.
+        _unique(
+            [c.fingerprint.hex() for c in custodians if c.fingerprint is not None],
+            f"{path}.custodians",
+            "fingerprint",
+        )
         policy = Policy.from_json(obj["policy"], f"{path}.policy")
         commitment = b64decode(
             obj["key_commitment"], field=f"{path}.key_commitment", length=DIGEST_LENGTH_BYTES
@@ -640,6 +648,16 @@ def prepare(
         key_commitment=key_commitment(key, message_id),
     )
     _unique([r.name for r in header.recipients], "envelope.header.recipients")
+    _unique(
+        [r.fingerprint.hex() for r in header.recipients],
+        "envelope.header.recipients",
+        "fingerprint",
+    )
     _unique([c.name for c in slots], "envelope.header.custodians")
+    _unique(
+        [c.fingerprint.hex() for c in slots if c.fingerprint is not None],
+        "envelope.header.custodians",
+        "fingerprint",
+    )
     nonce, sealed = aead.seal(key, plaintext, header.aad())
     return Draft(header, nonce, sealed, tuple(split))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -247,3 +250,66 @@ def test_every_process_is_gone_after_stop(tmp_path: Path) -> None:
     time.sleep(0.2)
     leftover = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
+
+
+def _race(calls: int, action: Callable[[], int]) -> list[int]:
+    """Run ``action`` from ``calls`` threads released at once; return the status codes."""
+    barrier = threading.Barrier(calls)
+    codes: list[int] = []
+
+    def run() -> None:
+        barrier.wait()
+        codes.append(action())
+
+    threads = [threading.Thread(target=run) for _ in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return sorted(codes)
+
+
+def _signed_post(service: Service, who: Identity, path: str, body: dict[str, object]) -> int:
+    content = json.dumps(body).encode()
+    headers = httpsig.sign_request(
+        who, method="POST", path=path, body=content, audience=service.name
+    )
+    headers["Content-Type"] = "application/json"
+    return httpx.post(service.url + path, content=content, headers=headers, timeout=30).status_code
+
+
+def test_concurrent_releases_never_exceed_max_releases(stack: Stack) -> None:
+    """Four simultaneous requests for a burn-after-reading share: exactly one wins."""
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    for _ in range(5):
+        envelope, _ = send(stack, alice, [bob], b"race", Policy(max_releases=1))
+        body: dict[str, object] = {"v": 1, "message_id": envelope.id}
+        codes = _race(
+            4, functools.partial(_signed_post, stack.custodians["bravo"], bob, "/v1/releases", body)
+        )
+        assert codes == [200, 410, 410, 410]
+
+
+def test_concurrent_identical_deposits_get_one_201(stack: Stack) -> None:
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    keys = custodian_keys(stack)
+    draft = prepare(
+        b"twice",
+        sender=alice.public,
+        recipients=[bob.public],
+        custodians=[(n, keys[n].fingerprint) for n in NAMES],
+        threshold=3,
+    )
+    deposit = DepositRequest.seal(
+        draft.shares[0],
+        custodian=keys["alpha"],
+        sender=alice.public,
+        message_id=draft.header.id,
+        share_digest=draft.header.custodians[0].share_digest,
+        policy=Policy(),
+        recipients=draft.header.recipients,
+    ).to_json()
+    codes = _race(
+        4, lambda: _signed_post(stack.custodians["alpha"], alice, "/v1/deposits", deposit)
+    )
+    assert codes == [201, 409, 409, 409]

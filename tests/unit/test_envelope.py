@@ -272,7 +272,7 @@ def _reject_cases(env: Envelope) -> list[tuple[str, Any, type[Exception], str]]:
             "header.custodians.1.name",
             "alpha",
             errors.FieldError,
-            "custodians[1]: 'alpha' appears twice",
+            "custodians[1]: name 'alpha' appears twice",
         ),
         (
             "header.custodians.0.share_digest",
@@ -283,6 +283,18 @@ def _reject_cases(env: Envelope) -> list[tuple[str, Any, type[Exception], str]]:
         ("header.custodians.0.fingerprint", "ab", errors.FieldError, "fingerprint"),
         ("header.recipients", [], errors.FieldError, "recipients: 0 item(s)"),
         ("header.recipients", header["recipients"] * 2, errors.FieldError, "appears twice"),
+        (
+            "header.recipients",
+            [header["recipients"][0], {**header["recipients"][0], "name": "bob-work"}],
+            errors.FieldError,
+            "recipients[1]: fingerprint",
+        ),
+        (
+            "header.custodians.1.fingerprint",
+            header["custodians"][0]["fingerprint"],
+            errors.FieldError,
+            "custodians[1]: fingerprint",
+        ),
         ("header.sender.v", 9, errors.UnknownVersionError, "envelope.header.sender"),
         ("header.policy.not_before", 2_000_000_001, errors.FieldError, "not after"),
         ("header.policy.max_releases", 0, errors.FieldError, "max_releases"),

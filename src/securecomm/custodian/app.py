@@ -261,9 +261,13 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
                     release_id=release_id,
                 )
             assert row is not None
-            conn.execute(
-                releases.update().where(releases.c.id == release_id).values(status="released")
-            )
+            claimed = conn.execute(
+                releases.update()
+                .where(releases.c.id == release_id, releases.c.status == "approved")
+                .values(status="released")
+            ).rowcount
+            if not claimed:
+                raise ApiError(410, "already_released", "this release was already collected")
             release, burned = _release(conn, row, caller)
             log(
                 conn,

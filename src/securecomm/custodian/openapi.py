@@ -1,11 +1,291 @@
-"""The custodian's OpenAPI document (filled in with the endpoints' schemas)."""
+"""A custodian's OpenAPI 3.1 document, served as ``GET /openapi.json``.
+
+Built from the pieces in :mod:`securecomm.relay.openapi` (shared schemas,
+error answers, the signed-request security schemes), so both documents
+describe errors, identities, policies and receipts the same way.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-DOCUMENT: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "securecomm custodian", "version": "1"},
-    "paths": {},
+from ..relay.openapi import (
+    DIGEST,
+    FORMAT_CODES,
+    INDEX,
+    NO_SUCH_ENDPOINT,
+    OPENAPI_PATH,
+    SIGNATURE,
+    TIME,
+    V1,
+    Schema,
+    array,
+    base64_string,
+    build_document,
+    error,
+    health_path,
+    hex_string,
+    json_response,
+    obj,
+    operation,
+    path_parameter,
+    ref,
+)
+
+__all__ = ["DOCUMENT"]
+
+_STATUSES = ["pending", "approved", "denied", "released"]
+_EVENTS = [
+    "deposit",
+    "delete",
+    "refusal",
+    "release_requested",
+    "release",
+    "approved",
+    "denied",
+    "burn",
+]
+
+_SCHEMAS: dict[str, Schema] = {
+    "ReleaseId": hex_string(32, "A release request's id: 16 random bytes in lowercase hex."),
+    "SignedIdentity": obj(
+        {
+            "identity": ref("PublicIdentity"),
+            "signature": base64_string(
+                64, "The custodian's own signature, purpose `identity`, over `identity`."
+            ),
+        },
+        "The custodian's public identity, self-signed. Pin its fingerprint out of band.",
+    ),
+    "DepositRequest": obj(
+        {
+            "v": V1,
+            "message_id": ref("MessageId"),
+            "index": INDEX,
+            "share_digest": DIGEST,
+            "sealed_share": base64_string(
+                description="The share, HPKE-sealed to this custodian (spec section 5).",
+                minLength=64,
+            ),
+            "policy": ref("Policy"),
+            "recipients": array(ref("Recipient"), 1, 64),
+        },
+        "One share of a message key, for this custodian to keep. The sender is whoever"
+        " signs the request.",
+    ),
+    "ReleaseRequest": obj(
+        {"v": V1, "message_id": ref("MessageId")},
+        "Ask for this custodian's share of a message.",
+    ),
+    "ReleaseStatus": obj(
+        {"v": V1, "release_id": ref("ReleaseId"), "status": {"enum": _STATUSES}},
+        "Where a release that needs the operator's approval stands.",
+    ),
+    "Release": obj(
+        {
+            "v": V1,
+            "status": {"const": "released"},
+            "custodian": ref("Name"),
+            "index": INDEX,
+            "message_id": ref("MessageId"),
+            "recipient": ref("Fingerprint"),
+            "sealed_share": base64_string(description="The share, HPKE-sealed to the recipient."),
+            "signature": SIGNATURE,
+        },
+        "The custodian's share, sealed to the caller and signed (purpose `release`).",
+    ),
+    "ReleaseList": obj(
+        {
+            "releases": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "release_id": ref("ReleaseId"),
+                        "message_id": ref("MessageId"),
+                        "recipient": ref("PublicIdentity"),
+                        "status": {"enum": _STATUSES},
+                        "created": TIME,
+                    },
+                    "A release request.",
+                ),
+            }
+        },
+        "Release requests with one status, oldest first.",
+    ),
+    "AuditLog": obj(
+        {
+            "custodian": ref("PublicIdentity"),
+            "entries": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "seq": {"type": "integer", "minimum": 1},
+                        "time": TIME,
+                        "event": {"enum": _EVENTS},
+                        "data": {"type": "object", "description": "Ids, fingerprints, digests."},
+                        "prev": hex_string(64, "`hash` of the entry before; 64 zeros first."),
+                        "hash": hex_string(64, "Over this entry and `prev`."),
+                        "signature": SIGNATURE,
+                    },
+                    "One signed, hash-chained entry.",
+                ),
+            },
+        },
+        "The whole audit log, and the key that signed it.",
+    ),
 }
+
+_NOT_OPERATOR = error("The caller is not this custodian's operator.", "not_operator")
+_REFUSALS = ("not_recipient", "too_early", "expired", "used_up")
+_UNSEALABLE = ("bad_identity",)  # the caller's X25519 key cannot be sealed to
+_RELEASE_ID_PARAMETER = path_parameter("release_id", ref("ReleaseId"), "The release's id.")
+
+
+def _decide(verdict: str) -> Schema:
+    return {
+        "parameters": [_RELEASE_ID_PARAMETER],
+        "post": operation(
+            f"{verdict}Release",
+            f"{verdict.capitalize()} a pending release. Only this custodian's operator may.",
+            {
+                "200": json_response("Decided.", ref("ReleaseStatus")),
+                "403": _NOT_OPERATOR,
+                "404": error("No such release.", "no_release", NO_SUCH_ENDPOINT),
+                "409": error("The release is no longer pending.", "not_pending"),
+            },
+            signed=True,
+        ),
+    }
+
+
+_PATHS: dict[str, Schema] = {
+    "/v1/identity": {
+        "get": operation(
+            "getIdentity",
+            "The custodian's public identity, self-signed. Anyone may call it.",
+            {"200": json_response("The identity.", ref("SignedIdentity"))},
+            signed=False,
+        )
+    },
+    "/v1/deposits": {
+        "post": operation(
+            "deposit",
+            "Deposit one sealed share of a message key, with its release policy and recipients."
+            " Any signed caller may; the signer is recorded as the message's sender.",
+            {
+                "201": json_response("Kept; the signed receipt.", ref("Receipt")),
+                "400": error(
+                    "The body is not valid, the share does not open, or it does not match the"
+                    " digest, index or message id.",
+                    "bad_json",
+                    *FORMAT_CODES,
+                    "bad_seal",
+                    "bad_share",
+                    "digest_mismatch",
+                ),
+                "409": error("A share of this message is already here.", "duplicate_deposit"),
+            },
+            signed=True,
+            body=ref("DepositRequest"),
+        )
+    },
+    "/v1/deposits/{ref}": {
+        "parameters": [
+            path_parameter(
+                "ref",
+                {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+                "The deposit's reference, from its receipt.",
+            )
+        ],
+        "delete": operation(
+            "deleteDeposit",
+            "Destroy a deposited share (for a message that was not sent). Only the sender"
+            " who deposited it may; deleting twice is not an error.",
+            {
+                "204": {"description": "Destroyed."},
+                "404": error(
+                    "No deposit of the caller's with this ref.", "no_deposit", "not_found"
+                ),
+            },
+            signed=True,
+        ),
+    },
+    "/v1/releases": {
+        "post": operation(
+            "requestRelease",
+            "Ask for this custodian's share of a message, sealed to the caller. Only a listed"
+            " recipient may, and only as the message's policy allows; refusals are audited.",
+            {
+                "200": json_response("Released.", ref("Release")),
+                "202": json_response("Waiting for the operator's approval.", ref("ReleaseStatus")),
+                "400": error("The body is not valid.", "bad_json", "bad_field", *_UNSEALABLE),
+                "403": error("The policy refuses a release to the caller now.", *_REFUSALS),
+                "404": error("No share of this message is held here.", "no_deposit"),
+                "410": error("The share was destroyed.", "destroyed"),
+            },
+            signed=True,
+            body=ref("ReleaseRequest"),
+        ),
+        "get": operation(
+            "listReleases",
+            "List release requests with one status. Only this custodian's operator may.",
+            {
+                "200": json_response("The requests.", ref("ReleaseList")),
+                "400": error("Not a known status.", "bad_field"),
+                "403": _NOT_OPERATOR,
+            },
+            signed=True,
+            parameters=[
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"enum": _STATUSES, "default": "pending"},
+                    "description": "Which requests.",
+                }
+            ],
+        ),
+    },
+    "/v1/releases/{release_id}": {
+        "parameters": [_RELEASE_ID_PARAMETER],
+        "get": operation(
+            "getRelease",
+            "Collect an approved release, or see where it stands. Only the recipient who asked"
+            " for it, or the operator (who sees the status only), may.",
+            {
+                "200": json_response(
+                    "The share (to the recipient, once), or the status (to the operator).",
+                    {"oneOf": [ref("Release"), ref("ReleaseStatus")]},
+                ),
+                "202": json_response("Still pending.", ref("ReleaseStatus")),
+                "400": error("The share cannot be sealed to the caller's key.", *_UNSEALABLE),
+                "403": error("Denied, or the policy refuses it now.", "denied", *_REFUSALS),
+                "404": error(
+                    "No such release for the caller.", "no_release", "no_deposit", NO_SUCH_ENDPOINT
+                ),
+                "410": error("Already collected, or destroyed.", "already_released", "destroyed"),
+            },
+            signed=True,
+        ),
+    },
+    "/v1/releases/{release_id}/approve": _decide("approve"),
+    "/v1/releases/{release_id}/deny": _decide("deny"),
+    "/v1/audit": {
+        "get": operation(
+            "getAudit",
+            "The hash-chained, signed audit log. Only this custodian's operator may read it.",
+            {"200": json_response("The log.", ref("AuditLog")), "403": _NOT_OPERATOR},
+            signed=True,
+        )
+    },
+    "/healthz": health_path("custodian"),
+    "/openapi.json": OPENAPI_PATH,
+}
+
+DOCUMENT: dict[str, Any] = build_document(
+    "securecomm custodian",
+    "Keeps one share per message, sealed, and releases it to a listed recipient only as the"
+    " sender's policy allows, with an audit log. Signed requests: see the security schemes"
+    " and spec/format-v1.md section 11; the audience is the custodian's name.",
+    _PATHS,
+    _SCHEMAS,
+)

@@ -44,6 +44,8 @@ NONCES = "request_nonces"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (see _begin_immediate).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
@@ -54,6 +56,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_immediate(conn: Connection) -> None:
+    """Take SQLite's write lock when a transaction starts, not at its first write.
+
+    pysqlite would otherwise run a transaction's first SELECTs outside any
+    transaction, so two requests could both read "1 release left" and both
+    release: every check-then-act here must see the state it acts on.
+    """
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def open_database(url: str, metadata: sa.MetaData) -> Engine:
     """Connect, create the schema on first start, and check its version."""
     if url.startswith("sqlite:///"):
@@ -61,6 +73,7 @@ def open_database(url: str, metadata: sa.MetaData) -> Engine:
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _begin_immediate)
     schema_version = metadata.tables["schema_version"]
     with engine.begin() as conn:
         metadata.create_all(conn)
@@ -82,8 +95,12 @@ def scrub(engine: Engine) -> None:
     Best effort: a reader holding an old snapshot can make the checkpoint partial."""
     if engine.dialect.name != "sqlite":
         return
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    # Outside any transaction: SQLite refuses to checkpoint inside one.
+    raw = engine.raw_connection()
+    try:
+        raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()
 
 
 def remember_nonce(conn: Connection, nonces: sa.Table, keyid: str, nonce: str, now: int) -> None:
