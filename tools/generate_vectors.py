@@ -334,6 +334,15 @@ def envelope_vectors() -> dict[str, Any]:
             released,
         ),
         (
+            "one custodian key in two slots (it would hold two shares)",
+            altered(
+                ["header", "custodians", 1, "fingerprint"],
+                doc["header"]["custodians"][0]["fingerprint"],
+            ),
+            "decode",
+            released,
+        ),
+        (
             "receipt of another message",
             altered(["receipts", 0, "message_id"], "00" * 16),
             "decode",
