@@ -51,7 +51,7 @@ def cmd_custodian_serve(args: argparse.Namespace) -> None:
 
 def _operator_client(args: argparse.Namespace) -> Any:
     from .client import ServiceClient
-    from .custodian.app import operator_name
+    from .home import operator_name
     from .identity import Identity
 
     settings = _settings(args)
@@ -94,7 +94,7 @@ def cmd_custodian_deny(args: argparse.Namespace) -> None:
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from .custodian import audit
-    from .service.identities import load_public
+    from .home import load_public
 
     settings = _settings(args)
     directory = settings.custodian_dir(args.name)

@@ -28,6 +28,7 @@ carries secret bytes: keys, shares, plaintext or passphrases.
     ├── PolicyError             a rule forbids the operation
     │   └── NotRecipientError
     ├── IdentityError           a key file that cannot be read or used
+    │   └── KeyChangedError     a pinned key that is not the one presented
     └── ServiceError            a relay or custodian answered with an error
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "IdentityError",
     "InconsistentSharesError",
     "InsufficientSharesError",
+    "KeyChangedError",
     "KeyCommitmentError",
     "LengthError",
     "MixedSplitError",
@@ -174,6 +176,19 @@ class NotRecipientError(PolicyError):
 
 class IdentityError(SecureCommError):
     """A key file or public identity that cannot be read or used."""
+
+
+class KeyChangedError(IdentityError):
+    """A party presented another key than the one pinned for its name."""
+
+    def __init__(self, name: str, pinned: str, seen: str) -> None:
+        super().__init__(
+            f"the key of {name!r} changed: pinned {pinned}, now {seen}; nothing was sent"
+        )
+        self.hint = (
+            "if the change is expected, compare the new fingerprint out of band, then remove"
+            f" {name!r} from known_keys.json"
+        )
 
 
 class ServiceError(SecureCommError):

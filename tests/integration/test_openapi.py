@@ -36,9 +36,10 @@ from securecomm import canonical, httpsig
 from securecomm._encoding import b64decode, b64encode
 from securecomm.config import load_settings
 from securecomm.custodian import openapi as custodian_openapi
-from securecomm.custodian.app import create_custodian_app, operator_name
+from securecomm.custodian.app import create_custodian_app
 from securecomm.envelope import Envelope, Policy, Receipt, Recipient, prepare
 from securecomm.errors import FormatError
+from securecomm.home import operator_name
 from securecomm.identity import Identity, PublicIdentity
 from securecomm.protocol import DepositRequest, Release
 from securecomm.relay import openapi as relay_openapi

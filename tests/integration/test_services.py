@@ -20,9 +20,9 @@ from securecomm import httpsig
 from securecomm.client import ServiceClient
 from securecomm.envelope import Envelope, Policy, Receipt, prepare
 from securecomm.errors import ServiceError
+from securecomm.home import load_public
 from securecomm.identity import Identity, PublicIdentity
 from securecomm.protocol import DepositRequest, Release
-from securecomm.service.identities import load_public
 from securecomm.shares import Share
 
 from .conftest import NAMES, Service, Stack, free_port, write_config

@@ -21,8 +21,9 @@ from werkzeug.test import TestResponse
 
 from securecomm import httpsig
 from securecomm.config import Settings, load_settings
-from securecomm.custodian.app import create_custodian_app, operator_name
+from securecomm.custodian.app import create_custodian_app
 from securecomm.envelope import Draft, Envelope, Policy, Receipt, prepare
+from securecomm.home import operator_name
 from securecomm.identity import Identity, PublicIdentity
 from securecomm.protocol import DepositRequest
 

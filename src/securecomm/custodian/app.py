@@ -22,10 +22,10 @@ from .. import canonical, hpke
 from .._encoding import b64encode
 from ..config import Settings
 from ..envelope import Policy, Receipt, share_digest
+from ..home import load_or_create, load_public, operator_name, save_public
 from ..identity import PublicIdentity
 from ..protocol import DepositRequest, Release, deposit_info
 from ..service.app import ApiError, authenticate, create_app, error_response, read_json
-from ..service.identities import load_or_create, load_public, save_public
 from ..service.storage import define_common, open_database, scrub
 from ..shares import Share
 from . import audit, openapi
@@ -65,10 +65,6 @@ releases = sa.Table(
     sa.Column("created", sa.Integer, nullable=False),
     sa.Column("decided_at", sa.Integer, nullable=True),
 )
-
-
-def operator_name(custodian: str) -> str:
-    return f"{custodian}-operator"
 
 
 def ensure_operator(settings: Settings, name: str) -> PublicIdentity:

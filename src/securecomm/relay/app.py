@@ -22,9 +22,9 @@ from .._encoding import b64decode
 from ..config import Settings
 from ..envelope import Envelope
 from ..errors import FormatError, SignatureError
+from ..home import load_or_create
 from ..identity import PublicIdentity, check_name
 from ..service.app import ApiError, authenticate, create_app, read_json
-from ..service.identities import load_or_create
 from ..service.storage import define_common, open_database
 from . import openapi
 

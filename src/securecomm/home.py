@@ -1,0 +1,225 @@
+"""The data directory: identities, known keys, settings; created by ``securecomm init``.
+
+::
+
+    HOME/securecomm.toml               settings (securecomm.config)
+    HOME/known_keys.json               every public key this client trusts, pinned
+    HOME/relay/identity.key|.pub       the relay
+    HOME/custodians/NAME/identity.key|.pub, operator.pub
+    HOME/operators/NAME-operator.key|.pub
+    HOME/users/NAME.key|.pub           people (alice and bob for trying it out)
+    HOME/logs/NAME.log                 what `securecomm up` started
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import canonical
+from ._files import write_atomic
+from .config import CONFIG_FILE, DEFAULT_CUSTODIANS, load_settings
+from .errors import FormatError, IdentityError, KeyChangedError, ParameterError
+from .identity import Identity, PublicIdentity, check_name
+
+__all__ = [
+    "KNOWN_KEYS_FILE",
+    "KnownKeys",
+    "init_home",
+    "load_or_create",
+    "load_public",
+    "operator_name",
+    "save_public",
+    "user_key_path",
+]
+
+KNOWN_KEYS_FILE = "known_keys.json"
+DEFAULT_USERS = ("alice", "bob")
+
+
+def load_or_create(path: Path, name: str) -> Identity:
+    """The identity at ``path``; a new one named ``name`` if there is none yet.
+
+    Service keys are not passphrase-protected: a service starts unattended.
+    Protect the data directory instead (its key folders are created 0700).
+    """
+    if path.exists():
+        identity = Identity.load(path)
+        if identity.name != name:
+            raise IdentityError(f"{path} holds the identity {identity.name!r}, expected {name!r}")
+        return identity
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    identity = Identity.generate(name)
+    identity.save(path)
+    save_public(path.with_suffix(".pub"), identity.public)
+    return identity
+
+
+def save_public(path: Path, identity: PublicIdentity) -> None:
+    write_atomic(path, canonical.dumps(identity.to_json()) + b"\n")
+
+
+def load_public(path: Path) -> PublicIdentity:
+    """Read a .pub file: canonical JSON, optionally followed by one newline."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    return PublicIdentity.from_json(canonical.loads(data, what=str(path)), field=str(path))
+
+
+def operator_name(custodian: str) -> str:
+    return f"{custodian}-operator"
+
+
+def user_key_path(home: Path, name: str) -> Path:
+    return home / "users" / f"{check_name(name)}.key"
+
+
+@dataclass
+class KnownKeys:
+    """Pinned public identities by name. A key that changes is refused, never replaced."""
+
+    path: Path
+    keys: dict[str, PublicIdentity] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, home: Path) -> KnownKeys:
+        path = home / KNOWN_KEYS_FILE
+        if not path.exists():
+            return cls(path)
+        try:
+            document = canonical.loads(path.read_bytes().rstrip(b"\n"), what=str(path))
+        except OSError as exc:
+            raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
+        if (
+            not isinstance(document, dict)
+            or document.get("v") != 1
+            or not isinstance(document.get("keys"), dict)
+        ):
+            raise FormatError(f'{path}: expected {{"v": 1, "keys": {{NAME: identity}}}}')
+        keys = {
+            name: PublicIdentity.from_json(value, field=f"{path}: {name}")
+            for name, value in document["keys"].items()
+        }
+        for name, identity in keys.items():
+            if identity.name != name:
+                raise FormatError(f"{path}: the key filed as {name!r} is named {identity.name!r}")
+        return cls(path, keys)
+
+    def save(self) -> None:
+        document = {"v": 1, "keys": {n: k.to_json() for n, k in sorted(self.keys.items())}}
+        write_atomic(self.path, canonical.dumps(document) + b"\n")
+
+    def get(self, name: str) -> PublicIdentity | None:
+        return self.keys.get(name)
+
+    def require(self, name: str) -> PublicIdentity:
+        key = self.keys.get(name)
+        if key is None:
+            raise IdentityError(
+                f"no pinned key for {name!r} in {self.path}",
+            )
+        return key
+
+    def check(self, seen: PublicIdentity) -> None:
+        """Raise :class:`KeyChangedError` if ``seen`` is pinned under its name with other keys."""
+        pinned = self.keys.get(seen.name)
+        if pinned is not None and pinned.fingerprint != seen.fingerprint:
+            raise KeyChangedError(seen.name, pinned.short_fingerprint(), seen.short_fingerprint())
+
+    def pin(self, identity: PublicIdentity) -> bool:
+        """Pin a key not seen before; True if it was new. A different key is refused."""
+        self.check(identity)
+        if identity.name in self.keys:
+            return False
+        self.keys[identity.name] = identity
+        return True
+
+
+@dataclass(frozen=True)
+class InitReport:
+    home: Path
+    created: tuple[str, ...]
+    identities: dict[str, PublicIdentity]
+
+
+def _config_text(n: int, t: int) -> str:
+    names = list(DEFAULT_CUSTODIANS) + [f"custodian{i}" for i in range(6, n + 1)]
+    lines = [
+        "# securecomm settings; the environment overrides them (see README).",
+        "[server]",
+        'host = "127.0.0.1"',
+        "port = 5000",
+        "",
+        "[shares]",
+        f"n = {n}",
+        f"threshold = {t}",
+        "",
+    ]
+    for i, name in enumerate(names[:n]):
+        lines += [
+            "[[custodians]]",
+            f'name = "{name}"',
+            'host = "127.0.0.1"',
+            f"port = {5101 + i}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def init_home(
+    home: Path,
+    *,
+    n: int | None = None,
+    t: int | None = None,
+    users: Iterable[str] = DEFAULT_USERS,
+) -> InitReport:
+    """Create what is missing under ``home``: settings, every identity, the known keys.
+
+    Existing files are kept; running it twice changes nothing. ``n`` and
+    ``t`` only apply when there is no settings file yet.
+    """
+    created: list[str] = []
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / CONFIG_FILE
+    if not config.exists():
+        write_atomic(config, _config_text(n or 5, t or 3).encode())
+        created.append(str(config))
+    settings = load_settings(home, env={})
+    if (n is not None and n != settings.n_shares) or (t is not None and t != settings.threshold):
+        raise ParameterError(
+            f"{home} is set up for {settings.threshold} of {settings.n_shares} custodians;"
+            " choose another --home for other numbers"
+        )
+    known = KnownKeys.load(home)
+    identities: dict[str, PublicIdentity] = {}
+
+    def make(path: Path, name: str) -> Identity:
+        existed = path.exists()
+        identity = load_or_create(path, name)
+        if not existed:
+            created.append(str(path))
+        identities[name] = identity.public
+        known.pin(identity.public)
+        return identity
+
+    make(settings.relay_dir() / "identity.key", "relay")
+    for custodian in settings.custodians:
+        make(settings.custodian_dir(custodian.name) / "identity.key", custodian.name)
+        operator = make(
+            home / "operators" / f"{operator_name(custodian.name)}.key",
+            operator_name(custodian.name),
+        )
+        pub = settings.custodian_dir(custodian.name) / "operator.pub"
+        if not pub.exists():
+            save_public(pub, operator.public)
+    for user in users:
+        make(user_key_path(home, user), user)
+    known.save()
+    os.chmod(home, 0o700)
+    return InitReport(home, tuple(created), identities)
