@@ -8,7 +8,6 @@ never a traceback, never a secret.
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +16,16 @@ from typing import NoReturn
 
 from . import __version__, aead, canonical
 from . import shares as shares_mod
+from ._cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    CliError,
+    load_identity,
+    passphrase,
+    passphrase_options,
+    read_input,
+    write_output,
+)
 from ._cli_services import add_commands as add_service_commands
 from ._encoding import b64encode
 from ._files import write_atomic
@@ -24,7 +33,6 @@ from .envelope import Envelope, prepare
 from .errors import (
     DecryptionError,
     FormatError,
-    IdentityError,
     ParameterError,
     SecureCommError,
     ShareError,
@@ -32,77 +40,6 @@ from .errors import (
 )
 from .identity import Identity, PublicIdentity
 from .shares import Share
-
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-
-# Upper bound on what split reads from stdin or a file: shares are held in memory.
-MAX_SECRET_BYTES = 64 * 1024 * 1024
-
-
-class CliError(Exception):
-    """A failure the CLI reports as one line, with an optional hint."""
-
-    def __init__(self, message: str, *, hint: str | None = None, code: int = EXIT_FAILURE):
-        super().__init__(message)
-        self.hint = hint
-        self.code = code
-
-
-def _read_input(path: str | None, what: str) -> bytes:
-    if path is None or path == "-":
-        if sys.stdin.isatty():
-            print(f"reading the {what} from standard input; end with Ctrl-D", file=sys.stderr)
-        data = sys.stdin.buffer.read(MAX_SECRET_BYTES + 1)
-    else:
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_SECRET_BYTES + 1)
-        except OSError as exc:
-            raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_SECRET_BYTES:
-        raise CliError(
-            f"the {what} is larger than {MAX_SECRET_BYTES // (1024 * 1024)} MiB",
-            code=EXIT_BAD_INPUT,
-        )
-    return data
-
-
-def _write_output(path: str | None, data: bytes) -> None:
-    """Write all of ``data`` or nothing: to a temporary file renamed into place."""
-    if path is None or path == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    write_atomic(path, data)
-
-
-def _passphrase(args: argparse.Namespace, *, confirm: bool) -> bytes | None:
-    if getattr(args, "passphrase_file", None):
-        try:
-            text = Path(args.passphrase_file).read_text("utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise CliError(f"cannot read {args.passphrase_file}: {exc.strerror}") from None
-        if not text:
-            raise CliError("the passphrase file is empty", code=EXIT_BAD_INPUT)
-        return text.encode("utf-8")
-    if getattr(args, "ask_passphrase", False):
-        first = getpass.getpass("passphrase: ")
-        if confirm and getpass.getpass("again: ") != first:
-            raise CliError("the two passphrases differ", code=EXIT_BAD_INPUT)
-        if not first:
-            raise CliError("the passphrase is empty", code=EXIT_BAD_INPUT)
-        return first.encode("utf-8")
-    return None
-
-
-def _load_identity(path: str, args: argparse.Namespace) -> Identity:
-    try:
-        return Identity.load(path, _passphrase(args, confirm=False))
-    except IdentityError as exc:
-        if "passphrase is needed" in str(exc):
-            raise CliError(str(exc), hint="add --ask-passphrase or --passphrase-file") from None
-        raise
 
 
 def _load_public(path: str) -> PublicIdentity:
@@ -120,7 +57,7 @@ def _load_public(path: str) -> PublicIdentity:
 
 
 def cmd_split(args: argparse.Namespace) -> None:
-    secret = _read_input(args.file, "secret")
+    secret = read_input(args.file, "secret")
     if not secret:
         raise CliError("the secret is empty", code=EXIT_BAD_INPUT)
     for share in shares_mod.split(secret, args.n, args.t):
@@ -131,14 +68,14 @@ def cmd_combine(args: argparse.Namespace) -> None:
     if args.shares:
         lines = list(args.shares)
     else:
-        lines = _read_input(args.file, "shares").decode("utf-8", "replace").splitlines()
+        lines = read_input(args.file, "shares").decode("utf-8", "replace").splitlines()
     texts = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
     if not texts:
         raise CliError(
             "no shares given", code=EXIT_BAD_INPUT, hint="one share a line, or as arguments"
         )
     parsed = [Share.from_text(text, name=f"share {i}") for i, text in texts]
-    _write_output(args.out, shares_mod.combine(parsed))
+    write_output(args.out, shares_mod.combine(parsed))
 
 
 def cmd_keygen(args: argparse.Namespace) -> None:
@@ -148,13 +85,13 @@ def cmd_keygen(args: argparse.Namespace) -> None:
         if path.exists() and not args.force:
             raise CliError(f"{path} exists", hint="choose another --out, or --force to replace it")
     identity = Identity.generate(args.name)
-    passphrase = _passphrase(args, confirm=True)
-    identity.save(key_path, passphrase)
+    secret = passphrase(args, confirm=True)
+    identity.save(key_path, secret)
     pub_path.write_bytes(canonical.dumps(identity.public.to_json()) + b"\n")
-    state = "encrypted with your passphrase" if passphrase else "NOT encrypted (no passphrase)"
+    state = "encrypted with your passphrase" if secret else "NOT encrypted (no passphrase)"
     print(f"identity {args.name}: {key_path} ({state}), {pub_path}")
     print(f"fingerprint: {identity.public.short_fingerprint()}")
-    if passphrase is None:
+    if secret is None:
         print(
             "warning: anyone who can read the key file can act as "
             f"{args.name}; use --ask-passphrase for a person's key",
@@ -163,9 +100,9 @@ def cmd_keygen(args: argparse.Namespace) -> None:
 
 
 def cmd_encrypt(args: argparse.Namespace) -> None:
-    plaintext = _read_input(args.file, "message")
+    plaintext = read_input(args.file, "message")
     if args.key:
-        sender = _load_identity(args.key, args)
+        sender = load_identity(args.key, args)
     else:
         sender = Identity.generate("local")
         print(
@@ -191,7 +128,7 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
     envelope_path = args.out or (
         f"{args.file}.scm" if args.file not in (None, "-") else f"{envelope.id}.scm"
     )
-    _write_output(envelope_path, envelope.to_bytes())
+    write_output(envelope_path, envelope.to_bytes())
     print(f"envelope: {envelope_path} (message {envelope.id})")
     print(f"{args.n} shares, any {args.t} decrypt; hand each to a different person:")
     for path in share_paths:
@@ -199,7 +136,7 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> None:
-    envelope = Envelope.from_bytes(_read_input(args.envelope, "envelope"))
+    envelope = Envelope.from_bytes(read_input(args.envelope, "envelope"))
     sender = _load_public(args.sender) if args.sender else None
     envelope.verify(sender)
     released: dict[str, Share] = {}
@@ -235,7 +172,7 @@ def cmd_decrypt(args: argparse.Namespace) -> None:
             " pass --sender PUBFILE to check it is who you expect",
             file=sys.stderr,
         )
-    _write_output(args.out, plaintext)
+    write_output(args.out, plaintext)
 
 
 def _step(text: str) -> None:
@@ -316,17 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=description)
         p.set_defaults(func=func)
         return p
-
-    def passphrase_options(p: argparse.ArgumentParser) -> None:
-        group = p.add_mutually_exclusive_group()
-        group.add_argument(
-            "--ask-passphrase", action="store_true", help="prompt for the key file's passphrase"
-        )
-        group.add_argument(
-            "--passphrase-file",
-            metavar="PATH",
-            help="read the passphrase from the first line of PATH",
-        )
 
     p = add(
         "split",

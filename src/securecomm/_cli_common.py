@@ -1,0 +1,117 @@
+"""What every ``securecomm`` command shares: errors, input, output, passphrases, progress."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from ._files import write_atomic
+from .errors import IdentityError
+from .identity import Identity
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+# Upper bound on what split reads from stdin or a file: shares are held in memory.
+MAX_SECRET_BYTES = 64 * 1024 * 1024
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line, with an optional hint."""
+
+    def __init__(self, message: str, *, hint: str | None = None, code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.hint = hint
+        self.code = code
+
+
+def read_input(path: str | None, what: str) -> bytes:
+    if path is None or path == "-":
+        if sys.stdin.isatty():
+            print(f"reading the {what} from standard input; end with Ctrl-D", file=sys.stderr)
+        data = sys.stdin.buffer.read(MAX_SECRET_BYTES + 1)
+    else:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_SECRET_BYTES + 1)
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise CliError(
+            f"the {what} is larger than {MAX_SECRET_BYTES // (1024 * 1024)} MiB",
+            code=EXIT_BAD_INPUT,
+        )
+    return data
+
+
+def write_output(path: str | None, data: bytes) -> None:
+    """Write all of ``data`` or nothing: to a temporary file renamed into place."""
+    if path is None or path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    write_atomic(path, data)
+
+
+def passphrase(args: argparse.Namespace, *, confirm: bool) -> bytes | None:
+    if getattr(args, "passphrase_file", None):
+        try:
+            text = Path(args.passphrase_file).read_text("utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise CliError(f"cannot read {args.passphrase_file}: {exc.strerror}") from None
+        if not text:
+            raise CliError("the passphrase file is empty", code=EXIT_BAD_INPUT)
+        return text.encode("utf-8")
+    if getattr(args, "ask_passphrase", False):
+        first = getpass.getpass("passphrase: ")
+        if confirm and getpass.getpass("again: ") != first:
+            raise CliError("the two passphrases differ", code=EXIT_BAD_INPUT)
+        if not first:
+            raise CliError("the passphrase is empty", code=EXIT_BAD_INPUT)
+        return first.encode("utf-8")
+    return None
+
+
+def load_identity(path: str, args: argparse.Namespace) -> Identity:
+    try:
+        return Identity.load(path, passphrase(args, confirm=False))
+    except IdentityError as exc:
+        if "passphrase is needed" in str(exc):
+            raise CliError(str(exc), hint="add --ask-passphrase or --passphrase-file") from None
+        raise
+
+
+def passphrase_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--ask-passphrase", action="store_true", help="prompt for the key file's passphrase"
+    )
+    group.add_argument(
+        "--passphrase-file", metavar="PATH", help="read the passphrase from the first line of PATH"
+    )
+
+
+class ProgressBar:
+    """A one-line progress display on standard error, shown only on a terminal and only
+    for work large enough to wait for."""
+
+    def __init__(self, total_bytes: int, *, threshold: int = 1024 * 1024) -> None:
+        self.active = sys.stderr.isatty() and total_bytes >= threshold
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.active or total <= 0:
+            return
+        # Stages reported from several threads add up; a final call carries done == total.
+        count = min(total, self._counts.get(stage, 0) + done) if done < total else total
+        self._counts[stage] = count
+        width = 30
+        filled = width * count // total
+        print(
+            f"\r{stage:<18} [{'#' * filled}{'.' * (width - filled)}] {count}/{total}",
+            end="" if count < total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
