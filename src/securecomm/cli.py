@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from . import __version__, aead, canonical
 from . import shares as shares_mod
+from ._cli_client import add_commands as add_client_commands
 from ._cli_common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -179,10 +180,10 @@ def _step(text: str) -> None:
     print(f"\n== {text}")
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
+def cmd_demo_offline(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     message = "Meet at the north gate at 06:00."
-    print("securecomm demo: one message, a key split 3-of-5, on this machine only")
+    print("securecomm demo --offline: one message, a key split 3-of-5, no servers")
     _step("1. the sender encrypts with AES-256-GCM under a fresh random key")
     key = aead.generate_key()
     ciphertext, nonce, tag = aead.aes_encrypt(message, key)
@@ -320,12 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", metavar="PATH", help="write the plaintext to PATH")
     p.add_argument("--sender", metavar="PUBFILE", help="refuse unless signed by this identity")
 
-    add(
-        "demo",
-        cmd_demo,
-        "walk through encrypt, split, combine and decrypt",
-        "A narrated run of the whole cryptographic flow on this machine, no server needed.",
-    )
+    add_client_commands(sub)
     add_service_commands(sub)
     return parser
 

@@ -195,7 +195,9 @@ class ServiceError(SecureCommError):
     """A service answered with an error: HTTP ``status`` and its stable ``code``."""
 
     def __init__(self, service: str, status: int, code: str, message: str) -> None:
-        super().__init__(f"{service}: {message} (HTTP {status}, {code})")
+        where = f"HTTP {status}, {code}" if status else code
+        super().__init__(f"{service}: {message} ({where})")
+        self.reason = f"{message} ({where})"
         self.service = service
         self.status = status
         self.code = code

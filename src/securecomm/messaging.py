@@ -128,12 +128,15 @@ def _parallel(
                 name = futures[future]
                 try:
                     results[name] = future.result()
+                except ServiceError as exc:
+                    failures[name] = exc.reason
                 except SecureCommError as exc:
                     failures[name] = str(exc)
                 except Exception as exc:  # a lying service must cost a share, not the read
                     failures[name] = f"unusable answer ({type(exc).__name__})"
-        for future in pending:
-            failures.setdefault(futures[future], f"no answer within {deadline:g} s")
+        if not enough(results):
+            for future in pending:
+                failures.setdefault(futures[future], f"no answer within {deadline:g} s")
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return results, failures

@@ -429,7 +429,7 @@ def test_argument_errors_exit_2_with_usage(argv: list[str]) -> None:
         (["keygen", "--help"], ["NAME.key", "mode 0600", "fingerprint", "--passphrase-file"]),
         (["encrypt", "--help"], ["encrypt FILE", "--shares-out", "--key", "--to"]),
         (["decrypt", "--help"], ["Check the envelope's signature", "--shares", "--sender"]),
-        (["demo", "--help"], ["narrated run of the whole cryptographic flow"]),
+        (["demo", "--help"], ["send a message from alice to bob", "--offline"]),
     ],
 )
 def test_help_exits_0_and_says_what_the_command_does(argv: list[str], phrases: list[str]) -> None:
@@ -1004,8 +1004,8 @@ def test_sender_signed_tampered_ciphertext_fails_decryption(
 # demo
 
 
-def test_demo() -> None:
-    result = run_cli("demo")
+def test_offline_demo() -> None:
+    result = run_cli("demo", "--offline")
     assert result.code == 0, result.err
     text = result.text
     assert DEMO_MESSAGE in text

@@ -1,0 +1,519 @@
+"""``securecomm init | up | send | inbox | read | unsend | demo | clean``: the whole system."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ._cli_common import (
+    EXIT_BAD_INPUT,
+    CliError,
+    ProgressBar,
+    load_identity,
+    passphrase_options,
+    read_input,
+    write_output,
+)
+from ._encoding import b64encode
+from .config import DEFAULT_HOME, Settings, load_settings
+from .envelope import Envelope, Policy
+from .errors import SecureCommError, ServiceError
+from .home import KnownKeys, init_home, user_key_path
+from .identity import Identity
+
+_DURATION = re.compile(r"([0-9]+)([smhdw]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """'90' or '90s', '30m', '12h', '1d', '2w' -> seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 12h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home) if args.home else load_settings(None).home
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    home = _home(args)
+    if not (home / "known_keys.json").exists():
+        raise CliError(f"{home} is not set up", hint="run 'securecomm init' (or 'securecomm up')")
+    return load_settings(home)
+
+
+def _user(args: argparse.Namespace, settings: Settings, name: str) -> Identity:
+    path = user_key_path(settings.home, name)
+    if not path.exists():
+        raise CliError(
+            f"no identity {name!r} at {path}",
+            hint=f"create one with: securecomm keygen {name} --out {path.parent}",
+        )
+    return load_identity(str(path), args)
+
+
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    report = init_home(_home(args), n=args.custodians, t=args.threshold)
+    settings = load_settings(report.home)
+    print(f"home: {report.home} ({settings.threshold} of {settings.n_shares} custodians)")
+    print(f"created {len(report.created)} file(s)" if report.created else "nothing to create")
+    for name, identity in report.identities.items():
+        print(f"  {name:<18} {identity.short_fingerprint()}")
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from .stack import Stack
+
+    home = _home(args)
+    report = init_home(home, n=args.custodians, t=args.threshold)
+    if report.created:
+        print(f"initialised {home}")
+    settings = load_settings(home)
+    stack = Stack(settings, workers=args.workers)
+    print(f"starting the relay and {settings.n_shares} custodians ...", file=sys.stderr)
+    stack.start()
+    try:
+        _register_users(settings)
+        print(f"securecomm is up ({settings.threshold} of {settings.n_shares}); Ctrl-C stops it")
+        for process in stack.processes:
+            fingerprint = report.identities[process.name].short_fingerprint()
+            print(f"  {process.name:<8} {process.url:<24} {fingerprint}")
+        print(f"logs: {home / 'logs'}", flush=True)
+        stack.wait()
+    finally:
+        print("stopping ...", file=sys.stderr, flush=True)
+        stack.stop()
+        print("stopped", file=sys.stderr, flush=True)
+
+
+def _register_users(settings: Settings) -> None:
+    """Put each local user's public keys in the relay's directory (idempotent)."""
+    from .client import ServiceClient
+
+    for path in sorted((settings.home / "users").glob("*.key")):
+        try:
+            user = Identity.load(path)
+        except SecureCommError:
+            continue  # a passphrase-protected user registers when they first send
+        with ServiceClient(settings.server_url, "relay", user) as relay:
+            try:
+                relay.request(
+                    "PUT",
+                    f"/api/v1/directory/{user.name}",
+                    body={"v": 1, "identity": user.public.to_json()},
+                )
+            except ServiceError as exc:
+                _warn(f"could not register {user.name} in the directory: {exc}")
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    now = int(time.time())
+    return Policy(
+        expires=now + args.expires if args.expires else None,
+        max_releases=1 if args.burn_after_reading else None,
+        require_approval=args.require_approval,
+    )
+
+
+def cmd_send(args: argparse.Namespace) -> None:
+    from . import messaging
+
+    settings = _settings(args)
+    known = KnownKeys.load(settings.home)
+    sender = _user(args, settings, args.sender)
+    if args.file is not None and args.text is not None:
+        raise CliError("give the message as TEXT or --file, not both", code=EXIT_BAD_INPUT)
+    if args.text is not None and args.text != "-":
+        message = args.text.encode("utf-8")
+    else:
+        message = read_input(args.file, "message")
+    if not message:
+        raise CliError("the message is empty", code=EXIT_BAD_INPUT)
+    result = messaging.send(
+        settings,
+        known,
+        sender,
+        args.to,
+        message,
+        threshold=args.threshold,
+        policy=_policy(args),
+        progress=ProgressBar(len(message)),
+        warn=_warn,
+    )
+    print(f"message id:        {result.message_id}")
+    print(f"ciphertext sha256: {result.ciphertext_digest}")
+    print(f"relay's copy:      sha256 {result.relay_digest} (matches what was sent)")
+    print("custody references:")
+    for receipt in result.receipts:
+        print(f"  {receipt.custodian:<8} {receipt.ref}")
+
+
+def cmd_inbox(args: argparse.Namespace) -> None:
+    from . import messaging
+
+    settings = _settings(args)
+    reader = _user(args, settings, args.reader)
+    messages = messaging.inbox(settings, reader)
+    if not messages:
+        print(f"{reader.name}: no messages")
+    for item in messages:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(item["created"]))
+        print(f"{item['id']}  from {item['sender']['name']:<12} {when}  {item['size']} bytes")
+
+
+def cmd_read(args: argparse.Namespace) -> None:
+    from . import messaging
+
+    settings = _settings(args)
+    known = KnownKeys.load(settings.home)
+    reader = _user(args, settings, args.reader)
+    result = messaging.read(
+        settings,
+        known,
+        reader,
+        args.message_id,
+        deadline=args.deadline,
+        progress=ProgressBar(0),
+        warn=_warn,
+    )
+    print(
+        f"from {result.sender.name} ({result.sender.short_fingerprint()}), key rebuilt from"
+        f" {', '.join(result.used)}",
+        file=sys.stderr,
+    )
+    write_output(args.out, result.plaintext)
+    if args.out is None and not result.plaintext.endswith(b"\n") and sys.stdout.isatty():
+        print()
+
+
+def cmd_unsend(args: argparse.Namespace) -> None:
+    from . import messaging
+
+    settings = _settings(args)
+    sender = _user(args, settings, args.sender)
+    failed = messaging.unsend(settings, sender, args.message_id)
+    for line in failed:
+        _warn(f"could not destroy a share: {line}")
+    print(
+        f"message {args.message_id}: shares destroyed"
+        f" ({len(failed)} failed), removed from the relay"
+    )
+
+
+def cmd_clean(args: argparse.Namespace) -> None:
+    root = Path.cwd()
+    removed = 0
+    for pattern in (
+        "**/__pycache__",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".hypothesis",
+        "build",
+        "src/*.egg-info",
+    ):
+        for path in root.glob(pattern):
+            if ".venv" in path.parts:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    home = _home(args)
+    for leftover in (home / "logs",):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+            removed += 1
+    print(f"removed {removed} cache and temporary folder(s)")
+    if not args.all:
+        return
+    if not home.exists():
+        print(f"{home}: nothing to remove")
+        return
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(
+                f"refusing to delete {home} without confirmation",
+                hint="add --yes",
+                code=EXIT_BAD_INPUT,
+            )
+        answer = input(f"delete {home} with every key and message in it? [y/N] ")
+        if answer.strip().lower() not in {"y", "yes"}:
+            print("kept")
+            return
+    shutil.rmtree(home)
+    print(f"removed {home}")
+
+
+def _preview(text: str, width: int = 44) -> str:
+    return text if len(text) <= width else text[:width] + "..."
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    if args.offline:
+        from .cli import cmd_demo_offline
+
+        cmd_demo_offline(args)
+        return
+    from . import messaging
+    from .stack import Stack
+
+    started = time.perf_counter()
+    say = print
+    with tempfile.TemporaryDirectory(prefix="securecomm-demo-") as tmp:
+        home = Path(tmp) / "home"
+        say("securecomm demo: the relay and five custodians on this machine, 3 of 5 to read")
+        _free_port_config(home)
+        init_home(home, users=("alice", "bob", "eve"))
+        settings = load_settings(home, env={})
+        known = KnownKeys.load(home)
+        stack = Stack(settings)
+        say("\n== 1. start the relay and five custodians (each its own process)")
+        stack.start()
+        try:
+            for process in stack.processes:
+                say(f"   {process.name:<8} {process.url}")
+            alice, bob, eve = (
+                Identity.load(user_key_path(home, n)) for n in ("alice", "bob", "eve")
+            )
+            message = "Meet at the north gate at 06:00."
+            say(f"\n== 2. alice sends bob: {message!r}")
+            sent = messaging.send(settings, known, alice, ["bob"], message.encode())
+            say(f"   message {sent.message_id}; each custodian signed a receipt:")
+            for receipt in sent.receipts:
+                say(f"   {receipt.custodian:<8} ref {receipt.ref}")
+            say("\n== 3. what the relay stored: ciphertext and references, no key, no share")
+            with sqlite3.connect(settings.relay_dir() / "relay.db") as db:
+                stored = db.execute(
+                    "SELECT envelope FROM messages WHERE id = ?", (sent.message_id,)
+                ).fetchone()[0]
+            envelope = Envelope.from_bytes(stored)
+            say(f"   ciphertext: {_preview(b64encode(envelope.ciphertext))}")
+            say(f"   nonce:      {b64encode(envelope.nonce)}   tag: {b64encode(envelope.tag)}")
+            say(
+                f"   {envelope.header.n} shares, threshold {envelope.header.threshold},"
+                f" each held by a different custodian"
+            )
+            found = message.encode() in stored
+            say(f"   the plaintext in the relay's database: {'FOUND' if found else 'nowhere'}")
+            say("\n== 4. two custodians go down: bravo and delta")
+            for name in ("bravo", "delta"):
+                stack.process(name).stop()
+            say("\n== 5. bob reads with the three left")
+            result = messaging.read(
+                settings,
+                known,
+                bob,
+                sent.message_id,
+                deadline=5,
+                warn=lambda line: say(f"   ({line})"),
+            )
+            say(f"   key rebuilt from {', '.join(result.used)}")
+            say(f"   bob reads: {result.plaintext.decode()!r}")
+            say("\n== 6. eve, who is not a recipient, tries")
+            try:
+                messaging.read(settings, known, eve, sent.message_id, deadline=5)
+                say("   eve READ IT (this must never happen)")
+            except SecureCommError as exc:
+                say(f"   the relay: {str(exc).splitlines()[0]}")
+            from .client import ServiceClient
+
+            with ServiceClient(settings.custodian("alpha").url, "alpha", eve) as alpha:
+                try:
+                    alpha.request(
+                        "POST", "/v1/releases", body={"v": 1, "message_id": sent.message_id}
+                    )
+                    say("   alpha RELEASED A SHARE TO EVE (this must never happen)")
+                except ServiceError as exc:
+                    say(f"   custodian alpha: {exc.reason}")
+        finally:
+            say("\n== 7. stop everything")
+            stack.stop()
+    say(f"\ndone in {time.perf_counter() - started:.1f} s")
+
+
+def _free_port_config(home: Path) -> None:
+    """A settings file on free loopback ports, so the demo never meets a running system."""
+    import socket
+
+    def port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            number: int = sock.getsockname()[1]
+            return number
+
+    lines = [
+        "[server]",
+        'host = "127.0.0.1"',
+        f"port = {port()}",
+        "",
+        "[shares]",
+        "n = 5",
+        "threshold = 3",
+        "",
+    ]
+    for name in ("alpha", "bravo", "charlie", "delta", "echo"):
+        lines += [
+            "[[custodians]]",
+            f'name = "{name}"',
+            'host = "127.0.0.1"',
+            f"port = {port()}",
+            "",
+        ]
+    home.mkdir(parents=True)
+    (home / "securecomm.toml").write_text("\n".join(lines))
+
+
+def add_commands(sub: Any) -> None:
+    def home(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--home",
+            metavar="DIR",
+            help=f"data directory (env SECURECOMM_HOME, default ./{DEFAULT_HOME})",
+        )
+
+    p = sub.add_parser(
+        "init",
+        help="create the data directory, identities and known keys",
+        description="Create what is missing: settings, identities for the relay,"
+        " the custodians and their operators, alice and bob, and known_keys.json"
+        " pinning every public key. Running it again changes nothing.",
+    )
+    home(p)
+    p.add_argument("--custodians", type=int, help="number of custodians n (default 5)")
+    p.add_argument("--threshold", type=int, help="shares needed t (default 3)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "up",
+        help="run the relay and all custodians here, in the foreground",
+        description="Run init if needed, start the relay and every custodian as"
+        " separate processes, wait until each answers, print their URLs and"
+        " fingerprints, and stop them all on Ctrl-C or SIGTERM.",
+    )
+    home(p)
+    p.add_argument("--custodians", type=int, help="number of custodians n (default 5)")
+    p.add_argument("--threshold", type=int, help="shares needed t (default 3)")
+    p.add_argument("--workers", type=int, default=1, help="gunicorn workers per service")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser(
+        "send",
+        help="encrypt a message and give its key to the custodians",
+        description="Encrypt TEXT (or --file, or '-' for stdin) for the"
+        " recipients, deposit one key share with each custodian, and post the"
+        " envelope to the relay. If any custodian does not take its share,"
+        " nothing is posted and the deposits made are withdrawn.",
+    )
+    p.add_argument("text", nargs="?", metavar="TEXT", help="the message, or - for stdin")
+    p.add_argument("--file", metavar="PATH", help="send the contents of PATH")
+    p.add_argument("--from", dest="sender", required=True, metavar="NAME", help="who sends")
+    p.add_argument(
+        "--to",
+        required=True,
+        action="append",
+        metavar="NAME",
+        help="a recipient (repeat for several)",
+    )
+    p.add_argument("--threshold", type=int, help="shares needed to read (default: config)")
+    p.add_argument(
+        "--expires",
+        type=parse_duration,
+        metavar="DURATION",
+        help="custodians refuse releases after this long (30m, 12h, 1d, 2w)",
+    )
+    p.add_argument(
+        "--burn-after-reading",
+        action="store_true",
+        help="each custodian releases its share once, then destroys it",
+    )
+    p.add_argument(
+        "--require-approval",
+        action="store_true",
+        help="each release waits for the custodian's operator",
+    )
+    home(p)
+    passphrase_options(p)
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser(
+        "inbox",
+        help="list the messages for you",
+        description="List the messages the relay holds for NAME.",
+    )
+    p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
+    home(p)
+    passphrase_options(p)
+    p.set_defaults(func=cmd_inbox)
+
+    p = sub.add_parser(
+        "read",
+        help="collect t shares, decrypt and print a message",
+        description="Fetch the envelope, check the sender's signature, ask every"
+        " custodian for its share at once, check each against the signed digest,"
+        " combine t good ones, check the key commitment and decrypt. Nothing is"
+        " written unless every check passed.",
+    )
+    p.add_argument("message_id", metavar="ID", help="the message id (from send or inbox)")
+    p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
+    p.add_argument("--out", metavar="PATH", help="write the message to PATH (all or nothing)")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long to wait for custodians (default 15)",
+    )
+    home(p)
+    passphrase_options(p)
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser(
+        "unsend",
+        help="destroy a message you sent",
+        description="Ask every custodian to destroy its share of message ID"
+        " and the relay to delete the envelope.",
+    )
+    p.add_argument("message_id", metavar="ID")
+    p.add_argument("--as", dest="sender", required=True, metavar="NAME", help="who you are")
+    home(p)
+    passphrase_options(p)
+    p.set_defaults(func=cmd_unsend)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole system in 30 seconds, narrated",
+        description="Start the relay and five custodians in a temporary"
+        " directory, send a message from alice to bob, show what the relay"
+        " stored, stop two custodians, read with the three left, show a"
+        " stranger refused, and stop everything.",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="only the cryptography, no servers (encrypt, split, combine, decrypt)",
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "clean",
+        help="remove caches and temporary files",
+        description="Remove Python and tool caches under the current directory"
+        " and the logs under HOME; with --all, also HOME itself, every key and"
+        " message in it (asks first, unless --yes).",
+    )
+    home(p)
+    p.add_argument("--all", action="store_true", help="also delete the data directory")
+    p.add_argument("--yes", action="store_true", help="do not ask before deleting it")
+    p.set_defaults(func=cmd_clean)
