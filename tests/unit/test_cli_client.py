@@ -1,0 +1,128 @@
+"""Pieces of the client CLI that need no servers: durations, progress, init, clean."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from securecomm._cli_client import parse_duration
+from securecomm._cli_common import ProgressBar
+from securecomm.cli import main
+from securecomm.config import load_settings
+from securecomm.errors import KeyChangedError
+from securecomm.home import KnownKeys, init_home
+from securecomm.identity import Identity, PublicIdentity
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("90s", 90), ("30m", 1800), ("12h", 43200), ("1d", 86400), ("2w", 1209600)],
+)
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "1y", "-5m", "1.5h", "h", "5 m"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration(text)
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_and_for_large_work(monkeypatch: pytest.MonkeyPatch):
+    terminal = _Tty()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    ProgressBar(10)("depositing shares", 5, 5)
+    assert terminal.getvalue() == ""
+    bar = ProgressBar(2 * 1024 * 1024)
+    bar("depositing shares", 0, 5)
+    bar("depositing shares", 1, 5)
+    bar("depositing shares", 1, 5)
+    bar("uploading", 5, 5)
+    text = terminal.getvalue()
+    assert "2/5" in text and "[############" in text
+    assert text.endswith("uploading          [" + "#" * 30 + "] 5/5\n")
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    ProgressBar(2 * 1024 * 1024)("uploading", 1, 5)
+    assert piped.getvalue() == ""
+
+
+def test_init_creates_everything_once_and_pins_every_key(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = init_home(home)
+    assert len(first.created) == 1 + 1 + 5 * 2 + 2  # settings, relay, custodians+operators, users
+    again = init_home(home)
+    assert again.created == ()
+    known = KnownKeys.load(home)
+    expected = {
+        "relay",
+        "alice",
+        "bob",
+        *[f"{n}" for n in ("alpha", "bravo", "charlie", "delta", "echo")],
+        *[f"{n}-operator" for n in ("alpha", "bravo", "charlie", "delta", "echo")],
+    }
+    assert set(known.keys) == expected
+    for name, identity in first.identities.items():
+        assert known.require(name).fingerprint == identity.fingerprint
+    assert (home.stat().st_mode & 0o777) == 0o700
+    settings = load_settings(home, env={})
+    assert (settings.n_shares, settings.threshold) == (5, 3)
+
+
+def test_init_with_other_numbers_and_refusal_to_change_them(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    init_home(home, n=7, t=4)
+    settings = load_settings(home, env={})
+    assert (settings.n_shares, settings.threshold) == (7, 4)
+    assert [c.name for c in settings.custodians][-2:] == ["custodian6", "custodian7"]
+    with pytest.raises(Exception, match="set up for 4 of 7"):
+        init_home(home, n=5)
+
+
+def test_known_keys_refuse_a_changed_key_naming_both(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    init_home(home)
+    known = KnownKeys.load(home)
+    impostor = Identity.generate("bob").public
+    with pytest.raises(KeyChangedError) as caught:
+        known.pin(impostor)
+    message = str(caught.value)
+    assert known.require("bob").short_fingerprint() in message
+    assert impostor.short_fingerprint() in message
+    # A file that files a key under another name is refused.
+    document = json.loads((home / "known_keys.json").read_text())
+    document["keys"]["bob"] = document["keys"]["alice"]
+    (home / "known_keys.json").write_text(
+        json.dumps(document, sort_keys=True, separators=(",", ":"))
+    )
+    with pytest.raises(Exception, match="filed as 'bob' is named 'alice'"):
+        KnownKeys.load(home)
+    assert isinstance(impostor, PublicIdentity)
+
+
+def test_clean_all_needs_confirmation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    init_home(home)
+    (tmp_path / ".pytest_cache").mkdir()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(SystemExit) as refused:
+        main(["clean", "--all", "--home", str(home)])
+    assert refused.value.code == 2
+    assert home.exists()
+    assert not (tmp_path / ".pytest_cache").exists()
+    main(["clean", "--all", "--yes", "--home", str(home)])
+    assert not home.exists()
+    assert "removed" in capsys.readouterr().out
