@@ -27,6 +27,7 @@ carries secret bytes: keys, shares, plaintext or passphrases.
     │       └── ReplayError
     ├── PolicyError             a rule forbids the operation
     │   └── NotRecipientError
+    ├── QuorumError             fewer than t good shares could be collected
     ├── IdentityError           a key file that cannot be read or used
     │   └── KeyChangedError     a pinned key that is not the one presented
     └── ServiceError            a relay or custodian answered with an error
@@ -51,6 +52,7 @@ __all__ = [
     "NotRecipientError",
     "ParameterError",
     "PolicyError",
+    "QuorumError",
     "RaggedSharesError",
     "ReplayError",
     "RequestAuthError",
@@ -172,6 +174,14 @@ class PolicyError(SecureCommError):
 
 class NotRecipientError(PolicyError):
     """The reader is not among the message's recipients."""
+
+
+class QuorumError(SecureCommError):
+    """Fewer than t custodians released a good share; the message names each and why.
+
+    A failure of the services, not bad input (unlike :class:`InsufficientSharesError`,
+    which is about the shares a caller handed over).
+    """
 
 
 class IdentityError(SecureCommError):

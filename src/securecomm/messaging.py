@@ -26,7 +26,7 @@ from .client import ServiceClient
 from .config import Settings
 from .envelope import Envelope, Policy, Receipt, prepare
 from .errors import (
-    InsufficientSharesError,
+    QuorumError,
     SecureCommError,
     ServiceError,
     ShareError,
@@ -106,11 +106,13 @@ def _parallel(
     tasks: dict[str, Callable[[], Any]],
     deadline: float,
     enough: Callable[[dict[str, Any]], bool] = lambda _: False,
+    grace: float = 0.0,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Run tasks in threads; return results and failure reasons by name.
 
-    Stops waiting at ``deadline`` seconds, or as soon as ``enough(results)``.
-    A task still running then is reported as having timed out.
+    Stops waiting at ``deadline`` seconds, or ``grace`` seconds after
+    ``enough(results)`` first holds (so late answers are still looked at).
+    A task still running at the deadline is reported as having timed out.
     """
     results: dict[str, Any] = {}
     failures: dict[str, str] = {}
@@ -118,8 +120,12 @@ def _parallel(
     futures: dict[Future[Any], str] = {pool.submit(task): name for name, task in tasks.items()}
     end = time.monotonic() + deadline
     pending = set(futures)
+    satisfied = False
     try:
-        while pending and not enough(results):
+        while pending:
+            if not satisfied and enough(results):
+                satisfied = True
+                end = min(end, time.monotonic() + grace)
             remaining = end - time.monotonic()
             if remaining <= 0:
                 break
@@ -346,8 +352,13 @@ def read(
         return len(results) >= t
 
     progress("collecting shares", 0, t)
+    # Once t good shares are in, late answers get a moment, so a lying custodian is
+    # named even when honest ones were faster.
     good, failures = _parallel(
-        {name: functools.partial(collect, name) for name in names}, deadline, enough
+        {name: functools.partial(collect, name) for name in names},
+        deadline,
+        enough,
+        grace=min(1.0, deadline),
     )
     stored = _load_pending(pending_path)
     updated = dict(stored)
@@ -361,7 +372,7 @@ def read(
         if len(good) >= t:
             warn(f"custodian {name} skipped: {why}")
     if len(good) < t:
-        raise InsufficientSharesError(
+        raise QuorumError(
             _list_failures(
                 f"{len(good)} good share(s) of the {t} needed; nothing was decrypted", failures
             )

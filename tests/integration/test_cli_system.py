@@ -1,0 +1,749 @@
+"""The whole system through the CLI: ``securecomm up`` and the client commands as subprocesses.
+
+Every test drives ``python -m securecomm.cli`` with ``--home`` and a timeout,
+against real gunicorn processes on free loopback ports. The settings file is
+written before ``init``/``up``, so ``up`` listens on those ports. Tests that
+do not disturb each other share one module-scoped ``up``; tests that kill
+services get their own. Every ``up`` is stopped with SIGTERM, and then no
+process whose command line names its home may be left.
+
+The lying custodian (``evil_custodian.py``) runs without ``up``: the relay
+and four honest custodians are ``conftest.Service`` processes, charlie is
+the real custodian app whose releases carry a wrong share.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from securecomm.client import ServiceClient
+from securecomm.errors import ServiceError
+from securecomm.home import load_public
+from securecomm.identity import Identity
+from securecomm.relay.app import endorsement_body
+
+from .conftest import NAMES, Service, free_port, write_config
+
+CLI = [sys.executable, "-m", "securecomm.cli"]
+EVIL = Path(__file__).with_name("evil_custodian.py")
+TIMEOUT = 60.0
+MESSAGE_ID = re.compile(r"^message id:\s+([0-9a-f]{32})$", re.MULTILINE)
+INBOX_LINE = re.compile(r"^([0-9a-f]{32})  from ", re.MULTILINE)
+
+
+# Running the CLI
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without the variables that would override a home's settings."""
+    overrides = ("SECURECOMM_", "SERVER_")
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(overrides) and key not in {"N_SHARES", "THRESHOLD"}
+    }
+
+
+def run(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=clean_env(),
+    )
+
+
+def cli(home: Path, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return run(*args, "--home", str(home), timeout=timeout)
+
+
+def explain(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def send(home: Path, text: str, *flags: str, sender: str = "alice", to: str = "bob") -> str:
+    result = cli(home, "send", "--from", sender, "--to", to, text, *flags)
+    assert result.returncode == 0, explain(result)
+    found = MESSAGE_ID.search(result.stdout)
+    assert found, explain(result)
+    return found.group(1)
+
+
+def inbox(home: Path, reader: str = "bob") -> list[str]:
+    result = cli(home, "inbox", "--as", reader)
+    assert result.returncode == 0, explain(result)
+    return INBOX_LINE.findall(result.stdout)
+
+
+def read(
+    home: Path, message_id: str, reader: str = "bob", *flags: str
+) -> subprocess.CompletedProcess[str]:
+    return cli(home, "read", message_id, "--as", reader, *flags)
+
+
+def failure_lines(stderr: str) -> dict[str, str]:
+    """The ``  NAME: why`` lines the CLI prints under a headline, by custodian name."""
+    found = re.findall(r"^\s+([a-z]+): (.+)$", stderr, re.MULTILINE)
+    return {name: why for name, why in found if name in NAMES}
+
+
+def skipped_warnings(stderr: str) -> dict[str, str]:
+    return dict(re.findall(r"^warning: custodian ([a-z]+) skipped: (.+)$", stderr, re.MULTILINE))
+
+
+# Processes
+
+
+def ere_literal(text: str) -> str:
+    """``text`` as a POSIX extended regular expression matching only itself (for pgrep)."""
+    return "".join(f"\\{c}" if c in ".[]()*+?{}|^$\\" else c for c in text)
+
+
+def processes_of(home: Path) -> list[tuple[int, str]]:
+    """Every process whose command line names ``home``: (pid, command line)."""
+    listing = subprocess.run(
+        ["pgrep", "-af", ere_literal(str(home))], capture_output=True, text=True, timeout=10
+    )
+    result = []
+    for line in listing.stdout.splitlines():
+        pid, _, command = line.partition(" ")
+        # The home's path followed by a space or the end: not a longer sibling path.
+        if re.search(re.escape(str(home)) + r"(\s|$)", command):
+            result.append((int(pid), command))
+    return result
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Up:
+    """A running ``securecomm up`` and the ports it was told to use."""
+
+    home: Path
+    relay_port: int
+    ports: dict[str, int]
+    process: subprocess.Popen[bytes] | None = None
+    stdout: Path = field(init=False)
+    stderr: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stdout = self.home.parent / "up.out"
+        self.stderr = self.home.parent / "up.err"
+
+    @property
+    def relay_url(self) -> str:
+        return f"http://127.0.0.1:{self.relay_port}"
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def output(self) -> str:
+        return (
+            f"--- up stdout\n{self.stdout.read_text(errors='replace')}"
+            f"--- up stderr\n{self.stderr.read_text(errors='replace')}"
+        )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL custodian ``name``'s process group(s), found by command line."""
+        marker = f"custodian serve --name {name} --home {self.home} "
+        pids = [pid for pid, command in processes_of(self.home) if marker in command]
+        assert pids, f"no process for {name}:\n{processes_of(self.home)}"
+        for group in {os.getpgid(pid) for pid in pids}:
+            os.killpg(group, signal.SIGKILL)
+
+        def gone() -> bool:
+            left = [pid for pid, command in processes_of(self.home) if marker in command]
+            return not left and not listening(self.ports[name])
+
+        wait_for(gone, 15, f"{name} to die")
+
+
+def start_up(home: Path) -> Up:
+    ports = {name: free_port() for name in NAMES}
+    up = Up(home, free_port(), ports)
+    write_config(home, up.relay_port, ports)
+    initialised = cli(home, "init")
+    assert initialised.returncode == 0, explain(initialised)
+    with open(up.stdout, "wb") as out, open(up.stderr, "wb") as err:
+        up.process = subprocess.Popen(
+            [*CLI, "up", "--home", str(home)],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=clean_env(),
+        )
+    urls = [up.relay_url, *(up.url(name) for name in NAMES)]
+
+    def ready() -> bool:
+        assert up.process is not None
+        if up.process.poll() is not None:
+            raise AssertionError(f"up exited with {up.process.returncode}\n{up.output()}")
+        return all(healthy(url) for url in urls) and "securecomm is up" in up.stdout.read_text(
+            errors="replace"
+        )
+
+    try:
+        wait_for(ready, 60, "up to start every service")
+    except BaseException:
+        stop_up(up)
+        raise
+    return up
+
+
+def stop_up(up: Up) -> list[tuple[int, str]]:
+    """SIGTERM ``up`` and wait; return the processes naming its home that are left (killed)."""
+    if up.process is not None:
+        if up.process.poll() is None:
+            up.process.send_signal(signal.SIGTERM)
+        try:
+            up.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            up.process.kill()
+            up.process.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    left = processes_of(up.home)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = processes_of(up.home)
+    for pid, _ in left:  # clean up after a failure, then report it
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
+def finish_up(up: Up) -> None:
+    left = stop_up(up)
+    assert not left, f"processes outlived up:\n{left}\n{up.output()}"
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    """One ``up`` for the tests that leave every service running."""
+    up = start_up(tmp_path_factory.mktemp("shared") / "home")
+    yield up
+    finish_up(up)
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Up]:
+    """An ``up`` of this test's own, for tests that kill services."""
+    up = start_up(tmp_path / "home")
+    yield up
+    finish_up(up)
+
+
+# Talking to services directly, to check what the CLI did
+
+
+def user(home: Path, name: str) -> Identity:
+    return Identity.load(home / "users" / f"{name}.key")
+
+
+def audit(home: Path, url: str, name: str) -> list[dict[str, Any]]:
+    operator = Identity.load(home / "operators" / f"{name}-operator.key")
+    with ServiceClient(url, name, operator) as client:
+        entries: list[dict[str, Any]] = client.request("GET", "/v1/audit").json()["entries"]
+    return entries
+
+
+def release(url: str, name: str, reader: Identity, message_id: str) -> tuple[int, str]:
+    """Ask custodian ``name`` for its share as ``reader``: (HTTP status, code)."""
+    with ServiceClient(url, name, reader) as client:
+        try:
+            answer = client.request("POST", "/v1/releases", body={"v": 1, "message_id": message_id})
+        except ServiceError as exc:
+            return exc.status, exc.code
+    return answer.status_code, str(answer.json().get("status"))
+
+
+def check_withdrawn(
+    home: Path, urls: dict[str, str], before: dict[str, int], bob: Identity
+) -> list[str]:
+    """Each deposit made since ``before`` (audit seq by custodian) was deleted again.
+
+    Returns the message ids those deposits were for.
+    """
+    ids = []
+    for name, url in urls.items():
+        entries = [e for e in audit(home, url, name) if e["seq"] > before[name]]
+        deposits = {
+            e["data"]["ref"]: e["data"]["message_id"] for e in entries if e["event"] == "deposit"
+        }
+        deleted = {e["data"]["ref"] for e in entries if e["event"] == "delete"}
+        assert set(deposits) <= deleted, f"{name} keeps a deposit of a failed send: {entries}"
+        for message_id in deposits.values():
+            assert release(url, name, bob, message_id) == (410, "destroyed"), name
+            ids.append(message_id)
+    return ids
+
+
+def last_seq(home: Path, url: str, name: str) -> int:
+    return max((e["seq"] for e in audit(home, url, name)), default=0)
+
+
+# 1. send, inbox, read; the relay keeps no trace of the plaintext
+
+
+def encodings(secret: bytes, *, every_alignment: bool) -> dict[str, bytes]:
+    """``secret`` as it might appear in a file: raw, hex, base64 (std/url), URL-encoded.
+
+    With ``every_alignment``, base64 is also checked as part of a longer
+    string (the message at each offset modulo 3), using only the characters
+    that depend on the message alone.
+    """
+    text = secret.decode()
+    forms = {
+        "raw": secret,
+        "hex": secret.hex().encode(),
+        "HEX": secret.hex().upper().encode(),
+        "base64": base64.b64encode(secret).rstrip(b"="),
+        "base64url": base64.urlsafe_b64encode(secret).rstrip(b"="),
+        "url-encoded": urllib.parse.quote(text).encode(),
+        "url-encoded+": urllib.parse.quote_plus(text).encode(),
+        "utf-16": text.encode("utf-16-le"),
+    }
+    if every_alignment:
+        for offset in (1, 2):
+            data = b"\0" * offset + secret
+            whole = len(data) // 3 * 3
+            for label, encode in (
+                ("base64", base64.b64encode),
+                ("base64url", base64.urlsafe_b64encode),
+            ):
+                forms[f"{label}@{offset}"] = encode(data[:whole])[4:]
+    return forms
+
+
+def test_send_inbox_read_and_the_relay_keeps_no_trace(shared: Up) -> None:
+    home = shared.home
+    secret = "Quokka-7731: the amber lantern sways at midnight"
+    hello = send(home, "hello")
+    other = send(home, secret)
+    assert {hello, other} <= set(inbox(home))
+
+    plain = read(home, hello)
+    assert plain.returncode == 0, explain(plain)
+    assert plain.stdout == "hello"
+    assert "key rebuilt from" in plain.stderr
+    long = read(home, other)
+    assert long.returncode == 0, explain(long)
+    assert long.stdout == secret
+
+    files = [home / "relay" / f"relay.db{suffix}" for suffix in ("", "-wal", "-shm")]
+    stored = b"".join(path.read_bytes() for path in files if path.exists())
+    assert (home / "relay" / "relay.db").exists()
+    for message, every_alignment in ((secret.encode(), True), (b"hello", False)):
+        for form, encoded in encodings(message, every_alignment=every_alignment).items():
+            assert encoded not in stored, f"{message!r} found in the relay's files as {form}"
+
+
+# 5b. a contact's key in the relay's directory is not the pinned one
+
+
+def test_send_refuses_a_contact_whose_directory_key_changed(shared: Up) -> None:
+    home = shared.home
+    old = user(home, "bob")
+    new = Identity.generate("bob")
+    known_before = (home / "known_keys.json").read_bytes()
+    before = inbox(home)
+
+    def register(identity: Identity, endorsed_by: Identity) -> None:
+        signature = endorsed_by.sign("directory-rotation", endorsement_body("bob", identity.public))
+        body = {
+            "v": 1,
+            "identity": identity.public.to_json(),
+            "endorsement": base64.b64encode(signature).decode(),
+        }
+        with ServiceClient(shared.relay_url, "relay", identity) as relay:
+            relay.request("PUT", "/api/v1/directory/bob", body=body)
+
+    register(new, old)  # what a relay under an attacker's control could show
+    try:
+        refused = cli(home, "send", "--from", "alice", "--to", "bob", "for the real bob only")
+        assert refused.returncode != 0, explain(refused)
+        assert "bob" in refused.stderr
+        assert old.public.short_fingerprint() in refused.stderr, explain(refused)
+        assert new.public.short_fingerprint() in refused.stderr, explain(refused)
+        assert not MESSAGE_ID.search(refused.stdout)
+    finally:
+        register(old, new)
+    assert inbox(home) == before
+    assert (home / "known_keys.json").read_bytes() == known_before
+
+
+# 6. a stranger
+
+
+def test_a_stranger_reads_nothing(shared: Up) -> None:
+    home = shared.home
+    text = "strictly between alice and bob"
+    message_id = send(home, text)
+    made = run("keygen", "eve", "--out", str(home / "users"))
+    assert made.returncode == 0, explain(made)
+    stranger = read(home, message_id, "eve")
+    assert stranger.returncode == 1, explain(stranger)
+    assert stranger.stdout == ""
+    assert text not in stranger.stderr
+    eve = user(home, "eve")
+    for name in NAMES:
+        assert release(shared.url(name), name, eve, message_id) == (403, "not_recipient")
+
+
+# 7. burn after reading
+
+
+def test_burn_after_reading(shared: Up) -> None:
+    home = shared.home
+    message_id = send(home, "this message will self-destruct", "--burn-after-reading")
+    first = read(home, message_id)
+    assert first.returncode == 0, explain(first)
+    assert first.stdout == "this message will self-destruct"
+    second = read(home, message_id)
+    assert second.stdout == "", explain(second)
+    destroyed = [n for n, why in failure_lines(second.stderr).items() if "destroyed" in why]
+    assert len(destroyed) >= 3, explain(second)
+    assert second.returncode == 1, explain(second)
+
+
+# 8. unsend
+
+
+def test_unsend(shared: Up) -> None:
+    home = shared.home
+    message_id = send(home, "sent in haste")
+    unsent = cli(home, "unsend", message_id, "--as", "alice")
+    assert unsent.returncode == 0, explain(unsent)
+    assert message_id not in inbox(home)
+    gone = read(home, message_id)
+    assert gone.returncode == 1, explain(gone)
+    assert gone.stdout == ""
+    bob = user(home, "bob")
+    for name in NAMES:
+        assert release(shared.url(name), name, bob, message_id) == (410, "destroyed"), name
+
+
+# 9. release only with the operator's approval
+
+
+def test_require_approval(shared: Up) -> None:
+    home = shared.home
+    message_id = send(home, "two keys to open the vault", "--require-approval")
+    waiting = read(home, message_id)
+    assert waiting.stdout == "", explain(waiting)
+    assert "approval" in waiting.stderr, explain(waiting)
+    for name in ("alpha", "charlie", "echo"):
+        pending = cli(home, "custodian", "pending", "--name", name)
+        assert pending.returncode == 0, explain(pending)
+        ids = re.findall(rf"^([0-9a-f]{{32}})  message {message_id} ", pending.stdout, re.M)
+        assert len(ids) == 1, explain(pending)
+        approved = cli(home, "custodian", "approve", ids[0], "--name", name)
+        assert approved.returncode == 0, explain(approved)
+    opened = read(home, message_id)
+    assert opened.returncode == 0, explain(opened)
+    assert opened.stdout == "two keys to open the vault"
+    # Waiting for an operator is a failure to read, not bad input.
+    assert waiting.returncode == 1, explain(waiting)
+
+
+# 2 and 3. custodians killed
+
+
+def test_two_custodians_down_then_three(fresh: Up, tmp_path: Path) -> None:
+    home = fresh.home
+    message_id = send(home, "losing two costs nothing")
+    for name in ("bravo", "delta"):
+        fresh.kill(name)
+    survived = read(home, message_id)
+    assert survived.returncode == 0, explain(survived)
+    assert survived.stdout == "losing two costs nothing"
+    assert set(skipped_warnings(survived.stderr)) == {"bravo", "delta"}, explain(survived)
+
+    fresh.kill("charlie")
+    out = tmp_path / "message.txt"
+    lost = read(home, message_id, "bob", "--out", str(out))
+    assert lost.stdout == "", explain(lost)
+    assert not out.exists()
+    reasons = failure_lines(lost.stderr)
+    assert set(reasons) == {"bravo", "charlie", "delta"}, explain(lost)
+    for name in ("bravo", "charlie", "delta"):
+        assert "unreachable" in reasons[name], explain(lost)
+    assert "losing two" not in lost.stderr
+    assert lost.returncode == 1, explain(lost)
+
+
+# 11. send with one custodian down
+
+
+def test_send_with_a_custodian_down_posts_nothing(fresh: Up) -> None:
+    home = fresh.home
+    bob = user(home, "bob")
+    up_names = ("alpha", "bravo", "charlie", "delta")
+    urls = {name: fresh.url(name) for name in up_names}
+    fresh.kill("echo")
+    before = {name: last_seq(home, url, name) for name, url in urls.items()}
+    inbox_before = inbox(home)
+    refused = cli(home, "send", "--from", "alice", "--to", "bob", "not without echo")
+    assert refused.returncode != 0, explain(refused)
+    assert not MESSAGE_ID.search(refused.stdout)
+    assert "echo" in failure_lines(refused.stderr), explain(refused)
+    assert "nothing was" in refused.stderr
+    check_withdrawn(home, urls, before, bob)
+    assert inbox(home) == inbox_before
+
+
+# 10. up stops everything; the demo
+
+
+def test_up_stops_every_process_on_sigterm(fresh: Up) -> None:
+    started = processes_of(fresh.home)
+    # up itself, and a gunicorn master and worker for the relay and each custodian
+    assert len(started) >= 1 + 2 * (1 + len(NAMES)), started
+    left = stop_up(fresh)
+    assert fresh.process is not None
+    assert fresh.process.returncode == 0, fresh.output()
+    assert "stopped" in fresh.stderr.read_text()
+    assert left == []
+    for port in (fresh.relay_port, *fresh.ports.values()):
+        assert not listening(port), port
+
+
+def test_demo(tmp_path: Path) -> None:
+    began = time.monotonic()
+    demo = subprocess.run(
+        [*CLI, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        env=clean_env(),
+    )
+    took = time.monotonic() - began
+    assert demo.returncode == 0, explain(demo)
+    assert took < 30
+    assert "bob reads: 'Meet at the north gate at 06:00.'" in demo.stdout
+    assert "not a recipient" in demo.stdout
+    assert "must never happen" not in demo.stdout
+    assert "plaintext in the relay's database: nowhere" in demo.stdout
+    ports = {int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", demo.stdout)}
+    assert len(ports) == 1 + len(NAMES)
+    assert not any(listening(port) for port in ports)
+
+
+# 4, 5a and the withdrawal: a stack of conftest.Service processes, one custodian lying
+
+
+class EvilService(Service):
+    """Charlie as ``evil_custodian.py``: the real app, lying as ``lie`` says."""
+
+    lie: str = "share"
+
+    def start(self, timeout: float = 30.0) -> None:
+        command = [
+            sys.executable,
+            str(EVIL),
+            "--name",
+            self.name,
+            "--home",
+            str(self.home),
+            "--port",
+            str(self.port),
+            "--lie",
+            self.lie,
+        ]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=log, start_new_session=True, env=clean_env()
+            )
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+            return healthy(self.url)
+
+        try:
+            wait_for(ready, timeout, f"evil {self.name}")
+        except BaseException:
+            self.stop()
+            raise
+
+
+@dataclass
+class EvilStack:
+    home: Path
+    relay: Service
+    custodians: dict[str, Service]
+
+    def all(self) -> list[Service]:
+        return [self.relay, *self.custodians.values()]
+
+    def urls(self, names: tuple[str, ...]) -> dict[str, str]:
+        return {name: self.custodians[name].url for name in names}
+
+    def restart_charlie(self, lie: str) -> None:
+        charlie = self.custodians["charlie"]
+        assert isinstance(charlie, EvilService)
+        charlie.stop()
+        charlie.lie = lie
+        charlie.start()
+
+
+def start_all(services: list[Service]) -> None:
+    with ThreadPoolExecutor(len(services)) as pool:
+        for future in [pool.submit(service.start) for service in services]:
+            future.result()
+
+
+@pytest.fixture(scope="module")
+def evil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvilStack]:
+    home = tmp_path_factory.mktemp("evil") / "home"
+    ports = {name: free_port() for name in NAMES}
+    relay_port = free_port()
+    write_config(home, relay_port, ports)
+    initialised = cli(home, "init")
+    assert initialised.returncode == 0, explain(initialised)
+    custodians: dict[str, Service] = {
+        name: (EvilService if name == "charlie" else Service)("custodian", name, port, home)
+        for name, port in ports.items()
+    }
+    stack = EvilStack(home, Service("relay", "relay", relay_port, home), custodians)
+    try:
+        start_all(stack.all())
+        yield stack
+    finally:
+        for service in stack.all():
+            service.stop()
+        left = processes_of(home)
+        assert not left, left
+
+
+def test_a_lying_custodian_is_caught_and_skipped(evil: EvilStack) -> None:
+    """Charlie's release is sealed and signed but wrong: the digest check names it.
+
+    Read asks all five at once and stops at the third good share, so charlie
+    is named only when its answer comes before that (most reads): one of a
+    few reads must name it, and every read must succeed with the right message.
+    """
+    message_id = send(evil.home, "an honest majority suffices")
+    named = False
+    for _ in range(12):
+        result = read(evil.home, message_id)
+        assert result.returncode == 0, explain(result)
+        assert result.stdout == "an honest majority suffices"
+        skipped = skipped_warnings(result.stderr)
+        assert set(skipped) <= {"charlie"}, explain(result)
+        if skipped:
+            assert "does not match the digest the sender signed" in skipped["charlie"]
+            assert "charlie" not in result.stderr.split("key rebuilt from")[-1]
+            named = True
+            break
+    assert named, "charlie's wrong share was never reported"
+
+
+def test_a_lying_custodian_with_one_honest_one_is_not_enough(evil: EvilStack) -> None:
+    message_id = send(evil.home, "three honest ones needed")
+    killed = ("alpha", "bravo", "delta")
+    try:
+        for name in killed:
+            evil.custodians[name].kill9()
+        failed = read(evil.home, message_id)
+        assert failed.returncode != 0, explain(failed)
+        assert failed.stdout == ""
+        reasons = failure_lines(failed.stderr)
+        assert "does not match the digest the sender signed" in reasons.get("charlie", ""), explain(
+            failed
+        )
+        assert set(reasons) == {"charlie", *killed}, explain(failed)
+        assert "three honest" not in failed.stderr
+    finally:
+        start_all([evil.custodians[name] for name in killed])
+
+
+def test_send_refuses_a_custodian_whose_key_changed(evil: EvilStack) -> None:
+    home = evil.home
+    echo = evil.custodians["echo"]
+    key_path = home / "custodians" / "echo" / "identity.key"
+    original = key_path.read_bytes()
+    pinned = load_public(home / "custodians" / "echo" / "identity.pub")
+    others = evil.urls(("alpha", "bravo", "charlie", "delta"))
+    seqs = {name: last_seq(home, url, name) for name, url in others.items()}
+    before = inbox(home)
+    replacement = Identity.generate("echo")
+    echo.stop()
+    replacement.save(key_path)
+    try:
+        echo.start()
+        refused = cli(home, "send", "--from", "alice", "--to", "bob", "not to an impostor")
+        assert refused.returncode != 0, explain(refused)
+        assert not MESSAGE_ID.search(refused.stdout)
+        why = failure_lines(refused.stderr).get("echo", "")
+        assert pinned.short_fingerprint() in why, explain(refused)
+        assert replacement.public.short_fingerprint() in why, explain(refused)
+        assert inbox(home) == before
+        check_withdrawn(home, others, seqs, user(home, "bob"))
+    finally:
+        echo.stop()
+        key_path.write_bytes(original)
+        echo.start()
+
+
+def test_a_refused_deposit_withdraws_the_others(evil: EvilStack) -> None:
+    home = evil.home
+    bob = user(home, "bob")
+    honest = ("alpha", "bravo", "delta", "echo")
+    urls = evil.urls(honest)
+    evil.restart_charlie("deposit")
+    try:
+        before = {name: last_seq(home, url, name) for name, url in urls.items()}
+        inbox_before = inbox(home)
+        refused = cli(home, "send", "--from", "alice", "--to", "bob", "all five or nothing")
+        assert refused.returncode != 0, explain(refused)
+        assert not MESSAGE_ID.search(refused.stdout)
+        assert set(failure_lines(refused.stderr)) == {"charlie"}, explain(refused)
+        assert "4 deposit(s) withdrawn" in refused.stderr, explain(refused)
+        withdrawn = check_withdrawn(home, urls, before, bob)
+        assert len(withdrawn) == len(honest) and len(set(withdrawn)) == 1, withdrawn
+        assert inbox(home) == inbox_before
+    finally:
+        evil.restart_charlie("share")
