@@ -186,7 +186,7 @@ def cmd_read(args: argparse.Namespace) -> None:
         reader,
         args.message_id,
         deadline=args.deadline,
-        progress=ProgressBar(0),
+        progress=ProgressBar(0, threshold=0),  # the size is unknown until fetched
         warn=_warn,
     )
     print(
