@@ -127,6 +127,61 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     raise SystemExit(1)
 
 
+def cmd_mitm(args: argparse.Namespace) -> None:
+    import signal
+    import threading
+
+    from ._files import write_atomic
+    from .mitm import Proxy
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdecimal():
+        raise ParameterError(f"--listen {args.listen!r}: expected HOST:PORT")
+    proxy = Proxy(
+        args.upstream,
+        listen=(host, int(port)),
+        mode=args.mode,
+        field_name=args.field,
+        match=args.match,
+        direction=args.direction,
+        limit=args.limit,
+        watch=[text.encode("utf-8") for text in args.watch or []],
+        log=lambda line: print(line, flush=True),
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    proxy.start()
+    print(
+        f"mitm ({args.mode}) listening on {proxy.url}, forwarding to {args.upstream}; Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        stop.wait()
+    finally:
+        proxy.stop()
+        report = proxy.report()
+        alarms = report["alarms"]
+        print(
+            f"\n{len(report['exchanges'])} exchange(s), {len(report['alterations'])}"
+            f" alteration(s), {len(alarms)} alarm(s)"
+            + (": " + "; ".join(alarms) if alarms else ": nothing watched was seen")
+        )
+        for alteration in report["alterations"]:
+            print(
+                f"  #{alteration['exchange']} {alteration['mode']} {alteration['path']}:"
+                f" {alteration['detail']} -> {alteration['verdict']}"
+                + (
+                    f" ({alteration['status']} {alteration['code']})"
+                    if alteration["status"]
+                    else ""
+                )
+            )
+        if args.report:
+            write_atomic(Path(args.report), json.dumps(report, indent=2).encode() + b"\n")
+            print(f"report saved to {args.report}")
+
+
 def add_commands(sub: Any) -> None:
     """Register the service commands on the top-level subparsers."""
 
@@ -209,3 +264,41 @@ def add_commands(sub: Any) -> None:
     )
     common(p)
     p.set_defaults(func=cmd_audit_verify)
+
+    from .mitm import MODES
+
+    p = sub.add_parser(
+        "mitm",
+        help="a man in the middle on one link, for testing",
+        description="Forward every request from --listen to --upstream (the relay or a"
+        " custodian), report each JSON field classified (ciphertext, nonce, tag, sealed share,"
+        " signature, public key, identifier, readable text), raise an alarm if a --watch text"
+        " appears anywhere in any encoding, and in an active mode alter the traffic as an"
+        " attacker would. Point a client at it with SECURECOMM_SERVER_URL or"
+        " SECURECOMM_CUSTODIAN_<NAME>_URL.",
+    )
+    p.add_argument("--listen", required=True, metavar="HOST:PORT", help="where to listen")
+    p.add_argument("--upstream", required=True, metavar="URL", help="where to forward")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="passive",
+        help="passive (default), or an attack: flip, swap, replay, drop, truncate, inject",
+    )
+    p.add_argument("--field", help="the JSON field to flip or swap (default: any)")
+    p.add_argument("--match", metavar="REGEX", help="only alter exchanges whose path matches")
+    p.add_argument(
+        "--direction",
+        choices=("request", "response"),
+        default="request",
+        help="alter requests (default) or answers",
+    )
+    p.add_argument("--limit", type=int, help="alter at most this many exchanges")
+    p.add_argument(
+        "--watch",
+        action="append",
+        metavar="TEXT",
+        help="raise an alarm if TEXT crosses the wire in any encoding (repeatable)",
+    )
+    p.add_argument("--report", metavar="PATH", help="save the report as JSON on exit")
+    p.set_defaults(func=cmd_mitm)

@@ -26,6 +26,7 @@ from .client import ServiceClient
 from .config import Settings
 from .envelope import Envelope, Policy, Receipt, prepare
 from .errors import (
+    FormatError,
     QuorumError,
     SecureCommError,
     ServiceError,
@@ -307,7 +308,12 @@ def read(
     with ServiceClient(settings.server_url, "relay", reader, timeout=deadline) as relay:
         data = relay.request("GET", f"/api/v1/messages/{message_id}").content
     progress("fetching", 1, 1)
-    envelope = Envelope.from_bytes(data)
+    try:
+        envelope = Envelope.from_bytes(data)
+    except FormatError as exc:
+        raise SignatureError(
+            f"the relay's copy of message {message_id} is malformed (altered on the way?): {exc}"
+        ) from None
     if envelope.id != message_id:
         raise SignatureError(f"the relay answered with message {envelope.id}, not {message_id}")
     sender = envelope.header.sender
