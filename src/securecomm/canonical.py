@@ -106,7 +106,7 @@ def loads(data: bytes, *, what: str = "document") -> Any:
             object_pairs_hook=_no_duplicates,
         )
     except json.JSONDecodeError as exc:
-        raise FormatError(f"{what}: not JSON ({exc.msg} at offset {exc.pos})") from None
+        raise FormatError(f"{what}: not JSON ({exc.msg}; offset {exc.pos})") from None
     except RecursionError:
         raise FormatError(f"{what}: nested too deeply") from None
     except ValueError:

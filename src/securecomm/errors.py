@@ -191,10 +191,12 @@ class IdentityError(SecureCommError):
 class KeyChangedError(IdentityError):
     """A party presented another key than the one pinned for its name."""
 
-    def __init__(self, name: str, pinned: str, seen: str) -> None:
+    def __init__(self, name: str, pinned: str, seen: str, note: str = "") -> None:
         super().__init__(
-            f"the key of {name!r} changed: pinned {pinned}, now {seen}; nothing was sent"
+            f"the key of {name!r} changed: pinned {pinned}, now {seen}"
+            + (f"; {note}" if note else "")
         )
+        self.name, self.pinned, self.seen = name, pinned, seen
         self.hint = (
             "if the change is expected, compare the new fingerprint out of band, then remove"
             f" {name!r} from known_keys.json"

@@ -27,6 +27,7 @@ from .config import Settings
 from .envelope import Envelope, Policy, Receipt, prepare
 from .errors import (
     FormatError,
+    KeyChangedError,
     QuorumError,
     SecureCommError,
     ServiceError,
@@ -176,7 +177,10 @@ def send(
             "custodians_unavailable",
             _list_failures("nothing was sent; these custodians could not be checked", failures),
         )
-    readers = [_recipient_key(settings, known, name, warn) for name in recipients]
+    try:
+        readers = [_recipient_key(settings, known, name, warn) for name in recipients]
+    except KeyChangedError as exc:
+        raise KeyChangedError(exc.name, exc.pinned, exc.seen, "nothing was sent") from None
     progress("encrypting", 0, len(message))
     policy = policy or Policy()
     draft = prepare(
@@ -206,7 +210,7 @@ def send(
         if receipt.share_digest != draft.header.custodians[index].share_digest or (
             receipt.message_id != draft.header.message_id or receipt.index != index + 1
         ):
-            raise SignatureError(f"{name}: its receipt is for another share")
+            raise SignatureError("its receipt is for another share")
         progress("depositing shares", 1, len(names))
         return receipt
 
@@ -216,7 +220,7 @@ def send(
         deadline,
     )
     if failures:
-        withdrawn = _withdraw(settings, sender, receipts)
+        withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
         raise ServiceError(
             "send",
             0,
@@ -234,11 +238,18 @@ def send(
         try:
             stored = relay.request("POST", "/api/v1/messages", raw=data, sign=False).json()
         except ServiceError:
-            _withdraw(settings, sender, receipts)
+            _withdraw(settings, sender, receipts, draft.header.id)
             raise
     progress("uploading", len(data), len(data))
     local_digest = hashlib.sha256(data).hexdigest()
     if stored.get("digest") != local_digest or stored.get("id") != envelope.id:
+        # The answer was altered, or the relay lies: take everything back.
+        _withdraw(settings, sender, receipts, draft.header.id)
+        with ServiceClient(settings.server_url, "relay", sender, timeout=5) as relay:
+            try:
+                relay.request("DELETE", f"/api/v1/messages/{envelope.id}")
+            except SecureCommError:
+                pass
         raise ServiceError(
             "relay", 0, "bad_copy", "the relay's stored copy differs from what was sent"
         )
@@ -250,13 +261,20 @@ def send(
     )
 
 
-def _withdraw(settings: Settings, sender: Identity, receipts: dict[str, Receipt]) -> int:
-    """Best effort: delete the deposits that were made. Returns how many went."""
+def _withdraw(
+    settings: Settings, sender: Identity, receipts: dict[str, Receipt], message_id: str
+) -> int:
+    """Best effort: destroy every deposit of the message, by ref where a receipt came back,
+    by message id elsewhere (a deposit whose answer was lost). Returns how many went."""
     done = 0
-    for name, receipt in receipts.items():
+    for custodian in settings.custodians:
+        name = custodian.name
+        receipt = receipts.get(name)
+        target = f"/v1/deposits/{receipt.ref}" if receipt else "/v1/deposits"
+        params = None if receipt else {"message_id": message_id}
         try:
-            with ServiceClient(settings.custodian(name).url, name, sender, timeout=5) as c:
-                c.request("DELETE", f"/v1/deposits/{receipt.ref}")
+            with ServiceClient(custodian.url, name, sender, timeout=5) as c:
+                c.request("DELETE", target, params=params)
             done += 1
         except SecureCommError:
             pass

@@ -274,6 +274,8 @@ class Proxy:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         if direction not in {"request", "response"}:
             raise ValueError("direction: request or response")
+        if mode in {"replay", "inject"} and direction != "request":
+            raise ValueError(f"{mode} acts on requests: use direction='request'")
         self.upstream = upstream.rstrip("/")
         self.mode = mode
         self.field_name = field_name
@@ -288,7 +290,7 @@ class Proxy:
         self.exchanges: list[Exchange] = []
         self.alterations: list[Alteration] = []
         self._lock = threading.Lock()
-        self._altered = 0
+        self._altered: set[int] = set()  # exchanges actually altered, for ``limit``
         self._http = httpx.Client(timeout=30.0)
         self._server = ThreadingHTTPServer(listen, self._handler())
         self._server.daemon_threads = True
@@ -302,7 +304,9 @@ class Proxy:
         return f"http://{host!s}:{port}"
 
     def start(self) -> Proxy:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -369,10 +373,7 @@ class Proxy:
         if self.match is not None and not self.match.search(path):
             return False
         with self._lock:
-            if self.limit is not None and self._altered >= self.limit:
-                return False
-            self._altered += 1
-            return True
+            return self.limit is None or len(self._altered) < self.limit
 
     # forwarding
 
@@ -434,6 +435,7 @@ class Proxy:
                 )
             )
             self.log(f"#{number} {method} {path}: DROPPED")
+            self._scan(exchange)
             handler.close_connection = True
             return
         sent_headers, sent_body = headers, body
@@ -443,6 +445,7 @@ class Proxy:
         try:
             upstream = self._forward(method, target, sent_headers, sent_body)
         except httpx.HTTPError as exc:
+            self._scan(exchange)
             self._answer(
                 handler,
                 502,
@@ -509,6 +512,7 @@ class Proxy:
                         "client",
                     )
                 )
+                self._scan(exchange)
                 handler.close_connection = True
                 return
             if detail:
@@ -531,6 +535,7 @@ class Proxy:
     def _record(self, alteration: Alteration) -> None:
         with self._lock:
             self.alterations.append(alteration)
+            self._altered.add(alteration.exchange)
         self.log(
             f"#{alteration.exchange} {alteration.mode} {alteration.direction}"
             f" {alteration.path}: {alteration.detail}"
@@ -554,6 +559,8 @@ class Proxy:
 
     def _alter_body(self, body: bytes, rng: random.Random) -> tuple[bytes, str]:
         if self.mode == "truncate":
+            if not body:
+                return body, ""
             return body[: len(body) // 2], f"body cut from {len(body)} to {len(body) // 2} bytes"
         try:
             document = json.loads(body)
@@ -571,9 +578,12 @@ class Proxy:
             target = rng.choice(candidates)
             flipped = _flip_string(target, rng)
             name = self.field_name or _key_of(document, target)
-            return body.replace(json.dumps(target).encode(), json.dumps(flipped).encode(), 1), (
-                f"one bit of {name!r} flipped"
-            )
+            for ascii_only in (True, False):
+                old = json.dumps(target, ensure_ascii=ascii_only).encode()
+                if old in body:
+                    new = json.dumps(flipped, ensure_ascii=ascii_only).encode()
+                    return body.replace(old, new, 1), f"one bit of {name!r} flipped"
+            return body, ""
         return body, ""
 
     def _alter(
@@ -620,14 +630,18 @@ class Proxy:
             mine, theirs = json.loads(body), json.loads(donor)
         except (ValueError, UnicodeDecodeError):
             return body, ""
-        old = _json_values(mine, self.field_name)
-        new = _json_values(theirs, self.field_name)
-        if not old or not new or old[0] == new[0]:
-            return body, ""
-        return (
-            body.replace(old[0], new[0], 1),
-            f"{self.field_name!r} taken from an earlier {donor_path}",
+        pairs = zip(
+            _json_values(mine, self.field_name),
+            _json_values(theirs, self.field_name),
+            strict=False,
         )
+        for old, new in pairs:
+            if old != new and old in body:  # the spelling this body really uses
+                return (
+                    body.replace(old, new, 1),
+                    f"{self.field_name!r} taken from an earlier {donor_path}",
+                )
+        return body, ""
 
     def _alter_response(
         self, path: str, body: bytes, earlier: list[tuple[str, bytes]]

@@ -158,9 +158,26 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         receipt = Receipt.issue(identity, deposit.index, message_id, ref, deposit.share_digest)
         return jsonify(receipt.to_json()), 201
 
+    @app.delete("/v1/deposits")
+    def withdraw_deposit() -> tuple[str, int]:
+        """Unsend by message id: for a sender who never got the receipt (and its ref)."""
+        caller = authenticate()
+        message_id = request.args.get("message_id", "")
+        if not _HEX_ID.fullmatch(message_id):
+            raise ApiError(400, "bad_field", "message_id: expected 32 lowercase hex digits")
+        with db.connect() as conn:
+            ref = conn.execute(
+                sa.select(deposits.c.ref).where(deposits.c.message_id == message_id)
+            ).scalar()
+        if ref is None:
+            raise ApiError(404, "no_deposit", f"no deposit of yours for message {message_id}")
+        return destroy_deposit(ref, caller)
+
     @app.delete("/v1/deposits/<ref>")
     def delete_deposit(ref: str) -> tuple[str, int]:
-        caller = authenticate()
+        return destroy_deposit(ref, authenticate())
+
+    def destroy_deposit(ref: str, caller: PublicIdentity) -> tuple[str, int]:
         with db.begin() as conn:
             row = conn.execute(sa.select(deposits).where(deposits.c.ref == ref)).first()
             if row is None or row.sender_fp != caller.fingerprint_hex:

@@ -187,7 +187,28 @@ _PATHS: dict[str, Schema] = {
             },
             signed=True,
             body=ref("DepositRequest"),
-        )
+        ),
+        "delete": operation(
+            "withdrawDeposit",
+            "Destroy the caller's deposit for a message, found by message id: how a sender"
+            " withdraws a share whose receipt it never got. Only the sender who deposited it"
+            " may; withdrawing twice is not an error.",
+            {
+                "204": {"description": "Destroyed."},
+                "400": error("message_id is missing or not 32 lowercase hex digits.", "bad_field"),
+                "404": error("No deposit of the caller's for this message.", "no_deposit"),
+            },
+            signed=True,
+            parameters=[
+                {
+                    "name": "message_id",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                    "description": "The message whose share to destroy.",
+                }
+            ],
+        ),
     },
     "/v1/deposits/{ref}": {
         "parameters": [

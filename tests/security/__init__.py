@@ -1,0 +1,1 @@
+"""The MITM attack suite: every link, every active mode, a full send and read (docs/security.md)."""
