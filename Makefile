@@ -1,10 +1,11 @@
 # make test  - create .venv if missing, install securecomm with its test extras, run ruff, mypy, pytest
-# make demo  - the main job: a narrated walk through encrypt -> split -> combine -> decrypt
+# make demo  - the main job: the whole system on loopback, narrated (securecomm demo)
+# make bench - every benchmark beside its peers; writes bench/results.md and bench/chart.png
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint vectors clean
+.PHONY: test demo bench lint vectors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,14 @@ test: lint
 
 demo: $(VENV)/.installed
 	$(BIN)/securecomm demo
+
+# Peers come from bench/requirements.txt; Debian's ssss is installed when apt can (as root).
+bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]' -r bench/requirements.txt
+	@command -v ssss-split >/dev/null 2>&1 || apt-get install -y -q ssss >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q ssss >/dev/null 2>&1) \
+		|| echo "note: Debian's ssss could not be installed; that peer is skipped"
+	$(BIN)/python -m bench.run
 
 # Regenerate vectors/*.json from the seeded script (the tests check they match).
 vectors: $(VENV)/.installed

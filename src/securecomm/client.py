@@ -8,6 +8,8 @@ with status 0 and code ``unreachable``.
 from __future__ import annotations
 
 import json
+import ssl
+import threading
 from typing import Any
 
 import httpx
@@ -17,6 +19,19 @@ from .errors import ServiceError
 from .identity import Identity
 
 __all__ = ["ServiceClient"]
+
+_tls_lock = threading.Lock()
+_tls_context: ssl.SSLContext | None = None
+
+
+def _shared_tls_context() -> ssl.SSLContext:
+    """httpx builds a TLS context (loading every CA certificate) per client, even for plain
+    http: some 16 ms of CPU, twelve times in a send. Build the same one once per process."""
+    global _tls_context
+    with _tls_lock:
+        if _tls_context is None:
+            _tls_context = httpx.create_ssl_context()
+        return _tls_context
 
 
 class ServiceClient:
@@ -34,6 +49,8 @@ class ServiceClient:
         self.base_url = base_url.rstrip("/")
         self.audience = audience
         self.identity = identity
+        if transport is None:
+            transport = httpx.HTTPTransport(verify=_shared_tls_context())
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def close(self) -> None:

@@ -83,16 +83,29 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
     return pinned
 
 
-def _recipient_key(settings: Settings, known: KnownKeys, name: str, warn: Warn) -> PublicIdentity:
-    """A pinned contact; an unknown one is looked up in the relay's directory and pinned."""
-    pinned = known.get(name)
+def _directory_entry(settings: Settings, name: str) -> Any:
     with ServiceClient(settings.server_url, "relay", timeout=5.0) as relay:
-        try:
-            entry = relay.request("GET", f"/api/v1/directory/{name}", sign=False).json()
-        except ServiceError as exc:
-            if pinned is not None and exc.code in {"not_found", "unreachable"}:
-                return pinned
-            raise
+        return relay.request("GET", f"/api/v1/directory/{name}", sign=False).json()
+
+
+def _recipient_key(
+    settings: Settings,
+    known: KnownKeys,
+    name: str,
+    warn: Warn,
+    fetched: Future[Any] | None = None,
+) -> PublicIdentity:
+    """A pinned contact; an unknown one is looked up in the relay's directory and pinned.
+
+    ``fetched``, if given, is that look-up already under way.
+    """
+    pinned = known.get(name)
+    try:
+        entry = fetched.result() if fetched is not None else _directory_entry(settings, name)
+    except ServiceError as exc:
+        if pinned is not None and exc.code in {"not_found", "unreachable"}:
+            return pinned
+        raise
     listed = PublicIdentity.from_json(entry.get("identity"), field=f"directory entry {name}")
     known.check(listed)
     if known.pin(listed):
@@ -166,21 +179,31 @@ def send(
     names = [c.name for c in settings.custodians]
     t = threshold or settings.threshold
     progress("checking keys", 0, len(names))
-    keys, failures = _parallel(
-        {name: functools.partial(_custodian_key, settings, known, name) for name in names},
-        deadline,
-    )
-    if failures:
-        raise ServiceError(
-            "send",
-            0,
-            "custodians_unavailable",
-            _list_failures("nothing was sent; these custodians could not be checked", failures),
-        )
+    # The relay's directory is asked while the custodians are: one round trip less. What
+    # it answers is looked at, and pinned, only once every custodian has passed, as before.
+    lookups = ThreadPoolExecutor(max_workers=1)
     try:
-        readers = [_recipient_key(settings, known, name, warn) for name in recipients]
-    except KeyChangedError as exc:
-        raise KeyChangedError(exc.name, exc.pinned, exc.seen, "nothing was sent") from None
+        entries = [lookups.submit(_directory_entry, settings, name) for name in recipients]
+        keys, failures = _parallel(
+            {name: functools.partial(_custodian_key, settings, known, name) for name in names},
+            deadline,
+        )
+        if failures:
+            raise ServiceError(
+                "send",
+                0,
+                "custodians_unavailable",
+                _list_failures("nothing was sent; these custodians could not be checked", failures),
+            )
+        try:
+            readers = [
+                _recipient_key(settings, known, name, warn, entry)
+                for name, entry in zip(recipients, entries, strict=True)
+            ]
+        except KeyChangedError as exc:
+            raise KeyChangedError(exc.name, exc.pinned, exc.seen, "nothing was sent") from None
+    finally:
+        lookups.shutdown(wait=True, cancel_futures=True)
     progress("encrypting", 0, len(message))
     policy = policy or Policy()
     draft = prepare(

@@ -65,6 +65,17 @@ directory = sa.Table(
     sa.Column("updated_at", sa.Integer, nullable=False),
 )
 
+# The statements of the store path, built once: building and cache-keying them for each
+# request took 0.19 of the 0.44 ms of CPU its transaction cost (bench/services.py).
+_SELECT_REGISTERED = sa.select(directory.c.fingerprint).where(
+    directory.c.name == sa.bindparam("name")
+)
+_SELECT_STORED = sa.select(messages.c.digest, messages.c.stored_at).where(
+    messages.c.id == sa.bindparam("id")
+)
+_INSERT_MESSAGE = messages.insert()
+_INSERT_INBOX = inbox.insert()
+
 INBOX_PAGE_MAX = 100
 _PLACEHOLDER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>securecomm relay</title>
@@ -111,10 +122,10 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
                 "the relay takes envelopes whose shares are with custodian services",
             )
         sender = envelope.header.sender
+        # Hashed before the transaction: its write lock is held by one writer at a time.
+        digest = hashlib.sha256(body).hexdigest()
         with db.begin() as conn:
-            registered = conn.execute(
-                sa.select(directory.c.fingerprint).where(directory.c.name == sender.name)
-            ).scalar()
+            registered = conn.execute(_SELECT_REGISTERED, {"name": sender.name}).scalar()
             if registered is not None and registered != sender.fingerprint_hex:
                 raise ApiError(
                     403,
@@ -122,12 +133,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
                     f"sender {sender.name!r} is registered with key {registered[:16]}, the"
                     f" envelope is signed by {sender.fingerprint_hex[:16]}",
                 )
-            digest = hashlib.sha256(body).hexdigest()
-            existing = conn.execute(
-                sa.select(messages.c.digest, messages.c.stored_at).where(
-                    messages.c.id == envelope.id
-                )
-            ).first()
+            existing = conn.execute(_SELECT_STORED, {"id": envelope.id}).first()
             if existing is not None:
                 if existing.digest != digest:
                     raise ApiError(
@@ -136,19 +142,20 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
                 return jsonify(_stored(envelope.id, digest, len(body), existing.stored_at)), 200
             now = int(time.time())
             conn.execute(
-                messages.insert().values(
-                    id=envelope.id,
-                    sender_name=sender.name,
-                    sender_fp=sender.fingerprint_hex,
-                    created=envelope.header.created,
-                    stored_at=now,
-                    size=len(body),
-                    digest=digest,
-                    envelope=body,
-                )
+                _INSERT_MESSAGE,
+                {
+                    "id": envelope.id,
+                    "sender_name": sender.name,
+                    "sender_fp": sender.fingerprint_hex,
+                    "created": envelope.header.created,
+                    "stored_at": now,
+                    "size": len(body),
+                    "digest": digest,
+                    "envelope": body,
+                },
             )
             conn.execute(
-                inbox.insert(),
+                _INSERT_INBOX,
                 [
                     {
                         "message_id": envelope.id,

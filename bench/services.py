@@ -1,0 +1,836 @@
+"""The services under load: the relay against its framework's ceiling, send and read end
+to end, and the memory a send and a read take (issue 7, items 3 to 5).
+
+Every server is a real process bound to 127.0.0.1 on a free port, in a fresh
+temporary home, and every one is stopped on the way out, exceptions included.
+
+- Relay: distinct, valid envelopes (signed by their sender, receipts in
+  format; the relay checks only the sender's signature), so each POST is a
+  real insert, checked and committed with ``synchronous=FULL``. The ceiling
+  is a bare Flask app that only parses the same JSON, run by the same
+  ``serve`` (gunicorn gthread, the relay's default workers, same threads).
+  Both are driven by the same closed-loop generator (bench/_load.py), one
+  connection per request as securecomm's clients make them. Runs of ours
+  and the ceiling alternate, several rounds; each figure is the median
+  round. The relay with ``synchronous=NORMAL`` is measured beside the real
+  one too, to put a number on what durability costs (no goal).
+- End to end: the relay and five custodians as ``securecomm up`` runs them,
+  ``messaging.send`` and ``messaging.read`` timed in this process.
+- Memory: ``securecomm send`` / ``read`` in a fresh process each, peak RSS
+  from the kernel (wait4). The goal is judged on the growth over the same
+  command with a 1 KiB message, which is what the interpreter and its
+  libraries take whatever the size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._common import Row
+from ._load import LoadResult, percentile, post_all, run_threads
+
+__all__ = ["run"]
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+MIB = 1024 * 1024
+CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
+RELAY_PATH = "/api/v1/messages"
+CEILING_NAME = "bare Flask, same gunicorn (ceiling)"
+# What the settings would otherwise take from this process's environment.
+_SETTINGS_ENV = re.compile(
+    r"SECURECOMM_.*|SERVER_(HOST|PORT|URL)|N_SHARES|THRESHOLD|HTTPS?_PROXY|ALL_PROXY|NO_PROXY",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    relay_runs: dict[int, tuple[int, float]]  # concurrency -> (requests, max seconds)
+    durability_runs: tuple[int, float] | None  # FULL vs NORMAL at concurrency 8
+    latency_samples: int
+    cycles: tuple[int, float]  # send+read cycles at concurrency 8: (count, max seconds)
+    sizes_mib: tuple[int, ...]
+    flat_size_mib: int | None  # n=3 against n=5 at this size
+
+
+FULL = Plan(
+    rounds=3,
+    relay_runs={1: (500, 4.0), 8: (2000, 4.0), 64: (2500, 5.0)},
+    durability_runs=(2000, 4.0),
+    latency_samples=50,
+    cycles=(120, 30.0),
+    sizes_mib=(1, 64, 256),
+    flat_size_mib=64,
+)
+QUICK = Plan(
+    rounds=1,
+    relay_runs={1: (20, 2.0), 8: (60, 2.0), 64: (128, 2.0)},
+    durability_runs=None,
+    latency_samples=3,
+    cycles=(8, 10.0),
+    sizes_mib=(1,),
+    flat_size_mib=None,
+)
+
+
+# Processes.
+
+
+def _env() -> dict[str, str]:
+    """This environment without what would point a child at other servers or settings."""
+    env = {k: v for k, v in os.environ.items() if not _SETTINGS_ENV.fullmatch(k)}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """One server process (a gunicorn master and its workers) in its own process group."""
+
+    def __init__(self, name: str, command: list[str], port: int, log: Path) -> None:
+        self.name = name
+        self.command = command
+        self.port = port
+        self.log = log
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        import httpx
+
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.popen = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=_env(),
+                cwd=ROOT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited while starting:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer /healthz within {timeout:g} s")
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers: the master's children."""
+        if self.popen is None:
+            return []
+        try:
+            text = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(pid) for pid in text.split()]
+
+    def stop(self) -> None:
+        if self.popen is None:
+            return
+        pid = self.popen.pid
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            try:
+                self.popen.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # workers that outlived their master are in the same group
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.popen = None
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text("utf-8", "replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "securecomm.cli", *args]
+
+
+_BENCH_SERVER = [sys.executable, "-m", "bench._ceiling_app"]
+
+
+def _serve_command(
+    kind: str, home: Path, port: int, workers: int, name: str | None = None
+) -> list[str]:
+    """``securecomm relay serve`` or ``securecomm custodian serve --name NAME``."""
+    named = ["--name", name] if name else []
+    return _cli(
+        kind,
+        "serve",
+        *named,
+        "--home",
+        str(home),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    )
+
+
+@contextmanager
+def _running(servers: Sequence[Server]) -> Iterator[Sequence[Server]]:
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            if server.popen is not None:
+                try:
+                    os.killpg(server.popen.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        for server in servers:
+            server.stop()
+
+
+def _write_config(
+    home: Path,
+    relay_port: int,
+    custodian_ports: dict[str, int],
+    *,
+    max_envelope_bytes: int | None = None,
+    threshold: int = 3,
+) -> None:
+    lines = ["[server]", f'host = "{HOST}"', f"port = {relay_port}"]
+    if max_envelope_bytes is not None:
+        lines.append(f"max_envelope_bytes = {max_envelope_bytes}")
+    lines += ["", "[shares]", f"n = {len(custodian_ports)}", f"threshold = {threshold}", ""]
+    for name, port in custodian_ports.items():
+        lines += ["[[custodians]]", f'name = "{name}"', f'host = "{HOST}"', f"port = {port}", ""]
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "securecomm.toml").write_text("\n".join(lines))
+
+
+def _new_home(
+    base: Path,
+    label: str,
+    names: Sequence[str] = CUSTODIANS,
+    *,
+    max_envelope_bytes: int | None = None,
+    threshold: int = 3,
+) -> Path:
+    from securecomm.home import init_home
+
+    home = base / label
+    ports = {name: free_port() for name in names}
+    _write_config(
+        home, free_port(), ports, max_envelope_bytes=max_envelope_bytes, threshold=threshold
+    )
+    init_home(home)
+    return home
+
+
+def _stack_servers(home: Path, workers: int = 1) -> list[Server]:
+    """The relay and every custodian of ``home``, as ``securecomm up`` starts them."""
+    from securecomm.config import load_settings
+
+    settings = load_settings(home, env={})
+    logs = home / "logs"
+    servers = [
+        Server(
+            "relay",
+            _serve_command("relay", home, settings.server_port, workers),
+            settings.server_port,
+            logs / "relay.log",
+        )
+    ]
+    for custodian in settings.custodians:
+        servers.append(
+            Server(
+                custodian.name,
+                _serve_command("custodian", home, custodian.port, workers, custodian.name),
+                custodian.port,
+                logs / f"{custodian.name}.log",
+            )
+        )
+    return servers
+
+
+def _register_users(home: Path) -> None:
+    """Each local user's keys in the relay's directory, as ``securecomm up`` does."""
+    from securecomm.client import ServiceClient
+    from securecomm.config import load_settings
+    from securecomm.identity import Identity
+
+    settings = load_settings(home, env={})
+    for path in sorted((home / "users").glob("*.key")):
+        user = Identity.load(path)
+        with ServiceClient(settings.server_url, "relay", user) as relay:
+            relay.request(
+                "PUT",
+                f"/api/v1/directory/{user.name}",
+                body={"v": 1, "identity": user.public.to_json()},
+            )
+
+
+# Relay: envelopes.
+
+
+def _envelopes(count: int) -> list[bytes]:
+    """``count`` distinct envelopes from one sender to one recipient, format-valid receipts."""
+    from securecomm.envelope import Receipt, prepare
+    from securecomm.identity import Identity
+
+    sender, recipient = Identity.generate("alice"), Identity.generate("bob")
+    # Custodian services "exist" (fingerprints set); the relay checks the sender's signature only.
+    slots = [(name, bytes([i + 1]) * 32) for i, name in enumerate(CUSTODIANS)]
+    result = []
+    for _ in range(count):
+        draft = prepare(
+            b"a short message for the relay benchmark",
+            sender=sender.public,
+            recipients=[recipient.public],
+            custodians=slots,
+            threshold=3,
+        )
+        receipts = [
+            Receipt(
+                slot.name, i + 1, draft.header.message_id, f"ref{i}", slot.share_digest, b"\0" * 64
+            )
+            for i, slot in enumerate(draft.header.custodians)
+        ]
+        result.append(draft.finish(sender, receipts).to_bytes())
+    return result
+
+
+def _make_envelopes(count: int) -> list[bytes]:
+    if count < 400:
+        return _envelopes(count)
+    half = count // 2
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(_envelopes, [half, count - half]))
+    return parts[0] + parts[1]
+
+
+class Pool:
+    """Bodies handed out in order; each server gets its own cursor, so none sees one twice."""
+
+    def __init__(self, bodies: list[bytes]) -> None:
+        self.bodies = bodies
+        self.cursor: dict[str, int] = {}
+
+    def take(self, who: str, count: int, *, wrap: bool = False) -> list[bytes]:
+        start = self.cursor.get(who, 0)
+        if start + count > len(self.bodies):
+            if not wrap:
+                raise RuntimeError(f"envelope pool exhausted for {who}")
+            start = 0
+        self.cursor[who] = start + count
+        return self.bodies[start : start + count]
+
+
+def _post_run(
+    server: Server, pool: Pool, who: str, concurrency: int, count: int, seconds: float
+) -> LoadResult:
+    bodies = pool.take(who, count, wrap=who == "ceiling")
+    result = post_all(server.port, RELAY_PATH, bodies, concurrency=concurrency, max_seconds=seconds)
+    # What the time bound left unsent can go to the next run.
+    pool.cursor[who] -= count - (result.ok + result.errors)
+    return result
+
+
+def _median(results: Sequence[LoadResult], attribute: str) -> float:
+    return statistics.median(float(getattr(r, attribute)) for r in results)
+
+
+def _alternate_runs(
+    first: tuple[Server, str],
+    second: tuple[Server, str],
+    pool: Pool,
+    concurrency: int,
+    count: int,
+    seconds: float,
+    rounds: int,
+) -> tuple[list[LoadResult], list[LoadResult]]:
+    mine: list[LoadResult] = []
+    theirs: list[LoadResult] = []
+    for number in range(rounds):
+        order = [(first, mine), (second, theirs)]
+        if number % 2:
+            order.reverse()
+        for (server, who), sink in order:
+            sink.append(_post_run(server, pool, who, concurrency, count, seconds))
+    return mine, theirs
+
+
+def relay_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[Row]:
+    from securecomm.config import load_settings
+
+    home = _new_home(base, "relay-home")
+    workers = load_settings(home, env={}).workers  # what `securecomm relay serve` uses
+    ours_port = free_port()
+    ours = Server(
+        "relay",
+        _serve_command("relay", home, ours_port, workers),
+        ours_port,
+        base / "logs" / "relay.log",
+    )
+    ceiling_port = free_port()
+    ceiling = Server(
+        "ceiling",
+        [*_BENCH_SERVER, "ceiling", "--port", str(ceiling_port), "--workers", str(workers)],
+        ceiling_port,
+        base / "logs" / "ceiling.log",
+    )
+    warmup = 100
+    needed = warmup + plan.rounds * sum(count for count, _ in plan.relay_runs.values())
+    if plan.durability_runs:
+        needed += plan.rounds * plan.durability_runs[0]
+    started = time.perf_counter()
+    pool = Pool(_make_envelopes(needed))
+    took = time.perf_counter() - started
+    log(f"relay: {needed} envelopes of {len(pool.bodies[0])} bytes in {took:.1f} s")
+    rows: list[Row] = []
+    results: dict[int, tuple[list[LoadResult], list[LoadResult]]] = {}
+    with _running([ours, ceiling]):
+        for server, who in ((ours, "ours"), (ceiling, "ceiling")):
+            _post_run(server, pool, who, 8, warmup, 10.0)
+        for concurrency, (count, seconds) in plan.relay_runs.items():
+            results[concurrency] = _alternate_runs(
+                (ours, "ours"), (ceiling, "ceiling"), pool, concurrency, count, seconds, plan.rounds
+            )
+            mine, theirs = results[concurrency]
+            log(
+                f"relay c={concurrency}: ours {[round(r.per_second) for r in mine]}/s"
+                f" p50 {_median(mine, 'p50_ms'):.2f} ms, ceiling"
+                f" {[round(r.per_second) for r in theirs]}/s"
+                f" p50 {_median(theirs, 'p50_ms'):.2f} ms,"
+                f" errors {sum(r.errors for r in mine)}/{sum(r.errors for r in theirs)}"
+                + (f" first: {mine[0].first_error}" if mine[0].first_error else "")
+            )
+    for concurrency, (mine, theirs) in results.items():
+        errors = sum(r.errors for r in mine)
+        sent = sum(r.ok + r.errors for r in mine)
+        ours_rate, ceiling_rate = _median(mine, "per_second"), _median(theirs, "per_second")
+        goal_here = concurrency == 8
+        rows.append(
+            Row(
+                "Relay",
+                f"envelopes stored/s (signature checked, durable), concurrency {concurrency},"
+                f" {errors} of {sent} failed",
+                "req/s",
+                ours_rate,
+                ceiling_rate,
+                CEILING_NAME,
+                ">= 70 % of the ceiling, zero errors" if goal_here else "zero errors",
+                (ceiling_rate > 0 and ours_rate / ceiling_rate >= 0.70 and errors == 0)
+                if goal_here
+                else errors == 0,
+            )
+        )
+        for name, attribute in (("p50", "p50_ms"), ("p99", "p99_ms")):
+            rows.append(
+                Row(
+                    "Relay",
+                    f"POST latency {name}, concurrency {concurrency}",
+                    "ms",
+                    _median(mine, attribute),
+                    _median(theirs, attribute),
+                    CEILING_NAME,
+                    "",
+                    None,
+                    higher_is_better=False,
+                )
+            )
+    if plan.durability_runs:
+        rows.append(_durability_row(plan, home, pool, base, workers, log))
+    return rows
+
+
+def _durability_row(
+    plan: Plan, home: Path, pool: Pool, base: Path, workers: int, log: Callable[[str], None]
+) -> Row:
+    """The relay with synchronous=FULL (ours) beside itself with NORMAL, at concurrency 8."""
+    assert plan.durability_runs is not None
+    count, seconds = plan.durability_runs
+    # The same database (the relay that filled it has stopped), and the same envelopes next.
+    normal_home = base / "relay-normal-home"
+    shutil.copytree(home, normal_home, ignore=shutil.ignore_patterns("logs"))
+    pool.cursor["normal"] = pool.cursor["ours"]
+    servers = []
+    for label, which in (("ours", "relay"), ("normal", "relay-normal")):
+        port = free_port()
+        if which == "relay":
+            command = _serve_command("relay", home, port, workers)
+        else:
+            command = [*_BENCH_SERVER, which, "--home", str(normal_home), "--port", str(port)]
+            command += ["--workers", str(workers)]
+        servers.append(Server(label, command, port, base / "logs" / f"durability-{label}.log"))
+    with _running(servers):
+        full, normal = _alternate_runs(
+            (servers[0], "ours"), (servers[1], "normal"), pool, 8, count, seconds, plan.rounds
+        )
+    errors = sum(r.errors for r in full + normal)
+    log(
+        f"relay FULL {[round(r.per_second) for r in full]}/s vs NORMAL"
+        f" {[round(r.per_second) for r in normal]}/s, errors {errors}"
+    )
+    return Row(
+        "Relay",
+        "envelopes stored/s, concurrency 8: synchronous=FULL (kept) beside NORMAL",
+        "req/s",
+        _median(full, "per_second"),
+        _median(normal, "per_second"),
+        "same relay, synchronous=NORMAL (not durable on power loss)",
+        "a figure for the decision, no goal",
+        None,
+    )
+
+
+# End to end.
+
+
+def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[Row]:
+    from securecomm import messaging
+    from securecomm.config import load_settings
+    from securecomm.home import KnownKeys, user_key_path
+    from securecomm.identity import Identity
+
+    home = _new_home(base, "e2e-home")
+    settings = load_settings(home, env={})
+    with _running(_stack_servers(home)):
+        _register_users(home)
+        known = KnownKeys.load(home)
+        alice = Identity.load(user_key_path(home, "alice"))
+        bob = Identity.load(user_key_path(home, "bob"))
+        message = b"The quarterly figures are in the usual place. 42."
+
+        def send() -> str:
+            return messaging.send(settings, known, alice, ["bob"], message).message_id
+
+        def read(message_id: str) -> None:
+            result = messaging.read(settings, known, bob, message_id)
+            if result.plaintext != message:
+                raise AssertionError("read gave back another message")
+
+        for _ in range(3):  # warm: imports, first connections, SQLite pages
+            read(send())
+        sends, ids = [], []
+        for _ in range(plan.latency_samples):
+            started = time.perf_counter()
+            ids.append(send())
+            sends.append((time.perf_counter() - started) * 1000)
+        reads = []
+        for message_id in ids:
+            started = time.perf_counter()
+            read(message_id)
+            reads.append((time.perf_counter() - started) * 1000)
+
+        def cycle(_: int) -> float:
+            started = time.perf_counter()
+            read(send())
+            return (time.perf_counter() - started) * 1000
+
+        count, seconds = plan.cycles
+        durations, errors, wall = run_threads(
+            cycle, concurrency=8, count=count, max_seconds=seconds
+        )
+    log(
+        f"e2e: send p50 {percentile(sends, 0.5):.1f} ms p99 {percentile(sends, 0.99):.1f} ms;"
+        f" read p50 {percentile(reads, 0.5):.1f} ms p99 {percentile(reads, 0.99):.1f} ms;"
+        f" {len(durations)} cycles in {wall:.1f} s, {len(errors)} errors"
+        + (f" first: {errors[0]}" if errors else "")
+    )
+    rows = []
+    for flow, samples in (("send", sends), ("read", reads)):
+        p50 = percentile(samples, 0.5)
+        rows.append(
+            Row(
+                "End to end",
+                f"{flow} p50, 5 custodians on loopback, {len(samples)} messages",
+                "ms",
+                p50,
+                None,
+                "",
+                "<= 15 ms",
+                p50 <= 15.0,
+                higher_is_better=False,
+            )
+        )
+        rows.append(
+            Row(
+                "End to end",
+                f"{flow} p99, 5 custodians on loopback, {len(samples)} messages",
+                "ms",
+                percentile(samples, 0.99),
+                None,
+                "",
+                "",
+                None,
+                higher_is_better=False,
+            )
+        )
+    total = len(durations) + len(errors)
+    rows.append(
+        Row(
+            "End to end",
+            f"send+read cycles/s, concurrency 8, {len(errors)} of {total} failed",
+            "cycles/s",
+            len(durations) / wall if wall > 0 else 0.0,
+            None,
+            "",
+            "zero errors",
+            not errors,
+        )
+    )
+    return rows
+
+
+# Memory.
+
+
+# Runs a command and writes its peak RSS (KiB) to a file. The measured process must be
+# forked from something small: Linux carries the RSS high-water mark of the forking
+# process across exec into the child's, so a child of this process would inherit ours.
+_PEAK_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _peak_rss_mib(command: list[str], *, log_path: Path) -> tuple[float, str]:
+    """Run ``command`` to its end; its peak RSS (MiB) and its standard output."""
+    with tempfile.TemporaryDirectory() as scratch, open(log_path, "ab") as err:
+        peak_file = Path(scratch) / "peak"
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _PEAK_WRAPPER, str(peak_file), *command],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=_env(),
+            cwd=ROOT,
+            timeout=900,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{command[2:5]} failed ({done.returncode}); see {log_path}")
+        return int(peak_file.read_text()) / 1024, done.stdout.decode("utf-8", "replace")
+
+
+_LIBRARY_SEND = """
+import sys
+from pathlib import Path
+from securecomm import messaging
+from securecomm.config import load_settings
+from securecomm.home import KnownKeys, user_key_path
+from securecomm.identity import Identity
+home = Path(sys.argv[1])
+settings = load_settings(home)
+known = KnownKeys.load(home)
+message = Path(sys.argv[2]).read_bytes()
+sent = messaging.send(settings, known, Identity.load(user_key_path(home, "alice")), ["bob"],
+                      message, deadline=600)
+print(f"message id:        {sent.message_id}")
+"""
+
+_LIBRARY_READ = """
+import sys
+from pathlib import Path
+from securecomm import messaging
+from securecomm._files import write_atomic
+from securecomm.config import load_settings
+from securecomm.home import KnownKeys, user_key_path
+from securecomm.identity import Identity
+home = Path(sys.argv[1])
+settings = load_settings(home)
+known = KnownKeys.load(home)
+result = messaging.read(settings, known, Identity.load(user_key_path(home, "bob")), sys.argv[2],
+                        deadline=600)
+write_atomic(sys.argv[3], result.plaintext)
+"""
+
+#: The CLI reads at most this much (securecomm._cli_common.MAX_SECRET_BYTES).
+CLI_MAX_BYTES = 64 * MIB
+
+
+def _send_and_read(home: Path, size: int, work: Path) -> tuple[float, float]:
+    """Peak RSS (MiB) of a send and of a read of ``size`` random bytes, each its own process."""
+    source = work / f"message-{size}.bin"
+    with open(source, "wb") as handle:
+        left = size
+        while left:
+            chunk = min(left, 8 * MIB)
+            handle.write(os.urandom(chunk))
+            left -= chunk
+    out = work / f"read-{size}.bin"
+    log_path = home / "logs" / "clients.log"
+    if size <= CLI_MAX_BYTES:
+        send = _cli("send", "--file", str(source), "--from", "alice", "--to", "bob")
+        send += ["--home", str(home)]
+    else:
+        send = [sys.executable, "-c", _LIBRARY_SEND, str(home), str(source)]
+    send_peak, text = _peak_rss_mib(send, log_path=log_path)
+    found = re.search(r"message id:\s+([0-9a-f]{32})", text)
+    if not found:
+        raise RuntimeError(f"send printed no message id: {text[:300]!r}")
+    message_id = found.group(1)
+    if size <= CLI_MAX_BYTES:
+        read = _cli("read", message_id, "--as", "bob", "--out", str(out), "--home", str(home))
+        read += ["--deadline", "600"]
+    else:
+        read = [sys.executable, "-c", _LIBRARY_READ, str(home), message_id, str(out)]
+    read_peak, _ = _peak_rss_mib(read, log_path=log_path)
+    if out.stat().st_size != size or not _same_file(source, out):
+        raise RuntimeError(f"the {size}-byte message read back differs from the one sent")
+    source.unlink()
+    out.unlink()
+    return send_peak, read_peak
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with open(a, "rb") as x, open(b, "rb") as y:
+        while True:
+            left, right = x.read(8 * MIB), y.read(8 * MIB)
+            if left != right:
+                return False
+            if not left:
+                return True
+
+
+def _label(size_mib: int) -> str:
+    return f"{size_mib} MiB"
+
+
+def memory_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[Row]:
+    biggest = max(plan.sizes_mib + ((plan.flat_size_mib,) if plan.flat_size_mib else ()))
+    # base64 adds a third; headroom for the header and receipts.
+    limit = biggest * MIB * 4 // 3 + MIB
+    work = base / "memory"
+    work.mkdir()
+    peaks: dict[tuple[int, int], tuple[float, float]] = {}  # (n, size) -> (send, read)
+    homes = {5: _new_home(base, "memory-home-5", max_envelope_bytes=limit)}
+    if plan.flat_size_mib:
+        homes[3] = _new_home(base, "memory-home-3", CUSTODIANS[:3], max_envelope_bytes=limit)
+    for n, home in homes.items():
+        sizes = plan.sizes_mib if n == 5 else (plan.flat_size_mib or 0,)
+        with _running(_stack_servers(home)):
+            _register_users(home)
+            peaks[(n, 0)] = _send_and_read(home, 1024, work)
+            for size_mib in sizes:
+                started = time.perf_counter()
+                peaks[(n, size_mib)] = _send_and_read(home, size_mib * MIB, work)
+                log(
+                    f"memory n={n} {_label(size_mib)}: send {peaks[(n, size_mib)][0]:.0f} MiB,"
+                    f" read {peaks[(n, size_mib)][1]:.0f} MiB"
+                    f" (1 KiB: {peaks[(n, 0)][0]:.0f} / {peaks[(n, 0)][1]:.0f});"
+                    f" {time.perf_counter() - started:.1f} s"
+                )
+    rows = []
+    idle_name = "the same with 1 KiB (interpreter and libraries)"
+    for position, flow in enumerate(("send", "read")):
+        idle = peaks[(5, 0)][position]
+        for size_mib in plan.sizes_mib:
+            peak = peaks[(5, size_mib)][position]
+            how = "" if size_mib * MIB <= CLI_MAX_BYTES else " (library: the CLI takes <= 64 MiB)"
+            rows.append(
+                Row(
+                    "Memory",
+                    f"peak RSS of a {flow} of {_label(size_mib)}{how}",
+                    "MiB",
+                    peak,
+                    idle,
+                    idle_name,
+                    f"growth over 1 KiB <= 3x the message size ({3 * size_mib} MiB)",
+                    peak - idle <= 3 * size_mib,
+                    higher_is_better=False,
+                )
+            )
+        if plan.flat_size_mib:
+            size_mib = plan.flat_size_mib
+            five, three = peaks[(5, size_mib)][position], peaks[(3, size_mib)][position]
+            rows.append(
+                Row(
+                    "Memory",
+                    f"peak RSS of a {flow} of {_label(size_mib)}, 5 custodians",
+                    "MiB",
+                    five,
+                    three,
+                    "the same with 3 custodians",
+                    "flat: within 10 % of 3 custodians",
+                    five <= three * 1.10,
+                    higher_is_better=False,
+                )
+            )
+    return rows
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Every row of this file; ``quick`` is a smoke run of a few seconds, tiny sizes."""
+    plan = QUICK if quick else FULL
+
+    def log(line: str) -> None:
+        print(f"  [services] {line}", file=sys.stderr, flush=True)
+
+    rows: list[Row] = []
+    with ExitStack() as cleanup:
+        base = Path(tempfile.mkdtemp(prefix="securecomm-bench-"))
+        cleanup.callback(shutil.rmtree, base, ignore_errors=True)
+        for part in (relay_rows, end_to_end_rows, memory_rows):
+            started = time.perf_counter()
+            rows += part(plan, base, log)
+            log(f"{part.__name__}: {time.perf_counter() - started:.1f} s")
+    return rows
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for row in run(quick="--quick" in sys.argv):
+        ratio = f"  ratio {row.ratio:.2f}" if row.ratio is not None else ""
+        print(
+            f"{row.group:<11} {row.figure:<78} {row.ours:>10.2f} {row.unit:<8}"
+            f" peer {row.peer if row.peer is None else round(row.peer, 2)}{ratio}"
+            f"  {row.goal} {'' if row.met is None else ('MET' if row.met else 'MISSED')}"
+        )
