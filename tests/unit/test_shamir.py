@@ -157,3 +157,45 @@ def test_seed_integer_api_refusals() -> None:
         recover_secret([shares[0], (0, shares[1][1]), shares[2]], 3)
     with pytest.raises(errors.ShareIndexError, match="index 256"):
         recover_secret([shares[0], (256, shares[1][1]), shares[2]], 3)
+
+
+@pytest.mark.parametrize("length", [1, 31, 32, 4096, 70_000])
+@pytest.mark.parametrize(("n", "t"), [(2, 2), (3, 2), (5, 3), (7, 4), (9, 9), (255, 3)])
+def test_every_split_path_gives_the_same_shares(
+    length: int, n: int, t: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numpy path (large secrets, when numpy is installed), the t = 3 path and the
+    general path must give identical shares for the same coefficients, and those shares
+    must be the polynomial evaluated byte by byte (checked against gf256 directly)."""
+    secret = bytes((i * 7 + 3) % 256 for i in range(length))
+    coefficients = [bytes((i * 13 + j * 31 + 1) % 256 for i in range(length)) for j in range(t - 1)]
+
+    def fixed(size: int, stream: list[bytes]) -> bytes:
+        value = stream.pop(0)
+        assert len(value) == size
+        return value
+
+    def run(numpy_available: bool) -> list[bytes]:
+        monkeypatch.setattr(
+            shamir,
+            "_numpy",
+            lambda: shamir._numpy_module if numpy_available and shamir._numpy_module else None,
+        )
+        stream = list(coefficients)
+        monkeypatch.setattr("os.urandom", lambda size: fixed(size, stream))
+        return shamir.split(secret, n, t)
+
+    shamir._numpy()  # load numpy if it is installed
+    plain = run(False)
+    accelerated = run(True)
+    assert plain == accelerated
+    for share in plain[:: max(1, n // 4)]:
+        x = share[-1]
+        for i in range(0, length, max(1, length // 17)):
+            expected = secret[i]
+            power = 1
+            for coefficient in coefficients:
+                power = gf256.mul(power, x)
+                expected ^= gf256.mul(coefficient[i], power)
+            assert share[i] == expected
+    assert shamir.combine(plain[:t]) == secret
