@@ -41,6 +41,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from securecomm.stack import Process, cli_command
+
 from ._common import Row
 from ._load import LoadResult, percentile, post_all, run_threads
 
@@ -109,43 +111,21 @@ def free_port() -> int:
         return port
 
 
-class Server:
+class Server(Process):
     """One server process (a gunicorn master and its workers) in its own process group."""
 
     def __init__(self, name: str, command: list[str], port: int, log: Path) -> None:
-        self.name = name
-        self.command = command
+        super().__init__(name, command, f"http://{HOST}:{port}", log, env=_env(), cwd=ROOT)
         self.port = port
-        self.log = log
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        import httpx
-
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.popen = subprocess.Popen(
-                self.command,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=_env(),
-                cwd=ROOT,
-            )
+        super().start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
+            if not self.running:
                 raise RuntimeError(f"{self.name} exited while starting:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if self.healthy():
+                return
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not answer /healthz within {timeout:g} s")
 
@@ -159,37 +139,8 @@ class Server:
             return []
         return [int(pid) for pid in text.split()]
 
-    def stop(self) -> None:
-        if self.popen is None:
-            return
-        pid = self.popen.pid
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                break
-            try:
-                self.popen.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        try:  # workers that outlived their master are in the same group
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.popen = None
 
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text("utf-8", "replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "securecomm.cli", *args]
-
-
+_cli = cli_command
 _BENCH_SERVER = [sys.executable, "-m", "bench._ceiling_app"]
 
 

@@ -33,6 +33,8 @@ class Process:
     url: str
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # None: this process's environment
+    cwd: Path | None = None
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +45,8 @@ class Process:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=self.env,
+                cwd=self.cwd,
             )
 
     @property
@@ -83,7 +87,7 @@ class Process:
             return ""
 
 
-def _cli(*args: str) -> list[str]:
+def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "securecomm.cli", *args]
 
 
@@ -101,7 +105,7 @@ class Stack:
         self.processes = [
             Process(
                 "relay",
-                _cli(
+                cli_command(
                     "relay",
                     "serve",
                     "--home",
@@ -121,7 +125,7 @@ class Stack:
             self.processes.append(
                 Process(
                     custodian.name,
-                    _cli(
+                    cli_command(
                         "custodian",
                         "serve",
                         "--name",
