@@ -189,14 +189,17 @@ def _write_config(
     max_envelope_bytes: int | None = None,
     threshold: int = 3,
 ) -> None:
-    lines = ["[server]", f'host = "{HOST}"', f"port = {relay_port}"]
-    if max_envelope_bytes is not None:
-        lines.append(f"max_envelope_bytes = {max_envelope_bytes}")
-    lines += ["", "[shares]", f"n = {len(custodian_ports)}", f"threshold = {threshold}", ""]
-    for name, port in custodian_ports.items():
-        lines += ["[[custodians]]", f'name = "{name}"', f'host = "{HOST}"', f"port = {port}", ""]
+    from securecomm.home import config_text
+
     home.mkdir(parents=True, exist_ok=True)
-    (home / "securecomm.toml").write_text("\n".join(lines))
+    text = config_text(
+        len(custodian_ports),
+        threshold,
+        relay_port=relay_port,
+        ports=custodian_ports,
+        max_envelope_bytes=max_envelope_bytes,
+    )
+    (home / "securecomm.toml").write_text(text)
 
 
 def _new_home(

@@ -18,6 +18,7 @@ from ._cli_common import (
     ProgressBar,
     load_identity,
     passphrase_options,
+    preview,
     read_input,
     write_output,
 )
@@ -25,7 +26,7 @@ from ._encoding import b64encode
 from .config import DEFAULT_HOME, Settings, load_settings
 from .envelope import Envelope, Policy
 from .errors import SecureCommError, ServiceError
-from .home import KnownKeys, init_home, user_key_path
+from .home import KnownKeys, config_text, init_home, user_key_path
 from .identity import Identity
 
 _DURATION = re.compile(r"([0-9]+)([smhdw]?)")
@@ -256,10 +257,6 @@ def cmd_clean(args: argparse.Namespace) -> None:
     print(f"removed {home}")
 
 
-def _preview(text: str, width: int = 44) -> str:
-    return text if len(text) <= width else text[:width] + "..."
-
-
 def cmd_demo(args: argparse.Namespace) -> None:
     if args.offline:
         from .cli import cmd_demo_offline
@@ -299,7 +296,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
                     "SELECT envelope FROM messages WHERE id = ?", (sent.message_id,)
                 ).fetchone()[0]
             envelope = Envelope.from_bytes(stored)
-            say(f"   ciphertext: {_preview(b64encode(envelope.ciphertext))}")
+            say(f"   ciphertext: {preview(envelope.ciphertext, 44)}")
             say(f"   nonce:      {b64encode(envelope.nonce)}   tag: {b64encode(envelope.tag)}")
             say(
                 f"   {envelope.header.n} shares, threshold {envelope.header.threshold},"
@@ -353,26 +350,10 @@ def _free_port_config(home: Path) -> None:
             number: int = sock.getsockname()[1]
             return number
 
-    lines = [
-        "[server]",
-        'host = "127.0.0.1"',
-        f"port = {port()}",
-        "",
-        "[shares]",
-        "n = 5",
-        "threshold = 3",
-        "",
-    ]
-    for name in ("alpha", "bravo", "charlie", "delta", "echo"):
-        lines += [
-            "[[custodians]]",
-            f'name = "{name}"',
-            'host = "127.0.0.1"',
-            f"port = {port()}",
-            "",
-        ]
     home.mkdir(parents=True)
-    (home / "securecomm.toml").write_text("\n".join(lines))
+    names = ("alpha", "bravo", "charlie", "delta", "echo")
+    text = config_text(5, 3, relay_port=port(), ports={name: port() for name in names})
+    (home / "securecomm.toml").write_text(text)
 
 
 def add_commands(sub: Any) -> None:

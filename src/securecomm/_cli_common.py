@@ -7,6 +7,7 @@ import getpass
 import sys
 from pathlib import Path
 
+from ._encoding import b64encode
 from ._files import write_atomic
 from .errors import IdentityError
 from .identity import Identity
@@ -115,3 +116,9 @@ class ProgressBar:
             file=sys.stderr,
             flush=True,
         )
+
+
+def preview(data: bytes, width: int = 40) -> str:
+    """The start of ``data`` in base64, for showing what crosses the wire."""
+    text = b64encode(data)
+    return text if len(text) <= width else text[:width] + "..."

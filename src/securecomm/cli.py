@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, aead, canonical
+from . import __version__, aead
 from . import shares as shares_mod
 from ._cli_client import add_commands as add_client_commands
 from ._cli_common import (
@@ -24,11 +24,11 @@ from ._cli_common import (
     load_identity,
     passphrase,
     passphrase_options,
+    preview,
     read_input,
     write_output,
 )
 from ._cli_services import add_commands as add_service_commands
-from ._encoding import b64encode
 from ._files import write_atomic
 from .envelope import Envelope, prepare
 from .errors import (
@@ -39,20 +39,9 @@ from .errors import (
     ShareError,
     SignatureError,
 )
-from .identity import Identity, PublicIdentity
+from .home import load_public, save_public
+from .identity import Identity
 from .shares import Share
-
-
-def _load_public(path: str) -> PublicIdentity:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    # A .pub file is canonical JSON; keygen ends it with a newline, as text files end.
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    return PublicIdentity.from_json(canonical.loads(data, what=path), field=path)
-
 
 # Commands
 
@@ -88,7 +77,7 @@ def cmd_keygen(args: argparse.Namespace) -> None:
     identity = Identity.generate(args.name)
     secret = passphrase(args, confirm=True)
     identity.save(key_path, secret)
-    pub_path.write_bytes(canonical.dumps(identity.public.to_json()) + b"\n")
+    save_public(pub_path, identity.public)
     state = "encrypted with your passphrase" if secret else "NOT encrypted (no passphrase)"
     print(f"identity {args.name}: {key_path} ({state}), {pub_path}")
     print(f"fingerprint: {identity.public.short_fingerprint()}")
@@ -110,7 +99,7 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
             "no --key: signing with a one-time identity (proves integrity, not authorship)",
             file=sys.stderr,
         )
-    recipients = [_load_public(p) for p in args.to] if args.to else [sender.public]
+    recipients = [load_public(Path(p)) for p in args.to] if args.to else [sender.public]
     draft = prepare(
         plaintext,
         sender=sender.public,
@@ -138,7 +127,7 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
 
 def cmd_decrypt(args: argparse.Namespace) -> None:
     envelope = Envelope.from_bytes(read_input(args.envelope, "envelope"))
-    sender = _load_public(args.sender) if args.sender else None
+    sender = load_public(Path(args.sender)) if args.sender else None
     envelope.verify(sender)
     released: dict[str, Share] = {}
     for position, path in enumerate(args.shares, start=1):
@@ -188,7 +177,7 @@ def cmd_demo_offline(args: argparse.Namespace) -> None:
     key = aead.generate_key()
     ciphertext, nonce, tag = aead.aes_encrypt(message, key)
     print(f"   plaintext : {message!r}")
-    print(f"   ciphertext: {aead_preview(ciphertext)}")
+    print(f"   ciphertext: {preview(ciphertext)}")
     print(f"   nonce     : {nonce.hex()}  (12 bytes, random)")
     print(f"   tag       : {tag.hex()}  (16 bytes)")
     _step("2. the key is split into 5 shares; any 3 rebuild it")
@@ -220,11 +209,6 @@ def cmd_demo_offline(args: argparse.Namespace) -> None:
     except SecureCommError as exc:
         print(f"   refused: {exc}")
     print(f"\ndone in {time.perf_counter() - started:.2f} s")
-
-
-def aead_preview(data: bytes) -> str:
-    text = b64encode(data)
-    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _integer(value: str) -> int:

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,27 +148,30 @@ class InitReport:
     identities: dict[str, PublicIdentity]
 
 
-def _config_text(n: int, t: int) -> str:
-    names = list(DEFAULT_CUSTODIANS) + [f"custodian{i}" for i in range(6, n + 1)]
+def config_text(
+    n: int,
+    t: int,
+    *,
+    relay_port: int = 5000,
+    ports: Mapping[str, int] | None = None,
+    max_envelope_bytes: int | None = None,
+) -> str:
+    """A securecomm.toml on loopback: the relay on ``relay_port``; custodians named and placed
+    by ``ports`` (default alpha, bravo, ... on 5101, 5102, ...)."""
+    if ports is None:
+        names = list(DEFAULT_CUSTODIANS) + [f"custodian{i}" for i in range(6, n + 1)]
+        ports = {name: 5101 + i for i, name in enumerate(names[:n])}
     lines = [
         "# securecomm settings; the environment overrides them (see README).",
         "[server]",
         'host = "127.0.0.1"',
-        "port = 5000",
-        "",
-        "[shares]",
-        f"n = {n}",
-        f"threshold = {t}",
-        "",
+        f"port = {relay_port}",
     ]
-    for i, name in enumerate(names[:n]):
-        lines += [
-            "[[custodians]]",
-            f'name = "{name}"',
-            'host = "127.0.0.1"',
-            f"port = {5101 + i}",
-            "",
-        ]
+    if max_envelope_bytes is not None:
+        lines.append(f"max_envelope_bytes = {max_envelope_bytes}")
+    lines += ["", "[shares]", f"n = {len(ports)}", f"threshold = {t}", ""]
+    for name, port in ports.items():
+        lines += ["[[custodians]]", f'name = "{name}"', 'host = "127.0.0.1"', f"port = {port}", ""]
     return "\n".join(lines)
 
 
@@ -188,7 +191,7 @@ def init_home(
     home.mkdir(parents=True, exist_ok=True)
     config = home / CONFIG_FILE
     if not config.exists():
-        write_atomic(config, _config_text(n or 5, t or 3).encode())
+        write_atomic(config, config_text(n or 5, t or 3).encode())
         created.append(str(config))
     settings = load_settings(home, env={})
     if (n is not None and n != settings.n_shares) or (t is not None and t != settings.threshold):

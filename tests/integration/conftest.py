@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from securecomm.home import config_text
+
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo")
 
 
@@ -95,20 +97,10 @@ class Stack:
 
 
 def write_config(home: Path, relay_port: int, ports: dict[str, int]) -> None:
-    lines = [
-        "[server]",
-        'host = "127.0.0.1"',
-        f"port = {relay_port}",
-        "",
-        "[shares]",
-        f"n = {len(ports)}",
-        "threshold = 3",
-        "",
-    ]
-    for name, port in ports.items():
-        lines += ["[[custodians]]", f'name = "{name}"', 'host = "127.0.0.1"', f"port = {port}", ""]
     home.mkdir(parents=True, exist_ok=True)
-    (home / "securecomm.toml").write_text("\n".join(lines))
+    (home / "securecomm.toml").write_text(
+        config_text(len(ports), 3, relay_port=relay_port, ports=ports)
+    )
 
 
 def start_stack(home: Path) -> Stack:

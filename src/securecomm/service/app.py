@@ -16,7 +16,6 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
@@ -245,24 +244,3 @@ def authenticate() -> PublicIdentity:
         )
     g.caller = verified.identity
     return verified.identity
-
-
-def engine() -> Engine:
-    state = _state()
-    result: Engine = state["engine"]
-    return result
-
-
-def service_identity() -> Identity:
-    state = _state()
-    result: Identity = state["identity"]
-    return result
-
-
-def route_error(status: int, code: str) -> Callable[[str], NoReturn]:
-    """A raiser for one kind of refusal, for views that refuse in several places."""
-
-    def fail(message: str) -> NoReturn:
-        raise ApiError(status, code, message)
-
-    return fail
