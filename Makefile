@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo bench lint vectors clean
+.PHONY: test demo bench lint browser vectors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The browser tests drive Debian's Chromium (tests/browser); installed here when missing.
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium) >/dev/null \
+		|| (echo "make test needs Debian's chromium: apt-get install chromium (as root)" && false)
+
+test: lint browser
 	$(BIN)/pytest
 
 demo: $(VENV)/.installed

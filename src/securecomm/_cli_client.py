@@ -92,7 +92,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         for process in stack.processes:
             fingerprint = report.identities[process.name].short_fingerprint()
             print(f"  {process.name:<8} {process.url:<24} {fingerprint}")
-        print(f"logs: {home / 'logs'}", flush=True)
+        print(f"logs: {home / 'logs'}")
+        print(f"web client: open {settings.server_url}/ in a browser", flush=True)
         stack.wait()
     finally:
         print("stopping ...", file=sys.stderr, flush=True)

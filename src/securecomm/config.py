@@ -4,7 +4,10 @@ The names follow the seed's: SERVER_HOST, SERVER_PORT, SERVER_URL,
 N_SHARES, THRESHOLD; the storage directory is the home (``--home``, env
 ``SECURECOMM_HOME``, default ``./securecomm-data``). Each custodian's URL
 can be pointed elsewhere (a proxy, say) with ``SECURECOMM_CUSTODIAN_<NAME>_URL``,
-and the relay's with ``SECURECOMM_SERVER_URL`` or ``SERVER_URL``.
+and the relay's with ``SECURECOMM_SERVER_URL`` or ``SERVER_URL``. The browser
+origins whose pages may call the custodians (CORS) are the relay's own origin
+unless ``[server] web_origins`` or ``SECURECOMM_WEB_ORIGINS`` (comma-separated)
+name others.
 
 Home layout::
 
@@ -21,11 +24,13 @@ Home layout::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import FieldError, ParameterError
 from .identity import check_name
@@ -68,6 +73,11 @@ class Settings:
     threshold: int = 3
     custodians: tuple[CustodianSettings, ...] = field(default_factory=tuple)
     workers: int = 2
+    #: Browser origins whose pages may call the custodians (CORS); default: the relay's own.
+    web_origins: tuple[str, ...] = ()
+
+    def allowed_origins(self) -> tuple[str, ...]:
+        return self.web_origins or (origin_of(self.server_url),)
 
     def custodian(self, name: str) -> CustodianSettings:
         for custodian in self.custodians:
@@ -88,6 +98,32 @@ class Settings:
     def custodian_database(self, name: str) -> str:
         configured = self.custodian(name).database_url
         return configured or f"sqlite:///{self.custodian_dir(name) / 'custodian.db'}"
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+
+
+def origin_of(url: str) -> str:
+    """The origin (scheme://host[:port]) of an http(s) URL, as a browser spells it."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    if not _ORIGIN.fullmatch(origin) or "@" in parts.netloc:
+        raise ParameterError(f"config: {url!r} is not an http(s) URL")
+    default_port = {"http": ":80", "https": ":443"}[parts.scheme]
+    return origin.removesuffix(default_port)
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ParameterError("config: web_origins must be a list of origins")
+    result = []
+    for item in items:
+        origin = origin_of(item.strip())
+        if origin != item.strip().rstrip("/").lower():
+            raise ParameterError(f"config: web origin {item!r} must be scheme://host[:port] only")
+        result.append(origin)
+    return tuple(result)
 
 
 def _default_custodians(count: int) -> tuple[CustodianSettings, ...]:
@@ -192,4 +228,5 @@ def load_settings(
         threshold=t,
         custodians=custodians,
         workers=_int(env.get("SECURECOMM_WORKERS", server.get("workers", 2)), "workers"),
+        web_origins=_origins(env.get("SECURECOMM_WEB_ORIGINS", server.get("web_origins", []))),
     )

@@ -95,7 +95,14 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
     identity = load_or_create(directory / "identity.key", name)
     operator = ensure_operator(settings, name)
     db = engine or open_database(settings.custodian_database(name), metadata)
-    app = create_app(name, identity, db, nonces, max_body_bytes=1024 * 1024)
+    app = create_app(
+        name,
+        identity,
+        db,
+        nonces,
+        max_body_bytes=1024 * 1024,
+        cors_origins=settings.allowed_origins(),
+    )
 
     def log(conn: Connection, event: str, **data: Any) -> None:
         audit.append(conn, audit_log, identity, event, data, int(time.time()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,10 +20,10 @@ from sqlalchemy.engine import Engine
 
 from .. import canonical
 from .._encoding import b64decode
-from ..config import Settings
+from ..config import Settings, origin_of
 from ..envelope import Envelope
 from ..errors import FormatError, SignatureError
-from ..home import load_or_create
+from ..home import KnownKeys, load_or_create
 from ..identity import PublicIdentity, check_name
 from ..service.app import ApiError, authenticate, create_app, read_json
 from ..service.storage import define_common, open_database
@@ -77,16 +78,8 @@ _INSERT_MESSAGE = messages.insert()
 _INSERT_INBOX = inbox.insert()
 
 INBOX_PAGE_MAX = 100
-_PLACEHOLDER_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>securecomm relay</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><main><h1>securecomm relay</h1>
-<p>This relay stores sealed envelopes only: ciphertext, custody receipts and signatures.
-It never holds a message key or a key share.</p>
-<p>API: <a href="/openapi.json">/openapi.json</a> &middot;
-health: <a href="/healthz">/healthz</a></p>
-</main></body></html>
-"""
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+_WEB_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 
 
 def _not_found(message_id: str) -> ApiError:
@@ -335,11 +328,76 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
     def openapi_document() -> Response:
         return jsonify(openapi.DOCUMENT)
 
+    web_config = _web_config(settings)
+    # The page runs only code from here and talks only to the relay and the custodians.
+    policy = "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self' " + " ".join(origin_of(c.url) for c in settings.custodians),
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+    # Read once: a handful of small files, and nothing on disk can be reached by a path.
+    web_files = {
+        path.relative_to(WEB_DIR).as_posix(): (path.read_bytes(), _WEB_TYPES[path.suffix])
+        for path in WEB_DIR.rglob("*")
+        if path.suffix in _WEB_TYPES
+    }
+
+    def web_file(filename: str) -> Response:
+        if filename not in web_files:
+            raise ApiError(404, "not_found", "no such file")
+        content, mimetype = web_files[filename]
+        response = Response(content, mimetype=mimetype)
+        response.headers["Content-Security-Policy"] = policy
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
     @app.get("/")
     def index() -> Response:
-        return Response(_PLACEHOLDER_PAGE, mimetype="text/html")
+        return web_file("index.html")
+
+    @app.get("/web/<path:filename>")
+    def web_asset(filename: str) -> Response:
+        return web_file(filename)
+
+    @app.get("/api/v1/web-config")
+    def get_web_config() -> Response:
+        return jsonify(web_config)
 
     return app
+
+
+def _web_config(settings: Settings) -> dict[str, Any]:
+    """What the web client needs to know: the custodians, where they are, and the threshold.
+
+    Fingerprints come from the relay's home when it has pinned them (``securecomm init``
+    does); the page pins what it sees on first use either way and compares the two.
+    """
+    known = KnownKeys.load(settings.home)
+    custodians = []
+    for custodian in settings.custodians:
+        pinned = known.get(custodian.name)
+        custodians.append(
+            {
+                "name": custodian.name,
+                "url": custodian.url,
+                "fingerprint": pinned.fingerprint_hex if pinned else None,
+            }
+        )
+    return {
+        "v": 1,
+        "n": settings.n_shares,
+        "threshold": settings.threshold,
+        "custodians": custodians,
+        "max_envelope_bytes": settings.max_envelope_bytes,
+    }
 
 
 def _stored(message_id: str, digest: str, size: int, stored_at: int) -> dict[str, Any]:

@@ -58,6 +58,10 @@ _HTTP_CODES = {
 }
 
 
+# What a page sends: the body's type and the four fields of a signed request (spec §11.1).
+_CORS_HEADERS = "Content-Type, Content-Digest, Signature, Signature-Input, Securecomm-Identity"
+
+
 class ApiError(Exception):
     """An answer other than success, raised anywhere in a view."""
 
@@ -91,8 +95,13 @@ def create_app(
     nonces: sa.Table,
     *,
     max_body_bytes: int,
+    cors_origins: tuple[str, ...] = (),
 ) -> Flask:
-    """A Flask app with the shared behaviour; the service adds its own routes."""
+    """A Flask app with the shared behaviour; the service adds its own routes.
+
+    ``cors_origins`` are the browser origins whose pages may call this service. A request
+    that carries any other ``Origin`` is refused before it reaches a view.
+    """
     _configure_logging()
     app = Flask(f"securecomm.{service}")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -105,9 +114,15 @@ def create_app(
     }
 
     @app.before_request
-    def _start() -> None:
+    def _start() -> Response | None:
         g.started = time.perf_counter()
         g.caller = None
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in cors_origins and not _same_origin(origin):
+            return error_response(
+                403, "origin_not_allowed", "pages from this origin may not call this service"
+            )
+        return None
 
     @app.after_request
     def _log(response: Response) -> Response:
@@ -128,6 +143,14 @@ def create_app(
         )
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
+        origin = request.headers.get("Origin")
+        if origin is not None and origin in cors_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            if request.method == "OPTIONS":
+                response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE"
+                response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+                response.headers["Access-Control-Max-Age"] = "600"
+        response.vary.add("Origin")
         return response
 
     @app.errorhandler(ApiError)
@@ -178,6 +201,11 @@ def create_app(
         )
 
     return app
+
+
+def _same_origin(origin: str) -> bool:
+    """A page this service served itself (the relay's web client) may always call it."""
+    return origin == request.host_url.rstrip("/")
 
 
 def _state() -> dict[str, Any]:

@@ -1,0 +1,473 @@
+// The envelope (spec/format-v1.md §7): decode with every check of §7.6 in its order,
+// verify (§7.7 steps 2-5), check each released share (step 6), recover the key and
+// decrypt (steps 7-9); and write one: prepare() then Draft.finish() with the receipts.
+// Mirrors src/securecomm/envelope.py; vectors/envelope.json holds both to the same bytes.
+
+import * as aead from "./aead.js";
+import { b64decode, b64encode, concat, equal, fromHex, hmacSha256, labelledHash, randomBytes, toHex, utf8 } from "./bytes.js";
+import * as canonical from "./canonical.js";
+import {
+  FieldError,
+  InsufficientSharesError,
+  KeyCommitmentError,
+  NotRecipientError,
+  ShareDigestError,
+  SignatureError,
+  UnknownVersionError,
+} from "./errors.js";
+import { PublicIdentity, checkName } from "./identity.js";
+import { combine, splitSecret } from "./shares.js";
+
+export const MAX_RECIPIENTS = 64;
+const TIME_MAX = 2 ** 40;
+const HEX_ID = /^[0-9a-f]{32}$/;
+const HEX_FINGERPRINT = /^[0-9a-f]{64}$/;
+const REF = /^[A-Za-z0-9_-]{1,128}$/;
+
+// Field readers: each names the path of what it refuses.
+
+function typeName(value) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  return typeof value;
+}
+
+function isObject(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function has(obj, key) {
+  return Object.prototype.hasOwnProperty.call(obj, key);
+}
+
+function checkVersion(value, path) {
+  const version = has(value, "v") ? value.v : undefined;
+  if (version !== 1) throw new UnknownVersionError(`${path}.v: version ${JSON.stringify(version) ?? "missing"}, expected 1`);
+}
+
+function object(value, path, keys, { versioned = false } = {}) {
+  if (!isObject(value)) throw new FieldError(`${path}: expected an object, got ${typeName(value)}`);
+  if (versioned) checkVersion(value, path);
+  const missing = keys.filter((key) => !has(value, key)).sort();
+  if (missing.length) throw new FieldError(`${path}: missing field(s) ${missing.join(", ")}`);
+  const extra = Object.keys(value).filter((key) => !keys.includes(key)).sort();
+  if (extra.length) throw new FieldError(`${path}: unexpected field(s) ${extra.join(", ")}`);
+  return value;
+}
+
+function integer(value, path, low, high) {
+  if (!Number.isSafeInteger(value)) throw new FieldError(`${path}: expected an integer, got ${typeName(value)}`);
+  if (value < low || value > high) throw new FieldError(`${path}: ${value} is outside ${low}..${high}`);
+  return value;
+}
+
+function optionalInteger(value, path, low, high) {
+  return value === null ? null : integer(value, path, low, high);
+}
+
+function list(value, path, low, high) {
+  if (!Array.isArray(value)) throw new FieldError(`${path}: expected an array, got ${typeName(value)}`);
+  if (value.length < low || value.length > high) {
+    const expected = low === high ? `exactly ${low}` : `${low}..${high}`;
+    throw new FieldError(`${path}: ${value.length} item(s), expected ${expected}`);
+  }
+  return value;
+}
+
+function match(value, path, pattern, what) {
+  if (typeof value !== "string" || !pattern.test(value)) throw new FieldError(`${path}: expected ${what}`);
+  return value;
+}
+
+function unique(values, path, what = "name") {
+  const seen = new Set();
+  values.forEach((value, i) => {
+    if (seen.has(value)) {
+      const shown = what === "name" ? JSON.stringify(value) : value.slice(0, 16);
+      throw new FieldError(`${path}[${i}]: ${what} ${shown} appears twice`);
+    }
+    seen.add(value);
+  });
+}
+
+/** LH("securecomm/v1/share-digest", message id, custodian name, binary share) — §7.4. */
+export function shareDigest(messageId, custodian, share) {
+  return labelledHash("securecomm/v1/share-digest", messageId, utf8(custodian), share.toBytes());
+}
+
+/** HMAC-SHA256(K, "securecomm/v1/key-commitment" || message id) — §4.2. */
+export function keyCommitment(key, messageId) {
+  return hmacSha256(key, concat(utf8("securecomm/v1/key-commitment"), messageId));
+}
+
+export class Policy {
+  constructor({ notBefore = null, expires = null, maxReleases = null, requireApproval = false } = {}, path = "policy") {
+    optionalInteger(notBefore, `${path}.not_before`, 0, TIME_MAX);
+    optionalInteger(expires, `${path}.expires`, 0, TIME_MAX);
+    optionalInteger(maxReleases, `${path}.max_releases`, 1, 1_000_000);
+    if (typeof requireApproval !== "boolean") throw new FieldError(`${path}.require_approval: expected true or false`);
+    if (notBefore !== null && expires !== null && expires <= notBefore) {
+      throw new FieldError(`${path}: expires (${expires}) is not after not_before (${notBefore})`);
+    }
+    Object.assign(this, { notBefore, expires, maxReleases, requireApproval });
+  }
+
+  toJson() {
+    return {
+      not_before: this.notBefore,
+      expires: this.expires,
+      max_releases: this.maxReleases,
+      require_approval: this.requireApproval,
+    };
+  }
+
+  static fromJson(value, path) {
+    const obj = object(value, path, ["not_before", "expires", "max_releases", "require_approval"]);
+    return new Policy(
+      { notBefore: obj.not_before, expires: obj.expires, maxReleases: obj.max_releases, requireApproval: obj.require_approval },
+      path,
+    );
+  }
+}
+
+export class Recipient {
+  constructor(name, fingerprintHex) {
+    Object.assign(this, { name, fingerprintHex });
+  }
+
+  toJson() {
+    return { name: this.name, fingerprint: this.fingerprintHex };
+  }
+
+  static fromJson(value, path) {
+    const obj = object(value, path, ["name", "fingerprint"]);
+    const name = checkName(obj.name, { field: `${path}.name` });
+    return new Recipient(name, match(obj.fingerprint, `${path}.fingerprint`, HEX_FINGERPRINT, "64 hex digits"));
+  }
+
+  static of(identity) {
+    return new Recipient(identity.name, identity.fingerprintHex);
+  }
+}
+
+export class CustodianSlot {
+  constructor(name, fingerprintHex, shareDigest) {
+    Object.assign(this, { name, fingerprintHex, shareDigest });
+  }
+
+  toJson() {
+    return { name: this.name, fingerprint: this.fingerprintHex, share_digest: b64encode(this.shareDigest) };
+  }
+
+  static fromJson(value, path) {
+    const obj = object(value, path, ["name", "fingerprint", "share_digest"]);
+    const name = checkName(obj.name, { field: `${path}.name` });
+    const fp = obj.fingerprint === null ? null : match(obj.fingerprint, `${path}.fingerprint`, HEX_FINGERPRINT, "64 hex digits or null");
+    const digest = b64decode(obj.share_digest, { field: `${path}.share_digest`, length: 32 });
+    return new CustodianSlot(name, fp, digest);
+  }
+}
+
+export class Header {
+  constructor(fields) {
+    Object.assign(this, fields); // messageId, sender, recipients, created, threshold, custodians, policy, keyCommitment
+  }
+
+  get n() {
+    return this.custodians.length;
+  }
+
+  get id() {
+    return toHex(this.messageId);
+  }
+
+  toJson() {
+    return {
+      v: 1,
+      id: this.id,
+      sender: this.sender.toJson(),
+      recipients: this.recipients.map((r) => r.toJson()),
+      created: this.created,
+      threshold: this.threshold,
+      n: this.n,
+      custodians: this.custodians.map((c) => c.toJson()),
+      policy: this.policy.toJson(),
+      key_commitment: b64encode(this.keyCommitment),
+    };
+  }
+
+  /** The AES-GCM associated data: the header's canonical bytes. */
+  aad() {
+    return canonical.dumps(this.toJson());
+  }
+
+  static async fromJson(value, path = "envelope.header") {
+    const keys = ["v", "id", "sender", "recipients", "created", "threshold", "n", "custodians", "policy", "key_commitment"];
+    const obj = object(value, path, keys, { versioned: true });
+    const messageId = fromHex(match(obj.id, `${path}.id`, HEX_ID, "32 hex digits"), { field: `${path}.id`, length: 16 });
+    const sender = await PublicIdentity.fromJson(obj.sender, `${path}.sender`);
+    const recipients = list(obj.recipients, `${path}.recipients`, 1, MAX_RECIPIENTS).map((r, i) =>
+      Recipient.fromJson(r, `${path}.recipients[${i}]`),
+    );
+    unique(recipients.map((r) => r.name), `${path}.recipients`);
+    unique(recipients.map((r) => r.fingerprintHex), `${path}.recipients`, "fingerprint");
+    const created = integer(obj.created, `${path}.created`, 0, TIME_MAX);
+    const n = integer(obj.n, `${path}.n`, 2, 255);
+    const threshold = integer(obj.threshold, `${path}.threshold`, 2, 255);
+    if (threshold > n) throw new FieldError(`${path}.threshold: ${threshold} is above n = ${n}`);
+    const custodians = list(obj.custodians, `${path}.custodians`, n, n).map((c, i) =>
+      CustodianSlot.fromJson(c, `${path}.custodians[${i}]`),
+    );
+    unique(custodians.map((c) => c.name), `${path}.custodians`);
+    // One key holding two shares would lower the threshold without anyone noticing.
+    unique(custodians.filter((c) => c.fingerprintHex !== null).map((c) => c.fingerprintHex), `${path}.custodians`, "fingerprint");
+    const policy = Policy.fromJson(obj.policy, `${path}.policy`);
+    const commitment = b64decode(obj.key_commitment, { field: `${path}.key_commitment`, length: 32 });
+    return new Header({ messageId, sender, recipients, created, threshold, custodians, policy, keyCommitment: commitment });
+  }
+
+  /** The share index (1-based) of the named custodian. */
+  custodianIndex(name) {
+    const position = this.custodians.findIndex((slot) => slot.name === name);
+    if (position < 0) throw new FieldError(`envelope: ${JSON.stringify(name)} is not a custodian of message ${this.id}`);
+    return position + 1;
+  }
+
+  isRecipient(identity) {
+    return this.recipients.some((r) => r.name === identity.name && r.fingerprintHex === identity.fingerprintHex);
+  }
+}
+
+export class Receipt {
+  constructor({ custodian, index, messageId, ref, shareDigest, signature = new Uint8Array(0) }) {
+    Object.assign(this, { custodian, index, messageId, ref, shareDigest, signature });
+  }
+
+  body() {
+    return {
+      v: 1,
+      custodian: this.custodian,
+      index: this.index,
+      message_id: toHex(this.messageId),
+      ref: this.ref,
+      share_digest: b64encode(this.shareDigest),
+    };
+  }
+
+  toJson() {
+    return { ...this.body(), signature: b64encode(this.signature) };
+  }
+
+  static fromJson(value, path = "receipt") {
+    const keys = ["v", "custodian", "index", "message_id", "ref", "share_digest", "signature"];
+    const obj = object(value, path, keys, { versioned: true });
+    return new Receipt({
+      custodian: checkName(obj.custodian, { field: `${path}.custodian` }),
+      index: integer(obj.index, `${path}.index`, 1, 255),
+      messageId: fromHex(match(obj.message_id, `${path}.message_id`, HEX_ID, "32 hex digits"), { field: `${path}.message_id`, length: 16 }),
+      ref: match(obj.ref, `${path}.ref`, REF, "1-128 characters of A-Z a-z 0-9 _ -"),
+      shareDigest: b64decode(obj.share_digest, { field: `${path}.share_digest`, length: 32 }),
+      signature: b64decode(obj.signature, { field: `${path}.signature`, length: 64 }),
+    });
+  }
+
+  async verify(custodian) {
+    if (custodian.name !== this.custodian) {
+      throw new SignatureError(`receipt from ${JSON.stringify(this.custodian)} checked against ${JSON.stringify(custodian.name)}'s key`);
+    }
+    await custodian.verify(this.signature, "receipt", this.body());
+  }
+}
+
+export class Envelope {
+  constructor({ header, nonce, ciphertext, tag, receipts, signature }) {
+    Object.assign(this, { header, nonce, ciphertext, tag, receipts, signature });
+  }
+
+  get id() {
+    return this.header.id;
+  }
+
+  signedBody() {
+    return {
+      v: 1,
+      header: this.header.toJson(),
+      nonce: b64encode(this.nonce),
+      ciphertext: b64encode(this.ciphertext),
+      tag: b64encode(this.tag),
+      receipts: this.receipts.map((r) => r.toJson()),
+    };
+  }
+
+  toJson() {
+    return { ...this.signedBody(), signature: b64encode(this.signature) };
+  }
+
+  toBytes() {
+    return canonical.dumps(this.toJson());
+  }
+
+  /** Decode and check the format (§7.6); signatures are checked by verify(). */
+  static async fromBytes(data) {
+    return Envelope.fromJson(canonical.loads(data));
+  }
+
+  static async fromJson(value) {
+    const path = "envelope";
+    const obj = object(value, path, ["v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"], { versioned: true });
+    const header = await Header.fromJson(obj.header);
+    const nonce = b64decode(obj.nonce, { field: `${path}.nonce`, length: 12 });
+    const ciphertext = b64decode(obj.ciphertext, { field: `${path}.ciphertext`, allowEmpty: true });
+    const tag = b64decode(obj.tag, { field: `${path}.tag`, length: 16 });
+    const rawReceipts = list(obj.receipts, `${path}.receipts`, 0, 255);
+    const services = header.custodians.map((slot) => slot.fingerprintHex !== null);
+    if (services.some(Boolean) && !services.every(Boolean)) {
+      throw new FieldError(`${path}.header.custodians: either every custodian has a fingerprint or none has`);
+    }
+    const expected = services.every(Boolean) ? header.n : 0;
+    if (rawReceipts.length !== expected) {
+      throw new FieldError(`${path}.receipts: ${rawReceipts.length} receipt(s), expected ${expected}`);
+    }
+    const receipts = rawReceipts.map((r, i) => Receipt.fromJson(r, `${path}.receipts[${i}]`));
+    receipts.forEach((receipt, i) => {
+      const slot = header.custodians[i];
+      const where = `${path}.receipts[${i}]`;
+      if (receipt.custodian !== slot.name || receipt.index !== i + 1) {
+        throw new FieldError(`${where}: receipt of ${JSON.stringify(receipt.custodian)} (index ${receipt.index}), expected ${JSON.stringify(slot.name)} (index ${i + 1})`);
+      }
+      if (!equal(receipt.messageId, header.messageId)) throw new FieldError(`${where}.message_id: not this envelope's id ${header.id}`);
+      if (!equal(receipt.shareDigest, slot.shareDigest)) throw new FieldError(`${where}.share_digest: differs from the header's digest`);
+    });
+    const signature = b64decode(obj.signature, { field: `${path}.signature`, length: 64 });
+    return new Envelope({ header, nonce, ciphertext, tag, receipts, signature });
+  }
+
+  /**
+   * §7.7 steps 2-5. `sender`: the pinned key of the sender, if known (else the signature
+   * proves integrity only). `custodians`: known custodian keys by name. `recipient`: the
+   * reader's public identity, which must be listed.
+   */
+  async verify(sender = null, custodians = {}, { recipient = null } = {}) {
+    if (recipient !== null && !this.header.isRecipient(recipient)) {
+      throw new NotRecipientError(`envelope ${this.id}: ${recipient.name} (${recipient.shortFingerprint()}) is not one of its recipients`);
+    }
+    const claimed = this.header.sender;
+    if (sender !== null && (sender.name !== claimed.name || sender.fingerprintHex !== claimed.fingerprintHex)) {
+      throw new SignatureError(
+        `envelope ${this.id}: sender ${claimed.name} (${claimed.shortFingerprint()}) is not the expected ${sender.name} (${sender.shortFingerprint()})`,
+      );
+    }
+    await claimed.verify(this.signature, "envelope", this.signedBody());
+    for (const [i, receipt] of this.receipts.entries()) {
+      const slot = this.header.custodians[i];
+      const key = custodians[slot.name];
+      if (!key) continue;
+      if (slot.fingerprintHex !== null && key.fingerprintHex !== slot.fingerprintHex) {
+        throw new SignatureError(`envelope ${this.id}: custodian ${slot.name} in the header has another key than the known ${key.shortFingerprint()}`);
+      }
+      await receipt.verify(key);
+    }
+  }
+
+  /** §7.7 step 6: a ShareDigestError naming the custodian unless the share is the signed one. */
+  async checkShare(custodian, share) {
+    const index = this.header.custodianIndex(custodian);
+    const slot = this.header.custodians[index - 1];
+    const ok =
+      share.index === index &&
+      share.threshold === this.header.threshold &&
+      equal(share.splitId, this.header.messageId) &&
+      equal(await shareDigest(this.header.messageId, custodian, share), slot.shareDigest);
+    if (!ok) throw new ShareDigestError(`custodian ${custodian}: its share does not match the digest the sender signed`);
+  }
+
+  /** Steps 6-8: check each share, combine t of them, check the key commitment. */
+  async recoverKey(released) {
+    const good = [];
+    for (const [custodian, share] of Object.entries(released)) {
+      await this.checkShare(custodian, share);
+      good.push(share);
+    }
+    const t = this.header.threshold;
+    if (good.length < t) throw new InsufficientSharesError(`envelope ${this.id}: ${good.length} share(s), threshold is ${t}`);
+    const key = combine(good.slice(0, t));
+    const expected = await keyCommitment(key, this.header.messageId);
+    if (!equal(expected, this.header.keyCommitment)) throw new KeyCommitmentError();
+    return key;
+  }
+
+  /** Step 9. Every failure is the same opaque DecryptionError. */
+  decrypt(key) {
+    return aead.decrypt(key, this.nonce, this.ciphertext, this.tag, this.header.aad());
+  }
+
+  /** recoverKey then decrypt. Call verify() first. */
+  async open(released) {
+    return this.decrypt(await this.recoverKey(released));
+  }
+}
+
+/** An encrypted, split message waiting for its custodians' receipts. Keep it in memory only. */
+export class Draft {
+  constructor({ header, nonce, ciphertext, tag, shares }) {
+    Object.assign(this, { header, nonce, ciphertext, tag, shares });
+  }
+
+  /** Sign the envelope; `receipts`: one per custodian in header order (or none offline). */
+  async finish(sender, receipts = []) {
+    if (sender.public.fingerprintHex !== this.header.sender.fingerprintHex) {
+      throw new SignatureError("draft: signing identity is not the header's sender");
+    }
+    const unsigned = new Envelope({ ...this, receipts, signature: new Uint8Array(64) });
+    // Round-trip through the decoder so a draft can never sign what a reader would refuse.
+    const checked = await Envelope.fromJson(unsigned.toJson());
+    checked.signature = await sender.sign("envelope", checked.signedBody());
+    return checked;
+  }
+}
+
+/** A byte source that hands out `bytes` in order, for replaying a test vector's randomness. */
+export function replay(bytes) {
+  let offset = 0;
+  return (count) => {
+    if (offset + count > bytes.length) throw new RangeError("replayed randomness exhausted");
+    offset += count;
+    return bytes.slice(offset - count, offset);
+  };
+}
+
+/**
+ * Encrypt `plaintext` under a fresh key and split the key among `custodians` (§7.8).
+ * @param opts {sender: PublicIdentity, recipients: PublicIdentity[], custodians: [{name, fingerprintHex}],
+ *              threshold, policy?: Policy, created?: number, random?: (n) => Uint8Array}
+ * `random` draws, in order: message id (16), key (32), split coefficients, AES-GCM nonce (12).
+ */
+export async function prepare(plaintext, { sender, recipients, custodians, threshold, policy = new Policy(), created = null, random = randomBytes }) {
+  if (!recipients.length) throw new FieldError("envelope: at least one recipient is needed");
+  const messageId = random(16);
+  const key = random(32);
+  const shares = splitSecret(key, custodians.length, threshold, messageId, random);
+  const slots = [];
+  for (const [i, custodian] of custodians.entries()) {
+    const name = checkName(custodian.name, { field: "custodian" });
+    slots.push(new CustodianSlot(name, custodian.fingerprintHex, await shareDigest(messageId, name, shares[i])));
+  }
+  const header = new Header({
+    messageId,
+    sender,
+    recipients: recipients.map((r) => Recipient.of(r)),
+    created: created ?? Math.floor(Date.now() / 1000),
+    threshold,
+    custodians: slots,
+    policy,
+    keyCommitment: await keyCommitment(key, messageId),
+  });
+  unique(header.recipients.map((r) => r.name), "envelope.header.recipients");
+  unique(header.recipients.map((r) => r.fingerprintHex), "envelope.header.recipients", "fingerprint");
+  unique(slots.map((c) => c.name), "envelope.header.custodians");
+  unique(slots.filter((c) => c.fingerprintHex !== null).map((c) => c.fingerprintHex), "envelope.header.custodians", "fingerprint");
+  const nonce = random(12);
+  const { ciphertext, tag } = await aead.encrypt(key, nonce, plaintext, header.aad());
+  key.fill(0);
+  return new Draft({ header, nonce, ciphertext, tag, shares });
+}

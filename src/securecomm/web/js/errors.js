@@ -1,0 +1,100 @@
+// The one tree of errors the securecomm browser core throws, mirroring
+// src/securecomm/errors.py class by class (names and hierarchy), so a test
+// vector's "expect" names the same class in Python and here (spec §8).
+// Every error sets `name` to its class name. No message ever carries secret
+// bytes: keys, shares, plaintext or passphrases.
+
+export class SecureCommError extends Error {
+  constructor(message = "") {
+    super(message);
+    this.name = new.target.name;
+    // A short hint for a person; the UI may show it after the message.
+    this.hint = null;
+  }
+}
+
+// A caller passed an impossible argument (for example t > n).
+export class ParameterError extends SecureCommError {}
+
+// Bytes or JSON that do not follow spec/format-v1.md.
+export class FormatError extends SecureCommError {}
+export class UnknownVersionError extends FormatError {}
+export class NonCanonicalError extends FormatError {}
+export class LengthError extends FormatError {}
+export class FieldError extends FormatError {}
+
+// A share, or a set of shares, that cannot be combined.
+export class ShareError extends SecureCommError {}
+export class ChecksumError extends ShareError {}
+export class ShareIndexError extends ShareError {}
+export class DuplicateShareError extends ShareError {}
+export class RaggedSharesError extends ShareError {}
+export class MixedSplitError extends ShareError {}
+export class InsufficientSharesError extends ShareError {}
+export class InconsistentSharesError extends ShareError {}
+export class ShareDigestError extends ShareError {}
+
+// Opaque: a wrong key and tampered data look the same.
+export class DecryptionError extends SecureCommError {
+  constructor(message = "decryption failed: wrong key or altered data") {
+    super(message);
+  }
+}
+
+export class KeyCommitmentError extends DecryptionError {
+  constructor(message = "decryption failed: the combined key is not the committed key") {
+    super(message);
+  }
+}
+
+export class SignatureError extends SecureCommError {}
+
+// A signed HTTP request refused; `code` is the stable reason a service answers.
+export class RequestAuthError extends SignatureError {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export class ReplayError extends RequestAuthError {
+  constructor(message = "request nonce already used (replay)") {
+    super("replayed_request", message);
+  }
+}
+
+// A rule forbids the operation.
+export class PolicyError extends SecureCommError {}
+export class NotRecipientError extends PolicyError {}
+
+// Fewer than t custodians released a good share.
+export class QuorumError extends SecureCommError {}
+
+// A key file or public identity that cannot be read or used.
+export class IdentityError extends SecureCommError {}
+
+// A party presented another key than the one pinned for its name.
+export class KeyChangedError extends IdentityError {
+  constructor(name, pinned, seen, note = "") {
+    const change = `the key of '${name}' changed: pinned ${pinned}, now ${seen}`;
+    super(note ? `${change}; ${note}` : change);
+    this.partyName = name;
+    this.pinned = pinned;
+    this.seen = seen;
+    this.hint =
+      "if the change is expected, compare the new fingerprint out of band," +
+      ` then remove '${name}' from the known keys`;
+  }
+}
+
+// A relay or custodian answered with an error: HTTP `status` and its stable `code`.
+export class ServiceError extends SecureCommError {
+  constructor(service, status, code, message) {
+    const where = status ? `HTTP ${status}, ${code}` : code;
+    super(`${service}: ${message} (${where})`);
+    this.reason = `${message} (${where})`;
+    this.service = service;
+    this.status = status;
+    this.code = code;
+  }
+}

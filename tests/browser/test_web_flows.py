@@ -1,0 +1,325 @@
+"""The web client in real headless Chromium against ``securecomm up`` on loopback.
+
+Two browser profiles (Playwright contexts, each with its own IndexedDB) are two people:
+carol and dave create their identities in the page, send and read. The CLI users of
+``up`` (alice and bob) exchange messages with them both ways. An operator profile imports
+the operators' key files written by ``securecomm init`` and approves releases. A screenshot
+of every page goes to ``test-output/browser/`` under the project root.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
+
+from securecomm import canonical
+from securecomm.identity import Identity
+from tests.integration.test_cli_system import Up, cli, explain, finish_up, start_up
+
+PASSPHRASE = "correct horse battery"
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    running = start_up(tmp_path_factory.mktemp("web") / "home")
+    try:
+        yield running
+    finally:
+        finish_up(running)
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+class Person:
+    """One browser profile with the page open."""
+
+    def __init__(self, browser: Browser, up: Up, *, width: int = 1100) -> None:
+        self.context: BrowserContext = browser.new_context(viewport={"width": width, "height": 900})
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.requests: list[Request] = []
+        self.page.on("request", lambda request: self.requests.append(request))
+        # Script errors only: an HTTP error answer (a refusal the page shows) is logged by
+        # Chromium as "Failed to load resource", which is not the page failing.
+        self.console_errors: list[str] = []
+        self.page.on(
+            "console",
+            lambda m: (
+                self.console_errors.append(m.text)
+                if m.type == "error" and not m.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
+        self.page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+        self.up = up
+        self.open("identity")
+
+    def open(self, section: str) -> None:
+        """Load the page afresh at ``section`` (a hash change alone would keep old results)."""
+        self.page.goto("about:blank")
+        self.page.goto(f"{self.up.relay_url}/#{section}")
+        expect(self.page.locator("body[data-ready=true]")).to_be_attached()
+        expect(self.page.locator(f"#{section}")).to_be_visible()
+
+    def create(self, name: str) -> str:
+        page = self.page
+        self.open("identity")
+        page.get_by_label("Name", exact=True).fill(name)
+        page.get_by_label("Passphrase for the key file").fill(PASSPHRASE)
+        page.get_by_label("Passphrase again").fill(PASSPHRASE)
+        page.get_by_role("button", name="Create identity").click()
+        status = page.locator("#create-form .status")
+        expect(status).to_contain_text("registered it in the directory")
+        fingerprint = page.locator("#identity-fingerprint").inner_text()
+        assert re.fullmatch(r"([0-9a-f]{4} ){7}[0-9a-f]{4}", fingerprint), fingerprint
+        return fingerprint
+
+    def import_key(self, path: Path, passphrase: str = "") -> None:
+        self.open("identity")
+        self.page.get_by_label("Key file", exact=True).set_input_files(str(path))
+        self.page.get_by_label("Passphrase (empty for an unencrypted file)").fill(passphrase)
+        self.page.get_by_role("button", name="Import").click()
+        expect(self.page.locator("#import-form .status")).to_contain_text("Imported")
+
+    def act_as(self, name: str) -> None:
+        self.page.get_by_label("Acting as").select_option(name)
+        expect(self.page.locator("#active-fingerprint")).not_to_be_empty()
+
+    def send(self, to: str, text: str, *, approval: bool = False) -> str:
+        page = self.page
+        self.open("send")
+        page.get_by_label("To (names, separated by commas)").fill(to)
+        page.get_by_label("Message", exact=True).fill(text)
+        if approval:
+            page.get_by_label("Each custodian's operator must approve the release").check()
+        page.get_by_role("button", name="Encrypt and send").click()
+        expect(page.locator("#send-form .status")).to_contain_text(f"Sent to {to}")
+        expect(page.locator("#copy-check")).to_contain_text("identical")
+        return page.locator("#sent-id").inner_text()
+
+    def read(self, message_id: str) -> Page:
+        page = self.page
+        self.open("inbox")
+        item = page.locator(f"li[data-message='{message_id}']")
+        item.get_by_role("button").click()
+        expect(page.locator("#reading")).not_to_have_attribute("aria-busy", "true")
+        return page
+
+    def status_of(self) -> dict[str, str]:
+        items = self.page.locator("#custody-status li")
+        return {
+            items.nth(i).get_attribute("data-custodian") or "": items.nth(i).get_attribute(
+                "data-state"
+            )
+            or ""
+            for i in range(items.count())
+        }
+
+    def close(self) -> None:
+        assert not self.console_errors, self.console_errors
+        self.context.close()
+
+
+@pytest.fixture(scope="module")
+def people(browser: Browser, up: Up) -> Iterator[dict[str, Person]]:
+    carol, dave = Person(browser, up), Person(browser, up)
+    carol.create("carol")
+    shot(carol.page, "identity-created")
+    dave.create("dave")
+    try:
+        yield {"carol": carol, "dave": dave}
+    finally:
+        carol.close()
+        dave.close()
+
+
+def test_first_visit_shows_the_identity_page(browser: Browser, up: Up) -> None:
+    newcomer = Person(browser, up)
+    expect(newcomer.page.locator("#identity-current")).to_contain_text("no identity")
+    expect(newcomer.page.locator("#custody-rule")).to_contain_text("any 3 rebuild it")
+    shot(newcomer.page, "identity-empty")
+    newcomer.close()
+
+
+def test_browser_to_browser_send_and_read(people: dict[str, Person]) -> None:
+    carol, dave = people["carol"], people["dave"]
+    text = "Meet at the north gate at 06:00. — ünïcødé ✓"
+    message_id = carol.send("dave", text)
+    expect(carol.page.locator("#receipts tbody tr")).to_have_count(5)
+    # What was sent and the relay's copy are shown side by side, and equal.
+    sent = carol.page.locator("#sent-ciphertext").inner_text()
+    assert sent == carol.page.locator("#relay-ciphertext").inner_text() and sent
+    shot(carol.page, "send-done")
+    page = dave.read(message_id)
+    expect(page.locator("#plaintext")).to_have_text(text)
+    assert set(dave.status_of().values()) == {"released"}
+    shot(page, "read-done")
+    dave.open("inbox")
+    expect(dave.page.locator(f"li[data-message='{message_id}']")).to_be_visible()
+    shot(dave.page, "inbox")
+
+
+def test_nothing_secret_goes_to_the_relay(people: dict[str, Person], up: Up) -> None:
+    carol = people["carol"]
+    carol.requests.clear()
+    secret = "the vault code is 4-8-15-16-23-42"
+    carol.send("dave", secret)
+    forms = [secret.encode(), base64.b64encode(secret.encode())]
+    relay_bodies = [
+        r.post_data_buffer or b""
+        for r in carol.requests
+        if r.url.startswith(up.relay_url) and r.method != "GET"
+    ]
+    assert relay_bodies, "the page posted nothing to the relay"
+    every_body = [r.post_data_buffer or b"" for r in carol.requests]
+    for body in every_body:
+        for form in forms:
+            assert form not in body
+    # The relay got the envelope (ciphertext, receipts, signatures) and nothing else.
+    posted = [
+        r for r in carol.requests if r.url.endswith("/api/v1/messages") and r.method == "POST"
+    ]
+    assert len(posted) == 1
+    envelope = canonical.loads(posted[0].post_data_buffer or b"")
+    assert set(envelope) == {"v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"}
+    deposits = [r for r in carol.requests if r.url.endswith("/v1/deposits")]
+    assert len(deposits) == 5 and not any(r.url.startswith(up.relay_url) for r in deposits)
+
+
+def test_a_browser_message_is_read_by_the_cli(people: dict[str, Person], up: Up) -> None:
+    text = "from the browser to the command line"
+    message_id = people["carol"].send("bob", text)
+    result = cli(up.home, "read", message_id, "--as", "bob")
+    assert result.returncode == 0, explain(result)
+    assert result.stdout.rstrip("\n") == text
+    assert "from carol" in result.stderr
+
+
+def test_a_cli_message_is_read_in_the_browser(people: dict[str, Person], up: Up) -> None:
+    text = "from the command line to the browser"
+    result = cli(up.home, "send", "--from", "alice", "--to", "dave", text)
+    assert result.returncode == 0, explain(result)
+    found = re.search(r"^message id:\s+([0-9a-f]{32})$", result.stdout, re.MULTILINE)
+    assert found, explain(result)
+    page = people["dave"].read(found.group(1))
+    expect(page.locator("#plaintext")).to_have_text(text)
+    expect(page.locator("#reading")).to_contain_text("key not known before")
+
+
+def test_an_exported_key_file_opens_in_the_cli(people: dict[str, Person], tmp_path: Path) -> None:
+    carol = people["carol"]
+    carol.open("identity")
+    with carol.page.expect_download() as download:
+        carol.page.get_by_role("button", name="Export key file").click()
+    path = tmp_path / "carol.key"
+    download.value.save_as(path)
+    loaded = Identity.load(path, PASSPHRASE.encode())
+    shown = carol.page.locator("#identity-fingerprint").inner_text()
+    assert loaded.name == "carol" and loaded.public.short_fingerprint() == shown
+    with pytest.raises(Exception, match="passphrase"):
+        Identity.load(path, b"wrong passphrase")
+    shot(carol.page, "identity")
+
+
+def test_approval_by_the_operators_in_the_browser(
+    browser: Browser, people: dict[str, Person], up: Up
+) -> None:
+    carol, dave = people["carol"], people["dave"]
+    message_id = carol.send("dave", "needs three operators", approval=True)
+    dave.read(message_id)
+    assert set(dave.status_of().values()) == {"pending"}
+    expect(dave.page.locator("#reading .status")).to_contain_text("nothing was decrypted")
+    shot(dave.page, "read-pending")
+
+    operator = Person(browser, up)
+    for name in ("alpha", "bravo", "charlie"):
+        operator.import_key(up.home / "operators" / f"{name}-operator.key")
+    for name in ("alpha", "bravo", "charlie"):
+        operator.act_as(f"{name}-operator")
+        operator.open("operator")
+        card = operator.page.locator(f"#operator-{name}")
+        expect(card.locator(".audit-result")).to_contain_text("verify")
+        card.locator("li[data-release]").get_by_role("button", name=re.compile("^Approve")).click()
+        expect(card.locator(".status").last).to_contain_text("approved")
+        # Another custodian's card says this identity is not its operator.
+        expect(operator.page.locator("#operator-echo")).to_contain_text("is not echo's operator")
+    shot(operator.page, "operator")
+    operator.close()
+
+    page = dave.read(message_id)
+    expect(page.locator("#plaintext")).to_have_text("needs three operators")
+    states = dave.status_of()
+    assert [states[n] for n in ("alpha", "bravo", "charlie")] == ["released"] * 3
+    assert [states[n] for n in ("delta", "echo")] == ["pending"] * 2
+
+
+def test_an_envelope_tampered_on_the_relay_shows_an_error_and_no_text(
+    people: dict[str, Person], up: Up
+) -> None:
+    carol, dave = people["carol"], people["dave"]
+    text = "this must never be shown once altered"
+    message_id = carol.send("dave", text)
+    database = up.home / "relay" / "relay.db"
+    with sqlite3.connect(database) as conn:
+        (stored,) = conn.execute(
+            "SELECT envelope FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        document = canonical.loads(stored)
+        ciphertext = bytearray(base64.b64decode(document["ciphertext"]))
+        ciphertext[0] ^= 1
+        document["ciphertext"] = base64.b64encode(bytes(ciphertext)).decode()
+        conn.execute(
+            "UPDATE messages SET envelope = ? WHERE id = ?",
+            (canonical.dumps(document), message_id),
+        )
+    page = dave.read(message_id)
+    expect(page.locator("#reading .status")).to_have_class(re.compile("error"))
+    expect(page.locator("#reading .status")).to_contain_text("signature")
+    expect(page.locator("#plaintext")).to_have_count(0)
+    assert text not in page.content()
+    shot(page, "read-tampered")
+
+
+def test_keyboard_only_and_phone_width(browser: Browser, up: Up) -> None:
+    phone = Person(browser, up, width=390)
+    page = phone.page
+    page.get_by_label("Name", exact=True).focus()
+    page.keyboard.type("erin")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSPHRASE)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSPHRASE)
+    page.keyboard.press("Enter")
+    expect(page.locator("#create-form .status")).to_contain_text("Created erin")
+    for section in ("identity", "send", "inbox", "operator"):
+        phone.open(section)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{section} scrolls sideways at phone width by {overflow}px"
+        shot(page, f"phone-{section}")
+    phone.close()
+
+
+def test_bad_input_gets_a_sentence_not_an_exception(people: dict[str, Person]) -> None:
+    carol = people["carol"]
+    page = carol.page
+    carol.open("send")
+    page.get_by_label("To (names, separated by commas)").fill("nobody-here")
+    page.get_by_label("Message", exact=True).fill("hello")
+    page.get_by_role("button", name="Encrypt and send").click()
+    status = page.locator("#send-form .status")
+    expect(status).to_contain_text("nobody called nobody-here is registered")
+    page.get_by_label("To (names, separated by commas)").fill("Not A Name")
+    page.get_by_role("button", name="Encrypt and send").click()
+    expect(status).to_contain_text("is not a valid name")
+    shot(page, "send-error")

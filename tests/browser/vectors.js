@@ -1,0 +1,250 @@
+// Runs the cases of vectors/*.json (spec §8) through the browser's crypto
+// core. Each run* function takes the file's text and returns one result per
+// case, in file order: {description, passed, detail}; test_js_vectors.py
+// asserts that every case ran and passed.
+
+import * as aead from "/js/aead.js";
+import { fromHex, toHex, utf8 } from "/js/bytes.js";
+import * as canonical from "/js/canonical.js";
+import * as errors from "/js/errors.js";
+import * as hpke from "/js/hpke.js";
+import * as shamir from "/js/shamir.js";
+import { Share, combine } from "/js/shares.js";
+
+class Mismatch extends Error {}
+
+function check(condition, detail) {
+  if (!condition) {
+    throw new Mismatch(detail);
+  }
+}
+
+function checkHex(actual, expected, what) {
+  check(toHex(actual) === expected, `${what}: got ${toHex(actual)}, expected ${expected}`);
+}
+
+// Run `body` for every case; a thrown Mismatch or error fails that case only.
+async function eachCase(cases, body) {
+  const results = [];
+  for (const entry of cases) {
+    try {
+      await body(entry);
+      results.push({ description: entry.description, passed: true, detail: "" });
+    } catch (error) {
+      const detail = error instanceof Mismatch ? error.message : `${error.name}: ${error.message}`;
+      results.push({ description: entry.description, passed: false, detail });
+    }
+  }
+  return results;
+}
+
+// The call must throw the securecomm error class named `expected`, exactly.
+async function expectError(expected, call) {
+  check(typeof errors[expected] === "function", `no error class ${expected} in errors.js`);
+  let result;
+  try {
+    result = await call();
+  } catch (error) {
+    check(
+      error instanceof errors[expected] && error.name === expected,
+      `threw ${error.name} (${error.message}), expected ${expected}`,
+    );
+    check(error instanceof errors.SecureCommError, `${error.name} is not a SecureCommError`);
+    return;
+  }
+  throw new Mismatch(`accepted (returned ${String(result)}), expected ${expected}`);
+}
+
+function sameValue(a, b) {
+  return toHex(canonical.dumps(a)) === toHex(canonical.dumps(b)) && deepEqual(a, b);
+}
+
+function deepEqual(a, b) {
+  if (typeof a !== "object" || a === null || typeof b !== "object" || b === null) {
+    return a === b;
+  }
+  if (Array.isArray(a) !== Array.isArray(b)) {
+    return false;
+  }
+  const keys = Object.keys(a);
+  return (
+    keys.length === Object.keys(b).length &&
+    keys.every((key) => Object.hasOwn(b, key) && deepEqual(a[key], b[key]))
+  );
+}
+
+// AES-256-GCM (NIST CAVP)
+
+export async function runGcm(text) {
+  return eachCase(JSON.parse(text).vectors, async (entry) => {
+    const key = fromHex(entry.key);
+    const iv = fromHex(entry.iv);
+    const aad = fromHex(entry.aad);
+    const ciphertext = fromHex(entry.ciphertext);
+    const tag = fromHex(entry.tag);
+    if (entry.expect === "ok") {
+      const sealed = await aead.encrypt(key, iv, fromHex(entry.plaintext), aad);
+      checkHex(sealed.ciphertext, entry.ciphertext, "ciphertext");
+      checkHex(sealed.tag, entry.tag, "tag");
+      checkHex(await aead.decrypt(key, iv, ciphertext, tag, aad), entry.plaintext, "plaintext");
+    } else {
+      check(entry.expect === "fail", `unknown expect ${entry.expect}`);
+      await expectError("DecryptionError", () => aead.decrypt(key, iv, ciphertext, tag, aad));
+    }
+  });
+}
+
+// HPKE (RFC 9180)
+
+export function isOurSuite(entry) {
+  return entry.mode === 0 && entry.kem_id === 0x20 && entry.kdf_id === 1 && entry.aead_id === 2;
+}
+
+export async function runHpke(text) {
+  const cases = JSON.parse(text).vectors.filter(isOurSuite);
+  return eachCase(cases, async (entry) => {
+    const ephemeral = await hpke.deriveKeyPair(fromHex(entry.ikmE));
+    checkHex(ephemeral.privateRaw, entry.skEm, "DeriveKeyPair(ikmE) private");
+    checkHex(ephemeral.publicRaw, entry.pkEm, "DeriveKeyPair(ikmE) public");
+    const recipient = await hpke.deriveKeyPair(fromHex(entry.ikmR));
+    checkHex(recipient.privateRaw, entry.skRm, "DeriveKeyPair(ikmR) private");
+    checkHex(recipient.publicRaw, entry.pkRm, "DeriveKeyPair(ikmR) public");
+
+    const info = fromHex(entry.info);
+    const pkR = fromHex(entry.pkRm);
+    const fixedEphemeral = { ephemeralPrivateRaw: fromHex(entry.skEm) };
+    const sender = await hpke.setupBaseSender(pkR, info, fixedEphemeral);
+    checkHex(sender.enc, entry.enc, "enc");
+    checkHex(sender.sharedSecret, entry.shared_secret, "shared_secret");
+    checkHex(sender.context.key, entry.key, "key");
+    checkHex(sender.context.baseNonce, entry.base_nonce, "base_nonce");
+    checkHex(sender.context.exporterSecret, entry.exporter_secret, "exporter_secret");
+
+    const skR = await hpke.importPrivate(fromHex(entry.skRm));
+    const receiver = await hpke.setupBaseRecipient(fromHex(entry.enc), skR, pkR, info);
+    checkHex(receiver.sharedSecret, entry.shared_secret, "recipient shared_secret");
+    check(entry.encryptions.length > 0, "no encryptions");
+    for (const [seq, encryption] of entry.encryptions.entries()) {
+      checkHex(sender.context.nonce(), encryption.nonce, `nonce ${seq}`);
+      const aad = fromHex(encryption.aad);
+      const sealed = await sender.context.seal(aad, fromHex(encryption.plaintext));
+      checkHex(sealed, encryption.ciphertext, `ciphertext ${seq}`);
+      const opened = await receiver.context.open(aad, fromHex(encryption.ciphertext));
+      checkHex(opened, encryption.plaintext, `plaintext ${seq}`);
+    }
+    for (const exported of entry.exports) {
+      const value = await sender.context.export(fromHex(exported.exporter_context), exported.L);
+      checkHex(value, exported.exported_value, `export ${exported.exporter_context}`);
+    }
+
+    // The single-shot API of §5 with the vector's keys: sequence 0, empty AAD.
+    const plaintext = fromHex(entry.encryptions[0].plaintext);
+    const fixed = await hpke.sealWithEphemeral(fromHex(entry.skEm), pkR, info, plaintext);
+    checkHex(fixed.subarray(0, 32), entry.enc, "single-shot enc");
+    const again = await hpke.setupBaseSender(pkR, info, fixedEphemeral);
+    const viaContext = await again.context.seal(new Uint8Array(0), plaintext);
+    checkHex(fixed.subarray(32), toHex(viaContext), "single-shot ciphertext");
+    checkHex(await hpke.open(skR, pkR, info, fixed), entry.encryptions[0].plaintext, "open");
+    const other = utf8("another info");
+    await expectError("DecryptionError", () => hpke.open(skR, pkR, other, fixed));
+  });
+}
+
+// Raw Shamir (§2)
+
+function subsets(items, size, limit) {
+  const found = [];
+  const walk = (start, chosen) => {
+    if (found.length >= limit) {
+      return;
+    }
+    if (chosen.length === size) {
+      found.push(chosen);
+      return;
+    }
+    for (let i = start; i < items.length; i++) {
+      walk(i + 1, [...chosen, items[i]]);
+    }
+  };
+  walk(0, []);
+  return found;
+}
+
+export async function runShamirSplit(text) {
+  return eachCase(JSON.parse(text).split, (entry) => {
+    const secret = fromHex(entry.secret);
+    const drawn = entry.coefficients.map((hex) => fromHex(hex));
+    const random = (size) => {
+      check(drawn.length > 0, "split drew more coefficients than recorded");
+      const next = drawn.shift();
+      check(next.length === size, `split asked for ${size} bytes, recorded ${next.length}`);
+      return next;
+    };
+    const raw = shamir.split(secret, entry.n, entry.t, random);
+    check(drawn.length === 0, "split drew fewer coefficients than recorded");
+    check(raw.length === entry.shares.length, `${raw.length} shares, not ${entry.shares.length}`);
+    raw.forEach((share, i) => checkHex(share, entry.shares[i], `share ${i + 1}`));
+    const given = entry.shares.map((hex) => fromHex(hex));
+    for (const subset of subsets(given, entry.t, 20)) {
+      checkHex(shamir.combine(subset), entry.secret, "combine of t shares");
+    }
+    checkHex(shamir.combine(given), entry.secret, "combine of all n shares");
+  });
+}
+
+export async function runShamirCombine(text) {
+  return eachCase(JSON.parse(text).combine, (entry) =>
+    expectError(entry.expect, () => shamir.combine(entry.shares.map((hex) => fromHex(hex)))),
+  );
+}
+
+// Shares (§3)
+
+export async function runSharesEncode(text) {
+  return eachCase(JSON.parse(text).encode, (entry) => {
+    const splitId = fromHex(entry.split_id);
+    const share = new Share(splitId, entry.threshold, entry.index, fromHex(entry.value));
+    checkHex(share.toBytes(), entry.binary, "binary");
+    check(share.toText() === entry.text, `text: got ${share.toText()}`);
+    for (const decoded of [Share.fromBytes(fromHex(entry.binary)), Share.fromText(entry.text)]) {
+      checkHex(decoded.splitId, entry.split_id, "split id");
+      check(decoded.threshold === entry.threshold, `threshold ${decoded.threshold}`);
+      check(decoded.index === entry.index, `index ${decoded.index}`);
+      checkHex(decoded.value, entry.value, "value");
+    }
+  });
+}
+
+export async function runSharesDecode(text) {
+  return eachCase(JSON.parse(text).decode, (entry) =>
+    expectError(entry.expect, () => Share.fromText(entry.text)),
+  );
+}
+
+export async function runSharesCombine(text) {
+  return eachCase(JSON.parse(text).combine, async (entry) => {
+    const given = entry.shares.map((line) => Share.fromText(line));
+    if (entry.expect === "ok") {
+      checkHex(combine(given), entry.secret, "secret");
+    } else {
+      await expectError(entry.expect, () => combine(given));
+    }
+  });
+}
+
+// Canonical JSON (§1.4)
+
+export async function runCanonicalValid(text) {
+  return eachCase(JSON.parse(text).valid, (entry) => {
+    check(entry.expect === "ok", `unknown expect ${entry.expect}`);
+    checkHex(canonical.dumps(entry.value), entry.canonical_hex, "dumps");
+    const parsed = canonical.loads(fromHex(entry.canonical_hex));
+    check(sameValue(parsed, entry.value), "loads does not give the value back");
+  });
+}
+
+export async function runCanonicalInvalid(text) {
+  return eachCase(JSON.parse(text).invalid, (entry) =>
+    expectError(entry.expect, () => canonical.loads(fromHex(entry.text_hex))),
+  );
+}
