@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 
 from securecomm import canonical
 from securecomm.identity import Identity
-from tests.integration.test_cli_system import Up, cli, explain, finish_up, start_up
+from tests.integration.test_cli_system import Up, cli, explain, finish_up, run, start_up
 
 PASSPHRASE = "correct horse battery"
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
@@ -96,13 +96,28 @@ class Person:
         self.page.get_by_label("Acting as").select_option(name)
         expect(self.page.locator("#active-fingerprint")).not_to_be_empty()
 
-    def send(self, to: str, text: str, *, approval: bool = False) -> str:
+    def send(
+        self,
+        to: str,
+        text: str = "",
+        *,
+        approval: bool = False,
+        burn: bool = False,
+        file: bytes | None = None,
+    ) -> str:
         page = self.page
         self.open("send")
         page.get_by_label("To (names, separated by commas)").fill(to)
-        page.get_by_label("Message", exact=True).fill(text)
+        if file is None:
+            page.get_by_label("Message", exact=True).fill(text)
+        else:
+            page.get_by_label("…or a file instead").set_input_files(
+                files=[{"name": "data.bin", "mimeType": "application/octet-stream", "buffer": file}]
+            )
         if approval:
             page.get_by_label("Each custodian's operator must approve the release").check()
+        if burn:
+            page.get_by_label("Burn after reading (one release per custodian)").check()
         page.get_by_role("button", name="Encrypt and send").click()
         expect(page.locator("#send-form .status")).to_contain_text(f"Sent to {to}")
         expect(page.locator("#copy-check")).to_contain_text("identical")
@@ -154,7 +169,7 @@ def test_first_visit_shows_the_identity_page(browser: Browser, up: Up) -> None:
 
 def test_browser_to_browser_send_and_read(people: dict[str, Person]) -> None:
     carol, dave = people["carol"], people["dave"]
-    text = "Meet at the north gate at 06:00. — ünïcødé ✓"
+    text = "Meet at the north gate at 06:00. — ünïcødé ✓ <b>not bold</b><img src=x>"
     message_id = carol.send("dave", text)
     expect(carol.page.locator("#receipts tbody tr")).to_have_count(5)
     # What was sent and the relay's copy are shown side by side, and equal.
@@ -163,6 +178,8 @@ def test_browser_to_browser_send_and_read(people: dict[str, Person]) -> None:
     shot(carol.page, "send-done")
     page = dave.read(message_id)
     expect(page.locator("#plaintext")).to_have_text(text)
+    # The message is shown as text: markup in it is not markup in the page.
+    expect(page.locator("#plaintext b, #plaintext img")).to_have_count(0)
     assert set(dave.status_of().values()) == {"released"}
     shot(page, "read-done")
     dave.open("inbox")
@@ -215,6 +232,10 @@ def test_a_cli_message_is_read_in_the_browser(people: dict[str, Person], up: Up)
     page = people["dave"].read(found.group(1))
     expect(page.locator("#plaintext")).to_have_text(text)
     expect(page.locator("#reading")).to_contain_text("key not known before")
+    page.get_by_role("button", name="I compared it: pin alice's key").click()
+    expect(page.locator("#reading")).to_contain_text("alice's key is pinned")
+    page = people["dave"].read(found.group(1))
+    expect(page.locator("#reading")).to_contain_text("known key")
 
 
 def test_an_exported_key_file_opens_in_the_cli(people: dict[str, Person], tmp_path: Path) -> None:
@@ -239,11 +260,11 @@ def test_approval_by_the_operators_in_the_browser(
     message_id = carol.send("dave", "needs three operators", approval=True)
     dave.read(message_id)
     assert set(dave.status_of().values()) == {"pending"}
-    expect(dave.page.locator("#reading .status")).to_contain_text("nothing was decrypted")
+    expect(dave.page.locator("#reading .status")).to_contain_text("Nothing was decrypted")
     shot(dave.page, "read-pending")
 
     operator = Person(browser, up)
-    for name in ("alpha", "bravo", "charlie"):
+    for name in ("alpha", "bravo", "charlie", "delta"):
         operator.import_key(up.home / "operators" / f"{name}-operator.key")
     for name in ("alpha", "bravo", "charlie"):
         operator.act_as(f"{name}-operator")
@@ -255,13 +276,19 @@ def test_approval_by_the_operators_in_the_browser(
         # Another custodian's card says this identity is not its operator.
         expect(operator.page.locator("#operator-echo")).to_contain_text("is not echo's operator")
     shot(operator.page, "operator")
+    operator.act_as("delta-operator")
+    operator.open("operator")
+    card = operator.page.locator("#operator-delta")
+    card.locator("li[data-release]").get_by_role("button", name=re.compile("^Deny")).click()
+    expect(card.locator(".status").last).to_contain_text("denied")
     operator.close()
 
     page = dave.read(message_id)
     expect(page.locator("#plaintext")).to_have_text("needs three operators")
     states = dave.status_of()
     assert [states[n] for n in ("alpha", "bravo", "charlie")] == ["released"] * 3
-    assert [states[n] for n in ("delta", "echo")] == ["pending"] * 2
+    assert states["delta"] == "refused" and states["echo"] == "pending"
+    expect(page.locator("#custody-status li[data-custodian=delta]")).to_contain_text("denied")
 
 
 def test_an_envelope_tampered_on_the_relay_shows_an_error_and_no_text(
@@ -285,8 +312,9 @@ def test_an_envelope_tampered_on_the_relay_shows_an_error_and_no_text(
         )
     page = dave.read(message_id)
     expect(page.locator("#reading .status")).to_have_class(re.compile("error"))
-    expect(page.locator("#reading .status")).to_contain_text("signature")
+    expect(page.locator("#reading .status")).to_contain_text("altered or is not genuine")
     expect(page.locator("#plaintext")).to_have_count(0)
+    assert set(dave.status_of().values()) == {"not-asked"}
     assert text not in page.content()
     shot(page, "read-tampered")
 
@@ -323,3 +351,68 @@ def test_bad_input_gets_a_sentence_not_an_exception(people: dict[str, Person]) -
     page.get_by_role("button", name="Encrypt and send").click()
     expect(status).to_contain_text("is not a valid name")
     shot(page, "send-error")
+
+
+def test_a_cli_key_file_with_a_passphrase_imports(browser: Browser, up: Up, tmp_path: Path) -> None:
+    (tmp_path / "pass").write_text("frank's own passphrase\n")
+    made = run(
+        "keygen",
+        "frank",
+        "--out",
+        str(tmp_path),
+        "--passphrase-file",
+        str(tmp_path / "pass"),
+    )
+    assert made.returncode == 0, explain(made)
+    expected = Identity.load(tmp_path / "frank.key", b"frank's own passphrase").public
+    person = Person(browser, up)
+    page = person.page
+    page.get_by_label("Key file", exact=True).set_input_files(str(tmp_path / "frank.key"))
+    page.get_by_label("Passphrase (empty for an unencrypted file)").fill("not the passphrase")
+    page.get_by_role("button", name="Import").click()
+    status = page.locator("#import-form .status")
+    expect(status).to_have_class(re.compile("error"))
+    expect(status).to_contain_text("passphrase")
+    person.import_key(tmp_path / "frank.key", "frank's own passphrase")
+    expect(page.locator("#identity-fingerprint")).to_have_text(expected.short_fingerprint())
+    person.close()
+
+
+def test_a_file_from_the_browser_is_read_by_the_cli_byte_for_byte(
+    people: dict[str, Person], up: Up, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 300 + b"\x00\xff"
+    message_id = people["carol"].send("bob", file=data)
+    out = tmp_path / "received.bin"
+    result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out))
+    assert result.returncode == 0, explain(result)
+    assert out.read_bytes() == data
+
+
+def test_burn_after_reading_refuses_the_second_read(people: dict[str, Person]) -> None:
+    carol, dave = people["carol"], people["dave"]
+    message_id = carol.send("dave", "read me once", burn=True)
+    expect(dave.read(message_id).locator("#plaintext")).to_have_text("read me once")
+    page = dave.read(message_id)
+    expect(page.locator("#plaintext")).to_have_count(0)
+    expect(page.locator("#reading .status")).to_contain_text(
+        "Not enough custodians released a good share: 0 of the 3 needed"
+    )
+    assert set(dave.status_of().values()) == {"refused"}
+    expect(page.locator("#custody-status")).to_contain_text("destroyed")
+    shot(page, "read-refused")
+
+
+def test_a_custodian_that_is_down_is_shown_and_the_rest_suffice(
+    people: dict[str, Person], up: Up
+) -> None:
+    # Last in this module: it kills one of the shared custodians.
+    carol, dave = people["carol"], people["dave"]
+    message_id = carol.send("dave", "four of five are enough")
+    up.kill("echo")
+    page = dave.read(message_id)
+    expect(page.locator("#plaintext")).to_have_text("four of five are enough")
+    states = dave.status_of()
+    assert states["echo"] == "down"
+    assert [states[n] for n in ("alpha", "bravo", "charlie", "delta")] == ["released"] * 4
+    shot(page, "read-one-down")

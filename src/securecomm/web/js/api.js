@@ -307,7 +307,9 @@ export async function read({ config, known, reader, messageId, onStatus = () => 
   const t = envelope.header.threshold;
   const usable = names.filter((name) => good[name]);
   if (usable.length < t) {
-    throw new QuorumError(listFailures(`${usable.length} good share(s) of the ${t} needed; nothing was decrypted`, failures));
+    const error = new QuorumError(listFailures(`${usable.length} good share(s) of the ${t} needed; nothing was decrypted`, failures));
+    Object.assign(error, { good: usable.length, needed: t });
+    throw error;
   }
   const chosen = Object.fromEntries(usable.slice(0, t).map((name) => [name, good[name]]));
   const plaintext = await envelope.open(chosen);

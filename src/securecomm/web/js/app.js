@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import { b64encode, fromUtf8, toHex, utf8 } from "./bytes.js";
 import { Policy, prepare } from "./envelope.js";
-import { DecryptionError, KeyChangedError, QuorumError, SecureCommError, ServiceError } from "./errors.js";
+import { DecryptionError, FormatError, KeyChangedError, QuorumError, SecureCommError, ServiceError, SignatureError } from "./errors.js";
 import { Identity } from "./identity.js";
 import { writeKeyFile } from "./keyfile.js";
 import * as store from "./store.js";
@@ -39,7 +39,9 @@ export function describe(error) {
   if (error instanceof DecryptionError) {
     return "The message could not be decrypted: it was altered, or a share was wrong. Nothing was shown.";
   }
-  if (error instanceof QuorumError) return `Not enough custodians released a good share. ${error.message}`;
+  if (error instanceof QuorumError) {
+    return `Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.`;
+  }
   if (error instanceof KeyChangedError) return `${error.message}. ${error.hint[0].toUpperCase()}${error.hint.slice(1)} (Identity → Known keys).`;
   if (error instanceof SecureCommError) return error.message;
   if (error?.name === "NotSupportedError") return "This browser lacks Ed25519 or X25519 in WebCrypto; use a current Chromium, Firefox or Safari.";
@@ -345,7 +347,7 @@ async function refreshInbox() {
   });
 }
 
-const STATE_LABELS = { asking: "asking…", released: "released", pending: "pending approval", refused: "refused", down: "down", bad: "bad share" };
+const STATE_LABELS = { waiting: "waiting", asking: "asking…", released: "released", pending: "pending approval", refused: "refused", down: "down", bad: "bad share", "not-asked": "not asked" };
 
 async function readMessage(messageId, button) {
   const reader = requireActive();
@@ -381,11 +383,19 @@ async function readMessage(messageId, button) {
     panel.append(
       h("p", {}, "From ", h("strong", {}, result.sender.name), " ", h("span", { class: "fingerprint" }, result.sender.shortFingerprint()),
         result.senderPinned ? h("span", { class: "badge released" }, "known key") : h("span", { class: "badge pending" }, "key not known before")),
+      result.senderPinned ? null : h("button", { type: "button", class: "small", id: "pin-sender", onclick: async (e) => {
+        await state.known.pin(result.sender);
+        renderKnown();
+        e.target.replaceWith(h("span", { class: "ok" }, ` ${result.sender.name}'s key is pinned: a message signed by another key under that name will be refused.`));
+      } }, `I compared it: pin ${result.sender.name}'s key`),
       ...warnings.map((line) => h("p", { class: "notice" }, line)),
       body,
     );
   } catch (error) {
-    setStatus(panel, describe(error), "error");
+    for (const [name, [st]] of statuses) if (st === "waiting") statuses.set(name, ["not-asked", ""]);
+    drawStatus();
+    const altered = error instanceof SignatureError || error instanceof FormatError;
+    setStatus(panel, altered ? `Refused: this message was altered or is not genuine, so nothing was decrypted. ${error.message}` : describe(error), "error");
     panel.append(...warnings.map((line) => h("p", { class: "notice" }, line)));
   } finally {
     panel.removeAttribute("aria-busy");

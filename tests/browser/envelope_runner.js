@@ -1,0 +1,158 @@
+// Runs the cases of vectors/envelope.json (spec §7, §8) through envelope.js.
+// Each run* function takes the file's text and the roles the generator gave
+// its identities ({sender, recipients, custodians, threshold}: the file names
+// the identities, tools/generate_vectors.py says who is who), and returns one
+// result per case, in file order: {description, passed, detail};
+// test_js_envelope.py asserts that every case ran and passed.
+
+import { concat, fromHex, toHex, utf8 } from "/js/bytes.js";
+import * as canonical from "/js/canonical.js";
+import { Draft, Envelope, Policy, Receipt, prepare, replay } from "/js/envelope.js";
+import * as errors from "/js/errors.js";
+import { Identity } from "/js/identity.js";
+import { privateKeyInfo } from "/js/keyfile.js";
+import { Share } from "/js/shares.js";
+
+class Mismatch extends Error {}
+
+function check(condition, detail) {
+  if (!condition) {
+    throw new Mismatch(detail);
+  }
+}
+
+function checkHex(actual, expected, what) {
+  check(toHex(actual) === expected, `${what}: got ${toHex(actual)}, expected ${expected}`);
+}
+
+// Run `body` for every case; a thrown Mismatch or error fails that case only.
+async function eachCase(cases, body) {
+  const results = [];
+  for (const entry of cases) {
+    try {
+      await body(entry);
+      results.push({ description: entry.description, passed: true, detail: "" });
+    } catch (error) {
+      const detail = error instanceof Mismatch ? error.message : `${error.name}: ${error.message}`;
+      results.push({ description: entry.description, passed: false, detail });
+    }
+  }
+  return results;
+}
+
+// The file's identities, imported from their raw private keys as PKCS#8 DER;
+// each must give the public identity the file records.
+async function identities(data) {
+  const found = {};
+  for (const [name, keys] of Object.entries(data.identities)) {
+    const identity = await Identity.fromPkcs8(
+      name,
+      privateKeyInfo("Ed25519", fromHex(keys.ed25519_seed)),
+      privateKeyInfo("X25519", fromHex(keys.x25519_private)),
+    );
+    const got = toHex(canonical.dumps(identity.public.toJson()));
+    check(got === toHex(canonical.dumps(keys.public)), `identity ${name}: another public key`);
+    found[name] = identity;
+  }
+  return found;
+}
+
+function custodianKeys(ids, roles) {
+  return Object.fromEntries(roles.custodians.map((name) => [name, ids[name].public]));
+}
+
+function released(given) {
+  return Object.fromEntries(
+    Object.entries(given).map(([name, text]) => [name, Share.fromText(text)]),
+  );
+}
+
+// The valid envelope: rebuilt byte for byte from the recorded randomness, then read.
+export async function runEnvelopeValid(text, roles) {
+  const data = JSON.parse(text);
+  return eachCase([data.valid], async (entry) => {
+    check(entry.expect === "ok", `unknown expect ${entry.expect}`);
+    const ids = await identities(data);
+    const sender = ids[roles.sender];
+
+    // Writing (§7.8): prepare draws message id, key, coefficients and nonce, in order.
+    const recorded = entry.random.map((hex) => fromHex(hex));
+    const source = replay(concat(...recorded));
+    const drawn = [];
+    const random = (count) => {
+      drawn.push(count);
+      return source(count);
+    };
+    const draft = await prepare(fromHex(entry.plaintext), {
+      sender: sender.public,
+      recipients: roles.recipients.map((name) => ids[name].public),
+      custodians: roles.custodians.map((name) => ({
+        name,
+        fingerprintHex: ids[name].public.fingerprintHex,
+      })),
+      threshold: roles.threshold,
+      policy: Policy.fromJson(entry.policy, "policy"),
+      created: entry.created,
+      random,
+    });
+    check(draft instanceof Draft, "prepare gave no Draft");
+    const sizes = recorded.map((value) => value.length);
+    check(
+      drawn.join() === sizes.join(),
+      `prepare drew ${drawn.join(", ")} bytes, recorded ${sizes.join(", ")}`,
+    );
+    const shares = draft.shares.map((share) => share.toText());
+    check(shares.join("\n") === entry.shares.join("\n"), `shares: got ${shares.join(" ")}`);
+    // Receipt.issue of envelope.py: each custodian signs the receipt body.
+    const receipts = [];
+    for (const [i, name] of roles.custodians.entries()) {
+      const receipt = new Receipt({
+        custodian: name,
+        index: i + 1,
+        messageId: draft.header.messageId,
+        ref: entry.receipt_refs[i],
+        shareDigest: draft.header.custodians[i].shareDigest,
+      });
+      receipt.signature = await ids[name].sign("receipt", receipt.body());
+      receipts.push(receipt);
+    }
+    const written = await draft.finish(sender, receipts);
+    checkHex(written.toBytes(), toHex(utf8(entry.envelope)), "envelope");
+
+    // Reading (§7.6, §7.7): decode, verify with every key pinned, open with t shares.
+    const envelope = await Envelope.fromBytes(utf8(entry.envelope));
+    checkHex(envelope.toBytes(), toHex(utf8(entry.envelope)), "envelope re-encoded");
+    const recipient = ids[roles.recipients[0]].public;
+    await envelope.verify(sender.public, custodianKeys(ids, roles), { recipient });
+    checkHex(await envelope.open(released(entry.released)), entry.plaintext, "plaintext");
+  });
+}
+
+// Each failure: refused at its stage with exactly its error class, every earlier stage passed.
+export async function runEnvelopeFailures(text, roles) {
+  const data = JSON.parse(text);
+  const ids = await identities(data);
+  return eachCase(data.failures, async (entry) => {
+    const expected = entry.expect;
+    check(typeof errors[expected] === "function", `no error class ${expected} in errors.js`);
+    let reached = "decode";
+    try {
+      const envelope = await Envelope.fromBytes(utf8(entry.envelope));
+      reached = "verify";
+      // As the generator reads: sender and custodians pinned (no recipient).
+      await envelope.verify(ids[roles.sender].public, custodianKeys(ids, roles));
+      reached = "open";
+      await envelope.open(released(entry.released));
+      reached = "nothing";
+    } catch (error) {
+      check(
+        error instanceof errors[expected] && error.name === expected,
+        `${reached}: threw ${error.name} (${error.message}), expected ${expected}`,
+      );
+      check(error instanceof errors.SecureCommError, `${error.name} is not a SecureCommError`);
+      check(reached === entry.stage, `refused at ${reached}, expected at ${entry.stage}`);
+      return;
+    }
+    throw new Mismatch(`accepted, expected ${expected} at ${entry.stage}`);
+  });
+}
