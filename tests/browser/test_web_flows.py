@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
+from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, Request, expect
 
 from securecomm import canonical
 from securecomm.identity import Identity
@@ -111,9 +111,12 @@ class Person:
         if file is None:
             page.get_by_label("Message", exact=True).fill(text)
         else:
-            page.get_by_label("…or a file instead").set_input_files(
-                files=[{"name": "data.bin", "mimeType": "application/octet-stream", "buffer": file}]
-            )
+            payload: FilePayload = {
+                "name": "data.bin",
+                "mimeType": "application/octet-stream",
+                "buffer": file,
+            }
+            page.get_by_label("…or a file instead").set_input_files(files=[payload])
         if approval:
             page.get_by_label("Each custodian's operator must approve the release").check()
         if burn:
