@@ -398,7 +398,7 @@ class Proxy:
                 path, _, query = self.path.partition("?")
                 proxy._exchange(self, self.command, path, query, headers, body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle  # noqa: N815
 
         return Handler
 

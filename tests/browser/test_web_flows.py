@@ -16,15 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, Request, expect
+from playwright.sync_api import Browser, expect
 
 from securecomm import canonical
 from securecomm.identity import Identity
+from tests.browser._web import PASSPHRASE, Person, shot
 from tests.integration.test_cli_system import Up, cli, explain, finish_up, run, start_up
-
-PASSPHRASE = "correct horse battery"
-SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
-TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -36,122 +33,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         finish_up(running)
 
 
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-class Person:
-    """One browser profile with the page open."""
-
-    def __init__(self, browser: Browser, up: Up, *, width: int = 1100) -> None:
-        self.context: BrowserContext = browser.new_context(viewport={"width": width, "height": 900})
-        self.context.set_default_timeout(TIMEOUT_MS)
-        self.page = self.context.new_page()
-        self.requests: list[Request] = []
-        self.page.on("request", lambda request: self.requests.append(request))
-        # Script errors only: an HTTP error answer (a refusal the page shows) is logged by
-        # Chromium as "Failed to load resource", which is not the page failing.
-        self.console_errors: list[str] = []
-        self.page.on(
-            "console",
-            lambda m: (
-                self.console_errors.append(m.text)
-                if m.type == "error" and not m.text.startswith("Failed to load resource")
-                else None
-            ),
-        )
-        self.page.on("pageerror", lambda e: self.console_errors.append(str(e)))
-        self.up = up
-        self.open("identity")
-
-    def open(self, section: str) -> None:
-        """Load the page afresh at ``section`` (a hash change alone would keep old results)."""
-        self.page.goto("about:blank")
-        self.page.goto(f"{self.up.relay_url}/#{section}")
-        expect(self.page.locator("body[data-ready=true]")).to_be_attached()
-        expect(self.page.locator(f"#{section}")).to_be_visible()
-
-    def create(self, name: str) -> str:
-        page = self.page
-        self.open("identity")
-        page.get_by_label("Name", exact=True).fill(name)
-        page.get_by_label("Passphrase for the key file").fill(PASSPHRASE)
-        page.get_by_label("Passphrase again").fill(PASSPHRASE)
-        page.get_by_role("button", name="Create identity").click()
-        status = page.locator("#create-form .status")
-        expect(status).to_contain_text("registered it in the directory")
-        fingerprint = page.locator("#identity-fingerprint").inner_text()
-        assert re.fullmatch(r"([0-9a-f]{4} ){7}[0-9a-f]{4}", fingerprint), fingerprint
-        return fingerprint
-
-    def import_key(self, path: Path, passphrase: str = "") -> None:
-        self.open("identity")
-        self.page.get_by_label("Key file", exact=True).set_input_files(str(path))
-        self.page.get_by_label("Passphrase (empty for an unencrypted file)").fill(passphrase)
-        self.page.get_by_role("button", name="Import").click()
-        expect(self.page.locator("#import-form .status")).to_contain_text("Imported")
-
-    def act_as(self, name: str) -> None:
-        self.page.get_by_label("Acting as").select_option(name)
-        expect(self.page.locator("#active-fingerprint")).not_to_be_empty()
-
-    def send(
-        self,
-        to: str,
-        text: str = "",
-        *,
-        approval: bool = False,
-        burn: bool = False,
-        file: bytes | None = None,
-    ) -> str:
-        page = self.page
-        self.open("send")
-        page.get_by_label("To (names, separated by commas)").fill(to)
-        if file is None:
-            page.get_by_label("Message", exact=True).fill(text)
-        else:
-            payload: FilePayload = {
-                "name": "data.bin",
-                "mimeType": "application/octet-stream",
-                "buffer": file,
-            }
-            page.get_by_label("…or a file instead").set_input_files(files=[payload])
-        if approval:
-            page.get_by_label("Each custodian's operator must approve the release").check()
-        if burn:
-            page.get_by_label("Burn after reading (one release per custodian)").check()
-        page.get_by_role("button", name="Encrypt and send").click()
-        expect(page.locator("#send-form .status")).to_contain_text(f"Sent to {to}")
-        expect(page.locator("#copy-check")).to_contain_text("identical")
-        return page.locator("#sent-id").inner_text()
-
-    def read(self, message_id: str) -> Page:
-        page = self.page
-        self.open("inbox")
-        item = page.locator(f"li[data-message='{message_id}']")
-        item.get_by_role("button").click()
-        expect(page.locator("#reading")).not_to_have_attribute("aria-busy", "true")
-        return page
-
-    def status_of(self) -> dict[str, str]:
-        items = self.page.locator("#custody-status li")
-        return {
-            items.nth(i).get_attribute("data-custodian") or "": items.nth(i).get_attribute(
-                "data-state"
-            )
-            or ""
-            for i in range(items.count())
-        }
-
-    def close(self) -> None:
-        assert not self.console_errors, self.console_errors
-        self.context.close()
-
-
 @pytest.fixture(scope="module")
 def people(browser: Browser, up: Up) -> Iterator[dict[str, Person]]:
-    carol, dave = Person(browser, up), Person(browser, up)
+    carol, dave = Person(browser, up.relay_url), Person(browser, up.relay_url)
     carol.create("carol")
     shot(carol.page, "identity-created")
     dave.create("dave")
@@ -163,7 +47,7 @@ def people(browser: Browser, up: Up) -> Iterator[dict[str, Person]]:
 
 
 def test_first_visit_shows_the_identity_page(browser: Browser, up: Up) -> None:
-    newcomer = Person(browser, up)
+    newcomer = Person(browser, up.relay_url)
     expect(newcomer.page.locator("#identity-current")).to_contain_text("no identity")
     expect(newcomer.page.locator("#custody-rule")).to_contain_text("any 3 rebuild it")
     shot(newcomer.page, "identity-empty")
@@ -266,7 +150,7 @@ def test_approval_by_the_operators_in_the_browser(
     expect(dave.page.locator("#reading .status")).to_contain_text("Nothing was decrypted")
     shot(dave.page, "read-pending")
 
-    operator = Person(browser, up)
+    operator = Person(browser, up.relay_url)
     for name in ("alpha", "bravo", "charlie", "delta"):
         operator.import_key(up.home / "operators" / f"{name}-operator.key")
     for name in ("alpha", "bravo", "charlie"):
@@ -323,7 +207,7 @@ def test_an_envelope_tampered_on_the_relay_shows_an_error_and_no_text(
 
 
 def test_keyboard_only_and_phone_width(browser: Browser, up: Up) -> None:
-    phone = Person(browser, up, width=390)
+    phone = Person(browser, up.relay_url, width=390)
     page = phone.page
     page.get_by_label("Name", exact=True).focus()
     page.keyboard.type("erin")
@@ -368,7 +252,7 @@ def test_a_cli_key_file_with_a_passphrase_imports(browser: Browser, up: Up, tmp_
     )
     assert made.returncode == 0, explain(made)
     expected = Identity.load(tmp_path / "frank.key", b"frank's own passphrase").public
-    person = Person(browser, up)
+    person = Person(browser, up.relay_url)
     page = person.page
     page.get_by_label("Key file", exact=True).set_input_files(str(tmp_path / "frank.key"))
     page.get_by_label("Passphrase (empty for an unencrypted file)").fill("not the passphrase")

@@ -195,9 +195,16 @@ class Up:
         wait_for(gone, 15, f"{name} to die")
 
 
-def start_up(home: Path) -> Up:
-    ports = {name: free_port() for name in NAMES}
-    up = Up(home, free_port(), ports)
+def start_up(
+    home: Path,
+    env: dict[str, str] | None = None,
+    ports: dict[str, int] | None = None,
+    relay_port: int | None = None,
+) -> Up:
+    """``init`` then ``up`` on free ports (or those given), with ``env`` added to a clean
+    environment (to point links at a proxy, say)."""
+    ports = ports or {name: free_port() for name in NAMES}
+    up = Up(home, relay_port or free_port(), ports)
     write_config(home, up.relay_port, ports)
     initialised = cli(home, "init")
     assert initialised.returncode == 0, explain(initialised)
@@ -208,7 +215,7 @@ def start_up(home: Path) -> Up:
             stderr=err,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=clean_env(),
+            env=clean_env() | (env or {}),
         )
     urls = [up.relay_url, *(up.url(name) for name in NAMES)]
 

@@ -100,7 +100,16 @@ def _message_id(value: str) -> str:
 def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Flask:
     identity = load_or_create(settings.relay_dir() / "identity.key", "relay")
     db = engine or open_database(settings.relay_database(), metadata)
-    app = create_app("relay", identity, db, nonces, max_body_bytes=settings.max_envelope_bytes)
+    # Behind a proxy the page's origin is not the relay's own address: name it in web_origins
+    # (or SERVER_URL, whose origin is the default).
+    app = create_app(
+        "relay",
+        identity,
+        db,
+        nonces,
+        max_body_bytes=settings.max_envelope_bytes,
+        cors_origins=settings.allowed_origins(),
+    )
 
     def store_envelope() -> tuple[Response, int]:
         if request.mimetype != "application/json":

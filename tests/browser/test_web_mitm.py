@@ -1,0 +1,133 @@
+"""The web client with a man in the middle on every link (``securecomm.mitm.Proxy``).
+
+The page is loaded through a proxy in front of the relay, and the relay tells it to reach
+each custodian through another proxy; the custodians accept that page's origin. Watching
+only, the proxies must see no plaintext; altering a custodian's answer must cost that share
+alone, and altering the relay's copy must stop the read with no text shown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from securecomm.mitm import Proxy
+from tests.browser._web import Person, shot
+from tests.integration.conftest import NAMES, free_port
+from tests.integration.test_cli_system import Up, finish_up, start_up
+
+SECRET = "the launch code is 0000, do not tell anyone"
+
+
+@dataclass
+class Wire:
+    up: Up
+    relay: Proxy
+    custodians: dict[str, Proxy]
+
+    def all(self) -> list[Proxy]:
+        return [self.relay, *self.custodians.values()]
+
+    def watch_only(self) -> None:
+        for proxy in self.all():
+            proxy.mode, proxy.match, proxy.field_name = "passive", None, None
+
+
+@pytest.fixture(scope="module")
+def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire]:
+    ports = {name: free_port() for name in NAMES}
+    relay_port = free_port()
+    watch = [SECRET.encode()]
+    relay = Proxy(f"http://127.0.0.1:{relay_port}", watch=watch, audience="relay").start()
+    custodians = {
+        name: Proxy(f"http://127.0.0.1:{port}", watch=watch, audience=name).start()
+        for name, port in ports.items()
+    }
+    env = {"SECURECOMM_SERVER_URL": relay.url} | {
+        f"SECURECOMM_CUSTODIAN_{name.upper()}_URL": proxy.url for name, proxy in custodians.items()
+    }
+    try:
+        up = start_up(tmp_path_factory.mktemp("mitm") / "home", env, ports, relay_port)
+        try:
+            yield Wire(up, relay, custodians)
+        finally:
+            finish_up(up)
+    finally:
+        for proxy in [relay, *custodians.values()]:
+            proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(browser: Browser, wire: Wire) -> Iterator[tuple[Person, Person]]:
+    grace, heidi = Person(browser, wire.relay.url), Person(browser, wire.relay.url)
+    grace.create("grace")
+    heidi.create("heidi")
+    try:
+        yield grace, heidi
+    finally:
+        grace.close()
+        heidi.close()
+
+
+@pytest.fixture(autouse=True)
+def passive(wire: Wire) -> Iterator[None]:
+    wire.watch_only()
+    yield
+    wire.watch_only()
+
+
+def test_watching_every_link_sees_no_secret(wire: Wire, pair: tuple[Person, Person]) -> None:
+    grace, heidi = pair
+    message_id = grace.send("heidi", SECRET)
+    expect(heidi.read(message_id).locator("#plaintext")).to_have_text(SECRET)
+    for proxy in wire.all():
+        assert proxy.exchanges, f"nothing went through {proxy.upstream}: the test is void"
+        assert not proxy.alarms, proxy.alarms
+        assert SECRET.encode() not in proxy.captured()
+    # The page itself came through the relay's proxy, and every share through its own.
+    paths = {exchange.path for exchange in wire.relay.exchanges}
+    assert "/" in paths and "/web/js/app.js" in paths
+    for name, proxy in wire.custodians.items():
+        deposits = [e for e in proxy.exchanges if (e.method, e.path) == ("POST", "/v1/deposits")]
+        assert len(deposits) == 1 and deposits[0].status == 201, name
+
+
+def test_a_share_altered_on_one_link_costs_that_share_only(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    grace, heidi = pair
+    message_id = grace.send("heidi", SECRET)
+    bravo = wire.custodians["bravo"]
+    bravo.mode, bravo.direction = "flip", "response"
+    bravo.match, bravo.field_name = re.compile(r"^/v1/releases"), "sealed_share"
+    page = heidi.read(message_id)
+    expect(page.locator("#plaintext")).to_have_text(SECRET)
+    states = heidi.status_of()
+    assert states["bravo"] == "bad", states
+    assert sorted(n for n, s in states.items() if s == "released") == [
+        "alpha",
+        "charlie",
+        "delta",
+        "echo",
+    ]
+    assert bravo.alterations, "the proxy altered nothing: the test is void"
+    shot(page, "mitm-bad-share")
+
+
+def test_the_relays_copy_altered_on_the_way_shows_no_text(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    grace, heidi = pair
+    message_id = grace.send("heidi", SECRET)
+    relay = wire.relay
+    relay.mode, relay.direction = "flip", "response"
+    relay.match, relay.field_name = re.compile(r"^/api/v1/messages/"), "ciphertext"
+    page = heidi.read(message_id)
+    expect(page.locator("#reading .status")).to_contain_text("altered or is not genuine")
+    expect(page.locator("#plaintext")).to_have_count(0)
+    assert SECRET not in page.content()
+    assert relay.alterations, "the proxy altered nothing: the test is void"
