@@ -730,12 +730,13 @@ def test_a_js_signed_request_verifies_in_python(page: Page) -> None:
         js["get"], method="GET", path="/v1/releases/ab%2Fc", query="a=1&b=%C3%A9&c", body=b""
     )
     assert got.identity.to_json() == public.to_json()
-    for code, changes in [
+    tampered: list[tuple[str, dict[str, Any]]] = [
         ("bad_digest", {"body": body + b"\x00"}),
         ("bad_signature", {"path": "/v1/deposit"}),
         ("bad_signature", {"query": "x=1"}),
         ("bad_signature", {"method": "PUT"}),
-    ]:
+    ]
+    for code, changes in tampered:
         with pytest.raises(errors.RequestAuthError) as caught:
             verify(js["post"], **changes)
         assert caught.value.code == code, changes

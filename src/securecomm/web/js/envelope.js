@@ -348,9 +348,6 @@ export class Envelope {
    * reader's public identity, which must be listed.
    */
   async verify(sender = null, custodians = {}, { recipient = null } = {}) {
-    if (recipient !== null && !this.header.isRecipient(recipient)) {
-      throw new NotRecipientError(`envelope ${this.id}: ${recipient.name} (${recipient.shortFingerprint()}) is not one of its recipients`);
-    }
     const claimed = this.header.sender;
     if (sender !== null && (sender.name !== claimed.name || sender.fingerprintHex !== claimed.fingerprintHex)) {
       throw new SignatureError(
@@ -360,12 +357,17 @@ export class Envelope {
     await claimed.verify(this.signature, "envelope", this.signedBody());
     for (const [i, receipt] of this.receipts.entries()) {
       const slot = this.header.custodians[i];
-      const key = custodians[slot.name];
+      // Own members only: a custodian may be named "constructor" (§1.6).
+      const key = has(custodians, slot.name) ? custodians[slot.name] : undefined;
       if (!key) continue;
       if (slot.fingerprintHex !== null && key.fingerprintHex !== slot.fingerprintHex) {
         throw new SignatureError(`envelope ${this.id}: custodian ${slot.name} in the header has another key than the known ${key.shortFingerprint()}`);
       }
       await receipt.verify(key);
+    }
+    // Step 5 of §7.7, after the signatures it relies on.
+    if (recipient !== null && !this.header.isRecipient(recipient)) {
+      throw new NotRecipientError(`envelope ${this.id}: ${recipient.name} (${recipient.shortFingerprint()}) is not one of its recipients`);
     }
   }
 

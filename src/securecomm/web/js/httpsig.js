@@ -42,6 +42,7 @@ export async function signRequest(identity, { method, path, query = "", body, au
   nonce = nonce ?? toHex(randomBytes(16));
   if (!NONCE.test(nonce)) throw new ParameterError("nonce: expected 32 lowercase hex digits");
   const created = now ?? Math.floor(Date.now() / 1000);
+  if (created < 0) throw new ParameterError(`created: ${created} is negative`);
   const params =
     `${INNER_LIST};created=${created};nonce="${nonce}"` +
     `;keyid="${identity.public.fingerprintHex}";alg="ed25519"` +

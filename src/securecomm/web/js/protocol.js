@@ -61,7 +61,8 @@ export async function openRelease(value, reader, custodian) {
   if (!Number.isSafeInteger(value.index) || value.index < 1 || value.index > 255) throw new FieldError("release.index: expected an integer in 1..255");
   if (typeof value.message_id !== "string" || !HEX_ID.test(value.message_id)) throw new FieldError("release.message_id: expected 32 hex digits");
   if (typeof value.recipient !== "string" || !HEX_FINGERPRINT.test(value.recipient)) throw new FieldError("release.recipient: expected 64 hex digits");
-  const sealed = b64decode(value.sealed_share, { field: "release.sealed_share" });
+  // Any length, as in Python: a seal too short to open is the opaque DecryptionError (§5).
+  const sealed = b64decode(value.sealed_share, { field: "release.sealed_share", allowEmpty: true });
   const signature = b64decode(value.signature, { field: "release.signature", length: 64 });
   if (value.custodian !== custodian.name) throw new FieldError(`release: answered as ${value.custodian}, expected ${custodian.name}`);
   if (value.recipient !== reader.public.fingerprintHex) throw new FieldError("release: sealed to another recipient");
