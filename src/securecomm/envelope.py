@@ -507,11 +507,6 @@ class Envelope:
         integrity but not who sent it. ``recipient``, if given, must be
         listed in the header by name and fingerprint.
         """
-        if recipient is not None and not self.header.is_recipient(recipient):
-            raise NotRecipientError(
-                f"envelope {self.id}: {recipient.name} ({recipient.short_fingerprint()})"
-                " is not one of its recipients"
-            )
         claimed = self.header.sender
         if sender is not None and (
             sender.name != claimed.name or sender.fingerprint != claimed.fingerprint
@@ -531,6 +526,12 @@ class Envelope:
                     f" than the known {key.short_fingerprint()}"
                 )
             receipt.verify(key)
+        # Step 5 of spec section 7.7, after the signatures it relies on.
+        if recipient is not None and not self.header.is_recipient(recipient):
+            raise NotRecipientError(
+                f"envelope {self.id}: {recipient.name} ({recipient.short_fingerprint()})"
+                " is not one of its recipients"
+            )
 
     def check_share(self, custodian: str, share: Share) -> None:
         """Raise :class:`ShareDigestError`, naming the custodian, for a share not the signed one."""
