@@ -338,6 +338,27 @@ def build_document(
 # The relay.
 
 _RELAY_SCHEMAS: dict[str, Schema] = {
+    "WebConfig": obj(
+        {
+            "v": const(1),
+            "n": integer(2, 255, "Number of custodians."),
+            "threshold": integer(2, 255, "Shares needed to rebuild a key."),
+            "custodians": array(
+                obj(
+                    {
+                        "name": ref("Name"),
+                        "url": {"type": "string", "description": "Where a browser reaches it."},
+                        "fingerprint": {"oneOf": [ref("Fingerprint"), {"type": "null"}]},
+                    },
+                    "One custodian, in share order.",
+                ),
+                2,
+                255,
+            ),
+            "max_envelope_bytes": integer(1, 2**40, "The largest envelope the relay takes."),
+        },
+        "The web client's configuration.",
+    ),
     "CustodianSlot": obj(
         {
             "name": ref("Name"),
@@ -566,13 +587,46 @@ _RELAY_PATHS: dict[str, Schema] = {
     "/": {
         "get": operation(
             "index",
-            "A page that says what this service is. Anyone may call it.",
+            "The web client: a page that encrypts, splits and reads in the browser. Anyone may"
+            " call it.",
             {
                 "200": {
                     "description": "HTML.",
                     "content": {"text/html": {"schema": {"type": "string"}}},
                 }
             },
+            signed=False,
+        )
+    },
+    "/web/{filename}": {
+        "parameters": [
+            path_parameter(
+                "filename", {"type": "string"}, "A file of the web client, e.g. js/app.js."
+            )
+        ],
+        "get": operation(
+            "webFile",
+            "One of the web client's files (its modules and style sheet). Anyone may call it.",
+            {
+                "200": {
+                    "description": "The file.",
+                    "content": {
+                        kind: {"schema": {"type": "string"}}
+                        for kind in ("text/javascript", "text/css", "text/html")
+                    },
+                },
+                "404": error("No such file.", "not_found"),
+            },
+            signed=False,
+        ),
+    },
+    "/api/v1/web-config": {
+        "get": operation(
+            "getWebConfig",
+            "What the web client needs: the custodians, where a browser reaches them, their"
+            " pinned fingerprints where the relay's home has them, and the threshold. Anyone"
+            " may call it.",
+            {"200": json_response("The configuration.", ref("WebConfig"))},
             signed=False,
         )
     },
