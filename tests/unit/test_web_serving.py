@@ -123,3 +123,20 @@ def test_a_web_origin_that_is_not_an_origin_is_refused(tmp_path: Path, bad: str)
 def test_origin_of_drops_default_ports_and_case() -> None:
     assert origin_of("HTTPS://Chat.Example.org:443/x") == "https://chat.example.org"
     assert origin_of("http://127.0.0.1:5000/") == "http://127.0.0.1:5000"
+
+
+def test_relay_takes_requests_from_its_own_pages_and_its_web_origins_only(
+    tmp_path: Path,
+) -> None:
+    proxied = "https://chat.example.org"
+    svc = relay(settings_for(tmp_path, web_origins=(proxied,)))
+    for origin, status in [
+        ("http://localhost", 200),  # the page it served itself: Origin equals its Host
+        (proxied, 200),  # its page reached through a proxy
+        ("http://evil.example", 403),
+    ]:
+        answer = svc.send(
+            "GET", "/api/v1/web-config", headers={"Origin": origin, "Host": "localhost"}
+        )
+        assert answer.status_code == status, origin
+    assert svc.send("GET", "/", headers={"Origin": "http://evil.example"}).status_code == 403
