@@ -12,33 +12,7 @@ import * as errors from "/js/errors.js";
 import { Identity } from "/js/identity.js";
 import { privateKeyInfo } from "/js/keyfile.js";
 import { Share } from "/js/shares.js";
-
-class Mismatch extends Error {}
-
-function check(condition, detail) {
-  if (!condition) {
-    throw new Mismatch(detail);
-  }
-}
-
-function checkHex(actual, expected, what) {
-  check(toHex(actual) === expected, `${what}: got ${toHex(actual)}, expected ${expected}`);
-}
-
-// Run `body` for every case; a thrown Mismatch or error fails that case only.
-async function eachCase(cases, body) {
-  const results = [];
-  for (const entry of cases) {
-    try {
-      await body(entry);
-      results.push({ description: entry.description, passed: true, detail: "" });
-    } catch (error) {
-      const detail = error instanceof Mismatch ? error.message : `${error.name}: ${error.message}`;
-      results.push({ description: entry.description, passed: false, detail });
-    }
-  }
-  return results;
-}
+import { Mismatch, check, checkHex, eachCase } from "/tests/vectors.js";
 
 // The file's identities, imported from their raw private keys as PKCS#8 DER;
 // each must give the public identity the file records.

@@ -10,7 +10,6 @@ hex); private keys go to the page as PKCS#8 DER.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Page
@@ -31,53 +29,10 @@ from securecomm.envelope import Envelope, Policy, Receipt, Recipient, prepare, s
 from securecomm.identity import Identity, PublicIdentity
 from securecomm.protocol import DepositRequest, Release
 from securecomm.shares import Share
+from tests.browser._js import b64, evaluate, pkcs8, unb64
 from tests.unit._vectors import VECTORS
 
 SPEC = Path(__file__).resolve().parents[2] / "spec" / "format-v1.md"
-
-IMPORTS = """
-    const bytes = await import('/js/bytes.js');
-    const envelope = await import('/js/envelope.js');
-    const httpsig = await import('/js/httpsig.js');
-    const protocol = await import('/js/protocol.js');
-    const { Share } = await import('/js/shares.js');
-    const { Identity, PublicIdentity } = await import('/js/identity.js');
-    const { b64encode, b64decode, fromHex, toHex, utf8 } = bytes;
-    const failure = async (call) => {
-        try { await call(); } catch (error) { return `${error.name}: ${error.message}`; }
-        return 'accepted';
-    };
-    const fromKeys = (keys) =>
-        Identity.fromPkcs8(keys.name, b64decode(keys.ed), b64decode(keys.x));
-    const publicOf = (json) => PublicIdentity.fromJson(json);
-    const byName = async (jsons) => Object.fromEntries(
-        await Promise.all(jsons.map(async (json) => [json.name, await publicOf(json)])));
-"""
-
-
-def evaluate(page: Page, body: str, arg: Any = None) -> Any:
-    """Run ``body`` (async, sees ``arg`` and the IMPORTS) in the page; return its result."""
-    return page.evaluate(f"async (arg) => {{ {IMPORTS} {body} }}", arg)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def unb64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)
-
-
-def pkcs8(identity: Identity) -> dict[str, str]:
-    """The private keys of a Python identity as base64 PKCS#8 DER, for the page."""
-    der = serialization.Encoding.DER
-    fmt = serialization.PrivateFormat.PKCS8
-    none = serialization.NoEncryption()
-    return {
-        "name": identity.name,
-        "ed": b64(identity._signing_key.private_bytes(der, fmt, none)),
-        "x": b64(identity.kem_private_key.private_bytes(der, fmt, none)),
-    }
 
 
 def verdict(call: Callable[[], str]) -> str:
@@ -295,16 +250,16 @@ def test_a_python_envelope_opens_in_js(page: Page) -> None:
         const custodians = await byName(arg.custodians);
         const reader = await publicOf(arg.reader);
         await env.verify(sender, custodians, { recipient: reader });
-        const shares = arg.shares.map((share) => Share.fromBytes(b64decode(share)));
+        const released = arg.shares.map((share) => Share.fromBytes(b64decode(share)));
         const open = (chosen) =>
-            env.open(Object.fromEntries(chosen.map((i) => [arg.names[i], shares[i]])));
+            env.open(Object.fromEntries(chosen.map((i) => [arg.names[i], released[i]])));
         return {
             again: b64encode(env.toBytes()),
             opened: await Promise.all([[0, 1, 2], [3, 0, 2], [0, 1, 2, 3]].map(
                 async (chosen) => b64encode(await open(chosen)))),
             two: await failure(() => open([1, 3])),
             moved: await failure(() => env.open({
-                [arg.names[1]]: shares[0], [arg.names[2]]: shares[2], [arg.names[3]]: shares[3] })),
+                [arg.names[1]]: released[0], [arg.names[2]]: released[2], [arg.names[3]]: released[3] })),
             stranger: await failure(() => env.verify(sender, custodians, { recipient: sender })),
             impostor: await failure(() => env.verify(custodians[arg.names[0]], custodians)),
             swapped: await failure(() => env.verify(
@@ -386,14 +341,14 @@ def test_a_custodian_named_like_an_object_member_is_read_alike(page: Page) -> No
         const known = await byName(arg.known);
         const all = await byName(arg.all);
         const verify = (custodians) => failure(() => env.verify(sender, custodians));
-        const shares = arg.shares.map((share) => Share.fromBytes(b64decode(share)));
+        const released = arg.shares.map((share) => Share.fromBytes(b64decode(share)));
         return {
             some: await verify(known),
             none: await verify({}),
             all: await verify(all),
             wrong: await verify({ constructor: all.kilo }),
             opened: b64encode(await env.open(
-                Object.fromEntries(arg.names.map((name, i) => [name, shares[i]])))),
+                Object.fromEntries(arg.names.map((name, i) => [name, released[i]])))),
         };
         """,
         {

@@ -7,7 +7,6 @@ base64 (or hex); private keys go to the page as PKCS#8 DER.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -21,47 +20,9 @@ from playwright.sync_api import Page
 
 from securecomm import canonical, errors, hpke, shares
 from securecomm.identity import Identity, PublicIdentity
+from tests.browser._js import b64, evaluate, pkcs8, unb64
 
 PASSPHRASE = "test passphrase, non-ASCII: grüße"
-
-IMPORTS = """
-    const bytes = await import('/js/bytes.js');
-    const canonical = await import('/js/canonical.js');
-    const hpke = await import('/js/hpke.js');
-    const keyfile = await import('/js/keyfile.js');
-    const shares = await import('/js/shares.js');
-    const { Identity, PublicIdentity } = await import('/js/identity.js');
-    const { b64encode, b64decode, fromHex, toHex, utf8 } = bytes;
-    const failure = async (call) => {
-        try { await call(); } catch (error) { return `${error.name}: ${error.message}`; }
-        return 'accepted';
-    };
-"""
-
-
-def evaluate(page: Page, body: str, arg: Any = None) -> Any:
-    """Run ``body`` (async, sees ``arg`` and the IMPORTS) in the page; return its result."""
-    return page.evaluate(f"async (arg) => {{ {IMPORTS} {body} }}", arg)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def unb64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)
-
-
-def pkcs8(identity: Identity) -> dict[str, str]:
-    """The private keys of a Python identity as base64 PKCS#8 DER, for the page."""
-    der = serialization.Encoding.DER
-    fmt = serialization.PrivateFormat.PKCS8
-    none = serialization.NoEncryption()
-    return {
-        "name": identity.name,
-        "ed": b64(identity._signing_key.private_bytes(der, fmt, none)),
-        "x": b64(identity.kem_private_key.private_bytes(der, fmt, none)),
-    }
 
 
 FROM_PKCS8 = """

@@ -11,20 +11,20 @@ import * as hpke from "/js/hpke.js";
 import * as shamir from "/js/shamir.js";
 import { Share, combine } from "/js/shares.js";
 
-class Mismatch extends Error {}
+export class Mismatch extends Error {}
 
-function check(condition, detail) {
+export function check(condition, detail) {
   if (!condition) {
     throw new Mismatch(detail);
   }
 }
 
-function checkHex(actual, expected, what) {
+export function checkHex(actual, expected, what) {
   check(toHex(actual) === expected, `${what}: got ${toHex(actual)}, expected ${expected}`);
 }
 
 // Run `body` for every case; a thrown Mismatch or error fails that case only.
-async function eachCase(cases, body) {
+export async function eachCase(cases, body) {
   const results = [];
   for (const entry of cases) {
     try {
