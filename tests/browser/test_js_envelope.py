@@ -259,7 +259,10 @@ def test_a_python_envelope_opens_in_js(page: Page) -> None:
                 async (chosen) => b64encode(await open(chosen)))),
             two: await failure(() => open([1, 3])),
             moved: await failure(() => env.open({
-                [arg.names[1]]: released[0], [arg.names[2]]: released[2], [arg.names[3]]: released[3] })),
+                [arg.names[1]]: released[0],
+                [arg.names[2]]: released[2],
+                [arg.names[3]]: released[3],
+            })),
             stranger: await failure(() => env.verify(sender, custodians, { recipient: sender })),
             impostor: await failure(() => env.verify(custodians[arg.names[0]], custodians)),
             swapped: await failure(() => env.verify(
