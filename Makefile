@@ -22,7 +22,7 @@ lint: $(VENV)/.installed
 
 # The browser tests drive Debian's Chromium (tests/browser); installed here when missing.
 browser:
-	@test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium) >/dev/null \
+	@test -x /usr/bin/chromium || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q chromium) >/dev/null \
 		|| (echo "make test needs Debian's chromium: apt-get install chromium (as root)" && false)
 
 test: lint browser
