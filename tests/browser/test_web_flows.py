@@ -161,7 +161,11 @@ def test_approval_by_the_operators_in_the_browser(
         card.locator("li[data-release]").get_by_role("button", name=re.compile("^Approve")).click()
         expect(card.locator(".status").last).to_contain_text("approved")
         # Another custodian's card says this identity is not its operator.
-        expect(operator.page.locator("#operator-echo")).to_contain_text("is not echo's operator")
+        others = [n for n in ("alpha", "bravo", "charlie", "delta", "echo") if n != name]
+        expect(operator.page.locator("#operator-others")).to_have_text(
+            f"{name}-operator is not the operator of {', '.join(others)}."
+        )
+        expect(operator.page.locator("#operator-echo")).to_have_count(0)
     shot(operator.page, "operator")
     operator.act_as("delta-operator")
     operator.open("operator")
@@ -288,6 +292,27 @@ def test_burn_after_reading_refuses_the_second_read(people: dict[str, Person]) -
     assert set(dave.status_of().values()) == {"refused"}
     expect(page.locator("#custody-status")).to_contain_text("destroyed")
     shot(page, "read-refused")
+
+
+def test_an_edited_audit_log_is_caught_in_the_operator_view(
+    browser: Browser, people: dict[str, Person], up: Up
+) -> None:
+    people["carol"].send("dave", "leaves a trail in every audit log")
+    database = up.home / "custodians" / "charlie" / "custodian.db"
+    with sqlite3.connect(database) as conn:
+        (event,) = conn.execute("SELECT event FROM audit_log WHERE seq = 2").fetchone()
+        # The operator's own view of the log is rewritten: a refusal made to look like
+        # something else, say. The hash chain and signatures must give it away.
+        conn.execute("UPDATE audit_log SET event = ? WHERE seq = 2", (event + "-edited",))
+    operator = Person(browser, up.relay_url)
+    operator.import_key(up.home / "operators" / "charlie-operator.key")
+    operator.open("operator")
+    result = operator.page.locator("#operator-charlie .audit-result")
+    expect(result).to_have_class(re.compile("error"))
+    expect(result).to_contain_text("FAILED at entry 2: its contents do not match its hash")
+    expect(result).to_contain_text("the first 1 entries verify")
+    shot(operator.page, "operator-audit-failed")
+    operator.close()
 
 
 def test_a_custodian_that_is_down_is_shown_and_the_rest_suffice(

@@ -135,6 +135,7 @@ function renderActive() {
 function renderIdentity() {
   const container = $("#identity-current");
   const record = state.active;
+  $("#create-form h3").textContent = state.identities.size ? "Add another identity" : "Create an identity";
   if (!record) {
     show(container, h("p", { class: "notice" }, "You have no identity in this browser yet: create one, or import a key file."));
     return;
@@ -414,18 +415,28 @@ async function refreshOperator() {
   const operator = state.active.identity;
   show(list, state.config.custodians.map((c) => h("div", { class: "card", "data-custodian": c.name, id: `operator-${c.name}` },
     h("h3", {}, c.name), h("div", { class: "status", role: "status", "aria-live": "polite" }, "Loading…"))));
+  const others = [];
   await Promise.all(state.config.custodians.map(async (custodian) => {
     const card = $(`#operator-${custodian.name}`);
     try {
       const [pending, log] = await Promise.all([api.pendingReleases(custodian, operator), api.audit(custodian, operator, state.known)]);
       drawOperator(card, custodian, operator, pending, log);
     } catch (error) {
-      const text = error instanceof ServiceError && error.code === "not_operator"
-        ? `${operator.name} is not ${custodian.name}'s operator.`
-        : describe(error);
-      setStatus(card, text, error.code === "not_operator" ? "" : "error");
+      if (error instanceof ServiceError && error.code === "not_operator") {
+        others.push(custodian.name);
+        card.remove();
+      } else {
+        setStatus(card, describe(error), "error");
+      }
     }
   }));
+  if (others.length) {
+    const names = state.config.custodians.map((c) => c.name).filter((name) => others.includes(name));
+    const text = others.length === state.config.custodians.length
+      ? `${operator.name} is the operator of none of these custodians. Import an operator's key file under Identity, then act as it.`
+      : `${operator.name} is not the operator of ${names.join(", ")}.`;
+    list.append(h("p", { class: "hint", id: "operator-others" }, text));
+  }
 }
 
 function drawOperator(card, custodian, operator, pending, log) {
