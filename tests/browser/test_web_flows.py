@@ -280,6 +280,20 @@ def test_a_file_from_the_browser_is_read_by_the_cli_byte_for_byte(
     assert out.read_bytes() == data
 
 
+def test_a_file_is_offered_as_a_download_in_the_browser(
+    people: dict[str, Person], tmp_path: Path
+) -> None:
+    data = b"\x00\x01binary\xff" * 5000
+    message_id = people["carol"].send("dave", file=data)
+    page = people["dave"].read(message_id)
+    expect(page.locator("#plaintext")).to_have_count(0)
+    with page.expect_download() as download:
+        page.get_by_role("button", name=f"Save the {len(data)}-byte file").click()
+    path = tmp_path / "saved.bin"
+    download.value.save_as(path)
+    assert path.read_bytes() == data
+
+
 def test_burn_after_reading_refuses_the_second_read(people: dict[str, Person]) -> None:
     carol, dave = people["carol"], people["dave"]
     message_id = carol.send("dave", "read me once", burn=True)

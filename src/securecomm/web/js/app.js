@@ -348,6 +348,18 @@ async function refreshInbox() {
   });
 }
 
+// Text to show, or null for a file: UTF-8, not huge, no control characters but tab and line ends.
+function asText(bytes) {
+  if (bytes.length > 1024 * 1024) return null;
+  let text;
+  try {
+    text = fromUtf8(bytes);
+  } catch {
+    return null;
+  }
+  return /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text) ? null : text;
+}
+
 const STATE_LABELS = { waiting: "waiting", asking: "asking…", released: "released", pending: "pending approval", refused: "refused", down: "down", bad: "bad share", "not-asked": "not asked" };
 
 async function readMessage(messageId, button) {
@@ -371,15 +383,10 @@ async function readMessage(messageId, button) {
       warn: (line) => warnings.push(line),
     });
     renderKnown();
-    let body;
-    let text = null;
-    try {
-      text = fromUtf8(result.plaintext);
-    } catch {
-      text = null;
-    }
-    if (text !== null) body = h("pre", { id: "plaintext", class: "plaintext", tabindex: "0" }, text);
-    else body = h("button", { type: "button", onclick: () => download(`message-${messageId.slice(0, 8)}.bin`, result.plaintext) }, `Save the ${result.plaintext.length}-byte file`);
+    const text = asText(result.plaintext);
+    const save = h("button", { type: "button", id: "save-message", onclick: () => download(`message-${messageId.slice(0, 8)}.bin`, result.plaintext) },
+      text === null ? `Save the ${result.plaintext.length}-byte file` : "Save as a file");
+    const body = [text === null ? h("p", {}, "This message is a file, not text.") : h("pre", { id: "plaintext", class: "plaintext", tabindex: "0" }, text), save];
     setStatus(panel, `Decrypted with the shares of ${result.used.join(", ")}; key commitment and tag checked.`, "ok");
     panel.append(
       h("p", {}, "From ", h("strong", {}, result.sender.name), " ", h("span", { class: "fingerprint" }, result.sender.shortFingerprint()),
@@ -390,7 +397,7 @@ async function readMessage(messageId, button) {
         e.target.replaceWith(h("span", { class: "ok" }, ` ${result.sender.name}'s key is pinned: a message signed by another key under that name will be refused.`));
       } }, `I compared it: pin ${result.sender.name}'s key`),
       ...warnings.map((line) => h("p", { class: "notice" }, line)),
-      body,
+      ...body,
     );
   } catch (error) {
     for (const [name, [st]] of statuses) if (st === "waiting") statuses.set(name, ["not-asked", ""]);
