@@ -11,6 +11,9 @@ from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, Requ
 PASSPHRASE = "correct horse battery"
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 TIMEOUT_MS = 30_000
+# A check waits this long for the page (PBKDF2, five custodians, a loaded 2-core machine),
+# instead of Playwright's 5 s.
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def shot(page: Page, name: str) -> None:
