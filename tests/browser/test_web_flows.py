@@ -210,6 +210,17 @@ def test_an_envelope_tampered_on_the_relay_shows_an_error_and_no_text(
     shot(page, "read-tampered")
 
 
+def test_a_page_opened_at_another_address_says_where_it_works(browser: Browser, up: Up) -> None:
+    elsewhere = Person(browser, up.relay_url.replace("127.0.0.1", "localhost"))
+    banner = elsewhere.page.locator("#page-error")
+    expect(banner).to_contain_text(f"only answer pages opened at {up.relay_url}")
+    elsewhere.page.locator("#origin-link").click()
+    expect(elsewhere.page.locator("body[data-ready=true]")).to_be_attached()
+    assert elsewhere.page.url.startswith(up.relay_url)
+    expect(elsewhere.page.locator("#page-error")).to_be_hidden()
+    elsewhere.close()
+
+
 def test_keyboard_only_and_phone_width(browser: Browser, up: Up) -> None:
     phone = Person(browser, up.relay_url, width=390)
     page = phone.page

@@ -51,6 +51,7 @@ def test_web_config_names_custodians_threshold_and_pinned_fingerprints(tmp_path:
     alpha = config["custodians"][0]
     assert alpha["url"] == "http://127.0.0.1:5101"
     assert alpha["fingerprint"] == report.identities["alpha"].fingerprint_hex
+    assert config["origins"] == ["http://127.0.0.1:5000"]
 
 
 def test_custodian_preflight_allows_the_configured_origin(tmp_path: Path) -> None:

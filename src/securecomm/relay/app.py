@@ -406,6 +406,7 @@ def _web_config(settings: Settings) -> dict[str, Any]:
         "threshold": settings.threshold,
         "custodians": custodians,
         "max_envelope_bytes": settings.max_envelope_bytes,
+        "origins": list(settings.allowed_origins()),
     }
 
 

@@ -356,6 +356,11 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
                 255,
             ),
             "max_envelope_bytes": integer(1, 2**40, "The largest envelope the relay takes."),
+            "origins": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The page origins the custodians answer (CORS).",
+            },
         },
         "The web client's configuration.",
     ),

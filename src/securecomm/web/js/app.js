@@ -506,6 +506,14 @@ async function main() {
     return;
   }
   $("#rule").textContent = `${state.config.threshold} of ${state.config.n}`;
+  if (!state.config.origins.includes(location.origin)) {
+    // The custodians would refuse every call from here: say where the page works instead.
+    const there = state.config.origins[0] + location.pathname + location.hash;
+    const box = $("#page-error");
+    box.hidden = false;
+    show(box, `The custodians only answer pages opened at ${state.config.origins.join(" or ")}, not at ${location.origin}. `,
+      h("a", { href: there, id: "origin-link" }, `Open ${there}`), " (identities are kept per address, too).");
+  }
   renderActive();
   renderKnown();
   renderCustodians();
