@@ -131,3 +131,46 @@ def test_the_relays_copy_altered_on_the_way_shows_no_text(
     expect(page.locator("#plaintext")).to_have_count(0)
     assert SECRET not in page.content()
     assert relay.alterations, "the proxy altered nothing: the test is void"
+
+
+def test_a_relay_answer_altered_on_send_withdraws_everything(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    grace, _ = pair
+    relay = wire.relay
+    relay.mode, relay.direction = "flip", "response"
+    relay.match, relay.field_name = re.compile(r"^/api/v1/messages$"), "digest"
+    page = grace.page
+    grace.open("send")
+    page.get_by_label("To (names, separated by commas)").fill("heidi")
+    page.get_by_label("Message", exact=True).fill(SECRET)
+    page.get_by_role("button", name="Encrypt and send").click()
+    status = page.locator("#send-form .status")
+    expect(status).to_contain_text("differs from what was sent")
+    expect(status).to_have_class(re.compile("error"))
+    assert relay.alterations, "the proxy altered nothing: the test is void"
+    # Every custodian was told to destroy its share, and did.
+    for name, proxy in wire.custodians.items():
+        withdrawals = [e for e in proxy.exchanges if e.method == "DELETE"]
+        assert withdrawals and withdrawals[-1].status == 204, name
+
+
+def test_a_copy_that_cannot_be_fetched_back_is_said_so(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    grace, heidi = pair
+    relay = wire.relay
+    relay.mode, relay.direction = "drop", "request"
+    relay.match, relay.field_name = re.compile(r"^/api/v1/messages/[0-9a-f]{32}$"), None
+    grace.open("send")
+    page = grace.page
+    page.get_by_label("To (names, separated by commas)").fill("heidi")
+    page.get_by_label("Message", exact=True).fill("posted, but not fetched back")
+    page.get_by_role("button", name="Encrypt and send").click()
+    expect(page.locator("#copy-check")).to_contain_text("could not be fetched back")
+    message_id = page.locator("#sent-id").inner_text()
+    assert relay.alterations, "the proxy dropped nothing: the test is void"
+    wire.watch_only()
+    expect(heidi.read(message_id).locator("#plaintext")).to_have_text(
+        "posted, but not fetched back"
+    )

@@ -211,15 +211,22 @@ export async function send({ config, known, sender, recipients, message, policy,
     throw error;
   }
   const localDigest = toHex(await sha256(data));
-  // The relay's copy, fetched back: the page shows it beside what it sent.
-  const copy = (await client.request("GET", `/api/v1/messages/${envelope.id}`)).bytes;
-  const copyDigest = toHex(await sha256(copy));
+  // The relay's copy, fetched back: the page shows it beside what it sent. The message is
+  // posted by now, so failing to fetch it is reported, not treated as a failed send.
+  let copy = null;
+  let copyError = null;
+  try {
+    copy = (await client.request("GET", `/api/v1/messages/${envelope.id}`)).bytes;
+  } catch (error) {
+    copyError = reason(error);
+  }
+  const copyDigest = copy === null ? localDigest : toHex(await sha256(copy));
   if (stored.digest !== localDigest || stored.id !== envelope.id || copyDigest !== localDigest) {
     await withdraw(config, sender, receipts, envelope.id);
     await client.request("DELETE", `/api/v1/messages/${envelope.id}`).catch(() => {});
     throw new ServiceError("relay", 0, "bad_copy", "the relay's stored copy differs from what was sent; the message and its deposits were withdrawn");
   }
-  return { envelope, data, copy, digest: localDigest, relayDigest: stored.digest, receipts: envelope.receipts };
+  return { envelope, data, copy, copyError, digest: localDigest, relayDigest: stored.digest, receipts: envelope.receipts };
 }
 
 /** This identity's messages on the relay, oldest first. */
