@@ -6,7 +6,13 @@
 import { b64decode, fromUtf8, labelledHash, sha256, toHex } from "./bytes.js";
 import * as canonical from "./canonical.js";
 import { Envelope, Receipt } from "./envelope.js";
-import { FormatError, QuorumError, SecureCommError, ServiceError, SignatureError } from "./errors.js";
+import {
+  FormatError,
+  QuorumError,
+  SecureCommError,
+  ServiceError,
+  SignatureError,
+} from "./errors.js";
 import { signRequest } from "./httpsig.js";
 import { PublicIdentity } from "./identity.js";
 import { depositBody, openRelease } from "./protocol.js";
@@ -25,7 +31,16 @@ export class ServiceClient {
     const content = raw ?? (body === null ? new Uint8Array(0) : canonical.dumps(body));
     const headers = content.length ? { "Content-Type": "application/json" } : {};
     if (sign && this.identity) {
-      Object.assign(headers, await signRequest(this.identity, { method, path, query, body: content, audience: this.audience }));
+      Object.assign(
+        headers,
+        await signRequest(this.identity, {
+          method,
+          path,
+          query,
+          body: content,
+          audience: this.audience,
+        }),
+      );
     }
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.timeoutMs);
@@ -43,7 +58,10 @@ export class ServiceClient {
       });
       bytes = new Uint8Array(await response.arrayBuffer());
     } catch (error) {
-      const why = error.name === "AbortError" ? `no answer within ${this.timeoutMs / 1000} s` : "cannot be reached (down, or it refuses this page's origin)";
+      const why =
+        error.name === "AbortError"
+          ? `no answer within ${this.timeoutMs / 1000} s`
+          : "cannot be reached (down, or it refuses this page's origin)";
       throw new ServiceError(this.audience, 0, "unreachable", `${this.audience} ${why}`);
     } finally {
       clearTimeout(timer);
@@ -89,10 +107,19 @@ export async function custodianKey(custodian, known) {
   const client = new ServiceClient(custodian.url, custodian.name, null, 5000);
   const answer = (await client.request("GET", "/v1/identity", { sign: false })).json();
   const presented = await PublicIdentity.fromJson(answer.identity, `${custodian.name} identity`);
-  if (presented.name !== custodian.name) throw new SignatureError(`${custodian.url} says it is ${presented.name}, not ${custodian.name}`);
-  await presented.verify(b64decode(answer.signature, { field: "signature", length: 64 }), "identity", answer.identity);
+  if (presented.name !== custodian.name)
+    throw new SignatureError(
+      `${custodian.url} says it is ${presented.name}, not ${custodian.name}`,
+    );
+  await presented.verify(
+    b64decode(answer.signature, { field: "signature", length: 64 }),
+    "identity",
+    answer.identity,
+  );
   if (custodian.fingerprint && custodian.fingerprint !== presented.fingerprintHex) {
-    throw new SignatureError(`custodian ${custodian.name} presents a key (${presented.shortFingerprint()}) other than the one configured`);
+    throw new SignatureError(
+      `custodian ${custodian.name} presents a key (${presented.shortFingerprint()}) other than the one configured`,
+    );
   }
   await known.pin(presented); // refuses a changed key; the page lists the pinned ones
   return presented;
@@ -102,30 +129,54 @@ export async function custodianKey(custodian, known) {
 export async function lookupContact(name, known, warn = () => {}) {
   let entry;
   try {
-    entry = (await relay().request("GET", `/api/v1/directory/${encodeURIComponent(name)}`, { sign: false })).json();
+    entry = (
+      await relay().request("GET", `/api/v1/directory/${encodeURIComponent(name)}`, { sign: false })
+    ).json();
   } catch (error) {
     const pinned = known.get(name);
-    if (pinned && error instanceof ServiceError && ["not_found", "unreachable"].includes(error.code)) return pinned;
+    if (
+      pinned &&
+      error instanceof ServiceError &&
+      ["not_found", "unreachable"].includes(error.code)
+    )
+      return pinned;
     if (error instanceof ServiceError && error.code === "not_found") {
-      throw new ServiceError("relay", 404, "not_found", `nobody called ${name} is registered with this relay`);
+      throw new ServiceError(
+        "relay",
+        404,
+        "not_found",
+        `nobody called ${name} is registered with this relay`,
+      );
     }
     throw error;
   }
   const listed = await PublicIdentity.fromJson(entry.identity, `directory entry ${name}`);
-  if (listed.name !== name) throw new SignatureError(`the directory answered ${listed.name} for ${name}`);
+  if (listed.name !== name)
+    throw new SignatureError(`the directory answered ${listed.name} for ${name}`);
   known.check(listed, "nothing was sent");
-  if (await known.pin(listed)) warn(`pinned ${name}'s key from the relay's directory: ${listed.shortFingerprint()} (compare it with them out of band)`);
+  if (await known.pin(listed))
+    warn(
+      `pinned ${name}'s key from the relay's directory: ${listed.shortFingerprint()} (compare it with them out of band)`,
+    );
   return known.get(name);
 }
 
 /** Put `identity`'s public keys in the relay's directory under its name. */
 export async function register(identity) {
   const body = { v: 1, identity: identity.public.toJson() };
-  return (await relay(identity).request("PUT", `/api/v1/directory/${identity.name}`, { body })).json();
+  return (
+    await relay(identity).request("PUT", `/api/v1/directory/${identity.name}`, { body })
+  ).json();
 }
 
 function listFailures(headline, failures) {
-  return headline + ": " + Object.entries(failures).map(([name, why]) => `${name}: ${why}`).join("; ");
+  return (
+    headline +
+    ": " +
+    Object.entries(failures)
+      .map(([name, why]) => `${name}: ${why}`)
+      .join("; ")
+  );
 }
 
 function reason(error) {
@@ -154,7 +205,13 @@ async function withdraw(config, sender, receipts, messageId) {
       config.custodians.map((c) => {
         const receipt = receipts[c.name];
         const client = new ServiceClient(c.url, c.name, sender, 5000);
-        return [c.name, () => (receipt ? client.request("DELETE", `/v1/deposits/${receipt.ref}`) : client.request("DELETE", "/v1/deposits", { query: `message_id=${messageId}` }))];
+        return [
+          c.name,
+          () =>
+            receipt
+              ? client.request("DELETE", `/v1/deposits/${receipt.ref}`)
+              : client.request("DELETE", "/v1/deposits", { query: `message_id=${messageId}` }),
+        ];
       }),
     ),
   );
@@ -164,11 +221,28 @@ async function withdraw(config, sender, receipts, messageId) {
  * Send `message` (bytes) from `sender` to the named recipients. Returns what the page shows:
  * the envelope sent, the relay's copy of it, the custody receipts.
  */
-export async function send({ config, known, sender, recipients, message, policy, prepare, progress = () => {}, warn = () => {} }) {
+export async function send({
+  config,
+  known,
+  sender,
+  recipients,
+  message,
+  policy,
+  prepare,
+  progress = () => {},
+  warn = () => {},
+}) {
   progress("checking keys");
-  const [keys, failures] = await parallel(Object.fromEntries(config.custodians.map((c) => [c.name, () => custodianKey(c, known)])));
+  const [keys, failures] = await parallel(
+    Object.fromEntries(config.custodians.map((c) => [c.name, () => custodianKey(c, known)])),
+  );
   if (Object.keys(failures).length) {
-    throw new ServiceError("send", 0, "custodians_unavailable", listFailures("nothing was sent; these custodians could not be checked", failures));
+    throw new ServiceError(
+      "send",
+      0,
+      "custodians_unavailable",
+      listFailures("nothing was sent; these custodians could not be checked", failures),
+    );
   }
   const readers = [];
   for (const name of recipients) readers.push(await lookupContact(name, known, warn));
@@ -176,7 +250,10 @@ export async function send({ config, known, sender, recipients, message, policy,
   const draft = await prepare(message, {
     sender: sender.public,
     recipients: readers,
-    custodians: config.custodians.map((c) => ({ name: c.name, fingerprintHex: keys[c.name].fingerprintHex })),
+    custodians: config.custodians.map((c) => ({
+      name: c.name,
+      fingerprintHex: keys[c.name].fingerprintHex,
+    })),
     threshold: config.threshold,
     policy,
   });
@@ -185,20 +262,39 @@ export async function send({ config, known, sender, recipients, message, policy,
     const key = keys[custodian.name];
     const body = await depositBody(draft, position, key, sender.public);
     const client = new ServiceClient(custodian.url, custodian.name, sender);
-    const receipt = Receipt.fromJson((await client.request("POST", "/v1/deposits", { body })).json());
+    const receipt = Receipt.fromJson(
+      (await client.request("POST", "/v1/deposits", { body })).json(),
+    );
     await receipt.verify(key);
     const slot = draft.header.custodians[position];
-    if (receipt.index !== position + 1 || toHex(receipt.messageId) !== draft.header.id || toHex(receipt.shareDigest) !== toHex(slot.shareDigest)) {
+    if (
+      receipt.index !== position + 1 ||
+      toHex(receipt.messageId) !== draft.header.id ||
+      toHex(receipt.shareDigest) !== toHex(slot.shareDigest)
+    ) {
       throw new SignatureError("its receipt is for another share");
     }
     return receipt;
   };
-  const [receipts, refused] = await parallel(Object.fromEntries(config.custodians.map((c, i) => [c.name, () => deposit(i, c)])));
+  const [receipts, refused] = await parallel(
+    Object.fromEntries(config.custodians.map((c, i) => [c.name, () => deposit(i, c)])),
+  );
   if (Object.keys(refused).length) {
     await withdraw(config, sender, receipts, draft.header.id);
-    throw new ServiceError("send", 0, "deposit_failed", listFailures("nothing was posted (deposits withdrawn); these custodians did not take their share", refused));
+    throw new ServiceError(
+      "send",
+      0,
+      "deposit_failed",
+      listFailures(
+        "nothing was posted (deposits withdrawn); these custodians did not take their share",
+        refused,
+      ),
+    );
   }
-  const envelope = await draft.finish(sender, config.custodians.map((c) => receipts[c.name]));
+  const envelope = await draft.finish(
+    sender,
+    config.custodians.map((c) => receipts[c.name]),
+  );
   draft.shares.length = 0; // the shares are with their custodians now; drop ours
   const data = envelope.toBytes();
   progress("uploading");
@@ -224,9 +320,22 @@ export async function send({ config, known, sender, recipients, message, policy,
   if (stored.digest !== localDigest || stored.id !== envelope.id || copyDigest !== localDigest) {
     await withdraw(config, sender, receipts, envelope.id);
     await client.request("DELETE", `/api/v1/messages/${envelope.id}`).catch(() => {});
-    throw new ServiceError("relay", 0, "bad_copy", "the relay's stored copy differs from what was sent; the message and its deposits were withdrawn");
+    throw new ServiceError(
+      "relay",
+      0,
+      "bad_copy",
+      "the relay's stored copy differs from what was sent; the message and its deposits were withdrawn",
+    );
   }
-  return { envelope, data, copy, copyError, digest: localDigest, relayDigest: stored.digest, receipts: envelope.receipts };
+  return {
+    envelope,
+    data,
+    copy,
+    copyError,
+    digest: localDigest,
+    relayDigest: stored.digest,
+    receipts: envelope.receipts,
+  };
 }
 
 /** This identity's messages on the relay, oldest first. */
@@ -251,26 +360,41 @@ const pendingKey = (reader, messageId) => `${reader.public.fingerprintHex}:${mes
  * state, detail)` reports each custodian: asking, released, pending, refused, down, bad.
  * Throws (and decrypts nothing) unless every check passed.
  */
-export async function read({ config, known, reader, messageId, onStatus = () => {}, warn = () => {} }) {
+export async function read({
+  config,
+  known,
+  reader,
+  messageId,
+  onStatus = () => {},
+  warn = () => {},
+}) {
   const data = (await relay(reader).request("GET", `/api/v1/messages/${messageId}`)).bytes;
   let envelope;
   try {
     envelope = await Envelope.fromBytes(data);
   } catch (error) {
-    throw new SignatureError(`the relay's copy of message ${messageId} is malformed (altered on the way?): ${error.message}`);
+    throw new SignatureError(
+      `the relay's copy of message ${messageId} is malformed (altered on the way?): ${error.message}`,
+    );
   }
-  if (envelope.id !== messageId) throw new SignatureError(`the relay answered with message ${envelope.id}, not ${messageId}`);
+  if (envelope.id !== messageId)
+    throw new SignatureError(`the relay answered with message ${envelope.id}, not ${messageId}`);
   const sender = envelope.header.sender;
   known.check(sender, "nothing was decrypted");
   const pinnedSender = known.get(sender.name);
   if (!pinnedSender) {
-    warn(`${sender.name} is not among your known keys: the signature proves the message is intact, not who sent it (fingerprint ${sender.shortFingerprint()})`);
+    warn(
+      `${sender.name} is not among your known keys: the signature proves the message is intact, not who sent it (fingerprint ${sender.shortFingerprint()})`,
+    );
   }
   const urls = Object.fromEntries(config.custodians.map((c) => [c.name, c]));
   const names = envelope.header.custodians.map((slot) => slot.name);
   const keys = {};
   for (const name of names) {
-    if (!urls[name]) throw new SignatureError(`message ${messageId} names custodian ${name}, which this relay does not know`);
+    if (!urls[name])
+      throw new SignatureError(
+        `message ${messageId} names custodian ${name}, which this relay does not know`,
+      );
     keys[name] = known.get(name) ?? (await custodianKey(urls[name], known));
   }
   await envelope.verify(pinnedSender, keys, { recipient: reader.public });
@@ -293,13 +417,21 @@ export async function read({ config, known, reader, messageId, onStatus = () => 
     if (answer.status === 202) {
       const releaseId = answer.json().release_id;
       stillPending[name] = releaseId;
-      onStatus(name, "pending", `waiting for ${name}'s operator to approve release ${releaseId.slice(0, 8)}…`);
+      onStatus(
+        name,
+        "pending",
+        `waiting for ${name}'s operator to approve release ${releaseId.slice(0, 8)}…`,
+      );
       throw new ServiceError(name, 202, "pending", "waiting for the operator's approval");
     }
     try {
       const share = await openRelease(answer.json(), reader, keys[name]);
       await envelope.checkShare(name, share);
-      onStatus(name, "released", `share ${share.index} released and checked against the sender's digest`);
+      onStatus(
+        name,
+        "released",
+        `share ${share.index} released and checked against the sender's digest`,
+      );
       return share;
     } catch (error) {
       onStatus(name, "bad", `${reason(error)} — this share was not used`);
@@ -307,20 +439,34 @@ export async function read({ config, known, reader, messageId, onStatus = () => 
     }
   };
 
-  const [good, failures] = await parallel(Object.fromEntries(names.map((name) => [name, () => collect(name)])));
+  const [good, failures] = await parallel(
+    Object.fromEntries(names.map((name) => [name, () => collect(name)])),
+  );
   const key = pendingKey(reader, messageId);
-  if (Object.keys(stillPending).length) await store.put("pending", key, { ...pending, ...stillPending });
+  if (Object.keys(stillPending).length)
+    await store.put("pending", key, { ...pending, ...stillPending });
   else if (Object.keys(pending).length) await store.remove("pending", key);
   const t = envelope.header.threshold;
   const usable = names.filter((name) => good[name]);
   if (usable.length < t) {
-    const error = new QuorumError(listFailures(`${usable.length} good share(s) of the ${t} needed; nothing was decrypted`, failures));
+    const error = new QuorumError(
+      listFailures(
+        `${usable.length} good share(s) of the ${t} needed; nothing was decrypted`,
+        failures,
+      ),
+    );
     Object.assign(error, { good: usable.length, needed: t });
     throw error;
   }
   const chosen = Object.fromEntries(usable.slice(0, t).map((name) => [name, good[name]]));
   const plaintext = await envelope.open(chosen);
-  return { plaintext, envelope, sender, senderPinned: Boolean(pinnedSender), used: Object.keys(chosen) };
+  return {
+    plaintext,
+    envelope,
+    sender,
+    senderPinned: Boolean(pinnedSender),
+    used: Object.keys(chosen),
+  };
 }
 
 // The operator's calls: each custodian answers only its own operator's key.
@@ -342,19 +488,38 @@ export async function verifyAudit(entries, custodian) {
   let prev = GENESIS;
   for (const [i, entry] of entries.entries()) {
     const position = i + 1;
-    const bad = (why) => ({ ok: false, count: position - 1, firstBad: position, reason: `entry ${position}: ${why}` });
-    if (entry.seq !== position) return bad(`has seq ${entry.seq} (an entry was removed or reordered)`);
-    if (entry.prev !== prev) return bad(`does not follow entry ${position - 1} (an entry was removed, reordered or edited)`);
+    const bad = (why) => ({
+      ok: false,
+      count: position - 1,
+      firstBad: position,
+      reason: `entry ${position}: ${why}`,
+    });
+    if (entry.seq !== position)
+      return bad(`has seq ${entry.seq} (an entry was removed or reordered)`);
+    if (entry.prev !== prev)
+      return bad(
+        `does not follow entry ${position - 1} (an entry was removed, reordered or edited)`,
+      );
     let digest;
     try {
-      const body = { seq: entry.seq, time: entry.time, event: entry.event, data: entry.data, prev: entry.prev };
+      const body = {
+        seq: entry.seq,
+        time: entry.time,
+        event: entry.event,
+        data: entry.data,
+        prev: entry.prev,
+      };
       digest = toHex(await labelledHash("securecomm/v1/audit-entry", canonical.dumps(body)));
     } catch {
       return bad("malformed");
     }
     if (digest !== entry.hash) return bad("its contents do not match its hash (edited)");
     try {
-      await custodian.verify(b64decode(entry.signature, { field: "signature", length: 64 }), "audit", { seq: entry.seq, hash: entry.hash });
+      await custodian.verify(
+        b64decode(entry.signature, { field: "signature", length: 64 }),
+        "audit",
+        { seq: entry.seq, hash: entry.hash },
+      );
     } catch {
       return bad(`not signed by ${custodian.name} (edited and re-hashed)`);
     }
@@ -369,4 +534,3 @@ export async function audit(custodian, operator, known) {
   const key = known.get(custodian.name) ?? (await custodianKey(custodian, known));
   return { entries: log.entries, report: await verifyAudit(log.entries, key) };
 }
-

@@ -4,7 +4,15 @@
 import * as api from "./api.js";
 import { b64encode, fromUtf8, toHex, utf8 } from "./bytes.js";
 import { Policy, prepare } from "./envelope.js";
-import { DecryptionError, FormatError, KeyChangedError, QuorumError, SecureCommError, ServiceError, SignatureError } from "./errors.js";
+import {
+  DecryptionError,
+  FormatError,
+  KeyChangedError,
+  QuorumError,
+  SecureCommError,
+  ServiceError,
+  SignatureError,
+} from "./errors.js";
 import { Identity } from "./identity.js";
 import { writeKeyFile } from "./keyfile.js";
 import * as store from "./store.js";
@@ -25,7 +33,8 @@ function h(tag, attrs = {}, ...children) {
     else node.setAttribute(key, value === true ? "" : value);
   }
   for (const child of children.flat()) {
-    if (child !== null && child !== undefined && child !== false) node.append(child instanceof Node ? child : String(child));
+    if (child !== null && child !== undefined && child !== false)
+      node.append(child instanceof Node ? child : String(child));
   }
   return node;
 }
@@ -42,9 +51,11 @@ export function describe(error) {
   if (error instanceof QuorumError) {
     return `Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.`;
   }
-  if (error instanceof KeyChangedError) return `${error.message}. ${error.hint[0].toUpperCase()}${error.hint.slice(1)} (Identity → Known keys).`;
+  if (error instanceof KeyChangedError)
+    return `${error.message}. ${error.hint[0].toUpperCase()}${error.hint.slice(1)} (Identity → Known keys).`;
   if (error instanceof SecureCommError) return error.message;
-  if (error?.name === "NotSupportedError") return "This browser lacks Ed25519 or X25519 in WebCrypto; use a current Chromium, Firefox or Safari.";
+  if (error?.name === "NotSupportedError")
+    return "This browser lacks Ed25519 or X25519 in WebCrypto; use a current Chromium, Firefox or Safari.";
   return `Something went wrong in the page (${error?.name ?? "error"}); nothing secret was sent.`;
 }
 
@@ -78,7 +89,9 @@ function time(seconds) {
 
 function preview(bytes, limit = 96) {
   const text = b64encode(bytes.slice(0, Math.ceil(limit * 0.75)));
-  return bytes.length > limit * 0.75 ? `${text}… (${bytes.length} bytes)` : `${text} (${bytes.length} bytes)`;
+  return bytes.length > limit * 0.75
+    ? `${text}… (${bytes.length} bytes)`
+    : `${text} (${bytes.length} bytes)`;
 }
 
 function download(name, bytes, type = "application/octet-stream") {
@@ -95,15 +108,25 @@ function download(name, bytes, type = "application/octet-stream") {
 async function loadIdentities() {
   state.identities.clear();
   for (const record of await store.values("identities")) {
-    state.identities.set(record.name, { ...record, identity: await Identity.fromStored(record.stored) });
+    state.identities.set(record.name, {
+      ...record,
+      identity: await Identity.fromStored(record.stored),
+    });
   }
   const wanted = await store.get("settings", "active");
   state.active = state.identities.get(wanted) ?? state.identities.values().next().value ?? null;
 }
 
 async function saveIdentity(identity, keyFile, encrypted) {
-  if (state.identities.has(identity.name)) throw new SecureCommError(`this browser already has an identity named ${identity.name}`);
-  const record = { name: identity.name, stored: identity.toStored(), keyFile, encrypted, registered: false };
+  if (state.identities.has(identity.name))
+    throw new SecureCommError(`this browser already has an identity named ${identity.name}`);
+  const record = {
+    name: identity.name,
+    stored: identity.toStored(),
+    keyFile,
+    encrypted,
+    registered: false,
+  };
   await store.put("identities", identity.name, record);
   await store.put("settings", "active", identity.name);
   state.identities.set(identity.name, { ...record, identity });
@@ -125,19 +148,34 @@ function renderActive() {
   const select = $("#active-identity");
   show(
     select,
-    state.identities.size ? [...state.identities.keys()].map((name) => h("option", { value: name, selected: state.active?.name === name }, name)) : h("option", { value: "" }, "no identity yet"),
+    state.identities.size
+      ? [...state.identities.keys()].map((name) =>
+          h("option", { value: name, selected: state.active?.name === name }, name),
+        )
+      : h("option", { value: "" }, "no identity yet"),
   );
   select.disabled = !state.identities.size;
-  $("#active-fingerprint").textContent = state.active ? state.active.identity.public.shortFingerprint() : "";
+  $("#active-fingerprint").textContent = state.active
+    ? state.active.identity.public.shortFingerprint()
+    : "";
   renderIdentity();
 }
 
 function renderIdentity() {
   const container = $("#identity-current");
   const record = state.active;
-  $("#create-form h3").textContent = state.identities.size ? "Add another identity" : "Create an identity";
+  $("#create-form h3").textContent = state.identities.size
+    ? "Add another identity"
+    : "Create an identity";
   if (!record) {
-    show(container, h("p", { class: "notice" }, "You have no identity in this browser yet: create one, or import a key file."));
+    show(
+      container,
+      h(
+        "p",
+        { class: "notice" },
+        "You have no identity in this browser yet: create one, or import a key file.",
+      ),
+    );
     return;
   }
   const pub = record.identity.public;
@@ -148,28 +186,80 @@ function renderIdentity() {
     h("h3", {}, "You are ", h("strong", { id: "identity-name" }, pub.name)),
     h("p", {}, "Fingerprint (compare it with your contacts out of band):"),
     h("p", { class: "fingerprint big", id: "identity-fingerprint" }, pub.shortFingerprint()),
-    h("details", {}, h("summary", {}, "Full fingerprint"), h("code", { class: "wrap" }, pub.fingerprintHex)),
-    h("p", { id: "identity-registered" }, record.registered ? "Registered in this relay's directory." : "Not yet registered in this relay's directory."),
+    h(
+      "details",
+      {},
+      h("summary", {}, "Full fingerprint"),
+      h("code", { class: "wrap" }, pub.fingerprintHex),
+    ),
+    h(
+      "p",
+      { id: "identity-registered" },
+      record.registered
+        ? "Registered in this relay's directory."
+        : "Not yet registered in this relay's directory.",
+    ),
     h(
       "div",
       { class: "buttons" },
-      h("button", { type: "button", id: "register-button", onclick: (e) => act(card, e.target, async (progress) => {
-        await registerActive(progress);
-        renderIdentity();
-        setStatus($("#identity-card"), `${pub.name} is registered: others can now send to you by name.`, "ok");
-      }) }, "Register in the directory"),
-      h("button", { type: "button", id: "export-button", onclick: () => {
-        download(`${pub.name}.key`, utf8(record.keyFile), "text/plain");
-        setStatus(card, record.encrypted ? `Exported ${pub.name}.key, protected by your passphrase.` : `Exported ${pub.name}.key (it was imported unencrypted and is exported as it came).`, "ok");
-      } }, "Export key file"),
-      h("button", { type: "button", class: "danger", id: "forget-button", onclick: async () => {
-        if (!confirm(`Forget ${pub.name} in this browser? Without an exported key file it is gone for good.`)) return;
-        await store.remove("identities", pub.name);
-        state.identities.delete(pub.name);
-        state.active = state.identities.values().next().value ?? null;
-        await store.put("settings", "active", state.active?.name ?? "");
-        renderActive();
-      } }, "Forget"),
+      h(
+        "button",
+        {
+          type: "button",
+          id: "register-button",
+          onclick: (e) =>
+            act(card, e.target, async (progress) => {
+              await registerActive(progress);
+              renderIdentity();
+              setStatus(
+                $("#identity-card"),
+                `${pub.name} is registered: others can now send to you by name.`,
+                "ok",
+              );
+            }),
+        },
+        "Register in the directory",
+      ),
+      h(
+        "button",
+        {
+          type: "button",
+          id: "export-button",
+          onclick: () => {
+            download(`${pub.name}.key`, utf8(record.keyFile), "text/plain");
+            setStatus(
+              card,
+              record.encrypted
+                ? `Exported ${pub.name}.key, protected by your passphrase.`
+                : `Exported ${pub.name}.key (it was imported unencrypted and is exported as it came).`,
+              "ok",
+            );
+          },
+        },
+        "Export key file",
+      ),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "danger",
+          id: "forget-button",
+          onclick: async () => {
+            if (
+              !confirm(
+                `Forget ${pub.name} in this browser? Without an exported key file it is gone for good.`,
+              )
+            )
+              return;
+            await store.remove("identities", pub.name);
+            state.identities.delete(pub.name);
+            state.active = state.identities.values().next().value ?? null;
+            await store.put("settings", "active", state.active?.name ?? "");
+            renderActive();
+          },
+        },
+        "Forget",
+      ),
     ),
     status,
   );
@@ -182,18 +272,67 @@ function renderKnown() {
   show(
     $("#known-keys"),
     rows.length
-      ? h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Fingerprint"), h("th", { scope: "col" }, ""))),
-          h("tbody", {}, rows.map((key) => h("tr", {},
-            h("td", {}, key.name, isCustodian.has(key.name) ? h("span", { class: "badge" }, "custodian") : null),
-            h("td", { class: "fingerprint" }, key.shortFingerprint()),
-            h("td", {}, h("button", { type: "button", class: "small", "aria-label": `Forget the key of ${key.name}`, onclick: async () => {
-              if (!confirm(`Forget the pinned key of ${key.name}? The next key seen for that name will be trusted.`)) return;
-              await state.known.forget(key.name);
-              renderKnown();
-            } }, "Forget"))))))
+      ? h(
+          "table",
+          {},
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              h("th", { scope: "col" }, "Name"),
+              h("th", { scope: "col" }, "Fingerprint"),
+              h("th", { scope: "col" }, ""),
+            ),
+          ),
+          h(
+            "tbody",
+            {},
+            rows.map((key) =>
+              h(
+                "tr",
+                {},
+                h(
+                  "td",
+                  {},
+                  key.name,
+                  isCustodian.has(key.name) ? h("span", { class: "badge" }, "custodian") : null,
+                ),
+                h("td", { class: "fingerprint" }, key.shortFingerprint()),
+                h(
+                  "td",
+                  {},
+                  h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "small",
+                      "aria-label": `Forget the key of ${key.name}`,
+                      onclick: async () => {
+                        if (
+                          !confirm(
+                            `Forget the pinned key of ${key.name}? The next key seen for that name will be trusted.`,
+                          )
+                        )
+                          return;
+                        await state.known.forget(key.name);
+                        renderKnown();
+                      },
+                    },
+                    "Forget",
+                  ),
+                ),
+              ),
+            ),
+          ),
+        )
       : h("p", { class: "hint" }, "None yet."),
   );
-  show($("#contacts"), rows.filter((k) => !isCustodian.has(k.name)).map((k) => h("option", { value: k.name })));
+  show(
+    $("#contacts"),
+    rows.filter((k) => !isCustodian.has(k.name)).map((k) => h("option", { value: k.name })),
+  );
 }
 
 async function onCreate(event) {
@@ -202,9 +341,14 @@ async function onCreate(event) {
   await act(form, $("button", form), async (progress) => {
     const name = $("#create-name").value.trim();
     const passphrase = $("#create-passphrase").value;
-    if (!NAME.test(name)) throw new SecureCommError("A name is 1 to 64 of a-z, 0-9, dot, dash or underscore, starting with a letter or digit.");
-    if (passphrase.length < 8) throw new SecureCommError("Choose a passphrase of at least 8 characters.");
-    if (passphrase !== $("#create-confirm").value) throw new SecureCommError("The two passphrases differ.");
+    if (!NAME.test(name))
+      throw new SecureCommError(
+        "A name is 1 to 64 of a-z, 0-9, dot, dash or underscore, starting with a letter or digit.",
+      );
+    if (passphrase.length < 8)
+      throw new SecureCommError("Choose a passphrase of at least 8 characters.");
+    if (passphrase !== $("#create-confirm").value)
+      throw new SecureCommError("The two passphrases differ.");
     progress("Making your keys…");
     const { identity, ed25519Pkcs8, x25519Pkcs8 } = await Identity.generate(name);
     progress("Protecting your key file (600,000 rounds of PBKDF2)…");
@@ -218,9 +362,17 @@ async function onCreate(event) {
     try {
       await registerActive(progress);
       renderIdentity();
-      setStatus(form, `Created ${name} (${identity.public.shortFingerprint()}) and registered it in the directory.`, "ok");
+      setStatus(
+        form,
+        `Created ${name} (${identity.public.shortFingerprint()}) and registered it in the directory.`,
+        "ok",
+      );
     } catch (error) {
-      setStatus(form, `Created ${name}, but registering it failed: ${describe(error)} Try “Register” again.`, "error");
+      setStatus(
+        form,
+        `Created ${name}, but registering it failed: ${describe(error)} Try “Register” again.`,
+        "error",
+      );
     }
   });
 }
@@ -239,7 +391,11 @@ async function onImport(event) {
     form.reset();
     renderActive();
     renderKnown();
-    setStatus(form, `Imported ${identity.name} (${identity.public.shortFingerprint()}). It is now the identity you act as.`, "ok");
+    setStatus(
+      form,
+      `Imported ${identity.name} (${identity.public.shortFingerprint()}). It is now the identity you act as.`,
+      "ok",
+    );
   });
 }
 
@@ -249,17 +405,35 @@ function renderCustodians() {
   const config = state.config;
   show(
     $("#custodian-list"),
-    h("p", { id: "custody-rule" }, `The key is split into ${config.n} shares, one per custodian; any ${config.threshold} rebuild it.`),
-    h("ul", { class: "custodians" }, config.custodians.map((c) => {
-      const pinned = state.known.get(c.name);
-      return h("li", { "data-custodian": c.name }, h("strong", {}, c.name), " ", h("span", { class: "hint" }, c.url), " ",
-        pinned ? h("span", { class: "fingerprint", title: "pinned key" }, pinned.shortFingerprint()) : null);
-    })),
+    h(
+      "p",
+      { id: "custody-rule" },
+      `The key is split into ${config.n} shares, one per custodian; any ${config.threshold} rebuild it.`,
+    ),
+    h(
+      "ul",
+      { class: "custodians" },
+      config.custodians.map((c) => {
+        const pinned = state.known.get(c.name);
+        return h(
+          "li",
+          { "data-custodian": c.name },
+          h("strong", {}, c.name),
+          " ",
+          h("span", { class: "hint" }, c.url),
+          " ",
+          pinned
+            ? h("span", { class: "fingerprint", title: "pinned key" }, pinned.shortFingerprint())
+            : null,
+        );
+      }),
+    ),
   );
 }
 
 function requireActive() {
-  if (!state.active) throw new SecureCommError("Create or import an identity first (under Identity).");
+  if (!state.active)
+    throw new SecureCommError("Create or import an identity first (under Identity).");
   return state.active.identity;
 }
 
@@ -268,17 +442,25 @@ async function onSend(event) {
   const form = event.target;
   await act(form, $("button[type=submit]", form), async (progress) => {
     const sender = requireActive();
-    const recipients = $("#send-to").value.split(",").map((s) => s.trim()).filter(Boolean);
+    const recipients = $("#send-to")
+      .value.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (!recipients.length) throw new SecureCommError("Name at least one recipient.");
-    for (const name of recipients) if (!NAME.test(name)) throw new SecureCommError(`“${name}” is not a valid name.`);
-    if (new Set(recipients).size !== recipients.length) throw new SecureCommError("A recipient is named twice.");
+    for (const name of recipients)
+      if (!NAME.test(name)) throw new SecureCommError(`“${name}” is not a valid name.`);
+    if (new Set(recipients).size !== recipients.length)
+      throw new SecureCommError("A recipient is named twice.");
     const file = $("#send-file").files[0];
     const text = $("#send-text").value;
     if (file && text) throw new SecureCommError("Send either a message or a file, not both.");
     if (!file && !text) throw new SecureCommError("Write a message or choose a file.");
     const message = file ? new Uint8Array(await file.arrayBuffer()) : utf8(text);
     const limit = Math.floor(state.config.max_envelope_bytes * 0.74) - 8192;
-    if (message.length > limit) throw new SecureCommError(`That is ${message.length} bytes; this relay takes messages up to about ${limit} bytes.`);
+    if (message.length > limit)
+      throw new SecureCommError(
+        `That is ${message.length} bytes; this relay takes messages up to about ${limit} bytes.`,
+      );
     const expires = $("#send-expires").value;
     const policy = new Policy({
       expires: expires ? Math.floor(Date.now() / 1000) + Number(expires) : null,
@@ -286,9 +468,20 @@ async function onSend(event) {
       requireApproval: $("#send-approval").checked,
     });
     const warnings = [];
-    const stages = { "checking keys": "Checking the custodians' keys…", encrypting: "Encrypting in this page…", "depositing shares": "Sealing and depositing a share with each custodian…", uploading: "Posting the envelope to the relay…" };
+    const stages = {
+      "checking keys": "Checking the custodians' keys…",
+      encrypting: "Encrypting in this page…",
+      "depositing shares": "Sealing and depositing a share with each custodian…",
+      uploading: "Posting the envelope to the relay…",
+    };
     const result = await api.send({
-      config: state.config, known: state.known, sender, recipients, message, policy, prepare,
+      config: state.config,
+      known: state.known,
+      sender,
+      recipients,
+      message,
+      policy,
+      prepare,
       progress: (stage) => progress(stages[stage] ?? stage),
       warn: (line) => warnings.push(line),
     });
@@ -303,28 +496,93 @@ async function onSend(event) {
 function showSent(result, recipients, warnings) {
   const { envelope, copy, digest, relayDigest } = result;
   const sentJson = JSON.parse(fromUtf8(result.data));
-  const copyJson = copy === null ? { ciphertext: `(not fetched: ${result.copyError})` } : JSON.parse(fromUtf8(copy));
+  const copyJson =
+    copy === null
+      ? { ciphertext: `(not fetched: ${result.copyError})` }
+      : JSON.parse(fromUtf8(copy));
   const same = relayDigest === digest && copy !== null && toHex(copy) === toHex(result.data);
   show(
     $("#send-result"),
-    h("div", { class: "card", id: "sent" },
+    h(
+      "div",
+      { class: "card", id: "sent" },
       h("h3", {}, "Sent"),
       warnings.map((line) => h("p", { class: "notice" }, line)),
-      h("dl", {},
-        h("dt", {}, "Message id"), h("dd", {}, h("code", { id: "sent-id" }, envelope.id)),
-        h("dt", {}, "To"), h("dd", {}, recipients.join(", ")),
-        h("dt", {}, "Ciphertext sent"), h("dd", {}, h("code", { class: "wrap", id: "sent-ciphertext" }, sentJson.ciphertext.slice(0, 120) + (sentJson.ciphertext.length > 120 ? "…" : ""))),
-        h("dt", {}, "Copy from the server"), h("dd", {}, h("code", { class: "wrap", id: "relay-ciphertext" }, copyJson.ciphertext.slice(0, 120) + (copyJson.ciphertext.length > 120 ? "…" : ""))),
-        h("dt", {}, "Check"), h("dd", { id: "copy-check", class: same ? "ok" : "error" },
-          same ? `identical: SHA-256 ${digest.slice(0, 16)}… of ${result.data.length} bytes, as the relay reported`
-            : `the relay reported the right SHA-256 (${digest.slice(0, 16)}…), but its copy could not be fetched back to compare`),
+      h(
+        "dl",
+        {},
+        h("dt", {}, "Message id"),
+        h("dd", {}, h("code", { id: "sent-id" }, envelope.id)),
+        h("dt", {}, "To"),
+        h("dd", {}, recipients.join(", ")),
+        h("dt", {}, "Ciphertext sent"),
+        h(
+          "dd",
+          {},
+          h(
+            "code",
+            { class: "wrap", id: "sent-ciphertext" },
+            sentJson.ciphertext.slice(0, 120) + (sentJson.ciphertext.length > 120 ? "…" : ""),
+          ),
+        ),
+        h("dt", {}, "Copy from the server"),
+        h(
+          "dd",
+          {},
+          h(
+            "code",
+            { class: "wrap", id: "relay-ciphertext" },
+            copyJson.ciphertext.slice(0, 120) + (copyJson.ciphertext.length > 120 ? "…" : ""),
+          ),
+        ),
+        h("dt", {}, "Check"),
+        h(
+          "dd",
+          { id: "copy-check", class: same ? "ok" : "error" },
+          same
+            ? `identical: SHA-256 ${digest.slice(0, 16)}… of ${result.data.length} bytes, as the relay reported`
+            : `the relay reported the right SHA-256 (${digest.slice(0, 16)}…), but its copy could not be fetched back to compare`,
+        ),
       ),
       h("h4", {}, "Custody receipts"),
-      h("div", { class: "scroll" }, h("table", { id: "receipts" },
-        h("thead", {}, h("tr", {}, ["Custodian", "Share", "Reference", "Share digest"].map((t) => h("th", { scope: "col" }, t)))),
-        h("tbody", {}, envelope.receipts.map((r) => h("tr", {}, h("td", {}, r.custodian), h("td", {}, r.index), h("td", {}, h("code", {}, r.ref)), h("td", {}, h("code", {}, b64encode(r.shareDigest).slice(0, 16) + "…"))))),
-      )),
-      h("p", { class: "hint" }, "The relay holds this ciphertext and these signed receipts; each key share went, sealed, to its custodian only."),
+      h(
+        "div",
+        { class: "scroll" },
+        h(
+          "table",
+          { id: "receipts" },
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              ["Custodian", "Share", "Reference", "Share digest"].map((t) =>
+                h("th", { scope: "col" }, t),
+              ),
+            ),
+          ),
+          h(
+            "tbody",
+            {},
+            envelope.receipts.map((r) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, r.custodian),
+                h("td", {}, r.index),
+                h("td", {}, h("code", {}, r.ref)),
+                h("td", {}, h("code", {}, b64encode(r.shareDigest).slice(0, 16) + "…")),
+              ),
+            ),
+          ),
+        ),
+      ),
+      h(
+        "p",
+        { class: "hint" },
+        "The relay holds this ciphertext and these signed receipts; each key share went, sealed, to its custodian only.",
+      ),
     ),
   );
 }
@@ -337,13 +595,49 @@ async function refreshInbox() {
     const reader = requireActive();
     progress("Fetching your inbox…");
     const messages = await api.inbox(reader);
-    setStatus(card, messages.length ? `${messages.length} message(s) for ${reader.name}.` : `No messages for ${reader.name}.`, "ok");
+    setStatus(
+      card,
+      messages.length
+        ? `${messages.length} message(s) for ${reader.name}.`
+        : `No messages for ${reader.name}.`,
+      "ok",
+    );
     show(
       $("#inbox-list"),
       messages.length
-        ? h("ul", { class: "messages" }, messages.slice().reverse().map((m) => h("li", { "data-message": m.id },
-            h("div", {}, h("strong", {}, m.sender.name), " ", h("span", { class: "hint" }, `${time(m.created)} · ${m.size} bytes · ${m.id.slice(0, 8)}…`)),
-            h("button", { type: "button", "aria-label": `Read the message from ${m.sender.name} of ${time(m.created)}`, onclick: (e) => readMessage(m.id, e.target) }, "Read"))))
+        ? h(
+            "ul",
+            { class: "messages" },
+            messages
+              .slice()
+              .reverse()
+              .map((m) =>
+                h(
+                  "li",
+                  { "data-message": m.id },
+                  h(
+                    "div",
+                    {},
+                    h("strong", {}, m.sender.name),
+                    " ",
+                    h(
+                      "span",
+                      { class: "hint" },
+                      `${time(m.created)} · ${m.size} bytes · ${m.id.slice(0, 8)}…`,
+                    ),
+                  ),
+                  h(
+                    "button",
+                    {
+                      type: "button",
+                      "aria-label": `Read the message from ${m.sender.name} of ${time(m.created)}`,
+                      onclick: (e) => readMessage(m.id, e.target),
+                    },
+                    "Read",
+                  ),
+                ),
+              ),
+          )
         : null,
     );
   });
@@ -361,50 +655,130 @@ function asText(bytes) {
   return /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text) ? null : text;
 }
 
-const STATE_LABELS = { waiting: "waiting", asking: "asking…", released: "released", pending: "pending approval", refused: "refused", down: "down", bad: "bad share", "not-asked": "not asked" };
+const STATE_LABELS = {
+  waiting: "waiting",
+  asking: "asking…",
+  released: "released",
+  pending: "pending approval",
+  refused: "refused",
+  down: "down",
+  bad: "bad share",
+  "not-asked": "not asked",
+};
 
 async function readMessage(messageId, button) {
   const reader = requireActive();
   const statuses = new Map(state.config.custodians.map((c) => [c.name, ["waiting", ""]]));
   const statusList = h("ul", { class: "custody", id: "custody-status" });
   const drawStatus = () =>
-    show(statusList, [...statuses].map(([name, [st, detail]]) => h("li", { "data-custodian": name, "data-state": st },
-      h("strong", {}, name), " ", h("span", { class: `badge ${st}` }, STATE_LABELS[st] ?? st), detail ? h("span", { class: "hint" }, ` ${detail}`) : null)));
+    show(
+      statusList,
+      [...statuses].map(([name, [st, detail]]) =>
+        h(
+          "li",
+          { "data-custodian": name, "data-state": st },
+          h("strong", {}, name),
+          " ",
+          h("span", { class: `badge ${st}` }, STATE_LABELS[st] ?? st),
+          detail ? h("span", { class: "hint" }, ` ${detail}`) : null,
+        ),
+      ),
+    );
   drawStatus();
-  const panel = h("div", { class: "card", id: "reading", "aria-busy": "true" },
-    h("h3", {}, `Message ${messageId.slice(0, 8)}…`), h("h4", {}, "Custodians"), statusList,
-    h("div", { class: "status", role: "status", "aria-live": "polite" }, "Collecting shares…"));
+  const panel = h(
+    "div",
+    { class: "card", id: "reading", "aria-busy": "true" },
+    h("h3", {}, `Message ${messageId.slice(0, 8)}…`),
+    h("h4", {}, "Custodians"),
+    statusList,
+    h("div", { class: "status", role: "status", "aria-live": "polite" }, "Collecting shares…"),
+  );
   show($("#read-result"), panel);
   button.disabled = true;
   const warnings = [];
   try {
     const result = await api.read({
-      config: state.config, known: state.known, reader, messageId,
-      onStatus: (name, st, detail) => { statuses.set(name, [st, detail]); drawStatus(); },
+      config: state.config,
+      known: state.known,
+      reader,
+      messageId,
+      onStatus: (name, st, detail) => {
+        statuses.set(name, [st, detail]);
+        drawStatus();
+      },
       warn: (line) => warnings.push(line),
     });
     renderKnown();
     const text = asText(result.plaintext);
-    const save = h("button", { type: "button", id: "save-message", onclick: () => download(`message-${messageId.slice(0, 8)}.bin`, result.plaintext) },
-      text === null ? `Save the ${result.plaintext.length}-byte file` : "Save as a file");
-    const body = [text === null ? h("p", {}, "This message is a file, not text.") : h("pre", { id: "plaintext", class: "plaintext", tabindex: "0" }, text), save];
-    setStatus(panel, `Decrypted with the shares of ${result.used.join(", ")}; key commitment and tag checked.`, "ok");
+    const save = h(
+      "button",
+      {
+        type: "button",
+        id: "save-message",
+        onclick: () => download(`message-${messageId.slice(0, 8)}.bin`, result.plaintext),
+      },
+      text === null ? `Save the ${result.plaintext.length}-byte file` : "Save as a file",
+    );
+    const body = [
+      text === null
+        ? h("p", {}, "This message is a file, not text.")
+        : h("pre", { id: "plaintext", class: "plaintext", tabindex: "0" }, text),
+      save,
+    ];
+    setStatus(
+      panel,
+      `Decrypted with the shares of ${result.used.join(", ")}; key commitment and tag checked.`,
+      "ok",
+    );
     panel.append(
-      h("p", {}, "From ", h("strong", {}, result.sender.name), " ", h("span", { class: "fingerprint" }, result.sender.shortFingerprint()),
-        result.senderPinned ? h("span", { class: "badge released" }, "known key") : h("span", { class: "badge pending" }, "key not known before")),
-      result.senderPinned ? null : h("button", { type: "button", class: "small", id: "pin-sender", onclick: async (e) => {
-        await state.known.pin(result.sender);
-        renderKnown();
-        e.target.replaceWith(h("span", { class: "ok" }, ` ${result.sender.name}'s key is pinned: a message signed by another key under that name will be refused.`));
-      } }, `I compared it: pin ${result.sender.name}'s key`),
+      h(
+        "p",
+        {},
+        "From ",
+        h("strong", {}, result.sender.name),
+        " ",
+        h("span", { class: "fingerprint" }, result.sender.shortFingerprint()),
+        result.senderPinned
+          ? h("span", { class: "badge released" }, "known key")
+          : h("span", { class: "badge pending" }, "key not known before"),
+      ),
+      result.senderPinned
+        ? null
+        : h(
+            "button",
+            {
+              type: "button",
+              class: "small",
+              id: "pin-sender",
+              onclick: async (e) => {
+                await state.known.pin(result.sender);
+                renderKnown();
+                e.target.replaceWith(
+                  h(
+                    "span",
+                    { class: "ok" },
+                    ` ${result.sender.name}'s key is pinned: a message signed by another key under that name will be refused.`,
+                  ),
+                );
+              },
+            },
+            `I compared it: pin ${result.sender.name}'s key`,
+          ),
       ...warnings.map((line) => h("p", { class: "notice" }, line)),
       ...body,
     );
   } catch (error) {
-    for (const [name, [st]] of statuses) if (st === "waiting") statuses.set(name, ["not-asked", ""]);
+    for (const [name, [st]] of statuses)
+      if (st === "waiting") statuses.set(name, ["not-asked", ""]);
     drawStatus();
     const altered = error instanceof SignatureError || error instanceof FormatError;
-    setStatus(panel, altered ? `Refused: this message was altered or is not genuine, so nothing was decrypted. ${error.message}` : describe(error), "error");
+    setStatus(
+      panel,
+      altered
+        ? `Refused: this message was altered or is not genuine, so nothing was decrypted. ${error.message}`
+        : describe(error),
+      "error",
+    );
     panel.append(...warnings.map((line) => h("p", { class: "notice" }, line)));
   } finally {
     panel.removeAttribute("aria-busy");
@@ -421,57 +795,160 @@ async function refreshOperator() {
     return;
   }
   const operator = state.active.identity;
-  show(list, state.config.custodians.map((c) => h("div", { class: "card", "data-custodian": c.name, id: `operator-${c.name}` },
-    h("h3", {}, c.name), h("div", { class: "status", role: "status", "aria-live": "polite" }, "Loading…"))));
+  show(
+    list,
+    state.config.custodians.map((c) =>
+      h(
+        "div",
+        { class: "card", "data-custodian": c.name, id: `operator-${c.name}` },
+        h("h3", {}, c.name),
+        h("div", { class: "status", role: "status", "aria-live": "polite" }, "Loading…"),
+      ),
+    ),
+  );
   const others = [];
-  await Promise.all(state.config.custodians.map(async (custodian) => {
-    const card = $(`#operator-${custodian.name}`);
-    try {
-      const [pending, log] = await Promise.all([api.pendingReleases(custodian, operator), api.audit(custodian, operator, state.known)]);
-      drawOperator(card, custodian, operator, pending, log);
-    } catch (error) {
-      if (error instanceof ServiceError && error.code === "not_operator") {
-        others.push(custodian.name);
-        card.remove();
-      } else {
-        setStatus(card, describe(error), "error");
+  await Promise.all(
+    state.config.custodians.map(async (custodian) => {
+      const card = $(`#operator-${custodian.name}`);
+      try {
+        const [pending, log] = await Promise.all([
+          api.pendingReleases(custodian, operator),
+          api.audit(custodian, operator, state.known),
+        ]);
+        drawOperator(card, custodian, operator, pending, log);
+      } catch (error) {
+        if (error instanceof ServiceError && error.code === "not_operator") {
+          others.push(custodian.name);
+          card.remove();
+        } else {
+          setStatus(card, describe(error), "error");
+        }
       }
-    }
-  }));
+    }),
+  );
   if (others.length) {
-    const names = state.config.custodians.map((c) => c.name).filter((name) => others.includes(name));
-    const text = others.length === state.config.custodians.length
-      ? `${operator.name} is the operator of none of these custodians. Import an operator's key file under Identity, then act as it.`
-      : `${operator.name} is not the operator of ${names.join(", ")}.`;
+    const names = state.config.custodians
+      .map((c) => c.name)
+      .filter((name) => others.includes(name));
+    const text =
+      others.length === state.config.custodians.length
+        ? `${operator.name} is the operator of none of these custodians. Import an operator's key file under Identity, then act as it.`
+        : `${operator.name} is not the operator of ${names.join(", ")}.`;
     list.append(h("p", { class: "hint", id: "operator-others" }, text));
   }
 }
 
 function drawOperator(card, custodian, operator, pending, log) {
   const { report, entries } = log;
-  const decideButton = (release, verdict, label) => h("button", { type: "button", class: verdict === "deny" ? "danger" : "", "aria-label": `${label} release ${release.release_id.slice(0, 8)} to ${release.recipient.name}`, onclick: (e) =>
-    act(card, e.target, async (progress) => {
-      progress(`${label === "Approve" ? "Approving" : "Denying"}…`);
-      await api.decide(custodian, operator, release.release_id, verdict);
-      const [again, newLog] = await Promise.all([api.pendingReleases(custodian, operator), api.audit(custodian, operator, state.known)]);
-      drawOperator(card, custodian, operator, again, newLog);
-      setStatus(card, `Release ${release.release_id.slice(0, 8)}… ${verdict === "approve" ? "approved" : "denied"}.`, "ok");
-    }) }, label);
-  show(card,
+  const decideButton = (release, verdict, label) =>
+    h(
+      "button",
+      {
+        type: "button",
+        class: verdict === "deny" ? "danger" : "",
+        "aria-label": `${label} release ${release.release_id.slice(0, 8)} to ${release.recipient.name}`,
+        onclick: (e) =>
+          act(card, e.target, async (progress) => {
+            progress(`${label === "Approve" ? "Approving" : "Denying"}…`);
+            await api.decide(custodian, operator, release.release_id, verdict);
+            const [again, newLog] = await Promise.all([
+              api.pendingReleases(custodian, operator),
+              api.audit(custodian, operator, state.known),
+            ]);
+            drawOperator(card, custodian, operator, again, newLog);
+            setStatus(
+              card,
+              `Release ${release.release_id.slice(0, 8)}… ${verdict === "approve" ? "approved" : "denied"}.`,
+              "ok",
+            );
+          }),
+      },
+      label,
+    );
+  show(
+    card,
     h("h3", {}, custodian.name),
     h("h4", {}, "Pending releases"),
     pending.length
-      ? h("ul", { class: "pending" }, pending.map((r) => h("li", { "data-release": r.release_id },
-          h("span", {}, h("strong", {}, r.recipient.name), ` asks for message ${r.message_id.slice(0, 8)}… (${time(r.created)})`),
-          h("span", { class: "buttons" }, decideButton(r, "approve", "Approve"), decideButton(r, "deny", "Deny")))))
+      ? h(
+          "ul",
+          { class: "pending" },
+          pending.map((r) =>
+            h(
+              "li",
+              { "data-release": r.release_id },
+              h(
+                "span",
+                {},
+                h("strong", {}, r.recipient.name),
+                ` asks for message ${r.message_id.slice(0, 8)}… (${time(r.created)})`,
+              ),
+              h(
+                "span",
+                { class: "buttons" },
+                decideButton(r, "approve", "Approve"),
+                decideButton(r, "deny", "Deny"),
+              ),
+            ),
+          ),
+        )
       : h("p", { class: "hint" }, "Nothing waits for you."),
     h("h4", {}, "Audit log"),
-    h("p", { class: `audit-result ${report.ok ? "ok" : "error"}` },
-      report.ok ? `${report.count} entries; the hash chain and every signature verify.` : `FAILED at ${report.reason}; the first ${report.count} entries verify.`),
-    h("details", {}, h("summary", {}, `Show the ${entries.length} entries`),
-      h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ["#", "Time", "Event", "Details"].map((t) => h("th", { scope: "col" }, t)))),
-        h("tbody", {}, entries.slice(-200).reverse().map((e) => h("tr", {}, h("td", {}, e.seq), h("td", {}, time(e.time)), h("td", {}, e.event),
-          h("td", {}, h("code", { class: "wrap" }, Object.entries(e.data).map(([k, v]) => `${k}=${String(v).slice(0, 16)}`).join(" ")))))))),
+    h(
+      "p",
+      { class: `audit-result ${report.ok ? "ok" : "error"}` },
+      report.ok
+        ? `${report.count} entries; the hash chain and every signature verify.`
+        : `FAILED at ${report.reason}; the first ${report.count} entries verify.`,
+    ),
+    h(
+      "details",
+      {},
+      h("summary", {}, `Show the ${entries.length} entries`),
+      h(
+        "div",
+        { class: "scroll" },
+        h(
+          "table",
+          {},
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              ["#", "Time", "Event", "Details"].map((t) => h("th", { scope: "col" }, t)),
+            ),
+          ),
+          h(
+            "tbody",
+            {},
+            entries
+              .slice(-200)
+              .reverse()
+              .map((e) =>
+                h(
+                  "tr",
+                  {},
+                  h("td", {}, e.seq),
+                  h("td", {}, time(e.time)),
+                  h("td", {}, e.event),
+                  h(
+                    "td",
+                    {},
+                    h(
+                      "code",
+                      { class: "wrap" },
+                      Object.entries(e.data)
+                        .map(([k, v]) => `${k}=${String(v).slice(0, 16)}`)
+                        .join(" "),
+                    ),
+                  ),
+                ),
+              ),
+          ),
+        ),
+      ),
     ),
     h("div", { class: "status", role: "status", "aria-live": "polite" }),
   );
@@ -512,8 +989,12 @@ async function main() {
     const there = state.config.origins[0] + location.pathname + location.hash;
     const box = $("#page-error");
     box.hidden = false;
-    show(box, `The custodians only answer pages opened at ${state.config.origins.join(" or ")}, not at ${location.origin}. `,
-      h("a", { href: there, id: "origin-link" }, `Open ${there}`), " (identities are kept per address, too).");
+    show(
+      box,
+      `The custodians only answer pages opened at ${state.config.origins.join(" or ")}, not at ${location.origin}. `,
+      h("a", { href: there, id: "origin-link" }, `Open ${there}`),
+      " (identities are kept per address, too).",
+    );
   }
   renderActive();
   renderKnown();

@@ -4,7 +4,18 @@
 // Mirrors src/securecomm/envelope.py; vectors/envelope.json holds both to the same bytes.
 
 import * as aead from "./aead.js";
-import { b64decode, b64encode, concat, equal, fromHex, hmacSha256, labelledHash, randomBytes, toHex, utf8 } from "./bytes.js";
+import {
+  b64decode,
+  b64encode,
+  concat,
+  equal,
+  fromHex,
+  hmacSha256,
+  labelledHash,
+  randomBytes,
+  toHex,
+  utf8,
+} from "./bytes.js";
 import * as canonical from "./canonical.js";
 import {
   FieldError,
@@ -42,7 +53,10 @@ function has(obj, key) {
 
 function checkVersion(value, path) {
   const version = has(value, "v") ? value.v : undefined;
-  if (version !== 1) throw new UnknownVersionError(`${path}.v: version ${JSON.stringify(version) ?? "missing"}, expected 1`);
+  if (version !== 1)
+    throw new UnknownVersionError(
+      `${path}.v: version ${JSON.stringify(version) ?? "missing"}, expected 1`,
+    );
 }
 
 function object(value, path, keys, { versioned = false } = {}) {
@@ -50,14 +64,18 @@ function object(value, path, keys, { versioned = false } = {}) {
   if (versioned) checkVersion(value, path);
   const missing = keys.filter((key) => !has(value, key)).sort();
   if (missing.length) throw new FieldError(`${path}: missing field(s) ${missing.join(", ")}`);
-  const extra = Object.keys(value).filter((key) => !keys.includes(key)).sort();
+  const extra = Object.keys(value)
+    .filter((key) => !keys.includes(key))
+    .sort();
   if (extra.length) throw new FieldError(`${path}: unexpected field(s) ${extra.join(", ")}`);
   return value;
 }
 
 function integer(value, path, low, high) {
-  if (!Number.isSafeInteger(value)) throw new FieldError(`${path}: expected an integer, got ${typeName(value)}`);
-  if (value < low || value > high) throw new FieldError(`${path}: ${value} is outside ${low}..${high}`);
+  if (!Number.isSafeInteger(value))
+    throw new FieldError(`${path}: expected an integer, got ${typeName(value)}`);
+  if (value < low || value > high)
+    throw new FieldError(`${path}: ${value} is outside ${low}..${high}`);
   return value;
 }
 
@@ -66,7 +84,8 @@ function optionalInteger(value, path, low, high) {
 }
 
 function list(value, path, low, high) {
-  if (!Array.isArray(value)) throw new FieldError(`${path}: expected an array, got ${typeName(value)}`);
+  if (!Array.isArray(value))
+    throw new FieldError(`${path}: expected an array, got ${typeName(value)}`);
   if (value.length < low || value.length > high) {
     const expected = low === high ? `exactly ${low}` : `${low}..${high}`;
     throw new FieldError(`${path}: ${value.length} item(s), expected ${expected}`);
@@ -75,7 +94,8 @@ function list(value, path, low, high) {
 }
 
 function match(value, path, pattern, what) {
-  if (typeof value !== "string" || !pattern.test(value)) throw new FieldError(`${path}: expected ${what}`);
+  if (typeof value !== "string" || !pattern.test(value))
+    throw new FieldError(`${path}: expected ${what}`);
   return value;
 }
 
@@ -101,11 +121,15 @@ export function keyCommitment(key, messageId) {
 }
 
 export class Policy {
-  constructor({ notBefore = null, expires = null, maxReleases = null, requireApproval = false } = {}, path = "policy") {
+  constructor(
+    { notBefore = null, expires = null, maxReleases = null, requireApproval = false } = {},
+    path = "policy",
+  ) {
     optionalInteger(notBefore, `${path}.not_before`, 0, TIME_MAX);
     optionalInteger(expires, `${path}.expires`, 0, TIME_MAX);
     optionalInteger(maxReleases, `${path}.max_releases`, 1, 1_000_000);
-    if (typeof requireApproval !== "boolean") throw new FieldError(`${path}.require_approval: expected true or false`);
+    if (typeof requireApproval !== "boolean")
+      throw new FieldError(`${path}.require_approval: expected true or false`);
     if (notBefore !== null && expires !== null && expires <= notBefore) {
       throw new FieldError(`${path}: expires (${expires}) is not after not_before (${notBefore})`);
     }
@@ -124,7 +148,12 @@ export class Policy {
   static fromJson(value, path) {
     const obj = object(value, path, ["not_before", "expires", "max_releases", "require_approval"]);
     return new Policy(
-      { notBefore: obj.not_before, expires: obj.expires, maxReleases: obj.max_releases, requireApproval: obj.require_approval },
+      {
+        notBefore: obj.not_before,
+        expires: obj.expires,
+        maxReleases: obj.max_releases,
+        requireApproval: obj.require_approval,
+      },
       path,
     );
   }
@@ -142,7 +171,10 @@ export class Recipient {
   static fromJson(value, path) {
     const obj = object(value, path, ["name", "fingerprint"]);
     const name = checkName(obj.name, { field: `${path}.name` });
-    return new Recipient(name, match(obj.fingerprint, `${path}.fingerprint`, HEX_FINGERPRINT, "64 hex digits"));
+    return new Recipient(
+      name,
+      match(obj.fingerprint, `${path}.fingerprint`, HEX_FINGERPRINT, "64 hex digits"),
+    );
   }
 
   static of(identity) {
@@ -156,13 +188,20 @@ export class CustodianSlot {
   }
 
   toJson() {
-    return { name: this.name, fingerprint: this.fingerprintHex, share_digest: b64encode(this.shareDigest) };
+    return {
+      name: this.name,
+      fingerprint: this.fingerprintHex,
+      share_digest: b64encode(this.shareDigest),
+    };
   }
 
   static fromJson(value, path) {
     const obj = object(value, path, ["name", "fingerprint", "share_digest"]);
     const name = checkName(obj.name, { field: `${path}.name` });
-    const fp = obj.fingerprint === null ? null : match(obj.fingerprint, `${path}.fingerprint`, HEX_FINGERPRINT, "64 hex digits or null");
+    const fp =
+      obj.fingerprint === null
+        ? null
+        : match(obj.fingerprint, `${path}.fingerprint`, HEX_FINGERPRINT, "64 hex digits or null");
     const digest = b64decode(obj.share_digest, { field: `${path}.share_digest`, length: 32 });
     return new CustodianSlot(name, fp, digest);
   }
@@ -202,15 +241,36 @@ export class Header {
   }
 
   static async fromJson(value, path = "envelope.header") {
-    const keys = ["v", "id", "sender", "recipients", "created", "threshold", "n", "custodians", "policy", "key_commitment"];
+    const keys = [
+      "v",
+      "id",
+      "sender",
+      "recipients",
+      "created",
+      "threshold",
+      "n",
+      "custodians",
+      "policy",
+      "key_commitment",
+    ];
     const obj = object(value, path, keys, { versioned: true });
-    const messageId = fromHex(match(obj.id, `${path}.id`, HEX_ID, "32 hex digits"), { field: `${path}.id`, length: 16 });
+    const messageId = fromHex(match(obj.id, `${path}.id`, HEX_ID, "32 hex digits"), {
+      field: `${path}.id`,
+      length: 16,
+    });
     const sender = await PublicIdentity.fromJson(obj.sender, `${path}.sender`);
     const recipients = list(obj.recipients, `${path}.recipients`, 1, MAX_RECIPIENTS).map((r, i) =>
       Recipient.fromJson(r, `${path}.recipients[${i}]`),
     );
-    unique(recipients.map((r) => r.name), `${path}.recipients`);
-    unique(recipients.map((r) => r.fingerprintHex), `${path}.recipients`, "fingerprint");
+    unique(
+      recipients.map((r) => r.name),
+      `${path}.recipients`,
+    );
+    unique(
+      recipients.map((r) => r.fingerprintHex),
+      `${path}.recipients`,
+      "fingerprint",
+    );
     const created = integer(obj.created, `${path}.created`, 0, TIME_MAX);
     const n = integer(obj.n, `${path}.n`, 2, 255);
     const threshold = integer(obj.threshold, `${path}.threshold`, 2, 255);
@@ -218,23 +278,47 @@ export class Header {
     const custodians = list(obj.custodians, `${path}.custodians`, n, n).map((c, i) =>
       CustodianSlot.fromJson(c, `${path}.custodians[${i}]`),
     );
-    unique(custodians.map((c) => c.name), `${path}.custodians`);
+    unique(
+      custodians.map((c) => c.name),
+      `${path}.custodians`,
+    );
     // One key holding two shares would lower the threshold without anyone noticing.
-    unique(custodians.filter((c) => c.fingerprintHex !== null).map((c) => c.fingerprintHex), `${path}.custodians`, "fingerprint");
+    unique(
+      custodians.filter((c) => c.fingerprintHex !== null).map((c) => c.fingerprintHex),
+      `${path}.custodians`,
+      "fingerprint",
+    );
     const policy = Policy.fromJson(obj.policy, `${path}.policy`);
-    const commitment = b64decode(obj.key_commitment, { field: `${path}.key_commitment`, length: 32 });
-    return new Header({ messageId, sender, recipients, created, threshold, custodians, policy, keyCommitment: commitment });
+    const commitment = b64decode(obj.key_commitment, {
+      field: `${path}.key_commitment`,
+      length: 32,
+    });
+    return new Header({
+      messageId,
+      sender,
+      recipients,
+      created,
+      threshold,
+      custodians,
+      policy,
+      keyCommitment: commitment,
+    });
   }
 
   /** The share index (1-based) of the named custodian. */
   custodianIndex(name) {
     const position = this.custodians.findIndex((slot) => slot.name === name);
-    if (position < 0) throw new FieldError(`envelope: ${JSON.stringify(name)} is not a custodian of message ${this.id}`);
+    if (position < 0)
+      throw new FieldError(
+        `envelope: ${JSON.stringify(name)} is not a custodian of message ${this.id}`,
+      );
     return position + 1;
   }
 
   isRecipient(identity) {
-    return this.recipients.some((r) => r.name === identity.name && r.fingerprintHex === identity.fingerprintHex);
+    return this.recipients.some(
+      (r) => r.name === identity.name && r.fingerprintHex === identity.fingerprintHex,
+    );
   }
 }
 
@@ -264,7 +348,10 @@ export class Receipt {
     return new Receipt({
       custodian: checkName(obj.custodian, { field: `${path}.custodian` }),
       index: integer(obj.index, `${path}.index`, 1, 255),
-      messageId: fromHex(match(obj.message_id, `${path}.message_id`, HEX_ID, "32 hex digits"), { field: `${path}.message_id`, length: 16 }),
+      messageId: fromHex(match(obj.message_id, `${path}.message_id`, HEX_ID, "32 hex digits"), {
+        field: `${path}.message_id`,
+        length: 16,
+      }),
       ref: match(obj.ref, `${path}.ref`, REF, "1-128 characters of A-Z a-z 0-9 _ -"),
       shareDigest: b64decode(obj.share_digest, { field: `${path}.share_digest`, length: 32 }),
       signature: b64decode(obj.signature, { field: `${path}.signature`, length: 64 }),
@@ -273,7 +360,9 @@ export class Receipt {
 
   async verify(custodian) {
     if (custodian.name !== this.custodian) {
-      throw new SignatureError(`receipt from ${JSON.stringify(this.custodian)} checked against ${JSON.stringify(custodian.name)}'s key`);
+      throw new SignatureError(
+        `receipt from ${JSON.stringify(this.custodian)} checked against ${JSON.stringify(custodian.name)}'s key`,
+      );
     }
     await custodian.verify(this.signature, "receipt", this.body());
   }
@@ -314,7 +403,12 @@ export class Envelope {
 
   static async fromJson(value) {
     const path = "envelope";
-    const obj = object(value, path, ["v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"], { versioned: true });
+    const obj = object(
+      value,
+      path,
+      ["v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"],
+      { versioned: true },
+    );
     const header = await Header.fromJson(obj.header);
     const nonce = b64decode(obj.nonce, { field: `${path}.nonce`, length: 12 });
     const ciphertext = b64decode(obj.ciphertext, { field: `${path}.ciphertext`, allowEmpty: true });
@@ -322,21 +416,29 @@ export class Envelope {
     const rawReceipts = list(obj.receipts, `${path}.receipts`, 0, 255);
     const services = header.custodians.map((slot) => slot.fingerprintHex !== null);
     if (services.some(Boolean) && !services.every(Boolean)) {
-      throw new FieldError(`${path}.header.custodians: either every custodian has a fingerprint or none has`);
+      throw new FieldError(
+        `${path}.header.custodians: either every custodian has a fingerprint or none has`,
+      );
     }
     const expected = services.every(Boolean) ? header.n : 0;
     if (rawReceipts.length !== expected) {
-      throw new FieldError(`${path}.receipts: ${rawReceipts.length} receipt(s), expected ${expected}`);
+      throw new FieldError(
+        `${path}.receipts: ${rawReceipts.length} receipt(s), expected ${expected}`,
+      );
     }
     const receipts = rawReceipts.map((r, i) => Receipt.fromJson(r, `${path}.receipts[${i}]`));
     receipts.forEach((receipt, i) => {
       const slot = header.custodians[i];
       const where = `${path}.receipts[${i}]`;
       if (receipt.custodian !== slot.name || receipt.index !== i + 1) {
-        throw new FieldError(`${where}: receipt of ${JSON.stringify(receipt.custodian)} (index ${receipt.index}), expected ${JSON.stringify(slot.name)} (index ${i + 1})`);
+        throw new FieldError(
+          `${where}: receipt of ${JSON.stringify(receipt.custodian)} (index ${receipt.index}), expected ${JSON.stringify(slot.name)} (index ${i + 1})`,
+        );
       }
-      if (!equal(receipt.messageId, header.messageId)) throw new FieldError(`${where}.message_id: not this envelope's id ${header.id}`);
-      if (!equal(receipt.shareDigest, slot.shareDigest)) throw new FieldError(`${where}.share_digest: differs from the header's digest`);
+      if (!equal(receipt.messageId, header.messageId))
+        throw new FieldError(`${where}.message_id: not this envelope's id ${header.id}`);
+      if (!equal(receipt.shareDigest, slot.shareDigest))
+        throw new FieldError(`${where}.share_digest: differs from the header's digest`);
     });
     const signature = b64decode(obj.signature, { field: `${path}.signature`, length: 64 });
     return new Envelope({ header, nonce, ciphertext, tag, receipts, signature });
@@ -349,7 +451,10 @@ export class Envelope {
    */
   async verify(sender = null, custodians = {}, { recipient = null } = {}) {
     const claimed = this.header.sender;
-    if (sender !== null && (sender.name !== claimed.name || sender.fingerprintHex !== claimed.fingerprintHex)) {
+    if (
+      sender !== null &&
+      (sender.name !== claimed.name || sender.fingerprintHex !== claimed.fingerprintHex)
+    ) {
       throw new SignatureError(
         `envelope ${this.id}: sender ${claimed.name} (${claimed.shortFingerprint()}) is not the expected ${sender.name} (${sender.shortFingerprint()})`,
       );
@@ -361,13 +466,17 @@ export class Envelope {
       const key = has(custodians, slot.name) ? custodians[slot.name] : undefined;
       if (!key) continue;
       if (slot.fingerprintHex !== null && key.fingerprintHex !== slot.fingerprintHex) {
-        throw new SignatureError(`envelope ${this.id}: custodian ${slot.name} in the header has another key than the known ${key.shortFingerprint()}`);
+        throw new SignatureError(
+          `envelope ${this.id}: custodian ${slot.name} in the header has another key than the known ${key.shortFingerprint()}`,
+        );
       }
       await receipt.verify(key);
     }
     // Step 5 of §7.7, after the signatures it relies on.
     if (recipient !== null && !this.header.isRecipient(recipient)) {
-      throw new NotRecipientError(`envelope ${this.id}: ${recipient.name} (${recipient.shortFingerprint()}) is not one of its recipients`);
+      throw new NotRecipientError(
+        `envelope ${this.id}: ${recipient.name} (${recipient.shortFingerprint()}) is not one of its recipients`,
+      );
     }
   }
 
@@ -380,7 +489,10 @@ export class Envelope {
       share.threshold === this.header.threshold &&
       equal(share.splitId, this.header.messageId) &&
       equal(await shareDigest(this.header.messageId, custodian, share), slot.shareDigest);
-    if (!ok) throw new ShareDigestError(`custodian ${custodian}: its share does not match the digest the sender signed`);
+    if (!ok)
+      throw new ShareDigestError(
+        `custodian ${custodian}: its share does not match the digest the sender signed`,
+      );
   }
 
   /** Steps 6-8: check each share, combine t of them, check the key commitment. */
@@ -391,7 +503,10 @@ export class Envelope {
       good.push(share);
     }
     const t = this.header.threshold;
-    if (good.length < t) throw new InsufficientSharesError(`envelope ${this.id}: ${good.length} share(s), threshold is ${t}`);
+    if (good.length < t)
+      throw new InsufficientSharesError(
+        `envelope ${this.id}: ${good.length} share(s), threshold is ${t}`,
+      );
     const key = combine(good.slice(0, t));
     const expected = await keyCommitment(key, this.header.messageId);
     if (!equal(expected, this.header.keyCommitment)) throw new KeyCommitmentError();
@@ -444,7 +559,18 @@ export function replay(bytes) {
  *              threshold, policy?: Policy, created?: number, random?: (n) => Uint8Array}
  * `random` draws, in order: message id (16), key (32), split coefficients, AES-GCM nonce (12).
  */
-export async function prepare(plaintext, { sender, recipients, custodians, threshold, policy = new Policy(), created = null, random = randomBytes }) {
+export async function prepare(
+  plaintext,
+  {
+    sender,
+    recipients,
+    custodians,
+    threshold,
+    policy = new Policy(),
+    created = null,
+    random = randomBytes,
+  },
+) {
   if (!recipients.length) throw new FieldError("envelope: at least one recipient is needed");
   const messageId = random(16);
   const key = random(32);
@@ -452,7 +578,13 @@ export async function prepare(plaintext, { sender, recipients, custodians, thres
   const slots = [];
   for (const [i, custodian] of custodians.entries()) {
     const name = checkName(custodian.name, { field: "custodian" });
-    slots.push(new CustodianSlot(name, custodian.fingerprintHex, await shareDigest(messageId, name, shares[i])));
+    slots.push(
+      new CustodianSlot(
+        name,
+        custodian.fingerprintHex,
+        await shareDigest(messageId, name, shares[i]),
+      ),
+    );
   }
   const header = new Header({
     messageId,
@@ -464,10 +596,24 @@ export async function prepare(plaintext, { sender, recipients, custodians, thres
     policy,
     keyCommitment: await keyCommitment(key, messageId),
   });
-  unique(header.recipients.map((r) => r.name), "envelope.header.recipients");
-  unique(header.recipients.map((r) => r.fingerprintHex), "envelope.header.recipients", "fingerprint");
-  unique(slots.map((c) => c.name), "envelope.header.custodians");
-  unique(slots.filter((c) => c.fingerprintHex !== null).map((c) => c.fingerprintHex), "envelope.header.custodians", "fingerprint");
+  unique(
+    header.recipients.map((r) => r.name),
+    "envelope.header.recipients",
+  );
+  unique(
+    header.recipients.map((r) => r.fingerprintHex),
+    "envelope.header.recipients",
+    "fingerprint",
+  );
+  unique(
+    slots.map((c) => c.name),
+    "envelope.header.custodians",
+  );
+  unique(
+    slots.filter((c) => c.fingerprintHex !== null).map((c) => c.fingerprintHex),
+    "envelope.header.custodians",
+    "fingerprint",
+  );
   const nonce = random(12);
   const { ciphertext, tag } = await aead.encrypt(key, nonce, plaintext, header.aad());
   key.fill(0);

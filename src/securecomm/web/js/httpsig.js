@@ -30,7 +30,10 @@ export function signatureBase(method, path, query, digest, params) {
  * @param identity an Identity (identity.js) holding the Ed25519 private key
  * @param opts {method, path, query, body (Uint8Array), audience, now?, nonce?}
  */
-export async function signRequest(identity, { method, path, query = "", body, audience, now, nonce }) {
+export async function signRequest(
+  identity,
+  { method, path, query = "", body, audience, now, nonce },
+) {
   method = method.toUpperCase();
   for (const value of [method, path, query]) {
     if (!VISIBLE_ASCII.test(value)) {

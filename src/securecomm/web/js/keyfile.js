@@ -391,7 +391,10 @@ export function pemBlocks(text) {
 
 // The DER inside a PEM body: base64 lines (LF or CRLF), nothing else.
 export function pemBodyBytes(body) {
-  const joined = body.replace(/\r?\n$/, "").split(/\r?\n/).join("");
+  const joined = body
+    .replace(/\r?\n$/, "")
+    .split(/\r?\n/)
+    .join("");
   return b64decode(joined, { field: "PEM block" });
 }
 

@@ -44,7 +44,16 @@ export async function depositBody(draft, position, custodian, sender) {
   };
 }
 
-const RELEASE_KEYS = ["v", "status", "custodian", "index", "message_id", "recipient", "sealed_share", "signature"];
+const RELEASE_KEYS = [
+  "v",
+  "status",
+  "custodian",
+  "index",
+  "message_id",
+  "recipient",
+  "sealed_share",
+  "signature",
+];
 
 /**
  * Check a release (§12.2) from `custodian` (its pinned PublicIdentity) and open the share
@@ -52,20 +61,27 @@ const RELEASE_KEYS = ["v", "status", "custodian", "index", "message_id", "recipi
  * envelope's digest.
  */
 export async function openRelease(value, reader, custodian) {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new FieldError("release: expected an object");
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new FieldError("release: expected an object");
   if (value.v !== 1) throw new UnknownVersionError("release.v: expected 1");
   const keys = Object.keys(value).sort();
-  if (keys.join() !== [...RELEASE_KEYS].sort().join()) throw new FieldError(`release: fields ${keys.join(", ")}`);
+  if (keys.join() !== [...RELEASE_KEYS].sort().join())
+    throw new FieldError(`release: fields ${keys.join(", ")}`);
   if (value.status !== "released") throw new FieldError("release.status: expected 'released'");
   checkName(value.custodian, { field: "release.custodian" });
-  if (!Number.isSafeInteger(value.index) || value.index < 1 || value.index > 255) throw new FieldError("release.index: expected an integer in 1..255");
-  if (typeof value.message_id !== "string" || !HEX_ID.test(value.message_id)) throw new FieldError("release.message_id: expected 32 hex digits");
-  if (typeof value.recipient !== "string" || !HEX_FINGERPRINT.test(value.recipient)) throw new FieldError("release.recipient: expected 64 hex digits");
+  if (!Number.isSafeInteger(value.index) || value.index < 1 || value.index > 255)
+    throw new FieldError("release.index: expected an integer in 1..255");
+  if (typeof value.message_id !== "string" || !HEX_ID.test(value.message_id))
+    throw new FieldError("release.message_id: expected 32 hex digits");
+  if (typeof value.recipient !== "string" || !HEX_FINGERPRINT.test(value.recipient))
+    throw new FieldError("release.recipient: expected 64 hex digits");
   // Any length, as in Python: a seal too short to open is the opaque DecryptionError (§5).
   const sealed = b64decode(value.sealed_share, { field: "release.sealed_share", allowEmpty: true });
   const signature = b64decode(value.signature, { field: "release.signature", length: 64 });
-  if (value.custodian !== custodian.name) throw new FieldError(`release: answered as ${value.custodian}, expected ${custodian.name}`);
-  if (value.recipient !== reader.public.fingerprintHex) throw new FieldError("release: sealed to another recipient");
+  if (value.custodian !== custodian.name)
+    throw new FieldError(`release: answered as ${value.custodian}, expected ${custodian.name}`);
+  if (value.recipient !== reader.public.fingerprintHex)
+    throw new FieldError("release: sealed to another recipient");
   const { signature: _, ...body } = value;
   await custodian.verify(signature, "release", body);
   const plain = await hpke.open(

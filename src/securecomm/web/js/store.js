@@ -17,7 +17,8 @@ function db() {
       for (const name of STORES) request.result.createObjectStore(name);
     };
     request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(new Error("this browser's storage (IndexedDB) is not available"));
+    request.onerror = () =>
+      reject(new Error("this browser's storage (IndexedDB) is not available"));
   });
   return opened;
 }
@@ -31,7 +32,10 @@ async function run(store, mode, action) {
     if (request) request.onsuccess = () => (result = request.result);
     // Resolve only once the transaction is durable, so a crash right after loses nothing.
     tx.oncomplete = () => resolve(result);
-    tx.onerror = () => reject(new Error(`could not ${mode === "readonly" ? "read" : "save"} ${store} in this browser`));
+    tx.onerror = () =>
+      reject(
+        new Error(`could not ${mode === "readonly" ? "read" : "save"} ${store} in this browser`),
+      );
     tx.onabort = tx.onerror;
   });
 }
@@ -64,7 +68,12 @@ export class KnownKeys {
   check(seen, context = "") {
     const pinned = this.get(seen.name);
     if (pinned && pinned.fingerprintHex !== seen.fingerprintHex) {
-      throw new KeyChangedError(seen.name, pinned.shortFingerprint(), seen.shortFingerprint(), context);
+      throw new KeyChangedError(
+        seen.name,
+        pinned.shortFingerprint(),
+        seen.shortFingerprint(),
+        context,
+      );
     }
   }
 
