@@ -76,7 +76,7 @@ class Person:
         self.page.get_by_label("Acting as").select_option(name)
         expect(self.page.locator("#active-fingerprint")).not_to_be_empty()
 
-    def send(
+    def compose(
         self,
         to: str,
         text: str = "",
@@ -84,7 +84,8 @@ class Person:
         approval: bool = False,
         burn: bool = False,
         file: bytes | None = None,
-    ) -> str:
+    ) -> None:
+        """Fill in the send form afresh and press Encrypt and send; check nothing."""
         page = self.page
         self.open("send")
         page.get_by_label("To (names, separated by commas)").fill(to)
@@ -102,6 +103,19 @@ class Person:
         if burn:
             page.get_by_label("Burn after reading (one release per custodian)").check()
         page.get_by_role("button", name="Encrypt and send").click()
+
+    def send(
+        self,
+        to: str,
+        text: str = "",
+        *,
+        approval: bool = False,
+        burn: bool = False,
+        file: bytes | None = None,
+    ) -> str:
+        """Send, check it went and the relay's copy is identical; return the message id."""
+        self.compose(to, text, approval=approval, burn=burn, file=file)
+        page = self.page
         expect(page.locator("#send-form .status")).to_contain_text(f"Sent to {to}")
         expect(page.locator("#copy-check")).to_contain_text("identical")
         return page.locator("#sent-id").inner_text()

@@ -242,17 +242,14 @@ def test_keyboard_only_and_phone_width(browser: Browser, up: Up) -> None:
 
 def test_bad_input_gets_a_sentence_not_an_exception(people: dict[str, Person]) -> None:
     carol = people["carol"]
-    page = carol.page
-    carol.open("send")
-    page.get_by_label("To (names, separated by commas)").fill("nobody-here")
-    page.get_by_label("Message", exact=True).fill("hello")
-    page.get_by_role("button", name="Encrypt and send").click()
-    status = page.locator("#send-form .status")
+    status = carol.page.locator("#send-form .status")
+    carol.compose("nobody-here", "hello")
     expect(status).to_contain_text("nobody called nobody-here is registered")
-    page.get_by_label("To (names, separated by commas)").fill("Not A Name")
-    page.get_by_role("button", name="Encrypt and send").click()
+    carol.compose("Not A Name", "hello")
     expect(status).to_contain_text("is not a valid name")
-    shot(page, "send-error")
+    carol.compose("dave")
+    expect(status).to_contain_text("Write a message or choose a file")
+    shot(carol.page, "send-error")
 
 
 def test_a_cli_key_file_with_a_passphrase_imports(browser: Browser, up: Up, tmp_path: Path) -> None:

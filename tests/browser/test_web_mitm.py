@@ -140,12 +140,8 @@ def test_a_relay_answer_altered_on_send_withdraws_everything(
     relay = wire.relay
     relay.mode, relay.direction = "flip", "response"
     relay.match, relay.field_name = re.compile(r"^/api/v1/messages$"), "digest"
-    page = grace.page
-    grace.open("send")
-    page.get_by_label("To (names, separated by commas)").fill("heidi")
-    page.get_by_label("Message", exact=True).fill(SECRET)
-    page.get_by_role("button", name="Encrypt and send").click()
-    status = page.locator("#send-form .status")
+    grace.compose("heidi", SECRET)
+    status = grace.page.locator("#send-form .status")
     expect(status).to_contain_text("differs from what was sent")
     expect(status).to_have_class(re.compile("error"))
     assert relay.alterations, "the proxy altered nothing: the test is void"
@@ -162,11 +158,8 @@ def test_a_copy_that_cannot_be_fetched_back_is_said_so(
     relay = wire.relay
     relay.mode, relay.direction = "drop", "request"
     relay.match, relay.field_name = re.compile(r"^/api/v1/messages/[0-9a-f]{32}$"), None
-    grace.open("send")
+    grace.compose("heidi", "posted, but not fetched back")
     page = grace.page
-    page.get_by_label("To (names, separated by commas)").fill("heidi")
-    page.get_by_label("Message", exact=True).fill("posted, but not fetched back")
-    page.get_by_role("button", name="Encrypt and send").click()
     expect(page.locator("#copy-check")).to_contain_text("could not be fetched back")
     message_id = page.locator("#sent-id").inner_text()
     assert relay.alterations, "the proxy dropped nothing: the test is void"
