@@ -217,15 +217,7 @@ def send(
     progress("encrypting", len(message), len(message))
 
     def deposit(index: int, name: str) -> Receipt:
-        request = DepositRequest.seal(
-            draft.shares[index],
-            custodian=keys[name],
-            sender=sender.public,
-            message_id=draft.header.id,
-            share_digest=draft.header.custodians[index].share_digest,
-            policy=policy,
-            recipients=draft.header.recipients,
-        )
+        request = DepositRequest.for_draft(draft, index, keys[name], sender.public)
         with ServiceClient(settings.custodian(name).url, name, sender, timeout=deadline) as c:
             answer = c.request("POST", "/v1/deposits", body=request.to_json())
         receipt = Receipt.from_json(answer.json())

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import hpke
 from ._encoding import b64decode, b64encode
-from .envelope import DIGEST_LENGTH_BYTES, Policy, Recipient
+from .envelope import DIGEST_LENGTH_BYTES, Draft, Policy, Recipient
 from .errors import FieldError, UnknownVersionError
 from .identity import Identity, PublicIdentity, check_name
 from .shares import Share
@@ -130,6 +130,23 @@ class DepositRequest:
         info = deposit_info(custodian.name, share.index, message_id, sender.fingerprint_hex)
         sealed = hpke.seal(share.to_bytes(), custodian.kem_key, info)
         return cls(message_id, share.index, share_digest, sealed, policy, recipients)
+
+    @classmethod
+    def for_draft(
+        cls, draft: Draft, position: int, custodian: PublicIdentity, sender: PublicIdentity
+    ) -> DepositRequest:
+        """The deposit of ``draft``'s share at slot ``position`` (0-based) for ``custodian``,
+        with the digest, policy and recipients of the draft's header."""
+        header = draft.header
+        return cls.seal(
+            draft.shares[position],
+            custodian=custodian,
+            sender=sender,
+            message_id=header.id,
+            share_digest=header.custodians[position].share_digest,
+            policy=header.policy,
+            recipients=header.recipients,
+        )
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from securecomm._encoding import b64decode, b64encode
 from securecomm.config import load_settings
 from securecomm.custodian import openapi as custodian_openapi
 from securecomm.custodian.app import create_custodian_app
-from securecomm.envelope import Envelope, Policy, Receipt, Recipient, prepare
+from securecomm.envelope import Envelope, Policy, Receipt, prepare
 from securecomm.errors import FormatError
 from securecomm.home import operator_name
 from securecomm.identity import Identity, PublicIdentity
@@ -291,16 +291,8 @@ def test_success_paths_match_the_documents(stack: Stack, http: httpx.Client) -> 
             policy=policy,
         )
         receipts, refs = [], {}
-        for share, (name, key) in zip(draft.shares, custodians.items(), strict=True):
-            deposit = DepositRequest.seal(
-                share,
-                custodian=key,
-                sender=alice.public,
-                message_id=draft.header.id,
-                share_digest=draft.header.custodians[share.index - 1].share_digest,
-                policy=policy,
-                recipients=(Recipient.of(bob.public),),
-            )
+        for position, (name, key) in enumerate(custodians.items()):
+            deposit = DepositRequest.for_draft(draft, position, key, alice.public)
             api = Api(stack.custodians[name], name, CUSTODIAN, http)
             answer = api.call(alice, "POST", "/v1/deposits", 201, body=deposit.to_json()).json()
             receipt = Receipt.from_json(answer)

@@ -52,15 +52,7 @@ def send(
     )
     receipts = []
     for i, name in enumerate(NAMES):
-        request = DepositRequest.seal(
-            draft.shares[i],
-            custodian=keys[name],
-            sender=sender.public,
-            message_id=draft.header.id,
-            share_digest=draft.header.custodians[i].share_digest,
-            policy=policy,
-            recipients=draft.header.recipients,
-        )
+        request = DepositRequest.for_draft(draft, i, keys[name], sender.public)
         with ServiceClient(stack.custodians[name].url, name, sender) as client:
             answer = client.request("POST", "/v1/deposits", body=request.to_json())
         assert answer.status_code == 201
@@ -300,15 +292,7 @@ def test_concurrent_identical_deposits_get_one_201(stack: Stack) -> None:
         custodians=[(n, keys[n].fingerprint) for n in NAMES],
         threshold=3,
     )
-    deposit = DepositRequest.seal(
-        draft.shares[0],
-        custodian=keys["alpha"],
-        sender=alice.public,
-        message_id=draft.header.id,
-        share_digest=draft.header.custodians[0].share_digest,
-        policy=Policy(),
-        recipients=draft.header.recipients,
-    ).to_json()
+    deposit = DepositRequest.for_draft(draft, 0, keys["alpha"], alice.public).to_json()
     codes = _race(
         4, lambda: _signed_post(stack.custodians["alpha"], alice, "/v1/deposits", deposit)
     )
