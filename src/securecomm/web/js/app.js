@@ -13,11 +13,10 @@ import {
   ServiceError,
   SignatureError,
 } from "./errors.js";
-import { Identity } from "./identity.js";
+import { Identity, checkName } from "./identity.js";
 import { writeKeyFile } from "./keyfile.js";
 import * as store from "./store.js";
 
-const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const state = { config: null, known: null, identities: new Map(), active: null };
 
 // DOM helpers: text always goes in as text, never as HTML.
@@ -79,19 +78,8 @@ async function act(form, button, action) {
   }
 }
 
-function shortFingerprint(hex) {
-  return hex.slice(0, 32).match(/.{4}/g).join(" ");
-}
-
 function time(seconds) {
   return new Date(seconds * 1000).toLocaleString();
-}
-
-function preview(bytes, limit = 96) {
-  const text = b64encode(bytes.slice(0, Math.ceil(limit * 0.75)));
-  return bytes.length > limit * 0.75
-    ? `${text}… (${bytes.length} bytes)`
-    : `${text} (${bytes.length} bytes)`;
 }
 
 function download(name, bytes, type = "application/octet-stream") {
@@ -341,10 +329,7 @@ async function onCreate(event) {
   await act(form, $("button", form), async (progress) => {
     const name = $("#create-name").value.trim();
     const passphrase = $("#create-passphrase").value;
-    if (!NAME.test(name))
-      throw new SecureCommError(
-        "A name is 1 to 64 of a-z, 0-9, dot, dash or underscore, starting with a letter or digit.",
-      );
+    checkName(name, { field: "name" });
     if (passphrase.length < 8)
       throw new SecureCommError("Choose a passphrase of at least 8 characters.");
     if (passphrase !== $("#create-confirm").value)
@@ -447,8 +432,7 @@ async function onSend(event) {
       .map((s) => s.trim())
       .filter(Boolean);
     if (!recipients.length) throw new SecureCommError("Name at least one recipient.");
-    for (const name of recipients)
-      if (!NAME.test(name)) throw new SecureCommError(`“${name}” is not a valid name.`);
+    for (const name of recipients) checkName(name, { field: "recipient" });
     if (new Set(recipients).size !== recipients.length)
       throw new SecureCommError("A recipient is named twice.");
     const file = $("#send-file").files[0];
