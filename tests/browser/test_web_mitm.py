@@ -34,7 +34,17 @@ class Wire:
 
     def watch_only(self) -> None:
         for proxy in self.all():
-            proxy.mode, proxy.match, proxy.field_name = "passive", None, None
+            arm(proxy, "passive", "request", None)
+
+
+def arm(
+    proxy: Proxy, mode: str, direction: str, path: str | None, field: str | None = None
+) -> None:
+    """From now on ``proxy`` applies ``mode`` to the ``direction`` of exchanges whose path
+    matches ``path`` (a regex; None: all), in the JSON member ``field`` if given."""
+    proxy.mode, proxy.direction = mode, direction
+    proxy.match = re.compile(path) if path else None
+    proxy.field_name = field
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +112,7 @@ def test_a_share_altered_on_one_link_costs_that_share_only(
     grace, heidi = pair
     message_id = grace.send("heidi", SECRET)
     bravo = wire.custodians["bravo"]
-    bravo.mode, bravo.direction = "flip", "response"
-    bravo.match, bravo.field_name = re.compile(r"^/v1/releases"), "sealed_share"
+    arm(bravo, "flip", "response", r"^/v1/releases", "sealed_share")
     page = heidi.read(message_id)
     expect(page.locator("#plaintext")).to_have_text(SECRET)
     states = heidi.status_of()
@@ -124,8 +133,7 @@ def test_the_relays_copy_altered_on_the_way_shows_no_text(
     grace, heidi = pair
     message_id = grace.send("heidi", SECRET)
     relay = wire.relay
-    relay.mode, relay.direction = "flip", "response"
-    relay.match, relay.field_name = re.compile(r"^/api/v1/messages/"), "ciphertext"
+    arm(relay, "flip", "response", r"^/api/v1/messages/", "ciphertext")
     page = heidi.read(message_id)
     expect(page.locator("#reading .status")).to_contain_text("altered or is not genuine")
     expect(page.locator("#plaintext")).to_have_count(0)
@@ -138,8 +146,7 @@ def test_a_relay_answer_altered_on_send_withdraws_everything(
 ) -> None:
     grace, _ = pair
     relay = wire.relay
-    relay.mode, relay.direction = "flip", "response"
-    relay.match, relay.field_name = re.compile(r"^/api/v1/messages$"), "digest"
+    arm(relay, "flip", "response", r"^/api/v1/messages$", "digest")
     grace.compose("heidi", SECRET)
     status = grace.page.locator("#send-form .status")
     expect(status).to_contain_text("differs from what was sent")
@@ -156,8 +163,7 @@ def test_a_copy_that_cannot_be_fetched_back_is_said_so(
 ) -> None:
     grace, heidi = pair
     relay = wire.relay
-    relay.mode, relay.direction = "drop", "request"
-    relay.match, relay.field_name = re.compile(r"^/api/v1/messages/[0-9a-f]{32}$"), None
+    arm(relay, "drop", "request", r"^/api/v1/messages/[0-9a-f]{32}$")
     grace.compose("heidi", "posted, but not fetched back")
     page = grace.page
     expect(page.locator("#copy-check")).to_contain_text("could not be fetched back")
