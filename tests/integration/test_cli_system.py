@@ -38,7 +38,7 @@ from securecomm.home import load_public
 from securecomm.identity import Identity
 from securecomm.relay.app import endorsement_body
 
-from .conftest import NAMES, Service, free_port, write_config
+from .conftest import NAMES, Service, Stack, free_port, write_config
 
 CLI = [sys.executable, "-m", "securecomm.cli"]
 EVIL = Path(__file__).with_name("evil_custodian.py")
@@ -616,14 +616,8 @@ class EvilService(Service):
             raise
 
 
-@dataclass
-class EvilStack:
-    home: Path
-    relay: Service
-    custodians: dict[str, Service]
-
-    def all(self) -> list[Service]:
-        return [self.relay, *self.custodians.values()]
+class EvilStack(Stack):
+    """The relay and five custodians, charlie among them a liar (``evil_custodian.py``)."""
 
     def urls(self, names: tuple[str, ...]) -> dict[str, str]:
         return {name: self.custodians[name].url for name in names}
