@@ -18,9 +18,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from securecomm import canonical
+from securecomm import canonical, shares
+from securecomm.client import ServiceClient
+from securecomm.home import KnownKeys
 from securecomm.identity import Identity
+from securecomm.mitm import encodings_of
+from securecomm.protocol import Release
 from tests.browser._web import PASSPHRASE, Person, shot
+from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, finish_up, run, start_up
 
 
@@ -78,18 +83,31 @@ def test_nothing_secret_goes_to_the_relay(people: dict[str, Person], up: Up) -> 
     carol = people["carol"]
     carol.requests.clear()
     secret = "the vault code is 4-8-15-16-23-42"
-    carol.send("dave", secret)
-    forms = [secret.encode(), base64.b64encode(secret.encode())]
-    relay_bodies = [
-        r.post_data_buffer or b""
+    # To bob, whose key file the test holds: it can then fetch the shares and rebuild the key
+    # the page made, and look for all of them in everything the page sent.
+    message_id = carol.send("bob", secret)
+    bob = Identity.load(up.home / "users" / "bob.key")
+    known = KnownKeys.load(up.home)
+    released = []
+    for name in NAMES:
+        with ServiceClient(up.url(name), name, bob) as custodian:
+            answer = custodian.request(
+                "POST", "/v1/releases", body={"v": 1, "message_id": message_id}
+            )
+        released.append(Release.from_json(answer.json()).open(bob, known.require(name)))
+    key = shares.combine(released[:3])
+    secrets = (
+        [secret.encode(), key] + [s.to_bytes() for s in released] + [s.value for s in released]
+    )
+    sent = [
+        (r.url, "\n".join(f"{k}: {v}" for k, v in r.headers.items()).encode(), r.post_data_buffer)
         for r in carol.requests
-        if r.url.startswith(up.relay_url) and r.method != "GET"
     ]
-    assert relay_bodies, "the page posted nothing to the relay"
-    every_body = [r.post_data_buffer or b"" for r in carol.requests]
-    for body in every_body:
-        for form in forms:
-            assert form not in body
+    assert any(url.startswith(up.relay_url) and body for url, _, body in sent)
+    for url, headers, body in sent:
+        for number, value in enumerate(secrets):
+            for spelling in encodings_of(value):
+                assert spelling not in (body or b"") + headers + url.encode(), (url, number)
     # The relay got the envelope (ciphertext, receipts, signatures) and nothing else.
     posted = [
         r for r in carol.requests if r.url.endswith("/api/v1/messages") and r.method == "POST"
@@ -99,6 +117,40 @@ def test_nothing_secret_goes_to_the_relay(people: dict[str, Person], up: Up) -> 
     assert set(envelope) == {"v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"}
     deposits = [r for r in carol.requests if r.url.endswith("/v1/deposits")]
     assert len(deposits) == 5 and not any(r.url.startswith(up.relay_url) for r in deposits)
+
+
+def test_a_contact_whose_key_changed_is_refused_and_nothing_is_sent(
+    people: dict[str, Person], up: Up
+) -> None:
+    carol = people["carol"]
+    carol.send("dave", "pins dave's key in carol's browser")
+    other = Identity.generate("dave").public
+    real = carol.page.evaluate(
+        """async (other) => {
+            const store = await import('/web/js/store.js');
+            const real = await store.get('known', 'dave');
+            await store.put('known', 'dave', other);
+            return real;
+        }""",
+        other.to_json(),
+    )
+    try:
+        carol.requests.clear()
+        carol.compose("dave", "must not go anywhere")
+        status = carol.page.locator("#send-form .status")
+        expect(status).to_contain_text(
+            f"the key of 'dave' changed: pinned {other.short_fingerprint()}"
+        )
+        expect(status).to_contain_text("nothing was sent")
+        assert not [r for r in carol.requests if r.method in {"POST", "PUT"}]
+    finally:
+        carol.page.evaluate(
+            """async (real) => {
+                const store = await import('/web/js/store.js');
+                await store.put('known', 'dave', real);
+            }""",
+            real,
+        )
 
 
 def test_a_browser_message_is_read_by_the_cli(people: dict[str, Person], up: Up) -> None:
