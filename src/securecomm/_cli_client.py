@@ -216,33 +216,22 @@ def cmd_unsend(args: argparse.Namespace) -> None:
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
-    root = Path.cwd()
-    removed = 0
-    for pattern in (
-        "**/__pycache__",
-        ".pytest_cache",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".hypothesis",
-        "build",
-        "src/*.egg-info",
-    ):
-        for path in root.glob(pattern):
-            if ".venv" in path.parts:
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    home = _home(args)
-    for leftover in (home / "logs",):
-        if leftover.exists():
-            shutil.rmtree(leftover)
-            removed += 1
-    print(f"removed {removed} cache and temporary folder(s)")
-    if not args.all:
-        return
-    if not home.exists():
+    home = _home(args).absolute()  # the full path, so no one wonders what was removed
+    # Only what the services write and can write again; keys, messages and settings stay.
+    leftovers = [path for path in (home / "logs",) if path.exists()]
+    for path in leftovers:
+        shutil.rmtree(path)
+        print(f"removed {path}")
+    if not leftovers:
         print(f"{home}: nothing to remove")
+    if not args.all or not home.exists():
         return
+    if not ((home / "securecomm.toml").exists() or (home / "known_keys.json").exists()):
+        raise CliError(
+            f"{home} is not a securecomm data directory (no securecomm.toml or known_keys.json)",
+            hint="name the data directory with --home; nothing was deleted",
+            code=EXIT_BAD_INPUT,
+        )
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError(
@@ -490,10 +479,10 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser(
         "clean",
-        help="remove caches and temporary files",
-        description="Remove Python and tool caches under the current directory"
-        " and the logs under HOME; with --all, also HOME itself, every key and"
-        " message in it (asks first, unless --yes).",
+        help="remove the logs in the data directory",
+        description="Remove what the services wrote and will write again (the logs)"
+        " from the data directory HOME, and nothing outside it; with --all, also HOME"
+        " itself, every key and message in it (asks first, unless --yes).",
     )
     home(p)
     p.add_argument("--all", action="store_true", help="also delete the data directory")
