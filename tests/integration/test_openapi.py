@@ -30,6 +30,7 @@ from schemathesis.checks import (
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from securecomm import canonical, httpsig
@@ -52,6 +53,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    unsupported_method,  # a 405 must carry Allow (RFC 9110 section 15.5.6)
 ]
 
 # Bounded and repeatable: a fixed seed, derandomized generation, valid and invalid

@@ -25,7 +25,14 @@ from ..envelope import Policy, Receipt, share_digest
 from ..home import load_or_create, load_public, operator_name, save_public
 from ..identity import PublicIdentity
 from ..protocol import DepositRequest, Release, deposit_info
-from ..service.app import ApiError, authenticate, create_app, error_response, read_json
+from ..service.app import (
+    ApiError,
+    authenticate,
+    create_app,
+    error_response,
+    query_int,
+    read_json,
+)
 from ..service.storage import define_common, open_database, scrub
 from ..shares import Share
 from . import audit, openapi
@@ -371,9 +378,13 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
     @app.get("/v1/audit")
     def get_audit() -> Response:
         require_operator()
+        after = query_int("after", default=0, low=0, high=audit.SEQ_MAX)
+        limit = query_int(
+            "limit", default=audit.PAGE_DEFAULT_ENTRIES, low=1, high=audit.PAGE_MAX_ENTRIES
+        )
         with db.connect() as conn:
-            log_entries = audit.entries(conn, audit_log)
-        return jsonify({"custodian": identity.public.to_json(), "entries": log_entries})
+            page = audit.page(conn, audit_log, after=after, limit=limit)
+        return jsonify({"custodian": identity.public.to_json(), **page})
 
     @app.get("/openapi.json")
     def openapi_document() -> Response:

@@ -10,11 +10,14 @@ valid log: only a copy of a later checkpoint held elsewhere shows that.)
 
 An entry never holds a share: the events record references, ids,
 fingerprints and digests only.
+
+``GET /v1/audit`` answers a page at a time (spec section 12.3); :func:`paged`
+walks the pages for a reader, and :func:`verify` carries the chain across them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +26,32 @@ from sqlalchemy.engine import Connection
 
 from .. import canonical
 from .._encoding import b64decode, b64encode, labelled_hash
-from ..errors import SecureCommError
+from ..errors import FormatError, SecureCommError
 from ..identity import Identity, PublicIdentity
 
-__all__ = ["GENESIS", "AuditReport", "append", "define", "entries", "verify"]
+__all__ = [
+    "GENESIS",
+    "PAGE_DEFAULT_ENTRIES",
+    "PAGE_MAX_ENTRIES",
+    "SEQ_MAX",
+    "AuditReport",
+    "append",
+    "define",
+    "entries",
+    "page",
+    "paged",
+    "verify",
+]
 
 #: The "previous hash" of the first entry.
 GENESIS = "0" * 64
+
+#: Entries in one page of ``GET /v1/audit`` unless ``limit`` asks for fewer or more, and
+#: the most it may ask for (about 500 bytes each).
+PAGE_DEFAULT_ENTRIES = 500
+PAGE_MAX_ENTRIES = 1000
+#: The largest seq ``after`` may name: one a page's JavaScript still reads exactly.
+SEQ_MAX = 2**53 - 1
 
 
 def define(metadata: sa.MetaData) -> sa.Table:
@@ -79,9 +101,13 @@ def append(
     )
 
 
-def entries(conn: Connection, table: sa.Table) -> list[dict[str, Any]]:
-    """Every entry as JSON, in storage order (by seq)."""
-    rows = conn.execute(sa.select(table).order_by(table.c.seq)).fetchall()
+def entries(
+    conn: Connection, table: sa.Table, *, after: int = 0, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The entries after seq ``after`` (every one by default) as JSON, by seq; at most
+    ``limit`` of them."""
+    query = sa.select(table).where(table.c.seq > after).order_by(table.c.seq)
+    rows = conn.execute(query if limit is None else query.limit(limit)).fetchall()
     return [
         {
             "seq": r.seq,
@@ -94,6 +120,40 @@ def entries(conn: Connection, table: sa.Table) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def page(
+    conn: Connection, table: sa.Table, *, after: int = 0, limit: int = PAGE_DEFAULT_ENTRIES
+) -> dict[str, Any]:
+    """One page of ``GET /v1/audit``: up to ``limit`` entries after seq ``after``, and
+    ``next``, the ``after`` of the page that follows (None on the last)."""
+    rows = entries(conn, table, after=after, limit=limit + 1)
+    return {"entries": rows[:limit], "next": rows[limit - 1]["seq"] if rows[limit:] else None}
+
+
+def paged(fetch: Callable[[int], Mapping[str, Any]]) -> Iterator[Any]:
+    """Every entry of a log read a page at a time, first to last.
+
+    ``fetch(after)`` answers the page after seq ``after`` (0: the first), as ``GET
+    /v1/audit`` does: ``{"entries": [...], "next": <seq> | null}``. A ``next`` that is not
+    the page's last seq would repeat or skip entries, or never end: FormatError.
+    """
+    after = 0
+    while True:
+        page = fetch(after)
+        batch, cursor = page.get("entries"), page.get("next")
+        if not isinstance(batch, list):
+            raise FormatError(f"audit page after {after}: no list of entries")
+        yield from batch
+        if cursor is None:
+            return
+        last = batch[-1] if batch else None
+        seq = last.get("seq") if isinstance(last, Mapping) else None
+        if isinstance(cursor, bool) or cursor != seq or not isinstance(seq, int) or seq <= after:
+            raise FormatError(
+                f"audit page after {after}: next is {cursor!r}, not the seq of its last entry"
+            )
+        after = seq
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from ..relay.openapi import (
     path_parameter,
     ref,
 )
+from .audit import PAGE_DEFAULT_ENTRIES, PAGE_MAX_ENTRIES, SEQ_MAX
 
 __all__ = ["DOCUMENT"]
 
@@ -112,11 +113,12 @@ _SCHEMAS: dict[str, Schema] = {
         },
         "Release requests with one status, oldest first.",
     ),
-    "AuditLog": obj(
+    "AuditPage": obj(
         {
             "custodian": ref("PublicIdentity"),
             "entries": {
                 "type": "array",
+                "maxItems": PAGE_MAX_ENTRIES,
                 "items": obj(
                     {
                         "seq": {"type": "integer", "minimum": 1},
@@ -130,8 +132,14 @@ _SCHEMAS: dict[str, Schema] = {
                     "One signed, hash-chained entry.",
                 ),
             },
+            "next": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "description": "The `after` of the next page (the seq of this page's last"
+                " entry); null on the last page.",
+            },
         },
-        "The whole audit log, and the key that signed it.",
+        "A page of the audit log, by seq, and the key that signed it.",
     ),
 }
 
@@ -293,9 +301,34 @@ _PATHS: dict[str, Schema] = {
     "/v1/audit": {
         "get": operation(
             "getAudit",
-            "The hash-chained, signed audit log. Only this custodian's operator may read it.",
-            {"200": json_response("The log.", ref("AuditLog")), "403": _NOT_OPERATOR},
+            "The hash-chained, signed audit log, a page at a time, oldest first. Only this"
+            " custodian's operator may read it. A reader follows `next` from the first page"
+            " to the last and carries the chain across pages (spec section 12.3).",
+            {
+                "200": json_response("A page.", ref("AuditPage")),
+                "400": error("`limit` or `after` is not valid.", "bad_field"),
+                "403": _NOT_OPERATOR,
+            },
             signed=True,
+            parameters=[
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": PAGE_MAX_ENTRIES,
+                        "default": PAGE_DEFAULT_ENTRIES,
+                    },
+                    "description": "Page size.",
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": SEQ_MAX, "default": 0},
+                    "description": "The `next` of the previous page: entries after this seq.",
+                },
+            ],
         )
     },
     "/healthz": health_path("custodian"),

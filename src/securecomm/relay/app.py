@@ -25,7 +25,7 @@ from ..envelope import Envelope
 from ..errors import FormatError, SignatureError
 from ..home import KnownKeys, load_or_create
 from ..identity import PublicIdentity, check_name
-from ..service.app import ApiError, authenticate, create_app, read_json
+from ..service.app import ApiError, authenticate, create_app, query_int, read_json
 from ..service.storage import define_common, open_database
 from . import openapi
 
@@ -227,7 +227,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
     @app.get("/api/v1/inbox")
     def get_inbox() -> Response:
         caller = authenticate()
-        limit = _query_int("limit", default=50, low=1, high=INBOX_PAGE_MAX)
+        limit = query_int("limit", default=50, low=1, high=INBOX_PAGE_MAX)
         after = request.args.get("after", "")
         query = (
             sa.select(
@@ -424,15 +424,6 @@ def _is_recipient(conn: sa.Connection, message_id: str, caller: PublicIdentity) 
         ).first()
         is not None
     )
-
-
-def _query_int(name: str, *, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not _DECIMAL.fullmatch(raw) or not low <= int(raw) <= high:
-        raise ApiError(400, "bad_field", f"{name}: expected an integer in {low}..{high}")
-    return int(raw)
 
 
 def endorsement_body(name: str, new: PublicIdentity) -> dict[str, Any]:

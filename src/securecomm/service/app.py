@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import sys
 import time
 import traceback
@@ -21,13 +23,13 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.engine import Engine
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .. import errors, httpsig
 from ..identity import Identity, PublicIdentity
 from .storage import remember_nonce
 
-__all__ = ["ApiError", "authenticate", "create_app", "read_json"]
+__all__ = ["ApiError", "authenticate", "create_app", "query_int", "read_json"]
 
 ACCESS_LOG = logging.getLogger("securecomm.access")
 
@@ -57,6 +59,9 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
 }
 
+
+_READ_BYTES = 64 * 1024
+_DECIMAL = re.compile(r"[0-9]{1,16}")
 
 # What a page sends: the body's type and the four fields of a signed request (spec §11.1).
 _CORS_HEADERS = "Content-Type, Content-Digest, Signature, Signature-Input, Securecomm-Identity"
@@ -117,11 +122,16 @@ def create_app(
     def _start() -> Response | None:
         g.started = time.perf_counter()
         g.caller = None
+        environ = request.environ
+        # RFC 9112 section 3.2; werkzeug would quietly use the server's own name instead.
+        if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not environ.get("HTTP_HOST"):
+            return error_response(400, "bad_request", "an HTTP/1.1 request must carry Host")
         origin = request.headers.get("Origin")
         if origin is not None and origin not in cors_origins and not _same_origin(origin):
             return error_response(
                 403, "origin_not_allowed", "pages from this origin may not call this service"
             )
+        _read_chunked_body(max_body_bytes)
         return None
 
     @app.after_request
@@ -175,7 +185,12 @@ def create_app(
             405: f"method {request.method} is not allowed here",
             413: f"body larger than {max_body_bytes} bytes",
         }.get(status, exc.description or exc.name)
-        return error_response(status, code, message)
+        response = error_response(status, code, message)
+        # What werkzeug says besides its HTML body: a 405's Allow (RFC 9110 section 15.5.6).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception) -> Response:
@@ -201,6 +216,31 @@ def create_app(
         )
 
     return app
+
+
+def _read_chunked_body(max_body_bytes: int) -> None:
+    """Read a chunked body whole, before any view, so one over the limit is a 413.
+
+    werkzeug stops reading a body without Content-Length at the limit and hands the view
+    what it read, so an oversized one looked cut off (400). Read here, it becomes a body
+    with a Content-Length like any other.
+    """
+    environ = request.environ
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not chunked or not environ.get("wsgi.input_terminated"):
+        return  # no body, a Content-Length one, or a server that cannot end the stream
+    stream = environ["wsgi.input"]
+    body = bytearray()
+    while len(body) <= max_body_bytes:
+        data = stream.read(min(_READ_BYTES, max_body_bytes + 1 - len(body)))
+        if not data:
+            break
+        body += data
+    if len(body) > max_body_bytes:
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(bytes(body))
+    environ["CONTENT_LENGTH"] = str(len(body))
+    del environ["HTTP_TRANSFER_ENCODING"]
 
 
 def _same_origin(origin: str) -> bool:
@@ -234,6 +274,17 @@ def read_json() -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
     return value
+
+
+def query_int(name: str, *, default: int, low: int, high: int) -> int:
+    """Query parameter ``name`` as an integer in ``low..high``; ``default`` if it is absent."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    # Not str.isdigit(), which takes "²"; and at most 16 digits, which SQLite can bind.
+    if not _DECIMAL.fullmatch(raw) or not low <= int(raw) <= high:
+        raise ApiError(400, "bad_field", f"{name}: expected an integer in {low}..{high}")
+    return int(raw)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
