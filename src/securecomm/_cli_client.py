@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._cli_common import (
     EXIT_BAD_INPUT,
@@ -28,6 +28,9 @@ from .envelope import Envelope, Policy
 from .errors import SecureCommError, ServiceError
 from .home import KnownKeys, config_text, init_home, user_key_path
 from .identity import Identity
+
+if TYPE_CHECKING:
+    from .stack import BusyPort
 
 _DURATION = re.compile(r"([0-9]+)([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -84,6 +87,9 @@ def cmd_up(args: argparse.Namespace) -> None:
         print(f"initialised {home}")
     settings = load_settings(home)
     stack = Stack(settings, workers=args.workers)
+    busy = stack.busy_ports()
+    if busy:
+        raise _ports_in_use(busy, home)
     print(f"starting the relay and {settings.n_shares} custodians ...", file=sys.stderr)
     stack.start()
     try:
@@ -99,6 +105,23 @@ def cmd_up(args: argparse.Namespace) -> None:
         print("stopping ...", file=sys.stderr, flush=True)
         stack.stop()
         print("stopped", file=sys.stderr, flush=True)
+
+
+def _ports_in_use(busy: list[BusyPort], home: Path) -> CliError:
+    """Refusing ``up`` when its ports are taken: which, by whom, and what to do."""
+    count = "a port is" if len(busy) == 1 else f"{len(busy)} ports are"
+    rows = "\n".join(f"  {b.name:<8} {b.address:<21} {b.holder}" for b in busy)
+    hint = (
+        f"another 'securecomm up' on this data directory ({home}) is running: use it, or"
+        " stop it (Ctrl-C in its terminal) first. "
+        if any(b.ours for b in busy)
+        else ""
+    )
+    hint += (
+        f"To see which program holds a port: ss -ltnp 'sport = :{busy[0].port}'. Stop it,"
+        f" or choose other ports in {home / 'securecomm.toml'}, or use another --home."
+    )
+    return CliError(f"cannot start, nothing was started: {count} already in use\n{rows}", hint=hint)
 
 
 def _register_users(settings: Settings) -> None:

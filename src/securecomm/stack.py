@@ -4,12 +4,18 @@
 on Ctrl-C or SIGTERM stops every process it started: each service runs in
 its own process group (a gunicorn master and its workers), which is
 signalled as a whole, then killed if it has not gone within the grace time.
+Before starting anything it checks that every port is free, so a second
+``up`` is refused at once instead of mistaking the first one's answers for
+its own services'.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,9 +25,10 @@ from pathlib import Path
 import httpx
 
 from .config import Settings
-from .errors import ServiceError
+from .errors import SecureCommError, ServiceError
+from .home import load_public
 
-__all__ = ["Process", "Stack"]
+__all__ = ["BusyPort", "Process", "Stack"]
 
 GRACE_SECONDS = 10.0
 
@@ -35,6 +42,7 @@ class Process:
     popen: subprocess.Popen[bytes] | None = None
     env: dict[str, str] | None = None  # None: this process's environment
     cwd: Path | None = None
+    identity: Path | None = None  # its .pub file, to recognise it answering on its port
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +94,102 @@ class Process:
         except OSError:
             return ""
 
+    def exit_reason(self) -> str:
+        """How it ended and the last lines of its log, for a process that is no longer running."""
+        code = self.popen.poll() if self.popen is not None else None
+        if code is None:
+            how = "stopped"
+        elif code < 0:
+            how = f"killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with code {code}"
+        # Request lines (JSON) and the start banner are not reasons; errors and tracebacks are.
+        last = [
+            line
+            for line in self.tail(200).splitlines()
+            if line.strip() and not line.startswith("{") and " listening on " not in line
+        ][-4:]
+        if not last:
+            return f"{how}; its log {self.log} says nothing more"
+        ends = "\n".join(f"    {line}" for line in last)
+        return f"{how}; its log ends:\n{ends}\n  (the whole log: {self.log})"
+
+    def restart_command(self) -> str:
+        """The command a person types to start this service again by hand."""
+        prefix = cli_command()
+        if self.command[: len(prefix)] == prefix:
+            return shlex.join(["securecomm", *self.command[len(prefix) :]])
+        return shlex.join(self.command)
+
+    def busy(self) -> BusyPort | None:
+        """Who holds this service's port already, if anyone does."""
+        url = httpx.URL(self.url)
+        host, port = url.host, url.port or 80
+        if not _port_taken(host, port):
+            return None
+        answer = _health(self.url)
+        expected = None
+        if self.identity is not None:
+            try:
+                expected = load_public(self.identity).fingerprint_hex
+            except SecureCommError:
+                pass
+        if answer is None:
+            return BusyPort(self.name, host, port, "another program listens there", False)
+        if expected is not None and answer.get("fingerprint") == expected:
+            return BusyPort(
+                self.name, host, port, f"this data directory's {self.name} answers", True
+            )
+        return BusyPort(
+            self.name,
+            host,
+            port,
+            f"another securecomm {answer.get('service', 'service')}"
+            f" ({answer.get('name', '?')}, another identity) answers",
+            False,
+        )
+
+
+@dataclass(frozen=True)
+class BusyPort:
+    """A port a service needs that something else holds."""
+
+    name: str  # the service that needs it
+    host: str
+    port: int
+    holder: str  # who holds it, as far as can be told
+    ours: bool  # this data directory's own service: another ``up`` on the same home
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether binding host:port as gunicorn does (SO_REUSEADDR) fails because it is in use."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return False  # an unknown host: the service itself says so
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _health(url: str) -> dict[str, str] | None:
+    """What a securecomm service answers on ``/healthz``; None for anything else."""
+    try:
+        answer = httpx.get(f"{url}/healthz", timeout=1.0).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(answer, dict) or "service" not in answer:
+        return None
+    return {key: str(value) for key, value in answer.items()}
+
 
 def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "securecomm.cli", *args]
@@ -119,6 +223,7 @@ class Stack:
                 ),
                 f"http://{relay.server_host}:{relay.server_port}",
                 logs / "relay.log",
+                identity=self.settings.relay_dir() / "identity.pub",
             )
         ]
         for custodian in self.settings.custodians:
@@ -141,6 +246,7 @@ class Stack:
                     ),
                     f"http://{custodian.host}:{custodian.port}",
                     logs / f"{custodian.name}.log",
+                    identity=self.settings.custodian_dir(custodian.name) / "identity.pub",
                 )
             )
 
@@ -150,8 +256,19 @@ class Stack:
                 return process
         raise KeyError(name)
 
+    def busy_ports(self) -> list[BusyPort]:
+        """The ports that something already holds, each with who holds it."""
+        return [busy for process in self.processes if (busy := process.busy()) is not None]
+
     def start(self, timeout: float = 60.0) -> None:
-        """Start every service and wait until all answer, or stop them all and raise."""
+        """Start every service and wait until all answer, or stop them all and raise.
+
+        Nothing is started if any port is taken: its holder would answer for the service.
+        """
+        busy = self.busy_ports()
+        if busy:
+            taken = "; ".join(f"{b.name} {b.address}: {b.holder}" for b in busy)
+            raise ServiceError("up", 0, "port_in_use", f"nothing started, ports in use: {taken}")
         for process in self.processes:
             process.start()
         deadline = time.monotonic() + timeout
@@ -164,7 +281,7 @@ class Stack:
                             process.name,
                             0,
                             "exited",
-                            f"exited while starting; its log says:\n{process.tail()}",
+                            f"exited while starting: {process.exit_reason()}",
                         )
                     if process.healthy():
                         waiting.remove(process)
@@ -201,7 +318,10 @@ class Stack:
                     if not process.running and process.name not in reported:
                         reported.add(process.name)
                         print(
-                            f"warning: {process.name} stopped; see {process.log}",
+                            f"warning: {process.name} stopped, {process.exit_reason()}\n"
+                            f"  start it again by hand (it then runs apart from this 'up'):\n"
+                            f"    {process.restart_command()}\n"
+                            f"  or stop this 'up' (Ctrl-C) and run it again",
                             file=sys.stderr,
                             flush=True,
                         )

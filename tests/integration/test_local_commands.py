@@ -8,10 +8,29 @@ under ``up`` is reported with its reason and the command that starts it again.
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from .test_cli_system import CLI, TIMEOUT, clean_env, explain
+import pytest
+
+from .conftest import NAMES, free_port, write_config
+from .test_cli_system import (
+    CLI,
+    TIMEOUT,
+    Up,
+    clean_env,
+    cli,
+    explain,
+    finish_up,
+    healthy,
+    processes_of,
+    start_up,
+    wait_for,
+)
 
 
 def run_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -101,3 +120,95 @@ def test_clean_help_says_it_stays_in_home() -> None:
     flat = " ".join(helped.stdout.split())
     assert "under the current directory" not in flat
     assert "nothing outside it" in flat
+
+
+# up that cannot start
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    up = start_up(tmp_path_factory.mktemp("local") / "home")
+    yield up
+    finish_up(up)
+
+
+def test_a_second_up_on_the_same_home_fails_at_once(shared: Up) -> None:
+    before = sorted(processes_of(shared.home))
+    began = time.monotonic()
+    second = cli(shared.home, "up")
+    took = time.monotonic() - began
+    assert second.returncode == 1, explain(second)
+    assert "securecomm is up" not in second.stdout, explain(second)
+    assert "stopped" not in second.stderr, explain(second)
+    for port in (shared.relay_port, *shared.ports.values()):
+        assert f"127.0.0.1:{port}" in second.stderr, explain(second)
+    assert "another 'securecomm up'" in second.stderr, explain(second)
+    assert "--home" in second.stderr, explain(second)
+    assert took < 10, explain(second)
+    # The first is untouched, and nothing of the second is left.
+    assert sorted(processes_of(shared.home)) == before
+    assert healthy(shared.relay_url)
+    assert all(healthy(shared.url(name)) for name in NAMES)
+
+
+def test_up_refuses_a_port_another_program_listens_on(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {name: free_port() for name in NAMES} | {"charlie": port}
+        write_config(home, free_port(), ports)
+        initialised = cli(home, "init")
+        assert initialised.returncode == 0, explain(initialised)
+        refused = cli(home, "up")
+    assert refused.returncode == 1, explain(refused)
+    assert "securecomm is up" not in refused.stdout, explain(refused)
+    assert re.search(rf"charlie\b.*127\.0\.0\.1:{port}\b", refused.stderr), explain(refused)
+    assert "another program" in refused.stderr, explain(refused)
+    assert not (home / "logs").exists(), "up started services before checking its ports"
+    assert processes_of(home) == []
+
+
+def test_a_service_that_exits_while_starting_is_named_with_its_reason(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ports = {name: free_port() for name in NAMES}
+    write_config(home, free_port(), ports)
+    initialised = cli(home, "init")
+    assert initialised.returncode == 0, explain(initialised)
+    # A database the custodian cannot open: it exits before it answers.
+    (home / "custodians" / "delta" / "custodian.db").write_bytes(b"not a database " * 100)
+    failed = cli(home, "up")
+    assert failed.returncode == 1, explain(failed)
+    assert "securecomm is up" not in failed.stdout, explain(failed)
+    assert "delta: exited while starting: exited with code 1" in failed.stderr, explain(failed)
+    assert "DatabaseError" in failed.stderr, explain(failed)
+    assert str(home / "logs" / "delta.log") in failed.stderr, explain(failed)
+    assert processes_of(home) == []
+
+
+# a service stopping under up
+
+
+def test_a_stopped_custodian_is_reported_with_how_to_start_it_again(tmp_path: Path) -> None:
+    up = start_up(tmp_path / "home")
+    restarted: subprocess.Popen[bytes] | None = None
+    try:
+        up.kill("charlie")
+        wait_for(lambda: "charlie stopped" in up.stderr.read_text(), 15, "up to report charlie")
+        report = up.stderr.read_text()
+        found = re.search(r"^\s+(securecomm custodian serve --name charlie .*)$", report, re.M)
+        assert found, up.output()
+        assert f"--home {up.home}" in found.group(1), up.output()
+        # The command given starts charlie again, on its port, with its identity.
+        command = [*CLI, *found.group(1).split()[1:]]
+        with open(tmp_path / "charlie.log", "wb") as log:
+            restarted = subprocess.Popen(
+                command, stdout=log, stderr=log, start_new_session=True, env=clean_env()
+            )
+        wait_for(lambda: healthy(up.url("charlie")), 30, "charlie to answer again")
+    finally:
+        if restarted is not None:
+            restarted.terminate()
+            restarted.wait(timeout=30)
+        finish_up(up)
