@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +101,16 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     directory = settings.custodian_dir(args.name)
     public = load_public(Path(args.key) if args.key else directory / "identity.pub")
     if args.file:
-        try:
-            entries = json.loads(Path(args.file).read_text("utf-8"))["entries"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise ParameterError(
-                f"{args.file}: not an audit log saved from GET /v1/audit"
-            ) from None
+        report = audit.verify(_saved_pages(args.file), public)
+    elif args.remote or args.url:
+        with _operator_client(args) as client:
+
+            def fetch(after: int) -> dict[str, Any]:
+                params = {"after": str(after), "limit": str(audit.PAGE_MAX_ENTRIES)}
+                page: dict[str, Any] = client.request("GET", "/v1/audit", params=params).json()
+                return page
+
+            report = audit.verify(audit.paged(fetch), public)
     else:
         import sqlalchemy as sa
 
@@ -116,15 +121,36 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             raise ParameterError(f"no database for {args.name} at {database[10:]}")
         engine = sa.create_engine(database)
         with engine.connect() as conn:
-            entries = audit.entries(conn, audit_log)
+
+            def read(after: int) -> dict[str, Any]:
+                return audit.page(conn, audit_log, after=after, limit=audit.PAGE_MAX_ENTRIES)
+
+            report = audit.verify(audit.paged(read), public)
         engine.dispose()
-    report = audit.verify(entries, public)
     if report.ok:
         print(f"audit log of {args.name}: {report.count} entries; chain and signatures verify")
         return
     print(f"audit log of {args.name}: FAILED at {report.reason}", file=sys.stderr)
     print(f"the first {report.count} entries verify", file=sys.stderr)
     raise SystemExit(1)
+
+
+def _saved_pages(files: list[str]) -> Iterator[Any]:
+    """The entries of pages saved from GET /v1/audit, given first to last."""
+    for position, file in enumerate(files, start=1):
+        try:
+            page = json.loads(Path(file).read_text("utf-8"))
+            entries, cursor = page["entries"], page.get("next")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise ParameterError(f"{file}: not an audit log saved from GET /v1/audit") from None
+        if not isinstance(entries, list):
+            raise ParameterError(f"{file}: not an audit log saved from GET /v1/audit")
+        yield from entries
+        if cursor is not None and position == len(files):
+            raise ParameterError(
+                f"{file}: the log goes on after entry {cursor}; save every page"
+                f" (GET /v1/audit?after={cursor} next) and give each with --file, in order"
+            )
 
 
 def cmd_mitm(args: argparse.Namespace) -> None:
@@ -255,10 +281,19 @@ def add_commands(sub: Any) -> None:
         help="verify a custodian's audit log",
         description="Check every entry's hash link and signature and name the first that"
         " fails: an edited, removed or reordered entry. Reads the custodian's database under"
-        " HOME, or a log saved from GET /v1/audit with --file.",
+        " HOME; with --remote, the running custodian's GET /v1/audit, page by page, signed"
+        " with HOME/operators/NAME-operator.key; or pages saved from it with --file.",
     )
     p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
-    p.add_argument("--file", help="a JSON log saved from GET /v1/audit")
+    p.add_argument(
+        "--remote", action="store_true", help="ask the running custodian, as its operator"
+    )
+    p.add_argument("--url", help="the custodian's URL for --remote (default from the config)")
+    p.add_argument(
+        "--file",
+        action="append",
+        help="a JSON page saved from GET /v1/audit; repeat for each page, first to last",
+    )
     p.add_argument(
         "--key", help="the custodian's .pub file (default HOME/custodians/NAME/identity.pub)"
     )
