@@ -12,19 +12,56 @@ The seed's API stays importable from here: :func:`aes_encrypt`,
 
 from __future__ import annotations
 
-from .aead import aes_decrypt, aes_encrypt
-from .envelope import Draft, Envelope, Policy, Receipt, prepare
-from .errors import (
-    DecryptionError,
-    FormatError,
-    IdentityError,
-    SecureCommError,
-    ShareError,
-    SignatureError,
-)
-from .identity import Identity, PublicIdentity
-from .shamir import recover_secret, split_secret
-from .shares import Share, combine, split
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .aead import aes_decrypt, aes_encrypt
+    from .envelope import Draft, Envelope, Policy, Receipt, prepare
+    from .errors import (
+        DecryptionError,
+        FormatError,
+        IdentityError,
+        SecureCommError,
+        ShareError,
+        SignatureError,
+    )
+    from .identity import Identity, PublicIdentity
+    from .shamir import recover_secret, split_secret
+    from .shares import Share, combine, split
+
+# Imported on first use (PEP 562), so that `securecomm` itself loads in no time: a Ctrl-C
+# while the command starts is then caught by its entry point, not shown as a traceback.
+_HOMES = {
+    "aead": ("aes_decrypt", "aes_encrypt"),
+    "envelope": ("Draft", "Envelope", "Policy", "Receipt", "prepare"),
+    "errors": (
+        "DecryptionError",
+        "FormatError",
+        "IdentityError",
+        "SecureCommError",
+        "ShareError",
+        "SignatureError",
+    ),
+    "identity": ("Identity", "PublicIdentity"),
+    "shamir": ("recover_secret", "split_secret"),
+    "shares": ("Share", "combine", "split"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'securecomm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

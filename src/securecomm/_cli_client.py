@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import sqlite3
@@ -16,8 +17,11 @@ from ._cli_common import (
     EXIT_BAD_INPUT,
     CliError,
     ProgressBar,
+    interrupts,
     load_identity,
+    message_id,
     passphrase_options,
+    positive_int,
     preview,
     read_input,
     write_output,
@@ -167,23 +171,51 @@ def cmd_send(args: argparse.Namespace) -> None:
         message = read_input(args.file, "message")
     if not message:
         raise CliError("the message is empty", code=EXIT_BAD_INPUT)
-    result = messaging.send(
-        settings,
-        known,
-        sender,
-        args.to,
-        message,
-        threshold=args.threshold,
-        policy=_policy(args),
-        progress=ProgressBar(len(message)),
-        warn=_warn,
-    )
+    # Ctrl-C and SIGTERM are polled from here on: the send completes, or takes back
+    # every share it deposited, and says which.
+    with interrupts() as cancelled:
+        result = messaging.send(
+            settings,
+            known,
+            sender,
+            args.to,
+            message,
+            threshold=args.threshold,
+            policy=_policy(args),
+            progress=ProgressBar(len(message)),
+            warn=_warn,
+            cancelled=cancelled,
+        )
+        _print_sent(args, result)
+        if cancelled():
+            _warn("the interrupt came after the relay had stored the message: it was sent")
+
+
+def _print_sent(args: argparse.Namespace, result: Any) -> None:
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": result.message_id,
+                    "ciphertext_sha256": result.ciphertext_digest,
+                    "relay_sha256": result.relay_digest,
+                    "receipts": {r.custodian: r.ref for r in result.receipts},
+                },
+                sort_keys=True,
+            ),
+            flush=True,
+        )
+        return
+    if args.quiet:
+        print(result.message_id, flush=True)
+        return
     print(f"message id:        {result.message_id}")
     print(f"ciphertext sha256: {result.ciphertext_digest}")
     print(f"relay's copy:      sha256 {result.relay_digest} (matches what was sent)")
     print("custody references:")
     for receipt in result.receipts:
         print(f"  {receipt.custodian:<8} {receipt.ref}")
+    sys.stdout.flush()
 
 
 def cmd_inbox(args: argparse.Namespace) -> None:
@@ -205,23 +237,47 @@ def cmd_read(args: argparse.Namespace) -> None:
     settings = _settings(args)
     known = KnownKeys.load(settings.home)
     reader = _user(args, settings, args.reader)
-    result = messaging.read(
-        settings,
-        known,
-        reader,
-        args.message_id,
-        deadline=args.deadline,
-        progress=ProgressBar(0, threshold=0),  # the size is unknown until fetched
-        warn=_warn,
-    )
+    if args.out is not None and args.out != "-" and Path(args.out).exists() and not args.force:
+        raise CliError(f"{args.out} exists", hint="choose another --out, or --force to replace it")
+    with interrupts() as cancelled:
+        result = messaging.read(
+            settings,
+            known,
+            reader,
+            args.message_id,
+            deadline=args.deadline,
+            progress=ProgressBar(0, threshold=0),  # the size is unknown until fetched
+            warn=_warn,
+            cancelled=cancelled,
+            forget=False,
+        )
     print(
         f"from {result.sender.name} ({result.sender.short_fingerprint()}), key rebuilt from"
         f" {', '.join(result.used)}",
         file=sys.stderr,
     )
+    to_terminal = args.out in (None, "-") and sys.stdout.isatty()
+    if to_terminal and not _printable(result.plaintext):
+        raise CliError(
+            f"message {args.message_id} is binary ({len(result.plaintext):,} bytes):"
+            " not written to the terminal",
+            hint="read it again with --out PATH, or redirect standard output to a file;"
+            " the shares collected are kept for that",
+            code=EXIT_BAD_INPUT,
+        )
     write_output(args.out, result.plaintext)
-    if args.out is None and not result.plaintext.endswith(b"\n") and sys.stdout.isatty():
+    messaging.forget(settings, reader, args.message_id)
+    if to_terminal and not result.plaintext.endswith(b"\n"):
         print()
+
+
+def _printable(data: bytes) -> bool:
+    """UTF-8 text without control characters other than tab, newline and carriage return."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not any((ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127 for c in text)
 
 
 def cmd_unsend(args: argparse.Namespace) -> None:
@@ -385,8 +441,8 @@ def add_commands(sub: Any) -> None:
         " pinning every public key. Running it again changes nothing.",
     )
     home(p)
-    p.add_argument("--custodians", type=int, help="number of custodians n (default 5)")
-    p.add_argument("--threshold", type=int, help="shares needed t (default 3)")
+    p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
+    p.add_argument("--threshold", type=positive_int, help="shares needed t (default 3)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser(
@@ -397,8 +453,8 @@ def add_commands(sub: Any) -> None:
         " fingerprints, and stop them all on Ctrl-C or SIGTERM.",
     )
     home(p)
-    p.add_argument("--custodians", type=int, help="number of custodians n (default 5)")
-    p.add_argument("--threshold", type=int, help="shares needed t (default 3)")
+    p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
+    p.add_argument("--threshold", type=positive_int, help="shares needed t (default 3)")
     p.add_argument("--workers", type=int, default=1, help="gunicorn workers per service")
     p.set_defaults(func=cmd_up)
 
@@ -420,7 +476,12 @@ def add_commands(sub: Any) -> None:
         metavar="NAME",
         help="a recipient (repeat for several)",
     )
-    p.add_argument("--threshold", type=int, help="shares needed to read (default: config)")
+    p.add_argument("--threshold", type=positive_int, help="shares needed to read (default: config)")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="print only the message id")
+    output.add_argument(
+        "--json", action="store_true", help="print the id, digests and receipts as JSON"
+    )
     p.add_argument(
         "--expires",
         type=parse_duration,
@@ -459,9 +520,12 @@ def add_commands(sub: Any) -> None:
         " combine t good ones, check the key commitment and decrypt. Nothing is"
         " written unless every check passed.",
     )
-    p.add_argument("message_id", metavar="ID", help="the message id (from send or inbox)")
+    p.add_argument(
+        "message_id", type=message_id, metavar="ID", help="the message id (from send or inbox)"
+    )
     p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
     p.add_argument("--out", metavar="PATH", help="write the message to PATH (all or nothing)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument(
         "--deadline",
         type=float,
@@ -477,9 +541,11 @@ def add_commands(sub: Any) -> None:
         "unsend",
         help="destroy a message you sent",
         description="Ask every custodian to destroy its share of message ID"
-        " and the relay to delete the envelope.",
+        " and the relay to delete the envelope. Once more than n - t shares are"
+        " gone (3 of 5) no one can read it, even with the envelope; a recipient who"
+        " read it before keeps what they read.",
     )
-    p.add_argument("message_id", metavar="ID")
+    p.add_argument("message_id", type=message_id, metavar="ID", help="the message id (from send)")
     p.add_argument("--as", dest="sender", required=True, metavar="NAME", help="who you are")
     home(p)
     passphrase_options(p)

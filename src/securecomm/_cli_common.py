@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
+import re
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 from ._encoding import b64encode
 from ._files import write_atomic
@@ -14,6 +20,9 @@ from .identity import Identity
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+_MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 # Upper bound on what split reads from stdin or a file: shares are held in memory.
 MAX_SECRET_BYTES = 64 * 1024 * 1024
@@ -26,6 +35,44 @@ class CliError(Exception):
         super().__init__(message)
         self.hint = hint
         self.code = code
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: an integer of at least 1 (0 is refused, not taken for the default)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected 1 or more")
+    return number
+
+
+def message_id(value: str) -> str:
+    """An argparse type: a message id as send and inbox print it (32 lowercase hex digits)."""
+    text = value.strip().lower()
+    if not _MESSAGE_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a message id (32 hex digits, as send and inbox print them)"
+        )
+    return text
+
+
+@contextlib.contextmanager
+def interrupts() -> Iterator[Callable[[], bool]]:
+    """While inside, SIGINT (Ctrl-C) and SIGTERM do not stop the process mid-step: they set
+    a flag that the flow polls (the callable yielded), so it can finish or undo its work."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop.is_set
+    finally:
+        for sig, previous in before.items():
+            signal.signal(sig, previous)
 
 
 def read_input(path: str | None, what: str) -> bytes:

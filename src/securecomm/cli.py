@@ -20,6 +20,7 @@ from ._cli_client import add_commands as add_client_commands
 from ._cli_common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     CliError,
     load_identity,
     passphrase,
@@ -34,6 +35,7 @@ from .envelope import Envelope, prepare
 from .errors import (
     DecryptionError,
     FormatError,
+    InterruptedOperationError,
     ParameterError,
     SecureCommError,
     ShareError,
@@ -126,6 +128,8 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> None:
+    if args.out not in (None, "-") and Path(args.out).exists() and not args.force:
+        raise CliError(f"{args.out} exists", hint="choose another -o, or --force to replace it")
     envelope = Envelope.from_bytes(read_input(args.envelope, "envelope"))
     sender = load_public(Path(args.sender)) if args.sender else None
     envelope.verify(sender)
@@ -303,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("envelope", metavar="ENVELOPE", help="the .scm file")
     p.add_argument("--shares", metavar="FILE", nargs="+", required=True, help="share files")
     p.add_argument("-o", "--out", metavar="PATH", help="write the plaintext to PATH")
+    p.add_argument("--force", action="store_true", help="replace -o PATH if it exists")
     p.add_argument("--sender", metavar="PUBFILE", help="refuse unless signed by this identity")
 
     add_client_commands(sub)
@@ -323,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.func(args)
     except CliError as exc:
         _fail(str(exc), exc.hint, exc.code)
+    except InterruptedOperationError as exc:
+        _fail(str(exc), None, EXIT_INTERRUPTED)
     except (FormatError, ShareError, ParameterError) as exc:
         _fail(str(exc), exc.hint, EXIT_BAD_INPUT)
     except (DecryptionError, SignatureError) as exc:
@@ -336,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             EXIT_FAILURE,
         )
     except KeyboardInterrupt:
-        sys.exit(130)
+        _fail("interrupted", None, EXIT_INTERRUPTED)
     except Exception as exc:
         # Third-party messages may quote data; print the type only.
         _fail(f"internal error ({type(exc).__name__})", "please report this", EXIT_FAILURE)

@@ -586,6 +586,25 @@ class Draft:
     def __repr__(self) -> str:
         return f"Draft(id={self.header.id}, n={self.header.n}, shares=<hidden>)"
 
+    def envelope_size(self, ref_length: int = 32) -> int:
+        """The length in bytes of the envelope once signed with n receipts whose refs are
+        ``ref_length`` characters long (a custodian of this package issues 32)."""
+        receipts = tuple(
+            Receipt(slot.name, i, self.header.message_id, "r" * ref_length, slot.share_digest)
+            for i, slot in enumerate(self.header.custodians, start=1)
+            if slot.fingerprint is not None
+        )
+        tag_start = len(self.ciphertext_and_tag) - aead.TAG_LENGTH_BYTES
+        unsigned = Envelope(
+            self.header,
+            self.nonce,
+            self.ciphertext_and_tag[:tag_start],
+            self.ciphertext_and_tag[tag_start:],
+            receipts,
+            bytes(SIGNATURE_LENGTH_BYTES),
+        )
+        return len(unsigned.to_bytes())
+
     def finish(self, sender: Identity, receipts: Sequence[Receipt] = ()) -> Envelope:
         """Sign the envelope. ``receipts``: none, or one per custodian in header order."""
         if sender.public.fingerprint != self.header.sender.fingerprint:

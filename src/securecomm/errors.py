@@ -30,7 +30,8 @@ carries secret bytes: keys, shares, plaintext or passphrases.
     ├── QuorumError             fewer than t good shares could be collected
     ├── IdentityError           a key file that cannot be read or used
     │   └── KeyChangedError     a pinned key that is not the one presented
-    └── ServiceError            a relay or custodian answered with an error
+    ├── ServiceError            a relay or custodian answered with an error
+    └── InterruptedOperationError  stopped on request (Ctrl-C, SIGTERM); says what was undone
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "IdentityError",
     "InconsistentSharesError",
     "InsufficientSharesError",
+    "InterruptedOperationError",
     "KeyChangedError",
     "KeyCommitmentError",
     "LengthError",
@@ -210,6 +212,12 @@ class ServiceError(SecureCommError):
         where = f"HTTP {status}, {code}" if status else code
         super().__init__(f"{service}: {message} ({where})")
         self.reason = f"{message} ({where})"
+        self.message = message
         self.service = service
         self.status = status
         self.code = code
+
+
+class InterruptedOperationError(SecureCommError):
+    """An operation stopped on request (Ctrl-C, SIGTERM) after undoing what it had done;
+    the message says what that was."""

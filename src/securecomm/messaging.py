@@ -13,9 +13,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ from .config import Settings
 from .envelope import Envelope, Policy, Receipt, prepare
 from .errors import (
     FormatError,
+    InterruptedOperationError,
     KeyChangedError,
+    ParameterError,
     QuorumError,
     SecureCommError,
     ServiceError,
@@ -39,12 +42,16 @@ from .identity import Identity, PublicIdentity
 from .protocol import DepositRequest, Release
 from .shares import Share
 
-__all__ = ["ReadResult", "SendResult", "inbox", "read", "send", "unsend"]
+__all__ = ["ReadResult", "SendResult", "forget", "inbox", "read", "send", "unsend"]
 
 #: Called with a stage name, units done and units in all, for progress displays.
 Progress = Callable[[str, int, int], None]
 #: Called with one line a person should see (a custodian skipped, a key pinned).
 Warn = Callable[[str], None]
+
+
+#: How often a wait looks whether it was cancelled.
+_POLL_SECONDS = 0.05
 
 
 def _quiet(*_: Any) -> None:
@@ -89,23 +96,32 @@ def _directory_entry(settings: Settings, name: str) -> Any:
 
 
 def _recipient_key(
-    settings: Settings,
     known: KnownKeys,
     name: str,
     warn: Warn,
-    fetched: Future[Any] | None = None,
+    entry: Any,
+    error: BaseException | None,
 ) -> PublicIdentity:
-    """A pinned contact; an unknown one is looked up in the relay's directory and pinned.
+    """A pinned contact; an unknown one is taken from its directory ``entry`` and pinned.
 
-    ``fetched``, if given, is that look-up already under way.
+    ``entry`` and ``error`` are what the relay's directory answered for ``name``.
     """
     pinned = known.get(name)
-    try:
-        entry = fetched.result() if fetched is not None else _directory_entry(settings, name)
-    except ServiceError as exc:
-        if pinned is not None and exc.code in {"not_found", "unreachable"}:
+    if error is not None:
+        if pinned is not None and getattr(error, "code", None) in {"not_found", "unreachable"}:
             return pinned
-        raise
+        if getattr(error, "code", None) == "not_found":
+            unknown = ServiceError(
+                "relay", 404, "not_found", f"no one named {name!r} is registered; nothing was sent"
+            )
+            unknown.hint = (
+                f"{name} registers with the relay from the web client (Identity, Register),"
+                " or, for a key in this data directory, with `securecomm keygen"
+                f" {name} --out HOME/users` and a restart of `securecomm up`; then compare"
+                " fingerprints with them"
+            )
+            raise unknown
+        raise error
     listed = PublicIdentity.from_json(entry.get("identity"), field=f"directory entry {name}")
     known.check(listed)
     if known.pin(listed):
@@ -117,50 +133,100 @@ def _recipient_key(
     return known.require(name)
 
 
+class _Gather:
+    """Run tasks at once, each in a daemon thread, and collect what they return by name.
+
+    Daemon threads, not a pool: a service that never answers must not hold the
+    process at exit (a pool's threads are joined then, for as long as their timeout).
+    """
+
+    def __init__(self, tasks: dict[str, Callable[[], Any]]) -> None:
+        self.results: dict[str, Any] = {}
+        self.failures: dict[str, str] = {}
+        self.errors: dict[str, BaseException] = {}
+        self.outstanding = set(tasks)
+        self._started = time.monotonic()
+        self._done: queue.SimpleQueue[tuple[str, Any, BaseException | None]] = queue.SimpleQueue()
+        for name, task in tasks.items():
+            threading.Thread(
+                target=self._run, args=(name, task), name=f"securecomm-{name}", daemon=True
+            ).start()
+
+    def _run(self, name: str, task: Callable[[], Any]) -> None:
+        try:
+            self._done.put((name, task(), None))
+        except BaseException as exc:  # reported by name in the calling thread
+            self._done.put((name, None, exc))
+
+    def wait(
+        self,
+        deadline: float,
+        enough: Callable[[dict[str, Any]], bool] = lambda _: False,
+        grace: float = 0.0,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> bool:
+        """Collect answers until all are in, ``deadline`` seconds from the start, or ``grace``
+        seconds after ``enough(results)`` first holds (late answers are still looked at, so
+        a lying service is named). Returns False if ``cancelled()`` turned true first.
+
+        A task still running when the wait ends is a failure, "no answer within ...".
+        """
+        end = self._started + deadline
+        satisfied = False
+        while self.outstanding:
+            if cancelled():
+                return False
+            if not satisfied and enough(self.results):
+                satisfied = True
+                end = min(end, time.monotonic() + grace)
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                name, value, error = self._done.get(timeout=min(remaining, _POLL_SECONDS))
+            except queue.Empty:
+                continue
+            self.outstanding.discard(name)
+            if error is None:
+                self.results[name] = value
+                continue
+            self.errors[name] = error
+            if isinstance(error, ServiceError):
+                self.failures[name] = error.reason
+            elif isinstance(error, SecureCommError):
+                self.failures[name] = str(error)
+            elif isinstance(error, Exception):  # a lying service costs a share, not the read
+                self.failures[name] = f"unusable answer ({type(error).__name__})"
+            else:
+                raise error
+        waited = time.monotonic() - self._started
+        for name in self.outstanding:
+            self.failures[name] = f"no answer within {waited:.1f} s"
+        return True
+
+    def settle(self, seconds: float) -> None:
+        """Give tasks still running up to ``seconds`` more (after a cancel), quietly."""
+        end = time.monotonic() + seconds
+        while self.outstanding and (remaining := end - time.monotonic()) > 0:
+            try:
+                name, value, error = self._done.get(timeout=remaining)
+            except queue.Empty:
+                return
+            self.outstanding.discard(name)
+            if error is None:
+                self.results[name] = value
+
+
 def _parallel(
     tasks: dict[str, Callable[[], Any]],
     deadline: float,
     enough: Callable[[dict[str, Any]], bool] = lambda _: False,
     grace: float = 0.0,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Run tasks in threads; return results and failure reasons by name.
-
-    Stops waiting at ``deadline`` seconds, or ``grace`` seconds after
-    ``enough(results)`` first holds (so late answers are still looked at).
-    A task still running at the deadline is reported as having timed out.
-    """
-    results: dict[str, Any] = {}
-    failures: dict[str, str] = {}
-    pool = ThreadPoolExecutor(max_workers=max(1, len(tasks)))
-    futures: dict[Future[Any], str] = {pool.submit(task): name for name, task in tasks.items()}
-    end = time.monotonic() + deadline
-    pending = set(futures)
-    satisfied = False
-    try:
-        while pending:
-            if not satisfied and enough(results):
-                satisfied = True
-                end = min(end, time.monotonic() + grace)
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                break
-            done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
-            for future in done:
-                name = futures[future]
-                try:
-                    results[name] = future.result()
-                except ServiceError as exc:
-                    failures[name] = exc.reason
-                except SecureCommError as exc:
-                    failures[name] = str(exc)
-                except Exception as exc:  # a lying service must cost a share, not the read
-                    failures[name] = f"unusable answer ({type(exc).__name__})"
-        if not enough(results):
-            for future in pending:
-                failures.setdefault(futures[future], f"no answer within {deadline:g} s")
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return results, failures
+    """Run tasks at once; return results and failure reasons by name (see :class:`_Gather`)."""
+    gather = _Gather(tasks)
+    gather.wait(deadline, enough, grace)
+    return gather.results, gather.failures
 
 
 def send(
@@ -175,35 +241,46 @@ def send(
     deadline: float = 30.0,
     progress: Progress = _quiet,
     warn: Warn = _quiet,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> SendResult:
+    """Send ``message``: all or nothing.
+
+    If ``cancelled()`` turns true before the relay has the envelope, every deposit made
+    is withdrawn (and the relay's copy deleted, if the post was under way) and
+    :class:`InterruptedOperationError` says so; once the relay has answered, the send completes.
+    """
     names = [c.name for c in settings.custodians]
-    t = threshold or settings.threshold
+    t = settings.threshold if threshold is None else threshold
     progress("checking keys", 0, len(names))
     # The relay's directory is asked while the custodians are: one round trip less. What
-    # it answers is looked at, and pinned, only once every custodian has passed, as before.
-    lookups = ThreadPoolExecutor(max_workers=1)
-    try:
-        entries = [lookups.submit(_directory_entry, settings, name) for name in recipients]
-        keys, failures = _parallel(
-            {name: functools.partial(_custodian_key, settings, known, name) for name in names},
-            deadline,
+    # it answers is looked at, and pinned, only once every custodian has passed.
+    lookups = _Gather(
+        {name: functools.partial(_directory_entry, settings, name) for name in recipients}
+    )
+    checks = _Gather(
+        {name: functools.partial(_custodian_key, settings, known, name) for name in names}
+    )
+    if not checks.wait(deadline, cancelled=cancelled) or not lookups.wait(
+        deadline, cancelled=cancelled
+    ):
+        raise InterruptedOperationError(
+            "interrupted: nothing was sent (no share had been deposited)"
         )
-        if failures:
-            raise ServiceError(
-                "send",
-                0,
-                "custodians_unavailable",
-                _list_failures("nothing was sent; these custodians could not be checked", failures),
-            )
-        try:
-            readers = [
-                _recipient_key(settings, known, name, warn, entry)
-                for name, entry in zip(recipients, entries, strict=True)
-            ]
-        except KeyChangedError as exc:
-            raise KeyChangedError(exc.name, exc.pinned, exc.seen, "nothing was sent") from None
-    finally:
-        lookups.shutdown(wait=True, cancel_futures=True)
+    if checks.failures:
+        raise _unavailable(
+            "send",
+            "custodians_unavailable",
+            "nothing was sent; these custodians could not be checked",
+            checks,
+        )
+    keys = checks.results
+    try:
+        readers = [
+            _recipient_key(known, name, warn, lookups.results.get(name), lookups.errors.get(name))
+            for name in recipients
+        ]
+    except KeyChangedError as exc:
+        raise KeyChangedError(exc.name, exc.pinned, exc.seen, "nothing was sent") from None
     progress("encrypting", 0, len(message))
     policy = policy or Policy()
     draft = prepare(
@@ -215,6 +292,22 @@ def send(
         policy=policy,
     )
     progress("encrypting", len(message), len(message))
+    size = draft.envelope_size()
+    if size > settings.max_envelope_bytes:
+        error = ParameterError(
+            f"the envelope would be {size:,} bytes, over the relay's limit of"
+            f" {settings.max_envelope_bytes:,} bytes; nothing was sent (no share was deposited)"
+        )
+        error.hint = (
+            "the limit is max_envelope_bytes in the [server] section of"
+            f" {settings.home / 'securecomm.toml'} (the relay's setting; a message grows by"
+            " about a third in the envelope's base64)"
+        )
+        raise error
+    if cancelled():
+        raise InterruptedOperationError(
+            "interrupted: nothing was sent (no share had been deposited)"
+        )
 
     def deposit(index: int, name: str) -> Receipt:
         request = DepositRequest.for_draft(draft, index, keys[name], sender.public)
@@ -230,41 +323,62 @@ def send(
         return receipt
 
     progress("depositing shares", 0, len(names))
-    receipts, failures = _parallel(
-        {name: functools.partial(deposit, i, name) for i, name in enumerate(names)},
-        deadline,
-    )
-    if failures:
+    deposits = _Gather({name: functools.partial(deposit, i, name) for i, name in enumerate(names)})
+    if not deposits.wait(deadline, cancelled=cancelled):
+        warn("interrupted: withdrawing the shares deposited so far ...")
+        deposits.settle(_SETTLE_SECONDS)
+        withdrawn = _withdraw(settings, sender, deposits.results, draft.header.id)
+        raise InterruptedOperationError(
+            f"interrupted: nothing was sent; {_withdrawal(withdrawn, deposits.outstanding)}"
+        )
+    receipts = deposits.results
+    if deposits.failures:
         withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
-        raise ServiceError(
+        raise _unavailable(
             "send",
-            0,
             "deposit_failed",
-            _list_failures(
-                f"nothing was posted ({withdrawn} deposit(s) withdrawn); these custodians did not"
-                " take their share",
-                failures,
-            ),
+            f"nothing was posted ({_withdrawal(withdrawn, set())}); these custodians did not"
+            " take their share",
+            deposits,
         )
     envelope = draft.finish(sender, [receipts[name] for name in names])
     data = envelope.to_bytes()
+
+    def post() -> Any:
+        with ServiceClient(settings.server_url, "relay", sender, timeout=deadline) as relay:
+            return relay.request("POST", "/api/v1/messages", raw=data, sign=False).json()
+
     progress("uploading", 0, len(data))
-    with ServiceClient(settings.server_url, "relay", sender, timeout=deadline) as relay:
-        try:
-            stored = relay.request("POST", "/api/v1/messages", raw=data, sign=False).json()
-        except ServiceError:
-            _withdraw(settings, sender, receipts, draft.header.id)
-            raise
+    posting = _Gather({"relay": post})
+    if not posting.wait(deadline, cancelled=cancelled):
+        warn("interrupted: taking back the message and its shares ...")
+        posting.settle(_SETTLE_SECONDS)
+        _delete_from_relay(settings, sender, envelope.id)
+        withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
+        raise InterruptedOperationError(
+            "interrupted: nothing was sent; the relay's copy was deleted and"
+            f" {_withdrawal(withdrawn, set())}"
+        )
+    if "relay" not in posting.results:
+        withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
+        answered = posting.errors.get("relay")
+        reason = getattr(answered, "message", posting.failures.get("relay", "no answer"))
+        failure = ServiceError(
+            "relay",
+            getattr(answered, "status", 0),
+            getattr(answered, "code", "unreachable"),
+            f"the envelope was not stored: {reason}; nothing was sent"
+            f" ({_withdrawal(withdrawn, set())})",
+        )
+        failure.hint = _RELAY_HINTS.get(failure.code)
+        raise failure
+    stored = posting.results["relay"]
     progress("uploading", len(data), len(data))
     local_digest = hashlib.sha256(data).hexdigest()
     if stored.get("digest") != local_digest or stored.get("id") != envelope.id:
         # The answer was altered, or the relay lies: take everything back.
         _withdraw(settings, sender, receipts, draft.header.id)
-        with ServiceClient(settings.server_url, "relay", sender, timeout=5) as relay:
-            try:
-                relay.request("DELETE", f"/api/v1/messages/{envelope.id}")
-            except SecureCommError:
-                pass
+        _delete_from_relay(settings, sender, envelope.id)
         raise ServiceError(
             "relay", 0, "bad_copy", "the relay's stored copy differs from what was sent"
         )
@@ -276,24 +390,70 @@ def send(
     )
 
 
+#: How long an interrupted send waits for requests already under way, so that what they
+#: made can be taken back.
+_SETTLE_SECONDS = 5.0
+
+_RELAY_HINTS = {
+    "too_large": "the relay's limit is max_envelope_bytes in the [server] section of its"
+    " securecomm.toml",
+    "unreachable": "is `securecomm up` running? (or point SECURECOMM_SERVER_URL at the relay)",
+}
+
+
+def _unavailable(service: str, code: str, headline: str, gather: _Gather) -> ServiceError:
+    """One error listing every failure of ``gather``, with a hint when nothing answered."""
+    error = ServiceError(service, 0, code, _list_failures(headline, gather.failures))
+    codes = {getattr(e, "code", None) for e in gather.errors.values()}
+    if gather.failures and not gather.results and codes <= {"unreachable"}:
+        error.hint = (
+            "no custodian answered: is `securecomm up` running?"
+            " (or point SECURECOMM_CUSTODIAN_<NAME>_URL at each custodian)"
+        )
+    return error
+
+
+def _withdrawal(withdrawn: list[str], in_flight: set[str]) -> str:
+    text = f"{len(withdrawn)} deposit(s) withdrawn" + (
+        f" ({', '.join(withdrawn)})" if withdrawn else ""
+    )
+    in_flight = in_flight - set(withdrawn)
+    if in_flight:
+        text += (
+            f"; {', '.join(sorted(in_flight))} had not answered and may keep a share, useless"
+            " without the envelope, which was never posted"
+        )
+    return text
+
+
+def _delete_from_relay(settings: Settings, sender: Identity, message_id: str) -> None:
+    """Best effort: remove a message from the relay (absent is as good as deleted)."""
+    with ServiceClient(settings.server_url, "relay", sender, timeout=5) as relay:
+        try:
+            relay.request("DELETE", f"/api/v1/messages/{message_id}")
+        except SecureCommError:
+            pass
+
+
 def _withdraw(
     settings: Settings, sender: Identity, receipts: dict[str, Receipt], message_id: str
-) -> int:
-    """Best effort: destroy every deposit of the message, by ref where a receipt came back,
-    by message id elsewhere (a deposit whose answer was lost). Returns how many went."""
-    done = 0
-    for custodian in settings.custodians:
-        name = custodian.name
+) -> list[str]:
+    """Best effort, all custodians at once: destroy every deposit of the message, by ref
+    where a receipt came back, by message id elsewhere (a deposit whose answer was lost).
+    Returns the names of the custodians that destroyed one."""
+
+    def withdraw(url: str, name: str) -> None:
         receipt = receipts.get(name)
         target = f"/v1/deposits/{receipt.ref}" if receipt else "/v1/deposits"
         params = None if receipt else {"message_id": message_id}
-        try:
-            with ServiceClient(custodian.url, name, sender, timeout=5) as c:
-                c.request("DELETE", target, params=params)
-            done += 1
-        except SecureCommError:
-            pass
-    return done
+        with ServiceClient(url, name, sender, timeout=5) as c:
+            c.request("DELETE", target, params=params)
+
+    done, _ = _parallel(
+        {c.name: functools.partial(withdraw, c.url, c.name) for c in settings.custodians},
+        deadline=6.0,
+    )
+    return sorted(done)
 
 
 def _list_failures(headline: str, failures: dict[str, str]) -> str:
@@ -319,12 +479,53 @@ def _pending_path(settings: Settings, reader: Identity) -> Path:
     return settings.home / "users" / f"{reader.name}.pending.json"
 
 
-def _load_pending(path: Path) -> dict[str, dict[str, str]]:
+@dataclass
+class _Kept:
+    """What a read of one message that could not finish keeps for the next (spec §12.2):
+    the ids of releases waiting for an operator, and the release answers already
+    collected, as their custodians signed them (each share sealed to the reader)."""
+
+    pending: dict[str, str] = field(default_factory=dict)
+    released: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pending": self.pending, "released": self.released}
+
+    @classmethod
+    def from_json(cls, value: object) -> _Kept:
+        if not isinstance(value, dict):
+            return cls()
+        if set(value) <= {"pending", "released"}:
+            pending, released = value.get("pending", {}), value.get("released", {})
+        else:  # the shape before releases were kept: {custodian: release id}
+            pending, released = value, {}
+        return cls(
+            {k: v for k, v in pending.items() if isinstance(v, str)}
+            if isinstance(pending, dict)
+            else {},
+            {k: v for k, v in released.items() if isinstance(v, dict)}
+            if isinstance(released, dict)
+            else {},
+        )
+
+
+def _load_state(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _save_kept(path: Path, message_id: str, kept: _Kept) -> None:
+    stored = _load_state(path)
+    updated = dict(stored)
+    if kept.pending or kept.released:
+        updated[message_id] = kept.to_json()
+    else:
+        updated.pop(message_id, None)
+    if updated != stored:
+        write_atomic(path, json.dumps(updated, sort_keys=True).encode(), private=True)
 
 
 def read(
@@ -336,7 +537,16 @@ def read(
     deadline: float = 15.0,
     progress: Progress = _quiet,
     warn: Warn = _quiet,
+    cancelled: Callable[[], bool] = lambda: False,
+    forget: bool = True,
 ) -> ReadResult:
+    """Read message ``message_id`` as ``reader``: every check passes or nothing is returned.
+
+    Releases collected by a read that ends short of t good shares (or is cancelled) are
+    kept for the next read of the message, which uses them instead of asking their
+    custodians again (spec §12.2). With ``forget=False`` they are kept after a
+    successful read too, until :func:`forget` (call it once the plaintext is safe).
+    """
     progress("fetching", 0, 1)
     with ServiceClient(settings.server_url, "relay", reader, timeout=deadline) as relay:
         data = relay.request("GET", f"/api/v1/messages/{message_id}").content
@@ -361,29 +571,44 @@ def read(
     keys = {name: known.require(name) for name in names}
     envelope.verify(pinned_sender, keys, recipient=reader.public)
     t = envelope.header.threshold
-    pending_path = _pending_path(settings, reader)
-    pending = _load_pending(pending_path).get(message_id, {})
-    new_pending: dict[str, str] = {}
+    state_path = _pending_path(settings, reader)
+    kept = _Kept.from_json(_load_state(state_path).get(message_id))
+    now = _Kept()  # what this read ends up keeping, filled in by the threads
+
+    def check(name: str, answer: Any) -> Share:
+        share = Release.from_json(answer).open(reader, keys[name])
+        if share.index != names.index(name) + 1 or share.split_id != envelope.header.message_id:
+            raise ShareError(f"custodian {name!r}: released a share of another message")
+        envelope.check_share(name, share)  # the sender's signed digest
+        return share
 
     def collect(name: str) -> Share:
+        if name in kept.released:
+            try:
+                share = check(name, kept.released[name])
+            except (SecureCommError, KeyError, TypeError, ValueError):
+                warn(f"custodian {name}: the release kept from an earlier read fails its checks")
+            else:
+                now.released[name] = kept.released[name]
+                progress("collecting shares", 1, t)
+                return share
         url = settings.custodian(name).url
         with ServiceClient(url, name, reader, timeout=deadline) as client:
-            if name in pending:
-                answer = client.request("GET", f"/v1/releases/{pending[name]}")
+            if name in kept.pending:
+                answer = client.request("GET", f"/v1/releases/{kept.pending[name]}")
             else:
                 answer = client.request(
                     "POST", "/v1/releases", body={"v": 1, "message_id": message_id}
                 )
         if answer.status_code == 202:
             release_id = answer.json()["release_id"]
-            new_pending[name] = release_id
+            now.pending[name] = release_id
             raise ServiceError(
                 name, 202, "pending", f"waiting for the operator's approval (release {release_id})"
             )
-        share = Release.from_json(answer.json()).open(reader, keys[name])
-        if share.index != names.index(name) + 1 or share.split_id != envelope.header.message_id:
-            raise ShareError(f"custodian {name!r}: released a share of another message")
-        envelope.check_share(name, share)  # the sender's signed digest
+        released = answer.json()
+        share = check(name, released)
+        now.released[name] = released
         progress("collecting shares", 1, t)
         return share
 
@@ -393,32 +618,41 @@ def read(
     progress("collecting shares", 0, t)
     # Once t good shares are in, late answers get a moment, so a lying custodian is
     # named even when honest ones were faster.
-    good, failures = _parallel(
-        {name: functools.partial(collect, name) for name in names},
-        deadline,
-        enough,
-        grace=min(1.0, deadline),
-    )
-    stored = _load_pending(pending_path)
-    updated = dict(stored)
-    if new_pending:
-        updated[message_id] = {**pending, **new_pending}
-    else:
-        updated.pop(message_id, None)
-    if updated != stored:
-        write_atomic(pending_path, json.dumps(updated, sort_keys=True).encode(), private=True)
-    for name, why in sorted(failures.items()):
-        if len(good) >= t:
-            warn(f"custodian {name} skipped: {why}")
-    if len(good) < t:
+    gather = _Gather({name: functools.partial(collect, name) for name in names})
+    finished = gather.wait(deadline, enough, grace=min(1.0, deadline), cancelled=cancelled)
+    # A release id stays worth asking again while its custodian could not be reached.
+    for name, release_id in kept.pending.items():
+        error = gather.errors.get(name)
+        if name in gather.outstanding or getattr(error, "code", None) == "unreachable":
+            now.pending.setdefault(name, release_id)
+    good = gather.results
+    if not finished or len(good) < t:
+        _save_kept(state_path, message_id, now)
+        collected = len(now.released)
+        keeping = (
+            f"; the {collected} share(s) collected are kept, sealed to you, for the next read"
+            if collected
+            else ""
+        )
+        if not finished:
+            raise InterruptedOperationError(f"interrupted: nothing was decrypted{keeping}")
         raise QuorumError(
             _list_failures(
-                f"{len(good)} good share(s) of the {t} needed; nothing was decrypted", failures
+                f"{len(good)} good share(s) of the {t} needed; nothing was decrypted{keeping}",
+                gather.failures,
             )
         )
+    for name, why in sorted(gather.failures.items()):
+        warn(f"custodian {name} skipped: {why}")
     chosen = dict(sorted(good.items(), key=lambda item: names.index(item[0]))[:t])
     plaintext = envelope.open(chosen)
-    return ReadResult(plaintext, sender, tuple(chosen), failures)
+    _save_kept(state_path, message_id, _Kept() if forget else now)
+    return ReadResult(plaintext, sender, tuple(chosen), gather.failures)
+
+
+def forget(settings: Settings, reader: Identity, message_id: str) -> None:
+    """Drop what reads of ``message_id`` kept (see :func:`read`)."""
+    _save_kept(_pending_path(settings, reader), message_id, _Kept())
 
 
 def unsend(settings: Settings, sender: Identity, message_id: str) -> list[str]:

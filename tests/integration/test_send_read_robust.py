@@ -1,0 +1,447 @@
+"""What a new user hit in send and read (issue 15): approvals used up by a read that came
+up short, a send that Ctrl-C split in two, a hung custodian that held ``read``, and the
+mistakes that deserve a better answer.
+
+Interrupts are placed at a known stage with a holding proxy on one link: it forwards a
+request to the real service, so the service acts on it, and then keeps the answer back
+until the test has sent SIGINT or SIGTERM to the CLI.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import free_port, write_config
+from .test_cli_system import (
+    CLI,
+    MESSAGE_ID,
+    Up,
+    audit,
+    check_withdrawn,
+    clean_env,
+    cli,
+    explain,
+    finish_up,
+    inbox,
+    last_seq,
+    processes_of,
+    read,
+    release,
+    send,
+    start_up,
+    user,
+)
+
+NAMES = ("alpha", "bravo", "charlie", "delta", "echo")
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    started = start_up(tmp_path_factory.mktemp("robust") / "home")
+    yield started
+    finish_up(started)
+
+
+# A proxy that holds one kind of answer back
+
+
+class HoldingProxy:
+    """Forwards every request to ``upstream``; for requests whose method and path start
+    match ``hold``, the upstream is called (so it acts) but the answer is kept back until
+    :meth:`release` or the proxy stops."""
+
+    def __init__(self, upstream: str, hold: tuple[str, str]) -> None:
+        self.upstream = upstream
+        self.hold = hold
+        self.held = threading.Event()  # a held request reached the upstream
+        self._go = threading.Event()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in {"host", "content-length", "connection"}
+                }
+                answer = httpx.request(
+                    self.command,
+                    proxy.upstream + self.path,
+                    content=body,
+                    headers=headers,
+                    timeout=30,
+                )
+                method, prefix = proxy.hold
+                if self.command == method and self.path.startswith(prefix):
+                    proxy.held.set()
+                    proxy._go.wait(60)
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in {"content-length", "connection", "transfer-encoding"}:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                try:
+                    self.wfile.write(answer.content)
+                except BrokenPipeError:  # the client was interrupted and went away
+                    pass
+
+            do_GET = do_POST = do_DELETE = do_PUT = _forward  # noqa: N815 (http.server's names)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> HoldingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._go.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_cli(home: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, *args, "--home", str(home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=clean_env() | env,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    out, err = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def deposits_since(up: Up, before: dict[str, int]) -> dict[str, list[str]]:
+    """The message ids deposited with each custodian since ``before`` (audit seq)."""
+    return {
+        name: [
+            e["data"]["message_id"]
+            for e in audit(up.home, up.url(name), name)
+            if e["seq"] > before[name] and e["event"] == "deposit"
+        ]
+        for name in NAMES
+    }
+
+
+def seqs(up: Up) -> dict[str, int]:
+    return {name: last_seq(up.home, up.url(name), name) for name in NAMES}
+
+
+# Item 3: Ctrl-C or SIGTERM during send is all or nothing
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_depositing_withdraws_every_share(up: Up, sig: int) -> None:
+    before = seqs(up)
+    inbox_before = inbox(up.home)
+    with HoldingProxy(up.url("echo"), ("POST", "/v1/deposits")) as proxy:
+        env = {"SECURECOMM_CUSTODIAN_ECHO_URL": proxy.url}
+        process = start_cli(up.home, "send", "--from", "alice", "--to", "bob", "halt", env=env)
+        assert proxy.held.wait(30), "the send never deposited with echo"
+        process.send_signal(sig)
+        result = finish(process)
+    assert result.returncode == 130, explain(result)
+    assert "Traceback" not in result.stderr, explain(result)
+    assert "nothing was sent" in result.stderr, explain(result)
+    assert "withdrawn" in result.stderr, explain(result)
+    assert not MESSAGE_ID.search(result.stdout), explain(result)
+    urls = {name: up.url(name) for name in NAMES}
+    ids = check_withdrawn(up.home, urls, before, user(up.home, "bob"))
+    assert len(ids) == len(NAMES), f"echo's held deposit was not made: {ids}"
+    assert inbox(up.home) == inbox_before
+
+
+def test_an_interrupt_while_posting_takes_everything_back(up: Up) -> None:
+    before = seqs(up)
+    inbox_before = inbox(up.home)
+    with HoldingProxy(up.relay_url, ("POST", "/api/v1/messages")) as proxy:
+        env = {"SECURECOMM_SERVER_URL": proxy.url}
+        process = start_cli(up.home, "send", "--from", "alice", "--to", "bob", "halt", env=env)
+        assert proxy.held.wait(30), "the send never posted"
+        process.send_signal(signal.SIGINT)
+        result = finish(process)
+    assert result.returncode == 130, explain(result)
+    assert "Traceback" not in result.stderr, explain(result)
+    assert "relay's copy was deleted" in result.stderr, explain(result)
+    check_withdrawn(up.home, {name: up.url(name) for name in NAMES}, before, user(up.home, "bob"))
+    assert inbox(up.home) == inbox_before  # the relay had stored it; it is gone again
+
+
+def test_an_interrupt_while_checking_keys_sends_nothing(up: Up) -> None:
+    before = seqs(up)
+    with HoldingProxy(up.url("charlie"), ("GET", "/v1/identity")) as proxy:
+        env = {"SECURECOMM_CUSTODIAN_CHARLIE_URL": proxy.url}
+        process = start_cli(up.home, "send", "--from", "alice", "--to", "bob", "halt", env=env)
+        assert proxy.held.wait(30)
+        process.send_signal(signal.SIGINT)
+        result = finish(process)
+    assert result.returncode == 130, explain(result)
+    assert "Traceback" not in result.stderr, explain(result)
+    assert "nothing was sent" in result.stderr, explain(result)
+    assert deposits_since(up, before) == {name: [] for name in NAMES}
+
+
+def test_an_interrupt_while_the_command_starts_is_not_a_traceback(tmp_path: Path) -> None:
+    # `python -m securecomm` is the installed command's entry point (securecomm.__main__).
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.3):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "securecomm", "split", "--file", os.devnull],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert "Traceback" not in err, f"after {delay} s:\n{err}"
+
+
+# Item 2: a read that comes up short keeps what it collected
+
+
+def pending_ids(up: Up, name: str, message_id: str) -> list[str]:
+    listing = cli(up.home, "custodian", "pending", "--name", name)
+    assert listing.returncode == 0, explain(listing)
+    return re.findall(rf"^([0-9a-f]{{32}})  message {message_id} ", listing.stdout, re.M)
+
+
+def decide(up: Up, name: str, message_id: str, verdict: str) -> None:
+    (release_id,) = pending_ids(up, name, message_id)
+    done = cli(up.home, "custodian", verdict, release_id, "--name", name)
+    assert done.returncode == 0, explain(done)
+
+
+def test_approve_one_read_approve_two_more_read(up: Up) -> None:
+    message_id = send(up.home, "one at a time", "--require-approval")
+    first = read(up.home, message_id)
+    assert first.returncode == 1 and "approval" in first.stderr, explain(first)
+    decide(up, "alpha", message_id, "approve")
+    short = read(up.home, message_id)
+    assert short.returncode == 1, explain(short)
+    assert "1 good share(s) of the 3 needed" in short.stderr, explain(short)
+    assert "kept" in short.stderr, explain(short)
+    for name in ("bravo", "charlie"):
+        decide(up, name, message_id, "approve")
+    opened = read(up.home, message_id)
+    assert opened.returncode == 0, explain(opened)
+    assert opened.stdout == "one at a time"
+    assert "already collected" not in opened.stderr, explain(opened)
+    state = json.loads((up.home / "users" / "bob.pending.json").read_text())
+    assert message_id not in state  # forgotten once read
+
+
+def test_approve_three_deny_one(up: Up) -> None:
+    message_id = send(up.home, "three say yes", "--require-approval")
+    read(up.home, message_id)
+    for name in ("alpha", "charlie", "echo"):
+        decide(up, name, message_id, "approve")
+    decide(up, "bravo", message_id, "deny")
+    opened = read(up.home, message_id)
+    assert opened.returncode == 0, explain(opened)
+    assert opened.stdout == "three say yes"
+
+
+def test_burn_after_reading_with_approvals_releases_each_share_once(up: Up) -> None:
+    message_id = send(up.home, "once only", "--require-approval", "--burn-after-reading")
+    read(up.home, message_id)
+    decide(up, "delta", message_id, "approve")
+    assert read(up.home, message_id).returncode == 1
+    for name in ("alpha", "echo"):
+        decide(up, name, message_id, "approve")
+    opened = read(up.home, message_id)
+    assert opened.returncode == 0, explain(opened)
+    assert opened.stdout == "once only"
+    for name in ("alpha", "delta", "echo"):
+        releases = [
+            e
+            for e in audit(up.home, up.url(name), name)
+            if e["event"] == "release" and e["data"].get("message_id") == message_id
+        ]
+        assert len(releases) == 1, f"{name}: {releases}"
+        bob = user(up.home, "bob")
+        assert release(up.url(name), name, bob, message_id) == (410, "destroyed")
+    again = read(up.home, message_id)
+    assert again.returncode == 1, explain(again)
+
+
+# Item 5: a hung custodian does not hold read, and is named
+
+
+def test_read_returns_without_waiting_for_frozen_custodians(up: Up) -> None:
+    message_id = send(up.home, "the quick three")
+    frozen = []
+    for name in ("bravo", "delta"):
+        marker = f"custodian serve --name {name} --home {up.home} "
+        frozen += [pid for pid, command in processes_of(up.home) if marker in command]
+    assert frozen
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        result = read(up.home, message_id)  # --deadline is 15 s by default
+        took = time.monotonic() - started
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert result.returncode == 0, explain(result)
+    assert result.stdout == "the quick three"
+    for name in ("bravo", "delta"):
+        assert re.search(rf"custodian {name} skipped: no answer within", result.stderr), explain(
+            result
+        )
+    assert took < 10, f"read took {took:.1f} s with a 15 s deadline:\n{explain(result)}"
+
+
+# Items 6, 7, 8: mistakes that deserve a better answer
+
+
+def test_bad_threshold_and_message_id_are_bad_input(up: Up) -> None:
+    zero = cli(up.home, "send", "--from", "alice", "--to", "bob", "x", "--threshold", "0")
+    assert zero.returncode == 2, explain(zero)
+    for command in ("read", "unsend"):
+        bad = cli(up.home, command, "not-an-id", "--as", "bob")
+        assert bad.returncode == 2, explain(bad)
+        assert "is not a message id" in bad.stderr, explain(bad)
+
+
+def test_read_to_a_file_that_exists_is_refused(up: Up, tmp_path: Path) -> None:
+    message_id = send(up.home, "not over my file")
+    target = tmp_path / "keep.txt"
+    target.write_text("mine")
+    refused = read(up.home, message_id, "bob", "--out", str(target))
+    assert refused.returncode != 0 and "exists" in refused.stderr, explain(refused)
+    assert target.read_text() == "mine"
+    forced = read(up.home, message_id, "bob", "--out", str(target), "--force")
+    assert forced.returncode == 0, explain(forced)
+    assert target.read_text() == "not over my file"
+
+
+def run_on_terminal(args: list[str], timeout: float = 60) -> tuple[int, str]:
+    """Run with standard output on a pseudo-terminal; return (exit code, what it printed)."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        args, stdout=terminal, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=clean_env()
+    )
+    os.close(terminal)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif process.poll() is not None:
+            break
+    os.close(controller)
+    assert process.stderr is not None
+    with process.stderr:
+        err = process.stderr.read().decode()
+    process.wait(timeout=10)
+    return process.returncode, shown.decode("utf-8", "replace") + err
+
+
+def test_a_binary_message_is_not_dumped_on_a_terminal(up: Up, tmp_path: Path) -> None:
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 4)
+    result = cli(
+        up.home, "send", "--from", "alice", "--to", "bob", "--file", str(blob),
+        "--burn-after-reading", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, explain(result)
+    message_id = result.stdout.strip()
+    code, shown = run_on_terminal([*CLI, "read", message_id, "--as", "bob", "--home", str(up.home)])
+    assert code == 2, shown
+    assert "binary" in shown and "--out" in shown, shown
+    assert "\x00\x01\x02" not in shown
+    # Burnt after reading, yet not lost: the shares collected were kept for this.
+    out = tmp_path / "blob.out"
+    saved = read(up.home, message_id, "bob", "--out", str(out))
+    assert saved.returncode == 0, explain(saved)
+    assert out.read_bytes() == blob.read_bytes()
+
+
+def test_a_message_over_the_relays_limit_is_refused_before_any_deposit(
+    up: Up, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(13 * 1024 * 1024))  # about 17.3 MiB once in base64
+    before = seqs(up)
+    refused = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(big))
+    assert refused.returncode == 2, explain(refused)
+    assert "max_envelope_bytes" in refused.stderr, explain(refused)
+    assert "no share was deposited" in refused.stderr, explain(refused)
+    assert deposits_since(up, before) == {name: [] for name in NAMES}
+
+
+def test_send_quiet_and_json_print_what_a_script_wants(up: Up) -> None:
+    quiet = cli(up.home, "send", "--from", "alice", "--to", "bob", "q", "--quiet")
+    assert quiet.returncode == 0, explain(quiet)
+    assert re.fullmatch(r"[0-9a-f]{32}\n", quiet.stdout), explain(quiet)
+    as_json = cli(up.home, "send", "--from", "alice", "--to", "bob", "j", "--json")
+    assert as_json.returncode == 0, explain(as_json)
+    document = json.loads(as_json.stdout)
+    assert re.fullmatch(r"[0-9a-f]{32}", document["id"])
+    assert sorted(document["receipts"]) == sorted(NAMES)
+    assert document["id"] in inbox(up.home)
+
+
+def test_an_unknown_recipient_is_told_how_to_register(up: Up) -> None:
+    result = cli(up.home, "send", "--from", "alice", "--to", "zed", "hello")
+    assert result.returncode != 0, explain(result)
+    assert "no one named 'zed' is registered" in result.stderr, explain(result)
+    assert "hint:" in result.stderr and "Register" in result.stderr, explain(result)
+
+
+def test_send_with_nothing_running_asks_whether_up_is(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_config(home, free_port(), {name: free_port() for name in NAMES})
+    initialised = cli(home, "init")
+    assert initialised.returncode == 0, explain(initialised)
+    result = cli(home, "send", "--from", "alice", "--to", "bob", "hello")
+    assert result.returncode == 1, explain(result)
+    assert "securecomm up" in result.stderr, explain(result)
+    assert "Traceback" not in result.stderr
+
+
+def test_unsend_explains_itself() -> None:
+    helped = subprocess.run(
+        [*CLI, "unsend", "--help"], capture_output=True, text=True, timeout=60, env=clean_env()
+    )
+    assert helped.returncode == 0
+    assert "the message id" in helped.stdout and "destroy" in helped.stdout
