@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,23 @@ def cmd_custodian_pending(args: argparse.Namespace) -> None:
         who = item["recipient"]
         print(
             f"{item['release_id']}  message {item['message_id']}  for {who['name']}"
-            f"  requested at {item['created']}"
+            f"  requested {local_time_and_age(item['created'])}"
         )
+
+
+def local_time_and_age(epoch: int, now: float | None = None) -> str:
+    """``1796059444`` -> ``2026-11-30 17:40 (3 min ago)``, in this machine's time zone."""
+    now = time.time() if now is None else now
+    seconds = int(now - epoch)
+    ago = abs(seconds)
+    if ago < 5:
+        age = "just now"
+    else:
+        units = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+        unit, size = next((unit, size) for unit, size in units if ago >= size)
+        amount = f"{ago // size} {unit}"
+        age = f"{amount} ago" if seconds > 0 else f"in {amount}"  # in: the clocks differ
+    return f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(epoch))} ({age})"
 
 
 def _decide(args: argparse.Namespace, verdict: str) -> None:

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from securecomm._cli_services import local_time_and_age
+from securecomm.client import ServiceClient
+from securecomm.identity import Identity
+
 from .conftest import NAMES, free_port, write_config
 from .test_cli_system import (
     CLI,
@@ -28,6 +32,7 @@ from .test_cli_system import (
     finish_up,
     healthy,
     processes_of,
+    send,
     start_up,
     wait_for,
 )
@@ -212,3 +217,31 @@ def test_a_stopped_custodian_is_reported_with_how_to_start_it_again(tmp_path: Pa
             restarted.terminate()
             restarted.wait(timeout=30)
         finish_up(up)
+
+
+# custodian pending
+
+
+def test_pending_shows_local_time_and_age(shared: Up) -> None:
+    home = shared.home
+    message_id = send(home, "wait for the operator", "--require-approval")
+    bob = Identity.load(home / "users" / "bob.key")
+    with ServiceClient(shared.url("alpha"), "alpha", bob) as alpha:
+        asked = alpha.request("POST", "/v1/releases", body={"v": 1, "message_id": message_id})
+    assert asked.status_code == 202
+    pending = cli(home, "custodian", "pending", "--name", "alpha")
+    assert pending.returncode == 0, explain(pending)
+    line = next(line for line in pending.stdout.splitlines() if message_id in line)
+    today = time.strftime("%Y-%m-%d")
+    assert re.search(rf"requested {today} \d\d:\d\d \((just now|\d+ s ago)\)$", line), line
+    assert not re.search(r"\b\d{10}\b", line), line  # no raw epoch seconds
+
+
+@pytest.mark.parametrize(
+    ("seconds_ago", "age"),
+    [(0, "just now"), (42, "42 s ago"), (200, "3 min ago"), (7300, "2 h ago"), (-30, "in 30 s")],
+)
+def test_local_time_and_age(seconds_ago: int, age: str) -> None:
+    epoch = 1_796_059_444
+    shown = local_time_and_age(epoch, now=epoch + seconds_ago)
+    assert shown == f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(epoch))} ({age})"
