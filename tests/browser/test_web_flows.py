@@ -16,10 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from playwright.sync_api import Browser, expect
 
 from securecomm import canonical, shares
 from securecomm.client import ServiceClient
+from securecomm.custodian import audit
+from securecomm.custodian.app import audit_log
 from securecomm.home import KnownKeys
 from securecomm.identity import Identity
 from securecomm.mitm import encodings_of
@@ -387,6 +390,47 @@ def test_an_edited_audit_log_is_caught_in_the_operator_view(
     expect(result).to_contain_text("the first 1 entries verify")
     shot(operator.page, "operator-audit-failed")
     operator.close()
+
+
+def test_the_operator_view_verifies_every_page_of_the_audit_log(
+    browser: Browser, people: dict[str, Person], up: Up
+) -> None:
+    """More entries than one page holds: every page is verified as one chain, and an entry
+    edited at the first page boundary is named."""
+    people["carol"].send("dave", "one more entry for delta")
+    directory = up.home / "custodians" / "delta"
+    engine = sa.create_engine(f"sqlite:///{directory / 'custodian.db'}")
+    identity = Identity.load(directory / "identity.key")
+    with engine.begin() as conn:  # signed by delta, as if it had logged them itself
+        for i in range(audit.PAGE_MAX_ENTRIES + 5):
+            audit.append(conn, audit_log, identity, "deposit", {"ref": f"r{i}"}, 1_800_000_000)
+        total = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one()
+    operator = Person(browser, up.relay_url)
+    operator.import_key(up.home / "operators" / "delta-operator.key")
+    operator.open("operator")
+    result = operator.page.locator("#operator-delta .audit-result")
+    expect(result).to_have_text(f"{total} entries; the hash chain and every signature verify.")
+    boundary = audit.PAGE_MAX_ENTRIES + 1
+    forged = canonical.dumps({"ref": "forged"}).decode()
+    with engine.begin() as conn:
+        (data,) = conn.execute(sa.text(f"SELECT data FROM audit_log WHERE seq = {boundary}")).one()
+        conn.execute(
+            sa.text("UPDATE audit_log SET data = :d WHERE seq = :s"), {"d": forged, "s": boundary}
+        )
+    try:
+        operator.open("operator")
+        expect(result).to_have_class(re.compile("error"))
+        expect(result).to_have_text(
+            f"FAILED at entry {boundary}: its contents do not match its hash (edited);"
+            f" the first {boundary - 1} entries verify."
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE audit_log SET data = :d WHERE seq = :s"), {"d": data, "s": boundary}
+            )
+        engine.dispose()
+        operator.close()
 
 
 def test_a_custodian_that_is_down_is_shown_and_the_rest_suffice(

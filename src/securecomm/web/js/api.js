@@ -482,18 +482,28 @@ export async function decide(custodian, operator, releaseId, verdict) {
 }
 
 const GENESIS = "0".repeat(64);
+// The most entries a custodian puts in one page of GET /v1/audit (custodian/audit.py).
+const AUDIT_PAGE_ENTRIES = 1000;
+// The newest entries the operator view lists; every entry is verified.
+const AUDIT_SHOWN = 200;
 
-/** Walk the audit log (§12.3); name the first entry whose chain, hash or signature fails. */
+/**
+ * Walk the audit log (§12.3), an array or an async iterable of entries (every page, in
+ * order: the chain carries across pages); name the first entry whose chain, hash or
+ * signature fails.
+ */
 export async function verifyAudit(entries, custodian) {
   let prev = GENESIS;
-  for (const [i, entry] of entries.entries()) {
-    const position = i + 1;
+  let position = 0;
+  for await (const entry of entries) {
+    position += 1;
     const bad = (why) => ({
       ok: false,
       count: position - 1,
       firstBad: position,
       reason: `entry ${position}: ${why}`,
     });
+    if (entry === null || typeof entry !== "object") return bad("malformed");
     if (entry.seq !== position)
       return bad(`has seq ${entry.seq} (an entry was removed or reordered)`);
     if (entry.prev !== prev)
@@ -525,12 +535,43 @@ export async function verifyAudit(entries, custodian) {
     }
     prev = entry.hash;
   }
-  return { ok: true, count: entries.length };
+  return { ok: true, count: position };
 }
 
+/** Every entry of a custodian's audit log, first to last, a page at a time (§12.3). */
+async function* auditEntries(client) {
+  let after = 0;
+  for (;;) {
+    const query = `after=${after}&limit=${AUDIT_PAGE_ENTRIES}`;
+    const page = (await client.request("GET", "/v1/audit", { query })).json();
+    const where = `${client.audience}'s audit page after ${after}`;
+    if (!Array.isArray(page.entries)) throw new FormatError(`${where}: no list of entries`);
+    yield* page.entries;
+    if (page.next === null) return;
+    // Anything but the last seq would repeat or skip entries, or never end.
+    const last = page.entries.at(-1);
+    if (!Number.isInteger(page.next) || page.next !== last?.seq || page.next <= after)
+      throw new FormatError(
+        `${where}: next is ${JSON.stringify(page.next)}, not the seq of its last entry`,
+      );
+    after = page.next;
+  }
+}
+
+/** Read and verify a custodian's whole log; keep its newest entries to show. */
 export async function audit(custodian, operator, known) {
   const client = new ServiceClient(custodian.url, custodian.name, operator);
-  const log = (await client.request("GET", "/v1/audit")).json();
   const key = known.get(custodian.name) ?? (await custodianKey(custodian, known));
-  return { entries: log.entries, report: await verifyAudit(log.entries, key) };
+  const newest = [];
+  let read = 0;
+  async function* keeping() {
+    for await (const entry of auditEntries(client)) {
+      read += 1;
+      newest.push(entry);
+      if (newest.length > AUDIT_SHOWN) newest.shift();
+      yield entry;
+    }
+  }
+  const report = await verifyAudit(keeping(), key);
+  return { entries: newest, read, report };
 }

@@ -823,7 +823,7 @@ async function refreshOperator() {
 }
 
 function drawOperator(card, custodian, operator, pending, log) {
-  const { report, entries } = log;
+  const { report, entries, read } = log;
   const decideButton = (release, verdict, label) =>
     h(
       "button",
@@ -888,7 +888,13 @@ function drawOperator(card, custodian, operator, pending, log) {
     h(
       "details",
       {},
-      h("summary", {}, `Show the ${entries.length} entries`),
+      h(
+        "summary",
+        {},
+        read > entries.length
+          ? `Show the newest ${entries.length} of ${read} entries`
+          : `Show the ${read} entries`,
+      ),
       h(
         "div",
         { class: "scroll" },
@@ -908,7 +914,7 @@ function drawOperator(card, custodian, operator, pending, log) {
             "tbody",
             {},
             entries
-              .slice(-200)
+              .slice()
               .reverse()
               .map((e) =>
                 h(
