@@ -367,15 +367,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
             envelope = Envelope.from_bytes(stored)
             say(f"   ciphertext: {preview(envelope.ciphertext, 44)}")
             say(f"   nonce:      {b64encode(envelope.nonce)}   tag: {b64encode(envelope.tag)}")
-            say(
-                f"   {envelope.header.n} shares, threshold {envelope.header.threshold},"
-                f" each held by a different custodian"
-            )
+            n, t = envelope.header.n, envelope.header.threshold
+            say(f"   {n} shares, threshold {t}, each held by a different custodian")
+            say("   A share is a piece of the message key; on its own it says nothing of the key.")
+            say(f"   Any {t} of the {n} shares rebuild the key; fewer than {t} reveal nothing,")
+            say("   because every possible key fits them equally well.")
             found = message.encode() in stored
             say(f"   the plaintext in the relay's database: {'FOUND' if found else 'nowhere'}")
             say("\n== 4. two custodians go down: bravo and delta")
-            for name in ("bravo", "delta"):
-                stack.process(name).stop()
+            stack.stop("bravo", "delta")
             say("\n== 5. bob reads with the three left")
             result = messaging.read(
                 settings,
@@ -553,7 +553,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="the whole system in 30 seconds, narrated",
+        help="the whole system in about 10 seconds, narrated",
         description="Start the relay and five custodians in a temporary"
         " directory, send a message from alice to bob, show what the relay"
         " stored, stop two custodians, read with the three left, show a"

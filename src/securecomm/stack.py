@@ -294,10 +294,12 @@ class Stack:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        for process in self.processes:
+    def stop(self, *names: str) -> None:
+        """Stop the services named, or all; each is signalled before any is waited for."""
+        chosen = [self.process(name) for name in names] if names else self.processes
+        for process in chosen:
             process.signal(signal.SIGTERM)
-        for process in self.processes:
+        for process in chosen:
             process.stop()
 
     def wait(self) -> None:

@@ -245,3 +245,27 @@ def test_local_time_and_age(seconds_ago: int, age: str) -> None:
     epoch = 1_796_059_444
     shown = local_time_and_age(epoch, now=epoch + seconds_ago)
     assert shown == f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(epoch))} ({age})"
+
+
+# the demo
+
+
+def test_the_demo_says_what_a_share_is(tmp_path: Path) -> None:
+    demo = subprocess.run(
+        [*CLI, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        env=clean_env(),
+    )
+    assert demo.returncode == 0, explain(demo)
+    flat = " ".join(demo.stdout.split())
+    explained = (
+        "A share is a piece of the message key; on its own it says nothing of the key."
+        " Any 3 of the 5 shares rebuild the key; fewer than 3 reveal nothing,"
+        " because every possible key fits them equally well."
+    )
+    assert explained in flat, demo.stdout
+    assert "bob reads: 'Meet at the north gate at 06:00.'" in demo.stdout
