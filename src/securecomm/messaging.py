@@ -636,12 +636,18 @@ def read(
         )
         if not finished:
             raise InterruptedOperationError(f"interrupted: nothing was decrypted{keeping}")
-        raise QuorumError(
+        short = QuorumError(
             _list_failures(
                 f"{len(good)} good share(s) of the {t} needed; nothing was decrypted{keeping}",
                 gather.failures,
             )
         )
+        if now.pending:
+            short.hint = (
+                f"{len(now.pending)} release(s) wait for their custodian's operator; read"
+                " again once enough are approved"
+            )
+        raise short
     for name, why in sorted(gather.failures.items()):
         warn(f"custodian {name} skipped: {why}")
     chosen = dict(sorted(good.items(), key=lambda item: names.index(item[0]))[:t])
