@@ -450,7 +450,8 @@ def add_commands(sub: Any) -> None:
         help="run the relay and all custodians here, in the foreground",
         description="Run init if needed, start the relay and every custodian as"
         " separate processes, wait until each answers, print their URLs and"
-        " fingerprints, and stop them all on Ctrl-C or SIGTERM.",
+        " fingerprints, and stop them all on Ctrl-C or SIGTERM. If a port is taken"
+        " (another 'up' on this data directory, or another program), nothing is started.",
     )
     home(p)
     p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
