@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from securecomm.client import ServiceClient
+from securecomm.custodian.audit import paged
 from securecomm.errors import ServiceError
 from securecomm.home import load_public
 from securecomm.identity import Identity
@@ -287,10 +288,17 @@ def user(home: Path, name: str) -> Identity:
 
 
 def audit(home: Path, url: str, name: str) -> list[dict[str, Any]]:
+    """Every entry of a custodian's log, page by page."""
     operator = Identity.load(home / "operators" / f"{name}-operator.key")
     with ServiceClient(url, name, operator) as client:
-        entries: list[dict[str, Any]] = client.request("GET", "/v1/audit").json()["entries"]
-    return entries
+
+        def page(after: int) -> dict[str, Any]:
+            answer: dict[str, Any] = client.request(
+                "GET", "/v1/audit", params={"after": str(after)}
+            ).json()
+            return answer
+
+        return list(paged(page))
 
 
 def release(url: str, name: str, reader: Identity, message_id: str) -> tuple[int, str]:

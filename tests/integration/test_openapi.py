@@ -361,6 +361,12 @@ def test_success_paths_match_the_documents(stack: Stack, http: httpx.Client) -> 
     alpha.call(bob, "POST", "/v1/releases", 404, body={"v": 1, "message_id": "0" * 32})
     log = alpha.call(operator, "GET", "/v1/audit", 200).json()
     assert {entry["event"] for entry in log["entries"]} >= {"deposit", "release", "delete"}
+    assert log["next"] is None
+    first = alpha.call(operator, "GET", "/v1/audit", 200, query="limit=1").json()
+    assert [entry["seq"] for entry in first["entries"]] == [1] and first["next"] == 1
+    rest = alpha.call(operator, "GET", "/v1/audit", 200, query="after=1&limit=1000").json()
+    assert first["entries"] + rest["entries"] == log["entries"]
+    alpha.call(operator, "GET", "/v1/audit", 400, query="limit=1001")
     alpha.call(bob, "GET", "/v1/audit", 403)
 
 
