@@ -24,8 +24,12 @@ def shot(page: Page, name: str) -> None:
 class Person:
     """One browser profile with the page open."""
 
-    def __init__(self, browser: Browser, base_url: str, *, width: int = 1100) -> None:
-        self.context: BrowserContext = browser.new_context(viewport={"width": width, "height": 900})
+    def __init__(
+        self, browser: Browser, base_url: str, *, width: int = 1100, height: int = 900
+    ) -> None:
+        self.context: BrowserContext = browser.new_context(
+            viewport={"width": width, "height": height}
+        )
         self.context.set_default_timeout(TIMEOUT_MS)
         self.page = self.context.new_page()
         self.requests: list[Request] = []

@@ -125,13 +125,22 @@ export async function custodianKey(custodian, known) {
   return presented;
 }
 
+/** The key the relay's directory lists under `name` (ServiceError "not_found" if none). */
+async function directoryEntry(name) {
+  const entry = (
+    await relay().request("GET", `/api/v1/directory/${encodeURIComponent(name)}`, { sign: false })
+  ).json();
+  const listed = await PublicIdentity.fromJson(entry.identity, `directory entry ${name}`);
+  if (listed.name !== name)
+    throw new SignatureError(`the directory answered ${listed.name} for ${name}`);
+  return listed;
+}
+
 /** A contact's key from the relay's directory, pinned on first use. */
 export async function lookupContact(name, known, warn = () => {}) {
-  let entry;
+  let listed;
   try {
-    entry = (
-      await relay().request("GET", `/api/v1/directory/${encodeURIComponent(name)}`, { sign: false })
-    ).json();
+    listed = await directoryEntry(name);
   } catch (error) {
     const pinned = known.get(name);
     if (
@@ -150,15 +159,29 @@ export async function lookupContact(name, known, warn = () => {}) {
     }
     throw error;
   }
-  const listed = await PublicIdentity.fromJson(entry.identity, `directory entry ${name}`);
-  if (listed.name !== name)
-    throw new SignatureError(`the directory answered ${listed.name} for ${name}`);
   known.check(listed, "nothing was sent");
   if (await known.pin(listed))
     warn(
       `pinned ${name}'s key from the relay's directory: ${listed.shortFingerprint()} (compare it with them out of band)`,
     );
   return known.get(name);
+}
+
+/**
+ * Whether the relay's directory lists `identity` under its name: {state: "registered"} with
+ * this key, {state: "other", listed} with another key, or {state: "absent"}.
+ */
+export async function registration(identity) {
+  let listed;
+  try {
+    listed = await directoryEntry(identity.name);
+  } catch (error) {
+    if (error instanceof ServiceError && error.code === "not_found") return { state: "absent" };
+    throw error;
+  }
+  return listed.fingerprintHex === identity.public.fingerprintHex
+    ? { state: "registered" }
+    : { state: "other", listed };
 }
 
 /** Put `identity`'s public keys in the relay's directory under its name. */

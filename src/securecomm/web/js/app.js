@@ -113,7 +113,6 @@ async function saveIdentity(identity, keyFile, encrypted) {
     stored: identity.toStored(),
     keyFile,
     encrypted,
-    registered: false,
   };
   await store.put("identities", identity.name, record);
   await store.put("settings", "active", identity.name);
@@ -127,9 +126,6 @@ async function registerActive(progress = () => {}) {
   const record = state.active;
   progress(`Registering ${record.name} in the relay's directory…`);
   await api.register(record.identity);
-  record.registered = true;
-  const { identity, ...stored } = record;
-  await store.put("identities", record.name, stored);
 }
 
 function renderActive() {
@@ -180,34 +176,10 @@ function renderIdentity() {
       h("summary", {}, "Full fingerprint"),
       h("code", { class: "wrap" }, pub.fingerprintHex),
     ),
-    h(
-      "p",
-      { id: "identity-registered" },
-      record.registered
-        ? "Registered in this relay's directory."
-        : "Not yet registered in this relay's directory.",
-    ),
+    h("p", { id: "identity-registered" }, "Checking this relay's directory…"),
     h(
       "div",
       { class: "buttons" },
-      h(
-        "button",
-        {
-          type: "button",
-          id: "register-button",
-          onclick: (e) =>
-            act(card, e.target, async (progress) => {
-              await registerActive(progress);
-              renderIdentity();
-              setStatus(
-                $("#identity-card"),
-                `${pub.name} is registered: others can now send to you by name.`,
-                "ok",
-              );
-            }),
-        },
-        "Register in the directory",
-      ),
       h(
         "button",
         {
@@ -252,6 +224,51 @@ function renderIdentity() {
     status,
   );
   show(container, card);
+  showRegistration(record, card);
+}
+
+/** Say what the relay's directory holds under this name; offer Register only if nothing. */
+async function showRegistration(record, card) {
+  const pub = record.identity.public;
+  const register = h(
+    "button",
+    {
+      type: "button",
+      id: "register-button",
+      onclick: (e) =>
+        act(card, e.target, async (progress) => {
+          await registerActive(progress);
+          renderIdentity();
+          setStatus(
+            $("#identity-card"),
+            `${pub.name} is registered: others can now send to you by name.`,
+            "ok",
+          );
+        }),
+    },
+    "Register in the directory",
+  );
+  let text = "Not registered in this relay's directory.";
+  let kind = "";
+  let offer = true;
+  try {
+    const found = await api.registration(record.identity);
+    offer = found.state === "absent";
+    if (found.state === "registered") text = "Registered in this relay's directory with this key.";
+    if (found.state === "other") {
+      text = `${pub.name} is registered in this relay's directory with another key (${found.listed.shortFingerprint()}): whoever looks ${pub.name} up gets that key, not this one.`;
+      kind = "notice";
+    }
+  } catch (error) {
+    // Registering says whether it worked, so it stays on offer when the check fails.
+    text = `Could not check this relay's directory: ${describe(error)}`;
+    kind = "error";
+  }
+  if (!card.isConnected) return; // the card was drawn again meanwhile
+  const line = $("#identity-registered", card);
+  line.textContent = text;
+  line.className = kind;
+  if (offer) $(".buttons", card).prepend(register);
 }
 
 function renderKnown() {
@@ -555,8 +572,12 @@ function showSent(result, recipients, warnings) {
                 {},
                 h("td", {}, r.custodian),
                 h("td", {}, r.index),
-                h("td", {}, h("code", {}, r.ref)),
-                h("td", {}, h("code", {}, b64encode(r.shareDigest).slice(0, 16) + "…")),
+                h("td", {}, h("code", { class: "wrap" }, r.ref)),
+                h(
+                  "td",
+                  {},
+                  h("code", { class: "wrap" }, b64encode(r.shareDigest).slice(0, 16) + "…"),
+                ),
               ),
             ),
           ),
@@ -671,13 +692,15 @@ async function readMessage(messageId, button) {
   drawStatus();
   const panel = h(
     "div",
-    { class: "card", id: "reading", "aria-busy": "true" },
+    { class: "card", id: "reading", "aria-busy": "true", tabindex: "-1" },
     h("h3", {}, `Message ${messageId.slice(0, 8)}…`),
     h("h4", {}, "Custodians"),
     statusList,
     h("div", { class: "status", role: "status", "aria-live": "polite" }, "Collecting shares…"),
   );
   show($("#read-result"), panel);
+  // The result goes below the inbox list, a screen or more down: take the reader there.
+  panel.scrollIntoView({ block: "start" });
   button.disabled = true;
   const warnings = [];
   try {
@@ -714,7 +737,9 @@ async function readMessage(messageId, button) {
       `Decrypted with the shares of ${result.used.join(", ")}; key commitment and tag checked.`,
       "ok",
     );
-    panel.append(
+    const message = h(
+      "div",
+      { id: "message", tabindex: "-1" },
       h(
         "p",
         {},
@@ -748,9 +773,12 @@ async function readMessage(messageId, button) {
             },
             `I compared it: pin ${result.sender.name}'s key`,
           ),
-      ...warnings.map((line) => h("p", { class: "notice" }, line)),
-      ...body,
+      warnings.map((line) => h("p", { class: "notice" }, line)),
+      body,
     );
+    panel.append(message);
+    message.scrollIntoView({ block: "start" });
+    message.focus({ preventScroll: true });
   } catch (error) {
     for (const [name, [st]] of statuses)
       if (st === "waiting") statuses.set(name, ["not-asked", ""]);
@@ -764,6 +792,8 @@ async function readMessage(messageId, button) {
       "error",
     );
     panel.append(...warnings.map((line) => h("p", { class: "notice" }, line)));
+    panel.scrollIntoView({ block: "start" });
+    panel.focus({ preventScroll: true });
   } finally {
     panel.removeAttribute("aria-busy");
     button.disabled = false;
