@@ -1,6 +1,7 @@
 """Fixes to the web client from issue 15, each tried in real headless Chromium against
 ``securecomm up`` on loopback: where a message read appears, what the Identity tab says of
-the directory, and the receipts table at phone width.
+the directory, the receipts table at phone width, and a read that comes up short keeping
+the releases it collected (spec §12.2) instead of using up the approvals.
 """
 
 from __future__ import annotations
@@ -8,12 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
+from securecomm.client import ServiceClient
 from securecomm.identity import Identity
 from tests.browser._web import Person, shot
+from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, finish_up, run, start_up
 
 MESSAGE_ID = re.compile(r"^message id:\s+([0-9a-f]{32})$", re.MULTILINE)
@@ -51,6 +55,55 @@ def cli_send(up: Up, to: str, text: str, *flags: str, sender: str = "alice") -> 
     found = MESSAGE_ID.search(result.stdout)
     assert found, explain(result)
     return found.group(1)
+
+
+def decide(up: Up, custodian: str, message_id: str, verdict: str) -> None:
+    """As ``custodian``'s operator, over its HTTP API: approve or deny the one pending
+    release of ``message_id``."""
+    operator = Identity.load(up.home / "operators" / f"{custodian}-operator.key")
+    with ServiceClient(up.url(custodian), custodian, operator) as client:
+        pending = client.request("GET", "/v1/releases", params={"status": "pending"}).json()
+        ids = [r["release_id"] for r in pending["releases"] if r["message_id"] == message_id]
+        assert len(ids) == 1, (custodian, pending)
+        client.request("POST", f"/v1/releases/{ids[0]}/{verdict}")
+
+
+def releases_of(up: Up, custodian: str, message_id: str, status: str) -> list[dict[str, Any]]:
+    operator = Identity.load(up.home / "operators" / f"{custodian}-operator.key")
+    with ServiceClient(up.url(custodian), custodian, operator) as client:
+        listed = client.request("GET", "/v1/releases", params={"status": status}).json()
+    return [r for r in listed["releases"] if r["message_id"] == message_id]
+
+
+def kept(page: Page, message_id: str) -> Any:
+    """The page's pending record for this message (any reader), or None."""
+    return page.evaluate(
+        """async (id) => {
+            const store = await import('/web/js/store.js');
+            const key = (await store.keys('pending')).find((k) => k.endsWith(`:${id}`));
+            return key === undefined ? null : await store.get('pending', key);
+        }""",
+        message_id,
+    )
+
+
+def keep(page: Page, message_id: str, record: Any) -> None:
+    page.evaluate(
+        """async ([id, record]) => {
+            const store = await import('/web/js/store.js');
+            const key = (await store.keys('pending')).find((k) => k.endsWith(`:${id}`));
+            await store.put('pending', key, record);
+        }""",
+        [message_id, record],
+    )
+
+
+def short_read(person: Person, message_id: str, good: int) -> None:
+    page = person.read(message_id)
+    expect(page.locator("#reading .status")).to_contain_text(
+        f"Not enough custodians released a good share: {good} of the 3 needed"
+    )
+    expect(page.locator("#plaintext")).to_have_count(0)
 
 
 # A. The message read is brought into view and focused.
@@ -184,3 +237,109 @@ def test_the_receipts_table_fits_at_phone_width(browser: Browser, up: Up) -> Non
         assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
     finally:
         phone.close()
+
+
+# E. A read that comes up short keeps what it collected.
+
+
+def test_approvals_with_reads_in_between_yield_the_message(up: Up, rita: Person) -> None:
+    message_id = cli_send(up, "rita", "three approvals, one at a time", "--require-approval")
+    rita.read(message_id)
+    assert set(rita.status_of().values()) == {"pending"}
+    record = kept(rita.page, message_id)
+    assert set(record["pending"]) == set(NAMES) and record["released"] == {}
+    decide(up, "alpha", message_id, "approve")
+    short_read(rita, message_id, 1)
+    record = kept(rita.page, message_id)
+    assert set(record["released"]) == {"alpha"}
+    assert set(record["pending"]) == {"bravo", "charlie", "delta", "echo"}
+    assert record["released"]["alpha"]["status"] == "released"
+    decide(up, "bravo", message_id, "approve")
+    decide(up, "charlie", message_id, "approve")
+    page = rita.read(message_id)
+    expect(page.locator("#plaintext")).to_have_text("three approvals, one at a time")
+    expect(page.locator("#custody-status li[data-custodian=alpha]")).to_contain_text(
+        "released (kept from an earlier read)"
+    )
+    assert kept(rita.page, message_id) is None
+    shot(page, "read-kept-release")
+
+
+def test_an_old_pending_record_is_read_as_pending_only(up: Up, rita: Person) -> None:
+    message_id = cli_send(up, "rita", "kept by an older page", "--require-approval")
+    rita.read(message_id)
+    ids = kept(rita.page, message_id)["pending"]
+    keep(rita.page, message_id, ids)  # as the page wrote it before it kept releases
+    for name in ("alpha", "bravo", "charlie"):
+        decide(up, name, message_id, "approve")
+    page = rita.read(message_id)
+    expect(page.locator("#plaintext")).to_have_text("kept by an older page")
+    for name in ("delta", "echo"):  # asked with the ids kept, not asked afresh
+        assert len(releases_of(up, name, message_id, "pending")) == 1
+
+
+def test_three_approved_and_one_denied_with_reads_in_between(up: Up, rita: Person) -> None:
+    message_id = cli_send(up, "rita", "approved by three, denied by one", "--require-approval")
+    rita.read(message_id)
+    decide(up, "alpha", message_id, "approve")
+    short_read(rita, message_id, 1)
+    decide(up, "bravo", message_id, "approve")
+    short_read(rita, message_id, 2)
+    decide(up, "delta", message_id, "deny")
+    decide(up, "charlie", message_id, "approve")
+    page = rita.read(message_id)
+    expect(page.locator("#plaintext")).to_have_text("approved by three, denied by one")
+    states = rita.status_of()
+    assert [states[n] for n in ("alpha", "bravo", "charlie")] == ["released"] * 3
+    assert states["delta"] == "refused" and states["echo"] == "pending"
+    expect(page.locator("#custody-status li[data-custodian=delta]")).to_contain_text("denied")
+
+
+def test_burn_and_approval_release_each_share_once(up: Up, rita: Person) -> None:
+    message_id = cli_send(
+        up, "rita", "once, approved", "--require-approval", "--burn-after-reading"
+    )
+    rita.read(message_id)
+    decide(up, "alpha", message_id, "approve")
+    short_read(rita, message_id, 1)  # alpha's share is burned now: only the page has it
+    decide(up, "bravo", message_id, "approve")
+    decide(up, "charlie", message_id, "approve")
+    rita.requests.clear()
+    page = rita.read(message_id)
+    expect(page.locator("#plaintext")).to_have_text("once, approved")
+    assert not [r for r in rita.requests if r.url.startswith(up.url("alpha") + "/v1/releases")]
+    expect(page.locator("#custody-status li[data-custodian=alpha]")).to_contain_text(
+        "released (kept from an earlier read)"
+    )
+    page = rita.read(message_id)  # what the read kept went with its success
+    expect(page.locator("#plaintext")).to_have_count(0)
+    expect(page.locator("#reading .status")).to_contain_text("0 of the 3 needed")
+    states = rita.status_of()
+    assert [states[n] for n in ("alpha", "bravo", "charlie")] == ["refused"] * 3, states
+    for name in ("alpha", "bravo", "charlie"):
+        expect(page.locator(f"#custody-status li[data-custodian={name}]")).to_contain_text(
+            "destroyed"
+        )
+        assert len(releases_of(up, name, message_id, "released")) == 1, name
+
+
+def test_a_kept_release_that_fails_its_check_is_dropped(up: Up, rita: Person) -> None:
+    message_id = cli_send(up, "rita", "a kept release altered", "--require-approval")
+    rita.read(message_id)
+    decide(up, "alpha", message_id, "approve")
+    short_read(rita, message_id, 1)
+    record = kept(rita.page, message_id)
+    signature = record["released"]["alpha"]["signature"]
+    record["released"]["alpha"]["signature"] = ("B" if signature[0] == "A" else "A") + signature[1:]
+    keep(rita.page, message_id, record)
+    decide(up, "bravo", message_id, "approve")
+    decide(up, "charlie", message_id, "approve")
+    page = rita.read(message_id)
+    expect(page.locator("#reading .status")).to_contain_text("2 of the 3 needed")
+    alpha = page.locator("#custody-status li[data-custodian=alpha]")
+    expect(alpha).to_have_attribute("data-state", "pending")  # asked afresh
+    expect(alpha).to_contain_text("kept from an earlier read failed its check")
+    record = kept(rita.page, message_id)
+    assert "alpha" not in record["released"] and "alpha" in record["pending"]
+    decide(up, "alpha", message_id, "approve")
+    expect(rita.read(message_id).locator("#plaintext")).to_have_text("a kept release altered")

@@ -378,10 +378,29 @@ export async function inbox(reader) {
 const pendingKey = (reader, messageId) => `${reader.public.fingerprintHex}:${messageId}`;
 
 /**
+ * What earlier reads of a message kept: release ids waiting for approval, and whole release
+ * answers from a read that came up short (sealed to the reader, as they were on the wire).
+ * A record written before releases were kept, {custodian: release id}, is pending only.
+ */
+function keptState(record) {
+  const object = (value) =>
+    typeof value === "object" && value !== null && !Array.isArray(value) ? value : {};
+  const value = object(record);
+  const shaped = Object.keys(value).every((k) => k === "pending" || k === "released");
+  const pending = shaped ? object(value.pending) : value;
+  return {
+    pending: Object.fromEntries(Object.entries(pending).filter(([, id]) => typeof id === "string")),
+    released: shaped ? object(value.released) : {},
+  };
+}
+
+/**
  * Read message `messageId`: fetch and verify the envelope, ask every custodian for its
  * share, check each against the signed digest, combine t and decrypt. `onStatus(name,
  * state, detail)` reports each custodian: asking, released, pending, refused, down, bad.
- * Throws (and decrypts nothing) unless every check passed.
+ * Throws (and decrypts nothing) unless every check passed. A read that ends with fewer
+ * than t good shares keeps the releases that arrived for the next read, which uses them
+ * as if they had just arrived instead of asking those custodians again (spec §12.2).
  */
 export async function read({
   config,
@@ -421,39 +440,64 @@ export async function read({
     keys[name] = known.get(name) ?? (await custodianKey(urls[name], known));
   }
   await envelope.verify(pinnedSender, keys, { recipient: reader.public });
-  const pending = (await store.get("pending", pendingKey(reader, messageId))) ?? {};
-  const stillPending = {};
+  const key = pendingKey(reader, messageId);
+  const kept = keptState(await store.get("pending", key));
+  const now = { pending: {}, released: {} }; // what this read keeps if it comes up short
+
+  const check = async (name, release) => {
+    const share = await openRelease(release, reader, keys[name]);
+    await envelope.checkShare(name, share);
+    return share;
+  };
 
   const collect = async (name) => {
-    onStatus(name, "asking", "");
+    let dropped = "";
+    if (kept.released[name]) {
+      try {
+        const share = await check(name, kept.released[name]);
+        now.released[name] = kept.released[name];
+        onStatus(
+          name,
+          "released",
+          `(kept from an earlier read) share ${share.index}, checked against the sender's digest`,
+        );
+        return share;
+      } catch (error) {
+        dropped = ` (the release kept from an earlier read failed its check: ${reason(error)}; it was dropped and ${name} asked again)`;
+      }
+    }
+    onStatus(name, "asking", dropped);
     const client = new ServiceClient(urls[name].url, name, reader);
     let answer;
     try {
-      answer = pending[name]
-        ? await client.request("GET", `/v1/releases/${pending[name]}`)
+      answer = kept.pending[name]
+        ? await client.request("GET", `/v1/releases/${kept.pending[name]}`)
         : await client.request("POST", "/v1/releases", { body: { v: 1, message_id: messageId } });
     } catch (error) {
-      const state = error instanceof ServiceError && error.status === 0 ? "down" : "refused";
-      onStatus(name, state, reason(error));
+      const down = error instanceof ServiceError && error.status === 0;
+      // A release id stays worth asking again while its custodian cannot be reached.
+      if (down && kept.pending[name]) now.pending[name] = kept.pending[name];
+      onStatus(name, down ? "down" : "refused", reason(error) + dropped);
       throw error;
     }
     if (answer.status === 202) {
       const releaseId = answer.json().release_id;
-      stillPending[name] = releaseId;
+      now.pending[name] = releaseId;
       onStatus(
         name,
         "pending",
-        `waiting for ${name}'s operator to approve release ${releaseId.slice(0, 8)}…`,
+        `waiting for ${name}'s operator to approve release ${releaseId.slice(0, 8)}…${dropped}`,
       );
       throw new ServiceError(name, 202, "pending", "waiting for the operator's approval");
     }
     try {
-      const share = await openRelease(answer.json(), reader, keys[name]);
-      await envelope.checkShare(name, share);
+      const release = answer.json();
+      const share = await check(name, release);
+      now.released[name] = release;
       onStatus(
         name,
         "released",
-        `share ${share.index} released and checked against the sender's digest`,
+        `share ${share.index} released and checked against the sender's digest${dropped}`,
       );
       return share;
     } catch (error) {
@@ -465,24 +509,24 @@ export async function read({
   const [good, failures] = await parallel(
     Object.fromEntries(names.map((name) => [name, () => collect(name)])),
   );
-  const key = pendingKey(reader, messageId);
-  if (Object.keys(stillPending).length)
-    await store.put("pending", key, { ...pending, ...stillPending });
-  else if (Object.keys(pending).length) await store.remove("pending", key);
   const t = envelope.header.threshold;
   const usable = names.filter((name) => good[name]);
   if (usable.length < t) {
+    const keeping = Object.keys(now.released).length;
+    if (keeping || Object.keys(now.pending).length) await store.put("pending", key, now);
+    else await store.remove("pending", key);
     const error = new QuorumError(
       listFailures(
         `${usable.length} good share(s) of the ${t} needed; nothing was decrypted`,
         failures,
       ),
     );
-    Object.assign(error, { good: usable.length, needed: t });
+    Object.assign(error, { good: usable.length, needed: t, kept: keeping });
     throw error;
   }
   const chosen = Object.fromEntries(usable.slice(0, t).map((name) => [name, good[name]]));
   const plaintext = await envelope.open(chosen);
+  await store.remove("pending", key);
   return {
     plaintext,
     envelope,

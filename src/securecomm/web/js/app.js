@@ -48,7 +48,10 @@ export function describe(error) {
     return "The message could not be decrypted: it was altered, or a share was wrong. Nothing was shown.";
   }
   if (error instanceof QuorumError) {
-    return `Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.`;
+    const kept = error.kept
+      ? ` The ${error.kept} share(s) collected are kept, sealed to you, for the next read.`
+      : "";
+    return `Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.${kept}`;
   }
   if (error instanceof KeyChangedError)
     return `${error.message}. ${error.hint[0].toUpperCase()}${error.hint.slice(1)} (Identity → Known keys).`;
