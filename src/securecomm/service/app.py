@@ -6,7 +6,10 @@
   caller fingerprint; never a body, never a header value;
 - signed-request authentication with durable replay protection;
 - strict JSON bodies: ``application/json``, UTF-8, an object, no
-  duplicate keys, no floats.
+  duplicate keys, no floats;
+- HTTP as RFC 9110 and 9112 ask: a 405 carries ``Allow``, a body over the
+  limit is a 413 whether chunked or not, an HTTP/1.1 request without
+  ``Host`` is a 400.
 """
 
 from __future__ import annotations
