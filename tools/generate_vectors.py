@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from securecomm import canonical, errors, shamir, shares
-from securecomm.envelope import Envelope, Policy, Receipt, prepare
+from securecomm.envelope import PAYLOAD_NAMED, Envelope, Policy, Receipt, _prepare, prepare
 from securecomm.identity import Identity
 
 SEED = b"securecomm/v1/test-vectors/2026-11-29"
@@ -268,22 +268,39 @@ def shares_vectors() -> dict[str, Any]:
 # Envelope
 
 
-def envelope_vectors() -> dict[str, Any]:
-    names = ["alpha", "bravo", "charlie", "delta", "echo"]
-    alice, alice_keys = identity("alice")
-    bob, bob_keys = identity("bob")
-    custodians = [identity(name) for name in names]
-    message = b"Meet at the north gate at 06:00."
-    with deterministic("envelope/main") as stream:
-        draft = prepare(
-            message,
-            sender=alice.public,
-            recipients=[bob.public],
-            custodians=[(c.name, c.public.fingerprint) for c, _ in custodians],
-            threshold=3,
-            policy=Policy(expires=1_900_000_000, max_releases=3),
-            created=1_795_000_000,
-        )
+ENVELOPE_NAMES = ["alpha", "bravo", "charlie", "delta", "echo"]
+ENVELOPE_POLICY = Policy(expires=1_900_000_000, max_releases=3)
+ENVELOPE_CREATED = 1_795_000_000
+
+
+def sealed_envelope(
+    label: str, message: bytes, filename: str | None = None, payload: str | None = None
+) -> tuple[Stream, Any, bytes, dict[str, str]]:
+    """alice to bob, 3 of 5: the stream drawn, the draft, the envelope, t released shares.
+
+    ``payload`` given: ``message`` is taken as an already framed plaintext (spec 7.10),
+    to make what a writer must not."""
+    alice, _ = identity("alice")
+    bob, _ = identity("bob")
+    custodians = [identity(name)[0] for name in ENVELOPE_NAMES]
+    slots = [(c.name, c.public.fingerprint) for c in custodians]
+    with deterministic(label) as stream:
+        if payload is None:
+            draft = prepare(
+                message,
+                sender=alice.public,
+                recipients=[bob.public],
+                custodians=slots,
+                threshold=3,
+                policy=ENVELOPE_POLICY,
+                created=ENVELOPE_CREATED,
+                filename=filename,
+            )
+        else:
+            draft = _prepare(
+                message, payload, alice.public, [bob.public], slots, 3, ENVELOPE_POLICY,
+                ENVELOPE_CREATED,
+            )  # fmt: skip
     receipts = [
         Receipt.issue(
             c,
@@ -292,12 +309,39 @@ def envelope_vectors() -> dict[str, Any]:
             f"ref-{c.name}-0001",
             draft.header.custodians[i].share_digest,
         )
-        for i, (c, _) in enumerate(custodians)
+        for i, c in enumerate(custodians)
     ]
-    envelope = draft.finish(alice, receipts)
-    data = envelope.to_bytes()
-    doc = envelope.to_json()
-    released = {names[i]: draft.shares[i].to_text() for i in (0, 2, 4)}
+    data = draft.finish(alice, receipts).to_bytes()
+    released = {ENVELOPE_NAMES[i]: draft.shares[i].to_text() for i in (0, 2, 4)}
+    return stream, draft, data, released
+
+
+def valid_envelope(description: str, message: bytes, stream: Stream, draft: Any, data: bytes,
+                   released: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "description": description,
+        "plaintext": message.hex(),
+        "created": ENVELOPE_CREATED,
+        "policy": draft.header.policy.to_json(),
+        "random": [r.hex() for r in stream.drawn],
+        "receipt_refs": [f"ref-{name}-0001" for name in ENVELOPE_NAMES],
+        "envelope": data.decode(),
+        "shares": [s.to_text() for s in draft.shares],
+        "released": released,
+        "expect": "ok",
+    }
+
+
+def envelope_vectors() -> dict[str, Any]:
+    names = ENVELOPE_NAMES
+    alice, alice_keys = identity("alice")
+    bob, bob_keys = identity("bob")
+    custodians = [identity(name) for name in names]
+    message = b"Meet at the north gate at 06:00."
+    stream, draft, data, released = sealed_envelope("envelope/main", message)
+    doc = json.loads(data)
+    filename = "plan — north gate.txt"
+    named = sealed_envelope("envelope/named", message, filename)
 
     def altered(path: list[str | int], value: Any) -> bytes:
         copy = json.loads(data)
@@ -364,7 +408,32 @@ def envelope_vectors() -> dict[str, Any]:
         ),
         ("a released share altered (custodian charlie lies)", data, "open", other_shares),
         ("only two shares released", data, "open", {k: released[k] for k in ("alpha", "echo")}),
+        (
+            'payload other than "named"',
+            canonical.dumps(
+                json.loads(named[2])
+                | {"header": json.loads(named[2])["header"] | {"payload": "file"}}
+            ),
+            "decode",
+            named[3],
+        ),
     ]
+    # Named plaintexts (spec 7.10) that a reader must refuse once decrypted.
+    bad_names = [
+        ("no plaintext at all", b""),
+        ("a name longer than the plaintext", bytes([40]) + b"short.txt"),
+        ("a name of 0 bytes", bytes([0]) + message),
+        ("a name that is not UTF-8", bytes([2]) + b"\xff\xfe" + message),
+        ("a name with a '/'", bytes([13]) + b"../etc/passwd" + message),
+        ("a name with a '\\'", bytes([7]) + b"a\\b.txt" + message),
+        ("a name with a control character", bytes([6]) + b"a\nb.tx" + message),
+        ("the name '..'", bytes([2]) + b".." + message),
+    ]
+    for i, (what, plaintext) in enumerate(bad_names):
+        _, _, blob, given = sealed_envelope(
+            f"envelope/bad-name/{i}", plaintext, None, PAYLOAD_NAMED
+        )
+        failures.append((f"named payload: {what}", blob, "open", given))
     cases = []
     for description, blob, stage, given in failures:
 
@@ -395,18 +464,21 @@ def envelope_vectors() -> dict[str, Any]:
             "bob": {**bob_keys, "public": bob.public.to_json()},
             **{c.name: {**keys, "public": c.public.to_json()} for c, keys in custodians},
         },
-        "valid": {
-            "description": "alice to bob, 3 of 5 custodians, expires, at most 3 releases",
-            "plaintext": message.hex(),
-            "created": 1_795_000_000,
-            "policy": draft.header.policy.to_json(),
-            "random": [r.hex() for r in stream.drawn],
-            "receipt_refs": [r.ref for r in receipts],
-            "envelope": data.decode(),
-            "shares": [s.to_text() for s in draft.shares],
-            "released": released,
-            "expect": "ok",
-        },
+        "valid": valid_envelope(
+            "alice to bob, 3 of 5 custodians, expires, at most 3 releases",
+            message,
+            stream,
+            draft,
+            data,
+            released,
+        ),
+        "valid_named": valid_envelope(
+            "the same as a file named 'plan — north gate.txt' (spec 7.10): 'filename' is what"
+            " open_named gives beside 'plaintext'",
+            message,
+            *named,
+        )
+        | {"filename": filename},
         "failures": cases,
     }
 

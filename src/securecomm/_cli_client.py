@@ -28,7 +28,7 @@ from ._cli_common import (
 )
 from ._encoding import b64encode
 from .config import DEFAULT_HOME, Settings, load_settings
-from .envelope import Envelope, Policy
+from .envelope import Envelope, Policy, name_for_file
 from .errors import SecureCommError, ServiceError
 from .home import KnownKeys, config_text, init_home, user_key_path
 from .identity import Identity
@@ -185,6 +185,7 @@ def cmd_send(args: argparse.Namespace) -> None:
             progress=ProgressBar(len(message)),
             warn=_warn,
             cancelled=cancelled,
+            filename=name_for_file(args.file) if args.file not in (None, "-") else None,
         )
         _print_sent(args, result)
         if cancelled():
@@ -237,8 +238,9 @@ def cmd_read(args: argparse.Namespace) -> None:
     settings = _settings(args)
     known = KnownKeys.load(settings.home)
     reader = _user(args, settings, args.reader)
-    if args.out is not None and args.out != "-" and Path(args.out).exists() and not args.force:
-        raise CliError(f"{args.out} exists", hint="choose another --out, or --force to replace it")
+    into_directory = args.out not in (None, "-") and Path(args.out).is_dir()
+    if args.out not in (None, "-") and not into_directory:
+        _refuse_existing(Path(args.out), args.force)
     with interrupts() as cancelled:
         result = messaging.read(
             settings,
@@ -251,24 +253,37 @@ def cmd_read(args: argparse.Namespace) -> None:
             cancelled=cancelled,
             forget=False,
         )
+    named = f", file {result.filename!r}" if result.filename else ""
     print(
-        f"from {result.sender.name} ({result.sender.short_fingerprint()}), key rebuilt from"
-        f" {', '.join(result.used)}",
+        f"from {result.sender.name} ({result.sender.short_fingerprint()}){named}, key rebuilt"
+        f" from {', '.join(result.used)}",
         file=sys.stderr,
     )
-    to_terminal = args.out in (None, "-") and sys.stdout.isatty()
+    out = args.out
+    if into_directory:
+        # The sender's name was checked on decryption: no separator, not '.' or '..'.
+        out = str(Path(args.out) / (result.filename or f"{args.message_id}.bin"))
+        _refuse_existing(Path(out), args.force)
+    to_terminal = out in (None, "-") and sys.stdout.isatty()
     if to_terminal and not _printable(result.plaintext):
         raise CliError(
             f"message {args.message_id} is binary ({len(result.plaintext):,} bytes):"
             " not written to the terminal",
-            hint="read it again with --out PATH, or redirect standard output to a file;"
-            " the shares collected are kept for that",
+            hint=f"read it again with --out {result.filename or 'PATH'} (or --out DIR), or"
+            " redirect standard output to a file; the shares collected are kept for that",
             code=EXIT_BAD_INPUT,
         )
-    write_output(args.out, result.plaintext)
+    write_output(out, result.plaintext)
+    if into_directory:
+        print(f"saved {out}", file=sys.stderr)
     messaging.forget(settings, reader, args.message_id)
     if to_terminal and not result.plaintext.endswith(b"\n"):
         print()
+
+
+def _refuse_existing(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise CliError(f"{path} exists", hint="choose another --out, or --force to replace it")
 
 
 def _printable(data: bytes) -> bool:
@@ -468,7 +483,11 @@ def add_commands(sub: Any) -> None:
         " nothing is posted and the deposits made are withdrawn.",
     )
     p.add_argument("text", nargs="?", metavar="TEXT", help="the message, or - for stdin")
-    p.add_argument("--file", metavar="PATH", help="send the contents of PATH")
+    p.add_argument(
+        "--file",
+        metavar="PATH",
+        help="send the contents of PATH; its name goes with it, encrypted, for the reader",
+    )
     p.add_argument("--from", dest="sender", required=True, metavar="NAME", help="who sends")
     p.add_argument(
         "--to",
@@ -525,7 +544,12 @@ def add_commands(sub: Any) -> None:
         "message_id", type=message_id, metavar="ID", help="the message id (from send or inbox)"
     )
     p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
-    p.add_argument("--out", metavar="PATH", help="write the message to PATH (all or nothing)")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="write the message to PATH (all or nothing); to a directory: under the"
+        " file name the sender gave",
+    )
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument(
         "--deadline",

@@ -31,7 +31,7 @@ from ._cli_common import (
 )
 from ._cli_services import add_commands as add_service_commands
 from ._files import write_atomic
-from .envelope import Envelope, prepare
+from .envelope import Envelope, name_for_file, prepare
 from .errors import (
     DecryptionError,
     FormatError,
@@ -108,6 +108,7 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
         recipients=recipients,
         custodians=[(f"share-{i}", None) for i in range(1, args.n + 1)],
         threshold=args.t,
+        filename=name_for_file(args.file) if args.file not in (None, "-") else None,
     )
     envelope = draft.finish(sender)
     out_dir = Path(args.shares_out)
@@ -158,7 +159,9 @@ def cmd_decrypt(args: argparse.Namespace) -> None:
                 code=EXIT_BAD_INPUT,
             ) from None
         released[name] = share
-    plaintext = envelope.open(released)
+    opened = envelope.open_named(released)
+    if opened.filename:
+        print(f"the sender named it {opened.filename!r}", file=sys.stderr)
     if sender is None:
         print(
             f"signed by {envelope.header.sender.name}"
@@ -166,7 +169,7 @@ def cmd_decrypt(args: argparse.Namespace) -> None:
             " pass --sender PUBFILE to check it is who you expect",
             file=sys.stderr,
         )
-    write_output(args.out, plaintext)
+    write_output(args.out, opened.content)
 
 
 def _step(text: str) -> None:

@@ -6,7 +6,9 @@ An envelope is canonical JSON (spec/format-v1.md, section "Envelope"):
   created, threshold, n, custodians (each with the digest of its share),
   release policy, and a commitment to the message key. Its canonical bytes
   are the AES-GCM AAD, so no header field can change without the tag failing.
-- ``nonce``, ``ciphertext``, ``tag``: AES-256-GCM of the message.
+- ``nonce``, ``ciphertext``, ``tag``: AES-256-GCM of the message; with the header's
+  optional ``payload`` = ``"named"``, of the file's name and then the message, so that
+  the name is as secret as the contents.
 - ``receipts``: one per custodian, each signed by that custodian.
 - ``signature``: the sender's Ed25519 signature over all of the above.
 
@@ -53,10 +55,13 @@ __all__ = [
     "Draft",
     "Envelope",
     "Header",
+    "Opened",
     "Policy",
     "Receipt",
     "Recipient",
+    "check_filename",
     "key_commitment",
+    "name_for_file",
     "prepare",
     "share_digest",
 ]
@@ -68,6 +73,13 @@ MAX_RECIPIENTS = 64
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 _HEX_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _REF = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+#: The one value of the header's optional ``payload``: the plaintext is a named file.
+PAYLOAD_NAMED = "named"
+MAX_NAME_LENGTH_BYTES = 255
+# What a file name carried in a message may not hold: a path separator, a control
+# character, or a name that means a directory (spec 7.10).
+_NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 # Field readers: each names the path of what it refuses.
@@ -277,6 +289,7 @@ class Header:
     custodians: tuple[CustodianSlot, ...]
     policy: Policy
     key_commitment: bytes
+    payload: str | None = None  # None: the plaintext is the message; "named": 7.10
 
     @property
     def n(self) -> int:
@@ -298,7 +311,7 @@ class Header:
             "custodians": [c.to_json() for c in self.custodians],
             "policy": self.policy.to_json(),
             "key_commitment": b64encode(self.key_commitment),
-        }
+        } | ({"payload": self.payload} if self.payload is not None else {})
 
     def aad(self) -> bytes:
         """The AES-GCM associated data: the header's canonical bytes."""
@@ -307,7 +320,9 @@ class Header:
     @classmethod
     def from_json(cls, value: object, path: str = "envelope.header") -> Header:
         keys = {"v", "id", "sender", "recipients", "created", "threshold", "n", "custodians"}
-        obj = _object(value, path, keys | {"policy", "key_commitment"}, versioned=True)
+        keys |= {"policy", "key_commitment"}
+        optional = {"payload"} if isinstance(value, Mapping) and "payload" in value else set()
+        obj = _object(value, path, keys | optional, versioned=True)
         message_id = bytes.fromhex(_match(obj["id"], f"{path}.id", _HEX_ID, "32 hex digits"))
         sender = PublicIdentity.from_json(obj["sender"], field=f"{path}.sender")
         recipients = tuple(
@@ -336,8 +351,19 @@ class Header:
         commitment = b64decode(
             obj["key_commitment"], field=f"{path}.key_commitment", length=DIGEST_LENGTH_BYTES
         )
+        payload = obj.get("payload")
+        if optional and payload != PAYLOAD_NAMED:
+            raise FieldError(f'{path}.payload: expected "{PAYLOAD_NAMED}" or no member')
         return cls(
-            message_id, sender, recipients, created, threshold, custodians, policy, commitment
+            message_id,
+            sender,
+            recipients,
+            created,
+            threshold,
+            custodians,
+            policy,
+            commitment,
+            payload,
         )
 
     def custodian_index(self, name: str) -> int:
@@ -562,12 +588,71 @@ class Envelope:
         return key
 
     def decrypt(self, key: bytes) -> bytes:
-        """Decrypt with a recovered key; raises the opaque :class:`DecryptionError`."""
-        return aead.open(key, self.nonce, self.ciphertext + self.tag, self.header.aad())
+        """Decrypt with a recovered key: the message, without a file name the sender may
+        have put before it. Raises the opaque :class:`DecryptionError`."""
+        return self.decrypt_named(key).content
+
+    def decrypt_named(self, key: bytes) -> Opened:
+        """Decrypt with a recovered key: the message and the file name it carries, if any."""
+        plaintext = aead.open(key, self.nonce, self.ciphertext + self.tag, self.header.aad())
+        if self.header.payload is None:
+            return Opened(None, plaintext)
+        return _unframe(plaintext)
 
     def open(self, released: Mapping[str, Share]) -> bytes:
         """:meth:`recover_key` then :meth:`decrypt`. Call :meth:`verify` first."""
         return self.decrypt(self.recover_key(released))
+
+    def open_named(self, released: Mapping[str, Share]) -> Opened:
+        """:meth:`recover_key` then :meth:`decrypt_named`. Call :meth:`verify` first."""
+        return self.decrypt_named(self.recover_key(released))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A decrypted message and the sender's name for it as a file (None: none given)."""
+
+    filename: str | None
+    content: bytes = field(repr=False)
+
+
+def check_filename(name: str, path: str = "file name") -> str:
+    """``name`` if it may be carried in a message (spec 7.10), else :class:`FieldError`."""
+    size = len(name.encode("utf-8"))
+    if not 1 <= size <= MAX_NAME_LENGTH_BYTES:
+        raise FieldError(f"{path}: {size} bytes, expected 1 to {MAX_NAME_LENGTH_BYTES}")
+    if name in {".", ".."} or _NAME_FORBIDDEN.search(name):
+        raise FieldError(f"{path}: a path separator, control character, '.' or '..'")
+    return name
+
+
+def name_for_file(path: str) -> str | None:
+    """The name a file at ``path`` is sent under: its last component with every character
+    7.10 forbids replaced by '_', cut to 255 bytes; None if nothing usable is left."""
+    base = re.split(r"[/\\]", path)[-1]
+    name = _NAME_FORBIDDEN.sub("_", base)
+    encoded = name.encode("utf-8")[:MAX_NAME_LENGTH_BYTES]
+    name = encoded.decode("utf-8", "ignore")
+    if name in {"", ".", ".."}:
+        return None
+    return name
+
+
+def _frame(filename: str, content: bytes) -> bytes:
+    encoded = check_filename(filename).encode("utf-8")
+    return bytes([len(encoded)]) + encoded + content
+
+
+def _unframe(plaintext: bytes) -> Opened:
+    """A named plaintext (7.10): one byte of length, the name in UTF-8, the message."""
+    if not plaintext or len(plaintext) < 1 + plaintext[0]:
+        raise FieldError("envelope payload: the file name runs past the end of the message")
+    length = plaintext[0]
+    try:
+        name = plaintext[1 : 1 + length].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FieldError("envelope payload: the file name is not UTF-8") from None
+    return Opened(check_filename(name, "envelope payload: file name"), plaintext[1 + length :])
 
 
 @dataclass(frozen=True)
@@ -640,12 +725,34 @@ def prepare(
     threshold: int,
     policy: Policy | None = None,
     created: int | None = None,
+    filename: str | None = None,
 ) -> Draft:
     """Encrypt ``plaintext`` under a fresh key and split the key among ``custodians``.
 
     ``custodians`` is a list of ``(name, fingerprint)``; a fingerprint of
-    None marks a share held outside any custodian service.
+    None marks a share held outside any custodian service. ``filename``, if given, is
+    encrypted with the message (spec 7.10; see :func:`name_for_file`).
     """
+    if filename is None:
+        return _prepare(plaintext, None, sender, recipients, custodians, threshold, policy, created)
+    framed = _frame(filename, plaintext)
+    return _prepare(
+        framed, PAYLOAD_NAMED, sender, recipients, custodians, threshold, policy, created
+    )
+
+
+def _prepare(
+    plaintext: bytes,
+    payload: str | None,
+    sender: PublicIdentity,
+    recipients: Sequence[PublicIdentity],
+    custodians: Sequence[tuple[str, bytes | None]],
+    threshold: int,
+    policy: Policy | None,
+    created: int | None,
+) -> Draft:
+    """:func:`prepare` of a plaintext already framed as ``payload`` says (the vector
+    generator calls it to make what a writer must not)."""
     n = len(custodians)
     check_parameters(n, threshold)
     if not recipients:
@@ -666,6 +773,7 @@ def prepare(
         custodians=slots,
         policy=policy or Policy(),
         key_commitment=key_commitment(key, message_id),
+        payload=payload,
     )
     _unique([r.name for r in header.recipients], "envelope.header.recipients")
     _unique(

@@ -72,6 +72,7 @@ class ReadResult:
     sender: PublicIdentity
     used: tuple[str, ...]
     skipped: dict[str, str]
+    filename: str | None = None  # the sender's name for it as a file, checked (spec 7.10)
 
 
 def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIdentity:
@@ -242,6 +243,7 @@ def send(
     progress: Progress = _quiet,
     warn: Warn = _quiet,
     cancelled: Callable[[], bool] = lambda: False,
+    filename: str | None = None,
 ) -> SendResult:
     """Send ``message``: all or nothing.
 
@@ -290,6 +292,7 @@ def send(
         custodians=[(name, keys[name].fingerprint) for name in names],
         threshold=t,
         policy=policy,
+        filename=filename,
     )
     progress("encrypting", len(message), len(message))
     size = draft.envelope_size()
@@ -651,9 +654,9 @@ def read(
     for name, why in sorted(gather.failures.items()):
         warn(f"custodian {name} skipped: {why}")
     chosen = dict(sorted(good.items(), key=lambda item: names.index(item[0]))[:t])
-    plaintext = envelope.open(chosen)
+    opened = envelope.open_named(chosen)
     _save_kept(state_path, message_id, _Kept() if forget else now)
-    return ReadResult(plaintext, sender, tuple(chosen), gather.failures)
+    return ReadResult(opened.content, sender, tuple(chosen), gather.failures, opened.filename)
 
 
 def forget(settings: Settings, reader: Identity, message_id: str) -> None:

@@ -88,6 +88,7 @@ class Person:
         approval: bool = False,
         burn: bool = False,
         file: bytes | None = None,
+        filename: str = "data.bin",
     ) -> None:
         """Fill in the send form afresh and press Encrypt and send; check nothing."""
         page = self.page
@@ -97,7 +98,7 @@ class Person:
             page.get_by_label("Message", exact=True).fill(text)
         else:
             payload: FilePayload = {
-                "name": "data.bin",
+                "name": filename,
                 "mimeType": "application/octet-stream",
                 "buffer": file,
             }
@@ -116,9 +117,10 @@ class Person:
         approval: bool = False,
         burn: bool = False,
         file: bytes | None = None,
+        filename: str = "data.bin",
     ) -> str:
         """Send, check it went and the relay's copy is identical; return the message id."""
-        self.compose(to, text, approval=approval, burn=burn, file=file)
+        self.compose(to, text, approval=approval, burn=burn, file=file, filename=filename)
         page = self.page
         expect(page.locator("#send-form .status")).to_contain_text(f"Sent to {to}")
         expect(page.locator("#copy-check")).to_contain_text("identical")

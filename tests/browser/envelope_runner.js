@@ -41,10 +41,11 @@ function released(given) {
   );
 }
 
-// The valid envelope: rebuilt byte for byte from the recorded randomness, then read.
+// The valid envelopes (plain, and carrying a file name: §7.10): each rebuilt byte for byte
+// from the recorded randomness, then read.
 export async function runEnvelopeValid(text, roles) {
   const data = JSON.parse(text);
-  return eachCase([data.valid], async (entry) => {
+  return eachCase([data.valid, data.valid_named], async (entry) => {
     check(entry.expect === "ok", `unknown expect ${entry.expect}`);
     const ids = await identities(data);
     const sender = ids[roles.sender];
@@ -68,6 +69,7 @@ export async function runEnvelopeValid(text, roles) {
       policy: Policy.fromJson(entry.policy, "policy"),
       created: entry.created,
       random,
+      filename: entry.filename ?? null,
     });
     check(draft instanceof Draft, "prepare gave no Draft");
     const sizes = recorded.map((value) => value.length);
@@ -99,6 +101,9 @@ export async function runEnvelopeValid(text, roles) {
     const recipient = ids[roles.recipients[0]].public;
     await envelope.verify(sender.public, custodianKeys(ids, roles), { recipient });
     checkHex(await envelope.open(released(entry.released)), entry.plaintext, "plaintext");
+    const opened = await envelope.openNamed(released(entry.released));
+    check(opened.filename === (entry.filename ?? null), `file name: got ${opened.filename}`);
+    checkHex(opened.content, entry.plaintext, "named plaintext");
   });
 }
 

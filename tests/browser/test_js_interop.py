@@ -705,3 +705,45 @@ def test_an_identity_survives_indexeddb_and_signs_for_python(page: Page) -> None
     assert js["extractable"] == [False, False]
     assert js["swapped"].startswith("IdentityError: ")
     assert js["renamed"].startswith("IdentityError: ")
+
+
+FILE_PATHS = [
+    "report.pdf",
+    "dir/sub/q3 plan.xlsx",
+    "C:\\Users\\ana\\notes.txt",
+    "..",
+    ".",
+    "dir/",
+    "tab\there\x7f",
+    "plan — north gate.txt",
+    "é" * 200,
+    "😀" * 70,
+    "a\x00b",
+]
+
+
+def test_a_file_is_named_alike_in_js_and_python(page: Page) -> None:
+    """The name a file is sent under (spec 7.10): the page and the CLI derive the same one,
+    and refuse the same names on reading."""
+    from securecomm.envelope import check_filename, name_for_file
+
+    js = evaluate(
+        page,
+        """
+        return arg.map((path) => {
+            const name = envelope.nameForFile(path);
+            let refused = null;
+            try { envelope.checkFilename(path); } catch (error) { refused = error.name; }
+            return { name, refused };
+        });
+        """,
+        FILE_PATHS,
+    )
+    for path, got in zip(FILE_PATHS, js, strict=True):
+        assert got["name"] == name_for_file(path), path
+        try:
+            check_filename(path)
+            refused = None
+        except errors.FieldError:
+            refused = "FieldError"
+        assert got["refused"] == refused, path

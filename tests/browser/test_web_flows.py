@@ -336,22 +336,26 @@ def test_a_file_from_the_browser_is_read_by_the_cli_byte_for_byte(
     people: dict[str, Person], up: Up, tmp_path: Path
 ) -> None:
     data = bytes(range(256)) * 300 + b"\x00\xff"
-    message_id = people["carol"].send("bob", file=data)
+    message_id = people["carol"].send("bob", file=data, filename="q3 layoffs.xlsx")
     out = tmp_path / "received.bin"
     result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out))
     assert result.returncode == 0, explain(result)
     assert out.read_bytes() == data
+    assert "file 'q3 layoffs.xlsx'" in result.stderr, explain(result)
+    # The name is in the ciphertext, not in what the relay keeps.
+    assert b"layoffs" not in (up.home / "relay" / "relay.db").read_bytes()
 
 
 def test_a_file_is_offered_as_a_download_in_the_browser(
     people: dict[str, Person], tmp_path: Path
 ) -> None:
     data = b"\x00\x01binary\xff" * 5000
-    message_id = people["carol"].send("dave", file=data)
+    message_id = people["carol"].send("dave", file=data, filename="evidence 07.mp4")
     page = people["dave"].read(message_id)
     expect(page.locator("#plaintext")).to_have_count(0)
     with page.expect_download() as download:
-        page.get_by_role("button", name=f"Save the {len(data)}-byte file").click()
+        page.get_by_role("button", name=f"Save evidence 07.mp4 ({len(data)} bytes)").click()
+    assert download.value.suggested_filename == "evidence 07.mp4"
     path = tmp_path / "saved.bin"
     download.value.save_as(path)
     assert path.read_bytes() == data

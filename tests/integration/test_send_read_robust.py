@@ -445,3 +445,27 @@ def test_unsend_explains_itself() -> None:
     )
     assert helped.returncode == 0
     assert "the message id" in helped.stdout and "destroy" in helped.stdout
+
+
+# Item 10, the CLI's half: a file keeps its name, which only the reader sees
+
+
+def test_a_file_keeps_its_name_for_the_reader_only(up: Up, tmp_path: Path) -> None:
+    source = tmp_path / "outbox" / "report q3.pdf"
+    source.parent.mkdir()
+    source.write_bytes(b"%PDF-1.7 not really" * 100)
+    sent = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(source), "--quiet")
+    assert sent.returncode == 0, explain(sent)
+    message_id = sent.stdout.strip()
+    assert b"report q3" not in (up.home / "relay" / "relay.db").read_bytes()
+    inbox_dir = tmp_path / "inbox"
+    inbox_dir.mkdir()
+    saved = read(up.home, message_id, "bob", "--out", str(inbox_dir))
+    assert saved.returncode == 0, explain(saved)
+    assert "file 'report q3.pdf'" in saved.stderr, explain(saved)
+    assert (inbox_dir / "report q3.pdf").read_bytes() == source.read_bytes()
+    again = read(up.home, message_id, "bob", "--out", str(inbox_dir))
+    assert again.returncode == 1 and "exists" in again.stderr, explain(again)
+    forced = read(up.home, message_id, "bob", "--out", str(inbox_dir), "--force")
+    assert forced.returncode == 0, explain(forced)
+    assert sorted(p.name for p in inbox_dir.iterdir()) == ["report q3.pdf"]

@@ -927,7 +927,8 @@ def test_decrypt_with_sender_pub_from_keygen(sealed_by_bob: Sealed, people: Path
     )
     assert result.code == 0, result.err
     assert result.out == PLAINTEXT
-    assert result.err == ""
+    # encrypt sent the file's name along, encrypted (spec 7.10); decrypt only mentions it.
+    assert result.err == "the sender named it 'message.bin'\n"
 
 
 def test_decrypt_with_another_senders_pub_from_keygen(
@@ -969,7 +970,7 @@ def test_sender_check_with_canonical_pub_files(
     good = run_cli("decrypt", sealed_by_bob.envelope, "--sender", pubs["bob"], "--shares", *shares)
     assert good.code == 0, good.err
     assert good.out == PLAINTEXT
-    assert good.err == ""
+    assert good.err == "the sender named it 'message.bin'\n"
     out = tmp_path / "plain.bin"
     bad = run_cli(
         "decrypt",

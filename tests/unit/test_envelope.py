@@ -9,8 +9,11 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from securecomm import canonical, errors
+from securecomm import envelope as envelope_mod
 from securecomm._encoding import b64decode, b64encode
 from securecomm.envelope import (
     Draft,
@@ -429,3 +432,57 @@ def test_draft_repr_hides_shares(world: World) -> None:
     text = repr(world.draft)
     for share in world.draft.shares:
         assert share.value.hex() not in text and b64encode(share.value) not in text
+
+
+# Named payload (spec 7.10): the file name travels encrypted, and a reader refuses a bad one
+
+
+@given(st.text(max_size=300))
+def test_name_for_file_gives_a_name_a_reader_accepts_or_none(path: str) -> None:
+    name = envelope_mod.name_for_file(path)
+    if name is not None:
+        assert envelope_mod.check_filename(name) == name
+        assert "/" not in name and "\\" not in name
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("reports/q3.pdf", "q3.pdf"),
+        ("C:\\Users\\a\\notes.txt", "notes.txt"),
+        ("tab\there", "tab_here"),
+        ("..", None),
+        ("dir/", None),
+        ("é" * 200, "é" * 127),
+    ],
+)
+def test_name_for_file(path: str, name: str | None) -> None:
+    assert envelope_mod.name_for_file(path) == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\\b", "a\x00b", "a\x7fb", "x" * 256])
+def test_check_filename_refuses(name: str) -> None:
+    with pytest.raises(errors.FieldError):
+        envelope_mod.check_filename(name)
+
+
+def test_a_file_name_is_encrypted_not_in_the_header() -> None:
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    custodians = [Identity.generate(n) for n in ("alpha", "bravo", "charlie")]
+    draft = envelope_mod.prepare(
+        b"contents",
+        sender=alice.public,
+        recipients=[bob.public],
+        custodians=[(c.name, None) for c in custodians],
+        threshold=2,
+        filename="secret-plan.txt",
+    )
+    sealed = draft.finish(alice)
+    data = sealed.to_bytes()
+    assert b"secret-plan" not in data
+    assert json.loads(data)["header"]["payload"] == "named"
+    opened = envelope_mod.Envelope.from_bytes(data).open_named(
+        {"alpha": draft.shares[0], "charlie": draft.shares[2]}
+    )
+    assert (opened.filename, opened.content) == ("secret-plan.txt", b"contents")
+    assert "contents" not in repr(opened)

@@ -127,9 +127,10 @@ def _identities() -> dict[str, Identity]:
 CUSTODIANS = ["alpha", "bravo", "charlie", "delta", "echo"]
 
 
-def test_envelope_encode_direction(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("member", ["valid", "valid_named"])
+def test_envelope_encode_direction(monkeypatch: pytest.MonkeyPatch, member: str) -> None:
     ids = _identities()
-    valid = ENVELOPE["valid"]
+    valid = ENVELOPE[member]
     replay(monkeypatch, valid["random"])
     draft = prepare(
         bytes.fromhex(valid["plaintext"]),
@@ -139,6 +140,7 @@ def test_envelope_encode_direction(monkeypatch: pytest.MonkeyPatch) -> None:
         threshold=3,
         policy=Policy(**valid["policy"]),
         created=valid["created"],
+        filename=valid.get("filename"),
     )
     receipts = [
         Receipt.issue(
@@ -154,13 +156,16 @@ def test_envelope_encode_direction(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [s.to_text() for s in draft.shares] == valid["shares"]
 
 
-def test_envelope_decode_direction() -> None:
+@pytest.mark.parametrize("member", ["valid", "valid_named"])
+def test_envelope_decode_direction(member: str) -> None:
     ids = _identities()
-    valid = ENVELOPE["valid"]
+    valid = ENVELOPE[member]
     envelope = Envelope.from_bytes(valid["envelope"].encode())
     envelope.verify(ids["alice"].public, {n: ids[n].public for n in CUSTODIANS})
     released = {k: Share.from_text(v) for k, v in valid["released"].items()}
     assert envelope.open(released).hex() == valid["plaintext"]
+    opened = envelope.open_named(released)
+    assert (opened.filename, opened.content.hex()) == (valid.get("filename"), valid["plaintext"])
     assert envelope.to_bytes().decode() == valid["envelope"]
 
 

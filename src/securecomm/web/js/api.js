@@ -250,6 +250,7 @@ export async function send({
   sender,
   recipients,
   message,
+  filename = null,
   policy,
   prepare,
   progress = () => {},
@@ -279,6 +280,7 @@ export async function send({
     })),
     threshold: config.threshold,
     policy,
+    filename,
   });
   progress("depositing shares");
   const deposit = async (position, custodian) => {
@@ -525,10 +527,12 @@ export async function read({
     throw error;
   }
   const chosen = Object.fromEntries(usable.slice(0, t).map((name) => [name, good[name]]));
-  const plaintext = await envelope.open(chosen);
+  // The sender's file name, if any, was checked on decryption (spec §7.10).
+  const { filename, content: plaintext } = await envelope.openNamed(chosen);
   await store.remove("pending", key);
   return {
     plaintext,
+    filename,
     envelope,
     sender,
     senderPinned: Boolean(pinnedSender),

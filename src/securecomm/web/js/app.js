@@ -3,7 +3,7 @@
 
 import * as api from "./api.js";
 import { b64encode, fromUtf8, toHex, utf8 } from "./bytes.js";
-import { Policy, prepare } from "./envelope.js";
+import { Policy, nameForFile, prepare } from "./envelope.js";
 import {
   DecryptionError,
   FormatError,
@@ -484,6 +484,8 @@ async function onSend(event) {
       sender,
       recipients,
       message,
+      // The file's name travels encrypted with it (spec §7.10), for the reader to save under.
+      filename: file ? nameForFile(file.name) : null,
       policy,
       prepare,
       progress: (stage) => progress(stages[stage] ?? stage),
@@ -725,13 +727,24 @@ async function readMessage(messageId, button) {
       {
         type: "button",
         id: "save-message",
-        onclick: () => download(`message-${messageId.slice(0, 8)}.bin`, result.plaintext),
+        onclick: () =>
+          download(result.filename ?? `message-${messageId.slice(0, 8)}.bin`, result.plaintext),
       },
-      text === null ? `Save the ${result.plaintext.length}-byte file` : "Save as a file",
+      result.filename
+        ? `Save ${result.filename} (${result.plaintext.length} bytes)`
+        : text === null
+          ? `Save the ${result.plaintext.length}-byte file`
+          : "Save as a file",
     );
     const body = [
       text === null
-        ? h("p", {}, "This message is a file, not text.")
+        ? h(
+            "p",
+            {},
+            result.filename
+              ? `This message is a file, named ${result.filename} by its sender.`
+              : "This message is a file, not text.",
+          )
         : h("pre", { id: "plaintext", class: "plaintext", tabindex: "0" }, text),
       save,
     ];

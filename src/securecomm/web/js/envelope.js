@@ -35,6 +35,11 @@ const HEX_ID = /^[0-9a-f]{32}$/;
 const HEX_FINGERPRINT = /^[0-9a-f]{64}$/;
 const REF = /^[A-Za-z0-9_-]{1,128}$/;
 
+// §7.10: the header's optional `payload` says the plaintext is a named file.
+export const PAYLOAD_NAMED = "named";
+const MAX_NAME_LENGTH_BYTES = 255;
+const NAME_FORBIDDEN = /[/\\\x00-\x1f\x7f]/g;
+
 // Field readers: each names the path of what it refuses.
 
 function typeName(value) {
@@ -209,7 +214,9 @@ export class CustodianSlot {
 
 export class Header {
   constructor(fields) {
-    Object.assign(this, fields); // messageId, sender, recipients, created, threshold, custodians, policy, keyCommitment
+    // messageId, sender, recipients, created, threshold, custodians, policy, keyCommitment,
+    // payload (null, or "named": §7.10)
+    Object.assign(this, { payload: null, ...fields });
   }
 
   get n() {
@@ -232,6 +239,7 @@ export class Header {
       custodians: this.custodians.map((c) => c.toJson()),
       policy: this.policy.toJson(),
       key_commitment: b64encode(this.keyCommitment),
+      ...(this.payload === null ? {} : { payload: this.payload }),
     };
   }
 
@@ -253,7 +261,8 @@ export class Header {
       "policy",
       "key_commitment",
     ];
-    const obj = object(value, path, keys, { versioned: true });
+    const optional = isObject(value) && has(value, "payload") ? ["payload"] : [];
+    const obj = object(value, path, [...keys, ...optional], { versioned: true });
     const messageId = fromHex(match(obj.id, `${path}.id`, HEX_ID, "32 hex digits"), {
       field: `${path}.id`,
       length: 16,
@@ -293,6 +302,8 @@ export class Header {
       field: `${path}.key_commitment`,
       length: 32,
     });
+    if (optional.length && obj.payload !== PAYLOAD_NAMED)
+      throw new FieldError(`${path}.payload: expected "${PAYLOAD_NAMED}" or no member`);
     return new Header({
       messageId,
       sender,
@@ -302,6 +313,7 @@ export class Header {
       custodians,
       policy,
       keyCommitment: commitment,
+      payload: optional.length ? obj.payload : null,
     });
   }
 
@@ -513,15 +525,74 @@ export class Envelope {
     return key;
   }
 
-  /** Step 9. Every failure is the same opaque DecryptionError. */
-  decrypt(key) {
-    return aead.decrypt(key, this.nonce, this.ciphertext, this.tag, this.header.aad());
+  /** Step 9: the message, without a file name the sender may have put before it. Every
+   * decryption failure is the same opaque DecryptionError. */
+  async decrypt(key) {
+    return (await this.decryptNamed(key)).content;
+  }
+
+  /** Step 9 and §7.10: {filename (null: none given), content}. */
+  async decryptNamed(key) {
+    const plaintext = await aead.decrypt(
+      key,
+      this.nonce,
+      this.ciphertext,
+      this.tag,
+      this.header.aad(),
+    );
+    if (this.header.payload === null) return { filename: null, content: plaintext };
+    return unframe(plaintext);
   }
 
   /** recoverKey then decrypt. Call verify() first. */
   async open(released) {
     return this.decrypt(await this.recoverKey(released));
   }
+
+  /** recoverKey then decryptNamed. Call verify() first. */
+  async openNamed(released) {
+    return this.decryptNamed(await this.recoverKey(released));
+  }
+}
+
+/** `name` if a message may carry it as a file name (§7.10), else FieldError. */
+export function checkFilename(name, path = "file name") {
+  const size = utf8(name).length;
+  if (size < 1 || size > MAX_NAME_LENGTH_BYTES)
+    throw new FieldError(`${path}: ${size} bytes, expected 1 to ${MAX_NAME_LENGTH_BYTES}`);
+  if (name === "." || name === ".." || name.search(NAME_FORBIDDEN) !== -1)
+    throw new FieldError(`${path}: a path separator, control character, '.' or '..'`);
+  return name;
+}
+
+/** The name a file is sent under (§7.10): its last path component with every forbidden
+ * character replaced by "_", cut to 255 bytes; null if nothing usable is left. */
+export function nameForFile(path) {
+  const base = path.split(/[/\\]/).pop();
+  let name = base.replace(NAME_FORBIDDEN, "_");
+  while (utf8(name).length > MAX_NAME_LENGTH_BYTES) name = [...name].slice(0, -1).join("");
+  return name === "" || name === "." || name === ".." ? null : name;
+}
+
+function frame(filename, content) {
+  const encoded = utf8(checkFilename(filename));
+  return concat(Uint8Array.of(encoded.length), encoded, content);
+}
+
+function unframe(plaintext) {
+  if (!plaintext.length || plaintext.length < 1 + plaintext[0])
+    throw new FieldError("envelope payload: the file name runs past the end of the message");
+  const length = plaintext[0];
+  let name;
+  try {
+    name = new TextDecoder("utf-8", { fatal: true }).decode(plaintext.subarray(1, 1 + length));
+  } catch {
+    throw new FieldError("envelope payload: the file name is not UTF-8");
+  }
+  return {
+    filename: checkFilename(name, "envelope payload: file name"),
+    content: plaintext.slice(1 + length),
+  };
 }
 
 /** An encrypted, split message waiting for its custodians' receipts. Keep it in memory only. */
@@ -556,7 +627,8 @@ export function replay(bytes) {
 /**
  * Encrypt `plaintext` under a fresh key and split the key among `custodians` (§7.8).
  * @param opts {sender: PublicIdentity, recipients: PublicIdentity[], custodians: [{name, fingerprintHex}],
- *              threshold, policy?: Policy, created?: number, random?: (n) => Uint8Array}
+ *              threshold, policy?: Policy, created?: number, random?: (n) => Uint8Array,
+ *              filename?: string (encrypted with the message, §7.10; see nameForFile)}
  * `random` draws, in order: message id (16), key (32), split coefficients, AES-GCM nonce (12).
  */
 export async function prepare(
@@ -569,8 +641,11 @@ export async function prepare(
     policy = new Policy(),
     created = null,
     random = randomBytes,
+    filename = null,
   },
 ) {
+  const payload = filename === null ? null : PAYLOAD_NAMED;
+  if (filename !== null) plaintext = frame(filename, plaintext);
   if (!recipients.length) throw new FieldError("envelope: at least one recipient is needed");
   const messageId = random(16);
   const key = random(32);
@@ -595,6 +670,7 @@ export async function prepare(
     custodians: slots,
     policy,
     keyCommitment: await keyCommitment(key, messageId),
+    payload,
   });
   unique(
     header.recipients.map((r) => r.name),
