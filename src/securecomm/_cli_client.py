@@ -227,9 +227,41 @@ def cmd_inbox(args: argparse.Namespace) -> None:
     messages = messaging.inbox(settings, reader)
     if not messages:
         print(f"{reader.name}: no messages")
+    now = int(time.time())
     for item in messages:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(item["created"]))
-        print(f"{item['id']}  from {item['sender']['name']:<12} {when}  {item['size']} bytes")
+        when = _local_time(item["created"])
+        notes = "; ".join(_inbox_notes(item, now))
+        print(
+            f"{item['id']}  from {item['sender']['name']:<12} {when}  {item['size']} bytes"
+            + (f"  ({notes})" if notes else "")
+        )
+
+
+def _local_time(stamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def _inbox_notes(item: dict[str, Any], now: int) -> list[str]:
+    """The policy the sender signed, then what reads of the message here found."""
+    notes = []
+    policy = item.get("policy") or {}
+    if policy.get("max_releases") == 1:
+        notes.append("burn after reading")
+    elif policy.get("max_releases"):
+        notes.append(f"at most {policy['max_releases']} reads")
+    if policy.get("require_approval"):
+        notes.append("needs the operators' approval")
+    if policy.get("not_before") and now < policy["not_before"]:
+        notes.append(f"not before {_local_time(policy['not_before'])}")
+    if policy.get("expires"):
+        expired = now >= policy["expires"]
+        notes.append(f"{'expired' if expired else 'expires'} {_local_time(policy['expires'])}")
+    seen = item.get("seen") or {}
+    if seen.get("read_at"):
+        notes.append(f"read {_local_time(seen['read_at'])}")
+    if seen.get("destroyed_at"):
+        notes.append("its shares are destroyed: it can no longer be read")
+    return notes
 
 
 def cmd_read(args: argparse.Namespace) -> None:

@@ -466,16 +466,31 @@ def _list_failures(headline: str, failures: dict[str, str]) -> str:
 
 
 def inbox(settings: Settings, reader: Identity) -> list[dict[str, Any]]:
+    """The relay's inbox of ``reader``, each item with ``"seen"``: what reads of it here
+    found (``read_at``, or ``destroyed_at`` when its shares are gone), or None."""
     messages: list[dict[str, Any]] = []
     after = ""
+    seen = _load_state(_history_path(settings, reader))
     with ServiceClient(settings.server_url, "relay", reader) as relay:
         while True:
             params = {"limit": "100"} | ({"after": after} if after else {})
             page = relay.request("GET", "/api/v1/inbox", params=params).json()
-            messages.extend(page["messages"])
+            messages.extend(item | {"seen": seen.get(item["id"])} for item in page["messages"])
             if not page["next"]:
                 return messages
             after = page["next"]
+
+
+def _history_path(settings: Settings, reader: Identity) -> Path:
+    return settings.home / "users" / f"{reader.name}.read.json"
+
+
+def _note(settings: Settings, reader: Identity, message_id: str, **entry: int) -> None:
+    """Remember what a read of a message found, for ``inbox`` to show."""
+    path = _history_path(settings, reader)
+    stored = _load_state(path)
+    stored[message_id] = entry
+    write_atomic(path, json.dumps(stored, sort_keys=True).encode(), private=True)
 
 
 def _pending_path(settings: Settings, reader: Identity) -> Path:
@@ -552,7 +567,15 @@ def read(
     """
     progress("fetching", 0, 1)
     with ServiceClient(settings.server_url, "relay", reader, timeout=deadline) as relay:
-        data = relay.request("GET", f"/api/v1/messages/{message_id}").content
+        try:
+            data = relay.request("GET", f"/api/v1/messages/{message_id}").content
+        except ServiceError as exc:
+            if exc.code == "not_found":
+                exc.hint = (
+                    "check the id with `securecomm inbox`; a message its sender unsent,"
+                    " or that you deleted, is gone"
+                )
+            raise
     progress("fetching", 1, 1)
     try:
         envelope = Envelope.from_bytes(data)
@@ -639,12 +662,17 @@ def read(
         )
         if not finished:
             raise InterruptedOperationError(f"interrupted: nothing was decrypted{keeping}")
-        short = QuorumError(
-            _list_failures(
-                f"{len(good)} good share(s) of the {t} needed; nothing was decrypted{keeping}",
-                gather.failures,
+        destroyed = [n for n, e in gather.errors.items() if getattr(e, "code", "") == "destroyed"]
+        headline = f"{len(good)} good share(s) of the {t} needed; nothing was decrypted{keeping}"
+        if len((set(names) - set(destroyed)) | set(now.released)) < t:
+            # Fewer than t shares exist any more, here or with a custodian: no read can succeed.
+            _note(settings, reader, message_id, destroyed_at=int(time.time()))
+            headline = (
+                f"message {message_id} can no longer be read: {len(destroyed)} of its"
+                f" {len(names)} custodians destroyed their share (burnt after reading, or"
+                " unsent by its sender)"
             )
-        )
+        short = QuorumError(_list_failures(headline, gather.failures))
         if now.pending:
             short.hint = (
                 f"{len(now.pending)} release(s) wait for their custodian's operator; read"
@@ -656,6 +684,7 @@ def read(
     chosen = dict(sorted(good.items(), key=lambda item: names.index(item[0]))[:t])
     opened = envelope.open_named(chosen)
     _save_kept(state_path, message_id, _Kept() if forget else now)
+    _note(settings, reader, message_id, read_at=int(time.time()))
     return ReadResult(opened.content, sender, tuple(chosen), gather.failures, opened.filename)
 
 

@@ -364,6 +364,11 @@ def test_a_file_is_offered_as_a_download_in_the_browser(
 def test_burn_after_reading_refuses_the_second_read(people: dict[str, Person]) -> None:
     carol, dave = people["carol"], people["dave"]
     message_id = carol.send("dave", "read me once", burn=True)
+    dave.open("inbox")
+    # The inbox shows the policy the sender signed, before anything is read.
+    expect(dave.page.locator(f"li[data-message='{message_id}']")).to_contain_text(
+        "burn after reading"
+    )
     expect(dave.read(message_id).locator("#plaintext")).to_have_text("read me once")
     page = dave.read(message_id)
     expect(page.locator("#plaintext")).to_have_count(0)

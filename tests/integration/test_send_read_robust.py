@@ -469,3 +469,37 @@ def test_a_file_keeps_its_name_for_the_reader_only(up: Up, tmp_path: Path) -> No
     forced = read(up.home, message_id, "bob", "--out", str(inbox_dir), "--force")
     assert forced.returncode == 0, explain(forced)
     assert sorted(p.name for p in inbox_dir.iterdir()) == ["report q3.pdf"]
+
+
+# Item 8: the inbox shows the policy, and what reads of a message found
+
+
+def inbox_line(up: Up, message_id: str) -> str:
+    listing = cli(up.home, "inbox", "--as", "bob")
+    assert listing.returncode == 0, explain(listing)
+    (line,) = [line for line in listing.stdout.splitlines() if line.startswith(message_id)]
+    return line
+
+
+def test_the_inbox_shows_the_policy_and_a_burnt_message(up: Up) -> None:
+    strict = send(up.home, "rules", "--require-approval", "--expires", "1d")
+    line = inbox_line(up, strict)
+    assert "needs the operators' approval" in line and "expires 20" in line, line
+    message_id = send(up.home, "once", "--burn-after-reading")
+    assert "burn after reading" in inbox_line(up, message_id)
+    assert read(up.home, message_id).stdout == "once"
+    assert "read 20" in inbox_line(up, message_id)
+    again = read(up.home, message_id)
+    assert again.returncode == 1, explain(again)
+    assert f"message {message_id} can no longer be read" in again.stderr, explain(again)
+    assert "it can no longer be read" in inbox_line(up, message_id)
+
+
+def test_reading_an_unsent_message_says_what_may_have_happened(up: Up) -> None:
+    message_id = send(up.home, "take it back")
+    unsent = cli(up.home, "unsend", message_id, "--as", "alice")
+    assert unsent.returncode == 0, explain(unsent)
+    assert message_id not in inbox(up.home)
+    gone = read(up.home, message_id)
+    assert gone.returncode == 1, explain(gone)
+    assert "unsent" in gone.stderr and "securecomm inbox" in gone.stderr, explain(gone)

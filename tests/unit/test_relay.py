@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -197,7 +198,8 @@ def test_inbox_pages_with_limit_and_after_cursor(svc: Service) -> None:
     assert set(seen) == ids
     first = pages[0]["messages"][0]
     assert first["sender"] == {"name": "alice", "fingerprint": ALICE.public.fingerprint_hex}
-    assert set(first) == {"id", "sender", "created", "stored_at", "size", "digest"}
+    assert set(first) == {"id", "sender", "created", "stored_at", "size", "digest", "policy"}
+    assert first["policy"] == envelope.header.policy.to_json()
 
     everything = svc.call(BOB, "GET", "/api/v1/inbox").json
     assert [m["id"] for m in everything["messages"]] == seen
@@ -344,3 +346,25 @@ def test_index_is_html(svc: Service) -> None:
     assert r.status_code == 200
     assert r.mimetype == "text/html"
     assert b"<html" in r.data
+
+
+def test_inbox_shows_each_message_s_policy_and_null_for_one_stored_before(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path)
+    svc = relay(settings)
+    older = make_envelope(ALICE, [BOB], plaintext=b"stored before policies were kept")
+    assert post(svc, older).status_code == 201
+    # A relay database as the previous release made it: no policies table.
+    database = settings.relay_dir() / "relay.db"
+    with sqlite3.connect(database) as db:
+        db.execute("DROP TABLE policies")
+    svc = relay(settings)
+    newer = make_envelope(ALICE, [BOB], plaintext=b"with its policy")
+    assert post(svc, newer).status_code == 201
+    listed = {m["id"]: m["policy"] for m in svc.call(BOB, "GET", "/api/v1/inbox").json["messages"]}
+    assert listed == {older.id: None, newer.id: newer.header.policy.to_json()}
+    # Unsent: the policy goes with the message.
+    assert svc.call(ALICE, "DELETE", f"/api/v1/messages/{newer.id}").status_code == 204
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM policies").fetchone() == (0,)

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, Response, jsonify, request
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .. import canonical
 from .._encoding import b64decode
@@ -57,6 +57,19 @@ inbox = sa.Table(
     sa.Column("recipient_fp", sa.String(64), primary_key=True, index=True),
     sa.Column("recipient_name", sa.String(64), nullable=False),
 )
+# A table of its own, not a column of messages, so that a database made before it opens
+# unchanged (create_all adds it); a message stored before has no row: policy unknown.
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column(
+        "message_id",
+        sa.String(32),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("policy", sa.Text, nullable=False),  # the header's policy, canonical JSON
+)
 directory = sa.Table(
     "directory",
     metadata,
@@ -76,6 +89,7 @@ _SELECT_STORED = sa.select(messages.c.digest, messages.c.stored_at).where(
 )
 _INSERT_MESSAGE = messages.insert()
 _INSERT_INBOX = inbox.insert()
+_INSERT_POLICY = policies.insert()
 
 INBOX_PAGE_MAX = 100
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -157,6 +171,13 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
                 },
             )
             conn.execute(
+                _INSERT_POLICY,
+                {
+                    "message_id": envelope.id,
+                    "policy": canonical.dumps(envelope.header.policy.to_json()).decode(),
+                },
+            )
+            conn.execute(
                 _INSERT_INBOX,
                 [
                     {
@@ -204,8 +225,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
             if sender_fp is None:
                 raise _not_found(message_id)
             if sender_fp == caller.fingerprint_hex:
-                conn.execute(inbox.delete().where(inbox.c.message_id == message_id))
-                conn.execute(messages.delete().where(messages.c.id == message_id))
+                _delete(conn, message_id)
                 return "", 204
             removed = conn.execute(
                 inbox.delete().where(
@@ -221,8 +241,13 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
                 .where(inbox.c.message_id == message_id)
             ).scalar()
             if not left:
-                conn.execute(messages.delete().where(messages.c.id == message_id))
+                _delete(conn, message_id)
         return "", 204
+
+    def _delete(conn: Connection, message_id: str) -> None:
+        conn.execute(inbox.delete().where(inbox.c.message_id == message_id))
+        conn.execute(policies.delete().where(policies.c.message_id == message_id))
+        conn.execute(messages.delete().where(messages.c.id == message_id))
 
     @app.get("/api/v1/inbox")
     def get_inbox() -> Response:
@@ -238,8 +263,10 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
                 messages.c.stored_at,
                 messages.c.size,
                 messages.c.digest,
+                policies.c.policy,
             )
             .join(inbox, inbox.c.message_id == messages.c.id)
+            .outerjoin(policies, policies.c.message_id == messages.c.id)
             .where(inbox.c.recipient_fp == caller.fingerprint_hex)
             .order_by(messages.c.stored_at, messages.c.id)
             .limit(limit + 1)
@@ -265,6 +292,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
                         "stored_at": r.stored_at,
                         "size": r.size,
                         "digest": r.digest,
+                        "policy": canonical.loads(r.policy.encode()) if r.policy else None,
                     }
                     for r in page
                 ],

@@ -427,6 +427,12 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
                         "stored_at": TIME,
                         "size": {"type": "integer", "minimum": 0},
                         "digest": hex_string(64, "SHA-256 of the stored envelope."),
+                        "policy": {
+                            "oneOf": [ref("Policy"), {"type": "null"}],
+                            "description": "The release policy in the envelope's header (what"
+                            " the sender signed; the custodians enforce it); null for a"
+                            " message stored before the relay kept it.",
+                        },
                     },
                     "One envelope addressed to the caller.",
                 ),

@@ -599,6 +599,21 @@ function showSent(result, recipients, warnings) {
 
 // Inbox and read
 
+// What the sender's signed policy says of a message, as the relay lists it (null: unknown).
+function policyNotes(policy) {
+  if (!policy) return [];
+  const notes = [];
+  if (policy.max_releases === 1) notes.push("burn after reading");
+  else if (policy.max_releases) notes.push(`at most ${policy.max_releases} reads`);
+  if (policy.require_approval) notes.push("needs approval");
+  const now = Date.now() / 1000;
+  if (policy.not_before && now < policy.not_before)
+    notes.push(`not before ${time(policy.not_before)}`);
+  if (policy.expires)
+    notes.push(`${now >= policy.expires ? "expired" : "expires"} ${time(policy.expires)}`);
+  return notes;
+}
+
 async function refreshInbox() {
   const card = $("#inbox .card");
   await act(card, $("#inbox-refresh"), async (progress) => {
@@ -635,6 +650,7 @@ async function refreshInbox() {
                       { class: "hint" },
                       `${time(m.created)} · ${m.size} bytes · ${m.id.slice(0, 8)}…`,
                     ),
+                    ...policyNotes(m.policy).map((note) => h("span", { class: "badge" }, note)),
                   ),
                   h(
                     "button",
