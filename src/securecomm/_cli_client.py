@@ -22,6 +22,7 @@ from ._cli_common import (
     message_id,
     passphrase_options,
     positive_int,
+    positive_seconds,
     preview,
     read_input,
     write_output,
@@ -585,7 +586,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument(
         "--deadline",
-        type=float,
+        type=positive_seconds,
         default=15.0,
         metavar="SECONDS",
         help="how long to wait for custodians (default 15)",

@@ -48,6 +48,17 @@ def positive_int(value: str) -> int:
     return number
 
 
+def positive_seconds(value: str) -> float:
+    """An argparse type: a number of seconds above 0 (a deadline or a timeout)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected more than 0 seconds")
+    return number
+
+
 def message_id(value: str) -> str:
     """An argparse type: a message id as send and inbox print it (32 lowercase hex digits)."""
     text = value.strip().lower()

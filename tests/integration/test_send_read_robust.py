@@ -333,6 +333,10 @@ def test_bad_threshold_and_message_id_are_bad_input(up: Up) -> None:
         bad = cli(up.home, command, "not-an-id", "--as", "bob")
         assert bad.returncode == 2, explain(bad)
         assert "is not a message id" in bad.stderr, explain(bad)
+    for deadline in ("0", "-5", "nan", "soon"):
+        bad = cli(up.home, "read", "0" * 32, "--as", "bob", "--deadline", deadline)
+        assert bad.returncode == 2, explain(bad)
+        assert "Traceback" not in bad.stderr and "internal error" not in bad.stderr
 
 
 def test_read_to_a_file_that_exists_is_refused(up: Up, tmp_path: Path) -> None:
