@@ -25,6 +25,7 @@ from ._cli_common import (
     positive_seconds,
     preview,
     read_input,
+    refuse_existing,
     write_output,
 )
 from ._encoding import b64encode
@@ -273,7 +274,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     reader = _user(args, settings, args.reader)
     into_directory = args.out not in (None, "-") and Path(args.out).is_dir()
     if args.out not in (None, "-") and not into_directory:
-        _refuse_existing(Path(args.out), args.force)
+        refuse_existing(Path(args.out), args.force)
     with interrupts() as cancelled:
         result = messaging.read(
             settings,
@@ -296,7 +297,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     if into_directory:
         # The sender's name was checked on decryption: no separator, not '.' or '..'.
         out = str(Path(args.out) / (result.filename or f"{args.message_id}.bin"))
-        _refuse_existing(Path(out), args.force)
+        refuse_existing(Path(out), args.force)
     to_terminal = out in (None, "-") and sys.stdout.isatty()
     if to_terminal and not _printable(result.plaintext):
         raise CliError(
@@ -312,11 +313,6 @@ def cmd_read(args: argparse.Namespace) -> None:
     messaging.forget(settings, reader, args.message_id)
     if to_terminal and not result.plaintext.endswith(b"\n"):
         print()
-
-
-def _refuse_existing(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise CliError(f"{path} exists", hint="choose another --out, or --force to replace it")
 
 
 def _printable(data: bytes) -> bool:

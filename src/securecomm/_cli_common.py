@@ -105,6 +105,13 @@ def read_input(path: str | None, what: str) -> bytes:
     return data
 
 
+def refuse_existing(path: str | Path | None, force: bool, option: str = "--out") -> None:
+    """Refuse to replace a file the user has unless they said --force (stdout is never one)."""
+    if path is None or str(path) == "-" or force or not Path(path).exists():
+        return
+    raise CliError(f"{path} exists", hint=f"choose another {option}, or --force to replace it")
+
+
 def write_output(path: str | None, data: bytes) -> None:
     """Write all of ``data`` or nothing: to a temporary file renamed into place."""
     if path is None or path == "-":

@@ -27,6 +27,7 @@ from ._cli_common import (
     passphrase_options,
     preview,
     read_input,
+    refuse_existing,
     write_output,
 )
 from ._cli_services import add_commands as add_service_commands
@@ -57,6 +58,7 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 
 def cmd_combine(args: argparse.Namespace) -> None:
+    refuse_existing(args.out, args.force)
     if args.shares:
         lines = list(args.shares)
     else:
@@ -92,6 +94,9 @@ def cmd_keygen(args: argparse.Namespace) -> None:
 
 
 def cmd_encrypt(args: argparse.Namespace) -> None:
+    # Replacing an envelope would strand the shares handed out for it.
+    if args.out or args.file not in (None, "-"):
+        refuse_existing(args.out or f"{args.file}.scm", args.force, "-o")
     plaintext = read_input(args.file, "message")
     if args.key:
         sender = load_identity(args.key, args)
@@ -129,8 +134,7 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> None:
-    if args.out not in (None, "-") and Path(args.out).exists() and not args.force:
-        raise CliError(f"{args.out} exists", hint="choose another -o, or --force to replace it")
+    refuse_existing(args.out, args.force, "-o")
     envelope = Envelope.from_bytes(read_input(args.envelope, "envelope"))
     sender = load_public(Path(args.sender)) if args.sender else None
     envelope.verify(sender)
@@ -269,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shares", nargs="*", metavar="SHARE", help="a text share")
     p.add_argument("--file", metavar="PATH", help="read shares from PATH, one a line")
     p.add_argument("--out", metavar="PATH", help="write the secret to PATH (all or nothing)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     p = add(
         "keygen",
@@ -293,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", nargs="?", help="the file to encrypt (default stdin)")
     p.add_argument("--shares-out", metavar="DIR", required=True, help="where to write shares")
     p.add_argument("-o", "--out", metavar="PATH", help="envelope path (default FILE.scm)")
+    p.add_argument("--force", action="store_true", help="replace the envelope if it exists")
     p.add_argument("-n", type=_integer, default=5, help="number of shares (default 5)")
     p.add_argument("-t", type=_integer, default=3, help="shares needed (default 3)")
     p.add_argument("--key", metavar="KEYFILE", help="sign as this identity (from keygen)")

@@ -1096,3 +1096,36 @@ def test_seed_api_is_importable_from_the_package(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"ok\n"
+
+
+# A file that already exists is the user's: nothing replaces it without --force
+
+
+def test_encrypt_does_not_replace_an_envelope_whose_shares_are_out(tmp_path: Path) -> None:
+    first = seal(tmp_path, PLAINTEXT)
+    envelope = first.envelope.read_bytes()
+    again = run_cli("encrypt", first.directory / "message.bin", "--shares-out", tmp_path / "s2")
+    assert again.code == 1, again.err
+    assert "exists" in again.err and "--force" in again.err
+    assert first.envelope.read_bytes() == envelope
+    assert not (tmp_path / "s2").exists()
+    forced = run_cli(
+        "encrypt", first.directory / "message.bin", "--shares-out", tmp_path / "s2", "--force"
+    )
+    assert forced.code == 0, forced.err
+    assert first.envelope.read_bytes() != envelope
+
+
+def test_decrypt_and_combine_do_not_replace_a_file(tmp_path: Path, sealed: Sealed) -> None:
+    mine = tmp_path / "mine.txt"
+    mine.write_bytes(b"keep me")
+    shares = [str(p) for p in sealed.shares[:3]]
+    refused = run_cli("decrypt", sealed.envelope, "--shares", *shares, "-o", mine)
+    assert refused.code == 1 and "exists" in refused.err, refused.err
+    texts = [Share.from_text(Path(p).read_text()).to_text() for p in shares]
+    combined = run_cli("combine", *texts, "--out", mine)
+    assert combined.code == 1 and "exists" in combined.err, combined.err
+    assert mine.read_bytes() == b"keep me"
+    forced = run_cli("decrypt", sealed.envelope, "--shares", *shares, "-o", mine, "--force")
+    assert forced.code == 0, forced.err
+    assert mine.read_bytes() == PLAINTEXT
