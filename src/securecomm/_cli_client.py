@@ -338,8 +338,24 @@ def cmd_unsend(args: argparse.Namespace) -> None:
     )
 
 
+def _refuse_while_running(home: Path) -> None:
+    """Refuse to remove what this home's running services have open (their logs, their
+    databases): a service of this home answers on its port with this home's key."""
+    if not (home / "securecomm.toml").exists() and not (home / "known_keys.json").exists():
+        return
+    from .stack import Stack
+
+    running = [busy.name for busy in Stack(load_settings(home)).busy_ports() if busy.ours]
+    if running:
+        raise CliError(
+            f"the services of {home} are running ({', '.join(running)}): nothing was removed",
+            hint="stop `securecomm up` (Ctrl-C in its terminal) first, then clean",
+        )
+
+
 def cmd_clean(args: argparse.Namespace) -> None:
     home = _home(args).absolute()  # the full path, so no one wonders what was removed
+    _refuse_while_running(home)
     # Only what the services write and can write again; keys, messages and settings stay.
     leftovers = [path for path in (home / "logs",) if path.exists()]
     for path in leftovers:

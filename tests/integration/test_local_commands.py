@@ -156,6 +156,17 @@ def test_a_second_up_on_the_same_home_fails_at_once(shared: Up) -> None:
     assert all(healthy(shared.url(name)) for name in NAMES)
 
 
+def test_clean_refuses_while_the_home_s_services_run(shared: Up) -> None:
+    logs = shared.home / "logs"
+    assert logs.exists()
+    for flags in ((), ("--all", "--yes")):
+        refused = cli(shared.home, "clean", *flags)
+        assert refused.returncode == 1, explain(refused)
+        assert "are running" in refused.stderr and "nothing was removed" in refused.stderr
+        assert logs.exists() and (shared.home / "known_keys.json").exists()
+    assert healthy(shared.relay_url)
+
+
 def test_up_refuses_a_port_another_program_listens_on(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with socket.socket() as taken:
