@@ -179,17 +179,23 @@ def cmd_mitm(args: argparse.Namespace) -> None:
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdecimal():
         raise ParameterError(f"--listen {args.listen!r}: expected HOST:PORT")
-    proxy = Proxy(
-        args.upstream,
-        listen=(host, int(port)),
-        mode=args.mode,
-        field_name=args.field,
-        match=args.match,
-        direction=args.direction,
-        limit=args.limit,
-        watch=[text.encode("utf-8") for text in args.watch or []],
-        log=lambda line: print(line, flush=True),
-    )
+    try:
+        proxy = Proxy(
+            args.upstream,
+            listen=(host, int(port)),
+            mode=args.mode,
+            field_name=args.field,
+            match=args.match,
+            direction=args.direction,
+            limit=args.limit,
+            watch=[text.encode("utf-8") for text in args.watch or []],
+            log=lambda line: print(line, flush=True),
+        )
+    except OSError as exc:
+        raise ParameterError(
+            f"cannot listen on {args.listen}: {exc.strerror or exc}"
+            " (another program, or a running service, holds it? choose another --listen)"
+        ) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

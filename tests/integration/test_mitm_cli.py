@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -167,3 +168,22 @@ def test_flip_mode_makes_the_read_fail_clearly_without_plaintext(system: Stack) 
         else:
             assert "bad_signature" in read.stderr or "not_found" in read.stderr
             assert "-> refused" in out
+
+
+def test_a_listen_address_in_use_is_named(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "securecomm.cli", "mitm"),
+                *("--listen", f"127.0.0.1:{port}", "--upstream", "http://127.0.0.1:9"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
