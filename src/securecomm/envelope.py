@@ -679,30 +679,24 @@ class Draft:
             for i, slot in enumerate(self.header.custodians, start=1)
             if slot.fingerprint is not None
         )
-        tag_start = len(self.ciphertext_and_tag) - aead.TAG_LENGTH_BYTES
-        unsigned = Envelope(
-            self.header,
-            self.nonce,
-            self.ciphertext_and_tag[:tag_start],
-            self.ciphertext_and_tag[tag_start:],
-            receipts,
-            bytes(SIGNATURE_LENGTH_BYTES),
-        )
-        return len(unsigned.to_bytes())
+        return len(self._envelope(receipts, bytes(SIGNATURE_LENGTH_BYTES)).to_bytes())
 
-    def finish(self, sender: Identity, receipts: Sequence[Receipt] = ()) -> Envelope:
-        """Sign the envelope. ``receipts``: none, or one per custodian in header order."""
-        if sender.public.fingerprint != self.header.sender.fingerprint:
-            raise SignatureError("draft: signing identity is not the header's sender")
+    def _envelope(self, receipts: Sequence[Receipt], signature: bytes) -> Envelope:
         tag_start = len(self.ciphertext_and_tag) - aead.TAG_LENGTH_BYTES
-        unsigned = Envelope(
+        return Envelope(
             self.header,
             self.nonce,
             self.ciphertext_and_tag[:tag_start],
             self.ciphertext_and_tag[tag_start:],
             tuple(receipts),
-            b"",
+            signature,
         )
+
+    def finish(self, sender: Identity, receipts: Sequence[Receipt] = ()) -> Envelope:
+        """Sign the envelope. ``receipts``: none, or one per custodian in header order."""
+        if sender.public.fingerprint != self.header.sender.fingerprint:
+            raise SignatureError("draft: signing identity is not the header's sender")
+        unsigned = self._envelope(receipts, b"")
         # Round-trip through the decoder so a draft can never sign what a reader would refuse.
         checked = Envelope.from_json({**unsigned.to_json(), "signature": b64encode(bytes(64))})
         signature = sender.sign("envelope", checked._signed_body())

@@ -147,3 +147,12 @@ class Person:
     def close(self) -> None:
         assert not self.console_errors, self.console_errors
         self.context.close()
+
+    def __enter__(self) -> Person:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self.close()  # and check the page logged no error
+        else:
+            self.context.close()

@@ -18,7 +18,7 @@ from securecomm.client import ServiceClient
 from securecomm.identity import Identity
 from tests.browser._web import Person, shot
 from tests.integration.conftest import NAMES
-from tests.integration.test_cli_system import Up, cli, explain, finish_up, run, start_up
+from tests.integration.test_cli_system import Up, cli, explain, run, running_up
 
 MESSAGE_ID = re.compile(r"^message id:\s+([0-9a-f]{32})$", re.MULTILINE)
 DESKTOP = {"width": 1100, "height": 900}
@@ -29,11 +29,8 @@ INBOX_LENGTH = 14
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    running = start_up(tmp_path_factory.mktemp("web-fixes") / "home")
-    try:
+    with running_up(tmp_path_factory.mktemp("web-fixes") / "home") as running:
         yield running
-    finally:
-        finish_up(running)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +117,7 @@ def test_a_message_read_is_scrolled_into_view_and_focused(
     with rita.page.expect_download() as download:
         rita.page.get_by_role("button", name="Export key file").click()
     key = Path(download.value.path())
-    person = Person(browser, up.relay_url, **viewport)
-    try:
+    with Person(browser, up.relay_url, **viewport) as person:
         person.import_key(key, "correct horse battery")
         page = person.read(message_id)  # the newest, at the top of a long list
         message = page.locator("#plaintext")
@@ -135,8 +131,6 @@ def test_a_message_read_is_scrolled_into_view_and_focused(
         assert focused == "message", focused
         assert page.locator("#message").get_attribute("tabindex") == "-1"
         shot(page, f"read-in-view-{viewport['width']}")
-    finally:
-        person.close()
 
 
 # B. No stray "null" above a message from a pinned sender.
@@ -158,16 +152,13 @@ def test_a_pinned_sender_s_message_has_no_stray_null(up: Up, rita: Person) -> No
 
 
 def test_an_imported_identity_registered_with_its_key_says_so(browser: Browser, up: Up) -> None:
-    person = Person(browser, up.relay_url)
-    try:
+    with Person(browser, up.relay_url) as person:
         person.import_key(up.home / "users" / "alice.key")  # `up` registered alice
         page = person.page
         expect(page.locator("#identity-registered")).to_have_text(
             "Registered in this relay's directory with this key."
         )
         expect(page.locator("#register-button")).to_have_count(0)
-    finally:
-        person.close()
 
 
 def test_an_unregistered_identity_offers_register_then_does_not(
@@ -175,8 +166,7 @@ def test_an_unregistered_identity_offers_register_then_does_not(
 ) -> None:
     made = run("keygen", "hana", "--out", str(tmp_path))
     assert made.returncode == 0, explain(made)
-    person = Person(browser, up.relay_url)
-    try:
+    with Person(browser, up.relay_url) as person:
         person.import_key(tmp_path / "hana.key")
         page = person.page
         registered = page.locator("#identity-registered")
@@ -188,8 +178,6 @@ def test_an_unregistered_identity_offers_register_then_does_not(
         person.open("identity")  # and again from the directory, on a fresh load
         expect(registered).to_have_text("Registered in this relay's directory with this key.")
         expect(page.locator("#register-button")).to_have_count(0)
-    finally:
-        person.close()
 
 
 def test_a_name_registered_with_another_key_says_so(
@@ -197,16 +185,13 @@ def test_a_name_registered_with_another_key_says_so(
 ) -> None:
     made = run("keygen", "bob", "--out", str(tmp_path))  # not the bob `up` registered
     assert made.returncode == 0, explain(made)
-    person = Person(browser, up.relay_url)
-    try:
+    with Person(browser, up.relay_url) as person:
         person.import_key(tmp_path / "bob.key")
         registered = person.page.locator("#identity-registered")
         expect(registered).to_contain_text("registered in this relay's directory with another key")
         listed = Identity.load(up.home / "users" / "bob.key").public.short_fingerprint()
         expect(registered).to_contain_text(listed)
         expect(person.page.locator("#register-button")).to_have_count(0)
-    finally:
-        person.close()
 
 
 # D. The custody receipts fit a phone's width.

@@ -29,16 +29,13 @@ from securecomm.mitm import encodings_of
 from securecomm.protocol import Release
 from tests.browser._web import PASSPHRASE, Person, shot
 from tests.integration.conftest import NAMES
-from tests.integration.test_cli_system import Up, cli, explain, finish_up, run, start_up
+from tests.integration.test_cli_system import Up, cli, explain, run, running_up
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    running = start_up(tmp_path_factory.mktemp("web") / "home")
-    try:
+    with running_up(tmp_path_factory.mktemp("web") / "home") as running:
         yield running
-    finally:
-        finish_up(running)
 
 
 @pytest.fixture(scope="module")

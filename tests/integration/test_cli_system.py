@@ -15,6 +15,7 @@ the real custodian app whose releases carry a wrong share.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import signal
@@ -262,6 +263,16 @@ def stop_up(up: Up) -> list[tuple[int, str]]:
 def finish_up(up: Up) -> None:
     left = stop_up(up)
     assert not left, f"processes outlived up:\n{left}\n{up.output()}"
+
+
+@contextlib.contextmanager
+def running_up(home: Path) -> Iterator[Up]:
+    """An ``up`` on ``home`` for the block, stopped after it (for module fixtures)."""
+    up = start_up(home)
+    try:
+        yield up
+    finally:
+        finish_up(up)
 
 
 @pytest.fixture(scope="module")

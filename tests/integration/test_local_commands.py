@@ -262,15 +262,7 @@ def test_local_time_and_age(seconds_ago: int, age: str) -> None:
 
 
 def test_the_demo_says_what_a_share_is(tmp_path: Path) -> None:
-    demo = subprocess.run(
-        [*CLI, "demo"],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        env=clean_env(),
-    )
+    demo = run_in(tmp_path, "demo")
     assert demo.returncode == 0, explain(demo)
     flat = " ".join(demo.stdout.split())
     explained = (

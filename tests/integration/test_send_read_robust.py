@@ -36,14 +36,13 @@ from .test_cli_system import (
     clean_env,
     cli,
     explain,
-    finish_up,
     inbox,
     last_seq,
     processes_of,
     read,
     release,
+    running_up,
     send,
-    start_up,
     user,
 )
 
@@ -52,9 +51,8 @@ NAMES = ("alpha", "bravo", "charlie", "delta", "echo")
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    started = start_up(tmp_path_factory.mktemp("robust") / "home")
-    yield started
-    finish_up(started)
+    with running_up(tmp_path_factory.mktemp("robust") / "home") as running:
+        yield running
 
 
 # A proxy that holds one kind of answer back

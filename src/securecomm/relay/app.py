@@ -33,6 +33,18 @@ __all__ = ["build_app", "create_relay_app"]
 
 metadata = sa.MetaData()
 _, nonces = define_common(metadata)
+
+
+def _message_key() -> sa.Column[str]:
+    """A primary-key column naming a stored message, gone with it."""
+    return sa.Column(
+        "message_id",
+        sa.String(32),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+
+
 messages = sa.Table(
     "messages",
     metadata,
@@ -48,12 +60,7 @@ messages = sa.Table(
 inbox = sa.Table(
     "inbox",
     metadata,
-    sa.Column(
-        "message_id",
-        sa.String(32),
-        sa.ForeignKey("messages.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _message_key(),
     sa.Column("recipient_fp", sa.String(64), primary_key=True, index=True),
     sa.Column("recipient_name", sa.String(64), nullable=False),
 )
@@ -62,12 +69,7 @@ inbox = sa.Table(
 policies = sa.Table(
     "policies",
     metadata,
-    sa.Column(
-        "message_id",
-        sa.String(32),
-        sa.ForeignKey("messages.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _message_key(),
     sa.Column("policy", sa.Text, nullable=False),  # the header's policy, canonical JSON
 )
 directory = sa.Table(
