@@ -36,6 +36,7 @@ from ..service.app import (
 from ..service.storage import define_common, open_database, scrub
 from ..shares import Share
 from . import audit, openapi
+from .policy import Decision, Deposit, Outcome, Verdict, decide, uses_up
 
 __all__ = ["create_custodian_app", "ensure_operator"]
 
@@ -83,6 +84,27 @@ _COUNT_RELEASE = (
     .where(deposits.c.ref == sa.bindparam("target"))
     .values(releases=sa.bindparam("count"))
 )
+
+
+def _policy_of(row: Any) -> Policy:
+    return Policy.from_json(canonical.loads(row.policy.encode()), "policy")
+
+
+def _deposit(row: Any) -> Deposit | None:
+    """A deposits row as the release rule sees it."""
+    if row is None:
+        return None
+    recipients = canonical.loads(row.recipients.encode())
+    return Deposit(
+        _policy_of(row),
+        frozenset((r["name"], r["fingerprint"]) for r in recipients),
+        row.releases,
+        str(row.destroyed_why) if row.destroyed_at is not None else None,
+    )
+
+
+def _who(caller: PublicIdentity) -> tuple[str, str]:
+    return caller.name, caller.fingerprint_hex
 
 
 def ensure_operator(settings: Settings, name: str) -> PublicIdentity:
@@ -229,12 +251,11 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         now = int(time.time())
         with db.begin() as conn:
             row = conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": message_id}).first()
-            refusal = _refusal(row, caller, now)
-            if refusal is not None:
-                return refuse(conn, refusal, caller, message_id=message_id)
+            decision = decide(_deposit(row), _who(caller), now)
+            if decision.outcome is Outcome.REFUSE:
+                return refuse(conn, decision, caller, message_id=message_id)
             assert row is not None
-            policy = Policy.from_json(canonical.loads(row.policy.encode()), "policy")
-            if policy.require_approval:
+            if decision.outcome is Outcome.ASK_OPERATOR:
                 release_id = os.urandom(16).hex()
                 conn.execute(
                     releases.insert().values(
@@ -283,17 +304,11 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
             if pending.status == "pending" or is_operator:
                 return jsonify(summary), 202 if pending.status == "pending" else 200
             row = conn.execute(sa.select(deposits).where(deposits.c.ref == pending.ref)).first()
-            refusal: tuple[int, str, str] | None
-            if pending.status == "denied":
-                refusal = (403, "denied", "the operator denied this release")
-            elif pending.status == "released":
-                refusal = (410, "already_released", "this release was already collected")
-            else:
-                refusal = _refusal(row, caller, now)
-            if refusal is not None:
+            decision = decide(_deposit(row), _who(caller), now, Verdict(pending.status))
+            if decision.outcome is Outcome.REFUSE:
                 return refuse(
                     conn,
-                    refusal,
+                    decision,
                     caller,
                     message_id=row.message_id if row else None,
                     release_id=release_id,
@@ -321,7 +336,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
             scrub(db)
         return jsonify(release.to_json()), 200
 
-    def decide(release_id: str, verdict: str) -> Response:
+    def record_verdict(release_id: str, verdict: str) -> Response:
         caller = require_operator()
         with db.begin() as conn:
             done = conn.execute(
@@ -341,11 +356,11 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
 
     @app.post("/v1/releases/<release_id>/approve")
     def approve(release_id: str) -> Response:
-        return decide(release_id, "approved")
+        return record_verdict(release_id, "approved")
 
     @app.post("/v1/releases/<release_id>/deny")
     def deny(release_id: str) -> Response:
-        return decide(release_id, "denied")
+        return record_verdict(release_id, "denied")
 
     @app.get("/v1/releases")
     def list_releases() -> Response:
@@ -390,33 +405,13 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
     def openapi_document() -> Response:
         return jsonify(openapi.DOCUMENT)
 
-    def _refusal(row: Any, caller: PublicIdentity, now: int) -> tuple[int, str, str] | None:
-        if row is None:
-            return 404, "no_deposit", "no share of that message is held here"
-        if row.destroyed_at is not None:
-            return 410, "destroyed", f"the share was destroyed ({row.destroyed_why})"
-        recipients = canonical.loads(row.recipients.encode())
-        if not any(
-            r["fingerprint"] == caller.fingerprint_hex and r["name"] == caller.name
-            for r in recipients
-        ):
-            return 403, "not_recipient", "you are not a recipient of this message"
-        policy = Policy.from_json(canonical.loads(row.policy.encode()), "policy")
-        if policy.not_before is not None and now < policy.not_before:
-            return 403, "too_early", f"no release before {policy.not_before}"
-        if policy.expires is not None and now >= policy.expires:
-            return 403, "expired", f"the policy expired at {policy.expires}"
-        if policy.max_releases is not None and row.releases >= policy.max_releases:
-            return 403, "used_up", f"all {policy.max_releases} release(s) were made"
-        return None
-
     def refuse(
-        conn: Connection, refusal: tuple[int, str, str], caller: PublicIdentity, **data: Any
+        conn: Connection, refusal: Decision, caller: PublicIdentity, **data: Any
     ) -> tuple[Response, int]:
         """Log a refusal and answer it; returned, not raised, so the entry commits."""
-        status, code, message = refusal
-        log(conn, "refusal", code=code, requester=caller.fingerprint_hex, **data)
-        return error_response(status, code, message), status
+        assert refusal.code is not None and refusal.reason is not None
+        log(conn, "refusal", code=refusal.code, requester=caller.fingerprint_hex, **data)
+        return error_response(refusal.status, refusal.code, refusal.reason), refusal.status
 
     def _release(conn: Connection, row: Any, recipient: PublicIdentity) -> tuple[Release, bool]:
         """Seal the share to ``recipient`` and count the release; True if that used it up."""
@@ -425,8 +420,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         release = Release.issue(identity, share, row.message_id, recipient)
         count = row.releases + 1
         conn.execute(_COUNT_RELEASE, {"target": row.ref, "count": count})
-        policy = Policy.from_json(canonical.loads(row.policy.encode()), "policy")
-        burned = policy.max_releases is not None and count >= policy.max_releases
+        burned = uses_up(_policy_of(row), count)
         if burned:
             _destroy(conn, row.ref, "burned")
         return release, burned

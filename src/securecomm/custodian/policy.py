@@ -1,0 +1,94 @@
+"""The release rule: may this custodian hand its share of a message to this caller, now?
+
+The whole rule is :func:`decide`, a pure function of the deposit's state, who asks,
+the time, and (for a release that waited for the operator) the operator's verdict. No
+Flask, no SQL: the views read the state, call it, and do what it says, and the tests
+try every branch and boundary without either (spec §12.2 gives the order).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..envelope import Policy
+
+__all__ = ["Decision", "Deposit", "Outcome", "Verdict", "decide", "uses_up"]
+
+
+class Outcome(enum.Enum):
+    RELEASE = "release"  # seal the share to the caller now
+    ASK_OPERATOR = "ask_operator"  # record a pending release for the operator to decide
+    WAIT = "wait"  # the operator has not decided yet
+    REFUSE = "refuse"  # see Decision.status, code and reason
+
+
+class Verdict(enum.Enum):
+    """Where a release that needs the operator stands."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    RELEASED = "released"  # approved and already collected
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """What the rule needs to know of a deposit."""
+
+    policy: Policy
+    recipients: frozenset[tuple[str, str]]  # (name, fingerprint hex) of each recipient
+    releases: int  # releases made so far
+    destroyed: str | None = None  # why the share is gone ("unsent", "burned"), or None
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    status: int = 200
+    code: str | None = None
+    reason: str | None = None
+
+
+def _refuse(status: int, code: str, reason: str) -> Decision:
+    return Decision(Outcome.REFUSE, status, code, reason)
+
+
+def decide(
+    deposit: Deposit | None,
+    caller: tuple[str, str],
+    now: int,
+    verdict: Verdict | None = None,
+) -> Decision:
+    """The decision on ``caller`` (name, fingerprint hex) asking for the share at ``now``.
+
+    ``verdict`` is None for a new request, else the state of the release being asked
+    about again (``GET /v1/releases/{id}``).
+    """
+    if verdict is Verdict.PENDING:
+        return Decision(Outcome.WAIT, 202)
+    if verdict is Verdict.DENIED:
+        return _refuse(403, "denied", "the operator denied this release")
+    if verdict is Verdict.RELEASED:
+        return _refuse(410, "already_released", "this release was already collected")
+    if deposit is None:
+        return _refuse(404, "no_deposit", "no share of that message is held here")
+    if deposit.destroyed is not None:
+        return _refuse(410, "destroyed", f"the share was destroyed ({deposit.destroyed})")
+    if caller not in deposit.recipients:
+        return _refuse(403, "not_recipient", "you are not a recipient of this message")
+    policy = deposit.policy
+    if not policy.allows_release_at(now):
+        if policy.not_before is not None and now < policy.not_before:
+            return _refuse(403, "too_early", f"no release before {policy.not_before}")
+        return _refuse(403, "expired", f"the policy expired at {policy.expires}")
+    if policy.max_releases is not None and deposit.releases >= policy.max_releases:
+        return _refuse(403, "used_up", f"all {policy.max_releases} release(s) were made")
+    if policy.require_approval and verdict is None:
+        return Decision(Outcome.ASK_OPERATOR, 202)
+    return Decision(Outcome.RELEASE)
+
+
+def uses_up(policy: Policy, releases: int) -> bool:
+    """Whether the share must be destroyed once ``releases`` releases have been made."""
+    return policy.max_releases is not None and releases >= policy.max_releases
