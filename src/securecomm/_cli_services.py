@@ -37,11 +37,12 @@ def cmd_relay_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_custodian_serve(args: argparse.Namespace) -> None:
-    from .custodian.app import create_custodian_app
+    from .custodian.app import create_custodian_app, load_operator
     from .service.serve import serve
 
     settings = _settings(args)
     custodian = settings.custodian(args.name)
+    load_operator(settings, args.name)  # refuse here, in a sentence, not in a worker
     serve(
         lambda: create_custodian_app(settings, args.name),
         name=args.name,

@@ -13,6 +13,7 @@ Home layout::
 
     HOME/securecomm.toml              settings (optional)
     HOME/relay/identity.key           the relay's identity
+    HOME/relay/custodians/NAME.pub    each custodian's public key, given to the relay
     HOME/relay/relay.db               its SQLite database
     HOME/custodians/NAME/identity.key the custodian's identity
     HOME/custodians/NAME/operator.pub the public identity of its operator

@@ -5,6 +5,7 @@
     HOME/securecomm.toml               settings (securecomm.config)
     HOME/known_keys.json               every public key this client trusts, pinned
     HOME/relay/identity.key|.pub       the relay
+    HOME/relay/custodians/NAME.pub     each custodian's public key, as the relay is given it
     HOME/custodians/NAME/identity.key|.pub, operator.pub
     HOME/operators/NAME-operator.key|.pub
     HOME/users/NAME.key|.pub           people (alice and bob for trying it out)
@@ -213,7 +214,12 @@ def init_home(
 
     make(settings.relay_dir() / "identity.key", "relay")
     for custodian in settings.custodians:
-        make(settings.custodian_dir(custodian.name) / "identity.key", custodian.name)
+        key = make(settings.custodian_dir(custodian.name) / "identity.key", custodian.name)
+        # The relay is handed each custodian's public key, for the page's configuration.
+        given = settings.relay_dir() / "custodians" / f"{custodian.name}.pub"
+        if not given.exists():
+            given.parent.mkdir(parents=True, exist_ok=True)
+            save_public(given, key.public)
         operator = make(
             home / "operators" / f"{operator_name(custodian.name)}.key",
             operator_name(custodian.name),

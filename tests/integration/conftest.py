@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from securecomm.config import load_settings
 from securecomm.home import config_text
+from tests.operators import provide_operator
 
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo")
 
@@ -51,6 +53,7 @@ class Service:
     def start(self, timeout: float = 30.0) -> None:
         command = [sys.executable, "-m", "securecomm.cli", self.kind, "serve"]
         if self.kind == "custodian":
+            provide_operator(load_settings(self.home, env={}), self.name)
             command += ["--name", self.name]
         command += ["--home", str(self.home), "--port", str(self.port), "--workers", "1"]
         with open(self.log, "ab") as log:

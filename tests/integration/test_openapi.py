@@ -45,6 +45,7 @@ from securecomm.identity import Identity, PublicIdentity
 from securecomm.protocol import DepositRequest, Release
 from securecomm.relay import openapi as relay_openapi
 from securecomm.relay.app import create_relay_app
+from tests.operators import provide_operator
 
 from .conftest import Service, Stack
 
@@ -181,6 +182,7 @@ def _documented(document: dict[str, Any]) -> set[tuple[str, str]]:
 
 def test_every_route_is_documented(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, env={})
+    provide_operator(settings, "alpha")
     for app, document in [
         (create_relay_app(settings), relay_openapi.DOCUMENT),
         (create_custodian_app(settings, "alpha"), custodian_openapi.DOCUMENT),

@@ -26,6 +26,7 @@ from securecomm.envelope import Draft, Envelope, Policy, Receipt, prepare
 from securecomm.home import operator_name
 from securecomm.identity import Identity, PublicIdentity
 from securecomm.protocol import DepositRequest
+from tests.operators import provide_operator
 
 CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
 
@@ -154,12 +155,13 @@ def relay(settings: Settings) -> Service:
 
 
 def custodian(settings: Settings, name: str) -> Service:
+    provide_operator(settings, name)
     app = create_custodian_app(settings, name)
     return Service(app, app.test_client(), name)
 
 
 def operator(settings: Settings, name: str) -> Identity:
-    """The operator key a custodian app made on first start."""
+    """The operator key given to a custodian app before its first start."""
     return Identity.load(settings.home / "operators" / f"{operator_name(name)}.key")
 
 

@@ -12,7 +12,7 @@ from securecomm._encoding import b64decode
 from securecomm.config import Settings
 from securecomm.custodian import audit
 from securecomm.envelope import Draft, Policy, Receipt
-from securecomm.errors import SignatureError
+from securecomm.errors import IdentityError, SignatureError
 from securecomm.identity import Identity, PublicIdentity
 from securecomm.protocol import Release
 from securecomm.shares import Share
@@ -509,3 +509,20 @@ def test_operator_key_is_written_on_first_start(settings: Settings) -> None:
     again = custodian(settings, "charlie")
     assert again.public.fingerprint == svc.public.fingerprint
     assert operator(settings, "charlie").public.fingerprint == op.public.fingerprint
+
+
+def test_a_custodian_without_an_operator_key_refuses_to_start_and_makes_none(
+    tmp_path: Path,
+) -> None:
+    from securecomm.cli import main
+    from securecomm.custodian.app import create_custodian_app
+
+    settings = settings_for(tmp_path)
+    with pytest.raises(IdentityError) as refused:
+        create_custodian_app(settings, "alpha")
+    assert "operator.pub" in str(refused.value) and "securecomm keygen" in str(refused.value)
+    assert not (tmp_path / "operators").exists()  # no one's private key made here
+    with pytest.raises(SystemExit) as exited:
+        main(["custodian", "serve", "--name", "alpha", "--home", str(tmp_path)])
+    assert exited.value.code == 1
+    assert not (tmp_path / "operators").exists()

@@ -54,6 +54,24 @@ def test_web_config_names_custodians_threshold_and_pinned_fingerprints(tmp_path:
     assert config["origins"] == ["http://127.0.0.1:5000"]
 
 
+def test_the_relay_reads_its_own_home_not_a_client_s_pinned_keys(tmp_path: Path) -> None:
+    report = init_home(tmp_path)
+    # A client's pin store the relay must not depend on: gone, and unreadable if opened.
+    (tmp_path / "known_keys.json").unlink()
+    (tmp_path / "known_keys.json").mkdir()
+    settings = load_settings(tmp_path, env={})
+    config = relay(settings).send("GET", "/api/v1/web-config").json
+    assert [c["fingerprint"] for c in config["custodians"]] == [
+        report.identities[name].fingerprint_hex
+        for name in ("alpha", "bravo", "charlie", "delta", "echo")
+    ]
+    # A relay given no custodian keys lists none (the page pins on first use).
+    for pub in (settings.relay_dir() / "custodians").iterdir():
+        pub.unlink()
+    bare = relay(settings).send("GET", "/api/v1/web-config").json
+    assert [c["fingerprint"] for c in bare["custodians"]] == [None] * 5
+
+
 def test_custodian_preflight_allows_the_configured_origin(tmp_path: Path) -> None:
     svc = custodian(settings_for(tmp_path), "alpha")
     answer = svc.send(

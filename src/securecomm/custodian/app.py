@@ -22,7 +22,8 @@ from .. import canonical, hpke
 from .._encoding import b64encode
 from ..config import Settings
 from ..envelope import Policy, Receipt, share_digest
-from ..home import load_or_create, load_public, operator_name, save_public
+from ..errors import IdentityError
+from ..home import load_or_create, load_public
 from ..identity import PublicIdentity
 from ..protocol import DepositRequest, Release, deposit_info
 from ..service.app import (
@@ -38,7 +39,7 @@ from ..shares import Share
 from . import audit, openapi
 from .policy import Decision, Deposit, Outcome, Verdict, decide, uses_up
 
-__all__ = ["create_custodian_app", "ensure_operator"]
+__all__ = ["create_custodian_app", "load_operator"]
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -107,22 +108,26 @@ def _who(caller: PublicIdentity) -> tuple[str, str]:
     return caller.name, caller.fingerprint_hex
 
 
-def ensure_operator(settings: Settings, name: str) -> PublicIdentity:
-    """The custodian's operator key: HOME/custodians/NAME/operator.pub, made on first start
-    together with its private half in HOME/operators/ if there is none."""
-    pub_path = settings.custodian_dir(name) / "operator.pub"
-    if not pub_path.exists():
-        operator = load_or_create(
-            settings.home / "operators" / f"{operator_name(name)}.key", operator_name(name)
+def load_operator(settings: Settings, name: str) -> PublicIdentity:
+    """The public key of custodian ``name``'s operator, as its home was given it.
+
+    Never made here: an operator makes their own key on their own machine.
+    """
+    path = settings.custodian_dir(name) / "operator.pub"
+    if not path.exists():
+        raise IdentityError(
+            f"custodian {name} has no operator: {path} is missing; it will not start without"
+            " one. Have the operator run `securecomm keygen NAME` on their own machine and put"
+            f" the NAME.pub it writes at {path} (for the local network, `securecomm init`"
+            " writes it)"
         )
-        save_public(pub_path, operator.public)
-    return load_public(pub_path)
+    return load_public(path)
 
 
 def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None = None) -> Flask:
     directory = settings.custodian_dir(name)
     identity = load_or_create(directory / "identity.key", name)
-    operator = ensure_operator(settings, name)
+    operator = load_operator(settings, name)
     db = engine or open_database(settings.custodian_database(name), metadata)
     app = create_app(
         name,

@@ -22,8 +22,8 @@ from .. import canonical
 from .._encoding import b64decode
 from ..config import Settings, origin_of
 from ..envelope import Envelope
-from ..errors import FormatError, SignatureError
-from ..home import KnownKeys, load_or_create
+from ..errors import FormatError, IdentityError, SignatureError
+from ..home import load_or_create, load_public
 from ..identity import PublicIdentity, check_name
 from ..service.app import ApiError, authenticate, create_app, query_int, read_json
 from ..service.storage import define_common, open_database
@@ -416,13 +416,14 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
 def _web_config(settings: Settings) -> dict[str, Any]:
     """What the web client needs to know: the custodians, where they are, and the threshold.
 
-    Fingerprints come from the relay's home when it has pinned them (``securecomm init``
-    does); the page pins what it sees on first use either way and compares the two.
+    A custodian's fingerprint is given where the relay's own home holds its public key
+    (``RELAY/custodians/NAME.pub``, which ``securecomm init`` writes); the page pins what
+    it sees on first use either way and compares the two. The relay reads no one else's
+    files (a client's pinned keys least of all).
     """
-    known = KnownKeys.load(settings.home)
     custodians = []
     for custodian in settings.custodians:
-        pinned = known.get(custodian.name)
+        pinned = custodian_key(settings, custodian.name)
         custodians.append(
             {
                 "name": custodian.name,
@@ -438,6 +439,17 @@ def _web_config(settings: Settings) -> dict[str, Any]:
         "max_envelope_bytes": settings.max_envelope_bytes,
         "origins": list(settings.allowed_origins()),
     }
+
+
+def custodian_key(settings: Settings, name: str) -> PublicIdentity | None:
+    """The public key of custodian ``name`` as the relay's home was given it, if it was."""
+    path = settings.relay_dir() / "custodians" / f"{name}.pub"
+    if not path.exists():
+        return None
+    key = load_public(path)
+    if key.name != name:
+        raise IdentityError(f"{path} holds the key of {key.name!r}, not of {name!r}")
+    return key
 
 
 def _stored(message_id: str, digest: str, size: int, stored_at: int) -> dict[str, Any]:
