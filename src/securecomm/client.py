@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from . import httpsig
+from .codes import Code
 from .errors import ServiceError
 from .identity import Identity
 
@@ -98,7 +99,7 @@ class ServiceClient:
             raise ServiceError(
                 self.audience,
                 0,
-                "unreachable",
+                Code.UNREACHABLE,
                 f"cannot reach {self.base_url} ({type(exc).__name__})",
             ) from None
         if response.status_code >= 400:
@@ -106,6 +107,6 @@ class ServiceClient:
                 answer = response.json()
                 code, message = str(answer["code"]), str(answer["message"])
             except (ValueError, KeyError, TypeError):
-                code, message = "http_error", f"HTTP {response.status_code}"
+                code, message = Code.HTTP_ERROR, f"HTTP {response.status_code}"
             raise ServiceError(self.audience, response.status_code, code, message)
         return response

@@ -36,6 +36,8 @@ carries secret bytes: keys, shares, plaintext or passphrases.
 
 from __future__ import annotations
 
+from .codes import Code
+
 __all__ = [
     "ChecksumError",
     "DecryptionError",
@@ -167,7 +169,7 @@ class ReplayError(RequestAuthError):
     """A request whose nonce was already seen inside the clock-skew window."""
 
     def __init__(self, message: str = "request nonce already used (replay)") -> None:
-        super().__init__("replayed_request", message)
+        super().__init__(Code.REPLAYED_REQUEST, message)
 
 
 class PolicyError(SecureCommError):

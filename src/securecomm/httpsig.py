@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 
 from . import canonical
 from ._encoding import b64decode, b64encode
+from .codes import Code
 from .errors import FormatError, ParameterError, RequestAuthError
 from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, format_fingerprint
 
@@ -131,7 +132,7 @@ def _one(found: dict[str, list[str]], name: str, code: str) -> str:
 
 
 def _bad_input(message: str) -> RequestAuthError:
-    return RequestAuthError("bad_signature_input", message)
+    return RequestAuthError(Code.BAD_SIGNATURE_INPUT, message)
 
 
 def _parse_params(text: str) -> dict[str, str]:
@@ -177,9 +178,9 @@ def verify_request(
         found.setdefault(str(name).lower(), []).append(value)
     for name in _HEADERS:
         if name not in found:
-            raise RequestAuthError("missing_signature", f"request has no {name} header")
-    signature_input = _one(found, "signature-input", "bad_signature_input")
-    signature_field = _one(found, "signature", "bad_signature_input")
+            raise RequestAuthError(Code.MISSING_SIGNATURE, f"request has no {name} header")
+    signature_input = _one(found, "signature-input", Code.BAD_SIGNATURE_INPUT)
+    signature_field = _one(found, "signature", Code.BAD_SIGNATURE_INPUT)
 
     if (input_match := _SIGNATURE_INPUT.fullmatch(signature_input)) is None:
         raise _bad_input(f"Signature-Input: expected {SIGNATURE_LABEL}={_INNER_LIST};<params>")
@@ -194,7 +195,7 @@ def verify_request(
     # Messages quote no header value but the keyid's short form: a name or JSON key
     # read from the identity header is attacker text of any length.
     who = f"keyid {format_fingerprint(bytes.fromhex(params['keyid']))}"
-    identity_header = _one(found, IDENTITY_HEADER.lower(), "bad_identity")
+    identity_header = _one(found, IDENTITY_HEADER.lower(), Code.BAD_IDENTITY)
     stage = "not canonical padded base64"
     try:
         identity_json = b64decode(identity_header, field=IDENTITY_HEADER)
@@ -204,28 +205,30 @@ def verify_request(
         identity = PublicIdentity.from_json(obj)
     except (FormatError, ValueError) as exc:
         reason = f"{stage} ({type(exc).__name__})"
-        raise RequestAuthError("bad_identity", f"{IDENTITY_HEADER}: {reason}") from None
+        raise RequestAuthError(Code.BAD_IDENTITY, f"{IDENTITY_HEADER}: {reason}") from None
     if identity.fingerprint_hex != params["keyid"]:
-        raise RequestAuthError("bad_identity", f"{IDENTITY_HEADER}: its key is not {who}")
+        raise RequestAuthError(Code.BAD_IDENTITY, f"{IDENTITY_HEADER}: its key is not {who}")
 
     if params["tag"] != _TAG_PREFIX + audience:
-        raise RequestAuthError("wrong_audience", f"request from {who} is not meant for {audience}")
+        raise RequestAuthError(
+            Code.WRONG_AUDIENCE, f"request from {who} is not meant for {audience}"
+        )
     created = int(params["created"])
     age = (int(time.time()) if now is None else now) - created
     if abs(age) > SKEW_SECONDS:
         when = f"{age} s ago" if age > 0 else f"{-age} s in the future"
         window = f"the window is ±{SKEW_SECONDS} s"
-        raise RequestAuthError("stale_timestamp", f"request signed {when}; {window}")
-    digest = _one(found, "content-digest", "bad_digest")
+        raise RequestAuthError(Code.STALE_TIMESTAMP, f"request signed {when}; {window}")
+    digest = _one(found, "content-digest", Code.BAD_DIGEST)
     if digest != content_digest(body):
-        raise RequestAuthError("bad_digest", "Content-Digest does not match the body")
+        raise RequestAuthError(Code.BAD_DIGEST, "Content-Digest does not match the body")
 
     method = method.upper()
     if not all(_TARGET.fullmatch(value) for value in (method, path, query)):
-        raise RequestAuthError("bad_signature", "request target is not visible ASCII")
+        raise RequestAuthError(Code.BAD_SIGNATURE, "request target is not visible ASCII")
     base = _signature_base(method, path, query, digest, signature_input.partition("=")[2])
     try:
         identity.signing_key.verify(signature, base)
     except InvalidSignature:
-        raise RequestAuthError("bad_signature", f"signature by {who} does not verify") from None
+        raise RequestAuthError(Code.BAD_SIGNATURE, f"signature by {who} does not verify") from None
     return VerifiedRequest(identity, created, params["nonce"])

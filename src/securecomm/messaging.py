@@ -24,6 +24,7 @@ from typing import Any
 from ._encoding import b64decode
 from ._files import write_atomic
 from .client import ServiceClient
+from .codes import Code
 from .config import Settings
 from .envelope import Envelope, Policy, Receipt, prepare
 from .errors import (
@@ -109,11 +110,17 @@ def _recipient_key(
     """
     pinned = known.get(name)
     if error is not None:
-        if pinned is not None and getattr(error, "code", None) in {"not_found", "unreachable"}:
+        if pinned is not None and getattr(error, "code", None) in {
+            Code.NOT_FOUND,
+            Code.UNREACHABLE,
+        }:
             return pinned
-        if getattr(error, "code", None) == "not_found":
+        if getattr(error, "code", None) == Code.NOT_FOUND:
             unknown = ServiceError(
-                "relay", 404, "not_found", f"no one named {name!r} is registered; nothing was sent"
+                "relay",
+                404,
+                Code.NOT_FOUND,
+                f"no one named {name!r} is registered; nothing was sent",
             )
             unknown.hint = (
                 f"{name} registers with the relay from the web client (Identity, Register),"
@@ -369,7 +376,7 @@ def send(
         failure = ServiceError(
             "relay",
             getattr(answered, "status", 0),
-            getattr(answered, "code", "unreachable"),
+            getattr(answered, "code", Code.UNREACHABLE),
             f"the envelope was not stored: {reason}; nothing was sent"
             f" ({_withdrawal(withdrawn, set())})",
         )
@@ -397,10 +404,10 @@ def send(
 #: made can be taken back.
 _SETTLE_SECONDS = 5.0
 
-_RELAY_HINTS = {
-    "too_large": "the relay's limit is max_envelope_bytes in the [server] section of its"
+_RELAY_HINTS: dict[str, str] = {
+    Code.TOO_LARGE: "the relay's limit is max_envelope_bytes in the [server] section of its"
     " securecomm.toml",
-    "unreachable": "is `securecomm up` running? (or point SECURECOMM_SERVER_URL at the relay)",
+    Code.UNREACHABLE: "is `securecomm up` running? (or point SECURECOMM_SERVER_URL at the relay)",
 }
 
 
@@ -408,7 +415,7 @@ def _unavailable(service: str, code: str, headline: str, gather: _Gather) -> Ser
     """One error listing every failure of ``gather``, with a hint when nothing answered."""
     error = ServiceError(service, 0, code, _list_failures(headline, gather.failures))
     codes = {getattr(e, "code", None) for e in gather.errors.values()}
-    if gather.failures and not gather.results and codes <= {"unreachable"}:
+    if gather.failures and not gather.results and codes <= {Code.UNREACHABLE}:
         error.hint = (
             "no custodian answered: is `securecomm up` running?"
             " (or point SECURECOMM_CUSTODIAN_<NAME>_URL at each custodian)"
@@ -570,7 +577,7 @@ def read(
         try:
             data = relay.request("GET", f"/api/v1/messages/{message_id}").content
         except ServiceError as exc:
-            if exc.code == "not_found":
+            if exc.code == Code.NOT_FOUND:
                 exc.hint = (
                     "check the id with `securecomm inbox`; a message its sender unsent,"
                     " or that you deleted, is gone"
@@ -630,7 +637,10 @@ def read(
             release_id = answer.json()["release_id"]
             now.pending[name] = release_id
             raise ServiceError(
-                name, 202, "pending", f"waiting for the operator's approval (release {release_id})"
+                name,
+                202,
+                Code.PENDING,
+                f"waiting for the operator's approval (release {release_id})",
             )
         released = answer.json()
         share = check(name, released)
@@ -649,7 +659,7 @@ def read(
     # A release id stays worth asking again while its custodian could not be reached.
     for name, release_id in kept.pending.items():
         error = gather.errors.get(name)
-        if name in gather.outstanding or getattr(error, "code", None) == "unreachable":
+        if name in gather.outstanding or getattr(error, "code", None) == Code.UNREACHABLE:
             now.pending.setdefault(name, release_id)
     good = gather.results
     if not finished or len(good) < t:
@@ -662,7 +672,9 @@ def read(
         )
         if not finished:
             raise InterruptedOperationError(f"interrupted: nothing was decrypted{keeping}")
-        destroyed = [n for n, e in gather.errors.items() if getattr(e, "code", "") == "destroyed"]
+        destroyed = [
+            n for n, e in gather.errors.items() if getattr(e, "code", "") == Code.DESTROYED
+        ]
         headline = f"{len(good)} good share(s) of the {t} needed; nothing was decrypted{keeping}"
         if len((set(names) - set(destroyed)) | set(now.released)) < t:
             # Fewer than t shares exist any more, here or with a custodian: no read can succeed.

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import canonical, hpke
 from .._encoding import b64encode
+from ..codes import Code
 from ..config import Settings
 from ..envelope import Policy, Receipt, share_digest
 from ..errors import IdentityError
@@ -144,7 +145,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
     def require_operator() -> PublicIdentity:
         caller = authenticate()
         if caller.fingerprint != operator.fingerprint:
-            raise ApiError(403, "not_operator", f"only {name}'s operator may do this")
+            raise ApiError(403, Code.NOT_OPERATOR, f"only {name}'s operator may do this")
         return caller
 
     # Signed once: Ed25519 is deterministic, so every answer is the same bytes as before.
@@ -171,7 +172,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         ):
             raise ApiError(
                 400,
-                "digest_mismatch",
+                Code.DIGEST_MISMATCH,
                 "the sealed share does not match the digest, index or message id",
             )
         ref = os.urandom(16).hex()
@@ -180,7 +181,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
             if conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": deposit.message_id}).first():
                 raise ApiError(
                     409,
-                    "duplicate_deposit",
+                    Code.DUPLICATE_DEPOSIT,
                     f"a share of message {deposit.message_id} is already here",
                 )
             conn.execute(
@@ -218,13 +219,13 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         caller = authenticate()
         message_id = request.args.get("message_id", "")
         if not _HEX_ID.fullmatch(message_id):
-            raise ApiError(400, "bad_field", "message_id: expected 32 lowercase hex digits")
+            raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
         with db.connect() as conn:
             ref = conn.execute(
                 sa.select(deposits.c.ref).where(deposits.c.message_id == message_id)
             ).scalar()
         if ref is None:
-            raise ApiError(404, "no_deposit", f"no deposit of yours for message {message_id}")
+            raise ApiError(404, Code.NO_DEPOSIT, f"no deposit of yours for message {message_id}")
         return destroy_deposit(ref, caller)
 
     @app.delete("/v1/deposits/<ref>")
@@ -235,7 +236,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         with db.begin() as conn:
             row = conn.execute(sa.select(deposits).where(deposits.c.ref == ref)).first()
             if row is None or row.sender_fp != caller.fingerprint_hex:
-                raise ApiError(404, "no_deposit", f"no deposit {ref} of yours")
+                raise ApiError(404, Code.NO_DEPOSIT, f"no deposit {ref} of yours")
             destroyed = row.destroyed_at is None
             if destroyed:
                 _destroy(conn, ref, "unsent")
@@ -249,10 +250,10 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         caller = authenticate()
         body = read_json()
         if set(body) != {"v", "message_id"} or body["v"] != 1 or isinstance(body["v"], bool):
-            raise ApiError(400, "bad_field", 'expected {"v": 1, "message_id": "<32 hex>"}')
+            raise ApiError(400, Code.BAD_FIELD, 'expected {"v": 1, "message_id": "<32 hex>"}')
         message_id = body["message_id"]
         if not isinstance(message_id, str) or not _HEX_ID.fullmatch(message_id):
-            raise ApiError(400, "bad_field", "message_id: expected 32 lowercase hex digits")
+            raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
         now = int(time.time())
         with db.begin() as conn:
             row = conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": message_id}).first()
@@ -304,7 +305,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
             if pending is None or (
                 pending.recipient_fp != caller.fingerprint_hex and not is_operator
             ):
-                raise ApiError(404, "no_release", f"no release {release_id} for you")
+                raise ApiError(404, Code.NO_RELEASE, f"no release {release_id} for you")
             summary = {"v": 1, "release_id": release_id, "status": pending.status}
             if pending.status == "pending" or is_operator:
                 return jsonify(summary), 202 if pending.status == "pending" else 200
@@ -325,7 +326,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
                 .values(status="released")
             ).rowcount
             if not claimed:
-                raise ApiError(410, "already_released", "this release was already collected")
+                raise ApiError(410, Code.ALREADY_RELEASED, "this release was already collected")
             release, burned = _release(conn, row, caller)
             log(
                 conn,
@@ -354,8 +355,8 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
                     sa.select(releases.c.status).where(releases.c.id == release_id)
                 ).scalar()
                 if exists is None:
-                    raise ApiError(404, "no_release", f"no release {release_id}")
-                raise ApiError(409, "not_pending", f"release {release_id} is {exists}")
+                    raise ApiError(404, Code.NO_RELEASE, f"no release {release_id}")
+                raise ApiError(409, Code.NOT_PENDING, f"release {release_id} is {exists}")
             log(conn, verdict, release_id=release_id, operator=caller.fingerprint_hex)
         return jsonify({"v": 1, "release_id": release_id, "status": verdict})
 
@@ -372,7 +373,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         require_operator()
         status = request.args.get("status", "pending")
         if status not in {"pending", "approved", "denied", "released"}:
-            raise ApiError(400, "bad_field", "status: pending, approved, denied or released")
+            raise ApiError(400, Code.BAD_FIELD, "status: pending, approved, denied or released")
         with db.connect() as conn:
             rows = conn.execute(
                 sa.select(releases, deposits.c.message_id)

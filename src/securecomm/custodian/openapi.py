@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..codes import Code
 from ..relay.openapi import (
     DIGEST,
     FORMAT_CODES,
@@ -143,9 +144,9 @@ _SCHEMAS: dict[str, Schema] = {
     ),
 }
 
-_NOT_OPERATOR = error("The caller is not this custodian's operator.", "not_operator")
-_REFUSALS = ("not_recipient", "too_early", "expired", "used_up")
-_UNSEALABLE = ("bad_identity",)  # the caller's X25519 key cannot be sealed to
+_NOT_OPERATOR = error("The caller is not this custodian's operator.", Code.NOT_OPERATOR)
+_REFUSALS = (Code.NOT_RECIPIENT, Code.TOO_EARLY, Code.EXPIRED, Code.USED_UP)
+_UNSEALABLE = (Code.BAD_IDENTITY,)  # the caller's X25519 key cannot be sealed to
 _RELEASE_ID_PARAMETER = path_parameter("release_id", ref("ReleaseId"), "The release's id.")
 
 
@@ -158,8 +159,8 @@ def _decide(verdict: str) -> Schema:
             {
                 "200": json_response("Decided.", ref("ReleaseStatus")),
                 "403": _NOT_OPERATOR,
-                "404": error("No such release.", "no_release", NO_SUCH_ENDPOINT),
-                "409": error("The release is no longer pending.", "not_pending"),
+                "404": error("No such release.", Code.NO_RELEASE, NO_SUCH_ENDPOINT),
+                "409": error("The release is no longer pending.", Code.NOT_PENDING),
             },
             signed=True,
         ),
@@ -185,13 +186,13 @@ _PATHS: dict[str, Schema] = {
                 "400": error(
                     "The body is not valid, the share does not open, or it does not match the"
                     " digest, index or message id.",
-                    "bad_json",
+                    Code.BAD_JSON,
                     *FORMAT_CODES,
-                    "bad_seal",
-                    "bad_share",
-                    "digest_mismatch",
+                    Code.BAD_SEAL,
+                    Code.BAD_SHARE,
+                    Code.DIGEST_MISMATCH,
                 ),
-                "409": error("A share of this message is already here.", "duplicate_deposit"),
+                "409": error("A share of this message is already here.", Code.DUPLICATE_DEPOSIT),
             },
             signed=True,
             body=ref("DepositRequest"),
@@ -203,8 +204,10 @@ _PATHS: dict[str, Schema] = {
             " may; withdrawing twice is not an error.",
             {
                 "204": {"description": "Destroyed."},
-                "400": error("message_id is missing or not 32 lowercase hex digits.", "bad_field"),
-                "404": error("No deposit of the caller's for this message.", "no_deposit"),
+                "400": error(
+                    "message_id is missing or not 32 lowercase hex digits.", Code.BAD_FIELD
+                ),
+                "404": error("No deposit of the caller's for this message.", Code.NO_DEPOSIT),
             },
             signed=True,
             parameters=[
@@ -233,7 +236,7 @@ _PATHS: dict[str, Schema] = {
             {
                 "204": {"description": "Destroyed."},
                 "404": error(
-                    "No deposit of the caller's with this ref.", "no_deposit", "not_found"
+                    "No deposit of the caller's with this ref.", Code.NO_DEPOSIT, Code.NOT_FOUND
                 ),
             },
             signed=True,
@@ -247,10 +250,10 @@ _PATHS: dict[str, Schema] = {
             {
                 "200": json_response("Released.", ref("Release")),
                 "202": json_response("Waiting for the operator's approval.", ref("ReleaseStatus")),
-                "400": error("The body is not valid.", "bad_json", "bad_field", *_UNSEALABLE),
+                "400": error("The body is not valid.", Code.BAD_JSON, Code.BAD_FIELD, *_UNSEALABLE),
                 "403": error("The policy refuses a release to the caller now.", *_REFUSALS),
-                "404": error("No share of this message is held here.", "no_deposit"),
-                "410": error("The share was destroyed.", "destroyed"),
+                "404": error("No share of this message is held here.", Code.NO_DEPOSIT),
+                "410": error("The share was destroyed.", Code.DESTROYED),
             },
             signed=True,
             body=ref("ReleaseRequest"),
@@ -260,7 +263,7 @@ _PATHS: dict[str, Schema] = {
             "List release requests with one status. Only this custodian's operator may.",
             {
                 "200": json_response("The requests.", ref("ReleaseList")),
-                "400": error("Not a known status.", "bad_field"),
+                "400": error("Not a known status.", Code.BAD_FIELD),
                 "403": _NOT_OPERATOR,
             },
             signed=True,
@@ -287,11 +290,16 @@ _PATHS: dict[str, Schema] = {
                 ),
                 "202": json_response("Still pending.", ref("ReleaseStatus")),
                 "400": error("The share cannot be sealed to the caller's key.", *_UNSEALABLE),
-                "403": error("Denied, or the policy refuses it now.", "denied", *_REFUSALS),
+                "403": error("Denied, or the policy refuses it now.", Code.DENIED, *_REFUSALS),
                 "404": error(
-                    "No such release for the caller.", "no_release", "no_deposit", NO_SUCH_ENDPOINT
+                    "No such release for the caller.",
+                    Code.NO_RELEASE,
+                    Code.NO_DEPOSIT,
+                    NO_SUCH_ENDPOINT,
                 ),
-                "410": error("Already collected, or destroyed.", "already_released", "destroyed"),
+                "410": error(
+                    "Already collected, or destroyed.", Code.ALREADY_RELEASED, Code.DESTROYED
+                ),
             },
             signed=True,
         ),
@@ -306,7 +314,7 @@ _PATHS: dict[str, Schema] = {
             " to the last and carries the chain across pages (spec section 12.3).",
             {
                 "200": json_response("A page.", ref("AuditPage")),
-                "400": error("`limit` or `after` is not valid.", "bad_field"),
+                "400": error("`limit` or `after` is not valid.", Code.BAD_FIELD),
                 "403": _NOT_OPERATOR,
             },
             signed=True,

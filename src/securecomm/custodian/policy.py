@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..codes import Code
 from ..envelope import Policy
 
 __all__ = ["Decision", "Deposit", "Outcome", "Verdict", "decide", "uses_up"]
@@ -68,22 +69,22 @@ def decide(
     if verdict is Verdict.PENDING:
         return Decision(Outcome.WAIT, 202)
     if verdict is Verdict.DENIED:
-        return _refuse(403, "denied", "the operator denied this release")
+        return _refuse(403, Code.DENIED, "the operator denied this release")
     if verdict is Verdict.RELEASED:
-        return _refuse(410, "already_released", "this release was already collected")
+        return _refuse(410, Code.ALREADY_RELEASED, "this release was already collected")
     if deposit is None:
-        return _refuse(404, "no_deposit", "no share of that message is held here")
+        return _refuse(404, Code.NO_DEPOSIT, "no share of that message is held here")
     if deposit.destroyed is not None:
-        return _refuse(410, "destroyed", f"the share was destroyed ({deposit.destroyed})")
+        return _refuse(410, Code.DESTROYED, f"the share was destroyed ({deposit.destroyed})")
     if caller not in deposit.recipients:
-        return _refuse(403, "not_recipient", "you are not a recipient of this message")
+        return _refuse(403, Code.NOT_RECIPIENT, "you are not a recipient of this message")
     policy = deposit.policy
     if not policy.allows_release_at(now):
         if policy.not_before is not None and now < policy.not_before:
-            return _refuse(403, "too_early", f"no release before {policy.not_before}")
-        return _refuse(403, "expired", f"the policy expired at {policy.expires}")
+            return _refuse(403, Code.TOO_EARLY, f"no release before {policy.not_before}")
+        return _refuse(403, Code.EXPIRED, f"the policy expired at {policy.expires}")
     if policy.max_releases is not None and deposit.releases >= policy.max_releases:
-        return _refuse(403, "used_up", f"all {policy.max_releases} release(s) were made")
+        return _refuse(403, Code.USED_UP, f"all {policy.max_releases} release(s) were made")
     if policy.require_approval and verdict is None:
         return Decision(Outcome.ASK_OPERATOR, 202)
     return Decision(Outcome.RELEASE)

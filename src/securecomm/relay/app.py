@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import canonical
 from .._encoding import b64decode
+from ..codes import Code
 from ..config import Settings, origin_of
 from ..envelope import Envelope
 from ..errors import FormatError, IdentityError, SignatureError
@@ -100,7 +101,7 @@ _WEB_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"
 
 def _not_found(message_id: str) -> ApiError:
     # The same answer whether the message does not exist or is not the caller's.
-    return ApiError(404, "not_found", f"no message {message_id} for you")
+    return ApiError(404, Code.NOT_FOUND, f"no message {message_id} for you")
 
 
 _DECIMAL = re.compile(r"[0-9]{1,12}")
@@ -109,7 +110,7 @@ _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 def _message_id(value: str) -> str:
     if not _HEX_ID.fullmatch(value):
-        raise ApiError(400, "bad_field", "message id: expected 32 lowercase hex digits")
+        raise ApiError(400, Code.BAD_FIELD, "message id: expected 32 lowercase hex digits")
     return value
 
 
@@ -129,14 +130,14 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
 
     def store_envelope() -> tuple[Response, int]:
         if request.mimetype != "application/json":
-            raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+            raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
         body = request.get_data(cache=True)
         envelope = Envelope.from_bytes(body)
         envelope.verify()
         if any(slot.fingerprint is None for slot in envelope.header.custodians):
             raise ApiError(
                 400,
-                "no_custodians",
+                Code.NO_CUSTODIANS,
                 "the relay takes envelopes whose shares are with custodian services",
             )
         sender = envelope.header.sender
@@ -147,7 +148,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
             if registered is not None and registered != sender.fingerprint_hex:
                 raise ApiError(
                     403,
-                    "sender_key_mismatch",
+                    Code.SENDER_KEY_MISMATCH,
                     f"sender {sender.name!r} is registered with key {registered[:16]}, the"
                     f" envelope is signed by {sender.fingerprint_hex[:16]}",
                 )
@@ -155,7 +156,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
             if existing is not None:
                 if existing.digest != digest:
                     raise ApiError(
-                        409, "duplicate_id", f"message {envelope.id} exists with other content"
+                        409, Code.DUPLICATE_ID, f"message {envelope.id} exists with other content"
                     )
                 return jsonify(_stored(envelope.id, digest, len(body), existing.stored_at)), 200
             now = int(time.time())
@@ -276,7 +277,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
         if after:
             stored_at, _, last_id = after.partition(":")
             if not _DECIMAL.fullmatch(stored_at) or not _HEX_ID.fullmatch(last_id):
-                raise ApiError(400, "bad_field", "after: expected a cursor from a previous page")
+                raise ApiError(400, Code.BAD_FIELD, "after: expected a cursor from a previous page")
             query = query.where(
                 sa.tuple_(messages.c.stored_at, messages.c.id) > (int(stored_at), last_id)
             )
@@ -312,7 +313,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
                 ).where(directory.c.name == name)
             ).first()
         if row is None:
-            raise ApiError(404, "not_found", f"no directory entry for {name!r}")
+            raise ApiError(404, Code.NOT_FOUND, f"no directory entry for {name!r}")
         return jsonify(
             {
                 "identity": canonical.loads(row.identity.encode()),
@@ -332,14 +333,14 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
             or isinstance(body.get("v"), bool)
         ):
             raise ApiError(
-                400, "bad_field", 'expected {"v": 1, "identity": {...}, "endorsement"?: ...}'
+                400, Code.BAD_FIELD, 'expected {"v": 1, "identity": {...}, "endorsement"?: ...}'
             )
         new = PublicIdentity.from_json(body.get("identity"), field="identity")
         if new.name != name:
-            raise ApiError(400, "bad_field", f"identity.name {new.name!r} is not {name!r}")
+            raise ApiError(400, Code.BAD_FIELD, f"identity.name {new.name!r} is not {name!r}")
         if new.fingerprint != caller.fingerprint:
             raise ApiError(
-                403, "not_your_key", "a directory entry must be registered by the key it names"
+                403, Code.NOT_YOUR_KEY, "a directory entry must be registered by the key it names"
             )
         with db.begin() as conn:
             row = conn.execute(
@@ -391,7 +392,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
 
     def web_file(filename: str) -> Response:
         if filename not in web_files:
-            raise ApiError(404, "not_found", "no such file")
+            raise ApiError(404, Code.NOT_FOUND, "no such file")
         content, mimetype = web_files[filename]
         response = Response(content, mimetype=mimetype)
         response.headers["Content-Security-Policy"] = policy
@@ -476,7 +477,7 @@ def endorsement_body(name: str, new: PublicIdentity) -> dict[str, Any]:
 def _check_endorsement(value: object, old: PublicIdentity, new: PublicIdentity) -> None:
     refused = ApiError(
         409,
-        "key_changed",
+        Code.KEY_CHANGED,
         f"{old.name!r} is registered with key {old.short_fingerprint()}; replacing it with"
         f" {new.short_fingerprint()} needs an endorsement signed by the registered key",
     )

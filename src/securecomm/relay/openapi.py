@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..codes import Code
+
 __all__ = [
     "DIGEST",
     "DOCUMENT",
@@ -196,18 +198,24 @@ def error(description: str, *codes: str) -> Schema:
 
 
 AUTH_CODES = (
-    "missing_signature",
-    "bad_signature_input",
-    "bad_identity",
-    "wrong_audience",
-    "stale_timestamp",
-    "bad_digest",
-    "bad_signature",
-    "replayed_request",
+    Code.MISSING_SIGNATURE,
+    Code.BAD_SIGNATURE_INPUT,
+    Code.BAD_IDENTITY,
+    Code.WRONG_AUDIENCE,
+    Code.STALE_TIMESTAMP,
+    Code.BAD_DIGEST,
+    Code.BAD_SIGNATURE,
+    Code.REPLAYED_REQUEST,
 )
 # Codes of the format errors a strict JSON decoder answers (service/app.py's table).
-FORMAT_CODES = ("bad_field", "unknown_version", "bad_format", "non_canonical", "bad_length")
-NO_SUCH_ENDPOINT = "not_found"  # werkzeug's 404, e.g. a path parameter holding "/"
+FORMAT_CODES = (
+    Code.BAD_FIELD,
+    Code.UNKNOWN_VERSION,
+    Code.BAD_FORMAT,
+    Code.NON_CANONICAL,
+    Code.BAD_LENGTH,
+)
+NO_SUCH_ENDPOINT = Code.NOT_FOUND  # werkzeug's 404, e.g. a path parameter holding "/"
 
 SHARED_RESPONSES: dict[str, Schema] = {
     "Unauthorized": error(
@@ -217,9 +225,11 @@ SHARED_RESPONSES: dict[str, Schema] = {
     "TooLarge": error(
         "The body is larger than this service accepts (the relay: `max_envelope_bytes`,"
         " 16 MiB by default; a custodian: 1 MiB).",
-        "too_large",
+        Code.TOO_LARGE,
     ),
-    "UnsupportedMediaType": error("The body is not `application/json`.", "unsupported_media_type"),
+    "UnsupportedMediaType": error(
+        "The body is not `application/json`.", Code.UNSUPPORTED_MEDIA_TYPE
+    ),
 }
 
 _SIGNED_HEADERS = {
@@ -471,11 +481,11 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
 
 _MESSAGE_ID_PARAMETER = path_parameter("message_id", ref("MessageId"), "The message id.")
 _NAME_PARAMETER = path_parameter("name", ref("Name"), "The directory name.")
-_BAD_ID = error("The message id is not 32 lowercase hex digits.", "bad_field")
+_BAD_ID = error("The message id is not 32 lowercase hex digits.", Code.BAD_FIELD)
 _NOT_YOURS = error(
     "No such message for the caller (the same answer whether it does not exist or is not"
     " the caller's).",
-    "not_found",
+    Code.NOT_FOUND,
 )
 _STORE = operation(
     "storeEnvelope",
@@ -492,14 +502,14 @@ _STORE = operation(
             "Not a canonical, well-formed, correctly signed envelope whose custodians are"
             " services.",
             *FORMAT_CODES,
-            "bad_signature",
-            "no_custodians",
+            Code.BAD_SIGNATURE,
+            Code.NO_CUSTODIANS,
         ),
         "403": error(
             "The sender's name is registered in the directory with another key.",
-            "sender_key_mismatch",
+            Code.SENDER_KEY_MISMATCH,
         ),
-        "409": error("Another envelope with this id is stored.", "duplicate_id"),
+        "409": error("Another envelope with this id is stored.", Code.DUPLICATE_ID),
     },
     signed=False,
     body=ref("Envelope"),
@@ -536,7 +546,7 @@ _RELAY_PATHS: dict[str, Schema] = {
             " caller may; each sees only their own inbox.",
             {
                 "200": json_response("A page.", ref("InboxPage")),
-                "400": error("`limit` or `after` is not valid.", "bad_field"),
+                "400": error("`limit` or `after` is not valid.", Code.BAD_FIELD),
             },
             signed=True,
             parameters=[
@@ -563,8 +573,8 @@ _RELAY_PATHS: dict[str, Schema] = {
             " fingerprint out of band before trusting it.",
             {
                 "200": json_response("The entry.", ref("DirectoryEntry")),
-                "400": error("Not a valid name.", "bad_field"),
-                "404": error("No entry under this name.", "not_found"),
+                "400": error("Not a valid name.", Code.BAD_FIELD),
+                "404": error("No entry under this name.", Code.NOT_FOUND),
             },
             signed=False,
         ),
@@ -577,16 +587,16 @@ _RELAY_PATHS: dict[str, Schema] = {
                 "201": json_response("Registered.", ref("Registered")),
                 "400": error(
                     "The body or the name is not valid, or the identity's name is not the path's.",
-                    "bad_json",
+                    Code.BAD_JSON,
                     *FORMAT_CODES,
                 ),
                 "403": error(
-                    "The identity is not the key that signed the request.", "not_your_key"
+                    "The identity is not the key that signed the request.", Code.NOT_YOUR_KEY
                 ),
                 "404": error("No such endpoint.", NO_SUCH_ENDPOINT),
                 "409": error(
                     "Another key is registered and the endorsement is missing or wrong.",
-                    "key_changed",
+                    Code.KEY_CHANGED,
                 ),
             },
             signed=True,
@@ -626,7 +636,7 @@ _RELAY_PATHS: dict[str, Schema] = {
                         for kind in ("text/javascript", "text/css", "text/html")
                     },
                 },
-                "404": error("No such file.", "not_found"),
+                "404": error("No such file.", Code.NOT_FOUND),
             },
             signed=False,
         ),

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .. import errors, httpsig
+from ..codes import Code
 from ..identity import Identity, PublicIdentity
 from .storage import remember_nonce
 
@@ -39,27 +40,27 @@ ACCESS_LOG = logging.getLogger("securecomm.access")
 # Stable error codes for our own exceptions, most specific first.
 _ERROR_CODES: list[tuple[type[errors.SecureCommError], int, str]] = [
     (errors.RequestAuthError, 401, ""),  # carries its own code
-    (errors.NotRecipientError, 403, "not_recipient"),
-    (errors.PolicyError, 403, "forbidden"),
-    (errors.UnknownVersionError, 400, "unknown_version"),
-    (errors.NonCanonicalError, 400, "non_canonical"),
-    (errors.LengthError, 400, "bad_length"),
-    (errors.FieldError, 400, "bad_field"),
-    (errors.FormatError, 400, "bad_format"),
-    (errors.SignatureError, 400, "bad_signature"),
-    (errors.ShareError, 400, "bad_share"),
-    (errors.DecryptionError, 400, "bad_seal"),
-    (errors.IdentityError, 400, "bad_identity"),
-    (errors.SecureCommError, 400, "bad_request"),
+    (errors.NotRecipientError, 403, Code.NOT_RECIPIENT),
+    (errors.PolicyError, 403, Code.FORBIDDEN),
+    (errors.UnknownVersionError, 400, Code.UNKNOWN_VERSION),
+    (errors.NonCanonicalError, 400, Code.NON_CANONICAL),
+    (errors.LengthError, 400, Code.BAD_LENGTH),
+    (errors.FieldError, 400, Code.BAD_FIELD),
+    (errors.FormatError, 400, Code.BAD_FORMAT),
+    (errors.SignatureError, 400, Code.BAD_SIGNATURE),
+    (errors.ShareError, 400, Code.BAD_SHARE),
+    (errors.DecryptionError, 400, Code.BAD_SEAL),
+    (errors.IdentityError, 400, Code.BAD_IDENTITY),
+    (errors.SecureCommError, 400, Code.BAD_REQUEST),
 ]
 
 _HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    411: "length_required",
-    413: "too_large",
-    415: "unsupported_media_type",
+    400: Code.BAD_REQUEST,
+    404: Code.NOT_FOUND,
+    405: Code.METHOD_NOT_ALLOWED,
+    411: Code.LENGTH_REQUIRED,
+    413: Code.TOO_LARGE,
+    415: Code.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
@@ -128,11 +129,11 @@ def create_app(
         environ = request.environ
         # RFC 9112 section 3.2; werkzeug would quietly use the server's own name instead.
         if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not environ.get("HTTP_HOST"):
-            return error_response(400, "bad_request", "an HTTP/1.1 request must carry Host")
+            return error_response(400, Code.BAD_REQUEST, "an HTTP/1.1 request must carry Host")
         origin = request.headers.get("Origin")
         if origin is not None and origin not in cors_origins and not _same_origin(origin):
             return error_response(
-                403, "origin_not_allowed", "pages from this origin may not call this service"
+                403, Code.ORIGIN_NOT_ALLOWED, "pages from this origin may not call this service"
             )
         _read_chunked_body(max_body_bytes)
         return None
@@ -182,7 +183,7 @@ def create_app(
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        code = _HTTP_CODES.get(status, "http_error")
+        code = _HTTP_CODES.get(status, Code.HTTP_ERROR)
         message = {
             404: "no such endpoint",
             405: f"method {request.method} is not allowed here",
@@ -203,7 +204,7 @@ def create_app(
         ACCESS_LOG.error(
             json.dumps({"service": service, "error": type(exc).__name__, "where": where})
         )
-        return error_response(500, "internal_error", "internal error; see the service log")
+        return error_response(500, Code.INTERNAL_ERROR, "internal error; see the service log")
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -261,7 +262,7 @@ def _state() -> dict[str, Any]:
 def read_json() -> dict[str, Any]:
     """The request body as a JSON object, or an ApiError saying what is wrong with it."""
     if request.mimetype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+        raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
     body = request.get_data(cache=True)
     try:
         value = json.loads(
@@ -271,11 +272,11 @@ def read_json() -> dict[str, Any]:
             parse_constant=_no_float,
         )
     except UnicodeDecodeError:
-        raise ApiError(400, "bad_json", "the body is not UTF-8") from None
+        raise ApiError(400, Code.BAD_JSON, "the body is not UTF-8") from None
     except (ValueError, RecursionError):
-        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+        raise ApiError(400, Code.BAD_JSON, "the body is not valid JSON") from None
     if not isinstance(value, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object")
+        raise ApiError(400, Code.BAD_JSON, "the body must be a JSON object")
     return value
 
 
@@ -286,7 +287,7 @@ def query_int(name: str, *, default: int, low: int, high: int) -> int:
         return default
     # Not str.isdigit(), which takes "²"; and at most 16 digits, which SQLite can bind.
     if not _DECIMAL.fullmatch(raw) or not low <= int(raw) <= high:
-        raise ApiError(400, "bad_field", f"{name}: expected an integer in {low}..{high}")
+        raise ApiError(400, Code.BAD_FIELD, f"{name}: expected an integer in {low}..{high}")
     return int(raw)
 
 
