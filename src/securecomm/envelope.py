@@ -34,6 +34,19 @@ from cryptography.hazmat.primitives import hashes, hmac
 from . import aead, canonical
 from . import shares as shares_mod
 from ._encoding import b64decode, b64encode, labelled_hash
+from ._fields import (
+    HEX_FINGERPRINT,
+    TIME_MAX_SECONDS,
+    VERSION,
+    array,
+    expect_object,
+    fingerprint_hex,
+    integer,
+    matching,
+    message_id_hex,
+    optional_integer,
+    unique,
+)
 from .errors import (
     FieldError,
     InsufficientSharesError,
@@ -41,7 +54,6 @@ from .errors import (
     NotRecipientError,
     ShareDigestError,
     SignatureError,
-    UnknownVersionError,
 )
 from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
 from .shamir import check_parameters
@@ -66,12 +78,9 @@ __all__ = [
     "share_digest",
 ]
 
-VERSION = 1
 MESSAGE_ID_LENGTH_BYTES = 16
 DIGEST_LENGTH_BYTES = 32
 MAX_RECIPIENTS = 64
-_HEX_ID = re.compile(r"[0-9a-f]{32}")
-_HEX_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _REF = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 #: The one value of the header's optional ``payload``: the plaintext is a named file.
@@ -80,71 +89,6 @@ MAX_NAME_LENGTH_BYTES = 255
 # What a file name carried in a message may not hold: a path separator, a control
 # character, or a name that means a directory (spec 7.10).
 _NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
-
-
-# Field readers: each names the path of what it refuses.
-
-
-def _object(
-    value: object, path: str, keys: set[str], *, versioned: bool = False
-) -> Mapping[str, Any]:
-    """``value`` as an object with exactly ``keys``; a versioned one has its "v" checked first."""
-    if not isinstance(value, Mapping):
-        raise FieldError(f"{path}: expected an object, got {type(value).__name__}")
-    if versioned:
-        _version(value, path)
-    missing = keys - set(value)
-    if missing:
-        raise FieldError(f"{path}: missing field(s) {sorted(missing)}")
-    extra = set(value) - keys
-    if extra:
-        raise FieldError(f"{path}: unexpected field(s) {sorted(extra)}")
-    return value
-
-
-def _version(value: Mapping[str, Any], path: str) -> None:
-    version = value.get("v")
-    if version != VERSION or isinstance(version, bool):
-        raise UnknownVersionError(f"{path}.v: version {version!r}, expected {VERSION}")
-
-
-def _int(value: object, path: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise FieldError(f"{path}: expected an integer, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise FieldError(f"{path}: {value} is outside {low}..{high}")
-    return value
-
-
-def _optional_int(value: object, path: str, low: int, high: int) -> int | None:
-    return None if value is None else _int(value, path, low, high)
-
-
-def _list(value: object, path: str, low: int, high: int) -> list[Any]:
-    if not isinstance(value, list):
-        raise FieldError(f"{path}: expected an array, got {type(value).__name__}")
-    if not low <= len(value) <= high:
-        expected = f"exactly {low}" if low == high else f"{low}..{high}"
-        raise FieldError(f"{path}: {len(value)} item(s), expected {expected}")
-    return value
-
-
-def _match(value: object, path: str, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise FieldError(f"{path}: expected {what}")
-    return value
-
-
-def _unique(values: Sequence[str], path: str, what: str = "name") -> None:
-    seen: set[str] = set()
-    for i, value in enumerate(values):
-        if value in seen:
-            shown = repr(value) if what == "name" else value[:16]
-            raise FieldError(f"{path}[{i}]: {what} {shown} appears twice")
-        seen.add(value)
-
-
-_TIME_MAX = 2**40  # seconds: far beyond any real date, well inside canonical JSON's range
 
 
 def share_digest(message_id: bytes, custodian: str, share: Share) -> bytes:
@@ -182,9 +126,9 @@ class Recipient:
 
     @classmethod
     def from_json(cls, value: object, path: str) -> Recipient:
-        obj = _object(value, path, {"name", "fingerprint"})
+        obj = expect_object(value, path, {"name", "fingerprint"})
         name = check_name(obj["name"], field=f"{path}.name")
-        fp = _match(obj["fingerprint"], f"{path}.fingerprint", _HEX_FINGERPRINT, "64 hex digits")
+        fp = fingerprint_hex(obj["fingerprint"], f"{path}.fingerprint")
         return cls(name, bytes.fromhex(fp))
 
     @classmethod
@@ -213,14 +157,14 @@ class CustodianSlot:
 
     @classmethod
     def from_json(cls, value: object, path: str) -> CustodianSlot:
-        obj = _object(value, path, {"name", "fingerprint", "share_digest"})
+        obj = expect_object(value, path, {"name", "fingerprint", "share_digest"})
         name = check_name(obj["name"], field=f"{path}.name")
         fp = obj["fingerprint"]
         fingerprint = (
             None
             if fp is None
             else bytes.fromhex(
-                _match(fp, f"{path}.fingerprint", _HEX_FINGERPRINT, "64 hex digits or null")
+                matching(fp, f"{path}.fingerprint", HEX_FINGERPRINT, "64 hex digits or null")
             )
         )
         digest = b64decode(
@@ -243,9 +187,9 @@ class Policy:
 
     def __post_init__(self) -> None:
         path = self.path
-        _optional_int(self.not_before, f"{path}.not_before", 0, _TIME_MAX)
-        _optional_int(self.expires, f"{path}.expires", 0, _TIME_MAX)
-        _optional_int(self.max_releases, f"{path}.max_releases", 1, 1_000_000)
+        optional_integer(self.not_before, f"{path}.not_before", 0, TIME_MAX_SECONDS)
+        optional_integer(self.expires, f"{path}.expires", 0, TIME_MAX_SECONDS)
+        optional_integer(self.max_releases, f"{path}.max_releases", 1, 1_000_000)
         if not isinstance(self.require_approval, bool):
             raise FieldError(f"{path}.require_approval: expected true or false")
         if (
@@ -273,7 +217,8 @@ class Policy:
 
     @classmethod
     def from_json(cls, value: object, path: str) -> Policy:
-        obj = _object(value, path, {"not_before", "expires", "max_releases", "require_approval"})
+        keys = {"not_before", "expires", "max_releases", "require_approval"}
+        obj = expect_object(value, path, keys)
         return cls(
             obj["not_before"], obj["expires"], obj["max_releases"], obj["require_approval"], path
         )
@@ -322,27 +267,27 @@ class Header:
         keys = {"v", "id", "sender", "recipients", "created", "threshold", "n", "custodians"}
         keys |= {"policy", "key_commitment"}
         optional = {"payload"} if isinstance(value, Mapping) and "payload" in value else set()
-        obj = _object(value, path, keys | optional, versioned=True)
-        message_id = bytes.fromhex(_match(obj["id"], f"{path}.id", _HEX_ID, "32 hex digits"))
+        obj = expect_object(value, path, keys | optional, versioned=True)
+        message_id = bytes.fromhex(message_id_hex(obj["id"], f"{path}.id"))
         sender = PublicIdentity.from_json(obj["sender"], field=f"{path}.sender")
         recipients = tuple(
             Recipient.from_json(r, f"{path}.recipients[{i}]")
-            for i, r in enumerate(_list(obj["recipients"], f"{path}.recipients", 1, MAX_RECIPIENTS))
+            for i, r in enumerate(array(obj["recipients"], f"{path}.recipients", 1, MAX_RECIPIENTS))
         )
-        _unique([r.name for r in recipients], f"{path}.recipients")
-        _unique([r.fingerprint.hex() for r in recipients], f"{path}.recipients", "fingerprint")
-        created = _int(obj["created"], f"{path}.created", 0, _TIME_MAX)
-        n = _int(obj["n"], f"{path}.n", 2, 255)
-        threshold = _int(obj["threshold"], f"{path}.threshold", 2, 255)
+        unique([r.name for r in recipients], f"{path}.recipients")
+        unique([r.fingerprint.hex() for r in recipients], f"{path}.recipients", "fingerprint")
+        created = integer(obj["created"], f"{path}.created", 0, TIME_MAX_SECONDS)
+        n = integer(obj["n"], f"{path}.n", 2, 255)
+        threshold = integer(obj["threshold"], f"{path}.threshold", 2, 255)
         if threshold > n:
             raise FieldError(f"{path}.threshold: {threshold} is above n = {n}")
         custodians = tuple(
             CustodianSlot.from_json(c, f"{path}.custodians[{i}]")
-            for i, c in enumerate(_list(obj["custodians"], f"{path}.custodians", n, n))
+            for i, c in enumerate(array(obj["custodians"], f"{path}.custodians", n, n))
         )
-        _unique([c.name for c in custodians], f"{path}.custodians")
+        unique([c.name for c in custodians], f"{path}.custodians")
         # One key holding two shares would lower the threshold without anyone noticing.
-        _unique(
+        unique(
             [c.fingerprint.hex() for c in custodians if c.fingerprint is not None],
             f"{path}.custodians",
             "fingerprint",
@@ -421,14 +366,12 @@ class Receipt:
     @classmethod
     def from_json(cls, value: object, path: str = "receipt") -> Receipt:
         keys = {"v", "custodian", "index", "message_id", "ref", "share_digest", "signature"}
-        obj = _object(value, path, keys, versioned=True)
+        obj = expect_object(value, path, keys, versioned=True)
         return cls(
             check_name(obj["custodian"], field=f"{path}.custodian"),
-            _int(obj["index"], f"{path}.index", 1, 255),
-            bytes.fromhex(
-                _match(obj["message_id"], f"{path}.message_id", _HEX_ID, "32 hex digits")
-            ),
-            _match(obj["ref"], f"{path}.ref", _REF, "1-128 characters of A-Z a-z 0-9 _ -"),
+            integer(obj["index"], f"{path}.index", 1, 255),
+            bytes.fromhex(message_id_hex(obj["message_id"], f"{path}.message_id")),
+            matching(obj["ref"], f"{path}.ref", _REF, "1-128 characters of A-Z a-z 0-9 _ -"),
             b64decode(
                 obj["share_digest"], field=f"{path}.share_digest", length=DIGEST_LENGTH_BYTES
             ),
@@ -477,12 +420,12 @@ class Envelope:
     def from_json(cls, value: object) -> Envelope:
         path = "envelope"
         keys = {"v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"}
-        obj = _object(value, path, keys, versioned=True)
+        obj = expect_object(value, path, keys, versioned=True)
         header = Header.from_json(obj["header"])
         nonce = b64decode(obj["nonce"], field=f"{path}.nonce", length=aead.NONCE_LENGTH_BYTES)
         ciphertext = b64decode(obj["ciphertext"], field=f"{path}.ciphertext")
         tag = b64decode(obj["tag"], field=f"{path}.tag", length=aead.TAG_LENGTH_BYTES)
-        raw_receipts = _list(obj["receipts"], f"{path}.receipts", 0, 255)
+        raw_receipts = array(obj["receipts"], f"{path}.receipts", 0, 255)
         # Custodian services (with fingerprints) sign receipts; shares held out of band cannot.
         services = [slot.fingerprint is not None for slot in header.custodians]
         if any(services) and not all(services):
@@ -769,14 +712,14 @@ def _prepare(
         key_commitment=key_commitment(key, message_id),
         payload=payload,
     )
-    _unique([r.name for r in header.recipients], "envelope.header.recipients")
-    _unique(
+    unique([r.name for r in header.recipients], "envelope.header.recipients")
+    unique(
         [r.fingerprint.hex() for r in header.recipients],
         "envelope.header.recipients",
         "fingerprint",
     )
-    _unique([c.name for c in slots], "envelope.header.custodians")
-    _unique(
+    unique([c.name for c in slots], "envelope.header.custodians")
+    unique(
         [c.fingerprint.hex() for c in slots if c.fingerprint is not None],
         "envelope.header.custodians",
         "fingerprint",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,9 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from . import canonical
 from ._encoding import b64decode, b64encode, labelled_hash
+from ._fields import expect_object
 from ._files import write_atomic
-from .errors import FieldError, IdentityError, LengthError, SignatureError, UnknownVersionError
+from .errors import FieldError, IdentityError, LengthError, SignatureError
 
 __all__ = [
     "PASSPHRASE_ITERATIONS",
@@ -121,15 +121,7 @@ class PublicIdentity:
 
     @classmethod
     def from_json(cls, obj: object, *, field: str = "identity") -> PublicIdentity:
-        if not isinstance(obj, Mapping):
-            raise FieldError(f"{field}: expected an object")
-        version = obj.get("v")
-        if version != 1 or isinstance(version, bool):
-            raise UnknownVersionError(f"{field}: version {obj.get('v')!r}, expected 1")
-        if set(obj) != {"v", "name", "sign", "kem"}:
-            raise FieldError(
-                f"{field}: fields {sorted(obj)}, expected ['kem', 'name', 'sign', 'v']"
-            )
+        obj = expect_object(obj, field, {"v", "name", "sign", "kem"}, versioned=True)
         name = check_name(obj["name"], field=f"{field}.name")
         sign = b64decode(obj["sign"], field=f"{field}.sign", length=PUBLIC_KEY_LENGTH_BYTES)
         kem = b64decode(obj["kem"], field=f"{field}.kem", length=PUBLIC_KEY_LENGTH_BYTES)

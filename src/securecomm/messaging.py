@@ -39,7 +39,7 @@ from .errors import (
     SignatureError,
 )
 from .home import KnownKeys
-from .identity import Identity, PublicIdentity
+from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
 from .protocol import DepositRequest, Release
 from .shares import Share
 
@@ -85,7 +85,7 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
     presented = PublicIdentity.from_json(answer.get("identity"), field=f"{name} identity")
     known.check(presented)  # raises KeyChangedError with both fingerprints
     presented.verify(
-        b64decode(answer.get("signature"), field="signature", length=64),
+        b64decode(answer.get("signature"), field="signature", length=SIGNATURE_LENGTH_BYTES),
         "identity",
         answer["identity"],
     )

@@ -11,15 +11,15 @@ answered by one custodian and replayed as another's opens under neither
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import hpke
 from ._encoding import b64decode, b64encode
+from ._fields import expect_object, fingerprint_hex, integer, message_id_hex
 from .envelope import DIGEST_LENGTH_BYTES, Draft, Policy, Recipient
-from .errors import FieldError, UnknownVersionError
-from .identity import Identity, PublicIdentity, check_name
+from .errors import FieldError
+from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
 from .shares import Share
 
 __all__ = [
@@ -29,30 +29,9 @@ __all__ = [
     "release_info",
 ]
 
-_HEX32 = frozenset("0123456789abcdef")
-
-
-def _message_id(value: object, path: str) -> str:
-    if not isinstance(value, str) or len(value) != 32 or not set(value) <= _HEX32:
-        raise FieldError(f"{path}: expected 32 hex digits")
-    return value
-
-
-def _fields(value: object, path: str, keys: set[str]) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise FieldError(f"{path}: expected an object")
-    version = value.get("v")
-    if version != 1 or isinstance(version, bool):
-        raise UnknownVersionError(f"{path}.v: version {version!r}, expected 1")
-    if set(value) != keys:
-        raise FieldError(f"{path}: fields {sorted(value)}, expected {sorted(keys)}")
-    return value
-
 
 def _index(value: object, path: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 255:
-        raise FieldError(f"{path}: expected an integer in 1..255")
-    return value
+    return integer(value, path, 1, 255)
 
 
 def _info(
@@ -97,7 +76,7 @@ class DepositRequest:
     @classmethod
     def from_json(cls, value: object) -> DepositRequest:
         keys = {"v", "message_id", "index", "share_digest", "sealed_share", "policy", "recipients"}
-        obj = _fields(value, "deposit", keys)
+        obj = expect_object(value, "deposit", keys, versioned=True)
         recipients = obj["recipients"]
         if not isinstance(recipients, list) or not 1 <= len(recipients) <= 64:
             raise FieldError("deposit.recipients: expected 1..64 recipients")
@@ -105,7 +84,7 @@ class DepositRequest:
             Recipient.from_json(r, f"deposit.recipients[{i}]") for i, r in enumerate(recipients)
         )
         return cls(
-            _message_id(obj["message_id"], "deposit.message_id"),
+            message_id_hex(obj["message_id"], "deposit.message_id"),
             _index(obj["index"], "deposit.index"),
             b64decode(
                 obj["share_digest"], field="deposit.share_digest", length=DIGEST_LENGTH_BYTES
@@ -195,19 +174,17 @@ class Release:
             "sealed_share",
             "signature",
         }
-        obj = _fields(value, "release", keys)
+        obj = expect_object(value, "release", keys, versioned=True)
         if obj["status"] != "released":
             raise FieldError("release.status: expected 'released'")
-        recipient = obj["recipient"]
-        if not isinstance(recipient, str) or len(recipient) != 64 or not set(recipient) <= _HEX32:
-            raise FieldError("release.recipient: expected 64 hex digits")
+        recipient = fingerprint_hex(obj["recipient"], "release.recipient")
         return cls(
             check_name(obj["custodian"], field="release.custodian"),
             _index(obj["index"], "release.index"),
-            _message_id(obj["message_id"], "release.message_id"),
+            message_id_hex(obj["message_id"], "release.message_id"),
             recipient,
             b64decode(obj["sealed_share"], field="release.sealed_share"),
-            b64decode(obj["signature"], field="release.signature", length=64),
+            b64decode(obj["signature"], field="release.signature", length=SIGNATURE_LENGTH_BYTES),
         )
 
     def open(self, recipient: Identity, custodian: PublicIdentity) -> Share:

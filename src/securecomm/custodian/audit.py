@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from .. import canonical
 from .._encoding import b64decode, b64encode, labelled_hash
 from ..errors import FormatError, SecureCommError
-from ..identity import Identity, PublicIdentity
+from ..identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
 
 __all__ = [
     "GENESIS",
@@ -180,7 +180,9 @@ def verify(log: Iterable[Mapping[str, Any]], custodian: PublicIdentity) -> Audit
         try:
             seq, time, event = entry["seq"], entry["time"], entry["event"]
             data, link, digest = entry["data"], entry["prev"], entry["hash"]
-            signature = b64decode(entry["signature"], field="signature", length=64)
+            signature = b64decode(
+                entry["signature"], field="signature", length=SIGNATURE_LENGTH_BYTES
+            )
         except (KeyError, TypeError, SecureCommError):
             return bad(f"entry {position}: malformed")
         if seq != position:

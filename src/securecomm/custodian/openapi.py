@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..codes import Code
+from ..envelope import MAX_RECIPIENTS
 from ..relay.openapi import (
     DIGEST,
     FORMAT_CODES,
@@ -70,7 +71,7 @@ _SCHEMAS: dict[str, Schema] = {
                 minLength=64,
             ),
             "policy": ref("Policy"),
-            "recipients": array(ref("Recipient"), 1, 64),
+            "recipients": array(ref("Recipient"), 1, MAX_RECIPIENTS),
         },
         "One share of a message key, for this custodian to keep. The sender is whoever"
         " signs the request.",

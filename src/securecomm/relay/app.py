@@ -25,7 +25,7 @@ from ..config import Settings, origin_of
 from ..envelope import Envelope
 from ..errors import FormatError, IdentityError, SignatureError
 from ..home import load_or_create, load_public
-from ..identity import PublicIdentity, check_name
+from ..identity import SIGNATURE_LENGTH_BYTES, PublicIdentity, check_name
 from ..service.app import ApiError, authenticate, create_app, query_int, read_json
 from ..service.storage import define_common, open_database
 from . import openapi
@@ -484,7 +484,7 @@ def _check_endorsement(value: object, old: PublicIdentity, new: PublicIdentity) 
     if not isinstance(value, str):
         raise refused
     try:
-        signature = b64decode(value, field="endorsement", length=64)
+        signature = b64decode(value, field="endorsement", length=SIGNATURE_LENGTH_BYTES)
         old.verify(signature, "directory-rotation", endorsement_body(old.name, new))
     except (SignatureError, FormatError):
         raise refused from None

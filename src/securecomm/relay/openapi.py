@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._fields import TIME_MAX_SECONDS
 from ..codes import Code
+from ..envelope import MAX_RECIPIENTS
 
 __all__ = [
     "DIGEST",
@@ -46,7 +48,6 @@ SPEC = "spec/format-v1.md"
 _B64 = "A-Za-z0-9+/"
 # The last character before padding, when its unused low bits are zero (spec section 1.2).
 _B64_TAIL = {0: "", 1: f"[{_B64}][AQgw]==", 2: f"[{_B64}]{{2}}[AEIMQUYcgkosw048]="}
-TIME_MAX = 2**40
 
 
 # Schema pieces.
@@ -116,7 +117,7 @@ NAME = {
 }
 MESSAGE_ID = hex_string(32, "A message id: 16 random bytes in lowercase hex.")
 FINGERPRINT = hex_string(64, f"A full fingerprint ({SPEC} section 6.3).")
-TIME = integer(0, TIME_MAX, "Seconds since 1970-01-01T00:00:00Z.")
+TIME = integer(0, TIME_MAX_SECONDS, "Seconds since 1970-01-01T00:00:00Z.")
 SIGNATURE = base64_string(64, "An Ed25519 signature.")
 DIGEST = base64_string(32, "A SHA-256 digest.")
 INDEX = integer(1, 255, "A share index (its x-coordinate).")
@@ -144,8 +145,10 @@ SHARED_SCHEMAS: dict[str, Schema] = {
     ),
     "Policy": obj(
         {
-            "not_before": integer(0, TIME_MAX, "No release before (inclusive).", nullable=True),
-            "expires": integer(0, TIME_MAX, "No release from (exclusive).", nullable=True),
+            "not_before": integer(
+                0, TIME_MAX_SECONDS, "No release before (inclusive).", nullable=True
+            ),
+            "expires": integer(0, TIME_MAX_SECONDS, "No release from (exclusive).", nullable=True),
             "max_releases": integer(1, 1_000_000, "Releases per custodian.", nullable=True),
             "require_approval": {"type": "boolean"},
         },
@@ -390,7 +393,7 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
             "v": V1,
             "id": ref("MessageId"),
             "sender": ref("PublicIdentity"),
-            "recipients": array(ref("Recipient"), 1, 64),
+            "recipients": array(ref("Recipient"), 1, MAX_RECIPIENTS),
             "created": TIME,
             "threshold": integer(2, 255, "Shares needed (t), at most n."),
             "n": integer(2, 255, "Number of custodians."),
