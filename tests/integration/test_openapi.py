@@ -45,6 +45,7 @@ from securecomm.identity import Identity, PublicIdentity
 from securecomm.protocol import DepositRequest, Release
 from securecomm.relay import openapi as relay_openapi
 from securecomm.relay.app import create_relay_app
+from securecomm.service import openapi as service_openapi
 from tests.operators import provide_operator
 
 from .conftest import Service, Stack
@@ -137,13 +138,13 @@ def test_the_validator_refuses_an_invalid_document() -> None:
         schemathesis.openapi.from_dict(broken, config=CONFIG).validate()
 
 
-ANY_BASE64 = re.compile(relay_openapi.base64_string()["pattern"])
+ANY_BASE64 = re.compile(service_openapi.base64_string()["pattern"])
 
 
 def test_base64_patterns_accept_exactly_what_the_decoder_accepts() -> None:
     alphabet = string.ascii_letters + string.digits + "+/"
     for length in range(0, 70):
-        exact = re.compile(relay_openapi.base64_string(length)["pattern"])
+        exact = re.compile(service_openapi.base64_string(length)["pattern"])
         text = b64encode(bytes(range(length)))
         assert exact.search(text) and ANY_BASE64.search(text)
         assert not exact.search(b64encode(bytes(length + 1)))

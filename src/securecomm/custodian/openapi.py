@@ -1,6 +1,6 @@
 """A custodian's OpenAPI 3.1 document, served as ``GET /openapi.json``.
 
-Built from the pieces in :mod:`securecomm.relay.openapi` (shared schemas,
+Built from the pieces in :mod:`securecomm.service.openapi` (shared schemas,
 error answers, the signed-request security schemes), so both documents
 describe errors, identities, policies and receipts the same way.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from ..codes import Code
 from ..envelope import MAX_RECIPIENTS
-from ..relay.openapi import (
+from ..service.openapi import (
     DIGEST,
     FORMAT_CODES,
     INDEX,
