@@ -646,7 +646,7 @@ result = messaging.read(settings, known, Identity.load(user_key_path(home, "bob"
 write_atomic(sys.argv[3], result.plaintext)
 """
 
-#: The CLI reads at most this much (securecomm._cli_common.MAX_SECRET_BYTES).
+#: The CLI reads at most this much (securecomm.cli._common.MAX_SECRET_BYTES).
 CLI_MAX_BYTES = 64 * MIB
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from securecomm._cli_services import local_time_and_age
+from securecomm.cli.operators import local_time_and_age
 from securecomm.client import ServiceClient
 from securecomm.identity import Identity
 

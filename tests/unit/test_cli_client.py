@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from securecomm._cli_client import parse_duration
-from securecomm._cli_common import ProgressBar
 from securecomm.cli import main
+from securecomm.cli._common import ProgressBar
+from securecomm.cli.people import parse_duration
 from securecomm.config import load_settings
 from securecomm.errors import KeyChangedError
 from securecomm.home import KnownKeys, init_home

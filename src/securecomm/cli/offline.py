@@ -1,26 +1,25 @@
-"""The ``securecomm`` command: a thin layer over the library.
-
-Exit codes: 0 success, 1 a failure (decryption, signature, key file, I/O),
-2 bad input (arguments, shares, formats). Errors are one line and a hint,
-never a traceback, never a secret.
-"""
+"""``securecomm split | combine | keygen | encrypt | decrypt`` and ``demo --offline``: the
+single-machine mode, no server."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any
 
-from . import __version__, aead
-from . import shares as shares_mod
-from ._cli_client import add_commands as add_client_commands
-from ._cli_common import (
+from .. import aead
+from .. import shares as shares_mod
+from .._files import write_atomic
+from ..envelope import Envelope, name_for_file, prepare
+from ..errors import DecryptionError, SecureCommError, ShareError
+from ..home import load_public, save_public
+from ..identity import Identity
+from ..shares import Share
+from ._common import (
     EXIT_BAD_INPUT,
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     CliError,
     load_identity,
     passphrase,
@@ -30,23 +29,6 @@ from ._cli_common import (
     refuse_existing,
     write_output,
 )
-from ._cli_services import add_commands as add_service_commands
-from ._files import write_atomic
-from .envelope import Envelope, name_for_file, prepare
-from .errors import (
-    DecryptionError,
-    FormatError,
-    InterruptedOperationError,
-    ParameterError,
-    SecureCommError,
-    ShareError,
-    SignatureError,
-)
-from .home import load_public, save_public
-from .identity import Identity
-from .shares import Share
-
-# Commands
 
 
 def cmd_split(args: argparse.Namespace) -> None:
@@ -230,23 +212,11 @@ def _integer(value: str) -> int:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="securecomm",
-        description=(
-            "Encrypt a message with AES-256-GCM and split its key among custodians with"
-            " Shamir's secret sharing, so that no single party can read it."
-        ),
-        epilog="Exit codes: 0 success, 1 failure, 2 bad input."
-        " 'securecomm COMMAND --help' for more.",
-    )
-    parser.add_argument("--version", action="version", version=f"securecomm {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def add_commands(sub: Any) -> None:
     def add(
         name: str, func: Callable[[argparse.Namespace], None], help_text: str, description: str
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=description)
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=description)
         p.set_defaults(func=func)
         return p
 
@@ -318,45 +288,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", metavar="PATH", help="write the plaintext to PATH")
     p.add_argument("--force", action="store_true", help="replace -o PATH if it exists")
     p.add_argument("--sender", metavar="PUBFILE", help="refuse unless signed by this identity")
-
-    add_client_commands(sub)
-    add_service_commands(sub)
-    return parser
-
-
-def _fail(message: str, hint: str | None, code: int) -> NoReturn:
-    print(f"securecomm: error: {message}", file=sys.stderr)
-    if hint:
-        print(f"hint: {hint}", file=sys.stderr)
-    sys.exit(code)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except CliError as exc:
-        _fail(str(exc), exc.hint, exc.code)
-    except InterruptedOperationError as exc:
-        _fail(str(exc), None, EXIT_INTERRUPTED)
-    except (FormatError, ShareError, ParameterError) as exc:
-        _fail(str(exc), exc.hint, EXIT_BAD_INPUT)
-    except (DecryptionError, SignatureError) as exc:
-        _fail(str(exc), "nothing was written", EXIT_FAILURE)
-    except SecureCommError as exc:
-        _fail(str(exc), exc.hint, EXIT_FAILURE)
-    except OSError as exc:
-        _fail(
-            f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "),
-            None,
-            EXIT_FAILURE,
-        )
-    except KeyboardInterrupt:
-        _fail("interrupted", None, EXIT_INTERRUPTED)
-    except Exception as exc:
-        # Third-party messages may quote data; print the type only.
-        _fail(f"internal error ({type(exc).__name__})", "please report this", EXIT_FAILURE)
-
-
-if __name__ == "__main__":
-    main()

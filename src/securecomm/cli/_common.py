@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from ._encoding import b64encode
-from ._files import write_atomic
-from .errors import IdentityError
-from .identity import Identity
+from .._encoding import b64encode
+from .._files import write_atomic
+from ..config import DEFAULT_HOME, Settings, load_settings
+from ..errors import IdentityError
+from ..home import user_key_path
+from ..identity import Identity
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -187,3 +189,37 @@ def preview(data: bytes, width: int = 40) -> str:
     """The start of ``data`` in base64, for showing what crosses the wire."""
     text = b64encode(data)
     return text if len(text) <= width else text[:width] + "..."
+
+
+def home_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--home",
+        metavar="DIR",
+        help=f"data directory (env SECURECOMM_HOME, default ./{DEFAULT_HOME})",
+    )
+
+
+def home_of(args: argparse.Namespace) -> Path:
+    return Path(args.home) if args.home else load_settings(None).home
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The settings of a data directory that ``init`` (or ``up``) has set up."""
+    home = home_of(args)
+    if not (home / "known_keys.json").exists():
+        raise CliError(f"{home} is not set up", hint="run 'securecomm init' (or 'securecomm up')")
+    return load_settings(home)
+
+
+def user(args: argparse.Namespace, settings: Settings, name: str) -> Identity:
+    path = user_key_path(settings.home, name)
+    if not path.exists():
+        raise CliError(
+            f"no identity {name!r} at {path}",
+            hint=f"create one with: securecomm keygen {name} --out {path.parent}",
+        )
+    return load_identity(str(path), args)
+
+
+def warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)

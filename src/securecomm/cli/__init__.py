@@ -1,0 +1,90 @@
+"""The ``securecomm`` command: a thin layer over the library, one module per audience.
+
+- :mod:`.offline`: split, combine, keygen, encrypt, decrypt (single-machine mode, no server)
+- :mod:`.local`: init, up, demo, clean (the whole system on this machine)
+- :mod:`.people`: send, inbox, read, unsend
+- :mod:`.operators`: a custodian's operator (pending, approve, deny) and audit verify
+- :mod:`.services`: relay serve, custodian serve, and mitm for testing
+
+This module only builds the parser from theirs and turns errors into exit codes:
+0 success, 1 a failure (decryption, signature, key file, I/O), 2 bad input (arguments,
+shares, formats), 130 interrupted. Errors are one line and a hint, never a traceback,
+never a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from .. import __version__
+from ..errors import (
+    DecryptionError,
+    FormatError,
+    InterruptedOperationError,
+    ParameterError,
+    SecureCommError,
+    ShareError,
+    SignatureError,
+)
+from . import local, offline, operators, people, services
+from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CliError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="securecomm",
+        description=(
+            "Encrypt a message with AES-256-GCM and split its key among custodians with"
+            " Shamir's secret sharing, so that no single party can read it."
+        ),
+        epilog="Exit codes: 0 success, 1 failure, 2 bad input, 130 interrupted."
+        " 'securecomm COMMAND --help' for more.",
+    )
+    parser.add_argument("--version", action="version", version=f"securecomm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    offline.add_commands(sub)
+    local.add_commands(sub)
+    people.add_commands(sub)
+    custodian = services.add_commands(sub)
+    operators.add_commands(sub, custodian)
+    return parser
+
+
+def _fail(message: str, hint: str | None, code: int) -> NoReturn:
+    print(f"securecomm: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CliError as exc:
+        _fail(str(exc), exc.hint, exc.code)
+    except InterruptedOperationError as exc:
+        _fail(str(exc), None, EXIT_INTERRUPTED)
+    except (FormatError, ShareError, ParameterError) as exc:
+        _fail(str(exc), exc.hint, EXIT_BAD_INPUT)
+    except (DecryptionError, SignatureError) as exc:
+        _fail(str(exc), "nothing was written", EXIT_FAILURE)
+    except SecureCommError as exc:
+        _fail(str(exc), exc.hint, EXIT_FAILURE)
+    except OSError as exc:
+        _fail(
+            f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "),
+            None,
+            EXIT_FAILURE,
+        )
+    except KeyboardInterrupt:
+        _fail("interrupted", None, EXIT_INTERRUPTED)
+    except Exception as exc:
+        # Third-party messages may quote data; print the type only.
+        _fail(f"internal error ({type(exc).__name__})", "please report this", EXIT_FAILURE)

@@ -1,0 +1,5 @@
+"""``python -m securecomm.cli``: what the services' processes and the tests run."""
+
+from . import main
+
+main()

@@ -1,0 +1,306 @@
+"""``securecomm init | up | demo | clean``: the whole system on this machine, in one data
+directory."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._encoding import b64encode
+from ..config import Settings, load_settings
+from ..envelope import Envelope
+from ..errors import SecureCommError, ServiceError
+from ..home import KnownKeys, config_text, init_home, user_key_path
+from ..identity import Identity
+from ._common import (
+    EXIT_BAD_INPUT,
+    CliError,
+    home_of,
+    home_option,
+    positive_int,
+    preview,
+    warn,
+)
+from .offline import cmd_demo_offline
+
+if TYPE_CHECKING:
+    from ..stack import BusyPort
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    report = init_home(home_of(args), n=args.custodians, t=args.threshold)
+    settings = load_settings(report.home)
+    print(f"home: {report.home} ({settings.threshold} of {settings.n_shares} custodians)")
+    print(f"created {len(report.created)} file(s)" if report.created else "nothing to create")
+    for name, identity in report.identities.items():
+        print(f"  {name:<18} {identity.short_fingerprint()}")
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from ..stack import Stack
+
+    home = home_of(args)
+    report = init_home(home, n=args.custodians, t=args.threshold)
+    if report.created:
+        print(f"initialised {home}")
+    settings = load_settings(home)
+    stack = Stack(settings, workers=args.workers)
+    busy = stack.busy_ports()
+    if busy:
+        raise _ports_in_use(busy, home)
+    print(f"starting the relay and {settings.n_shares} custodians ...", file=sys.stderr)
+    stack.start()
+    try:
+        _register_users(settings)
+        print(f"securecomm is up ({settings.threshold} of {settings.n_shares}); Ctrl-C stops it")
+        for process in stack.processes:
+            fingerprint = report.identities[process.name].short_fingerprint()
+            print(f"  {process.name:<8} {process.url:<24} {fingerprint}")
+        print(f"logs: {home / 'logs'}")
+        print(f"web client: open {settings.server_url}/ in a browser", flush=True)
+        stack.wait()
+    finally:
+        print("stopping ...", file=sys.stderr, flush=True)
+        stack.stop()
+        print("stopped", file=sys.stderr, flush=True)
+
+
+def _ports_in_use(busy: list[BusyPort], home: Path) -> CliError:
+    """Refusing ``up`` when its ports are taken: which, by whom, and what to do."""
+    count = "a port is" if len(busy) == 1 else f"{len(busy)} ports are"
+    rows = "\n".join(f"  {b.name:<8} {b.address:<21} {b.holder}" for b in busy)
+    hint = (
+        f"another 'securecomm up' on this data directory ({home}) is running: use it, or"
+        " stop it (Ctrl-C in its terminal) first. "
+        if any(b.ours for b in busy)
+        else ""
+    )
+    hint += (
+        f"To see which program holds a port: ss -ltnp 'sport = :{busy[0].port}'. Stop it,"
+        f" or choose other ports in {home / 'securecomm.toml'}, or use another --home."
+    )
+    return CliError(f"cannot start, nothing was started: {count} already in use\n{rows}", hint=hint)
+
+
+def _register_users(settings: Settings) -> None:
+    """Put each local user's public keys in the relay's directory (idempotent)."""
+    from ..client import ServiceClient
+
+    for path in sorted((settings.home / "users").glob("*.key")):
+        try:
+            user = Identity.load(path)
+        except SecureCommError:
+            continue  # a passphrase-protected user registers when they first send
+        with ServiceClient(settings.server_url, "relay", user) as relay:
+            try:
+                relay.request(
+                    "PUT",
+                    f"/api/v1/directory/{user.name}",
+                    body={"v": 1, "identity": user.public.to_json()},
+                )
+            except ServiceError as exc:
+                warn(f"could not register {user.name} in the directory: {exc}")
+
+
+def _refuse_while_running(home: Path) -> None:
+    """Refuse to remove what this home's running services have open (their logs, their
+    databases): a service of this home answers on its port with this home's key."""
+    if not (home / "securecomm.toml").exists() and not (home / "known_keys.json").exists():
+        return
+    from ..stack import Stack
+
+    running = [busy.name for busy in Stack(load_settings(home)).busy_ports() if busy.ours]
+    if running:
+        raise CliError(
+            f"the services of {home} are running ({', '.join(running)}): nothing was removed",
+            hint="stop `securecomm up` (Ctrl-C in its terminal) first, then clean",
+        )
+
+
+def cmd_clean(args: argparse.Namespace) -> None:
+    home = home_of(args).absolute()  # the full path, so no one wonders what was removed
+    _refuse_while_running(home)
+    # Only what the services write and can write again; keys, messages and settings stay.
+    leftovers = [path for path in (home / "logs",) if path.exists()]
+    for path in leftovers:
+        shutil.rmtree(path)
+        print(f"removed {path}")
+    if not leftovers:
+        print(f"{home}: nothing to remove")
+    if not args.all or not home.exists():
+        return
+    if not ((home / "securecomm.toml").exists() or (home / "known_keys.json").exists()):
+        raise CliError(
+            f"{home} is not a securecomm data directory (no securecomm.toml or known_keys.json)",
+            hint="name the data directory with --home; nothing was deleted",
+            code=EXIT_BAD_INPUT,
+        )
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(
+                f"refusing to delete {home} without confirmation",
+                hint="add --yes",
+                code=EXIT_BAD_INPUT,
+            )
+        answer = input(f"delete {home} with every key and message in it? [y/N] ")
+        if answer.strip().lower() not in {"y", "yes"}:
+            print("kept")
+            return
+    shutil.rmtree(home)
+    print(f"removed {home}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    if args.offline:
+        cmd_demo_offline(args)
+        return
+    from .. import messaging
+    from ..client import ServiceClient
+    from ..stack import Stack
+
+    started = time.perf_counter()
+    say = print
+    with tempfile.TemporaryDirectory(prefix="securecomm-demo-") as tmp:
+        home = Path(tmp) / "home"
+        say("securecomm demo: the relay and five custodians on this machine, 3 of 5 to read")
+        _free_port_config(home)
+        init_home(home, users=("alice", "bob", "eve"))
+        settings = load_settings(home, env={})
+        known = KnownKeys.load(home)
+        stack = Stack(settings)
+        say("\n== 1. start the relay and five custodians (each its own process)")
+        stack.start()
+        try:
+            for process in stack.processes:
+                say(f"   {process.name:<8} {process.url}")
+            alice, bob, eve = (
+                Identity.load(user_key_path(home, n)) for n in ("alice", "bob", "eve")
+            )
+            message = "Meet at the north gate at 06:00."
+            say(f"\n== 2. alice sends bob: {message!r}")
+            sent = messaging.send(settings, known, alice, ["bob"], message.encode())
+            say(f"   message {sent.message_id}; each custodian signed a receipt:")
+            for receipt in sent.receipts:
+                say(f"   {receipt.custodian:<8} ref {receipt.ref}")
+            say("\n== 3. what the relay stored: ciphertext and references, no key, no share")
+            # Asked as anyone would, through the relay's API: the demo reads no service's
+            # database (alice, the sender, may fetch what she posted).
+            with ServiceClient(settings.server_url, "relay", alice) as relay:
+                stored = relay.request("GET", f"/api/v1/messages/{sent.message_id}").content
+            envelope = Envelope.from_bytes(stored)
+            say(f"   ciphertext: {preview(envelope.ciphertext, 44)}")
+            say(f"   nonce:      {b64encode(envelope.nonce)}   tag: {b64encode(envelope.tag)}")
+            n, t = envelope.header.n, envelope.header.threshold
+            say(f"   {n} shares, threshold {t}, each held by a different custodian")
+            say("   A share is a piece of the message key; on its own it says nothing of the key.")
+            say(f"   Any {t} of the {n} shares rebuild the key; fewer than {t} reveal nothing,")
+            say("   because every possible key fits them equally well.")
+            found = message.encode() in stored
+            say(f"   the plaintext in the relay's database: {'FOUND' if found else 'nowhere'}")
+            say("\n== 4. two custodians go down: bravo and delta")
+            stack.stop("bravo", "delta")
+            say("\n== 5. bob reads with the three left")
+            result = messaging.read(
+                settings,
+                known,
+                bob,
+                sent.message_id,
+                deadline=5,
+                warn=lambda line: say(f"   ({line})"),
+            )
+            say(f"   key rebuilt from {', '.join(result.used)}")
+            say(f"   bob reads: {result.plaintext.decode()!r}")
+            say("\n== 6. eve, who is not a recipient, tries")
+            try:
+                messaging.read(settings, known, eve, sent.message_id, deadline=5)
+                say("   eve READ IT (this must never happen)")
+            except SecureCommError as exc:
+                say(f"   the relay: {str(exc).splitlines()[0]}")
+            with ServiceClient(settings.custodian("alpha").url, "alpha", eve) as alpha:
+                try:
+                    alpha.request(
+                        "POST", "/v1/releases", body={"v": 1, "message_id": sent.message_id}
+                    )
+                    say("   alpha RELEASED A SHARE TO EVE (this must never happen)")
+                except ServiceError as exc:
+                    say(f"   custodian alpha: {exc.reason}")
+        finally:
+            say("\n== 7. stop everything")
+            stack.stop()
+    say(f"\ndone in {time.perf_counter() - started:.1f} s")
+
+
+def _free_port_config(home: Path) -> None:
+    """A settings file on free loopback ports, so the demo never meets a running system."""
+    import socket
+
+    def port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            number: int = sock.getsockname()[1]
+            return number
+
+    home.mkdir(parents=True)
+    names = ("alpha", "bravo", "charlie", "delta", "echo")
+    text = config_text(5, 3, relay_port=port(), ports={name: port() for name in names})
+    (home / "securecomm.toml").write_text(text)
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "init",
+        help="create the data directory, identities and known keys",
+        description="Create what is missing: settings, identities for the relay,"
+        " the custodians and their operators, alice and bob, and known_keys.json"
+        " pinning every public key. Running it again changes nothing.",
+    )
+    home_option(p)
+    p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
+    p.add_argument("--threshold", type=positive_int, help="shares needed t (default 3)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "up",
+        help="run the relay and all custodians here, in the foreground",
+        description="Run init if needed, start the relay and every custodian as"
+        " separate processes, wait until each answers, print their URLs and"
+        " fingerprints, and stop them all on Ctrl-C or SIGTERM. If a port is taken"
+        " (another 'up' on this data directory, or another program), nothing is started.",
+    )
+    home_option(p)
+    p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
+    p.add_argument("--threshold", type=positive_int, help="shares needed t (default 3)")
+    p.add_argument("--workers", type=int, default=1, help="gunicorn workers per service")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole system in about 10 seconds, narrated",
+        description="Start the relay and five custodians in a temporary"
+        " directory, send a message from alice to bob, show what the relay"
+        " stored, stop two custodians, read with the three left, show a"
+        " stranger refused, and stop everything.",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="only the cryptography, no servers (encrypt, split, combine, decrypt)",
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "clean",
+        help="remove the logs in the data directory",
+        description="Remove what the services wrote and will write again (the logs)"
+        " from the data directory HOME, and nothing outside it; with --all, also HOME"
+        " itself, every key and message in it (asks first, unless --yes).",
+    )
+    home_option(p)
+    p.add_argument("--all", action="store_true", help="also delete the data directory")
+    p.add_argument("--yes", action="store_true", help="do not ask before deleting it")
+    p.set_defaults(func=cmd_clean)

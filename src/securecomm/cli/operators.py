@@ -1,0 +1,191 @@
+"""``securecomm custodian pending | approve | deny`` and ``securecomm audit verify``: a
+custodian's operator at work."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings, load_settings
+from ..errors import IdentityError, ParameterError
+from ._common import home_option
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.home)
+
+
+def _operator_client(args: argparse.Namespace) -> Any:
+    from ..client import ServiceClient
+    from ..home import operator_name
+    from ..identity import Identity
+
+    settings = _settings(args)
+    url = args.url or settings.custodian(args.name).url
+    key = settings.home / "operators" / f"{operator_name(args.name)}.key"
+    if not key.exists():
+        raise IdentityError(f"no operator key for {args.name} at {key}")
+    return ServiceClient(url, args.name, Identity.load(key))
+
+
+def cmd_custodian_pending(args: argparse.Namespace) -> None:
+    with _operator_client(args) as client:
+        answer = client.request("GET", "/v1/releases", params={"status": "pending"}).json()
+    pending = answer["releases"]
+    if not pending:
+        print(f"{args.name}: no pending releases")
+    for item in pending:
+        who = item["recipient"]
+        print(
+            f"{item['release_id']}  message {item['message_id']}  for {who['name']}"
+            f"  requested {local_time_and_age(item['created'])}"
+        )
+
+
+def local_time_and_age(epoch: int, now: float | None = None) -> str:
+    """``1796059444`` -> ``2026-11-30 17:40 (3 min ago)``, in this machine's time zone."""
+    now = time.time() if now is None else now
+    seconds = int(now - epoch)
+    ago = abs(seconds)
+    if ago < 5:
+        age = "just now"
+    else:
+        units = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+        unit, size = next((unit, size) for unit, size in units if ago >= size)
+        amount = f"{ago // size} {unit}"
+        age = f"{amount} ago" if seconds > 0 else f"in {amount}"  # in: the clocks differ
+    return f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(epoch))} ({age})"
+
+
+def _decide(args: argparse.Namespace, verdict: str) -> None:
+    with _operator_client(args) as client:
+        client.request("POST", f"/v1/releases/{args.release_id}/{verdict}")
+    print(
+        f"{args.name}: release {args.release_id} {dict(approve='approved', deny='denied')[verdict]}"
+    )
+
+
+def cmd_custodian_approve(args: argparse.Namespace) -> None:
+    _decide(args, "approve")
+
+
+def cmd_custodian_deny(args: argparse.Namespace) -> None:
+    _decide(args, "deny")
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from ..custodian import audit
+    from ..home import load_public
+
+    settings = _settings(args)
+    directory = settings.custodian_dir(args.name)
+    public = load_public(Path(args.key) if args.key else directory / "identity.pub")
+    if args.file:
+        report = audit.verify(_saved_pages(args.file), public)
+    elif args.remote or args.url:
+        with _operator_client(args) as client:
+
+            def fetch(after: int) -> dict[str, Any]:
+                params = {"after": str(after), "limit": str(audit.PAGE_MAX_ENTRIES)}
+                page: dict[str, Any] = client.request("GET", "/v1/audit", params=params).json()
+                return page
+
+            report = audit.verify(audit.paged(fetch), public)
+    else:
+        import sqlalchemy as sa
+
+        from ..custodian.app import audit_log
+
+        database = settings.custodian_database(args.name)
+        if database.startswith("sqlite:///") and not Path(database[10:]).exists():
+            raise ParameterError(f"no database for {args.name} at {database[10:]}")
+        engine = sa.create_engine(database)
+        with engine.connect() as conn:
+
+            def read(after: int) -> dict[str, Any]:
+                return audit.page(conn, audit_log, after=after, limit=audit.PAGE_MAX_ENTRIES)
+
+            report = audit.verify(audit.paged(read), public)
+        engine.dispose()
+    if report.ok:
+        print(f"audit log of {args.name}: {report.count} entries; chain and signatures verify")
+        return
+    print(f"audit log of {args.name}: FAILED at {report.reason}", file=sys.stderr)
+    print(f"the first {report.count} entries verify", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def _saved_pages(files: list[str]) -> Iterator[Any]:
+    """The entries of pages saved from GET /v1/audit, given first to last."""
+    for position, file in enumerate(files, start=1):
+        try:
+            page = json.loads(Path(file).read_text("utf-8"))
+            entries, cursor = page["entries"], page.get("next")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise ParameterError(f"{file}: not an audit log saved from GET /v1/audit") from None
+        if not isinstance(entries, list):
+            raise ParameterError(f"{file}: not an audit log saved from GET /v1/audit")
+        yield from entries
+        if cursor is not None and position == len(files):
+            raise ParameterError(
+                f"{file}: the log goes on after entry {cursor}; save every page"
+                f" (GET /v1/audit?after={cursor} next) and give each with --file, in order"
+            )
+
+
+def add_commands(sub: Any, custodian: Any) -> None:
+    """Add the operator's verbs to the ``custodian`` group, and ``audit``."""
+
+    def group(name: str, help_text: str, description: str) -> Any:
+        parser = sub.add_parser(name, help=help_text, description=description)
+        return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+    for verb, func, text in (
+        ("pending", cmd_custodian_pending, "list releases waiting for approval"),
+        ("approve", cmd_custodian_approve, "approve a pending release"),
+        ("deny", cmd_custodian_deny, "deny a pending release"),
+    ):
+        p = custodian.add_parser(
+            verb,
+            help=text,
+            description=f"As the custodian's operator,"
+            f" {text} (signed with HOME/operators/NAME-operator.key).",
+        )
+        if verb != "pending":
+            p.add_argument("release_id", metavar="ID", help="the release id")
+        p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
+        p.add_argument("--url", help="the custodian's URL (default from the config)")
+        home_option(p)
+        p.set_defaults(func=func)
+
+    audit_sub = group(
+        "audit", "check a custodian's audit log", "Audit logs are hash-chained and signed."
+    )
+    p = audit_sub.add_parser(
+        "verify",
+        help="verify a custodian's audit log",
+        description="Check every entry's hash link and signature and name the first that"
+        " fails: an edited, removed or reordered entry. Reads the custodian's database under"
+        " HOME; with --remote, the running custodian's GET /v1/audit, page by page, signed"
+        " with HOME/operators/NAME-operator.key; or pages saved from it with --file.",
+    )
+    p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
+    p.add_argument(
+        "--remote", action="store_true", help="ask the running custodian, as its operator"
+    )
+    p.add_argument("--url", help="the custodian's URL for --remote (default from the config)")
+    p.add_argument(
+        "--file",
+        action="append",
+        help="a JSON page saved from GET /v1/audit; repeat for each page, first to last",
+    )
+    p.add_argument(
+        "--key", help="the custodian's .pub file (default HOME/custodians/NAME/identity.pub)"
+    )
+    home_option(p)
+    p.set_defaults(func=cmd_audit_verify)

@@ -1,0 +1,335 @@
+"""``securecomm send | inbox | read | unsend``: what people do with messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..envelope import Policy, name_for_file
+from ..home import KnownKeys
+from ._common import (
+    EXIT_BAD_INPUT,
+    CliError,
+    ProgressBar,
+    home_option,
+    interrupts,
+    message_id,
+    passphrase_options,
+    positive_int,
+    positive_seconds,
+    read_input,
+    refuse_existing,
+    settings_of,
+    user,
+    warn,
+    write_output,
+)
+
+_DURATION = re.compile(r"([0-9]+)([smhdw]?)")
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """'90' or '90s', '30m', '12h', '1d', '2w' -> seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 12h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    now = int(time.time())
+    return Policy(
+        expires=now + args.expires if args.expires else None,
+        max_releases=1 if args.burn_after_reading else None,
+        require_approval=args.require_approval,
+    )
+
+
+def cmd_send(args: argparse.Namespace) -> None:
+    from .. import messaging
+
+    settings = settings_of(args)
+    known = KnownKeys.load(settings.home)
+    sender = user(args, settings, args.sender)
+    if args.file is not None and args.text is not None:
+        raise CliError("give the message as TEXT or --file, not both", code=EXIT_BAD_INPUT)
+    if args.text is not None and args.text != "-":
+        message = args.text.encode("utf-8")
+    else:
+        message = read_input(args.file, "message")
+    if not message:
+        raise CliError("the message is empty", code=EXIT_BAD_INPUT)
+    # Ctrl-C and SIGTERM are polled from here on: the send completes, or takes back
+    # every share it deposited, and says which.
+    with interrupts() as cancelled:
+        result = messaging.send(
+            settings,
+            known,
+            sender,
+            args.to,
+            message,
+            threshold=args.threshold,
+            policy=_policy(args),
+            progress=ProgressBar(len(message)),
+            warn=warn,
+            cancelled=cancelled,
+            filename=name_for_file(args.file) if args.file not in (None, "-") else None,
+        )
+        _print_sent(args, result)
+        if cancelled():
+            warn("the interrupt came after the relay had stored the message: it was sent")
+
+
+def _print_sent(args: argparse.Namespace, result: Any) -> None:
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": result.message_id,
+                    "ciphertext_sha256": result.ciphertext_digest,
+                    "relay_sha256": result.relay_digest,
+                    "receipts": {r.custodian: r.ref for r in result.receipts},
+                },
+                sort_keys=True,
+            ),
+            flush=True,
+        )
+        return
+    if args.quiet:
+        print(result.message_id, flush=True)
+        return
+    print(f"message id:        {result.message_id}")
+    print(f"ciphertext sha256: {result.ciphertext_digest}")
+    print(f"relay's copy:      sha256 {result.relay_digest} (matches what was sent)")
+    print("custody references:")
+    for receipt in result.receipts:
+        print(f"  {receipt.custodian:<8} {receipt.ref}")
+    sys.stdout.flush()
+
+
+def cmd_inbox(args: argparse.Namespace) -> None:
+    from .. import messaging
+
+    settings = settings_of(args)
+    reader = user(args, settings, args.reader)
+    messages = messaging.inbox(settings, reader)
+    if not messages:
+        print(f"{reader.name}: no messages")
+    now = int(time.time())
+    for item in messages:
+        when = _local_time(item["created"])
+        notes = "; ".join(_inbox_notes(item, now))
+        print(
+            f"{item['id']}  from {item['sender']['name']:<12} {when}  {item['size']} bytes"
+            + (f"  ({notes})" if notes else "")
+        )
+
+
+def _local_time(stamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def _inbox_notes(item: dict[str, Any], now: int) -> list[str]:
+    """The policy the sender signed, then what reads of the message here found."""
+    notes = []
+    policy = item.get("policy") or {}
+    if policy.get("max_releases") == 1:
+        notes.append("burn after reading")
+    elif policy.get("max_releases"):
+        notes.append(f"at most {policy['max_releases']} reads")
+    if policy.get("require_approval"):
+        notes.append("needs the operators' approval")
+    if policy.get("not_before") and now < policy["not_before"]:
+        notes.append(f"not before {_local_time(policy['not_before'])}")
+    if policy.get("expires"):
+        expired = now >= policy["expires"]
+        notes.append(f"{'expired' if expired else 'expires'} {_local_time(policy['expires'])}")
+    seen = item.get("seen") or {}
+    if seen.get("read_at"):
+        notes.append(f"read {_local_time(seen['read_at'])}")
+    if seen.get("destroyed_at"):
+        notes.append("its shares are destroyed: it can no longer be read")
+    return notes
+
+
+def cmd_read(args: argparse.Namespace) -> None:
+    from .. import messaging
+
+    settings = settings_of(args)
+    known = KnownKeys.load(settings.home)
+    reader = user(args, settings, args.reader)
+    into_directory = args.out not in (None, "-") and Path(args.out).is_dir()
+    if args.out not in (None, "-") and not into_directory:
+        refuse_existing(Path(args.out), args.force)
+    with interrupts() as cancelled:
+        result = messaging.read(
+            settings,
+            known,
+            reader,
+            args.message_id,
+            deadline=args.deadline,
+            progress=ProgressBar(0, threshold=0),  # the size is unknown until fetched
+            warn=warn,
+            cancelled=cancelled,
+            forget=False,
+        )
+    named = f", file {result.filename!r}" if result.filename else ""
+    print(
+        f"from {result.sender.name} ({result.sender.short_fingerprint()}){named}, key rebuilt"
+        f" from {', '.join(result.used)}",
+        file=sys.stderr,
+    )
+    out = args.out
+    if into_directory:
+        # The sender's name was checked on decryption: no separator, not '.' or '..'.
+        out = str(Path(args.out) / (result.filename or f"{args.message_id}.bin"))
+        refuse_existing(Path(out), args.force)
+    to_terminal = out in (None, "-") and sys.stdout.isatty()
+    if to_terminal and not _printable(result.plaintext):
+        raise CliError(
+            f"message {args.message_id} is binary ({len(result.plaintext):,} bytes):"
+            " not written to the terminal",
+            hint=f"read it again with --out {result.filename or 'PATH'} (or --out DIR), or"
+            " redirect standard output to a file; the shares collected are kept for that",
+            code=EXIT_BAD_INPUT,
+        )
+    write_output(out, result.plaintext)
+    if into_directory:
+        print(f"saved {out}", file=sys.stderr)
+    messaging.forget(settings, reader, args.message_id)
+    if to_terminal and not result.plaintext.endswith(b"\n"):
+        print()
+
+
+def _printable(data: bytes) -> bool:
+    """UTF-8 text without control characters other than tab, newline and carriage return."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not any((ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127 for c in text)
+
+
+def cmd_unsend(args: argparse.Namespace) -> None:
+    from .. import messaging
+
+    settings = settings_of(args)
+    sender = user(args, settings, args.sender)
+    failed = messaging.unsend(settings, sender, args.message_id)
+    for line in failed:
+        warn(f"could not destroy a share: {line}")
+    print(
+        f"message {args.message_id}: shares destroyed"
+        f" ({len(failed)} failed), removed from the relay"
+    )
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "send",
+        help="encrypt a message and give its key to the custodians",
+        description="Encrypt TEXT (or --file, or '-' for stdin) for the"
+        " recipients, deposit one key share with each custodian, and post the"
+        " envelope to the relay. If any custodian does not take its share,"
+        " nothing is posted and the deposits made are withdrawn.",
+    )
+    p.add_argument("text", nargs="?", metavar="TEXT", help="the message, or - for stdin")
+    p.add_argument(
+        "--file",
+        metavar="PATH",
+        help="send the contents of PATH; its name goes with it, encrypted, for the reader",
+    )
+    p.add_argument("--from", dest="sender", required=True, metavar="NAME", help="who sends")
+    p.add_argument(
+        "--to",
+        required=True,
+        action="append",
+        metavar="NAME",
+        help="a recipient (repeat for several)",
+    )
+    p.add_argument("--threshold", type=positive_int, help="shares needed to read (default: config)")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="print only the message id")
+    output.add_argument(
+        "--json", action="store_true", help="print the id, digests and receipts as JSON"
+    )
+    p.add_argument(
+        "--expires",
+        type=parse_duration,
+        metavar="DURATION",
+        help="custodians refuse releases after this long (30m, 12h, 1d, 2w)",
+    )
+    p.add_argument(
+        "--burn-after-reading",
+        action="store_true",
+        help="each custodian releases its share once, then destroys it",
+    )
+    p.add_argument(
+        "--require-approval",
+        action="store_true",
+        help="each release waits for the custodian's operator",
+    )
+    home_option(p)
+    passphrase_options(p)
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser(
+        "inbox",
+        help="list the messages for you",
+        description="List the messages the relay holds for NAME.",
+    )
+    p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
+    home_option(p)
+    passphrase_options(p)
+    p.set_defaults(func=cmd_inbox)
+
+    p = sub.add_parser(
+        "read",
+        help="collect t shares, decrypt and print a message",
+        description="Fetch the envelope, check the sender's signature, ask every"
+        " custodian for its share at once, check each against the signed digest,"
+        " combine t good ones, check the key commitment and decrypt. Nothing is"
+        " written unless every check passed.",
+    )
+    p.add_argument(
+        "message_id", type=message_id, metavar="ID", help="the message id (from send or inbox)"
+    )
+    p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="write the message to PATH (all or nothing); to a directory: under the"
+        " file name the sender gave",
+    )
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--deadline",
+        type=positive_seconds,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long to wait for custodians (default 15)",
+    )
+    home_option(p)
+    passphrase_options(p)
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser(
+        "unsend",
+        help="destroy a message you sent",
+        description="Ask every custodian to destroy its share of message ID"
+        " and the relay to delete the envelope. Once more than n - t shares are"
+        " gone (3 of 5) no one can read it, even with the envelope; a recipient who"
+        " read it before keeps what they read.",
+    )
+    p.add_argument("message_id", type=message_id, metavar="ID", help="the message id (from send)")
+    p.add_argument("--as", dest="sender", required=True, metavar="NAME", help="who you are")
+    home_option(p)
+    passphrase_options(p)
+    p.set_defaults(func=cmd_unsend)

@@ -1,0 +1,195 @@
+"""``securecomm relay serve``, ``securecomm custodian serve`` and ``securecomm mitm``: running
+the services, and a man in the middle to test them.
+
+The services' web stack is imported inside each command, so the other commands start
+without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings, load_settings
+from ..errors import ParameterError
+from ._common import home_option
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.home)
+
+
+def cmd_relay_serve(args: argparse.Namespace) -> None:
+    from ..relay.app import create_relay_app
+    from ..service.serve import serve
+
+    settings = _settings(args)
+    serve(
+        lambda: create_relay_app(settings),
+        name="relay",
+        host=args.host or settings.server_host,
+        port=args.port or settings.server_port,
+        workers=args.workers or settings.workers,
+    )
+
+
+def cmd_custodian_serve(args: argparse.Namespace) -> None:
+    from ..custodian.app import create_custodian_app, load_operator
+    from ..service.serve import serve
+
+    settings = _settings(args)
+    custodian = settings.custodian(args.name)
+    load_operator(settings, args.name)  # refuse here, in a sentence, not in a worker
+    serve(
+        lambda: create_custodian_app(settings, args.name),
+        name=args.name,
+        host=args.host or custodian.host,
+        port=args.port or custodian.port,
+        workers=args.workers or settings.workers,
+    )
+
+
+def cmd_mitm(args: argparse.Namespace) -> None:
+    import signal
+    import threading
+
+    from .._files import write_atomic
+    from ..mitm import Proxy
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdecimal():
+        raise ParameterError(f"--listen {args.listen!r}: expected HOST:PORT")
+    try:
+        proxy = Proxy(
+            args.upstream,
+            listen=(host, int(port)),
+            mode=args.mode,
+            field_name=args.field,
+            match=args.match,
+            direction=args.direction,
+            limit=args.limit,
+            watch=[text.encode("utf-8") for text in args.watch or []],
+            log=lambda line: print(line, flush=True),
+        )
+    except OSError as exc:
+        raise ParameterError(
+            f"cannot listen on {args.listen}: {exc.strerror or exc}"
+            " (another program, or a running service, holds it? choose another --listen)"
+        ) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    proxy.start()
+    print(
+        f"mitm ({args.mode}) listening on {proxy.url}, forwarding to {args.upstream}; Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        stop.wait()
+    finally:
+        proxy.stop()
+        report = proxy.report()
+        alarms = report["alarms"]
+        print(
+            f"\n{len(report['exchanges'])} exchange(s), {len(report['alterations'])}"
+            f" alteration(s), {len(alarms)} alarm(s)"
+            + (": " + "; ".join(alarms) if alarms else ": nothing watched was seen")
+        )
+        for alteration in report["alterations"]:
+            print(
+                f"  #{alteration['exchange']} {alteration['mode']} {alteration['path']}:"
+                f" {alteration['detail']} -> {alteration['verdict']}"
+                + (
+                    f" ({alteration['status']} {alteration['code']})"
+                    if alteration["status"]
+                    else ""
+                )
+            )
+        if args.report:
+            write_atomic(Path(args.report), json.dumps(report, indent=2).encode() + b"\n")
+            print(f"report saved to {args.report}")
+
+
+def add_commands(sub: Any) -> Any:
+    """Add ``relay``, ``custodian serve`` and ``mitm``; return the ``custodian`` group's
+    subparsers, which the operators' commands join."""
+
+    def serving(p: argparse.ArgumentParser) -> None:
+        home_option(p)
+        p.add_argument("--host", help="address to listen on (default from the config)")
+        p.add_argument("--port", type=int, help="port to listen on (default from the config)")
+        p.add_argument("--workers", type=int, help="gunicorn worker processes (default 2)")
+
+    def group(name: str, help_text: str, description: str) -> Any:
+        parser = sub.add_parser(name, help=help_text, description=description)
+        return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+    relay_sub = group(
+        "relay", "run the relay service", "The relay stores sealed envelopes; never a key."
+    )
+    p = relay_sub.add_parser(
+        "serve",
+        help="serve the relay under gunicorn",
+        description="Serve the relay's HTTP/JSON API (default 127.0.0.1:5000). Creates its"
+        " identity and database under HOME/relay on first start.",
+    )
+    serving(p)
+    p.set_defaults(func=cmd_relay_serve)
+
+    cust_sub = group(
+        "custodian",
+        "run a custodian, or act as its operator",
+        "A custodian keeps one share per message and releases it only as the"
+        " sender's policy allows.",
+    )
+    p = cust_sub.add_parser(
+        "serve",
+        help="serve one custodian under gunicorn",
+        description="Serve custodian NAME (alpha..echo default to 127.0.0.1:5101..5105)."
+        " Creates its own identity and database on first start; its operator's public key"
+        " must be at HOME/custodians/NAME/operator.pub (the operator makes it with keygen).",
+    )
+    p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
+    serving(p)
+    p.set_defaults(func=cmd_custodian_serve)
+
+    from ..mitm import MODES
+
+    p = sub.add_parser(
+        "mitm",
+        help="a man in the middle on one link, for testing",
+        description="Forward every request from --listen to --upstream (the relay or a"
+        " custodian), report each JSON field classified (ciphertext, nonce, tag, sealed share,"
+        " signature, public key, identifier, readable text), raise an alarm if a --watch text"
+        " appears anywhere in any encoding, and in an active mode alter the traffic as an"
+        " attacker would. Point a client at it with SECURECOMM_SERVER_URL or"
+        " SECURECOMM_CUSTODIAN_<NAME>_URL.",
+    )
+    p.add_argument("--listen", required=True, metavar="HOST:PORT", help="where to listen")
+    p.add_argument("--upstream", required=True, metavar="URL", help="where to forward")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="passive",
+        help="passive (default), or an attack: flip, swap, replay, drop, truncate, inject",
+    )
+    p.add_argument("--field", help="the JSON field to flip or swap (default: any)")
+    p.add_argument("--match", metavar="REGEX", help="only alter exchanges whose path matches")
+    p.add_argument(
+        "--direction",
+        choices=("request", "response"),
+        default="request",
+        help="alter requests (default) or answers",
+    )
+    p.add_argument("--limit", type=int, help="alter at most this many exchanges")
+    p.add_argument(
+        "--watch",
+        action="append",
+        metavar="TEXT",
+        help="raise an alarm if TEXT crosses the wire in any encoding (repeatable)",
+    )
+    p.add_argument("--report", metavar="PATH", help="save the report as JSON on exit")
+    p.set_defaults(func=cmd_mitm)
+    return cust_sub
