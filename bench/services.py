@@ -15,7 +15,7 @@ temporary home, and every one is stopped on the way out, exceptions included.
   round. The relay with ``synchronous=NORMAL`` is measured beside the real
   one too, to put a number on what durability costs (no goal).
 - End to end: the relay and five custodians as ``securecomm up`` runs them,
-  ``messaging.send`` and ``messaging.read`` timed in this process.
+  ``flows.send`` and ``flows.read`` timed in this process.
 - Memory: ``securecomm send`` / ``read`` in a fresh process each, peak RSS
   from the kernel (wait4). The goal is judged on the growth over the same
   command with a 1 KiB message, which is what the interpreter and its
@@ -41,7 +41,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from securecomm.stack import Process, cli_command
+from securecomm.local.stack import Process, cli_command
 
 from ._common import Row
 from ._load import LoadResult, percentile, post_all, run_threads
@@ -189,7 +189,7 @@ def _write_config(
     max_envelope_bytes: int | None = None,
     threshold: int = 3,
 ) -> None:
-    from securecomm.home import config_text
+    from securecomm.local.home import config_text
 
     home.mkdir(parents=True, exist_ok=True)
     text = config_text(
@@ -210,7 +210,7 @@ def _new_home(
     max_envelope_bytes: int | None = None,
     threshold: int = 3,
 ) -> Path:
-    from securecomm.home import init_home
+    from securecomm.local.home import init_home
 
     home = base / label
     ports = {name: free_port() for name in names}
@@ -249,7 +249,7 @@ def _stack_servers(home: Path, workers: int = 1) -> list[Server]:
 
 def _register_users(home: Path) -> None:
     """Each local user's keys in the relay's directory, as ``securecomm up`` does."""
-    from securecomm.client import ServiceClient
+    from securecomm.client.transport import ServiceClient
     from securecomm.config import load_settings
     from securecomm.identity import Identity
 
@@ -482,10 +482,11 @@ def _durability_row(
 
 
 def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[Row]:
-    from securecomm import messaging
+    from securecomm.client import flows
+    from securecomm.client.trust import KnownKeys
     from securecomm.config import load_settings
-    from securecomm.home import KnownKeys, user_key_path
     from securecomm.identity import Identity
+    from securecomm.local.home import user_key_path
 
     home = _new_home(base, "e2e-home")
     settings = load_settings(home, env={})
@@ -497,10 +498,10 @@ def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[
         message = b"The quarterly figures are in the usual place. 42."
 
         def send() -> str:
-            return messaging.send(settings, known, alice, ["bob"], message).message_id
+            return flows.send(settings, known, alice, ["bob"], message).message_id
 
         def read(message_id: str) -> None:
-            result = messaging.read(settings, known, bob, message_id)
+            result = flows.read(settings, known, bob, message_id)
             if result.plaintext != message:
                 raise AssertionError("read gave back another message")
 
@@ -617,15 +618,16 @@ def _peak_rss_mib(command: list[str], *, log_path: Path) -> tuple[float, str]:
 _LIBRARY_SEND = """
 import sys
 from pathlib import Path
-from securecomm import messaging
+from securecomm.client import flows
 from securecomm.config import load_settings
-from securecomm.home import KnownKeys, user_key_path
+from securecomm.client.trust import KnownKeys
+from securecomm.local.home import user_key_path
 from securecomm.identity import Identity
 home = Path(sys.argv[1])
 settings = load_settings(home)
 known = KnownKeys.load(home)
 message = Path(sys.argv[2]).read_bytes()
-sent = messaging.send(settings, known, Identity.load(user_key_path(home, "alice")), ["bob"],
+sent = flows.send(settings, known, Identity.load(user_key_path(home, "alice")), ["bob"],
                       message, deadline=600)
 print(f"message id:        {sent.message_id}")
 """
@@ -633,15 +635,16 @@ print(f"message id:        {sent.message_id}")
 _LIBRARY_READ = """
 import sys
 from pathlib import Path
-from securecomm import messaging
+from securecomm.client import flows
 from securecomm._files import write_atomic
 from securecomm.config import load_settings
-from securecomm.home import KnownKeys, user_key_path
+from securecomm.client.trust import KnownKeys
+from securecomm.local.home import user_key_path
 from securecomm.identity import Identity
 home = Path(sys.argv[1])
 settings = load_settings(home)
 known = KnownKeys.load(home)
-result = messaging.read(settings, known, Identity.load(user_key_path(home, "bob")), sys.argv[2],
+result = flows.read(settings, known, Identity.load(user_key_path(home, "bob")), sys.argv[2],
                         deadline=600)
 write_atomic(sys.argv[3], result.plaintext)
 """

@@ -6,8 +6,8 @@ never makes its operator's key itself."""
 from __future__ import annotations
 
 from securecomm.config import Settings
-from securecomm.home import load_or_create, operator_name, save_public
-from securecomm.identity import Identity
+from securecomm.identity import Identity, load_or_create, save_public
+from securecomm.local.home import operator_name
 
 
 def provide_operator(settings: Settings, name: str) -> Identity:

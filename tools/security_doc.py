@@ -75,10 +75,10 @@ _HOW = """\
   suite. alice, bob and carol have keys; every public key is pinned in the
   client's known keys, and the users are registered in the relay's
   directory. Messages are 3 of 5.
-- **A proxy on every link.** Each case starts a fresh `securecomm.mitm.Proxy`
+- **A proxy on every link.** Each case starts a fresh `securecomm.testing.mitm.Proxy`
   in front of the relay and in front of each custodian, and points the
   client's settings at them. alice sends bob a message with
-  `messaging.send`, bob reads it with `messaging.read`: the flows the CLI
+  `flows.send`, bob reads it with `flows.read`: the flows the CLI
   uses, every call through a proxy. The proxies in front of the case's
   target attack (once, on the exchanges a path pattern and a direction
   pick); the others only watch.

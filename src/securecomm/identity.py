@@ -47,6 +47,9 @@ __all__ = [
     "PublicIdentity",
     "check_name",
     "format_fingerprint",
+    "load_or_create",
+    "load_public",
+    "save_public",
 ]
 
 PUBLIC_KEY_LENGTH_BYTES = 32
@@ -303,3 +306,39 @@ def _private_key_pem(
     )
     info = _der(0x30, _der(0x30, _OID_PBES2 + pbes2_params) + _der(0x04, encrypted))
     return _pem("ENCRYPTED PRIVATE KEY", info)
+
+
+# Key files on disk: a private identity (PKCS#8 PEM, above) and its public half (.pub).
+
+
+def load_or_create(path: Path, name: str) -> Identity:
+    """The identity at ``path``; a new one named ``name`` if there is none yet.
+
+    Service keys are not passphrase-protected: a service starts unattended.
+    Protect the data directory instead (its key folders are created 0700).
+    """
+    if path.exists():
+        identity = Identity.load(path)
+        if identity.name != name:
+            raise IdentityError(f"{path} holds the identity {identity.name!r}, expected {name!r}")
+        return identity
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    identity = Identity.generate(name)
+    identity.save(path)
+    save_public(path.with_suffix(".pub"), identity.public)
+    return identity
+
+
+def save_public(path: Path, identity: PublicIdentity) -> None:
+    write_atomic(path, canonical.dumps(identity.to_json()) + b"\n")
+
+
+def load_public(path: Path) -> PublicIdentity:
+    """Read a .pub file: canonical JSON, optionally followed by one newline."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    return PublicIdentity.from_json(canonical.loads(data, what=str(path)), field=str(path))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from securecomm.client import ServiceClient
+from securecomm.client.transport import ServiceClient
 from securecomm.identity import Identity
 from tests.browser._web import Person, shot
 from tests.integration.conftest import NAMES

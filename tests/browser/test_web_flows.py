@@ -20,13 +20,13 @@ import sqlalchemy as sa
 from playwright.sync_api import Browser, expect
 
 from securecomm import canonical, shares
-from securecomm.client import ServiceClient
+from securecomm.client.transport import ServiceClient
+from securecomm.client.trust import KnownKeys
 from securecomm.custodian import audit
 from securecomm.custodian.app import audit_log
-from securecomm.home import KnownKeys
 from securecomm.identity import Identity
-from securecomm.mitm import encodings_of
 from securecomm.protocol import Release
+from securecomm.testing.mitm import encodings_of
 from tests.browser._web import PASSPHRASE, Person, shot
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, run, running_up

@@ -1,4 +1,4 @@
-"""The web client with a man in the middle on every link (``securecomm.mitm.Proxy``).
+"""The web client with a man in the middle on every link (``securecomm.testing.mitm.Proxy``).
 
 The page is loaded through a proxy in front of the relay, and the relay tells it to reach
 each custodian through another proxy; the custodians accept that page's origin. Watching
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Browser, expect
 
-from securecomm.mitm import Proxy
+from securecomm.testing.mitm import Proxy
 from tests.browser._web import Person, shot
 from tests.integration.conftest import NAMES, free_port
 from tests.integration.test_cli_system import Up, finish_up, start_up

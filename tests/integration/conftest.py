@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from securecomm.config import load_settings
-from securecomm.home import config_text
+from securecomm.local.home import config_text
 from tests.operators import provide_operator
 
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo")

@@ -33,11 +33,10 @@ from typing import Any
 import httpx
 import pytest
 
-from securecomm.client import ServiceClient
+from securecomm.client.transport import ServiceClient
 from securecomm.custodian.audit import paged
 from securecomm.errors import ServiceError
-from securecomm.home import load_public
-from securecomm.identity import Identity
+from securecomm.identity import Identity, load_public
 from securecomm.relay.app import endorsement_body
 
 from .conftest import NAMES, Service, Stack, free_port, write_config

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from securecomm.cli.operators import local_time_and_age
-from securecomm.client import ServiceClient
+from securecomm.client.transport import ServiceClient
 from securecomm.identity import Identity
 
 from .conftest import NAMES, free_port, write_config

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from securecomm.home import init_home
+from securecomm.local.home import init_home
 
 from .conftest import Stack, free_port, start_stack, stop_stack
 

@@ -40,8 +40,8 @@ from securecomm.custodian import openapi as custodian_openapi
 from securecomm.custodian.app import create_custodian_app
 from securecomm.envelope import Envelope, Policy, Receipt, prepare
 from securecomm.errors import FormatError
-from securecomm.home import operator_name
 from securecomm.identity import Identity, PublicIdentity
+from securecomm.local.home import operator_name
 from securecomm.protocol import DepositRequest, Release
 from securecomm.relay import openapi as relay_openapi
 from securecomm.relay.app import create_relay_app

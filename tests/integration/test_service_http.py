@@ -18,12 +18,12 @@ import pytest
 import sqlalchemy as sa
 
 from securecomm import canonical
-from securecomm.client import ServiceClient
+from securecomm.client.transport import ServiceClient
 from securecomm.custodian import audit
 from securecomm.custodian.app import audit_log
 from securecomm.envelope import Receipt, prepare
-from securecomm.home import config_text, operator_name
 from securecomm.identity import Identity
+from securecomm.local.home import config_text, operator_name
 
 from .conftest import NAMES, Service, free_port
 

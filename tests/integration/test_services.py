@@ -17,11 +17,10 @@ import httpx
 import pytest
 
 from securecomm import httpsig
-from securecomm.client import ServiceClient
+from securecomm.client.transport import ServiceClient
 from securecomm.envelope import Envelope, Policy, Receipt, prepare
 from securecomm.errors import ServiceError
-from securecomm.home import load_public
-from securecomm.identity import Identity, PublicIdentity
+from securecomm.identity import Identity, PublicIdentity, load_public
 from securecomm.protocol import DepositRequest, Release
 from securecomm.shares import Share
 

@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 
-from securecomm.client import ServiceClient
+from securecomm.client.transport import ServiceClient
 from securecomm.envelope import Envelope
 from securecomm.errors import KeyChangedError, QuorumError, ServiceError, SignatureError
 from securecomm.identity import Identity
@@ -149,7 +149,7 @@ def read_refused(error: type[Exception], *fragments: str) -> Check:
 
 def capture_holds_the_traffic(world: World, run: Run) -> str:
     """The capture is worth searching: the ciphertext and the sealed shares crossed it."""
-    from securecomm.mitm import encodings_of
+    from securecomm.testing.mitm import encodings_of
 
     draft = run.drafts[0]
     ciphertext = draft.ciphertext_and_tag[:-16]

@@ -32,15 +32,15 @@ from typing import Any
 
 import pytest
 
-from securecomm import messaging
 from securecomm import shares as shares_mod
-from securecomm.client import ServiceClient
+from securecomm.client import flows
+from securecomm.client.transport import ServiceClient
+from securecomm.client.trust import KnownKeys
 from securecomm.config import Settings
 from securecomm.envelope import Draft, prepare
 from securecomm.errors import SecureCommError, ServiceError
-from securecomm.home import KnownKeys
 from securecomm.identity import Identity
-from securecomm.mitm import Alteration, Exchange, Proxy, SharedCapture, encodings_of
+from securecomm.testing.mitm import Alteration, Exchange, Proxy, SharedCapture, encodings_of
 
 __all__ = [
     "LINKS",
@@ -112,7 +112,7 @@ class World:
         return "stored"
 
     def copies_in_inbox(self, message_id: str) -> int:
-        return sum(1 for m in messaging.inbox(self.settings, self.bob) if m["id"] == message_id)
+        return sum(1 for m in flows.inbox(self.settings, self.bob) if m["id"] == message_id)
 
     def custody(self, message_id: str) -> dict[str, str]:
         """Per custodian: ``held`` if it releases its share of the message to bob, else why not."""
@@ -172,9 +172,9 @@ class Run:
     case: Case
     message: bytes
     drafts: list[Draft] = field(default_factory=list)
-    sent: messaging.SendResult | None = None
+    sent: flows.SendResult | None = None
     send_error: SecureCommError | None = None
-    result: messaging.ReadResult | None = None
+    result: flows.ReadResult | None = None
     read_error: SecureCommError | None = None
     warnings: list[str] = field(default_factory=list)
     proxies: dict[str, list[Proxy]] = field(default_factory=dict)  # by phase
@@ -281,7 +281,7 @@ def stop_proxies() -> None:
 def passive_read(world: World, run: Run, phase: str) -> dict[str, Proxy]:
     """Bob reads the run's message through passive proxies (an exchange the attacker records)."""
     with _proxies(world, run, phase, None, Donors()) as settings:
-        result = messaging.read(
+        result = flows.read(
             settings, world.known(), world.bob, run.message_id, deadline=READ_DEADLINE
         )
     assert result.plaintext == run.message, "ATTACK SUCCEEDED: a wrong plaintext was output"
@@ -300,7 +300,7 @@ def run_case(world: World, case: Case, monkeypatch: pytest.MonkeyPatch) -> Run:
             proxy.watch += [(s, encodings_of(s)) for s in run.secrets()[1:]]
         return draft
 
-    monkeypatch.setattr(messaging, "prepare", recording_prepare)
+    monkeypatch.setattr(flows, "prepare", recording_prepare)
     attack = case.attack
 
     def donors() -> Donors:
@@ -309,7 +309,7 @@ def run_case(world: World, case: Case, monkeypatch: pytest.MonkeyPatch) -> Run:
     in_send = attack if case.phase == "send" else None
     with _proxies(world, run, "send", in_send, donors() if in_send else Donors()) as settings:
         try:
-            run.sent = messaging.send(
+            run.sent = flows.send(
                 settings,
                 world.known(),
                 world.alice,
@@ -319,11 +319,11 @@ def run_case(world: World, case: Case, monkeypatch: pytest.MonkeyPatch) -> Run:
             )
         except SecureCommError as exc:
             run.send_error = exc
-    monkeypatch.setattr(messaging, "prepare", prepare)
+    monkeypatch.setattr(flows, "prepare", prepare)
     in_read = attack if case.phase == "read" else None
     with _proxies(world, run, "read", in_read, donors() if in_read else Donors()) as settings:
         try:
-            run.result = messaging.read(
+            run.result = flows.read(
                 settings,
                 world.known(),
                 world.bob,

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from securecomm.client import ServiceClient
+from securecomm.client.transport import ServiceClient
 from securecomm.config import load_settings
-from securecomm.home import init_home, user_key_path
 from securecomm.identity import Identity
+from securecomm.local.home import init_home, user_key_path
 from tests.integration.conftest import start_stack, stop_stack
 
 from ._cases import PASSIVE

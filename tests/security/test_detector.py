@@ -14,8 +14,8 @@ import base64
 import httpx
 
 from securecomm.envelope import prepare
-from securecomm.mitm import Proxy
 from securecomm.shares import combine
+from securecomm.testing.mitm import Proxy
 
 from ._harness import ALL_LINKS, Case, World, leaks, record
 

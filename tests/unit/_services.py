@@ -23,8 +23,8 @@ from securecomm import httpsig
 from securecomm.config import Settings, load_settings
 from securecomm.custodian.app import create_custodian_app
 from securecomm.envelope import Draft, Envelope, Policy, Receipt, prepare
-from securecomm.home import operator_name
 from securecomm.identity import Identity, PublicIdentity
+from securecomm.local.home import operator_name
 from securecomm.protocol import DepositRequest
 from tests.operators import provide_operator
 

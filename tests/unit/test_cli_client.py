@@ -13,10 +13,11 @@ import pytest
 from securecomm.cli import main
 from securecomm.cli._common import ProgressBar
 from securecomm.cli.people import parse_duration
+from securecomm.client.trust import KnownKeys
 from securecomm.config import load_settings
 from securecomm.errors import KeyChangedError
-from securecomm.home import KnownKeys, init_home
 from securecomm.identity import Identity, PublicIdentity
+from securecomm.local.home import init_home
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from securecomm.mitm import _flip_string, describe_json, encodings_of
+from securecomm.testing.mitm import _flip_string, describe_json, encodings_of
 
 
 @pytest.mark.parametrize("offset", [0, 1, 2, 3, 4, 5])

@@ -8,8 +8,8 @@ import pytest
 
 from securecomm.config import load_settings, origin_of
 from securecomm.errors import ParameterError
-from securecomm.home import init_home
 from securecomm.identity import Identity
+from securecomm.local.home import init_home
 
 from ._services import custodian, relay, release_body, settings_for
 

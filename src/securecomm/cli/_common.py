@@ -17,8 +17,8 @@ from .._encoding import b64encode
 from .._files import write_atomic
 from ..config import DEFAULT_HOME, Settings, load_settings
 from ..errors import IdentityError
-from ..home import user_key_path
 from ..identity import Identity
+from ..local.home import user_key_path
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2

@@ -12,24 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._encoding import b64encode
+from ..client.trust import KnownKeys
 from ..config import Settings, load_settings
 from ..envelope import Envelope
 from ..errors import SecureCommError, ServiceError
-from ..home import KnownKeys, config_text, init_home, user_key_path
 from ..identity import Identity
-from ._common import (
-    EXIT_BAD_INPUT,
-    CliError,
-    home_of,
-    home_option,
-    positive_int,
-    preview,
-    warn,
-)
+from ..local.home import config_text, init_home, user_key_path
+from ._common import EXIT_BAD_INPUT, CliError, home_of, home_option, positive_int, preview, warn
 from .offline import cmd_demo_offline
 
 if TYPE_CHECKING:
-    from ..stack import BusyPort
+    from ..local.stack import BusyPort
 
 
 def cmd_init(args: argparse.Namespace) -> None:
@@ -42,7 +35,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    from ..stack import Stack
+    from ..local.stack import Stack
 
     home = home_of(args)
     report = init_home(home, n=args.custodians, t=args.threshold)
@@ -89,7 +82,7 @@ def _ports_in_use(busy: list[BusyPort], home: Path) -> CliError:
 
 def _register_users(settings: Settings) -> None:
     """Put each local user's public keys in the relay's directory (idempotent)."""
-    from ..client import ServiceClient
+    from ..client.transport import ServiceClient
 
     for path in sorted((settings.home / "users").glob("*.key")):
         try:
@@ -112,7 +105,7 @@ def _refuse_while_running(home: Path) -> None:
     databases): a service of this home answers on its port with this home's key."""
     if not (home / "securecomm.toml").exists() and not (home / "known_keys.json").exists():
         return
-    from ..stack import Stack
+    from ..local.stack import Stack
 
     running = [busy.name for busy in Stack(load_settings(home)).busy_ports() if busy.ours]
     if running:
@@ -159,9 +152,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if args.offline:
         cmd_demo_offline(args)
         return
-    from .. import messaging
-    from ..client import ServiceClient
-    from ..stack import Stack
+    from ..client import flows
+    from ..client.transport import ServiceClient
+    from ..local.stack import Stack
 
     started = time.perf_counter()
     say = print
@@ -183,7 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             )
             message = "Meet at the north gate at 06:00."
             say(f"\n== 2. alice sends bob: {message!r}")
-            sent = messaging.send(settings, known, alice, ["bob"], message.encode())
+            sent = flows.send(settings, known, alice, ["bob"], message.encode())
             say(f"   message {sent.message_id}; each custodian signed a receipt:")
             for receipt in sent.receipts:
                 say(f"   {receipt.custodian:<8} ref {receipt.ref}")
@@ -205,7 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             say("\n== 4. two custodians go down: bravo and delta")
             stack.stop("bravo", "delta")
             say("\n== 5. bob reads with the three left")
-            result = messaging.read(
+            result = flows.read(
                 settings,
                 known,
                 bob,
@@ -217,7 +210,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             say(f"   bob reads: {result.plaintext.decode()!r}")
             say("\n== 6. eve, who is not a recipient, tries")
             try:
-                messaging.read(settings, known, eve, sent.message_id, deadline=5)
+                flows.read(settings, known, eve, sent.message_id, deadline=5)
                 say("   eve READ IT (this must never happen)")
             except SecureCommError as exc:
                 say(f"   the relay: {str(exc).splitlines()[0]}")

@@ -15,8 +15,7 @@ from .. import shares as shares_mod
 from .._files import write_atomic
 from ..envelope import Envelope, name_for_file, prepare
 from ..errors import DecryptionError, SecureCommError, ShareError
-from ..home import load_public, save_public
-from ..identity import Identity
+from ..identity import Identity, load_public, save_public
 from ..shares import Share
 from ._common import (
     EXIT_BAD_INPUT,

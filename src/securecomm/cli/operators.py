@@ -21,9 +21,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _operator_client(args: argparse.Namespace) -> Any:
-    from ..client import ServiceClient
-    from ..home import operator_name
+    from ..client.transport import ServiceClient
     from ..identity import Identity
+    from ..local.home import operator_name
 
     settings = _settings(args)
     url = args.url or settings.custodian(args.name).url
@@ -80,7 +80,7 @@ def cmd_custodian_deny(args: argparse.Namespace) -> None:
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from ..custodian import audit
-    from ..home import load_public
+    from ..identity import load_public
 
     settings = _settings(args)
     directory = settings.custodian_dir(args.name)

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..client.trust import KnownKeys
 from ..envelope import Policy, name_for_file
-from ..home import KnownKeys
 from ._common import (
     EXIT_BAD_INPUT,
     CliError,
@@ -53,7 +53,7 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 
 def cmd_send(args: argparse.Namespace) -> None:
-    from .. import messaging
+    from ..client import flows
 
     settings = settings_of(args)
     known = KnownKeys.load(settings.home)
@@ -69,7 +69,7 @@ def cmd_send(args: argparse.Namespace) -> None:
     # Ctrl-C and SIGTERM are polled from here on: the send completes, or takes back
     # every share it deposited, and says which.
     with interrupts() as cancelled:
-        result = messaging.send(
+        result = flows.send(
             settings,
             known,
             sender,
@@ -115,11 +115,11 @@ def _print_sent(args: argparse.Namespace, result: Any) -> None:
 
 
 def cmd_inbox(args: argparse.Namespace) -> None:
-    from .. import messaging
+    from ..client import flows
 
     settings = settings_of(args)
     reader = user(args, settings, args.reader)
-    messages = messaging.inbox(settings, reader)
+    messages = flows.inbox(settings, reader)
     if not messages:
         print(f"{reader.name}: no messages")
     now = int(time.time())
@@ -160,7 +160,7 @@ def _inbox_notes(item: dict[str, Any], now: int) -> list[str]:
 
 
 def cmd_read(args: argparse.Namespace) -> None:
-    from .. import messaging
+    from ..client import flows
 
     settings = settings_of(args)
     known = KnownKeys.load(settings.home)
@@ -169,7 +169,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     if args.out not in (None, "-") and not into_directory:
         refuse_existing(Path(args.out), args.force)
     with interrupts() as cancelled:
-        result = messaging.read(
+        result = flows.read(
             settings,
             known,
             reader,
@@ -203,7 +203,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     write_output(out, result.plaintext)
     if into_directory:
         print(f"saved {out}", file=sys.stderr)
-    messaging.forget(settings, reader, args.message_id)
+    flows.forget(settings, reader, args.message_id)
     if to_terminal and not result.plaintext.endswith(b"\n"):
         print()
 
@@ -218,11 +218,11 @@ def _printable(data: bytes) -> bool:
 
 
 def cmd_unsend(args: argparse.Namespace) -> None:
-    from .. import messaging
+    from ..client import flows
 
     settings = settings_of(args)
     sender = user(args, settings, args.sender)
-    failed = messaging.unsend(settings, sender, args.message_id)
+    failed = flows.unsend(settings, sender, args.message_id)
     for line in failed:
         warn(f"could not destroy a share: {line}")
     print(

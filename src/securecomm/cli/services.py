@@ -56,7 +56,7 @@ def cmd_mitm(args: argparse.Namespace) -> None:
     import threading
 
     from .._files import write_atomic
-    from ..mitm import Proxy
+    from ..testing.mitm import Proxy
 
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdecimal():
@@ -155,7 +155,7 @@ def add_commands(sub: Any) -> Any:
     serving(p)
     p.set_defaults(func=cmd_custodian_serve)
 
-    from ..mitm import MODES
+    from ..testing.mitm import MODES
 
     p = sub.add_parser(
         "mitm",

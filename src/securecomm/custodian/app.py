@@ -24,17 +24,9 @@ from ..codes import Code
 from ..config import Settings
 from ..envelope import Policy, Receipt, share_digest
 from ..errors import IdentityError
-from ..home import load_or_create, load_public
-from ..identity import PublicIdentity
+from ..identity import PublicIdentity, load_or_create, load_public
 from ..protocol import DepositRequest, Release, deposit_info
-from ..service.app import (
-    ApiError,
-    authenticate,
-    create_app,
-    error_response,
-    query_int,
-    read_json,
-)
+from ..service.app import ApiError, authenticate, create_app, error_response, query_int, read_json
 from ..service.storage import define_common, open_database, scrub
 from ..shares import Share
 from . import audit, openapi

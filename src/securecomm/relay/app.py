@@ -24,8 +24,13 @@ from ..codes import Code
 from ..config import Settings, origin_of
 from ..envelope import Envelope
 from ..errors import FormatError, IdentityError, SignatureError
-from ..home import load_or_create, load_public
-from ..identity import SIGNATURE_LENGTH_BYTES, PublicIdentity, check_name
+from ..identity import (
+    SIGNATURE_LENGTH_BYTES,
+    PublicIdentity,
+    check_name,
+    load_or_create,
+    load_public,
+)
 from ..service.app import ApiError, authenticate, create_app, query_int, read_json
 from ..service.storage import define_common, open_database
 from . import openapi

@@ -1,4 +1,4 @@
-// The page's flows (DESIGN.md "Flows"), as src/securecomm/messaging.py does them for the CLI:
+// The page's flows (DESIGN.md "Flows"), as src/securecomm/client/flows.py does them for the CLI:
 // register, send (deposit each share straight with its custodian, then post the envelope),
 // inbox, read (ask every custodian, check each share as it comes), and the operator's calls.
 // Only ciphertext, receipts and public keys ever go to the relay.

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._encoding import b64decode
-from ._files import write_atomic
-from .client import ServiceClient
-from .codes import Code
-from .config import Settings
-from .envelope import Envelope, Policy, Receipt, prepare
-from .errors import (
+from .._encoding import b64decode
+from .._files import write_atomic
+from ..codes import Code
+from ..config import Settings
+from ..envelope import Envelope, Policy, Receipt, prepare
+from ..errors import (
     FormatError,
     InterruptedOperationError,
     KeyChangedError,
@@ -38,10 +37,11 @@ from .errors import (
     ShareError,
     SignatureError,
 )
-from .home import KnownKeys
-from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
-from .protocol import DepositRequest, Release
-from .shares import Share
+from ..identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
+from ..protocol import DepositRequest, Release
+from ..shares import Share
+from .transport import ServiceClient
+from .trust import KnownKeys
 
 __all__ = ["ReadResult", "SendResult", "forget", "inbox", "read", "send", "unsend"]
 

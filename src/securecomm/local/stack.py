@@ -24,9 +24,9 @@ from pathlib import Path
 
 import httpx
 
-from .config import Settings
-from .errors import SecureCommError, ServiceError
-from .home import load_public
+from ..config import Settings
+from ..errors import SecureCommError, ServiceError
+from ..identity import load_public
 
 __all__ = ["BusyPort", "Process", "Stack"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
-from . import httpsig
-from .codes import Code
-from .errors import ServiceError
-from .identity import Identity
+from .. import httpsig
+from ..codes import Code
+from ..errors import ServiceError
+from ..identity import Identity
 
 __all__ = ["ServiceClient"]
 

@@ -41,8 +41,8 @@ from typing import Any
 
 import httpx
 
-from . import httpsig
-from .identity import Identity
+from .. import httpsig
+from ..identity import Identity
 
 __all__ = ["MODES", "Alteration", "Exchange", "Proxy", "SharedCapture", "encodings_of"]
 

@@ -16,61 +16,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import canonical
-from ._files import write_atomic
-from .config import CONFIG_FILE, DEFAULT_CUSTODIANS, load_settings
-from .errors import FormatError, IdentityError, KeyChangedError, ParameterError
-from .identity import Identity, PublicIdentity, check_name
+from .._files import write_atomic
+from ..client.trust import KnownKeys
+from ..config import CONFIG_FILE, DEFAULT_CUSTODIANS, load_settings
+from ..errors import ParameterError
+from ..identity import Identity, PublicIdentity, check_name, load_or_create, save_public
 
 __all__ = [
-    "KNOWN_KEYS_FILE",
-    "KnownKeys",
+    "DEFAULT_USERS",
+    "InitReport",
+    "config_text",
     "init_home",
-    "load_or_create",
-    "load_public",
     "operator_name",
-    "save_public",
     "user_key_path",
 ]
 
-KNOWN_KEYS_FILE = "known_keys.json"
 DEFAULT_USERS = ("alice", "bob")
-
-
-def load_or_create(path: Path, name: str) -> Identity:
-    """The identity at ``path``; a new one named ``name`` if there is none yet.
-
-    Service keys are not passphrase-protected: a service starts unattended.
-    Protect the data directory instead (its key folders are created 0700).
-    """
-    if path.exists():
-        identity = Identity.load(path)
-        if identity.name != name:
-            raise IdentityError(f"{path} holds the identity {identity.name!r}, expected {name!r}")
-        return identity
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    identity = Identity.generate(name)
-    identity.save(path)
-    save_public(path.with_suffix(".pub"), identity.public)
-    return identity
-
-
-def save_public(path: Path, identity: PublicIdentity) -> None:
-    write_atomic(path, canonical.dumps(identity.to_json()) + b"\n")
-
-
-def load_public(path: Path) -> PublicIdentity:
-    """Read a .pub file: canonical JSON, optionally followed by one newline."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    return PublicIdentity.from_json(canonical.loads(data, what=str(path)), field=str(path))
 
 
 def operator_name(custodian: str) -> str:
@@ -79,67 +43,6 @@ def operator_name(custodian: str) -> str:
 
 def user_key_path(home: Path, name: str) -> Path:
     return home / "users" / f"{check_name(name)}.key"
-
-
-@dataclass
-class KnownKeys:
-    """Pinned public identities by name. A key that changes is refused, never replaced."""
-
-    path: Path
-    keys: dict[str, PublicIdentity] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, home: Path) -> KnownKeys:
-        path = home / KNOWN_KEYS_FILE
-        if not path.exists():
-            return cls(path)
-        try:
-            document = canonical.loads(path.read_bytes().rstrip(b"\n"), what=str(path))
-        except OSError as exc:
-            raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
-        if (
-            not isinstance(document, dict)
-            or document.get("v") != 1
-            or not isinstance(document.get("keys"), dict)
-        ):
-            raise FormatError(f'{path}: expected {{"v": 1, "keys": {{NAME: identity}}}}')
-        keys = {
-            name: PublicIdentity.from_json(value, field=f"{path}: {name}")
-            for name, value in document["keys"].items()
-        }
-        for name, identity in keys.items():
-            if identity.name != name:
-                raise FormatError(f"{path}: the key filed as {name!r} is named {identity.name!r}")
-        return cls(path, keys)
-
-    def save(self) -> None:
-        document = {"v": 1, "keys": {n: k.to_json() for n, k in sorted(self.keys.items())}}
-        write_atomic(self.path, canonical.dumps(document) + b"\n")
-
-    def get(self, name: str) -> PublicIdentity | None:
-        return self.keys.get(name)
-
-    def require(self, name: str) -> PublicIdentity:
-        key = self.keys.get(name)
-        if key is None:
-            raise IdentityError(
-                f"no pinned key for {name!r} in {self.path}",
-            )
-        return key
-
-    def check(self, seen: PublicIdentity) -> None:
-        """Raise :class:`KeyChangedError` if ``seen`` is pinned under its name with other keys."""
-        pinned = self.keys.get(seen.name)
-        if pinned is not None and pinned.fingerprint != seen.fingerprint:
-            raise KeyChangedError(seen.name, pinned.short_fingerprint(), seen.short_fingerprint())
-
-    def pin(self, identity: PublicIdentity) -> bool:
-        """Pin a key not seen before; True if it was new. A different key is refused."""
-        self.check(identity)
-        if identity.name in self.keys:
-            return False
-        self.keys[identity.name] = identity
-        return True
 
 
 @dataclass(frozen=True)
