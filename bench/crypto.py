@@ -21,9 +21,10 @@ shamir-mnemonic's mnemonic API, whose word encoding grows faster than
 linearly, it flatters the peer. Every peer's output is checked once (its
 combine gives the secret back) before it is timed.
 
-Two things move the 1 MiB split figure. securecomm.shamir splits secrets of
-8 KiB and more with numpy when numpy is installed (the bench extras bring it,
-through matplotlib), about twice as fast as without. And the figures are those
+The 1 MiB split figure is securecomm.shamir's big-integer path: numpy, which
+split long secrets about three times as fast in a warmed process, was dropped
+because a fresh `securecomm split` pays more to import it than it saves. And
+the figures are those
 of a process that has already freed big buffers, as this one has once the
 AES rows ran: glibc then keeps freed memory for reuse. A process that has
 not pays a page fault for every fresh 4 KiB a call writes (about 1,600 per

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securecomm import errors, gf256, recover_secret, shamir, split_secret
+from securecomm import _shamir_fast, errors, gf256, recover_secret, shamir, split_secret
 
 
 @st.composite
@@ -159,43 +160,47 @@ def test_seed_integer_api_refusals() -> None:
         recover_secret([shares[0], (256, shares[1][1]), shares[2]], 3)
 
 
-@pytest.mark.parametrize("length", [1, 31, 32, 4096, 70_000])
-@pytest.mark.parametrize(("n", "t"), [(2, 2), (3, 2), (5, 3), (7, 4), (9, 9), (255, 3)])
-def test_every_split_path_gives_the_same_shares(
-    length: int, n: int, t: int, monkeypatch: pytest.MonkeyPatch
+@st.composite
+def polynomials(draw: st.DrawFn) -> tuple[bytes, list[bytes], int]:
+    """A secret, its coefficients a_1 .. a_{t-1} and n, for every threshold path."""
+    t = draw(st.integers(2, 9))
+    n = draw(st.integers(t, 20)) if draw(st.booleans()) else draw(st.sampled_from([t, 255]))
+    length = draw(st.integers(1, 80))
+    secret = draw(st.binary(min_size=length, max_size=length))
+    coefficients = [draw(st.binary(min_size=length, max_size=length)) for _ in range(t - 1)]
+    return secret, coefficients, n
+
+
+@given(polynomials())
+def test_the_fast_split_is_the_reference(case: tuple[bytes, list[bytes], int]) -> None:
+    """_shamir_fast computes exactly the shares the readable reference does."""
+    secret, coefficients, n = case
+    reference = shamir.evaluate(secret, coefficients, n)
+    assert _shamir_fast.split(secret, coefficients, n) == reference
+    t = len(coefficients) + 1
+    assert shamir.combine(reference[-t:]) == secret
+
+
+@given(polynomials(), st.integers(0, 255), st.randoms(use_true_random=False))
+def test_the_fast_interpolation_is_the_reference(
+    case: tuple[bytes, list[bytes], int], x: int, rng: random.Random
 ) -> None:
-    """The numpy path (large secrets, when numpy is installed), the t = 3 path and the
-    general path must give identical shares for the same coefficients, and those shares
-    must be the polynomial evaluated byte by byte (checked against gf256 directly)."""
-    secret = bytes((i * 7 + 3) % 256 for i in range(length))
-    coefficients = [bytes((i * 13 + j * 31 + 1) % 256 for i in range(length)) for j in range(t - 1)]
+    secret, coefficients, n = case
+    shares = rng.sample(shamir.evaluate(secret, coefficients, n), len(coefficients) + 1)
+    assert shamir.interpolate(shares, x) == shamir.interpolate_reference(shares, x)
 
-    def fixed(size: int, stream: list[bytes]) -> bytes:
-        value = stream.pop(0)
-        assert len(value) == size
-        return value
 
-    def run(numpy_available: bool) -> list[bytes]:
-        monkeypatch.setattr(
-            shamir,
-            "_numpy",
-            lambda: shamir._numpy_module if numpy_available and shamir._numpy_module else None,
-        )
-        stream = list(coefficients)
-        monkeypatch.setattr("os.urandom", lambda size: fixed(size, stream))
-        return shamir.split(secret, n, t)
+def test_the_reference_is_the_polynomial_worked_by_hand() -> None:
+    # y = 0x53 + 0xCA·x over GF(2^8) with the AES polynomial: x = 1 gives 0x53 ^ 0xCA;
+    # x = 2 gives 0x53 ^ xtime(0xCA) = 0x53 ^ 0x8F (0xCA << 1 = 0x194, ^ 0x11B).
+    assert shamir.evaluate(b"\x53", [b"\xca"], 2) == [
+        bytes([0x53 ^ 0xCA, 1]),
+        bytes([0x53 ^ 0x8F, 2]),
+    ]
 
-    shamir._numpy()  # load numpy if it is installed
-    plain = run(False)
-    accelerated = run(True)
-    assert plain == accelerated
-    for share in plain[:: max(1, n // 4)]:
-        x = share[-1]
-        for i in range(0, length, max(1, length // 17)):
-            expected = secret[i]
-            power = 1
-            for coefficient in coefficients:
-                power = gf256.mul(power, x)
-                expected ^= gf256.mul(coefficient[i], power)
-            assert share[i] == expected
-    assert shamir.combine(plain[:t]) == secret
+
+def test_split_draws_its_coefficients_and_evaluates(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = [b"\x01\x02\x03", b"\x04\x05\x06"]
+    queue = list(drawn)
+    monkeypatch.setattr("os.urandom", lambda size: queue.pop(0))
+    assert shamir.split(b"abc", 5, 3) == shamir.evaluate(b"abc", drawn, 5)
