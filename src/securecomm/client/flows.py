@@ -25,7 +25,7 @@ from .._encoding import b64decode
 from .._files import write_atomic
 from ..codes import Code
 from ..config import Settings
-from ..envelope import Envelope, Policy, Receipt, prepare
+from ..envelope import Draft, Envelope, Policy, Receipt, prepare
 from ..errors import (
     FormatError,
     InterruptedOperationError,
@@ -254,150 +254,198 @@ def send(
 ) -> SendResult:
     """Send ``message``: all or nothing.
 
-    If ``cancelled()`` turns true before the relay has the envelope, every deposit made
-    is withdrawn (and the relay's copy deleted, if the post was under way) and
-    :class:`InterruptedOperationError` says so; once the relay has answered, the send completes.
+    Four steps: check every custodian's key and each recipient's, encrypt and split,
+    deposit one share with each custodian, post the envelope. If ``cancelled()`` turns
+    true before the relay has the envelope, every deposit made is withdrawn (and the
+    relay's copy deleted, if the post was under way) and
+    :class:`InterruptedOperationError` says so; once the relay has answered, the send
+    completes.
     """
-    names = [c.name for c in settings.custodians]
-    t = settings.threshold if threshold is None else threshold
-    progress("checking keys", 0, len(names))
-    # The relay's directory is asked while the custodians are: one round trip less. What
-    # it answers is looked at, and pinned, only once every custodian has passed.
-    lookups = _Gather(
-        {name: functools.partial(_directory_entry, settings, name) for name in recipients}
-    )
-    checks = _Gather(
-        {name: functools.partial(_custodian_key, settings, known, name) for name in names}
-    )
-    if not checks.wait(deadline, cancelled=cancelled) or not lookups.wait(
-        deadline, cancelled=cancelled
-    ):
-        raise InterruptedOperationError(
-            "interrupted: nothing was sent (no share had been deposited)"
-        )
-    if checks.failures:
-        raise _unavailable(
-            "send",
-            "custodians_unavailable",
-            "nothing was sent; these custodians could not be checked",
-            checks,
-        )
-    keys = checks.results
-    try:
-        readers = [
-            _recipient_key(known, name, warn, lookups.results.get(name), lookups.errors.get(name))
-            for name in recipients
-        ]
-    except KeyChangedError as exc:
-        raise KeyChangedError(exc.name, exc.pinned, exc.seen, "nothing was sent") from None
+    run = _Send(settings, sender, deadline, progress, warn, cancelled)
+    keys, readers = run.check_keys(known, recipients)
     progress("encrypting", 0, len(message))
-    policy = policy or Policy()
     draft = prepare(
         message,
         sender=sender.public,
         recipients=readers,
-        custodians=[(name, keys[name].fingerprint) for name in names],
-        threshold=t,
-        policy=policy,
+        custodians=[(name, keys[name].fingerprint) for name in run.names],
+        threshold=settings.threshold if threshold is None else threshold,
+        policy=policy or Policy(),
         filename=filename,
     )
     progress("encrypting", len(message), len(message))
-    size = draft.envelope_size()
-    if size > settings.max_envelope_bytes:
-        error = ParameterError(
-            f"the envelope would be {size:,} bytes, over the relay's limit of"
-            f" {settings.max_envelope_bytes:,} bytes; nothing was sent (no share was deposited)"
-        )
-        error.hint = (
-            "the limit is max_envelope_bytes in the [server] section of"
-            f" {settings.home / 'securecomm.toml'} (the relay's setting; a message grows by"
-            " about a third in the envelope's base64)"
-        )
-        raise error
-    if cancelled():
-        raise InterruptedOperationError(
-            "interrupted: nothing was sent (no share had been deposited)"
-        )
-
-    def deposit(index: int, name: str) -> Receipt:
-        request = DepositRequest.for_draft(draft, index, keys[name], sender.public)
-        with ServiceClient(settings.custodian(name).url, name, sender, timeout=deadline) as c:
-            answer = c.request("POST", "/v1/deposits", body=request.to_json())
-        receipt = Receipt.from_json(answer.json())
-        receipt.verify(keys[name])
-        if receipt.share_digest != draft.header.custodians[index].share_digest or (
-            receipt.message_id != draft.header.message_id or receipt.index != index + 1
-        ):
-            raise SignatureError("its receipt is for another share")
-        progress("depositing shares", 1, len(names))
-        return receipt
-
-    progress("depositing shares", 0, len(names))
-    deposits = _Gather({name: functools.partial(deposit, i, name) for i, name in enumerate(names)})
-    if not deposits.wait(deadline, cancelled=cancelled):
-        warn("interrupted: withdrawing the shares deposited so far ...")
-        deposits.settle(_SETTLE_SECONDS)
-        withdrawn = _withdraw(settings, sender, deposits.results, draft.header.id)
-        raise InterruptedOperationError(
-            f"interrupted: nothing was sent; {_withdrawal(withdrawn, deposits.outstanding)}"
-        )
-    receipts = deposits.results
-    if deposits.failures:
-        withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
-        raise _unavailable(
-            "send",
-            "deposit_failed",
-            f"nothing was posted ({_withdrawal(withdrawn, set())}); these custodians did not"
-            " take their share",
-            deposits,
-        )
-    envelope = draft.finish(sender, [receipts[name] for name in names])
-    data = envelope.to_bytes()
-
-    def post() -> Any:
-        with ServiceClient(settings.server_url, "relay", sender, timeout=deadline) as relay:
-            return relay.request("POST", "/api/v1/messages", raw=data, sign=False).json()
-
-    progress("uploading", 0, len(data))
-    posting = _Gather({"relay": post})
-    if not posting.wait(deadline, cancelled=cancelled):
-        warn("interrupted: taking back the message and its shares ...")
-        posting.settle(_SETTLE_SECONDS)
-        _delete_from_relay(settings, sender, envelope.id)
-        withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
-        raise InterruptedOperationError(
-            "interrupted: nothing was sent; the relay's copy was deleted and"
-            f" {_withdrawal(withdrawn, set())}"
-        )
-    if "relay" not in posting.results:
-        withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
-        answered = posting.errors.get("relay")
-        reason = getattr(answered, "message", posting.failures.get("relay", "no answer"))
-        failure = ServiceError(
-            "relay",
-            getattr(answered, "status", 0),
-            getattr(answered, "code", Code.UNREACHABLE),
-            f"the envelope was not stored: {reason}; nothing was sent"
-            f" ({_withdrawal(withdrawn, set())})",
-        )
-        failure.hint = _RELAY_HINTS.get(failure.code)
-        raise failure
-    stored = posting.results["relay"]
-    progress("uploading", len(data), len(data))
-    local_digest = hashlib.sha256(data).hexdigest()
-    if stored.get("digest") != local_digest or stored.get("id") != envelope.id:
-        # The answer was altered, or the relay lies: take everything back.
-        _withdraw(settings, sender, receipts, draft.header.id)
-        _delete_from_relay(settings, sender, envelope.id)
-        raise ServiceError(
-            "relay", 0, "bad_copy", "the relay's stored copy differs from what was sent"
-        )
+    run.check_size(draft)
+    receipts = run.deposit(draft, keys)
+    envelope, stored = run.post(draft, receipts)
     return SendResult(
         envelope.id,
         hashlib.sha256(envelope.ciphertext).hexdigest(),
         stored["digest"],
-        tuple(receipts[name] for name in names),
+        tuple(receipts[name] for name in run.names),
     )
+
+
+@dataclass
+class _Send:
+    """The steps of one :func:`send`, each undoing what came before it when it fails."""
+
+    settings: Settings
+    sender: Identity
+    deadline: float
+    progress: Progress
+    warn: Warn
+    cancelled: Callable[[], bool]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.settings.custodians]
+
+    def _stop_if_cancelled(self) -> None:
+        if self.cancelled():
+            raise InterruptedOperationError(
+                "interrupted: nothing was sent (no share had been deposited)"
+            )
+
+    def check_keys(
+        self, known: KnownKeys, recipients: Sequence[str]
+    ) -> tuple[dict[str, PublicIdentity], list[PublicIdentity]]:
+        """Every custodian's key as pinned and presented, and each recipient's."""
+        self.progress("checking keys", 0, len(self.names))
+        # The relay's directory is asked while the custodians are: one round trip less.
+        # What it answers is looked at, and pinned, only once every custodian has passed.
+        settings = self.settings
+        lookups = _Gather(
+            {name: functools.partial(_directory_entry, settings, name) for name in recipients}
+        )
+        checks = _Gather(
+            {name: functools.partial(_custodian_key, settings, known, name) for name in self.names}
+        )
+        if not checks.wait(self.deadline, cancelled=self.cancelled) or not lookups.wait(
+            self.deadline, cancelled=self.cancelled
+        ):
+            self._stop_if_cancelled()
+        if checks.failures:
+            raise _unavailable(
+                "send",
+                "custodians_unavailable",
+                "nothing was sent; these custodians could not be checked",
+                checks,
+            )
+        try:
+            readers = [
+                _recipient_key(
+                    known, name, self.warn, lookups.results.get(name), lookups.errors.get(name)
+                )
+                for name in recipients
+            ]
+        except KeyChangedError as exc:
+            raise KeyChangedError(exc.name, exc.pinned, exc.seen, "nothing was sent") from None
+        return checks.results, readers
+
+    def check_size(self, draft: Draft) -> None:
+        """Refuse, before any deposit, an envelope the relay would refuse."""
+        size, limit = draft.envelope_size(), self.settings.max_envelope_bytes
+        if size > limit:
+            error = ParameterError(
+                f"the envelope would be {size:,} bytes, over the relay's limit of"
+                f" {limit:,} bytes; nothing was sent (no share was deposited)"
+            )
+            error.hint = (
+                "the limit is max_envelope_bytes in the [server] section of"
+                f" {self.settings.home / 'securecomm.toml'} (the relay's setting; a message"
+                " grows by about a third in the envelope's base64)"
+            )
+            raise error
+        self._stop_if_cancelled()
+
+    def deposit(self, draft: Draft, keys: dict[str, PublicIdentity]) -> dict[str, Receipt]:
+        """One share with each custodian at once; all of them take theirs, or none keeps it."""
+        names = self.names
+
+        def deposit_one(index: int, name: str) -> Receipt:
+            request = DepositRequest.for_draft(draft, index, keys[name], self.sender.public)
+            url = self.settings.custodian(name).url
+            with ServiceClient(url, name, self.sender, timeout=self.deadline) as c:
+                answer = c.request("POST", "/v1/deposits", body=request.to_json())
+            receipt = Receipt.from_json(answer.json())
+            receipt.verify(keys[name])
+            if receipt.share_digest != draft.header.custodians[index].share_digest or (
+                receipt.message_id != draft.header.message_id or receipt.index != index + 1
+            ):
+                raise SignatureError("its receipt is for another share")
+            self.progress("depositing shares", 1, len(names))
+            return receipt
+
+        self.progress("depositing shares", 0, len(names))
+        deposits = _Gather(
+            {name: functools.partial(deposit_one, i, name) for i, name in enumerate(names)}
+        )
+        if not deposits.wait(self.deadline, cancelled=self.cancelled):
+            self.warn("interrupted: withdrawing the shares deposited so far ...")
+            deposits.settle(_SETTLE_SECONDS)
+            withdrawn = _withdraw(self.settings, self.sender, deposits.results, draft.header.id)
+            raise InterruptedOperationError(
+                f"interrupted: nothing was sent; {_withdrawal(withdrawn, deposits.outstanding)}"
+            )
+        if deposits.failures:
+            withdrawn = _withdraw(self.settings, self.sender, deposits.results, draft.header.id)
+            raise _unavailable(
+                "send",
+                "deposit_failed",
+                f"nothing was posted ({_withdrawal(withdrawn, set())}); these custodians did"
+                " not take their share",
+                deposits,
+            )
+        return deposits.results
+
+    def post(self, draft: Draft, receipts: dict[str, Receipt]) -> tuple[Envelope, Any]:
+        """Sign the envelope, post it, and check the relay stored exactly it."""
+        envelope = draft.finish(self.sender, [receipts[name] for name in self.names])
+        data = envelope.to_bytes()
+        settings, sender = self.settings, self.sender
+
+        def take_back() -> list[str]:
+            _delete_from_relay(settings, sender, envelope.id)
+            return _withdraw(settings, sender, receipts, draft.header.id)
+
+        def post_it() -> Any:
+            with ServiceClient(settings.server_url, "relay", sender, timeout=self.deadline) as r:
+                return r.request("POST", "/api/v1/messages", raw=data, sign=False).json()
+
+        self.progress("uploading", 0, len(data))
+        posting = _Gather({"relay": post_it})
+        if not posting.wait(self.deadline, cancelled=self.cancelled):
+            self.warn("interrupted: taking back the message and its shares ...")
+            posting.settle(_SETTLE_SECONDS)
+            withdrawn = take_back()
+            raise InterruptedOperationError(
+                "interrupted: nothing was sent; the relay's copy was deleted and"
+                f" {_withdrawal(withdrawn, set())}"
+            )
+        if "relay" not in posting.results:
+            withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
+            answered = posting.errors.get("relay")
+            reason = getattr(answered, "message", posting.failures.get("relay", "no answer"))
+            failure = ServiceError(
+                "relay",
+                getattr(answered, "status", 0),
+                getattr(answered, "code", Code.UNREACHABLE),
+                f"the envelope was not stored: {reason}; nothing was sent"
+                f" ({_withdrawal(withdrawn, set())})",
+            )
+            failure.hint = _RELAY_HINTS.get(failure.code)
+            raise failure
+        stored = posting.results["relay"]
+        self.progress("uploading", len(data), len(data))
+        if stored.get("digest") != hashlib.sha256(data).hexdigest() or (
+            stored.get("id") != envelope.id
+        ):
+            # The answer was altered, or the relay lies: take everything back.
+            take_back()
+            raise ServiceError(
+                "relay", 0, "bad_copy", "the relay's stored copy differs from what was sent"
+            )
+        return envelope, stored
 
 
 #: How long an interrupted send waits for requests already under way, so that what they
