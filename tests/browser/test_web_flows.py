@@ -23,7 +23,7 @@ from securecomm import canonical, shares
 from securecomm.client.transport import ServiceClient
 from securecomm.client.trust import KnownKeys
 from securecomm.custodian import audit
-from securecomm.custodian.app import audit_log
+from securecomm.custodian.tables import audit_log
 from securecomm.identity import Identity
 from securecomm.protocol import Release
 from securecomm.testing.mitm import encodings_of

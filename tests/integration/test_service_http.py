@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from securecomm import canonical
 from securecomm.client.transport import ServiceClient
 from securecomm.custodian import audit
-from securecomm.custodian.app import audit_log
+from securecomm.custodian.tables import audit_log
 from securecomm.envelope import Receipt, prepare
 from securecomm.identity import Identity
 from securecomm.local.home import config_text, operator_name

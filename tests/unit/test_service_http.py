@@ -22,7 +22,7 @@ from securecomm import canonical
 from securecomm.config import Settings
 from securecomm.custodian import audit
 from securecomm.custodian import openapi as custodian_openapi
-from securecomm.custodian.app import audit_log
+from securecomm.custodian.tables import audit_log
 from securecomm.errors import FormatError
 from securecomm.identity import Identity
 from securecomm.relay import openapi as relay_openapi

@@ -99,7 +99,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     else:
         import sqlalchemy as sa
 
-        from ..custodian.app import audit_log
+        from ..custodian.tables import audit_log
 
         database = settings.custodian_database(args.name)
         if database.startswith("sqlite:///") and not Path(database[10:]).exists():

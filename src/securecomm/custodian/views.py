@@ -1,0 +1,405 @@
+"""A custodian's HTTP API (spec §12): deposits, releases, the operator's decisions and
+the audit log. Each view reads the state, asks :mod:`.policy` where a rule decides,
+and records what it did in the audit log in the same transaction."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy.engine import Connection, Engine
+
+from .. import canonical, hpke
+from .._encoding import b64encode
+from ..codes import Code
+from ..envelope import Policy, Receipt, share_digest
+from ..identity import Identity, PublicIdentity
+from ..protocol import DepositRequest, Release, deposit_info
+from ..service.app import ApiError, authenticate, error_response, query_int, read_json
+from ..service.storage import scrub
+from ..shares import Share
+from . import audit, openapi
+from .policy import Decision, Deposit, Outcome, Verdict, decide, uses_up
+from .tables import (
+    _COUNT_RELEASE,
+    _DEPOSIT_OF_MESSAGE,
+    _HEX_ID,
+    _INSERT_DEPOSIT,
+    audit_log,
+    deposits,
+    releases,
+)
+
+__all__ = ["Custodian", "bp"]
+
+bp = Blueprint("custodian", __name__)
+
+
+@dataclass(frozen=True)
+class Custodian:
+    """What every view of one custodian needs, set up once by the app factory."""
+
+    name: str
+    identity: Identity
+    operator: PublicIdentity
+    db: Engine
+    identity_document: dict[str, Any]
+    identity_signature: str  # signed once: Ed25519 is deterministic
+
+    @classmethod
+    def of(cls, name: str, identity: Identity, operator: PublicIdentity, db: Engine) -> Custodian:
+        document = identity.public.to_json()
+        return cls(
+            name, identity, operator, db, document, b64encode(identity.sign("identity", document))
+        )
+
+
+def here() -> Custodian:
+    custodian: Custodian = current_app.extensions["custodian"]
+    return custodian
+
+
+def _policy_of(row: Any) -> Policy:
+    return Policy.from_json(canonical.loads(row.policy.encode()), "policy")
+
+
+def _deposit(row: Any) -> Deposit | None:
+    """A deposits row as the release rule sees it."""
+    if row is None:
+        return None
+    recipients = canonical.loads(row.recipients.encode())
+    return Deposit(
+        _policy_of(row),
+        frozenset((r["name"], r["fingerprint"]) for r in recipients),
+        row.releases,
+        str(row.destroyed_why) if row.destroyed_at is not None else None,
+    )
+
+
+def _who(caller: PublicIdentity) -> tuple[str, str]:
+    return caller.name, caller.fingerprint_hex
+
+
+def log(conn: Connection, event: str, **data: Any) -> None:
+    c = here()
+    audit.append(conn, audit_log, c.identity, event, data, int(time.time()))
+
+
+def require_operator() -> PublicIdentity:
+    c = here()
+    caller = authenticate()
+    if caller.fingerprint != c.operator.fingerprint:
+        raise ApiError(403, Code.NOT_OPERATOR, f"only {c.name}'s operator may do this")
+    return caller
+
+
+@bp.get("/v1/identity")
+def get_identity() -> Response:
+    c = here()
+    return jsonify({"identity": c.identity_document, "signature": c.identity_signature})
+
+
+@bp.post("/v1/deposits")
+def post_deposit() -> tuple[Response, int]:
+    c = here()
+    sender = authenticate()
+    deposit = DepositRequest.from_json(read_json())
+    info = deposit_info(c.name, deposit.index, deposit.message_id, sender.fingerprint_hex)
+    share = Share.from_bytes(
+        hpke.open(deposit.sealed_share, c.identity.kem_private_key, info), name="share"
+    )
+    message_id = bytes.fromhex(deposit.message_id)
+    if (
+        share.index != deposit.index
+        or share.split_id != message_id
+        or share_digest(message_id, c.name, share) != deposit.share_digest
+    ):
+        raise ApiError(
+            400,
+            Code.DIGEST_MISMATCH,
+            "the sealed share does not match the digest, index or message id",
+        )
+    ref = os.urandom(16).hex()
+    now = int(time.time())
+    with c.db.begin() as conn:
+        if conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": deposit.message_id}).first():
+            raise ApiError(
+                409,
+                Code.DUPLICATE_DEPOSIT,
+                f"a share of message {deposit.message_id} is already here",
+            )
+        conn.execute(
+            _INSERT_DEPOSIT,
+            {
+                "ref": ref,
+                "message_id": deposit.message_id,
+                "share_index": deposit.index,
+                "sender_fp": sender.fingerprint_hex,
+                "share_digest": b64encode(deposit.share_digest),
+                "sealed_share": deposit.sealed_share,
+                "policy": canonical.dumps(deposit.policy.to_json()).decode(),
+                "recipients": canonical.dumps([r.to_json() for r in deposit.recipients]).decode(),
+                "releases": 0,
+                "created": now,
+            },
+        )
+        log(
+            conn,
+            "deposit",
+            ref=ref,
+            message_id=deposit.message_id,
+            index=deposit.index,
+            sender=sender.fingerprint_hex,
+            share_digest=b64encode(deposit.share_digest),
+        )
+    receipt = Receipt.issue(c.identity, deposit.index, message_id, ref, deposit.share_digest)
+    return jsonify(receipt.to_json()), 201
+
+
+@bp.delete("/v1/deposits")
+def withdraw_deposit() -> tuple[str, int]:
+    """Unsend by message id: for a sender who never got the receipt (and its ref)."""
+    c = here()
+    caller = authenticate()
+    message_id = request.args.get("message_id", "")
+    if not _HEX_ID.fullmatch(message_id):
+        raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
+    with c.db.connect() as conn:
+        ref = conn.execute(
+            sa.select(deposits.c.ref).where(deposits.c.message_id == message_id)
+        ).scalar()
+    if ref is None:
+        raise ApiError(404, Code.NO_DEPOSIT, f"no deposit of yours for message {message_id}")
+    return destroy_deposit(ref, caller)
+
+
+@bp.delete("/v1/deposits/<ref>")
+def delete_deposit(ref: str) -> tuple[str, int]:
+    return destroy_deposit(ref, authenticate())
+
+
+def destroy_deposit(ref: str, caller: PublicIdentity) -> tuple[str, int]:
+    c = here()
+    with c.db.begin() as conn:
+        row = conn.execute(sa.select(deposits).where(deposits.c.ref == ref)).first()
+        if row is None or row.sender_fp != caller.fingerprint_hex:
+            raise ApiError(404, Code.NO_DEPOSIT, f"no deposit {ref} of yours")
+        destroyed = row.destroyed_at is None
+        if destroyed:
+            _destroy(conn, ref, "unsent")
+            log(conn, "delete", ref=ref, message_id=row.message_id, by=caller.fingerprint_hex)
+    if destroyed:
+        scrub(c.db)
+    return "", 204
+
+
+@bp.post("/v1/releases")
+def post_release() -> tuple[Response, int]:
+    c = here()
+    caller = authenticate()
+    body = read_json()
+    if set(body) != {"v", "message_id"} or body["v"] != 1 or isinstance(body["v"], bool):
+        raise ApiError(400, Code.BAD_FIELD, 'expected {"v": 1, "message_id": "<32 hex>"}')
+    message_id = body["message_id"]
+    if not isinstance(message_id, str) or not _HEX_ID.fullmatch(message_id):
+        raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
+    now = int(time.time())
+    with c.db.begin() as conn:
+        row = conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": message_id}).first()
+        decision = decide(_deposit(row), _who(caller), now)
+        if decision.outcome is Outcome.REFUSE:
+            return refuse(conn, decision, caller, message_id=message_id)
+        assert row is not None
+        if decision.outcome is Outcome.ASK_OPERATOR:
+            release_id = os.urandom(16).hex()
+            conn.execute(
+                releases.insert().values(
+                    id=release_id,
+                    ref=row.ref,
+                    recipient_fp=caller.fingerprint_hex,
+                    recipient=canonical.dumps(caller.to_json()).decode(),
+                    status="pending",
+                    created=now,
+                )
+            )
+            log(
+                conn,
+                "release_requested",
+                ref=row.ref,
+                release_id=release_id,
+                requester=caller.fingerprint_hex,
+            )
+            return jsonify({"v": 1, "status": "pending", "release_id": release_id}), 202
+        release, burned = _release(conn, row, caller)
+        log(
+            conn,
+            "release",
+            ref=row.ref,
+            message_id=message_id,
+            recipient=caller.fingerprint_hex,
+        )
+        if burned:
+            log(conn, "burn", ref=row.ref, message_id=message_id)
+    if burned:
+        scrub(c.db)
+    return jsonify(release.to_json()), 200
+
+
+@bp.get("/v1/releases/<release_id>")
+def get_release(release_id: str) -> tuple[Response, int]:
+    c = here()
+    caller = authenticate()
+    now = int(time.time())
+    with c.db.begin() as conn:
+        pending = conn.execute(sa.select(releases).where(releases.c.id == release_id)).first()
+        is_operator = caller.fingerprint == c.operator.fingerprint
+        if pending is None or (pending.recipient_fp != caller.fingerprint_hex and not is_operator):
+            raise ApiError(404, Code.NO_RELEASE, f"no release {release_id} for you")
+        summary = {"v": 1, "release_id": release_id, "status": pending.status}
+        if pending.status == "pending" or is_operator:
+            return jsonify(summary), 202 if pending.status == "pending" else 200
+        row = conn.execute(sa.select(deposits).where(deposits.c.ref == pending.ref)).first()
+        decision = decide(_deposit(row), _who(caller), now, Verdict(pending.status))
+        if decision.outcome is Outcome.REFUSE:
+            return refuse(
+                conn,
+                decision,
+                caller,
+                message_id=row.message_id if row else None,
+                release_id=release_id,
+            )
+        assert row is not None
+        claimed = conn.execute(
+            releases.update()
+            .where(releases.c.id == release_id, releases.c.status == "approved")
+            .values(status="released")
+        ).rowcount
+        if not claimed:
+            raise ApiError(410, Code.ALREADY_RELEASED, "this release was already collected")
+        release, burned = _release(conn, row, caller)
+        log(
+            conn,
+            "release",
+            ref=row.ref,
+            message_id=row.message_id,
+            recipient=caller.fingerprint_hex,
+            release_id=release_id,
+        )
+        if burned:
+            log(conn, "burn", ref=row.ref, message_id=row.message_id)
+    if burned:
+        scrub(c.db)
+    return jsonify(release.to_json()), 200
+
+
+def record_verdict(release_id: str, verdict: str) -> Response:
+    c = here()
+    caller = require_operator()
+    with c.db.begin() as conn:
+        done = conn.execute(
+            releases.update()
+            .where(releases.c.id == release_id, releases.c.status == "pending")
+            .values(status=verdict, decided_at=int(time.time()))
+        ).rowcount
+        if not done:
+            exists = conn.execute(
+                sa.select(releases.c.status).where(releases.c.id == release_id)
+            ).scalar()
+            if exists is None:
+                raise ApiError(404, Code.NO_RELEASE, f"no release {release_id}")
+            raise ApiError(409, Code.NOT_PENDING, f"release {release_id} is {exists}")
+        log(conn, verdict, release_id=release_id, operator=caller.fingerprint_hex)
+    return jsonify({"v": 1, "release_id": release_id, "status": verdict})
+
+
+@bp.post("/v1/releases/<release_id>/approve")
+def approve(release_id: str) -> Response:
+    return record_verdict(release_id, "approved")
+
+
+@bp.post("/v1/releases/<release_id>/deny")
+def deny(release_id: str) -> Response:
+    return record_verdict(release_id, "denied")
+
+
+@bp.get("/v1/releases")
+def list_releases() -> Response:
+    c = here()
+    require_operator()
+    status = request.args.get("status", "pending")
+    if status not in {"pending", "approved", "denied", "released"}:
+        raise ApiError(400, Code.BAD_FIELD, "status: pending, approved, denied or released")
+    with c.db.connect() as conn:
+        rows = conn.execute(
+            sa.select(releases, deposits.c.message_id)
+            .join(deposits, deposits.c.ref == releases.c.ref)
+            .where(releases.c.status == status)
+            .order_by(releases.c.created)
+        ).fetchall()
+    return jsonify(
+        {
+            "releases": [
+                {
+                    "release_id": r.id,
+                    "message_id": r.message_id,
+                    "recipient": canonical.loads(r.recipient.encode()),
+                    "status": r.status,
+                    "created": r.created,
+                }
+                for r in rows
+            ]
+        }
+    )
+
+
+@bp.get("/v1/audit")
+def get_audit() -> Response:
+    c = here()
+    require_operator()
+    after = query_int("after", default=0, low=0, high=audit.SEQ_MAX)
+    limit = query_int(
+        "limit", default=audit.PAGE_DEFAULT_ENTRIES, low=1, high=audit.PAGE_MAX_ENTRIES
+    )
+    with c.db.connect() as conn:
+        page = audit.page(conn, audit_log, after=after, limit=limit)
+    return jsonify({"custodian": c.identity.public.to_json(), **page})
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return jsonify(openapi.DOCUMENT)
+
+
+def refuse(
+    conn: Connection, refusal: Decision, caller: PublicIdentity, **data: Any
+) -> tuple[Response, int]:
+    """Log a refusal and answer it; returned, not raised, so the entry commits."""
+    assert refusal.code is not None and refusal.reason is not None
+    log(conn, "refusal", code=refusal.code, requester=caller.fingerprint_hex, **data)
+    return error_response(refusal.status, refusal.code, refusal.reason), refusal.status
+
+
+def _release(conn: Connection, row: Any, recipient: PublicIdentity) -> tuple[Release, bool]:
+    """Seal the share to ``recipient`` and count the release; True if that used it up."""
+    c = here()
+    info = deposit_info(c.name, row.share_index, row.message_id, row.sender_fp)
+    share = Share.from_bytes(hpke.open(row.sealed_share, c.identity.kem_private_key, info))
+    release = Release.issue(c.identity, share, row.message_id, recipient)
+    count = row.releases + 1
+    conn.execute(_COUNT_RELEASE, {"target": row.ref, "count": count})
+    burned = uses_up(_policy_of(row), count)
+    if burned:
+        _destroy(conn, row.ref, "burned")
+    return release, burned
+
+
+def _destroy(conn: Connection, ref: str, why: str) -> None:
+    conn.execute(
+        deposits.update()
+        .where(deposits.c.ref == ref)
+        .values(sealed_share=None, destroyed_at=int(time.time()), destroyed_why=why)
+    )
