@@ -1,0 +1,339 @@
+"""The relay's HTTP API: envelopes in and out (spec §7), inboxes, and the directory of
+people's public keys. The relay holds no key and no share; what it stores is checked
+(canonical, signed by its sender) before it is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy.engine import Connection, Engine
+
+from .. import canonical
+from .._encoding import b64decode
+from ..codes import Code
+from ..envelope import Envelope
+from ..errors import FormatError, SignatureError
+from ..identity import SIGNATURE_LENGTH_BYTES, PublicIdentity, check_name
+from ..service.app import ApiError, authenticate, query_int, read_json
+from . import openapi
+from .tables import (
+    _INSERT_INBOX,
+    _INSERT_MESSAGE,
+    _INSERT_POLICY,
+    _SELECT_REGISTERED,
+    _SELECT_STORED,
+    directory,
+    inbox,
+    messages,
+    policies,
+)
+
+__all__ = ["bp", "endorsement_body"]
+
+bp = Blueprint("relay", __name__)
+
+
+def _db() -> Engine:
+    engine: Engine = current_app.extensions["securecomm"]["engine"]
+    return engine
+
+
+INBOX_PAGE_MAX = 100
+
+
+def _not_found(message_id: str) -> ApiError:
+    # The same answer whether the message does not exist or is not the caller's.
+    return ApiError(404, Code.NOT_FOUND, f"no message {message_id} for you")
+
+
+_DECIMAL = re.compile(r"[0-9]{1,12}")
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _message_id(value: str) -> str:
+    if not _HEX_ID.fullmatch(value):
+        raise ApiError(400, Code.BAD_FIELD, "message id: expected 32 lowercase hex digits")
+    return value
+
+
+def store_envelope() -> tuple[Response, int]:
+    if request.mimetype != "application/json":
+        raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
+    body = request.get_data(cache=True)
+    envelope = Envelope.from_bytes(body)
+    envelope.verify()
+    if any(slot.fingerprint is None for slot in envelope.header.custodians):
+        raise ApiError(
+            400,
+            Code.NO_CUSTODIANS,
+            "the relay takes envelopes whose shares are with custodian services",
+        )
+    sender = envelope.header.sender
+    # Hashed before the transaction: its write lock is held by one writer at a time.
+    digest = hashlib.sha256(body).hexdigest()
+    with _db().begin() as conn:
+        registered = conn.execute(_SELECT_REGISTERED, {"name": sender.name}).scalar()
+        if registered is not None and registered != sender.fingerprint_hex:
+            raise ApiError(
+                403,
+                Code.SENDER_KEY_MISMATCH,
+                f"sender {sender.name!r} is registered with key {registered[:16]}, the"
+                f" envelope is signed by {sender.fingerprint_hex[:16]}",
+            )
+        existing = conn.execute(_SELECT_STORED, {"id": envelope.id}).first()
+        if existing is not None:
+            if existing.digest != digest:
+                raise ApiError(
+                    409, Code.DUPLICATE_ID, f"message {envelope.id} exists with other content"
+                )
+            return jsonify(_stored(envelope.id, digest, len(body), existing.stored_at)), 200
+        now = int(time.time())
+        conn.execute(
+            _INSERT_MESSAGE,
+            {
+                "id": envelope.id,
+                "sender_name": sender.name,
+                "sender_fp": sender.fingerprint_hex,
+                "created": envelope.header.created,
+                "stored_at": now,
+                "size": len(body),
+                "digest": digest,
+                "envelope": body,
+            },
+        )
+        conn.execute(
+            _INSERT_POLICY,
+            {
+                "message_id": envelope.id,
+                "policy": canonical.dumps(envelope.header.policy.to_json()).decode(),
+            },
+        )
+        conn.execute(
+            _INSERT_INBOX,
+            [
+                {
+                    "message_id": envelope.id,
+                    "recipient_fp": r.fingerprint.hex(),
+                    "recipient_name": r.name,
+                }
+                for r in envelope.header.recipients
+            ],
+        )
+    response = jsonify(_stored(envelope.id, digest, len(body), now))
+    response.headers["Location"] = f"/api/v1/messages/{envelope.id}"
+    return response, 201
+
+
+bp.add_url_rule("/api/v1/messages", "post_message", store_envelope, methods=["POST"])
+# The seed's endpoint, kept as an alias.
+bp.add_url_rule("/api/relay", "post_relay", store_envelope, methods=["POST"])
+
+
+@bp.get("/api/v1/messages/<message_id>")
+def get_message(message_id: str) -> Response:
+    caller = authenticate()
+    _message_id(message_id)
+    with _db().connect() as conn:
+        row = conn.execute(
+            sa.select(messages.c.envelope, messages.c.sender_fp).where(messages.c.id == message_id)
+        ).first()
+        if row is None:
+            raise _not_found(message_id)
+        if row.sender_fp != caller.fingerprint_hex and not _is_recipient(conn, message_id, caller):
+            raise _not_found(message_id)
+    return Response(row.envelope, mimetype="application/json")
+
+
+@bp.delete("/api/v1/messages/<message_id>")
+def delete_message(message_id: str) -> tuple[str, int]:
+    caller = authenticate()
+    _message_id(message_id)
+    with _db().begin() as conn:
+        sender_fp = conn.execute(
+            sa.select(messages.c.sender_fp).where(messages.c.id == message_id)
+        ).scalar()
+        if sender_fp is None:
+            raise _not_found(message_id)
+        if sender_fp == caller.fingerprint_hex:
+            _delete(conn, message_id)
+            return "", 204
+        removed = conn.execute(
+            inbox.delete().where(
+                inbox.c.message_id == message_id,
+                inbox.c.recipient_fp == caller.fingerprint_hex,
+            )
+        ).rowcount
+        if not removed:
+            raise _not_found(message_id)
+        left = conn.execute(
+            sa.select(sa.func.count()).select_from(inbox).where(inbox.c.message_id == message_id)
+        ).scalar()
+        if not left:
+            _delete(conn, message_id)
+    return "", 204
+
+
+def _delete(conn: Connection, message_id: str) -> None:
+    conn.execute(inbox.delete().where(inbox.c.message_id == message_id))
+    conn.execute(policies.delete().where(policies.c.message_id == message_id))
+    conn.execute(messages.delete().where(messages.c.id == message_id))
+
+
+@bp.get("/api/v1/inbox")
+def get_inbox() -> Response:
+    caller = authenticate()
+    limit = query_int("limit", default=50, low=1, high=INBOX_PAGE_MAX)
+    after = request.args.get("after", "")
+    query = (
+        sa.select(
+            messages.c.id,
+            messages.c.sender_name,
+            messages.c.sender_fp,
+            messages.c.created,
+            messages.c.stored_at,
+            messages.c.size,
+            messages.c.digest,
+            policies.c.policy,
+        )
+        .join(inbox, inbox.c.message_id == messages.c.id)
+        .outerjoin(policies, policies.c.message_id == messages.c.id)
+        .where(inbox.c.recipient_fp == caller.fingerprint_hex)
+        .order_by(messages.c.stored_at, messages.c.id)
+        .limit(limit + 1)
+    )
+    if after:
+        stored_at, _, last_id = after.partition(":")
+        if not _DECIMAL.fullmatch(stored_at) or not _HEX_ID.fullmatch(last_id):
+            raise ApiError(400, Code.BAD_FIELD, "after: expected a cursor from a previous page")
+        query = query.where(
+            sa.tuple_(messages.c.stored_at, messages.c.id) > (int(stored_at), last_id)
+        )
+    with _db().connect() as conn:
+        rows = conn.execute(query).fetchall()
+    page = rows[:limit]
+    next_cursor = f"{page[-1].stored_at}:{page[-1].id}" if len(rows) > limit else None
+    return jsonify(
+        {
+            "messages": [
+                {
+                    "id": r.id,
+                    "sender": {"name": r.sender_name, "fingerprint": r.sender_fp},
+                    "created": r.created,
+                    "stored_at": r.stored_at,
+                    "size": r.size,
+                    "digest": r.digest,
+                    "policy": canonical.loads(r.policy.encode()) if r.policy else None,
+                }
+                for r in page
+            ],
+            "next": next_cursor,
+        }
+    )
+
+
+@bp.get("/api/v1/directory/<name>")
+def get_directory(name: str) -> Response:
+    check_name(name, field="name")
+    with _db().connect() as conn:
+        row = conn.execute(
+            sa.select(directory.c.identity, directory.c.fingerprint, directory.c.updated_at).where(
+                directory.c.name == name
+            )
+        ).first()
+    if row is None:
+        raise ApiError(404, Code.NOT_FOUND, f"no directory entry for {name!r}")
+    return jsonify(
+        {
+            "identity": canonical.loads(row.identity.encode()),
+            "fingerprint": row.fingerprint,
+            "updated_at": row.updated_at,
+        }
+    )
+
+
+@bp.put("/api/v1/directory/<name>")
+def put_directory(name: str) -> tuple[Response, int]:
+    caller = authenticate()
+    check_name(name, field="name")
+    body = read_json()
+    if (
+        set(body) - {"v", "identity", "endorsement"}
+        or body.get("v") != 1
+        or isinstance(body.get("v"), bool)
+    ):
+        raise ApiError(
+            400, Code.BAD_FIELD, 'expected {"v": 1, "identity": {...}, "endorsement"?: ...}'
+        )
+    new = PublicIdentity.from_json(body.get("identity"), field="identity")
+    if new.name != name:
+        raise ApiError(400, Code.BAD_FIELD, f"identity.name {new.name!r} is not {name!r}")
+    if new.fingerprint != caller.fingerprint:
+        raise ApiError(
+            403, Code.NOT_YOUR_KEY, "a directory entry must be registered by the key it names"
+        )
+    with _db().begin() as conn:
+        row = conn.execute(
+            sa.select(directory.c.identity, directory.c.fingerprint).where(directory.c.name == name)
+        ).first()
+        now = int(time.time())
+        values = {
+            "fingerprint": new.fingerprint_hex,
+            "identity": canonical.dumps(new.to_json()).decode(),
+            "updated_at": now,
+        }
+        if row is None:
+            conn.execute(directory.insert().values(name=name, **values))
+            return jsonify({"name": name, "fingerprint": new.fingerprint_hex}), 201
+        if row.fingerprint == new.fingerprint_hex:
+            return jsonify({"name": name, "fingerprint": new.fingerprint_hex}), 200
+        old = PublicIdentity.from_json(canonical.loads(row.identity.encode()))
+        _check_endorsement(body.get("endorsement"), old, new)
+        conn.execute(directory.update().where(directory.c.name == name).values(**values))
+    return jsonify({"name": name, "fingerprint": new.fingerprint_hex}), 200
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return jsonify(openapi.DOCUMENT)
+
+
+def _stored(message_id: str, digest: str, size: int, stored_at: int) -> dict[str, Any]:
+    return {"id": message_id, "digest": digest, "size": size, "stored_at": stored_at}
+
+
+def _is_recipient(conn: sa.Connection, message_id: str, caller: PublicIdentity) -> bool:
+    return (
+        conn.execute(
+            sa.select(inbox.c.message_id).where(
+                inbox.c.message_id == message_id,
+                inbox.c.recipient_fp == caller.fingerprint_hex,
+            )
+        ).first()
+        is not None
+    )
+
+
+def endorsement_body(name: str, new: PublicIdentity) -> dict[str, Any]:
+    """What the old key signs to hand a directory name over to a new key."""
+    return {"v": 1, "name": name, "new_fingerprint": new.fingerprint_hex}
+
+
+def _check_endorsement(value: object, old: PublicIdentity, new: PublicIdentity) -> None:
+    refused = ApiError(
+        409,
+        Code.KEY_CHANGED,
+        f"{old.name!r} is registered with key {old.short_fingerprint()}; replacing it with"
+        f" {new.short_fingerprint()} needs an endorsement signed by the registered key",
+    )
+    if not isinstance(value, str):
+        raise refused
+    try:
+        signature = b64decode(value, field="endorsement", length=SIGNATURE_LENGTH_BYTES)
+        old.verify(signature, "directory-rotation", endorsement_body(old.name, new))
+    except (SignatureError, FormatError):
+        raise refused from None

@@ -1,0 +1,126 @@
+"""The web client the relay serves (spec §13): its files, read once at start with a
+Content-Security-Policy that lets the page run only its own code and talk only to the
+relay and the custodians, and the configuration the page starts from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from ..codes import Code
+from ..config import Settings, origin_of
+from ..errors import IdentityError
+from ..identity import PublicIdentity, load_public
+from ..service.app import ApiError
+
+__all__ = ["Page", "bp", "custodian_key"]
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+_WEB_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+
+bp = Blueprint("web", __name__)
+
+
+@dataclass(frozen=True)
+class Page:
+    """What the page's routes serve, made once by the app factory."""
+
+    files: dict[str, tuple[bytes, str]]  # path under web/ -> (content, media type)
+    csp: str
+    config: dict[str, Any]
+
+    @classmethod
+    def of(cls, settings: Settings) -> Page:
+        # Read once: a handful of small files, and nothing on disk can be reached by a path.
+        files = {
+            path.relative_to(WEB_DIR).as_posix(): (path.read_bytes(), _WEB_TYPES[path.suffix])
+            for path in WEB_DIR.rglob("*")
+            if path.suffix in _WEB_TYPES
+        }
+        # The page runs only code from here and talks only to the relay and the custodians.
+        csp = "; ".join(
+            [
+                "default-src 'none'",
+                "script-src 'self'",
+                "style-src 'self'",
+                "img-src 'self' data:",
+                "connect-src 'self' " + " ".join(origin_of(c.url) for c in settings.custodians),
+                "base-uri 'none'",
+                "form-action 'none'",
+                "frame-ancestors 'none'",
+            ]
+        )
+        return cls(files, csp, _web_config(settings))
+
+
+def _page() -> Page:
+    page: Page = current_app.extensions["page"]
+    return page
+
+
+def _web_file(filename: str) -> Response:
+    page = _page()
+    if filename not in page.files:
+        raise ApiError(404, Code.NOT_FOUND, "no such file")
+    content, mimetype = page.files[filename]
+    response = Response(content, mimetype=mimetype)
+    response.headers["Content-Security-Policy"] = page.csp
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/")
+def index() -> Response:
+    return _web_file("index.html")
+
+
+@bp.get("/web/<path:filename>")
+def web_asset(filename: str) -> Response:
+    return _web_file(filename)
+
+
+@bp.get("/api/v1/web-config")
+def get_web_config() -> Response:
+    return jsonify(_page().config)
+
+
+def _web_config(settings: Settings) -> dict[str, Any]:
+    """What the web client needs to know: the custodians, where they are, and the threshold.
+
+    A custodian's fingerprint is given where the relay's own home holds its public key
+    (``RELAY/custodians/NAME.pub``, which ``securecomm init`` writes); the page pins what
+    it sees on first use either way and compares the two. The relay reads no one else's
+    files (a client's pinned keys least of all).
+    """
+    custodians = []
+    for custodian in settings.custodians:
+        pinned = custodian_key(settings, custodian.name)
+        custodians.append(
+            {
+                "name": custodian.name,
+                "url": custodian.url,
+                "fingerprint": pinned.fingerprint_hex if pinned else None,
+            }
+        )
+    return {
+        "v": 1,
+        "n": settings.n_shares,
+        "threshold": settings.threshold,
+        "custodians": custodians,
+        "max_envelope_bytes": settings.max_envelope_bytes,
+        "origins": list(settings.allowed_origins()),
+    }
+
+
+def custodian_key(settings: Settings, name: str) -> PublicIdentity | None:
+    """The public key of custodian ``name`` as the relay's home was given it, if it was."""
+    path = settings.relay_dir() / "custodians" / f"{name}.pub"
+    if not path.exists():
+        return None
+    key = load_public(path)
+    if key.name != name:
+        raise IdentityError(f"{path} holds the key of {key.name!r}, not of {name!r}")
+    return key
