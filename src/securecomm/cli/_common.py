@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from .._encoding import b64encode
 from .._files import write_atomic
@@ -223,3 +224,9 @@ def user(args: argparse.Namespace, settings: Settings, name: str) -> Identity:
 
 def warn(line: str) -> None:
     print(f"warning: {line}", file=sys.stderr)
+
+
+def command_group(sub: Any, name: str, help_text: str, description: str) -> Any:
+    """A command with verbs of its own (``securecomm custodian pending``): its subparsers."""
+    parser = sub.add_parser(name, help=help_text, description=description)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import Settings, load_settings
 from ..errors import IdentityError, ParameterError
-from ._common import home_option
+from ._common import command_group, home_option
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -141,10 +141,6 @@ def _saved_pages(files: list[str]) -> Iterator[Any]:
 def add_commands(sub: Any, custodian: Any) -> None:
     """Add the operator's verbs to the ``custodian`` group, and ``audit``."""
 
-    def group(name: str, help_text: str, description: str) -> Any:
-        parser = sub.add_parser(name, help=help_text, description=description)
-        return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
-
     for verb, func, text in (
         ("pending", cmd_custodian_pending, "list releases waiting for approval"),
         ("approve", cmd_custodian_approve, "approve a pending release"),
@@ -163,8 +159,8 @@ def add_commands(sub: Any, custodian: Any) -> None:
         home_option(p)
         p.set_defaults(func=func)
 
-    audit_sub = group(
-        "audit", "check a custodian's audit log", "Audit logs are hash-chained and signed."
+    audit_sub = command_group(
+        sub, "audit", "check a custodian's audit log", "Audit logs are hash-chained and signed."
     )
     p = audit_sub.add_parser(
         "verify",

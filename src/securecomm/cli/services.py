@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import Settings, load_settings
 from ..errors import ParameterError
-from ._common import home_option
+from ._common import command_group, home_option
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -122,12 +122,8 @@ def add_commands(sub: Any) -> Any:
         p.add_argument("--port", type=int, help="port to listen on (default from the config)")
         p.add_argument("--workers", type=int, help="gunicorn worker processes (default 2)")
 
-    def group(name: str, help_text: str, description: str) -> Any:
-        parser = sub.add_parser(name, help=help_text, description=description)
-        return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
-
-    relay_sub = group(
-        "relay", "run the relay service", "The relay stores sealed envelopes; never a key."
+    relay_sub = command_group(
+        sub, "relay", "run the relay service", "The relay stores sealed envelopes; never a key."
     )
     p = relay_sub.add_parser(
         "serve",
@@ -138,7 +134,8 @@ def add_commands(sub: Any) -> Any:
     serving(p)
     p.set_defaults(func=cmd_relay_serve)
 
-    cust_sub = group(
+    cust_sub = command_group(
+        sub,
         "custodian",
         "run a custodian, or act as its operator",
         "A custodian keeps one share per message and releases it only as the"
