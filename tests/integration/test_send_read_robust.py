@@ -211,7 +211,8 @@ def test_an_interrupt_while_checking_keys_sends_nothing(up: Up) -> None:
 
 def test_an_interrupt_while_the_command_starts_is_not_a_traceback(tmp_path: Path) -> None:
     # `python -m securecomm` is the installed command's entry point (securecomm.__main__).
-    for delay in (0.05, 0.1, 0.15, 0.2, 0.3):
+    # Up to past the end: an interrupt while the interpreter shuts down is no traceback either.
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
         process = subprocess.Popen(
             [sys.executable, "-m", "securecomm", "split", "--file", os.devnull],
             stdout=subprocess.PIPE,

@@ -1,0 +1,251 @@
+// The Inbox tab: the messages for the active identity, and reading one custodian by custodian.
+
+import * as api from "../api.js";
+import { fromUtf8 } from "../bytes.js";
+import { FormatError, SignatureError } from "../errors.js";
+import {
+  state,
+  $,
+  h,
+  show,
+  describe,
+  setStatus,
+  act,
+  time,
+  download,
+  requireActive,
+} from "./ui.js";
+import { renderKnown } from "./identity.js";
+
+// What the sender's signed policy says of a message, as the relay lists it (null: unknown).
+function policyNotes(policy) {
+  if (!policy) return [];
+  const notes = [];
+  if (policy.max_releases === 1) notes.push("burn after reading");
+  else if (policy.max_releases) notes.push(`at most ${policy.max_releases} reads`);
+  if (policy.require_approval) notes.push("needs approval");
+  const now = Date.now() / 1000;
+  if (policy.not_before && now < policy.not_before)
+    notes.push(`not before ${time(policy.not_before)}`);
+  if (policy.expires)
+    notes.push(`${now >= policy.expires ? "expired" : "expires"} ${time(policy.expires)}`);
+  return notes;
+}
+
+export async function refreshInbox() {
+  const card = $("#inbox .card");
+  await act(card, $("#inbox-refresh"), async (progress) => {
+    const reader = requireActive();
+    progress("Fetching your inbox…");
+    const messages = await api.inbox(reader);
+    setStatus(
+      card,
+      messages.length
+        ? `${messages.length} message(s) for ${reader.name}.`
+        : `No messages for ${reader.name}.`,
+      "ok",
+    );
+    show(
+      $("#inbox-list"),
+      messages.length
+        ? h(
+            "ul",
+            { class: "messages" },
+            messages
+              .slice()
+              .reverse()
+              .map((m) =>
+                h(
+                  "li",
+                  { "data-message": m.id },
+                  h(
+                    "div",
+                    {},
+                    h("strong", {}, m.sender.name),
+                    " ",
+                    h(
+                      "span",
+                      { class: "hint" },
+                      `${time(m.created)} · ${m.size} bytes · ${m.id.slice(0, 8)}…`,
+                    ),
+                    ...policyNotes(m.policy).map((note) => h("span", { class: "badge" }, note)),
+                  ),
+                  h(
+                    "button",
+                    {
+                      type: "button",
+                      "aria-label": `Read the message from ${m.sender.name} of ${time(m.created)}`,
+                      onclick: (e) => readMessage(m.id, e.target),
+                    },
+                    "Read",
+                  ),
+                ),
+              ),
+          )
+        : null,
+    );
+  });
+}
+
+// Text to show, or null for a file: UTF-8, not huge, no control characters but tab and line ends.
+function asText(bytes) {
+  if (bytes.length > 1024 * 1024) return null;
+  let text;
+  try {
+    text = fromUtf8(bytes);
+  } catch {
+    return null;
+  }
+  return /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text) ? null : text;
+}
+
+const STATE_LABELS = {
+  waiting: "waiting",
+  asking: "asking…",
+  released: "released",
+  pending: "pending approval",
+  refused: "refused",
+  down: "down",
+  bad: "bad share",
+  "not-asked": "not asked",
+};
+
+async function readMessage(messageId, button) {
+  const reader = requireActive();
+  const statuses = new Map(state.config.custodians.map((c) => [c.name, ["waiting", ""]]));
+  const statusList = h("ul", { class: "custody", id: "custody-status" });
+  const drawStatus = () =>
+    show(
+      statusList,
+      [...statuses].map(([name, [st, detail]]) =>
+        h(
+          "li",
+          { "data-custodian": name, "data-state": st },
+          h("strong", {}, name),
+          " ",
+          h("span", { class: `badge ${st}` }, STATE_LABELS[st] ?? st),
+          detail ? h("span", { class: "hint" }, ` ${detail}`) : null,
+        ),
+      ),
+    );
+  drawStatus();
+  const panel = h(
+    "div",
+    { class: "card", id: "reading", "aria-busy": "true", tabindex: "-1" },
+    h("h3", {}, `Message ${messageId.slice(0, 8)}…`),
+    h("h4", {}, "Custodians"),
+    statusList,
+    h("div", { class: "status", role: "status", "aria-live": "polite" }, "Collecting shares…"),
+  );
+  show($("#read-result"), panel);
+  // The result goes below the inbox list, a screen or more down: take the reader there.
+  panel.scrollIntoView({ block: "start" });
+  button.disabled = true;
+  const warnings = [];
+  try {
+    const result = await api.read({
+      config: state.config,
+      known: state.known,
+      reader,
+      messageId,
+      onStatus: (name, st, detail) => {
+        statuses.set(name, [st, detail]);
+        drawStatus();
+      },
+      warn: (line) => warnings.push(line),
+    });
+    renderKnown();
+    const text = asText(result.plaintext);
+    const save = h(
+      "button",
+      {
+        type: "button",
+        id: "save-message",
+        onclick: () =>
+          download(result.filename ?? `message-${messageId.slice(0, 8)}.bin`, result.plaintext),
+      },
+      result.filename
+        ? `Save ${result.filename} (${result.plaintext.length} bytes)`
+        : text === null
+          ? `Save the ${result.plaintext.length}-byte file`
+          : "Save as a file",
+    );
+    const body = [
+      text === null
+        ? h(
+            "p",
+            {},
+            result.filename
+              ? `This message is a file, named ${result.filename} by its sender.`
+              : "This message is a file, not text.",
+          )
+        : h("pre", { id: "plaintext", class: "plaintext", tabindex: "0" }, text),
+      save,
+    ];
+    setStatus(
+      panel,
+      `Decrypted with the shares of ${result.used.join(", ")}; key commitment and tag checked.`,
+      "ok",
+    );
+    const message = h(
+      "div",
+      { id: "message", tabindex: "-1" },
+      h(
+        "p",
+        {},
+        "From ",
+        h("strong", {}, result.sender.name),
+        " ",
+        h("span", { class: "fingerprint" }, result.sender.shortFingerprint()),
+        result.senderPinned
+          ? h("span", { class: "badge released" }, "known key")
+          : h("span", { class: "badge pending" }, "key not known before"),
+      ),
+      result.senderPinned
+        ? null
+        : h(
+            "button",
+            {
+              type: "button",
+              class: "small",
+              id: "pin-sender",
+              onclick: async (e) => {
+                await state.known.pin(result.sender);
+                renderKnown();
+                e.target.replaceWith(
+                  h(
+                    "span",
+                    { class: "ok" },
+                    ` ${result.sender.name}'s key is pinned: a message signed by another key under that name will be refused.`,
+                  ),
+                );
+              },
+            },
+            `I compared it: pin ${result.sender.name}'s key`,
+          ),
+      warnings.map((line) => h("p", { class: "notice" }, line)),
+      body,
+    );
+    panel.append(message);
+    message.scrollIntoView({ block: "start" });
+    message.focus({ preventScroll: true });
+  } catch (error) {
+    for (const [name, [st]] of statuses)
+      if (st === "waiting") statuses.set(name, ["not-asked", ""]);
+    drawStatus();
+    const altered = error instanceof SignatureError || error instanceof FormatError;
+    setStatus(
+      panel,
+      altered
+        ? `Refused: this message was altered or is not genuine, so nothing was decrypted. ${error.message}`
+        : describe(error),
+      "error",
+    );
+    panel.append(...warnings.map((line) => h("p", { class: "notice" }, line)));
+    panel.scrollIntoView({ block: "start" });
+    panel.focus({ preventScroll: true });
+  } finally {
+    panel.removeAttribute("aria-busy");
+    button.disabled = false;
+  }
+}

@@ -1,0 +1,194 @@
+// The Send tab: the custodians this page deposits with, the form, and what was sent.
+
+import * as api from "../api.js";
+import { b64encode, fromUtf8, toHex, utf8 } from "../bytes.js";
+import { Policy, nameForFile, prepare } from "../envelope.js";
+import { SecureCommError } from "../errors.js";
+import { checkName } from "../identity.js";
+import { state, $, h, show, setStatus, act, requireActive } from "./ui.js";
+import { renderKnown } from "./identity.js";
+
+export function renderCustodians() {
+  const config = state.config;
+  show(
+    $("#custodian-list"),
+    h(
+      "p",
+      { id: "custody-rule" },
+      `The key is split into ${config.n} shares, one per custodian; any ${config.threshold} rebuild it.`,
+    ),
+    h(
+      "ul",
+      { class: "custodians" },
+      config.custodians.map((c) => {
+        const pinned = state.known.get(c.name);
+        return h(
+          "li",
+          { "data-custodian": c.name },
+          h("strong", {}, c.name),
+          " ",
+          h("span", { class: "hint" }, c.url),
+          " ",
+          pinned
+            ? h("span", { class: "fingerprint", title: "pinned key" }, pinned.shortFingerprint())
+            : null,
+        );
+      }),
+    ),
+  );
+}
+
+export async function onSend(event) {
+  event.preventDefault();
+  const form = event.target;
+  await act(form, $("button[type=submit]", form), async (progress) => {
+    const sender = requireActive();
+    const recipients = $("#send-to")
+      .value.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (!recipients.length) throw new SecureCommError("Name at least one recipient.");
+    for (const name of recipients) checkName(name, { field: "recipient" });
+    if (new Set(recipients).size !== recipients.length)
+      throw new SecureCommError("A recipient is named twice.");
+    const file = $("#send-file").files[0];
+    const text = $("#send-text").value;
+    if (file && text) throw new SecureCommError("Send either a message or a file, not both.");
+    if (!file && !text) throw new SecureCommError("Write a message or choose a file.");
+    const message = file ? new Uint8Array(await file.arrayBuffer()) : utf8(text);
+    const limit = Math.floor(state.config.max_envelope_bytes * 0.74) - 8192;
+    if (message.length > limit)
+      throw new SecureCommError(
+        `That is ${message.length} bytes; this relay takes messages up to about ${limit} bytes.`,
+      );
+    const expires = $("#send-expires").value;
+    const policy = new Policy({
+      expires: expires ? Math.floor(Date.now() / 1000) + Number(expires) : null,
+      maxReleases: $("#send-burn").checked ? 1 : null,
+      requireApproval: $("#send-approval").checked,
+    });
+    const warnings = [];
+    const stages = {
+      "checking keys": "Checking the custodians' keys…",
+      encrypting: "Encrypting in this page…",
+      "depositing shares": "Sealing and depositing a share with each custodian…",
+      uploading: "Posting the envelope to the relay…",
+    };
+    const result = await api.send({
+      config: state.config,
+      known: state.known,
+      sender,
+      recipients,
+      message,
+      // The file's name travels encrypted with it (spec §7.10), for the reader to save under.
+      filename: file ? nameForFile(file.name) : null,
+      policy,
+      prepare,
+      progress: (stage) => progress(stages[stage] ?? stage),
+      warn: (line) => warnings.push(line),
+    });
+    renderKnown();
+    renderCustodians();
+    setStatus(form, `Sent to ${recipients.join(", ")}.`, "ok");
+    form.reset();
+    showSent(result, recipients, warnings);
+  });
+}
+
+function showSent(result, recipients, warnings) {
+  const { envelope, copy, digest, relayDigest } = result;
+  const sentJson = JSON.parse(fromUtf8(result.data));
+  const copyJson =
+    copy === null
+      ? { ciphertext: `(not fetched: ${result.copyError})` }
+      : JSON.parse(fromUtf8(copy));
+  const same = relayDigest === digest && copy !== null && toHex(copy) === toHex(result.data);
+  show(
+    $("#send-result"),
+    h(
+      "div",
+      { class: "card", id: "sent" },
+      h("h3", {}, "Sent"),
+      warnings.map((line) => h("p", { class: "notice" }, line)),
+      h(
+        "dl",
+        {},
+        h("dt", {}, "Message id"),
+        h("dd", {}, h("code", { id: "sent-id" }, envelope.id)),
+        h("dt", {}, "To"),
+        h("dd", {}, recipients.join(", ")),
+        h("dt", {}, "Ciphertext sent"),
+        h(
+          "dd",
+          {},
+          h(
+            "code",
+            { class: "wrap", id: "sent-ciphertext" },
+            sentJson.ciphertext.slice(0, 120) + (sentJson.ciphertext.length > 120 ? "…" : ""),
+          ),
+        ),
+        h("dt", {}, "Copy from the server"),
+        h(
+          "dd",
+          {},
+          h(
+            "code",
+            { class: "wrap", id: "relay-ciphertext" },
+            copyJson.ciphertext.slice(0, 120) + (copyJson.ciphertext.length > 120 ? "…" : ""),
+          ),
+        ),
+        h("dt", {}, "Check"),
+        h(
+          "dd",
+          { id: "copy-check", class: same ? "ok" : "error" },
+          same
+            ? `identical: SHA-256 ${digest.slice(0, 16)}… of ${result.data.length} bytes, as the relay reported`
+            : `the relay reported the right SHA-256 (${digest.slice(0, 16)}…), but its copy could not be fetched back to compare`,
+        ),
+      ),
+      h("h4", {}, "Custody receipts"),
+      h(
+        "div",
+        { class: "scroll" },
+        h(
+          "table",
+          { id: "receipts" },
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              ["Custodian", "Share", "Reference", "Share digest"].map((t) =>
+                h("th", { scope: "col" }, t),
+              ),
+            ),
+          ),
+          h(
+            "tbody",
+            {},
+            envelope.receipts.map((r) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, r.custodian),
+                h("td", {}, r.index),
+                h("td", {}, h("code", { class: "wrap" }, r.ref)),
+                h(
+                  "td",
+                  {},
+                  h("code", { class: "wrap" }, b64encode(r.shareDigest).slice(0, 16) + "…"),
+                ),
+              ),
+            ),
+          ),
+        ),
+      ),
+      h(
+        "p",
+        { class: "hint" },
+        "The relay holds this ciphertext and these signed receipts; each key share went, sealed, to its custodian only.",
+      ),
+    ),
+  );
+}

@@ -1,0 +1,87 @@
+// What every view of the page shares: its state, DOM helpers that put text in as text (never
+// as HTML), and how an action shows its progress and turns a failure into a sentence.
+
+import { DecryptionError, KeyChangedError, QuorumError, SecureCommError } from "../errors.js";
+
+export const state = { config: null, known: null, identities: new Map(), active: null };
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "class") node.className = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false)
+      node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+export function show(container, ...nodes) {
+  container.replaceChildren(...nodes.flat().filter(Boolean));
+}
+
+/** A failure as a sentence a person can act on. */
+
+export function describe(error) {
+  if (error instanceof DecryptionError) {
+    return "The message could not be decrypted: it was altered, or a share was wrong. Nothing was shown.";
+  }
+  if (error instanceof QuorumError) {
+    const kept = error.kept
+      ? ` The ${error.kept} share(s) collected are kept, sealed to you, for the next read.`
+      : "";
+    return `Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.${kept}`;
+  }
+  if (error instanceof KeyChangedError)
+    return `${error.message}. ${error.hint[0].toUpperCase()}${error.hint.slice(1)} (Identity → Known keys).`;
+  if (error instanceof SecureCommError) return error.message;
+  if (error?.name === "NotSupportedError")
+    return "This browser lacks Ed25519 or X25519 in WebCrypto; use a current Chromium, Firefox or Safari.";
+  return `Something went wrong in the page (${error?.name ?? "error"}); nothing secret was sent.`;
+}
+
+export function setStatus(form, text, kind = "") {
+  const status = $(".status", form);
+  status.className = `status ${kind}`;
+  status.textContent = text;
+}
+
+/** Run an action for a form or button; disable it meanwhile, show progress and failures. */
+
+export async function act(form, button, action) {
+  button.disabled = true;
+  form.setAttribute("aria-busy", "true");
+  try {
+    await action((text) => setStatus(form, text, "busy"));
+  } catch (error) {
+    setStatus(form, describe(error), "error");
+  } finally {
+    button.disabled = false;
+    form.removeAttribute("aria-busy");
+  }
+}
+
+export function time(seconds) {
+  return new Date(seconds * 1000).toLocaleString();
+}
+
+export function download(name, bytes, type = "application/octet-stream") {
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
+  const link = h("a", { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+export function requireActive() {
+  if (!state.active)
+    throw new SecureCommError("Create or import an identity first (under Identity).");
+  return state.active.identity;
+}
