@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
-import re
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from .._encoding import b64encode
+from .._fields import HEX_MESSAGE_ID as _MESSAGE_ID
 from .._files import write_atomic
 from ..config import DEFAULT_HOME, Settings, load_settings
 from ..errors import IdentityError
@@ -25,7 +25,6 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
-_MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 # Upper bound on what split reads from stdin or a file: shares are held in memory.
 MAX_SECRET_BYTES = 64 * 1024 * 1024

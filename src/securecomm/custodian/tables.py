@@ -3,14 +3,10 @@ for or decided by the operator, the audit log, and the nonces of signed requests
 
 from __future__ import annotations
 
-import re
-
 import sqlalchemy as sa
 
 from ..service.storage import define_common
 from . import audit
-
-_HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 metadata = sa.MetaData()
 _, nonces = define_common(metadata)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import canonical, hpke
 from .._encoding import b64encode
+from .._fields import HEX_MESSAGE_ID as _HEX_ID
 from ..codes import Code
 from ..envelope import Policy, Receipt, share_digest
 from ..identity import Identity, PublicIdentity
@@ -27,7 +28,6 @@ from .policy import Decision, Deposit, Outcome, Verdict, decide, uses_up
 from .tables import (
     _COUNT_RELEASE,
     _DEPOSIT_OF_MESSAGE,
-    _HEX_ID,
     _INSERT_DEPOSIT,
     audit_log,
     deposits,

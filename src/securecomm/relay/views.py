@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import canonical
 from .._encoding import b64decode
+from .._fields import HEX_MESSAGE_ID as _HEX_ID
 from ..codes import Code
 from ..envelope import Envelope
 from ..errors import FormatError, SignatureError
@@ -52,7 +53,6 @@ def _not_found(message_id: str) -> ApiError:
 
 
 _DECIMAL = re.compile(r"[0-9]{1,12}")
-_HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _message_id(value: str) -> str:
