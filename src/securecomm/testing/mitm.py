@@ -411,21 +411,16 @@ class Proxy:
         headers: dict[str, str],
         body: bytes,
     ) -> None:
-        with self._lock:
-            number = len(self.exchanges) + 1
-        exchange = Exchange(number, method, path, query, dict(headers), body)
-        with self._lock:
-            self.exchanges.append(exchange)
-        with self.shared.lock:
-            self.shared.requests.append((path, body))
-        target = path + (f"?{query}" if query else "")
+        """One request through the proxy: recorded, attacked as the mode says, forwarded,
+        its answer recorded and attacked, then answered."""
+        exchange = self._record_exchange(method, path, query, headers, body)
         selected = self._selected(path)
         alter_request = selected and self.direction == "request"
-        alter_response = selected and self.direction == "response"
+        target = path + (f"?{query}" if query else "")
         if alter_request and self.mode == "drop":
             self._record(
                 Alteration(
-                    number,
+                    exchange.number,
                     "drop",
                     "request",
                     path,
@@ -434,25 +429,20 @@ class Proxy:
                     verdict="no effect",
                 )
             )
-            self.log(f"#{number} {method} {path}: DROPPED")
+            self.log(f"#{exchange.number} {method} {path}: DROPPED")
             self._scan(exchange)
             handler.close_connection = True
             return
-        sent_headers, sent_body = headers, body
-        detail = ""
+        sent_headers, sent_body, detail = headers, body, ""
         if alter_request and self.mode in {"flip", "truncate", "swap"}:
             sent_headers, sent_body, detail, target = self._alter(target, headers, body)
         try:
             upstream = self._forward(method, target, sent_headers, sent_body)
         except httpx.HTTPError as exc:
             self._scan(exchange)
+            gone = {"code": "bad_gateway", "message": f"upstream: {type(exc).__name__}"}
             self._answer(
-                handler,
-                502,
-                {"Content-Type": "application/json"},
-                json.dumps(
-                    {"code": "bad_gateway", "message": f"upstream: {type(exc).__name__}"}
-                ).encode(),
+                handler, 502, {"Content-Type": "application/json"}, json.dumps(gone).encode()
             )
             return
         response_headers = {
@@ -460,12 +450,34 @@ class Proxy:
             for k, v in upstream.headers.items()
             if k.lower() not in _HOP_BY_HOP | {"content-encoding"}
         }
-        response_body = upstream.content
         exchange.status = upstream.status_code
         exchange.response_headers = dict(response_headers)
-        exchange.response_body = response_body
-        if alter_request and detail:
-            code = _code(response_body)
+        exchange.response_body = upstream.content
+        if alter_request:
+            self._record_request_attack(exchange, upstream, detail, target)
+        response_body = self._answer_as_attacked(handler, exchange, selected)
+        if response_body is None:
+            return  # the answer was withheld
+        self._scan(exchange)
+        self._log(exchange)
+        self._answer(handler, upstream.status_code, response_headers, response_body)
+
+    def _record_exchange(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> Exchange:
+        with self._lock:
+            exchange = Exchange(len(self.exchanges) + 1, method, path, query, dict(headers), body)
+            self.exchanges.append(exchange)
+        with self.shared.lock:
+            self.shared.requests.append((path, body))
+        return exchange
+
+    def _record_request_attack(
+        self, exchange: Exchange, upstream: httpx.Response, detail: str, target: str
+    ) -> None:
+        """What the service made of an altered, replayed or injected request."""
+        number, method, path = exchange.number, exchange.method, exchange.path
+        if detail:
             self._record(
                 Alteration(
                     number,
@@ -475,12 +487,12 @@ class Proxy:
                     detail,
                     "server",
                     upstream.status_code,
-                    code,
+                    _code(upstream.content),
                     "refused" if upstream.status_code >= 400 else "accepted",
                 )
             )
-        if alter_request and self.mode == "replay":
-            again = self._forward(method, target, headers, body)
+        if self.mode == "replay":
+            again = self._forward(method, target, exchange.request_headers, exchange.request_body)
             self._record(
                 Alteration(
                     number,
@@ -494,32 +506,44 @@ class Proxy:
                     "refused" if again.status_code >= 400 else "accepted",
                 )
             )
-        if alter_request and self.mode == "inject":
-            self._inject(number, method, path, query, headers, body)
+        if self.mode == "inject":
+            self._inject(
+                number,
+                method,
+                path,
+                exchange.query,
+                exchange.request_headers,
+                exchange.request_body,
+            )
+
+    def _answer_as_attacked(
+        self, handler: BaseHTTPRequestHandler, exchange: Exchange, selected: bool
+    ) -> bytes | None:
+        """The answer to give back, altered as the mode says; None if it is withheld."""
+        path, response_body = exchange.path, exchange.response_body
         with self.shared.lock:
             earlier = list(self.shared.responses)
             self.shared.responses.append((path, response_body))
-        if alter_response:
-            response_body, detail = self._alter_response(path, response_body, earlier)
-            if self.mode == "drop":
-                self._record(
-                    Alteration(
-                        number,
-                        "drop",
-                        "response",
-                        path,
-                        "answer withheld, connection closed",
-                        "client",
-                    )
+        if not (selected and self.direction == "response"):
+            return response_body
+        response_body, detail = self._alter_response(path, response_body, earlier)
+        if self.mode == "drop":
+            self._record(
+                Alteration(
+                    exchange.number,
+                    "drop",
+                    "response",
+                    path,
+                    "answer withheld, connection closed",
+                    "client",
                 )
-                self._scan(exchange)
-                handler.close_connection = True
-                return
-            if detail:
-                self._record(Alteration(number, self.mode, "response", path, detail, "client"))
-        self._scan(exchange)
-        self._log(exchange)
-        self._answer(handler, upstream.status_code, response_headers, response_body)
+            )
+            self._scan(exchange)
+            handler.close_connection = True
+            return None
+        if detail:
+            self._record(Alteration(exchange.number, self.mode, "response", path, detail, "client"))
+        return response_body
 
     def _answer(
         self, handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes
