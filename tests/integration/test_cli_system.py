@@ -589,7 +589,7 @@ def test_demo(tmp_path: Path) -> None:
     assert "bob reads: 'Meet at the north gate at 06:00.'" in demo.stdout
     assert "not a recipient" in demo.stdout
     assert "must never happen" not in demo.stdout
-    assert "plaintext in the relay's database: nowhere" in demo.stdout
+    assert "plaintext in what the relay stored: nowhere" in demo.stdout
     ports = {int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", demo.stdout)}
     assert len(ports) == 1 + len(NAMES)
     assert not any(listening(port) for port in ports)

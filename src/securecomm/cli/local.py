@@ -194,7 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             say(f"   Any {t} of the {n} shares rebuild the key; fewer than {t} reveal nothing,")
             say("   because every possible key fits them equally well.")
             found = message.encode() in stored
-            say(f"   the plaintext in the relay's database: {'FOUND' if found else 'nowhere'}")
+            say(f"   the plaintext in what the relay stored: {'FOUND' if found else 'nowhere'}")
             say("\n== 4. two custodians go down: bravo and delta")
             stack.stop("bravo", "delta")
             say("\n== 5. bob reads with the three left")
@@ -273,7 +273,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="the whole system in about 10 seconds, narrated",
+        help="the whole system in a few seconds, narrated",
         description="Start the relay and five custodians in a temporary"
         " directory, send a message from alice to bob, show what the relay"
         " stored, stop two custodians, read with the three left, show a"
