@@ -5,6 +5,7 @@
 - :mod:`.people`: send, inbox, read, unsend
 - :mod:`.operators`: a custodian's operator (pending, approve, deny) and audit verify
 - :mod:`.services`: relay serve, custodian serve, and mitm for testing
+- :mod:`.network`: relay init, custodian init, network create (each party on its own host)
 
 This module only builds the parser from theirs and turns errors into exit codes:
 0 success, 1 a failure (decryption, signature, key file, I/O), 2 bad input (arguments,
@@ -29,7 +30,7 @@ from ..errors import (
     ShareError,
     SignatureError,
 )
-from . import local, offline, operators, people, services
+from . import local, network, offline, operators, people, services
 from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CliError
 
 __all__ = ["build_parser", "main"]
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_commands(sub)
     local.add_commands(sub)
     people.add_commands(sub)
-    custodian = services.add_commands(sub)
+    relay, custodian = services.add_commands(sub)
+    network.add_commands(sub, relay, custodian)
     operators.add_commands(sub, custodian)
     return parser
 

@@ -112,9 +112,9 @@ def cmd_mitm(args: argparse.Namespace) -> None:
             print(f"report saved to {args.report}")
 
 
-def add_commands(sub: Any) -> Any:
-    """Add ``relay``, ``custodian serve`` and ``mitm``; return the ``custodian`` group's
-    subparsers, which the operators' commands join."""
+def add_commands(sub: Any) -> tuple[Any, Any]:
+    """Add ``relay``, ``custodian serve`` and ``mitm``; return the ``relay`` and ``custodian``
+    groups' subparsers, which the other audiences' commands join."""
 
     def serving(p: argparse.ArgumentParser) -> None:
         home_option(p)
@@ -189,4 +189,4 @@ def add_commands(sub: Any) -> Any:
     )
     p.add_argument("--report", metavar="PATH", help="save the report as JSON on exit")
     p.set_defaults(func=cmd_mitm)
-    return cust_sub
+    return relay_sub, cust_sub

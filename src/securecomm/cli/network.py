@@ -1,0 +1,157 @@
+"""``securecomm relay init``, ``securecomm custodian init`` and ``securecomm network create``:
+parties on separate hosts set themselves up and exchange only cards (spec §14).
+
+Each init makes only its own party's identity, in its own home, and writes its card;
+no command here makes or reads anyone else's private key.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import SecureCommError
+from ._common import CliError, home_of, home_option, positive_int, refuse_existing
+
+
+def _write_card(home: Path, card: Any, force: bool) -> Path:
+    from .._files import write_atomic
+
+    path = home / f"{card.name}.card.json"
+    refuse_existing(path, force, "--home")
+    write_atomic(path, card.to_bytes())
+    return path
+
+
+def _say_card(card: Any, path: Path) -> None:
+    print(f"{card.role} {card.name}: card {path}")
+    print(f"fingerprint: {card.identity.short_fingerprint()}")
+    print("compare it with whoever sets the network up, out of band, before they use the card")
+
+
+def cmd_relay_init(args: argparse.Namespace) -> None:
+    from ..config import load_settings
+    from ..identity import load_or_create
+    from ..network import Card
+
+    home = home_of(args)
+    settings = load_settings(home, env={})
+    identity = load_or_create(settings.relay_dir() / "identity.key", "relay")
+    card = Card.issue(identity, "relay", args.url)
+    _say_card(card, _write_card(home, card, args.force))
+
+
+def cmd_custodian_init(args: argparse.Namespace) -> None:
+    from ..config import load_settings
+    from ..identity import check_name, load_or_create, load_public, save_public
+    from ..network import Card
+
+    name = check_name(args.name, field="--name")
+    home = home_of(args)
+    try:
+        operator = load_public(Path(args.operator))
+    except SecureCommError as exc:
+        raise CliError(
+            f"--operator {args.operator}: not a public key file ({exc})",
+            hint="the operator makes it on their own machine with `securecomm keygen NAME`"
+            " and hands you NAME.pub (never the .key)",
+            code=2,
+        ) from None
+    settings = load_settings(home, env={})
+    directory = settings.custodian_dir(name)
+    given = directory / "operator.pub"
+    if given.exists() and load_public(given).fingerprint != operator.fingerprint:
+        raise CliError(
+            f"{given} already names another operator ({load_public(given).short_fingerprint()})",
+            hint="remove it first if the operator really changed",
+        )
+    identity = load_or_create(directory / "identity.key", name)
+    if not given.exists():
+        save_public(given, operator)
+    card = Card.issue(identity, "custodian", args.url, operator)
+    _say_card(card, _write_card(home, card, args.force))
+    print(f"operator: {operator.name} ({operator.short_fingerprint()})")
+
+
+def cmd_network_create(args: argparse.Namespace) -> None:
+    from .._files import write_atomic
+    from ..network import Card, Network
+
+    def read(path: str) -> Card:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            return Card.from_bytes(data, path)
+        except SecureCommError as exc:
+            raise CliError(str(exc), hint="ask its party for the card again", code=2) from None
+
+    refuse_existing(args.out, args.force)
+    relay = read(args.relay)
+    custodians = tuple(read(path) for path in args.custodian)
+    network = Network(relay, custodians, args.threshold)
+    write_atomic(args.out, network.to_bytes())
+    print(f"network: {args.out} ({network.threshold} of {len(custodians)} custodians)")
+    for card in (relay, *custodians):
+        print(
+            f"  {card.role:<9} {card.name:<10} {card.url:<28} {card.identity.short_fingerprint()}"
+        )
+
+
+def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
+    """Add ``relay init`` and ``custodian init`` to their groups, and ``network create``."""
+    from ._common import command_group
+
+    p = relay.add_parser(
+        "init",
+        help="make this relay's identity and its card",
+        description="Make the relay's own identity under HOME (nothing of anyone else's)"
+        " and write HOME/relay.card.json: its URL and public key, signed by it. Hand the"
+        " card to whoever sets the network up and compare the fingerprint it prints.",
+    )
+    p.add_argument("--url", required=True, help="where clients reach it: http(s)://HOST:PORT")
+    p.add_argument("--force", action="store_true", help="replace an existing card")
+    home_option(p)
+    p.set_defaults(func=cmd_relay_init)
+
+    p = custodian.add_parser(
+        "init",
+        help="make this custodian's identity and its card",
+        description="Make custodian NAME's own identity under HOME, keep its operator's"
+        " public key (made by the operator with `securecomm keygen` on their own machine),"
+        " and write HOME/NAME.card.json, signed by the custodian.",
+    )
+    p.add_argument("--name", required=True, help="the custodian's name (e.g. alpha)")
+    p.add_argument("--url", required=True, help="where clients reach it: http(s)://HOST:PORT")
+    p.add_argument("--operator", required=True, metavar="PUBFILE", help="the operator's .pub")
+    p.add_argument("--force", action="store_true", help="replace an existing card")
+    home_option(p)
+    p.set_defaults(func=cmd_custodian_init)
+
+    network = command_group(
+        sub,
+        "network",
+        "gather the parties' cards into a network file",
+        "A network file names the relay and the custodians, with their keys, and the"
+        " threshold; a client joins by pinning every key in it.",
+    )
+    p = network.add_parser(
+        "create",
+        help="check the cards and write the network file",
+        description="Check each card's signature, refuse a name or a key given twice and a"
+        " threshold above the number of custodians, and write the network file.",
+    )
+    p.add_argument("--relay", required=True, metavar="CARD", help="the relay's card")
+    p.add_argument(
+        "--custodian",
+        required=True,
+        action="append",
+        metavar="CARD",
+        help="a custodian's card, in share order (repeat for each)",
+    )
+    p.add_argument("--threshold", required=True, type=positive_int, help="shares needed (t)")
+    p.add_argument("--out", required=True, metavar="PATH", help="where to write it")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_network_create)

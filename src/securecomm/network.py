@@ -1,0 +1,182 @@
+"""Cards and the network file (spec §14): how parties on separate hosts learn each other.
+
+Each party initialises itself on its own host and hands out a *card*: its role, name,
+URL and public identity (a custodian's also names its operator's public key), signed
+by its own key. Whoever sets the network up gathers the cards into a *network file*
+with the threshold; a client joins by pinning every key in it. Nothing here is secret,
+and nothing in it is trusted for being here: a fingerprint is compared out of band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import canonical
+from ._encoding import b64decode, b64encode
+from ._fields import expect_object, integer, unique
+from .errors import FieldError, ParameterError, SignatureError
+from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
+from .shamir import MAX_SHARES, MIN_THRESHOLD
+
+__all__ = ["ROLES", "Card", "Network"]
+
+ROLES = ("relay", "custodian")
+
+
+def _url(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise FieldError(f"{path}: expected a URL")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path not in {"", "/"}:
+        raise FieldError(f"{path}: expected http(s)://HOST[:PORT], got {value!r}")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Card:
+    """One party's signed word about itself."""
+
+    role: str
+    url: str
+    identity: PublicIdentity
+    operator: PublicIdentity | None  # a custodian's operator; None for the relay
+    signature: bytes = b""
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "v": 1,
+            "role": self.role,
+            "url": self.url,
+            "identity": self.identity.to_json(),
+        }
+        if self.operator is not None:
+            body["operator"] = self.operator.to_json()
+        return body
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.body(), "signature": b64encode(self.signature)}
+
+    def to_bytes(self) -> bytes:
+        return canonical.dumps(self.to_json()) + b"\n"
+
+    @classmethod
+    def issue(
+        cls, identity: Identity, role: str, url: str, operator: PublicIdentity | None = None
+    ) -> Card:
+        """``identity``'s card, signed by it (purpose ``card``)."""
+        if role not in ROLES:
+            raise ParameterError(f"card: role {role!r}, expected one of {', '.join(ROLES)}")
+        if (role == "custodian") != (operator is not None):
+            raise ParameterError("card: a custodian's card names its operator; a relay's does not")
+        unsigned = cls(role, _url(url, "card.url"), identity.public, operator)
+        return cls(
+            role, unsigned.url, identity.public, operator, identity.sign("card", unsigned.body())
+        )
+
+    @classmethod
+    def from_json(cls, value: object, path: str = "card") -> Card:
+        """Decode a card and check its own signature (so a card is never half-read)."""
+        keys = {"v", "role", "url", "identity", "signature"}
+        role = value.get("role") if isinstance(value, dict) else None
+        if role == "custodian":
+            keys.add("operator")
+        obj = expect_object(value, path, keys, versioned=True)
+        if obj["role"] not in ROLES:
+            raise FieldError(f"{path}.role: expected one of {', '.join(ROLES)}")
+        identity = PublicIdentity.from_json(obj["identity"], field=f"{path}.identity")
+        operator = (
+            PublicIdentity.from_json(obj["operator"], field=f"{path}.operator")
+            if "operator" in obj
+            else None
+        )
+        signature = b64decode(
+            obj["signature"], field=f"{path}.signature", length=SIGNATURE_LENGTH_BYTES
+        )
+        card = cls(obj["role"], _url(obj["url"], f"{path}.url"), identity, operator, signature)
+        try:
+            identity.verify(signature, "card", card.body())
+        except SignatureError:
+            raise SignatureError(
+                f"{path}: the card of {identity.name!r} is not signed by the key it names"
+                f" ({identity.short_fingerprint()})"
+            ) from None
+        return card
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str = "card") -> Card:
+        return cls.from_json(canonical.loads(data.rstrip(b"\n"), what=path), path)
+
+
+@dataclass(frozen=True)
+class Network:
+    """The relay, the custodians in share order, and how many shares a message needs."""
+
+    relay: Card
+    custodians: tuple[Card, ...]
+    threshold: int
+
+    def __post_init__(self) -> None:
+        if self.relay.role != "relay":
+            raise FieldError(f"network: the relay's card is a {self.relay.role}'s")
+        for card in self.custodians:
+            if card.role != "custodian":
+                raise FieldError(f"network: the card of {card.name!r} is a {card.role}'s")
+        n = len(self.custodians)
+        if not MIN_THRESHOLD <= n <= MAX_SHARES:
+            raise ParameterError(
+                f"network: {n} custodian(s), expected {MIN_THRESHOLD} to {MAX_SHARES}"
+            )
+        if not MIN_THRESHOLD <= self.threshold <= n:
+            raise ParameterError(
+                f"network: threshold {self.threshold} with {n} custodians;"
+                f" expected {MIN_THRESHOLD} to {n}"
+            )
+        cards = (self.relay, *self.custodians)
+        unique([c.name for c in cards], "network.cards")
+        # One key in two places would let one party hold two shares, or pose as the relay.
+        keys = [c.identity.fingerprint_hex for c in cards] + [
+            c.operator.fingerprint_hex for c in self.custodians if c.operator is not None
+        ]
+        owners = [c.name for c in cards] + [f"{c.name}'s operator" for c in self.custodians]
+        seen: dict[str, str] = {}
+        for key, owner in zip(keys, owners, strict=True):
+            if key in seen:
+                raise FieldError(
+                    f"network: {owner} has the same key as {seen[key]} ({key[:16]}...)"
+                )
+            seen[key] = owner
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "relay": self.relay.to_json(),
+            "custodians": [c.to_json() for c in self.custodians],
+            "threshold": self.threshold,
+        }
+
+    def to_bytes(self) -> bytes:
+        return canonical.dumps(self.to_json()) + b"\n"
+
+    @classmethod
+    def from_json(cls, value: object) -> Network:
+        obj = expect_object(
+            value, "network", {"v", "relay", "custodians", "threshold"}, versioned=True
+        )
+        custodians = obj["custodians"]
+        if not isinstance(custodians, list):
+            raise FieldError("network.custodians: expected an array")
+        return cls(
+            Card.from_json(obj["relay"], "network.relay"),
+            tuple(Card.from_json(c, f"network.custodians[{i}]") for i, c in enumerate(custodians)),
+            integer(obj["threshold"], "network.threshold", MIN_THRESHOLD, MAX_SHARES),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Network:
+        return cls.from_json(canonical.loads(data.rstrip(b"\n"), what="network file"))

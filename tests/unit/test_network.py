@@ -1,0 +1,147 @@
+"""Cards and the network file (spec §14): what a party says of itself, checked before use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from securecomm import canonical, errors
+from securecomm.cli import main
+from securecomm.identity import Identity, load_or_create
+from securecomm.network import Card, Network
+
+RELAY = Identity.generate("relay")
+CUSTODIANS = [Identity.generate(name) for name in ("alpha", "bravo", "charlie")]
+OPERATORS = [Identity.generate(f"{c.name}-operator") for c in CUSTODIANS]
+
+
+def relay_card() -> Card:
+    return Card.issue(RELAY, "relay", "http://127.0.0.2:5000")
+
+
+def custodian_cards() -> tuple[Card, ...]:
+    return tuple(
+        Card.issue(c, "custodian", f"http://127.0.0.{3 + i}:5101", o.public)
+        for i, (c, o) in enumerate(zip(CUSTODIANS, OPERATORS, strict=True))
+    )
+
+
+def test_a_card_round_trips_and_checks_its_own_signature() -> None:
+    card = custodian_cards()[0]
+    again = Card.from_bytes(card.to_bytes())
+    assert again == card
+    assert again.operator is not None and again.operator.name == "alpha-operator"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("url", "http://127.0.0.9:5101"), ("role", "relay"), ("v", 2)],
+)
+def test_a_card_altered_after_signing_is_refused(field: str, value: object) -> None:
+    document = custodian_cards()[0].to_json() | {field: value}
+    if field == "role":
+        document.pop("operator")
+    with pytest.raises(errors.SecureCommError):
+        Card.from_json(document)
+
+
+def test_a_card_signed_by_another_key_names_the_key_it_claims() -> None:
+    document = custodian_cards()[0].to_json()
+    forged = Card.issue(CUSTODIANS[1], "custodian", "http://127.0.0.3:5101", OPERATORS[0].public)
+    document["signature"] = forged.to_json()["signature"]
+    with pytest.raises(errors.SignatureError, match="not signed by the key it names"):
+        Card.from_json(document)
+
+
+def test_roles_and_operators_go_together() -> None:
+    with pytest.raises(errors.ParameterError):
+        Card.issue(RELAY, "relay", "http://127.0.0.2:5000", OPERATORS[0].public)
+    with pytest.raises(errors.ParameterError):
+        Card.issue(CUSTODIANS[0], "custodian", "http://127.0.0.3:5101")
+    with pytest.raises(errors.FieldError):
+        Card.issue(RELAY, "relay", "ftp://127.0.0.2/")
+
+
+def test_a_network_round_trips() -> None:
+    network = Network(relay_card(), custodian_cards(), 2)
+    assert Network.from_bytes(network.to_bytes()) == network
+    assert canonical.dumps(json.loads(network.to_bytes())) == network.to_bytes().rstrip(b"\n")
+
+
+def test_a_threshold_above_n_is_refused() -> None:
+    with pytest.raises(errors.ParameterError, match="threshold 4 with 3 custodians"):
+        Network(relay_card(), custodian_cards(), 4)
+
+
+def test_one_key_in_two_places_is_refused() -> None:
+    cards = custodian_cards()
+    twice = Card.issue(CUSTODIANS[0], "custodian", "http://127.0.0.9:5101", OPERATORS[1].public)
+    with pytest.raises(errors.FieldError, match="appears twice"):
+        Network(relay_card(), (cards[0], twice, cards[2]), 2)
+    # An operator whose key is also a custodian's could approve as that custodian's peer.
+    shared = Card.issue(CUSTODIANS[1], "custodian", "http://127.0.0.4:5101", CUSTODIANS[0].public)
+    with pytest.raises(errors.FieldError, match="same key"):
+        Network(relay_card(), (cards[0], shared, cards[2]), 2)
+
+
+def test_roles_are_where_the_file_says() -> None:
+    with pytest.raises(errors.FieldError, match="relay's card is a custodian's"):
+        Network(custodian_cards()[0], custodian_cards()[1:], 2)
+
+
+# The commands: each party makes only its own key; the network file is made from cards alone
+
+
+def test_each_party_initialises_itself_and_the_cards_make_a_network(tmp_path: Path) -> None:
+    operator = load_or_create(tmp_path / "op" / "alpha-operator.key", "alpha-operator")
+    relay_home, alpha_home = tmp_path / "relay", tmp_path / "alpha"
+    main(["relay", "init", "--home", str(relay_home), "--url", "http://127.0.0.2:5000"])
+    operator_pub = str(tmp_path / "op" / "alpha-operator.pub")
+    main(
+        ["custodian", "init", "--name", "alpha", "--home", str(alpha_home),
+         "--url", "http://127.0.0.3:5101", "--operator", operator_pub]
+    )  # fmt: skip
+    keys = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.key"))
+    assert keys == [
+        "alpha/custodians/alpha/identity.key",
+        "op/alpha-operator.key",
+        "relay/relay/identity.key",
+    ]
+    assert (alpha_home / "custodians" / "alpha" / "operator.pub").exists()
+    bravo = Card.issue(CUSTODIANS[1], "custodian", "http://127.0.0.4:5101", OPERATORS[1].public)
+    (tmp_path / "bravo.card.json").write_bytes(bravo.to_bytes())
+    out = tmp_path / "network.json"
+    main(
+        ["network", "create", "--relay", str(relay_home / "relay.card.json"),
+         "--custodian", str(alpha_home / "alpha.card.json"),
+         "--custodian", str(tmp_path / "bravo.card.json"), "--threshold", "2", "--out", str(out)]
+    )  # fmt: skip
+    network = Network.from_bytes(out.read_bytes())
+    assert [c.name for c in network.custodians] == ["alpha", "bravo"]
+    assert network.custodians[0].operator == operator.public
+
+
+def test_bad_cards_and_operator_files_are_bad_input_and_write_nothing(tmp_path: Path) -> None:
+    key = load_or_create(tmp_path / "op.key", "alpha-operator")
+    assert key.name == "alpha-operator"
+    with pytest.raises(SystemExit) as refused:
+        main(
+            ["custodian", "init", "--name", "alpha", "--home", str(tmp_path / "h"),
+             "--url", "http://127.0.0.3:5101", "--operator", str(tmp_path / "op.key")]
+        )  # fmt: skip
+    assert refused.value.code == 2
+    assert not (tmp_path / "h" / "alpha.card.json").exists()
+    document = custodian_cards()[0].to_json() | {"url": "http://127.0.0.9:1"}
+    (tmp_path / "forged.card.json").write_bytes(canonical.dumps(document))
+    (tmp_path / "relay.card.json").write_bytes(relay_card().to_bytes())
+    with pytest.raises(SystemExit) as refused:
+        main(
+            ["network", "create", "--relay", str(tmp_path / "relay.card.json"),
+             "--custodian", str(tmp_path / "forged.card.json"), "--custodian",
+             str(tmp_path / "forged.card.json"), "--threshold", "2",
+             "--out", str(tmp_path / "n.json")]
+        )  # fmt: skip
+    assert refused.value.code == 2
+    assert not (tmp_path / "n.json").exists()
