@@ -104,31 +104,34 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
     """Add ``relay init`` and ``custodian init`` to their groups, and ``network create``."""
     from ._common import command_group
 
-    p = relay.add_parser(
-        "init",
-        help="make this relay's identity and its card",
-        description="Make the relay's own identity under HOME (nothing of anyone else's)"
-        " and write HOME/relay.card.json: its URL and public key, signed by it. Hand the"
-        " card to whoever sets the network up and compare the fingerprint it prints.",
-    )
-    p.add_argument("--url", required=True, help="where clients reach it: http(s)://HOST:PORT")
-    p.add_argument("--force", action="store_true", help="replace an existing card")
-    home_option(p)
-    p.set_defaults(func=cmd_relay_init)
+    def init(group: Any, func: Any, help_text: str, description: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = group.add_parser(
+            "init", help=help_text, description=description
+        )
+        p.add_argument("--url", required=True, help="where clients reach it: http(s)://HOST:PORT")
+        p.add_argument("--force", action="store_true", help="replace an existing card")
+        home_option(p)
+        p.set_defaults(func=func)
+        return p
 
-    p = custodian.add_parser(
-        "init",
-        help="make this custodian's identity and its card",
-        description="Make custodian NAME's own identity under HOME, keep its operator's"
-        " public key (made by the operator with `securecomm keygen` on their own machine),"
-        " and write HOME/NAME.card.json, signed by the custodian.",
+    init(
+        relay,
+        cmd_relay_init,
+        "make this relay's identity and its card",
+        "Make the relay's own identity under HOME (nothing of anyone else's) and write"
+        " HOME/relay.card.json: its URL and public key, signed by it. Hand the card to"
+        " whoever sets the network up and compare the fingerprint it prints.",
+    )
+    p = init(
+        custodian,
+        cmd_custodian_init,
+        "make this custodian's identity and its card",
+        "Make custodian NAME's own identity under HOME, keep its operator's public key"
+        " (made by the operator with `securecomm keygen` on their own machine), and write"
+        " HOME/NAME.card.json, signed by the custodian.",
     )
     p.add_argument("--name", required=True, help="the custodian's name (e.g. alpha)")
-    p.add_argument("--url", required=True, help="where clients reach it: http(s)://HOST:PORT")
     p.add_argument("--operator", required=True, metavar="PUBFILE", help="the operator's .pub")
-    p.add_argument("--force", action="store_true", help="replace an existing card")
-    home_option(p)
-    p.set_defaults(func=cmd_custodian_init)
 
     network = command_group(
         sub,
