@@ -145,3 +145,36 @@ def test_bad_cards_and_operator_files_are_bad_input_and_write_nothing(tmp_path: 
         )  # fmt: skip
     assert refused.value.code == 2
     assert not (tmp_path / "n.json").exists()
+
+
+# The relay serves the network file it was given, and only one that names its own key
+
+
+def _network_for(relay_key: Identity) -> Network:
+    relay = Card.issue(relay_key, "relay", "http://127.0.0.2:5000")
+    return Network(relay, custodian_cards(), 2)
+
+
+def test_the_relay_serves_its_network_file_byte_for_byte(tmp_path: Path) -> None:
+    from tests.unit._services import relay, settings_for
+
+    settings = settings_for(tmp_path)
+    assert relay(settings).send("GET", "/api/v1/network").status_code == 404
+    own = load_or_create(settings.relay_dir() / "identity.key", "relay")
+    data = _network_for(own).to_bytes()
+    (tmp_path / "network.json").write_bytes(data)
+    answer = relay(settings).send("GET", "/api/v1/network")
+    assert answer.status_code == 200
+    assert answer.data == data
+
+
+def test_a_relay_given_a_network_file_naming_another_relay_will_not_start(
+    tmp_path: Path,
+) -> None:
+    from securecomm.relay.app import create_relay_app
+    from tests.unit._services import settings_for
+
+    settings = settings_for(tmp_path)
+    (tmp_path / "network.json").write_bytes(_network_for(RELAY).to_bytes())
+    with pytest.raises(errors.IdentityError, match="will not serve it"):
+        create_relay_app(settings)

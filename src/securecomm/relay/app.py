@@ -37,7 +37,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
         max_body_bytes=settings.max_envelope_bytes,
         cors_origins=settings.allowed_origins(),
     )
-    app.extensions["page"] = web.Page.of(settings)
+    app.extensions["page"] = web.Page.of(settings, identity.public)
     app.register_blueprint(views.bp)
     app.register_blueprint(web.bp)
     return app

@@ -341,6 +341,32 @@ _RELAY_PATHS: dict[str, Schema] = {
             signed=False,
         )
     },
+    "/api/v1/network": {
+        "get": operation(
+            "getNetwork",
+            "The network file the relay was given (its home's network.json), byte for byte:"
+            f" the relay's and every custodian's signed card and the threshold ({SPEC}"
+            " section 14). A client compares it with the keys it pinned. Anyone may call it.",
+            {
+                "200": json_response(
+                    "The network file.",
+                    {
+                        "type": "object",
+                        "required": ["v", "relay", "custodians", "threshold"],
+                        "properties": {
+                            "v": const(1),
+                            "relay": {"type": "object"},
+                            "custodians": {"type": "array", "items": {"type": "object"}},
+                            "threshold": integer(2, 255, "Shares needed (t)."),
+                        },
+                        "additionalProperties": False,
+                    },
+                ),
+                "404": error("This relay was given no network file.", Code.NOT_FOUND),
+            },
+            signed=False,
+        )
+    },
 }
 
 DOCUMENT: dict[str, Any] = build_document(

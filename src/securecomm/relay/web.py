@@ -14,9 +14,13 @@ from ..codes import Code
 from ..config import Settings, origin_of
 from ..errors import IdentityError
 from ..identity import PublicIdentity, load_public
+from ..network import Network
 from ..service.app import ApiError
 
-__all__ = ["Page", "bp", "custodian_key"]
+__all__ = ["NETWORK_FILE", "Page", "bp", "custodian_key"]
+
+#: The network file a relay serves, in its home (spec §14.2).
+NETWORK_FILE = "network.json"
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _WEB_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -31,9 +35,10 @@ class Page:
     files: dict[str, tuple[bytes, str]]  # path under web/ -> (content, media type)
     csp: str
     config: dict[str, Any]
+    network: bytes | None  # the network file this relay was given, served as it is
 
     @classmethod
-    def of(cls, settings: Settings) -> Page:
+    def of(cls, settings: Settings, relay: PublicIdentity) -> Page:
         # Read once: a handful of small files, and nothing on disk can be reached by a path.
         files = {
             path.relative_to(WEB_DIR).as_posix(): (path.read_bytes(), _WEB_TYPES[path.suffix])
@@ -53,7 +58,7 @@ class Page:
                 "frame-ancestors 'none'",
             ]
         )
-        return cls(files, csp, _web_config(settings))
+        return cls(files, csp, _web_config(settings), _network_file(settings, relay))
 
 
 def _page() -> Page:
@@ -85,6 +90,32 @@ def web_asset(filename: str) -> Response:
 @bp.get("/api/v1/web-config")
 def get_web_config() -> Response:
     return jsonify(_page().config)
+
+
+@bp.get("/api/v1/network")
+def get_network() -> Response:
+    network = _page().network
+    if network is None:
+        raise ApiError(404, Code.NOT_FOUND, "this relay was given no network file")
+    return Response(network, mimetype="application/json")
+
+
+def _network_file(settings: Settings, relay: PublicIdentity) -> bytes | None:
+    """HOME/network.json, checked (spec §14.2) and naming this relay's own key, or None.
+
+    A relay that served a network file naming another relay would hand new clients
+    someone else's keys: it refuses to start instead."""
+    path = settings.home / NETWORK_FILE
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    network = Network.from_bytes(data)
+    if network.relay.identity.fingerprint != relay.fingerprint:
+        raise IdentityError(
+            f"{path} names the relay {network.relay.identity.short_fingerprint()}, but this"
+            f" relay's key is {relay.short_fingerprint()}: it will not serve it"
+        )
+    return data
 
 
 def _web_config(settings: Settings) -> dict[str, Any]:
