@@ -178,3 +178,53 @@ def test_a_relay_given_a_network_file_naming_another_relay_will_not_start(
     (tmp_path / "network.json").write_bytes(_network_for(RELAY).to_bytes())
     with pytest.raises(errors.IdentityError, match="will not serve it"):
         create_relay_app(settings)
+
+
+# join: a client pins every key of the network file, and notices when it changes
+
+
+def _write(path: Path, network: Network) -> str:
+    path.write_bytes(network.to_bytes())
+    return str(path)
+
+
+def test_join_pins_every_key_and_refuses_one_that_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from securecomm.client.trust import KnownKeys
+
+    home = tmp_path / "home"
+    network = Network(relay_card(), custodian_cards(), 2)
+    main(["join", _write(tmp_path / "n1.json", network), "--home", str(home)])
+    known = KnownKeys.load(home)
+    for identity in (RELAY, *CUSTODIANS, *OPERATORS):
+        assert known.require(identity.name).fingerprint == identity.public.fingerprint
+    main(["join", str(tmp_path / "n1.json"), "--home", str(home)])  # again: nothing new
+    pinned = (home / "known_keys.json").read_bytes()
+    # bravo's key replaced by another: refused, naming both fingerprints, nothing changed.
+    impostor = Identity.generate("bravo")
+    cards = custodian_cards()
+    swapped = Card.issue(impostor, "custodian", "http://127.0.0.4:5101", OPERATORS[1].public)
+    changed = Network(relay_card(), (cards[0], swapped, cards[2]), 2)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        main(["join", _write(tmp_path / "n2.json", changed), "--home", str(home)])
+    assert refused.value.code == 1
+    err = capsys.readouterr().err
+    assert CUSTODIANS[1].public.short_fingerprint() in err
+    assert impostor.public.short_fingerprint() in err
+    assert (home / "known_keys.json").read_bytes() == pinned
+    assert (home / "network.json").read_bytes() == network.to_bytes()
+
+
+def test_join_shows_a_change_of_custodians_and_needs_accept(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    two = Network(relay_card(), custodian_cards()[:2], 2)
+    three = Network(relay_card(), custodian_cards(), 2)
+    main(["join", _write(tmp_path / "two.json", two), "--home", str(home)])
+    with pytest.raises(SystemExit) as refused:
+        main(["join", _write(tmp_path / "three.json", three), "--home", str(home)])
+    assert refused.value.code == 1
+    assert (home / "network.json").read_bytes() == two.to_bytes()
+    main(["join", str(tmp_path / "three.json"), "--accept", "--home", str(home)])
+    assert (home / "network.json").read_bytes() == three.to_bytes()

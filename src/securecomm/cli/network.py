@@ -1,4 +1,4 @@
-"""``securecomm relay init``, ``securecomm custodian init`` and ``securecomm network create``:
+"""``securecomm relay init``, ``custodian init``, ``network create`` and ``join``:
 parties on separate hosts set themselves up and exchange only cards (spec §14).
 
 Each init makes only its own party's identity, in its own home, and writes its card;
@@ -101,7 +101,8 @@ def cmd_network_create(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
-    """Add ``relay init`` and ``custodian init`` to their groups, and ``network create``."""
+    """Add ``relay init`` and ``custodian init`` to their groups, ``network create`` and
+    ``join``."""
     from ._common import command_group
 
     def init(group: Any, func: Any, help_text: str, description: str) -> argparse.ArgumentParser:
@@ -158,3 +159,58 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
     p.add_argument("--out", required=True, metavar="PATH", help="where to write it")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_network_create)
+
+    p = sub.add_parser(
+        "join",
+        help="pin every key of a network file in your home",
+        description="Check the network file (every card's signature, no name or key twice),"
+        " pin the relay's, the custodians' and their operators' keys in HOME/known_keys.json"
+        " and keep the file as HOME/network.json. A key that differs from one already pinned"
+        " is refused, naming both fingerprints; a change of custodians or threshold is shown"
+        " and needs --accept.",
+    )
+    p.add_argument("network", metavar="NETWORK", help="the network file (network.json)")
+    p.add_argument("--accept", action="store_true", help="accept a change of custodians")
+    home_option(p)
+    p.set_defaults(func=cmd_join)
+
+
+def cmd_join(args: argparse.Namespace) -> None:
+    from .._files import write_atomic
+    from ..client.trust import KnownKeys
+    from ..network import Network
+
+    home = home_of(args)
+    try:
+        data = Path(args.network).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.network}: {exc.strerror}") from None
+    network = Network.from_bytes(data)
+    home.mkdir(parents=True, exist_ok=True)
+    known = KnownKeys.load(home)
+    cards = (network.relay, *network.custodians)
+    operators = [c.operator for c in network.custodians if c.operator is not None]
+    for identity in (*(c.identity for c in cards), *operators):
+        known.check(identity)  # a changed key: refused, naming both fingerprints
+    joined = home / "network.json"
+    if joined.exists():
+        before = Network.from_bytes(joined.read_bytes())
+        was = [c.name for c in before.custodians]
+        now = [c.name for c in network.custodians]
+        if was != now or before.threshold != network.threshold:
+            print(f"custodians: {', '.join(was)} ({before.threshold} of {len(was)})")
+            print(f"     would be: {', '.join(now)} ({network.threshold} of {len(now)})")
+            if not args.accept:
+                raise CliError(
+                    "the network file changes the custodians or the threshold; nothing was changed",
+                    hint="check the change with whoever runs the network, then add --accept",
+                )
+    for identity in (*(c.identity for c in cards), *operators):
+        known.pin(identity)
+    known.save()
+    write_atomic(joined, data)
+    print(f"joined: {network.threshold} of {len(network.custodians)} custodians, keys pinned")
+    for card in cards:
+        fingerprint = card.identity.short_fingerprint()
+        print(f"  {card.role:<9} {card.name:<10} {card.url:<28} {fingerprint}")
+    print("compare these fingerprints with the parties, out of band")
