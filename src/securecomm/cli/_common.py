@@ -39,12 +39,17 @@ class CliError(Exception):
         self.code = code
 
 
-def positive_int(value: str) -> int:
-    """An argparse type: an integer of at least 1 (0 is refused, not taken for the default)."""
+def integer(value: str) -> int:
+    """An argparse type: any integer (the range is the library's to check and name)."""
     try:
-        number = int(value)
+        return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: an integer of at least 1 (0 is refused, not taken for the default)."""
+    number = integer(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value!r}: expected 1 or more")
     return number

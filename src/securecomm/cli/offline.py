@@ -20,6 +20,7 @@ from ..shares import Share
 from ._common import (
     EXIT_BAD_INPUT,
     CliError,
+    integer,
     load_identity,
     passphrase,
     passphrase_options,
@@ -203,14 +204,6 @@ def cmd_demo_offline(args: argparse.Namespace) -> None:
     print(f"\ndone in {time.perf_counter() - started:.2f} s")
 
 
-def _integer(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    return number
-
-
 def add_commands(sub: Any) -> None:
     def add(
         name: str, func: Callable[[argparse.Namespace], None], help_text: str, description: str
@@ -227,8 +220,8 @@ def add_commands(sub: Any) -> None:
         " any t of them rebuild it with 'securecomm combine'. Every byte read is part of"
         " the secret, a trailing newline included.",
     )
-    p.add_argument("-n", type=_integer, default=5, help="number of shares (2..255, default 5)")
-    p.add_argument("-t", type=_integer, default=3, help="shares needed to rebuild (default 3)")
+    p.add_argument("-n", type=integer, default=5, help="number of shares (2..255, default 5)")
+    p.add_argument("-t", type=integer, default=3, help="shares needed to rebuild (default 3)")
     p.add_argument("--file", metavar="PATH", help="read the secret from PATH instead of stdin")
 
     p = add(
@@ -268,8 +261,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--shares-out", metavar="DIR", required=True, help="where to write shares")
     p.add_argument("-o", "--out", metavar="PATH", help="envelope path (default FILE.scm)")
     p.add_argument("--force", action="store_true", help="replace the envelope if it exists")
-    p.add_argument("-n", type=_integer, default=5, help="number of shares (default 5)")
-    p.add_argument("-t", type=_integer, default=3, help="shares needed (default 3)")
+    p.add_argument("-n", type=integer, default=5, help="number of shares (default 5)")
+    p.add_argument("-t", type=integer, default=3, help="shares needed (default 3)")
     p.add_argument("--key", metavar="KEYFILE", help="sign as this identity (from keygen)")
     p.add_argument("--to", metavar="PUBFILE", action="append", help="a recipient's .pub file")
     passphrase_options(p)
