@@ -1,4 +1,6 @@
-"""Settings: embedded defaults, then ``HOME/securecomm.toml``, then the environment.
+"""Settings: embedded defaults, then the network file this home joined
+(``HOME/network.json``: the relay's URL, the custodians, the threshold), then
+``HOME/securecomm.toml``, then the environment.
 
 The names follow the seed's: SERVER_HOST, SERVER_PORT, SERVER_URL,
 N_SHARES, THRESHOLD; the storage directory is the home (``--home``, env
@@ -9,9 +11,16 @@ origins whose pages may call the custodians (CORS) are the relay's own origin
 unless ``[server] web_origins`` or ``SECURECOMM_WEB_ORIGINS`` (comma-separated)
 name others.
 
+A party on its own host keeps its own settings in its own home: ``relay init``
+writes ``[server] url, host, port``; ``custodian init`` writes ``[custodian] name,
+url, host, port`` (the custodian this home serves). Where a network file was
+joined, the custodians and the threshold are the file's: the TOML may set where a
+named custodian listens or keeps its database, never add one or change the threshold.
+
 Home layout::
 
     HOME/securecomm.toml              settings (optional)
+    HOME/network.json                 the network file this home joined (optional)
     HOME/relay/identity.key           the relay's identity
     HOME/relay/custodians/NAME.pub    each custodian's public key, given to the relay
     HOME/relay/relay.db               its SQLite database
@@ -35,6 +44,7 @@ from urllib.parse import urlsplit
 
 from .errors import FieldError, ParameterError
 from .identity import check_name
+from .network import Network, joined
 from .shamir import check_parameters
 
 __all__ = [
@@ -73,6 +83,8 @@ class Settings:
     n_shares: int = 5
     threshold: int = 3
     custodians: tuple[CustodianSettings, ...] = field(default_factory=tuple)
+    #: The custodian this home serves (``[custodian]``), if it is a custodian's home.
+    own_custodian: CustodianSettings | None = None
     workers: int = 2
     #: Browser origins whose pages may call the custodians (CORS); default: the relay's own.
     web_origins: tuple[str, ...] = ()
@@ -81,6 +93,8 @@ class Settings:
         return self.web_origins or (origin_of(self.server_url),)
 
     def custodian(self, name: str) -> CustodianSettings:
+        if self.own_custodian is not None and self.own_custodian.name == name:
+            return self.own_custodian
         for custodian in self.custodians:
             if custodian.name == name:
                 return custodian
@@ -151,15 +165,32 @@ def _table(value: object, name: str) -> dict[str, Any]:
     return value
 
 
-def _custodian(value: object) -> CustodianSettings:
-    table = _table(value, "[[custodians]]")
+def address_of(url: str) -> tuple[str, int]:
+    """The host and port an http(s) URL names (the port defaulting to the scheme's)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in {"http", "https"} or not parts.hostname or port == 0:
+        raise ParameterError(f"config: {url!r} is not an http(s)://HOST[:PORT] URL")
+    return parts.hostname, port or {"http": 80, "https": 443}[parts.scheme]
+
+
+def _custodian(
+    value: object, section: str = "[[custodians]]", given: CustodianSettings | None = None
+) -> CustodianSettings:
+    """A custodian's table; ``given`` is what the network file says of it, if anything."""
+    table = _table(value, section)
     try:
         name = check_name(table.get("name"), field="custodian name")
     except FieldError as exc:
         raise ParameterError(f"config: {exc}") from None
-    host = _str(table.get("host", "127.0.0.1"), f"custodians.{name}.host")
-    port = _int(table.get("port"), f"custodians.{name}.port")
-    url = _str(table.get("url", f"http://{host}:{port}"), f"custodians.{name}.url")
+    url = table.get("url", given.url if given else None)
+    default_host, default_port = address_of(url) if isinstance(url, str) else ("127.0.0.1", None)
+    host = _str(table.get("host", default_host), f"custodians.{name}.host")
+    port = _int(table.get("port", default_port), f"custodians.{name}.port")
+    url = _str(url if url is not None else f"http://{host}:{port}", f"custodians.{name}.url")
     database_url = table.get("database_url")
     if database_url is not None:
         database_url = _str(database_url, f"custodians.{name}.database_url")
@@ -175,7 +206,8 @@ def _str(value: object, name: str) -> str:
 def load_settings(
     home: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
-    """Defaults, then HOME/securecomm.toml if it exists, then the environment."""
+    """Defaults, then HOME/network.json and HOME/securecomm.toml if they exist, then the
+    environment."""
     env = os.environ if env is None else env
     home_path = Path(home if home is not None else env.get("SECURECOMM_HOME", DEFAULT_HOME))
     data: dict[str, Any] = {}
@@ -185,32 +217,28 @@ def load_settings(
             data = tomllib.loads(config_path.read_text("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ParameterError(f"config: {config_path} is not valid TOML ({exc})") from None
+    network = joined(home_path)
     server = _table(data.get("server", {}), "[server]")
     shares = _table(data.get("shares", {}), "[shares]")
-    n = _int(env.get("N_SHARES", shares.get("n", 5)), "N_SHARES")
-    t = _int(env.get("THRESHOLD", shares.get("threshold", 3)), "THRESHOLD")
-    host = _str(env.get("SERVER_HOST", server.get("host", "127.0.0.1")), "SERVER_HOST")
-    port = _int(env.get("SERVER_PORT", server.get("port", DEFAULT_RELAY_PORT)), "SERVER_PORT")
-    url = env.get("SECURECOMM_SERVER_URL") or env.get("SERVER_URL") or server.get("url")
-    custodians_data = data.get("custodians")
-    if custodians_data is None:
-        custodians = _default_custodians(n)
+    if network is None:
+        n = _int(env.get("N_SHARES", shares.get("n", 5)), "N_SHARES")
+        t = _int(env.get("THRESHOLD", shares.get("threshold", 3)), "THRESHOLD")
+        relay_host, relay_port, relay_url = "127.0.0.1", DEFAULT_RELAY_PORT, None
     else:
-        if not isinstance(custodians_data, list):
-            raise ParameterError("config: [[custodians]] must be a list of tables")
-        custodians = tuple(_custodian(c) for c in custodians_data)
-        names = [c.name for c in custodians]
-        for name in names:
-            if names.count(name) > 1:
-                raise ParameterError(f"config: custodian {name!r} is configured twice")
+        n, t = len(network.custodians), network.threshold
+        _same_as_network(n, t, env, shares, home_path)
+        relay_url = network.relay.url
+        relay_host, relay_port = address_of(relay_url)
+    host = _str(env.get("SERVER_HOST", server.get("host", relay_host)), "SERVER_HOST")
+    port = _int(env.get("SERVER_PORT", server.get("port", relay_port)), "SERVER_PORT")
+    url = env.get("SECURECOMM_SERVER_URL") or env.get("SERVER_URL") or server.get("url", relay_url)
+    custodians = _custodians(data.get("custodians"), network, n)
     custodians = tuple(
         replace(c, url=env.get(f"SECURECOMM_CUSTODIAN_{c.name.upper()}_URL", c.url))
         for c in custodians
     )
-    if len(custodians) != n:
-        raise ParameterError(
-            f"config: N_SHARES is {n} but {len(custodians)} custodian(s) are configured"
-        )
+    own = data.get("custodian")
+    own_custodian = None if own is None else _custodian(own, "[custodian]")
     check_parameters(n, t)
     return Settings(
         home=home_path,
@@ -228,6 +256,60 @@ def load_settings(
         n_shares=n,
         threshold=t,
         custodians=custodians,
+        own_custodian=own_custodian,
         workers=_int(env.get("SECURECOMM_WORKERS", server.get("workers", 2)), "workers"),
         web_origins=_origins(env.get("SECURECOMM_WEB_ORIGINS", server.get("web_origins", []))),
     )
+
+
+def _network_custodians(network: Network) -> tuple[CustodianSettings, ...]:
+    result = []
+    for card in network.custodians:
+        host, port = address_of(card.url)
+        result.append(CustodianSettings(card.name, host, port, card.url))
+    return tuple(result)
+
+
+def _custodians(tables: object, network: Network | None, n: int) -> tuple[CustodianSettings, ...]:
+    """The custodians: the network file's, or the TOML's, or the defaults. With a network
+    file, a ``[[custodians]]`` table may only say where a custodian it names listens."""
+    if tables is None:
+        return _default_custodians(n) if network is None else _network_custodians(network)
+    if not isinstance(tables, list):
+        raise ParameterError("config: [[custodians]] must be a list of tables")
+    if network is None:
+        custodians = tuple(_custodian(table) for table in tables)
+    else:
+        given = {c.name: c for c in _network_custodians(network)}
+        configured = {}
+        for table in tables:
+            name = _table(table, "[[custodians]]").get("name")
+            if name not in given:
+                raise ParameterError(
+                    f"config: custodian {name!r} is not in the network file this home joined"
+                    f" ({', '.join(given)}); the network file names the custodians"
+                )
+            configured[name] = _custodian(table, given=given[name])
+        custodians = tuple(configured.get(name, c) for name, c in given.items())
+    names = [c.name for c in custodians]
+    for name in names:
+        if names.count(name) > 1:
+            raise ParameterError(f"config: custodian {name!r} is configured twice")
+    if len(custodians) != n:
+        raise ParameterError(
+            f"config: N_SHARES is {n} but {len(custodians)} custodian(s) are configured"
+        )
+    return custodians
+
+
+def _same_as_network(
+    n: int, t: int, env: Mapping[str, str], shares: Mapping[str, Any], home: Path
+) -> None:
+    """Refuse a TOML or environment that says other numbers than the joined network file."""
+    for name, value, key in (("N_SHARES", n, "n"), ("THRESHOLD", t, "threshold")):
+        said = env.get(name, shares.get(key))
+        if said is not None and _int(said, name) != value:
+            raise ParameterError(
+                f"config: {name} is {said} but {home / 'network.json'} says {t} of {n};"
+                " the network file decides (join a new one to change it)"
+            )

@@ -10,19 +10,22 @@ and nothing in it is trusted for being here: a fingerprint is compared out of ba
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import canonical
 from ._encoding import b64decode, b64encode
 from ._fields import expect_object, integer, unique
-from .errors import FieldError, ParameterError, SignatureError
+from .errors import FieldError, ParameterError, SecureCommError, SignatureError
 from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
 from .shamir import MAX_SHARES, MIN_THRESHOLD
 
-__all__ = ["ROLES", "Card", "Network"]
+__all__ = ["NETWORK_FILE", "ROLES", "Card", "Network", "joined"]
 
 ROLES = ("relay", "custodian")
+#: Where a home keeps the network file it joined (a relay: the one it serves).
+NETWORK_FILE = "network.json"
 
 
 def _url(value: object, path: str) -> str:
@@ -47,6 +50,11 @@ class Card:
     @property
     def name(self) -> str:
         return self.identity.name
+
+    @staticmethod
+    def check_url(url: str) -> str:
+        """A card's URL: http(s)://HOST[:PORT], nothing more."""
+        return _url(url, "url")
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -180,3 +188,19 @@ class Network:
     @classmethod
     def from_bytes(cls, data: bytes) -> Network:
         return cls.from_json(canonical.loads(data.rstrip(b"\n"), what="network file"))
+
+
+def joined(home: Path) -> Network | None:
+    """The network file ``home`` joined (``HOME/network.json``), checked; None if none."""
+    path = home / NETWORK_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ParameterError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return Network.from_bytes(data)
+    except SecureCommError as exc:
+        exc.args = (f"{path}: {exc}",)  # the same error, saying which file
+        raise

@@ -30,7 +30,7 @@ from ..errors import (
     ShareError,
     SignatureError,
 )
-from . import local, network, offline, operators, people, services
+from . import contacts, local, network, offline, operators, people, services
 from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CliError
 
 __all__ = ["build_parser", "main"]
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_commands(sub)
     local.add_commands(sub)
     people.add_commands(sub)
+    contacts.add_commands(sub)
     relay, custodian = services.add_commands(sub)
     network.add_commands(sub, relay, custodian)
     operators.add_commands(sub, custodian)

@@ -19,7 +19,7 @@ from .._files import write_atomic
 from ..config import DEFAULT_HOME, Settings, load_settings
 from ..errors import IdentityError
 from ..identity import Identity
-from ..local.home import user_key_path
+from ..local.home import person_home, user_key_path
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -148,12 +148,36 @@ def passphrase(args: argparse.Namespace, *, confirm: bool) -> bytes | None:
 
 
 def load_identity(path: str, args: argparse.Namespace) -> Identity:
+    """A key file, asking for its passphrase on a terminal when it has one and none was
+    given."""
+    given = passphrase(args, confirm=False)
     try:
-        return Identity.load(path, passphrase(args, confirm=False))
+        return Identity.load(path, given)
     except IdentityError as exc:
-        if "passphrase is needed" in str(exc):
+        if "passphrase is needed" not in str(exc):
+            raise
+        if not sys.stdin.isatty():
             raise CliError(str(exc), hint="add --ask-passphrase or --passphrase-file") from None
-        raise
+    asked = getpass.getpass(f"passphrase for {path}: ")
+    return Identity.load(path, asked.encode("utf-8"))
+
+
+def new_passphrase(args: argparse.Namespace) -> bytes | None:
+    """The passphrase for a key about to be made: asked twice on a terminal, from
+    --passphrase-file, or none with --no-passphrase."""
+    if args.no_passphrase:
+        return None
+    if args.passphrase_file or args.ask_passphrase:
+        return passphrase(args, confirm=True)
+    if not sys.stdin.isatty():
+        raise CliError(
+            "a new key is protected by a passphrase, and there is no terminal to ask for one",
+            hint="run it on a terminal, or give --passphrase-file PATH (or --no-passphrase"
+            " for a script or a demo)",
+            code=EXIT_BAD_INPUT,
+        )
+    args.ask_passphrase = True
+    return passphrase(args, confirm=True)
 
 
 def passphrase_options(p: argparse.ArgumentParser) -> None:
@@ -208,11 +232,18 @@ def home_of(args: argparse.Namespace) -> Path:
     return Path(args.home) if args.home else load_settings(None).home
 
 
-def settings_of(args: argparse.Namespace) -> Settings:
-    """The settings of a data directory that ``init`` (or ``up``) has set up."""
+def settings_of(args: argparse.Namespace, person: str | None = None) -> Settings:
+    """The settings of a home that joined a network (or that ``init`` set up); with
+    ``person``, of that person's own home in it."""
     home = home_of(args)
+    if person is not None:
+        home = person_home(home, person)
     if not (home / "known_keys.json").exists():
-        raise CliError(f"{home} is not set up", hint="run 'securecomm init' (or 'securecomm up')")
+        raise CliError(
+            f"{home} is not set up",
+            hint="join a network with 'securecomm join network.json', or run 'securecomm"
+            " init' (or 'securecomm up') for one on this machine",
+        )
     return load_settings(home)
 
 
@@ -221,7 +252,8 @@ def user(args: argparse.Namespace, settings: Settings, name: str) -> Identity:
     if not path.exists():
         raise CliError(
             f"no identity {name!r} at {path}",
-            hint=f"create one with: securecomm keygen {name} --out {path.parent}",
+            hint=f"make it and register it with: securecomm register {name}"
+            + (f" --home {settings.home}" if settings.home != DEFAULT_HOME else ""),
         )
     return load_identity(str(path), args)
 

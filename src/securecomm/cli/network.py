@@ -24,6 +24,37 @@ def _write_card(home: Path, card: Any, force: bool) -> Path:
     return path
 
 
+def _own_settings(home: Path, url: str, section: str, name: str | None = None) -> None:
+    party = "relay" if name is None else "custodian"
+    """Write HOME/securecomm.toml saying where this party listens (the host and port of
+    its URL); an existing one must already say the same URL, and is never rewritten."""
+    from .._files import write_atomic
+    from ..config import CONFIG_FILE, address_of, load_settings
+
+    path = home / CONFIG_FILE
+    if path.exists():
+        settings = load_settings(home, env={})
+        said = (
+            settings.server_url
+            if name is None
+            else (settings.own_custodian.url if settings.own_custodian else None)
+        )
+        if said != url.rstrip("/"):
+            raise CliError(
+                f"{path} says this {party} is at {said}, not {url}; nothing was changed",
+                hint=f"edit the [{section}] url, host and port there, or use another --home",
+                code=2,
+            )
+        return
+    host, port = address_of(url)
+    lines = [f"# Where this {party} listens; edit host to bind another address.", f"[{section}]"]
+    if name is not None:
+        lines.append(f'name = "{name}"')
+    lines += [f'url = "{url.rstrip("/")}"', f'host = "{host}"', f"port = {port}", ""]
+    home.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "\n".join(lines).encode())
+
+
 def _say_card(card: Any, path: Path) -> None:
     print(f"{card.role} {card.name}: card {path}")
     print(f"fingerprint: {card.identity.short_fingerprint()}")
@@ -36,6 +67,9 @@ def cmd_relay_init(args: argparse.Namespace) -> None:
     from ..network import Card
 
     home = home_of(args)
+    _check_url(args.url)
+    refuse_existing(home / "relay.card.json", args.force, "--home")
+    _own_settings(home, args.url, "server")
     settings = load_settings(home, env={})
     identity = load_or_create(settings.relay_dir() / "identity.key", "relay")
     card = Card.issue(identity, "relay", args.url)
@@ -49,6 +83,8 @@ def cmd_custodian_init(args: argparse.Namespace) -> None:
 
     name = check_name(args.name, field="--name")
     home = home_of(args)
+    _check_url(args.url)
+    refuse_existing(home / f"{name}.card.json", args.force, "--home")
     try:
         operator = load_public(Path(args.operator))
     except SecureCommError as exc:
@@ -66,12 +102,24 @@ def cmd_custodian_init(args: argparse.Namespace) -> None:
             f"{given} already names another operator ({load_public(given).short_fingerprint()})",
             hint="remove it first if the operator really changed",
         )
+    _own_settings(home, args.url, "custodian", name)
     identity = load_or_create(directory / "identity.key", name)
     if not given.exists():
         save_public(given, operator)
     card = Card.issue(identity, "custodian", args.url, operator)
     _say_card(card, _write_card(home, card, args.force))
     print(f"operator: {operator.name} ({operator.short_fingerprint()})")
+
+
+def _check_url(url: str) -> None:
+    from ..config import address_of
+    from ..network import Card
+
+    try:
+        address_of(url)
+        Card.check_url(url)
+    except SecureCommError as exc:
+        raise CliError(f"--url: {exc}", hint="e.g. --url http://127.0.0.2:5000", code=2) from None
 
 
 def cmd_network_create(args: argparse.Namespace) -> None:
@@ -176,41 +224,16 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
 
 
 def cmd_join(args: argparse.Namespace) -> None:
-    from .._files import write_atomic
-    from ..client.trust import KnownKeys
-    from ..network import Network
+    from ..client.trust import join
 
     home = home_of(args)
     try:
         data = Path(args.network).read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {args.network}: {exc.strerror}") from None
-    network = Network.from_bytes(data)
-    home.mkdir(parents=True, exist_ok=True)
-    known = KnownKeys.load(home)
-    cards = (network.relay, *network.custodians)
-    operators = [c.operator for c in network.custodians if c.operator is not None]
-    for identity in (*(c.identity for c in cards), *operators):
-        known.check(identity)  # a changed key: refused, naming both fingerprints
-    joined = home / "network.json"
-    if joined.exists():
-        before = Network.from_bytes(joined.read_bytes())
-        was = [c.name for c in before.custodians]
-        now = [c.name for c in network.custodians]
-        if was != now or before.threshold != network.threshold:
-            print(f"custodians: {', '.join(was)} ({before.threshold} of {len(was)})")
-            print(f"     would be: {', '.join(now)} ({network.threshold} of {len(now)})")
-            if not args.accept:
-                raise CliError(
-                    "the network file changes the custodians or the threshold; nothing was changed",
-                    hint="check the change with whoever runs the network, then add --accept",
-                )
-    for identity in (*(c.identity for c in cards), *operators):
-        known.pin(identity)
-    known.save()
-    write_atomic(joined, data)
+    network = join(home, data, accept=args.accept)
     print(f"joined: {network.threshold} of {len(network.custodians)} custodians, keys pinned")
-    for card in cards:
+    for card in (network.relay, *network.custodians):
         fingerprint = card.identity.short_fingerprint()
         print(f"  {card.role:<9} {card.name:<10} {card.url:<28} {fingerprint}")
     print("compare these fingerprints with the parties, out of band")

@@ -22,15 +22,24 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _operator_client(args: argparse.Namespace) -> Any:
     from ..client.transport import ServiceClient
-    from ..identity import Identity
-    from ..local.home import operator_name
+    from ..local.home import operator_name, user_key_path
+    from ._common import load_identity
 
     settings = _settings(args)
     url = args.url or settings.custodian(args.name).url
-    key = settings.home / "operators" / f"{operator_name(args.name)}.key"
+    name = operator_name(args.name)
+    places = [user_key_path(settings.home, name), settings.home / "operators" / f"{name}.key"]
+    key = (
+        Path(args.operator_key)
+        if args.operator_key
+        else next((path for path in places if path.exists()), places[0])
+    )
     if not key.exists():
-        raise IdentityError(f"no operator key for {args.name} at {key}")
-    return ServiceClient(url, args.name, Identity.load(key))
+        raise IdentityError(
+            f"no operator key for {args.name} at {key}"
+            + ("" if args.operator_key else f" (nor at {places[1]})"),
+        )
+    return ServiceClient(url, args.name, load_identity(str(key), args))
 
 
 def cmd_custodian_pending(args: argparse.Namespace) -> None:
@@ -83,8 +92,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     from ..identity import load_public
 
     settings = _settings(args)
-    directory = settings.custodian_dir(args.name)
-    public = load_public(Path(args.key) if args.key else directory / "identity.pub")
+    own = settings.custodian_dir(args.name) / "identity.pub"
+    if args.key or own.exists():
+        public = load_public(Path(args.key) if args.key else own)
+    else:  # a client's home: the key pinned from the network file
+        from ..client.trust import KnownKeys
+
+        public = KnownKeys.load(settings.home).require(args.name)
     if args.file:
         report = audit.verify(_saved_pages(args.file), public)
     elif args.remote or args.url:
@@ -149,14 +163,13 @@ def add_commands(sub: Any, custodian: Any) -> None:
         p = custodian.add_parser(
             verb,
             help=text,
-            description=f"As the custodian's operator,"
-            f" {text} (signed with HOME/operators/NAME-operator.key).",
+            description=f"As the custodian's operator, {text}, signed with the operator's"
+            " key: --operator-key, or NAME-operator.key in HOME/users (where `keygen"
+            " NAME-operator --out HOME/users` puts it) or HOME/operators.",
         )
         if verb != "pending":
             p.add_argument("release_id", metavar="ID", help="the release id")
-        p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
-        p.add_argument("--url", help="the custodian's URL (default from the config)")
-        home_option(p)
+        _operator_options(p)
         p.set_defaults(func=func)
 
     audit_sub = command_group(
@@ -168,20 +181,30 @@ def add_commands(sub: Any, custodian: Any) -> None:
         description="Check every entry's hash link and signature and name the first that"
         " fails: an edited, removed or reordered entry. Reads the custodian's database under"
         " HOME; with --remote, the running custodian's GET /v1/audit, page by page, signed"
-        " with HOME/operators/NAME-operator.key; or pages saved from it with --file.",
+        " with its operator's key; or pages saved from it with --file.",
     )
-    p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
     p.add_argument(
         "--remote", action="store_true", help="ask the running custodian, as its operator"
     )
-    p.add_argument("--url", help="the custodian's URL for --remote (default from the config)")
+    _operator_options(p)
     p.add_argument(
         "--file",
         action="append",
         help="a JSON page saved from GET /v1/audit; repeat for each page, first to last",
     )
     p.add_argument(
-        "--key", help="the custodian's .pub file (default HOME/custodians/NAME/identity.pub)"
+        "--key",
+        help="the custodian's .pub file (default HOME/custodians/NAME/identity.pub, or the"
+        " key pinned from the network file)",
     )
-    home_option(p)
     p.set_defaults(func=cmd_audit_verify)
+
+
+def _operator_options(p: argparse.ArgumentParser) -> None:
+    from ._common import passphrase_options
+
+    p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
+    p.add_argument("--url", help="the custodian's URL (default: the network file's, or config)")
+    p.add_argument("--operator-key", metavar="PATH", help="the operator's key file")
+    passphrase_options(p)
+    home_option(p)

@@ -55,7 +55,7 @@ def _policy(args: argparse.Namespace) -> Policy:
 def cmd_send(args: argparse.Namespace) -> None:
     from ..client import flows
 
-    settings = settings_of(args)
+    settings = settings_of(args, args.sender)
     known = KnownKeys.load(settings.home)
     sender = user(args, settings, args.sender)
     if args.file is not None and args.text is not None:
@@ -117,7 +117,7 @@ def _print_sent(args: argparse.Namespace, result: Any) -> None:
 def cmd_inbox(args: argparse.Namespace) -> None:
     from ..client import flows
 
-    settings = settings_of(args)
+    settings = settings_of(args, args.reader)
     reader = user(args, settings, args.reader)
     messages = flows.inbox(settings, reader)
     if not messages:
@@ -162,7 +162,7 @@ def _inbox_notes(item: dict[str, Any], now: int) -> list[str]:
 def cmd_read(args: argparse.Namespace) -> None:
     from ..client import flows
 
-    settings = settings_of(args)
+    settings = settings_of(args, args.reader)
     known = KnownKeys.load(settings.home)
     reader = user(args, settings, args.reader)
     into_directory = args.out not in (None, "-") and Path(args.out).is_dir()
@@ -220,7 +220,7 @@ def _printable(data: bytes) -> bool:
 def cmd_unsend(args: argparse.Namespace) -> None:
     from ..client import flows
 
-    settings = settings_of(args)
+    settings = settings_of(args, args.sender)
     sender = user(args, settings, args.sender)
     failed = flows.unsend(settings, sender, args.message_id)
     for line in failed:

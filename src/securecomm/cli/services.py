@@ -40,11 +40,23 @@ def cmd_custodian_serve(args: argparse.Namespace) -> None:
     from ..service.serve import serve
 
     settings = _settings(args)
-    custodian = settings.custodian(args.name)
-    load_operator(settings, args.name)  # refuse here, in a sentence, not in a worker
+    own = settings.own_custodian
+    if own is not None and args.name not in (None, own.name):
+        raise ParameterError(
+            f"{settings.home} is custodian {own.name}'s home, not {args.name}'s"
+            " (its securecomm.toml says so in [custodian])"
+        )
+    name = args.name or (own.name if own is not None else None)
+    if name is None:
+        raise ParameterError(
+            f"which custodian? {settings.home} is not a custodian's home (no [custodian] in"
+            " its securecomm.toml): give --name, or the --home that `custodian init` made"
+        )
+    custodian = settings.custodian(name)
+    load_operator(settings, name)  # refuse here, in a sentence, not in a worker
     serve(
-        lambda: create_custodian_app(settings, args.name),
-        name=args.name,
+        lambda: create_custodian_app(settings, name),
+        name=name,
         host=args.host or custodian.host,
         port=args.port or custodian.port,
         workers=args.workers or settings.workers,
@@ -128,8 +140,9 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
     p = relay_sub.add_parser(
         "serve",
         help="serve the relay under gunicorn",
-        description="Serve the relay's HTTP/JSON API (default 127.0.0.1:5000). Creates its"
-        " identity and database under HOME/relay on first start.",
+        description="Serve the relay's HTTP/JSON API where HOME's settings say (`relay init`"
+        " writes them from its URL; default 127.0.0.1:5000), and the network file in HOME,"
+        " if there is one. Creates its identity and database under HOME/relay on first start.",
     )
     serving(p)
     p.set_defaults(func=cmd_relay_serve)
@@ -144,11 +157,13 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
     p = cust_sub.add_parser(
         "serve",
         help="serve one custodian under gunicorn",
-        description="Serve custodian NAME (alpha..echo default to 127.0.0.1:5101..5105)."
-        " Creates its own identity and database on first start; its operator's public key"
-        " must be at HOME/custodians/NAME/operator.pub (the operator makes it with keygen).",
+        description="Serve the custodian whose home HOME is (made by `custodian init`; it"
+        " listens where its URL says), or custodian NAME of a shared home (alpha..echo"
+        " default to 127.0.0.1:5101..5105). Creates its own identity and database on first"
+        " start; its operator's public key must be at HOME/custodians/NAME/operator.pub"
+        " (the operator makes it with keygen).",
     )
-    p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
+    p.add_argument("--name", help="which custodian (default: the one HOME was made for)")
     serving(p)
     p.set_defaults(func=cmd_custodian_serve)
 

@@ -97,6 +97,33 @@ def _directory_entry(settings: Settings, name: str) -> Any:
         return relay.request("GET", f"/api/v1/directory/{name}", sign=False).json()
 
 
+def listed(settings: Settings, name: str) -> PublicIdentity | None:
+    """The key the relay's directory lists under ``name``; None if no one registered it.
+
+    What the relay says is not trusted for being said: a client pins it and compares it
+    with later answers, and a person compares its fingerprint out of band."""
+    try:
+        entry = _directory_entry(settings, name)
+    except ServiceError as exc:
+        if exc.code == Code.NOT_FOUND:
+            return None
+        raise
+    return PublicIdentity.from_json(entry.get("identity"), field=f"directory entry {name}")
+
+
+def register(settings: Settings, identity: Identity) -> bool:
+    """List ``identity``'s public keys in the relay's directory under its name; True if
+    the entry is new, False if it was there already. A name another key holds is refused
+    by the relay (HTTP 409)."""
+    with ServiceClient(settings.server_url, "relay", identity, timeout=10.0) as relay:
+        answer = relay.request(
+            "PUT",
+            f"/api/v1/directory/{identity.name}",
+            body={"v": 1, "identity": identity.public.to_json()},
+        )
+    return answer.status_code == 201
+
+
 def _recipient_key(
     known: KnownKeys,
     name: str,
@@ -123,10 +150,9 @@ def _recipient_key(
                 f"no one named {name!r} is registered; nothing was sent",
             )
             unknown.hint = (
-                f"{name} registers with the relay from the web client (Identity, Register),"
-                " or, for a key in this data directory, with `securecomm keygen"
-                f" {name} --out HOME/users` and a restart of `securecomm up`; then compare"
-                " fingerprints with them"
+                f"{name} registers with `securecomm register {name}` on their own machine"
+                " (after `securecomm join` with the network file), or from the web client"
+                " (Identity, Register); then compare fingerprints with them"
             )
             raise unknown
         raise error

@@ -1,5 +1,6 @@
 """The keys a client trusts: every party's public key pinned by name in
-``HOME/known_keys.json`` (trust on first use, then refused if it changes)."""
+``HOME/known_keys.json`` (trust on first use, then refused if it changes), and the
+names whose fingerprint the person compared out of band (``verified``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 
 from .. import canonical
 from .._files import write_atomic
-from ..errors import FormatError, IdentityError, KeyChangedError
+from ..errors import FormatError, IdentityError, KeyChangedError, SecureCommError
 from ..identity import PublicIdentity
+from ..network import NETWORK_FILE, Network, joined
 
-__all__ = ["KNOWN_KEYS_FILE", "KnownKeys"]
+__all__ = ["KNOWN_KEYS_FILE", "KnownKeys", "join", "network_keys"]
 
 KNOWN_KEYS_FILE = "known_keys.json"
 
@@ -22,6 +24,8 @@ class KnownKeys:
 
     path: Path
     keys: dict[str, PublicIdentity] = field(default_factory=dict)
+    #: Names whose pinned fingerprint was compared out of band (``contacts verify``).
+    verified: set[str] = field(default_factory=set)
 
     @classmethod
     def load(cls, home: Path) -> KnownKeys:
@@ -32,12 +36,18 @@ class KnownKeys:
             document = canonical.loads(path.read_bytes().rstrip(b"\n"), what=str(path))
         except OSError as exc:
             raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
+        verified = document.get("verified", []) if isinstance(document, dict) else None
         if (
             not isinstance(document, dict)
             or document.get("v") != 1
             or not isinstance(document.get("keys"), dict)
+            or not set(document) <= {"v", "keys", "verified"}
+            or not isinstance(verified, list)
+            or not all(isinstance(name, str) for name in verified)
         ):
-            raise FormatError(f'{path}: expected {{"v": 1, "keys": {{NAME: identity}}}}')
+            raise FormatError(
+                f'{path}: expected {{"v": 1, "keys": {{NAME: identity}}, "verified": [NAME]}}'
+            )
         keys = {
             name: PublicIdentity.from_json(value, field=f"{path}: {name}")
             for name, value in document["keys"].items()
@@ -45,10 +55,15 @@ class KnownKeys:
         for name, identity in keys.items():
             if identity.name != name:
                 raise FormatError(f"{path}: the key filed as {name!r} is named {identity.name!r}")
-        return cls(path, keys)
+        return cls(path, keys, set(verified) & set(keys))
 
     def save(self) -> None:
-        document = {"v": 1, "keys": {n: k.to_json() for n, k in sorted(self.keys.items())}}
+        document: dict[str, object] = {
+            "v": 1,
+            "keys": {n: k.to_json() for n, k in sorted(self.keys.items())},
+        }
+        if self.verified:
+            document["verified"] = sorted(self.verified)
         write_atomic(self.path, canonical.dumps(document) + b"\n")
 
     def get(self, name: str) -> PublicIdentity | None:
@@ -75,3 +90,60 @@ class KnownKeys:
             return False
         self.keys[identity.name] = identity
         return True
+
+    def verify(self, name: str, fingerprint: str) -> PublicIdentity:
+        """Mark ``name`` as compared out of band, if ``fingerprint`` (as printed: hex, with or
+        without spaces or colons; the short form or all of it) is its pinned key's."""
+        key = self.require(name)
+        said = "".join(ch for ch in fingerprint.lower() if ch not in " :")
+        if len(said) < 32 or not key.fingerprint_hex.startswith(said):
+            error = IdentityError(
+                f"{name}'s key pinned here is {key.short_fingerprint()}, not {fingerprint.strip()}"
+                ": not marked as verified"
+            )
+            error.hint = (
+                "do not use this contact until you know why: ask them again, over another"
+                " channel, and compare the whole short fingerprint (eight groups of four)"
+            )
+            raise error
+        self.verified.add(name)
+        return key
+
+
+def network_keys(network: Network) -> list[PublicIdentity]:
+    """Every key a network file names: the relay's, each custodian's and its operator's."""
+    cards = (network.relay, *network.custodians)
+    operators = [c.operator for c in network.custodians if c.operator is not None]
+    return [*(c.identity for c in cards), *operators]
+
+
+def join(home: Path, data: bytes, *, accept: bool = False) -> Network:
+    """Pin every key of the network file ``data`` in ``home`` and keep the file as
+    ``HOME/network.json``; all or nothing.
+
+    A key that differs from one pinned is refused (:class:`KeyChangedError`, both
+    fingerprints). A file that changes the custodians or the threshold of the one
+    joined before is refused unless ``accept``.
+    """
+    network = Network.from_bytes(data)
+    known = KnownKeys.load(home)
+    for identity in network_keys(network):
+        known.check(identity)
+    before = joined(home)
+    if before is not None and not accept:
+        was = [c.name for c in before.custodians]
+        now = [c.name for c in network.custodians]
+        if was != now or before.threshold != network.threshold:
+            error = SecureCommError(
+                "the network file changes the custodians or the threshold, from"
+                f" {', '.join(was)} ({before.threshold} of {len(was)}) to {', '.join(now)}"
+                f" ({network.threshold} of {len(now)}); nothing was changed"
+            )
+            error.hint = "check the change with whoever runs the network, then add --accept"
+            raise error
+    home.mkdir(parents=True, exist_ok=True)
+    for identity in network_keys(network):
+        known.pin(identity)
+    known.save()
+    write_atomic(home / NETWORK_FILE, data)
+    return network

@@ -31,6 +31,7 @@ __all__ = [
     "config_text",
     "init_home",
     "operator_name",
+    "person_home",
     "user_key_path",
 ]
 
@@ -41,8 +42,20 @@ def operator_name(custodian: str) -> str:
     return f"{custodian}-operator"
 
 
+#: Where a data directory that holds several people keeps each one's own home.
+PEOPLE_DIR = "people"
+
+
+def person_home(home: Path, name: str) -> Path:
+    """Where ``name`` acts from: their own home ``HOME/people/NAME`` in a data directory
+    that keeps several (the local network's), else ``home`` itself."""
+    own = home / PEOPLE_DIR / check_name(name)
+    return own if own.is_dir() else home
+
+
 def user_key_path(home: Path, name: str) -> Path:
-    return home / "users" / f"{check_name(name)}.key"
+    """A person's key file: in their own home, ``users/NAME.key``."""
+    return person_home(home, name) / "users" / f"{check_name(name)}.key"
 
 
 @dataclass(frozen=True)

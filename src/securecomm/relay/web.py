@@ -14,13 +14,10 @@ from ..codes import Code
 from ..config import Settings, origin_of
 from ..errors import IdentityError
 from ..identity import PublicIdentity, load_public
-from ..network import Network
+from ..network import NETWORK_FILE, Network, joined
 from ..service.app import ApiError
 
-__all__ = ["NETWORK_FILE", "Page", "bp", "custodian_key"]
-
-#: The network file a relay serves, in its home (spec §14.2).
-NETWORK_FILE = "network.json"
+__all__ = ["Page", "bp", "custodian_key"]
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _WEB_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -121,10 +118,10 @@ def _network_file(settings: Settings, relay: PublicIdentity) -> bytes | None:
 def _web_config(settings: Settings) -> dict[str, Any]:
     """What the web client needs to know: the custodians, where they are, and the threshold.
 
-    A custodian's fingerprint is given where the relay's own home holds its public key
-    (``RELAY/custodians/NAME.pub``, which ``securecomm init`` writes); the page pins what
-    it sees on first use either way and compares the two. The relay reads no one else's
-    files (a client's pinned keys least of all).
+    A custodian's fingerprint is given where the relay knows its key: from the network
+    file in its home, or ``RELAY/custodians/NAME.pub``; the page pins what it sees on first
+    use either way and compares the two. The relay reads no one else's files (a client's
+    pinned keys least of all).
     """
     custodians = []
     for custodian in settings.custodians:
@@ -148,6 +145,9 @@ def _web_config(settings: Settings) -> dict[str, Any]:
 
 def custodian_key(settings: Settings, name: str) -> PublicIdentity | None:
     """The public key of custodian ``name`` as the relay's home was given it, if it was."""
+    network = joined(settings.home)
+    if network is not None:
+        return next((c.identity for c in network.custodians if c.name == name), None)
     path = settings.relay_dir() / "custodians" / f"{name}.pub"
     if not path.exists():
         return None

@@ -1,0 +1,186 @@
+"""``securecomm register | contacts``: a person makes their own identity, lists it in the
+relay's directory, and keeps the keys of the people they write to."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import ServiceError
+from ._common import (
+    EXIT_BAD_INPUT,
+    CliError,
+    home_of,
+    home_option,
+    load_identity,
+    new_passphrase,
+    settings_of,
+)
+
+
+def _own_home(args: argparse.Namespace, name: str) -> Path:
+    """Where ``name`` keeps their identity: their home in a data directory that keeps
+    several people (the local network's; made and joined on first use), else HOME."""
+    from ..client.trust import join
+    from ..local.home import PEOPLE_DIR
+    from ..network import NETWORK_FILE
+
+    home = home_of(args)
+    people = home / PEOPLE_DIR
+    if not people.is_dir():
+        return home
+    own = people / name
+    if not own.is_dir():
+        if not (home / NETWORK_FILE).exists():
+            raise CliError(f"{home} keeps people's homes but has no {NETWORK_FILE} to join")
+        join(own, (home / NETWORK_FILE).read_bytes())
+    return own
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    from ..client import flows
+    from ..client.trust import KnownKeys
+    from ..identity import Identity, check_name, save_public
+
+    name = check_name(args.name, field="NAME")
+    home = _own_home(args, name)
+    settings = settings_of(argparse.Namespace(home=str(home)))
+    key_path = home / "users" / f"{name}.key"
+    made = not key_path.exists()
+    if made:
+        secret = new_passphrase(args)
+        identity = Identity.generate(name)
+    else:
+        identity = load_identity(str(key_path), args)
+    known = KnownKeys.load(home)
+    known.check(identity.public)  # a contact pinned under this name: refused, both named
+    listed = flows.listed(settings, name)
+    if listed is not None and listed.fingerprint != identity.public.fingerprint:
+        raise CliError(
+            f"the name {name!r} is taken in the relay's directory by another key"
+            f" ({listed.short_fingerprint()}); nothing was written",
+            hint="choose another name" if made else f"{key_path} is not the key registered",
+            code=EXIT_BAD_INPUT,
+        )
+    if made:
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        identity.save(key_path, secret)
+    try:
+        new = flows.register(settings, identity)
+    except BaseException:
+        if made:  # nothing written: the key of a registration that did not happen goes
+            key_path.unlink(missing_ok=True)
+        raise
+    if made:
+        save_public(key_path.with_suffix(".pub"), identity.public)
+    known.pin(identity.public)
+    known.verified.add(name)
+    known.save()
+    state = "registered" if new else "already registered"
+    print(f"{name}: {state} with the relay at {settings.server_url}")
+    print(f"key: {key_path}" + ("" if made and secret else " (no passphrase)" if made else ""))
+    print(f"fingerprint: {identity.public.short_fingerprint()}")
+    print("give this fingerprint to the people who will write to you, out of band")
+
+
+def _person(args: argparse.Namespace) -> Any:
+    return settings_of(args, args.person)
+
+
+def cmd_contacts(args: argparse.Namespace) -> None:
+    from ..client.trust import KnownKeys, network_keys
+    from ..network import joined
+
+    settings = _person(args)
+    known = KnownKeys.load(settings.home)
+    network = joined(settings.home)
+    roles = {}
+    if network is not None:
+        roles = {identity.name: "operator" for identity in network_keys(network)}
+        roles[network.relay.name] = "relay"
+        roles.update({card.name: "custodian" for card in network.custodians})
+    people = {name: key for name, key in known.keys.items() if name not in roles}
+    if not people:
+        print("no contacts pinned yet: a contact is pinned the first time you write to them")
+    for name, key in sorted(people.items()):
+        state = "verified" if name in known.verified else "not compared"
+        if (settings.home / "users" / f"{name}.key").exists():
+            state = "you"
+        print(f"  {name:<18} {key.short_fingerprint()}  {state}")
+    if args.all:
+        for name, role in sorted(roles.items()):
+            print(f"  {name:<18} {known.require(name).short_fingerprint()}  {role}")
+
+
+def cmd_contacts_verify(args: argparse.Namespace) -> None:
+    from ..client import flows
+    from ..client.trust import KnownKeys
+
+    settings = _person(args)
+    known = KnownKeys.load(settings.home)
+    if known.get(args.name) is None:
+        try:
+            listed = flows.listed(settings, args.name)
+        except ServiceError as exc:
+            raise CliError(f"{args.name} is not pinned here, and {exc}") from None
+        if listed is None:
+            raise CliError(
+                f"no one named {args.name!r} is pinned here or registered with the relay",
+                hint=f"{args.name} registers with `securecomm register {args.name}`",
+            )
+        known.keys[args.name] = listed  # kept only if the fingerprint matches, below
+    key = known.verify(args.name, args.fingerprint)
+    known.save()
+    print(f"{args.name}: {key.short_fingerprint()} verified")
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "register",
+        help="make your identity and list it in the relay's directory",
+        description="Make NAME's identity in your home (a passphrase protects the key"
+        " file: asked on the terminal, or --passphrase-file; --no-passphrase for scripts"
+        " and demos), list its public keys in the directory of the relay your home joined,"
+        " and print the fingerprint to give the people who will write to you. Run again,"
+        " it registers the same key again. A name another key holds is refused and nothing"
+        " is written.",
+    )
+    p.add_argument("name", metavar="NAME", help="your name in the directory")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--no-passphrase", action="store_true", help="write the key file unprotected"
+    )
+    group.add_argument(
+        "--passphrase-file", metavar="PATH", help="read the passphrase from the first line"
+    )
+    p.set_defaults(ask_passphrase=False)
+    home_option(p)
+    p.set_defaults(func=cmd_register)
+
+    contacts = sub.add_parser(
+        "contacts",
+        help="the people whose keys you pinned, and which you compared",
+        description="List the people whose keys are pinned in your home (the first time"
+        " you write to someone, their key is pinned from the relay's directory), each"
+        " marked verified once you compared its fingerprint with them out of band.",
+    )
+    contacts.add_argument("--as", dest="person", metavar="NAME", help="whose contacts")
+    contacts.add_argument(
+        "--all", action="store_true", help="also the relay's, custodians' and operators' keys"
+    )
+    home_option(contacts)
+    contacts.set_defaults(func=cmd_contacts)
+    verbs = contacts.add_subparsers(dest="contacts_command", metavar="COMMAND")
+    p = verbs.add_parser(
+        "verify",
+        help="mark a contact as compared out of band",
+        description="Compare FINGERPRINT, as NAME told it to you over another channel,"
+        " with the key pinned for NAME (or, if none is yet, the one the relay's directory"
+        " lists, which is then pinned), and mark NAME verified if they are the same.",
+    )
+    p.add_argument("name", metavar="NAME", help="the contact")
+    p.add_argument("fingerprint", metavar="FINGERPRINT", help="as they told it to you")
+    p.add_argument("--as", dest="person", metavar="NAME", help="whose contacts")
+    home_option(p)
+    p.set_defaults(func=cmd_contacts_verify)
