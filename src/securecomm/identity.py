@@ -81,6 +81,13 @@ def format_fingerprint(fingerprint: bytes) -> str:
     return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
 
 
+def fingerprint_matches(fingerprint: bytes, said: str) -> bool:
+    """Whether ``said``, a fingerprint as a person copied it (hex, spaces or colons between
+    groups, the short form of :func:`format_fingerprint` or all of it), is ``fingerprint``."""
+    text = "".join(ch for ch in said.lower() if ch not in " :")
+    return len(text) >= 32 and fingerprint.hex().startswith(text)
+
+
 def signing_input(purpose: str, obj: Any) -> bytes:
     """The bytes an Ed25519 signature covers: the versioned purpose, then canonical JSON."""
     if not _PURPOSE.fullmatch(purpose):

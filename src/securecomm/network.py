@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import canonical
-from ._encoding import b64decode, b64encode
+from ._encoding import b64decode, b64encode, labelled_hash
 from ._fields import expect_object, integer, unique
 from .errors import FieldError, ParameterError, SecureCommError, SignatureError
-from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
+from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, format_fingerprint
 from .shamir import MAX_SHARES, MIN_THRESHOLD
 
 __all__ = ["NETWORK_FILE", "ROLES", "Card", "Network", "joined"]
@@ -170,6 +170,15 @@ class Network:
 
     def to_bytes(self) -> bytes:
         return canonical.dumps(self.to_json()) + b"\n"
+
+    @property
+    def fingerprint(self) -> bytes:
+        """What a person compares to know they joined this network and no other (§14.4):
+        every key, URL and the threshold at once."""
+        return labelled_hash("securecomm/v1/network", canonical.dumps(self.to_json()))
+
+    def short_fingerprint(self) -> str:
+        return format_fingerprint(self.fingerprint)
 
     @classmethod
     def from_json(cls, value: object) -> Network:

@@ -228,3 +228,143 @@ def test_join_shows_a_change_of_custodians_and_needs_accept(tmp_path: Path) -> N
     assert (home / "network.json").read_bytes() == two.to_bytes()
     main(["join", str(tmp_path / "three.json"), "--accept", "--home", str(home)])
     assert (home / "network.json").read_bytes() == three.to_bytes()
+
+
+# network create, from the command line: each bad set of cards is bad input, nothing written
+
+
+def _cards_on_disk(tmp_path: Path, cards: dict[str, Card]) -> list[str]:
+    paths = []
+    for label, card in cards.items():
+        path = tmp_path / f"{label}.card.json"
+        path.write_bytes(card.to_bytes())
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["name taken by another key", "one key twice", "threshold above n", "bad signature"],
+)
+def test_network_create_refuses_bad_cards_and_writes_nothing(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cards = dict(zip(("a", "b", "c"), custodian_cards(), strict=True))
+    threshold = "2"
+    if case == "name taken by another key":
+        cards["c"] = Card.issue(
+            Identity.generate("alpha"), "custodian", "http://h:1", OPERATORS[2].public
+        )
+    elif case == "one key twice":
+        cards["c"] = Card.issue(CUSTODIANS[0], "custodian", "http://h:1", OPERATORS[2].public)
+    elif case == "threshold above n":
+        threshold = "4"
+    relay_path = _cards_on_disk(tmp_path, {"relay": relay_card()})[0]
+    paths = _cards_on_disk(tmp_path, cards)
+    if case == "bad signature":
+        document = json.loads(Path(paths[1]).read_text())
+        document["url"] = "http://127.0.0.66:1"
+        Path(paths[1]).write_bytes(canonical.dumps(document))
+    out = tmp_path / "network.json"
+    custodians = [arg for path in paths for arg in ("--custodian", path)]
+    with pytest.raises(SystemExit) as refused:
+        main(["network", "create", "--relay", relay_path, *custodians,
+              "--threshold", threshold, "--out", str(out)])  # fmt: skip
+    assert refused.value.code == 2
+    assert not out.exists()
+    assert "error:" in capsys.readouterr().err
+
+
+# The network's fingerprint: what a person compares to join from a relay's URL
+
+
+def test_the_network_fingerprint_covers_the_whole_file_and_is_matched_as_printed() -> None:
+    from securecomm.identity import fingerprint_matches
+
+    network = Network(relay_card(), custodian_cards(), 2)
+    other = Network(relay_card(), custodian_cards(), 3)
+    assert network.fingerprint != other.fingerprint
+    short = network.short_fingerprint()
+    assert fingerprint_matches(network.fingerprint, short)
+    assert fingerprint_matches(network.fingerprint, short.replace(" ", ":").upper())
+    assert fingerprint_matches(network.fingerprint, network.fingerprint.hex())
+    assert not fingerprint_matches(network.fingerprint, short[:-5])  # too short to count
+    assert not fingerprint_matches(network.fingerprint, other.short_fingerprint())
+
+
+def test_joining_from_a_url_the_first_time_needs_the_fingerprint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["join", "http://127.0.0.2:9", "--home", str(tmp_path / "h")])
+    assert refused.value.code == 2
+    assert "--fingerprint" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()
+
+
+# Settings from a joined network file
+
+
+def test_a_joined_network_file_gives_the_relay_the_custodians_and_the_threshold(
+    tmp_path: Path,
+) -> None:
+    from securecomm.config import load_settings
+
+    network = Network(relay_card(), custodian_cards(), 2)
+    (tmp_path / "network.json").write_bytes(network.to_bytes())
+    settings = load_settings(tmp_path, env={})
+    assert settings.server_url == "http://127.0.0.2:5000"
+    assert (settings.server_host, settings.server_port) == ("127.0.0.2", 5000)
+    assert (settings.n_shares, settings.threshold) == (3, 2)
+    assert [(c.name, c.host, c.port) for c in settings.custodians] == [
+        ("alpha", "127.0.0.3", 5101), ("bravo", "127.0.0.4", 5101), ("charlie", "127.0.0.5", 5101)
+    ]  # fmt: skip
+    # The environment still points a link elsewhere (a proxy), as the README says.
+    env = {"SECURECOMM_CUSTODIAN_BRAVO_URL": "http://127.0.0.1:9999"}
+    assert load_settings(tmp_path, env=env).custodian("bravo").url == "http://127.0.0.1:9999"
+    # The TOML may say where a named custodian keeps its database, not add one or change t.
+    (tmp_path / "securecomm.toml").write_text(
+        '[[custodians]]\nname = "bravo"\ndatabase_url = "sqlite:////tmp/b.db"\n'
+    )
+    assert load_settings(tmp_path, env={}).custodian_database("bravo") == "sqlite:////tmp/b.db"
+    (tmp_path / "securecomm.toml").write_text('[[custodians]]\nname = "zulu"\nport = 1\n')
+    with pytest.raises(errors.ParameterError, match="not in the network file"):
+        load_settings(tmp_path, env={})
+    (tmp_path / "securecomm.toml").write_text("[shares]\nthreshold = 3\n")
+    with pytest.raises(errors.ParameterError, match="the network file decides"):
+        load_settings(tmp_path, env={})
+    (tmp_path / "securecomm.toml").unlink()
+    with pytest.raises(errors.ParameterError, match="the network file decides"):
+        load_settings(tmp_path, env={"THRESHOLD": "3"})
+
+
+def test_a_custodian_home_serves_its_own_custodian(tmp_path: Path) -> None:
+    from securecomm.config import load_settings
+
+    operator = load_or_create(tmp_path / "op" / "alpha-operator.key", "alpha-operator")
+    assert operator.name == "alpha-operator"
+    home, pub = tmp_path / "alpha", str(tmp_path / "op" / "alpha-operator.pub")
+    main(["custodian", "init", "--name", "alpha", "--home", str(home),
+          "--url", "http://127.0.0.3:5111", "--operator", pub])  # fmt: skip
+    settings = load_settings(home, env={})
+    assert settings.own_custodian is not None
+    assert (settings.own_custodian.name, settings.own_custodian.host) == ("alpha", "127.0.0.3")
+    assert settings.custodian("alpha").port == 5111
+    # Run again with another URL: the settings say otherwise, and nothing is changed.
+    with pytest.raises(SystemExit) as refused:
+        main(["custodian", "init", "--name", "alpha", "--home", str(home), "--force",
+              "--url", "http://127.0.0.3:6000", "--operator", pub])  # fmt: skip
+    assert refused.value.code == 2
+    assert load_settings(home, env={}).custodian("alpha").port == 5111
+
+
+def test_contacts_verify_marks_only_the_fingerprint_pinned(tmp_path: Path) -> None:
+    from securecomm.client.trust import KnownKeys
+
+    known = KnownKeys.load(tmp_path)
+    known.pin(CUSTODIANS[0].public)
+    with pytest.raises(errors.IdentityError, match="not marked as verified"):
+        known.verify("alpha", CUSTODIANS[1].public.short_fingerprint())
+    known.verify("alpha", CUSTODIANS[0].public.short_fingerprint())
+    known.save()
+    assert KnownKeys.load(tmp_path).verified == {"alpha"}

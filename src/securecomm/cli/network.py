@@ -146,6 +146,11 @@ def cmd_network_create(args: argparse.Namespace) -> None:
         print(
             f"  {card.role:<9} {card.name:<10} {card.url:<28} {card.identity.short_fingerprint()}"
         )
+    print(f"network fingerprint: {network.short_fingerprint()}")
+    print(
+        "give it to each party with the file; a person may then join from the relay:"
+        f" securecomm join {relay.url} --fingerprint '{network.short_fingerprint()}'"
+    )
 
 
 def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
@@ -213,27 +218,70 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
         help="pin every key of a network file in your home",
         description="Check the network file (every card's signature, no name or key twice),"
         " pin the relay's, the custodians' and their operators' keys in HOME/known_keys.json"
-        " and keep the file as HOME/network.json. A key that differs from one already pinned"
-        " is refused, naming both fingerprints; a change of custodians or threshold is shown"
-        " and needs --accept.",
+        " and keep the file as HOME/network.json. From a relay's URL, the file it serves is"
+        " taken only if its fingerprint is the one you were given (--fingerprint). A key"
+        " that differs from one already pinned is refused, naming both fingerprints; a"
+        " change of custodians or threshold is shown and needs --accept.",
     )
-    p.add_argument("network", metavar="NETWORK", help="the network file (network.json)")
+    p.add_argument(
+        "network",
+        metavar="NETWORK",
+        help="the network file (network.json), or the relay's URL to fetch it from",
+    )
+    p.add_argument(
+        "--fingerprint",
+        metavar="FP",
+        help="the network's fingerprint, as whoever set it up told you (needed to join"
+        " from a URL the first time)",
+    )
     p.add_argument("--accept", action="store_true", help="accept a change of custodians")
     home_option(p)
     p.set_defaults(func=cmd_join)
+
+
+def _fetch_network(url: str, fingerprint: str | None, home: Path) -> bytes:
+    """The network file a relay serves, checked against the fingerprint the person was
+    given out of band; without one, only a home that joined before may fetch it (its pins
+    decide)."""
+    from ..client.transport import ServiceClient
+    from ..identity import fingerprint_matches
+    from ..network import NETWORK_FILE, Network
+
+    if fingerprint is None and not (home / NETWORK_FILE).exists():
+        raise CliError(
+            f"joining from {url} needs the network's fingerprint",
+            hint="ask whoever set the network up for the fingerprint `network create`"
+            " printed, and give it with --fingerprint (or join with the network file itself)",
+            code=2,
+        )
+    with ServiceClient(url.rstrip("/"), "relay", timeout=10.0) as relay:
+        data = relay.request("GET", "/api/v1/network", sign=False).content
+    network = Network.from_bytes(data)
+    if fingerprint is not None and not fingerprint_matches(network.fingerprint, fingerprint):
+        raise CliError(
+            f"the network file {url} serves has fingerprint {network.short_fingerprint()},"
+            f" not {fingerprint.strip()}: not joined, nothing was written",
+            hint="the relay, or someone between you and it, serves another network than the"
+            " one you were told of; ask whoever set it up, over another channel",
+        )
+    return data
 
 
 def cmd_join(args: argparse.Namespace) -> None:
     from ..client.trust import join
 
     home = home_of(args)
-    try:
-        data = Path(args.network).read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read {args.network}: {exc.strerror}") from None
+    if args.network.startswith(("http://", "https://")):
+        data = _fetch_network(args.network, args.fingerprint, home)
+    else:
+        try:
+            data = Path(args.network).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read {args.network}: {exc.strerror}") from None
     network = join(home, data, accept=args.accept)
     print(f"joined: {network.threshold} of {len(network.custodians)} custodians, keys pinned")
     for card in (network.relay, *network.custodians):
         fingerprint = card.identity.short_fingerprint()
         print(f"  {card.role:<9} {card.name:<10} {card.url:<28} {fingerprint}")
-    print("compare these fingerprints with the parties, out of band")
+    print(f"network fingerprint: {network.short_fingerprint()}")
+    print("compare it with whoever set the network up, out of band")

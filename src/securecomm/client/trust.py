@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import canonical
 from .._files import write_atomic
 from ..errors import FormatError, IdentityError, KeyChangedError, SecureCommError
-from ..identity import PublicIdentity
+from ..identity import PublicIdentity, fingerprint_matches
 from ..network import NETWORK_FILE, Network, joined
 
 __all__ = ["KNOWN_KEYS_FILE", "KnownKeys", "join", "network_keys"]
@@ -95,8 +95,7 @@ class KnownKeys:
         """Mark ``name`` as compared out of band, if ``fingerprint`` (as printed: hex, with or
         without spaces or colons; the short form or all of it) is its pinned key's."""
         key = self.require(name)
-        said = "".join(ch for ch in fingerprint.lower() if ch not in " :")
-        if len(said) < 32 or not key.fingerprint_hex.startswith(said):
+        if not fingerprint_matches(key.fingerprint, fingerprint):
             error = IdentityError(
                 f"{name}'s key pinned here is {key.short_fingerprint()}, not {fingerprint.strip()}"
                 ": not marked as verified"

@@ -1,0 +1,333 @@
+"""Every party on its own host (issue 12, docs/deployment.md), as separate people would
+set it up: the relay, five custodians, their five operators, alice and bob (and later
+carol), each in its own home, each service bound to its own loopback address
+(127.0.0.2 for the relay, 127.0.0.3-7 for the custodians). They are set up only with
+the CLI and exchange nothing but cards, operators' ``.pub`` files and the network file,
+through one ``exchange`` directory that stands for e-mail or a USB stick.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from securecomm.identity import Identity
+from securecomm.network import Card, Network
+
+CLI = [sys.executable, "-m", "securecomm.cli"]
+CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
+RELAY_ADDRESS = "127.0.0.2"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Deployment:
+    root: Path
+    exchange: Path
+    homes: dict[str, Path] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    passphrases: dict[str, Path] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def cli(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*CLI, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"securecomm {' '.join(map(str, args))} -> {done.returncode}\n{done.stderr}"
+            )
+        return done
+
+    def operator_key(self, custodian: str) -> list[str | Path]:
+        return ["--passphrase-file", self.passphrases[f"{custodian}-operator"]]
+
+    def start(self, name: str) -> None:
+        """Start a service from its own home: where it listens is in that home."""
+        command = [*CLI, "relay" if name == "relay" else "custodian", "serve"]
+        command += ["--home", str(self.homes[name]), "--workers", "1"]
+        log = open(self.root / f"{name}.log", "ab")
+        self.services[name] = subprocess.Popen(
+            command, stdout=log, stderr=log, start_new_session=True
+        )
+        log.close()
+
+    def wait(self, name: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.services[name].poll() is not None:
+                raise RuntimeError(f"{name} exited: {(self.root / f'{name}.log').read_text()}")
+            try:
+                if httpx.get(f"{self.urls[name]}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} did not answer at {self.urls[name]}")
+
+    def stop(self, name: str) -> None:
+        process = self.services.pop(name, None)
+        if process is None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+
+
+def _hand_over(path: Path, exchange: Path) -> Path:
+    """What one party gives another: a copy, in the exchange directory."""
+    return Path(shutil.copy(path, exchange / path.name))
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("deployment")
+    d = Deployment(root, root / "exchange")
+    d.exchange.mkdir()
+    secrets = root / "passphrases"  # each person's memory, outside every home
+    secrets.mkdir()
+    # Each operator, on their own machine: a passphrase-protected key; only the .pub leaves.
+    for custodian in CUSTODIANS:
+        name = f"{custodian}-operator"
+        d.homes[name] = root / name
+        d.passphrases[name] = secrets / name
+        d.passphrases[name].write_text(f"{name} passphrase\n")
+        d.cli("keygen", name, "--out", d.homes[name] / "users", *d.operator_key(custodian))
+        _hand_over(d.homes[name] / "users" / f"{name}.pub", d.exchange)
+    # Each custodian, on its own host, given its operator's .pub.
+    for number, custodian in enumerate(CUSTODIANS, start=3):
+        address = f"127.0.0.{number}"
+        d.homes[custodian] = root / custodian
+        d.urls[custodian] = f"http://{address}:{_free_port(address)}"
+        d.cli(
+            "custodian", "init", "--name", custodian, "--home", d.homes[custodian],
+            "--url", d.urls[custodian], "--operator", d.exchange / f"{custodian}-operator.pub",
+        )  # fmt: skip
+        _hand_over(d.homes[custodian] / f"{custodian}.card.json", d.exchange)
+    d.homes["relay"] = root / "relay"
+    d.urls["relay"] = f"http://{RELAY_ADDRESS}:{_free_port(RELAY_ADDRESS)}"
+    d.cli("relay", "init", "--home", d.homes["relay"], "--url", d.urls["relay"])
+    _hand_over(d.homes["relay"] / "relay.card.json", d.exchange)
+    # Whoever sets the network up gathers the cards.
+    cards = [arg for c in CUSTODIANS for arg in ("--custodian", d.exchange / f"{c}.card.json")]
+    made = d.cli(
+        "network", "create", "--relay", d.exchange / "relay.card.json", *cards,
+        "--threshold", "3", "--out", d.exchange / "network.json",
+    )  # fmt: skip
+    d.fingerprint = made.stdout.split("network fingerprint: ")[1].splitlines()[0]
+    for party in ("relay", *CUSTODIANS, *(f"{c}-operator" for c in CUSTODIANS)):
+        d.cli("join", d.exchange / "network.json", "--home", d.homes[party])
+    try:
+        for name in ("relay", *CUSTODIANS):
+            d.start(name)
+        for name in ("relay", *CUSTODIANS):
+            d.wait(name)
+        # People: alice joins from the relay with the fingerprint she was told, bob from the
+        # file; each registers. alice protects her key with a passphrase.
+        d.homes["alice"], d.homes["bob"] = root / "alice", root / "bob"
+        d.cli("join", d.urls["relay"], "--fingerprint", d.fingerprint, "--home", d.homes["alice"])
+        d.cli("join", d.exchange / "network.json", "--home", d.homes["bob"])
+        d.passphrases["alice"] = secrets / "alice"
+        d.passphrases["alice"].write_text("correct horse battery staple\n")
+        d.cli(
+            "register", "alice", "--home", d.homes["alice"],
+            "--passphrase-file", d.passphrases["alice"],
+        )  # fmt: skip
+        d.cli("register", "bob", "--home", d.homes["bob"], "--no-passphrase")
+        yield d
+    finally:
+        for name in list(d.services):
+            d.stop(name)
+
+
+def _send(d: Deployment, *options: str) -> str:
+    sent = d.cli(
+        "send", "--from", "alice", "--home", d.homes["alice"],
+        "--passphrase-file", d.passphrases["alice"], "--quiet", *options,
+    )  # fmt: skip
+    return sent.stdout.strip()
+
+
+def test_each_service_listens_where_its_own_home_says(deployment: Deployment) -> None:
+    for name in ("relay", *CUSTODIANS):
+        health = httpx.get(f"{deployment.urls[name]}/healthz", timeout=5).json()
+        assert health["name"] == name
+    served = httpx.get(f"{deployment.urls['relay']}/api/v1/network", timeout=5).content
+    assert served == (deployment.exchange / "network.json").read_bytes()
+
+
+def test_a_message_goes_from_alice_to_bob(deployment: Deployment) -> None:
+    d = deployment
+    message_id = _send(d, "--to", "bob", "hello from another host")
+    inbox = d.cli("inbox", "--as", "bob", "--home", d.homes["bob"]).stdout
+    assert message_id in inbox and "from alice" in inbox
+    read = d.cli("read", message_id, "--as", "bob", "--home", d.homes["bob"])
+    assert read.stdout == "hello from another host"
+
+
+def test_an_operator_approves_from_their_own_home(deployment: Deployment) -> None:
+    d = deployment
+    message_id = _send(d, "--to", "bob", "--require-approval", "approved by three")
+    waiting = d.cli("read", message_id, "--as", "bob", "--home", d.homes["bob"], check=False)
+    assert waiting.returncode == 1 and "approval" in waiting.stderr
+    for custodian in ("alpha", "charlie", "echo"):
+        home = d.homes[f"{custodian}-operator"]
+        pending = d.cli(
+            "custodian", "pending", "--name", custodian, "--home", home,
+            *d.operator_key(custodian),
+        ).stdout  # fmt: skip
+        (release,) = [line.split()[0] for line in pending.splitlines() if message_id in line]
+        d.cli(
+            "custodian", "approve", release, "--name", custodian, "--home", home,
+            *d.operator_key(custodian),
+        )  # fmt: skip
+    read = d.cli("read", message_id, "--as", "bob", "--home", d.homes["bob"])
+    assert read.stdout == "approved by three"
+    # An operator cannot approve for another custodian: bravo's operator key is not alpha's.
+    refused = d.cli(
+        "custodian", "pending", "--name", "alpha", "--home", d.homes["bravo-operator"],
+        "--operator-key", d.homes["bravo-operator"] / "users" / "bravo-operator.key",
+        *d.operator_key("bravo"), check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "operator" in refused.stderr
+
+
+def test_a_new_person_registers_and_receives_a_message(deployment: Deployment) -> None:
+    d = deployment
+    carol = d.root / "carol"
+    unknown = d.cli("send", "--from", "bob", "--to", "carol", "early", "--home", d.homes["bob"],
+                    check=False)  # fmt: skip
+    assert unknown.returncode == 1 and "securecomm register carol" in unknown.stderr
+    d.cli("join", d.urls["relay"], "--fingerprint", d.fingerprint, "--home", carol)
+    registered = d.cli("register", "carol", "--home", carol, "--no-passphrase").stdout
+    fingerprint = registered.split("fingerprint: ")[1].splitlines()[0]
+    # bob compares carol's fingerprint out of band before writing to her.
+    d.cli("contacts", "verify", "carol", fingerprint, "--home", d.homes["bob"])
+    assert "verified" in d.cli("contacts", "--home", d.homes["bob"]).stdout
+    sent = d.cli("send", "--from", "bob", "--to", "carol", "welcome", "--quiet",
+                 "--home", d.homes["bob"])  # fmt: skip
+    read = d.cli("read", sent.stdout.strip(), "--as", "carol", "--home", carol)
+    assert read.stdout == "welcome"
+    # The name is hers now: someone else registering it is refused and writes nothing.
+    mallory = d.root / "mallory"
+    d.cli("join", d.exchange / "network.json", "--home", mallory)
+    taken = d.cli("register", "carol", "--home", mallory, "--no-passphrase", check=False)
+    assert taken.returncode == 2 and "taken" in taken.stderr
+    assert not (mallory / "users").exists()
+
+
+def test_a_tampered_network_file_served_by_the_relay_is_refused(
+    deployment: Deployment,
+) -> None:
+    """The relay (or someone on its disk) swaps a custodian's card for one of its own
+    making: validly signed, by another key. Clients compare, and refuse."""
+    d = deployment
+    network = Network.from_bytes((d.exchange / "network.json").read_bytes())
+    impostor = Identity.generate("bravo")
+    forged = Card.issue(impostor, "custodian", d.urls["bravo"], network.custodians[1].operator)
+    custodians = (network.custodians[0], forged, *network.custodians[2:])
+    served = d.homes["relay"] / "network.json"
+    original = served.read_bytes()
+    d.stop("relay")
+    served.write_bytes(Network(network.relay, custodians, network.threshold).to_bytes())
+    try:
+        d.start("relay")
+        d.wait("relay")
+        newcomer = d.root / "newcomer"
+        fetched = d.cli("join", d.urls["relay"], "--fingerprint", d.fingerprint,
+                        "--home", newcomer, check=False)  # fmt: skip
+        assert fetched.returncode == 1 and d.fingerprint in fetched.stderr
+        assert not newcomer.exists() or not any(newcomer.iterdir())
+        pins = (d.homes["alice"] / "known_keys.json").read_bytes()
+        again = d.cli("join", d.urls["relay"], "--home", d.homes["alice"], check=False)
+        assert again.returncode == 1
+        assert network.custodians[1].identity.short_fingerprint() in again.stderr
+        assert impostor.public.short_fingerprint() in again.stderr
+        assert (d.homes["alice"] / "known_keys.json").read_bytes() == pins
+    finally:
+        d.stop("relay")
+        served.write_bytes(original)
+        d.start("relay")
+        d.wait("relay")
+
+
+def test_two_custodians_stopped_a_read_still_succeeds(deployment: Deployment) -> None:
+    d = deployment
+    message_id = _send(d, "--to", "bob", "three of five")
+    d.stop("bravo")
+    d.stop("delta")
+    read = d.cli("read", message_id, "--as", "bob", "--home", d.homes["bob"], "--deadline", "5")
+    assert read.stdout == "three of five"
+    assert "bravo" in read.stderr and "delta" in read.stderr
+
+
+def _secrets_of(d: Deployment) -> dict[str, list[bytes]]:
+    """Each party's private keys, raw, read from its own home."""
+    found: dict[str, list[bytes]] = {}
+    for party, home in d.homes.items():
+        for key_file in home.rglob("*.key"):
+            secret = d.passphrases.get(party)
+            passphrase = secret.read_text().strip().encode() if secret else None
+            identity = Identity.load(key_file, passphrase)
+            assert identity.name == party, f"{key_file} in {party}'s home is {identity.name}'s"
+            found.setdefault(party, []).extend(
+                [
+                    identity._signing_key.private_bytes_raw(),
+                    identity.kem_private_key.private_bytes_raw(),
+                ]
+            )
+    return found
+
+
+def _contents(home: Path) -> bytes:
+    """Every byte under ``home``, and the DER inside each PEM block, decoded."""
+    files = [path.read_bytes() for path in home.rglob("*") if path.is_file()]
+    decoded = [
+        base64.b64decode(b"".join(block.split(b"-----")[1].split()))
+        for data in files
+        for block in data.split(b"-----BEGIN")[1:]
+    ]
+    return b"".join(files + decoded)
+
+
+def test_no_home_holds_a_private_key_of_another_party(deployment: Deployment) -> None:
+    d = deployment
+    secrets = _secrets_of(d)
+    assert set(secrets) >= {"relay", *CUSTODIANS, "alice", "bob"}
+    assert all(f"{c}-operator" in secrets for c in CUSTODIANS)
+    for party, home in d.homes.items():
+        holding = {p for p in home.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()}
+        assert holding == set(home.rglob("*.key")), f"a private key outside *.key in {home}"
+        contents = _contents(home)
+        for other, keys in secrets.items():
+            if other == party:
+                continue
+            for key in keys:
+                for spelling in (key, key.hex().encode(), base64.b64encode(key)):
+                    assert spelling not in contents, f"{party}'s home holds {other}'s key"
