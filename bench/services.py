@@ -147,14 +147,14 @@ _BENCH_SERVER = [sys.executable, "-m", "bench._ceiling_app"]
 def _serve_command(
     kind: str, home: Path, port: int, workers: int, name: str | None = None
 ) -> list[str]:
-    """``securecomm relay serve`` or ``securecomm custodian serve --name NAME``."""
-    named = ["--name", name] if name else []
+    """``securecomm relay serve`` or ``securecomm custodian serve`` from the party's own
+    home in the local network's data directory ``home``, as ``securecomm up`` runs them."""
+    own = home / ("relay" if kind == "relay" else str(name))
     return _cli(
         kind,
         "serve",
-        *named,
         "--home",
-        str(home),
+        str(own),
         "--host",
         HOST,
         "--port",
@@ -248,20 +248,12 @@ def _stack_servers(home: Path, workers: int = 1) -> list[Server]:
 
 
 def _register_users(home: Path) -> None:
-    """Each local user's keys in the relay's directory, as ``securecomm up`` does."""
-    from securecomm.client.transport import ServiceClient
-    from securecomm.config import load_settings
-    from securecomm.identity import Identity
+    """Each local person's keys in the relay's directory, as ``securecomm up`` does."""
+    from securecomm.local.home import register_people
 
-    settings = load_settings(home, env={})
-    for path in sorted((home / "users").glob("*.key")):
-        user = Identity.load(path)
-        with ServiceClient(settings.server_url, "relay", user) as relay:
-            relay.request(
-                "PUT",
-                f"/api/v1/directory/{user.name}",
-                body={"v": 1, "identity": user.public.to_json()},
-            )
+    failed = register_people(home)
+    if failed:
+        raise RuntimeError(f"could not register: {failed}")
 
 
 # Relay: envelopes.
@@ -454,7 +446,8 @@ def _durability_row(
         if which == "relay":
             command = _serve_command("relay", home, port, workers)
         else:
-            command = [*_BENCH_SERVER, which, "--home", str(normal_home), "--port", str(port)]
+            relay_home = str(normal_home / "relay")  # the relay's own home in the copy
+            command = [*_BENCH_SERVER, which, "--home", relay_home, "--port", str(port)]
             command += ["--workers", str(workers)]
         servers.append(Server(label, command, port, base / "logs" / f"durability-{label}.log"))
     with _running(servers):
@@ -486,22 +479,24 @@ def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[
     from securecomm.client.trust import KnownKeys
     from securecomm.config import load_settings
     from securecomm.identity import Identity
-    from securecomm.local.home import user_key_path
+    from securecomm.local.home import person_home, user_key_path
 
     home = _new_home(base, "e2e-home")
-    settings = load_settings(home, env={})
     with _running(_stack_servers(home)):
         _register_users(home)
-        known = KnownKeys.load(home)
+        # Each acts from their own home, as the CLI does with --as.
+        alice_home, bob_home = person_home(home, "alice"), person_home(home, "bob")
+        mine, theirs = load_settings(alice_home, env={}), load_settings(bob_home, env={})
+        alice_pins, bob_pins = KnownKeys.load(alice_home), KnownKeys.load(bob_home)
         alice = Identity.load(user_key_path(home, "alice"))
         bob = Identity.load(user_key_path(home, "bob"))
         message = b"The quarterly figures are in the usual place. 42."
 
         def send() -> str:
-            return flows.send(settings, known, alice, ["bob"], message).message_id
+            return flows.send(mine, alice_pins, alice, ["bob"], message).message_id
 
         def read(message_id: str) -> None:
-            result = flows.read(settings, known, bob, message_id)
+            result = flows.read(theirs, bob_pins, bob, message_id)
             if result.plaintext != message:
                 raise AssertionError("read gave back another message")
 
@@ -621,11 +616,11 @@ from pathlib import Path
 from securecomm.client import flows
 from securecomm.config import load_settings
 from securecomm.client.trust import KnownKeys
-from securecomm.local.home import user_key_path
+from securecomm.local.home import person_home, user_key_path
 from securecomm.identity import Identity
 home = Path(sys.argv[1])
-settings = load_settings(home)
-known = KnownKeys.load(home)
+settings = load_settings(person_home(home, "alice"))
+known = KnownKeys.load(person_home(home, "alice"))
 message = Path(sys.argv[2]).read_bytes()
 sent = flows.send(settings, known, Identity.load(user_key_path(home, "alice")), ["bob"],
                       message, deadline=600)
@@ -639,11 +634,11 @@ from securecomm.client import flows
 from securecomm._files import write_atomic
 from securecomm.config import load_settings
 from securecomm.client.trust import KnownKeys
-from securecomm.local.home import user_key_path
+from securecomm.local.home import person_home, user_key_path
 from securecomm.identity import Identity
 home = Path(sys.argv[1])
-settings = load_settings(home)
-known = KnownKeys.load(home)
+settings = load_settings(person_home(home, "bob"))
+known = KnownKeys.load(person_home(home, "bob"))
 result = flows.read(settings, known, Identity.load(user_key_path(home, "bob")), sys.argv[2],
                         deadline=600)
 write_atomic(sys.argv[3], result.plaintext)

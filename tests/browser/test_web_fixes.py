@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from securecomm.client.transport import ServiceClient
 from securecomm.identity import Identity
+from securecomm.local.home import user_key_path
 from tests.browser._web import Person, shot
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, run, running_up
@@ -57,7 +58,7 @@ def cli_send(up: Up, to: str, text: str, *flags: str, sender: str = "alice") -> 
 def decide(up: Up, custodian: str, message_id: str, verdict: str) -> None:
     """As ``custodian``'s operator, over its HTTP API: approve or deny the one pending
     release of ``message_id``."""
-    operator = Identity.load(up.home / "operators" / f"{custodian}-operator.key")
+    operator = Identity.load(user_key_path(up.home, f"{custodian}-operator"))
     with ServiceClient(up.url(custodian), custodian, operator) as client:
         pending = client.request("GET", "/v1/releases", params={"status": "pending"}).json()
         ids = [r["release_id"] for r in pending["releases"] if r["message_id"] == message_id]
@@ -66,7 +67,7 @@ def decide(up: Up, custodian: str, message_id: str, verdict: str) -> None:
 
 
 def releases_of(up: Up, custodian: str, message_id: str, status: str) -> list[dict[str, Any]]:
-    operator = Identity.load(up.home / "operators" / f"{custodian}-operator.key")
+    operator = Identity.load(user_key_path(up.home, f"{custodian}-operator"))
     with ServiceClient(up.url(custodian), custodian, operator) as client:
         listed = client.request("GET", "/v1/releases", params={"status": status}).json()
     return [r for r in listed["releases"] if r["message_id"] == message_id]
@@ -153,7 +154,7 @@ def test_a_pinned_sender_s_message_has_no_stray_null(up: Up, rita: Person) -> No
 
 def test_an_imported_identity_registered_with_its_key_says_so(browser: Browser, up: Up) -> None:
     with Person(browser, up.relay_url) as person:
-        person.import_key(up.home / "users" / "alice.key")  # `up` registered alice
+        person.import_key(user_key_path(up.home, "alice"))  # `up` registered alice
         page = person.page
         expect(page.locator("#identity-registered")).to_have_text(
             "Registered in this relay's directory with this key."
@@ -189,7 +190,7 @@ def test_a_name_registered_with_another_key_says_so(
         person.import_key(tmp_path / "bob.key")
         registered = person.page.locator("#identity-registered")
         expect(registered).to_contain_text("registered in this relay's directory with another key")
-        listed = Identity.load(up.home / "users" / "bob.key").public.short_fingerprint()
+        listed = Identity.load(user_key_path(up.home, "bob")).public.short_fingerprint()
         expect(registered).to_contain_text(listed)
         expect(person.page.locator("#register-button")).to_have_count(0)
 
@@ -200,7 +201,7 @@ def test_a_name_registered_with_another_key_says_so(
 def test_the_receipts_table_fits_at_phone_width(browser: Browser, up: Up) -> None:
     phone = Person(browser, up.relay_url, **PHONE)
     try:
-        phone.import_key(up.home / "users" / "alice.key")
+        phone.import_key(user_key_path(up.home, "alice"))
         phone.send("bob", "receipts on a small screen")
         page = phone.page
         expect(page.locator("#receipts tbody tr")).to_have_count(5)

@@ -25,6 +25,7 @@ from securecomm.client.trust import KnownKeys
 from securecomm.custodian import audit
 from securecomm.custodian.tables import audit_log
 from securecomm.identity import Identity
+from securecomm.local.home import user_key_path
 from securecomm.protocol import Release
 from securecomm.testing.mitm import encodings_of
 from tests.browser._web import PASSPHRASE, Person, shot
@@ -86,8 +87,8 @@ def test_nothing_secret_goes_to_the_relay(people: dict[str, Person], up: Up) -> 
     # To bob, whose key file the test holds: it can then fetch the shares and rebuild the key
     # the page made, and look for all of them in everything the page sent.
     message_id = carol.send("bob", secret)
-    bob = Identity.load(up.home / "users" / "bob.key")
-    known = KnownKeys.load(up.home)
+    bob = Identity.load(user_key_path(up.home, "bob"))
+    known = KnownKeys.load(up.home / "people" / "bob")  # bob's own home in `up`'s
     released = []
     for name in NAMES:
         with ServiceClient(up.url(name), name, bob) as custodian:
@@ -204,7 +205,7 @@ def test_approval_by_the_operators_in_the_browser(
 
     operator = Person(browser, up.relay_url)
     for name in ("alpha", "bravo", "charlie", "delta"):
-        operator.import_key(up.home / "operators" / f"{name}-operator.key")
+        operator.import_key(user_key_path(up.home, f"{name}-operator"))
     for name in ("alpha", "bravo", "charlie"):
         operator.act_as(f"{name}-operator")
         operator.open("operator")
@@ -240,7 +241,7 @@ def test_an_envelope_tampered_on_the_relay_shows_an_error_and_no_text(
     carol, dave = people["carol"], people["dave"]
     text = "this must never be shown once altered"
     message_id = carol.send("dave", text)
-    database = up.home / "relay" / "relay.db"
+    database = up.home / "relay" / "relay" / "relay.db"
     with sqlite3.connect(database) as conn:
         (stored,) = conn.execute(
             "SELECT envelope FROM messages WHERE id = ?", (message_id,)
@@ -340,7 +341,7 @@ def test_a_file_from_the_browser_is_read_by_the_cli_byte_for_byte(
     assert out.read_bytes() == data
     assert "file 'q3 layoffs.xlsx'" in result.stderr, explain(result)
     # The name is in the ciphertext, not in what the relay keeps.
-    assert b"layoffs" not in (up.home / "relay" / "relay.db").read_bytes()
+    assert b"layoffs" not in (up.home / "relay" / "relay" / "relay.db").read_bytes()
 
 
 def test_a_file_is_offered_as_a_download_in_the_browser(
@@ -381,14 +382,14 @@ def test_an_edited_audit_log_is_caught_in_the_operator_view(
     browser: Browser, people: dict[str, Person], up: Up
 ) -> None:
     people["carol"].send("dave", "leaves a trail in every audit log")
-    database = up.home / "custodians" / "charlie" / "custodian.db"
+    database = up.home / "charlie" / "custodians" / "charlie" / "custodian.db"
     with sqlite3.connect(database) as conn:
         (event,) = conn.execute("SELECT event FROM audit_log WHERE seq = 2").fetchone()
         # The operator's own view of the log is rewritten: a refusal made to look like
         # something else, say. The hash chain and signatures must give it away.
         conn.execute("UPDATE audit_log SET event = ? WHERE seq = 2", (event + "-edited",))
     operator = Person(browser, up.relay_url)
-    operator.import_key(up.home / "operators" / "charlie-operator.key")
+    operator.import_key(user_key_path(up.home, "charlie-operator"))
     operator.open("operator")
     result = operator.page.locator("#operator-charlie .audit-result")
     expect(result).to_have_class(re.compile("error"))
@@ -404,7 +405,7 @@ def test_the_operator_view_verifies_every_page_of_the_audit_log(
     """More entries than one page holds: every page is verified as one chain, and an entry
     edited at the first page boundary is named."""
     people["carol"].send("dave", "one more entry for delta")
-    directory = up.home / "custodians" / "delta"
+    directory = up.home / "delta" / "custodians" / "delta"  # delta's own home in `up`'s
     engine = sa.create_engine(f"sqlite:///{directory / 'custodian.db'}")
     identity = Identity.load(directory / "identity.key")
     with engine.begin() as conn:  # signed by delta, as if it had logged them itself
@@ -412,7 +413,7 @@ def test_the_operator_view_verifies_every_page_of_the_audit_log(
             audit.append(conn, audit_log, identity, "deposit", {"ref": f"r{i}"}, 1_800_000_000)
         total = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one()
     operator = Person(browser, up.relay_url)
-    operator.import_key(up.home / "operators" / "delta-operator.key")
+    operator.import_key(user_key_path(up.home, "delta-operator"))
     operator.open("operator")
     result = operator.page.locator("#operator-delta .audit-result")
     expect(result).to_have_text(f"{total} entries; the hash chain and every signature verify.")

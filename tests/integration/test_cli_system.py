@@ -34,10 +34,14 @@ import httpx
 import pytest
 
 from securecomm.client.transport import ServiceClient
+from securecomm.config import load_settings
 from securecomm.custodian.audit import paged
 from securecomm.errors import ServiceError
 from securecomm.identity import Identity, load_public
+from securecomm.local.home import user_key_path
 from securecomm.relay.app import endorsement_body
+from tests.operators import provide_operator
+from tests.shared_home import add_people
 
 from .conftest import NAMES, Service, Stack, free_port, write_config
 
@@ -126,8 +130,9 @@ def processes_of(home: Path) -> list[tuple[int, str]]:
     result = []
     for line in listing.stdout.splitlines():
         pid, _, command = line.partition(" ")
-        # The home's path followed by a space or the end: not a longer sibling path.
-        if re.search(re.escape(str(home)) + r"(\s|$)", command):
+        # The home's path followed by a space, a separator (a party's home in it) or the
+        # end: not a longer sibling path.
+        if re.search(re.escape(str(home)) + r"(\s|/|$)", command):
             result.append((int(pid), command))
     return result
 
@@ -183,7 +188,7 @@ class Up:
 
     def kill(self, name: str) -> None:
         """SIGKILL custodian ``name``'s process group(s), found by command line."""
-        marker = f"custodian serve --name {name} --home {self.home} "
+        marker = f"custodian serve --home {self.home / name} "
         pids = [pid for pid, command in processes_of(self.home) if marker in command]
         assert pids, f"no process for {name}:\n{processes_of(self.home)}"
         for group in {os.getpgid(pid) for pid in pids}:
@@ -294,12 +299,14 @@ def fresh(tmp_path: Path) -> Iterator[Up]:
 
 
 def user(home: Path, name: str) -> Identity:
-    return Identity.load(home / "users" / f"{name}.key")
+    return Identity.load(user_key_path(home, name))
 
 
 def audit(home: Path, url: str, name: str) -> list[dict[str, Any]]:
     """Every entry of a custodian's log, page by page."""
-    operator = Identity.load(home / "operators" / f"{name}-operator.key")
+    own = user_key_path(home, f"{name}-operator")  # an operator's own home, in `up`'s
+    shared = home / "operators" / f"{name}-operator.key"  # a fixture's shared home
+    operator = Identity.load(own if own.exists() else shared)
     with ServiceClient(url, name, operator) as client:
 
         def page(after: int) -> dict[str, Any]:
@@ -394,9 +401,10 @@ def test_send_inbox_read_and_the_relay_keeps_no_trace(shared: Up) -> None:
     assert long.returncode == 0, explain(long)
     assert long.stdout == secret
 
-    files = [home / "relay" / f"relay.db{suffix}" for suffix in ("", "-wal", "-shm")]
+    database = home / "relay" / "relay" / "relay.db"  # in the relay's own home
+    files = [database.with_name(f"relay.db{suffix}") for suffix in ("", "-wal", "-shm")]
     stored = b"".join(path.read_bytes() for path in files if path.exists())
-    assert (home / "relay" / "relay.db").exists()
+    assert database.exists()
     for message, every_alignment in ((secret.encode(), True), (b"hello", False)):
         for form, encoded in encodings(message, every_alignment=every_alignment).items():
             assert encoded not in stored, f"{message!r} found in the relay's files as {form}"
@@ -409,7 +417,7 @@ def test_send_refuses_a_contact_whose_directory_key_changed(shared: Up) -> None:
     home = shared.home
     old = user(home, "bob")
     new = Identity.generate("bob")
-    known_before = (home / "known_keys.json").read_bytes()
+    known_before = (home / "people" / "alice" / "known_keys.json").read_bytes()
     before = inbox(home)
 
     def register(identity: Identity, endorsed_by: Identity) -> None:
@@ -433,7 +441,7 @@ def test_send_refuses_a_contact_whose_directory_key_changed(shared: Up) -> None:
     finally:
         register(old, new)
     assert inbox(home) == before
-    assert (home / "known_keys.json").read_bytes() == known_before
+    assert (home / "people" / "alice" / "known_keys.json").read_bytes() == known_before
 
 
 # 6. a stranger
@@ -443,7 +451,7 @@ def test_a_stranger_reads_nothing(shared: Up) -> None:
     home = shared.home
     text = "strictly between alice and bob"
     message_id = send(home, text)
-    made = run("keygen", "eve", "--out", str(home / "users"))
+    made = cli(home, "register", "eve", "--no-passphrase")
     assert made.returncode == 0, explain(made)
     stranger = read(home, message_id, "eve")
     assert stranger.returncode == 1, explain(stranger)
@@ -604,6 +612,7 @@ class EvilService(Service):
     lie: str = "share"
 
     def start(self, timeout: float = 30.0) -> None:
+        provide_operator(load_settings(self.home, env={}), self.name)
         command = [
             sys.executable,
             str(EVIL),
@@ -659,9 +668,7 @@ def evil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvilStack]:
     home = tmp_path_factory.mktemp("evil") / "home"
     ports = {name: free_port() for name in NAMES}
     relay_port = free_port()
-    write_config(home, relay_port, ports)
-    initialised = cli(home, "init")
-    assert initialised.returncode == 0, explain(initialised)
+    write_config(home, relay_port, ports)  # one home shared by every service: a fixture's
     custodians: dict[str, Service] = {
         name: (EvilService if name == "charlie" else Service)("custodian", name, port, home)
         for name, port in ports.items()
@@ -669,6 +676,7 @@ def evil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvilStack]:
     stack = EvilStack(home, Service("relay", "relay", relay_port, home), custodians)
     try:
         start_all(stack.all())
+        add_people(home)
         yield stack
     finally:
         for service in stack.all():

@@ -20,6 +20,7 @@ import pytest
 from securecomm.cli.operators import local_time_and_age
 from securecomm.client.transport import ServiceClient
 from securecomm.identity import Identity
+from securecomm.local.home import user_key_path
 
 from .conftest import NAMES, free_port, write_config
 from .test_cli_system import (
@@ -82,7 +83,7 @@ def test_clean_removes_only_the_logs_under_home(tmp_path: Path) -> None:
     for path in files:
         assert path.read_text() == "keep\n", f"{path} removed\n{explain(cleaned)}"
     assert not logs.exists()
-    assert (home / "known_keys.json").exists()
+    assert (home / "network.json").exists()
     assert f"removed {logs}" in cleaned.stdout, explain(cleaned)
 
     again = run_in(tmp_path, "clean")
@@ -98,7 +99,7 @@ def test_clean_all_removes_home_and_nothing_else(tmp_path: Path) -> None:
 
     refused = run_in(tmp_path, "clean", "--all")  # stdin is not a terminal: no one to ask
     assert refused.returncode == 2, explain(refused)
-    assert (home / "known_keys.json").exists()
+    assert (home / "network.json").exists()
 
     cleaned = run_in(tmp_path, "clean", "--all", "--yes")
     assert cleaned.returncode == 0, explain(cleaned)
@@ -163,7 +164,7 @@ def test_clean_refuses_while_the_home_s_services_run(shared: Up) -> None:
         refused = cli(shared.home, "clean", *flags)
         assert refused.returncode == 1, explain(refused)
         assert "are running" in refused.stderr and "nothing was removed" in refused.stderr
-        assert logs.exists() and (shared.home / "known_keys.json").exists()
+        assert logs.exists() and (shared.home / "network.json").exists()
     assert healthy(shared.relay_url)
 
 
@@ -193,7 +194,7 @@ def test_a_service_that_exits_while_starting_is_named_with_its_reason(tmp_path: 
     initialised = cli(home, "init")
     assert initialised.returncode == 0, explain(initialised)
     # A database the custodian cannot open: it exits before it answers.
-    (home / "custodians" / "delta" / "custodian.db").write_bytes(b"not a database " * 100)
+    (home / "delta" / "custodians" / "delta" / "custodian.db").write_bytes(b"not a database " * 100)
     failed = cli(home, "up")
     assert failed.returncode == 1, explain(failed)
     assert "securecomm is up" not in failed.stdout, explain(failed)
@@ -213,9 +214,9 @@ def test_a_stopped_custodian_is_reported_with_how_to_start_it_again(tmp_path: Pa
         up.kill("charlie")
         wait_for(lambda: "charlie stopped" in up.stderr.read_text(), 15, "up to report charlie")
         report = up.stderr.read_text()
-        found = re.search(r"^\s+(securecomm custodian serve --name charlie .*)$", report, re.M)
+        found = re.search(r"^\s+(securecomm custodian serve --home .*)$", report, re.M)
         assert found, up.output()
-        assert f"--home {up.home}" in found.group(1), up.output()
+        assert f"--home {up.home / 'charlie'} " in found.group(1), up.output()
         # The command given starts charlie again, on its port, with its identity.
         command = [*CLI, *found.group(1).split()[1:]]
         with open(tmp_path / "charlie.log", "wb") as log:
@@ -236,7 +237,7 @@ def test_a_stopped_custodian_is_reported_with_how_to_start_it_again(tmp_path: Pa
 def test_pending_shows_local_time_and_age(shared: Up) -> None:
     home = shared.home
     message_id = send(home, "wait for the operator", "--require-approval")
-    bob = Identity.load(home / "users" / "bob.key")
+    bob = Identity.load(user_key_path(home, "bob"))
     with ServiceClient(shared.url("alpha"), "alpha", bob) as alpha:
         asked = alpha.request("POST", "/v1/releases", body={"v": 1, "message_id": message_id})
     assert asked.status_code == 202

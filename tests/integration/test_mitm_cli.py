@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from securecomm.local.home import init_home
+from tests.shared_home import add_people
 
 from .conftest import Stack, free_port, start_stack, stop_stack
 
@@ -25,7 +25,7 @@ SECRET_TEXT = "attack at dawn, gate 7"
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = start_stack(tmp_path_factory.mktemp("mitm") / "home")
-    init_home(stack.home)
+    add_people(stack.home)
     try:
         yield stack
     finally:

@@ -256,7 +256,7 @@ def test_approve_one_read_approve_two_more_read(up: Up) -> None:
     assert opened.returncode == 0, explain(opened)
     assert opened.stdout == "one at a time"
     assert "already collected" not in opened.stderr, explain(opened)
-    state = json.loads((up.home / "users" / "bob.pending.json").read_text())
+    state = json.loads((up.home / "people" / "bob" / "users" / "bob.pending.json").read_text())
     assert message_id not in state  # forgotten once read
 
 
@@ -301,7 +301,7 @@ def test_read_returns_without_waiting_for_frozen_custodians(up: Up) -> None:
     message_id = send(up.home, "the quick three")
     frozen = []
     for name in ("bravo", "delta"):
-        marker = f"custodian serve --name {name} --home {up.home} "
+        marker = f"custodian serve --home {up.home / name} "
         frozen += [pid for pid, command in processes_of(up.home) if marker in command]
     assert frozen
     for pid in frozen:
@@ -460,7 +460,7 @@ def test_a_file_keeps_its_name_for_the_reader_only(up: Up, tmp_path: Path) -> No
     sent = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(source), "--quiet")
     assert sent.returncode == 0, explain(sent)
     message_id = sent.stdout.strip()
-    assert b"report q3" not in (up.home / "relay" / "relay.db").read_bytes()
+    assert b"report q3" not in (up.home / "relay" / "relay" / "relay.db").read_bytes()
     inbox_dir = tmp_path / "inbox"
     inbox_dir.mkdir()
     saved = read(up.home, message_id, "bob", "--out", str(inbox_dir))

@@ -14,9 +14,8 @@ import pytest
 
 from securecomm.client.transport import ServiceClient
 from securecomm.config import load_settings
-from securecomm.identity import Identity
-from securecomm.local.home import init_home, user_key_path
 from tests.integration.conftest import start_stack, stop_stack
+from tests.shared_home import add_people
 
 from ._cases import PASSIVE
 from ._harness import RELAY, Run, World, run_case, stop_proxies
@@ -29,9 +28,8 @@ def world_and_recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     home = tmp_path_factory.mktemp("security") / "home"
     stack = start_stack(home)
     try:
-        init_home(home, users=USERS)  # the services made their keys; pin them, add the users
+        people = add_people(home, USERS)  # the services made their keys; pin them
         settings = load_settings(home, env={})
-        people = {name: Identity.load(user_key_path(home, name)) for name in USERS}
         for person in people.values():
             with ServiceClient(settings.server_url, RELAY, person) as relay:
                 relay.request(

@@ -15,7 +15,7 @@ from securecomm.cli._common import ProgressBar
 from securecomm.cli.people import parse_duration
 from securecomm.client.trust import KnownKeys
 from securecomm.config import load_settings
-from securecomm.errors import KeyChangedError
+from securecomm.errors import KeyChangedError, ParameterError
 from securecomm.identity import Identity, PublicIdentity
 from securecomm.local.home import init_home
 
@@ -58,26 +58,43 @@ def test_progress_bar_only_on_a_terminal_and_for_large_work(monkeypatch: pytest.
     assert piped.getvalue() == ""
 
 
-def test_init_creates_everything_once_and_pins_every_key(tmp_path: Path) -> None:
+CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
+
+
+def test_init_makes_each_party_its_own_home_once_and_pins_every_key(tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = init_home(home)
-    assert len(first.created) == 1 + 1 + 5 * 2 + 2  # settings, relay, custodians+operators, users
+    # settings, five operators' keys, five custodians' cards, the relay's, the network, 2 users
+    assert len(first.created) == 1 + 5 + 5 + 1 + 1 + 2
     again = init_home(home)
     assert again.created == ()
-    known = KnownKeys.load(home)
-    expected = {
-        "relay",
-        "alice",
-        "bob",
-        *[f"{n}" for n in ("alpha", "bravo", "charlie", "delta", "echo")],
-        *[f"{n}-operator" for n in ("alpha", "bravo", "charlie", "delta", "echo")],
+    for person in ("alice", "bob"):
+        known = KnownKeys.load(home / "people" / person)
+        expected = {"relay", "alice", "bob", *CUSTODIANS, *[f"{n}-operator" for n in CUSTODIANS]}
+        assert set(known.keys) == expected
+        for name, identity in first.identities.items():
+            assert known.require(name).fingerprint == identity.fingerprint
+    # Each party's private key is in its own home, and nowhere else.
+    owners = {
+        "relay": home / "relay",
+        **{name: home / name for name in CUSTODIANS},
+        **{name: home / "people" / name for name in first.identities if "-" in name},
+        "alice": home / "people" / "alice",
+        "bob": home / "people" / "bob",
     }
-    assert set(known.keys) == expected
-    for name, identity in first.identities.items():
-        assert known.require(name).fingerprint == identity.fingerprint
+    for path in home.rglob("*.key"):
+        holder = Identity.load(path).name
+        assert path.is_relative_to(owners[holder]), f"{path} is {holder}'s"
     assert (home.stat().st_mode & 0o777) == 0o700
     settings = load_settings(home, env={})
     assert (settings.n_shares, settings.threshold) == (5, 3)
+
+
+def test_init_refuses_a_home_shared_by_every_party(tmp_path: Path) -> None:
+    (tmp_path / "users").mkdir()
+    with pytest.raises(ParameterError, match="every party's keys in one place"):
+        init_home(tmp_path)
+    assert not (tmp_path / "network.json").exists()
 
 
 def test_init_with_other_numbers_and_refusal_to_change_them(tmp_path: Path) -> None:
@@ -93,7 +110,8 @@ def test_init_with_other_numbers_and_refusal_to_change_them(tmp_path: Path) -> N
 def test_known_keys_refuse_a_changed_key_naming_both(tmp_path: Path) -> None:
     home = tmp_path / "home"
     init_home(home)
-    known = KnownKeys.load(home)
+    alice = home / "people" / "alice"
+    known = KnownKeys.load(alice)
     impostor = Identity.generate("bob").public
     with pytest.raises(KeyChangedError) as caught:
         known.pin(impostor)
@@ -101,13 +119,13 @@ def test_known_keys_refuse_a_changed_key_naming_both(tmp_path: Path) -> None:
     assert known.require("bob").short_fingerprint() in message
     assert impostor.short_fingerprint() in message
     # A file that files a key under another name is refused.
-    document = json.loads((home / "known_keys.json").read_text())
+    document = json.loads((alice / "known_keys.json").read_text())
     document["keys"]["bob"] = document["keys"]["alice"]
-    (home / "known_keys.json").write_text(
+    (alice / "known_keys.json").write_text(
         json.dumps(document, sort_keys=True, separators=(",", ":"))
     )
     with pytest.raises(Exception, match="filed as 'bob' is named 'alice'"):
-        KnownKeys.load(home)
+        KnownKeys.load(alice)
     assert isinstance(impostor, PublicIdentity)
 
 

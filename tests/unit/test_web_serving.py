@@ -38,7 +38,7 @@ def test_relay_serves_nothing_but_the_web_files(tmp_path: Path, path: str) -> No
 
 def test_web_config_names_custodians_threshold_and_pinned_fingerprints(tmp_path: Path) -> None:
     report = init_home(tmp_path)
-    svc = relay(load_settings(tmp_path, env={}))
+    svc = relay(load_settings(tmp_path / "relay", env={}))  # the relay's own home
     config = svc.send("GET", "/api/v1/web-config").json
     assert config["threshold"] == 3 and config["n"] == 5
     assert [c["name"] for c in config["custodians"]] == [
@@ -56,19 +56,19 @@ def test_web_config_names_custodians_threshold_and_pinned_fingerprints(tmp_path:
 
 def test_the_relay_reads_its_own_home_not_a_client_s_pinned_keys(tmp_path: Path) -> None:
     report = init_home(tmp_path)
+    own = tmp_path / "relay"
     # A client's pin store the relay must not depend on: gone, and unreadable if opened.
-    (tmp_path / "known_keys.json").unlink()
-    (tmp_path / "known_keys.json").mkdir()
-    settings = load_settings(tmp_path, env={})
+    (own / "known_keys.json").unlink()
+    (own / "known_keys.json").mkdir()
+    settings = load_settings(own, env={})
     config = relay(settings).send("GET", "/api/v1/web-config").json
     assert [c["fingerprint"] for c in config["custodians"]] == [
         report.identities[name].fingerprint_hex
         for name in ("alpha", "bravo", "charlie", "delta", "echo")
     ]
-    # A relay given no custodian keys lists none (the page pins on first use).
-    for pub in (settings.relay_dir() / "custodians").iterdir():
-        pub.unlink()
-    bare = relay(settings).send("GET", "/api/v1/web-config").json
+    # A relay given no network file knows no custodian keys (the page pins on first use).
+    (own / "network.json").unlink()
+    bare = relay(load_settings(own, env={})).send("GET", "/api/v1/web-config").json
     assert [c["fingerprint"] for c in bare["custodians"]] == [None] * 5
 
 

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._encoding import b64encode
 from ..client.trust import KnownKeys
-from ..config import Settings, load_settings
+from ..config import load_settings
 from ..envelope import Envelope
 from ..errors import SecureCommError, ServiceError
 from ..identity import Identity
-from ..local.home import config_text, init_home, user_key_path
+from ..local.home import PEOPLE_DIR, config_text, init_home, register_people, user_key_path
 from ._common import EXIT_BAD_INPUT, CliError, home_of, home_option, positive_int, preview, warn
 from .offline import cmd_demo_offline
 
@@ -49,7 +49,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     print(f"starting the relay and {settings.n_shares} custodians ...", file=sys.stderr)
     stack.start()
     try:
-        _register_users(settings)
+        _register_users(home)
         print(f"securecomm is up ({settings.threshold} of {settings.n_shares}); Ctrl-C stops it")
         for process in stack.processes:
             fingerprint = report.identities[process.name].short_fingerprint()
@@ -80,24 +80,9 @@ def _ports_in_use(busy: list[BusyPort], home: Path) -> CliError:
     return CliError(f"cannot start, nothing was started: {count} already in use\n{rows}", hint=hint)
 
 
-def _register_users(settings: Settings) -> None:
-    """Put each local user's public keys in the relay's directory (idempotent)."""
-    from ..client.transport import ServiceClient
-
-    for path in sorted((settings.home / "users").glob("*.key")):
-        try:
-            user = Identity.load(path)
-        except SecureCommError:
-            continue  # a passphrase-protected user registers when they first send
-        with ServiceClient(settings.server_url, "relay", user) as relay:
-            try:
-                relay.request(
-                    "PUT",
-                    f"/api/v1/directory/{user.name}",
-                    body={"v": 1, "identity": user.public.to_json()},
-                )
-            except ServiceError as exc:
-                warn(f"could not register {user.name} in the directory: {exc}")
+def _register_users(home: Path) -> None:
+    for name, why in register_people(home).items():
+        warn(f"could not register {name} in the directory: {why}")
 
 
 def _refuse_while_running(home: Path) -> None:
@@ -164,19 +149,21 @@ def cmd_demo(args: argparse.Namespace) -> None:
         _free_port_config(home)
         init_home(home, users=("alice", "bob", "eve"))
         settings = load_settings(home, env={})
-        known = KnownKeys.load(home)
         stack = Stack(settings)
-        say("\n== 1. start the relay and five custodians (each its own process)")
+        say("\n== 1. start the relay and five custodians (each its own process, its own home)")
         stack.start()
         try:
             for process in stack.processes:
                 say(f"   {process.name:<8} {process.url}")
-            alice, bob, eve = (
-                Identity.load(user_key_path(home, n)) for n in ("alice", "bob", "eve")
-            )
+            _register_users(home)
+            # Each person acts from their own home: their key, their pins, their settings.
+            homes = {name: home / PEOPLE_DIR / name for name in ("alice", "bob", "eve")}
+            alice, bob, eve = (Identity.load(user_key_path(h, n)) for n, h in homes.items())
+            mine = {name: load_settings(h, env={}) for name, h in homes.items()}
+            pins = {name: KnownKeys.load(h) for name, h in homes.items()}
             message = "Meet at the north gate at 06:00."
             say(f"\n== 2. alice sends bob: {message!r}")
-            sent = flows.send(settings, known, alice, ["bob"], message.encode())
+            sent = flows.send(mine["alice"], pins["alice"], alice, ["bob"], message.encode())
             say(f"   message {sent.message_id}; each custodian signed a receipt:")
             for receipt in sent.receipts:
                 say(f"   {receipt.custodian:<8} ref {receipt.ref}")
@@ -199,8 +186,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
             stack.stop("bravo", "delta")
             say("\n== 5. bob reads with the three left")
             result = flows.read(
-                settings,
-                known,
+                mine["bob"],
+                pins["bob"],
                 bob,
                 sent.message_id,
                 deadline=5,
@@ -210,7 +197,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             say(f"   bob reads: {result.plaintext.decode()!r}")
             say("\n== 6. eve, who is not a recipient, tries")
             try:
-                flows.read(settings, known, eve, sent.message_id, deadline=5)
+                flows.read(mine["eve"], pins["eve"], eve, sent.message_id, deadline=5)
                 say("   eve READ IT (this must never happen)")
             except SecureCommError as exc:
                 say(f"   the relay: {str(exc).splitlines()[0]}")

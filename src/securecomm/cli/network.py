@@ -15,46 +15,6 @@ from ..errors import SecureCommError
 from ._common import CliError, home_of, home_option, positive_int, refuse_existing
 
 
-def _write_card(home: Path, card: Any, force: bool) -> Path:
-    from .._files import write_atomic
-
-    path = home / f"{card.name}.card.json"
-    refuse_existing(path, force, "--home")
-    write_atomic(path, card.to_bytes())
-    return path
-
-
-def _own_settings(home: Path, url: str, section: str, name: str | None = None) -> None:
-    party = "relay" if name is None else "custodian"
-    """Write HOME/securecomm.toml saying where this party listens (the host and port of
-    its URL); an existing one must already say the same URL, and is never rewritten."""
-    from .._files import write_atomic
-    from ..config import CONFIG_FILE, address_of, load_settings
-
-    path = home / CONFIG_FILE
-    if path.exists():
-        settings = load_settings(home, env={})
-        said = (
-            settings.server_url
-            if name is None
-            else (settings.own_custodian.url if settings.own_custodian else None)
-        )
-        if said != url.rstrip("/"):
-            raise CliError(
-                f"{path} says this {party} is at {said}, not {url}; nothing was changed",
-                hint=f"edit the [{section}] url, host and port there, or use another --home",
-                code=2,
-            )
-        return
-    host, port = address_of(url)
-    lines = [f"# Where this {party} listens; edit host to bind another address.", f"[{section}]"]
-    if name is not None:
-        lines.append(f'name = "{name}"')
-    lines += [f'url = "{url.rstrip("/")}"', f'host = "{host}"', f"port = {port}", ""]
-    home.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, "\n".join(lines).encode())
-
-
 def _say_card(card: Any, path: Path) -> None:
     print(f"{card.role} {card.name}: card {path}")
     print(f"fingerprint: {card.identity.short_fingerprint()}")
@@ -62,29 +22,23 @@ def _say_card(card: Any, path: Path) -> None:
 
 
 def cmd_relay_init(args: argparse.Namespace) -> None:
-    from ..config import load_settings
-    from ..identity import load_or_create
-    from ..network import Card
+    from ..parties import card_path, init_relay
 
     home = home_of(args)
     _check_url(args.url)
-    refuse_existing(home / "relay.card.json", args.force, "--home")
-    _own_settings(home, args.url, "server")
-    settings = load_settings(home, env={})
-    identity = load_or_create(settings.relay_dir() / "identity.key", "relay")
-    card = Card.issue(identity, "relay", args.url)
-    _say_card(card, _write_card(home, card, args.force))
+    refuse_existing(card_path(home, "relay"), args.force, "--home")
+    card = init_relay(home, args.url)
+    _say_card(card, card_path(home, "relay"))
 
 
 def cmd_custodian_init(args: argparse.Namespace) -> None:
-    from ..config import load_settings
-    from ..identity import check_name, load_or_create, load_public, save_public
-    from ..network import Card
+    from ..identity import check_name, load_public
+    from ..parties import card_path, init_custodian
 
     name = check_name(args.name, field="--name")
     home = home_of(args)
     _check_url(args.url)
-    refuse_existing(home / f"{name}.card.json", args.force, "--home")
+    refuse_existing(card_path(home, name), args.force, "--home")
     try:
         operator = load_public(Path(args.operator))
     except SecureCommError as exc:
@@ -94,20 +48,8 @@ def cmd_custodian_init(args: argparse.Namespace) -> None:
             " and hands you NAME.pub (never the .key)",
             code=2,
         ) from None
-    settings = load_settings(home, env={})
-    directory = settings.custodian_dir(name)
-    given = directory / "operator.pub"
-    if given.exists() and load_public(given).fingerprint != operator.fingerprint:
-        raise CliError(
-            f"{given} already names another operator ({load_public(given).short_fingerprint()})",
-            hint="remove it first if the operator really changed",
-        )
-    _own_settings(home, args.url, "custodian", name)
-    identity = load_or_create(directory / "identity.key", name)
-    if not given.exists():
-        save_public(given, operator)
-    card = Card.issue(identity, "custodian", args.url, operator)
-    _say_card(card, _write_card(home, card, args.force))
+    card = init_custodian(home, name, args.url, operator)
+    _say_card(card, card_path(home, name))
     print(f"operator: {operator.name} ({operator.short_fingerprint()})")
 
 

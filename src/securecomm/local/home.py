@@ -1,29 +1,40 @@
-"""The data directory: identities, known keys, settings; created by ``securecomm init``.
+"""The single-machine network: every party in its own home under one data directory,
+made by exactly the steps a deployment across hosts takes (``securecomm.parties``'
+relay and custodian init, each given only its operator's public key; the network file
+made from the cards; every home joining it). ``securecomm up`` then registers the people
+with the relay it started. No home holds another party's private key, even here.
 
 ::
 
-    HOME/securecomm.toml               settings (securecomm.config)
-    HOME/known_keys.json               every public key this client trusts, pinned
-    HOME/relay/identity.key|.pub       the relay
-    HOME/relay/custodians/NAME.pub     each custodian's public key, as the relay is given it
-    HOME/custodians/NAME/identity.key|.pub, operator.pub
-    HOME/operators/NAME-operator.key|.pub
-    HOME/users/NAME.key|.pub           people (alice and bob for trying it out)
-    HOME/logs/NAME.log                 what `securecomm up` started
+    HOME/securecomm.toml           where the local parties listen (the plan; optional)
+    HOME/network.json              the network file, made from the cards
+    HOME/relay/                    the relay's home
+    HOME/NAME/                     each custodian's home (alpha ... echo)
+    HOME/people/NAME/              each person's home: the operators, alice, bob
+    HOME/logs/NAME.log             what `securecomm up` started
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._files import write_atomic
-from ..client.trust import KnownKeys
-from ..config import CONFIG_FILE, DEFAULT_CUSTODIANS, load_settings
+from ..client.trust import KnownKeys, join
+from ..config import (
+    CONFIG_FILE,
+    DEFAULT_CUSTODIANS,
+    DEFAULT_MAX_ENVELOPE_BYTES,
+    Settings,
+    load_settings,
+)
 from ..errors import ParameterError
 from ..identity import Identity, PublicIdentity, check_name, load_or_create, save_public
+from ..network import NETWORK_FILE, Card, Network
+from ..parties import card_path, init_custodian, init_relay
 
 __all__ = [
     "DEFAULT_USERS",
@@ -31,7 +42,10 @@ __all__ = [
     "config_text",
     "init_home",
     "operator_name",
+    "party_home",
+    "people_of",
     "person_home",
+    "register_people",
     "user_key_path",
 ]
 
@@ -56,6 +70,11 @@ def person_home(home: Path, name: str) -> Path:
 def user_key_path(home: Path, name: str) -> Path:
     """A person's key file: in their own home, ``users/NAME.key``."""
     return person_home(home, name) / "users" / f"{check_name(name)}.key"
+
+
+def party_home(home: Path, name: str) -> Path:
+    """Where the local network keeps party ``name``'s own home: the relay's, a custodian's."""
+    return home / check_name(name)
 
 
 @dataclass(frozen=True)
@@ -99,52 +118,130 @@ def init_home(
     t: int | None = None,
     users: Iterable[str] = DEFAULT_USERS,
 ) -> InitReport:
-    """Create what is missing under ``home``: settings, every identity, the known keys.
+    """Make what is missing of the local network under ``home``, party by party.
 
-    Existing files are kept; running it twice changes nothing. ``n`` and
-    ``t`` only apply when there is no settings file yet.
+    Existing files are kept; running it twice changes nothing. ``n`` and ``t`` only
+    apply when there is no settings file yet.
     """
     created: list[str] = []
+    _refuse_a_shared_home(home)
     home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
     config = home / CONFIG_FILE
     if not config.exists():
         write_atomic(config, config_text(n or 5, t or 3).encode())
         created.append(str(config))
-    settings = load_settings(home, env={})
-    if (n is not None and n != settings.n_shares) or (t is not None and t != settings.threshold):
+    plan = load_settings(home, env={})
+    if (n is not None and n != plan.n_shares) or (t is not None and t != plan.threshold):
         raise ParameterError(
-            f"{home} is set up for {settings.threshold} of {settings.n_shares} custodians;"
+            f"{home} is set up for {plan.threshold} of {plan.n_shares} custodians;"
             " choose another --home for other numbers"
         )
-    known = KnownKeys.load(home)
     identities: dict[str, PublicIdentity] = {}
 
-    def make(path: Path, name: str) -> Identity:
-        existed = path.exists()
-        identity = load_or_create(path, name)
-        if not existed:
+    def person(name: str) -> Identity:
+        """A person on their own machine: their key in their own home."""
+        path = home / PEOPLE_DIR / name / "users" / f"{name}.key"
+        if not path.exists():
             created.append(str(path))
+        identity = load_or_create(path, name)
+        if not path.with_suffix(".pub").exists():
+            save_public(path.with_suffix(".pub"), identity.public)
         identities[name] = identity.public
-        known.pin(identity.public)
         return identity
 
-    make(settings.relay_dir() / "identity.key", "relay")
-    for custodian in settings.custodians:
-        key = make(settings.custodian_dir(custodian.name) / "identity.key", custodian.name)
-        # The relay is handed each custodian's public key, for the page's configuration.
-        given = settings.relay_dir() / "custodians" / f"{custodian.name}.pub"
-        if not given.exists():
-            given.parent.mkdir(parents=True, exist_ok=True)
-            save_public(given, key.public)
-        operator = make(
-            home / "operators" / f"{operator_name(custodian.name)}.key",
-            operator_name(custodian.name),
+    def card(name: str, make: Callable[[Path], Card]) -> Card:
+        own = party_home(home, name)
+        path = card_path(own, name)
+        if path.exists():
+            made = Card.from_bytes(path.read_bytes(), str(path))
+        else:
+            made = make(own)
+            created.append(str(path))
+        identities[name] = made.identity
+        return made
+
+    extra = _relay_settings(plan)
+    relay = card("relay", functools.partial(init_relay, url=plan.server_url, settings=extra))
+    custodians = []
+    for custodian in plan.custodians:
+        operator = person(operator_name(custodian.name)).public  # only the .pub is handed on
+        make = functools.partial(
+            init_custodian, name=custodian.name, url=custodian.url, operator=operator
         )
-        pub = settings.custodian_dir(custodian.name) / "operator.pub"
-        if not pub.exists():
-            save_public(pub, operator.public)
-    for user in users:
-        make(user_key_path(home, user), user)
-    known.save()
-    os.chmod(home, 0o700)
+        custodians.append(card(custodian.name, make))
+    network_file = home / NETWORK_FILE
+    if not network_file.exists():
+        write_atomic(network_file, Network(relay, tuple(custodians), plan.threshold).to_bytes())
+        created.append(str(network_file))
+    people = [person(name) for name in users]
+    network = network_file.read_bytes()
+    for name in ("relay", *(c.name for c in plan.custodians)):
+        join(party_home(home, name), network)
+    for name in (*(operator_name(c.name) for c in plan.custodians), *(p.name for p in people)):
+        join(home / PEOPLE_DIR / name, network)
+    # The people trying it out on one machine have, in effect, compared fingerprints: each
+    # pins the others' keys as `contacts verify` would.
+    for someone in people:
+        known = KnownKeys.load(home / PEOPLE_DIR / someone.name)
+        for other in people:
+            known.pin(other.public)
+            known.verified.add(other.name)
+        known.save()
     return InitReport(home, tuple(created), identities)
+
+
+def _relay_settings(plan: Settings) -> list[str]:
+    """The plan's relay settings beyond where it listens, for the relay's own home."""
+    lines = []
+    if plan.max_envelope_bytes != DEFAULT_MAX_ENVELOPE_BYTES:
+        lines.append(f"max_envelope_bytes = {plan.max_envelope_bytes}")
+    if plan.web_origins:
+        lines.append("web_origins = [" + ", ".join(f'"{o}"' for o in plan.web_origins) + "]")
+    return lines
+
+
+def _refuse_a_shared_home(home: Path) -> None:
+    """A data directory from before each party had its own home (one ``users/``, one
+    ``custodians/``, one ``known_keys.json`` for all) is not mixed with the new layout."""
+    shared = ("users", "custodians", "operators", "known_keys.json")
+    found = [name for name in shared if (home / name).exists()]
+    if found:
+        error = ParameterError(
+            f"{home} holds every party's keys in one place ({', '.join(found)}), as securecomm"
+            " did before each party had its own home; nothing was changed"
+        )
+        error.hint = (
+            "use another --home for the local network (or, to start afresh, `securecomm"
+            f" clean --all --home {home}`, which deletes its keys and messages)"
+        )
+        raise error
+
+
+def people_of(home: Path) -> list[str]:
+    """The people with a home in the local network, operators aside (who need no entry in
+    the relay's directory)."""
+    people = home / PEOPLE_DIR
+    found = sorted(p.name for p in people.iterdir() if p.is_dir()) if people.is_dir() else []
+    return [name for name in found if not name.endswith("-operator")]
+
+
+def register_people(home: Path) -> dict[str, str]:
+    """Register each person of the local network from their own home, as `securecomm
+    register` does (again is harmless); return those that failed, with why. A person
+    whose key has a passphrase is skipped: they register themselves."""
+    from ..client import flows
+    from ..errors import SecureCommError
+
+    failed = {}
+    for name in people_of(home):
+        own = home / PEOPLE_DIR / name
+        try:
+            person = Identity.load(user_key_path(own, name))
+        except SecureCommError:
+            continue
+        try:
+            flows.register(load_settings(own), person)
+        except SecureCommError as exc:
+            failed[name] = str(exc)
+    return failed

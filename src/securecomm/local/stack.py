@@ -1,4 +1,5 @@
-"""The local system: the relay and every custodian as separate server processes.
+"""The local system: the relay and every custodian as separate server processes, each
+started from its own home under the data directory (``local.home``).
 
 ``securecomm up`` starts them, waits until each answers ``/healthz``, and
 on Ctrl-C or SIGTERM stops every process it started: each service runs in
@@ -27,6 +28,7 @@ import httpx
 from ..config import Settings
 from ..errors import SecureCommError, ServiceError
 from ..identity import load_public
+from .home import party_home
 
 __all__ = ["BusyPort", "Process", "Stack"]
 
@@ -202,51 +204,29 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        home = str(self.settings.home)
-        logs = self.settings.home / "logs"
+        # Each service runs from its own home, where it reads where it listens.
+        home = self.settings.home
+        logs = home / "logs"
         workers = str(self.workers)
-        relay = self.settings
+        relay = party_home(home, "relay")
         self.processes = [
             Process(
                 "relay",
-                cli_command(
-                    "relay",
-                    "serve",
-                    "--home",
-                    home,
-                    "--host",
-                    relay.server_host,
-                    "--port",
-                    str(relay.server_port),
-                    "--workers",
-                    workers,
-                ),
-                f"http://{relay.server_host}:{relay.server_port}",
+                cli_command("relay", "serve", "--home", str(relay), "--workers", workers),
+                f"http://{self.settings.server_host}:{self.settings.server_port}",
                 logs / "relay.log",
-                identity=self.settings.relay_dir() / "identity.pub",
+                identity=relay / "relay" / "identity.pub",
             )
         ]
         for custodian in self.settings.custodians:
+            own = party_home(home, custodian.name)
             self.processes.append(
                 Process(
                     custodian.name,
-                    cli_command(
-                        "custodian",
-                        "serve",
-                        "--name",
-                        custodian.name,
-                        "--home",
-                        home,
-                        "--host",
-                        custodian.host,
-                        "--port",
-                        str(custodian.port),
-                        "--workers",
-                        workers,
-                    ),
+                    cli_command("custodian", "serve", "--home", str(own), "--workers", workers),
                     f"http://{custodian.host}:{custodian.port}",
                     logs / f"{custodian.name}.log",
-                    identity=self.settings.custodian_dir(custodian.name) / "identity.pub",
+                    identity=own / "custodians" / custodian.name / "identity.pub",
                 )
             )
 

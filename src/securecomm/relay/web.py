@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from ..codes import Code
 from ..config import Settings, origin_of
 from ..errors import IdentityError
-from ..identity import PublicIdentity, load_public
+from ..identity import PublicIdentity
 from ..network import NETWORK_FILE, Network, joined
 from ..service.app import ApiError
 
@@ -118,10 +118,9 @@ def _network_file(settings: Settings, relay: PublicIdentity) -> bytes | None:
 def _web_config(settings: Settings) -> dict[str, Any]:
     """What the web client needs to know: the custodians, where they are, and the threshold.
 
-    A custodian's fingerprint is given where the relay knows its key: from the network
-    file in its home, or ``RELAY/custodians/NAME.pub``; the page pins what it sees on first
-    use either way and compares the two. The relay reads no one else's files (a client's
-    pinned keys least of all).
+    A custodian's fingerprint is given where the relay knows its key, from the network
+    file in its home; the page pins what it sees on first use either way and compares the
+    two. The relay reads no one else's files (a client's pinned keys least of all).
     """
     custodians = []
     for custodian in settings.custodians:
@@ -144,14 +143,9 @@ def _web_config(settings: Settings) -> dict[str, Any]:
 
 
 def custodian_key(settings: Settings, name: str) -> PublicIdentity | None:
-    """The public key of custodian ``name`` as the relay's home was given it, if it was."""
+    """The public key of custodian ``name`` in the network file the relay's home was
+    given, if it was given one."""
     network = joined(settings.home)
-    if network is not None:
-        return next((c.identity for c in network.custodians if c.name == name), None)
-    path = settings.relay_dir() / "custodians" / f"{name}.pub"
-    if not path.exists():
+    if network is None:
         return None
-    key = load_public(path)
-    if key.name != name:
-        raise IdentityError(f"{path} holds the key of {key.name!r}, not of {name!r}")
-    return key
+    return next((c.identity for c in network.custodians if c.name == name), None)
