@@ -99,10 +99,14 @@ class Stack:
         return [self.relay, *self.custodians.values()]
 
 
-def write_config(home: Path, relay_port: int, ports: dict[str, int]) -> None:
+def write_config(
+    home: Path, relay_port: int, ports: dict[str, int], max_envelope_bytes: int | None = None
+) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "securecomm.toml").write_text(
-        config_text(len(ports), 3, relay_port=relay_port, ports=ports)
+        config_text(
+            len(ports), 3, relay_port=relay_port, ports=ports, max_envelope_bytes=max_envelope_bytes
+        )
     )
 
 

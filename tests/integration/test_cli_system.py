@@ -206,12 +206,13 @@ def start_up(
     env: dict[str, str] | None = None,
     ports: dict[str, int] | None = None,
     relay_port: int | None = None,
+    max_envelope_bytes: int | None = None,
 ) -> Up:
     """``init`` then ``up`` on free ports (or those given), with ``env`` added to a clean
     environment (to point links at a proxy, say)."""
     ports = ports or {name: free_port() for name in NAMES}
     up = Up(home, relay_port or free_port(), ports)
-    write_config(home, up.relay_port, ports)
+    write_config(home, up.relay_port, ports, max_envelope_bytes)
     initialised = cli(home, "init")
     assert initialised.returncode == 0, explain(initialised)
     with open(up.stdout, "wb") as out, open(up.stderr, "wb") as err:

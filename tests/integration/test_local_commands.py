@@ -273,3 +273,32 @@ def test_the_demo_says_what_a_share_is(tmp_path: Path) -> None:
     )
     assert explained in flat, demo.stdout
     assert "bob reads: 'Meet at the north gate at 06:00.'" in demo.stdout
+
+
+# the relay's own size limit, which a person's home does not hold
+
+
+def test_a_message_over_the_limit_the_relay_was_given_is_refused_before_any_deposit(
+    tmp_path: Path,
+) -> None:
+    """The relay's limit lives in the relay's home; alice's home does not know it, and her
+    send asks the relay instead of trusting a default that is higher."""
+    limit = 2 * 1024 * 1024
+    up = start_up(tmp_path / "home", max_envelope_bytes=limit)
+    try:
+        assert (
+            f"max_envelope_bytes = {limit}" in (up.home / "relay" / "securecomm.toml").read_text()
+        )
+        big = tmp_path / "big.bin"
+        big.write_bytes(b"x" * (limit * 3 // 4 + 4096))  # over 2 MiB once in base64
+        refused = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(big))
+        assert refused.returncode == 2, explain(refused)
+        assert f"over the relay's limit of {limit:,} bytes" in refused.stderr, explain(refused)
+        assert "no share was deposited" in refused.stderr, explain(refused)
+        # Under the relay's limit, though over the size that goes without asking: sent.
+        fits = tmp_path / "fits.bin"
+        fits.write_bytes(b"y" * (1024 * 1024 + 4096))
+        sent = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(fits))
+        assert sent.returncode == 0, explain(sent)
+    finally:
+        finish_up(up)

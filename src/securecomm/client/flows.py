@@ -55,6 +55,11 @@ Warn = Callable[[str], None]
 _POLL_SECONDS = 0.05
 
 
+#: Envelopes up to this size are sent without asking the relay for its limit first (a
+#: relay set lower refuses the post, and the deposits are withdrawn as for any refusal).
+_ANY_RELAY_TAKES = 1024 * 1024
+
+
 def _quiet(*_: Any) -> None:
     return None
 
@@ -370,19 +375,33 @@ class _Send:
 
     def check_size(self, draft: Draft) -> None:
         """Refuse, before any deposit, an envelope the relay would refuse."""
-        size, limit = draft.envelope_size(), self.settings.max_envelope_bytes
+        size = draft.envelope_size()
+        limit = self._relay_limit() if size > _ANY_RELAY_TAKES else size
         if size > limit:
             error = ParameterError(
                 f"the envelope would be {size:,} bytes, over the relay's limit of"
                 f" {limit:,} bytes; nothing was sent (no share was deposited)"
             )
             error.hint = (
-                "the limit is max_envelope_bytes in the [server] section of"
-                f" {self.settings.home / 'securecomm.toml'} (the relay's setting; a message"
-                " grows by about a third in the envelope's base64)"
+                "the limit is the relay's max_envelope_bytes (in the [server] section of"
+                " its securecomm.toml); a message grows by about a third in the envelope's"
+                " base64"
             )
             raise error
         self._stop_if_cancelled()
+
+    def _relay_limit(self) -> int:
+        """What the relay says it takes (its page's configuration); this home's own
+        setting if it does not say."""
+        try:
+            with ServiceClient(self.settings.server_url, "relay", timeout=5.0) as relay:
+                said = relay.request("GET", "/api/v1/web-config", sign=False).json()
+            limit = said.get("max_envelope_bytes") if isinstance(said, dict) else None
+        except (SecureCommError, ValueError):
+            limit = None
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            return limit
+        return self.settings.max_envelope_bytes
 
     def deposit(self, draft: Draft, keys: dict[str, PublicIdentity]) -> dict[str, Receipt]:
         """One share with each custodian at once; all of them take theirs, or none keeps it."""
