@@ -15,6 +15,16 @@ from ..errors import SecureCommError
 from ._common import CliError, home_of, home_option, positive_int, refuse_existing
 
 
+def _copy_card(card: Any, path: str | None) -> Path | None:
+    """The card also where its party will pick it up to hand on (``--card``)."""
+    if path is None:
+        return None
+    from .._files import write_atomic
+
+    write_atomic(path, card.to_bytes())
+    return Path(path)
+
+
 def _say_card(card: Any, path: Path) -> None:
     print(f"{card.role} {card.name}: card {path}")
     print(f"fingerprint: {card.identity.short_fingerprint()}")
@@ -27,8 +37,9 @@ def cmd_relay_init(args: argparse.Namespace) -> None:
     home = home_of(args)
     _check_url(args.url)
     refuse_existing(card_path(home, "relay"), args.force, "--home")
+    refuse_existing(args.card, args.force, "--card")
     card = init_relay(home, args.url)
-    _say_card(card, card_path(home, "relay"))
+    _say_card(card, _copy_card(card, args.card) or card_path(home, "relay"))
 
 
 def cmd_custodian_init(args: argparse.Namespace) -> None:
@@ -39,6 +50,7 @@ def cmd_custodian_init(args: argparse.Namespace) -> None:
     home = home_of(args)
     _check_url(args.url)
     refuse_existing(card_path(home, name), args.force, "--home")
+    refuse_existing(args.card, args.force, "--card")
     try:
         operator = load_public(Path(args.operator))
     except SecureCommError as exc:
@@ -49,7 +61,7 @@ def cmd_custodian_init(args: argparse.Namespace) -> None:
             code=2,
         ) from None
     card = init_custodian(home, name, args.url, operator)
-    _say_card(card, card_path(home, name))
+    _say_card(card, _copy_card(card, args.card) or card_path(home, name))
     print(f"operator: {operator.name} ({operator.short_fingerprint()})")
 
 
@@ -105,6 +117,11 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
             "init", help=help_text, description=description
         )
         p.add_argument("--url", required=True, help="where clients reach it: http(s)://HOST:PORT")
+        p.add_argument(
+            "--card",
+            metavar="PATH",
+            help="also write the card here, to hand on (it is always kept in HOME)",
+        )
         p.add_argument("--force", action="store_true", help="replace an existing card")
         home_option(p)
         p.set_defaults(func=func)
