@@ -173,7 +173,7 @@ def address_of(url: str) -> tuple[str, int]:
     except ValueError:
         port = None
     if parts.scheme not in {"http", "https"} or not parts.hostname or port == 0:
-        raise ParameterError(f"config: {url!r} is not an http(s)://HOST[:PORT] URL")
+        raise ParameterError(f"{url!r} is not an http(s)://HOST[:PORT] URL")
     return parts.hostname, port or {"http": 80, "https": 443}[parts.scheme]
 
 

@@ -228,6 +228,7 @@ def _fetch_network(url: str, fingerprint: str | None, home: Path) -> bytes:
 
 def cmd_join(args: argparse.Namespace) -> None:
     from ..client.trust import join
+    from ..errors import FormatError, ParameterError
 
     home = home_of(args)
     if args.network.startswith(("http://", "https://")):
@@ -237,7 +238,11 @@ def cmd_join(args: argparse.Namespace) -> None:
             data = Path(args.network).read_bytes()
         except OSError as exc:
             raise CliError(f"cannot read {args.network}: {exc.strerror}") from None
-    network = join(home, data, accept=args.accept)
+    try:
+        network = join(home, data, accept=args.accept)
+    except (FormatError, ParameterError) as exc:
+        exc.args = (f"{args.network}: {exc}",)  # the same error, saying which file
+        raise
     print(f"joined: {network.threshold} of {len(network.custodians)} custodians, keys pinned")
     for card in (network.relay, *network.custodians):
         fingerprint = card.identity.short_fingerprint()

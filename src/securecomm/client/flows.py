@@ -691,7 +691,9 @@ def read(
     if pinned_sender is None:
         warn(
             f"{sender.name} is not in your known keys: the signature proves integrity, not who"
-            f" sent it (fingerprint {sender.short_fingerprint()})"
+            f" sent it (fingerprint {sender.short_fingerprint()}); compare it with"
+            f" {sender.name}, then pin it: securecomm contacts verify {sender.name}"
+            f" '{sender.short_fingerprint()}'"
         )
     names = [slot.name for slot in envelope.header.custodians]
     keys = {name: known.require(name) for name in names}
