@@ -235,9 +235,12 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "init",
         help="create the data directory, identities and known keys",
-        description="Create what is missing: settings, identities for the relay,"
-        " the custodians and their operators, alice and bob, and known_keys.json"
-        " pinning every public key. Running it again changes nothing.",
+        description="Make the local network's data directory from the steps of a"
+        " deployment across hosts (docs/deployment.md), each party in its own home:"
+        " relay/ (relay init), alpha/ ... echo/ (custodian init, given only its operator's"
+        " .pub), people/NAME/ for the five operators and alice and bob (their own keys),"
+        " network.json made from the cards, and every home joined to it. Running it again"
+        " changes nothing.",
     )
     home_option(p)
     p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
@@ -248,8 +251,9 @@ def add_commands(sub: Any) -> None:
         "up",
         help="run the relay and all custodians here, in the foreground",
         description="Run init if needed, start the relay and every custodian as"
-        " separate processes, wait until each answers, print their URLs and"
-        " fingerprints, and stop them all on Ctrl-C or SIGTERM. If a port is taken"
+        " separate processes, each from its own home, wait until each answers, register"
+        " the people, print the URLs and fingerprints, and stop them all on Ctrl-C or"
+        " SIGTERM. If a port is taken"
         " (another 'up' on this data directory, or another program), nothing is started.",
     )
     home_option(p)
