@@ -1,4 +1,5 @@
-# securecomm: `docker-compose up web` (relay and custodians), `docker-compose run --rm tests`.
+# securecomm: `docker-compose up web` (relay and custodians, each in its own home),
+# `docker-compose run --rm tests`.
 # Stages: base (user, workdir), test (`make test` on a ready .venv), runtime (the default).
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -6,10 +7,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
+# /data is a party's home, /exchange where compose's parties hand on their cards: a new
+# named volume takes the owner of the directory it is mounted on, so both are the user's.
 RUN groupadd --gid 10001 securecomm \
     && useradd --uid 10001 --gid 10001 --create-home securecomm \
-    && mkdir /app /data \
-    && chown 10001:10001 /app /data
+    && mkdir /app /data /exchange \
+    && chown 10001:10001 /app /data /exchange
 WORKDIR /app
 
 # The README's test command in a copy of the tree; the venv is made here, the way the
@@ -27,7 +30,7 @@ COPY --chown=10001:10001 . .
 RUN touch .venv/.installed
 CMD ["make", "test"]
 
-# The services: one image, the relay by default; compose runs the custodians from it too.
+# The services: one image, the relay by default; compose runs every party's steps from it.
 FROM base AS runtime
 COPY pyproject.toml README.md ./
 COPY src ./src

@@ -3,26 +3,38 @@
 - ``docker-compose.yml`` is valid against the Compose Specification's JSON schema
   (the copy that check-jsonschema ships as ``vendor.compose-spec``), and what the
   schema cannot see holds too: named volumes, dependencies and build stages exist;
+- it deploys the way ``docs/deployment.md`` does: each party (the relay, custodians
+  alpha .. echo) initialises itself, the coordinator makes the network file from the
+  cards, each party joins it and serves, each in its own service with its own named
+  volume as its home; a custodian is given only its operator's ``.pub``, read-only; the
+  one shared volume carries only cards and the network file, and no service that
+  serves mounts it;
+- the one-shot steps run in that order (``service_completed_successfully``), and run
+  as compose would run them (each command given only its own mounts, twice, as a
+  second ``up`` would) they leave every volume with only its own party's private key;
 - every service that runs ``securecomm`` (and the Dockerfile's CMD) runs a command the
   README documents, with options the CLI's parser accepts;
-- the ports, URLs and home are the ones ``securecomm.config`` uses by default;
-- the README tells how to use them: ``docker-compose up web``, ``docker-compose run
-  --rm tests``.
+- the ports are the ones ``securecomm.config`` uses by default;
+- the README tells how to use them.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from ruamel.yaml import YAML
 
-from securecomm.cli import build_parser
+from securecomm.cli import build_parser, main
 from securecomm.config import DEFAULT_CUSTODIANS, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,9 +43,15 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 README = ROOT / "README.md"
 
-HOME = "/data"
-VOLUME = "securecomm-data"
+HOME = "/data"  # every party's home, in its own container
+EXCHANGE = "/exchange"  # where the parties hand on cards and the network file
+EXCHANGE_VOLUME = "exchange"
+OPERATOR_PUB = "/operator.pub"  # a custodian's operator's public key, in its init step
+RELAY = "relay"
 RELAY_SERVICE = "web"
+NETWORK_SERVICE = "network"
+PAGE_ORIGIN = "http://127.0.0.1:5000"  # where a browser on the host opens the page
+COMPLETED = "service_completed_successfully"
 
 
 def load_yaml(text: str) -> Any:
@@ -41,7 +59,9 @@ def load_yaml(text: str) -> Any:
     return YAML(typ="safe", pure=True).load(text)
 
 
+@functools.cache
 def compose() -> dict[str, Any]:
+    """The compose file as read once (nothing changes it)."""
     data = load_yaml(COMPOSE.read_text("utf-8"))
     assert isinstance(data, dict)
     return data
@@ -67,6 +87,102 @@ def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+# --- the parties and their steps ---
+
+
+@dataclass(frozen=True)
+class Party:
+    name: str
+    init: str  # the one-shot service that makes its identity and card
+    join: str  # the one-shot service that joins the network file
+    serve: str  # the service that serves from its home
+
+    @property
+    def steps(self) -> tuple[str, str, str]:
+        return (self.init, self.join, self.serve)
+
+    @property
+    def is_relay(self) -> bool:
+        return self.name == RELAY
+
+
+def parties() -> list[Party]:
+    """The relay (its service keeps the name ``web``) and the default custodians, each
+    served under its own name, which is then its address on compose's network."""
+    relay = Party(RELAY, f"{RELAY}-init", f"{RELAY}-join", RELAY_SERVICE)
+    return [relay] + [Party(c, f"{c}-init", f"{c}-join", c) for c in DEFAULT_CUSTODIANS]
+
+
+def one_shot_services() -> list[str]:
+    return [step for p in parties() for step in (p.init, p.join)] + [NETWORK_SERVICE]
+
+
+def serve_services() -> list[str]:
+    return [p.serve for p in parties()]
+
+
+# --- mounts, in either of compose's syntaxes ---
+
+
+@dataclass(frozen=True)
+class Mount:
+    kind: str  # "volume" or "bind"
+    source: str  # the named volume, or the host path of a bind ("" for an anonymous volume)
+    target: str
+    read_only: bool
+    creates_host_path: bool  # a bind whose missing source compose would make a directory
+
+
+def mounts(service: dict[str, Any]) -> list[Mount]:
+    result = []
+    for entry in service.get("volumes", []):
+        if isinstance(entry, str):
+            parts = entry.split(":")
+            if len(parts) == 1:
+                result.append(Mount("volume", "", parts[0], False, False))
+                continue
+            source, target = parts[0], parts[1]
+            options = parts[2].split(",") if len(parts) > 2 else []
+            bind = source.startswith((".", "/", "~"))
+            # The short syntax makes a missing bind source a directory on the host.
+            result.append(
+                Mount("bind" if bind else "volume", source, target, "ro" in options, bind)
+            )
+        else:
+            assert isinstance(entry, dict), entry
+            creates = bool(entry.get("bind", {}).get("create_host_path", False))
+            result.append(
+                Mount(
+                    entry["type"],
+                    entry.get("source", ""),
+                    entry["target"],
+                    bool(entry.get("read_only", False)),
+                    creates,
+                )
+            )
+    return result
+
+
+def mount_at(service: str, target: str) -> Mount:
+    found = [m for m in mounts(services()[service]) if m.target == target]
+    assert len(found) == 1, f"{service}: {len(found)} mounts at {target}"
+    return found[0]
+
+
+def home_volume(party: Party) -> str:
+    mount = mount_at(party.serve, HOME)
+    assert mount.kind == "volume" and mount.source, f"{party.serve}: {HOME} is no named volume"
+    return mount.source
+
+
+def dependencies(service: dict[str, Any]) -> dict[str, str]:
+    """depends_on as {service: condition}; the short (list) form means service_started."""
+    depends = service.get("depends_on", {})
+    if isinstance(depends, list):
+        return dict.fromkeys(depends, "service_started")
+    return {name: spec["condition"] for name, spec in depends.items()}
 
 
 # --- the Dockerfile, read as Docker reads it: continuations joined, comments dropped ---
@@ -153,13 +269,38 @@ def parse(argv: list[str]) -> Any:
 
 
 def subcommand_words(argv: list[str]) -> list[str]:
-    """``securecomm relay serve --host …`` -> ['securecomm', 'relay', 'serve']."""
-    words = []
-    for word in argv:
-        if word.startswith("-"):
+    """The words that choose the command, as the parser reads them:
+    ``securecomm relay serve --host …`` -> ['securecomm', 'relay', 'serve'];
+    ``securecomm join /exchange/network.json …`` -> ['securecomm', 'join']."""
+    parser = build_parser()
+    words = [argv[0]]
+    for word in argv[1:]:
+        choices = next(
+            (a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+            None,
+        )
+        if not choices or word not in choices:
             break
         words.append(word)
+        parser = choices[word]
     return words
+
+
+def command_of(service: str) -> list[str]:
+    return subcommand_words(services()[service]["command"])[1:]
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return port
+
+
+def docker_section() -> str:
+    readme = README.read_text("utf-8")
+    match = re.search(r"^## With Docker\n(.*?)(?=^## )", readme, re.MULTILINE | re.DOTALL)
+    assert match, "the README has no '## With Docker' section"
+    return match.group(1)
 
 
 # --- the compose file ---
@@ -171,10 +312,13 @@ def test_compose_file_is_valid_against_the_compose_specification() -> None:
 
 
 def test_the_schema_check_refuses_what_compose_refuses(tmp_path: Path) -> None:
-    # A misspelt key and a command word that is a number, not a string: both invalid.
+    # A misspelt key, a command word that is a number, not a string, and a dependency
+    # condition compose does not know: all invalid.
     for body in (
         "services:\n  web:\n    image: securecomm:local\n    portz: ['5000']\n",
         "services:\n  web:\n    image: securecomm:local\n    command: [securecomm, 5000]\n",
+        "services:\n  web:\n    image: securecomm:local\n"
+        "    depends_on: {network: {condition: service_done}}\n",
     ):
         path = tmp_path / "docker-compose.yml"
         path.write_text(body, "utf-8")
@@ -188,26 +332,62 @@ def test_compose_references_resolve() -> None:
     data = compose()
     stage_names = {name for name, _ in dockerfile_stages()}
     for name, service in data["services"].items():
-        for dependency in service.get("depends_on", []):
+        for dependency in dependencies(service):
             assert dependency in data["services"], f"{name} depends on unknown {dependency}"
-        for mount in service.get("volumes", []):
-            source = mount.split(":")[0]
-            assert source in data["volumes"], f"{name} mounts undeclared volume {source}"
+        for mount in mounts(service):
+            if mount.kind == "volume":
+                assert mount.source in data["volumes"], f"{name} mounts undeclared {mount}"
         build = service.get("build", {})
         assert build.get("context") == ".", name
         assert build.get("target") in stage_names, f"{name}: no stage {build.get('target')}"
 
 
-def test_the_services_share_one_home_on_one_volume() -> None:
-    for label, argv in securecomm_commands().items():
-        assert parse(argv).home == HOME, label
-    for name in securecomm_services():
-        service = services()[name]
-        assert service["volumes"] == [f"{VOLUME}:{HOME}"], name
-        assert service["build"]["target"] == runtime_target(), name
+def test_every_party_has_its_steps_and_nothing_else_runs() -> None:
+    expected = {step for p in parties() for step in p.steps} | {NETWORK_SERVICE}
+    assert set(securecomm_services()) == expected
+    for name in expected:
+        assert services()[name]["build"]["target"] == runtime_target(), name
+        assert services()[name]["image"] == services()[RELAY_SERVICE]["image"], name
+    assert set(services()) == expected | {"tests"}
 
 
-# --- commands the README documents ---
+def test_each_party_initialises_itself_in_its_own_home(tmp_path: Path) -> None:
+    settings = defaults(tmp_path)
+    ports = {c.name: c.port for c in settings.custodians}
+    for party in parties():
+        argv = services()[party.init]["command"]
+        args = parse(argv)
+        assert args.home == HOME, party.init
+        assert args.force, f"{party.init}: a second `up` must re-issue the card (--force)"
+        assert args.card == f"{EXCHANGE}/{party.name}.card.json", party.init
+        if party.is_relay:
+            assert command_of(party.init) == ["relay", "init"]
+            assert args.url == f"http://{RELAY_SERVICE}:{settings.server_port}"
+        else:
+            assert command_of(party.init) == ["custodian", "init"], party.init
+            assert args.name == party.name
+            # Its URL names its own service, where the others reach it.
+            assert args.url == f"http://{party.serve}:{ports[party.name]}"
+            assert args.operator == OPERATOR_PUB
+
+
+def test_the_coordinator_makes_the_network_file_from_the_cards(tmp_path: Path) -> None:
+    settings = defaults(tmp_path)
+    args = parse(services()[NETWORK_SERVICE]["command"])
+    assert command_of(NETWORK_SERVICE) == ["network", "create"]
+    cards = {p.name: parse(services()[p.init]["command"]).card for p in parties()}
+    assert args.relay == cards[RELAY]
+    # In share order: the custodians' order is the order of the shares.
+    assert args.custodian == [cards[name] for name in DEFAULT_CUSTODIANS]
+    assert args.threshold == settings.threshold
+    assert args.out == f"{EXCHANGE}/network.json"
+    assert args.force
+    for party in parties():
+        args_join = parse(services()[party.join]["command"])
+        assert command_of(party.join) == ["join"], party.join
+        assert args_join.network == args.out, party.join
+        assert args_join.home == HOME, party.join
+        assert args_join.fingerprint is None and not args_join.accept, party.join
 
 
 @pytest.mark.parametrize("label", sorted(securecomm_commands()))
@@ -225,17 +405,228 @@ def test_each_command_is_one_the_readme_documents(label: str) -> None:
 
 def test_the_relay_and_every_default_custodian_run() -> None:
     runs = {label: parse(argv) for label, argv in securecomm_commands().items()}
-    relay = [label for label, args in runs.items() if args.command == "relay"]
-    assert sorted(relay) == ["Dockerfile CMD", f"service {RELAY_SERVICE}"]
-    custodians = {
-        label.removeprefix("service "): args.name
+    serving = {
+        label: args
         for label, args in runs.items()
-        if args.command == "custodian"
+        if subcommand_words(securecomm_commands()[label])[-1] == "serve"
     }
-    # Each custodian runs as the service of its own name, so that name is its address.
-    assert custodians == {name: name for name in DEFAULT_CUSTODIANS}
-    for args in runs.values():
-        assert args.host == "0.0.0.0"  # reachable from the other containers
+    relay = [label for label, args in serving.items() if args.command == "relay"]
+    assert sorted(relay) == ["Dockerfile CMD", f"service {RELAY_SERVICE}"]
+    custodians = sorted(
+        label.removeprefix("service ")
+        for label, args in serving.items()
+        if args.command == "custodian"
+    )
+    assert custodians == sorted(DEFAULT_CUSTODIANS)
+    for label, args in serving.items():
+        assert args.home == HOME, label
+        assert args.host == "0.0.0.0", label  # reachable from the other containers
+        if args.command == "custodian":
+            # Its own home says which custodian it is: `custodian init` wrote [custodian].
+            assert args.name is None, label
+
+
+# --- homes and volumes: no party's keys where another party runs ---
+
+
+def test_each_party_mounts_its_own_home_and_only_what_each_step_needs() -> None:
+    for party in parties():
+        home = home_volume(party)
+        assert home != EXCHANGE_VOLUME, party.name
+        pub = Mount("bind", f"./operators/{party.name}-operator.pub", OPERATOR_PUB, True, False)
+        own_home = Mount("volume", home, HOME, False, False)
+        exchange = Mount("volume", EXCHANGE_VOLUME, EXCHANGE, False, False)
+        exchange_ro = Mount("volume", EXCHANGE_VOLUME, EXCHANGE, True, False)
+        init = {own_home, exchange} | (set() if party.is_relay else {pub})
+        assert set(mounts(services()[party.init])) == init, party.init
+        # Joining reads the network file; it writes only in its own home.
+        assert set(mounts(services()[party.join])) == {own_home, exchange_ro}, party.join
+        assert set(mounts(services()[party.serve])) == {own_home}, party.serve
+        for step in party.steps:
+            assert len(services()[step]["volumes"]) == len(mounts(services()[step])), step
+    # The coordinator has no home: it reads the cards and writes the network file.
+    assert mounts(services()[NETWORK_SERVICE]) == [
+        Mount("volume", EXCHANGE_VOLUME, EXCHANGE, False, False)
+    ]
+
+
+def test_no_two_parties_share_a_home_and_no_other_service_mounts_one() -> None:
+    homes = {party.name: home_volume(party) for party in parties()}
+    assert len(set(homes.values())) == len(homes), homes
+    assert set(compose()["volumes"]) == set(homes.values()) | {EXCHANGE_VOLUME}
+    for party in parties():
+        users = {
+            name
+            for name, service in services().items()
+            if any(m.kind == "volume" and m.source == homes[party.name] for m in mounts(service))
+        }
+        assert users == set(party.steps), f"{homes[party.name]} is mounted by {users}"
+
+
+def test_no_service_mounts_an_operators_directory_or_a_private_key() -> None:
+    operators = {f"./operators/{name}-operator.pub" for name in DEFAULT_CUSTODIANS}
+    for name, service in services().items():
+        for mount in mounts(service):
+            assert mount.source, f"{name}: an anonymous volume at {mount.target}"
+            if mount.kind != "bind":
+                continue
+            # One operator's public key, never the directory that also holds the .key
+            # files, read-only, and never made into an empty directory if it is missing.
+            assert mount.source in operators, f"{name} mounts {mount.source}"
+            assert not mount.source.endswith(".key"), name
+            assert mount.read_only, f"{name}: {mount.source} is writable"
+            assert not mount.creates_host_path, f"{name}: {mount.source} may become a directory"
+            assert name == f"{mount.source.split('/')[-1].removesuffix('-operator.pub')}-init"
+
+
+def test_the_exchange_is_never_mounted_where_a_party_serves() -> None:
+    for name, service in services().items():
+        exposed = "ports" in service or "expose" in service
+        if name in serve_services() or exposed:
+            assert all(m.source != EXCHANGE_VOLUME for m in mounts(service)), name
+    users = {
+        name
+        for name, service in services().items()
+        if any(m.source == EXCHANGE_VOLUME for m in mounts(service))
+    }
+    assert users == set(one_shot_services())
+
+
+# --- the order: init -> network -> join -> serve ---
+
+
+def test_the_steps_run_in_order() -> None:
+    network = dependencies(services()[NETWORK_SERVICE])
+    assert network == {p.init: COMPLETED for p in parties()}
+    for party in parties():
+        assert dependencies(services()[party.init]) == {}, party.init
+        assert dependencies(services()[party.join]) == {NETWORK_SERVICE: COMPLETED}, party.join
+        serve = dependencies(services()[party.serve])
+        assert serve[party.join] == COMPLETED, party.serve
+        others = {name: cond for name, cond in serve.items() if name != party.join}
+        if party.is_relay:
+            # The relay's page needs the custodians up.
+            assert others == dict.fromkeys(DEFAULT_CUSTODIANS, "service_started")
+        else:
+            assert others == {}, party.serve
+    # `up web` starts every step: all are among web's dependencies, transitively.
+    needed: set[str] = set()
+    pending = [RELAY_SERVICE]
+    while pending:
+        for dependency in dependencies(services()[pending.pop()]):
+            if dependency not in needed:
+                needed.add(dependency)
+                pending.append(dependency)
+    assert needed == set(securecomm_services()) - {RELAY_SERVICE}
+
+
+def test_one_shot_steps_run_once_and_services_restart() -> None:
+    for name in one_shot_services():
+        # Restarted on exit, a step would run forever and `completed` never come.
+        assert services()[name].get("restart", "no") == "no", name
+    for name in serve_services():
+        assert services()[name]["restart"] == "unless-stopped", name
+
+
+def topological_order(names: list[str]) -> list[str]:
+    order: list[str] = []
+    remaining = list(names)
+    while remaining:
+        ready = [
+            n
+            for n in remaining
+            if all(d in order for d in dependencies(services()[n]) if d in names)
+        ]
+        assert ready, f"a dependency cycle among {remaining}"
+        order.extend(ready)
+        remaining = [n for n in remaining if n not in ready]
+    return order
+
+
+def in_container(argv: list[str], service: str, volumes: Path, project: Path) -> list[str]:
+    """``argv`` with each path under one of the service's mounts made the host's path that
+    the mount stands for; every path it names must be on a mount, or it would be lost."""
+    places = {}
+    for mount in mounts(services()[service]):
+        if mount.kind == "volume":
+            places[mount.target] = volumes / mount.source
+        else:
+            places[mount.target] = project / mount.source
+    result = []
+    for word in argv:
+        if word.startswith("/"):
+            target = next((t for t in places if word == t or word.startswith(t + "/")), None)
+            assert target is not None, f"{service}: {word} is on none of its mounts"
+            word = str(places[target]) + word.removeprefix(target)
+        result.append(word)
+    return result
+
+
+def private_keys(directory: Path) -> dict[str, str]:
+    """{path under directory: the identity it is the private key of}, for every file
+    that holds one."""
+    found = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            text = path.read_bytes().decode("utf-8", "replace")
+            if "PRIVATE KEY" in text:
+                header = re.match(r"securecomm-identity: (\S+)", text)
+                found[path.relative_to(directory).as_posix()] = header.group(1) if header else ""
+    return found
+
+
+def test_the_steps_run_as_compose_runs_them(tmp_path: Path) -> None:
+    """Each one-shot step, in dependency order, given only its own mounts (a directory
+    for each named volume, the project's ./operators/*.pub for the binds), twice, as a
+    second ``up`` runs them again; then each home is what its service needs, and holds
+    only its own party's private key."""
+    project, volumes = tmp_path / "project", tmp_path / "volumes"
+    for name in [*compose()["volumes"]]:
+        (volumes / name).mkdir(parents=True)
+    for custodian in DEFAULT_CUSTODIANS:
+        # What the operators do first, outside Docker.
+        main(["keygen", f"{custodian}-operator", "--out", str(project / "operators")])
+    order = topological_order(one_shot_services())
+
+    def run_steps() -> None:
+        for name in order:
+            argv = in_container(services()[name]["command"], name, volumes, project)
+            try:
+                main(argv[1:])
+            except SystemExit as exc:
+                pytest.fail(f"{name}: `{' '.join(argv)}` exits {exc.code}")
+
+    run_steps()
+    first = {p: p.read_bytes() for p in sorted((volumes / EXCHANGE_VOLUME).iterdir())}
+    run_steps()
+    again = {p: p.read_bytes() for p in sorted((volumes / EXCHANGE_VOLUME).iterdir())}
+    assert again == first, "a second `up` changes the cards or the network file"
+    assert sorted(p.name for p in first) == sorted(
+        [f"{p.name}.card.json" for p in parties()] + ["network.json"]
+    )
+
+    assert private_keys(volumes / EXCHANGE_VOLUME) == {}
+    network_file = volumes / EXCHANGE_VOLUME / "network.json"
+    expected = defaults(tmp_path)
+    for party in parties():
+        home = volumes / home_volume(party)
+        assert list(private_keys(home).values()) == [party.name], party.name
+        serve = services()[party.serve]
+        settings = load_settings(home, env=serve.get("environment", {}))
+        assert (home / "network.json").read_bytes() == first[network_file]
+        # Every service finds the others by their service names, from the network file.
+        assert settings.server_url == f"http://{RELAY_SERVICE}:{settings.server_port}"
+        assert [c.url for c in settings.custodians] == [
+            f"http://{c.name}:{c.port}" for c in expected.custodians
+        ]
+        # The page a host's browser opens at the relay's published port may call them.
+        assert settings.allowed_origins() == (PAGE_ORIGIN,), party.name
+        if party.is_relay:
+            assert settings.server_port == expected.server_port
+        else:
+            assert settings.own_custodian is not None
+            assert settings.own_custodian.name == party.name
+            assert services()[party.serve]["expose"] == [str(settings.own_custodian.port)]
 
 
 def test_tests_service_runs_the_readme_test_command() -> None:
@@ -252,43 +643,53 @@ def test_tests_service_runs_the_readme_test_command() -> None:
 
 
 def test_readme_says_how_to_run_them() -> None:
-    readme = README.read_text("utf-8")
-    for command in ("docker-compose up web", "docker-compose run --rm tests"):
-        assert command in readme, f"the README does not mention `{command}`"
+    section = docker_section()
+    for text in (
+        "docker-compose up web",
+        "docker-compose run --rm tests",
+        "docker-compose down -v",
+        "securecomm keygen",
+        "--out operators",
+        "SECURECOMM_WEB_ORIGINS",
+    ):
+        assert text in section, f"the README's Docker section does not mention `{text}`"
+    # What each volume holds and what each step is, named for the relay, the coordinator
+    # and the first and last custodians (the others as `alpha` ... `echo`).
+    named = {party.name: party for party in parties()}
+    shown = [named[RELAY], named[DEFAULT_CUSTODIANS[0]], named[DEFAULT_CUSTODIANS[-1]]]
+    names = [NETWORK_SERVICE, EXCHANGE_VOLUME]
+    names += [name for party in shown for name in (*party.steps, home_volume(party))]
+    for name in names:
+        assert f"`{name}`" in section, f"the README's Docker section does not name `{name}`"
 
 
-# --- ports and addresses: the config's defaults ---
+# --- ports: the config's defaults ---
 
 
 def test_ports_match_the_config_defaults(tmp_path: Path) -> None:
     settings = defaults(tmp_path)
     web = services()[RELAY_SERVICE]
-    assert parse(web["command"]).port == settings.server_port
+    relay_url = parse(services()[f"{RELAY}-init"]["command"]).url
+    assert port_of(relay_url) == settings.server_port
+    assert parse(web["command"]).port in (None, settings.server_port)
     assert web["ports"] == [f"127.0.0.1:{settings.server_port}:{settings.server_port}"]
+    assert PAGE_ORIGIN == f"http://127.0.0.1:{settings.server_port}"
     assert parse(exec_form(last(stage(runtime_target()), "CMD"))).port == settings.server_port
     for custodian in settings.custodians:
         service = services()[custodian.name]
-        assert parse(service["command"]).port == custodian.port, custodian.name
+        url = parse(services()[f"{custodian.name}-init"]["command"]).url
+        assert port_of(url) == custodian.port, custodian.name
+        assert parse(service["command"]).port in (None, custodian.port), custodian.name
         assert service["expose"] == [str(custodian.port)], custodian.name
         assert "ports" not in service, f"{custodian.name} is published; only the relay is"
+    for name in one_shot_services():
+        assert "ports" not in services()[name] and "expose" not in services()[name], name
 
 
 def test_dockerfile_exposes_the_default_ports(tmp_path: Path) -> None:
     settings = defaults(tmp_path)
     exposed = {int(port) for port in last(stage(runtime_target()), "EXPOSE").split()}
     assert exposed == {settings.server_port} | {c.port for c in settings.custodians}
-
-
-def test_the_environment_points_clients_at_the_services(tmp_path: Path) -> None:
-    """securecomm.config, given the compose environment, finds each service by its name."""
-    settings = defaults(tmp_path)
-    for name in securecomm_services():
-        environment = services()[name]["environment"]
-        seen = load_settings(tmp_path, env=environment)
-        assert seen.server_url == f"http://{RELAY_SERVICE}:{settings.server_port}", name
-        assert [c.url for c in seen.custodians] == [
-            f"http://{c.name}:{c.port}" for c in settings.custodians
-        ], name
 
 
 # --- the image ---
@@ -307,7 +708,22 @@ def test_image_runs_as_a_user_with_its_home_on_a_volume() -> None:
     assert last(stage("test"), "USER") == user
 
 
+def test_the_image_gives_the_user_each_volume_mount_point() -> None:
+    # A new named volume takes the owner of the image's directory it is mounted on: one
+    # the image does not make would be root's, and the steps could not write there.
+    user = last(stage(runtime_target()), "USER")
+    runs = " && ".join(
+        arguments for instruction, arguments in stage("base") if instruction == "RUN"
+    )
+    targets = {m.target for s in services().values() for m in mounts(s) if m.kind == "volume"}
+    assert targets == {HOME, EXCHANGE}
+    for target in targets:
+        assert re.search(rf"\bmkdir [^&]*{re.escape(target)}(\s|$)", runs), target
+        assert re.search(rf"\bchown {re.escape(user)} [^&]*{re.escape(target)}(\s|$)", runs)
+
+
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
-    # The test stage makes its own .venv; a host's copied over it would break it.
+    # The test stage makes its own .venv; a host's copied over it would break it. It
+    # copies the tree, so the operators' keys made for compose must stay out of it.
     ignored = set(DOCKERIGNORE.read_text("utf-8").split())
-    assert {".venv", ".git", "securecomm-data"} <= ignored
+    assert {".venv", ".git", "securecomm-data", "operators"} <= ignored
