@@ -34,6 +34,37 @@ def free_port() -> int:
         return port
 
 
+def wait_healthy(
+    process: subprocess.Popen[bytes], url: str, log: Path, name: str, timeout: float = 30.0
+) -> None:
+    """Until ``url`` answers ``/healthz``; RuntimeError with the log's end if the process
+    exits first or nothing answers in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer /healthz at {url} in {timeout} s")
+
+
+def stop_group(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal the process group ``process`` leads, and wait; SIGKILL after 15 s."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+
 @dataclass
 class Service:
     kind: str  # "relay" or "custodian"
@@ -58,31 +89,15 @@ class Service:
         command += ["--home", str(self.home), "--port", str(self.port), "--workers", "1"]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not answer /healthz in {timeout} s")
+        try:
+            wait_healthy(self.process, self.url, self.log, self.name, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
+        if self.process is not None:
+            stop_group(self.process, sig)
         self.process = None
 
     def kill9(self) -> None:

@@ -9,13 +9,10 @@ through one ``exchange`` directory that stands for e-mail or a USB stick.
 from __future__ import annotations
 
 import base64
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +22,8 @@ import pytest
 
 from securecomm.identity import Identity
 from securecomm.network import Card, Network
+
+from .conftest import stop_group, wait_healthy
 
 CLI = [sys.executable, "-m", "securecomm.cli"]
 CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
@@ -75,29 +74,13 @@ class Deployment:
         )
         log.close()
 
-    def wait(self, name: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.services[name].poll() is not None:
-                raise RuntimeError(f"{name} exited: {(self.root / f'{name}.log').read_text()}")
-            try:
-                if httpx.get(f"{self.urls[name]}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{name} did not answer at {self.urls[name]}")
+    def wait(self, name: str) -> None:
+        wait_healthy(self.services[name], self.urls[name], self.root / f"{name}.log", name)
 
     def stop(self, name: str) -> None:
         process = self.services.pop(name, None)
-        if process is None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+        if process is not None:
+            stop_group(process)
 
 
 def _hand_over(path: Path, exchange: Path) -> Path:
