@@ -39,4 +39,4 @@ ENV SECURECOMM_HOME=/data
 USER 10001:10001
 VOLUME /data
 EXPOSE 5000 5101 5102 5103 5104 5105
-CMD ["securecomm", "relay", "serve", "--host", "0.0.0.0", "--port", "5000", "--home", "/data"]
+CMD ["securecomm", "relay", "serve", "--host", "0.0.0.0", "--port", "5000", "--home", "/data", "--insecure-http"]

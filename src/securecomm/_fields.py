@@ -27,10 +27,16 @@ def version(value: Mapping[str, Any], path: str) -> None:
 
 
 def expect_object(
-    value: object, path: str, keys: set[str], *, versioned: bool = False
+    value: object,
+    path: str,
+    keys: set[str],
+    *,
+    optional: frozenset[str] | set[str] = frozenset(),
+    versioned: bool = False,
 ) -> Mapping[str, Any]:
-    """``value`` as an object with exactly ``keys``; a versioned one has its "v" checked
-    first, so a later version with new members is an unknown version, not a bad field."""
+    """``value`` as an object with exactly ``keys`` and any of ``optional``; a versioned one
+    has its "v" checked first, so a later version with new members is an unknown version,
+    not a bad field."""
     if not isinstance(value, Mapping):
         raise FieldError(f"{path}: expected an object, got {type(value).__name__}")
     if versioned:
@@ -38,7 +44,7 @@ def expect_object(
     missing = keys - set(value)
     if missing:
         raise FieldError(f"{path}: missing field(s) {sorted(missing)}")
-    extra = set(value) - keys
+    extra = set(value) - keys - set(optional)
     if extra:
         raise FieldError(f"{path}: unexpected field(s) {sorted(extra)}")
     return value

@@ -70,4 +70,5 @@ class Code(enum.StrEnum):
     # What a client reports of a service, never sent by one: no answer at all, and a
     # release that waits for the operator (202).
     UNREACHABLE = "unreachable"
+    TLS_REFUSED = "tls_refused"
     PENDING = "pending"

@@ -88,6 +88,12 @@ class Settings:
     workers: int = 2
     #: Browser origins whose pages may call the custodians (CORS); default: the relay's own.
     web_origins: tuple[str, ...] = ()
+    #: This service's TLS certificate chain and key (``[tls] cert``, ``key``), if it has one.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: The CA a client trusts for the services' certificates (PEM): the joined network
+    #: file's, else ``[tls] ca``; None: the system's trust store.
+    tls_ca: str | None = None
 
     def allowed_origins(self) -> tuple[str, ...]:
         return self.web_origins or (origin_of(self.server_url),)
@@ -239,6 +245,13 @@ def load_settings(
     )
     own = data.get("custodian")
     own_custodian = None if own is None else _custodian(own, "[custodian]")
+    tls = _table(data.get("tls", {}), "[tls]")
+    cert, key = (tls.get(k) for k in ("cert", "key"))
+    if (cert is None) != (key is None):
+        raise ParameterError("config: [tls] needs both cert and key, or neither")
+    tls_ca = network.tls_ca if network is not None else None
+    if tls_ca is None and tls.get("ca") is not None:
+        tls_ca = _read_pem(home_path / _str(tls["ca"], "tls.ca"), "tls.ca")
     check_parameters(n, t)
     return Settings(
         home=home_path,
@@ -259,7 +272,17 @@ def load_settings(
         own_custodian=own_custodian,
         workers=_int(env.get("SECURECOMM_WORKERS", server.get("workers", 2)), "workers"),
         web_origins=_origins(env.get("SECURECOMM_WEB_ORIGINS", server.get("web_origins", []))),
+        tls_cert=None if cert is None else home_path / _str(cert, "tls.cert"),
+        tls_key=None if key is None else home_path / _str(key, "tls.key"),
+        tls_ca=tls_ca,
     )
+
+
+def _read_pem(path: Path, name: str) -> str:
+    try:
+        return path.read_text("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"config: {name}: cannot read {path} ({exc})") from None
 
 
 def _network_custodians(network: Network) -> tuple[CustodianSettings, ...]:

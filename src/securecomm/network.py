@@ -128,8 +128,14 @@ class Network:
     relay: Card
     custodians: tuple[Card, ...]
     threshold: int
+    #: The CA the services' TLS certificates chain to (PEM), if they use a private one.
+    tls_ca: str | None = None
 
     def __post_init__(self) -> None:
+        if self.tls_ca is not None:
+            from .tls import load_certificates
+
+            load_certificates(self.tls_ca.encode("ascii", "replace"), "network.tls_ca")
         if self.relay.role != "relay":
             raise FieldError(f"network: the relay's card is a {self.relay.role}'s")
         for card in self.custodians:
@@ -161,12 +167,15 @@ class Network:
             seen[key] = owner
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "v": 1,
             "relay": self.relay.to_json(),
             "custodians": [c.to_json() for c in self.custodians],
             "threshold": self.threshold,
         }
+        if self.tls_ca is not None:
+            document["tls_ca"] = self.tls_ca
+        return document
 
     def to_bytes(self) -> bytes:
         return canonical.dumps(self.to_json()) + b"\n"
@@ -183,7 +192,11 @@ class Network:
     @classmethod
     def from_json(cls, value: object) -> Network:
         obj = expect_object(
-            value, "network", {"v", "relay", "custodians", "threshold"}, versioned=True
+            value,
+            "network",
+            {"v", "relay", "custodians", "threshold"},
+            optional={"tls_ca"},
+            versioned=True,
         )
         custodians = obj["custodians"]
         if not isinstance(custodians, list):
@@ -192,11 +205,18 @@ class Network:
             Card.from_json(obj["relay"], "network.relay"),
             tuple(Card.from_json(c, f"network.custodians[{i}]") for i, c in enumerate(custodians)),
             integer(obj["threshold"], "network.threshold", MIN_THRESHOLD, MAX_SHARES),
+            _pem(obj.get("tls_ca")),
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Network:
         return cls.from_json(canonical.loads(data.rstrip(b"\n"), what="network file"))
+
+
+def _pem(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise FieldError("network.tls_ca: expected the CA certificate in PEM, as a string")
+    return value
 
 
 def joined(home: Path) -> Network | None:

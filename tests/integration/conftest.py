@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,16 +36,26 @@ def free_port() -> int:
 
 
 def wait_healthy(
-    process: subprocess.Popen[bytes], url: str, log: Path, name: str, timeout: float = 30.0
+    process: subprocess.Popen[bytes],
+    url: str,
+    log: Path,
+    name: str,
+    timeout: float = 30.0,
+    *,
+    trust: str | None = None,
 ) -> None:
-    """Until ``url`` answers ``/healthz``; RuntimeError with the log's end if the process
-    exits first or nothing answers in time."""
+    """Until ``url`` answers ``/healthz`` (over TLS: with a certificate from the CA
+    ``trust``); RuntimeError with the log's end if the process exits first or nothing
+    answers in time."""
+    verify: ssl.SSLContext | bool = (
+        True if trust is None else ssl.create_default_context(cadata=trust)
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

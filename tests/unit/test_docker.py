@@ -421,6 +421,8 @@ def test_the_relay_and_every_default_custodian_run() -> None:
     for label, args in serving.items():
         assert args.home == HOME, label
         assert args.host == "0.0.0.0", label  # reachable from the other containers
+        # Plain HTTP off loopback is refused without it: Compose's network is private.
+        assert args.insecure_http, label
         if args.command == "custodian":
             # Its own home says which custodian it is: `custodian init` wrote [custodian].
             assert args.name is None, label

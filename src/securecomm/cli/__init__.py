@@ -30,7 +30,7 @@ from ..errors import (
     ShareError,
     SignatureError,
 )
-from . import contacts, local, network, offline, operators, people, services
+from . import contacts, local, network, offline, operators, people, services, tls
 from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CliError
 
 __all__ = ["build_parser", "main"]
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay, custodian = services.add_commands(sub)
     network.add_commands(sub, relay, custodian)
     operators.add_commands(sub, custodian)
+    tls.add_commands(sub)
     return parser
 
 

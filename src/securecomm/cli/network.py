@@ -65,6 +65,16 @@ def cmd_custodian_init(args: argparse.Namespace) -> None:
     print(f"operator: {operator.name} ({operator.short_fingerprint()})")
 
 
+def _tls_ca(args: argparse.Namespace) -> str | None:
+    """The CA certificate given with --tls-ca, as PEM text."""
+    if not args.tls_ca:
+        return None
+    try:
+        return Path(args.tls_ca).read_text("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"--tls-ca {args.tls_ca}: cannot read it ({exc})", code=2) from None
+
+
 def _check_url(url: str) -> None:
     from ..config import address_of
     from ..network import Card
@@ -93,7 +103,7 @@ def cmd_network_create(args: argparse.Namespace) -> None:
     refuse_existing(args.out, args.force)
     relay = read(args.relay)
     custodians = tuple(read(path) for path in args.custodian)
-    network = Network(relay, custodians, args.threshold)
+    network = Network(relay, custodians, args.threshold, _tls_ca(args))
     write_atomic(args.out, network.to_bytes())
     print(f"network: {args.out} ({network.threshold} of {len(custodians)} custodians)")
     for card in (relay, *custodians):
@@ -168,6 +178,12 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
         help="a custodian's card, in share order (repeat for each)",
     )
     p.add_argument("--threshold", required=True, type=positive_int, help="shares needed (t)")
+    p.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="the CA the services' certificates chain to (`tls ca` makes one; without it,"
+        " clients use the system's trust store)",
+    )
     p.add_argument("--out", required=True, metavar="PATH", help="where to write it")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_network_create)
@@ -193,16 +209,26 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
         help="the network's fingerprint, as whoever set it up told you (needed to join"
         " from a URL the first time)",
     )
+    p.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="the CA of the relay's certificate, to join from an https:// URL of a network"
+        " with a private CA (the network file carries it after)",
+    )
     p.add_argument("--accept", action="store_true", help="accept a change of custodians")
     home_option(p)
     p.set_defaults(func=cmd_join)
 
 
-def _fetch_network(url: str, fingerprint: str | None, home: Path) -> bytes:
+def _fetch_network(
+    url: str, fingerprint: str | None, home: Path, tls_ca: str | None = None
+) -> bytes:
     """The network file a relay serves, checked against the fingerprint the person was
     given out of band; without one, only a home that joined before may fetch it (its pins
     decide)."""
     from ..client.transport import ServiceClient
+    from ..codes import Code
+    from ..errors import ServiceError
     from ..identity import fingerprint_matches
     from ..network import NETWORK_FILE, Network
 
@@ -213,8 +239,19 @@ def _fetch_network(url: str, fingerprint: str | None, home: Path) -> bytes:
             " printed, and give it with --fingerprint (or join with the network file itself)",
             code=2,
         )
-    with ServiceClient(url.rstrip("/"), "relay", timeout=10.0) as relay:
-        data = relay.request("GET", "/api/v1/network", sign=False).content
+    if tls_ca is None and (home / NETWORK_FILE).exists():
+        tls_ca = Network.from_bytes((home / NETWORK_FILE).read_bytes()).tls_ca
+    with ServiceClient(url.rstrip("/"), "relay", timeout=10.0, trust=tls_ca) as relay:
+        try:
+            data = relay.request("GET", "/api/v1/network", sign=False).content
+        except ServiceError as exc:
+            if exc.code != Code.TLS_REFUSED or tls_ca is not None:
+                raise
+            raise CliError(
+                str(exc),
+                hint="if the network has a private CA, give its certificate with --tls-ca"
+                " (from whoever set the network up, with the fingerprint)",
+            ) from None
     network = Network.from_bytes(data)
     if fingerprint is not None and not fingerprint_matches(network.fingerprint, fingerprint):
         raise CliError(
@@ -232,7 +269,7 @@ def cmd_join(args: argparse.Namespace) -> None:
 
     home = home_of(args)
     if args.network.startswith(("http://", "https://")):
-        data = _fetch_network(args.network, args.fingerprint, home)
+        data = _fetch_network(args.network, args.fingerprint, home, _tls_ca(args))
     else:
         try:
             data = Path(args.network).read_bytes()

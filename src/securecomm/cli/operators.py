@@ -39,7 +39,7 @@ def _operator_client(args: argparse.Namespace) -> Any:
             f"no operator key for {args.name} at {key}"
             + ("" if args.operator_key else f" (nor at {places[1]})"),
         )
-    return ServiceClient(url, args.name, load_identity(str(key), args))
+    return ServiceClient(url, args.name, load_identity(str(key), args), trust=settings.tls_ca)
 
 
 def cmd_custodian_pending(args: argparse.Namespace) -> None:

@@ -32,7 +32,15 @@ def cmd_relay_serve(args: argparse.Namespace) -> None:
         host=args.host or settings.server_host,
         port=args.port or settings.server_port,
         workers=args.workers or settings.workers,
+        tls=_tls(settings),
+        insecure_http=args.insecure_http,
     )
+
+
+def _tls(settings: Settings) -> tuple[Path, Path] | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return settings.tls_cert, settings.tls_key
 
 
 def cmd_custodian_serve(args: argparse.Namespace) -> None:
@@ -60,6 +68,8 @@ def cmd_custodian_serve(args: argparse.Namespace) -> None:
         host=args.host or custodian.host,
         port=args.port or custodian.port,
         workers=args.workers or settings.workers,
+        tls=_tls(settings),
+        insecure_http=args.insecure_http,
     )
 
 
@@ -133,6 +143,11 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
         p.add_argument("--host", help="address to listen on (default from the config)")
         p.add_argument("--port", type=int, help="port to listen on (default from the config)")
         p.add_argument("--workers", type=int, help="gunicorn worker processes (default 2)")
+        p.add_argument(
+            "--insecure-http",
+            action="store_true",
+            help="allow plain HTTP on an address other than loopback (a network you trust)",
+        )
 
     relay_sub = command_group(
         sub, "relay", "run the relay service", "The relay stores sealed envelopes; never a key."

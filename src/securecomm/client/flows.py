@@ -85,7 +85,7 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
     """The pinned key of custodian ``name``, checked against what the custodian presents."""
     pinned = known.require(name)
     url = settings.custodian(name).url
-    with ServiceClient(url, name, timeout=5.0) as client:
+    with ServiceClient(url, name, timeout=5.0, trust=settings.tls_ca) as client:
         answer = client.request("GET", "/v1/identity", sign=False).json()
     presented = PublicIdentity.from_json(answer.get("identity"), field=f"{name} identity")
     known.check(presented)  # raises KeyChangedError with both fingerprints
@@ -98,7 +98,7 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
 
 
 def _directory_entry(settings: Settings, name: str) -> Any:
-    with ServiceClient(settings.server_url, "relay", timeout=5.0) as relay:
+    with ServiceClient(settings.server_url, "relay", timeout=5.0, trust=settings.tls_ca) as relay:
         return relay.request("GET", f"/api/v1/directory/{name}", sign=False).json()
 
 
@@ -120,7 +120,9 @@ def register(settings: Settings, identity: Identity) -> bool:
     """List ``identity``'s public keys in the relay's directory under its name; True if
     the entry is new, False if it was there already. A name another key holds is refused
     by the relay (HTTP 409)."""
-    with ServiceClient(settings.server_url, "relay", identity, timeout=10.0) as relay:
+    with ServiceClient(
+        settings.server_url, "relay", identity, timeout=10.0, trust=settings.tls_ca
+    ) as relay:
         answer = relay.request(
             "PUT",
             f"/api/v1/directory/{identity.name}",
@@ -394,7 +396,9 @@ class _Send:
         """What the relay says it takes (its page's configuration); this home's own
         setting if it does not say."""
         try:
-            with ServiceClient(self.settings.server_url, "relay", timeout=5.0) as relay:
+            with ServiceClient(
+                self.settings.server_url, "relay", timeout=5.0, trust=self.settings.tls_ca
+            ) as relay:
                 said = relay.request("GET", "/api/v1/web-config", sign=False).json()
             limit = said.get("max_envelope_bytes") if isinstance(said, dict) else None
         except (SecureCommError, ValueError):
@@ -410,7 +414,9 @@ class _Send:
         def deposit_one(index: int, name: str) -> Receipt:
             request = DepositRequest.for_draft(draft, index, keys[name], self.sender.public)
             url = self.settings.custodian(name).url
-            with ServiceClient(url, name, self.sender, timeout=self.deadline) as c:
+            with ServiceClient(
+                url, name, self.sender, timeout=self.deadline, trust=self.settings.tls_ca
+            ) as c:
                 answer = c.request("POST", "/v1/deposits", body=request.to_json())
             receipt = Receipt.from_json(answer.json())
             receipt.verify(keys[name])
@@ -454,7 +460,13 @@ class _Send:
             return _withdraw(settings, sender, receipts, draft.header.id)
 
         def post_it() -> Any:
-            with ServiceClient(settings.server_url, "relay", sender, timeout=self.deadline) as r:
+            with ServiceClient(
+                settings.server_url,
+                "relay",
+                sender,
+                timeout=self.deadline,
+                trust=self.settings.tls_ca,
+            ) as r:
                 return r.request("POST", "/api/v1/messages", raw=data, sign=False).json()
 
         self.progress("uploading", 0, len(data))
@@ -531,7 +543,9 @@ def _withdrawal(withdrawn: list[str], in_flight: set[str]) -> str:
 
 def _delete_from_relay(settings: Settings, sender: Identity, message_id: str) -> None:
     """Best effort: remove a message from the relay (absent is as good as deleted)."""
-    with ServiceClient(settings.server_url, "relay", sender, timeout=5) as relay:
+    with ServiceClient(
+        settings.server_url, "relay", sender, timeout=5, trust=settings.tls_ca
+    ) as relay:
         try:
             relay.request("DELETE", f"/api/v1/messages/{message_id}")
         except SecureCommError:
@@ -549,7 +563,7 @@ def _withdraw(
         receipt = receipts.get(name)
         target = f"/v1/deposits/{receipt.ref}" if receipt else "/v1/deposits"
         params = None if receipt else {"message_id": message_id}
-        with ServiceClient(url, name, sender, timeout=5) as c:
+        with ServiceClient(url, name, sender, timeout=5, trust=settings.tls_ca) as c:
             c.request("DELETE", target, params=params)
 
     done, _ = _parallel(
@@ -571,7 +585,7 @@ def inbox(settings: Settings, reader: Identity) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     after = ""
     seen = _load_state(_history_path(settings, reader))
-    with ServiceClient(settings.server_url, "relay", reader) as relay:
+    with ServiceClient(settings.server_url, "relay", reader, trust=settings.tls_ca) as relay:
         while True:
             params = {"limit": "100"} | ({"after": after} if after else {})
             page = relay.request("GET", "/api/v1/inbox", params=params).json()
@@ -666,7 +680,9 @@ def read(
     successful read too, until :func:`forget` (call it once the plaintext is safe).
     """
     progress("fetching", 0, 1)
-    with ServiceClient(settings.server_url, "relay", reader, timeout=deadline) as relay:
+    with ServiceClient(
+        settings.server_url, "relay", reader, timeout=deadline, trust=settings.tls_ca
+    ) as relay:
         try:
             data = relay.request("GET", f"/api/v1/messages/{message_id}").content
         except ServiceError as exc:
@@ -721,7 +737,7 @@ def read(
                 progress("collecting shares", 1, t)
                 return share
         url = settings.custodian(name).url
-        with ServiceClient(url, name, reader, timeout=deadline) as client:
+        with ServiceClient(url, name, reader, timeout=deadline, trust=settings.tls_ca) as client:
             if name in kept.pending:
                 answer = client.request("GET", f"/v1/releases/{kept.pending[name]}")
             else:
@@ -802,7 +818,7 @@ def forget(settings: Settings, reader: Identity, message_id: str) -> None:
 
 def unsend(settings: Settings, sender: Identity, message_id: str) -> list[str]:
     """Destroy every deposit of a message and remove it from the relay; return what failed."""
-    with ServiceClient(settings.server_url, "relay", sender) as relay:
+    with ServiceClient(settings.server_url, "relay", sender, trust=settings.tls_ca) as relay:
         envelope = Envelope.from_bytes(
             relay.request("GET", f"/api/v1/messages/{message_id}").content
         )
@@ -812,7 +828,10 @@ def unsend(settings: Settings, sender: Identity, message_id: str) -> list[str]:
         for receipt in envelope.receipts:
             try:
                 with ServiceClient(
-                    settings.custodian(receipt.custodian).url, receipt.custodian, sender
+                    settings.custodian(receipt.custodian).url,
+                    receipt.custodian,
+                    sender,
+                    trust=settings.tls_ca,
                 ) as custodian:
                     custodian.request("DELETE", f"/v1/deposits/{receipt.ref}")
             except SecureCommError as exc:

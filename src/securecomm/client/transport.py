@@ -22,17 +22,31 @@ from ..identity import Identity
 __all__ = ["ServiceClient"]
 
 _tls_lock = threading.Lock()
-_tls_context: ssl.SSLContext | None = None
+_tls_contexts: dict[str | None, ssl.SSLContext] = {}
 
 
-def _shared_tls_context() -> ssl.SSLContext:
+def _shared_tls_context(trust: str | None = None) -> ssl.SSLContext:
     """httpx builds a TLS context (loading every CA certificate) per client, even for plain
-    http: some 16 ms of CPU, twelve times in a send. Build the same one once per process."""
-    global _tls_context
+    http: some 16 ms of CPU, twelve times in a send. Build one per trust anchor, once per
+    process: the CA given (PEM), or the system's trust store for None."""
     with _tls_lock:
-        if _tls_context is None:
-            _tls_context = httpx.create_ssl_context()
-        return _tls_context
+        if trust not in _tls_contexts:
+            _tls_contexts[trust] = (
+                httpx.create_ssl_context()
+                if trust is None
+                else ssl.create_default_context(cadata=trust)
+            )
+        return _tls_contexts[trust]
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error under an httpx error, if that is what it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class ServiceClient:
@@ -46,16 +60,31 @@ class ServiceClient:
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        trust: str | None = None,
     ) -> None:
+        """``trust``: the CA (PEM) the service's TLS certificate must chain to; None for the
+        system's trust store. Only ``https://`` URLs use it."""
         self.base_url = base_url.rstrip("/")
         self.audience = audience
         self.identity = identity
+        self.trust = trust
         if transport is None:
-            transport = httpx.HTTPTransport(verify=_shared_tls_context())
+            transport = httpx.HTTPTransport(verify=_shared_tls_context(trust))
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
+
+    def _tls_message(self, error: ssl.SSLError) -> str:
+        """Which host refused, why, and what was expected of it."""
+        host = httpx.URL(self.base_url).host
+        why = getattr(error, "verify_message", None) or error.reason or type(error).__name__
+        expected = (
+            "a certificate for that host from the CA in the network file"
+            if self.trust is not None
+            else "a certificate for that host from a CA this system trusts"
+        )
+        return f"TLS with {host} refused: {why}; expected {expected}"
 
     def __enter__(self) -> ServiceClient:
         return self
@@ -96,6 +125,11 @@ class ServiceClient:
         try:
             response = self._http.request(method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:
+            refused = _tls_failure(exc)
+            if refused is not None:
+                raise ServiceError(
+                    self.audience, 0, Code.TLS_REFUSED, self._tls_message(refused)
+                ) from None
             raise ServiceError(
                 self.audience,
                 0,

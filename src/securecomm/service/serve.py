@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+
+from ..errors import ParameterError
 
 __all__ = ["serve"]
 
@@ -28,6 +32,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return self._factory()
 
 
+def _check_tls(name: str, cert: Path, key: Path) -> None:
+    """Refuse here, in a sentence, what gunicorn would refuse in each worker."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ParameterError(f"{name}: no TLS file at {exc.filename}") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ParameterError(
+            f"{name}: {cert} and {key} are not a certificate and its key ({exc})"
+        ) from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -37,17 +54,38 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def serve(factory: Callable[[], Flask], *, name: str, host: str, port: int, workers: int) -> None:
-    """Build the app once here (identity, schema), then serve it with gunicorn's workers."""
+def serve(
+    factory: Callable[[], Flask],
+    *,
+    name: str,
+    host: str,
+    port: int,
+    workers: int,
+    tls: tuple[Path, Path] | None = None,
+    insecure_http: bool = False,
+) -> None:
+    """Build the app once here (identity, schema), then serve it with gunicorn's workers,
+    over TLS when ``tls`` (certificate chain, key) is given.
+
+    Plain HTTP on an address other than loopback is refused unless ``insecure_http``:
+    contents stay sealed and signed, but who talks to whom would be on the wire."""
+    if tls is None and not _is_loopback(host) and not insecure_http:
+        raise ParameterError(
+            f"{name} would listen on {host} over plain HTTP; give it a certificate ([tls]"
+            " cert and key in its securecomm.toml; `securecomm tls issue` makes one), or"
+            " say --insecure-http for a network you trust"
+        )
+    if tls is not None:
+        _check_tls(name, *tls)
     app = factory()
     app.extensions["securecomm"]["engine"].dispose()
-    if not _is_loopback(host):
+    if tls is None and not _is_loopback(host):
         print(
-            f"warning: {name} listens on {host}, not loopback, over plain HTTP. Contents stay"
-            " sealed and signed, but metadata is visible: put TLS in front of it.",
+            f"warning: {name} listens on {host}, not loopback, over plain HTTP (--insecure-http)."
+            " Contents stay sealed and signed, but metadata is visible.",
             file=sys.stderr,
         )
-    options = {
+    options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "worker_class": "gthread",
@@ -59,5 +97,8 @@ def serve(factory: Callable[[], Flask], *, name: str, host: str, port: int, work
         "loglevel": "warning",
         "proc_name": f"securecomm-{name}",
     }
-    print(f"{name} listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    if tls is not None:
+        options |= {"certfile": str(tls[0]), "keyfile": str(tls[1])}
+    scheme = "https" if tls is not None else "http"
+    print(f"{name} listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
     _Gunicorn(factory, options).run()

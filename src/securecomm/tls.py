@@ -1,0 +1,233 @@
+"""A private certificate authority and host certificates for the services' TLS
+(``securecomm tls ca``, ``securecomm tls issue``), made with pyca ``cryptography``.
+
+TLS hides metadata on the wire (who asks which custodian for what, when); it is not a
+new root of trust: the relay's and custodians' keys stay pinned from the network file,
+and everything the protocol carries is already sealed and signed end to end. So the CA
+is kept simple: ECDSA P-256 keys (what OpenSSL and Chromium accept everywhere), a root
+that may sign host certificates only (path length 0), and host certificates for TLS
+servers only (serverAuth), valid 397 days, naming their hosts in subjectAltName.
+
+A CA directory holds ``ca.pem`` (the certificate, public: it goes into the network
+file) and ``ca.key`` (mode 0600: whoever holds it can impersonate every service to a
+client that trusts the CA). A host directory holds ``NAME.pem`` (the host's
+certificate, then the CA's) and ``NAME.key`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ._files import write_atomic
+from .errors import FormatError, ParameterError
+
+__all__ = [
+    "CA_CERT",
+    "CA_KEY",
+    "CertificateAuthority",
+    "HostCertificate",
+    "ca_spki_sha256",
+    "load_certificates",
+    "make_ca",
+]
+
+CA_CERT = "ca.pem"
+CA_KEY = "ca.key"
+CA_YEARS = 10
+HOST_DAYS = 397  # the longest validity browsers accept for a server certificate
+#: Backdated so that a clock a little behind the CA's still accepts a new certificate.
+SKEW = datetime.timedelta(minutes=5)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def load_certificates(data: bytes, what: str) -> list[x509.Certificate]:
+    """Every certificate of a PEM file; FormatError naming ``what`` if there is none."""
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise FormatError(f"{what}: not a PEM certificate") from None
+    return certificates
+
+
+def ca_spki_sha256(ca_pem: bytes) -> bytes:
+    """SHA-256 of the CA certificate's SubjectPublicKeyInfo: what a browser is told to
+    trust (Chromium's ``--ignore-certificate-errors-spki-list``), and a short way to
+    name a CA in a message."""
+    certificate = load_certificates(ca_pem, "CA")[0]
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    return digest.finalize()
+
+
+@dataclass(frozen=True)
+class HostCertificate:
+    name: str
+    certificate: x509.Certificate
+    chain_pem: bytes  # the host's certificate, then the CA's
+    key_pem: bytes
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cert_path, key_path = directory / f"{self.name}.pem", directory / f"{self.name}.key"
+        write_atomic(key_path, self.key_pem, private=True)
+        write_atomic(cert_path, self.chain_pem)
+        return cert_path, key_path
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def pem(self) -> bytes:
+        return _cert_pem(self.certificate)
+
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        cert_path, key_path = directory / CA_CERT, directory / CA_KEY
+        try:
+            cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
+        except OSError as exc:
+            raise ParameterError(
+                f"{directory} is not a CA made by `securecomm tls ca`"
+                f" (cannot read {exc.filename}: {exc.strerror})"
+            ) from None
+        certificate = load_certificates(cert_pem, str(cert_path))[0]
+        try:
+            key = serialization.load_pem_private_key(key_pem, None)
+        except (ValueError, TypeError):
+            raise FormatError(f"{key_path}: not an unencrypted PEM private key") from None
+        public = certificate.public_key()
+        if (
+            not isinstance(key, ec.EllipticCurvePrivateKey)
+            or not isinstance(public, ec.EllipticCurvePublicKey)
+            or key.public_key().public_numbers() != public.public_numbers()
+        ):
+            raise FormatError(f"{key_path} is not the key of {cert_path}")
+        return cls(certificate, key)
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(directory / CA_KEY, _key_pem(self.key), private=True)
+        write_atomic(directory / CA_CERT, self.pem)
+        return directory / CA_CERT, directory / CA_KEY
+
+    def issue(
+        self,
+        name: str,
+        hosts: Sequence[str],
+        *,
+        days: int = HOST_DAYS,
+        not_before: datetime.datetime | None = None,
+    ) -> HostCertificate:
+        """A certificate for a TLS server known by ``hosts`` (DNS names or IP addresses)."""
+        if not hosts:
+            raise ParameterError("a host certificate needs at least one host name or address")
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                if not host or any(c in host for c in " /:@") or host != host.strip("."):
+                    raise ParameterError(
+                        f"{host!r} is neither a host name nor an IP address"
+                    ) from None
+                names.append(x509.DNSName(host.lower()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        start = (not_before or _now()) - SKEW
+        issuer_key = self.certificate.public_key()
+        assert isinstance(issuer_key, ec.EllipticCurvePublicKey)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        return HostCertificate(name, certificate, _cert_pem(certificate) + self.pem, _key_pem(key))
+
+
+def make_ca(name: str = "securecomm private CA", *, years: int = CA_YEARS) -> CertificateAuthority:
+    """A new root: may sign host certificates, nothing else (path length 0)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    start = _now() - SKEW
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=365 * years))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertificateAuthority(certificate, key)

@@ -1,0 +1,176 @@
+"""HTTPS on a real service (gunicorn, OpenSSL) with certificates from ``securecomm tls``:
+a client trusts exactly the CA it was given, and a wrong host, an expired certificate,
+an unknown CA and plain HTTP are each refused, naming the host."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from securecomm.client.transport import ServiceClient
+from securecomm.codes import Code
+from securecomm.errors import ServiceError
+from securecomm.tls import HostCertificate, ca_spki_sha256, make_ca
+
+from .conftest import free_port, stop_group, wait_healthy
+
+CLI = [sys.executable, "-m", "securecomm.cli"]
+CA = make_ca("test CA")
+
+
+def _serve(home: Path, host_cert: HostCertificate) -> tuple[subprocess.Popen[bytes], str]:
+    """The relay of ``home`` on a free loopback port, over TLS with ``host_cert``."""
+    cert, key = host_cert.write(home / "tls")
+    (home / "securecomm.toml").write_text(f'[tls]\ncert = "{cert}"\nkey = "{key}"\n')
+    port = free_port()
+    log = home / "relay.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [*CLI, "relay", "serve", "--home", str(home), "--port", str(port), "--workers", "1"],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    url = f"https://127.0.0.1:{port}"
+
+    try:
+        wait_healthy(process, url, log, "relay", trust=CA.pem.decode())
+    except BaseException:
+        stop_group(process)
+        raise
+    return process, url
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[str]:
+    process, url = _serve(tmp_path / "relay", CA.issue("relay", ["127.0.0.1", "localhost"]))
+    try:
+        yield url
+    finally:
+        stop_group(process)
+
+
+def _health(url: str, trust: str | None) -> dict[str, str]:
+    with ServiceClient(url, "relay", trust=trust) as client:
+        answer: dict[str, str] = client.request("GET", "/healthz", sign=False).json()
+        return answer
+
+
+def test_a_client_given_the_ca_talks_to_the_service(relay: str) -> None:
+    assert _health(relay, CA.pem.decode())["name"] == "relay"
+
+
+def test_plain_http_to_the_service_gets_no_answer(relay: str) -> None:
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(relay.replace("https://", "http://") + "/healthz", timeout=5)
+
+
+def test_the_system_trust_store_does_not_know_a_private_ca(relay: str) -> None:
+    with pytest.raises(ServiceError) as refused:
+        _health(relay, None)
+    assert refused.value.code == Code.TLS_REFUSED
+    assert "127.0.0.1" in str(refused.value) and "a CA this system trusts" in str(refused.value)
+
+
+def test_an_unknown_ca_is_refused(relay: str) -> None:
+    other = make_ca("another CA")
+    with pytest.raises(ServiceError) as refused:
+        _health(relay, other.pem.decode())
+    assert refused.value.code == Code.TLS_REFUSED
+    assert "127.0.0.1" in str(refused.value) and "the CA in the network file" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("issued", "why"),
+    [
+        (lambda: CA.issue("relay", ["127.0.0.9", "relay.example.org"]), "mismatch"),
+        (
+            lambda: CA.issue(
+                "relay",
+                ["127.0.0.1"],
+                days=1,
+                not_before=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3),
+            ),
+            "expired",
+        ),
+    ],
+    ids=["another host", "expired"],
+)
+def test_a_certificate_for_another_host_or_out_of_date_is_refused(
+    tmp_path: Path, issued: object, why: str
+) -> None:
+    assert callable(issued)
+    process, url = _serve_unverified(tmp_path / "relay", issued())
+    try:
+        with pytest.raises(ServiceError) as refused:
+            _health(url, CA.pem.decode())
+        assert refused.value.code == Code.TLS_REFUSED
+        assert why in str(refused.value) and "127.0.0.1" in str(refused.value)
+    finally:
+        stop_group(process)
+
+
+def _serve_unverified(
+    home: Path, host_cert: HostCertificate
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A relay with a certificate no client should accept: ready once its port takes
+    connections (nothing here turns certificate checks off)."""
+    cert, key = host_cert.write(home / "tls")
+    (home / "securecomm.toml").write_text(f'[tls]\ncert = "{cert}"\nkey = "{key}"\n')
+    port = free_port()
+    log = home / "relay.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [*CLI, "relay", "serve", "--home", str(home), "--port", str(port), "--workers", "1"],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"relay exited: {log.read_text()[-2000:]}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process, f"https://127.0.0.1:{port}"
+        time.sleep(0.1)
+    stop_group(process)
+    raise RuntimeError("the relay did not listen")
+
+
+def test_issued_certificates_are_what_browsers_and_openssl_accept() -> None:
+    issued = CA.issue("alpha", ["127.0.0.3", "alpha.example.org"]).certificate
+    names = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.3"]
+    assert names.get_values_for_type(x509.DNSName) == ["alpha.example.org"]
+    usage = issued.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert not issued.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    lifetime = issued.not_valid_after_utc - issued.not_valid_before_utc
+    assert lifetime <= datetime.timedelta(days=398)
+    root = CA.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert root.ca and root.path_length == 0
+    issued.verify_directly_issued_by(CA.certificate)
+    assert len(ca_spki_sha256(CA.pem)) == 32
+
+
+def test_plain_http_off_loopback_is_refused_unless_asked_for(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [*CLI, "relay", "serve", "--home", str(tmp_path), "--host", "0.0.0.0", "--port", "9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "--insecure-http" in refused.stderr and "[tls]" in refused.stderr
+    assert not (tmp_path / "relay").exists()  # refused before anything was made
