@@ -19,7 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from securecomm.client.transport import tls_context
 from securecomm.identity import Identity
 from securecomm.network import Card, Network
 
@@ -46,6 +49,12 @@ class Deployment:
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     passphrases: dict[str, Path] = field(default_factory=dict)
     fingerprint: str = ""
+    scheme: str = "http"
+
+    @property
+    def trust(self) -> str | None:
+        """The CA a client of this deployment trusts, over HTTPS."""
+        return (self.exchange / "ca.pem").read_text() if self.scheme == "https" else None
 
     def cli(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -61,6 +70,13 @@ class Deployment:
             )
         return done
 
+    def join_from_relay(self, home: Path) -> subprocess.CompletedProcess[str]:
+        """What a newcomer types: the relay's URL, the network's fingerprint they were
+        told, and over HTTPS the network's CA."""
+        ca: list[str | Path] = ["--tls-ca", self.exchange / "ca.pem"] if self.trust else []
+        return self.cli("join", self.urls["relay"], "--fingerprint", self.fingerprint, *ca,
+                        "--home", home, check=False)  # fmt: skip
+
     def operator_key(self, custodian: str) -> list[str | Path]:
         return ["--passphrase-file", self.passphrases[f"{custodian}-operator"]]
 
@@ -75,7 +91,8 @@ class Deployment:
         log.close()
 
     def wait(self, name: str) -> None:
-        wait_healthy(self.services[name], self.urls[name], self.root / f"{name}.log", name)
+        log = self.root / f"{name}.log"
+        wait_healthy(self.services[name], self.urls[name], log, name, trust=self.trust)
 
     def stop(self, name: str) -> None:
         process = self.services.pop(name, None)
@@ -88,11 +105,34 @@ def _hand_over(path: Path, exchange: Path) -> Path:
     return Path(shutil.copy(path, exchange / path.name))
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    root = tmp_path_factory.mktemp("deployment")
-    d = Deployment(root, root / "exchange")
+def _certificate(d: Deployment, party: str, address: str) -> None:
+    """The coordinator issues the party's TLS certificate and hands it over, key and all
+    (made apart, then moved: no copy stays behind), and the party names it in its
+    settings."""
+    issued = d.root / "coordinator" / "issued"
+    d.cli("tls", "issue", "--ca", d.root / "coordinator" / "ca", "--name", party,
+          "--ip", address, "--out", issued)  # fmt: skip
+    own = d.homes[party] / "tls"
+    own.mkdir()
+    for suffix in (".pem", ".key"):
+        shutil.move(issued / f"{party}{suffix}", own / f"{party}{suffix}")
+    with open(d.homes[party] / "securecomm.toml", "a") as settings:
+        settings.write(f'\n[tls]\ncert = "tls/{party}.pem"\nkey = "tls/{party}.key"\n')
+
+
+@pytest.fixture(scope="module", params=["http", "https"])
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Deployment]:
+    """The same deployment over plain HTTP on loopback, and over HTTPS with a private CA
+    made by the coordinator (``securecomm tls``)."""
+    scheme: str = request.param
+    root = tmp_path_factory.mktemp(f"deployment-{scheme}")
+    d = Deployment(root, root / "exchange", scheme=scheme)
     d.exchange.mkdir()
+    if scheme == "https":
+        d.cli("tls", "ca", "--out", root / "coordinator" / "ca")
+        _hand_over(root / "coordinator" / "ca" / "ca.pem", d.exchange)
     secrets = root / "passphrases"  # each person's memory, outside every home
     secrets.mkdir()
     # Each operator, on their own machine: a passphrase-protected key; only the .pub leaves.
@@ -107,21 +147,26 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     for number, custodian in enumerate(CUSTODIANS, start=3):
         address = f"127.0.0.{number}"
         d.homes[custodian] = root / custodian
-        d.urls[custodian] = f"http://{address}:{_free_port(address)}"
+        d.urls[custodian] = f"{scheme}://{address}:{_free_port(address)}"
         d.cli(
             "custodian", "init", "--name", custodian, "--home", d.homes[custodian],
             "--url", d.urls[custodian], "--operator", d.exchange / f"{custodian}-operator.pub",
         )  # fmt: skip
+        if scheme == "https":
+            _certificate(d, custodian, address)
         _hand_over(d.homes[custodian] / f"{custodian}.card.json", d.exchange)
     d.homes["relay"] = root / "relay"
-    d.urls["relay"] = f"http://{RELAY_ADDRESS}:{_free_port(RELAY_ADDRESS)}"
+    d.urls["relay"] = f"{scheme}://{RELAY_ADDRESS}:{_free_port(RELAY_ADDRESS)}"
     d.cli("relay", "init", "--home", d.homes["relay"], "--url", d.urls["relay"])
+    if scheme == "https":
+        _certificate(d, "relay", RELAY_ADDRESS)
     _hand_over(d.homes["relay"] / "relay.card.json", d.exchange)
     # Whoever sets the network up gathers the cards.
     cards = [arg for c in CUSTODIANS for arg in ("--custodian", d.exchange / f"{c}.card.json")]
+    ca: list[str | Path] = ["--tls-ca", d.exchange / "ca.pem"] if scheme == "https" else []
     made = d.cli(
         "network", "create", "--relay", d.exchange / "relay.card.json", *cards,
-        "--threshold", "3", "--out", d.exchange / "network.json",
+        "--threshold", "3", *ca, "--out", d.exchange / "network.json",
     )  # fmt: skip
     d.fingerprint = made.stdout.split("network fingerprint: ")[1].splitlines()[0]
     for party in ("relay", *CUSTODIANS, *(f"{c}-operator" for c in CUSTODIANS)):
@@ -134,7 +179,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         # People: alice joins from the relay with the fingerprint she was told, bob from the
         # file; each registers. alice protects her key with a passphrase.
         d.homes["alice"], d.homes["bob"] = root / "alice", root / "bob"
-        d.cli("join", d.urls["relay"], "--fingerprint", d.fingerprint, "--home", d.homes["alice"])
+        assert d.join_from_relay(d.homes["alice"]).returncode == 0
         d.cli("join", d.exchange / "network.json", "--home", d.homes["bob"])
         d.passphrases["alice"] = secrets / "alice"
         d.passphrases["alice"].write_text("correct horse battery staple\n")
@@ -158,11 +203,17 @@ def _send(d: Deployment, *options: str) -> str:
 
 
 def test_each_service_listens_where_its_own_home_says(deployment: Deployment) -> None:
+    d = deployment
+    verify = tls_context(d.trust)
     for name in ("relay", *CUSTODIANS):
-        health = httpx.get(f"{deployment.urls[name]}/healthz", timeout=5).json()
+        health = httpx.get(f"{d.urls[name]}/healthz", timeout=5, verify=verify).json()
         assert health["name"] == name
-    served = httpx.get(f"{deployment.urls['relay']}/api/v1/network", timeout=5).content
-    assert served == (deployment.exchange / "network.json").read_bytes()
+    served = httpx.get(f"{d.urls['relay']}/api/v1/network", timeout=5, verify=verify).content
+    assert served == (d.exchange / "network.json").read_bytes()
+    if d.scheme == "https":  # and nothing answers plain HTTP
+        for name in ("relay", *CUSTODIANS):
+            with pytest.raises(httpx.HTTPError):
+                httpx.get(d.urls[name].replace("https://", "http://") + "/healthz", timeout=5)
 
 
 def test_a_message_goes_from_alice_to_bob(deployment: Deployment) -> None:
@@ -207,7 +258,8 @@ def test_a_new_person_registers_and_receives_a_message(deployment: Deployment) -
     unknown = d.cli("send", "--from", "bob", "--to", "carol", "early", "--home", d.homes["bob"],
                     check=False)  # fmt: skip
     assert unknown.returncode == 1 and "securecomm register carol" in unknown.stderr
-    d.cli("join", d.urls["relay"], "--fingerprint", d.fingerprint, "--home", carol)
+    joined = d.join_from_relay(carol)
+    assert joined.returncode == 0, joined.stderr
     registered = d.cli("register", "carol", "--home", carol, "--no-passphrase").stdout
     fingerprint = registered.split("fingerprint: ")[1].splitlines()[0]
     # bob compares carol's fingerprint out of band before writing to her.
@@ -243,8 +295,7 @@ def test_a_tampered_network_file_served_by_the_relay_is_refused(
         d.start("relay")
         d.wait("relay")
         newcomer = d.root / "newcomer"
-        fetched = d.cli("join", d.urls["relay"], "--fingerprint", d.fingerprint,
-                        "--home", newcomer, check=False)  # fmt: skip
+        fetched = d.join_from_relay(newcomer)
         assert fetched.returncode == 1 and d.fingerprint in fetched.stderr
         assert not newcomer.exists() or not any(newcomer.iterdir())
         pins = (d.homes["alice"] / "known_keys.json").read_bytes()
@@ -275,6 +326,12 @@ def _secrets_of(d: Deployment) -> dict[str, list[bytes]]:
     found: dict[str, list[bytes]] = {}
     for party, home in d.homes.items():
         for key_file in home.rglob("*.key"):
+            if key_file.parent.name == "tls":  # the party's TLS key, the coordinator issued
+                tls_key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+                assert isinstance(tls_key, ec.EllipticCurvePrivateKey)
+                secret_value = tls_key.private_numbers().private_value.to_bytes(32, "big")
+                found.setdefault(party, []).append(secret_value)
+                continue
             secret = d.passphrases.get(party)
             passphrase = secret.read_text().strip().encode() if secret else None
             identity = Identity.load(key_file, passphrase)
@@ -295,6 +352,7 @@ def _contents(home: Path) -> bytes:
         base64.b64decode(b"".join(block.split(b"-----")[1].split()))
         for data in files
         for block in data.split(b"-----BEGIN")[1:]
+        if block.split(b"-----")[0].endswith(b"PRIVATE KEY")
     ]
     return b"".join(files + decoded)
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def cmd_init(args: argparse.Namespace) -> None:
-    report = init_home(home_of(args), n=args.custodians, t=args.threshold)
+    report = init_home(home_of(args), n=args.custodians, t=args.threshold, tls=args.tls)
     settings = load_settings(report.home)
     print(f"home: {report.home} ({settings.threshold} of {settings.n_shares} custodians)")
     print(f"created {len(report.created)} file(s)" if report.created else "nothing to create")
@@ -38,7 +38,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     from ..local.stack import Stack
 
     home = home_of(args)
-    report = init_home(home, n=args.custodians, t=args.threshold)
+    report = init_home(home, n=args.custodians, t=args.threshold, tls=args.tls)
     if report.created:
         print(f"initialised {home}")
     settings = load_settings(home)
@@ -56,6 +56,16 @@ def cmd_up(args: argparse.Namespace) -> None:
             print(f"  {process.name:<8} {process.url:<24} {fingerprint}")
         print(f"logs: {home / 'logs'}")
         print(f"web client: open {settings.server_url}/ in a browser", flush=True)
+        if settings.tls_ca is not None:
+            from ..tls import ca_spki_sha256
+
+            spki = b64encode(ca_spki_sha256(settings.tls_ca.encode()))
+            print(
+                f"  its certificate is from this network's own CA, {home / 'tls' / 'ca.pem'}:"
+                " import that into the browser as a trusted authority (or start Chromium"
+                f" with --ignore-certificate-errors-spki-list={spki})",
+                flush=True,
+            )
         stack.wait()
     finally:
         print("stopping ...", file=sys.stderr, flush=True)
@@ -245,6 +255,7 @@ def add_commands(sub: Any) -> None:
     home_option(p)
     p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
     p.add_argument("--threshold", type=positive_int, help="shares needed t (default 3)")
+    _tls_option(p)
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser(
@@ -260,6 +271,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
     p.add_argument("--threshold", type=positive_int, help="shares needed t (default 3)")
     p.add_argument("--workers", type=int, default=1, help="gunicorn workers per service")
+    _tls_option(p)
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser(
@@ -288,3 +300,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="also delete the data directory")
     p.add_argument("--yes", action="store_true", help="do not ask before deleting it")
     p.set_defaults(func=cmd_clean)
+
+
+def _tls_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS, with certificates from the network's own CA (HOME/tls/ca.pem);"
+        " only for a new data directory",
+    )

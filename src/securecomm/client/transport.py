@@ -19,13 +19,13 @@ from ..codes import Code
 from ..errors import ServiceError
 from ..identity import Identity
 
-__all__ = ["ServiceClient"]
+__all__ = ["ServiceClient", "tls_context"]
 
 _tls_lock = threading.Lock()
 _tls_contexts: dict[str | None, ssl.SSLContext] = {}
 
 
-def _shared_tls_context(trust: str | None = None) -> ssl.SSLContext:
+def tls_context(trust: str | None = None) -> ssl.SSLContext:
     """httpx builds a TLS context (loading every CA certificate) per client, even for plain
     http: some 16 ms of CPU, twelve times in a send. Build one per trust anchor, once per
     process: the CA given (PEM), or the system's trust store for None."""
@@ -69,7 +69,7 @@ class ServiceClient:
         self.identity = identity
         self.trust = trust
         if transport is None:
-            transport = httpx.HTTPTransport(verify=_shared_tls_context(trust))
+            transport = httpx.HTTPTransport(verify=tls_context(trust))
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def close(self) -> None:

@@ -33,8 +33,9 @@ from ..config import (
 )
 from ..errors import ParameterError
 from ..identity import Identity, PublicIdentity, check_name, load_or_create, save_public
-from ..network import NETWORK_FILE, Card, Network
+from ..network import NETWORK_FILE, Card, Network, joined
 from ..parties import card_path, init_custodian, init_relay
+from ..tls import CA_CERT, CertificateAuthority, make_ca
 
 __all__ = [
     "DEFAULT_USERS",
@@ -117,11 +118,14 @@ def init_home(
     n: int | None = None,
     t: int | None = None,
     users: Iterable[str] = DEFAULT_USERS,
+    tls: bool = False,
 ) -> InitReport:
     """Make what is missing of the local network under ``home``, party by party.
 
     Existing files are kept; running it twice changes nothing. ``n`` and ``t`` only
-    apply when there is no settings file yet.
+    apply when there is no settings file yet. With ``tls`` the services serve HTTPS with
+    certificates from a CA of the network's own (``HOME/tls``, the coordinator's), which
+    the network file carries; a network made without it is not changed to it.
     """
     created: list[str] = []
     _refuse_a_shared_home(home)
@@ -137,6 +141,14 @@ def init_home(
             f"{home} is set up for {plan.threshold} of {plan.n_shares} custodians;"
             " choose another --home for other numbers"
         )
+    network_file = home / NETWORK_FILE
+    existing = joined(home)
+    if tls and existing is not None and existing.tls_ca is None:
+        raise ParameterError(
+            f"{home} was set up without TLS; nothing was changed",
+        )
+    ca = _local_ca(home, created) if tls and existing is None else None
+    scheme = "https" if ca is not None else "http"
     identities: dict[str, PublicIdentity] = {}
 
     def person(name: str) -> Identity:
@@ -161,18 +173,37 @@ def init_home(
         identities[name] = made.identity
         return made
 
-    extra = _relay_settings(plan)
-    relay = card("relay", functools.partial(init_relay, url=plan.server_url, settings=extra))
+    def certificate(name: str, host: str) -> list[str]:
+        """The party's TLS certificate in its own home, and the settings naming it."""
+        if ca is None:
+            return []
+        if not (party_home(home, name) / "tls" / f"{name}.pem").exists():
+            ca.issue(name, [host, "localhost"]).write(party_home(home, name) / "tls")
+        return ["", "[tls]", f'cert = "tls/{name}.pem"', f'key = "tls/{name}.key"']
+
+    def url(address: str) -> str:
+        return address.replace("http://", f"{scheme}://", 1)
+
+    relay_settings = [*_relay_settings(plan), *certificate("relay", plan.server_host)]
+    relay = card(
+        "relay",
+        functools.partial(init_relay, url=url(plan.server_url), settings=relay_settings),
+    )
     custodians = []
     for custodian in plan.custodians:
         operator = person(operator_name(custodian.name)).public  # only the .pub is handed on
         make = functools.partial(
-            init_custodian, name=custodian.name, url=custodian.url, operator=operator
+            init_custodian,
+            name=custodian.name,
+            url=url(custodian.url),
+            operator=operator,
+            settings=certificate(custodian.name, custodian.host),
         )
         custodians.append(card(custodian.name, make))
-    network_file = home / NETWORK_FILE
-    if not network_file.exists():
-        write_atomic(network_file, Network(relay, tuple(custodians), plan.threshold).to_bytes())
+    if existing is None:
+        tls_ca = None if ca is None else ca.pem.decode()
+        made = Network(relay, tuple(custodians), plan.threshold, tls_ca)
+        write_atomic(network_file, made.to_bytes())
         created.append(str(network_file))
     people = [person(name) for name in users]
     network = network_file.read_bytes()
@@ -245,3 +276,15 @@ def register_people(home: Path) -> dict[str, str]:
         except SecureCommError as exc:
             failed[name] = str(exc)
     return failed
+
+
+def _local_ca(home: Path, created: list[str]) -> CertificateAuthority:
+    """The local network's CA (``HOME/tls``): what a coordinator keeps, off every
+    service's home."""
+    directory = home / "tls"
+    if (directory / CA_CERT).exists():
+        return CertificateAuthority.load(directory)
+    ca = make_ca("securecomm local network CA")
+    ca.write(directory)
+    created.append(str(directory / CA_CERT))
+    return ca

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from ..client.transport import tls_context
 from ..config import Settings
 from ..errors import SecureCommError, ServiceError
 from ..identity import load_public
@@ -45,6 +46,7 @@ class Process:
     env: dict[str, str] | None = None  # None: this process's environment
     cwd: Path | None = None
     identity: Path | None = None  # its .pub file, to recognise it answering on its port
+    trust: str | None = None  # the CA of its TLS certificate, if it serves HTTPS
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -64,10 +66,7 @@ class Process:
         return self.popen is not None and self.popen.poll() is None
 
     def healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return _health(self.url, self.trust) is not None
 
     def signal(self, sig: int) -> None:
         if self.popen is None:
@@ -129,7 +128,7 @@ class Process:
         host, port = url.host, url.port or 80
         if not _port_taken(host, port):
             return None
-        answer = _health(self.url)
+        answer = _health(self.url, self.trust)
         expected = None
         if self.identity is not None:
             try:
@@ -182,10 +181,10 @@ def _port_taken(host: str, port: int) -> bool:
     return False
 
 
-def _health(url: str) -> dict[str, str] | None:
+def _health(url: str, trust: str | None = None) -> dict[str, str] | None:
     """What a securecomm service answers on ``/healthz``; None for anything else."""
     try:
-        answer = httpx.get(f"{url}/healthz", timeout=1.0).json()
+        answer = httpx.get(f"{url}/healthz", timeout=1.0, verify=tls_context(trust)).json()
     except (httpx.HTTPError, ValueError):
         return None
     if not isinstance(answer, dict) or "service" not in answer:
@@ -209,13 +208,16 @@ class Stack:
         logs = home / "logs"
         workers = str(self.workers)
         relay = party_home(home, "relay")
+        trust = self.settings.tls_ca  # the local network's own CA, when made with --tls
+        scheme = "https" if trust is not None else "http"
         self.processes = [
             Process(
                 "relay",
                 cli_command("relay", "serve", "--home", str(relay), "--workers", workers),
-                f"http://{self.settings.server_host}:{self.settings.server_port}",
+                f"{scheme}://{self.settings.server_host}:{self.settings.server_port}",
                 logs / "relay.log",
                 identity=relay / "relay" / "identity.pub",
+                trust=trust,
             )
         ]
         for custodian in self.settings.custodians:
@@ -224,9 +226,10 @@ class Stack:
                 Process(
                     custodian.name,
                     cli_command("custodian", "serve", "--home", str(own), "--workers", workers),
-                    f"http://{custodian.host}:{custodian.port}",
+                    f"{scheme}://{custodian.host}:{custodian.port}",
                     logs / f"{custodian.name}.log",
                     identity=own / "custodians" / custodian.name / "identity.pub",
+                    trust=trust,
                 )
             )
 
