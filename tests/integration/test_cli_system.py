@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
-from securecomm.client.transport import ServiceClient
+from securecomm.client.transport import ServiceClient, tls_context
 from securecomm.config import load_settings
 from securecomm.custodian.audit import paged
 from securecomm.errors import ServiceError
@@ -143,11 +143,12 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def healthy(url: str) -> bool:
+def healthy(url: str, trust: str | None = None) -> bool:
     try:
-        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+        answer = httpx.get(f"{url}/healthz", timeout=1.0, verify=tls_context(trust))
     except httpx.HTTPError:
         return False
+    return answer.status_code == 200
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -165,6 +166,7 @@ class Up:
     home: Path
     relay_port: int
     ports: dict[str, int]
+    tls: bool = False
     process: subprocess.Popen[bytes] | None = None
     stdout: Path = field(init=False)
     stderr: Path = field(init=False)
@@ -174,11 +176,20 @@ class Up:
         self.stderr = self.home.parent / "up.err"
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def trust(self) -> str | None:
+        """The local network's CA, made by ``up --tls``."""
+        return (self.home / "tls" / "ca.pem").read_text() if self.tls else None
+
+    @property
     def relay_url(self) -> str:
-        return f"http://127.0.0.1:{self.relay_port}"
+        return f"{self.scheme}://127.0.0.1:{self.relay_port}"
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
+        return f"{self.scheme}://127.0.0.1:{self.ports[name]}"
 
     def output(self) -> str:
         return (
@@ -207,17 +218,19 @@ def start_up(
     ports: dict[str, int] | None = None,
     relay_port: int | None = None,
     max_envelope_bytes: int | None = None,
+    tls: bool = False,
 ) -> Up:
     """``init`` then ``up`` on free ports (or those given), with ``env`` added to a clean
     environment (to point links at a proxy, say)."""
     ports = ports or {name: free_port() for name in NAMES}
-    up = Up(home, relay_port or free_port(), ports)
+    up = Up(home, relay_port or free_port(), ports, tls)
     write_config(home, up.relay_port, ports, max_envelope_bytes)
-    initialised = cli(home, "init")
+    tls_flag = ["--tls"] if tls else []
+    initialised = cli(home, "init", *tls_flag)
     assert initialised.returncode == 0, explain(initialised)
     with open(up.stdout, "wb") as out, open(up.stderr, "wb") as err:
         up.process = subprocess.Popen(
-            [*CLI, "up", "--home", str(home)],
+            [*CLI, "up", "--home", str(home), *tls_flag],
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -230,7 +243,8 @@ def start_up(
         assert up.process is not None
         if up.process.poll() is not None:
             raise AssertionError(f"up exited with {up.process.returncode}\n{up.output()}")
-        return all(healthy(url) for url in urls) and "securecomm is up" in up.stdout.read_text(
+        trust = up.trust
+        return all(healthy(u, trust) for u in urls) and "securecomm is up" in up.stdout.read_text(
             errors="replace"
         )
 
