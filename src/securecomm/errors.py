@@ -23,8 +23,9 @@ carries secret bytes: keys, shares, plaintext or passphrases.
     ├── DecryptionError         opaque: wrong key and tampered data look the same
     │   └── KeyCommitmentError
     ├── SignatureError
-    │   └── RequestAuthError    a signed HTTP request that is refused (code says why)
-    │       └── ReplayError
+    │   ├── RequestAuthError    a signed HTTP request that is refused (code says why)
+    │   │   └── ReplayError
+    │   └── AnswerSignatureError  a service's answer not signed by its pinned key for this request
     ├── PolicyError             a rule forbids the operation
     │   └── NotRecipientError
     ├── QuorumError             fewer than t good shares could be collected
@@ -39,6 +40,7 @@ from __future__ import annotations
 from .codes import Code
 
 __all__ = [
+    "AnswerSignatureError",
     "ChecksumError",
     "DecryptionError",
     "DuplicateShareError",
@@ -170,6 +172,22 @@ class ReplayError(RequestAuthError):
 
     def __init__(self, message: str = "request nonce already used (replay)") -> None:
         super().__init__(Code.REPLAYED_REQUEST, message)
+
+
+class AnswerSignatureError(SignatureError):
+    """An answer that its service did not sign, with its pinned key, for the request it
+    answers (spec §11.4): missing, malformed, by another key, altered, or for another
+    request. Nothing of it may be used, not even an error code it carries."""
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(f"{service}: {message}")
+        self.service = service
+        self.reason = message
+        self.hint = (
+            f"something between you and the {service} altered its answer, or answered in its"
+            " place (a proxy that terminates TLS, a replica with another key); nothing was"
+            " written"
+        )
 
 
 class PolicyError(SecureCommError):

@@ -1,10 +1,18 @@
-"""Signed HTTP requests: RFC 9421 message signatures over a fixed component list.
+"""Signed HTTP requests, and signed answers.
 
 A client signs method, path, query and the RFC 9530 ``Content-Digest`` of a
 request with its Ed25519 key, for one named service (the audience), with a
-time and a random nonce. The service also MUST refuse a nonce it has seen
-for the same key inside the window; that store is the service's, not this
-module's. Wire format: spec/format-v1.md section 11. No web framework here.
+time and a random nonce (RFC 9421 message signatures over a fixed component
+list). The service also MUST refuse a nonce it has seen for the same key
+inside the window; that store is the service's, not this module's.
+
+The relay signs its answers in turn: a statement in one header that binds
+the answer's status and body digest to the request it answers (method, path,
+query, the request's nonce and signer), so a client can tell the relay's
+answer to *this* request from a forged or replayed one.
+
+Wire format: spec/format-v1.md sections 11.1-11.3 (requests) and 11.4
+(answers). No web framework here.
 """
 
 from __future__ import annotations
@@ -18,20 +26,34 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 
-from . import canonical
+from . import _fields, canonical
 from ._encoding import b64decode, b64encode
 from .codes import Code
-from .errors import FormatError, ParameterError, RequestAuthError
+from .errors import (
+    AnswerSignatureError,
+    FormatError,
+    ParameterError,
+    RequestAuthError,
+    SignatureError,
+)
 from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, format_fingerprint
 
 __all__ = [
+    "ANSWER_HEADER",
+    "ANSWER_NONCE_HEADER",
+    "ANSWER_PURPOSE",
     "COMPONENTS",
     "IDENTITY_HEADER",
     "SIGNATURE_LABEL",
     "SKEW_SECONDS",
+    "AnswerBinding",
     "VerifiedRequest",
+    "answer_binding",
     "content_digest",
+    "new_nonce",
+    "sign_answer",
     "sign_request",
+    "verify_answer",
     "verify_request",
 ]
 
@@ -69,6 +91,11 @@ class VerifiedRequest:
     nonce: str
 
 
+def new_nonce() -> str:
+    """16 fresh random bytes in lowercase hex: a request's nonce, or an answer's challenge."""
+    return os.urandom(16).hex()
+
+
 def content_digest(body: bytes) -> str:
     """The RFC 9530 ``Content-Digest`` field value of ``body``: ``sha-256=:<base64>:``."""
     return f"sha-256=:{b64encode(hashlib.sha256(body).digest())}:"
@@ -102,7 +129,7 @@ def sign_request(
         raise ParameterError("request path: must start with '/'")
     if not re.fullmatch(_AUDIENCE, audience):
         raise ParameterError("audience: not a valid service name")
-    nonce = os.urandom(16).hex() if nonce is None else nonce
+    nonce = new_nonce() if nonce is None else nonce
     if not _NONCE.fullmatch(nonce):
         raise ParameterError("nonce: expected 32 lowercase hex digits")
     created = int(time.time()) if now is None else now
@@ -173,9 +200,7 @@ def verify_request(
     The caller MUST still refuse a nonce already seen for this key
     (:class:`~securecomm.errors.ReplayError`).
     """
-    found: dict[str, list[str]] = {}
-    for name, value in headers.items():
-        found.setdefault(str(name).lower(), []).append(value)
+    found = _found(headers)
     for name in _HEADERS:
         if name not in found:
             raise RequestAuthError(Code.MISSING_SIGNATURE, f"request has no {name} header")
@@ -232,3 +257,180 @@ def verify_request(
     except InvalidSignature:
         raise RequestAuthError(Code.BAD_SIGNATURE, f"signature by {who} does not verify") from None
     return VerifiedRequest(identity, created, params["nonce"])
+
+
+# Signed answers (spec section 11.4).
+
+ANSWER_HEADER = "Securecomm-Answer-Signature"
+#: What an unsigned request carries for its answer to be bound to it (a signed one has its nonce).
+ANSWER_NONCE_HEADER = "Securecomm-Answer-Nonce"
+ANSWER_PURPOSE = "answer"
+_ANSWER_MEMBERS = {
+    "v",
+    "signer",
+    "method",
+    "path",
+    "query",
+    "nonce",
+    "caller",
+    "status",
+    "body_digest",
+    "time",
+    "signature",
+}
+_BINDING = ("method", "path", "query", "nonce", "caller")
+
+
+@dataclass(frozen=True)
+class AnswerBinding:
+    """The request an answer is for, as the service received it or the client sent it.
+
+    ``nonce`` is the request's own (signed request) or its challenge (unsigned); ``caller``
+    the fingerprint its ``Signature-Input`` names, None for an unsigned request.
+    """
+
+    method: str
+    path: str
+    query: str
+    nonce: str | None
+    caller: str | None
+
+
+def _found(headers: Mapping[str, str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        found.setdefault(str(name).lower(), []).append(value)
+    return found
+
+
+def answer_binding(
+    *, method: str, path: str, query: str, headers: Mapping[str, str]
+) -> AnswerBinding:
+    """What a service binds its answer to: the nonce and keyid of the request's one
+    well-formed ``Signature-Input`` (verified or not: the answer says what was received),
+    else its one well-formed ``Securecomm-Answer-Nonce`` (caller None), else neither."""
+    found = _found(headers)
+    inputs = found.get("signature-input", [])
+    if len(inputs) == 1 and (match := _SIGNATURE_INPUT.fullmatch(inputs[0])) is not None:
+        try:
+            params = _parse_params(match.group(1))
+        except RequestAuthError:
+            pass
+        else:
+            return AnswerBinding(method.upper(), path, query, params["nonce"], params["keyid"])
+    challenges = found.get(ANSWER_NONCE_HEADER.lower(), [])
+    if len(challenges) == 1 and _NONCE.fullmatch(challenges[0]):
+        return AnswerBinding(method.upper(), path, query, challenges[0], None)
+    return AnswerBinding(method.upper(), path, query, None, None)
+
+
+def _body_digest(body: bytes) -> str:
+    return b64encode(hashlib.sha256(body).digest())
+
+
+def sign_answer(
+    identity: Identity,
+    binding: AnswerBinding,
+    *,
+    status: int,
+    body: bytes,
+    now: int | None = None,
+) -> str:
+    """The ``Securecomm-Answer-Signature`` value for an answer of ``status`` and ``body``
+    to the request ``binding`` describes: base64 of the canonical JSON of the signed
+    statement."""
+    statement: dict[str, object] = {
+        "v": 1,
+        "signer": identity.public.fingerprint_hex,
+        "method": binding.method,
+        "path": binding.path,
+        "query": binding.query,
+        "nonce": binding.nonce,
+        "caller": binding.caller,
+        "status": status,
+        "body_digest": _body_digest(body),
+        "time": int(time.time()) if now is None else now,
+    }
+    statement["signature"] = b64encode(identity.sign(ANSWER_PURPOSE, statement))
+    return b64encode(canonical.dumps(statement))
+
+
+def _statement(value: str, service: str) -> dict[str, object]:
+    """The statement in a header value, every member checked for its type (step 2)."""
+    try:
+        obj = canonical.loads(b64decode(value, field=ANSWER_HEADER), what=ANSWER_HEADER)
+        statement = dict(_fields.expect_object(obj, "answer", _ANSWER_MEMBERS, versioned=True))
+        _fields.fingerprint_hex(statement["signer"], "answer.signer")
+        for name in ("method", "path", "query"):
+            if not isinstance(statement[name], str):
+                raise FormatError(f"answer.{name}: expected a string")
+        if statement["nonce"] is not None:
+            _fields.matching(statement["nonce"], "answer.nonce", _NONCE, "32 hex digits")
+        if statement["caller"] is not None:
+            _fields.fingerprint_hex(statement["caller"], "answer.caller")
+        _fields.integer(statement["status"], "answer.status", 100, 599)
+        b64decode(statement["body_digest"], field="answer.body_digest", length=32)
+        _fields.integer(statement["time"], "answer.time", 0, _fields.TIME_MAX_SECONDS)
+        b64decode(statement["signature"], field="answer.signature", length=SIGNATURE_LENGTH_BYTES)
+    except (FormatError, ValueError) as exc:
+        # Name the rule, never the value: the header is whoever-sent-it's text.
+        raise AnswerSignatureError(
+            service, f"its answer's {ANSWER_HEADER} is malformed ({type(exc).__name__})"
+        ) from None
+    return statement
+
+
+def verify_answer(
+    signer: PublicIdentity,
+    values: list[str],
+    binding: AnswerBinding,
+    *,
+    status: int,
+    body: bytes,
+    service: str = "relay",
+) -> dict[str, object]:
+    """Raise :class:`AnswerSignatureError` unless ``values`` (every ``Securecomm-Answer-
+    Signature`` the answer carried) is one statement, signed by ``signer``, of exactly this
+    ``status`` and ``body`` in answer to the request ``binding``; return the statement.
+
+    The order of spec §11.4: present once, well-formed, the pinned key, a good signature,
+    this request, this status, this body. Messages quote no value from the answer.
+    """
+    if len(values) != 1:
+        given = "carries no" if not values else f"carries {len(values)} headers"
+        raise AnswerSignatureError(
+            service,
+            f"its answer (HTTP {status}) {given} {ANSWER_HEADER}: it is not signed by the"
+            f" {service}",
+        )
+    statement = _statement(values[0], service)
+    pinned = signer.short_fingerprint()
+    if statement["signer"] != signer.fingerprint_hex:
+        seen = format_fingerprint(bytes.fromhex(str(statement["signer"])))
+        raise AnswerSignatureError(
+            service, f"its answer is signed by another key ({seen}), not the pinned {pinned}"
+        )
+    unsigned = {k: v for k, v in statement.items() if k != "signature"}
+    signature = b64decode(str(statement["signature"]), field="answer.signature")
+    try:
+        signer.verify(signature, ANSWER_PURPOSE, unsigned)
+    except SignatureError:
+        raise AnswerSignatureError(
+            service, f"its answer's signature does not verify under its key ({pinned})"
+        ) from None
+    differs = [name for name in _BINDING if statement[name] != getattr(binding, name)]
+    if differs:
+        raise AnswerSignatureError(
+            service,
+            f"its signed answer is for another request (its {', '.join(differs)} differ"
+            f"{'s' if len(differs) == 1 else ''}): replayed, or the request was altered",
+        )
+    if statement["status"] != status:
+        raise AnswerSignatureError(
+            service, f"its answer was signed as HTTP {statement['status']}, but came as {status}"
+        )
+    if statement["body_digest"] != _body_digest(body):
+        raise AnswerSignatureError(
+            service, "the body of its answer is not the one it signed (altered on the way)"
+        )
+    return statement
