@@ -10,10 +10,19 @@ import pytest
 
 from securecomm._encoding import b64encode
 from securecomm.envelope import Envelope
+from securecomm.errors import AnswerSignatureError
+from securecomm.httpsig import (
+    ANSWER_HEADER,
+    ANSWER_NONCE_HEADER,
+    AnswerBinding,
+    new_nonce,
+    verify_answer,
+)
 from securecomm.identity import Identity
 from securecomm.relay.app import endorsement_body
 
 from ._services import (
+    Body,
     Reply,
     Service,
     custodian_identities,
@@ -368,3 +377,105 @@ def test_inbox_shows_each_message_s_policy_and_null_for_one_stored_before(
     assert svc.call(ALICE, "DELETE", f"/api/v1/messages/{newer.id}").status_code == 204
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT count(*) FROM policies").fetchone() == (0,)
+
+
+# Signed answers (spec section 11.4)
+
+
+def signed_call(
+    svc: Service, who: Identity, method: str, path: str, body: Body = None, *, query: str = ""
+) -> tuple[Reply, AnswerBinding]:
+    """A signed request, and what its answer must be bound to."""
+    nonce = new_nonce()
+    headers = svc.headers(who, method, path, body, query=query, nonce=nonce)
+    reply = svc.send(method, path, body, headers=headers, query=query)
+    return reply, AnswerBinding(method, path, query, nonce, who.public.fingerprint_hex)
+
+
+def unsigned_call(
+    svc: Service, method: str, path: str, body: Body = None
+) -> tuple[Reply, AnswerBinding]:
+    """An unsigned request with a challenge, and what its answer must be bound to."""
+    nonce = new_nonce()
+    reply = svc.send(method, path, body, headers={ANSWER_NONCE_HEADER: nonce})
+    return reply, AnswerBinding(method, path, "", nonce, None)
+
+
+def answer(svc: Service, reply: Reply, binding: AnswerBinding) -> dict[str, object]:
+    """The relay's statement of ``reply``, checked as a client checks it."""
+    return verify_answer(
+        svc.public,
+        reply.headers.getlist(ANSWER_HEADER),
+        binding,
+        status=reply.status_code,
+        body=reply.data,
+    )
+
+
+def test_every_api_answer_is_signed_for_the_request_it_answers(svc: Service) -> None:
+    envelope = make_envelope(ALICE, [BOB])
+    calls = [
+        unsigned_call(svc, "POST", "/api/v1/messages", envelope.to_bytes()),
+        unsigned_call(svc, "POST", "/api/relay", envelope.to_bytes()),
+        signed_call(svc, BOB, "GET", message_path(envelope.id)),
+        signed_call(svc, EVE, "GET", message_path(envelope.id)),  # 404, as for no message
+        signed_call(svc, BOB, "GET", "/api/v1/inbox", query="limit=100"),
+        signed_call(svc, EVE, "GET", "/api/v1/inbox"),  # an empty inbox
+        signed_call(svc, BOB, "PUT", "/api/v1/directory/bob", directory_body(BOB)),
+        unsigned_call(svc, "GET", "/api/v1/directory/bob"),
+        unsigned_call(svc, "GET", "/api/v1/directory/nobody"),  # 404
+        unsigned_call(svc, "GET", "/api/v1/web-config"),
+        unsigned_call(svc, "GET", "/api/v1/network"),  # 404: no network file
+        unsigned_call(svc, "GET", message_path(envelope.id)),  # 401: not signed
+        unsigned_call(svc, "GET", "/api/v1/nowhere"),  # no such endpoint
+        signed_call(svc, BOB, "DELETE", message_path(envelope.id)),  # 204, no body
+    ]
+    statuses = []
+    for reply, binding in calls:
+        statement = answer(svc, reply, binding)
+        assert statement["status"] == reply.status_code
+        statuses.append(reply.status_code)
+    assert statuses == [201, 200, 200, 404, 200, 200, 201, 200, 404, 200, 404, 401, 404, 204]
+
+
+def test_the_message_fetch_answers_the_stored_bytes_exactly_beside_its_signature(
+    svc: Service,
+) -> None:
+    envelope = make_envelope(ALICE, [BOB])
+    post(svc, envelope)
+    reply, binding = signed_call(svc, BOB, "GET", message_path(envelope.id))
+    assert reply.data == envelope.to_bytes()
+    answer(svc, reply, binding)
+
+
+def test_an_answer_is_bound_to_its_own_request_only(svc: Service) -> None:
+    """Two fetches of the same message: each answer verifies for its own request only."""
+    envelope = make_envelope(ALICE, [BOB])
+    post(svc, envelope)
+    first, _ = signed_call(svc, BOB, "GET", message_path(envelope.id))
+    second, second_binding = signed_call(svc, BOB, "GET", message_path(envelope.id))
+    assert first.data == second.data
+    answer(svc, second, second_binding)
+    with pytest.raises(AnswerSignatureError, match="another request"):
+        answer(svc, first, second_binding)
+
+
+def test_an_unsigned_request_without_a_challenge_gets_an_answer_bound_to_nothing(
+    svc: Service,
+) -> None:
+    reply = svc.send("GET", "/api/v1/directory/bob")
+    binding = AnswerBinding("GET", "/api/v1/directory/bob", "", None, None)
+    assert answer(svc, reply, binding)["nonce"] is None
+
+
+def test_the_page_and_the_health_check_are_not_signed(svc: Service) -> None:
+    for path in ("/", "/web/js/app.js", "/healthz", "/openapi.json"):
+        reply = svc.send("GET", path)
+        assert reply.status_code == 200, path
+        assert ANSWER_HEADER not in reply.headers, path
+
+
+def test_the_web_config_names_the_key_that_signs(svc: Service) -> None:
+    reply, binding = unsigned_call(svc, "GET", "/api/v1/web-config")
+    assert reply.json["relay"] == svc.public.to_json()
+    answer(svc, reply, binding)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..codes import Code
 from ..envelope import MAX_RECIPIENTS
+from ..httpsig import ANSWER_HEADER, ANSWER_NONCE_HEADER
 from ..service.openapi import (
     DIGEST,
     FORMAT_CODES,
@@ -41,6 +42,11 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
     "WebConfig": obj(
         {
             "v": const(1),
+            "relay": {
+                **ref("PublicIdentity"),
+                "description": "The relay's own key, which signs every answer under /api/: the"
+                " page pins it and checks each answer with it.",
+            },
             "n": integer(2, 255, "Number of custodians."),
             "threshold": integer(2, 255, "Shares needed to rebuild a key."),
             "custodians": array(
@@ -369,11 +375,86 @@ _RELAY_PATHS: dict[str, Schema] = {
     },
 }
 
-DOCUMENT: dict[str, Any] = build_document(
-    "securecomm relay",
-    "Stores sealed envelopes (ciphertext, custody receipts, signatures) and a directory of"
-    " public keys; never a message key or a key share. Signed requests: see the security"
-    f" schemes and {SPEC} section 11.",
-    _RELAY_PATHS,
-    _RELAY_SCHEMAS,
+# Signed answers (spec section 11.4): a header on every answer under /api/, and the
+# challenge an unsigned request sends for its answer to be bound to it.
+
+_SIGNED_ANSWERS = "/api/"
+_ANSWER_SIGNATURE: Schema = {
+    "description": "The relay's signature of this answer, whatever its status, for the"
+    " request it answers: base64 of the canonical JSON of {v, signer, method, path, query,"
+    " nonce, caller, status, body_digest, time, signature}, Ed25519 by the relay's key,"
+    f" purpose `answer` ({SPEC} section 11.4). A client refuses an answer without it, by"
+    " another key, or for another request (nonce, method, path, query, caller), status or"
+    " body.",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]+={0,2}$"},
+}
+_ANSWER_NONCE: Schema = {
+    "name": ANSWER_NONCE_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "description": "16 fresh random bytes in hex, chosen by the client: the signed answer"
+    " names it as its `nonce`, so it cannot be replayed onto another request. A client MUST"
+    " send it on an unsigned request (a signed one's own nonce serves); the relay ignores a"
+    " malformed one.",
+}
+
+
+def _with_signature(response: Schema) -> Schema:
+    if "$ref" in response:
+        return response  # a shared response: the components carry the header
+    headers = {**response.get("headers", {}), ANSWER_HEADER: ref("AnswerSignature", "headers")}
+    return {**response, "headers": headers}
+
+
+def _signed(operation: Schema) -> Schema:
+    answers = {status: _with_signature(r) for status, r in operation["responses"].items()}
+    signed = {**operation, "responses": answers}
+    if not operation["security"]:
+        parameters = [*operation.get("parameters", []), ref("AnswerNonce", "parameters")]
+        signed["parameters"] = parameters
+    return signed
+
+
+def _answers_signed(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with the answer signature on every answer under /api/."""
+    paths = {
+        path: (
+            {key: value if key == "parameters" else _signed(value) for key, value in item.items()}
+            if path.startswith(_SIGNED_ANSWERS)
+            else item
+        )
+        for path, item in document["paths"].items()
+    }
+    components = document["components"]
+    return {
+        **document,
+        "paths": paths,
+        "components": {
+            **components,
+            # Every shared response is one of an /api/ operation's.
+            "responses": {
+                name: {
+                    **response,
+                    "headers": {ANSWER_HEADER: ref("AnswerSignature", "headers")},
+                }
+                for name, response in components["responses"].items()
+            },
+            "headers": {"AnswerSignature": _ANSWER_SIGNATURE},
+            "parameters": {"AnswerNonce": _ANSWER_NONCE},
+        },
+    }
+
+
+DOCUMENT: dict[str, Any] = _answers_signed(
+    build_document(
+        "securecomm relay",
+        "Stores sealed envelopes (ciphertext, custody receipts, signatures) and a directory of"
+        " public keys; never a message key or a key share. Signed requests: see the security"
+        f" schemes and {SPEC} section 11. Every answer under /api/ is signed by the relay for"
+        f" the request it answers: the `{ANSWER_HEADER}` header, {SPEC} section 11.4.",
+        _RELAY_PATHS,
+        _RELAY_SCHEMAS,
+    )
 )

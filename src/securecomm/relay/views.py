@@ -1,6 +1,7 @@
 """The relay's HTTP API: envelopes in and out (spec §7), inboxes, and the directory of
 people's public keys. The relay holds no key and no share; what it stores is checked
-(canonical, signed by its sender) before it is stored."""
+(canonical, signed by its sender) before it is stored. Every answer under /api/, errors
+included, is signed with the relay's key for the request it answers (spec §11.4)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.engine import Connection, Engine
 
-from .. import canonical
+from .. import canonical, httpsig
 from .._encoding import b64decode
 from .._fields import HEX_MESSAGE_ID as _HEX_ID
 from ..codes import Code
 from ..envelope import Envelope
 from ..errors import FormatError, SignatureError
-from ..identity import SIGNATURE_LENGTH_BYTES, PublicIdentity, check_name
-from ..service.app import ApiError, authenticate, query_int, read_json
+from ..identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
+from ..service.app import ApiError, authenticate, query_int, read_json, request_target
 from . import openapi
 from .tables import (
     _INSERT_INBOX,
@@ -34,9 +35,12 @@ from .tables import (
     policies,
 )
 
-__all__ = ["bp", "endorsement_body"]
+__all__ = ["bp", "endorsement_body", "sign_answer"]
 
 bp = Blueprint("relay", __name__)
+
+#: The answers the relay signs: its API's, whatever their status (spec §11.4).
+SIGNED_PREFIX = "/api/"
 
 
 def _db() -> Engine:
@@ -295,6 +299,23 @@ def put_directory(name: str) -> tuple[Response, int]:
         _check_endorsement(body.get("endorsement"), old, new)
         conn.execute(directory.update().where(directory.c.name == name).values(**values))
     return jsonify({"name": name, "fingerprint": new.fingerprint_hex}), 200
+
+
+@bp.after_app_request
+def sign_answer(response: Response) -> Response:
+    """Sign an answer under /api/ for the request it answers: a "no message for you" or an
+    empty inbox page must be as unforgeable as a message (spec §11.4)."""
+    if not request.path.startswith(SIGNED_PREFIX):
+        return response
+    path, query = request_target()
+    binding = httpsig.answer_binding(
+        method=request.method, path=path, query=query, headers=dict(request.headers.items())
+    )
+    identity: Identity = current_app.extensions["securecomm"]["identity"]
+    response.headers[httpsig.ANSWER_HEADER] = httpsig.sign_answer(
+        identity, binding, status=response.status_code, body=response.get_data()
+    )
+    return response
 
 
 @bp.get("/openapi.json")

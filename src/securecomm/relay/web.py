@@ -55,7 +55,7 @@ class Page:
                 "frame-ancestors 'none'",
             ]
         )
-        return cls(files, csp, _web_config(settings), _network_file(settings, relay))
+        return cls(files, csp, _web_config(settings, relay), _network_file(settings, relay))
 
 
 def _page() -> Page:
@@ -115,8 +115,9 @@ def _network_file(settings: Settings, relay: PublicIdentity) -> bytes | None:
     return data
 
 
-def _web_config(settings: Settings) -> dict[str, Any]:
-    """What the web client needs to know: the custodians, where they are, and the threshold.
+def _web_config(settings: Settings, relay: PublicIdentity) -> dict[str, Any]:
+    """What the web client needs to know: the relay's key (which signs every answer of its
+    API), the custodians, where they are, and the threshold.
 
     A custodian's fingerprint is given where the relay knows its key, from the network
     file in its home; the page pins what it sees on first use either way and compares the
@@ -134,6 +135,7 @@ def _web_config(settings: Settings) -> dict[str, Any]:
         )
     return {
         "v": 1,
+        "relay": relay.to_json(),
         "n": settings.n_shares,
         "threshold": settings.threshold,
         "custodians": custodians,

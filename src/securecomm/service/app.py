@@ -33,7 +33,7 @@ from ..codes import Code
 from ..identity import Identity, PublicIdentity
 from .storage import remember_nonce
 
-__all__ = ["ApiError", "authenticate", "create_app", "query_int", "read_json"]
+__all__ = ["ApiError", "authenticate", "create_app", "query_int", "read_json", "request_target"]
 
 ACCESS_LOG = logging.getLogger("securecomm.access")
 
@@ -304,18 +304,24 @@ def _no_float(text: str) -> NoReturn:
     raise ValueError("not an integer")
 
 
+def request_target() -> tuple[str, str]:
+    """The path and query as they came over the wire, which is what signatures cover:
+    werkzeug's request.path is percent-decoded."""
+    raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    path = raw_uri.split("?", 1)[0] if raw_uri else request.path
+    return path, request.query_string.decode("latin-1")
+
+
 def authenticate() -> PublicIdentity:
     """Check the request's signature and nonce; return who signed it."""
     state = _state()
     body = request.get_data(cache=True)
     now = int(time.time())
-    # The path as it came over the wire: werkzeug's request.path is percent-decoded.
-    raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    path = raw_uri.split("?", 1)[0] if raw_uri else request.path
+    path, query = request_target()
     verified = httpsig.verify_request(
         method=request.method,
         path=path,
-        query=request.query_string.decode("latin-1"),
+        query=query,
         headers=dict(request.headers.items()),
         body=body,
         audience=state["identity"].name,
