@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (FormatError, ShareError, ParameterError) as exc:
         _fail(str(exc), exc.hint, EXIT_BAD_INPUT)
     except (DecryptionError, SignatureError) as exc:
-        _fail(str(exc), "nothing was written", EXIT_FAILURE)
+        _fail(str(exc), exc.hint or "nothing was written", EXIT_FAILURE)
     except SecureCommError as exc:
         _fail(str(exc), exc.hint, EXIT_FAILURE)
     except OSError as exc:

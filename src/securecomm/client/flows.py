@@ -6,6 +6,11 @@ every custodian in parallel under one deadline, checks each share against
 the digest the sender signed as it arrives, and combines the first t good
 ones; up to n - t custodians may be down, slow, refusing or lying. Nothing
 is returned, so nothing can be written, unless every check passed.
+
+Every answer of the relay is checked to be signed by its pinned key for the
+request it answers (spec §11.4): a forged "no messages", a hidden inbox
+entry, a swapped directory key or a forged posting receipt is refused
+before anything of it is used.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from ..codes import Code
 from ..config import Settings
 from ..envelope import Draft, Envelope, Policy, Receipt, prepare
 from ..errors import (
+    AnswerSignatureError,
     FormatError,
+    IdentityError,
     InterruptedOperationError,
     KeyChangedError,
     ParameterError,
@@ -43,7 +50,20 @@ from ..shares import Share
 from .transport import ServiceClient
 from .trust import KnownKeys
 
-__all__ = ["ReadResult", "SendResult", "forget", "inbox", "read", "send", "unsend"]
+__all__ = [
+    "RELAY",
+    "ReadResult",
+    "SendResult",
+    "forget",
+    "inbox",
+    "read",
+    "relay_key",
+    "send",
+    "unsend",
+]
+
+#: The name the relay's key is pinned under, and the audience of requests to it.
+RELAY = "relay"
 
 #: Called with a stage name, units done and units in all, for progress displays.
 Progress = Callable[[str, int, int], None]
@@ -97,8 +117,42 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
     return pinned
 
 
-def _directory_entry(settings: Settings, name: str) -> Any:
-    with ServiceClient(settings.server_url, "relay", timeout=5.0, trust=settings.tls_ca) as relay:
+def relay_key(settings: Settings, known: KnownKeys | None = None) -> PublicIdentity:
+    """The relay's pinned key (pinned when the home joined the network file): every answer
+    of the relay must be signed with it."""
+    known = KnownKeys.load(settings.home) if known is None else known
+    key = known.get(RELAY)
+    if key is None:
+        error = IdentityError(
+            f"no key is pinned for the relay in {known.path}, so its answers cannot be"
+            " checked; nothing was done"
+        )
+        error.hint = "join the network: securecomm join network.json (it pins the relay's key)"
+        raise error
+    return key
+
+
+def _relay(
+    settings: Settings,
+    identity: Identity | None = None,
+    *,
+    timeout: float = 10.0,
+    key: PublicIdentity | None = None,
+) -> ServiceClient:
+    """The relay, whose every answer must be signed by its pinned key (``key``, or the one
+    pinned in the settings' home)."""
+    return ServiceClient(
+        settings.server_url,
+        RELAY,
+        identity,
+        timeout=timeout,
+        trust=settings.tls_ca,
+        answers=key or relay_key(settings),
+    )
+
+
+def _directory_entry(settings: Settings, name: str, key: PublicIdentity | None = None) -> Any:
+    with _relay(settings, timeout=5.0, key=key) as relay:
         return relay.request("GET", f"/api/v1/directory/{name}", sign=False).json()
 
 
@@ -120,9 +174,7 @@ def register(settings: Settings, identity: Identity) -> bool:
     """List ``identity``'s public keys in the relay's directory under its name; True if
     the entry is new, False if it was there already. A name another key holds is refused
     by the relay (HTTP 409)."""
-    with ServiceClient(
-        settings.server_url, "relay", identity, timeout=10.0, trust=settings.tls_ca
-    ) as relay:
+    with _relay(settings, identity) as relay:
         answer = relay.request(
             "PUT",
             f"/api/v1/directory/{identity.name}",
@@ -347,8 +399,9 @@ class _Send:
         # The relay's directory is asked while the custodians are: one round trip less.
         # What it answers is looked at, and pinned, only once every custodian has passed.
         settings = self.settings
+        key = relay_key(settings, known)
         lookups = _Gather(
-            {name: functools.partial(_directory_entry, settings, name) for name in recipients}
+            {name: functools.partial(_directory_entry, settings, name, key) for name in recipients}
         )
         checks = _Gather(
             {name: functools.partial(_custodian_key, settings, known, name) for name in self.names}
@@ -373,6 +426,8 @@ class _Send:
             ]
         except KeyChangedError as exc:
             raise KeyChangedError(exc.name, exc.pinned, exc.seen, "nothing was sent") from None
+        except AnswerSignatureError as exc:
+            raise AnswerSignatureError(exc.service, f"{exc.reason}; nothing was sent") from None
         return checks.results, readers
 
     def check_size(self, draft: Draft) -> None:
@@ -396,11 +451,11 @@ class _Send:
         """What the relay says it takes (its page's configuration); this home's own
         setting if it does not say."""
         try:
-            with ServiceClient(
-                self.settings.server_url, "relay", timeout=5.0, trust=self.settings.tls_ca
-            ) as relay:
+            with _relay(self.settings, timeout=5.0) as relay:
                 said = relay.request("GET", "/api/v1/web-config", sign=False).json()
             limit = said.get("max_envelope_bytes") if isinstance(said, dict) else None
+        except AnswerSignatureError as exc:
+            raise AnswerSignatureError(exc.service, f"{exc.reason}; nothing was sent") from None
         except (SecureCommError, ValueError):
             limit = None
         if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
@@ -459,14 +514,10 @@ class _Send:
             _delete_from_relay(settings, sender, envelope.id)
             return _withdraw(settings, sender, receipts, draft.header.id)
 
+        key = relay_key(settings)
+
         def post_it() -> Any:
-            with ServiceClient(
-                settings.server_url,
-                "relay",
-                sender,
-                timeout=self.deadline,
-                trust=self.settings.tls_ca,
-            ) as r:
+            with _relay(settings, sender, timeout=self.deadline, key=key) as r:
                 return r.request("POST", "/api/v1/messages", raw=data, sign=False).json()
 
         self.progress("uploading", 0, len(data))
@@ -479,9 +530,17 @@ class _Send:
                 "interrupted: nothing was sent; the relay's copy was deleted and"
                 f" {_withdrawal(withdrawn, set())}"
             )
+        answered = posting.errors.get("relay")
+        if isinstance(answered, AnswerSignatureError):
+            # Not the relay's word: it may well have stored the envelope. Take everything back.
+            withdrawn = take_back()
+            raise AnswerSignatureError(
+                "relay",
+                f"{answered.reason}; nothing was sent (the relay's copy was deleted and"
+                f" {_withdrawal(withdrawn, set())})",
+            )
         if "relay" not in posting.results:
             withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
-            answered = posting.errors.get("relay")
             reason = getattr(answered, "message", posting.failures.get("relay", "no answer"))
             failure = ServiceError(
                 "relay",
@@ -543,13 +602,11 @@ def _withdrawal(withdrawn: list[str], in_flight: set[str]) -> str:
 
 def _delete_from_relay(settings: Settings, sender: Identity, message_id: str) -> None:
     """Best effort: remove a message from the relay (absent is as good as deleted)."""
-    with ServiceClient(
-        settings.server_url, "relay", sender, timeout=5, trust=settings.tls_ca
-    ) as relay:
-        try:
+    try:
+        with _relay(settings, sender, timeout=5) as relay:
             relay.request("DELETE", f"/api/v1/messages/{message_id}")
-        except SecureCommError:
-            pass
+    except SecureCommError:
+        pass
 
 
 def _withdraw(
@@ -585,7 +642,7 @@ def inbox(settings: Settings, reader: Identity) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     after = ""
     seen = _load_state(_history_path(settings, reader))
-    with ServiceClient(settings.server_url, "relay", reader, trust=settings.tls_ca) as relay:
+    with _relay(settings, reader) as relay:
         while True:
             params = {"limit": "100"} | ({"after": after} if after else {})
             page = relay.request("GET", "/api/v1/inbox", params=params).json()
@@ -680,9 +737,7 @@ def read(
     successful read too, until :func:`forget` (call it once the plaintext is safe).
     """
     progress("fetching", 0, 1)
-    with ServiceClient(
-        settings.server_url, "relay", reader, timeout=deadline, trust=settings.tls_ca
-    ) as relay:
+    with _relay(settings, reader, timeout=deadline, key=relay_key(settings, known)) as relay:
         try:
             data = relay.request("GET", f"/api/v1/messages/{message_id}").content
         except ServiceError as exc:
@@ -818,7 +873,7 @@ def forget(settings: Settings, reader: Identity, message_id: str) -> None:
 
 def unsend(settings: Settings, sender: Identity, message_id: str) -> list[str]:
     """Destroy every deposit of a message and remove it from the relay; return what failed."""
-    with ServiceClient(settings.server_url, "relay", sender, trust=settings.tls_ca) as relay:
+    with _relay(settings, sender) as relay:
         envelope = Envelope.from_bytes(
             relay.request("GET", f"/api/v1/messages/{message_id}").content
         )

@@ -2,7 +2,10 @@
 
 Every error a service answers becomes a :class:`ServiceError` with its
 HTTP status and stable code; a service that cannot be reached becomes one
-with status 0 and code ``unreachable``.
+with status 0 and code ``unreachable``. A service that signs its answers
+(the relay, spec §11.4) is given its pinned key: then every answer, an
+error as much as a success, is checked to be its signed answer to this very
+request before anything of it is used (:class:`AnswerSignatureError`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import httpx
 from .. import httpsig
 from ..codes import Code
 from ..errors import ServiceError
-from ..identity import Identity
+from ..identity import Identity, PublicIdentity
 
 __all__ = ["ServiceClient", "tls_context"]
 
@@ -61,13 +64,19 @@ class ServiceClient:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         trust: str | None = None,
+        answers: PublicIdentity | None = None,
     ) -> None:
         """``trust``: the CA (PEM) the service's TLS certificate must chain to; None for the
-        system's trust store. Only ``https://`` URLs use it."""
+        system's trust store. Only ``https://`` URLs use it.
+
+        ``answers``: the pinned key that signs this service's answers (the relay's); every
+        answer must then carry its signature for the request it answers. None for a service
+        whose answers are signed objects of their own (a custodian's)."""
         self.base_url = base_url.rstrip("/")
         self.audience = audience
         self.identity = identity
         self.trust = trust
+        self.answers = answers
         if transport is None:
             transport = httpx.HTTPTransport(verify=tls_context(trust))
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
@@ -110,6 +119,8 @@ class ServiceClient:
         )
         query = str(httpx.QueryParams(params or {}))
         headers = {"Content-Type": "application/json"} if content else {}
+        # Fresh for every request: the answer must be signed for this one (spec §11.4).
+        nonce = httpsig.new_nonce()
         if sign:
             if self.identity is None:
                 raise ValueError("a signed request needs an identity")
@@ -120,7 +131,10 @@ class ServiceClient:
                 query=query,
                 body=content,
                 audience=self.audience,
+                nonce=nonce,
             )
+        elif self.answers is not None:
+            headers[httpsig.ANSWER_NONCE_HEADER] = nonce
         url = path + (f"?{query}" if query else "")
         try:
             response = self._http.request(method, url, content=content, headers=headers)
@@ -136,6 +150,16 @@ class ServiceClient:
                 Code.UNREACHABLE,
                 f"cannot reach {self.base_url} ({type(exc).__name__})",
             ) from None
+        if self.answers is not None:
+            caller = self.identity.public.fingerprint_hex if sign and self.identity else None
+            httpsig.verify_answer(
+                self.answers,
+                response.headers.get_list(httpsig.ANSWER_HEADER),
+                httpsig.AnswerBinding(method.upper(), path, query, nonce, caller),
+                status=response.status_code,
+                body=response.content,
+                service=self.audience,
+            )
         if response.status_code >= 400:
             try:
                 answer = response.json()
