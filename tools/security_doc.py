@@ -50,8 +50,12 @@ _LINK_INTRO = {
         " `POST /v1/releases` or the answer, the share sealed to bob and signed by bravo."
     ),
     "relay → client": (
-        "The relay's proxy alters what the relay answers: the envelope bob fetches, or the"
-        " digest of the stored copy alice is told about."
+        "The relay's proxy alters what the relay answers: the envelope bob fetches, the"
+        " receipt alice is given for her post, bob's inbox, or the directory entry of a"
+        " contact alice writes to first. The relay signs each answer for the request it"
+        " answers (spec section 11.4); some cases leave its signature on the altered answer,"
+        " some remove it, some sign with a key of the attacker's that calls itself the relay,"
+        " and some with the relay's own key, as a relay that lies would."
     ),
 }
 
@@ -88,10 +92,11 @@ _HOW = """\
   request sent upstream a second time; *drop*: the connection closed
   instead of an answer; *truncate*: the body cut in half; *inject*: forged
   copies of the request beside the real one: unsigned, signed by a
-  stranger's key, and re-signed 10 minutes in the past. The proxy replays
-  and injects requests only; on an answer, a replay is an old answer served
-  again and an injection a forged answer served instead, both made with the
-  swap mode (the rows say so).
+  stranger's key, and re-signed 10 minutes in the past; *unsign*: the
+  relay's answer signature removed. The proxy replays and injects requests
+  only; on an answer, a replay is an old answer served again (with the
+  signature it was recorded with) and an injection a forged answer served
+  instead, both made with the swap mode (the rows say so).
 - **The attacker's recording.** Before the attacks, alice sends bob and
   carol one message through passive proxies, and bob reads it. Swaps and
   replays draw from what those proxies saw, as an attacker who kept the
@@ -132,7 +137,10 @@ What the design promises, in short (the whole of it is `DESIGN.md`):
   envelope, custodians' receipts included; the header is the AES-GCM
   associated data and carries a commitment to the key; each custodian
   signs its receipts and its releases, and a recipient checks each
-  released share against the digest the sender signed. Requests are signed
+  released share against the digest the sender signed. The relay signs
+  every answer for the request it answers, so no one else can say "no
+  messages", hide an inbox entry, swap a directory key or forge a receipt
+  unseen. Requests are signed
   over method, path, query, a digest of the body, a timestamp and a nonce,
   for one named service, and a service remembers the nonces it has seen, so
   an altered, redirected, stale or repeated request is refused. The keys of

@@ -8,6 +8,12 @@ on deposit during send, on release during read.
 A mode the proxy only has for requests is played on an answer with the
 proxy's swap mode: a *replayed* answer is an old answer served again, an
 *injected* one a forged answer served instead. Each such case says so.
+
+The relay signs its answers (spec §11.4). An answer the proxy alters keeps
+the relay's signature unless the case says it is removed, re-signed with a
+key of the attacker's that calls itself the relay, or re-signed with the
+relay's own key (the relay itself lies: then the signatures of the sender
+and the custodians must still catch it).
 """
 
 from __future__ import annotations
@@ -18,9 +24,16 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 
+from securecomm import httpsig
 from securecomm.client.transport import ServiceClient
 from securecomm.envelope import Envelope
-from securecomm.errors import KeyChangedError, QuorumError, ServiceError, SignatureError
+from securecomm.errors import (
+    AnswerSignatureError,
+    KeyChangedError,
+    QuorumError,
+    ServiceError,
+    SignatureError,
+)
 from securecomm.identity import Identity
 
 from ._harness import (
@@ -42,6 +55,8 @@ from ._harness import (
 
 POST_MESSAGE = r"^/api/v1/messages$"
 GET_MESSAGE = r"^/api/v1/messages/[0-9a-f]{32}$"
+INBOX = r"^/api/v1/inbox$"
+DAVE_ENTRY = r"^/api/v1/directory/dave$"
 DEPOSITS = r"^/v1/deposits$"
 RELEASES = r"^/v1/releases$"
 BRAVO = ("bravo",)
@@ -76,6 +91,51 @@ def send_refused(code: str, *fragments: str) -> Check:
         assert error.code == code, f"send refused with {error.code}, expected {code}: {error}"
         for fragment in fragments:
             assert fragment in str(error), f"{fragment!r} not in the error: {error}"
+
+    return check
+
+
+def send_refused_unsigned(*fragments: str) -> Check:
+    """Send refused the relay's answer as not its signed answer to this request."""
+
+    def check(world: World, run: Run) -> None:
+        assert run.sent is None, "ATTACK SUCCEEDED: send took an answer the relay did not sign"
+        error = run.send_error
+        assert isinstance(error, AnswerSignatureError), f"send failed with {error!r}"
+        for fragment in (*fragments, "nothing was sent"):
+            assert fragment in str(error), f"{fragment!r} not in the error: {error}"
+
+    return check
+
+
+def inbox_refused(*fragments: str) -> Check:
+    """Bob's inbox refused the answer as not the relay's to his request: nothing listed."""
+
+    def check(world: World, run: Run) -> None:
+        assert run.listed is None, (
+            f"ATTACK SUCCEEDED: the inbox listed {len(run.listed)} message(s) from an answer"
+            " the relay did not sign for it"
+        )
+        error = run.inbox_error
+        assert isinstance(error, AnswerSignatureError), f"inbox failed with {error!r}"
+        for fragment in fragments:
+            assert fragment in str(error), f"{fragment!r} not in the error: {error}"
+
+    return check
+
+
+def nothing_encrypted(world: World, run: Run) -> str:
+    """Send stopped while checking keys: no message was made, so none can be anywhere."""
+    assert not run.drafts, "send went on to encrypt after a refused key check"
+    return "Nothing was encrypted, deposited or posted"
+
+
+def not_pinned(name: str) -> Check:
+    def check(world: World, run: Run) -> str:
+        assert world.known().get(name) is None, (
+            f"ATTACK SUCCEEDED: {name}'s key was pinned from an answer the relay did not sign"
+        )
+        return f"{name}'s key not pinned"
 
     return check
 
@@ -191,6 +251,70 @@ def recorded_answer(service: str, method: str, route: str) -> Donate:
     return donors
 
 
+def recorded_signed_answer(
+    service: str, method: str, route: str, *, served_at: str | None = None
+) -> Donate:
+    """The answer the attacker saw on ``service``'s link, with the relay's signature; to be
+    served on ``served_at`` (a path of another route) if given."""
+
+    def donors(world: World, run: Run) -> Donors:
+        exchange = world.recorded(service, method, route)
+        signature = next(
+            value
+            for name, value in exchange.response_headers.items()
+            if name.lower() == httpsig.ANSWER_HEADER.lower()
+        )
+        answer = (served_at or exchange.path, exchange.response_body)
+        return Donors(responses=[answer], answer_signatures={answer: signature})
+
+    return donors
+
+
+def forged_answer(path: str, body: bytes) -> Donate:
+    def donors(world: World, run: Run) -> Donors:
+        return Donors(responses=[(path, body)])
+
+    return donors
+
+
+def _compact(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def bobs_inbox_without_an_entry(world: World, run: Run) -> Donors:
+    """The first page of bob's inbox as the relay will answer it, with this run's message
+    (or, when it is on a later page, the page's last entry) left out: what an attacker
+    makes of the answer it sees on the wire."""
+    with ServiceClient(world.settings.server_url, RELAY, world.bob) as relay:
+        page = relay.request("GET", "/api/v1/inbox", params={"limit": "100"}).json()
+    entries = page["messages"]
+    hidden = next((m for m in entries if m["id"] == run.message_id), entries[-1])
+    page["messages"] = [m for m in entries if m is not hidden]
+    return Donors(responses=[("/api/v1/inbox", _compact(page))])
+
+
+def the_attackers_own_empty_inbox(world: World, run: Run) -> Donors:
+    """A genuine answer of the relay: the attacker's own inbox (empty), signed by the relay
+    for the attacker's request."""
+    mallory = Identity.generate("mallory")
+    with ServiceClient(world.settings.server_url, RELAY, mallory) as relay:
+        answer = relay.request("GET", "/api/v1/inbox", params={"limit": "100"})
+    page = (answer.request.url.path, answer.content)
+    signature = answer.headers[httpsig.ANSWER_HEADER]
+    return Donors(responses=[page], answer_signatures={page: signature})
+
+
+def daves_entry_with_another_key(world: World, run: Run) -> Donors:
+    """A directory entry for dave with a key the attacker holds."""
+    impostor = Identity.generate("dave")
+    entry = {
+        "identity": impostor.public.to_json(),
+        "fingerprint": impostor.public.fingerprint_hex,
+        "updated_at": 1_800_000_000,
+    }
+    return Donors(responses=[("/api/v1/directory/dave", _compact(entry))])
+
+
 def alphas_answer_to_an_earlier_read(world: World, run: Run) -> Donors:
     """Bob reads the message once (recorded); alpha's release answer from that read."""
     proxies = passive_read(world, run, "recon")
@@ -266,6 +390,8 @@ PASSIVE = Case(
 
 _RELAY_POST = recorded_request(RELAY, "POST", "/api/v1/messages")
 _RELAY_GET_ANSWER = recorded_answer(RELAY, "GET", "/api/v1/messages/ID")
+_RELAY_GET_SIGNED = recorded_signed_answer(RELAY, "GET", "/api/v1/messages/ID")
+_RELAY_POST_ANSWER = recorded_answer(RELAY, "POST", "/api/v1/messages")
 _DEPOSIT = recorded_request("bravo", "POST", "/v1/deposits")
 _RECEIPT = recorded_answer("bravo", "POST", "/v1/deposits")
 _RELEASE = recorded_request("bravo", "POST", "/v1/releases")
@@ -284,8 +410,9 @@ def _relay(
     direction: str = "request",
     field_name: str | None = None,
     donors: Donate | None = None,
+    signature: str | None = None,
 ) -> Attack:
-    return Attack((RELAY,), mode, direction, match, field_name, donors)
+    return Attack((RELAY,), mode, direction, match, field_name, donors, signature)
 
 
 def _bravo(
@@ -324,11 +451,12 @@ CASES: tuple[Case, ...] = (
         "read",
         _relay("flip", GET_MESSAGE),
         "one bit of the message id in the path of bob's signed GET",
-        "the relay refuses it (401 bad_signature: the path is signed); read fails, no plaintext",
+        "the relay refuses it (401 bad_signature: the path is signed); read refuses the relay's"
+        " signed refusal as an answer to another path than it asked, no plaintext",
         (
             service_said((401, "bad_signature")),
             send_ok,
-            read_refused(ServiceError, "bad_signature"),
+            read_refused(AnswerSignatureError, "its path differs"),
         ),
     ),
     Case(
@@ -828,6 +956,23 @@ CASES: tuple[Case, ...] = (
         "read",
         _relay("flip", GET_MESSAGE, direction="response", field_name="ciphertext"),
         "one bit of the ciphertext in the envelope the relay returns to bob",
+        "read refuses the answer (its body is not what the relay signed) and outputs nothing",
+        (
+            service_said(),
+            send_ok,
+            read_refused(AnswerSignatureError, "not the one it signed"),
+        ),
+    ),
+    Case(
+        "answer-flip-relay-signed",
+        ANSWER_LINK,
+        "flip",
+        "read",
+        _relay(
+            "flip", GET_MESSAGE, direction="response", field_name="ciphertext", signature="relay"
+        ),
+        "one bit of the ciphertext in the envelope the relay returns to bob, the answer"
+        " re-signed with the relay's own key (the relay itself lies)",
         "read refuses the envelope (alice's signature fails) and outputs nothing",
         (
             service_said(),
@@ -836,17 +981,71 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     Case(
+        "answer-unsigned",
+        ANSWER_LINK,
+        "unsign",
+        "read",
+        _relay("unsign", GET_MESSAGE, direction="response"),
+        "the relay's signature removed from its answer to bob's GET (the envelope untouched)",
+        "read refuses an answer the relay did not sign and outputs nothing",
+        (service_said(), send_ok, read_refused(AnswerSignatureError, "carries no")),
+    ),
+    Case(
         "answer-post-flip",
         ANSWER_LINK,
         "flip",
         "send",
-        _relay("flip", POST_MESSAGE, direction="response", field_name="digest"),
-        "one bit of the stored copy's digest in the relay's answer to alice's POST",
+        _relay("flip", POST_MESSAGE, direction="response", field_name="digest", signature="relay"),
+        "one bit of the stored copy's digest in the relay's answer to alice's POST, re-signed"
+        " with the relay's own key (a relay that lies about its copy)",
         "send reports that the relay's copy differs (bad_copy) and takes everything back:"
         " every deposit withdrawn, the envelope deleted, so bob's read finds nothing",
         (
             service_said(),
             send_refused("bad_copy"),
+            custody(),
+            read_refused(ServiceError, "not_found"),
+        ),
+    ),
+    Case(
+        "answer-post-forged",
+        ANSWER_LINK,
+        "inject",
+        "send",
+        _relay(
+            "swap",
+            POST_MESSAGE,
+            direction="response",
+            field_name="size",
+            donors=_RELAY_POST_ANSWER,
+            signature="impostor",
+        ),
+        "the relay's receipt for alice's POST forged: its size taken from the recorded receipt"
+        " (id and digest still right) and signed by a key of the attacker's that calls itself"
+        " the relay (with the proxy's swap mode)",
+        "send refuses a receipt signed by another key than the relay's pinned one, and takes"
+        " everything back: every deposit withdrawn, the envelope deleted, so bob's read finds"
+        " nothing",
+        (
+            service_said(),
+            send_refused_unsigned("signed by another key", "the relay's copy was deleted"),
+            custody(),
+            read_refused(ServiceError, "not_found"),
+        ),
+    ),
+    Case(
+        "answer-post-unsigned",
+        ANSWER_LINK,
+        "unsign",
+        "send",
+        _relay("unsign", POST_MESSAGE, direction="response"),
+        "the relay's signature removed from its receipt for alice's POST (the receipt itself"
+        " untouched, its digest right)",
+        "send refuses a receipt the relay did not sign and takes everything back: every"
+        " deposit withdrawn, the envelope deleted, so bob's read finds nothing",
+        (
+            service_said(),
+            send_refused_unsigned("carries no", "the relay's copy was deleted"),
             custody(),
             read_refused(ServiceError, "not_found"),
         ),
@@ -862,8 +1061,10 @@ CASES: tuple[Case, ...] = (
             direction="response",
             field_name="ciphertext",
             donors=_RELAY_GET_ANSWER,
+            signature="relay",
         ),
-        "the ciphertext in the envelope returned to bob replaced by the recorded message's",
+        "the ciphertext in the envelope returned to bob replaced by the recorded message's, the"
+        " answer re-signed with the relay's own key (the relay itself lies)",
         "read refuses the envelope (alice's signature fails) and outputs nothing",
         (
             service_said(),
@@ -876,11 +1077,17 @@ CASES: tuple[Case, ...] = (
         ANSWER_LINK,
         "replay",
         "read",
-        _relay("swap", GET_MESSAGE, direction="response", donors=_RELAY_GET_ANSWER),
-        "the envelope returned to bob replaced by the recorded one, also to bob (an old answer"
-        " replayed, with the proxy's swap mode)",
-        "read refuses an envelope that is not the one asked for, and outputs nothing",
-        (service_said(), send_ok, read_refused(SignatureError, "the relay answered with message")),
+        _relay("swap", GET_MESSAGE, direction="response", donors=_RELAY_GET_SIGNED),
+        "the relay's answer to bob's GET replaced by its recorded answer to bob's GET of another"
+        " message, with the relay's signature it was recorded with (an old answer replayed, with"
+        " the proxy's swap mode)",
+        "read refuses a signed answer to another request (its path and nonce are not this"
+        " request's) and outputs nothing",
+        (
+            service_said(),
+            send_ok,
+            read_refused(AnswerSignatureError, "another request (its path, nonce differ)"),
+        ),
     ),
     Case(
         "answer-drop",
@@ -899,18 +1106,166 @@ CASES: tuple[Case, ...] = (
         "read",
         _relay("truncate", GET_MESSAGE, direction="response"),
         "the envelope returned to bob cut in half",
-        "read refuses a malformed envelope and outputs nothing",
-        (service_said(), send_ok, read_refused(SignatureError, "malformed (altered on the way?)")),
+        "read refuses the answer (its body is not what the relay signed) and outputs nothing",
+        (service_said(), send_ok, read_refused(AnswerSignatureError, "not the one it signed")),
     ),
     Case(
         "answer-inject",
         ANSWER_LINK,
         "inject",
         "read",
-        _relay("swap", GET_MESSAGE, direction="response", donors=forged_envelope),
+        _relay(
+            "swap", GET_MESSAGE, direction="response", donors=forged_envelope, signature="relay"
+        ),
         "the envelope returned to bob replaced by a forgery: the real one with its sender's key"
-        " swapped for a new key named alice, re-signed with it (with the proxy's swap mode)",
+        " swapped for a new key named alice, re-signed with it, and the answer signed with the"
+        " relay's own key (the relay itself lies; with the proxy's swap mode)",
         "read refuses it: alice's key is pinned, and the error names both fingerprints",
         (service_said(), send_ok, read_refused(KeyChangedError, "the key of 'alice' changed")),
+    ),
+    # relay → client: bob's inbox
+    Case(
+        "inbox-answer-empty",
+        ANSWER_LINK,
+        "inject",
+        "inbox",
+        _relay(
+            "swap",
+            INBOX,
+            direction="response",
+            donors=forged_answer("/api/v1/inbox", b'{"messages":[],"next":null}\n'),
+        ),
+        "the relay's answer to bob's inbox replaced by an empty page, the relay's signature left"
+        " on it (with the proxy's swap mode)",
+        "inbox refuses the page (its body is not what the relay signed) and lists nothing",
+        (service_said(), send_ok, inbox_refused("not the one it signed"), read_right()),
+    ),
+    Case(
+        "inbox-answer-entry-removed",
+        ANSWER_LINK,
+        "inject",
+        "inbox",
+        _relay(
+            "swap",
+            INBOX,
+            direction="response",
+            donors=bobs_inbox_without_an_entry,
+            signature="strip",
+        ),
+        "the relay's answer to bob's inbox with the new message left out, and the relay's"
+        " signature removed (with the proxy's swap mode)",
+        "inbox refuses a page the relay did not sign and lists nothing",
+        (service_said(), send_ok, inbox_refused("carries no"), read_right()),
+    ),
+    Case(
+        "inbox-answer-entry-removed-resigned",
+        ANSWER_LINK,
+        "inject",
+        "inbox",
+        _relay(
+            "swap",
+            INBOX,
+            direction="response",
+            donors=bobs_inbox_without_an_entry,
+            signature="impostor",
+        ),
+        "the relay's answer to bob's inbox with the new message left out, signed by a key of"
+        " the attacker's that calls itself the relay (with the proxy's swap mode)",
+        "inbox refuses a page signed by another key than the relay's pinned one, naming both"
+        " fingerprints, and lists nothing",
+        (service_said(), send_ok, inbox_refused("signed by another key"), read_right()),
+    ),
+    Case(
+        "inbox-answer-replay",
+        ANSWER_LINK,
+        "replay",
+        "inbox",
+        _relay("swap", INBOX, direction="response", donors=the_attackers_own_empty_inbox),
+        "the relay's answer to bob's inbox replaced by a genuine one: the empty inbox the relay"
+        " signed for the attacker's own request (with the proxy's swap mode)",
+        "inbox refuses a signed answer to another request (its nonce and caller are not bob's"
+        " request's) and lists nothing",
+        (
+            service_said(),
+            send_ok,
+            inbox_refused("another request (its nonce, caller differ)"),
+            read_right(),
+        ),
+    ),
+    # relay → client: the directory, for a contact alice has not pinned yet
+    Case(
+        "directory-answer-swap-resigned",
+        ANSWER_LINK,
+        "swap",
+        "send",
+        _relay(
+            "swap",
+            DAVE_ENTRY,
+            direction="response",
+            donors=daves_entry_with_another_key,
+            signature="impostor",
+        ),
+        "the directory's answer for dave (whom alice writes to first) replaced by an entry"
+        " with the attacker's key, signed by a key of the attacker's that calls itself the relay",
+        "send refuses the entry (signed by another key than the relay's pinned one) before any"
+        " deposit; dave's key is not pinned; nothing encrypted, deposited or posted",
+        (
+            service_said(),
+            send_refused_unsigned("signed by another key"),
+            not_pinned("dave"),
+            nothing_encrypted,
+        ),
+        recipients=("bob", "dave"),
+    ),
+    Case(
+        "directory-answer-swap-unsigned",
+        ANSWER_LINK,
+        "swap",
+        "send",
+        _relay(
+            "swap",
+            DAVE_ENTRY,
+            direction="response",
+            donors=daves_entry_with_another_key,
+            signature="strip",
+        ),
+        "the directory's answer for dave (whom alice writes to first) replaced by an entry"
+        " with the attacker's key, unsigned",
+        "send refuses an entry the relay did not sign before any deposit; dave's key is not"
+        " pinned; nothing encrypted, deposited or posted",
+        (
+            service_said(),
+            send_refused_unsigned("carries no"),
+            not_pinned("dave"),
+            nothing_encrypted,
+        ),
+        recipients=("bob", "dave"),
+    ),
+    Case(
+        "directory-answer-replay",
+        ANSWER_LINK,
+        "replay",
+        "send",
+        Attack(
+            (RELAY,),
+            "swap",
+            "response",
+            DAVE_ENTRY,
+            donors=recorded_signed_answer(
+                RELAY, "GET", "/api/v1/directory/carol", served_at="/api/v1/directory/dave"
+            ),
+        ),
+        "the directory's answer for dave replaced by its recorded answer for carol, with the"
+        " relay's signature it was recorded with (an old answer replayed, with the proxy's swap"
+        " mode)",
+        "send refuses a signed answer to another request (its path and nonce differ) before"
+        " any deposit; dave's key is not pinned; nothing encrypted, deposited or posted",
+        (
+            service_said(),
+            send_refused_unsigned("another request (its path, nonce differ)"),
+            not_pinned("dave"),
+            nothing_encrypted,
+        ),
+        recipients=("bob", "dave"),
     ),
 )

@@ -9,7 +9,9 @@ gives the swap and replay attacks their old material.
 A *run* plays one case: alice sends a message to bob, bob reads it, every
 call of both through a fresh proxy in front of each service (relay and
 custodians). The proxies in front of the case's targets attack, in the
-phase (send or read) the case says; the others only watch. Then the
+phase (send or read) the case says; the others only watch. A case of the
+phase *inbox* has bob list his inbox between the two, through the attacking
+proxies. Then the
 checks every case shares: no secret of the run (the plaintext, the message
 key, each share) in any spelling on any link, no alarm from any proxy, the
 attack was actually made, and no plaintext but the one sent ever returned.
@@ -80,6 +82,8 @@ class World:
     alice: Identity
     bob: Identity
     carol: Identity
+    #: Registered in the relay's directory, pinned by no one: a contact alice writes to first.
+    dave: Identity
     #: The recorded message: every exchange each passive proxy saw, by service name.
     recording: dict[str, list[Exchange]] = field(default_factory=dict)
     recorded_id: str = ""
@@ -88,7 +92,12 @@ class World:
         return KnownKeys.load(self.home)
 
     def identity(self, name: str) -> Identity:
-        return {"alice": self.alice, "bob": self.bob, "carol": self.carol}[name]
+        people = {"alice": self.alice, "bob": self.bob, "carol": self.carol, "dave": self.dave}
+        return people[name]
+
+    def relay_identity(self) -> Identity:
+        """The relay's own key, for the cases where the relay itself lies."""
+        return Identity.load(self.settings.relay_dir() / "identity.key")
 
     def upstreams(self) -> dict[str, str]:
         return {RELAY: self.settings.server_url} | {c.name: c.url for c in self.settings.custodians}
@@ -133,11 +142,23 @@ class Donors:
 
     requests: list[tuple[str, bytes]] = field(default_factory=list)
     responses: list[tuple[str, bytes]] = field(default_factory=list)
+    #: The relay's signature each recorded answer came with, by (path, body).
+    answer_signatures: dict[tuple[str, bytes], str] = field(default_factory=dict)
+
+
+#: A key of the attacker's own that calls itself the relay.
+IMPOSTOR_RELAY = Identity.generate("relay")
 
 
 @dataclass(frozen=True)
 class Attack:
-    """Which proxies attack (by service name), and how."""
+    """Which proxies attack (by service name), and how.
+
+    ``signature`` is what becomes of the relay's signature on an altered answer: None
+    keeps it (or the one a whole answer swapped in was recorded with), ``"strip"``
+    removes it, ``"impostor"`` re-signs with a key of the attacker's that calls itself
+    the relay, ``"relay"`` with the relay's own key (the relay itself lies).
+    """
 
     targets: tuple[str, ...]
     mode: str
@@ -145,6 +166,14 @@ class Attack:
     match: str | None = None
     field_name: str | None = None
     donors: Callable[[World, Run], Donors] | None = None
+    signature: str | None = None
+
+    def answer_signature(self, world: World) -> Identity | str | None:
+        if self.signature == "relay":
+            return world.relay_identity()
+        if self.signature == "impostor":
+            return IMPOSTOR_RELAY
+        return self.signature
 
 
 Check = Callable[["World", "Run"], "str | None"]
@@ -155,7 +184,7 @@ class Case:
     id: str
     link: str
     mode: str  # the attack as reported; the proxy's mode is attack.mode
-    phase: str  # "send" or "read": which flow goes through the attacking proxies (if any)
+    phase: str  # "send", "inbox" or "read": the flow that goes through the attacking proxies
     attack: Attack | None
     altered: str
     expected: str
@@ -174,6 +203,8 @@ class Run:
     drafts: list[Draft] = field(default_factory=list)
     sent: flows.SendResult | None = None
     send_error: SecureCommError | None = None
+    listed: list[dict[str, Any]] | None = None  # bob's inbox, in an inbox case
+    inbox_error: SecureCommError | None = None
     result: flows.ReadResult | None = None
     read_error: SecureCommError | None = None
     warnings: list[str] = field(default_factory=list)
@@ -230,7 +261,11 @@ def _proxies(
     world: World, run: Run, phase: str, attack: Attack | None, donors: Donors
 ) -> Iterator[Settings]:
     """Start one proxy per service; yield settings that send every call through them."""
-    shared = SharedCapture(requests=list(donors.requests), responses=list(donors.responses))
+    shared = SharedCapture(
+        requests=list(donors.requests),
+        responses=list(donors.responses),
+        answer_signatures=dict(donors.answer_signatures),
+    )
     started: list[Proxy] = []
     watch = run.secrets()
     try:
@@ -246,6 +281,7 @@ def _proxies(
                     watch=watch,
                     shared=shared,
                     seed=SEED,
+                    answer_signature=attack.answer_signature(world),
                 )
                 run.attackers.append(proxy)
             else:
@@ -320,6 +356,14 @@ def run_case(world: World, case: Case, monkeypatch: pytest.MonkeyPatch) -> Run:
         except SecureCommError as exc:
             run.send_error = exc
     monkeypatch.setattr(flows, "prepare", prepare)
+    if not run.drafts:
+        return run  # send stopped before encrypting: there is no message to list or read
+    if case.phase == "inbox":
+        with _proxies(world, run, "inbox", attack, donors()) as settings:
+            try:
+                run.listed = flows.inbox(settings, world.bob)
+            except SecureCommError as exc:
+                run.inbox_error = exc
     in_read = attack if case.phase == "read" else None
     with _proxies(world, run, "read", in_read, donors() if in_read else Donors()) as settings:
         try:
@@ -386,6 +430,10 @@ def client_column(run: Run) -> str:
         parts.append(f"Send refused: {normalize(str(run.send_error))}")
     else:
         parts.append("Send ok")
+    if run.inbox_error is not None:
+        parts.append(f"Inbox refused: {normalize(str(run.inbox_error))}")
+    elif run.listed is not None:
+        parts.append(f"Inbox listed {len(run.listed)} message(s)")
     if run.read_error is not None:
         parts.append(f"Read refused: {normalize(str(run.read_error))}")
     elif run.result is not None:

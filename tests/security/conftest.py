@@ -14,6 +14,7 @@ import pytest
 
 from securecomm.client.transport import ServiceClient
 from securecomm.config import load_settings
+from securecomm.identity import Identity
 from tests.integration.conftest import start_stack, stop_stack
 from tests.shared_home import add_people
 
@@ -37,7 +38,15 @@ def world_and_recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
                     f"/api/v1/directory/{person.name}",
                     body={"v": 1, "identity": person.public.to_json()},
                 )
-        world = World(home, settings, people["alice"], people["bob"], people["carol"])
+        # dave registers with the relay but no one here has pinned him yet.
+        dave = Identity.generate("dave")
+        with ServiceClient(settings.server_url, RELAY, dave) as relay:
+            relay.request(
+                "PUT",
+                "/api/v1/directory/dave",
+                body={"v": 1, "identity": dave.public.to_json()},
+            )
+        world = World(home, settings, people["alice"], people["bob"], people["carol"], dave)
         # The attacker's recording: one message to bob and carol, sent and read by bob.
         with pytest.MonkeyPatch.context() as monkeypatch:
             recorded = run_case(world, PASSIVE, monkeypatch)

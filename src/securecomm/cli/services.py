@@ -200,7 +200,8 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
         "--mode",
         choices=MODES,
         default="passive",
-        help="passive (default), or an attack: flip, swap, replay, drop, truncate, inject",
+        help="passive (default), or an attack: flip, swap, replay, drop, truncate, inject;"
+        " unsign removes the relay's signature from answers (with --direction response)",
     )
     p.add_argument("--field", help="the JSON field to flip or swap (default: any)")
     p.add_argument("--match", metavar="REGEX", help="only alter exchanges whose path matches")

@@ -16,7 +16,17 @@ Active modes alter traffic the way an attacker on the wire could:
 - ``drop``: close the connection instead of answering;
 - ``truncate``: cut a body in half;
 - ``inject``: forge requests beside the real one: unsigned, stale, and
-  signed by a stranger's key.
+  signed by a stranger's key;
+- ``unsign``: remove the relay's signature from an answer (spec §11.4),
+  leaving its body as it was.
+
+An answer the relay signed keeps the relay's signature when it is altered
+(which then no longer matches), unless the proxy is given
+``answer_signature``: ``"strip"`` removes it, an identity re-signs the
+altered answer for the request it answers, as someone holding that key (a
+relay that lies, or a key of the attacker's own) would. A whole answer
+swapped in for another brings the signature it was recorded with: an old
+answer replayed as it was.
 
 Each alteration is recorded with what the victim did. For an altered
 request the victim is the service, and its answer is recorded; for an
@@ -46,7 +56,7 @@ from ..identity import Identity
 
 __all__ = ["MODES", "Alteration", "Exchange", "Proxy", "SharedCapture", "encodings_of"]
 
-MODES = ("passive", "flip", "swap", "replay", "drop", "truncate", "inject")
+MODES = ("passive", "flip", "swap", "replay", "drop", "truncate", "inject", "unsign")
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -160,6 +170,8 @@ class SharedCapture:
 
     requests: list[tuple[str, bytes]] = field(default_factory=list)  # (path, body)
     responses: list[tuple[str, bytes]] = field(default_factory=list)
+    #: The answer signature each recorded answer came with, by (path, body).
+    answer_signatures: dict[tuple[str, bytes], str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -269,6 +281,7 @@ class Proxy:
         seed: int = 0,
         log: Callable[[str], None] | None = None,
         audience: str | None = None,
+        answer_signature: Identity | str | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -276,6 +289,10 @@ class Proxy:
             raise ValueError("direction: request or response")
         if mode in {"replay", "inject"} and direction != "request":
             raise ValueError(f"{mode} acts on requests: use direction='request'")
+        if mode == "unsign" and direction != "response":
+            raise ValueError("unsign acts on answers: use direction='response'")
+        if isinstance(answer_signature, str) and answer_signature != "strip":
+            raise ValueError("answer_signature: 'strip', an Identity, or None")
         self.upstream = upstream.rstrip("/")
         self.mode = mode
         self.field_name = field_name
@@ -287,6 +304,7 @@ class Proxy:
         self.rng = random.Random(seed)
         self.log = log or (lambda line: None)
         self.audience = audience  # the service behind, for forged requests
+        self.answer_signature = answer_signature  # what becomes of an altered answer's
         self.exchanges: list[Exchange] = []
         self.alterations: list[Alteration] = []
         self._lock = threading.Lock()
@@ -455,12 +473,12 @@ class Proxy:
         exchange.response_body = upstream.content
         if alter_request:
             self._record_request_attack(exchange, upstream, detail, target)
-        response_body = self._answer_as_attacked(handler, exchange, selected)
-        if response_body is None:
+        answered = self._answer_as_attacked(handler, exchange, selected)
+        if answered is None:
             return  # the answer was withheld
         self._scan(exchange)
         self._log(exchange)
-        self._answer(handler, upstream.status_code, response_headers, response_body)
+        self._answer(handler, upstream.status_code, *answered)
 
     def _record_exchange(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
@@ -518,15 +536,37 @@ class Proxy:
 
     def _answer_as_attacked(
         self, handler: BaseHTTPRequestHandler, exchange: Exchange, selected: bool
-    ) -> bytes | None:
-        """The answer to give back, altered as the mode says; None if it is withheld."""
+    ) -> tuple[dict[str, str], bytes] | None:
+        """The answer's headers and body to give back, altered as the mode says; None if it
+        is withheld."""
         path, response_body = exchange.path, exchange.response_body
+        headers = dict(exchange.response_headers)
+        signature = _pop_header(dict(headers), httpsig.ANSWER_HEADER)
         with self.shared.lock:
             earlier = list(self.shared.responses)
+            signatures = dict(self.shared.answer_signatures)
             self.shared.responses.append((path, response_body))
+            if signature is not None:
+                self.shared.answer_signatures[(path, response_body)] = signature
         if not (selected and self.direction == "response"):
-            return response_body
-        response_body, detail = self._alter_response(path, response_body, earlier)
+            return headers, response_body
+        if self.mode == "unsign":
+            if _pop_header(headers, httpsig.ANSWER_HEADER) is not None:
+                self._record(
+                    Alteration(
+                        exchange.number,
+                        "unsign",
+                        "response",
+                        path,
+                        "the answer's signature removed",
+                        "client",
+                    )
+                )
+            return headers, response_body
+        response_body, detail, donor = self._alter_response(path, response_body, earlier)
+        if detail:
+            recorded = signatures.get(donor) if donor is not None else None
+            detail += self._sign_altered(exchange, headers, response_body, recorded)
         if self.mode == "drop":
             self._record(
                 Alteration(
@@ -543,7 +583,35 @@ class Proxy:
             return None
         if detail:
             self._record(Alteration(exchange.number, self.mode, "response", path, detail, "client"))
-        return response_body
+        return headers, response_body
+
+    def _sign_altered(
+        self, exchange: Exchange, headers: dict[str, str], body: bytes, recorded: str | None
+    ) -> str:
+        """Give an altered answer the signature ``answer_signature`` says (the one a whole
+        answer swapped in was recorded with, if any, by default); what was done, for the
+        alteration's detail."""
+        if self.answer_signature == "strip":
+            _pop_header(headers, httpsig.ANSWER_HEADER)
+            return ", its signature removed"
+        if isinstance(self.answer_signature, Identity):
+            binding = httpsig.answer_binding(
+                method=exchange.method,
+                path=exchange.path,
+                query=exchange.query,
+                headers=exchange.request_headers,
+            )
+            _pop_header(headers, httpsig.ANSWER_HEADER)
+            headers[httpsig.ANSWER_HEADER] = httpsig.sign_answer(
+                self.answer_signature, binding, status=exchange.status, body=body
+            )
+            key = self.answer_signature.public.short_fingerprint()
+            return f", re-signed with the key {key}"
+        if recorded is not None:
+            _pop_header(headers, httpsig.ANSWER_HEADER)
+            headers[httpsig.ANSWER_HEADER] = recorded
+            return ", with the signature it was recorded with"
+        return ""
 
     def _answer(
         self, handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes
@@ -618,7 +686,7 @@ class Proxy:
         if self.mode == "swap":
             with self.shared.lock:
                 earlier = list(self.shared.requests)
-            changed, detail = self._swap(path, body, earlier)
+            changed, detail, _ = self._swap(path, body, earlier)
         elif not body and self.mode == "flip":
             # No body (a GET or DELETE): flip a bit of the id in the path instead.
             head, _, last = path.rpartition("/")
@@ -642,18 +710,22 @@ class Proxy:
                 fixed[key] = httpsig.content_digest(changed)
         return fixed, changed, detail, target
 
-    def _swap(self, path: str, body: bytes, earlier: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-        """Give this body an earlier one's on the same route, or its ``field_name``."""
+    def _swap(
+        self, path: str, body: bytes, earlier: list[tuple[str, bytes]]
+    ) -> tuple[bytes, str, tuple[str, bytes] | None]:
+        """Give this body an earlier one's on the same route, or its ``field_name``; and
+        the earlier exchange whose body it now is, if it is a whole one."""
         donors = [(p, b) for p, b in earlier if b != body and _same_route(p, path)]
         if not donors:
-            return body, ""
+            return body, "", None
         donor_path, donor = donors[-1]
         if self.field_name is None:
-            return donor, f"body replaced with the one of an earlier {donor_path}"
+            detail = f"body replaced with the one of an earlier {donor_path}"
+            return donor, detail, (donor_path, donor)
         try:
             mine, theirs = json.loads(body), json.loads(donor)
         except (ValueError, UnicodeDecodeError):
-            return body, ""
+            return body, "", None
         pairs = zip(
             _json_values(mine, self.field_name),
             _json_values(theirs, self.field_name),
@@ -664,17 +736,18 @@ class Proxy:
                 return (
                     body.replace(old, new, 1),
                     f"{self.field_name!r} taken from an earlier {donor_path}",
+                    None,
                 )
-        return body, ""
+        return body, "", None
 
     def _alter_response(
         self, path: str, body: bytes, earlier: list[tuple[str, bytes]]
-    ) -> tuple[bytes, str]:
+    ) -> tuple[bytes, str, tuple[str, bytes] | None]:
         if self.mode == "swap":
             return self._swap(path, body, earlier)
         if self.mode in {"flip", "truncate"}:
-            return self._alter_body(body, self.rng)
-        return body, ""
+            return (*self._alter_body(body, self.rng), None)
+        return body, "", None
 
     def _inject(
         self, number: int, method: str, path: str, query: str, headers: dict[str, str], body: bytes
@@ -720,6 +793,14 @@ class Proxy:
                     "refused" if answer.status_code >= 400 else "accepted",
                 )
             )
+
+
+def _pop_header(headers: dict[str, str], name: str) -> str | None:
+    """Remove header ``name`` (any case) from ``headers``; its value, or None."""
+    found = None
+    for key in [k for k in headers if k.lower() == name.lower()]:
+        found = headers.pop(key)
+    return found
 
 
 def _code(body: bytes) -> str | None:
