@@ -96,6 +96,10 @@ def _own_settings(
             )
             error.hint = f"edit [{section}] url, host and port there, or use another --home"
             raise error
+        if "[tls]" in extra and settings.tls_cert is None:
+            error = ParameterError(f"{path} names no TLS certificate; nothing was changed")
+            error.hint = "add [tls] cert and key to it by hand (see docs/deployment.md)"
+            raise error
         return
     host, port = address_of(url)
     lines = [f"# Where this {party} listens; edit host to bind another address.", f"[{section}]"]

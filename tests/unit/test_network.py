@@ -368,3 +368,27 @@ def test_contacts_verify_marks_only_the_fingerprint_pinned(tmp_path: Path) -> No
     known.verify("alpha", CUSTODIANS[0].public.short_fingerprint())
     known.save()
     assert KnownKeys.load(tmp_path).verified == {"alpha"}
+
+
+def test_init_names_a_tls_certificate_in_the_new_settings(tmp_path: Path) -> None:
+    from securecomm.config import load_settings
+    from securecomm.tls import make_ca
+
+    home = tmp_path / "relay"
+    make_ca().issue("relay", ["127.0.0.2"]).write(home / "tls")
+    main(["relay", "init", "--home", str(home), "--url", "https://127.0.0.2:5000",
+          "--tls-cert", "tls/relay.pem", "--tls-key", "tls/relay.key"])  # fmt: skip
+    settings = load_settings(home, env={})
+    assert settings.tls_cert == home / "tls" / "relay.pem"
+    assert settings.tls_key == home / "tls" / "relay.key"
+    # A certificate for a plain-HTTP URL, or a missing file, is bad input; nothing is made.
+    for url, cert in (("http://127.0.0.2:5000", "tls/relay.pem"), ("https://h:1", "nope.pem")):
+        other = tmp_path / f"other-{cert[:4]}"
+        (other / "tls").mkdir(parents=True)
+        (other / "tls" / "relay.pem").write_bytes((home / "tls" / "relay.pem").read_bytes())
+        (other / "tls" / "relay.key").write_bytes((home / "tls" / "relay.key").read_bytes())
+        with pytest.raises(SystemExit) as refused:
+            main(["relay", "init", "--home", str(other), "--url", url,
+                  "--tls-cert", cert, "--tls-key", "tls/relay.key"])  # fmt: skip
+        assert refused.value.code == 2
+        assert not (other / "securecomm.toml").exists()

@@ -38,7 +38,7 @@ def cmd_relay_init(args: argparse.Namespace) -> None:
     _check_url(args.url)
     refuse_existing(card_path(home, "relay"), args.force, "--home")
     refuse_existing(args.card, args.force, "--card")
-    card = init_relay(home, args.url)
+    card = init_relay(home, args.url, settings=_tls_settings(args, home))
     _say_card(card, _copy_card(card, args.card) or card_path(home, "relay"))
 
 
@@ -60,9 +60,25 @@ def cmd_custodian_init(args: argparse.Namespace) -> None:
             " and hands you NAME.pub (never the .key)",
             code=2,
         ) from None
-    card = init_custodian(home, name, args.url, operator)
+    card = init_custodian(home, name, args.url, operator, settings=_tls_settings(args, home))
     _say_card(card, _copy_card(card, args.card) or card_path(home, name))
     print(f"operator: {operator.name} ({operator.short_fingerprint()})")
+
+
+def _tls_settings(args: argparse.Namespace, home: Path) -> list[str]:
+    """The [tls] table for a new home's settings, naming the certificate and key given."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CliError("give --tls-cert and --tls-key together", code=2)
+    if args.tls_cert is None:
+        return []
+    for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if not (home / path).is_file():  # relative to the home, as the settings read it
+            raise CliError(f"{option} {path}: no such file (relative paths are from --home)",
+                           code=2)  # fmt: skip
+    if not args.url.startswith("https://"):
+        raise CliError("a service with a certificate is reached over https: --url https://...",
+                       code=2)  # fmt: skip
+    return ["", "[tls]", f'cert = "{args.tls_cert}"', f'key = "{args.tls_key}"']
 
 
 def _tls_ca(args: argparse.Namespace) -> str | None:
@@ -132,6 +148,12 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
             metavar="PATH",
             help="also write the card here, to hand on (it is always kept in HOME)",
         )
+        p.add_argument(
+            "--tls-cert",
+            metavar="PEM",
+            help="its TLS certificate chain (`tls issue` makes one), for the new settings",
+        )
+        p.add_argument("--tls-key", metavar="KEY", help="the key of --tls-cert")
         p.add_argument("--force", action="store_true", help="replace an existing card")
         home_option(p)
         p.set_defaults(func=func)
