@@ -31,12 +31,17 @@ test: lint browser
 demo: $(VENV)/.installed
 	$(BIN)/securecomm demo
 
-# Peers come from bench/requirements.txt; Debian's ssss is installed when apt can (as root).
+# Peers come from bench/requirements.txt; Debian's ssss and nginx are installed when apt can
+# (as root).
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]' -r bench/requirements.txt
 	@command -v ssss-split >/dev/null 2>&1 || apt-get install -y -q ssss >/dev/null 2>&1 \
 		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q ssss >/dev/null 2>&1) \
 		|| echo "note: Debian's ssss could not be installed; that peer is skipped"
+	@test -x /usr/sbin/nginx || (export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q nginx-light >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nginx-light >/dev/null 2>&1)) \
+		|| echo "note: Debian's nginx could not be installed; that peer is skipped"
 	$(BIN)/python -m bench.run
 
 # Regenerate vectors/*.json from the seeded script (the tests check they match).

@@ -2,7 +2,7 @@
 
 - ``ceiling``: a bare Flask app whose one POST route parses the JSON body
   and answers 201, served by securecomm's own ``serve`` (the same gunicorn
-  worker class, workers, threads and timeouts as the relay): what Flask
+  worker class, workers, connections and timeouts as the relay): what Flask
   under that server can do at best, the framework's ceiling.
 - ``relay-normal``: the real relay with SQLite ``synchronous=NORMAL``
   instead of ``FULL``, only to put a number on what durability costs. The
@@ -41,7 +41,7 @@ def create_ceiling_app() -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        return jsonify({"status": "ok"})
+        return jsonify({"status": "ok", "service": "ceiling"})  # what the health wait reads
 
     return app
 

@@ -61,8 +61,9 @@ def post_all(
     timeout: float = 30.0,
     host: str = "127.0.0.1",
     keep_alive: bool = False,
+    method: str = "POST",
 ) -> LoadResult:
-    """POST each of ``bodies`` once (fewer if ``max_seconds`` runs out) from
+    """POST (or ``method``) each of ``bodies`` once (fewer if ``max_seconds`` runs out) from
     ``concurrency`` threads; a status other than ``expect`` counts as an error.
 
     Each request has a connection of its own, as securecomm's clients do
@@ -111,7 +112,7 @@ def post_all(
             try:
                 if connection is None:
                     connection = connect()
-                connection.request("POST", path, body=bodies[index], headers=headers)
+                connection.request(method, path, body=bodies[index] or None, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
                 if response.will_close or not keep_alive:

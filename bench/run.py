@@ -20,9 +20,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _suites() -> dict[str, Callable[[bool], list[Row]]]:
-    from bench import crypto, services
+    from bench import crypto, services, slow_clients
 
-    return {"crypto": crypto.run, "services": services.run}
+    return {"crypto": crypto.run, "services": services.run, "slow_clients": slow_clients.run}
 
 
 def _number(value: float | None) -> str:

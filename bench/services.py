@@ -8,7 +8,7 @@ temporary home, and every one is stopped on the way out, exceptions included.
   format; the relay checks only the sender's signature), so each POST is a
   real insert, checked and committed with ``synchronous=FULL``. The ceiling
   is a bare Flask app that only parses the same JSON, run by the same
-  ``serve`` (gunicorn gthread, the relay's default workers, same threads).
+  ``serve`` (gunicorn gevent, the relay's default workers, same settings).
   Both are driven by the same closed-loop generator (bench/_load.py), one
   connection per request as securecomm's clients make them. Runs of ours
   and the ceiling alternate, several rounds; each figure is the median
