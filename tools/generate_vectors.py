@@ -1,4 +1,4 @@
-"""Generate vectors/{shamir,shares,envelope,canonical}.json from a fixed seed.
+"""Generate vectors/{shamir,shares,envelope,canonical,answers}.json from a fixed seed.
 
 Run with ``make vectors``. The output is deterministic: every random value
 comes from a SHA-256 counter stream over SEED, recorded in each vector in the
@@ -13,6 +13,7 @@ they are copied from their source into their own files.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import json
@@ -28,7 +29,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from securecomm import canonical, errors, shamir, shares
+from securecomm import canonical, errors, httpsig, shamir, shares
 from securecomm.envelope import PAYLOAD_NAMED, Envelope, Policy, Receipt, _prepare, prepare
 from securecomm.identity import Identity
 
@@ -541,6 +542,182 @@ def canonical_vectors() -> dict[str, Any]:
     }
 
 
+# Signed answers of the relay (spec section 11.4)
+
+#: The step of spec section 11.4 at which each refusal is made, and what its message says.
+ANSWER_STEPS = {
+    1: "carries",
+    2: "is malformed",
+    3: "signed by another key",
+    4: "does not verify",
+    5: "for another request",
+    6: "signed as HTTP",
+    7: "not the one it signed",
+}
+
+
+def answer_vectors() -> dict[str, Any]:
+    relay, relay_keys = identity("relay")
+    impostor, _ = identity("impostor")
+    reader, _ = identity("bob")
+    now = 1_700_000_000
+    inbox = httpsig.AnswerBinding(
+        "GET",
+        "/api/v1/inbox",
+        "limit=100",
+        "00112233445566778899aabbccddeeff",
+        reader.public.fingerprint_hex,
+    )
+    entry = httpsig.AnswerBinding(
+        "GET", "/api/v1/directory/dave", "", "ffeeddccbbaa99887766554433221100", None
+    )
+    page = b'{"messages":[],"next":null}\n'
+
+    def signed(
+        binding: httpsig.AnswerBinding = inbox,
+        status: int = 200,
+        body: bytes = page,
+        by: Identity = relay,
+    ) -> str:
+        return httpsig.sign_answer(by, binding, status=status, body=body, now=now)
+
+    def statement(value: str) -> dict[str, Any]:
+        decoded: dict[str, Any] = canonical.loads(base64.b64decode(value))
+        return decoded
+
+    def encoded(obj: object) -> str:
+        return b64(canonical.dumps(obj))
+
+    def resigned(obj: dict[str, Any], by: Identity) -> str:
+        unsigned = {k: v for k, v in obj.items() if k != "signature"}
+        return encoded(unsigned | {"signature": b64(by.sign("answer", unsigned))})
+
+    good = signed()
+    cases: list[tuple[str, list[str], httpsig.AnswerBinding, int, bytes, int | None]] = [
+        ("an empty inbox page, to a signed request", [good], inbox, 200, page, None),
+        (
+            "a 404 'no message for you', to a signed request",
+            [signed(status=404, body=b'{"code":"not_found"}\n')],
+            inbox,
+            404,
+            b'{"code":"not_found"}\n',
+            None,
+        ),
+        (
+            "a directory entry, to an unsigned request with a challenge (caller null)",
+            [signed(entry, body=b"{}\n")],
+            entry,
+            200,
+            b"{}\n",
+            None,
+        ),
+        ("an empty body (204)", [signed(status=204, body=b"")], inbox, 204, b"", None),
+        ("no header", [], inbox, 200, page, 1),
+        ("the header twice", [good, good], inbox, 200, page, 1),
+        ("not base64", ["not base64!"], inbox, 200, page, 2),
+        ("not canonical JSON", [b64(b'{ "v": 1}')], inbox, 200, page, 2),
+        ("version 2", [encoded(statement(good) | {"v": 2})], inbox, 200, page, 2),
+        ("a member too many", [encoded(statement(good) | {"x": 1})], inbox, 200, page, 2),
+        (
+            "a status that is a string",
+            [encoded(statement(good) | {"status": "200"})],
+            inbox,
+            200,
+            page,
+            2,
+        ),
+        ("a short caller", [encoded(statement(good) | {"caller": "00" * 31})], inbox, 200, page, 2),
+        ("signed by another key", [signed(by=impostor)], inbox, 200, page, 3),
+        (
+            "another key's signature under the relay's fingerprint",
+            [resigned(statement(good), impostor)],
+            inbox,
+            200,
+            page,
+            4,
+        ),
+        (
+            "the time changed after signing",
+            [encoded(statement(good) | {"time": now + 1})],
+            inbox,
+            200,
+            page,
+            4,
+        ),
+        (
+            "another request's nonce (a replayed answer)",
+            [signed(dataclasses.replace(inbox, nonce="ff" * 16))],
+            inbox,
+            200,
+            page,
+            5,
+        ),
+        (
+            "another path (the same challenge sent for another name)",
+            [signed(dataclasses.replace(entry, path="/api/v1/directory/mallory"), body=b"{}\n")],
+            entry,
+            200,
+            b"{}\n",
+            5,
+        ),
+        (
+            "another query (another page)",
+            [signed(dataclasses.replace(inbox, query="limit=100&after=1:" + "0" * 32))],
+            inbox,
+            200,
+            page,
+            5,
+        ),
+        (
+            "another caller (another reader's answer)",
+            [signed(dataclasses.replace(inbox, caller=impostor.public.fingerprint_hex))],
+            inbox,
+            200,
+            page,
+            5,
+        ),
+        (
+            "another method",
+            [signed(dataclasses.replace(inbox, method="DELETE"))],
+            inbox,
+            200,
+            page,
+            5,
+        ),
+        ("a 200 received as a 404", [good], inbox, 404, page, 6),
+        ("one byte of the body changed", [good], inbox, 200, page.replace(b"null", b"nulL"), 7),
+        ("the body left out", [good], inbox, 200, b"", 7),
+    ]
+    return {
+        "description": (
+            "Signed answers of the relay (spec section 11.4). Each case: the values of the"
+            " Securecomm-Answer-Signature header an answer carried, the request it answers"
+            " (method, path, query, nonce, caller), the status and body received; 'expect' is"
+            " 'ok', or the error, with 'step' the step of section 11.4 that refuses it. Checked"
+            " under 'relay', whose private keys are given."
+        ),
+        "relay": {"identity": relay.public.to_json(), **relay_keys},
+        "cases": [
+            {
+                "description": description,
+                "header": values,
+                "request": {
+                    "method": binding.method,
+                    "path": binding.path,
+                    "query": binding.query,
+                    "nonce": binding.nonce,
+                    "caller": binding.caller,
+                },
+                "status": status,
+                "body_hex": body.hex(),
+                "expect": "ok" if step is None else "AnswerSignatureError",
+                **({} if step is None else {"step": step}),
+            }
+            for description, values, binding, status, body, step in cases
+        ],
+    }
+
+
 def build() -> dict[str, str]:
     """Every generated file's name and exact text."""
     files = {
@@ -548,6 +725,7 @@ def build() -> dict[str, str]:
         "shares.json": shares_vectors(),
         "envelope.json": envelope_vectors(),
         "canonical.json": canonical_vectors(),
+        "answers.json": answer_vectors(),
     }
     return {
         name: json.dumps({"generator": "tools/generate_vectors.py", **content}, indent=2) + "\n"

@@ -27,6 +27,7 @@ SECTIONS = [
     ("shares.json", "combine", "runSharesCombine"),
     ("canonical.json", "valid", "runCanonicalValid"),
     ("canonical.json", "invalid", "runCanonicalInvalid"),
+    ("answers.json", "cases", "runAnswers"),
 ]
 
 

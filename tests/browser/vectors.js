@@ -8,6 +8,8 @@ import { fromHex, toHex, utf8 } from "/js/bytes.js";
 import * as canonical from "/js/canonical.js";
 import * as errors from "/js/errors.js";
 import * as hpke from "/js/hpke.js";
+import { verifyAnswer } from "/js/httpsig.js";
+import { PublicIdentity } from "/js/identity.js";
 import * as shamir from "/js/shamir.js";
 import { Share, combine } from "/js/shares.js";
 
@@ -247,4 +249,43 @@ export async function runCanonicalInvalid(text) {
   return eachCase(JSON.parse(text).invalid, (entry) =>
     expectError(entry.expect, () => canonical.loads(fromHex(entry.text_hex))),
   );
+}
+
+// The step of spec section 11.4 at which each refusal is made, and what its message says
+// (tools/generate_vectors.py ANSWER_STEPS).
+const ANSWER_STEPS = {
+  1: "carries",
+  2: "is malformed",
+  3: "signed by another key",
+  4: "does not verify",
+  5: "for another request",
+  6: "signed as HTTP",
+  7: "not the one it signed",
+};
+
+export async function runAnswers(text) {
+  const data = JSON.parse(text);
+  const relay = await PublicIdentity.fromJson(data.relay.identity, "relay");
+  return eachCase(data.cases, async (entry) => {
+    const verify = () =>
+      verifyAnswer(relay, entry.header, entry.request, {
+        status: entry.status,
+        body: fromHex(entry.body_hex),
+      });
+    if (entry.expect === "ok") {
+      await verify();
+      return;
+    }
+    let message = "";
+    await expectError(entry.expect, async () => {
+      try {
+        return await verify();
+      } catch (error) {
+        message = error.message;
+        throw error;
+      }
+    });
+    const fragment = ANSWER_STEPS[entry.step];
+    check(message.includes(fragment), `refused with "${message}", not at step ${entry.step}`);
+  });
 }

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from tools import generate_vectors
 
-from securecomm import canonical, errors, shamir, shares
+from securecomm import canonical, errors, httpsig, shamir, shares
 from securecomm.envelope import Envelope, Policy, Receipt, prepare
-from securecomm.identity import Identity
+from securecomm.identity import Identity, PublicIdentity
 from securecomm.shares import Share
 
 from ._vectors import VECTORS, load
@@ -21,6 +21,7 @@ SHAMIR = load("shamir.json")
 SHARES = load("shares.json")
 ENVELOPE = load("envelope.json")
 CANONICAL = load("canonical.json")
+ANSWERS = load("answers.json")
 
 
 def error_class(name: str) -> type[Exception]:
@@ -48,7 +49,7 @@ def test_generated_files_match_the_generator() -> None:
 
 def test_every_file_is_mostly_failure_cases_with_descriptions() -> None:
     total = failures = 0
-    for name in ("shamir.json", "shares.json", "envelope.json", "canonical.json"):
+    for name in ("shamir.json", "shares.json", "envelope.json", "canonical.json", "answers.json"):
         for key, cases in load(name).items():
             if not isinstance(cases, list):
                 continue
@@ -203,3 +204,40 @@ def test_vector_files_are_valid_json_with_sources() -> None:
         data = json.loads(path.read_text("utf-8"))
         assert data.get("description")
         assert data.get("source") or data.get("generator") == "tools/generate_vectors.py"
+
+
+# Signed answers of the relay (spec section 11.4)
+
+
+def test_the_answers_relay_key_is_the_one_its_seeds_make() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    keys = ANSWERS["relay"]
+    relay = Identity(
+        "relay",
+        Ed25519PrivateKey.from_private_bytes(bytes.fromhex(keys["ed25519_seed"])),
+        X25519PrivateKey.from_private_bytes(bytes.fromhex(keys["x25519_private"])),
+    )
+    assert relay.public.to_json() == keys["identity"]
+
+
+@pytest.mark.parametrize("case", ANSWERS["cases"], ids=lambda c: c["description"])
+def test_signed_answers(case: dict[str, Any]) -> None:
+    relay = PublicIdentity.from_json(ANSWERS["relay"]["identity"])
+
+    def check() -> object:
+        return httpsig.verify_answer(
+            relay,
+            case["header"],
+            httpsig.AnswerBinding(**case["request"]),
+            status=case["status"],
+            body=bytes.fromhex(case["body_hex"]),
+        )
+
+    if case["expect"] == "ok":
+        check()
+        return
+    with pytest.raises(error_class(case["expect"])) as caught:
+        check()
+    assert generate_vectors.ANSWER_STEPS[case["step"]] in str(caught.value), str(caught.value)

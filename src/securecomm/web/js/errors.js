@@ -63,6 +63,19 @@ export class ReplayError extends RequestAuthError {
   }
 }
 
+// An answer its service did not sign, with its pinned key, for the request it answers
+// (spec §11.4): nothing of it may be used, not even an error code it carries.
+export class AnswerSignatureError extends SignatureError {
+  constructor(service, message) {
+    super(`${service}: ${message}`);
+    this.service = service;
+    this.reason = message;
+    this.hint =
+      `something between you and the ${service} altered its answer, or answered in its place` +
+      " (a proxy that terminates TLS, a replica with another key); nothing was written";
+  }
+}
+
 // A rule forbids the operation.
 export class PolicyError extends SecureCommError {}
 export class NotRecipientError extends PolicyError {}
