@@ -3,7 +3,9 @@
 The page is loaded through a proxy in front of the relay, and the relay tells it to reach
 each custodian through another proxy; the custodians accept that page's origin. Watching
 only, the proxies must see no plaintext; altering a custodian's answer must cost that share
-alone, and altering the relay's copy must stop the read with no text shown.
+alone, and altering the relay's copy must stop the read with no text shown. The relay signs
+its answers (spec §11.4): the page must refuse one that is not its signed answer to the
+request, and show nothing of it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Browser, expect
 
+from securecomm.identity import Identity
 from securecomm.testing.mitm import Proxy
 from tests.browser._web import Person, shot
 from tests.integration.conftest import NAMES, free_port
@@ -35,6 +38,7 @@ class Wire:
     def watch_only(self) -> None:
         for proxy in self.all():
             arm(proxy, "passive", "request", None)
+            proxy.answer_signature = None
 
 
 def arm(
@@ -149,13 +153,70 @@ def test_a_relay_answer_altered_on_send_withdraws_everything(
     arm(relay, "flip", "response", r"^/api/v1/messages$", "digest")
     grace.compose("heidi", SECRET)
     status = grace.page.locator("#send-form .status")
-    expect(status).to_contain_text("differs from what was sent")
+    # The receipt is no longer the one the relay signed.
+    expect(status).to_contain_text("not the one it signed")
     expect(status).to_have_class(re.compile("error"))
     assert relay.alterations, "the proxy altered nothing: the test is void"
-    # Every custodian was told to destroy its share, and did.
+    # Every custodian was told to destroy its share, and did; and the relay its copy.
     for name, proxy in wire.custodians.items():
         withdrawals = [e for e in proxy.exchanges if e.method == "DELETE"]
         assert withdrawals and withdrawals[-1].status == 204, name
+    deleted = [e for e in relay.exchanges if e.method == "DELETE"]
+    assert deleted and deleted[-1].status == 204
+
+
+def test_a_relay_answer_re_signed_by_the_relay_itself_is_still_caught(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    """A relay that lies about its copy signs the lie: the page compares the digest."""
+    grace, _ = pair
+    relay = wire.relay
+    arm(relay, "flip", "response", r"^/api/v1/messages$", "digest")
+    relay.answer_signature = Identity.load(wire.up.home / "relay" / "relay" / "identity.key")
+    grace.compose("heidi", SECRET)
+    status = grace.page.locator("#send-form .status")
+    expect(status).to_contain_text("differs from what was sent")
+    assert relay.alterations, "the proxy altered nothing: the test is void"
+
+
+def test_an_old_inbox_answer_replayed_to_hide_a_message_is_refused(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    """The attacker keeps heidi's inbox as the relay signed it, and serves it again, with its
+    signature, once a new message has come: the page lists nothing and says why."""
+    grace, heidi = pair
+    heidi.open("inbox")
+    expect(heidi.page.locator("#inbox > .card > .status")).to_have_class(re.compile("ok"))
+    message_id = grace.send("heidi", "a message to hide")
+    relay = wire.relay
+    arm(relay, "swap", "response", r"^/api/v1/inbox$")
+    heidi.open("inbox")
+    status = heidi.page.locator("#inbox > .card > .status")
+    expect(status).to_contain_text("for another request (its nonce differs)")
+    expect(status).to_have_class(re.compile("error"))
+    expect(heidi.page.locator("#inbox-list li")).to_have_count(0)
+    assert relay.alterations, "the proxy altered nothing: the test is void"
+    assert "with the signature it was recorded with" in relay.alterations[-1].detail
+    shot(heidi.page, "mitm-old-inbox-refused")
+    wire.watch_only()
+    heidi.open("inbox")
+    expect(heidi.page.locator(f"li[data-message='{message_id}']")).to_have_count(1)
+
+
+def test_the_relays_copy_without_its_signature_shows_no_text(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    grace, heidi = pair
+    message_id = grace.send("heidi", SECRET)
+    relay = wire.relay
+    arm(relay, "unsign", "response", r"^/api/v1/messages/[0-9a-f]{32}$")
+    page = heidi.read(message_id)
+    status = page.locator("#reading .status")
+    expect(status).to_contain_text("altered or is not genuine")
+    expect(status).to_contain_text("carries no Securecomm-Answer-Signature")
+    expect(page.locator("#plaintext")).to_have_count(0)
+    assert SECRET not in page.content()
+    assert relay.alterations, "the proxy altered nothing: the test is void"
 
 
 def test_a_copy_that_cannot_be_fetched_back_is_said_so(

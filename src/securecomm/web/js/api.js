@@ -1,36 +1,57 @@
 // The page's flows (DESIGN.md "Flows"), as src/securecomm/client/flows.py does them for the CLI:
 // register, send (deposit each share straight with its custodian, then post the envelope),
 // inbox, read (ask every custodian, check each share as it comes), and the operator's calls.
-// Only ciphertext, receipts and public keys ever go to the relay.
+// Only ciphertext, receipts and public keys ever go to the relay. Every answer of the relay
+// is checked to be signed by its pinned key for the request it answers (spec §11.4) before
+// anything of it is used.
 
 import { b64decode, fromUtf8, labelledHash, sha256, toHex } from "./bytes.js";
 import * as canonical from "./canonical.js";
 import { Envelope, Receipt } from "./envelope.js";
 import {
+  AnswerSignatureError,
   FormatError,
   QuorumError,
   SecureCommError,
   ServiceError,
   SignatureError,
 } from "./errors.js";
-import { signRequest } from "./httpsig.js";
+import {
+  ANSWER_NONCE_HEADER,
+  answerSignatures,
+  newNonce,
+  signRequest,
+  verifyAnswer,
+} from "./httpsig.js";
 import { PublicIdentity } from "./identity.js";
 import { depositBody, openRelease } from "./protocol.js";
 import * as store from "./store.js";
 
 const TIMEOUT_MS = 15000;
 
-/** One service (the relay or a custodian) at `url`; requests are signed for `audience`. */
+/**
+ * One service (the relay or a custodian) at `url`; requests are signed for `audience`.
+ * `answers` is null for a custodian (its answers are signed objects of their own), or, for
+ * the relay, `{key}`: every answer must carry the relay's signature, by `key`, for the
+ * request it answers; with `key` null the caller checks it (the page's first call, which
+ * learns the key from the answer).
+ */
 export class ServiceClient {
-  constructor(url, audience, identity = null, timeoutMs = TIMEOUT_MS) {
-    Object.assign(this, { url: url.replace(/\/$/, ""), audience, identity, timeoutMs });
+  constructor(url, audience, identity = null, timeoutMs = TIMEOUT_MS, answers = null) {
+    Object.assign(this, { url: url.replace(/\/$/, ""), audience, identity, timeoutMs, answers });
   }
 
-  /** Send one request; return {status, bytes, json()} for a 2xx answer, else throw ServiceError. */
+  /**
+   * Send one request; return {status, bytes, json(), answer} for a 2xx answer, else throw
+   * ServiceError. `answer` is what a signed answer is checked with: {values, binding}.
+   */
   async request(method, path, { query = "", body = null, raw = null, sign = true } = {}) {
     const content = raw ?? (body === null ? new Uint8Array(0) : canonical.dumps(body));
     const headers = content.length ? { "Content-Type": "application/json" } : {};
-    if (sign && this.identity) {
+    // Fresh for every request: the answer must be signed for this one (spec §11.4).
+    const nonce = newNonce();
+    const signed = Boolean(sign && this.identity);
+    if (signed) {
       Object.assign(
         headers,
         await signRequest(this.identity, {
@@ -39,8 +60,11 @@ export class ServiceClient {
           query,
           body: content,
           audience: this.audience,
+          nonce,
         }),
       );
+    } else if (this.answers) {
+      headers[ANSWER_NONCE_HEADER] = nonce;
     }
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.timeoutMs);
@@ -66,6 +90,23 @@ export class ServiceClient {
     } finally {
       clearTimeout(timer);
     }
+    const answer = {
+      values: answerSignatures(response.headers),
+      binding: {
+        method: method.toUpperCase(),
+        path,
+        query,
+        nonce,
+        caller: signed ? this.identity.public.fingerprintHex : null,
+      },
+    };
+    if (this.answers?.key) {
+      await verifyAnswer(this.answers.key, answer.values, answer.binding, {
+        status: response.status,
+        body: bytes,
+        service: this.audience,
+      });
+    }
     if (response.status >= 400) {
       let code = "http_error";
       let message = `HTTP ${response.status}`;
@@ -81,6 +122,7 @@ export class ServiceClient {
     return {
       status: response.status,
       bytes,
+      answer,
       json: () => {
         try {
           return JSON.parse(fromUtf8(bytes));
@@ -92,11 +134,34 @@ export class ServiceClient {
   }
 }
 
-const relay = (identity = null) => new ServiceClient(location.origin, "relay", identity);
+// The relay's key, pinned in this browser: every answer of the relay is checked with it.
+let relayKey = null;
 
-/** The custodians, where they are and the threshold, as the relay is configured. */
-export async function loadConfig() {
-  return (await relay().request("GET", "/api/v1/web-config", { sign: false })).json();
+function relay(identity = null) {
+  if (!relayKey) throw new SignatureError("the relay's key is not known yet: reload the page");
+  return new ServiceClient(location.origin, "relay", identity, TIMEOUT_MS, { key: relayKey });
+}
+
+/**
+ * The custodians, where they are and the threshold, as the relay is configured; and the
+ * relay's key (spec §13.2), which signs this very answer: pinned on first use, refused if it
+ * changed, then used to check every later answer of the relay.
+ */
+export async function loadConfig(known) {
+  const client = new ServiceClient(location.origin, "relay", null, TIMEOUT_MS, { key: null });
+  const answer = await client.request("GET", "/api/v1/web-config", { sign: false });
+  const config = answer.json();
+  const presented = await PublicIdentity.fromJson(config.relay, "the relay's key");
+  if (presented.name !== "relay")
+    throw new SignatureError(`the relay presents a key named ${presented.name}`);
+  await verifyAnswer(presented, answer.answer.values, answer.answer.binding, {
+    status: answer.status,
+    body: answer.bytes,
+  });
+  known.check(presented, "the page did not start");
+  await known.pin(presented);
+  relayKey = known.get("relay");
+  return config;
 }
 
 /**
@@ -328,6 +393,9 @@ export async function send({
   try {
     stored = (await client.request("POST", "/api/v1/messages", { raw: data, sign: false })).json();
   } catch (error) {
+    // An answer that is not the relay's says nothing: the envelope may well be stored.
+    if (error instanceof AnswerSignatureError)
+      await client.request("DELETE", `/api/v1/messages/${envelope.id}`).catch(() => {});
     await withdraw(config, sender, receipts, envelope.id);
     throw error;
   }

@@ -29,7 +29,7 @@ function route() {
 async function main() {
   try {
     state.known = await store.KnownKeys.load();
-    state.config = await api.loadConfig();
+    state.config = await api.loadConfig(state.known);
     await loadIdentities();
   } catch (error) {
     const box = $("#page-error");
@@ -68,7 +68,5 @@ async function main() {
   route();
   document.body.dataset.ready = "true";
 }
-
-main();
 
 main();

@@ -219,6 +219,7 @@ export function renderKnown() {
                   {},
                   key.name,
                   isCustodian.has(key.name) ? h("span", { class: "badge" }, "custodian") : null,
+                  key.name === "relay" ? h("span", { class: "badge" }, "relay") : null,
                 ),
                 h("td", { class: "fingerprint" }, key.shortFingerprint()),
                 h(
