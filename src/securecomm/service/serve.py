@@ -8,8 +8,8 @@ made a service unreachable. A request's headers must arrive within ``keepalive``
 seconds; a body may take its time, up to the size limit the app enforces, which answers
 413 on ``Content-Length`` before reading it. bench/slow_clients.py measures this front
 beside gthread (with more threads), granian, uvicorn and nginx in front: every probe
-answered in milliseconds under 64 header and 64 body tricklers, at no more CPU per
-request than gthread.
+answered in milliseconds under 64 header and 64 body tricklers, at gthread's CPU per
+request (within a few per cent).
 """
 
 from __future__ import annotations
