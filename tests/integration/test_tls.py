@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from securecomm.client.transport import ServiceClient
 from securecomm.codes import Code
 from securecomm.errors import ServiceError
+from securecomm.identity import Identity
 from securecomm.tls import HostCertificate, ca_spki_sha256, make_ca
 
 from .conftest import free_port, stop_group, wait_healthy
@@ -174,3 +175,39 @@ def test_plain_http_off_loopback_is_refused_unless_asked_for(tmp_path: Path) -> 
     assert refused.returncode == 2, refused.stderr
     assert "--insecure-http" in refused.stderr and "[tls]" in refused.stderr
     assert not (tmp_path / "relay").exists()  # refused before anything was made
+
+
+def test_a_network_file_naming_another_ca_is_refused_and_nothing_written(
+    relay: str, tmp_path: Path
+) -> None:
+    """A client whose network file names a CA the service's certificate does not chain
+    to: `register` stops at the first call, names the host, and leaves no key behind."""
+    from securecomm.identity import load_or_create
+    from securecomm.network import Card, Network
+
+    relay_key = load_or_create(tmp_path / "relay" / "relay" / "identity.key", "relay")
+    custodians = tuple(
+        Card.issue(
+            Identity.generate(name),
+            "custodian",
+            f"https://127.0.0.1:{free_port()}",
+            Identity.generate(f"{name}-operator").public,
+        )
+        for name in ("alpha", "bravo")
+    )
+    other_ca = make_ca("not the services' CA").pem.decode()
+    network = Network(Card.issue(relay_key, "relay", relay), custodians, 2, other_ca)
+    network_file = tmp_path / "network.json"
+    network_file.write_bytes(network.to_bytes())
+    home = tmp_path / "dave"
+    joined = subprocess.run([*CLI, "join", str(network_file), "--home", str(home)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert joined.returncode == 0, joined.stderr
+    refused = subprocess.run(
+        [*CLI, "register", "dave", "--home", str(home), "--no-passphrase"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1, refused.stderr
+    assert "TLS with 127.0.0.1 refused" in refused.stderr
+    assert "the CA in the network file" in refused.stderr
+    assert not (home / "users").exists()
