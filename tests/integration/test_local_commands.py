@@ -9,6 +9,7 @@ under ``up`` is reported with its reason and the command that starts it again.
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -302,3 +303,32 @@ def test_a_message_over_the_limit_the_relay_was_given_is_refused_before_any_depo
         assert sent.returncode == 0, explain(sent)
     finally:
         finish_up(up)
+
+
+def test_sigterm_while_up_starts_leaves_no_service_behind(tmp_path: Path) -> None:
+    """Stopped while it is still starting its services (before it listens for signals
+    itself), `up` stops what it started instead of leaving it running."""
+    home = tmp_path / "home"
+    write_config(home, free_port(), {name: free_port() for name in NAMES})
+    initialised = cli(home, "init")
+    assert initialised.returncode == 0, explain(initialised)
+    err = tmp_path / "up.err"
+    with open(err, "wb") as errors:
+        up = subprocess.Popen(
+            [*CLI, "up", "--home", str(home)],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=clean_env(),
+        )
+    try:
+        wait_for(lambda: "starting the relay" in err.read_text(), 30, "up to start starting")
+        wait_for(lambda: len(processes_of(home)) > 1, 30, "a service to be started")
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=30) == 130, err.read_text()
+    finally:
+        if up.poll() is None:
+            up.kill()
+    wait_for(lambda: processes_of(home) == [], 15, "every service to be gone")
+    assert "Traceback" not in err.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -47,7 +48,14 @@ def cmd_up(args: argparse.Namespace) -> None:
     if busy:
         raise _ports_in_use(busy, home)
     print(f"starting the relay and {settings.n_shares} custodians ...", file=sys.stderr)
-    stack.start()
+    # Until stack.wait() takes the signals over, SIGTERM interrupts like Ctrl-C, so what
+    # was started is stopped (its default would end this process and leave them running).
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        stack.start()  # stops what it started if interrupted
+    except BaseException:
+        signal.signal(signal.SIGTERM, previous)
+        raise
     try:
         _register_users(home)
         print(f"securecomm is up ({settings.threshold} of {settings.n_shares}); Ctrl-C stops it")
@@ -70,7 +78,12 @@ def cmd_up(args: argparse.Namespace) -> None:
     finally:
         print("stopping ...", file=sys.stderr, flush=True)
         stack.stop()
+        signal.signal(signal.SIGTERM, previous)
         print("stopped", file=sys.stderr, flush=True)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _ports_in_use(busy: list[BusyPort], home: Path) -> CliError:
