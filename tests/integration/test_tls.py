@@ -29,7 +29,7 @@ CLI = [sys.executable, "-m", "securecomm.cli"]
 CA = make_ca("test CA")
 
 
-def _serve(home: Path, host_cert: HostCertificate) -> tuple[subprocess.Popen[bytes], str]:
+def _start(home: Path, host_cert: HostCertificate) -> tuple[subprocess.Popen[bytes], int, Path]:
     """The relay of ``home`` on a free loopback port, over TLS with ``host_cert``."""
     cert, key = host_cert.write(home / "tls")
     (home / "securecomm.toml").write_text(f'[tls]\ncert = "{cert}"\nkey = "{key}"\n')
@@ -42,8 +42,13 @@ def _serve(home: Path, host_cert: HostCertificate) -> tuple[subprocess.Popen[byt
             stderr=out,
             start_new_session=True,
         )
-    url = f"https://127.0.0.1:{port}"
+    return process, port, log
 
+
+def _serve(home: Path, host_cert: HostCertificate) -> tuple[subprocess.Popen[bytes], str]:
+    """Started, and answering over TLS a client that trusts the test CA."""
+    process, port, log = _start(home, host_cert)
+    url = f"https://127.0.0.1:{port}"
     try:
         wait_healthy(process, url, log, "relay", trust=CA.pem.decode())
     except BaseException:
@@ -126,17 +131,7 @@ def _serve_unverified(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A relay with a certificate no client should accept: ready once its port takes
     connections (nothing here turns certificate checks off)."""
-    cert, key = host_cert.write(home / "tls")
-    (home / "securecomm.toml").write_text(f'[tls]\ncert = "{cert}"\nkey = "{key}"\n')
-    port = free_port()
-    log = home / "relay.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [*CLI, "relay", "serve", "--home", str(home), "--port", str(port), "--workers", "1"],
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
+    process, port, log = _start(home, host_cert)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
