@@ -6,6 +6,7 @@ Also the access log: one JSON line per request, never a body or a header value.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -437,3 +438,16 @@ def test_access_log_on_custodian(alpha: Service) -> None:
     assert (record["method"], record["path"], record["status"]) == ("POST", "/v1/releases", 400)
     assert record["caller"] == BOB.public.fingerprint_hex[:16]
     assert marker not in lines[0]
+
+
+def test_a_postgresql_url_without_its_driver_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from securecomm.errors import ParameterError
+    from securecomm.service.storage import database_url
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    for url in ("postgresql://u@h/db", "postgres://u@h/db", "postgresql+psycopg://u@h/db"):
+        with pytest.raises(ParameterError, match=r"securecomm\[postgres\]"):
+            database_url(url)
+    assert database_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"

@@ -8,6 +8,7 @@ process (``kill -9``) or the machine afterwards.
 from __future__ import annotations
 
 import functools
+import importlib
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import ReplayError
+from ..errors import ParameterError, ReplayError
 from ..httpsig import SKEW_SECONDS
 
 __all__ = ["NONCES", "SCHEMA_VERSION", "open_database", "remember_nonce", "scrub"]
@@ -67,8 +68,26 @@ def _begin_immediate(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def database_url(url: str) -> str:
+    """``url`` with PostgreSQL's driver spelled out (psycopg 3, which ``securecomm[postgres]``
+    installs; SQLAlchemy would otherwise pick psycopg2), and refused in a sentence when
+    that driver is missing."""
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("postgresql+psycopg://"):
+        try:
+            importlib.import_module("psycopg")
+        except ImportError:
+            raise ParameterError(
+                "a postgresql:// database needs the PostgreSQL driver, which is not installed:"
+                " pip install 'securecomm[postgres]' (psycopg 3)"
+            ) from None
+    return url
+
+
 def open_database(url: str, metadata: sa.MetaData) -> Engine:
     """Connect, create the schema on first start, and check its version."""
+    url = database_url(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url)
