@@ -701,13 +701,7 @@ def answer_vectors() -> dict[str, Any]:
             {
                 "description": description,
                 "header": values,
-                "request": {
-                    "method": binding.method,
-                    "path": binding.path,
-                    "query": binding.query,
-                    "nonce": binding.nonce,
-                    "caller": binding.caller,
-                },
+                "request": dataclasses.asdict(binding),
                 "status": status,
                 "body_hex": body.hex(),
                 "expect": "ok" if step is None else "AnswerSignatureError",

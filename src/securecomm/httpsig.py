@@ -22,7 +22,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from cryptography.exceptions import InvalidSignature
 
@@ -342,11 +342,7 @@ def sign_answer(
     statement: dict[str, object] = {
         "v": 1,
         "signer": identity.public.fingerprint_hex,
-        "method": binding.method,
-        "path": binding.path,
-        "query": binding.query,
-        "nonce": binding.nonce,
-        "caller": binding.caller,
+        **asdict(binding),  # method, path, query, nonce, caller
         "status": status,
         "body_digest": _body_digest(body),
         "time": int(time.time()) if now is None else now,
