@@ -64,6 +64,27 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+_KEY_USAGES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
+
+
+def _key_usage(**granted: bool) -> x509.KeyUsage:
+    """The keyUsage extension with only the uses ``granted``."""
+    unknown = set(granted) - set(_KEY_USAGES)
+    if unknown:
+        raise ValueError(f"no key usage named {sorted(unknown)}")
+    return x509.KeyUsage(**{usage: granted.get(usage, False) for usage in _KEY_USAGES})
+
+
 def load_certificates(data: bytes, what: str) -> list[x509.Certificate]:
     """Every certificate of a PEM file; FormatError naming ``what`` if there is none."""
     try:
@@ -175,17 +196,7 @@ class CertificateAuthority:
             .not_valid_after(start + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                _key_usage(digital_signature=True),
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
@@ -214,17 +225,7 @@ def make_ca(name: str = "securecomm private CA", *, years: int = CA_YEARS) -> Ce
         .not_valid_after(start + datetime.timedelta(days=365 * years))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(key_cert_sign=True, crl_sign=True),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)

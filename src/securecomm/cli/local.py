@@ -265,10 +265,7 @@ def add_commands(sub: Any) -> None:
         " network.json made from the cards, and every home joined to it. Running it again"
         " changes nothing.",
     )
-    home_option(p)
-    p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
-    p.add_argument("--threshold", type=positive_int, help="shares needed t (default 3)")
-    _tls_option(p)
+    _network_options(p)
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser(
@@ -280,11 +277,8 @@ def add_commands(sub: Any) -> None:
         " SIGTERM. If a port is taken"
         " (another 'up' on this data directory, or another program), nothing is started.",
     )
-    home_option(p)
-    p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
-    p.add_argument("--threshold", type=positive_int, help="shares needed t (default 3)")
+    _network_options(p)
     p.add_argument("--workers", type=int, default=1, help="gunicorn workers per service")
-    _tls_option(p)
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser(
@@ -315,7 +309,11 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_clean)
 
 
-def _tls_option(p: argparse.ArgumentParser) -> None:
+def _network_options(p: argparse.ArgumentParser) -> None:
+    """What `init` and `up` share: where, how many custodians, how many to read, HTTPS."""
+    home_option(p)
+    p.add_argument("--custodians", type=positive_int, help="number of custodians n (default 5)")
+    p.add_argument("--threshold", type=positive_int, help="shares needed t (default 3)")
     p.add_argument(
         "--tls",
         action="store_true",
