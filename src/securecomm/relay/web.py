@@ -14,10 +14,10 @@ from ..codes import Code
 from ..config import Settings, origin_of
 from ..errors import IdentityError
 from ..identity import PublicIdentity
-from ..network import NETWORK_FILE, Network, joined
+from ..network import NETWORK_FILE, Network
 from ..service.app import ApiError
 
-__all__ = ["Page", "bp", "custodian_key"]
+__all__ = ["Page", "bp"]
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _WEB_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -55,7 +55,8 @@ class Page:
                 "frame-ancestors 'none'",
             ]
         )
-        return cls(files, csp, _web_config(settings, relay), _network_file(settings, relay))
+        data, network = _network_file(settings, relay) or (None, None)
+        return cls(files, csp, _web_config(settings, relay, network), data)
 
 
 def _page() -> Page:
@@ -97,8 +98,9 @@ def get_network() -> Response:
     return Response(network, mimetype="application/json")
 
 
-def _network_file(settings: Settings, relay: PublicIdentity) -> bytes | None:
-    """HOME/network.json, checked (spec §14.2) and naming this relay's own key, or None.
+def _network_file(settings: Settings, relay: PublicIdentity) -> tuple[bytes, Network] | None:
+    """HOME/network.json as given and as read, checked (spec §14.2) and naming this relay's
+    own key; None if it has none.
 
     A relay that served a network file naming another relay would hand new clients
     someone else's keys: it refuses to start instead."""
@@ -112,10 +114,12 @@ def _network_file(settings: Settings, relay: PublicIdentity) -> bytes | None:
             f"{path} names the relay {network.relay.identity.short_fingerprint()}, but this"
             f" relay's key is {relay.short_fingerprint()}: it will not serve it"
         )
-    return data
+    return data, network
 
 
-def _web_config(settings: Settings, relay: PublicIdentity) -> dict[str, Any]:
+def _web_config(
+    settings: Settings, relay: PublicIdentity, network: Network | None
+) -> dict[str, Any]:
     """What the web client needs to know: the relay's key (which signs every answer of its
     API), the custodians, where they are, and the threshold.
 
@@ -123,9 +127,10 @@ def _web_config(settings: Settings, relay: PublicIdentity) -> dict[str, Any]:
     file in its home; the page pins what it sees on first use either way and compares the
     two. The relay reads no one else's files (a client's pinned keys least of all).
     """
+    keys = {} if network is None else {c.name: c.identity for c in network.custodians}
     custodians = []
     for custodian in settings.custodians:
-        pinned = custodian_key(settings, custodian.name)
+        pinned = keys.get(custodian.name)
         custodians.append(
             {
                 "name": custodian.name,
@@ -142,12 +147,3 @@ def _web_config(settings: Settings, relay: PublicIdentity) -> dict[str, Any]:
         "max_envelope_bytes": settings.max_envelope_bytes,
         "origins": list(settings.allowed_origins()),
     }
-
-
-def custodian_key(settings: Settings, name: str) -> PublicIdentity | None:
-    """The public key of custodian ``name`` in the network file the relay's home was
-    given, if it was given one."""
-    network = joined(settings.home)
-    if network is None:
-        return None
-    return next((c.identity for c in network.custodians if c.name == name), None)
