@@ -45,7 +45,7 @@ def cmd_register(args: argparse.Namespace) -> None:
 
     name = check_name(args.name, field="NAME")
     home = _own_home(args, name)
-    settings = settings_of(argparse.Namespace(home=str(home)))
+    settings = settings_of(args, name)  # the home _own_home made ready
     key_path = home / "users" / f"{name}.key"
     made = not key_path.exists()
     if made:
