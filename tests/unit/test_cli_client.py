@@ -146,3 +146,13 @@ def test_clean_all_needs_confirmation(
     assert "removed" in capsys.readouterr().out
     # Outside its data directory clean touches nothing, a cache of the user's included.
     assert (tmp_path / ".pytest_cache").exists()
+
+
+def test_init_tls_refuses_a_network_made_without_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    init_home(home)
+    network = (home / "network.json").read_bytes()
+    with pytest.raises(ParameterError, match="set up without TLS; nothing was changed"):
+        init_home(home, tls=True)
+    assert (home / "network.json").read_bytes() == network
+    assert not (home / "tls").exists()

@@ -392,3 +392,17 @@ def test_init_names_a_tls_certificate_in_the_new_settings(tmp_path: Path) -> Non
                   "--tls-cert", cert, "--tls-key", "tls/relay.key"])  # fmt: skip
         assert refused.value.code == 2
         assert not (other / "securecomm.toml").exists()
+
+
+def test_init_with_a_certificate_refuses_a_home_whose_settings_name_none(tmp_path: Path) -> None:
+    from securecomm.tls import make_ca
+
+    home = tmp_path / "relay"
+    main(["relay", "init", "--home", str(home), "--url", "https://127.0.0.2:5000"])
+    settings_before = (home / "securecomm.toml").read_bytes()
+    make_ca().issue("relay", ["127.0.0.2"]).write(home / "tls")
+    with pytest.raises(SystemExit) as refused:
+        main(["relay", "init", "--home", str(home), "--url", "https://127.0.0.2:5000", "--force",
+              "--tls-cert", "tls/relay.pem", "--tls-key", "tls/relay.key"])  # fmt: skip
+    assert refused.value.code == 2
+    assert (home / "securecomm.toml").read_bytes() == settings_before
