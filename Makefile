@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo bench lint browser vectors clean
+.PHONY: test demo bench lint browser postgres vectors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ browser:
 	@test -x /usr/bin/chromium || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q chromium) >/dev/null \
 		|| (echo "make test needs Debian's chromium: apt-get install chromium (as root)" && false)
 
-test: lint browser
+# The PostgreSQL tests start a throwaway cluster of Debian's server (tests/postgres.py).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q postgresql) >/dev/null \
+		|| (echo "make test needs Debian's postgresql: apt-get install postgresql (as root)" && false)
+
+test: lint browser postgres
 	$(BIN)/pytest
 
 demo: $(VENV)/.installed
