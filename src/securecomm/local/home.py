@@ -17,6 +17,7 @@ with the relay it started. No home holds another party's private key, even here.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -92,23 +93,32 @@ def config_text(
     relay_port: int = 5000,
     ports: Mapping[str, int] | None = None,
     max_envelope_bytes: int | None = None,
+    database_urls: Mapping[str, str] | None = None,
 ) -> str:
     """A securecomm.toml on loopback: the relay on ``relay_port``; custodians named and placed
-    by ``ports`` (default alpha, bravo, ... on 5101, 5102, ...)."""
+    by ``ports`` (default alpha, bravo, ... on 5101, 5102, ...). ``database_urls``: the
+    database of the relay (key ``"relay"``) and of each custodian (by name) that does not
+    keep its default SQLite file."""
     if ports is None:
         names = list(DEFAULT_CUSTODIANS) + [f"custodian{i}" for i in range(6, n + 1)]
         ports = {name: 5101 + i for i, name in enumerate(names[:n])}
+    databases = dict(database_urls or {})
+    unknown = set(databases) - {"relay", *ports}
+    if unknown:
+        raise ParameterError(f"database_urls: no service named {', '.join(sorted(unknown))}")
     lines = [
         "# securecomm settings; the environment overrides them (see README).",
         "[server]",
         'host = "127.0.0.1"',
         f"port = {relay_port}",
+        *_database(databases.get("relay")),
     ]
     if max_envelope_bytes is not None:
         lines.append(f"max_envelope_bytes = {max_envelope_bytes}")
     lines += ["", "[shares]", f"n = {len(ports)}", f"threshold = {t}", ""]
     for name, port in ports.items():
-        lines += ["[[custodians]]", f'name = "{name}"', 'host = "127.0.0.1"', f"port = {port}", ""]
+        lines += ["[[custodians]]", f'name = "{name}"', 'host = "127.0.0.1"', f"port = {port}"]
+        lines += [*_database(databases.get(name)), ""]
     return "\n".join(lines)
 
 
@@ -197,7 +207,10 @@ def init_home(
             name=custodian.name,
             url=url(custodian.url),
             operator=operator,
-            settings=certificate(custodian.name, custodian.host),
+            settings=[
+                *_database(custodian.database_url),
+                *certificate(custodian.name, custodian.host),
+            ],
         )
         custodians.append(card(custodian.name, make))
     if existing is None:
@@ -224,12 +237,19 @@ def init_home(
 
 def _relay_settings(plan: Settings) -> list[str]:
     """The plan's relay settings beyond where it listens, for the relay's own home."""
-    lines = []
+    lines = _database(plan.relay_database_url)
     if plan.max_envelope_bytes != DEFAULT_MAX_ENVELOPE_BYTES:
         lines.append(f"max_envelope_bytes = {plan.max_envelope_bytes}")
     if plan.web_origins:
         lines.append("web_origins = [" + ", ".join(f'"{o}"' for o in plan.web_origins) + "]")
     return lines
+
+
+def _database(url: str | None) -> list[str]:
+    """A party's own database setting, carried from the plan to its home (none: its
+    default SQLite file there)."""
+    # JSON's string escapes are TOML's basic string's.
+    return [] if url is None else [f"database_url = {json.dumps(url)}"]
 
 
 def _refuse_a_shared_home(home: Path) -> None:

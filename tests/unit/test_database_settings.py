@@ -1,0 +1,59 @@
+"""Where each service's database is: the test config names it, and ``init`` carries the
+plan's setting into each party's own home (where ``relay serve`` and ``custodian serve``
+read it); without one, each keeps its SQLite file in its own home."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from securecomm.config import CONFIG_FILE, load_settings
+from securecomm.errors import ParameterError
+from securecomm.local.home import config_text, init_home, party_home
+
+PORTS = {"alpha": 6101, "bravo": 6102, "charlie": 6103}
+URLS = {
+    "relay": "postgresql://postgres@127.0.0.1:5999/relay",
+    "alpha": "postgresql://postgres@127.0.0.1:5999/alpha",
+    "charlie": 'postgresql://postgres@127.0.0.1:5999/char"lie',
+}
+
+
+def test_config_text_names_each_database(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).write_text(config_text(3, 2, ports=PORTS, database_urls=URLS))
+    settings = load_settings(tmp_path, env={})
+    assert settings.relay_database() == URLS["relay"]
+    assert settings.custodian_database("alpha") == URLS["alpha"]
+    assert settings.custodian_database("charlie") == URLS["charlie"]
+    assert settings.custodian_database("bravo") == (
+        f"sqlite:///{tmp_path / 'custodians' / 'bravo' / 'custodian.db'}"
+    )
+
+
+def test_config_text_refuses_a_database_for_no_service() -> None:
+    with pytest.raises(ParameterError, match="no service named delta"):
+        config_text(3, 2, ports=PORTS, database_urls={"delta": URLS["alpha"]})
+
+
+def test_init_carries_each_database_to_the_party_s_own_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / CONFIG_FILE).write_text(config_text(3, 2, ports=PORTS, database_urls=URLS))
+    init_home(home, users=())
+    relay = load_settings(party_home(home, "relay"), env={})
+    assert relay.relay_database() == URLS["relay"]
+    for name in PORTS:
+        own = load_settings(party_home(home, name), env={})
+        expected = URLS.get(name, f"sqlite:///{own.custodian_dir(name) / 'custodian.db'}")
+        assert own.custodian_database(name) == expected
+
+
+def test_init_without_a_database_keeps_sqlite_in_each_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / CONFIG_FILE).write_text(config_text(3, 2, ports=PORTS))
+    init_home(home, users=())
+    relay = load_settings(party_home(home, "relay"), env={})
+    assert relay.relay_database() == f"sqlite:///{party_home(home, 'relay') / 'relay' / 'relay.db'}"
+    assert "database_url" not in (party_home(home, "alpha") / CONFIG_FILE).read_text()
