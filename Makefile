@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo bench lint browser postgres vectors clean
+.PHONY: test demo bench lint browser postgres nginx vectors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q postgresql) >/dev/null \
 		|| (echo "make test needs Debian's postgresql: apt-get install postgresql (as root)" && false)
 
-test: lint browser postgres
+# The relay replicas' tests run Debian's nginx as their front (securecomm up --relay-replicas).
+nginx:
+	@test -x /usr/sbin/nginx || command -v nginx >/dev/null 2>&1 \
+		|| (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q nginx-light) >/dev/null \
+		|| (echo "make test needs Debian's nginx: apt-get install nginx-light (as root)" && false)
+
+test: lint browser postgres nginx
 	$(BIN)/pytest
 
 demo: $(VENV)/.installed

@@ -11,6 +11,13 @@ origins whose pages may call the custodians (CORS) are the relay's own origin
 unless ``[server] web_origins`` or ``SECURECOMM_WEB_ORIGINS`` (comma-separated)
 name others.
 
+``[server] replicas`` (default 1) is how many relay processes ``securecomm up`` runs
+behind one address (``up --relay-replicas`` overrides it). The relay's database is
+``[server] database_url`` (env ``SECURECOMM_RELAY_DATABASE_URL``), default its SQLite
+file; a server's password may stay out of the URL, in a file of its own
+(``[server] database_password_file``, env ``SECURECOMM_RELAY_DATABASE_PASSWORD_FILE``:
+a Docker secret, say).
+
 A party on its own host keeps its own settings in its own home: ``relay init``
 writes ``[server] url, host, port``; ``custodian init`` writes ``[custodian] name,
 url, host, port`` (the custodian this home serves). Where a network file was
@@ -50,6 +57,7 @@ from .shamir import check_parameters
 __all__ = [
     "DEFAULT_CUSTODIANS",
     "DEFAULT_HOME",
+    "MAX_RELAY_REPLICAS",
     "CustodianSettings",
     "Settings",
     "load_settings",
@@ -60,6 +68,9 @@ DEFAULT_CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
 DEFAULT_RELAY_PORT = 5000
 DEFAULT_FIRST_CUSTODIAN_PORT = 5101
 DEFAULT_MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+#: The most relay replicas ``up`` starts on one machine: each is a gunicorn master and its
+#: workers, all on one database; more than this is a mistake, not a deployment.
+MAX_RELAY_REPLICAS = 16
 CONFIG_FILE = "securecomm.toml"
 
 
@@ -79,6 +90,11 @@ class Settings:
     server_port: int = DEFAULT_RELAY_PORT
     server_url: str = f"http://127.0.0.1:{DEFAULT_RELAY_PORT}"
     relay_database_url: str | None = None
+    #: A file holding the relay's database password, put into its URL when connecting.
+    relay_database_password_file: Path | None = None
+    #: How many relay processes ``securecomm up`` runs behind one address (``[server]
+    #: replicas``); 1 is the relay alone, without a front.
+    relay_replicas: int = 1
     max_envelope_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES
     n_shares: int = 5
     threshold: int = 3
@@ -114,7 +130,10 @@ class Settings:
         return self.home / "custodians" / check_name(name)
 
     def relay_database(self) -> str:
-        return self.relay_database_url or f"sqlite:///{self.relay_dir() / 'relay.db'}"
+        url = self.relay_database_url or f"sqlite:///{self.relay_dir() / 'relay.db'}"
+        if self.relay_database_password_file is None:
+            return url
+        return _with_password(url, self.relay_database_password_file)
 
     def custodian_database(self, name: str) -> str:
         configured = self.custodian(name).database_url
@@ -203,6 +222,10 @@ def _custodian(
     return CustodianSettings(name, host, port, url, database_url)
 
 
+def _optional_str(value: object, name: str) -> str | None:
+    return None if value is None else _str(value, name)
+
+
 def _str(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise ParameterError(f"config: {name} must be a string, got {value!r}")
@@ -253,16 +276,22 @@ def load_settings(
     if tls_ca is None and tls.get("ca") is not None:
         tls_ca = _read_pem(home_path / _str(tls["ca"], "tls.ca"), "tls.ca")
     check_parameters(n, t)
+    password_file = env.get(
+        "SECURECOMM_RELAY_DATABASE_PASSWORD_FILE", server.get("database_password_file")
+    )
     return Settings(
         home=home_path,
         server_host=host,
         server_port=port,
         server_url=_str(url or f"http://{host}:{port}", "SERVER_URL").rstrip("/"),
-        relay_database_url=(
-            None
-            if server.get("database_url") is None
-            else _str(server["database_url"], "server.database_url")
+        relay_database_url=_optional_str(
+            env.get("SECURECOMM_RELAY_DATABASE_URL", server.get("database_url")),
+            "server.database_url",
         ),
+        relay_database_password_file=(
+            None if password_file is None else home_path / _str(password_file, "password file")
+        ),
+        relay_replicas=replica_count(server.get("replicas", 1)),
         max_envelope_bytes=_int(
             server.get("max_envelope_bytes", DEFAULT_MAX_ENVELOPE_BYTES), "max_envelope_bytes"
         ),
@@ -276,6 +305,46 @@ def load_settings(
         tls_key=None if key is None else home_path / _str(key, "tls.key"),
         tls_ca=tls_ca,
     )
+
+
+def replica_count(value: object, name: str = "server.replicas") -> int:
+    """A number of relay replicas: an integer from 1 to MAX_RELAY_REPLICAS."""
+    count = _int(value, name)
+    if not 1 <= count <= MAX_RELAY_REPLICAS:
+        raise ParameterError(
+            f"config: {name} must be from 1 (the relay alone) to {MAX_RELAY_REPLICAS}, got {count}"
+        )
+    return count
+
+
+def _with_password(url: str, path: Path) -> str:
+    """``url`` with the password read from ``path`` (its first line) put into it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ParameterError("config: server.database_url is not a database URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        raise ParameterError(
+            "config: server.database_password_file is for a database server's URL"
+            " (postgresql://...), not SQLite's"
+        )
+    if parsed.password is not None:
+        raise ParameterError(
+            "config: server.database_url has a password already; give it there or in"
+            " database_password_file, not both"
+        )
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(
+            f"config: database_password_file: cannot read {path} ({exc})"
+        ) from None
+    if not lines or not lines[0]:
+        raise ParameterError(f"config: database_password_file {path} is empty")
+    return parsed.set(password=lines[0]).render_as_string(hide_password=False)
 
 
 def _read_pem(path: Path, name: str) -> str:

@@ -14,12 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 from .._encoding import b64encode
 from ..client.trust import KnownKeys
-from ..config import load_settings
+from ..config import MAX_RELAY_REPLICAS, load_settings
 from ..envelope import Envelope
 from ..errors import SecureCommError, ServiceError
 from ..identity import Identity
 from ..local.home import PEOPLE_DIR, config_text, init_home, register_people, user_key_path
-from ._common import EXIT_BAD_INPUT, CliError, home_of, home_option, positive_int, preview, warn
+from ._common import (
+    EXIT_BAD_INPUT,
+    CliError,
+    home_of,
+    home_option,
+    integer,
+    positive_int,
+    preview,
+    warn,
+)
 from .offline import cmd_demo_offline
 
 if TYPE_CHECKING:
@@ -43,11 +52,13 @@ def cmd_up(args: argparse.Namespace) -> None:
     if report.created:
         print(f"initialised {home}")
     settings = load_settings(home)
-    stack = Stack(settings, workers=args.workers)
+    stack = Stack(settings, workers=args.workers, replicas=args.relay_replicas)
+    stack.check()  # nginx, for replicas
     busy = stack.busy_ports()
     if busy:
         raise _ports_in_use(busy, home)
-    print(f"starting the relay and {settings.n_shares} custodians ...", file=sys.stderr)
+    relay = "the relay" if stack.front is None else f"{len(stack.front.replicas)} relay replicas"
+    print(f"starting {relay} and {settings.n_shares} custodians ...", file=sys.stderr)
     # Until stack.wait() takes the signals over, SIGTERM interrupts like Ctrl-C, so what
     # was started is stopped (its default would end this process and leave them running).
     previous = signal.signal(signal.SIGTERM, _interrupted)
@@ -59,9 +70,16 @@ def cmd_up(args: argparse.Namespace) -> None:
     try:
         _register_users(home)
         print(f"securecomm is up ({settings.threshold} of {settings.n_shares}); Ctrl-C stops it")
+        width = max(8, *(len(process.name) for process in stack.processes))
         for process in stack.processes:
-            fingerprint = report.identities[process.name].short_fingerprint()
-            print(f"  {process.name:<8} {process.url:<24} {fingerprint}")
+            fingerprint = report.identities[process.identity_name].short_fingerprint()
+            print(f"  {process.name:<{width}} {process.url:<24} {fingerprint}")
+        if stack.front is not None:
+            print(
+                f"  relay-front (nginx) spreads requests over relay-1 ... relay-"
+                f"{len(stack.front.replicas)}, one database; its configuration:"
+                f" {stack.front.config}"
+            )
         print(f"logs: {home / 'logs'}")
         print(f"web client: open {settings.server_url}/ in a browser", flush=True)
         if settings.tls_ca is not None:
@@ -89,7 +107,8 @@ def _interrupted(signum: int, frame: object) -> None:
 def _ports_in_use(busy: list[BusyPort], home: Path) -> CliError:
     """Refusing ``up`` when its ports are taken: which, by whom, and what to do."""
     count = "a port is" if len(busy) == 1 else f"{len(busy)} ports are"
-    rows = "\n".join(f"  {b.name:<8} {b.address:<21} {b.holder}" for b in busy)
+    width = max(8, *(len(b.name) for b in busy))
+    rows = "\n".join(f"  {b.name:<{width}} {b.address:<21} {b.holder}" for b in busy)
     hint = (
         f"another 'securecomm up' on this data directory ({home}) is running: use it, or"
         " stop it (Ctrl-C in its terminal) first. "
@@ -275,10 +294,24 @@ def add_commands(sub: Any) -> None:
         " separate processes, each from its own home, wait until each answers, register"
         " the people, print the URLs and fingerprints, and stop them all on Ctrl-C or"
         " SIGTERM. If a port is taken"
-        " (another 'up' on this data directory, or another program), nothing is started.",
+        " (another 'up' on this data directory, or another program), nothing is started."
+        " With --relay-replicas N (or [server] replicas = N in HOME/securecomm.toml) the"
+        " relay runs as N processes on one database behind one address: Debian's nginx"
+        " (package nginx-light) listens on the relay's URL and spreads the requests over"
+        " them, moving to another when one cannot be reached.",
     )
     _network_options(p)
     p.add_argument("--workers", type=int, default=1, help="gunicorn workers per service")
+    p.add_argument(
+        "--relay-replicas",
+        type=_replicas,
+        metavar="N",
+        help="run the relay as N processes (relay-1 ... relay-N, each on a free loopback"
+        " port) behind nginx on the relay's address, all on the relay's one database: its"
+        " SQLite file, which takes their writes one at a time, or PostgreSQL ([server]"
+        f" database_url in HOME/relay/securecomm.toml). 1 to {MAX_RELAY_REPLICAS}; default"
+        " [server] replicas in HOME/securecomm.toml, else 1: the relay alone, no nginx",
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser(
@@ -307,6 +340,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="also delete the data directory")
     p.add_argument("--yes", action="store_true", help="do not ask before deleting it")
     p.set_defaults(func=cmd_clean)
+
+
+def _replicas(value: str) -> int:
+    """An argparse type: a number of relay replicas, 1 to MAX_RELAY_REPLICAS."""
+    count = integer(value)
+    if not 1 <= count <= MAX_RELAY_REPLICAS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected 1 (the relay alone) to {MAX_RELAY_REPLICAS}"
+        )
+    return count
 
 
 def _network_options(p: argparse.ArgumentParser) -> None:

@@ -8,10 +8,19 @@ signalled as a whole, then killed if it has not gone within the grace time.
 Before starting anything it checks that every port is free, so a second
 ``up`` is refused at once instead of mistaking the first one's answers for
 its own services'.
+
+With relay replicas (``up --relay-replicas N``, ``[server] replicas``), the relay
+is N processes (``relay-1`` ...) on internal loopback ports behind nginx
+(``relay-front``, ``local.front``), which listens on the relay's address. The
+first replica starts alone with the custodians, and the others and the front
+once it answers: the first to open the database creates or upgrades its
+schema, so that replicas starting together on a new database never race to
+make it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shlex
@@ -19,16 +28,19 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from ..client.transport import tls_context
-from ..config import Settings
-from ..errors import SecureCommError, ServiceError
+from ..config import Settings, load_settings
+from ..errors import ParameterError, SecureCommError, ServiceError
 from ..identity import load_public
+from .front import FRONT_DIR, Front, find_nginx
 from .home import party_home
 
 __all__ = ["BusyPort", "Process", "Stack"]
@@ -47,6 +59,13 @@ class Process:
     cwd: Path | None = None
     identity: Path | None = None  # its .pub file, to recognise it answering on its port
     trust: str | None = None  # the CA of its TLS certificate, if it serves HTTPS
+    tls_name: str | None = None  # the name its certificate is checked for, if not the URL's
+    party: str | None = None  # whose identity answers here, if not the process's name
+    after: str | None = None  # started only once this other process answers
+
+    @property
+    def identity_name(self) -> str:
+        return self.party or self.name
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +85,7 @@ class Process:
         return self.popen is not None and self.popen.poll() is None
 
     def healthy(self) -> bool:
-        return _health(self.url, self.trust) is not None
+        return _health(self.url, self.trust, self.tls_name) is not None
 
     def signal(self, sig: int) -> None:
         if self.popen is None:
@@ -128,7 +147,7 @@ class Process:
         host, port = url.host, url.port or 80
         if not _port_taken(host, port):
             return None
-        answer = _health(self.url, self.trust)
+        answer = _health(self.url, self.trust, self.tls_name)
         expected = None
         if self.identity is not None:
             try:
@@ -181,15 +200,64 @@ def _port_taken(host: str, port: int) -> bool:
     return False
 
 
-def _health(url: str, trust: str | None = None) -> dict[str, str] | None:
-    """What a securecomm service answers on ``/healthz``; None for anything else."""
+def _health(
+    url: str, trust: str | None = None, tls_name: str | None = None
+) -> dict[str, str] | None:
+    """What a securecomm service answers on ``/healthz``; None for anything else. Over
+    TLS, its certificate is checked for ``tls_name`` if given, else for the URL's host."""
+    extensions = {} if tls_name is None else {"sni_hostname": tls_name}
     try:
-        answer = httpx.get(f"{url}/healthz", timeout=1.0, verify=tls_context(trust)).json()
+        with httpx.Client(timeout=1.0, verify=tls_context(trust)) as client:
+            request = client.build_request("GET", f"{url}/healthz", extensions=extensions)
+            answer = client.send(request).json()
     except (httpx.HTTPError, ValueError):
         return None
     if not isinstance(answer, dict) or "service" not in answer:
         return None
     return {key: str(value) for key, value in answer.items()}
+
+
+class _Interrupted:
+    """Whether SIGINT or SIGTERM came while signals were deferred."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[_Interrupted]:
+    """SIGINT and SIGTERM only noted, for the code inside to act on at ``check()``; their
+    handlers restored after. Off the main thread, where Python takes no signals, a no-op."""
+    interrupted = _Interrupted()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def note(signum: int, _frame: object) -> None:
+        interrupted.signum = signum
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield interrupted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that are free on 127.0.0.1 now (held together, so distinct)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def cli_command(*args: str) -> list[str]:
@@ -200,7 +268,11 @@ def cli_command(*args: str) -> list[str]:
 class Stack:
     settings: Settings
     workers: int = 1
+    #: How many relay processes; None: the settings' (``[server] replicas``, default 1).
+    replicas: int | None = None
     processes: list[Process] = field(default_factory=list)
+    #: The replicas' front, when there are several of them.
+    front: Front | None = None
 
     def __post_init__(self) -> None:
         # Each service runs from its own home, where it reads where it listens.
@@ -210,16 +282,16 @@ class Stack:
         relay = party_home(home, "relay")
         trust = self.settings.tls_ca  # the local network's own CA, when made with --tls
         scheme = "https" if trust is not None else "http"
-        self.processes = [
-            Process(
-                "relay",
-                cli_command("relay", "serve", "--home", str(relay), "--workers", workers),
-                f"{scheme}://{self.settings.server_host}:{self.settings.server_port}",
-                logs / "relay.log",
-                identity=relay / "relay" / "identity.pub",
-                trust=trust,
-            )
-        ]
+        public = f"{scheme}://{self.settings.server_host}:{self.settings.server_port}"
+        serve = cli_command("relay", "serve", "--home", str(relay), "--workers", workers)
+        relay_pub = relay / "relay" / "identity.pub"
+        replicas = self.settings.relay_replicas if self.replicas is None else self.replicas
+        if replicas == 1:
+            self.processes = [
+                Process("relay", serve, public, logs / "relay.log", identity=relay_pub, trust=trust)
+            ]
+        else:
+            self.processes = self._replicas(replicas, serve, relay, trust)
         for custodian in self.settings.custodians:
             own = party_home(home, custodian.name)
             self.processes.append(
@@ -232,6 +304,69 @@ class Stack:
                     trust=trust,
                 )
             )
+
+    def _replicas(
+        self, count: int, serve: list[str], relay: Path, trust: str | None
+    ) -> list[Process]:
+        """The front on the relay's address, then ``count`` relay processes from its home,
+        each on a free loopback port; all but the first start once the first answers."""
+        home, settings = self.settings.home, self.settings
+        scheme = "https" if trust is not None else "http"
+        relay_pub = relay / "relay" / "identity.pub"
+        ports = _free_ports(count)
+        tls = None
+        if trust is not None:
+            own = load_settings(relay)
+            if own.tls_cert is None or own.tls_key is None:
+                raise ParameterError(
+                    f"{relay / 'securecomm.toml'} names no TLS certificate ([tls] cert, key);"
+                    " the front serves the relay's"
+                )
+            tls = (own.tls_cert.absolute(), own.tls_key.absolute())
+        self.front = Front(
+            directory=(home / FRONT_DIR).absolute(),
+            logs=(home / "logs").absolute(),
+            host=settings.server_host,
+            port=settings.server_port,
+            replicas=tuple(ports),
+            max_body_bytes=settings.max_envelope_bytes,
+            tls=tls,
+            ca=trust,
+        )
+        processes = [
+            Process(
+                "relay-front",
+                ["nginx", *self.front.command("nginx")[1:]],  # the program is found at start
+                f"{scheme}://{settings.server_host}:{settings.server_port}",
+                home / "logs" / "relay-front.log",
+                identity=relay_pub,
+                trust=trust,
+                party="relay",
+                after="relay-1",
+            )
+        ]
+        for number, port in enumerate(ports, start=1):
+            processes.append(
+                Process(
+                    f"relay-{number}",
+                    [*serve, "--host", "127.0.0.1", "--port", str(port)],
+                    f"{scheme}://127.0.0.1:{port}",
+                    home / "logs" / f"relay-{number}.log",
+                    identity=relay_pub,
+                    trust=trust,
+                    # Its certificate is the relay's, made for its address and localhost.
+                    tls_name=None if trust is None else "localhost",
+                    party="relay",
+                    after=None if number == 1 else "relay-1",
+                )
+            )
+        return processes
+
+    def check(self) -> None:
+        """Refuse, before anything starts, what would stop the start: no nginx for the
+        replicas' front."""
+        if self.front is not None:
+            self.process("relay-front").command = self.front.command(find_nginx())
 
     def process(self, name: str) -> Process:
         for process in self.processes:
@@ -247,35 +382,53 @@ class Stack:
         """Start every service and wait until all answer, or stop them all and raise.
 
         Nothing is started if any port is taken: its holder would answer for the service.
+        A process that waits for another (``after``) starts once that one answers. Ctrl-C
+        or SIGTERM meanwhile stops what was started, then raises KeyboardInterrupt: the
+        signal is acted on between two steps, never while a process is being started
+        (one started then, but not yet recorded, would be left running).
         """
+        self.check()
         busy = self.busy_ports()
         if busy:
             taken = "; ".join(f"{b.name} {b.address}: {b.holder}" for b in busy)
             raise ServiceError("up", 0, "port_in_use", f"nothing started, ports in use: {taken}")
-        for process in self.processes:
-            process.start()
+        if self.front is not None:
+            self.front.write()  # only now: another `up`'s front may be running from it
         deadline = time.monotonic() + timeout
         waiting = list(self.processes)
-        try:
-            while waiting:
-                for process in list(waiting):
-                    if not process.running:
+        answered: set[str] = set()
+        with _signals_deferred() as interrupted:
+            try:
+                while waiting:
+                    for process in waiting:
+                        if process.popen is None and process.after in (None, *answered):
+                            process.start()
+                            interrupted.check()
+                    for process in list(waiting):
+                        if process.popen is None:
+                            continue
+                        if not process.running:
+                            raise ServiceError(
+                                process.name,
+                                0,
+                                "exited",
+                                f"exited while starting: {process.exit_reason()}",
+                            )
+                        if process.healthy():
+                            waiting.remove(process)
+                            answered.add(process.name)
+                        interrupted.check()
+                    if waiting and time.monotonic() > deadline:
+                        names = ", ".join(p.name for p in waiting)
                         raise ServiceError(
-                            process.name,
-                            0,
-                            "exited",
-                            f"exited while starting: {process.exit_reason()}",
+                            "up", 0, "timeout", f"no answer in {timeout:g} s: {names}"
                         )
-                    if process.healthy():
-                        waiting.remove(process)
-                if waiting and time.monotonic() > deadline:
-                    names = ", ".join(p.name for p in waiting)
-                    raise ServiceError("up", 0, "timeout", f"no answer in {timeout:g} s: {names}")
-                if waiting:
-                    time.sleep(0.1)
-        except BaseException:
-            self.stop()
-            raise
+                    if waiting:
+                        time.sleep(0.1)
+                        interrupted.check()
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self, *names: str) -> None:
         """Stop the services named, or all; each is signalled before any is waited for."""
