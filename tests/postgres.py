@@ -64,7 +64,9 @@ class Cluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, program: str, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """A PostgreSQL program run as the cluster's owner."""
         return subprocess.run(
             [*self._as_user, find_bin(program), *args],
@@ -72,6 +74,7 @@ class Cluster:
             text=True,
             check=check,
             cwd=self.directory,
+            input=stdin,
         )
 
     def sql(self, statement: str, database: str = "postgres") -> str:
@@ -82,6 +85,14 @@ class Cluster:
             "-d", database, "-c", statement,
         )  # fmt: skip
         return done.stdout.strip()
+
+    def restore(self, url: str, dump: str) -> None:
+        """Run ``dump`` (SQL, as ``pg_dump`` writes it) in the database at ``url``."""
+        self.run(
+            "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+            "-p", str(self.port), "-U", SUPERUSER, "-d", url.rsplit("/", 1)[1], "-f", "-",
+            stdin=dump,
+        )  # fmt: skip
 
     def database(self, prefix: str = "test") -> str:
         """A new, empty database; its URL."""

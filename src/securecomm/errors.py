@@ -62,6 +62,7 @@ __all__ = [
     "RaggedSharesError",
     "ReplayError",
     "RequestAuthError",
+    "SchemaError",
     "SecureCommError",
     "ServiceError",
     "ShareDigestError",
@@ -223,6 +224,15 @@ class KeyChangedError(IdentityError):
             "if the change is expected, compare the new fingerprint out of band, then remove"
             f" {name!r} from known_keys.json"
         )
+
+
+class SchemaError(SecureCommError):
+    """A service's database is not at the schema this code speaks (older, newer, or not
+    securecomm's); nothing in it was changed."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ServiceError(SecureCommError):

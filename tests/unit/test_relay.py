@@ -10,7 +10,7 @@ import pytest
 
 from securecomm._encoding import b64encode
 from securecomm.envelope import Envelope
-from securecomm.errors import AnswerSignatureError
+from securecomm.errors import AnswerSignatureError, SchemaError
 from securecomm.httpsig import (
     ANSWER_HEADER,
     ANSWER_NONCE_HEADER,
@@ -20,6 +20,8 @@ from securecomm.httpsig import (
 )
 from securecomm.identity import Identity
 from securecomm.relay.app import endorsement_body
+from securecomm.relay.tables import schema
+from securecomm.service.storage import upgrade_database
 
 from ._services import (
     Body,
@@ -364,10 +366,16 @@ def test_inbox_shows_each_message_s_policy_and_null_for_one_stored_before(
     svc = relay(settings)
     older = make_envelope(ALICE, [BOB], plaintext=b"stored before policies were kept")
     assert post(svc, older).status_code == 201
-    # A relay database as the previous release made it: no policies table.
+    # A relay database as a release before policies made it: no policies table, and no
+    # migrations yet. The relay refuses it until it is upgraded, which adds the table.
     database = settings.relay_dir() / "relay.db"
     with sqlite3.connect(database) as db:
         db.execute("DROP TABLE policies")
+        db.execute("DROP TABLE alembic_version")
+        db.execute("UPDATE schema_version SET version = 1")
+    with pytest.raises(SchemaError, match="this securecomm needs relay_"):
+        relay(settings)
+    assert upgrade_database(settings.relay_database(), schema) == ("schema_version 1", schema.head)
     svc = relay(settings)
     newer = make_envelope(ALICE, [BOB], plaintext=b"with its policy")
     assert post(svc, newer).status_code == 201

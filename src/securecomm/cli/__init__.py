@@ -4,7 +4,7 @@
 - :mod:`.local`: init, up, demo, clean (the whole system on this machine)
 - :mod:`.people`: send, inbox, read, unsend
 - :mod:`.operators`: a custodian's operator (pending, approve, deny) and audit verify
-- :mod:`.services`: relay serve, custodian serve, and mitm for testing
+- :mod:`.services`: relay serve, custodian serve, db status|upgrade, and mitm for testing
 - :mod:`.network`: relay init, custodian init, network create (each party on its own host)
 
 This module only builds the parser from theirs and turns errors into exit codes:

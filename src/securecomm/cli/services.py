@@ -1,5 +1,6 @@
-"""``securecomm relay serve``, ``securecomm custodian serve`` and ``securecomm mitm``: running
-the services, and a man in the middle to test them.
+"""``securecomm relay serve``, ``securecomm custodian serve``, ``securecomm db`` and
+``securecomm mitm``: running the services and keeping their databases' schema, and a man
+in the middle to test them.
 
 The services' web stack is imported inside each command, so the other commands start
 without it.
@@ -10,11 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, load_settings
 from ..errors import ParameterError
 from ._common import command_group, home_option
+
+if TYPE_CHECKING:
+    from ..service.storage import Schema
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -43,23 +47,30 @@ def _tls(settings: Settings) -> tuple[Path, Path] | None:
     return settings.tls_cert, settings.tls_key
 
 
+def _custodian_name(settings: Settings, name: str | None) -> str:
+    """The custodian ``name``, or the one whose home ``settings`` are; refused in a sentence
+    if neither says which."""
+    own = settings.own_custodian
+    if own is not None and name not in (None, own.name):
+        raise ParameterError(
+            f"{settings.home} is custodian {own.name}'s home, not {name}'s"
+            " (its securecomm.toml says so in [custodian])"
+        )
+    chosen = name or (own.name if own is not None else None)
+    if chosen is None:
+        raise ParameterError(
+            f"which custodian? {settings.home} is not a custodian's home (no [custodian] in"
+            " its securecomm.toml): give --name, or the --home that `custodian init` made"
+        )
+    return chosen
+
+
 def cmd_custodian_serve(args: argparse.Namespace) -> None:
     from ..custodian.app import create_custodian_app, load_operator
     from ..service.serve import serve
 
     settings = _settings(args)
-    own = settings.own_custodian
-    if own is not None and args.name not in (None, own.name):
-        raise ParameterError(
-            f"{settings.home} is custodian {own.name}'s home, not {args.name}'s"
-            " (its securecomm.toml says so in [custodian])"
-        )
-    name = args.name or (own.name if own is not None else None)
-    if name is None:
-        raise ParameterError(
-            f"which custodian? {settings.home} is not a custodian's home (no [custodian] in"
-            " its securecomm.toml): give --name, or the --home that `custodian init` made"
-        )
+    name = _custodian_name(settings, args.name)
     custodian = settings.custodian(name)
     load_operator(settings, name)  # refuse here, in a sentence, not in a worker
     serve(
@@ -71,6 +82,59 @@ def cmd_custodian_serve(args: argparse.Namespace) -> None:
         tls=_tls(settings),
         insecure_http=args.insecure_http,
     )
+
+
+def _database(args: argparse.Namespace) -> tuple[str, str, Schema]:
+    """Which service's database ``db`` acts on: the relay's (``--name relay``, or a home
+    that is not a custodian's), else the custodian's; its name, URL and schema."""
+    from ..custodian.tables import schema as custodian_schema
+    from ..relay.tables import schema as relay_schema
+
+    settings = _settings(args)
+    if args.name == "relay" or (args.name is None and settings.own_custodian is None):
+        return "the relay", settings.relay_database(), relay_schema
+    name = _custodian_name(settings, args.name)
+    return f"custodian {name}", settings.custodian_database(name), custodian_schema
+
+
+def _shown(url: str) -> str:
+    """A database URL fit to print: without its password."""
+    import sqlalchemy as sa
+
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_db_status(args: argparse.Namespace) -> None:
+    from ..service.storage import database_revision
+
+    who, url, schema = _database(args)
+    found = database_revision(url, schema)
+    print(f"{who}'s database: {_shown(url)}")
+    if found is None:
+        print(f"  none yet, or empty: the service makes schema {schema.head} when it first starts")
+    elif found == schema.head:
+        print(f"  at schema {found}, this securecomm's: up to date")
+    elif schema.knows(found):
+        print(
+            f"  at schema {found}; this securecomm needs {schema.head}: run `securecomm db upgrade`"
+        )
+    elif found.startswith("schema_version"):
+        print(f"  made before migrations ({found}): run `securecomm db upgrade`")
+    else:
+        print(f"  at schema {found}, newer than this securecomm knows ({schema.head})")
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    from ..service.storage import upgrade_database
+
+    who, url, schema = _database(args)
+    before, after = upgrade_database(url, schema)
+    if before == after:
+        print(f"{who}'s database is at schema {after} already: nothing to do")
+    elif before is None:
+        print(f"{who}'s database was empty: made schema {after}")
+    else:
+        print(f"{who}'s database upgraded from schema {before} to {after}")
 
 
 def cmd_mitm(args: argparse.Namespace) -> None:
@@ -181,6 +245,28 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
     p.add_argument("--name", help="which custodian (default: the one HOME was made for)")
     serving(p)
     p.set_defaults(func=cmd_custodian_serve)
+
+    db_sub = command_group(
+        sub,
+        "db",
+        "check or upgrade a service's database schema",
+        "A service makes its database's schema when it first starts, and refuses to start"
+        " on a schema older or newer than its own. After installing a newer securecomm:"
+        " stop every service on the database, back it up (docs/operations.md), run"
+        " `securecomm db upgrade`, start them again. The whole upgrade is one transaction.",
+    )
+    for verb, func, text in (
+        ("status", cmd_db_status, "say which schema the database is at; change nothing"),
+        ("upgrade", cmd_db_upgrade, "bring the database to this securecomm's schema"),
+    ):
+        p = db_sub.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ".")
+        home_option(p)
+        p.add_argument(
+            "--name",
+            help="whose database: relay, or a custodian's name (default: the party whose"
+            " home --home is; a home that is no custodian's is the relay's)",
+        )
+        p.set_defaults(func=func)
 
     from ..testing.mitm import MODES
 

@@ -18,7 +18,7 @@ from ..identity import PublicIdentity, load_or_create, load_public
 from ..service.app import create_app
 from ..service.storage import open_database
 from . import views
-from .tables import metadata, nonces
+from .tables import nonces, schema
 
 __all__ = ["create_custodian_app", "load_operator"]
 
@@ -47,7 +47,7 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
     operator's public key (given, never made here), its database, and its views."""
     identity = load_or_create(settings.custodian_dir(name) / "identity.key", name)
     operator = load_operator(settings, name)
-    db = engine or open_database(settings.custodian_database(name), metadata)
+    db = engine or open_database(settings.custodian_database(name), schema)
     app = create_app(
         name,
         identity,

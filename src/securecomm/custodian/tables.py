@@ -3,9 +3,11 @@ for or decided by the operator, the audit log, and the nonces of signed requests
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 
-from ..service.storage import define_common
+from ..service.storage import Schema, define_common
 from . import audit
 
 metadata = sa.MetaData()
@@ -50,3 +52,5 @@ _COUNT_RELEASE = (
     .where(deposits.c.ref == sa.bindparam("target"))
     .values(releases=sa.bindparam("count"))
 )
+
+schema = Schema("custodian", metadata, Path(__file__).with_name("migrations"))

@@ -16,7 +16,7 @@ from ..identity import load_or_create
 from ..service.app import create_app
 from ..service.storage import open_database
 from . import views, web
-from .tables import metadata, nonces
+from .tables import nonces, schema
 from .views import endorsement_body
 
 __all__ = ["build_app", "create_relay_app", "endorsement_body"]
@@ -26,7 +26,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
     """The relay of ``settings``: its own identity (made on first start), its database,
     its API and the web page."""
     identity = load_or_create(settings.relay_dir() / "identity.key", "relay")
-    db = engine or open_database(settings.relay_database(), metadata)
+    db = engine or open_database(settings.relay_database(), schema)
     # Behind a proxy the page's origin is not the relay's own address: name it in web_origins
     # (or SERVER_URL, whose origin is the default).
     app = create_app(

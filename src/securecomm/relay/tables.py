@@ -3,9 +3,11 @@ policy, the directory, and the nonces of signed requests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 
-from ..service.storage import define_common
+from ..service.storage import Schema, define_common
 
 metadata = sa.MetaData()
 _, nonces = define_common(metadata)
@@ -40,8 +42,8 @@ inbox = sa.Table(
     sa.Column("recipient_fp", sa.String(64), primary_key=True, index=True),
     sa.Column("recipient_name", sa.String(64), nullable=False),
 )
-# A table of its own, not a column of messages, so that a database made before it opens
-# unchanged (create_all adds it); a message stored before has no row: policy unknown.
+# A table of its own, not a column of messages (revision relay_0002); a message stored
+# before it has no row: policy unknown.
 policies = sa.Table(
     "policies",
     metadata,
@@ -68,3 +70,5 @@ _SELECT_STORED = sa.select(messages.c.digest, messages.c.stored_at).where(
 _INSERT_MESSAGE = messages.insert()
 _INSERT_INBOX = inbox.insert()
 _INSERT_POLICY = policies.insert()
+
+schema = Schema("relay", metadata, Path(__file__).with_name("migrations"))

@@ -3,26 +3,55 @@
 SQLite runs in WAL mode with ``synchronous=FULL``: a transaction that
 committed before the service answered is on disk, whatever happens to the
 process (``kill -9``) or the machine afterwards.
+
+Each service's tables are made by its migrations (Alembic: ``relay/migrations``,
+``custodian/migrations``), never by ``create_all``. A service creates the schema of an
+empty database when it starts and refuses one at another revision: an older one is
+upgraded by ``securecomm db upgrade`` (after a backup), a newer one was upgraded by a newer
+securecomm and stays as it is. Everything happens in one transaction under a lock, so
+replicas starting together on one database create it once, and a failed upgrade leaves
+the database as it was.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import ParameterError, ReplayError
+from ..errors import ParameterError, ReplayError, SchemaError
 from ..httpsig import SKEW_SECONDS
 
-__all__ = ["NONCES", "SCHEMA_VERSION", "open_database", "remember_nonce", "scrub"]
+__all__ = [
+    "NONCES",
+    "Schema",
+    "database_revision",
+    "open_database",
+    "remember_nonce",
+    "scrub",
+    "upgrade_database",
+]
 
-SCHEMA_VERSION = 1
+#: What securecomm wrote into ``schema_version`` before migrations: the first migration
+#: adopts a database that says so. The table stays, saying :data:`LEGACY_GUARD`, so that a
+#: securecomm from before migrations refuses a migrated database instead of using it.
+LEGACY_VERSION = 1
+LEGACY_GUARD = 2
+
+_ENV = Path(__file__).with_name("migrations")
+#: Held (PostgreSQL) while a schema is checked, made or upgraded; SQLite's write lock
+#: (BEGIN IMMEDIATE) does the same there.
+_SCHEMA_LOCK = int.from_bytes(b"scschema", "big") >> 1
 
 
 def define_common(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -43,6 +72,44 @@ def define_common(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
 
 
 NONCES = "request_nonces"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A service's tables (``metadata``, as the code uses them) and the migrations that
+    make them in a database (the revisions in ``migrations``)."""
+
+    service: str  # "relay" or "custodian", for messages
+    metadata: sa.MetaData
+    migrations: Path
+
+    def config(self, connection: Connection | None = None) -> Config:
+        config = Config()
+        # One location, split on os.pathsep only: an installation path may hold spaces.
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("script_location", str(_ENV))
+        config.set_main_option("version_locations", str(self.migrations))
+        config.attributes["connection"] = connection
+        config.attributes["metadata"] = self.metadata
+        return config
+
+    @functools.cached_property
+    def script(self) -> ScriptDirectory:
+        return ScriptDirectory.from_config(self.config())
+
+    @property
+    def head(self) -> str:
+        head = self.script.get_current_head()
+        assert head is not None
+        return head
+
+    @property
+    def base(self) -> str:
+        (base,) = self.script.get_bases()
+        return base
+
+    def knows(self, revision: str) -> bool:
+        return revision in {script.revision for script in self.script.walk_revisions()}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -85,28 +152,137 @@ def database_url(url: str) -> str:
     return url
 
 
-def open_database(url: str, metadata: sa.MetaData) -> Engine:
-    """Connect, create the schema on first start, and check its version."""
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; ``None`` for any other database (or SQLite in memory)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def connect(url: str) -> Engine:
+    """An engine for ``url`` with our SQLite settings; the schema is not looked at."""
     url = database_url(url)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    file = sqlite_file(url)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _begin_immediate)
-    schema_version = metadata.tables["schema_version"]
-    with engine.begin() as conn:
-        metadata.create_all(conn)
-        found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
-        if found is None:
-            conn.execute(
-                schema_version.insert().values(version=SCHEMA_VERSION, applied_at=int(time.time()))
-            )
-        elif found != SCHEMA_VERSION:
-            raise RuntimeError(
-                f"database schema version {found}; this securecomm speaks {SCHEMA_VERSION}"
-            )
     return engine
+
+
+def _lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+
+
+def _revision(conn: Connection, schema: Schema) -> str | None:
+    """The database's revision; ``None`` if it is empty. A database from before
+    migrations is at the first revision (which it matches); anything else is refused."""
+    heads = MigrationContext.configure(conn).get_current_heads()
+    if len(heads) > 1:
+        raise SchemaError(f"the {schema.service}'s database has several schema revisions")
+    if heads:
+        return heads[0]
+    tables = set(sa.inspect(conn).get_table_names())
+    if "schema_version" in tables:
+        legacy = schema.metadata.tables["schema_version"]
+        found = conn.execute(sa.select(sa.func.max(legacy.c.version))).scalar()
+        if found == LEGACY_VERSION:
+            return _LEGACY
+    if tables & _own_tables(schema):
+        raise SchemaError(
+            f"the database given to the {schema.service} has tables of securecomm's names but"
+            " no schema revision securecomm wrote; give the service a database of its own"
+        )
+    return None
+
+
+_LEGACY = "schema_version 1"
+
+
+def _own_tables(schema: Schema) -> set[str]:
+    return set(schema.metadata.tables) - {"schema_version"}
+
+
+def _upgrade(conn: Connection, schema: Schema, found: str | None) -> None:
+    config = schema.config(conn)
+    if found == _LEGACY:
+        command.stamp(config, schema.base)
+    command.upgrade(config, "head")
+
+
+def open_database(url: str, schema: Schema) -> Engine:
+    """Connect; make the schema if the database is empty; refuse any other revision than
+    this code's, saying what to do."""
+    engine = connect(url)
+    try:
+        with engine.begin() as conn:
+            _lock(conn)
+            found = _revision(conn, schema)
+            if found is None:
+                _upgrade(conn, schema, found)
+            elif found != schema.head:
+                raise _mismatch(schema, found)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _mismatch(schema: Schema, found: str) -> SchemaError:
+    who = f"the {schema.service}'s database"
+    if found != _LEGACY and not schema.knows(found):
+        return SchemaError(
+            f"{who} is at schema revision {found}, newer than this securecomm knows"
+            f" (its newest is {schema.head}): a newer securecomm upgraded it",
+            hint="run that securecomm, or restore the backup made before the upgrade",
+        )
+    at = "was made before migrations" if found == _LEGACY else f"is at schema revision {found}"
+    return SchemaError(
+        f"{who} {at}; this securecomm needs {schema.head}",
+        hint="stop every service on that database, back it up (docs/operations.md), then run"
+        " `securecomm db upgrade` with the service's --home",
+    )
+
+
+def database_revision(url: str, schema: Schema) -> str | None:
+    """The revision of the database at ``url`` (``"schema_version 1"`` for one made before
+    migrations), ``None`` if it is empty or its file does not exist; nothing is changed."""
+    file = sqlite_file(url)
+    if file is not None and not file.exists():
+        return None
+    engine = connect(url)
+    try:
+        with engine.begin() as conn:
+            return _revision(conn, schema)
+    finally:
+        engine.dispose()
+
+
+def upgrade_database(url: str, schema: Schema) -> tuple[str | None, str]:
+    """Bring the database at ``url`` to this code's schema, in one transaction; the
+    revisions before and after. A newer database is refused and left as it is, and so is
+    a SQLite file that does not exist (a mistyped home, most likely)."""
+    file = sqlite_file(url)
+    if file is not None and not file.exists():
+        raise SchemaError(
+            f"no database at {file}: nothing to upgrade",
+            hint="is --home the service's home? A service makes its database when it first starts",
+        )
+    engine = connect(url)
+    try:
+        with engine.begin() as conn:
+            _lock(conn)
+            found = _revision(conn, schema)
+            if found != schema.head:
+                if found not in (None, _LEGACY) and not schema.knows(found):
+                    raise _mismatch(schema, found)
+                _upgrade(conn, schema, found)
+            return found, schema.head
+    finally:
+        engine.dispose()
 
 
 def scrub(engine: Engine) -> None:

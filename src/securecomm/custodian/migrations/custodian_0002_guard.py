@@ -1,0 +1,13 @@
+"""Migrations take over: ``schema_version`` says 2, which a securecomm from before
+migrations refuses instead of using a schema it does not know."""
+
+from securecomm.service.migrations.guard import write_guard
+
+revision = "custodian_0002"
+down_revision = "custodian_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    write_guard()
