@@ -111,14 +111,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
 
             report = audit.verify(audit.paged(fetch), public)
     else:
-        import sqlalchemy as sa
-
         from ..custodian.tables import audit_log
+        from ..service.storage import connect, sqlite_file
 
         database = settings.custodian_database(args.name)
-        if database.startswith("sqlite:///") and not Path(database[10:]).exists():
-            raise ParameterError(f"no database for {args.name} at {database[10:]}")
-        engine = sa.create_engine(database)
+        file = sqlite_file(database)
+        if file is not None and not file.exists():
+            raise ParameterError(f"no database for {args.name} at {file}")
+        engine = connect(database)
         with engine.connect() as conn:
 
             def read(after: int) -> dict[str, Any]:
