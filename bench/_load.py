@@ -36,6 +36,8 @@ class LoadResult:
     seconds: float
     latencies_ms: tuple[float, ...]  # of the successful requests
     first_error: str | None
+    #: The positions in ``bodies`` of the requests answered with the expected status.
+    acknowledged: tuple[int, ...] = ()
 
     @property
     def per_second(self) -> float:
@@ -77,6 +79,7 @@ def post_all(
     position = 0
     latencies: list[float] = []
     errors: list[str] = []
+    answered: list[int] = []
     ready = threading.Barrier(concurrency + 1)
     stop_at = [math.inf]
     headers = {
@@ -100,6 +103,7 @@ def post_all(
     def worker() -> None:
         mine: list[float] = []
         failed: list[str] = []
+        done: list[int] = []
         connection: http.client.HTTPConnection | None = None
         if keep_alive:
             try:
@@ -120,6 +124,7 @@ def post_all(
                     connection = None
                 if response.status == expect:
                     mine.append((time.perf_counter() - started) * 1000)
+                    done.append(index)
                 else:
                     failed.append(f"HTTP {response.status}: {payload[:200]!r}")
             except (OSError, http.client.HTTPException) as exc:
@@ -132,6 +137,7 @@ def post_all(
         with lock:
             latencies.extend(mine)
             errors.extend(failed)
+            answered.extend(done)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for thread in threads:
@@ -150,6 +156,7 @@ def post_all(
             seconds,
             tuple(latencies),
             errors[0] if errors else None,
+            tuple(sorted(answered)),
         )
 
 
