@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -188,6 +188,7 @@ def _write_config(
     *,
     max_envelope_bytes: int | None = None,
     threshold: int = 3,
+    database_urls: Mapping[str, str] | None = None,
 ) -> None:
     from securecomm.local.home import config_text
 
@@ -198,6 +199,7 @@ def _write_config(
         relay_port=relay_port,
         ports=custodian_ports,
         max_envelope_bytes=max_envelope_bytes,
+        database_urls=database_urls,
     )
     (home / "securecomm.toml").write_text(text)
 
@@ -209,13 +211,21 @@ def _new_home(
     *,
     max_envelope_bytes: int | None = None,
     threshold: int = 3,
+    database_urls: Mapping[str, str] | None = None,
 ) -> Path:
+    """A local network's data directory made by ``init``; ``database_urls``: the services
+    (``"relay"``, custodian names) on another database than their own SQLite file."""
     from securecomm.local.home import init_home
 
     home = base / label
     ports = {name: free_port() for name in names}
     _write_config(
-        home, free_port(), ports, max_envelope_bytes=max_envelope_bytes, threshold=threshold
+        home,
+        free_port(),
+        ports,
+        max_envelope_bytes=max_envelope_bytes,
+        threshold=threshold,
+        database_urls=database_urls,
     )
     init_home(home)
     return home
@@ -474,32 +484,39 @@ def _durability_row(
 # End to end.
 
 
-def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[Row]:
+def send_and_read(home: Path) -> tuple[Callable[[], str], Callable[[str], None]]:
+    """alice's ``flows.send`` of a short message to bob (its message id) and bob's
+    ``flows.read`` of one (checked), library calls in this process, each from their own
+    home in the running local network ``home``, as the CLI does with --as."""
     from securecomm.client import flows
     from securecomm.client.trust import KnownKeys
     from securecomm.config import load_settings
     from securecomm.identity import Identity
     from securecomm.local.home import person_home, user_key_path
 
+    alice_home, bob_home = person_home(home, "alice"), person_home(home, "bob")
+    mine, theirs = load_settings(alice_home, env={}), load_settings(bob_home, env={})
+    alice_pins, bob_pins = KnownKeys.load(alice_home), KnownKeys.load(bob_home)
+    alice = Identity.load(user_key_path(home, "alice"))
+    bob = Identity.load(user_key_path(home, "bob"))
+    message = b"The quarterly figures are in the usual place. 42."
+
+    def send() -> str:
+        return flows.send(mine, alice_pins, alice, ["bob"], message).message_id
+
+    def read(message_id: str) -> None:
+        result = flows.read(theirs, bob_pins, bob, message_id)
+        if result.plaintext != message:
+            raise AssertionError("read gave back another message")
+
+    return send, read
+
+
+def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[Row]:
     home = _new_home(base, "e2e-home")
     with _running(_stack_servers(home)):
         _register_users(home)
-        # Each acts from their own home, as the CLI does with --as.
-        alice_home, bob_home = person_home(home, "alice"), person_home(home, "bob")
-        mine, theirs = load_settings(alice_home, env={}), load_settings(bob_home, env={})
-        alice_pins, bob_pins = KnownKeys.load(alice_home), KnownKeys.load(bob_home)
-        alice = Identity.load(user_key_path(home, "alice"))
-        bob = Identity.load(user_key_path(home, "bob"))
-        message = b"The quarterly figures are in the usual place. 42."
-
-        def send() -> str:
-            return flows.send(mine, alice_pins, alice, ["bob"], message).message_id
-
-        def read(message_id: str) -> None:
-            result = flows.read(theirs, bob_pins, bob, message_id)
-            if result.plaintext != message:
-                raise AssertionError("read gave back another message")
-
+        send, read = send_and_read(home)
         for _ in range(3):  # warm: imports, first connections, SQLite pages
             read(send())
         sends, ids = [], []
