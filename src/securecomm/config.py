@@ -289,7 +289,9 @@ def load_settings(
             "server.database_url",
         ),
         relay_database_password_file=(
-            None if password_file is None else home_path / _str(password_file, "password file")
+            None
+            if password_file is None
+            else home_path / _str(password_file, "server.database_password_file")
         ),
         relay_replicas=replica_count(server.get("replicas", 1)),
         max_envelope_bytes=_int(

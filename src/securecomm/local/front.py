@@ -73,8 +73,6 @@ BODY_SECONDS = 10
 CONNECT_SECONDS = 2
 # For a replica's answer to begin (gunicorn's own timeout for a request is 30 s).
 ANSWER_SECONDS = 60
-# A replica that refused a connection is left out for this long before it is tried again.
-FAIL_SECONDS = 2
 
 
 #: Where nginx is looked for after PATH: Debian puts it in /usr/sbin.
@@ -133,15 +131,24 @@ def server_block(
     tls: tuple[str, str] | None = None,
     upstream_tls: UpstreamTls | None = None,
     access_log: str | None = None,
+    set_aside: int = 0,
 ) -> str:
     """The ``upstream`` and ``server`` blocks of the front (what goes inside ``http``):
     listening on ``listen`` (HOST:PORT, or a port), the replicas at ``replicas``
     (HOST:PORT each), TLS with ``tls`` (certificate chain, key), the replicas reached over
-    HTTPS with ``upstream_tls``. docker-compose's front has these blocks too."""
+    HTTPS with ``upstream_tls``; a replica that fails is left out for ``set_aside``
+    seconds (0: never). docker-compose's front has these blocks too."""
     scheme = "http" if upstream_tls is None else "https"
-    servers = "\n".join(
-        f"    server {r} max_fails=1 fail_timeout={FAIL_SECONDS}s;" for r in replicas
-    )
+    if set_aside:
+        # A replica that failed is left out for this long before it is tried again.
+        servers = "\n".join(
+            f"    server {r} max_fails=1 fail_timeout={set_aside}s;" for r in replicas
+        )
+    else:
+        # Never left out: on loopback a replica that is down refuses a connection at once,
+        # and one started again gets requests at once (left out for a while, two that
+        # died in that while would be two left out, and every request answered 502).
+        servers = "\n".join(f"    server {r} max_fails=0;" for r in replicas)
     lines = [
         f"upstream {UPSTREAM} {{",
         "    # The replica with the fewest requests in progress (in turn among equals).",
