@@ -20,9 +20,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def _suites() -> dict[str, Callable[[bool], list[Row]]]:
-    from bench import crypto, services, slow_clients
+    from bench import crypto, services, slow_clients, storage
 
-    return {"crypto": crypto.run, "services": services.run, "slow_clients": slow_clients.run}
+    return {
+        "crypto": crypto.run,
+        "services": services.run,
+        "slow_clients": slow_clients.run,
+        "storage": storage.run,
+    }
 
 
 def _number(value: float | None) -> str:
