@@ -42,17 +42,14 @@ test: lint browser postgres nginx
 demo: $(VENV)/.installed
 	$(BIN)/securecomm demo
 
-# Peers come from bench/requirements.txt; Debian's ssss and nginx are installed when apt can
-# (as root).
-bench: $(VENV)/.installed
+# Peers come from bench/requirements.txt; Debian's ssss is installed when apt can (as root).
+# The storage benchmark runs Debian's PostgreSQL (a throwaway cluster, as the tests
+# do) and the relay replicas' nginx front: both are installed when missing, as for make test.
+bench: $(VENV)/.installed postgres nginx
 	$(BIN)/python -m pip install --quiet -e '.[bench]' -r bench/requirements.txt
 	@command -v ssss-split >/dev/null 2>&1 || apt-get install -y -q ssss >/dev/null 2>&1 \
 		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q ssss >/dev/null 2>&1) \
 		|| echo "note: Debian's ssss could not be installed; that peer is skipped"
-	@test -x /usr/sbin/nginx || (export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -q nginx-light >/dev/null 2>&1 \
-		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nginx-light >/dev/null 2>&1)) \
-		|| echo "note: Debian's nginx could not be installed; that peer is skipped"
 	$(BIN)/python -m bench.run
 
 # Regenerate vectors/*.json from the seeded script (the tests check they match).
