@@ -20,7 +20,7 @@ WORKDIR /app
 FROM base AS test
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends make chromium \
+    && apt-get install --yes --no-install-recommends make chromium nginx-light \
     && rm -rf /var/lib/apt/lists/*
 USER 10001:10001
 COPY --chown=10001:10001 pyproject.toml README.md ./
@@ -34,7 +34,8 @@ CMD ["make", "test"]
 FROM base AS runtime
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --quiet . && rm -rf build src/*.egg-info
+# With the PostgreSQL driver: compose's relay keeps its database there.
+RUN pip install --quiet '.[postgres]' && rm -rf build src/*.egg-info
 ENV SECURECOMM_HOME=/data
 USER 10001:10001
 VOLUME /data

@@ -9,6 +9,10 @@
   volume as its home; a custodian is given only its operator's ``.pub``, read-only; the
   one shared volume carries only cards and the network file, and no service that
   serves mounts it;
+- the relay serves as two replicas from its one home, on one PostgreSQL database whose
+  password is a secret only PostgreSQL and the replicas see, behind nginx on the relay's
+  address, whose configuration is what ``tools/compose_front.py`` writes from
+  securecomm's own front and which Debian's nginx accepts (``nginx -t``);
 - the one-shot steps run in that order (``service_completed_successfully``), and run
   as compose would run them (each command given only its own mounts, twice, as a
   second ``up`` would) they leave every volume with only its own party's private key;
@@ -33,9 +37,18 @@ from urllib.parse import urlsplit
 
 import pytest
 from ruamel.yaml import YAML
+from sqlalchemy.engine import make_url
 
 from securecomm.cli import build_parser, main
-from securecomm.config import DEFAULT_CUSTODIANS, Settings, load_settings
+from securecomm.config import (
+    DEFAULT_CUSTODIANS,
+    DEFAULT_MAX_ENVELOPE_BYTES,
+    DEFAULT_RELAY_PORT,
+    Settings,
+    load_settings,
+)
+from securecomm.local.front import find_nginx
+from securecomm.tls import make_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -48,7 +61,15 @@ EXCHANGE = "/exchange"  # where the parties hand on cards and the network file
 EXCHANGE_VOLUME = "exchange"
 OPERATOR_PUB = "/operator.pub"  # a custodian's operator's public key, in its init step
 RELAY = "relay"
-RELAY_SERVICE = "web"
+RELAY_SERVICE = "web"  # the relay's address on compose's network: its front (nginx)
+FRONT = RELAY_SERVICE
+RELAY_REPLICAS = ("relay-1", "relay-2")  # the relay's serving services, behind the front
+DATABASE = "postgres"  # the relay's database server
+DATABASE_VOLUME = "postgres-data"
+DATABASE_SECRET = "postgres-password"
+SECRET_FILE = f"/run/secrets/{DATABASE_SECRET}"
+FRONT_CONFIG_TARGET = "/etc/nginx/conf.d/default.conf"
+FRONT_CONFIG = "./docker/relay-front.conf"
 NETWORK_SERVICE = "network"
 PAGE_ORIGIN = "http://127.0.0.1:5000"  # where a browser on the host opens the page
 COMPLETED = "service_completed_successfully"
@@ -97,11 +118,11 @@ class Party:
     name: str
     init: str  # the one-shot service that makes its identity and card
     join: str  # the one-shot service that joins the network file
-    serve: str  # the service that serves from its home
+    serves: tuple[str, ...]  # the services that serve from its home
 
     @property
-    def steps(self) -> tuple[str, str, str]:
-        return (self.init, self.join, self.serve)
+    def steps(self) -> tuple[str, ...]:
+        return (self.init, self.join, *self.serves)
 
     @property
     def is_relay(self) -> bool:
@@ -109,10 +130,11 @@ class Party:
 
 
 def parties() -> list[Party]:
-    """The relay (its service keeps the name ``web``) and the default custodians, each
-    served under its own name, which is then its address on compose's network."""
-    relay = Party(RELAY, f"{RELAY}-init", f"{RELAY}-join", RELAY_SERVICE)
-    return [relay] + [Party(c, f"{c}-init", f"{c}-join", c) for c in DEFAULT_CUSTODIANS]
+    """The relay (its replicas, behind the front named ``web``, its address) and the
+    default custodians, each served under its own name, which is then its address on
+    compose's network."""
+    relay = Party(RELAY, f"{RELAY}-init", f"{RELAY}-join", RELAY_REPLICAS)
+    return [relay] + [Party(c, f"{c}-init", f"{c}-join", (c,)) for c in DEFAULT_CUSTODIANS]
 
 
 def one_shot_services() -> list[str]:
@@ -120,7 +142,7 @@ def one_shot_services() -> list[str]:
 
 
 def serve_services() -> list[str]:
-    return [p.serve for p in parties()]
+    return [serve for p in parties() for serve in p.serves]
 
 
 # --- mounts, in either of compose's syntaxes ---
@@ -172,8 +194,10 @@ def mount_at(service: str, target: str) -> Mount:
 
 
 def home_volume(party: Party) -> str:
-    mount = mount_at(party.serve, HOME)
-    assert mount.kind == "volume" and mount.source, f"{party.serve}: {HOME} is no named volume"
+    found = {mount_at(serve, HOME) for serve in party.serves}
+    assert len(found) == 1, f"{party.name}'s services mount different homes: {found}"
+    (mount,) = found
+    assert mount.kind == "volume" and mount.source, f"{party.serves}: {HOME} is no named volume"
     return mount.source
 
 
@@ -337,6 +361,14 @@ def test_compose_references_resolve() -> None:
         for mount in mounts(service):
             if mount.kind == "volume":
                 assert mount.source in data["volumes"], f"{name} mounts undeclared {mount}"
+        for secret in service.get("secrets", []):
+            assert secret in data["secrets"], f"{name} uses undeclared secret {secret}"
+        if name in (FRONT, DATABASE):
+            # Official images, at a version chosen, not whatever `latest` is that day.
+            image = service["image"]
+            assert re.fullmatch(r"[a-z]+:[0-9][0-9.]*", image), f"{name}: {image}"
+            assert "build" not in service, name
+            continue
         build = service.get("build", {})
         assert build.get("context") == ".", name
         assert build.get("target") in stage_names, f"{name}: no stage {build.get('target')}"
@@ -347,8 +379,8 @@ def test_every_party_has_its_steps_and_nothing_else_runs() -> None:
     assert set(securecomm_services()) == expected
     for name in expected:
         assert services()[name]["build"]["target"] == runtime_target(), name
-        assert services()[name]["image"] == services()[RELAY_SERVICE]["image"], name
-    assert set(services()) == expected | {"tests"}
+        assert services()[name]["image"] == services()[NETWORK_SERVICE]["image"], name
+    assert set(services()) == expected | {"tests", FRONT, DATABASE}
 
 
 def test_each_party_initialises_itself_in_its_own_home(tmp_path: Path) -> None:
@@ -367,7 +399,7 @@ def test_each_party_initialises_itself_in_its_own_home(tmp_path: Path) -> None:
             assert command_of(party.init) == ["custodian", "init"], party.init
             assert args.name == party.name
             # Its URL names its own service, where the others reach it.
-            assert args.url == f"http://{party.serve}:{ports[party.name]}"
+            assert args.url == f"http://{party.serves[0]}:{ports[party.name]}"
             assert args.operator == OPERATOR_PUB
 
 
@@ -411,7 +443,7 @@ def test_the_relay_and_every_default_custodian_run() -> None:
         if subcommand_words(securecomm_commands()[label])[-1] == "serve"
     }
     relay = [label for label, args in serving.items() if args.command == "relay"]
-    assert sorted(relay) == ["Dockerfile CMD", f"service {RELAY_SERVICE}"]
+    assert sorted(relay) == ["Dockerfile CMD", *(f"service {r}" for r in RELAY_REPLICAS)]
     custodians = sorted(
         label.removeprefix("service ")
         for label, args in serving.items()
@@ -443,7 +475,8 @@ def test_each_party_mounts_its_own_home_and_only_what_each_step_needs() -> None:
         assert set(mounts(services()[party.init])) == init, party.init
         # Joining reads the network file; it writes only in its own home.
         assert set(mounts(services()[party.join])) == {own_home, exchange_ro}, party.join
-        assert set(mounts(services()[party.serve])) == {own_home}, party.serve
+        for serve in party.serves:
+            assert set(mounts(services()[serve])) == {own_home}, serve
         for step in party.steps:
             assert len(services()[step]["volumes"]) == len(mounts(services()[step])), step
     # The coordinator has no home: it reads the cards and writes the network file.
@@ -455,7 +488,7 @@ def test_each_party_mounts_its_own_home_and_only_what_each_step_needs() -> None:
 def test_no_two_parties_share_a_home_and_no_other_service_mounts_one() -> None:
     homes = {party.name: home_volume(party) for party in parties()}
     assert len(set(homes.values())) == len(homes), homes
-    assert set(compose()["volumes"]) == set(homes.values()) | {EXCHANGE_VOLUME}
+    assert set(compose()["volumes"]) == set(homes.values()) | {EXCHANGE_VOLUME, DATABASE_VOLUME}
     for party in parties():
         users = {
             name
@@ -472,12 +505,15 @@ def test_no_service_mounts_an_operators_directory_or_a_private_key() -> None:
             assert mount.source, f"{name}: an anonymous volume at {mount.target}"
             if mount.kind != "bind":
                 continue
-            # One operator's public key, never the directory that also holds the .key
-            # files, read-only, and never made into an empty directory if it is missing.
-            assert mount.source in operators, f"{name} mounts {mount.source}"
-            assert not mount.source.endswith(".key"), name
+            # Read-only, and never made into an empty directory if it is missing.
             assert mount.read_only, f"{name}: {mount.source} is writable"
             assert not mount.creates_host_path, f"{name}: {mount.source} may become a directory"
+            if name == FRONT:  # its configuration, and nothing else
+                assert (mount.source, mount.target) == (FRONT_CONFIG, FRONT_CONFIG_TARGET)
+                continue
+            # One operator's public key, never the directory that also holds the .key files.
+            assert mount.source in operators, f"{name} mounts {mount.source}"
+            assert not mount.source.endswith(".key"), name
             assert name == f"{mount.source.split('/')[-1].removesuffix('-operator.pub')}-init"
 
 
@@ -503,14 +539,31 @@ def test_the_steps_run_in_order() -> None:
     for party in parties():
         assert dependencies(services()[party.init]) == {}, party.init
         assert dependencies(services()[party.join]) == {NETWORK_SERVICE: COMPLETED}, party.join
-        serve = dependencies(services()[party.serve])
-        assert serve[party.join] == COMPLETED, party.serve
-        others = {name: cond for name, cond in serve.items() if name != party.join}
+        for serve in party.serves:
+            depends = dependencies(services()[serve])
+            assert depends[party.join] == COMPLETED, serve
+            others = {name: cond for name, cond in depends.items() if name != party.join}
+            if not party.is_relay:
+                assert others == {}, serve
         if party.is_relay:
-            # The relay's page needs the custodians up.
-            assert others == dict.fromkeys(DEFAULT_CUSTODIANS, "service_started")
-        else:
-            assert others == {}, party.serve
+            first, second = (dependencies(services()[r]) for r in RELAY_REPLICAS)
+            # The relay's page needs the custodians up, and its database must answer.
+            assert first == {
+                party.join: COMPLETED,
+                DATABASE: "service_healthy",
+                **dict.fromkeys(DEFAULT_CUSTODIANS, "service_started"),
+            }
+            # The second starts once the first answers: replicas starting together on a
+            # new database would race to make its schema.
+            assert second == {
+                party.join: COMPLETED,
+                DATABASE: "service_healthy",
+                RELAY_REPLICAS[0]: "service_healthy",
+            }
+    for name in (DATABASE, RELAY_REPLICAS[0]):
+        assert services()[name]["healthcheck"]["test"][0] == "CMD", name
+    # The front starts once the replicas answer (it resolves their names then).
+    assert dependencies(services()[FRONT]) == dict.fromkeys(RELAY_REPLICAS, "service_healthy")
     # `up web` starts every step: all are among web's dependencies, transitively.
     needed: set[str] = set()
     pending = [RELAY_SERVICE]
@@ -519,14 +572,14 @@ def test_the_steps_run_in_order() -> None:
             if dependency not in needed:
                 needed.add(dependency)
                 pending.append(dependency)
-    assert needed == set(securecomm_services()) - {RELAY_SERVICE}
+    assert needed == set(securecomm_services()) | {DATABASE}
 
 
 def test_one_shot_steps_run_once_and_services_restart() -> None:
     for name in one_shot_services():
         # Restarted on exit, a step would run forever and `completed` never come.
         assert services()[name].get("restart", "no") == "no", name
-    for name in serve_services():
+    for name in [*serve_services(), FRONT, DATABASE]:
         assert services()[name]["restart"] == "unless-stopped", name
 
 
@@ -613,7 +666,7 @@ def test_the_steps_run_as_compose_runs_them(tmp_path: Path) -> None:
     for party in parties():
         home = volumes / home_volume(party)
         assert list(private_keys(home).values()) == [party.name], party.name
-        serve = services()[party.serve]
+        serve = services()[party.serves[0]]
         settings = load_settings(home, env=serve.get("environment", {}))
         assert (home / "network.json").read_bytes() == first[network_file]
         # Every service finds the others by their service names, from the network file.
@@ -625,10 +678,18 @@ def test_the_steps_run_as_compose_runs_them(tmp_path: Path) -> None:
         assert settings.allowed_origins() == (PAGE_ORIGIN,), party.name
         if party.is_relay:
             assert settings.server_port == expected.server_port
+            # On PostgreSQL, with the password from the secret put into the URL.
+            url = make_url(settings.relay_database_url or "")
+            assert (url.get_backend_name(), url.host) == ("postgresql", DATABASE)
+            assert url.password is None
+            assert settings.relay_database_password_file == Path(SECRET_FILE)
         else:
             assert settings.own_custodian is not None
             assert settings.own_custodian.name == party.name
-            assert services()[party.serve]["expose"] == [str(settings.own_custodian.port)]
+            assert services()[party.serves[0]]["expose"] == [str(settings.own_custodian.port)]
+            # Its own SQLite database in its own home, never the relay's server.
+            database = settings.custodian_database(party.name)
+            assert database.startswith(f"sqlite:///{home}/"), database
 
 
 def test_tests_service_runs_the_readme_test_command() -> None:
@@ -653,13 +714,16 @@ def test_readme_says_how_to_run_them() -> None:
         "securecomm keygen",
         "--out operators",
         "SECURECOMM_WEB_ORIGINS",
+        "secrets/postgres-password",
+        "tools/compose_front.py",
+        FRONT_CONFIG.removeprefix("./"),
     ):
         assert text in section, f"the README's Docker section does not mention `{text}`"
     # What each volume holds and what each step is, named for the relay, the coordinator
     # and the first and last custodians (the others as `alpha` ... `echo`).
     named = {party.name: party for party in parties()}
     shown = [named[RELAY], named[DEFAULT_CUSTODIANS[0]], named[DEFAULT_CUSTODIANS[-1]]]
-    names = [NETWORK_SERVICE, EXCHANGE_VOLUME]
+    names = [NETWORK_SERVICE, EXCHANGE_VOLUME, FRONT, DATABASE, DATABASE_VOLUME]
     names += [name for party in shown for name in (*party.steps, home_volume(party))]
     for name in names:
         assert f"`{name}`" in section, f"the README's Docker section does not name `{name}`"
@@ -673,8 +737,16 @@ def test_ports_match_the_config_defaults(tmp_path: Path) -> None:
     web = services()[RELAY_SERVICE]
     relay_url = parse(services()[f"{RELAY}-init"]["command"]).url
     assert port_of(relay_url) == settings.server_port
-    assert parse(web["command"]).port in (None, settings.server_port)
+    # The front listens on the relay's port and alone publishes it; the replicas listen
+    # on it too, reached by the front only.
     assert web["ports"] == [f"127.0.0.1:{settings.server_port}:{settings.server_port}"]
+    assert front_directives(front_config())["listen"] == [str(settings.server_port)]
+    for replica in RELAY_REPLICAS:
+        service = services()[replica]
+        assert parse(service["command"]).port in (None, settings.server_port), replica
+        assert service["expose"] == [str(settings.server_port)], replica
+        assert "ports" not in service, replica
+    assert "ports" not in services()[DATABASE]
     assert PAGE_ORIGIN == f"http://127.0.0.1:{settings.server_port}"
     assert parse(exec_form(last(stage(runtime_target()), "CMD"))).port == settings.server_port
     for custodian in settings.custodians:
@@ -706,7 +778,9 @@ def test_image_runs_as_a_user_with_its_home_on_a_volume() -> None:
     assert f"SECURECOMM_HOME={HOME}" in last(runtime, "ENV")
     assert last(runtime, "VOLUME") == HOME
     runs = [arguments for instruction, arguments in runtime if instruction == "RUN"]
-    assert any(re.search(r"\bpip install (--\S+ )*\.(\s|$)", run) for run in runs), runs
+    # With the PostgreSQL driver: compose's relay keeps its database there.
+    installs = r"\bpip install (--\S+ )*'\.\[postgres\]'(\s|$)"
+    assert any(re.search(installs, run) for run in runs), runs
     assert last(stage("test"), "USER") == user
 
 
@@ -717,7 +791,8 @@ def test_the_image_gives_the_user_each_volume_mount_point() -> None:
     runs = " && ".join(
         arguments for instruction, arguments in stage("base") if instruction == "RUN"
     )
-    targets = {m.target for s in services().values() for m in mounts(s) if m.kind == "volume"}
+    ours = [s for s in services().values() if "build" in s]
+    targets = {m.target for s in ours for m in mounts(s) if m.kind == "volume"}
     assert targets == {HOME, EXCHANGE}
     for target in targets:
         assert re.search(rf"\bmkdir [^&]*{re.escape(target)}(\s|$)", runs), target
@@ -728,4 +803,109 @@ def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     # The test stage makes its own .venv; a host's copied over it would break it. It
     # copies the tree, so the operators' keys made for compose must stay out of it.
     ignored = set(DOCKERIGNORE.read_text("utf-8").split())
-    assert {".venv", ".git", "securecomm-data", "operators"} <= ignored
+    assert {".venv", ".git", "securecomm-data", "operators", "secrets"} <= ignored
+    # The database's password stays out of git too.
+    assert "secrets/" in (ROOT / ".gitignore").read_text("utf-8").split()
+
+
+# --- the relay's replicas, their database and their front ---
+
+
+def front_config(name: str = FRONT_CONFIG) -> str:
+    return (ROOT / name).read_text("utf-8")
+
+
+def front_directives(text: str) -> dict[str, list[str]]:
+    """Each directive of an nginx configuration (comments dropped), with its arguments as
+    one string, in order; blocks are flattened."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip().rstrip("{").strip()
+        if not line or line == "}":
+            continue
+        name, _, value = line.rstrip(";").partition(" ")
+        found.setdefault(name, []).append(value.strip())
+    return found
+
+
+def test_the_relay_serves_as_two_replicas_on_postgresql_behind_its_front() -> None:
+    replicas = [services()[name] for name in RELAY_REPLICAS]
+    assert replicas[0]["command"] == replicas[1]["command"]
+    assert replicas[0]["environment"] == replicas[1]["environment"]
+    environment = replicas[0]["environment"]
+    url = make_url(environment["SECURECOMM_RELAY_DATABASE_URL"])
+    assert (url.get_backend_name(), url.host, url.port) == ("postgresql", DATABASE, 5432)
+    assert url.password is None  # in the secret, never in the environment
+    assert environment["SECURECOMM_RELAY_DATABASE_PASSWORD_FILE"] == SECRET_FILE
+    database = services()[DATABASE]
+    assert database["environment"] == {
+        "POSTGRES_USER": url.username,
+        "POSTGRES_DB": url.database,
+        "POSTGRES_PASSWORD_FILE": SECRET_FILE,
+    }
+    assert mounts(database) == [
+        Mount("volume", DATABASE_VOLUME, "/var/lib/postgresql/data", False, False)
+    ]
+    assert database["expose"] == ["5432"]
+    # The front: its configuration, and the replicas it names, by their service names.
+    assert mount_at(FRONT, FRONT_CONFIG_TARGET).source == FRONT_CONFIG
+    directives = front_directives(front_config())
+    servers = [value.split()[0] for value in directives["server"] if value]  # not `server {`
+    assert servers == [f"{name}:{DEFAULT_RELAY_PORT}" for name in RELAY_REPLICAS]
+    assert directives["proxy_pass"] == ["http://securecomm_relay"]
+    assert directives["proxy_next_upstream"] == ["error timeout"]
+    assert directives["client_max_body_size"] == [str(DEFAULT_MAX_ENVELOPE_BYTES)]
+
+
+def test_the_database_password_is_a_secret_only_postgres_and_the_relay_see() -> None:
+    assert compose()["secrets"] == {DATABASE_SECRET: {"file": f"./secrets/{DATABASE_SECRET}"}}
+    users = {name for name, service in services().items() if service.get("secrets")}
+    assert users == {DATABASE, *RELAY_REPLICAS}
+    for name in users:
+        assert services()[name]["secrets"] == [DATABASE_SECRET], name
+    for name, service in services().items():
+        for key, value in service.get("environment", {}).items():
+            assert "PASSWORD" not in key or key.endswith("_FILE"), f"{name}: {key}"
+            assert not re.search(r"://[^/@]*:[^/@]*@", str(value)), f"{name}: {key} has one"
+
+
+@pytest.mark.parametrize("name", [FRONT_CONFIG, "./docker/relay-front.tls.conf"])
+def test_the_front_configuration_is_securecomm_s_own_and_nginx_accepts_it(
+    name: str, tmp_path: Path
+) -> None:
+    from tools.compose_front import configs
+
+    written = {f"./{path.relative_to(ROOT)}": text for path, text in configs().items()}
+    assert front_config(name) == written[name], (
+        f"{name} is not what tools/compose_front.py writes: run it"
+    )
+    # nginx checks it inside an http block as the official image includes it, with the
+    # replicas' names and the mounted files made local (nothing here resolves `relay-1`).
+    text = front_config(name)
+    for replica in RELAY_REPLICAS:
+        text = text.replace(f"{replica}:", "127.0.0.1:")
+    if "ssl_certificate" in text:
+        authority = make_ca("test CA")
+        cert, key = authority.issue("relay", ["web", "localhost"]).write(tmp_path / "tls")
+        (tmp_path / "ca.pem").write_bytes(authority.pem)
+        for mounted, local in (
+            ("/tls/relay.pem", cert),
+            ("/tls/relay.key", key),
+            ("/tls/ca.pem", tmp_path / "ca.pem"),
+        ):
+            assert f'"{mounted}"' in text, mounted
+            text = text.replace(f'"{mounted}"', f'"{local}"')
+    (tmp_path / "default.conf").write_text(text)
+    (tmp_path / "nginx.conf").write_text(
+        f'pid "{tmp_path}/nginx.pid";\nerror_log stderr;\nevents {{}}\n'
+        f'http {{\n    access_log off;\n    client_body_temp_path "{tmp_path}/body";\n'
+        f'    proxy_temp_path "{tmp_path}/proxy";\n    include "{tmp_path}/default.conf";\n}}\n'
+    )
+    checked = subprocess.run(
+        [find_nginx(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr

@@ -2,18 +2,22 @@
 docker-compose.yml -f docker-compose.tls.yml up web``), checked without a Docker engine:
 merged as Compose merges (a command replaced, mounts merged by their target), every
 party serves HTTPS from its own certificate, mounted read-only into its own containers
-only; the network file carries the CA's certificate; the CA's key is mounted nowhere;
-and nothing serves plain HTTP off loopback."""
+only (the relay's: its replicas and its front, which serves HTTPS with it and checks the
+replicas' against the CA); the network file carries the CA's certificate; the CA's key
+is mounted nowhere; and nothing serves plain HTTP off loopback."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tests.unit.test_docker import (
+    FRONT,
+    FRONT_CONFIG_TARGET,
     HOME,
     README,
     ROOT,
     check_compose_schema,
+    front_directives,
     load_yaml,
     mounts,
     parse,
@@ -71,17 +75,21 @@ def test_every_party_serves_https_from_its_own_certificate_only() -> None:
             f"/tls/{party.name}.pem",
             f"/tls/{party.name}.key",
         ), party.init
-        serve = parse(everything[party.serve]["command"])
-        assert serve.home == HOME and not serve.insecure_http, party.serve
-        for step in (party.init, party.serve):
+        for name in party.serves:
+            serve = parse(everything[name]["command"])
+            assert serve.home == HOME and not serve.insecure_http, name
+        # The relay's containers: its replicas, and its front.
+        containers = [party.init, *party.serves, *([FRONT] if party.is_relay else [])]
+        for step in containers:
             binds = {m.source: m for m in mounts(everything[step]) if m.kind == "bind"}
-            tls = {source for source in binds if source.startswith("./tls/")}
+            # (The CA's certificate is public: the network step and the front have it.)
+            tls = {s for s in binds if s.startswith("./tls/") and s != "./tls/ca/ca.pem"}
             assert tls == own, f"{step} mounts {sorted(tls)}"
             for source in tls:
                 assert binds[source].read_only and not binds[source].creates_host_path, step
         # The join step and everyone else's steps see none of this party's certificate.
         for other in everything:
-            if other in (party.init, party.serve):
+            if other in containers:
                 continue
             sources = {m.source for m in mounts(everything[other])}
             assert not own & sources, f"{other} mounts {party.name}'s certificate or key"
@@ -115,3 +123,25 @@ def test_the_overlay_commands_are_ones_the_readme_documents() -> None:
 def test_tls_material_stays_out_of_git_and_the_image() -> None:
     assert "tls/" in (ROOT / ".gitignore").read_text().split()
     assert "tls" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_the_front_serves_https_and_checks_the_replicas_certificate() -> None:
+    front = merged()[FRONT]
+    binds = {m.target: m for m in mounts(front) if m.kind == "bind"}
+    assert {target: m.source for target, m in binds.items()} == {
+        FRONT_CONFIG_TARGET: "./docker/relay-front.tls.conf",
+        "/tls/relay.pem": "./tls/relay.pem",
+        "/tls/relay.key": "./tls/relay.key",
+        "/tls/ca.pem": "./tls/ca/ca.pem",
+    }
+    assert all(m.read_only and not m.creates_host_path for m in binds.values())
+    directives = front_directives((ROOT / "docker" / "relay-front.tls.conf").read_text())
+    assert directives["listen"] == ["5000 ssl"]
+    assert directives["ssl_certificate"] == ['"/tls/relay.pem"']
+    assert directives["ssl_certificate_key"] == ['"/tls/relay.key"']
+    assert directives["proxy_pass"] == ["https://securecomm_relay"]
+    assert directives["proxy_ssl_verify"] == ["on"]
+    assert directives["proxy_ssl_trusted_certificate"] == ['"/tls/ca.pem"']
+    # The name the relay's certificate is issued for (README: --host web).
+    assert directives["proxy_ssl_name"] == ["web"]
+    assert "tls issue --ca tls/ca --name relay --host web" in README.read_text("utf-8")
