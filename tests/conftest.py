@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.backends import BACKENDS, Backend
 from tests.postgres import Cluster, start_cluster
 
 
@@ -17,3 +18,19 @@ def postgres() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each storage backend in turn: a test (or a module's services) using it runs on both.
+    Module-scoped, so a module's shared services start once per backend; the PostgreSQL
+    cluster starts only when a test runs on it."""
+    if request.param == "postgresql":
+        return Backend("postgresql", request.getfixturevalue("postgres"))
+    return Backend("sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgresql(postgres: Cluster) -> Backend:
+    """PostgreSQL alone, for the tests of what only a database server can race."""
+    return Backend("postgresql", postgres)

@@ -1,8 +1,10 @@
 """Real service processes on free loopback ports, for integration tests.
 
 Each service runs as ``python -m securecomm.cli … serve`` (gunicorn, one
-worker) in its own process group, so a test can SIGTERM it or ``kill -9``
-the whole group, and every test stops what it started.
+worker unless a test asks for more) in its own process group, so a test can
+SIGTERM it or ``kill -9`` the whole group, and every test stops what it started.
+A stack stores on the backend it is given (``tests/backends.py``): the module
+fixture ``stack`` runs its module's tests once on SQLite, once on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from securecomm.config import load_settings
 from securecomm.local.home import config_text
+from tests.backends import Backend
 from tests.operators import provide_operator
 
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo")
@@ -82,6 +86,7 @@ class Service:
     name: str
     port: int
     home: Path
+    workers: int = 1
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
 
@@ -97,7 +102,8 @@ class Service:
         if self.kind == "custodian":
             provide_operator(load_settings(self.home, env={}), self.name)
             command += ["--name", self.name]
-        command += ["--home", str(self.home), "--port", str(self.port), "--workers", "1"]
+        command += ["--home", str(self.home), "--port", str(self.port)]
+        command += ["--workers", str(self.workers)]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         try:
@@ -124,27 +130,81 @@ class Stack:
     def all(self) -> list[Service]:
         return [self.relay, *self.custodians.values()]
 
+    def database_url(self, name: str) -> str:
+        """Where service ``name`` ("relay" or a custodian's) stores, as its settings say."""
+        settings = load_settings(self.home, env={})
+        return settings.relay_database() if name == "relay" else settings.custodian_database(name)
+
+
+def engine_of(url: str) -> sa.Engine:
+    """An engine on a service's database, from its ``database_url`` (psycopg 3 for
+    PostgreSQL, as the services use). The caller disposes of it."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return sa.create_engine(url)
+
+
+def stored_bytes(url: str) -> bytes:
+    """Everything a service's database holds: every value of every row of every table,
+    and on SQLite the file and its WAL as they are on disk (free pages included)."""
+    engine = engine_of(url)
+    try:
+        metadata = sa.MetaData()
+        metadata.reflect(engine)
+        parts: list[bytes] = []
+        with engine.connect() as conn:
+            for table in metadata.sorted_tables:
+                for row in conn.execute(sa.select(table)):
+                    for value in row:
+                        if isinstance(value, bytes | bytearray | memoryview):
+                            parts.append(bytes(value))
+                        elif value is not None:
+                            parts.append(str(value).encode())
+    finally:
+        engine.dispose()
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for file in (path, path.with_name(path.name + "-wal")):
+            if file.exists():
+                parts.append(file.read_bytes())
+    return b"\n".join(parts)
+
 
 def write_config(
-    home: Path, relay_port: int, ports: dict[str, int], max_envelope_bytes: int | None = None
+    home: Path,
+    relay_port: int,
+    ports: dict[str, int],
+    max_envelope_bytes: int | None = None,
+    backend: Backend | None = None,
 ) -> None:
+    """The stack's securecomm.toml; on PostgreSQL each service gets a new database."""
     home.mkdir(parents=True, exist_ok=True)
+    urls = backend.database_urls(["relay", *ports]) if backend is not None else {}
     (home / "securecomm.toml").write_text(
         config_text(
-            len(ports), 3, relay_port=relay_port, ports=ports, max_envelope_bytes=max_envelope_bytes
+            len(ports),
+            3,
+            relay_port=relay_port,
+            ports=ports,
+            max_envelope_bytes=max_envelope_bytes,
+            database_urls=urls,
         )
     )
 
 
-def start_stack(home: Path) -> Stack:
-    """Write a config with free ports under ``home`` and start the relay and five custodians."""
+def start_stack(home: Path, backend: Backend | None = None, *, workers: int = 1) -> Stack:
+    """Write a config with free ports under ``home`` and start the relay and five custodians,
+    each with ``workers`` gunicorn workers, storing on ``backend`` (default SQLite)."""
     ports = {name: free_port() for name in NAMES}
     relay_port = free_port()
-    write_config(home, relay_port, ports)
+    write_config(home, relay_port, ports, backend=backend)
     result = Stack(
         home,
-        Service("relay", "relay", relay_port, home),
-        {name: Service("custodian", name, port, home) for name, port in ports.items()},
+        Service("relay", "relay", relay_port, home, workers=workers),
+        {
+            name: Service("custodian", name, port, home, workers=workers)
+            for name, port in ports.items()
+        },
     )
     try:
         for service in result.all():
@@ -161,9 +221,10 @@ def stop_stack(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The relay and five custodians, shared by one test module, stopped after it."""
-    started = start_stack(tmp_path_factory.mktemp("stack") / "home")
+def stack(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Stack]:
+    """The relay and five custodians, shared by one test module (once per backend),
+    stopped after it."""
+    started = start_stack(tmp_path_factory.mktemp(f"stack-{backend}") / "home", backend)
     try:
         yield started
     finally:
