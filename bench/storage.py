@@ -97,7 +97,7 @@ class Plan:
     latency_samples: int  # messages sent, then read, on each network
 
 
-FULL = Plan(rounds=3, runs={8: (1500, 4.0), 64: (2000, 5.0)}, latency_samples=40)
+FULL = Plan(rounds=5, runs={8: (1500, 4.0), 64: (2000, 5.0)}, latency_samples=40)
 QUICK = Plan(rounds=1, runs={8: (40, 2.0), 64: (128, 2.0)}, latency_samples=3)
 
 
