@@ -107,4 +107,5 @@ def _own_settings(
         lines.append(f'name = "{name}"')
     lines += [f'url = "{url}"', f'host = "{host}"', f"port = {port}", *extra, ""]
     home.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, "\n".join(lines).encode())
+    # Private: it may name a database URL with its password in it.
+    write_atomic(path, "\n".join(lines).encode(), private=True)

@@ -57,3 +57,28 @@ def test_init_without_a_database_keeps_sqlite_in_each_home(tmp_path: Path) -> No
     relay = load_settings(party_home(home, "relay"), env={})
     assert relay.relay_database() == f"sqlite:///{party_home(home, 'relay') / 'relay' / 'relay.db'}"
     assert "database_url" not in (party_home(home, "alpha") / CONFIG_FILE).read_text()
+
+
+def test_init_carries_the_relay_s_password_file_and_keeps_each_home_s_settings_private(
+    tmp_path: Path,
+) -> None:
+    """A plan whose relay reads its database password from a file: the relay's own home
+    says the same file (its serve would otherwise log in without one), and every party's
+    settings file, which may hold a database URL with its password, is its owner's only."""
+    home = tmp_path / "home"
+    home.mkdir()
+    password = tmp_path / "relay-db-password"
+    password.write_text("s3cret\n")
+    urls = {
+        "relay": "postgresql://relay@127.0.0.1:5999/relay",
+        "alpha": "postgresql://alpha:pw@127.0.0.1:5999/alpha",
+    }
+    text = config_text(3, 2, ports=PORTS, database_urls=urls)
+    text = text.replace("[server]\n", f'[server]\ndatabase_password_file = "{password}"\n', 1)
+    (home / CONFIG_FILE).write_text(text)
+    init_home(home, users=())
+    relay = load_settings(party_home(home, "relay"), env={})
+    assert relay.relay_database() == "postgresql://relay:s3cret@127.0.0.1:5999/relay"
+    for party in ("relay", *PORTS):
+        mode = (party_home(home, party) / CONFIG_FILE).stat().st_mode & 0o777
+        assert mode == 0o600, (party, oct(mode))

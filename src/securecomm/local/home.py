@@ -238,6 +238,10 @@ def init_home(
 def _relay_settings(plan: Settings) -> list[str]:
     """The plan's relay settings beyond where it listens, for the relay's own home."""
     lines = _database(plan.relay_database_url)
+    if plan.relay_database_password_file is not None:
+        # Where the plan's settings said, from the relay's home too.
+        password_file = str(plan.relay_database_password_file.absolute())
+        lines.append(f"database_password_file = {json.dumps(password_file)}")
     if plan.max_envelope_bytes != DEFAULT_MAX_ENVELOPE_BYTES:
         lines.append(f"max_envelope_bytes = {plan.max_envelope_bytes}")
     if plan.web_origins:
