@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -332,3 +333,26 @@ def test_sigterm_while_up_starts_leaves_no_service_behind(tmp_path: Path) -> Non
             up.kill()
     wait_for(lambda: processes_of(home) == [], 15, "every service to be gone")
     assert "Traceback" not in err.read_text()
+
+
+def test_up_upgrades_a_database_made_before_migrations_and_says_so(tmp_path: Path) -> None:
+    """Here one person runs every service, so ``up`` runs ``db upgrade`` for them."""
+    home = tmp_path / "home"
+    ports = {name: free_port() for name in NAMES}
+    relay_port = free_port()
+    write_config(home, relay_port, ports)
+    initialised = cli(home, "init")
+    assert initialised.returncode == 0, explain(initialised)
+    old = Path(__file__).parents[1] / "fixtures" / "schema1" / "sqlite" / "relay.sql"
+    with sqlite3.connect(home / "relay" / "relay" / "relay.db") as db:
+        db.executescript(old.read_text())
+    db.close()
+    up = start_up(home, ports=ports, relay_port=relay_port)
+    try:
+        said = up.stderr.read_text()
+        assert "upgraded the relay's database from schema schema_version 1 to relay_" in said
+        assert "custodian alpha" not in said  # made by its service, not upgraded
+        status = cli(home / "relay", "db", "status")
+        assert "this securecomm's: up to date" in status.stdout, explain(status)
+    finally:
+        finish_up(up)

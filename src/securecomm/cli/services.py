@@ -84,16 +84,15 @@ def cmd_custodian_serve(args: argparse.Namespace) -> None:
     )
 
 
-def _database(args: argparse.Namespace) -> tuple[str, str, Schema]:
-    """Which service's database ``db`` acts on: the relay's (``--name relay``, or a home
-    that is not a custodian's), else the custodian's; its name, URL and schema."""
+def database_of(settings: Settings, name: str | None) -> tuple[str, str, Schema]:
+    """Which service's database: the relay's (``name`` "relay", or none for a home that is
+    not a custodian's), else the custodian's; who it is, its URL and its schema."""
     from ..custodian.tables import schema as custodian_schema
     from ..relay.tables import schema as relay_schema
 
-    settings = _settings(args)
-    if args.name == "relay" or (args.name is None and settings.own_custodian is None):
+    if name == "relay" or (name is None and settings.own_custodian is None):
         return "the relay", settings.relay_database(), relay_schema
-    name = _custodian_name(settings, args.name)
+    name = _custodian_name(settings, name)
     return f"custodian {name}", settings.custodian_database(name), custodian_schema
 
 
@@ -107,7 +106,7 @@ def _shown(url: str) -> str:
 def cmd_db_status(args: argparse.Namespace) -> None:
     from ..service.storage import database_revision
 
-    who, url, schema = _database(args)
+    who, url, schema = database_of(_settings(args), args.name)
     found = database_revision(url, schema)
     print(f"{who}'s database: {_shown(url)}")
     if found is None:
@@ -127,7 +126,7 @@ def cmd_db_status(args: argparse.Namespace) -> None:
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
     from ..service.storage import upgrade_database
 
-    who, url, schema = _database(args)
+    who, url, schema = database_of(_settings(args), args.name)
     before, after = upgrade_database(url, schema)
     if before == after:
         print(f"{who}'s database is at schema {after} already: nothing to do")
