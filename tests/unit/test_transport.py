@@ -122,6 +122,24 @@ def test_a_forged_no_such_message_is_refused_not_taken_for_the_relays(
         client(svc, wire).request("GET", f"/api/v1/messages/{message_id}")
 
 
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_front_s_unsigned_gateway_error_reads_as_unavailable_and_nothing_in_it_is_believed(
+    svc: Service, wire: Between, status: int
+) -> None:
+    """nginx before the relay's replicas answers 502 itself when none can be reached: the
+    client says the relay is unavailable (not that it was attacked), and takes no code or
+    message from a body nobody signed."""
+    message_id = post(svc, wire)
+    wire.alter = lambda request, response: answer(
+        status, b'{"code":"not_found","message":"no message for you"}\n'
+    )
+    with pytest.raises(ServiceError) as unavailable:
+        client(svc, wire).request("GET", f"/api/v1/messages/{message_id}")
+    assert unavailable.value.code == "unreachable"
+    assert f"a proxy in front of it answered HTTP {status}" in str(unavailable.value)
+    assert "no message for you" not in str(unavailable.value)
+
+
 def test_the_relays_own_404_to_another_request_cannot_stand_for_this_one(
     svc: Service, wire: Between
 ) -> None:

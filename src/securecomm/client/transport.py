@@ -24,6 +24,9 @@ from ..identity import Identity, PublicIdentity
 
 __all__ = ["ServiceClient", "tls_context"]
 
+#: What a proxy or load balancer answers itself when the service behind it cannot be reached.
+_GATEWAY = frozenset({502, 503, 504})
+
 _tls_lock = threading.Lock()
 _tls_contexts: dict[str | None, ssl.SSLContext] = {}
 
@@ -150,11 +153,23 @@ class ServiceClient:
                 Code.UNREACHABLE,
                 f"cannot reach {self.base_url} ({type(exc).__name__})",
             ) from None
+        signatures = response.headers.get_list(httpsig.ANSWER_HEADER)
+        if self.answers is not None and not signatures and response.status_code in _GATEWAY:
+            # A front (nginx before the relay's replicas) answering for a replica it could not
+            # reach. Unsigned, so nothing in it is believed: the service is unreachable, as
+            # when a connection is refused.
+            raise ServiceError(
+                self.audience,
+                response.status_code,
+                Code.UNREACHABLE,
+                f"{self.base_url} is unavailable: a proxy in front of it answered"
+                f" HTTP {response.status_code}",
+            )
         if self.answers is not None:
             caller = self.identity.public.fingerprint_hex if sign and self.identity else None
             httpsig.verify_answer(
                 self.answers,
-                response.headers.get_list(httpsig.ANSWER_HEADER),
+                signatures,
                 httpsig.AnswerBinding(method.upper(), path, query, nonce, caller),
                 status=response.status_code,
                 body=response.content,
