@@ -20,7 +20,7 @@ WORKDIR /app
 FROM base AS test
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends make chromium nginx-light \
+    && apt-get install --yes --no-install-recommends make chromium nginx-light postgresql \
     && rm -rf /var/lib/apt/lists/*
 USER 10001:10001
 COPY --chown=10001:10001 pyproject.toml README.md ./
