@@ -47,10 +47,13 @@ What would scale on bigger machines, and what would not:
   flush, then stops: the ceiling of every replica together, reached sooner with more
   of them. Each replica's connection pool also counts against ``max_connections``
   (docs/operations.md).
-- Two replicas of one worker each are two processes where one relay of one worker (what
-  ``up`` runs by default) is one: on these two cores, most of what the second replica
-  adds is the second core, which ``--workers 2`` would give one relay as well. What only
-  replicas give is the relay surviving a dead process, and room to spread over machines.
+- Two replicas of one worker each are two processes where ``up``'s one relay of one
+  worker is one: they use a second core when one is free (here the generator and
+  PostgreSQL take it, so two replicas store about as many as one), and ``--workers 2``
+  would give one relay that core as well. What only replicas give is the relay surviving
+  a dead process, and room to spread over machines. On a machine busy with other
+  programs, two processes get a larger share of its CPU than one, and replicas then look
+  faster than they are: run this on an otherwise idle machine.
 - The front spreads requests; it is one nginx process group on one machine, far
   lighter per request than a replica.
 """
