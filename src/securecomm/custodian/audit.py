@@ -17,6 +17,7 @@ walks the pages for a reader, and :func:`verify` carries the chain across them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,7 +82,18 @@ def append(
     data: Mapping[str, Any],
     now: int,
 ) -> None:
-    """Add one entry, inside the caller's transaction (so it commits with what it records)."""
+    """Add one entry, inside the caller's transaction (so it commits with what it records).
+
+    The next seq and its link come from the last entry, so appends take turns: on SQLite
+    every write transaction already holds the database's write lock (BEGIN IMMEDIATE); on
+    PostgreSQL the log's table is locked against other appends (not against readers) until
+    the caller's transaction ends, so two never read the same last entry (two workers did:
+    one of them failed on the seq's primary key). Whatever the caller locks, it locks before
+    this: a transaction holding the log's lock waits for nothing else, so it cannot
+    deadlock.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_lock_statement(table))
     last = conn.execute(
         sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
     ).first()
@@ -101,12 +113,22 @@ def append(
     )
 
 
+@functools.cache
+def _lock_statement(table: sa.Table) -> sa.TextClause:
+    # SHARE ROW EXCLUSIVE: taken by one transaction at a time; plain SELECTs go on.
+    return sa.text(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
+
+
 def entries(
     conn: Connection, table: sa.Table, *, after: int = 0, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """The entries after seq ``after`` (every one by default) as JSON, by seq; at most
     ``limit`` of them."""
-    query = sa.select(table).where(table.c.seq > after).order_by(table.c.seq)
+    # A BIGINT parameter: ``after`` may name any seq up to SEQ_MAX, beyond what PostgreSQL's
+    # INTEGER column holds (bound as INTEGER, such a value failed the query: a 500).
+    query = (
+        sa.select(table).where(table.c.seq > sa.literal(after, sa.BigInteger)).order_by(table.c.seq)
+    )
     rows = conn.execute(query if limit is None else query.limit(limit)).fetchall()
     return [
         {

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from .. import canonical, hpke
 from .._encoding import b64encode
@@ -37,6 +38,14 @@ from .tables import (
 __all__ = ["Custodian", "bp"]
 
 bp = Blueprint("custodian", __name__)
+
+# The deposit a release or a deletion decides on, locked until its transaction ends
+# (PostgreSQL: FOR NO KEY UPDATE; SQLite's write lock does it there): two workers that
+# read the same count of releases would both release a burn-after-reading share.
+_DEPOSIT_OF_MESSAGE_LOCKED = _DEPOSIT_OF_MESSAGE.with_for_update(key_share=True)
+_DEPOSIT_LOCKED = (
+    sa.select(deposits).where(deposits.c.ref == sa.bindparam("ref")).with_for_update(key_share=True)
+)
 
 
 @dataclass(frozen=True)
@@ -125,28 +134,30 @@ def post_deposit() -> tuple[Response, int]:
         )
     ref = os.urandom(16).hex()
     now = int(time.time())
+    values = {
+        "ref": ref,
+        "message_id": deposit.message_id,
+        "share_index": deposit.index,
+        "sender_fp": sender.fingerprint_hex,
+        "share_digest": b64encode(deposit.share_digest),
+        "sealed_share": deposit.sealed_share,
+        "policy": canonical.dumps(deposit.policy.to_json()).decode(),
+        "recipients": canonical.dumps([r.to_json() for r in deposit.recipients]).decode(),
+        "releases": 0,
+        "created": now,
+    }
+    duplicate = ApiError(
+        409, Code.DUPLICATE_DEPOSIT, f"a share of message {deposit.message_id} is already here"
+    )
     with c.db.begin() as conn:
         if conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": deposit.message_id}).first():
-            raise ApiError(
-                409,
-                Code.DUPLICATE_DEPOSIT,
-                f"a share of message {deposit.message_id} is already here",
-            )
-        conn.execute(
-            _INSERT_DEPOSIT,
-            {
-                "ref": ref,
-                "message_id": deposit.message_id,
-                "share_index": deposit.index,
-                "sender_fp": sender.fingerprint_hex,
-                "share_digest": b64encode(deposit.share_digest),
-                "sealed_share": deposit.sealed_share,
-                "policy": canonical.dumps(deposit.policy.to_json()).decode(),
-                "recipients": canonical.dumps([r.to_json() for r in deposit.recipients]).decode(),
-                "releases": 0,
-                "created": now,
-            },
-        )
+            raise duplicate
+        try:
+            conn.execute(_INSERT_DEPOSIT, values)
+        except IntegrityError:
+            # The same deposit made at the same moment by another request was stored first
+            # (on PostgreSQL this insert waited for it on the unique message_id).
+            raise duplicate from None
         log(
             conn,
             "deposit",
@@ -185,7 +196,7 @@ def delete_deposit(ref: str) -> tuple[str, int]:
 def destroy_deposit(ref: str, caller: PublicIdentity) -> tuple[str, int]:
     c = here()
     with c.db.begin() as conn:
-        row = conn.execute(sa.select(deposits).where(deposits.c.ref == ref)).first()
+        row = conn.execute(_DEPOSIT_LOCKED, {"ref": ref}).first()
         if row is None or row.sender_fp != caller.fingerprint_hex:
             raise ApiError(404, Code.NO_DEPOSIT, f"no deposit {ref} of yours")
         destroyed = row.destroyed_at is None
@@ -209,7 +220,7 @@ def post_release() -> tuple[Response, int]:
         raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
     now = int(time.time())
     with c.db.begin() as conn:
-        row = conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": message_id}).first()
+        row = conn.execute(_DEPOSIT_OF_MESSAGE_LOCKED, {"message_id": message_id}).first()
         decision = decide(_deposit(row), _who(caller), now)
         if decision.outcome is Outcome.REFUSE:
             return refuse(conn, decision, caller, message_id=message_id)
@@ -262,7 +273,7 @@ def get_release(release_id: str) -> tuple[Response, int]:
         summary = {"v": 1, "release_id": release_id, "status": pending.status}
         if pending.status == "pending" or is_operator:
             return jsonify(summary), 202 if pending.status == "pending" else 200
-        row = conn.execute(sa.select(deposits).where(deposits.c.ref == pending.ref)).first()
+        row = conn.execute(_DEPOSIT_LOCKED, {"ref": pending.ref}).first()
         decision = decide(_deposit(row), _who(caller), now, Verdict(pending.status))
         if decision.outcome is Outcome.REFUSE:
             return refuse(
