@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from .. import canonical, httpsig
 from .._encoding import b64decode
@@ -77,9 +78,30 @@ def store_envelope() -> tuple[Response, int]:
             Code.NO_CUSTODIANS,
             "the relay takes envelopes whose shares are with custodian services",
         )
-    sender = envelope.header.sender
     # Hashed before the transaction: its write lock is held by one writer at a time.
     digest = hashlib.sha256(body).hexdigest()
+    try:
+        return _store(envelope, body, digest)
+    except IntegrityError:
+        # Posted at the same moment by another request (a client's retry), which stored it
+        # first: on PostgreSQL this insert waited for it on the message id. Answered as a
+        # repeated post is.
+        with _db().connect() as conn:
+            existing = conn.execute(_SELECT_STORED, {"id": envelope.id}).first()
+        if existing is None:
+            raise
+        return _stored_before(envelope.id, digest, len(body), existing)
+
+
+def _stored_before(message_id: str, digest: str, size: int, existing: Any) -> tuple[Response, int]:
+    """The answer to a post of an envelope the relay already holds (``existing``)."""
+    if existing.digest != digest:
+        raise ApiError(409, Code.DUPLICATE_ID, f"message {message_id} exists with other content")
+    return jsonify(_stored(message_id, digest, size, existing.stored_at)), 200
+
+
+def _store(envelope: Envelope, body: bytes, digest: str) -> tuple[Response, int]:
+    sender = envelope.header.sender
     with _db().begin() as conn:
         registered = conn.execute(_SELECT_REGISTERED, {"name": sender.name}).scalar()
         if registered is not None and registered != sender.fingerprint_hex:
@@ -91,11 +113,7 @@ def store_envelope() -> tuple[Response, int]:
             )
         existing = conn.execute(_SELECT_STORED, {"id": envelope.id}).first()
         if existing is not None:
-            if existing.digest != digest:
-                raise ApiError(
-                    409, Code.DUPLICATE_ID, f"message {envelope.id} exists with other content"
-                )
-            return jsonify(_stored(envelope.id, digest, len(body), existing.stored_at)), 200
+            return _stored_before(envelope.id, digest, len(body), existing)
         now = int(time.time())
         conn.execute(
             _INSERT_MESSAGE,
@@ -158,8 +176,10 @@ def delete_message(message_id: str) -> tuple[str, int]:
     caller = authenticate()
     _message_id(message_id)
     with _db().begin() as conn:
+        # Locked (PostgreSQL; SQLite's write lock does it there): two recipients deleting at
+        # once would each still count the other's inbox entry, and neither drop the message.
         sender_fp = conn.execute(
-            sa.select(messages.c.sender_fp).where(messages.c.id == message_id)
+            sa.select(messages.c.sender_fp).where(messages.c.id == message_id).with_for_update()
         ).scalar()
         if sender_fp is None:
             raise _not_found(message_id)
@@ -214,9 +234,10 @@ def get_inbox() -> Response:
         stored_at, _, last_id = after.partition(":")
         if not _DECIMAL.fullmatch(stored_at) or not _HEX_ID.fullmatch(last_id):
             raise ApiError(400, Code.BAD_FIELD, "after: expected a cursor from a previous page")
-        query = query.where(
-            sa.tuple_(messages.c.stored_at, messages.c.id) > (int(stored_at), last_id)
-        )
+        # BIGINT: a cursor's time may be beyond what PostgreSQL's INTEGER holds (bound as
+        # INTEGER, such a cursor failed the query: a 500 instead of an empty page).
+        since = sa.tuple_(sa.literal(int(stored_at), sa.BigInteger), sa.literal(last_id))
+        query = query.where(sa.tuple_(messages.c.stored_at, messages.c.id) > since)
     with _db().connect() as conn:
         rows = conn.execute(query).fetchall()
     page = rows[:limit]
@@ -280,6 +301,15 @@ def put_directory(name: str) -> tuple[Response, int]:
         raise ApiError(
             403, Code.NOT_YOUR_KEY, "a directory entry must be registered by the key it names"
         )
+    try:
+        return _register(name, new, body)
+    except IntegrityError:
+        # Registered at the same moment by another request (on PostgreSQL this insert
+        # waited for it on the name): decided again, against the entry it made.
+        return _register(name, new, body)
+
+
+def _register(name: str, new: PublicIdentity, body: dict[str, Any]) -> tuple[Response, int]:
     with _db().begin() as conn:
         row = conn.execute(
             sa.select(directory.c.identity, directory.c.fingerprint).where(directory.c.name == name)
