@@ -310,3 +310,16 @@ def test_concurrent_identical_deposits_get_one_201(stack: Stack) -> None:
         4, lambda: _signed_post(stack.custodians["alpha"], alice, "/v1/deposits", deposit)
     )
     assert codes == [201, 409, 409, 409]
+
+
+def test_a_cursor_beyond_every_stored_value_is_an_empty_page(stack: Stack) -> None:
+    """The largest ``after`` each page allows names nothing stored: an empty last page (on
+    PostgreSQL such a number once overflowed its INTEGER parameter: a 500)."""
+    bob = Identity.generate("bob")
+    operator = Identity.load(stack.home / "operators" / "alpha-operator.key")
+    with ServiceClient(stack.relay.url, "relay", bob) as relay:
+        inbox = relay.request("GET", "/api/v1/inbox", params={"after": f"{10**12 - 1}:{'f' * 32}"})
+    assert inbox.json() == {"messages": [], "next": None}
+    with ServiceClient(stack.custodians["alpha"].url, "alpha", operator) as alpha:
+        log = alpha.request("GET", "/v1/audit", params={"after": str(2**53 - 1)})
+    assert (log.json()["entries"], log.json()["next"]) == ([], None)
