@@ -40,10 +40,11 @@ from securecomm.errors import ServiceError
 from securecomm.identity import Identity, load_public
 from securecomm.local.home import user_key_path
 from securecomm.relay.app import endorsement_body
+from tests.backends import Backend
 from tests.operators import provide_operator
 from tests.shared_home import add_people
 
-from .conftest import NAMES, Service, Stack, free_port, write_config
+from .conftest import NAMES, Service, Stack, free_port, stored_bytes, write_config
 
 CLI = [sys.executable, "-m", "securecomm.cli"]
 EVIL = Path(__file__).with_name("evil_custodian.py")
@@ -219,12 +220,14 @@ def start_up(
     relay_port: int | None = None,
     max_envelope_bytes: int | None = None,
     tls: bool = False,
+    backend: Backend | None = None,
 ) -> Up:
     """``init`` then ``up`` on free ports (or those given), with ``env`` added to a clean
-    environment (to point links at a proxy, say)."""
+    environment (to point links at a proxy, say), storing on ``backend`` (default
+    SQLite)."""
     ports = ports or {name: free_port() for name in NAMES}
     up = Up(home, relay_port or free_port(), ports, tls)
-    write_config(home, up.relay_port, ports, max_envelope_bytes)
+    write_config(home, up.relay_port, ports, max_envelope_bytes, backend)
     tls_flag = ["--tls"] if tls else []
     initialised = cli(home, "init", *tls_flag)
     assert initialised.returncode == 0, explain(initialised)
@@ -285,9 +288,9 @@ def finish_up(up: Up) -> None:
 
 
 @contextlib.contextmanager
-def running_up(home: Path) -> Iterator[Up]:
+def running_up(home: Path, backend: Backend | None = None) -> Iterator[Up]:
     """An ``up`` on ``home`` for the block, stopped after it (for module fixtures)."""
-    up = start_up(home)
+    up = start_up(home, backend=backend)
     try:
         yield up
     finally:
@@ -295,19 +298,24 @@ def running_up(home: Path) -> Iterator[Up]:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    """One ``up`` for the tests that leave every service running."""
-    up = start_up(tmp_path_factory.mktemp("shared") / "home")
+def shared(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Up]:
+    """One ``up`` for the tests that leave every service running (one per backend)."""
+    up = start_up(tmp_path_factory.mktemp(f"shared-{backend}") / "home", backend=backend)
     yield up
     finish_up(up)
 
 
 @pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Up]:
-    """An ``up`` of this test's own, for tests that kill services."""
-    up = start_up(tmp_path / "home")
+def fresh(tmp_path: Path, backend: Backend) -> Iterator[Up]:
+    """An ``up`` of this test's own, for tests that kill services (on each backend)."""
+    up = start_up(tmp_path / "home", backend=backend)
     yield up
     finish_up(up)
+
+
+def relay_stored(home: Path) -> bytes:
+    """Everything the relay of ``up`` on ``home`` stored (``conftest.stored_bytes``)."""
+    return stored_bytes(load_settings(home / "relay", env={}).relay_database())
 
 
 # Talking to services directly, to check what the CLI did
@@ -416,10 +424,8 @@ def test_send_inbox_read_and_the_relay_keeps_no_trace(shared: Up) -> None:
     assert long.returncode == 0, explain(long)
     assert long.stdout == secret
 
-    database = home / "relay" / "relay" / "relay.db"  # in the relay's own home
-    files = [database.with_name(f"relay.db{suffix}") for suffix in ("", "-wal", "-shm")]
-    stored = b"".join(path.read_bytes() for path in files if path.exists())
-    assert database.exists()
+    stored = relay_stored(home)  # on SQLite, its files in the relay's own home too
+    assert hello.encode() in stored and other.encode() in stored
     for message, every_alignment in ((secret.encode(), True), (b"hello", False)):
         for form, encoded in encodings(message, every_alignment=every_alignment).items():
             assert encoded not in stored, f"{message!r} found in the relay's files as {form}"
