@@ -17,8 +17,10 @@ key, each share) in any spelling on any link, no alarm from any proxy, the
 attack was actually made, and no plaintext but the one sent ever returned.
 Then the case's own checks: who refused, with which code or message.
 
-Each result goes to :data:`RESULTS`, which the last test renders into
-docs/security.md with tools/security_doc.py.
+The suite runs on each storage backend (one world for each). Each result on SQLite goes
+to :data:`RESULTS`, which the last test renders into docs/security.md with
+tools/security_doc.py; a result on another backend goes to :data:`RESULTS_ON`, and the
+last test checks it is the same.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from securecomm.testing.mitm import Alteration, Exchange, Proxy, SharedCapture, 
 __all__ = [
     "LINKS",
     "RESULTS",
+    "RESULTS_ON",
     "Attack",
     "Case",
     "Donors",
@@ -73,6 +76,8 @@ LINKS = (ALL_LINKS, RELAY_LINK, DEPOSIT_LINK, RELEASE_LINK, ANSWER_LINK)
 
 #: One dict per case played, in the order played; rendered by tools/security_doc.py.
 RESULTS: list[dict[str, Any]] = []
+#: The results on each backend but SQLite, by backend, in the same form.
+RESULTS_ON: dict[str, list[dict[str, Any]]] = {}
 
 
 @dataclass
@@ -87,6 +92,8 @@ class World:
     #: The recorded message: every exchange each passive proxy saw, by service name.
     recording: dict[str, list[Exchange]] = field(default_factory=dict)
     recorded_id: str = ""
+    #: Where its services store: "sqlite" or "postgresql" (tests/backends.py).
+    backend: str = "sqlite"
 
     def known(self) -> KnownKeys:
         return KnownKeys.load(self.home)
@@ -452,8 +459,10 @@ def record(
     *,
     service: str | None = None,
     client: str | None = None,
+    backend: str = "sqlite",
 ) -> None:
-    RESULTS.append(
+    results = RESULTS if backend == "sqlite" else RESULTS_ON.setdefault(backend, [])
+    results.append(
         {
             "id": case.id,
             "order": order,

@@ -1,5 +1,7 @@
 """Every link, every active mode: a full send and read through the proxies; no attack may succeed.
 
+On each storage backend: the world's services store on SQLite, then on PostgreSQL.
+
 What each case alters and expects is in ``_cases.py``; what every case
 must show whatever the attack (no secret on the wire, no alarm, no wrong
 plaintext, the attack really made) in ``_harness.common_checks``. A case
@@ -24,10 +26,10 @@ def _play(world: World, case: Case, order: int, run: Run) -> None:
                 notes.append(note)
     except AssertionError as exc:
         run.notes = notes
-        record(case, order, run, str(exc))
+        record(case, order, run, str(exc), backend=world.backend)
         raise
     run.notes = notes
-    record(case, order, run, None)
+    record(case, order, run, None, backend=world.backend)
 
 
 def test_passive_capture_holds_no_secret(world_and_recording: tuple[World, Run]) -> None:
@@ -43,6 +45,12 @@ def test_attack(world: World, order: int, case: Case, monkeypatch: pytest.Monkey
     try:
         run = run_case(world, case, monkeypatch)
     except BaseException as exc:
-        record(case, order, None, f"the case crashed: {type(exc).__name__}: {exc}")
+        record(
+            case,
+            order,
+            None,
+            f"the case crashed: {type(exc).__name__}: {exc}",
+            backend=world.backend,
+        )
         raise
     _play(world, case, order, run)
