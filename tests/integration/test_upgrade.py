@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,9 @@ from securecomm.local.home import config_text
 
 from ..postgres import Cluster
 from .conftest import NAMES, Service, Stack, free_port
-from .test_services import read
+from .test_services import cli, read
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "schema1"
-
-
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "securecomm.cli", *args, "--home", str(home)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def restore(home: Path, backend: str, cluster: Cluster | None) -> dict[str, str]:
@@ -65,17 +54,17 @@ def test_a_network_from_before_migrations_is_upgraded_and_its_message_read(
         config_text(5, 3, relay_port=relay_port, ports=ports, database_urls=urls)
     )
     # Before the upgrade: refused, saying what to do; nothing started, nothing changed.
-    refused = cli(home, "relay", "serve", "--port", str(relay_port))
+    refused = cli("relay", "serve", "--port", str(relay_port), home=home)
     assert refused.returncode == 1, refused.stderr
     assert "the relay's database was made before migrations" in refused.stderr
     assert "securecomm db upgrade" in refused.stderr
-    status = cli(home, "db", "status", "--name", "alpha")
+    status = cli("db", "status", "--name", "alpha", home=home)
     assert "made before migrations (schema_version 1)" in status.stdout, status.stderr
     for name in ("relay", *NAMES):
-        upgraded = cli(home, "db", "upgrade", "--name", name)
+        upgraded = cli("db", "upgrade", "--name", name, home=home)
         assert upgraded.returncode == 0, upgraded.stderr
         assert "upgraded from schema schema_version 1 to" in upgraded.stdout
-    again = cli(home, "db", "upgrade", "--name", "relay")
+    again = cli("db", "upgrade", "--name", "relay", home=home)
     assert "already: nothing to do" in again.stdout
 
     stack = Stack(
@@ -95,6 +84,6 @@ def test_a_network_from_before_migrations_is_upgraded_and_its_message_read(
         for service in stack.all():
             service.stop()
     for name in NAMES:
-        verified = cli(home, "audit", "verify", "--name", name)
+        verified = cli("audit", "verify", "--name", name, home=home)
         assert verified.returncode == 0, verified.stderr
         assert "chain and signatures verify" in verified.stdout

@@ -1,7 +1,7 @@
 """Migrations take over: ``schema_version`` says 2, which a securecomm from before
 migrations refuses instead of using a schema it does not know."""
 
-from securecomm.service.migrations.guard import write_guard
+from securecomm.service.migrations.common import write_guard
 
 revision = "custodian_0002"
 down_revision = "custodian_0001"

@@ -7,6 +7,8 @@ A database from before migrations is stamped at this revision and upgraded from 
 import sqlalchemy as sa
 from alembic import op
 
+from securecomm.service.migrations.common import create_common_tables
+
 revision = "relay_0001"
 down_revision = None
 branch_labels = None
@@ -14,18 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "schema_version",
-        sa.Column("version", sa.Integer, nullable=False),
-        sa.Column("applied_at", sa.Integer, nullable=False),
-    )
-    op.create_table(
-        "request_nonces",
-        sa.Column("keyid", sa.String(64), primary_key=True),
-        sa.Column("nonce", sa.String(32), primary_key=True),
-        sa.Column("created", sa.Integer, nullable=False),
-    )
-    op.create_index("ix_request_nonces_created", "request_nonces", ["created"])
+    create_common_tables()
     op.create_table(
         "messages",
         sa.Column("id", sa.String(32), primary_key=True),

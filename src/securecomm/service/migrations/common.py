@@ -1,0 +1,36 @@
+"""What both services' revisions do alike, frozen like a revision (a later revision that
+needs a change writes its own): the tables every service has, and the guard that keeps a
+securecomm from before migrations off a migrated database."""
+
+import time
+
+import sqlalchemy as sa
+from alembic import op
+
+_SCHEMA_VERSION = sa.table(
+    "schema_version", sa.column("version", sa.Integer), sa.column("applied_at", sa.Integer)
+)
+
+
+def create_common_tables() -> None:
+    """``schema_version`` (what securecomm read before migrations) and ``request_nonces``,
+    as securecomm made them before migrations."""
+    op.create_table(
+        "schema_version",
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("applied_at", sa.Integer, nullable=False),
+    )
+    op.create_table(
+        "request_nonces",
+        sa.Column("keyid", sa.String(64), primary_key=True),
+        sa.Column("nonce", sa.String(32), primary_key=True),
+        sa.Column("created", sa.Integer, nullable=False),
+    )
+    op.create_index("ix_request_nonces_created", "request_nonces", ["created"])
+
+
+def write_guard() -> None:
+    """``schema_version`` says 2 (``storage.LEGACY_GUARD``): a securecomm from before
+    migrations, which checks that it says 1, refuses the database."""
+    op.execute(_SCHEMA_VERSION.delete())
+    op.bulk_insert(_SCHEMA_VERSION, [{"version": 2, "applied_at": int(time.time())}])
