@@ -588,6 +588,8 @@ def test_send_with_a_custodian_down_posts_nothing(fresh: Up) -> None:
 # 10. up stops everything; the demo
 
 
+# Which processes up starts and stops does not depend on where they store.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_up_stops_every_process_on_sigterm(fresh: Up) -> None:
     started = processes_of(fresh.home)
     # up itself, and a gunicorn master and worker for the relay and each custodian
