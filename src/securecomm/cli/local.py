@@ -116,9 +116,15 @@ def _upgrade_databases(home: Path, settings: Settings) -> None:
     from ..service.storage import database_revision, upgrade_database
     from .services import database_of
 
+    import sqlalchemy as sa
+
     for name in ("relay", *(c.name for c in settings.custodians)):
         who, url, schema = database_of(load_settings(party_home(home, name)), name)
-        if database_revision(url, schema) in (None, schema.head):
+        try:
+            found = database_revision(url, schema)
+        except sa.exc.SQLAlchemyError:
+            continue  # not a database it can open: its service says so, with its log
+        if found in (None, schema.head):
             continue
         before, after = upgrade_database(url, schema)
         print(f"upgraded {who}'s database from schema {before} to {after}", file=sys.stderr)
