@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .errors import FieldError, ParameterError
 from .identity import check_name
@@ -320,20 +320,17 @@ def replica_count(value: object, name: str = "server.replicas") -> int:
 
 
 def _with_password(url: str, path: Path) -> str:
-    """``url`` with the password read from ``path`` (its first line) put into it."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ParameterError("config: server.database_url is not a database URL") from None
-    if parsed.get_backend_name() == "sqlite":
+    """``url`` with the password read from ``path`` (its first line) put into it,
+    percent-encoded as a URL's user information is."""
+    parts = urlsplit(url)
+    if "://" not in url or not parts.scheme:
+        raise ParameterError("config: server.database_url is not a database URL")
+    if parts.scheme.split("+")[0] == "sqlite":
         raise ParameterError(
             "config: server.database_password_file is for a database server's URL"
             " (postgresql://...), not SQLite's"
         )
-    if parsed.password is not None:
+    if parts.password is not None:
         raise ParameterError(
             "config: server.database_url has a password already; give it there or in"
             " database_password_file, not both"
@@ -346,7 +343,9 @@ def _with_password(url: str, path: Path) -> str:
         ) from None
     if not lines or not lines[0]:
         raise ParameterError(f"config: database_password_file {path} is empty")
-    return parsed.set(password=lines[0]).render_as_string(hide_password=False)
+    user, _, host = parts.netloc.rpartition("@")
+    netloc = f"{user}:{quote(lines[0], safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _read_pem(path: Path, name: str) -> str:

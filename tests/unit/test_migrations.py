@@ -75,12 +75,34 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return Backend("postgresql", cluster.database, restore_postgresql)
 
 
+def _same_integer_on_sqlite(
+    context: MigrationContext,
+    inspected: object,
+    metadata: object,
+    inspected_type: sa.types.TypeEngine[object],
+    metadata_type: sa.types.TypeEngine[object],
+) -> bool | None:
+    """SQLite's INTEGER holds 64 bits whatever a column calls it: INTEGER there is the
+    code's BigInteger. Everything else is compared as Alembic does."""
+    integers = (sa.Integer, sa.BigInteger)
+    if (
+        context.dialect.name == "sqlite"
+        and isinstance(inspected_type, integers)
+        and isinstance(metadata_type, integers)
+    ):
+        return False
+    return None
+
+
 def differences(url: str, schema: Schema) -> list[object]:
     """What separates the database's tables from the code's (Alembic's comparison)."""
     engine = storage.connect(url)
     try:
         with engine.connect() as conn:
-            return list(compare_metadata(MigrationContext.configure(conn), schema.metadata))
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": _same_integer_on_sqlite}
+            )
+            return list(compare_metadata(context, schema.metadata))
     finally:
         engine.dispose()
 
@@ -160,7 +182,7 @@ def test_a_failed_upgrade_leaves_the_database_as_it_was(backend: Backend, tmp_pa
     shutil.copytree(relay_schema.migrations, versions, ignore=shutil.ignore_patterns("__*"))
     (versions / "relay_9999_fails.py").write_text(
         "import sqlalchemy as sa\nfrom alembic import op\n\n"
-        'revision = "relay_9999"\ndown_revision = "relay_0003"\n\n\n'
+        f'revision = "relay_9999"\ndown_revision = "{relay_schema.head}"\n\n\n'
         "def upgrade() -> None:\n"
         '    op.create_table("half_done", sa.Column("x", sa.Integer))\n'
         '    raise RuntimeError("this revision fails")\n'
@@ -209,3 +231,27 @@ def test_a_database_with_our_tables_but_no_revision_is_refused(backend: Backend)
     engine.dispose()
     with pytest.raises(SchemaError, match="no schema revision securecomm wrote"):
         open_database(url, custodian_schema)
+
+
+def test_times_and_sizes_hold_64_bits_on_both_backends(backend: Backend) -> None:
+    """The format allows an envelope's ``created`` up to 2**40; every time passes 2**31 in
+    2038. PostgreSQL's INTEGER is 32 bits: a database made before, upgraded, takes them."""
+    url = restore_fixture(backend, "relay")
+    upgrade_database(url, relay_schema)
+    assert differences(url, relay_schema) == []
+    messages = relay_schema.metadata.tables["messages"]
+    late = 2**40 - 1
+    engine = storage.connect(url)
+    with engine.begin() as conn:
+        conn.execute(
+            messages.insert().values(
+                id="f" * 32, sender_name="alice", sender_fp="a" * 64, created=late,
+                stored_at=2**33, size=2**33, digest="d" * 64, envelope=b"{}",
+            )
+        )  # fmt: skip
+        found = conn.execute(sa.select(messages.c.created).where(messages.c.id == "f" * 32))
+        assert found.scalar_one() == late
+    engine.dispose()
+    url = restore_fixture(backend, "alpha")
+    upgrade_database(url, custodian_schema)
+    assert differences(url, custodian_schema) == []

@@ -113,10 +113,10 @@ def _upgrade_databases(home: Path, settings: Settings) -> None:
     (here one person runs every service; on its own host a service asks its operator to:
     docs/operations.md). An empty one is left for its service to make; a newer one is
     refused, naming it."""
+    import sqlalchemy as sa
+
     from ..service.storage import database_revision, upgrade_database
     from .services import database_of
-
-    import sqlalchemy as sa
 
     for name in ("relay", *(c.name for c in settings.custodians)):
         who, url, schema = database_of(load_settings(party_home(home, name)), name)

@@ -59,8 +59,8 @@ def define(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         "audit_log",
         metadata,
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("time", sa.Integer, nullable=False),
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("time", sa.BigInteger, nullable=False),
         sa.Column("event", sa.String(32), nullable=False),
         sa.Column("data", sa.Text, nullable=False),
         sa.Column("prev", sa.String(64), nullable=False),

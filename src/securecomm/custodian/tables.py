@@ -26,8 +26,8 @@ deposits = sa.Table(
     sa.Column("policy", sa.Text, nullable=False),
     sa.Column("recipients", sa.Text, nullable=False),
     sa.Column("releases", sa.Integer, nullable=False, default=0),
-    sa.Column("created", sa.Integer, nullable=False),
-    sa.Column("destroyed_at", sa.Integer, nullable=True),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("destroyed_at", sa.BigInteger, nullable=True),
     sa.Column("destroyed_why", sa.String(16), nullable=True),
 )
 releases = sa.Table(
@@ -38,8 +38,8 @@ releases = sa.Table(
     sa.Column("recipient_fp", sa.String(64), nullable=False),
     sa.Column("recipient", sa.Text, nullable=False),  # public identity JSON, to seal on approval
     sa.Column("status", sa.String(16), nullable=False),  # pending, denied, approved, released
-    sa.Column("created", sa.Integer, nullable=False),
-    sa.Column("decided_at", sa.Integer, nullable=True),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("decided_at", sa.BigInteger, nullable=True),
 )
 
 

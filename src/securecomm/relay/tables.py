@@ -29,9 +29,9 @@ messages = sa.Table(
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("sender_name", sa.String(64), nullable=False),
     sa.Column("sender_fp", sa.String(64), nullable=False, index=True),
-    sa.Column("created", sa.Integer, nullable=False),
-    sa.Column("stored_at", sa.Integer, nullable=False),
-    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("stored_at", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("envelope", sa.LargeBinary, nullable=False),
 )
@@ -56,7 +56,7 @@ directory = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("identity", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 
 # The statements of the store path, built once: building and cache-keying them for each

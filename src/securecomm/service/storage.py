@@ -66,7 +66,7 @@ def define_common(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         metadata,
         sa.Column("keyid", sa.String(64), primary_key=True),
         sa.Column("nonce", sa.String(32), primary_key=True),
-        sa.Column("created", sa.Integer, nullable=False, index=True),
+        sa.Column("created", sa.BigInteger, nullable=False, index=True),
     )
     return schema_version, nonces
 

@@ -34,3 +34,20 @@ def write_guard() -> None:
     migrations, which checks that it says 1, refuses the database."""
     op.execute(_SCHEMA_VERSION.delete())
     op.bulk_insert(_SCHEMA_VERSION, [{"version": 2, "applied_at": int(time.time())}])
+
+
+def widen(columns: dict[str, list[tuple[str, bool]]]) -> None:
+    """Make each (table: [(column, nullable)]) a 64-bit integer on PostgreSQL, whose
+    INTEGER is 32 bits: an envelope's time may be up to 2**40, and every time overflows
+    INTEGER in 2038. SQLite's INTEGER holds 64 bits whatever it is called: nothing to do."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table, names in columns.items():
+        for name, nullable in names:
+            op.alter_column(
+                table,
+                name,
+                type_=sa.BigInteger(),
+                existing_type=sa.Integer(),
+                existing_nullable=nullable,
+            )
