@@ -69,6 +69,7 @@ __all__ = [
     "ShareError",
     "ShareIndexError",
     "SignatureError",
+    "StorageError",
     "UnknownVersionError",
 ]
 
@@ -226,13 +227,18 @@ class KeyChangedError(IdentityError):
         )
 
 
-class SchemaError(SecureCommError):
-    """A service's database is not at the schema this code speaks (older, newer, or not
-    securecomm's); nothing in it was changed."""
+class StorageError(SecureCommError):
+    """A service's database cannot be used: it cannot be reached, or (:class:`SchemaError`)
+    its schema is not this code's. Nothing in it was changed."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+
+
+class SchemaError(StorageError):
+    """A service's database is not at the schema this code speaks (older, newer, or not
+    securecomm's); nothing in it was changed."""
 
 
 class ServiceError(SecureCommError):

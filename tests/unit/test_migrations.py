@@ -7,6 +7,7 @@ migrations (``schema_version`` 1); they must be refused until upgraded, then kee
 from __future__ import annotations
 
 import shutil
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from securecomm.custodian.tables import schema as custodian_schema
-from securecomm.errors import SchemaError
+from securecomm.errors import SchemaError, StorageError
 from securecomm.relay.tables import schema as relay_schema
 from securecomm.service import storage
 from securecomm.service.storage import (
@@ -255,3 +256,19 @@ def test_times_and_sizes_hold_64_bits_on_both_backends(backend: Backend) -> None
     url = restore_fixture(backend, "alpha")
     upgrade_database(url, custodian_schema)
     assert differences(url, custodian_schema) == []
+
+
+def test_a_database_server_that_cannot_be_reached_is_named_without_its_password() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    url = f"postgresql://relay:hunter2@127.0.0.1:{port}/relay"
+    for attempt in (open_database, database_revision, upgrade_database):
+        with pytest.raises(StorageError) as refused:
+            attempt(url, relay_schema)
+        said = f"{refused.value} {refused.value.hint}"
+        assert (
+            f"cannot connect to the relay's database at postgresql+psycopg://relay:***@127.0.0.1:{port}/relay"
+            in said
+        )
+        assert "hunter2" not in said

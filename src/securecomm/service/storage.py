@@ -15,8 +15,10 @@ the database as it was.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import ParameterError, ReplayError, SchemaError
+from ..errors import ParameterError, ReplayError, SchemaError, StorageError
 from ..httpsig import SKEW_SECONDS
 
 __all__ = [
@@ -172,6 +174,23 @@ def connect(url: str) -> Engine:
     return engine
 
 
+@contextlib.contextmanager
+def _transaction(engine: Engine, schema: Schema) -> Iterator[Connection]:
+    """``engine.begin()``, with a failure to connect said in a sentence: which database
+    (its URL without the password) and the driver error's type, never its text."""
+    try:
+        conn = engine.connect()
+    except sa.exc.OperationalError as exc:
+        shown = engine.url.render_as_string(hide_password=True)
+        raise StorageError(
+            f"cannot connect to the {schema.service}'s database at {shown}"
+            f" ({type(exc.orig).__name__})",
+            hint="is the database server running, and does it let this user in?",
+        ) from None
+    with conn, conn.begin():
+        yield conn
+
+
 def _lock(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
@@ -218,7 +237,7 @@ def open_database(url: str, schema: Schema) -> Engine:
     this code's, saying what to do."""
     engine = connect(url)
     try:
-        with engine.begin() as conn:
+        with _transaction(engine, schema) as conn:
             _lock(conn)
             found = _revision(conn, schema)
             if found is None:
@@ -255,7 +274,7 @@ def database_revision(url: str, schema: Schema) -> str | None:
         return None
     engine = connect(url)
     try:
-        with engine.begin() as conn:
+        with _transaction(engine, schema) as conn:
             return _revision(conn, schema)
     finally:
         engine.dispose()
@@ -273,7 +292,7 @@ def upgrade_database(url: str, schema: Schema) -> tuple[str | None, str]:
         )
     engine = connect(url)
     try:
-        with engine.begin() as conn:
+        with _transaction(engine, schema) as conn:
             _lock(conn)
             found = _revision(conn, schema)
             if found != schema.head:
