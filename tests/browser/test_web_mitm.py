@@ -219,6 +219,32 @@ def test_the_relays_copy_without_its_signature_shows_no_text(
     assert relay.alterations, "the proxy altered nothing: the test is void"
 
 
+def test_a_front_s_unsigned_502_reads_as_unavailable_and_shows_no_text(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    """nginx before the relay's replicas answers 502 itself when none can be reached: the
+    page says the relay is unavailable (not that it was attacked) and believes nothing of
+    the body."""
+    grace, heidi = pair
+    message_id = grace.send("heidi", SECRET)
+    heidi.page.route(
+        f"**/api/v1/messages/{message_id}",
+        lambda route: route.fulfill(
+            status=502, content_type="application/json", body='{"code":"x","message":"forged"}'
+        ),
+    )
+    try:
+        page = heidi.read(message_id)
+        status = page.locator("#reading .status")
+        expect(status).to_contain_text("a proxy in front of it answered HTTP 502")
+        expect(status).not_to_contain_text("altered or is not genuine")
+        expect(status).not_to_contain_text("forged")
+        expect(page.locator("#plaintext")).to_have_count(0)
+    finally:
+        heidi.page.unroute(f"**/api/v1/messages/{message_id}")
+    expect(heidi.read(message_id).locator("#plaintext")).to_have_text(SECRET)
+
+
 def test_a_copy_that_cannot_be_fetched_back_is_said_so(
     wire: Wire, pair: tuple[Person, Person]
 ) -> None:

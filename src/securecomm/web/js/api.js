@@ -28,6 +28,8 @@ import { depositBody, openRelease } from "./protocol.js";
 import * as store from "./store.js";
 
 const TIMEOUT_MS = 15000;
+// What a proxy or load balancer answers itself when the service behind it cannot be reached.
+const GATEWAY = new Set([502, 503, 504]);
 
 /**
  * One service (the relay or a custodian) at `url`; requests are signed for `audience`.
@@ -100,6 +102,16 @@ export class ServiceClient {
         caller: signed ? this.identity.public.fingerprintHex : null,
       },
     };
+    if (this.answers?.key && !answer.values.length && GATEWAY.has(response.status)) {
+      // A front (nginx before the relay's replicas) answering for a replica it could not
+      // reach. Unsigned, so nothing in it is believed: unreachable, as a refused connection.
+      throw new ServiceError(
+        this.audience,
+        response.status,
+        "unreachable",
+        `${this.url} is unavailable: a proxy in front of it answered HTTP ${response.status}`,
+      );
+    }
     if (this.answers?.key) {
       await verifyAnswer(this.answers.key, answer.values, answer.binding, {
         status: response.status,
