@@ -48,9 +48,10 @@ What would scale on bigger machines, and what would not:
   of them. Each replica's connection pool also counts against ``max_connections``
   (docs/operations.md).
 - Two replicas of one worker each are two processes where ``up``'s one relay of one
-  worker is one: they use a second core when one is free (here the generator and
-  PostgreSQL take it, so two replicas store about as many as one), and ``--workers 2``
-  would give one relay that core as well. What only replicas give is the relay surviving
+  worker is one: they use a second core as far as the generator and PostgreSQL leave
+  it free (on this machine, idle otherwise, two replicas stored from 0.99x to 1.43x of
+  one relay's envelopes in different runs), and ``--workers 2`` would give one relay
+  that core as well. What only replicas give is the relay surviving
   a dead process, and room to spread over machines. On a machine busy with other
   programs, two processes get a larger share of its CPU than one, and replicas then look
   faster than they are: run this on an otherwise idle machine.
