@@ -29,7 +29,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from securecomm import canonical, errors, httpsig, shamir, shares
+from securecomm import _encoding, canonical, errors, httpsig, shamir, shares
 from securecomm.envelope import PAYLOAD_NAMED, Envelope, Policy, Receipt, _prepare, prepare
 from securecomm.identity import Identity
 
@@ -542,6 +542,49 @@ def canonical_vectors() -> dict[str, Any]:
     }
 
 
+# Base64 (spec section 1.2)
+
+
+def encoding_vectors() -> dict[str, Any]:
+    texts: list[tuple[str, str, int | None]] = [
+        ("one byte, two padding characters", "QQ==", None),
+        ("two bytes, one padding character", "QUI=", None),
+        ("three bytes, no padding", "QUFB", None),
+        ("the length a field fixes", "QUFB", 3),
+        ("a length other than the field's", "QUFB", 2),
+        ("non-zero unused bits, one byte", "QR==", None),
+        ("non-zero unused bits, two bytes", "QUJ=", None),
+        ("superfluous padding after a whole group", "QUFB=", None),
+        ("three padding characters", "QQ===", None),
+        ("two padding characters after three", "QUE==", None),
+        ("missing padding", "QQ", None),
+        ("padding at the start", "=QQ=", None),
+        ("URL-safe alphabet", "Q-==", None),
+        ("a space inside", "QQ ==", None),
+        ("a line break at the end", "QQ==\n", None),
+    ]
+    cases = []
+    for description, text, length in texts:
+        case: dict[str, Any] = {"description": description, "text": text}
+        if length is not None:
+            case["length"] = length
+        try:
+            case["bytes_hex"] = _encoding.b64decode(text, field="value", length=length).hex()
+            case["expect"] = "ok"
+        except errors.SecureCommError as exc:
+            case["expect"] = type(exc).__name__
+        cases.append(case)
+    return {
+        "description": (
+            "Base64 as spec section 1.2 decodes it: 'text', with the 'length' a field fixes if"
+            " any, gives 'bytes_hex' or the error class 'expect' names (FormatError: not the"
+            " form of padded base64; NonCanonicalError: that form, with unused bits not zero;"
+            " LengthError: another length than the field's)."
+        ),
+        "base64": cases,
+    }
+
+
 # Signed answers of the relay (spec section 11.4)
 
 #: The step of spec section 11.4 at which each refusal is made, and what its message says.
@@ -720,6 +763,7 @@ def build() -> dict[str, str]:
         "envelope.json": envelope_vectors(),
         "canonical.json": canonical_vectors(),
         "answers.json": answer_vectors(),
+        "encoding.json": encoding_vectors(),
     }
     return {
         name: json.dumps({"generator": "tools/generate_vectors.py", **content}, indent=2) + "\n"

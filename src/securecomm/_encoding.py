@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 
 from .errors import FormatError, LengthError, NonCanonicalError
 
@@ -15,6 +16,9 @@ def b64encode(data: bytes | memoryview) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+_BASE64_FORM = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
 def b64decode(text: str, *, field: str, length: int | None = None) -> bytes:
     """Decode padded standard base64, refusing anything but its one canonical form.
 
@@ -23,6 +27,10 @@ def b64decode(text: str, *, field: str, length: int | None = None) -> bytes:
     """
     if not isinstance(text, str):
         raise FormatError(f"{field}: expected a base64 string, got {type(text).__name__}")
+    # The form first (spec section 1.2): groups of four, padding only to end the last one.
+    # Missing, superfluous or misplaced padding is a FormatError, whatever Python accepts.
+    if _BASE64_FORM.fullmatch(text) is None:
+        raise FormatError(f"{field}: not valid base64 (RFC 4648 section 4, padded)")
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

@@ -444,13 +444,14 @@ BASE64 = [
     "-_8=",
     "QUFB\u00e9",
     "QUFB\x00",
-    # decodable, not canonical
-    "QR==",
-    "Qf==",
-    "QUJ=",
+    # superfluous padding: not the form of padded base64 (FormatError, spec section 1.2)
     "QUFB=",
     "QUFB==",
     "AAAA====",
+    # the form, with unused bits not zero: decodable, not canonical
+    "QR==",
+    "Qf==",
+    "QUJ=",
 ]
 
 

@@ -28,6 +28,7 @@ SECTIONS = [
     ("canonical.json", "valid", "runCanonicalValid"),
     ("canonical.json", "invalid", "runCanonicalInvalid"),
     ("answers.json", "cases", "runAnswers"),
+    ("encoding.json", "base64", "runBase64"),
 ]
 
 

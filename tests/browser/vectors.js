@@ -4,7 +4,7 @@
 // asserts that every case ran and passed.
 
 import * as aead from "/js/aead.js";
-import { fromHex, toHex, utf8 } from "/js/bytes.js";
+import { b64decode, fromHex, toHex, utf8 } from "/js/bytes.js";
 import * as canonical from "/js/canonical.js";
 import * as errors from "/js/errors.js";
 import * as hpke from "/js/hpke.js";
@@ -230,6 +230,20 @@ export async function runSharesCombine(text) {
       checkHex(combine(given), entry.secret, "secret");
     } else {
       await expectError(entry.expect, () => combine(given));
+    }
+  });
+}
+
+// Base64 (§1.2)
+
+export async function runBase64(text) {
+  return eachCase(JSON.parse(text).base64, (entry) => {
+    const decode = () =>
+      b64decode(entry.text, { field: "value", length: entry.length ?? null, allowEmpty: true });
+    if (entry.expect === "ok") {
+      checkHex(decode(), entry.bytes_hex, "bytes");
+    } else {
+      return expectError(entry.expect, decode);
     }
   });
 }

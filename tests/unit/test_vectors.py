@@ -11,6 +11,7 @@ import pytest
 from tools import generate_vectors
 
 from securecomm import canonical, errors, httpsig, shamir, shares
+from securecomm._encoding import b64decode
 from securecomm.envelope import Envelope, Policy, Receipt, prepare
 from securecomm.identity import Identity, PublicIdentity
 from securecomm.shares import Share
@@ -22,6 +23,7 @@ SHARES = load("shares.json")
 ENVELOPE = load("envelope.json")
 CANONICAL = load("canonical.json")
 ANSWERS = load("answers.json")
+ENCODING = load("encoding.json")
 
 
 def error_class(name: str) -> type[Exception]:
@@ -49,7 +51,8 @@ def test_generated_files_match_the_generator() -> None:
 
 def test_every_file_is_mostly_failure_cases_with_descriptions() -> None:
     total = failures = 0
-    for name in ("shamir.json", "shares.json", "envelope.json", "canonical.json", "answers.json"):
+    names = ("shamir.json", "shares.json", "envelope.json", "canonical.json", "answers.json")
+    for name in (*names, "encoding.json"):
         for key, cases in load(name).items():
             if not isinstance(cases, list):
                 continue
@@ -183,6 +186,19 @@ def test_envelope_refusals(case: dict[str, Any]) -> None:
         env.open({k: Share.from_text(v) for k, v in case["released"].items()})
     assert type(caught.value).__name__ == case["expect"]
     assert reached == case["stage"]
+
+
+@pytest.mark.parametrize("case", ENCODING["base64"], ids=lambda c: c["description"])
+def test_base64(case: dict[str, Any]) -> None:
+    def decode() -> bytes:
+        return b64decode(case["text"], field="value", length=case.get("length"))
+
+    if case["expect"] == "ok":
+        assert decode().hex() == case["bytes_hex"]
+        return
+    with pytest.raises(error_class(case["expect"])) as caught:
+        decode()
+    assert type(caught.value).__name__ == case["expect"]
 
 
 @pytest.mark.parametrize("case", CANONICAL["valid"], ids=lambda c: c["description"])

@@ -134,20 +134,21 @@ export function b64encode(data) {
   return text;
 }
 
-// The strings the reference decoder (Python's binascii in strict mode)
-// cannot decode at all, a FormatError, as opposed to decodable strings that
-// are not the canonical spelling: only alphabet characters, then only "=";
-// no leading "="; padding that completes the last group exactly (a group of
-// 2 characters takes "==", of 3 takes "="). After a whole group, padding is
-// decodable but superfluous. Returns the number of data characters.
+// The form of padded base64 (spec section 1.2), else a FormatError: only
+// alphabet characters, then only "="; no leading "="; padding that completes
+// the last group exactly (a group of 2 characters takes "==", of 3 takes "=")
+// and none after a whole group. A string of this form whose unused bits are
+// not zero is a NonCanonicalError, found after decoding. Returns the number of
+// data characters.
 function checkDecodable(text, field) {
   const match = /^([A-Za-z0-9+/]*)(=*)$/.exec(text);
   if (match !== null) {
     const [, data, padding] = match;
     const remainder = data.length % 4;
     const leadingPadding = data.length === 0 && padding.length > 0;
+    // Padding ends the last group only: none after a whole group (spec section 1.2).
     const padded =
-      remainder === 0 ||
+      (remainder === 0 && padding.length === 0) ||
       (remainder === 2 && padding.length === 2) ||
       (remainder === 3 && padding.length === 1);
     if (padded && !leadingPadding) {
