@@ -352,6 +352,14 @@ def envelope_vectors() -> dict[str, Any]:
         target[path[-1]] = value
         return canonical.dumps(copy)
 
+    def without(path: list[str]) -> bytes:
+        copy = json.loads(data)
+        target = copy
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+        return canonical.dumps(copy)
+
     ct = base64.b64decode(doc["ciphertext"])
     flipped_ct = b64(bytes([ct[0] ^ 0x80]) + ct[1:])
     tag = base64.b64decode(doc["tag"])
@@ -409,6 +417,12 @@ def envelope_vectors() -> dict[str, Any]:
         ),
         ("a released share altered (custodian charlie lies)", data, "open", other_shares),
         ("only two shares released", data, "open", {k: released[k] for k in ("alpha", "echo")}),
+        ("no version (spec 7.6: as unknown)", without(["v"]), "decode", released),
+        ("a version that is a string", altered(["v"], "1"), "decode", released),
+        ("an array, not an object", canonical.dumps([json.loads(data)]), "decode", released),
+        ("a header that is not an object", altered(["header"], [1]), "decode", released),
+        ("a header without a version", without(["header", "v"]), "decode", released),
+        ("a header of version 2", altered(["header", "v"], 2), "decode", released),
         (
             'payload other than "named"',
             canonical.dumps(
