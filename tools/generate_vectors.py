@@ -424,6 +424,18 @@ def envelope_vectors() -> dict[str, Any]:
         ("a header without a version", without(["header", "v"]), "decode", released),
         ("a header of version 2", altered(["header", "v"], 2), "decode", released),
         (
+            "two recipients with one fingerprint (spec 7.2)",
+            altered(
+                ["header", "recipients"],
+                [
+                    doc["header"]["recipients"][0],
+                    doc["header"]["recipients"][0] | {"name": "bob2"},
+                ],
+            ),
+            "decode",
+            released,
+        ),
+        (
             'payload other than "named"',
             canonical.dumps(
                 json.loads(named[2])
