@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from securecomm import _encoding, canonical, errors, httpsig, shamir, shares
 from securecomm.envelope import PAYLOAD_NAMED, Envelope, Policy, Receipt, _prepare, prepare
-from securecomm.identity import Identity
+from securecomm.identity import Identity, PublicIdentity
 
 SEED = b"securecomm/v1/test-vectors/2026-11-29"
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -611,6 +611,53 @@ def encoding_vectors() -> dict[str, Any]:
     }
 
 
+# Public identities (spec section 6.2)
+
+
+def identity_vectors() -> dict[str, Any]:
+    good = identity("alice")[0].public.to_json()
+    b64_31, b64_33 = b64(bytes(31)), b64(bytes(33))
+    values: list[tuple[str, Any]] = [
+        ("a public identity", good),
+        ("not an object", [good]),
+        ("no version", {k: v for k, v in good.items() if k != "v"}),
+        ("version 2", good | {"v": 2}),
+        ("a member too many", good | {"x": 1}),
+        ("a name with a space", good | {"name": "al ice"}),
+        ("sign: not a string", good | {"sign": 5}),
+        ("sign: not base64", good | {"sign": good["sign"][:-1] + "!"}),
+        ("sign: superfluous padding", good | {"sign": good["sign"] + "="}),
+        ("sign: non-zero unused bits", good | {"sign": _unused_bits_set(good["sign"])}),
+        ("sign: 31 bytes", good | {"sign": b64_31}),
+        ("kem: 33 bytes", good | {"kem": b64_33}),
+        ("kem: URL-safe alphabet", good | {"kem": good["kem"].replace("+", "-").replace("/", "_")}),
+    ]
+    cases = []
+    for description, value in values:
+        case: dict[str, Any] = {"description": description, "identity": value}
+        try:
+            case["fingerprint"] = PublicIdentity.from_json(value).fingerprint_hex
+            case["expect"] = "ok"
+        except errors.SecureCommError as exc:
+            case["expect"] = type(exc).__name__
+        cases.append(case)
+    return {
+        "description": (
+            "Public identities as spec section 6.2 decodes them: 'identity' gives the"
+            " 'fingerprint' (hex) or the error class 'expect' names."
+        ),
+        "cases": cases,
+    }
+
+
+def _unused_bits_set(text: str) -> str:
+    """``text`` (base64 of 32 bytes, one '=') with its last character's unused bits set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    assert text.endswith("=") and not text.endswith("==")
+    last = alphabet.index(text[-2])
+    return text[:-2] + alphabet[last | 0b11] + "="
+
+
 # Signed answers of the relay (spec section 11.4)
 
 #: The step of spec section 11.4 at which each refusal is made, and what its message says.
@@ -790,6 +837,7 @@ def build() -> dict[str, str]:
         "canonical.json": canonical_vectors(),
         "answers.json": answer_vectors(),
         "encoding.json": encoding_vectors(),
+        "identity.json": identity_vectors(),
     }
     return {
         name: json.dumps({"generator": "tools/generate_vectors.py", **content}, indent=2) + "\n"

@@ -29,6 +29,7 @@ SECTIONS = [
     ("canonical.json", "invalid", "runCanonicalInvalid"),
     ("answers.json", "cases", "runAnswers"),
     ("encoding.json", "base64", "runBase64"),
+    ("identity.json", "cases", "runPublicIdentity"),
 ]
 
 

@@ -248,6 +248,22 @@ export async function runBase64(text) {
   });
 }
 
+// Public identities (§6.2)
+
+export async function runPublicIdentity(text) {
+  return eachCase(JSON.parse(text).cases, async (entry) => {
+    if (entry.expect === "ok") {
+      const found = await PublicIdentity.fromJson(entry.identity);
+      check(
+        found.fingerprintHex === entry.fingerprint,
+        `fingerprint ${found.fingerprintHex}, expected ${entry.fingerprint}`,
+      );
+    } else {
+      await expectError(entry.expect, () => PublicIdentity.fromJson(entry.identity));
+    }
+  });
+}
+
 // Canonical JSON (§1.4)
 
 export async function runCanonicalValid(text) {

@@ -24,6 +24,7 @@ ENVELOPE = load("envelope.json")
 CANONICAL = load("canonical.json")
 ANSWERS = load("answers.json")
 ENCODING = load("encoding.json")
+IDENTITY = load("identity.json")
 
 
 def error_class(name: str) -> type[Exception]:
@@ -52,7 +53,7 @@ def test_generated_files_match_the_generator() -> None:
 def test_every_file_is_mostly_failure_cases_with_descriptions() -> None:
     total = failures = 0
     names = ("shamir.json", "shares.json", "envelope.json", "canonical.json", "answers.json")
-    for name in (*names, "encoding.json"):
+    for name in (*names, "encoding.json", "identity.json"):
         for key, cases in load(name).items():
             if not isinstance(cases, list):
                 continue
@@ -198,6 +199,16 @@ def test_base64(case: dict[str, Any]) -> None:
         return
     with pytest.raises(error_class(case["expect"])) as caught:
         decode()
+    assert type(caught.value).__name__ == case["expect"]
+
+
+@pytest.mark.parametrize("case", IDENTITY["cases"], ids=lambda c: c["description"])
+def test_public_identity(case: dict[str, Any]) -> None:
+    if case["expect"] == "ok":
+        assert PublicIdentity.from_json(case["identity"]).fingerprint_hex == case["fingerprint"]
+        return
+    with pytest.raises(error_class(case["expect"])) as caught:
+        PublicIdentity.from_json(case["identity"])
     assert type(caught.value).__name__ == case["expect"]
 
 
