@@ -209,6 +209,10 @@ def shares_vectors() -> dict[str, Any]:
         ("threshold 1 with a valid checksum", shares.TEXT_PREFIX + b64(craft_share(threshold=1))),
         ("not base64", good_text[:-4] + "!!!!"),
         ("base64 without padding", good_text.rstrip("=")),
+        ("a no-break space before (spec 3.2: ASCII white space only)", "\u00a0" + good_text),
+        ("an ideographic space after", good_text + "\u3000"),
+        ("a line separator after", good_text + "\u2028"),
+        ("a vertical tab before", "\v" + good_text),
     ]
     if base64.b64decode(non_canonical[len(shares.TEXT_PREFIX) :]) == good:
         decode_failures.append(("base64 with non-zero unused bits", non_canonical))
@@ -254,6 +258,14 @@ def shares_vectors() -> dict[str, Any]:
         except errors.SecureCommError as exc:
             entry["expect"] = type(exc).__name__
         combine.append(entry)
+    combine.append(
+        {
+            "description": "shares 1, 2, 3 with ASCII space, tab, CR and LF around (spec 3.2)",
+            "shares": [f" \t{s.to_text()}\r\n" for s in split_a[:3]],
+            "secret": shares.combine(split_a[:3]).hex(),
+            "expect": "ok",
+        }
+    )
     return {
         "description": (
             "Encoded shares (spec/format-v1.md, 'Share'). 'encode': fields -> binary (hex)"

@@ -59,6 +59,11 @@ TEXT_PREFIX = "securecomm-share-v1:"
 _TEXT_PREFIX_STEM = "securecomm-share-"
 
 
+#: What a reader ignores before and after a text share (spec section 3.2): ASCII space,
+#: tab, line feed, carriage return. Other white space (U+00A0, U+3000, ...) is refused.
+_AROUND = " \t\n\r"
+
+
 @dataclass(frozen=True)
 class Share:
     """One share of a split secret."""
@@ -139,7 +144,7 @@ class Share:
 
     @classmethod
     def from_text(cls, text: str, *, name: str = "share") -> Share:
-        text = text.strip()
+        text = text.strip(_AROUND)
         if not text.startswith(TEXT_PREFIX):
             if text.startswith(_TEXT_PREFIX_STEM) and ":" in text:
                 version = text[len(_TEXT_PREFIX_STEM) : text.index(":")]

@@ -179,9 +179,9 @@ export class Share {
   }
 }
 
-// Python's str.strip(): the characters str.isspace() accepts.
-const SPACE =
-  /[\t\n\v\f\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
+// What a reader ignores before and after a text share (spec section 3.2): ASCII space,
+// tab, line feed, carriage return. Other white space (U+00A0, U+3000, ...) is refused.
+const SPACE = /[ \t\n\r]/;
 
 function stripWhitespace(text) {
   let start = 0;
