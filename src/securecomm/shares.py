@@ -42,6 +42,7 @@ __all__ = [
     "HEADER_LENGTH_BYTES",
     "SPLIT_ID_LENGTH_BYTES",
     "TEXT_PREFIX",
+    "TEXT_SPACE",
     "VERSION",
     "Share",
     "combine",
@@ -61,7 +62,7 @@ _TEXT_PREFIX_STEM = "securecomm-share-"
 
 #: What a reader ignores before and after a text share (spec section 3.2): ASCII space,
 #: tab, line feed, carriage return. Other white space (U+00A0, U+3000, ...) is refused.
-_AROUND = " \t\n\r"
+TEXT_SPACE = " \t\n\r"
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class Share:
 
     @classmethod
     def from_text(cls, text: str, *, name: str = "share") -> Share:
-        text = text.strip(_AROUND)
+        text = text.strip(TEXT_SPACE)
         if not text.startswith(TEXT_PREFIX):
             if text.startswith(_TEXT_PREFIX_STEM) and ":" in text:
                 version = text[len(_TEXT_PREFIX_STEM) : text.index(":")]

@@ -16,7 +16,7 @@ from .._files import write_atomic
 from ..envelope import Envelope, name_for_file, prepare
 from ..errors import DecryptionError, SecureCommError, ShareError
 from ..identity import Identity, load_public, save_public
-from ..shares import Share
+from ..shares import TEXT_SPACE, Share
 from ._common import (
     EXIT_BAD_INPUT,
     CliError,
@@ -45,7 +45,7 @@ def cmd_combine(args: argparse.Namespace) -> None:
         lines = list(args.shares)
     else:
         lines = read_input(args.file, "shares").decode("utf-8", "replace").splitlines()
-    texts = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    texts = [(i, line) for i, line in enumerate(lines, start=1) if line.strip(TEXT_SPACE)]
     if not texts:
         raise CliError(
             "no shares given", code=EXIT_BAD_INPUT, hint="one share a line, or as arguments"
