@@ -87,6 +87,17 @@ def error_name(call: Callable[[], object]) -> str:
     raise AssertionError("a failure vector did not fail")
 
 
+def outcome(case: dict[str, Any], key: str, call: Callable[[], str]) -> dict[str, Any]:
+    """``case`` with ``key`` set to what ``call`` gives and ``expect`` "ok", or with
+    ``expect`` the class of the error it raises."""
+    try:
+        case[key] = call()
+        case["expect"] = "ok"
+    except errors.SecureCommError as exc:
+        case["expect"] = type(exc).__name__
+    return case
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -601,17 +612,15 @@ def encoding_vectors() -> dict[str, Any]:
         ("a space inside", "QQ ==", None),
         ("a line break at the end", "QQ==\n", None),
     ]
-    cases = []
-    for description, text, length in texts:
-        case: dict[str, Any] = {"description": description, "text": text}
-        if length is not None:
-            case["length"] = length
-        try:
-            case["bytes_hex"] = _encoding.b64decode(text, field="value", length=length).hex()
-            case["expect"] = "ok"
-        except errors.SecureCommError as exc:
-            case["expect"] = type(exc).__name__
-        cases.append(case)
+    cases = [
+        outcome(
+            {"description": description, "text": text}
+            | ({} if length is None else {"length": length}),
+            "bytes_hex",
+            functools.partial(_b64_hex, text, length),
+        )
+        for description, text, length in texts
+    ]
     return {
         "description": (
             "Base64 as spec section 1.2 decodes it: 'text', with the 'length' a field fixes if"
@@ -621,6 +630,10 @@ def encoding_vectors() -> dict[str, Any]:
         ),
         "base64": cases,
     }
+
+
+def _b64_hex(text: str, length: int | None) -> str:
+    return _encoding.b64decode(text, field="value", length=length).hex()
 
 
 # Public identities (spec section 6.2)
@@ -644,15 +657,14 @@ def identity_vectors() -> dict[str, Any]:
         ("kem: 33 bytes", good | {"kem": b64_33}),
         ("kem: URL-safe alphabet", good | {"kem": good["kem"].replace("+", "-").replace("/", "_")}),
     ]
-    cases = []
-    for description, value in values:
-        case: dict[str, Any] = {"description": description, "identity": value}
-        try:
-            case["fingerprint"] = PublicIdentity.from_json(value).fingerprint_hex
-            case["expect"] = "ok"
-        except errors.SecureCommError as exc:
-            case["expect"] = type(exc).__name__
-        cases.append(case)
+    cases = [
+        outcome(
+            {"description": description, "identity": value},
+            "fingerprint",
+            functools.partial(_fingerprint, value),
+        )
+        for description, value in values
+    ]
     return {
         "description": (
             "Public identities as spec section 6.2 decodes them: 'identity' gives the"
@@ -660,6 +672,10 @@ def identity_vectors() -> dict[str, Any]:
         ),
         "cases": cases,
     }
+
+
+def _fingerprint(value: Any) -> str:
+    return PublicIdentity.from_json(value).fingerprint_hex
 
 
 def _unused_bits_set(text: str) -> str:
