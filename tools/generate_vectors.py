@@ -665,13 +665,49 @@ def identity_vectors() -> dict[str, Any]:
         )
         for description, value in values
     ]
+    alice = identity("alice")[0]
+    plain = alice.to_pem(None).decode()
+    blocks = plain.split("\n", 1)[1]
+    first_end = blocks.index("-----END PRIVATE KEY-----\n") + len("-----END PRIVATE KEY-----\n")
+    files: list[tuple[str, str]] = [
+        ("as written: LF line ends, nothing outside the blocks", plain),
+        ("CRLF line ends throughout (spec 6.4: accepted)", plain.replace("\n", "\r\n")),
+        (
+            "text before, between and after the blocks (RFC 7468 explanatory text: ignored)",
+            plain.split("\n", 1)[0] + "\nmade for the vectors\n" + blocks[:first_end]
+            + "between\n" + blocks[first_end:] + "after\n",
+        ),
+        ("no line break at the end", plain.rstrip("\n")),
+        ("a first line without the header", "identity: alice\n" + blocks),
+        ("one block only", plain[: plain.index("-----BEGIN", len("securecomm-identity: "))
+                                 + len(blocks[:first_end])]),
+        (
+            "an END label that differs from its BEGIN (not a block)",
+            plain.replace("-----END PRIVATE KEY-----", "-----END PUBLIC KEY-----", 1),
+        ),
+    ]  # fmt: skip
+    key_files = [
+        outcome(
+            {"description": description, "text": text},
+            "fingerprint",
+            functools.partial(_key_file_fingerprint, text),
+        )
+        for description, text in files
+    ]
     return {
         "description": (
             "Public identities as spec section 6.2 decodes them: 'identity' gives the"
-            " 'fingerprint' (hex) or the error class 'expect' names."
+            " 'fingerprint' (hex) or the error class 'expect' names. 'key_files': unencrypted"
+            " key files (spec 6.4) of the vectors' seeded test identity alice, read without a"
+            " passphrase: the identity's fingerprint, or the error class."
         ),
         "cases": cases,
+        "key_files": key_files,
     }
+
+
+def _key_file_fingerprint(text: str) -> str:
+    return Identity.from_pem(text.encode(), None).public.fingerprint_hex
 
 
 def _fingerprint(value: Any) -> str:

@@ -30,6 +30,7 @@ SECTIONS = [
     ("answers.json", "cases", "runAnswers"),
     ("encoding.json", "base64", "runBase64"),
     ("identity.json", "cases", "runPublicIdentity"),
+    ("identity.json", "key_files", "runKeyFiles"),
 ]
 
 

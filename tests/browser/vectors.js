@@ -9,7 +9,7 @@ import * as canonical from "/js/canonical.js";
 import * as errors from "/js/errors.js";
 import * as hpke from "/js/hpke.js";
 import { verifyAnswer } from "/js/httpsig.js";
-import { PublicIdentity } from "/js/identity.js";
+import { Identity, PublicIdentity } from "/js/identity.js";
 import * as shamir from "/js/shamir.js";
 import { Share, combine } from "/js/shares.js";
 
@@ -260,6 +260,23 @@ export async function runPublicIdentity(text) {
       );
     } else {
       await expectError(entry.expect, () => PublicIdentity.fromJson(entry.identity));
+    }
+  });
+}
+
+// Key files (§6.4), unencrypted
+
+export async function runKeyFiles(text) {
+  return eachCase(JSON.parse(text).key_files, async (entry) => {
+    const read = () => Identity.fromKeyFile(entry.text, null);
+    if (entry.expect === "ok") {
+      const found = await read();
+      check(
+        found.public.fingerprintHex === entry.fingerprint,
+        `fingerprint ${found.public.fingerprintHex}, expected ${entry.fingerprint}`,
+      );
+    } else {
+      await expectError(entry.expect, read);
     }
   });
 }

@@ -212,6 +212,19 @@ def test_public_identity(case: dict[str, Any]) -> None:
     assert type(caught.value).__name__ == case["expect"]
 
 
+@pytest.mark.parametrize("case", IDENTITY["key_files"], ids=lambda c: c["description"])
+def test_key_file(case: dict[str, Any]) -> None:
+    def read() -> Identity:
+        return Identity.from_pem(case["text"].encode(), None)
+
+    if case["expect"] == "ok":
+        assert read().public.fingerprint_hex == case["fingerprint"]
+        return
+    with pytest.raises(error_class(case["expect"])) as caught:
+        read()
+    assert type(caught.value).__name__ == case["expect"]
+
+
 @pytest.mark.parametrize("case", CANONICAL["valid"], ids=lambda c: c["description"])
 def test_canonical_valid(case: dict[str, Any]) -> None:
     data = bytes.fromhex(case["canonical_hex"])
