@@ -124,11 +124,8 @@ def entries(
 ) -> list[dict[str, Any]]:
     """The entries after seq ``after`` (every one by default) as JSON, by seq; at most
     ``limit`` of them."""
-    # A BIGINT parameter: ``after`` may name any seq up to SEQ_MAX, beyond what PostgreSQL's
-    # INTEGER column holds (bound as INTEGER, such a value failed the query: a 500).
-    query = (
-        sa.select(table).where(table.c.seq > sa.literal(after, sa.BigInteger)).order_by(table.c.seq)
-    )
+    # Bound as seq is (64-bit): ``after`` may name any seq up to SEQ_MAX.
+    query = sa.select(table).where(table.c.seq > after).order_by(table.c.seq)
     rows = conn.execute(query if limit is None else query.limit(limit)).fetchall()
     return [
         {

@@ -234,10 +234,11 @@ def get_inbox() -> Response:
         stored_at, _, last_id = after.partition(":")
         if not _DECIMAL.fullmatch(stored_at) or not _HEX_ID.fullmatch(last_id):
             raise ApiError(400, Code.BAD_FIELD, "after: expected a cursor from a previous page")
-        # BIGINT: a cursor's time may be beyond what PostgreSQL's INTEGER holds (bound as
-        # INTEGER, such a cursor failed the query: a 500 instead of an empty page).
-        since = sa.tuple_(sa.literal(int(stored_at), sa.BigInteger), sa.literal(last_id))
-        query = query.where(sa.tuple_(messages.c.stored_at, messages.c.id) > since)
+        # Bound as the columns are (stored_at is 64-bit: a cursor's time beyond 2**31 is an
+        # empty page, not a 500 on PostgreSQL).
+        query = query.where(
+            sa.tuple_(messages.c.stored_at, messages.c.id) > (int(stored_at), last_id)
+        )
     with _db().connect() as conn:
         rows = conn.execute(query).fetchall()
     page = rows[:limit]
