@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from securecomm.config import load_settings
 from securecomm.local.home import config_text
+from securecomm.service.storage import database_url, sqlite_file
 from tests.backends import Backend
 from tests.operators import provide_operator
 
@@ -140,9 +141,7 @@ class Stack:
 def engine_of(url: str) -> sa.Engine:
     """An engine on a service's database, from its ``database_url`` (psycopg 3 for
     PostgreSQL, as the services use). The caller disposes of it."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return sa.create_engine(url)
+    return sa.create_engine(database_url(url))
 
 
 def stored_bytes(url: str) -> bytes:
@@ -163,8 +162,8 @@ def stored_bytes(url: str) -> bytes:
                             parts.append(str(value).encode())
     finally:
         engine.dispose()
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
+    path = sqlite_file(url)
+    if path is not None:
         for file in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))):
             if file.exists():
                 parts.append(file.read_bytes())

@@ -96,31 +96,24 @@ def database_of(settings: Settings, name: str | None) -> tuple[str, str, Schema]
     return f"custodian {name}", settings.custodian_database(name), custodian_schema
 
 
-def _shown(url: str) -> str:
-    """A database URL fit to print: without its password."""
-    import sqlalchemy as sa
-
-    return sa.make_url(url).render_as_string(hide_password=True)
-
-
 def cmd_db_status(args: argparse.Namespace) -> None:
-    from ..service.storage import database_revision
+    from ..service.storage import LEGACY_REVISION, database_revision, shown
 
     who, url, schema = database_of(_settings(args), args.name)
     found = database_revision(url, schema)
-    print(f"{who}'s database: {_shown(url)}")
+    print(f"{who}'s database: {shown(url)}")
     if found is None:
         print(f"  none yet, or empty: the service makes schema {schema.head} when it first starts")
     elif found == schema.head:
         print(f"  at schema {found}, this securecomm's: up to date")
-    elif schema.knows(found):
+    elif schema.is_newer(found):
+        print(f"  at schema {found}, newer than this securecomm knows ({schema.head})")
+    elif found == LEGACY_REVISION:
+        print(f"  made before migrations ({found}): run `securecomm db upgrade`")
+    else:
         print(
             f"  at schema {found}; this securecomm needs {schema.head}: run `securecomm db upgrade`"
         )
-    elif found.startswith("schema_version"):
-        print(f"  made before migrations ({found}): run `securecomm db upgrade`")
-    else:
-        print(f"  at schema {found}, newer than this securecomm knows ({schema.head})")
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> None:

@@ -35,6 +35,7 @@ from ..errors import ParameterError, ReplayError, SchemaError, StorageError
 from ..httpsig import SKEW_SECONDS
 
 __all__ = [
+    "LEGACY_REVISION",
     "NONCES",
     "Schema",
     "database_revision",
@@ -49,6 +50,8 @@ __all__ = [
 #: securecomm from before migrations refuses a migrated database instead of using it.
 LEGACY_VERSION = 1
 LEGACY_GUARD = 2
+#: The revision a database made before migrations is reported at.
+LEGACY_REVISION = "schema_version 1"
 
 _ENV = Path(__file__).with_name("migrations")
 #: Held (PostgreSQL) while a schema is checked, made or upgraded; SQLite's write lock
@@ -113,6 +116,11 @@ class Schema:
     def knows(self, revision: str) -> bool:
         return revision in {script.revision for script in self.script.walk_revisions()}
 
+    def is_newer(self, found: str) -> bool:
+        """Whether ``found`` (a database's revision) is one this code does not know: a
+        newer securecomm wrote it."""
+        return found != LEGACY_REVISION and not self.knows(found)
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (see _begin_immediate).
@@ -161,6 +169,11 @@ def sqlite_file(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///"))
 
 
+def shown(url: str | sa.URL) -> str:
+    """A database URL fit to print or log: its password hidden."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
 def connect(url: str) -> Engine:
     """An engine for ``url`` with our SQLite settings; the schema is not looked at."""
     url = database_url(url)
@@ -181,9 +194,8 @@ def _transaction(engine: Engine, schema: Schema) -> Iterator[Connection]:
     try:
         conn = engine.connect()
     except sa.exc.OperationalError as exc:
-        shown = engine.url.render_as_string(hide_password=True)
         raise StorageError(
-            f"cannot connect to the {schema.service}'s database at {shown}"
+            f"cannot connect to the {schema.service}'s database at {shown(engine.url)}"
             f" ({type(exc.orig).__name__})",
             hint="is the database server running, and does it let this user in?",
         ) from None
@@ -209,7 +221,7 @@ def _revision(conn: Connection, schema: Schema) -> str | None:
         legacy = schema.metadata.tables["schema_version"]
         found = conn.execute(sa.select(sa.func.max(legacy.c.version))).scalar()
         if found == LEGACY_VERSION:
-            return _LEGACY
+            return LEGACY_REVISION
     if tables & _own_tables(schema):
         raise SchemaError(
             f"the database given to the {schema.service} has tables of securecomm's names but"
@@ -218,16 +230,13 @@ def _revision(conn: Connection, schema: Schema) -> str | None:
     return None
 
 
-_LEGACY = "schema_version 1"
-
-
 def _own_tables(schema: Schema) -> set[str]:
     return set(schema.metadata.tables) - {"schema_version"}
 
 
 def _upgrade(conn: Connection, schema: Schema, found: str | None) -> None:
     config = schema.config(conn)
-    if found == _LEGACY:
+    if found == LEGACY_REVISION:
         command.stamp(config, schema.base)
     command.upgrade(config, "head")
 
@@ -252,13 +261,17 @@ def open_database(url: str, schema: Schema) -> Engine:
 
 def _mismatch(schema: Schema, found: str) -> SchemaError:
     who = f"the {schema.service}'s database"
-    if found != _LEGACY and not schema.knows(found):
+    if schema.is_newer(found):
         return SchemaError(
             f"{who} is at schema revision {found}, newer than this securecomm knows"
             f" (its newest is {schema.head}): a newer securecomm upgraded it",
             hint="run that securecomm, or restore the backup made before the upgrade",
         )
-    at = "was made before migrations" if found == _LEGACY else f"is at schema revision {found}"
+    at = (
+        "was made before migrations"
+        if found == LEGACY_REVISION
+        else f"is at schema revision {found}"
+    )
     return SchemaError(
         f"{who} {at}; this securecomm needs {schema.head}",
         hint="stop every service on that database, back it up (docs/operations.md), then run"
@@ -267,7 +280,7 @@ def _mismatch(schema: Schema, found: str) -> SchemaError:
 
 
 def database_revision(url: str, schema: Schema) -> str | None:
-    """The revision of the database at ``url`` (``"schema_version 1"`` for one made before
+    """The revision of the database at ``url`` (:data:`LEGACY_REVISION` for one made before
     migrations), ``None`` if it is empty or its file does not exist; nothing is changed."""
     file = sqlite_file(url)
     if file is not None and not file.exists():
@@ -296,7 +309,7 @@ def upgrade_database(url: str, schema: Schema) -> tuple[str | None, str]:
             _lock(conn)
             found = _revision(conn, schema)
             if found != schema.head:
-                if found not in (None, _LEGACY) and not schema.knows(found):
+                if found is not None and schema.is_newer(found):
                     raise _mismatch(schema, found)
                 _upgrade(conn, schema, found)
             return found, schema.head
