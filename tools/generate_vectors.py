@@ -87,7 +87,7 @@ def error_name(call: Callable[[], object]) -> str:
     raise AssertionError("a failure vector did not fail")
 
 
-def outcome(case: dict[str, Any], key: str, call: Callable[[], str]) -> dict[str, Any]:
+def outcome(case: dict[str, Any], key: str, call: Callable[[], object]) -> dict[str, Any]:
     """``case`` with ``key`` set to what ``call`` gives and ``expect`` "ok", or with
     ``expect`` the class of the error it raises."""
     try:
@@ -580,14 +580,56 @@ def canonical_vectors() -> dict[str, Any]:
         }
         for description, text in invalid_texts
     ]
+    body_texts = [
+        ("a space after a colon and a comma", b'{"a": 1, "b": [true, null]}'),
+        ("members out of order", b'{"b":1,"a":2}'),
+        ("a final LF, as the services write", b'{"a":1}\n'),
+        ("every whitespace JSON allows", b'\r\n\t {\n  "a" :\t"x"\r\n}\n'),
+        ("escapes canonical JSON would not write", b'{"a":"\\u0041\\/\\u001F"}'),
+        ("a non-ASCII character escaped", b'{"name":"\\u00e9"}'),
+        ("the largest safe integer, negative", b'{"n": -9007199254740991}'),
+        ("empty object", b"{}"),
+        ("empty", b""),
+        ("only whitespace", b" \n"),
+        ("a fraction, even of an integer", b'{"a": 1.0}'),
+        ("an exponent", b'{"a": 1e3}'),
+        ("an integer beyond 2^53 - 1", b'{"a": 9007199254740992}'),
+        ("NaN", b'{"a": NaN}'),
+        ("a duplicate key, spelled differently", b'{"a": 1, "\\u0061": 2}'),
+        ("a lone surrogate", b'{"a": "\\udc00"}'),
+        ("a byte order mark", b'\xef\xbb\xbf{"a":1}'),
+        ("invalid UTF-8", b'{"a": "\xc3"}'),
+        ("a no-break space between tokens", b'{"a":\xc2\xa01}'),
+        ("a form feed between tokens", b'{"a":\x0c1}'),
+        ("an array, not an object", b"[1, 2]"),
+        ("a string, not an object", b'"a"'),
+        ("null, not an object", b"null"),
+        ("two objects", b"{} {}"),
+        ("a trailing comma", b'{"a":1,}'),
+    ]
+    bodies = []
+    for description, text in body_texts:
+        case = outcome(
+            {"description": description, "text_hex": text.hex()},
+            "value",
+            functools.partial(canonical.parse_json, text),
+        )
+        case["as_document"] = outcome({}, "value", functools.partial(canonical.loads, text))[
+            "expect"
+        ]
+        bodies.append(case)
     return {
         "description": (
             "Canonical JSON, RFC 8785 without floats. 'valid': value -> canonical UTF-8 bytes"
             " (hex); parsing those bytes gives the value back. 'invalid': bytes (hex) that"
-            " MUST be rejected."
+            " MUST be rejected. 'bodies' (spec 1.4.1): bytes (hex) of an HTTP body; 'expect'"
+            " is 'ok' with its 'value', or the error class a reader of a JSON body raises;"
+            " 'as_document' is what a reader of a canonical document (1.4) makes of the same"
+            " bytes."
         ),
         "valid": valid,
         "invalid": invalid,
+        "bodies": bodies,
     }
 
 

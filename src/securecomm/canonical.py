@@ -6,7 +6,7 @@ arrays, strings, integers within +/-(2^53 - 1), true, false and null.
 code units, no insignificant whitespace, UTF-8, and strings escaped as
 RFC 8785 section 3.2.2.2 says (only ``"``, ``\\`` and control characters).
 :func:`loads` accepts only that form, so a signed document has exactly one
-byte string.
+byte string. :func:`parse_json` reads an HTTP body: the same values, any spelling.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from .errors import FieldError, FormatError, NonCanonicalError
 
-__all__ = ["MAX_SAFE_INTEGER", "dumps", "loads"]
+__all__ = ["MAX_SAFE_INTEGER", "dumps", "loads", "loads_file", "parse_json"]
 
 #: Larger integers lose precision as IEEE 754 doubles, which RFC 8785 numbers are.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -92,8 +92,8 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def loads(data: bytes, *, what: str = "document") -> Any:
-    """Parse canonical JSON bytes; refuse invalid UTF-8, floats, duplicates, other spellings."""
+def _parse(data: bytes, what: str) -> tuple[Any, bytes]:
+    """The value of JSON ``data`` under section 1.4's value rules, and its canonical bytes."""
     try:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError:
@@ -113,11 +113,36 @@ def loads(data: bytes, *, what: str = "document") -> Any:
         # Python refuses to convert integers of more than 4300 digits.
         raise FormatError(f"{what}: a number is too long") from None
     try:
-        canonical = dumps(value)
+        return value, dumps(value)
     except FieldError as exc:
         raise FormatError(f"{what}: {exc}") from None
+
+
+def parse_json(data: bytes, *, what: str = "body") -> dict[str, Any]:
+    """Parse a JSON body (spec 1.4.1): an object of canonical JSON's values, in any spelling.
+
+    Whitespace and member order are free; what is refused is refused for the value, not
+    the spelling: invalid UTF-8, a byte order mark, floats, NaN, integers beyond
+    +/-(2^53 - 1), duplicate keys, lone surrogates and a value that is not an object, all
+    as ``FormatError``.
+    """
+    value = _parse(data, what)[0]
+    if not isinstance(value, dict):
+        raise FormatError(f"{what}: not a JSON object")
+    return value
+
+
+def loads(data: bytes, *, what: str = "document") -> Any:
+    """Parse canonical JSON bytes; refuse invalid UTF-8, floats, duplicates, other spellings."""
+    value, canonical = _parse(data, what)
     if canonical != bytes(data):
         raise NonCanonicalError(
             f"{what}: JSON is not in canonical form (RFC 8785: sorted keys, no spaces)"
         )
     return value
+
+
+def loads_file(data: bytes, *, what: str = "file") -> Any:
+    """A document stored as a file (spec 1.4): canonical JSON, then one optional LF."""
+    data = bytes(data)
+    return loads(data[:-1] if data.endswith(b"\n") else data, what=what)

@@ -346,6 +346,4 @@ def load_public(path: Path) -> PublicIdentity:
         data = path.read_bytes()
     except OSError as exc:
         raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    return PublicIdentity.from_json(canonical.loads(data, what=str(path)), field=str(path))
+    return PublicIdentity.from_json(canonical.loads_file(data, what=str(path)), field=str(path))

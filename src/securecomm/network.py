@@ -118,7 +118,7 @@ class Card:
 
     @classmethod
     def from_bytes(cls, data: bytes, path: str = "card") -> Card:
-        return cls.from_json(canonical.loads(data.rstrip(b"\n"), what=path), path)
+        return cls.from_json(canonical.loads_file(data, what=path), path)
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ class Network:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Network:
-        return cls.from_json(canonical.loads(data.rstrip(b"\n"), what="network file"))
+        return cls.from_json(canonical.loads_file(data, what="network file"))
 
 
 def _pem(value: object) -> str | None:

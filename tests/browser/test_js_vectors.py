@@ -27,6 +27,7 @@ SECTIONS = [
     ("shares.json", "combine", "runSharesCombine"),
     ("canonical.json", "valid", "runCanonicalValid"),
     ("canonical.json", "invalid", "runCanonicalInvalid"),
+    ("canonical.json", "bodies", "runCanonicalBodies"),
     ("answers.json", "cases", "runAnswers"),
     ("encoding.json", "base64", "runBase64"),
     ("identity.json", "cases", "runPublicIdentity"),

@@ -298,6 +298,28 @@ export async function runCanonicalInvalid(text) {
   );
 }
 
+// What `call` gives when `expect` is "ok"; else it must throw exactly that class.
+async function expectOutcome(expect, call) {
+  if (expect === "ok") {
+    return call();
+  }
+  await expectError(expect, call);
+  return undefined;
+}
+
+// A JSON body (§1.4.1) is read for its values in any spelling; the same bytes as a
+// document (§1.4) must be canonical.
+export async function runCanonicalBodies(text) {
+  return eachCase(JSON.parse(text).bodies, async (entry) => {
+    const data = fromHex(entry.text_hex);
+    const value = await expectOutcome(entry.expect, () => canonical.parseJson(data));
+    if (entry.expect === "ok") {
+      check(sameValue(value, entry.value), "parseJson does not give the value");
+    }
+    await expectOutcome(entry.as_document, () => canonical.loads(data));
+  });
+}
+
 // The step of spec section 11.4 at which each refusal is made, and what its message says
 // (tools/generate_vectors.py ANSWER_STEPS).
 const ANSWER_STEPS = {

@@ -33,7 +33,9 @@ from ._services import (
     release_body,
     settings_for,
 )
+from ._vectors import load
 
+CANONICAL = load("canonical.json")
 ALICE = Identity.generate("alice")
 BOB = Identity.generate("bob")
 
@@ -188,6 +190,44 @@ def test_float(target: Target) -> None:
     assert_json_error(target.send(data.replace(b'"v":1', b'"v":1.0', 1)), 400)
     assert_json_error(target.send(data.replace(b'"v":1', b'"v":1e0', 1)), 400)
     assert_json_error(target.send(data.replace(b'"v":1', b'"v":NaN', 1)), 400)
+
+
+def _respelled(value: Any) -> Any:
+    """``value`` with every object's members in reverse canonical order."""
+    if isinstance(value, dict):
+        return {k: _respelled(value[k]) for k in sorted(value, reverse=True)}
+    if isinstance(value, list):
+        return [_respelled(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("target", TARGETS[1:], indirect=True)
+def test_a_json_body_is_read_in_any_spelling(target: Target) -> None:
+    """Spec 1.4.1: spaces, member order, escapes and a final LF are the writer's choice."""
+    body = json.loads(target.valid_bytes())
+    data = (json.dumps(_respelled(body), indent=2, ensure_ascii=True) + "\r\n").encode()
+    assert data != target.valid_bytes()
+    r = target.send(data)
+    assert r.status_code in {200, 201, 404}, r.json
+
+
+def test_an_envelope_is_a_document_in_its_one_spelling(relay_svc: Service) -> None:
+    """Spec 1.4: the envelope posted is canonical JSON; another spelling is refused."""
+    body = make_envelope(ALICE, [BOB]).to_json()
+    data = json.dumps(_respelled(body)).encode()
+    assert_json_error(relay_svc.send("POST", "/api/v1/messages", data), 400, "non_canonical")
+    assert relay_svc.send("POST", "/api/v1/messages", canonical.dumps(body)).status_code == 201
+
+
+@pytest.mark.parametrize("target", TARGETS[1:], indirect=True)
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CANONICAL["bodies"] if c["expect"] != "ok"],
+    ids=lambda c: c["description"],
+)
+def test_json_body_refusals_of_the_vectors(target: Target, case: dict[str, Any]) -> None:
+    assert case["expect"] == "FormatError"
+    assert_json_error(target.send(bytes.fromhex(case["text_hex"])), 400, "bad_json")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -237,6 +237,27 @@ def test_canonical_invalid(case: dict[str, Any]) -> None:
     with pytest.raises(error_class(case["expect"])) as caught:
         canonical.loads(bytes.fromhex(case["text_hex"]))
     assert type(caught.value).__name__ == case["expect"]
+
+
+def expect_outcome(expect: str, call: Callable[[], object]) -> object:
+    """What ``call`` returns when ``expect`` is "ok"; else it must raise exactly that class."""
+    if expect == "ok":
+        return call()
+    with pytest.raises(error_class(expect)) as caught:
+        call()
+    assert type(caught.value).__name__ == expect
+    return None
+
+
+@pytest.mark.parametrize("case", CANONICAL["bodies"], ids=lambda c: c["description"])
+def test_json_bodies(case: dict[str, Any]) -> None:
+    """Spec 1.4.1: a body is read for its values, whatever its spelling; the same bytes as
+    a document (1.4) are held to the one canonical spelling."""
+    data = bytes.fromhex(case["text_hex"])
+    value = expect_outcome(case["expect"], lambda: canonical.parse_json(data))
+    if case["expect"] == "ok":
+        assert value == case["value"]
+    expect_outcome(case["as_document"], lambda: canonical.loads(data))
 
 
 def test_vector_files_are_valid_json_with_sources() -> None:

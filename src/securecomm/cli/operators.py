@@ -43,8 +43,10 @@ def _operator_client(args: argparse.Namespace) -> Any:
 
 
 def cmd_custodian_pending(args: argparse.Namespace) -> None:
+    from ..client.transport import answer_json
+
     with _operator_client(args) as client:
-        answer = client.request("GET", "/v1/releases", params={"status": "pending"}).json()
+        answer = answer_json(client.request("GET", "/v1/releases", params={"status": "pending"}))
     pending = answer["releases"]
     if not pending:
         print(f"{args.name}: no pending releases")
@@ -102,11 +104,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     if args.file:
         report = audit.verify(_saved_pages(args.file), public)
     elif args.remote or args.url:
+        from ..client.transport import answer_json
+
         with _operator_client(args) as client:
 
             def fetch(after: int) -> dict[str, Any]:
                 params = {"after": str(after), "limit": str(audit.PAGE_MAX_ENTRIES)}
-                page: dict[str, Any] = client.request("GET", "/v1/audit", params=params).json()
+                answer = client.request("GET", "/v1/audit", params=params)
+                page: dict[str, Any] = answer_json(answer)
                 return page
 
             report = audit.verify(audit.paged(fetch), public)

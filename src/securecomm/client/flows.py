@@ -47,7 +47,7 @@ from ..errors import (
 from ..identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
 from ..protocol import DepositRequest, Release
 from ..shares import Share
-from .transport import ServiceClient
+from .transport import ServiceClient, answer_json
 from .trust import KnownKeys
 
 __all__ = [
@@ -106,7 +106,7 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
     pinned = known.require(name)
     url = settings.custodian(name).url
     with ServiceClient(url, name, timeout=5.0, trust=settings.tls_ca) as client:
-        answer = client.request("GET", "/v1/identity", sign=False).json()
+        answer = answer_json(client.request("GET", "/v1/identity", sign=False))
     presented = PublicIdentity.from_json(answer.get("identity"), field=f"{name} identity")
     known.check(presented)  # raises KeyChangedError with both fingerprints
     presented.verify(
@@ -153,7 +153,7 @@ def _relay(
 
 def _directory_entry(settings: Settings, name: str, key: PublicIdentity | None = None) -> Any:
     with _relay(settings, timeout=5.0, key=key) as relay:
-        return relay.request("GET", f"/api/v1/directory/{name}", sign=False).json()
+        return answer_json(relay.request("GET", f"/api/v1/directory/{name}", sign=False))
 
 
 def listed(settings: Settings, name: str) -> PublicIdentity | None:
@@ -452,7 +452,7 @@ class _Send:
         setting if it does not say."""
         try:
             with _relay(self.settings, timeout=5.0) as relay:
-                said = relay.request("GET", "/api/v1/web-config", sign=False).json()
+                said = answer_json(relay.request("GET", "/api/v1/web-config", sign=False))
             limit = said.get("max_envelope_bytes") if isinstance(said, dict) else None
         except AnswerSignatureError as exc:
             raise AnswerSignatureError(exc.service, f"{exc.reason}; nothing was sent") from None
@@ -473,7 +473,7 @@ class _Send:
                 url, name, self.sender, timeout=self.deadline, trust=self.settings.tls_ca
             ) as c:
                 answer = c.request("POST", "/v1/deposits", body=request.to_json())
-            receipt = Receipt.from_json(answer.json())
+            receipt = Receipt.from_json(answer_json(answer))
             receipt.verify(keys[name])
             if receipt.share_digest != draft.header.custodians[index].share_digest or (
                 receipt.message_id != draft.header.message_id or receipt.index != index + 1
@@ -518,7 +518,7 @@ class _Send:
 
         def post_it() -> Any:
             with _relay(settings, sender, timeout=self.deadline, key=key) as r:
-                return r.request("POST", "/api/v1/messages", raw=data, sign=False).json()
+                return answer_json(r.request("POST", "/api/v1/messages", raw=data, sign=False))
 
         self.progress("uploading", 0, len(data))
         posting = _Gather({"relay": post_it})
@@ -645,7 +645,7 @@ def inbox(settings: Settings, reader: Identity) -> list[dict[str, Any]]:
     with _relay(settings, reader) as relay:
         while True:
             params = {"limit": "100"} | ({"after": after} if after else {})
-            page = relay.request("GET", "/api/v1/inbox", params=params).json()
+            page = answer_json(relay.request("GET", "/api/v1/inbox", params=params))
             messages.extend(item | {"seen": seen.get(item["id"])} for item in page["messages"])
             if not page["next"]:
                 return messages
@@ -800,7 +800,7 @@ def read(
                     "POST", "/v1/releases", body={"v": 1, "message_id": message_id}
                 )
         if answer.status_code == 202:
-            release_id = answer.json()["release_id"]
+            release_id = answer_json(answer)["release_id"]
             now.pending[name] = release_id
             raise ServiceError(
                 name,
@@ -808,7 +808,7 @@ def read(
                 Code.PENDING,
                 f"waiting for the operator's approval (release {release_id})",
             )
-        released = answer.json()
+        released = answer_json(answer)
         share = check(name, released)
         now.released[name] = released
         progress("collecting shares", 1, t)

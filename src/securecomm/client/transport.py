@@ -10,25 +10,31 @@ request before anything of it is used (:class:`AnswerSignatureError`).
 
 from __future__ import annotations
 
-import json
 import ssl
 import threading
 from typing import Any
 
 import httpx
 
-from .. import httpsig
+from .. import canonical, httpsig
 from ..codes import Code
-from ..errors import ServiceError
+from ..errors import FormatError, ServiceError
 from ..identity import Identity, PublicIdentity
 
-__all__ = ["ServiceClient", "tls_context"]
+__all__ = ["ServiceClient", "answer_json", "tls_context"]
 
 #: What a proxy or load balancer answers itself when the service behind it cannot be reached.
 _GATEWAY = frozenset({502, 503, 504})
 
 _tls_lock = threading.Lock()
 _tls_contexts: dict[str | None, ssl.SSLContext] = {}
+
+
+def answer_json(response: httpx.Response) -> Any:
+    """A service's answer body as JSON (spec 1.4.1: the values of canonical JSON, any
+    spelling); ``FormatError`` for anything else."""
+    url = response.request.url
+    return canonical.parse_json(response.content, what=f"the answer to {url.host}{url.path}")
 
 
 def tls_context(trust: str | None = None) -> ssl.SSLContext:
@@ -115,11 +121,7 @@ class ServiceClient:
         sign: bool = True,
     ) -> httpx.Response:
         """Send one request; return the response if its status is 2xx, else raise."""
-        content = (
-            raw
-            if raw is not None
-            else (json.dumps(body, sort_keys=True).encode() if body is not None else b"")
-        )
+        content = raw if raw is not None else (canonical.dumps(body) if body is not None else b"")
         query = str(httpx.QueryParams(params or {}))
         headers = {"Content-Type": "application/json"} if content else {}
         # Fresh for every request: the answer must be signed for this one (spec §11.4).
@@ -177,9 +179,9 @@ class ServiceClient:
             )
         if response.status_code >= 400:
             try:
-                answer = response.json()
+                answer = answer_json(response)
                 code, message = str(answer["code"]), str(answer["message"])
-            except (ValueError, KeyError, TypeError):
+            except (FormatError, KeyError, TypeError):
                 code, message = Code.HTTP_ERROR, f"HTTP {response.status_code}"
             raise ServiceError(self.audience, response.status_code, code, message)
         return response

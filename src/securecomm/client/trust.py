@@ -33,7 +33,7 @@ class KnownKeys:
         if not path.exists():
             return cls(path)
         try:
-            document = canonical.loads(path.read_bytes().rstrip(b"\n"), what=str(path))
+            document = canonical.loads_file(path.read_bytes(), what=str(path))
         except OSError as exc:
             raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
         verified = document.get("verified", []) if isinstance(document, dict) else None

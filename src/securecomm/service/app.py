@@ -21,15 +21,16 @@ import re
 import sys
 import time
 import traceback
-from typing import Any, NoReturn
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .. import errors, httpsig
+from .. import canonical, errors, httpsig
 from ..codes import Code
+from ..errors import FormatError
 from ..identity import Identity, PublicIdentity
 from .storage import remember_nonce
 
@@ -263,21 +264,10 @@ def read_json() -> dict[str, Any]:
     """The request body as a JSON object, or an ApiError saying what is wrong with it."""
     if request.mimetype != "application/json":
         raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
-    body = request.get_data(cache=True)
     try:
-        value = json.loads(
-            body.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_float=_no_float,
-            parse_constant=_no_float,
-        )
-    except UnicodeDecodeError:
-        raise ApiError(400, Code.BAD_JSON, "the body is not UTF-8") from None
-    except (ValueError, RecursionError):
-        raise ApiError(400, Code.BAD_JSON, "the body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise ApiError(400, Code.BAD_JSON, "the body must be a JSON object")
-    return value
+        return canonical.parse_json(request.get_data(cache=True), what="the body")
+    except FormatError as exc:
+        raise ApiError(400, Code.BAD_JSON, str(exc)) from None
 
 
 def query_int(name: str, *, default: int, low: int, high: int) -> int:
@@ -289,19 +279,6 @@ def query_int(name: str, *, default: int, low: int, high: int) -> int:
     if not _DECIMAL.fullmatch(raw) or not low <= int(raw) <= high:
         raise ApiError(400, Code.BAD_FIELD, f"{name}: expected an integer in {low}..{high}")
     return int(raw)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError("duplicate key")
-        result[key] = value
-    return result
-
-
-def _no_float(text: str) -> NoReturn:
-    raise ValueError("not an integer")
 
 
 def request_target() -> tuple[str, str]:

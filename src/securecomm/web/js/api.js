@@ -5,7 +5,7 @@
 // is checked to be signed by its pinned key for the request it answers (spec §11.4) before
 // anything of it is used.
 
-import { b64decode, fromUtf8, labelledHash, sha256, toHex } from "./bytes.js";
+import { b64decode, labelledHash, sha256, toHex } from "./bytes.js";
 import * as canonical from "./canonical.js";
 import { Envelope, Receipt } from "./envelope.js";
 import {
@@ -123,7 +123,7 @@ export class ServiceClient {
       let code = "http_error";
       let message = `HTTP ${response.status}`;
       try {
-        const answer = JSON.parse(fromUtf8(bytes));
+        const answer = canonical.parseJson(bytes, { what: `the answer of ${this.audience}` });
         code = String(answer.code);
         message = String(answer.message);
       } catch {
@@ -135,13 +135,7 @@ export class ServiceClient {
       status: response.status,
       bytes,
       answer,
-      json: () => {
-        try {
-          return JSON.parse(fromUtf8(bytes));
-        } catch {
-          throw new FormatError(`${this.audience} answered something that is not JSON`);
-        }
-      },
+      json: () => canonical.parseJson(bytes, { what: `the answer of ${this.audience}` }),
     };
   }
 }

@@ -3,6 +3,7 @@
 // canonical form; loads() is a hand-written strict JSON parser that refuses
 // what §1.4 forbids (FormatError), then re-encodes and compares the bytes,
 // so any other spelling of a valid document is a NonCanonicalError.
+// parseJson() reads an HTTP body (§1.4.1): the same values, any spelling.
 
 import { fromUtf8, utf8 } from "./bytes.js";
 import { FieldError, FormatError, NonCanonicalError, ParameterError } from "./errors.js";
@@ -325,23 +326,39 @@ class Parser {
   }
 }
 
-// Parse canonical JSON bytes; refuse invalid UTF-8, floats, duplicates, other spellings.
-export function loads(data, { what = "document" } = {}) {
+// Parse JSON bytes under §1.4's value rules, with their canonical bytes.
+function parse(data, what) {
   if (!(data instanceof Uint8Array)) {
     throw new ParameterError(`${what}: expected a Uint8Array`);
   }
   // fromUtf8 keeps a byte order mark, which the parser then refuses.
   const text = fromUtf8(data, { field: what });
   const value = new Parser(text, what).document();
-  let canonical;
   try {
-    canonical = dumps(value);
+    return { value, canonical: dumps(value) };
   } catch (error) {
     if (error instanceof FieldError) {
       throw new FormatError(`${what}: ${error.message}`);
     }
     throw error;
   }
+}
+
+// Parse a JSON body (§1.4.1): an object of canonical JSON's values, in any spelling.
+// Whitespace and member order are free; invalid UTF-8, a byte order mark, floats, NaN,
+// integers beyond ±(2^53 − 1), duplicate keys, lone surrogates and a value that is not an
+// object are refused (FormatError).
+export function parseJson(data, { what = "body" } = {}) {
+  const { value } = parse(data, what);
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new FormatError(`${what}: not a JSON object`);
+  }
+  return value;
+}
+
+// Parse canonical JSON bytes; refuse invalid UTF-8, floats, duplicates, other spellings.
+export function loads(data, { what = "document" } = {}) {
+  const { value, canonical } = parse(data, what);
   if (!sameBytes(canonical, data)) {
     throw new NonCanonicalError(
       `${what}: JSON is not in canonical form (RFC 8785: sorted keys, no spaces)`,
