@@ -25,11 +25,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from securecomm import _encoding, canonical, errors, httpsig, shamir, shares
+from securecomm import envelope as envelope_module
 from securecomm.envelope import PAYLOAD_NAMED, Envelope, Policy, Receipt, _prepare, prepare
 from securecomm.identity import Identity, PublicIdentity
 
@@ -501,6 +503,7 @@ def envelope_vectors() -> dict[str, Any]:
                 "expect": error_name(attempt),
             }
         )
+    combine_cases = combine_vectors(data, released, draft, alice, custodians)
     return {
         "description": (
             "Envelopes (spec/format-v1.md, 'Envelope'). Identities are derived from the"
@@ -508,6 +511,9 @@ def envelope_vectors() -> dict[str, Any]:
             " message id (16), message key (32), split coefficients (t-1 x 32), AES-GCM"
             " nonce (12). Replaying them with the same inputs gives 'envelope' byte for byte."
             " 'failures': the stage (decode, verify, open) at which a reader MUST refuse."
+            " 'combine' (spec 7.7 steps 6-8): envelopes that decode and verify, opened with"
+            " 'released' (custodian -> share, in the order given): 'expect' is 'ok' with"
+            " 'plaintext', or the class of the error."
         ),
         "identities": {
             "alice": {**alice_keys, "public": alice.public.to_json()},
@@ -530,7 +536,76 @@ def envelope_vectors() -> dict[str, Any]:
         )
         | {"filename": filename},
         "failures": cases,
+        "combine": combine_cases,
     }
+
+
+def combine_vectors(
+    data: bytes, released: dict[str, str], draft: Any, alice: Identity, custodians: list[Any]
+) -> list[dict[str, Any]]:
+    """Spec 7.7 steps 6-8 with more shares than t, in orders that must not matter; and an
+    envelope whose sender made delta's share off the polynomial (signing its digest)."""
+
+    honest_split = shares.split
+
+    def crooked_split(secret: bytes, n: int, t: int, *, split_id: bytes) -> list[shares.Share]:
+        made = honest_split(secret, n, t, split_id=split_id)
+        wrong = bytes([made[3].value[0] ^ 0x5A]) + made[3].value[1:]
+        return [*made[:3], shares.Share(split_id, t, 4, wrong), *made[4:]]
+
+    message = b"Meet at the north gate at 06:00."
+    with mock.patch.object(envelope_module.shares_mod, "split", crooked_split):
+        _, crooked, crooked_data, _ = sealed_envelope("envelope/crooked", message)
+    honest = {ENVELOPE_NAMES[i]: draft.shares[i].to_text() for i in range(5)}
+    bent = {ENVELOPE_NAMES[i]: crooked.shares[i].to_text() for i in range(5)}
+    altered = dict(honest)
+    value = bytearray(draft.shares[1].value)
+    value[0] ^= 0x01
+    altered["bravo"] = shares.Share(draft.shares[1].split_id, 3, 2, bytes(value)).to_text()
+
+    def pick(source: dict[str, str], names: str) -> dict[str, str]:
+        return {name: source[name] for name in names.split()}
+
+    cases = [
+        ("all five, last index first", data, pick(honest, "echo delta charlie bravo alpha")),
+        ("four, in no order", data, pick(honest, "delta alpha echo charlie")),
+        ("three, the highest index first", data, pick(honest, "echo alpha charlie")),
+        ("the same three as 'released', in another order", data, dict(reversed(released.items()))),
+        (
+            "one of four altered: a reader skips it (ShareDigestError if handed over)",
+            data,
+            pick(altered, "alpha bravo charlie delta"),
+        ),
+        ("sender made delta off the polynomial: three without it", crooked_data,
+         pick(bent, "alpha bravo charlie")),
+        ("sender made delta off the polynomial: the same three, reversed", crooked_data,
+         pick(bent, "charlie bravo alpha")),
+        ("sender made delta off the polynomial: four with it, delta last", crooked_data,
+         pick(bent, "alpha bravo charlie delta")),
+        ("sender made delta off the polynomial: the same four, delta first", crooked_data,
+         pick(bent, "delta alpha bravo charlie")),
+        ("sender made delta off the polynomial: all five", crooked_data,
+         pick(bent, "echo delta charlie bravo alpha")),
+        ("sender made delta off the polynomial: three with it", crooked_data,
+         pick(bent, "bravo charlie delta")),
+    ]  # fmt: skip
+    keys = {c.name: c.public for c, _ in custodians}
+    result = []
+    for description, blob, given in cases:
+
+        def attempt(blob: bytes = blob, given: dict[str, str] = given) -> str:
+            env = Envelope.from_bytes(blob)
+            env.verify(alice.public, keys)
+            return env.open({k: shares.Share.from_text(v) for k, v in given.items()}).hex()
+
+        result.append(
+            outcome(
+                {"description": description, "envelope": blob.decode(), "released": given},
+                "plaintext",
+                attempt,
+            )
+        )
+    return result
 
 
 # Canonical JSON

@@ -49,6 +49,7 @@ from ._fields import (
 )
 from .errors import (
     FieldError,
+    InconsistentSharesError,
     InsufficientSharesError,
     KeyCommitmentError,
     NotRecipientError,
@@ -517,16 +518,31 @@ class Envelope:
             )
 
     def recover_key(self, released: Mapping[str, Share]) -> bytes:
-        """Check each share against its digest, combine t of them, check the key commitment."""
-        good = []
+        """Steps 6-8 of spec 7.7: the message key from every share in ``released``.
+
+        Each share must be the one its custodian's slot names (:class:`ShareDigestError`
+        otherwise: pass only shares you accepted with :meth:`check_share`). All of them are
+        combined in index order, so the order given does not matter: the t lowest indices
+        make the key and every further share must agree with them
+        (:class:`InconsistentSharesError`: the sender signed shares that do not belong
+        together). Then the key commitment (:class:`KeyCommitmentError`).
+        """
         for custodian, share in released.items():
             self.check_share(custodian, share)
-            good.append(share)
-        if len(good) < self.header.threshold:
+        t = self.header.threshold
+        if len(released) < t:
             raise InsufficientSharesError(
-                f"envelope {self.id}: {len(good)} share(s), threshold is {self.header.threshold}"
+                f"envelope {self.id}: {len(released)} share(s), threshold is {t}"
             )
-        key = shares_mod.combine(good[: self.header.threshold])
+        ordered = sorted(released.items(), key=lambda item: item[1].index)
+        try:
+            key = shares_mod.combine([share for _, share in ordered])
+        except InconsistentSharesError:
+            names = ", ".join(name for name, _ in ordered)
+            raise InconsistentSharesError(
+                f"envelope {self.id}: the shares of {names} do not lie on one polynomial,"
+                " though each is the one the sender signed: the sender made them wrongly"
+            ) from None
         _check_commitment(key, self.header.message_id, self.header.key_commitment)
         return key
 

@@ -107,6 +107,34 @@ export async function runEnvelopeValid(text, roles) {
   });
 }
 
+// §7.7 steps 6-8: every share given is combined, in index order; the outcome never depends
+// on the order given, and an extra share off the polynomial is caught.
+export async function runEnvelopeCombine(text, roles) {
+  const data = JSON.parse(text);
+  const ids = await identities(data);
+  return eachCase(data.combine, async (entry) => {
+    const envelope = await Envelope.fromBytes(utf8(entry.envelope));
+    await envelope.verify(ids[roles.sender].public, custodianKeys(ids, roles));
+    const open = async () => toHex(await envelope.open(released(entry.released)));
+    if (entry.expect === "ok") {
+      const plaintext = await open();
+      check(plaintext === entry.plaintext, `plaintext ${plaintext}, expected ${entry.plaintext}`);
+      return;
+    }
+    check(typeof errors[entry.expect] === "function", `no error class ${entry.expect}`);
+    try {
+      await open();
+    } catch (error) {
+      check(
+        error instanceof errors[entry.expect] && error.name === entry.expect,
+        `threw ${error.name} (${error.message}), expected ${entry.expect}`,
+      );
+      return;
+    }
+    throw new Mismatch(`opened, expected ${entry.expect}`);
+  });
+}
+
 // Each failure: refused at its stage with exactly its error class, every earlier stage passed.
 export async function runEnvelopeFailures(text, roles) {
   const data = JSON.parse(text);

@@ -80,11 +80,15 @@ def test_the_roles_name_every_identity_of_the_file() -> None:
 
 @pytest.mark.parametrize(
     ("member", "runner"),
-    [("valid", "runEnvelopeValid"), ("failures", "runEnvelopeFailures")],
+    [
+        ("valid", "runEnvelopeValid"),
+        ("failures", "runEnvelopeFailures"),
+        ("combine", "runEnvelopeCombine"),
+    ],
 )
 def test_every_envelope_case_passes(page: Page, member: str, runner: str) -> None:
     data = envelope_vectors()
-    cases = data[member] if member == "failures" else [data[member], data["valid_named"]]
+    cases = data[member] if member != "valid" else [data[member], data["valid_named"]]
     assert cases, f"envelope.json: no {member} cases"
     results = run(page, runner, json.dumps(data))
     assert [r["description"] for r in results] == [c["description"] for c in cases], (

@@ -725,22 +725,37 @@ def test_encrypt_refuses_impossible_parameters(
 def test_decrypt_with_two_shares_writes_nothing(tmp_path: Path, sealed: Sealed) -> None:
     out = tmp_path / "plain.bin"
     result = run_cli("decrypt", sealed.envelope, "--shares", *sealed.shares[3:], "--out", out)
-    assert_refused(result, 2, "2 share(s), threshold is 3", secrets=[PLAINTEXT, PLAINTEXT_MARKER])
+    assert_refused(
+        result, 2, "2 good share(s) of the 3 needed", secrets=[PLAINTEXT, PLAINTEXT_MARKER]
+    )
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_decrypt_refuses_the_same_share_twice(tmp_path: Path, sealed: Sealed) -> None:
+def test_decrypt_counts_the_same_share_twice_once(tmp_path: Path, sealed: Sealed) -> None:
+    """Spec 7.7 step 6: a repeat of a good share is that share (its digest fixes every
+    byte): named, counted once, never an error of its own."""
     out = tmp_path / "plain.bin"
     shares = [sealed.shares[0], sealed.shares[1], sealed.shares[0]]
     result = run_cli("decrypt", sealed.envelope, "--shares", *shares, "--out", out)
-    assert_refused(result, 2, "share 3", "given twice", secrets=[PLAINTEXT_MARKER])
+    assert_refused(
+        result,
+        2,
+        f"warning: skipped share 3 ({sealed.shares[0]}): the same share as share 1",
+        "2 good share(s) of the 3 needed (1 skipped, named above)",
+        secrets=[PLAINTEXT_MARKER],
+    )
     assert not out.exists()
+    result = run_cli("decrypt", sealed.envelope, "--shares", *shares, sealed.shares[4])
+    assert (result.code, result.out) == (0, PLAINTEXT), result.err
+    assert "skipped share 3" in result.err
 
 
-def test_decrypt_refuses_a_share_of_another_encryption(
+def test_decrypt_skips_a_share_of_another_encryption(
     tmp_path: Path, sealed: Sealed, other_sealed: Sealed
 ) -> None:
+    """Spec 7.7 steps 6-7: the share that is not this message's is skipped and named, as
+    `read` skips a custodian's; with too few left, nothing is decrypted."""
     out = tmp_path / "plain.bin"
     shares = [sealed.shares[0], other_sealed.shares[2], sealed.shares[1]]
     result = run_cli("decrypt", sealed.envelope, "--shares", *shares, "--out", out)
@@ -749,9 +764,20 @@ def test_decrypt_refuses_a_share_of_another_encryption(
         result,
         2,
         f"share 2 ({other_sealed.shares[2]}) does not belong to message {message_id}",
+        "2 good share(s) of the 3 needed",
         secrets=[PLAINTEXT_MARKER],
     )
     assert not out.exists()
+    result = run_cli("decrypt", sealed.envelope, "--shares", *shares, sealed.shares[3])
+    assert (result.code, result.out) == (0, PLAINTEXT), result.err
+    assert f"warning: skipped share 2 ({other_sealed.shares[2]}) does not belong" in result.err
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3, 4), (4, 3, 2, 1, 0), (2, 4, 0, 3, 1)])
+def test_decrypt_with_all_shares_in_any_order(sealed: Sealed, order: tuple[int, ...]) -> None:
+    result = run_cli("decrypt", sealed.envelope, "--shares", *(sealed.shares[i] for i in order))
+    assert (result.code, result.out) == (0, PLAINTEXT), result.err
+    assert "skipped" not in result.err
 
 
 @pytest.mark.parametrize("position", [0, 20, 30, -3])
@@ -765,10 +791,18 @@ def test_decrypt_names_a_damaged_share_file(tmp_path: Path, sealed: Sealed, posi
     assert_refused(
         result,
         2,
-        f"share 2 ({damaged})",
+        f"skipped share 2 ({damaged})",
         secrets=[PLAINTEXT_MARKER, body(text), *(body(p.read_text().strip()) for p in shares)],
     )
     assert not out.exists()
+
+
+def test_decrypt_skips_a_missing_share_file(tmp_path: Path, sealed: Sealed) -> None:
+    missing = tmp_path / "no-such-share.txt"
+    shares = [missing, *sealed.shares[2:]]
+    result = run_cli("decrypt", sealed.envelope, "--shares", *shares)
+    assert (result.code, result.out) == (0, PLAINTEXT), result.err
+    assert f"warning: skipped share 1 ({missing}): cannot read the file" in result.err
 
 
 # Tampered envelopes

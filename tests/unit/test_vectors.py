@@ -189,6 +189,19 @@ def test_envelope_refusals(case: dict[str, Any]) -> None:
     assert reached == case["stage"]
 
 
+@pytest.mark.parametrize("case", ENVELOPE["combine"], ids=lambda c: c["description"])
+def test_envelope_combine(case: dict[str, Any]) -> None:
+    """Spec 7.7 steps 6-8: every share given is combined, in index order, so the order
+    given never changes the outcome; an extra share off the polynomial is caught."""
+    ids = _identities()
+    env = Envelope.from_bytes(case["envelope"].encode())
+    env.verify(ids["alice"].public, {n: ids[n].public for n in CUSTODIANS})
+    given = {k: Share.from_text(v) for k, v in case["released"].items()}
+    plaintext = expect_outcome(case["expect"], lambda: env.open(given).hex())
+    if case["expect"] == "ok":
+        assert plaintext == case["plaintext"]
+
+
 @pytest.mark.parametrize("case", ENCODING["base64"], ids=lambda c: c["description"])
 def test_base64(case: dict[str, Any]) -> None:
     def decode() -> bytes:

@@ -14,7 +14,15 @@ from .. import aead
 from .. import shares as shares_mod
 from .._files import write_atomic
 from ..envelope import Envelope, name_for_file, prepare
-from ..errors import DecryptionError, SecureCommError, ShareError
+from ..errors import (
+    DecryptionError,
+    FormatError,
+    InsufficientSharesError,
+    SecureCommError,
+    ShareDigestError,
+    ShareError,
+    ShareIndexError,
+)
 from ..identity import Identity, load_public, save_public
 from ..shares import TEXT_SPACE, Share
 from ._common import (
@@ -27,6 +35,7 @@ from ._common import (
     preview,
     read_input,
     refuse_existing,
+    warn,
     write_output,
 )
 
@@ -115,36 +124,55 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
+def _offered_share(envelope: Envelope, path: Path, label: str) -> tuple[str, Share]:
+    """The slot and share in the file at ``path``, checked against the envelope's digest
+    (spec 7.7 step 6); ``FormatError`` or ``ShareError``, naming ``label``, otherwise."""
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise FormatError(f"{label}: cannot read the file") from None
+    share = Share.from_text(text, name=label)
+    if not 1 <= share.index <= envelope.header.n:
+        raise ShareIndexError(f"{label}: index {share.index} is not in this envelope")
+    name = envelope.header.custodians[share.index - 1].name
+    try:
+        envelope.check_share(name, share)
+    except ShareError:
+        raise ShareDigestError(f"{label} does not belong to message {envelope.id}") from None
+    return name, share
+
+
 def cmd_decrypt(args: argparse.Namespace) -> None:
     refuse_existing(args.out, args.force, "-o")
     envelope = Envelope.from_bytes(read_input(args.envelope, "envelope"))
     sender = load_public(Path(args.sender)) if args.sender else None
     envelope.verify(sender)
+    # Spec 7.7 steps 6-7, as `read` does with custodians: a file that is not one of this
+    # message's shares is skipped and named, the rest are combined, all of them.
     released: dict[str, Share] = {}
+    given_at: dict[str, int] = {}
+    skipped = 0
     for position, path in enumerate(args.shares, start=1):
+        label = f"share {position} ({path})"
         try:
-            text = Path(path).read_text("utf-8")
-        except (OSError, UnicodeDecodeError):
-            raise CliError(f"cannot read share file {path}") from None
-        share = Share.from_text(text, name=f"share {position} ({path})")
-        if not 1 <= share.index <= envelope.header.n:
-            raise CliError(
-                f"share {position} ({path}): index {share.index} is not in this envelope",
-                code=EXIT_BAD_INPUT,
-            )
-        name = envelope.header.custodians[share.index - 1].name
+            name, share = _offered_share(envelope, Path(path), label)
+        except (FormatError, ShareError) as exc:
+            warn(f"skipped {exc}")
+            skipped += 1
+            continue
         if name in released:
-            raise CliError(
-                f"share {position} ({path}): index {share.index} given twice", code=EXIT_BAD_INPUT
-            )
-        try:
-            envelope.check_share(name, share)
-        except ShareError:
-            raise CliError(
-                f"share {position} ({path}) does not belong to message {envelope.id}",
-                code=EXIT_BAD_INPUT,
-            ) from None
-        released[name] = share
+            # It passed the digest check, so it is the same share: nothing new.
+            warn(f"skipped {label}: the same share as share {given_at[name]} (given twice)")
+            skipped += 1
+            continue
+        released[name], given_at[name] = share, position
+    t = envelope.header.threshold
+    if len(released) < t:
+        raise InsufficientSharesError(
+            f"{len(released)} good share(s) of the {t} needed"
+            + (f" ({skipped} skipped, named above)" if skipped else "")
+            + "; nothing was decrypted"
+        )
     opened = envelope.open_named(released)
     if opened.filename:
         print(f"the sender named it {opened.filename!r}", file=sys.stderr)

@@ -859,7 +859,9 @@ def read(
         raise short
     for name, why in sorted(gather.failures.items()):
         warn(f"custodian {name} skipped: {why}")
-    chosen = dict(sorted(good.items(), key=lambda item: names.index(item[0]))[:t])
+    # Every good share, not t of them: one the sender made off the polynomial is caught
+    # (spec 7.7 step 7), whichever answered first.
+    chosen = dict(sorted(good.items(), key=lambda item: names.index(item[0])))
     opened = envelope.open_named(chosen)
     _save_kept(state_path, message_id, _Kept() if forget else now)
     _note(settings, reader, message_id, read_at=int(time.time()))

@@ -600,7 +600,8 @@ export async function read({
     Object.assign(error, { good: usable.length, needed: t, kept: keeping });
     throw error;
   }
-  const chosen = Object.fromEntries(usable.slice(0, t).map((name) => [name, good[name]]));
+  // Every good share, so a share the sender made off the polynomial is caught (§7.7 step 7).
+  const chosen = Object.fromEntries(usable.map((name) => [name, good[name]]));
   // The sender's file name, if any, was checked on decryption (spec §7.10).
   const { filename, content: plaintext } = await envelope.openNamed(chosen);
   await store.remove("pending", key);

@@ -19,6 +19,7 @@ import {
 import * as canonical from "./canonical.js";
 import {
   FieldError,
+  InconsistentSharesError,
   InsufficientSharesError,
   KeyCommitmentError,
   NotRecipientError,
@@ -507,19 +508,34 @@ export class Envelope {
       );
   }
 
-  /** Steps 6-8: check each share, combine t of them, check the key commitment. */
+  /**
+   * Steps 6-8 of §7.7: the message key from every share in `released` ({custodian: Share}).
+   * Each must be the one its slot names (ShareDigestError otherwise: pass only shares
+   * accepted with checkShare). All are combined in index order, so the order given does not
+   * matter: the t lowest indices make the key and every further share must agree with them
+   * (InconsistentSharesError: the sender signed shares that do not belong together). Then
+   * the key commitment (KeyCommitmentError).
+   */
   async recoverKey(released) {
-    const good = [];
-    for (const [custodian, share] of Object.entries(released)) {
-      await this.checkShare(custodian, share);
-      good.push(share);
-    }
+    const entries = Object.entries(released);
+    for (const [custodian, share] of entries) await this.checkShare(custodian, share);
     const t = this.header.threshold;
-    if (good.length < t)
+    if (entries.length < t)
       throw new InsufficientSharesError(
-        `envelope ${this.id}: ${good.length} share(s), threshold is ${t}`,
+        `envelope ${this.id}: ${entries.length} share(s), threshold is ${t}`,
       );
-    const key = combine(good.slice(0, t));
+    entries.sort(([, a], [, b]) => a.index - b.index);
+    let key;
+    try {
+      key = combine(entries.map(([, share]) => share));
+    } catch (error) {
+      if (!(error instanceof InconsistentSharesError)) throw error;
+      const names = entries.map(([name]) => name).join(", ");
+      throw new InconsistentSharesError(
+        `envelope ${this.id}: the shares of ${names} do not lie on one polynomial,` +
+          " though each is the one the sender signed: the sender made them wrongly",
+      );
+    }
     const expected = await keyCommitment(key, this.header.messageId);
     if (!equal(expected, this.header.keyCommitment)) throw new KeyCommitmentError();
     return key;
