@@ -31,9 +31,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from securecomm import _encoding, canonical, errors, httpsig, shamir, shares
-from securecomm import envelope as envelope_module
-from securecomm.envelope import PAYLOAD_NAMED, Envelope, Policy, Receipt, _prepare, prepare
-from securecomm.identity import Identity, PublicIdentity
+from securecomm.envelope import (
+    PAYLOAD_NAMED,
+    Envelope,
+    Policy,
+    Receipt,
+    _prepare,
+    prepare,
+    prepare_offline,
+)
+from securecomm.identity import Identity, PublicIdentity, public_file, read_public_file
 
 SEED = b"securecomm/v1/test-vectors/2026-11-29"
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -513,7 +520,12 @@ def envelope_vectors() -> dict[str, Any]:
             " 'failures': the stage (decode, verify, open) at which a reader MUST refuse."
             " 'combine' (spec 7.7 steps 6-8): envelopes that decode and verify, opened with"
             " 'released' (custodian -> share, in the order given): 'expect' is 'ok' with"
-            " 'plaintext', or the class of the error."
+            " 'plaintext', or the class of the error. 'offline' (spec 7.1): an envelope of"
+            " the single-machine mode, the sender's .pub file, its share files as written"
+            " (and others), and for each case the files 'given' in that order: 'skipped' names"
+            " the error of each file not used, in order; 'expect' is 'ok' with 'plaintext' or"
+            " the class of the error. 'envelope_files': an envelope file a reader MUST read"
+            " ('id') or refuse."
         ),
         "identities": {
             "alice": {**alice_keys, "public": alice.public.to_json()},
@@ -537,6 +549,85 @@ def envelope_vectors() -> dict[str, Any]:
         | {"filename": filename},
         "failures": cases,
         "combine": combine_cases,
+        "offline": offline_vectors(alice),
+    }
+
+
+def offline_vectors(alice: Identity) -> dict[str, Any]:
+    """Spec 7.1, the single-machine mode: an envelope alice wrote for herself, its share
+    files as written, and what a reader makes of sets of files."""
+    message = b"The spare key is under the third stone."
+    with deterministic("envelope/offline"):
+        draft = prepare_offline(
+            message,
+            sender=alice.public,
+            n=5,
+            threshold=3,
+            created=ENVELOPE_CREATED,
+            filename="stones.txt",
+        )
+        other = prepare_offline(message, sender=alice.public, n=5, threshold=3, created=1)
+        beyond = shares.split(bytes(32), 7, 3, split_id=draft.header.message_id)[6]
+    data = draft.finish(alice).to_bytes()
+    written = dict(draft.share_files())
+    files = {name: text.decode() for name, text in written.items()}
+    mine = list(files)
+    good = [text.decode().strip() for text in written.values()]
+    altered = good[2][:-3] + ("A" if good[2][-3] != "A" else "B") + good[2][-2:]
+    files |= {
+        "crlf-tab.txt": "\t" + good[1] + "\r\n",
+        "other-message.txt": dict(other.share_files())[f"{other.header.id}.share-1.txt"].decode(),
+        "altered.txt": altered + "\n",
+        "index-7.txt": beyond.to_text() + "\n",
+        "not-a-share.txt": "the spare key\n",
+    }
+    sets = [
+        ("three files, in index order", [mine[0], mine[1], mine[2]]),
+        ("three files, the last index first", [mine[4], mine[2], mine[0]]),
+        ("all five", mine),
+        ("a share with a leading TAB and CRLF (3.2)", ["crlf-tab.txt", mine[3], mine[4]]),
+        ("one file twice: it counts once", [mine[0], mine[0], mine[1]]),
+        ("one file twice, and a third", [mine[0], mine[1], mine[0], mine[3]]),
+        ("a share of another message among three", [mine[0], "other-message.txt", mine[1]]),
+        ("a share of another message among four", ["other-message.txt", *mine[:3]]),
+        ("an altered share among three", ["altered.txt", mine[0], mine[1]]),
+        ("an index beyond n among four", ["index-7.txt", mine[0], mine[1], mine[3]]),
+        ("a file that is not a share among four", ["not-a-share.txt", *mine[2:]]),
+    ]
+    envelope = Envelope.from_file(data)
+    envelope.verify(read_public_file(public_file(alice.public)))
+    cases = []
+    for description, given in sets:
+        gathered = envelope.gather([(name, files[name]) for name in given])
+        case = outcome(
+            {"description": description, "given": given},
+            "plaintext",
+            functools.partial(lambda g: envelope.open(g.released).hex(), gathered),
+        )
+        case["skipped"] = [type(error).__name__ for _, error in gathered.skipped]
+        cases.append(case)
+    envelope_files = []
+    for description, text in [
+        ("as written", data),
+        ("one LF after it", data + b"\n"),
+        ("CRLF after it", data + b"\r\n"),
+        ("two LFs after it", data + b"\n\n"),
+    ]:
+        envelope_files.append(
+            outcome(
+                {"description": description, "text": text.decode()},
+                "id",
+                functools.partial(lambda t: Envelope.from_file(t).id, text),
+            )
+        )
+    return {
+        "envelope": data.decode(),
+        "sender_pub": public_file(alice.public).decode(),
+        "plaintext": message.hex(),
+        "filename": "stones.txt",
+        "files": files,
+        "cases": cases,
+        "envelope_files": envelope_files,
     }
 
 
@@ -554,7 +645,7 @@ def combine_vectors(
         return [*made[:3], shares.Share(split_id, t, 4, wrong), *made[4:]]
 
     message = b"Meet at the north gate at 06:00."
-    with mock.patch.object(envelope_module.shares_mod, "split", crooked_split):
+    with mock.patch.object(shares, "split", crooked_split):
         _, crooked, crooked_data, _ = sealed_envelope("envelope/crooked", message)
     honest = {ENVELOPE_NAMES[i]: draft.shares[i].to_text() for i in range(5)}
     bent = {ENVELOPE_NAMES[i]: crooked.shares[i].to_text() for i in range(5)}

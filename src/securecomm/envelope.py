@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,12 +48,17 @@ from ._fields import (
     unique,
 )
 from .errors import (
+    DuplicateShareError,
     FieldError,
+    FormatError,
     InconsistentSharesError,
     InsufficientSharesError,
     KeyCommitmentError,
     NotRecipientError,
+    SecureCommError,
     ShareDigestError,
+    ShareError,
+    ShareIndexError,
     SignatureError,
 )
 from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
@@ -67,6 +72,7 @@ __all__ = [
     "CustodianSlot",
     "Draft",
     "Envelope",
+    "Gathered",
     "Header",
     "Opened",
     "Policy",
@@ -76,6 +82,7 @@ __all__ = [
     "key_commitment",
     "name_for_file",
     "prepare",
+    "prepare_offline",
     "share_digest",
 ]
 
@@ -418,6 +425,12 @@ class Envelope:
         return cls.from_json(canonical.loads(data, what="envelope"))
 
     @classmethod
+    def from_file(cls, data: bytes) -> Envelope:
+        """:meth:`from_bytes` of an envelope file (spec 7.1): its bytes, and one LF a
+        mail client or an editor may have added."""
+        return cls.from_json(canonical.loads_file(data, what="envelope"))
+
+    @classmethod
     def from_json(cls, value: object) -> Envelope:
         path = "envelope"
         keys = {"v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"}
@@ -517,6 +530,39 @@ class Envelope:
                 f"custodian {custodian!r}: its share does not match the digest the sender signed"
             )
 
+    def gather(self, offered: Iterable[tuple[str, str]]) -> Gathered:
+        """Shares held out of band (spec 7.1), each ``(label, text)``: parsed (3.2), matched
+        to the slot of its index, checked (7.7 step 6). One that fails is skipped, with its
+        error naming ``label``; a repeat of a good one is skipped and counts once."""
+        released: dict[str, Share] = {}
+        first: dict[str, str] = {}
+        skipped: list[tuple[str, SecureCommError]] = []
+        for label, text in offered:
+            try:
+                share = Share.from_text(text, name=label)
+                if not 1 <= share.index <= self.header.n:
+                    raise ShareIndexError(
+                        f"{label}: index {share.index} is not a slot of message {self.id}"
+                    )
+                name = self.header.custodians[share.index - 1].name
+                try:
+                    self.check_share(name, share)
+                except ShareDigestError:
+                    raise ShareDigestError(
+                        f"{label} does not belong to message {self.id}"
+                    ) from None
+            except (FormatError, ShareError) as exc:
+                skipped.append((label, exc))
+                continue
+            if name in released:
+                # It passed step 6, so it is the same share (the digest fixes every byte).
+                skipped.append(
+                    (label, DuplicateShareError(f"{label}: the same share as {first[name]}"))
+                )
+                continue
+            released[name], first[name] = share, label
+        return Gathered(released, tuple(skipped))
+
     def recover_key(self, released: Mapping[str, Share]) -> bytes:
         """Steps 6-8 of spec 7.7: the message key from every share in ``released``.
 
@@ -565,6 +611,16 @@ class Envelope:
     def open_named(self, released: Mapping[str, Share]) -> Opened:
         """:meth:`recover_key` then :meth:`decrypt_named`. Call :meth:`verify` first."""
         return self.decrypt_named(self.recover_key(released))
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What :meth:`Envelope.gather` made of shares held out of band."""
+
+    #: Slot name -> share, each checked against the sender's digest.
+    released: dict[str, Share]
+    #: Each share not used, with the error that says why (it names the share).
+    skipped: tuple[tuple[str, SecureCommError], ...]
 
 
 @dataclass(frozen=True)
@@ -630,6 +686,14 @@ class Draft:
     def __repr__(self) -> str:
         return f"Draft(id={self.header.id}, n={self.header.n}, shares=<hidden>)"
 
+    def share_files(self) -> list[tuple[str, bytes]]:
+        """Each share as the single-machine mode writes it (spec 7.1): the file name
+        ``<message id>.share-<index>.txt`` and the text form (3.2) followed by one LF."""
+        return [
+            (f"{self.header.id}.share-{share.index}.txt", f"{share.to_text()}\n".encode("ascii"))
+            for share in self.shares
+        ]
+
     def envelope_size(self, ref_length: int = 32) -> int:
         """The length in bytes of the envelope once signed with n receipts whose refs are
         ``ref_length`` characters long (a custodian of this package issues 32)."""
@@ -691,6 +755,30 @@ def prepare(
     framed = _frame(filename, plaintext)
     return _prepare(
         framed, PAYLOAD_NAMED, sender, recipients, custodians, threshold, policy, created
+    )
+
+
+def prepare_offline(
+    plaintext: bytes,
+    *,
+    sender: PublicIdentity,
+    recipients: Sequence[PublicIdentity] = (),
+    n: int,
+    threshold: int,
+    created: int | None = None,
+    filename: str | None = None,
+) -> Draft:
+    """:func:`prepare` for the single-machine mode (spec 7.1): the slots are named
+    ``share-1`` .. ``share-n`` and have no custodian key, and with no ``recipients`` the
+    sender is the one recipient. Hand each share out with :meth:`Draft.share_files`."""
+    return prepare(
+        plaintext,
+        sender=sender,
+        recipients=recipients or [sender],
+        custodians=[(f"share-{index}", None) for index in range(1, n + 1)],
+        threshold=threshold,
+        created=created,
+        filename=filename,
     )
 
 

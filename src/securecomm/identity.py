@@ -49,6 +49,8 @@ __all__ = [
     "format_fingerprint",
     "load_or_create",
     "load_public",
+    "public_file",
+    "read_public_file",
     "save_public",
 ]
 
@@ -336,14 +338,24 @@ def load_or_create(path: Path, name: str) -> Identity:
     return identity
 
 
+def public_file(identity: PublicIdentity) -> bytes:
+    """The bytes of a .pub file (spec 7.1): the canonical JSON of the public identity, LF."""
+    return canonical.dumps(identity.to_json()) + b"\n"
+
+
+def read_public_file(data: bytes, what: str = ".pub file") -> PublicIdentity:
+    """A .pub file's identity: canonical JSON, optionally followed by one LF."""
+    return PublicIdentity.from_json(canonical.loads_file(data, what=what), field=what)
+
+
 def save_public(path: Path, identity: PublicIdentity) -> None:
-    write_atomic(path, canonical.dumps(identity.to_json()) + b"\n")
+    write_atomic(path, public_file(identity))
 
 
 def load_public(path: Path) -> PublicIdentity:
-    """Read a .pub file: canonical JSON, optionally followed by one newline."""
+    """Read a .pub file (:func:`read_public_file`)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise IdentityError(f"cannot read {path}: {exc.strerror}") from None
-    return PublicIdentity.from_json(canonical.loads_file(data, what=str(path)), field=str(path))
+    return read_public_file(data, str(path))

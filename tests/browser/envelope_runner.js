@@ -9,7 +9,7 @@ import { concat, fromHex, toHex, utf8 } from "/js/bytes.js";
 import * as canonical from "/js/canonical.js";
 import { Draft, Envelope, Policy, Receipt, prepare, replay } from "/js/envelope.js";
 import * as errors from "/js/errors.js";
-import { Identity } from "/js/identity.js";
+import { Identity, PublicIdentity } from "/js/identity.js";
 import { privateKeyInfo } from "/js/keyfile.js";
 import { Share } from "/js/shares.js";
 import { Mismatch, check, checkHex, eachCase } from "/tests/vectors.js";
@@ -132,6 +132,62 @@ export async function runEnvelopeCombine(text, roles) {
       return;
     }
     throw new Mismatch(`opened, expected ${entry.expect}`);
+  });
+}
+
+// The call must throw exactly the error class `expected`; its result otherwise.
+async function outcome(expected, call) {
+  if (expected === "ok") return call();
+  check(typeof errors[expected] === "function", `no error class ${expected}`);
+  try {
+    await call();
+  } catch (error) {
+    check(
+      error instanceof errors[expected] && error.name === expected,
+      `threw ${error.name} (${error.message}), expected ${expected}`,
+    );
+    return undefined;
+  }
+  throw new Mismatch(`accepted, expected ${expected}`);
+}
+
+// §7.1, the single-machine mode: the envelope as written, and sets of share files.
+export async function runEnvelopeOffline(text) {
+  const offline = JSON.parse(text).offline;
+  return eachCase(offline.cases, async (entry) => {
+    const sender = await PublicIdentity.fromJson(
+      canonical.loadsFile(utf8(offline.sender_pub), { what: ".pub" }),
+    );
+    const envelope = await Envelope.fromFile(utf8(offline.envelope));
+    await envelope.verify(sender, {}, { recipient: sender });
+    const header = envelope.header;
+    header.custodians.forEach((slot, i) => {
+      check(slot.name === `share-${i + 1}` && slot.fingerprintHex === null, `slot ${i}`);
+    });
+    check(envelope.receipts.length === 0, "receipts in an offline envelope");
+    const gathered = await envelope.gather(entry.given.map((name) => [name, offline.files[name]]));
+    const skipped = gathered.skipped.map(([, error]) => error.name);
+    check(
+      JSON.stringify(skipped) === JSON.stringify(entry.skipped),
+      `skipped ${skipped}, expected ${entry.skipped}`,
+    );
+    for (const [label, error] of gathered.skipped) {
+      check(error.message.includes(label), `"${error.message}" does not name ${label}`);
+    }
+    const opened = await outcome(entry.expect, () => envelope.openNamed(gathered.released));
+    if (entry.expect === "ok") {
+      checkHex(opened.content, entry.plaintext, "plaintext");
+      check(opened.filename === offline.filename, `file name ${opened.filename}`);
+    }
+  });
+}
+
+export async function runEnvelopeOfflineFiles(text) {
+  return eachCase(JSON.parse(text).offline.envelope_files, async (entry) => {
+    const found = await outcome(entry.expect, async () => {
+      return (await Envelope.fromFile(utf8(entry.text))).id;
+    });
+    if (entry.expect === "ok") check(found === entry.id, `id ${found}, expected ${entry.id}`);
   });
 }
 

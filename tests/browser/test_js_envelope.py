@@ -84,11 +84,18 @@ def test_the_roles_name_every_identity_of_the_file() -> None:
         ("valid", "runEnvelopeValid"),
         ("failures", "runEnvelopeFailures"),
         ("combine", "runEnvelopeCombine"),
+        ("offline.cases", "runEnvelopeOffline"),
+        ("offline.envelope_files", "runEnvelopeOfflineFiles"),
     ],
 )
 def test_every_envelope_case_passes(page: Page, member: str, runner: str) -> None:
     data = envelope_vectors()
-    cases = data[member] if member != "valid" else [data[member], data["valid_named"]]
+    if member == "valid":
+        cases = [data[member], data["valid_named"]]
+    elif member.startswith("offline."):
+        cases = data["offline"][member.removeprefix("offline.")]
+    else:
+        cases = data[member]
     assert cases, f"envelope.json: no {member} cases"
     results = run(page, runner, json.dumps(data))
     assert [r["description"] for r in results] == [c["description"] for c in cases], (

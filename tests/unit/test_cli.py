@@ -699,7 +699,7 @@ def test_encrypt_with_other_n_and_t(tmp_path: Path) -> None:
     assert len(sealed.shares) == 7
     assert "7 shares, any 4 decrypt" in sealed.encrypt_stdout
     three = run_cli("decrypt", sealed.envelope, "--shares", *sealed.shares[:3])
-    assert_refused(three, 2, "threshold is 4", secrets=[PLAINTEXT_MARKER])
+    assert_refused(three, 2, "3 good share(s) of the 4 needed", secrets=[PLAINTEXT_MARKER])
     four = run_cli("decrypt", sealed.envelope, "--shares", *sealed.shares[3:])
     assert (four.code, four.out) == (0, PLAINTEXT)
 
@@ -795,6 +795,21 @@ def test_decrypt_names_a_damaged_share_file(tmp_path: Path, sealed: Sealed, posi
         secrets=[PLAINTEXT_MARKER, body(text), *(body(p.read_text().strip()) for p in shares)],
     )
     assert not out.exists()
+
+
+def test_decrypt_reads_an_envelope_file_an_editor_ended_with_a_newline(
+    tmp_path: Path, sealed: Sealed
+) -> None:
+    """Spec 7.1.1: one LF after the envelope's bytes is read; two are refused."""
+    for ending, code in ((b"\n", 0), (b"\n\n", 2)):
+        copy = tmp_path / "copy.scm"
+        copy.write_bytes(sealed.envelope.read_bytes() + ending)
+        result = run_cli("decrypt", copy, "--shares", *sealed.shares[:3])
+        assert result.code == code, result.err
+        if code == 0:
+            assert result.out == PLAINTEXT
+        else:
+            assert_refused(result, 2, "not in canonical form", secrets=[PLAINTEXT_MARKER])
 
 
 def test_decrypt_skips_a_missing_share_file(tmp_path: Path, sealed: Sealed) -> None:

@@ -12,8 +12,8 @@ from tools import generate_vectors
 
 from securecomm import canonical, errors, httpsig, shamir, shares
 from securecomm._encoding import b64decode
-from securecomm.envelope import Envelope, Policy, Receipt, prepare
-from securecomm.identity import Identity, PublicIdentity
+from securecomm.envelope import Envelope, Opened, Policy, Receipt, prepare
+from securecomm.identity import Identity, PublicIdentity, public_file, read_public_file
 from securecomm.shares import Share
 
 from ._vectors import VECTORS, load
@@ -200,6 +200,50 @@ def test_envelope_combine(case: dict[str, Any]) -> None:
     plaintext = expect_outcome(case["expect"], lambda: env.open(given).hex())
     if case["expect"] == "ok":
         assert plaintext == case["plaintext"]
+
+
+OFFLINE = ENVELOPE["offline"]
+
+
+def test_offline_envelope_as_written() -> None:
+    """Spec 7.1: slots share-1..share-n without keys, no receipts, the sender the one
+    recipient; the .pub file is canonical JSON and a LF; each share file its text and a LF."""
+    sender = read_public_file(OFFLINE["sender_pub"].encode())
+    assert OFFLINE["sender_pub"].encode() == public_file(sender)
+    envelope = Envelope.from_bytes(OFFLINE["envelope"].encode())
+    envelope.verify(sender, recipient=sender)
+    header = envelope.header
+    assert [(c.name, c.fingerprint) for c in header.custodians] == [
+        (f"share-{i}", None) for i in range(1, header.n + 1)
+    ]
+    assert envelope.receipts == ()
+    assert [r.name for r in header.recipients] == [sender.name]
+    for index in range(1, header.n + 1):
+        text = OFFLINE["files"][f"{envelope.id}.share-{index}.txt"]
+        assert text.endswith("\n") and text.count("\n") == 1
+        assert Share.from_text(text).index == index
+
+
+@pytest.mark.parametrize("case", OFFLINE["cases"], ids=lambda c: c["description"])
+def test_offline_share_files(case: dict[str, Any]) -> None:
+    envelope = Envelope.from_file(OFFLINE["envelope"].encode())
+    envelope.verify(read_public_file(OFFLINE["sender_pub"].encode()))
+    gathered = envelope.gather([(name, OFFLINE["files"][name]) for name in case["given"]])
+    assert [type(error).__name__ for _, error in gathered.skipped] == case["skipped"]
+    for (label, error), name in zip(gathered.skipped, case["skipped"], strict=True):
+        assert label in str(error), (name, str(error))
+    opened = expect_outcome(case["expect"], lambda: envelope.open_named(gathered.released))
+    if case["expect"] == "ok":
+        assert isinstance(opened, Opened)
+        assert opened.content.hex() == case["plaintext"] == OFFLINE["plaintext"]
+        assert opened.filename == OFFLINE["filename"]
+
+
+@pytest.mark.parametrize("case", OFFLINE["envelope_files"], ids=lambda c: c["description"])
+def test_offline_envelope_files(case: dict[str, Any]) -> None:
+    found = expect_outcome(case["expect"], lambda: Envelope.from_file(case["text"].encode()).id)
+    if case["expect"] == "ok":
+        assert found == case["id"]
 
 
 @pytest.mark.parametrize("case", ENCODING["base64"], ids=lambda c: c["description"])

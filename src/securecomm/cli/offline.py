@@ -13,15 +13,12 @@ from typing import Any
 from .. import aead
 from .. import shares as shares_mod
 from .._files import write_atomic
-from ..envelope import Envelope, name_for_file, prepare
+from ..envelope import Envelope, name_for_file, prepare_offline
 from ..errors import (
     DecryptionError,
-    FormatError,
     InsufficientSharesError,
     SecureCommError,
-    ShareDigestError,
     ShareError,
-    ShareIndexError,
 )
 from ..identity import Identity, load_public, save_public
 from ..shares import TEXT_SPACE, Share
@@ -97,12 +94,11 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
             "no --key: signing with a one-time identity (proves integrity, not authorship)",
             file=sys.stderr,
         )
-    recipients = [load_public(Path(p)) for p in args.to] if args.to else [sender.public]
-    draft = prepare(
+    draft = prepare_offline(
         plaintext,
         sender=sender.public,
-        recipients=recipients,
-        custodians=[(f"share-{i}", None) for i in range(1, args.n + 1)],
+        recipients=[load_public(Path(p)) for p in args.to or ()],
+        n=args.n,
         threshold=args.t,
         filename=name_for_file(args.file) if args.file not in (None, "-") else None,
     )
@@ -110,10 +106,9 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
     out_dir = Path(args.shares_out)
     out_dir.mkdir(parents=True, exist_ok=True)
     share_paths = []
-    for share in draft.shares:
-        path = out_dir / f"{envelope.id}.share-{share.index}.txt"
-        write_atomic(path, (share.to_text() + "\n").encode("ascii"), private=True)
-        share_paths.append(path)
+    for name, text in draft.share_files():
+        write_atomic(out_dir / name, text, private=True)
+        share_paths.append(out_dir / name)
     envelope_path = args.out or (
         f"{args.file}.scm" if args.file not in (None, "-") else f"{envelope.id}.scm"
     )
@@ -124,53 +119,30 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
-def _offered_share(envelope: Envelope, path: Path, label: str) -> tuple[str, Share]:
-    """The slot and share in the file at ``path``, checked against the envelope's digest
-    (spec 7.7 step 6); ``FormatError`` or ``ShareError``, naming ``label``, otherwise."""
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise FormatError(f"{label}: cannot read the file") from None
-    share = Share.from_text(text, name=label)
-    if not 1 <= share.index <= envelope.header.n:
-        raise ShareIndexError(f"{label}: index {share.index} is not in this envelope")
-    name = envelope.header.custodians[share.index - 1].name
-    try:
-        envelope.check_share(name, share)
-    except ShareError:
-        raise ShareDigestError(f"{label} does not belong to message {envelope.id}") from None
-    return name, share
-
-
 def cmd_decrypt(args: argparse.Namespace) -> None:
     refuse_existing(args.out, args.force, "-o")
-    envelope = Envelope.from_bytes(read_input(args.envelope, "envelope"))
+    envelope = Envelope.from_file(read_input(args.envelope, "envelope"))
     sender = load_public(Path(args.sender)) if args.sender else None
     envelope.verify(sender)
-    # Spec 7.7 steps 6-7, as `read` does with custodians: a file that is not one of this
-    # message's shares is skipped and named, the rest are combined, all of them.
-    released: dict[str, Share] = {}
-    given_at: dict[str, int] = {}
-    skipped = 0
+    # Spec 7.1 and 7.7 steps 6-7, as `read` does with custodians: a file that is not one of
+    # this message's shares is skipped and named; all the others are combined.
+    offered, unread = [], []
     for position, path in enumerate(args.shares, start=1):
         label = f"share {position} ({path})"
         try:
-            name, share = _offered_share(envelope, Path(path), label)
-        except (FormatError, ShareError) as exc:
-            warn(f"skipped {exc}")
-            skipped += 1
-            continue
-        if name in released:
-            # It passed the digest check, so it is the same share: nothing new.
-            warn(f"skipped {label}: the same share as share {given_at[name]} (given twice)")
-            skipped += 1
-            continue
-        released[name], given_at[name] = share, position
+            offered.append((label, Path(path).read_text("utf-8")))
+        except (OSError, UnicodeDecodeError):
+            unread.append(f"{label}: cannot read the file")
+    gathered = envelope.gather(offered)
+    skipped = unread + [str(error) for _, error in gathered.skipped]
+    for line in skipped:
+        warn(f"skipped {line}")
+    released = gathered.released
     t = envelope.header.threshold
     if len(released) < t:
         raise InsufficientSharesError(
             f"{len(released)} good share(s) of the {t} needed"
-            + (f" ({skipped} skipped, named above)" if skipped else "")
+            + (f" ({len(skipped)} skipped, named above)" if skipped else "")
             + "; nothing was decrypted"
         )
     opened = envelope.open_named(released)

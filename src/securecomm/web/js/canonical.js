@@ -370,3 +370,9 @@ export function loads(data, { what = "document" } = {}) {
 function sameBytes(a, b) {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
+
+// A document stored as a file (§1.4): canonical JSON, then one optional LF.
+export function loadsFile(data, { what = "file" } = {}) {
+  const end = data.length && data[data.length - 1] === 0x0a ? data.length - 1 : data.length;
+  return loads(data.subarray(0, end), { what });
+}

@@ -18,17 +18,21 @@ import {
 } from "./bytes.js";
 import * as canonical from "./canonical.js";
 import {
+  DuplicateShareError,
   FieldError,
+  FormatError,
   InconsistentSharesError,
   InsufficientSharesError,
   KeyCommitmentError,
   NotRecipientError,
   ShareDigestError,
+  ShareError,
+  ShareIndexError,
   SignatureError,
   UnknownVersionError,
 } from "./errors.js";
 import { PublicIdentity, checkName } from "./identity.js";
-import { combine, splitSecret } from "./shares.js";
+import { Share, combine, splitSecret } from "./shares.js";
 
 export const MAX_RECIPIENTS = 64;
 const TIME_MAX = 2 ** 40;
@@ -414,6 +418,11 @@ export class Envelope {
     return Envelope.fromJson(canonical.loads(data));
   }
 
+  /** fromBytes of an envelope file (§7.1): its bytes, and one LF an editor may have added. */
+  static async fromFile(data) {
+    return Envelope.fromJson(canonical.loadsFile(data, { what: "envelope" }));
+  }
+
   static async fromJson(value) {
     const path = "envelope";
     const obj = object(
@@ -506,6 +515,51 @@ export class Envelope {
       throw new ShareDigestError(
         `custodian ${custodian}: its share does not match the digest the sender signed`,
       );
+  }
+
+  /**
+   * Shares held out of band (§7.1), each [label, text]: parsed (§3.2), matched to the slot of
+   * its index, checked (§7.7 step 6). One that fails is skipped, with its error naming the
+   * label; a repeat of a good one is skipped and counts once. {released: {slot: Share},
+   * skipped: [[label, error], ...]}.
+   */
+  async gather(offered) {
+    const released = {};
+    const first = {};
+    const skipped = [];
+    for (const [label, text] of offered) {
+      let name;
+      let share;
+      try {
+        share = Share.fromText(text, { name: label });
+        if (share.index < 1 || share.index > this.header.n)
+          throw new ShareIndexError(
+            `${label}: index ${share.index} is not a slot of message ${this.id}`,
+          );
+        name = this.header.custodians[share.index - 1].name;
+        try {
+          await this.checkShare(name, share);
+        } catch (error) {
+          if (!(error instanceof ShareDigestError)) throw error;
+          throw new ShareDigestError(`${label} does not belong to message ${this.id}`);
+        }
+      } catch (error) {
+        if (!(error instanceof FormatError || error instanceof ShareError)) throw error;
+        skipped.push([label, error]);
+        continue;
+      }
+      if (Object.hasOwn(released, name)) {
+        // It passed step 6, so it is the same share (the digest fixes every byte).
+        skipped.push([
+          label,
+          new DuplicateShareError(`${label}: the same share as ${first[name]}`),
+        ]);
+        continue;
+      }
+      released[name] = share;
+      first[name] = label;
+    }
+    return { released, skipped };
   }
 
   /**
