@@ -131,8 +131,10 @@ def cmd_decrypt(args: argparse.Namespace) -> None:
         label = f"share {position} ({path})"
         try:
             offered.append((label, Path(path).read_text("utf-8")))
-        except (OSError, UnicodeDecodeError):
-            unread.append(f"{label}: cannot read the file")
+        except OSError as exc:
+            unread.append(f"{label}: cannot read the file ({exc.strerror})")
+        except UnicodeDecodeError:
+            unread.append(f"{label}: not text (UTF-8)")
     gathered = envelope.gather(offered)
     skipped = unread + [str(error) for _, error in gathered.skipped]
     for line in skipped:
