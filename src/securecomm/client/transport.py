@@ -33,8 +33,7 @@ _tls_contexts: dict[str | None, ssl.SSLContext] = {}
 def answer_json(response: httpx.Response) -> Any:
     """A service's answer body as JSON (spec 1.4.1: the values of canonical JSON, any
     spelling); ``FormatError`` for anything else."""
-    url = response.request.url
-    return canonical.parse_json(response.content, what=f"the answer to {url.host}{url.path}")
+    return canonical.parse_json(response.content, what="unusable answer")
 
 
 def tls_context(trust: str | None = None) -> ssl.SSLContext:
