@@ -65,12 +65,59 @@ def _write(value: Any, out: list[str], path: str) -> None:
         raise FieldError(f"canonical JSON: {path}: {type(value).__name__} has no JSON form here")
 
 
+# The C encoder of the standard library writes exactly RFC 8785's form for the values
+# :func:`_plain` lets through: compact separators, strings escaped as 3.2.2.2 says (only
+# '"', '\\' and control characters, in lowercase hex), integers in shortest form, and keys
+# sorted by code point, which is the order of UTF-16 code units unless a key holds a
+# character beyond U+FFFF.
+_c_encode = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, check_circular=False
+).encode
+
+
+_PLAIN_NODES = 1_000_000
+
+
+def _plain(value: Any) -> bool:
+    """True if ``value`` holds only dicts with str keys of the Basic Multilingual Plane,
+    lists, tuples, str, bool, None and ints within +/-(2^53 - 1): what the C encoder
+    writes canonically. False for anything else, which :func:`_write` then writes or
+    refuses with the path at fault."""
+    stack = [value]
+    budget = _PLAIN_NODES  # a container that holds itself never ends the walk
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                return False
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
+                    return False
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        else:
+            return False
+    return True
+
+
 def dumps(value: Any) -> bytes:
     """The canonical UTF-8 bytes of ``value``."""
-    out: list[str] = []
-    _write(value, out, "$")
+    if _plain(value):
+        text = _c_encode(value)
+    else:
+        out: list[str] = []
+        _write(value, out, "$")
+        text = "".join(out)
     try:
-        return "".join(out).encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError:
         raise FieldError("canonical JSON: a string holds a lone UTF-16 surrogate") from None
 

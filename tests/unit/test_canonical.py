@@ -110,3 +110,44 @@ def test_loads_raises_only_its_own_errors(data: bytes) -> None:
         canonical.loads(data)
     except errors.SecureCommError:
         pass
+
+
+def _reference(value: object) -> bytes:
+    """The writer the C encoder's fast path must equal: canonical._write, node by node."""
+    out: list[str] = []
+    canonical._write(value, out, "$")
+    return "".join(out).encode("utf-8")
+
+
+_keys = st.text(st.characters(codec="utf-8"), max_size=4) | st.sampled_from(
+    ["\U0001f600", "\ufb33", "\u20ac", "\r", "a", "\ue000x", "\U00010000"]
+)
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**54), max_value=2**54)
+    | st.text(st.characters(codec="utf-8"), max_size=8)
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(_keys, inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400)
+@given(_values)
+def test_the_fast_writer_equals_the_reference(value: object) -> None:
+    """dumps takes the C encoder when it can; the bytes, or the refusal, must be the
+    reference writer's exactly (astral keys and out-of-range integers go the slow way)."""
+    try:
+        expected = _reference(value)
+    except errors.FieldError:
+        with pytest.raises(errors.FieldError):
+            canonical.dumps(value)
+        return
+    assert canonical.dumps(value) == expected

@@ -101,10 +101,24 @@ class ReadResult:
     filename: str | None = None  # the sender's name for it as a file, checked (spec 7.10)
 
 
+#: How long a custodian's presented key, once checked against the pinned one, counts as
+#: checked in this process. The check finds a custodian that changed its key before any
+#: share goes to it; the deposit is sealed to the pinned key and its receipt checked with
+#: it in any case, so a check per minute, not per message, loses no protection.
+KEY_CHECK_SECONDS = 60.0
+_checked_lock = threading.Lock()
+_checked: dict[tuple[str, str, bytes], float] = {}
+
+
 def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIdentity:
-    """The pinned key of custodian ``name``, checked against what the custodian presents."""
+    """The pinned key of custodian ``name``, checked against what the custodian presents
+    (at most once per :data:`KEY_CHECK_SECONDS` for one URL and key)."""
     pinned = known.require(name)
     url = settings.custodian(name).url
+    key = (url, name, pinned.fingerprint)
+    with _checked_lock:
+        if time.monotonic() - _checked.get(key, -KEY_CHECK_SECONDS) < KEY_CHECK_SECONDS:
+            return pinned
     with ServiceClient(url, name, timeout=5.0, trust=settings.tls_ca) as client:
         answer = answer_json(client.request("GET", "/v1/identity", sign=False))
     presented = PublicIdentity.from_json(answer.get("identity"), field=f"{name} identity")
@@ -114,6 +128,8 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
         "identity",
         answer["identity"],
     )
+    with _checked_lock:
+        _checked[key] = time.monotonic()
     return pinned
 
 

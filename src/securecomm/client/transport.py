@@ -10,6 +10,7 @@ request before anything of it is used (:class:`AnswerSignatureError`).
 
 from __future__ import annotations
 
+import http.cookiejar
 import ssl
 import threading
 from typing import Any
@@ -28,6 +29,47 @@ _GATEWAY = frozenset({502, 503, 504})
 
 _tls_lock = threading.Lock()
 _tls_contexts: dict[str | None, ssl.SSLContext] = {}
+
+#: An idle kept-alive connection is dropped after this many seconds: well under the
+#: services' own keep-alive (serve.HEADER_SECONDS, 5 s), so a request never goes out on a
+#: connection the service is closing at that moment.
+KEEPALIVE_SECONDS = 2.0
+#: Services whose connections a process keeps; the least recently used one beyond this is
+#: let go (its connections close once no client uses it any more).
+_POOLS_KEPT = 16
+_pools_lock = threading.Lock()
+_pools: dict[tuple[str, str | None], httpx.Client] = {}
+
+
+def _no_cookies() -> httpx.Cookies:
+    """A jar that keeps nothing: one pool serves every identity of the process, and no
+    service of ours sets a cookie, so none may travel from one caller to another."""
+    cookies = httpx.Cookies()
+    cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return cookies
+
+
+def _pool(base_url: str, trust: str | None) -> httpx.Client:
+    """The process's one connection pool to ``base_url``: a send or a read makes a dozen
+    calls to six services, and a client and its connections per call cost more CPU than
+    the cryptography of the whole cycle (issue 16). httpx's Client may be shared between
+    threads."""
+    key = (base_url, trust)
+    with _pools_lock:
+        client = _pools.pop(key, None)
+        if client is None or client.is_closed:
+            client = httpx.Client(
+                base_url=base_url,
+                transport=httpx.HTTPTransport(
+                    verify=tls_context(trust),
+                    limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+                ),
+                cookies=_no_cookies(),
+            )
+        _pools[key] = client  # now the most recently used
+        while len(_pools) > _POOLS_KEPT:
+            del _pools[next(iter(_pools))]
+        return client
 
 
 def answer_json(response: httpx.Response) -> Any:
@@ -85,12 +127,20 @@ class ServiceClient:
         self.identity = identity
         self.trust = trust
         self.answers = answers
-        if transport is None:
-            transport = httpx.HTTPTransport(verify=tls_context(trust))
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self.timeout = timeout
+        # A transport of the caller's (a test's) is this client's alone; else the pool.
+        self._own = transport is not None
+        self._http = (
+            httpx.Client(base_url=self.base_url, transport=transport)
+            if transport is not None
+            else _pool(self.base_url, trust)
+        )
 
     def close(self) -> None:
-        self._http.close()
+        """Close a client made on the caller's transport; a pooled one stays open for the
+        process's next call to the same service."""
+        if self._own:
+            self._http.close()
 
     def _tls_message(self, error: ssl.SSLError) -> str:
         """Which host refused, why, and what was expected of it."""
@@ -141,7 +191,9 @@ class ServiceClient:
             headers[httpsig.ANSWER_NONCE_HEADER] = nonce
         url = path + (f"?{query}" if query else "")
         try:
-            response = self._http.request(method, url, content=content, headers=headers)
+            response = self._http.request(
+                method, url, content=content, headers=headers, timeout=self.timeout
+            )
         except httpx.HTTPError as exc:
             refused = _tls_failure(exc)
             if refused is not None:
