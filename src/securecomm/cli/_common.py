@@ -19,7 +19,7 @@ from .._files import write_atomic
 from ..config import DEFAULT_HOME, Settings, load_settings
 from ..errors import IdentityError
 from ..identity import Identity
-from ..local.home import person_home, user_key_path
+from ..local.layout import person_home, user_key_path
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2

@@ -23,7 +23,7 @@ def _own_home(args: argparse.Namespace, name: str) -> Path:
     """Where ``name`` keeps their identity: their home in a data directory that keeps
     several people (the local network's; made and joined on first use), else HOME."""
     from ..client.trust import join
-    from ..local.home import PEOPLE_DIR
+    from ..local.layout import PEOPLE_DIR
     from ..network import NETWORK_FILE
 
     home = home_of(args)

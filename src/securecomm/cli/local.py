@@ -13,19 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._encoding import b64encode
-from ..client.trust import KnownKeys
 from ..config import MAX_RELAY_REPLICAS, Settings, load_settings
-from ..envelope import Envelope
 from ..errors import SecureCommError, ServiceError
 from ..identity import Identity
-from ..local.home import (
-    PEOPLE_DIR,
-    config_text,
-    init_home,
-    party_home,
-    register_people,
-    user_key_path,
-)
+from ..local.layout import PEOPLE_DIR, party_home, user_key_path
 from ._common import (
     EXIT_BAD_INPUT,
     CliError,
@@ -43,6 +34,8 @@ if TYPE_CHECKING:
 
 
 def cmd_init(args: argparse.Namespace) -> None:
+    from ..local.home import init_home
+
     report = init_home(home_of(args), n=args.custodians, t=args.threshold, tls=args.tls)
     settings = load_settings(report.home)
     print(f"home: {report.home} ({settings.threshold} of {settings.n_shares} custodians)")
@@ -52,6 +45,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
+    from ..local.home import init_home
     from ..local.stack import Stack
 
     home = home_of(args)
@@ -153,6 +147,8 @@ def _ports_in_use(busy: list[BusyPort], home: Path) -> CliError:
 
 
 def _register_users(home: Path) -> None:
+    from ..local.home import register_people
+
     for name, why in register_people(home).items():
         warn(f"could not register {name} in the directory: {why}")
 
@@ -211,6 +207,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
         return
     from ..client import flows
     from ..client.transport import ServiceClient
+    from ..client.trust import KnownKeys
+    from ..envelope import Envelope
+    from ..local.home import init_home
     from ..local.stack import Stack
 
     started = time.perf_counter()
@@ -290,6 +289,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def _free_port_config(home: Path) -> None:
     """A settings file on free loopback ports, so the demo never meets a running system."""
     import socket
+
+    from ..local.home import config_text
 
     def port() -> int:
         with socket.socket() as sock:

@@ -260,7 +260,7 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
         )
         p.set_defaults(func=func)
 
-    from ..testing.mitm import MODES
+    from ..testing import MODES
 
     p = sub.add_parser(
         "mitm",

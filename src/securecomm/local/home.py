@@ -33,10 +33,11 @@ from ..config import (
     load_settings,
 )
 from ..errors import ParameterError
-from ..identity import Identity, PublicIdentity, check_name, load_or_create, save_public
+from ..identity import Identity, PublicIdentity, load_or_create, save_public
 from ..network import NETWORK_FILE, Card, Network, joined
 from ..parties import card_path, init_custodian, init_relay
 from ..tls import CA_CERT, CertificateAuthority, make_ca
+from .layout import PEOPLE_DIR, operator_name, party_home, person_home, user_key_path
 
 __all__ = [
     "DEFAULT_USERS",
@@ -52,31 +53,6 @@ __all__ = [
 ]
 
 DEFAULT_USERS = ("alice", "bob")
-
-
-def operator_name(custodian: str) -> str:
-    return f"{custodian}-operator"
-
-
-#: Where a data directory that holds several people keeps each one's own home.
-PEOPLE_DIR = "people"
-
-
-def person_home(home: Path, name: str) -> Path:
-    """Where ``name`` acts from: their own home ``HOME/people/NAME`` in a data directory
-    that keeps several (the local network's), else ``home`` itself."""
-    own = home / PEOPLE_DIR / check_name(name)
-    return own if own.is_dir() else home
-
-
-def user_key_path(home: Path, name: str) -> Path:
-    """A person's key file: in their own home, ``users/NAME.key``."""
-    return person_home(home, name) / "users" / f"{check_name(name)}.key"
-
-
-def party_home(home: Path, name: str) -> Path:
-    """Where the local network keeps party ``name``'s own home: the relay's, a custodian's."""
-    return home / check_name(name)
 
 
 @dataclass(frozen=True)

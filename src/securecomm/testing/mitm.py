@@ -53,10 +53,10 @@ import httpx
 
 from .. import httpsig
 from ..identity import Identity
+from . import MODES
 
 __all__ = ["MODES", "Alteration", "Exchange", "Proxy", "SharedCapture", "encodings_of"]
 
-MODES = ("passive", "flip", "swap", "replay", "drop", "truncate", "inject", "unsign")
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
