@@ -10,9 +10,12 @@ request before anything of it is used (:class:`AnswerSignatureError`).
 
 from __future__ import annotations
 
+import atexit
 import http.cookiejar
 import ssl
 import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -34,11 +37,17 @@ _tls_contexts: dict[str | None, ssl.SSLContext] = {}
 #: services' own keep-alive (serve.HEADER_SECONDS, 5 s), so a request never goes out on a
 #: connection the service is closing at that moment.
 KEEPALIVE_SECONDS = 2.0
-#: Services whose connections a process keeps; the least recently used one beyond this is
-#: let go (its connections close once no client uses it any more).
-_POOLS_KEPT = 16
+
+
+@dataclass
+class _Pool:
+    client: httpx.Client
+    users: int = 0
+    idle_since: float = 0.0
+
+
 _pools_lock = threading.Lock()
-_pools: dict[tuple[str, str | None], httpx.Client] = {}
+_pools: dict[tuple[str, str | None], _Pool] = {}
 
 
 def _no_cookies() -> httpx.Cookies:
@@ -49,27 +58,48 @@ def _no_cookies() -> httpx.Cookies:
     return cookies
 
 
-def _pool(base_url: str, trust: str | None) -> httpx.Client:
+def _acquire(base_url: str, trust: str | None) -> httpx.Client:
     """The process's one connection pool to ``base_url``: a send or a read makes a dozen
     calls to six services, and a client and its connections per call cost more CPU than
     the cryptography of the whole cycle (issue 16). httpx's Client may be shared between
-    threads."""
-    key = (base_url, trust)
+    threads. A pool no one has used for longer than its connections live is closed here."""
+    now = time.monotonic()
     with _pools_lock:
-        client = _pools.pop(key, None)
-        if client is None or client.is_closed:
-            client = httpx.Client(
-                base_url=base_url,
-                transport=httpx.HTTPTransport(
-                    verify=tls_context(trust),
-                    limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
-                ),
-                cookies=_no_cookies(),
+        for key, idle in list(_pools.items()):
+            if not idle.users and now - idle.idle_since > KEEPALIVE_SECONDS:
+                idle.client.close()
+                del _pools[key]
+        entry = _pools.get((base_url, trust))
+        if entry is None:
+            entry = _pools[(base_url, trust)] = _Pool(
+                httpx.Client(
+                    base_url=base_url,
+                    transport=httpx.HTTPTransport(
+                        verify=tls_context(trust),
+                        limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+                    ),
+                    cookies=_no_cookies(),
+                )
             )
-        _pools[key] = client  # now the most recently used
-        while len(_pools) > _POOLS_KEPT:
-            del _pools[next(iter(_pools))]
-        return client
+        entry.users += 1
+        return entry.client
+
+
+def _release(base_url: str, trust: str | None) -> None:
+    with _pools_lock:
+        entry = _pools.get((base_url, trust))
+        if entry is not None:
+            entry.users -= 1
+            if not entry.users:
+                entry.idle_since = time.monotonic()
+
+
+@atexit.register
+def _close_pools() -> None:
+    with _pools_lock:
+        for entry in _pools.values():
+            entry.client.close()
+        _pools.clear()
 
 
 def answer_json(response: httpx.Response) -> Any:
@@ -130,17 +160,23 @@ class ServiceClient:
         self.timeout = timeout
         # A transport of the caller's (a test's) is this client's alone; else the pool.
         self._own = transport is not None
+        self._open = True
         self._http = (
             httpx.Client(base_url=self.base_url, transport=transport)
             if transport is not None
-            else _pool(self.base_url, trust)
+            else _acquire(self.base_url, trust)
         )
 
     def close(self) -> None:
-        """Close a client made on the caller's transport; a pooled one stays open for the
-        process's next call to the same service."""
+        """Close a client made on the caller's transport; give a pooled one back, its
+        connections kept for the process's next call to the same service."""
+        if not self._open:
+            return
+        self._open = False
         if self._own:
             self._http.close()
+        else:
+            _release(self.base_url, self.trust)
 
     def _tls_message(self, error: ssl.SSLError) -> str:
         """Which host refused, why, and what was expected of it."""
