@@ -242,12 +242,46 @@ def _recipient_key(
     return known.require(name)
 
 
-class _Gather:
-    """Run tasks at once, each in a daemon thread, and collect what they return by name.
+class _Workers:
+    """Daemon threads that outlive one gather, so a send or a read hands its calls to
+    threads already running. Starting a thread waits until it runs, which under the GIL
+    costs up to a switch interval (5 ms) while other threads work (issue 16).
 
-    Daemon threads, not a pool: a service that never answers must not hold the
-    process at exit (a pool's threads are joined then, for as long as their timeout).
+    Daemon threads, not concurrent.futures: a service that never answers must not hold
+    the process at exit (a pool's threads are joined then, for as long as their timeout).
+    There are as many as calls ever ran at once; an idle one waits on the queue.
     """
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            start = not self._idle
+            if not start:
+                self._idle -= 1
+        self._tasks.put(task)
+        if start:
+            threading.Thread(target=self._loop, name="securecomm-call", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            task = self._tasks.get()
+            try:
+                task()
+            finally:
+                with self._lock:
+                    self._idle += 1
+
+
+_workers = _Workers()
+
+
+class _Gather:
+    """Run tasks at once, each in a worker thread (:class:`_Workers`), and collect what
+    they return by name."""
 
     def __init__(self, tasks: dict[str, Callable[[], Any]]) -> None:
         self.results: dict[str, Any] = {}
@@ -257,9 +291,7 @@ class _Gather:
         self._started = time.monotonic()
         self._done: queue.SimpleQueue[tuple[str, Any, BaseException | None]] = queue.SimpleQueue()
         for name, task in tasks.items():
-            threading.Thread(
-                target=self._run, args=(name, task), name=f"securecomm-{name}", daemon=True
-            ).start()
+            _workers.submit(functools.partial(self._run, name, task))
 
     def _run(self, name: str, task: Callable[[], Any]) -> None:
         try:
