@@ -667,19 +667,18 @@ def combine_vectors(
             data,
             pick(altered, "alpha bravo charlie delta"),
         ),
-        ("sender made delta off the polynomial: three without it", crooked_data,
-         pick(bent, "alpha bravo charlie")),
-        ("sender made delta off the polynomial: the same three, reversed", crooked_data,
-         pick(bent, "charlie bravo alpha")),
-        ("sender made delta off the polynomial: four with it, delta last", crooked_data,
-         pick(bent, "alpha bravo charlie delta")),
-        ("sender made delta off the polynomial: the same four, delta first", crooked_data,
-         pick(bent, "delta alpha bravo charlie")),
-        ("sender made delta off the polynomial: all five", crooked_data,
-         pick(bent, "echo delta charlie bravo alpha")),
-        ("sender made delta off the polynomial: three with it", crooked_data,
-         pick(bent, "bravo charlie delta")),
-    ]  # fmt: skip
+        *(
+            (f"sender made delta off the polynomial: {what}", crooked_data, pick(bent, names))
+            for what, names in (
+                ("three without it", "alpha bravo charlie"),
+                ("the same three, reversed", "charlie bravo alpha"),
+                ("four with it, delta last", "alpha bravo charlie delta"),
+                ("the same four, delta first", "delta alpha bravo charlie"),
+                ("all five", "echo delta charlie bravo alpha"),
+                ("three with it", "bravo charlie delta"),
+            )
+        ),
+    ]
     keys = {c.name: c.public for c, _ in custodians}
     result = []
     for description, blob, given in cases:
