@@ -101,13 +101,25 @@ class ReadResult:
     filename: str | None = None  # the sender's name for it as a file, checked (spec 7.10)
 
 
-#: How long a custodian's presented key, once checked against the pinned one, counts as
-#: checked in this process. The check finds a custodian that changed its key before any
-#: share goes to it; the deposit is sealed to the pinned key and its receipt checked with
-#: it in any case, so a check per minute, not per message, loses no protection.
+#: How long a key, once checked against the pinned one, counts as checked in this process:
+#: a custodian's as it presents it, a recipient's as the relay's directory lists it. The
+#: checks find a key that changed before anything goes out; the deposit is sealed to the
+#: pinned custodian key and its receipt checked with it, and the header names the pinned
+#: recipient fingerprint, in any case. So a check per minute, not per message, loses no
+#: protection (issue 16).
 KEY_CHECK_SECONDS = 60.0
 _checked_lock = threading.Lock()
-_checked: dict[tuple[str, str, bytes], float] = {}
+_checked: dict[tuple[str, str, str, bytes], float] = {}
+
+
+def _checked_recently(key: tuple[str, str, str, bytes]) -> bool:
+    with _checked_lock:
+        return time.monotonic() - _checked.get(key, -KEY_CHECK_SECONDS) < KEY_CHECK_SECONDS
+
+
+def _mark_checked(key: tuple[str, str, str, bytes]) -> None:
+    with _checked_lock:
+        _checked[key] = time.monotonic()
 
 
 def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIdentity:
@@ -115,10 +127,9 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
     (at most once per :data:`KEY_CHECK_SECONDS` for one URL and key)."""
     pinned = known.require(name)
     url = settings.custodian(name).url
-    key = (url, name, pinned.fingerprint)
-    with _checked_lock:
-        if time.monotonic() - _checked.get(key, -KEY_CHECK_SECONDS) < KEY_CHECK_SECONDS:
-            return pinned
+    key = ("custodian", url, name, pinned.fingerprint)
+    if _checked_recently(key):
+        return pinned
     with ServiceClient(url, name, timeout=5.0, trust=settings.tls_ca) as client:
         answer = answer_json(client.request("GET", "/v1/identity", sign=False))
     presented = PublicIdentity.from_json(answer.get("identity"), field=f"{name} identity")
@@ -128,8 +139,7 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
         "identity",
         answer["identity"],
     )
-    with _checked_lock:
-        _checked[key] = time.monotonic()
+    _mark_checked(key)
     return pinned
 
 
@@ -448,8 +458,20 @@ class _Send:
         # What it answers is looked at, and pinned, only once every custodian has passed.
         settings = self.settings
         key = relay_key(settings, known)
+
+        def listing(name: str) -> tuple[str, str, str, bytes] | None:
+            pinned = known.get(name)
+            if pinned is None:
+                return None
+            return ("directory", settings.server_url, name, pinned.fingerprint)
+
+        fresh = {n for n in recipients if (k := listing(n)) is not None and _checked_recently(k)}
         lookups = _Gather(
-            {name: functools.partial(_directory_entry, settings, name, key) for name in recipients}
+            {
+                name: functools.partial(_directory_entry, settings, name, key)
+                for name in recipients
+                if name not in fresh
+            }
         )
         checks = _Gather(
             {name: functools.partial(_custodian_key, settings, known, name) for name in self.names}
@@ -467,7 +489,9 @@ class _Send:
             )
         try:
             readers = [
-                _recipient_key(
+                known.require(name)
+                if name in fresh
+                else _recipient_key(
                     known, name, self.warn, lookups.results.get(name), lookups.errors.get(name)
                 )
                 for name in recipients
@@ -476,6 +500,9 @@ class _Send:
             raise KeyChangedError(exc.name, exc.pinned, exc.seen, "nothing was sent") from None
         except AnswerSignatureError as exc:
             raise AnswerSignatureError(exc.service, f"{exc.reason}; nothing was sent") from None
+        for name in lookups.results:  # the directory listed the pinned key (or it was pinned)
+            if (listed := listing(name)) is not None:
+                _mark_checked(listed)
         return checks.results, readers
 
     def check_size(self, draft: Draft) -> None:
