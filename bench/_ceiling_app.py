@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -148,26 +149,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--home", help="the relay's home (relay-normal), a scratch directory")
     args = parser.parse_args()
-    if args.which == "ceiling":
-        serve(create_ceiling_app, name="ceiling", host=HOST, port=args.port, workers=args.workers)
-    elif args.which == "mandatory":
-        scratch = args.home
-        serve(
-            lambda: create_mandatory_app(scratch),
-            name="mandatory",
-            host=HOST,
-            port=args.port,
-            workers=args.workers,
-        )
-    else:
-        home = args.home
-        serve(
-            lambda: _relay_with_normal_sync(home),
-            name="relay",
-            host=HOST,
-            port=args.port,
-            workers=args.workers,
-        )
+    home = args.home
+    factories: dict[str, tuple[Callable[[], Flask], str]] = {
+        "ceiling": (create_ceiling_app, "ceiling"),
+        "mandatory": (lambda: create_mandatory_app(home), "mandatory"),
+        "relay-normal": (lambda: _relay_with_normal_sync(home), "relay"),
+    }
+    factory, name = factories[args.which]
+    serve(factory, name=name, host=HOST, port=args.port, workers=args.workers)
 
 
 if __name__ == "__main__":
