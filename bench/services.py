@@ -173,11 +173,14 @@ def _serve_command(
 
 @contextmanager
 def _running(servers: Sequence[Server]) -> Iterator[Sequence[Server]]:
+    from securecomm.client.transport import close_idle_pools
+
     try:
         for server in servers:
             server.start()
         yield servers
     finally:
+        close_idle_pools()  # else each server waits out our kept-alive connections
         for server in servers:
             if server.popen is not None:
                 try:

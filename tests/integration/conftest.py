@@ -25,6 +25,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from securecomm.client.transport import close_idle_pools
 from securecomm.config import load_settings
 from securecomm.local.home import config_text
 from securecomm.service.storage import database_url, sqlite_file
@@ -216,7 +217,9 @@ def start_stack(home: Path, backend: Backend | None = None, *, workers: int = 1)
 
 
 def stop_stack(stack: Stack) -> None:
-    """Stop every service of ``stack``, all at once (each takes a second or so to go)."""
+    """Stop every service of ``stack``, all at once (each takes a second or so to go),
+    after closing this process's idle kept-alive connections, which each would wait out."""
+    close_idle_pools()
     with ThreadPoolExecutor(len(stack.all())) as pool:
         for stopping in [pool.submit(service.stop) for service in stack.all()]:
             stopping.result()

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from ..client.transport import tls_context
+from ..client.transport import close_idle_pools, tls_context
 from ..config import Settings, load_settings
 from ..errors import ParameterError, SecureCommError, ServiceError
 from ..identity import load_public
@@ -432,6 +432,7 @@ class Stack:
 
     def stop(self, *names: str) -> None:
         """Stop the services named, or all; each is signalled before any is waited for."""
+        close_idle_pools()  # else each service waits out this process's kept-alive connections
         chosen = [self.process(name) for name in names] if names else self.processes
         for process in chosen:
             process.signal(signal.SIGTERM)
