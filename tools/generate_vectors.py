@@ -21,7 +21,7 @@ import os
 import struct
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,25 @@ def outcome(case: dict[str, Any], key: str, call: Callable[[], object]) -> dict[
     except errors.SecureCommError as exc:
         case["expect"] = type(exc).__name__
     return case
+
+
+def outcomes(
+    pairs: Iterable[tuple[str, Any]],
+    member: str,
+    key: str,
+    call: Callable[[Any], object],
+    shown: Callable[[Any], object] = lambda value: value,
+) -> list[dict[str, Any]]:
+    """:func:`outcome` of ``call(value)`` for each ``(description, value)``, the value kept
+    in the case as ``member`` (as ``shown`` writes it)."""
+    return [
+        outcome(
+            {"description": description, member: shown(value)},
+            key,
+            functools.partial(call, value),
+        )
+        for description, value in pairs
+    ]
 
 
 def b64(data: bytes) -> str:
@@ -606,20 +625,18 @@ def offline_vectors(alice: Identity) -> dict[str, Any]:
         )
         case["skipped"] = [type(error).__name__ for _, error in gathered.skipped]
         cases.append(case)
-    envelope_files = []
-    for description, text in [
-        ("as written", data),
-        ("one LF after it", data + b"\n"),
-        ("CRLF after it", data + b"\r\n"),
-        ("two LFs after it", data + b"\n\n"),
-    ]:
-        envelope_files.append(
-            outcome(
-                {"description": description, "text": text.decode()},
-                "id",
-                functools.partial(lambda t: Envelope.from_file(t).id, text),
-            )
-        )
+    envelope_files = outcomes(
+        [
+            ("as written", data),
+            ("one LF after it", data + b"\n"),
+            ("CRLF after it", data + b"\r\n"),
+            ("two LFs after it", data + b"\n\n"),
+        ],
+        "text",
+        "id",
+        lambda text: Envelope.from_file(text).id,
+        shown=bytes.decode,
+    )
     return {
         "envelope": data.decode(),
         "sender_pub": public_file(alice.public).decode(),
@@ -864,14 +881,7 @@ def identity_vectors() -> dict[str, Any]:
         ("kem: 33 bytes", good | {"kem": b64_33}),
         ("kem: URL-safe alphabet", good | {"kem": good["kem"].replace("+", "-").replace("/", "_")}),
     ]
-    cases = [
-        outcome(
-            {"description": description, "identity": value},
-            "fingerprint",
-            functools.partial(_fingerprint, value),
-        )
-        for description, value in values
-    ]
+    cases = outcomes(values, "identity", "fingerprint", _fingerprint)
     alice = identity("alice")[0]
     plain = alice.to_pem(None).decode()
     blocks = plain.split("\n", 1)[1]
@@ -893,14 +903,7 @@ def identity_vectors() -> dict[str, Any]:
             plain.replace("-----END PRIVATE KEY-----", "-----END PUBLIC KEY-----", 1),
         ),
     ]  # fmt: skip
-    key_files = [
-        outcome(
-            {"description": description, "text": text},
-            "fingerprint",
-            functools.partial(_key_file_fingerprint, text),
-        )
-        for description, text in files
-    ]
+    key_files = outcomes(files, "text", "fingerprint", _key_file_fingerprint)
     return {
         "description": (
             "Public identities as spec section 6.2 decodes them: 'identity' gives the"

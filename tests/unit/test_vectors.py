@@ -33,6 +33,16 @@ def error_class(name: str) -> type[Exception]:
     return cls
 
 
+def expect_outcome(expect: str, call: Callable[[], object]) -> object:
+    """What ``call`` returns when ``expect`` is "ok"; else it must raise exactly that class."""
+    if expect == "ok":
+        return call()
+    with pytest.raises(error_class(expect)) as caught:
+        call()
+    assert type(caught.value).__name__ == expect
+    return None
+
+
 def replay(monkeypatch: pytest.MonkeyPatch, drawn: list[str]) -> None:
     """Make os.urandom hand out exactly the recorded bytes, in order, and no more."""
     stream: Iterator[str] = iter(drawn)
@@ -248,38 +258,32 @@ def test_offline_envelope_files(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", ENCODING["base64"], ids=lambda c: c["description"])
 def test_base64(case: dict[str, Any]) -> None:
-    def decode() -> bytes:
-        return b64decode(case["text"], field="value", length=case.get("length"))
+    def decode() -> str:
+        return b64decode(case["text"], field="value", length=case.get("length")).hex()
 
     if case["expect"] == "ok":
-        assert decode().hex() == case["bytes_hex"]
-        return
-    with pytest.raises(error_class(case["expect"])) as caught:
-        decode()
-    assert type(caught.value).__name__ == case["expect"]
+        assert expect_outcome("ok", decode) == case["bytes_hex"]
+    else:
+        expect_outcome(case["expect"], decode)
 
 
 @pytest.mark.parametrize("case", IDENTITY["cases"], ids=lambda c: c["description"])
 def test_public_identity(case: dict[str, Any]) -> None:
+    found = expect_outcome(
+        case["expect"], lambda: PublicIdentity.from_json(case["identity"]).fingerprint_hex
+    )
     if case["expect"] == "ok":
-        assert PublicIdentity.from_json(case["identity"]).fingerprint_hex == case["fingerprint"]
-        return
-    with pytest.raises(error_class(case["expect"])) as caught:
-        PublicIdentity.from_json(case["identity"])
-    assert type(caught.value).__name__ == case["expect"]
+        assert found == case["fingerprint"]
 
 
 @pytest.mark.parametrize("case", IDENTITY["key_files"], ids=lambda c: c["description"])
 def test_key_file(case: dict[str, Any]) -> None:
-    def read() -> Identity:
-        return Identity.from_pem(case["text"].encode(), None)
-
+    found = expect_outcome(
+        case["expect"],
+        lambda: Identity.from_pem(case["text"].encode(), None).public.fingerprint_hex,
+    )
     if case["expect"] == "ok":
-        assert read().public.fingerprint_hex == case["fingerprint"]
-        return
-    with pytest.raises(error_class(case["expect"])) as caught:
-        read()
-    assert type(caught.value).__name__ == case["expect"]
+        assert found == case["fingerprint"]
 
 
 @pytest.mark.parametrize("case", CANONICAL["valid"], ids=lambda c: c["description"])
@@ -291,19 +295,8 @@ def test_canonical_valid(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", CANONICAL["invalid"], ids=lambda c: c["description"])
 def test_canonical_invalid(case: dict[str, Any]) -> None:
-    with pytest.raises(error_class(case["expect"])) as caught:
-        canonical.loads(bytes.fromhex(case["text_hex"]))
-    assert type(caught.value).__name__ == case["expect"]
-
-
-def expect_outcome(expect: str, call: Callable[[], object]) -> object:
-    """What ``call`` returns when ``expect`` is "ok"; else it must raise exactly that class."""
-    if expect == "ok":
-        return call()
-    with pytest.raises(error_class(expect)) as caught:
-        call()
-    assert type(caught.value).__name__ == expect
-    return None
+    assert case["expect"] != "ok"
+    expect_outcome(case["expect"], lambda: canonical.loads(bytes.fromhex(case["text_hex"])))
 
 
 @pytest.mark.parametrize("case", CANONICAL["bodies"], ids=lambda c: c["description"])

@@ -15,6 +15,7 @@ import http.cookiejar
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,14 @@ def _no_cookies() -> httpx.Cookies:
     return cookies
 
 
+def _close_where(condition: Callable[[_Pool], bool]) -> None:
+    """Close and forget the pools ``condition`` picks; the caller holds ``_pools_lock``."""
+    for key, pool in list(_pools.items()):
+        if condition(pool):
+            pool.client.close()
+            del _pools[key]
+
+
 def _acquire(base_url: str, trust: str | None) -> httpx.Client:
     """The process's one connection pool to ``base_url``: a send or a read makes a dozen
     calls to six services, and a client and its connections per call cost more CPU than
@@ -65,10 +74,7 @@ def _acquire(base_url: str, trust: str | None) -> httpx.Client:
     threads. A pool no one has used for longer than its connections live is closed here."""
     now = time.monotonic()
     with _pools_lock:
-        for key, idle in list(_pools.items()):
-            if not idle.users and now - idle.idle_since > KEEPALIVE_SECONDS:
-                idle.client.close()
-                del _pools[key]
+        _close_where(lambda pool: not pool.users and now - pool.idle_since > KEEPALIVE_SECONDS)
         entry = _pools.get((base_url, trust))
         if entry is None:
             entry = _pools[(base_url, trust)] = _Pool(
@@ -99,18 +105,13 @@ def close_idle_pools() -> None:
     services it called (``up``, ``demo``, a test) calls this first: a service waits for an
     idle kept-alive connection to go before it stops, up to its graceful timeout (5 s)."""
     with _pools_lock:
-        for key, entry in list(_pools.items()):
-            if not entry.users:
-                entry.client.close()
-                del _pools[key]
+        _close_where(lambda pool: not pool.users)
 
 
 @atexit.register
 def _close_pools() -> None:
     with _pools_lock:
-        for entry in _pools.values():
-            entry.client.close()
-        _pools.clear()
+        _close_where(lambda pool: True)
 
 
 def answer_json(response: httpx.Response) -> Any:
