@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,13 +128,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (see _begin_immediate).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+    _enter_wal(cursor)
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     # Deleted content is overwritten with zeros, not left in free pages.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+_BUSY_MS = 10_000
+
+
+def _enter_wal(cursor: Any) -> None:
+    """Switch a new database file to WAL mode. SQLite answers "database is locked" at once,
+    without waiting out the busy timeout, when another connection is switching the same
+    new file (replicas starting together): wait for it here instead."""
+    deadline = time.monotonic() + _BUSY_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _begin_immediate(conn: Connection) -> None:
