@@ -26,9 +26,11 @@ from ._services import (
     Service,
     access_log,
     custodian,
+    custodian_identities,
     custody_draft,
     deposit_request,
     make_envelope,
+    operator,
     relay,
     release_body,
     settings_for,
@@ -491,3 +493,63 @@ def test_a_postgresql_url_without_its_driver_says_which_extra_to_install(
         with pytest.raises(ParameterError, match=r"securecomm\[postgres\]"):
             database_url(url)
     assert database_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+# A request's nonce is remembered in the transaction of what it changes (one commit), or
+# after its view when that transaction fails or the view opens none: a copy of a request
+# that was refused is refused as a replay too, whichever way the first one failed.
+
+
+def _twice(service: Service, method: str, path: str, body: Any = None) -> tuple[Reply, Reply]:
+    headers = service.headers(BOB, method, path, body)
+    return service.send(method, path, body, headers=headers), service.send(
+        method, path, body, headers=headers
+    )
+
+
+def test_a_copy_of_a_request_refused_before_any_transaction_is_a_replay(alpha: Service) -> None:
+    first, copy = _twice(alpha, "POST", "/v1/releases", {"v": 1, "message_id": "not hex"})
+    assert_json_error(first, 400, "bad_field")
+    assert_json_error(copy, 401, "replayed_request")
+
+
+def test_a_copy_of_a_request_refused_inside_its_transaction_is_a_replay(
+    relay_svc: Service,
+) -> None:
+    first, copy = _twice(relay_svc, "GET", f"/api/v1/messages/{'0' * 32}")
+    assert_json_error(first, 404, "not_found")
+    assert_json_error(copy, 401, "replayed_request")
+
+
+def test_a_copy_of_a_deposit_refused_as_a_duplicate_is_a_replay(alpha: Service) -> None:
+    draft = custody_draft(
+        ALICE, [BOB], [alpha.public, *(c.public for c in custodian_identities()[1:])]
+    )
+    body = deposit_request(draft, 0, alpha.public, ALICE).to_json()
+    assert alpha.call(ALICE, "POST", "/v1/deposits", body).status_code == 201
+    headers = alpha.headers(ALICE, "POST", "/v1/deposits", body)
+    first = alpha.send("POST", "/v1/deposits", body, headers=headers)
+    assert_json_error(first, 409, "duplicate_deposit")
+    assert_json_error(
+        alpha.send("POST", "/v1/deposits", body, headers=headers), 401, "replayed_request"
+    )
+
+
+def test_a_copy_of_a_request_that_succeeded_changes_nothing(
+    alpha: Service, settings: Settings
+) -> None:
+    draft = custody_draft(
+        ALICE, [BOB], [alpha.public, *(c.public for c in custodian_identities()[1:])]
+    )
+    body = deposit_request(draft, 0, alpha.public, ALICE).to_json()
+    headers = alpha.headers(ALICE, "POST", "/v1/deposits", body)
+    assert alpha.send("POST", "/v1/deposits", body, headers=headers).status_code == 201
+    release = release_body(draft.header.id)
+    first, copy = _twice(alpha, "POST", "/v1/releases", release)
+    assert first.status_code == 200, first.json
+    assert_json_error(copy, 401, "replayed_request")
+    audit = alpha.call(operator(settings, "alpha"), "GET", "/v1/audit", query="limit=1000")
+    events = [
+        e["event"] for e in audit.json["entries"] if e["data"].get("message_id") == draft.header.id
+    ]
+    assert events == ["deposit", "release"]

@@ -21,7 +21,14 @@ from ..codes import Code
 from ..envelope import Policy, Receipt, share_digest
 from ..identity import Identity, PublicIdentity
 from ..protocol import DepositRequest, Release, deposit_info
-from ..service.app import ApiError, authenticate, error_response, query_int, read_json
+from ..service.app import (
+    ApiError,
+    authenticate,
+    error_response,
+    query_int,
+    read_json,
+    transaction,
+)
 from ..service.storage import scrub
 from ..shares import Share
 from . import audit, openapi
@@ -149,7 +156,7 @@ def post_deposit() -> tuple[Response, int]:
     duplicate = ApiError(
         409, Code.DUPLICATE_DEPOSIT, f"a share of message {deposit.message_id} is already here"
     )
-    with c.db.begin() as conn:
+    with transaction() as conn:
         if conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": deposit.message_id}).first():
             raise duplicate
         try:
@@ -195,7 +202,7 @@ def delete_deposit(ref: str) -> tuple[str, int]:
 
 def destroy_deposit(ref: str, caller: PublicIdentity) -> tuple[str, int]:
     c = here()
-    with c.db.begin() as conn:
+    with transaction() as conn:
         row = conn.execute(_DEPOSIT_LOCKED, {"ref": ref}).first()
         if row is None or row.sender_fp != caller.fingerprint_hex:
             raise ApiError(404, Code.NO_DEPOSIT, f"no deposit {ref} of yours")
@@ -219,7 +226,7 @@ def post_release() -> tuple[Response, int]:
     if not isinstance(message_id, str) or not _HEX_ID.fullmatch(message_id):
         raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
     now = int(time.time())
-    with c.db.begin() as conn:
+    with transaction() as conn:
         row = conn.execute(_DEPOSIT_OF_MESSAGE_LOCKED, {"message_id": message_id}).first()
         decision = decide(_deposit(row), _who(caller), now)
         if decision.outcome is Outcome.REFUSE:
@@ -265,7 +272,7 @@ def get_release(release_id: str) -> tuple[Response, int]:
     c = here()
     caller = authenticate()
     now = int(time.time())
-    with c.db.begin() as conn:
+    with transaction() as conn:
         pending = conn.execute(sa.select(releases).where(releases.c.id == release_id)).first()
         is_operator = caller.fingerprint == c.operator.fingerprint
         if pending is None or (pending.recipient_fp != caller.fingerprint_hex and not is_operator):
@@ -308,9 +315,8 @@ def get_release(release_id: str) -> tuple[Response, int]:
 
 
 def record_verdict(release_id: str, verdict: str) -> Response:
-    c = here()
     caller = require_operator()
-    with c.db.begin() as conn:
+    with transaction() as conn:
         done = conn.execute(
             releases.update()
             .where(releases.c.id == release_id, releases.c.status == "pending")

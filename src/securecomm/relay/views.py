@@ -22,7 +22,14 @@ from ..codes import Code
 from ..envelope import Envelope
 from ..errors import FormatError, SignatureError
 from ..identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
-from ..service.app import ApiError, authenticate, query_int, read_json, request_target
+from ..service.app import (
+    ApiError,
+    authenticate,
+    query_int,
+    read_json,
+    request_target,
+    transaction,
+)
 from . import openapi
 from .tables import (
     _INSERT_INBOX,
@@ -102,7 +109,7 @@ def _stored_before(message_id: str, digest: str, size: int, existing: Any) -> tu
 
 def _store(envelope: Envelope, body: bytes, digest: str) -> tuple[Response, int]:
     sender = envelope.header.sender
-    with _db().begin() as conn:
+    with transaction() as conn:
         registered = conn.execute(_SELECT_REGISTERED, {"name": sender.name}).scalar()
         if registered is not None and registered != sender.fingerprint_hex:
             raise ApiError(
@@ -160,7 +167,7 @@ bp.add_url_rule("/api/relay", "post_relay", store_envelope, methods=["POST"])
 def get_message(message_id: str) -> Response:
     caller = authenticate()
     _message_id(message_id)
-    with _db().connect() as conn:
+    with transaction() as conn:  # the request's nonce with it: one commit
         row = conn.execute(
             sa.select(messages.c.envelope, messages.c.sender_fp).where(messages.c.id == message_id)
         ).first()
@@ -175,7 +182,7 @@ def get_message(message_id: str) -> Response:
 def delete_message(message_id: str) -> tuple[str, int]:
     caller = authenticate()
     _message_id(message_id)
-    with _db().begin() as conn:
+    with transaction() as conn:
         # Locked (PostgreSQL; SQLite's write lock does it there): two recipients deleting at
         # once would each still count the other's inbox entry, and neither drop the message.
         sender_fp = conn.execute(
@@ -239,7 +246,7 @@ def get_inbox() -> Response:
         query = query.where(
             sa.tuple_(messages.c.stored_at, messages.c.id) > (int(stored_at), last_id)
         )
-    with _db().connect() as conn:
+    with transaction() as conn:  # the request's nonce with it: one commit
         rows = conn.execute(query).fetchall()
     page = rows[:limit]
     next_cursor = f"{page[-1].stored_at}:{page[-1].id}" if len(rows) > limit else None
@@ -311,7 +318,7 @@ def put_directory(name: str) -> tuple[Response, int]:
 
 
 def _register(name: str, new: PublicIdentity, body: dict[str, Any]) -> tuple[Response, int]:
-    with _db().begin() as conn:
+    with transaction() as conn:
         row = conn.execute(
             sa.select(directory.c.identity, directory.c.fingerprint).where(directory.c.name == name)
         ).first()

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -21,20 +22,29 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, Response, g, jsonify, request
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .. import canonical, errors, httpsig
 from ..codes import Code
-from ..errors import FormatError
+from ..errors import FormatError, ReplayError
 from ..identity import Identity, PublicIdentity
 from .storage import remember_nonce
 
-__all__ = ["ApiError", "authenticate", "create_app", "query_int", "read_json", "request_target"]
+__all__ = [
+    "ApiError",
+    "authenticate",
+    "create_app",
+    "query_int",
+    "read_json",
+    "request_target",
+    "transaction",
+]
 
 ACCESS_LOG = logging.getLogger("securecomm.access")
 
@@ -70,6 +80,20 @@ _DECIMAL = re.compile(r"[0-9]{1,16}")
 
 # What a page sends: the body's type and the four fields of a signed request (spec §11.1).
 _CORS_HEADERS = "Content-Type, Content-Digest, Signature, Signature-Input, Securecomm-Identity"
+
+
+class _ServiceApp(Flask):
+    """Flask, and one step after every view: the nonce of a signed request that no write
+    transaction of the view remembered is remembered now, before any answer is sent."""
+
+    def dispatch_request(self) -> Any:
+        try:
+            answer = super().dispatch_request()
+        except Exception:
+            _remember_pending_nonce()  # a replay's ReplayError replaces the view's error
+            raise
+        _remember_pending_nonce()
+        return answer
 
 
 class ApiError(Exception):
@@ -113,7 +137,7 @@ def create_app(
     that carries any other ``Origin`` is refused before it reaches a view.
     """
     _configure_logging()
-    app = Flask(f"securecomm.{service}")
+    app = _ServiceApp(f"securecomm.{service}")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.sort_keys = True  # type: ignore[attr-defined]
     app.extensions["securecomm"] = {
@@ -290,7 +314,11 @@ def request_target() -> tuple[str, str]:
 
 
 def authenticate() -> PublicIdentity:
-    """Check the request's signature and nonce; return who signed it."""
+    """Check the request's signature; return who signed it.
+
+    Its nonce (spec §11.3 step 8) is remembered by the view's first :func:`transaction`,
+    with what the request changes, or, if the view opens none, right after the view: in
+    both cases durably before any answer leaves, and a replay is refused."""
     state = _state()
     body = request.get_data(cache=True)
     now = int(time.time())
@@ -304,9 +332,34 @@ def authenticate() -> PublicIdentity:
         audience=state["identity"].name,
         now=now,
     )
-    with state["engine"].begin() as conn:
-        remember_nonce(
-            conn, state["nonces"], verified.identity.fingerprint_hex, verified.nonce, now
-        )
     g.caller = verified.identity
+    g.pending_nonce = (verified.identity.fingerprint_hex, verified.nonce, now)
     return verified.identity
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[Connection]:
+    """A write transaction on this service's database that also remembers the request's
+    nonce: one commit, one fsync, for both. If the block fails, the nonce went with the
+    rollback and is remembered after the view instead."""
+    state = _state()
+    pending = g.pop("pending_nonce", None)
+    try:
+        with state["engine"].begin() as conn:
+            if pending is not None:
+                remember_nonce(conn, state["nonces"], *pending)
+            yield conn
+    except ReplayError:
+        raise
+    except BaseException:
+        if pending is not None:
+            g.pending_nonce = pending
+        raise
+
+
+def _remember_pending_nonce() -> None:
+    pending = g.pop("pending_nonce", None)
+    if pending is not None:
+        state = _state()
+        with state["engine"].begin() as conn:
+            remember_nonce(conn, state["nonces"], *pending)

@@ -20,6 +20,7 @@ import functools
 import importlib
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from ..errors import ParameterError, ReplayError, SchemaError, StorageError
 from ..httpsig import SKEW_SECONDS
@@ -351,24 +353,38 @@ def scrub(engine: Engine) -> None:
         raw.close()
 
 
+#: How often, in seconds, a process drops the nonces no request can replay any more.
+NONCE_SWEEP_SECONDS = 60
+_next_sweep: weakref.WeakKeyDictionary[Engine, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
 @functools.cache
-def _nonce_statements(nonces: sa.Table) -> tuple[sa.Delete, sa.Insert]:
+def _nonce_statements(nonces: sa.Table, dialect: str) -> tuple[sa.Delete, sa.Insert]:
     # Built once per table: building a statement for every request cost as much CPU as
-    # running it.
+    # running it. A nonce seen before inserts no row (no savepoint, no failed statement
+    # that would end a PostgreSQL transaction).
     expired = nonces.delete().where(nonces.c.created < sa.bindparam("oldest"))
-    return expired, nonces.insert()
+    if dialect == "postgresql":
+        insert: sa.Insert = postgresql_dialect.insert(nonces).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        insert = sqlite_dialect.insert(nonces).on_conflict_do_nothing()
+    else:
+        raise ParameterError(f"securecomm runs on SQLite or PostgreSQL, not {dialect}")
+    # RETURNING says whether a row went in (psycopg's rowcount here is -1).
+    return expired, insert.returning(nonces.c.nonce)
 
 
 def remember_nonce(conn: Connection, nonces: sa.Table, keyid: str, nonce: str, now: int) -> None:
     """Record a request nonce, or raise :class:`ReplayError` if it was seen in the window.
 
-    Nonces older than twice the clock-skew window can no longer be replayed
-    (the timestamp check refuses them first), so they are dropped.
+    Nonces older than twice the clock-skew window can no longer be replayed (the timestamp
+    check refuses them first), so they are dropped, once a minute per process: keeping
+    them a little longer changes nothing but the table's size.
     """
-    expired, insert = _nonce_statements(nonces)
-    conn.execute(expired, {"oldest": now - 2 * SKEW_SECONDS})
-    try:
-        with conn.begin_nested():
-            conn.execute(insert, {"keyid": keyid, "nonce": nonce, "created": now})
-    except IntegrityError:
-        raise ReplayError() from None
+    expired, insert = _nonce_statements(nonces, conn.dialect.name)
+    sweeps = _next_sweep.setdefault(conn.engine, {})
+    if now >= sweeps.get(nonces.name, 0):
+        conn.execute(expired, {"oldest": now - 2 * SKEW_SECONDS})
+        sweeps[nonces.name] = now + NONCE_SWEEP_SECONDS
+    if conn.execute(insert, {"keyid": keyid, "nonce": nonce, "created": now}).first() is None:
+        raise ReplayError()
