@@ -68,6 +68,14 @@ _SELECT_STORED = sa.select(messages.c.digest, messages.c.stored_at).where(
     messages.c.id == sa.bindparam("id")
 )
 _INSERT_MESSAGE = messages.insert()
+# And of the read path.
+_SELECT_ENVELOPE = sa.select(messages.c.envelope, messages.c.sender_fp).where(
+    messages.c.id == sa.bindparam("id")
+)
+_SELECT_INBOX_ENTRY = sa.select(inbox.c.message_id).where(
+    inbox.c.message_id == sa.bindparam("message_id"),
+    inbox.c.recipient_fp == sa.bindparam("recipient_fp"),
+)
 _INSERT_INBOX = inbox.insert()
 _INSERT_POLICY = policies.insert()
 

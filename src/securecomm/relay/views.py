@@ -35,6 +35,8 @@ from .tables import (
     _INSERT_INBOX,
     _INSERT_MESSAGE,
     _INSERT_POLICY,
+    _SELECT_ENVELOPE,
+    _SELECT_INBOX_ENTRY,
     _SELECT_REGISTERED,
     _SELECT_STORED,
     directory,
@@ -168,9 +170,7 @@ def get_message(message_id: str) -> Response:
     caller = authenticate()
     _message_id(message_id)
     with transaction() as conn:  # the request's nonce with it: one commit
-        row = conn.execute(
-            sa.select(messages.c.envelope, messages.c.sender_fp).where(messages.c.id == message_id)
-        ).first()
+        row = conn.execute(_SELECT_ENVELOPE, {"id": message_id}).first()
         if row is None:
             raise _not_found(message_id)
         if row.sender_fp != caller.fingerprint_hex and not _is_recipient(conn, message_id, caller):
@@ -366,15 +366,8 @@ def _stored(message_id: str, digest: str, size: int, stored_at: int) -> dict[str
 
 
 def _is_recipient(conn: sa.Connection, message_id: str, caller: PublicIdentity) -> bool:
-    return (
-        conn.execute(
-            sa.select(inbox.c.message_id).where(
-                inbox.c.message_id == message_id,
-                inbox.c.recipient_fp == caller.fingerprint_hex,
-            )
-        ).first()
-        is not None
-    )
+    entry = {"message_id": message_id, "recipient_fp": caller.fingerprint_hex}
+    return conn.execute(_SELECT_INBOX_ENTRY, entry).first() is not None
 
 
 def endorsement_body(name: str, new: PublicIdentity) -> dict[str, Any]:
