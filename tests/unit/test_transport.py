@@ -240,3 +240,20 @@ def test_no_relay_key_pinned_is_refused_with_a_hint(tmp_path: Path) -> None:
     known = KnownKeys.load(tmp_path)
     known.pin(MALLORY.public)
     assert relay_key(settings, known) == MALLORY.public
+
+
+def test_a_cookie_a_service_sets_is_never_sent_back() -> None:
+    """One pool serves every identity of a process: a cookie kept from one caller's answer
+    would travel on another's request."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={}, headers={"Set-Cookie": "session=alice; Path=/"})
+
+    client = ServiceClient("http://alpha.test", "alpha", transport=httpx.MockTransport(answer))
+    with client:
+        client.request("GET", "/v1/identity", sign=False)
+        client.request("GET", "/v1/identity", sign=False)
+    assert len(seen) == 2
+    assert all("cookie" not in request.headers for request in seen)

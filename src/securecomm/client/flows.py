@@ -125,11 +125,11 @@ def _mark_checked(key: tuple[str, str, str, bytes]) -> None:
 def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIdentity:
     """The pinned key of custodian ``name``, checked against what the custodian presents
     (at most once per :data:`KEY_CHECK_SECONDS` for one URL and key)."""
+    fresh = _custodian_key_if_fresh(settings, known, name)
+    if fresh is not None:
+        return fresh
     pinned = known.require(name)
     url = settings.custodian(name).url
-    key = ("custodian", url, name, pinned.fingerprint)
-    if _checked_recently(key):
-        return pinned
     with ServiceClient(url, name, timeout=5.0, trust=settings.tls_ca) as client:
         answer = answer_json(client.request("GET", "/v1/identity", sign=False))
     presented = PublicIdentity.from_json(answer.get("identity"), field=f"{name} identity")
@@ -139,8 +139,24 @@ def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIde
         "identity",
         answer["identity"],
     )
-    _mark_checked(key)
+    _mark_checked(_custodian_check(settings, name, pinned))
     return pinned
+
+
+def _custodian_key_if_fresh(
+    settings: Settings, known: KnownKeys, name: str
+) -> PublicIdentity | None:
+    """The pinned key of custodian ``name`` if it was checked within the minute."""
+    pinned = known.get(name)
+    if pinned is None or not _checked_recently(_custodian_check(settings, name, pinned)):
+        return None
+    return pinned
+
+
+def _custodian_check(
+    settings: Settings, name: str, pinned: PublicIdentity
+) -> tuple[str, str, str, bytes]:
+    return ("custodian", settings.custodian(name).url, name, pinned.fingerprint)
 
 
 def relay_key(settings: Settings, known: KnownKeys | None = None) -> PublicIdentity:
@@ -404,7 +420,7 @@ def send(
     :class:`InterruptedOperationError` says so; once the relay has answered, the send
     completes.
     """
-    run = _Send(settings, sender, deadline, progress, warn, cancelled)
+    run = _Send(settings, known, sender, deadline, progress, warn, cancelled)
     keys, readers = run.check_keys(known, recipients)
     progress("encrypting", 0, len(message))
     draft = prepare(
@@ -433,6 +449,7 @@ class _Send:
     """The steps of one :func:`send`, each undoing what came before it when it fails."""
 
     settings: Settings
+    known: KnownKeys
     sender: Identity
     deadline: float
     progress: Progress
@@ -473,8 +490,18 @@ class _Send:
                 if name not in fresh
             }
         )
+        # Keys checked within the minute need no call, nor a thread to make none in.
+        checked = {
+            name: pinned
+            for name in self.names
+            if (pinned := _custodian_key_if_fresh(settings, known, name)) is not None
+        }
         checks = _Gather(
-            {name: functools.partial(_custodian_key, settings, known, name) for name in self.names}
+            {
+                name: functools.partial(_custodian_key, settings, known, name)
+                for name in self.names
+                if name not in checked
+            }
         )
         if not checks.wait(self.deadline, cancelled=self.cancelled) or not lookups.wait(
             self.deadline, cancelled=self.cancelled
@@ -503,7 +530,7 @@ class _Send:
         for name in lookups.results:  # the directory listed the pinned key (or it was pinned)
             if (listed := listing(name)) is not None:
                 _mark_checked(listed)
-        return checks.results, readers
+        return {name: checked.get(name) or checks.results[name] for name in self.names}, readers
 
     def check_size(self, draft: Draft) -> None:
         """Refuse, before any deposit, an envelope the relay would refuse."""
@@ -589,7 +616,7 @@ class _Send:
             _delete_from_relay(settings, sender, envelope.id)
             return _withdraw(settings, sender, receipts, draft.header.id)
 
-        key = relay_key(settings)
+        key = relay_key(settings, self.known)
 
         def post_it() -> Any:
             with _relay(settings, sender, timeout=self.deadline, key=key) as r:
