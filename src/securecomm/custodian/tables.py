@@ -46,7 +46,6 @@ releases = sa.Table(
 # The statements of the deposit and release paths, built once: building and cache-keying
 # them for each request cost about as much CPU as running them.
 _DEPOSIT_OF_MESSAGE = sa.select(deposits).where(deposits.c.message_id == sa.bindparam("message_id"))
-_INSERT_DEPOSIT = deposits.insert()
 _COUNT_RELEASE = (
     deposits.update()
     .where(deposits.c.ref == sa.bindparam("target"))

@@ -12,7 +12,6 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from .. import canonical, hpke
 from .._encoding import b64encode
@@ -29,14 +28,13 @@ from ..service.app import (
     read_json,
     transaction,
 )
-from ..service.storage import scrub
+from ..service.storage import insert_new, scrub
 from ..shares import Share
 from . import audit, openapi
 from .policy import Decision, Deposit, Outcome, Verdict, decide, uses_up
 from .tables import (
     _COUNT_RELEASE,
     _DEPOSIT_OF_MESSAGE,
-    _INSERT_DEPOSIT,
     audit_log,
     deposits,
     releases,
@@ -157,14 +155,10 @@ def post_deposit() -> tuple[Response, int]:
         409, Code.DUPLICATE_DEPOSIT, f"a share of message {deposit.message_id} is already here"
     )
     with transaction() as conn:
-        if conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": deposit.message_id}).first():
+        # Not stored if a share of the message is here, or was stored at this moment by
+        # another request (on PostgreSQL this insert waits for it on the unique message_id).
+        if conn.execute(insert_new(deposits, conn.dialect.name), values).first() is None:
             raise duplicate
-        try:
-            conn.execute(_INSERT_DEPOSIT, values)
-        except IntegrityError:
-            # The same deposit made at the same moment by another request was stored first
-            # (on PostgreSQL this insert waited for it on the unique message_id).
-            raise duplicate from None
         log(
             conn,
             "deposit",

@@ -67,7 +67,6 @@ _SELECT_REGISTERED = sa.select(directory.c.fingerprint).where(
 _SELECT_STORED = sa.select(messages.c.digest, messages.c.stored_at).where(
     messages.c.id == sa.bindparam("id")
 )
-_INSERT_MESSAGE = messages.insert()
 # And of the read path.
 _SELECT_ENVELOPE = sa.select(messages.c.envelope, messages.c.sender_fp).where(
     messages.c.id == sa.bindparam("id")

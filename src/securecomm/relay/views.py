@@ -30,10 +30,10 @@ from ..service.app import (
     request_target,
     transaction,
 )
+from ..service.storage import insert_new
 from . import openapi
 from .tables import (
     _INSERT_INBOX,
-    _INSERT_MESSAGE,
     _INSERT_POLICY,
     _SELECT_ENVELOPE,
     _SELECT_INBOX_ENTRY,
@@ -88,18 +88,7 @@ def store_envelope() -> tuple[Response, int]:
             "the relay takes envelopes whose shares are with custodian services",
         )
     # Hashed before the transaction: its write lock is held by one writer at a time.
-    digest = hashlib.sha256(body).hexdigest()
-    try:
-        return _store(envelope, body, digest)
-    except IntegrityError:
-        # Posted at the same moment by another request (a client's retry), which stored it
-        # first: on PostgreSQL this insert waited for it on the message id. Answered as a
-        # repeated post is.
-        with _db().connect() as conn:
-            existing = conn.execute(_SELECT_STORED, {"id": envelope.id}).first()
-        if existing is None:
-            raise
-        return _stored_before(envelope.id, digest, len(body), existing)
+    return _store(envelope, body, hashlib.sha256(body).hexdigest())
 
 
 def _stored_before(message_id: str, digest: str, size: int, existing: Any) -> tuple[Response, int]:
@@ -120,12 +109,12 @@ def _store(envelope: Envelope, body: bytes, digest: str) -> tuple[Response, int]
                 f"sender {sender.name!r} is registered with key {registered[:16]}, the"
                 f" envelope is signed by {sender.fingerprint_hex[:16]}",
             )
-        existing = conn.execute(_SELECT_STORED, {"id": envelope.id}).first()
-        if existing is not None:
-            return _stored_before(envelope.id, digest, len(body), existing)
         now = int(time.time())
-        conn.execute(
-            _INSERT_MESSAGE,
+        # A message stored before, or at this moment by another request (a client's retry;
+        # on PostgreSQL this insert waits for it on the message id), is not stored again:
+        # the post is answered as a repeated post is.
+        stored = conn.execute(
+            insert_new(messages, conn.dialect.name),
             {
                 "id": envelope.id,
                 "sender_name": sender.name,
@@ -136,7 +125,10 @@ def _store(envelope: Envelope, body: bytes, digest: str) -> tuple[Response, int]
                 "digest": digest,
                 "envelope": body,
             },
-        )
+        ).first()
+        if stored is None:
+            existing = conn.execute(_SELECT_STORED, {"id": envelope.id}).first()
+            return _stored_before(envelope.id, digest, len(body), existing)
         conn.execute(
             _INSERT_POLICY,
             {

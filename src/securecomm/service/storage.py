@@ -43,6 +43,7 @@ __all__ = [
     "NONCES",
     "Schema",
     "database_revision",
+    "insert_new",
     "open_database",
     "remember_nonce",
     "scrub",
@@ -359,19 +360,24 @@ _next_sweep: weakref.WeakKeyDictionary[Engine, dict[str, int]] = weakref.WeakKey
 
 
 @functools.cache
-def _nonce_statements(nonces: sa.Table, dialect: str) -> tuple[sa.Delete, sa.Insert]:
-    # Built once per table: building a statement for every request cost as much CPU as
-    # running it. A nonce seen before inserts no row (no savepoint, no failed statement
-    # that would end a PostgreSQL transaction).
-    expired = nonces.delete().where(nonces.c.created < sa.bindparam("oldest"))
+def insert_new(table: sa.Table, dialect: str) -> sa.Insert:
+    """An INSERT into ``table`` that adds nothing where a row with the same key (primary or
+    unique) is there already, and says so: it returns the new row's primary key, or no row.
+    Built once per table: building a statement for every request cost as much CPU as
+    running it. No savepoint and no failed statement, which would end a PostgreSQL
+    transaction; RETURNING, since psycopg's rowcount here is -1."""
     if dialect == "postgresql":
-        insert: sa.Insert = postgresql_dialect.insert(nonces).on_conflict_do_nothing()
+        insert: sa.Insert = postgresql_dialect.insert(table).on_conflict_do_nothing()
     elif dialect == "sqlite":
-        insert = sqlite_dialect.insert(nonces).on_conflict_do_nothing()
+        insert = sqlite_dialect.insert(table).on_conflict_do_nothing()
     else:
         raise ParameterError(f"securecomm runs on SQLite or PostgreSQL, not {dialect}")
-    # RETURNING says whether a row went in (psycopg's rowcount here is -1).
-    return expired, insert.returning(nonces.c.nonce)
+    return insert.returning(*table.primary_key.columns)
+
+
+@functools.cache
+def _expired_nonces(nonces: sa.Table) -> sa.Delete:
+    return nonces.delete().where(nonces.c.created < sa.bindparam("oldest"))
 
 
 def remember_nonce(conn: Connection, nonces: sa.Table, keyid: str, nonce: str, now: int) -> None:
@@ -381,10 +387,10 @@ def remember_nonce(conn: Connection, nonces: sa.Table, keyid: str, nonce: str, n
     check refuses them first), so they are dropped, once a minute per process: keeping
     them a little longer changes nothing but the table's size.
     """
-    expired, insert = _nonce_statements(nonces, conn.dialect.name)
     sweeps = _next_sweep.setdefault(conn.engine, {})
     if now >= sweeps.get(nonces.name, 0):
-        conn.execute(expired, {"oldest": now - 2 * SKEW_SECONDS})
+        conn.execute(_expired_nonces(nonces), {"oldest": now - 2 * SKEW_SECONDS})
         sweeps[nonces.name] = now + NONCE_SWEEP_SECONDS
-    if conn.execute(insert, {"keyid": keyid, "nonce": nonce, "created": now}).first() is None:
+    row = {"keyid": keyid, "nonce": nonce, "created": now}
+    if conn.execute(insert_new(nonces, conn.dialect.name), row).first() is None:
         raise ReplayError()
