@@ -1,4 +1,4 @@
-"""Generate vectors/{shamir,shares,envelope,canonical,answers}.json from a fixed seed.
+"""Generate vectors/{shamir,shares,envelope,canonical,answers,...}.json from a fixed seed.
 
 Run with ``make vectors``. The output is deterministic: every random value
 comes from a SHA-256 counter stream over SEED, recorded in each vector in the
@@ -29,8 +29,9 @@ from unittest import mock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from securecomm import _encoding, canonical, errors, httpsig, shamir, shares
+from securecomm import _encoding, canonical, errors, httpsig, shamir, shares, stream
 from securecomm.envelope import (
     PAYLOAD_NAMED,
     Envelope,
@@ -1102,6 +1103,158 @@ def answer_vectors() -> dict[str, Any]:
     }
 
 
+# Payload streams (spec/format-v2.md section 3)
+
+STREAM_K = hashlib.sha256(SEED + b"/stream/key").digest()
+STREAM_ID = hashlib.sha256(SEED + b"/stream/id").digest()[:16]
+STREAM_HEADER = b'{"v":2}'  # any bytes do: the header enters PK through its SHA-256
+
+
+def stream_plaintext(length: int) -> bytes:
+    """The plaintext of ``length`` bytes every stream vector seals: byte i is i mod 251."""
+    return bytes(i % 251 for i in range(length))
+
+
+def stream_input(case: dict[str, Any], key: bytes) -> bytes:
+    """The bytes a refusal vector gives the reader, built from the sealed chunks of
+    :func:`stream_plaintext` (``length``) by its ``stream`` items: ``{"chunk": i}`` chunk i
+    as sealed, with ``"cut": n`` its first n bytes only, with ``"flip": k`` bit 0 of its
+    byte k flipped; ``{"bytes": hex}`` those bytes; ``{"seal": i, "final": f, "from": a,
+    "to": b}`` plaintext bytes a..b sealed as chunk i with the flag f (as only the key's
+    holder can)."""
+    chunks = list(stream.encrypt(key, [stream_plaintext(case["length"])]))
+    plaintext = stream_plaintext(case["length"])
+    out = bytearray()
+    for item in case["stream"]:
+        if "chunk" in item:
+            chunk = bytearray(chunks[item["chunk"]][: item.get("cut")])
+            if "flip" in item:
+                chunk[item["flip"]] ^= 1
+            out += chunk
+        elif "bytes" in item:
+            out += bytes.fromhex(item["bytes"])
+        else:
+            nonce = item["seal"].to_bytes(11, "big") + bytes([item["final"]])
+            block = plaintext[item["from"] : item["to"]]
+            out += AESGCM(key).encrypt(nonce, block, None)
+    return bytes(out)
+
+
+def stream_vectors() -> dict[str, Any]:
+    key = stream.payload_key(STREAM_K, STREAM_ID, STREAM_HEADER)
+    chunk = stream.CHUNK_BYTES
+    sealed_cases = []
+    for description, length in (
+        ("the empty message: one empty final chunk, its tag alone", 0),
+        ("one byte", 1),
+        ("one chunk exactly, final and full", chunk),
+        ("one chunk and one byte: a full chunk, then a final chunk of one byte", chunk + 1),
+        ("three chunks and five bytes", 3 * chunk + 5),
+    ):
+        sealed = b"".join(stream.encrypt(key, [stream_plaintext(length)]))
+        case: dict[str, Any] = {
+            "description": description,
+            "length": length,
+            "sealed_length": len(sealed),
+            "sealed_sha256": hashlib.sha256(sealed).hexdigest(),
+            "final_chunk": sealed[(stream.chunk_count(length) - 1) * stream.SEALED_CHUNK_BYTES :][
+                :64
+            ].hex(),
+            "expect": "ok",
+        }
+        if len(sealed) <= 64:
+            case["sealed"] = sealed.hex()
+        sealed_cases.append(case)
+    three, four = 2 * chunk + 100, 3 * chunk + 1
+    refusals: list[tuple[str, int, list[Any]]] = [
+        ("cut at a chunk boundary: the final chunk missing", three, [{"chunk": 0}, {"chunk": 1}]),
+        ("cut after the first chunk", three, [{"chunk": 0}]),
+        (
+            "cut inside the final chunk",
+            three,
+            [{"chunk": 0}, {"chunk": 1}, {"chunk": 2, "cut": 50}],
+        ),
+        ("cut inside a chunk's tag", three, [{"chunk": 0}, {"chunk": 1, "cut": chunk + 8}]),
+        ("no bytes at all", three, []),
+        ("no bytes at all for the empty message (it has one chunk)", 0, []),
+        ("a chunk appended after the final one", three, [{"chunk": i} for i in (0, 1, 2, 0)]),
+        (
+            "one byte after the final chunk",
+            three,
+            [{"chunk": i} for i in range(3)] + [{"bytes": "00"}],
+        ),
+        ("a chunk dropped from the middle", four, [{"chunk": i} for i in (0, 2, 3)]),
+        ("the first two chunks swapped", three, [{"chunk": i} for i in (1, 0, 2)]),
+        ("the first chunk twice", three, [{"chunk": i} for i in (0, 0, 1, 2)]),
+        (
+            "one bit of a chunk flipped",
+            three,
+            [{"chunk": 0}, {"chunk": 1, "flip": 7}, {"chunk": 2}],
+        ),
+        (
+            "one bit of a tag flipped",
+            three,
+            [{"chunk": 0}, {"chunk": 1}, {"chunk": 2, "flip": 110}],
+        ),
+        (
+            "the final chunk sealed as not final (only the key's holder can)",
+            2 * chunk,
+            [{"chunk": 0}, {"seal": 1, "final": 0, "from": chunk, "to": 2 * chunk}],
+        ),
+        (
+            "a final chunk sealed before its place, then the rest",
+            2 * chunk,
+            [{"seal": 0, "final": 1, "from": 0, "to": chunk}, {"chunk": 1}],
+        ),
+    ]
+    other_header = stream.payload_key(STREAM_K, STREAM_ID, STREAM_HEADER + b" ")
+    keys = {"payload_key": key, "other_header_payload_key": other_header}
+    return {
+        "description": (
+            "Payload streams (spec/format-v2.md section 3). The plaintext of a vector of"
+            " length L is the bytes i mod 251 for i in 0 .. L-1; every stream is sealed under"
+            " payload_key, derived from key, message_id and header as section 3.1 says."
+            " 'sealed': the stream's SHA-256 and its final chunk's first 64 bytes (the whole"
+            " stream when it is short). 'refusals': the bytes a reader is given, built from"
+            " the sealed chunks as each item of 'stream' says (tools/generate_vectors.py"
+            " stream_input), and the error it must refuse them with, given 'length'."
+        ),
+        "key": STREAM_K.hex(),
+        "message_id": STREAM_ID.hex(),
+        "header": STREAM_HEADER.decode(),
+        "payload_key": key.hex(),
+        "other_header_payload_key": other_header.hex(),
+        "sealed": sealed_cases,
+        "refusals": [
+            stream_refusal(description, length, items, keys, under)
+            for description, length, items, under in [
+                *((d, n, items, "payload_key") for d, n, items in refusals),
+                (
+                    "the stream sealed for a header one byte longer",
+                    three,
+                    [{"chunk": i} for i in range(3)],
+                    "other_header_payload_key",
+                ),
+            ]
+        ],
+    }
+
+
+def stream_refusal(
+    description: str, length: int, items: list[Any], keys: dict[str, bytes], under: str
+) -> dict[str, Any]:
+    """A refusal vector: the stream ``items`` build from the chunks sealed under the key
+    named ``under``, read with ``payload_key``."""
+    case: dict[str, Any] = {"description": description, "length": length, "stream": items}
+    if under != "payload_key":
+        case["sealed_under"] = under
+    given = stream_input(case, keys[under])
+    case["expect"] = error_name(
+        lambda: b"".join(stream.decrypt(keys["payload_key"], [given], length=length))
+    )
+    return case
+
+
 def build() -> dict[str, str]:
     """Every generated file's name and exact text."""
     files = {
@@ -1112,6 +1265,7 @@ def build() -> dict[str, str]:
         "answers.json": answer_vectors(),
         "encoding.json": encoding_vectors(),
         "identity.json": identity_vectors(),
+        "stream.json": stream_vectors(),
     }
     return {
         name: json.dumps({"generator": "tools/generate_vectors.py", **content}, indent=2) + "\n"

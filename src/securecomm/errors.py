@@ -21,7 +21,13 @@ carries secret bytes: keys, shares, plaintext or passphrases.
     │   ├── InconsistentSharesError  more than t shares that disagree
     │   └── ShareDigestError    a share that does not match its signed digest
     ├── DecryptionError         opaque: wrong key and tampered data look the same
-    │   └── KeyCommitmentError
+    │   ├── KeyCommitmentError
+    │   └── StreamError         a payload stream (format v2) that is not the one sealed
+    │       ├── StreamChunkError      a chunk that opens nowhere: altered, or not this message's
+    │       ├── StreamTruncatedError  it ends before its final chunk
+    │       ├── StreamExtendedError   more after its final chunk
+    │       ├── StreamDuplicateError  a chunk seen before, again
+    │       └── StreamReorderedError  a chunk out of its place (one before it missing or moved)
     ├── SignatureError
     │   ├── RequestAuthError    a signed HTTP request that is refused (code says why)
     │   │   └── ReplayError
@@ -70,6 +76,12 @@ __all__ = [
     "ShareIndexError",
     "SignatureError",
     "StorageError",
+    "StreamChunkError",
+    "StreamDuplicateError",
+    "StreamError",
+    "StreamExtendedError",
+    "StreamReorderedError",
+    "StreamTruncatedError",
     "UnknownVersionError",
 ]
 
@@ -155,6 +167,36 @@ class KeyCommitmentError(DecryptionError):
         self, message: str = "decryption failed: the combined key is not the committed key"
     ) -> None:
         super().__init__(message)
+
+
+class StreamError(DecryptionError):
+    """A payload stream (spec/format-v2.md section 3) refused; the subclass says how it
+    differs from the stream that was sealed, and the message names the chunk, never its
+    bytes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class StreamChunkError(StreamError):
+    """A chunk that opens at no position near its own: altered, or of another stream."""
+
+
+class StreamTruncatedError(StreamError):
+    """The stream ends before its final chunk."""
+
+
+class StreamExtendedError(StreamError):
+    """Bytes follow the final chunk."""
+
+
+class StreamDuplicateError(StreamError):
+    """A chunk that already came, at its own position, comes again."""
+
+
+class StreamReorderedError(StreamError):
+    """A chunk at a later position than its own came early: one before it is missing or
+    was moved."""
 
 
 class SignatureError(SecureCommError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 from collections.abc import Callable, Iterator
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 from tools import generate_vectors
 
-from securecomm import canonical, errors, httpsig, shamir, shares
+from securecomm import canonical, errors, httpsig, shamir, shares, stream
 from securecomm._encoding import b64decode
 from securecomm.envelope import Envelope, Opened, Policy, Receipt, prepare
 from securecomm.identity import Identity, PublicIdentity, public_file, read_public_file
@@ -25,6 +27,7 @@ CANONICAL = load("canonical.json")
 ANSWERS = load("answers.json")
 ENCODING = load("encoding.json")
 IDENTITY = load("identity.json")
+STREAM = load("stream.json")
 
 
 def error_class(name: str) -> type[Exception]:
@@ -63,7 +66,7 @@ def test_generated_files_match_the_generator() -> None:
 def test_every_file_is_mostly_failure_cases_with_descriptions() -> None:
     total = failures = 0
     names = ("shamir.json", "shares.json", "envelope.json", "canonical.json", "answers.json")
-    for name in (*names, "encoding.json", "identity.json"):
+    for name in (*names, "encoding.json", "identity.json", "stream.json"):
         for key, cases in load(name).items():
             if not isinstance(cases, list):
                 continue
@@ -352,3 +355,50 @@ def test_signed_answers(case: dict[str, Any]) -> None:
     with pytest.raises(error_class(case["expect"])) as caught:
         check()
     assert generate_vectors.ANSWER_STEPS[case["step"]] in str(caught.value), str(caught.value)
+
+
+# Payload streams (spec/format-v2.md section 3)
+
+
+def _hkdf_sha256(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    """RFC 5869 with one block of output, written out: the spec's PK, computed without
+    the implementation's HKDF."""
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+def test_stream_payload_key() -> None:
+    key, message_id = bytes.fromhex(STREAM["key"]), bytes.fromhex(STREAM["message_id"])
+    header = STREAM["header"].encode()
+    derived = stream.payload_key(key, message_id, header)
+    assert derived.hex() == STREAM["payload_key"]
+    info = b"securecomm/v2/payload" + hashlib.sha256(header).digest()
+    assert _hkdf_sha256(key, message_id, info) == derived
+    other = stream.payload_key(key, message_id, header + b" ")
+    assert other.hex() == STREAM["other_header_payload_key"]
+
+
+@pytest.mark.parametrize("case", STREAM["sealed"], ids=lambda c: c["description"])
+def test_stream_sealed(case: dict[str, Any]) -> None:
+    key = bytes.fromhex(STREAM["payload_key"])
+    plaintext = generate_vectors.stream_plaintext(case["length"])
+    sealed = b"".join(stream.encrypt(key, [plaintext]))
+    assert len(sealed) == case["sealed_length"] == stream.sealed_length(case["length"])
+    assert hashlib.sha256(sealed).hexdigest() == case["sealed_sha256"]
+    final = (stream.chunk_count(case["length"]) - 1) * stream.SEALED_CHUNK_BYTES
+    assert sealed[final:][:64].hex() == case["final_chunk"]
+    if "sealed" in case:
+        assert sealed.hex() == case["sealed"]
+    opened = b"".join(stream.decrypt(key, [sealed], length=case["length"]))
+    assert opened == plaintext
+
+
+@pytest.mark.parametrize("case", STREAM["refusals"], ids=lambda c: c["description"])
+def test_stream_refusals(case: dict[str, Any]) -> None:
+    sealed_under = bytes.fromhex(STREAM[case.get("sealed_under", "payload_key")])
+    given = generate_vectors.stream_input(case, sealed_under)
+    key = bytes.fromhex(STREAM["payload_key"])
+    expect_outcome(
+        case["expect"],
+        lambda: b"".join(stream.decrypt(key, [given], length=case["length"])),
+    )
