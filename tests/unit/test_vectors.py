@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
 import json
+import re
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from tools import generate_vectors
 
 from securecomm import canonical, errors, httpsig, shamir, shares, stream
@@ -402,3 +408,32 @@ def test_stream_refusals(case: dict[str, Any]) -> None:
         case["expect"],
         lambda: b"".join(stream.decrypt(key, [given], length=case["length"])),
     )
+
+
+# The base64 form check, as spec 1.2 states it (four-character groups, the last padded
+# with at most two "="), against the grammar written as one pattern: the same verdict.
+_GROUPS = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+@hyp_settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="AQg+/=!", max_size=14))
+def test_base64_form_is_the_grammar_of_section_1_2(text: str) -> None:
+    try:
+        b64decode(text, field="value")
+        verdict = "ok"
+    except errors.FormatError as exc:
+        verdict = "form" if type(exc) is errors.FormatError else "other"
+    assert (verdict != "form") == bool(_GROUPS.fullmatch(text)), (text, verdict)
+
+
+def test_checking_a_long_base64_value_takes_no_memory_per_byte() -> None:
+    """A message's ciphertext is one base64 value: a pattern that repeats a group kept a
+    frame per group (2.8 GiB to check 85 MB)."""
+    text = base64.b64encode(bytes(3 * 2**20)).decode()
+    tracemalloc.start()
+    try:
+        b64decode(text, field="ciphertext")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(text)
