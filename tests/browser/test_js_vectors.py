@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
+from securecomm import errors
 from tests.unit._vectors import VECTORS
 
 # (file, member holding the cases, runner in vectors.js)
@@ -32,6 +33,8 @@ SECTIONS = [
     ("encoding.json", "base64", "runBase64"),
     ("identity.json", "cases", "runPublicIdentity"),
     ("identity.json", "key_files", "runKeyFiles"),
+    ("stream.json", "sealed", "runStreamSealed"),
+    ("stream.json", "refusals", "runStreamRefusals"),
 ]
 
 
@@ -109,3 +112,30 @@ def test_the_examples_of_the_spec(page: Page) -> None:
         "securecomm-share-v1:AQARIjNEVWZ3iJmqu8zd7v8CAwAAAAHftW+Kdg==",
     ]
     assert js["check"] == "cbf43926"
+
+
+# Classes that only the services and the CLI raise: a page never meets them.
+_PYTHON_ONLY = {"InterruptedOperationError", "SchemaError", "StorageError"}
+
+
+def test_the_error_tree_mirrors_python(page: Page) -> None:
+    """A vector's "expect" names one class in both languages (spec section 8): every
+    class errors.py has, errors.js has too, under the same parent."""
+    js: dict[str, str] = page.evaluate(
+        """async () => {
+            const errors = await import('/js/errors.js');
+            return Object.fromEntries(
+                Object.entries(errors)
+                    .filter(([, value]) => typeof value === 'function')
+                    .map(([name, cls]) => [name, Object.getPrototypeOf(cls).name]),
+            );
+        }"""
+    )
+    classes = [getattr(errors, name) for name in errors.__all__]
+    python = {
+        cls.__name__: cls.__mro__[1].__name__
+        for cls in classes
+        if isinstance(cls, type) and issubclass(cls, errors.SecureCommError)
+    }
+    python["SecureCommError"] = "Error"
+    assert {k: v for k, v in python.items() if k not in _PYTHON_ONLY} == js

@@ -4,7 +4,7 @@
 // asserts that every case ran and passed.
 
 import * as aead from "/js/aead.js";
-import { b64decode, fromHex, toHex, utf8 } from "/js/bytes.js";
+import { b64decode, concat, equal, fromHex, sha256, toHex, utf8 } from "/js/bytes.js";
 import * as canonical from "/js/canonical.js";
 import * as errors from "/js/errors.js";
 import * as hpke from "/js/hpke.js";
@@ -12,6 +12,7 @@ import { verifyAnswer } from "/js/httpsig.js";
 import { Identity, PublicIdentity } from "/js/identity.js";
 import * as shamir from "/js/shamir.js";
 import { Share, combine } from "/js/shares.js";
+import * as stream from "/js/stream.js";
 
 export class Mismatch extends Error {}
 
@@ -356,5 +357,102 @@ export async function runAnswers(text) {
     });
     const fragment = ANSWER_STEPS[entry.step];
     check(message.includes(fragment), `refused with "${message}", not at step ${entry.step}`);
+  });
+}
+
+// Payload streams (spec/format-v2.md section 3): vectors/stream.json.
+
+function streamPlaintext(length) {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i += 1) {
+    out[i] = i % 251;
+  }
+  return out;
+}
+
+async function collect(generator) {
+  const parts = [];
+  for await (const part of generator) {
+    parts.push(part);
+  }
+  return concat(...parts);
+}
+
+async function keysOf(data) {
+  const key = await stream.payloadKey(
+    fromHex(data.key),
+    fromHex(data.message_id),
+    utf8(data.header),
+  );
+  checkHex(key, data.payload_key, "payload_key");
+  const other = await stream.payloadKey(
+    fromHex(data.key),
+    fromHex(data.message_id),
+    utf8(data.header + " "),
+  );
+  checkHex(other, data.other_header_payload_key, "other_header_payload_key");
+  return { payload_key: key, other_header_payload_key: other };
+}
+
+export async function runStreamSealed(text) {
+  const data = JSON.parse(text);
+  return eachCase(data.sealed, async (entry) => {
+    const { payload_key: key } = await keysOf(data);
+    const plaintext = streamPlaintext(entry.length);
+    const sealed = await collect(stream.encrypt(key, [plaintext]));
+    check(sealed.length === entry.sealed_length, `sealed length ${sealed.length}`);
+    checkHex(await sha256(sealed), entry.sealed_sha256, "sealed_sha256");
+    const final = (stream.chunkCount(entry.length) - 1) * stream.SEALED_CHUNK_BYTES;
+    checkHex(sealed.subarray(final, final + 64), entry.final_chunk, "final_chunk");
+    if (entry.sealed !== undefined) {
+      checkHex(sealed, entry.sealed, "sealed");
+    }
+    const opened = await collect(stream.decrypt(key, [sealed], { length: entry.length }));
+    check(equal(opened, plaintext), "opened: not the plaintext");
+  });
+}
+
+// The bytes a refusal gives the reader, as tools/generate_vectors.py stream_input
+// builds them from the sealed chunks.
+async function streamInput(entry, key) {
+  const plaintext = streamPlaintext(entry.length);
+  const sealed = await collect(stream.encrypt(key, [plaintext]));
+  const chunk = (i) =>
+    sealed.slice(i * stream.SEALED_CHUNK_BYTES, (i + 1) * stream.SEALED_CHUNK_BYTES);
+  const aesKey = await crypto.subtle.importKey("raw", key, { name: "AES-GCM" }, false, ["encrypt"]);
+  const parts = [];
+  for (const item of entry.stream) {
+    if (item.chunk !== undefined) {
+      let bytes = chunk(item.chunk);
+      if (item.cut !== undefined) {
+        bytes = bytes.slice(0, item.cut);
+      }
+      if (item.flip !== undefined) {
+        bytes[item.flip] ^= 1;
+      }
+      parts.push(bytes);
+    } else if (item.bytes !== undefined) {
+      parts.push(fromHex(item.bytes));
+    } else {
+      const iv = new Uint8Array(12);
+      new DataView(iv.buffer).setUint32(7, item.seal);
+      iv[11] = item.final;
+      const block = plaintext.slice(item.from, item.to);
+      parts.push(
+        new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aesKey, block)),
+      );
+    }
+  }
+  return concat(...parts);
+}
+
+export async function runStreamRefusals(text) {
+  const data = JSON.parse(text);
+  return eachCase(data.refusals, async (entry) => {
+    const keys = await keysOf(data);
+    const given = await streamInput(entry, keys[entry.sealed_under ?? "payload_key"]);
+    await expectError(entry.expect, () =>
+      collect(stream.decrypt(keys.payload_key, [given], { length: entry.length })),
+    );
   });
 }

@@ -47,6 +47,20 @@ export class KeyCommitmentError extends DecryptionError {
   }
 }
 
+// A payload stream (spec/format-v2.md section 3) that is not the one sealed; the
+// subclass says how it differs, the message names the chunk, never its bytes.
+export class StreamError extends DecryptionError {}
+// A chunk that opens at no position near its own: altered, or of another stream.
+export class StreamChunkError extends StreamError {}
+// The stream ends before its final chunk.
+export class StreamTruncatedError extends StreamError {}
+// Bytes follow the final chunk.
+export class StreamExtendedError extends StreamError {}
+// A chunk that already came, at its own position, comes again.
+export class StreamDuplicateError extends StreamError {}
+// A chunk at a later position than its own came early: one before it is missing or moved.
+export class StreamReorderedError extends StreamError {}
+
 export class SignatureError extends SecureCommError {}
 
 // A signed HTTP request refused; `code` is the stable reason a service answers.
