@@ -13,17 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securecomm import stream
-from securecomm.errors import (
-    LengthError,
-    ParameterError,
-    StreamChunkError,
-    StreamDuplicateError,
-    StreamError,
-    StreamExtendedError,
-    StreamReorderedError,
-    StreamTruncatedError,
-)
+from securecomm import errors, stream
 
 CHUNK, SEALED = stream.CHUNK_BYTES, stream.SEALED_CHUNK_BYTES
 KEY = stream.payload_key(bytes(range(32)), bytes(16), b'{"v":2}')
@@ -85,15 +75,15 @@ def test_resuming_at_a_chunk_gives_the_same_bytes_as_the_whole() -> None:
 
 
 def test_resuming_past_the_end_is_refused() -> None:
-    with pytest.raises(ParameterError):
+    with pytest.raises(errors.ParameterError):
         list(stream.encrypt(KEY, [b""], start=1))
-    with pytest.raises(ParameterError):
+    with pytest.raises(errors.ParameterError):
         _open([], CHUNK, start=1)
 
 
 def test_lengths_no_stream_has_are_refused() -> None:
     for sealed in (0, 15, SEALED + 3, SEALED + 16, 2 * SEALED + 16):
-        with pytest.raises(LengthError):
+        with pytest.raises(errors.LengthError):
             stream.plaintext_length(sealed)
     assert stream.plaintext_length(16) == 0
     assert stream.plaintext_length(SEALED) == CHUNK
@@ -111,27 +101,42 @@ FLIPPED = bytes([THREE[1][0] ^ 1]) + THREE[1][1:]
 @pytest.mark.parametrize(
     ("chunks", "length", "error", "says"),
     [
-        (THREE[:2], LENGTH, StreamTruncatedError, "ends before chunk 2; its final chunk is 2"),
-        (THREE[:1], LENGTH, StreamTruncatedError, "ends before chunk 1"),
-        ([*THREE[:2], THREE[2][:-1]], LENGTH, StreamTruncatedError, "inside chunk 2"),
-        ([], LENGTH, StreamTruncatedError, "ends before chunk 0"),
-        ([], 0, StreamTruncatedError, "ends before chunk 0"),
-        ([*THREE, THREE[0]], LENGTH, StreamExtendedError, "final chunk (chunk 2)"),
-        ([*THREE, b"x"], LENGTH, StreamExtendedError, "final chunk (chunk 2)"),
-        ([FOUR[0], *FOUR[2:]], 3 * CHUNK + 1, StreamReorderedError, "chunk 2 came at position 1"),
+        (
+            THREE[:2],
+            LENGTH,
+            errors.StreamTruncatedError,
+            "ends before chunk 2; its final chunk is 2",
+        ),
+        (THREE[:1], LENGTH, errors.StreamTruncatedError, "ends before chunk 1"),
+        ([*THREE[:2], THREE[2][:-1]], LENGTH, errors.StreamTruncatedError, "inside chunk 2"),
+        ([], LENGTH, errors.StreamTruncatedError, "ends before chunk 0"),
+        ([], 0, errors.StreamTruncatedError, "ends before chunk 0"),
+        ([*THREE, THREE[0]], LENGTH, errors.StreamExtendedError, "final chunk (chunk 2)"),
+        ([*THREE, b"x"], LENGTH, errors.StreamExtendedError, "final chunk (chunk 2)"),
+        (
+            [FOUR[0], *FOUR[2:]],
+            3 * CHUNK + 1,
+            errors.StreamReorderedError,
+            "chunk 2 came at position 1",
+        ),
         (
             [THREE[1], THREE[0], THREE[2]],
             LENGTH,
-            StreamReorderedError,
+            errors.StreamReorderedError,
             "chunk 1 came at position 0",
         ),
         (
             [THREE[0], THREE[0], *THREE[1:]],
             LENGTH,
-            StreamDuplicateError,
+            errors.StreamDuplicateError,
             "chunk 1 is chunk 0 again",
         ),
-        ([THREE[0], FLIPPED, THREE[2]], LENGTH, StreamChunkError, "chunk 1 does not authenticate"),
+        (
+            [THREE[0], FLIPPED, THREE[2]],
+            LENGTH,
+            errors.StreamChunkError,
+            "chunk 1 does not authenticate",
+        ),
     ],
     ids=[
         "cut-at-a-boundary",
@@ -148,7 +153,7 @@ FLIPPED = bytes([THREE[1][0] ^ 1]) + THREE[1][1:]
     ],
 )
 def test_a_stream_that_is_not_the_one_sealed_is_refused(
-    chunks: list[bytes], length: int, error: type[StreamError], says: str
+    chunks: list[bytes], length: int, error: type[errors.StreamError], says: str
 ) -> None:
     with pytest.raises(error, match=re.escape(says)) as refused:
         _open(chunks, length)
@@ -161,7 +166,7 @@ def test_a_stream_of_another_header_or_message_opens_nowhere() -> None:
         stream.payload_key(bytes(range(32)), bytes(15) + b"\x01", b'{"v":2}'),
         stream.payload_key(bytes(range(1, 33)), bytes(16), b'{"v":2}'),
     ):
-        with pytest.raises(StreamChunkError, match="chunk 0 does not authenticate"):
+        with pytest.raises(errors.StreamChunkError, match="chunk 0 does not authenticate"):
             _open(THREE, LENGTH, key=other)
 
 
@@ -173,10 +178,10 @@ def test_a_chunk_sealed_with_the_wrong_flag_is_refused() -> None:
     chunk_0 = aes.encrypt(bytes(11) + b"\x00", plaintext[:CHUNK], None)
     not_final_1 = aes.encrypt(bytes(10) + b"\x01\x00", plaintext[CHUNK:], None)
     assert chunk_0 == _seal(plaintext)[0]
-    with pytest.raises(StreamChunkError, match="chunk 1 does not authenticate"):
+    with pytest.raises(errors.StreamChunkError, match="chunk 1 does not authenticate"):
         _open([chunk_0, not_final_1], 2 * CHUNK)
     final_0 = aes.encrypt(bytes(11) + b"\x01", plaintext[:CHUNK], None)
-    with pytest.raises(StreamChunkError, match="chunk 0 does not authenticate"):
+    with pytest.raises(errors.StreamChunkError, match="chunk 0 does not authenticate"):
         _open([final_0, _seal(plaintext)[1]], 2 * CHUNK)
 
 
@@ -185,5 +190,5 @@ def test_what_comes_before_a_refusal_is_yielded_but_the_stream_fails() -> None:
     temporary file and renames it only then)."""
     opened = stream.decrypt(KEY, [b"".join(THREE[:2])], length=LENGTH)
     assert next(opened) == _plaintext(CHUNK)
-    with pytest.raises(StreamTruncatedError):
+    with pytest.raises(errors.StreamTruncatedError):
         list(opened)
