@@ -110,12 +110,14 @@ def _blocks(pieces: Iterable[bytes], size: int) -> Iterator[tuple[bytes, bool]]:
     """``pieces`` cut into blocks of ``size`` bytes, each with whether it is the last: a
     block is the last when nothing follows it, so every block but the last is full and the
     last holds what remains (no bytes at all if there were none)."""
-    buffer = bytearray()
+    buffer, taken = bytearray(), 0
     for piece in pieces:
         buffer += piece
-        while len(buffer) > size:
-            yield bytes(buffer[:size]), False
-            del buffer[:size]
+        while len(buffer) - taken > size:
+            yield bytes(buffer[taken : taken + size]), False
+            taken += size
+        del buffer[:taken]  # once a piece, not once a block: a large piece moves once
+        taken = 0
     yield bytes(buffer), True
 
 
