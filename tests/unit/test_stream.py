@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import tracemalloc
 from collections.abc import Iterable, Iterator
 
 import pytest
@@ -192,3 +193,26 @@ def test_what_comes_before_a_refusal_is_yielded_but_the_stream_fails() -> None:
     assert next(opened) == _plaintext(CHUNK)
     with pytest.raises(errors.StreamTruncatedError):
         list(opened)
+
+
+def test_memory_stays_flat_whatever_the_size() -> None:
+    """Both directions hold a piece and a chunk or two, never the message: the peak for
+    32 MiB is no higher than for 4 MiB (the bytes come from a generator, as from a file)."""
+
+    def peak(size: int) -> int:
+        def plaintext() -> Iterator[bytes]:
+            for _ in range(size // 2**20):
+                yield bytes(2**20)
+
+        tracemalloc.start()
+        try:
+            sealed = stream.encrypt(KEY, plaintext())
+            for _ in stream.decrypt(KEY, sealed, length=size):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(4 * 2**20), peak(32 * 2**20)
+    assert large < 4 * 2**20
+    assert large < small * 1.5
