@@ -358,8 +358,6 @@ def transaction() -> Iterator[Connection]:
 
 
 def _remember_pending_nonce() -> None:
-    pending = g.pop("pending_nonce", None)
-    if pending is not None:
-        state = _state()
-        with state["engine"].begin() as conn:
-            remember_nonce(conn, state["nonces"], *pending)
+    if g.get("pending_nonce") is not None:
+        with transaction():
+            pass  # a transaction of the nonce alone
