@@ -124,10 +124,8 @@ def _mark_checked(key: tuple[str, str, str, bytes]) -> None:
 
 def _custodian_key(settings: Settings, known: KnownKeys, name: str) -> PublicIdentity:
     """The pinned key of custodian ``name``, checked against what the custodian presents
-    (at most once per :data:`KEY_CHECK_SECONDS` for one URL and key)."""
-    fresh = _custodian_key_if_fresh(settings, known, name)
-    if fresh is not None:
-        return fresh
+    (a send asks only for those not checked within :data:`KEY_CHECK_SECONDS`:
+    :func:`_custodian_key_if_fresh`)."""
     pinned = known.require(name)
     url = settings.custodian(name).url
     with ServiceClient(url, name, timeout=5.0, trust=settings.tls_ca) as client:
