@@ -206,11 +206,13 @@ class ServiceClient:
         raw: bytes | None = None,
         params: dict[str, str] | None = None,
         sign: bool = True,
+        content_type: str = "application/json",
     ) -> httpx.Response:
-        """Send one request; return the response if its status is 2xx, else raise."""
+        """Send one request; return the response if its status is 2xx, else raise.
+        ``raw`` is sent as it is, as ``content_type``; ``body`` as canonical JSON."""
         content = raw if raw is not None else (canonical.dumps(body) if body is not None else b"")
         query = str(httpx.QueryParams(params or {}))
-        headers = {"Content-Type": "application/json"} if content else {}
+        headers = {"Content-Type": content_type} if content else {}
         # Fresh for every request: the answer must be signed for this one (spec §11.4).
         nonce = httpsig.new_nonce()
         if sign:
