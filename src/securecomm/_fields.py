@@ -14,16 +14,21 @@ from typing import Any
 from .errors import FieldError, UnknownVersionError
 
 VERSION = 1
+#: The versions of the message envelope (spec/format-v2.md); every other document has one.
+ENVELOPE_VERSIONS = (1, 2)
 #: Seconds since the epoch: far beyond any real date, well inside canonical JSON's range.
 TIME_MAX_SECONDS = 2**40
 HEX_MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 HEX_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 
-def version(value: Mapping[str, Any], path: str) -> None:
+def version(value: Mapping[str, Any], path: str, known: Sequence[int] = (VERSION,)) -> int:
     found = value.get("v")
-    if found != VERSION or isinstance(found, bool):
-        raise UnknownVersionError(f"{path}.v: version {found!r}, expected {VERSION}")
+    if found not in known or isinstance(found, bool):
+        expected = " or ".join(str(v) for v in known)
+        raise UnknownVersionError(f"{path}.v: version {found!r}, expected {expected}")
+    assert isinstance(found, int)
+    return found
 
 
 def expect_object(
@@ -33,6 +38,7 @@ def expect_object(
     *,
     optional: frozenset[str] | set[str] = frozenset(),
     versioned: bool = False,
+    versions: Sequence[int] = (VERSION,),
 ) -> Mapping[str, Any]:
     """``value`` as an object with exactly ``keys`` and any of ``optional``; a versioned one
     has its "v" checked first, so a later version with new members is an unknown version,
@@ -40,7 +46,7 @@ def expect_object(
     if not isinstance(value, Mapping):
         raise FieldError(f"{path}: expected an object, got {type(value).__name__}")
     if versioned:
-        version(value, path)
+        version(value, path, versions)
     missing = keys - set(value)
     if missing:
         raise FieldError(f"{path}: missing field(s) {sorted(missing)}")

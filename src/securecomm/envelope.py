@@ -17,24 +17,31 @@ The recipe is two steps, because custodians must answer in between:
 to the custodians; :meth:`Draft.finish` takes their receipts and signs. To
 read: :meth:`Envelope.from_bytes`, :meth:`Envelope.verify`, then
 :meth:`Envelope.open` with the released shares.
+
+Version 2 (spec/format-v2.md) carries the ciphertext apart, as a stream of sealed
+chunks: :func:`prepare_stream` gives a :class:`StreamDraft` that seals a message read
+piece by piece, and :meth:`StreamDraft.finish` signs a :class:`StreamEnvelope` naming the
+stream by its digest and length. :func:`document_from_bytes` reads either version.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
-from . import aead, canonical
+from . import aead, canonical, stream
 from . import shares as shares_mod
 from ._encoding import b64decode, b64encode, labelled_hash
 from ._fields import (
+    ENVELOPE_VERSIONS,
     HEX_FINGERPRINT,
     TIME_MAX_SECONDS,
     VERSION,
@@ -55,6 +62,7 @@ from .errors import (
     InsufficientSharesError,
     KeyCommitmentError,
     NotRecipientError,
+    ParameterError,
     SecureCommError,
     ShareDigestError,
     ShareError,
@@ -78,17 +86,23 @@ __all__ = [
     "Policy",
     "Receipt",
     "Recipient",
+    "StreamDraft",
+    "StreamEnvelope",
     "check_filename",
+    "document_from_bytes",
     "key_commitment",
     "name_for_file",
     "prepare",
     "prepare_offline",
+    "prepare_stream",
     "share_digest",
 ]
 
 MESSAGE_ID_LENGTH_BYTES = 16
 DIGEST_LENGTH_BYTES = 32
 MAX_RECIPIENTS = 64
+#: Version 2's plaintext lengths (spec/format-v2.md 4.1): canonical JSON's integers.
+MAX_STREAM_LENGTH = 2**53 - 1
 _REF = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 #: The one value of the header's optional ``payload``: the plaintext is a named file.
@@ -243,6 +257,9 @@ class Header:
     policy: Policy
     key_commitment: bytes
     payload: str | None = None  # None: the plaintext is the message; "named": 7.10
+    version: int = VERSION
+    #: Version 2: the length of the plaintext the stream seals (None in version 1).
+    length: int | None = None
 
     @property
     def n(self) -> int:
@@ -253,29 +270,44 @@ class Header:
         return self.message_id.hex()
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "v": VERSION,
-            "id": self.message_id.hex(),
-            "sender": self.sender.to_json(),
-            "recipients": [r.to_json() for r in self.recipients],
-            "created": self.created,
-            "threshold": self.threshold,
-            "n": self.n,
-            "custodians": [c.to_json() for c in self.custodians],
-            "policy": self.policy.to_json(),
-            "key_commitment": b64encode(self.key_commitment),
-        } | ({"payload": self.payload} if self.payload is not None else {})
+        return (
+            {
+                "v": self.version,
+                "id": self.message_id.hex(),
+                "sender": self.sender.to_json(),
+                "recipients": [r.to_json() for r in self.recipients],
+                "created": self.created,
+                "threshold": self.threshold,
+                "n": self.n,
+                "custodians": [c.to_json() for c in self.custodians],
+                "policy": self.policy.to_json(),
+                "key_commitment": b64encode(self.key_commitment),
+            }
+            | ({"payload": self.payload} if self.payload is not None else {})
+            | ({"length": self.length} if self.length is not None else {})
+        )
 
     def aad(self) -> bytes:
-        """The AES-GCM associated data: the header's canonical bytes."""
+        """The header's canonical bytes: version 1's AES-GCM associated data, and what
+        version 2's payload key is derived with (format-v2 3.1)."""
         return canonical.dumps(self.to_json())
 
     @classmethod
-    def from_json(cls, value: object, path: str = "envelope.header") -> Header:
+    def from_json(
+        cls,
+        value: object,
+        path: str = "envelope.header",
+        versions: Sequence[int] = ENVELOPE_VERSIONS,
+    ) -> Header:
         keys = {"v", "id", "sender", "recipients", "created", "threshold", "n", "custodians"}
         keys |= {"policy", "key_commitment"}
         optional = {"payload"} if isinstance(value, Mapping) and "payload" in value else set()
-        obj = expect_object(value, path, keys | optional, versioned=True)
+        if isinstance(value, Mapping) and value.get("v") == 2:
+            keys.add("length")  # format-v2 4.1: required there, unknown in version 1
+        obj = expect_object(value, path, keys | optional, versioned=True, versions=versions)
+        length = None
+        if "length" in keys:
+            length = integer(obj["length"], f"{path}.length", 0, MAX_STREAM_LENGTH)
         message_id = bytes.fromhex(message_id_hex(obj["id"], f"{path}.id"))
         sender = PublicIdentity.from_json(obj["sender"], field=f"{path}.sender")
         recipients = tuple(
@@ -317,6 +349,8 @@ class Header:
             policy,
             commitment,
             payload,
+            obj["v"],
+            length,
         )
 
     def custodian_index(self, name: str) -> int:
@@ -394,82 +428,54 @@ class Receipt:
         custodian.verify(self.signature, "receipt", self.body())
 
 
-@dataclass(frozen=True)
-class Envelope:
+def _header_of(obj: Mapping[str, Any], path: str) -> Header:
+    """The header of a document, which is of the document's own version (format-v2 4.1)."""
+    return Header.from_json(obj["header"], f"{path}.header", versions=(obj["v"],))
+
+
+def _receipts(value: object, header: Header, path: str) -> tuple[Receipt, ...]:
+    """A document's receipts: one per custodian, in the header's order, each for the share
+    the header names (spec 7.1)."""
+    raw_receipts = array(value, f"{path}.receipts", 0, 255)
+    # Custodian services (with fingerprints) sign receipts; shares held out of band cannot.
+    services = [slot.fingerprint is not None for slot in header.custodians]
+    if any(services) and not all(services):
+        raise FieldError(
+            f"{path}.header.custodians: either every custodian has a fingerprint or none has"
+        )
+    expected = header.n if all(services) else 0
+    if len(raw_receipts) != expected:
+        raise FieldError(
+            f"{path}.receipts: {len(raw_receipts)} receipt(s), expected {expected}"
+            + (" (one per custodian)" if expected else " (custodians without fingerprints)")
+        )
+    receipts = tuple(
+        Receipt.from_json(r, f"{path}.receipts[{i}]") for i, r in enumerate(raw_receipts)
+    )
+    for i, (receipt, slot) in enumerate(zip(receipts, header.custodians, strict=False)):
+        where = f"{path}.receipts[{i}]"
+        if receipt.custodian != slot.name or receipt.index != i + 1:
+            raise FieldError(
+                f"{where}: receipt of {receipt.custodian!r} (index {receipt.index}),"
+                f" expected {slot.name!r} (index {i + 1})"
+            )
+        if receipt.message_id != header.message_id:
+            raise FieldError(f"{where}.message_id: not this envelope's id {header.id}")
+        if receipt.share_digest != slot.share_digest:
+            raise FieldError(f"{where}.share_digest: differs from the header's digest")
+    return receipts
+
+
+class _Document:
+    """What both versions' envelopes share: the signed header and receipts, and every
+    step of reading (spec 7.7) up to the message key."""
+
     header: Header
-    nonce: bytes
-    ciphertext: bytes
-    tag: bytes
     receipts: tuple[Receipt, ...]
     signature: bytes
 
     def _signed_body(self) -> dict[str, Any]:
-        return {
-            "v": VERSION,
-            "header": self.header.to_json(),
-            "nonce": b64encode(self.nonce),
-            "ciphertext": b64encode(self.ciphertext),
-            "tag": b64encode(self.tag),
-            "receipts": [r.to_json() for r in self.receipts],
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self._signed_body(), "signature": b64encode(self.signature)}
-
-    def to_bytes(self) -> bytes:
-        return canonical.dumps(self.to_json())
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Envelope:
-        """Decode and check the format (not the signature: see :meth:`verify`)."""
-        return cls.from_json(canonical.loads(data, what="envelope"))
-
-    @classmethod
-    def from_file(cls, data: bytes) -> Envelope:
-        """:meth:`from_bytes` of an envelope file (spec 7.1): its bytes, and one LF a
-        mail client or an editor may have added."""
-        return cls.from_json(canonical.loads_file(data, what="envelope"))
-
-    @classmethod
-    def from_json(cls, value: object) -> Envelope:
-        path = "envelope"
-        keys = {"v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"}
-        obj = expect_object(value, path, keys, versioned=True)
-        header = Header.from_json(obj["header"])
-        nonce = b64decode(obj["nonce"], field=f"{path}.nonce", length=aead.NONCE_LENGTH_BYTES)
-        ciphertext = b64decode(obj["ciphertext"], field=f"{path}.ciphertext")
-        tag = b64decode(obj["tag"], field=f"{path}.tag", length=aead.TAG_LENGTH_BYTES)
-        raw_receipts = array(obj["receipts"], f"{path}.receipts", 0, 255)
-        # Custodian services (with fingerprints) sign receipts; shares held out of band cannot.
-        services = [slot.fingerprint is not None for slot in header.custodians]
-        if any(services) and not all(services):
-            raise FieldError(
-                f"{path}.header.custodians: either every custodian has a fingerprint or none has"
-            )
-        expected = header.n if all(services) else 0
-        if len(raw_receipts) != expected:
-            raise FieldError(
-                f"{path}.receipts: {len(raw_receipts)} receipt(s), expected {expected}"
-                + (" (one per custodian)" if expected else " (custodians without fingerprints)")
-            )
-        receipts = tuple(
-            Receipt.from_json(r, f"{path}.receipts[{i}]") for i, r in enumerate(raw_receipts)
-        )
-        for i, (receipt, slot) in enumerate(zip(receipts, header.custodians, strict=False)):
-            where = f"{path}.receipts[{i}]"
-            if receipt.custodian != slot.name or receipt.index != i + 1:
-                raise FieldError(
-                    f"{where}: receipt of {receipt.custodian!r} (index {receipt.index}),"
-                    f" expected {slot.name!r} (index {i + 1})"
-                )
-            if receipt.message_id != header.message_id:
-                raise FieldError(f"{where}.message_id: not this envelope's id {header.id}")
-            if receipt.share_digest != slot.share_digest:
-                raise FieldError(f"{where}.share_digest: differs from the header's digest")
-        signature = b64decode(
-            obj["signature"], field=f"{path}.signature", length=SIGNATURE_LENGTH_BYTES
-        )
-        return cls(header, nonce, ciphertext, tag, receipts, signature)
+        raise NotImplementedError
 
     @property
     def id(self) -> str:
@@ -592,6 +598,60 @@ class Envelope:
         _check_commitment(key, self.header.message_id, self.header.key_commitment)
         return key
 
+
+@dataclass(frozen=True)
+class Envelope(_Document):
+    """A version 1 envelope: the ciphertext inside it (spec/format-v1.md 7.1)."""
+
+    header: Header
+    nonce: bytes
+    ciphertext: bytes
+    tag: bytes
+    receipts: tuple[Receipt, ...]
+    signature: bytes
+
+    def _signed_body(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "header": self.header.to_json(),
+            "nonce": b64encode(self.nonce),
+            "ciphertext": b64encode(self.ciphertext),
+            "tag": b64encode(self.tag),
+            "receipts": [r.to_json() for r in self.receipts],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._signed_body(), "signature": b64encode(self.signature)}
+
+    def to_bytes(self) -> bytes:
+        return canonical.dumps(self.to_json())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Envelope:
+        """Decode and check the format (not the signature: see :meth:`verify`)."""
+        return cls.from_json(canonical.loads(data, what="envelope"))
+
+    @classmethod
+    def from_file(cls, data: bytes) -> Envelope:
+        """:meth:`from_bytes` of an envelope file (spec 7.1): its bytes, and one LF a
+        mail client or an editor may have added."""
+        return cls.from_json(canonical.loads_file(data, what="envelope"))
+
+    @classmethod
+    def from_json(cls, value: object) -> Envelope:
+        path = "envelope"
+        keys = {"v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"}
+        obj = expect_object(value, path, keys, versioned=True)
+        header = _header_of(obj, path)
+        nonce = b64decode(obj["nonce"], field=f"{path}.nonce", length=aead.NONCE_LENGTH_BYTES)
+        ciphertext = b64decode(obj["ciphertext"], field=f"{path}.ciphertext")
+        tag = b64decode(obj["tag"], field=f"{path}.tag", length=aead.TAG_LENGTH_BYTES)
+        receipts = _receipts(obj["receipts"], header, path)
+        signature = b64decode(
+            obj["signature"], field=f"{path}.signature", length=SIGNATURE_LENGTH_BYTES
+        )
+        return cls(header, nonce, ciphertext, tag, receipts, signature)
+
     def decrypt(self, key: bytes) -> bytes:
         """Decrypt with a recovered key: the message, without a file name the sender may
         have put before it. Raises the opaque :class:`DecryptionError`."""
@@ -611,6 +671,87 @@ class Envelope:
     def open_named(self, released: Mapping[str, Share]) -> Opened:
         """:meth:`recover_key` then :meth:`decrypt_named`. Call :meth:`verify` first."""
         return self.decrypt_named(self.recover_key(released))
+
+
+@dataclass(frozen=True)
+class StreamEnvelope(_Document):
+    """A version 2 envelope (spec/format-v2.md 4.2): the ciphertext is a stream of sealed
+    chunks carried apart, which the document names by its SHA-256 and length."""
+
+    header: Header
+    payload_digest: bytes
+    payload_length: int
+    receipts: tuple[Receipt, ...]
+    signature: bytes
+
+    def _signed_body(self) -> dict[str, Any]:
+        return {
+            "v": 2,
+            "header": self.header.to_json(),
+            "payload": {"digest": b64encode(self.payload_digest), "length": self.payload_length},
+            "receipts": [r.to_json() for r in self.receipts],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._signed_body(), "signature": b64encode(self.signature)}
+
+    def to_bytes(self) -> bytes:
+        return canonical.dumps(self.to_json())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StreamEnvelope:
+        """Decode and check the format (not the signatures: see :meth:`verify`)."""
+        return cls.from_json(canonical.loads(data, what="envelope"))
+
+    @classmethod
+    def from_json(cls, value: object) -> StreamEnvelope:
+        path = "envelope"
+        keys = {"v", "header", "payload", "receipts", "signature"}
+        obj = expect_object(value, path, keys, versioned=True, versions=(2,))
+        header = _header_of(obj, path)
+        assert header.length is not None  # a version 2 header has one
+        payload = expect_object(obj["payload"], f"{path}.payload", {"digest", "length"})
+        digest = b64decode(
+            payload["digest"], field=f"{path}.payload.digest", length=DIGEST_LENGTH_BYTES
+        )
+        length = integer(payload["length"], f"{path}.payload.length", 0, 2**53 - 1)
+        expected = stream.sealed_length(header.length)
+        if length != expected:
+            raise FieldError(
+                f"{path}.payload.length: {length}, but a plaintext of {header.length} bytes"
+                f" is sealed in {expected}"
+            )
+        receipts = _receipts(obj["receipts"], header, path)
+        signature = b64decode(
+            obj["signature"], field=f"{path}.signature", length=SIGNATURE_LENGTH_BYTES
+        )
+        return cls(header, digest, length, receipts, signature)
+
+    @property
+    def length(self) -> int:
+        """The length of the plaintext the stream seals (a file name's record included)."""
+        assert self.header.length is not None
+        return self.header.length
+
+    def payload_key(self, key: bytes) -> bytes:
+        """The stream's key (format-v2 3.1), from the message key :meth:`recover_key` gave."""
+        return stream.payload_key(key, self.header.message_id, self.header.aad())
+
+    def decrypt(self, key: bytes, pieces: Iterable[bytes], *, start: int = 0) -> Iterator[bytes]:
+        """Open the stream ``pieces`` yields (from chunk ``start`` on) with a recovered key:
+        each chunk's plaintext as it checks out (:func:`stream.decrypt`: nothing it yields
+        is the message until it ends without error). With ``payload`` = ``"named"``,
+        chunk 0's plaintext begins with the name's record (:func:`name_record`)."""
+        return stream.decrypt(self.payload_key(key), pieces, length=self.length, start=start)
+
+
+def document_from_bytes(data: bytes) -> Envelope | StreamEnvelope:
+    """An envelope of either version, by its ``v``: decoded and its format checked (not its
+    signatures)."""
+    value = canonical.loads(data, what="envelope")
+    if isinstance(value, Mapping) and value.get("v") == 2:
+        return StreamEnvelope.from_json(value)
+    return Envelope.from_json(value)
 
 
 @dataclass(frozen=True)
@@ -660,6 +801,14 @@ def _frame(filename: str, content: bytes) -> bytes:
 
 def _unframe(plaintext: bytes) -> Opened:
     """A named plaintext (7.10): one byte of length, the name in UTF-8, the message."""
+    name, start = name_record(plaintext)
+    return Opened(name, plaintext[start:])
+
+
+def name_record(plaintext: bytes) -> tuple[str, int]:
+    """The file name a named plaintext (7.10) begins with, and where its message starts.
+    In version 2 the record lies within chunk 0 (at most 256 bytes), so that chunk's
+    plaintext is enough."""
     if not plaintext or len(plaintext) < 1 + plaintext[0]:
         raise FieldError("envelope payload: the file name runs past the end of the message")
     length = plaintext[0]
@@ -667,7 +816,7 @@ def _unframe(plaintext: bytes) -> Opened:
         name = plaintext[1 : 1 + length].decode("utf-8")
     except UnicodeDecodeError:
         raise FieldError("envelope payload: the file name is not UTF-8") from None
-    return Opened(check_filename(name, "envelope payload: file name"), plaintext[1 + length :])
+    return check_filename(name, "envelope payload: file name"), 1 + length
 
 
 @dataclass(frozen=True)
@@ -733,6 +882,117 @@ class Draft:
         )
 
 
+@dataclass(frozen=True)
+class StreamDraft:
+    """A version 2 message, its key split, waiting to be sealed and then signed.
+
+    ``shares[i]`` goes to ``header.custodians[i]``. :meth:`seal` seals the message as it is
+    read, any number of times and from any chunk (the same bytes each time), so an upload
+    can go on where it stopped; :meth:`finish` signs the document once the custodians'
+    receipts and the stream's digest are known. Like a :class:`Draft`, it holds the key's
+    shares: keep it in memory, or sealed to its sender (:meth:`restore`).
+    """
+
+    header: Header
+    shares: tuple[Share, ...]
+    #: The name the message is sent under (7.10), sealed with it; None: no name.
+    filename: str | None
+    _key: bytes = field(repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return f"StreamDraft(id={self.header.id}, length={self.header.length}, shares=<hidden>)"
+
+    @classmethod
+    def restore(
+        cls, header: Header, shares: Sequence[Share], filename: str | None = None
+    ) -> StreamDraft:
+        """A draft again, from its header and all its shares (as a resumed send keeps them):
+        each checked against the header's digest, the key against its commitment."""
+        if header.version != 2 or len(shares) != header.n:
+            raise FieldError("draft: a version 2 header and one share per custodian expected")
+        if (filename is None) != (header.payload is None):
+            raise FieldError("draft: a file name is sent if and only if the header says so")
+        for slot, share in zip(header.custodians, shares, strict=True):
+            if share.split_id != header.message_id or (
+                share_digest(header.message_id, slot.name, share) != slot.share_digest
+            ):
+                raise ShareDigestError(f"draft: the share of {slot.name!r} is not the header's")
+        key = shares_mod.combine(list(shares)[: header.threshold])
+        _check_commitment(key, header.message_id, header.key_commitment)
+        return cls(header, tuple(shares), filename, key)
+
+    @property
+    def length(self) -> int:
+        """The plaintext's length: the message's, and its name's record, if any."""
+        assert self.header.length is not None
+        return self.header.length
+
+    @property
+    def stream_length(self) -> int:
+        """The sealed stream's length in bytes."""
+        return stream.sealed_length(self.length)
+
+    @property
+    def _record(self) -> bytes:
+        """What the plaintext begins with before the message: the name's record, or nothing."""
+        return b"" if self.filename is None else _frame(self.filename, b"")
+
+    def message_offset(self, start: int) -> int:
+        """Where in the message the plaintext of chunk ``start`` begins: read the message from
+        there to :meth:`seal` from that chunk."""
+        return max(0, start * stream.CHUNK_BYTES - len(self._record))
+
+    def seal(self, message: Iterable[bytes], *, start: int = 0) -> Iterator[bytes]:
+        """Seal the message ``message`` yields, from :meth:`message_offset` of ``start`` to its
+        end, as the stream's chunks from ``start`` on. A message that is not as long as the
+        header says (a file that changed while it was read) is a :class:`ParameterError`,
+        raised before any chunk past its end is sealed."""
+        record = self._record
+        first = (record,) if start == 0 else ()  # a record lies within chunk 0
+        checked = _exactly(self.length - len(record), self.message_offset(start), message)
+        key = stream.payload_key(self._key, self.header.message_id, self.header.aad())
+        return stream.encrypt(key, itertools.chain(first, checked), start=start)
+
+    def finish(
+        self, sender: Identity, receipts: Sequence[Receipt], digest: bytes
+    ) -> StreamEnvelope:
+        """Sign the document: ``receipts`` one per custodian in header order, ``digest`` the
+        SHA-256 of the whole sealed stream."""
+        if sender.public.fingerprint != self.header.sender.fingerprint:
+            raise SignatureError("draft: signing identity is not the header's sender")
+        unsigned = StreamEnvelope(
+            self.header, digest, self.stream_length, tuple(receipts), bytes(SIGNATURE_LENGTH_BYTES)
+        )
+        # Round-trip through the decoder so a draft can never sign what a reader would refuse.
+        checked = StreamEnvelope.from_json(unsigned.to_json())
+        signature = sender.sign("envelope", checked._signed_body())
+        return StreamEnvelope(
+            checked.header,
+            checked.payload_digest,
+            checked.payload_length,
+            checked.receipts,
+            signature,
+        )
+
+
+def _exactly(length: int, offset: int, pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """``pieces``, a message of ``length`` bytes read from ``offset``, checked to end there."""
+    seen = offset
+    for piece in pieces:
+        seen += len(piece)
+        if seen > length:
+            raise ParameterError(
+                f"the message is longer than the {length:,} bytes it was when the send began"
+                " (did the file change?)"
+            )
+        yield piece
+    if seen != length:
+        raise ParameterError(
+            f"the message ended after {seen:,} of the {length:,} bytes it had when the send"
+            " began (did the file change?)"
+        )
+
+
 def prepare(
     plaintext: bytes,
     *,
@@ -782,6 +1042,40 @@ def prepare_offline(
     )
 
 
+def prepare_stream(
+    length: int,
+    *,
+    sender: PublicIdentity,
+    recipients: Sequence[PublicIdentity],
+    custodians: Sequence[tuple[str, bytes | None]],
+    threshold: int,
+    policy: Policy | None = None,
+    created: int | None = None,
+    filename: str | None = None,
+) -> StreamDraft:
+    """:func:`prepare` for version 2 (spec/format-v2.md): a message of ``length`` bytes, to
+    be sealed as it is read (:meth:`StreamDraft.seal`), under a fresh key split among
+    ``custodians``. Nothing is read or sealed yet: the header, which every chunk is bound
+    to, needs only the length."""
+    record = 0 if filename is None else len(_frame(filename, b""))
+    if not 0 <= length <= MAX_STREAM_LENGTH - record:
+        raise ParameterError(f"a message of {length} bytes is outside what version 2 carries")
+    if stream.chunk_count(length + record) > stream.MAX_CHUNKS:
+        raise ParameterError(f"a message of {length} bytes is more than 2**32 chunks")
+    header, key, split = _header_and_key(
+        None if filename is None else PAYLOAD_NAMED,
+        sender,
+        recipients,
+        custodians,
+        threshold,
+        policy,
+        created,
+        version=2,
+        length=length + record,
+    )
+    return StreamDraft(header, tuple(split), filename, key)
+
+
 def _prepare(
     plaintext: bytes,
     payload: str | None,
@@ -794,6 +1088,26 @@ def _prepare(
 ) -> Draft:
     """:func:`prepare` of a plaintext already framed as ``payload`` says (the vector
     generator calls it to make what a writer must not)."""
+    header, key, split = _header_and_key(
+        payload, sender, recipients, custodians, threshold, policy, created
+    )
+    nonce, sealed = aead.seal(key, plaintext, header.aad())
+    return Draft(header, nonce, sealed, tuple(split))
+
+
+def _header_and_key(
+    payload: str | None,
+    sender: PublicIdentity,
+    recipients: Sequence[PublicIdentity],
+    custodians: Sequence[tuple[str, bytes | None]],
+    threshold: int,
+    policy: Policy | None,
+    created: int | None,
+    *,
+    version: int = VERSION,
+    length: int | None = None,
+) -> tuple[Header, bytes, list[Share]]:
+    """A new message's header, its fresh key, and the key's shares."""
     n = len(custodians)
     check_parameters(n, threshold)
     if not recipients:
@@ -815,6 +1129,8 @@ def _prepare(
         policy=policy or Policy(),
         key_commitment=key_commitment(key, message_id),
         payload=payload,
+        version=version,
+        length=length,
     )
     unique([r.name for r in header.recipients], "envelope.header.recipients")
     unique(
@@ -828,5 +1144,4 @@ def _prepare(
         "envelope.header.custodians",
         "fingerprint",
     )
-    nonce, sealed = aead.seal(key, plaintext, header.aad())
-    return Draft(header, nonce, sealed, tuple(split))
+    return header, key, split
