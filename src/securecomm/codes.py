@@ -52,6 +52,12 @@ class Code(enum.StrEnum):
     KEY_CHANGED = "key_changed"
     NOT_YOUR_KEY = "not_your_key"
 
+    # The relay's payload streams (spec/format-v2.md section 5).
+    UPLOAD_OFFSET = "upload_offset"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    PAYLOAD_MISMATCH = "payload_mismatch"
+    NO_UPLOAD = "no_upload"
+
     # A custodian's deposits and releases (spec §12).
     DUPLICATE_DEPOSIT = "duplicate_deposit"
     NO_DEPOSIT = "no_deposit"

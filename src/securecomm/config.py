@@ -31,6 +31,8 @@ Home layout::
     HOME/relay/identity.key           the relay's identity
     HOME/relay/custodians/NAME.pub    each custodian's public key, given to the relay
     HOME/relay/relay.db               its SQLite database
+    HOME/relay/payloads/DIGEST        a stored payload stream (format v2), named by its SHA-256
+    HOME/relay/payloads/partial/ID    an open upload of one, named by its message id
     HOME/custodians/NAME/identity.key the custodian's identity
     HOME/custodians/NAME/operator.pub the public identity of its operator
     HOME/custodians/NAME/custodian.db its SQLite database
@@ -57,6 +59,9 @@ from .shamir import check_parameters
 __all__ = [
     "DEFAULT_CUSTODIANS",
     "DEFAULT_HOME",
+    "DEFAULT_MAX_ENVELOPE_BYTES",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_MAX_SENDER_BYTES",
     "MAX_RELAY_REPLICAS",
     "CustodianSettings",
     "Settings",
@@ -68,6 +73,10 @@ DEFAULT_CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
 DEFAULT_RELAY_PORT = 5000
 DEFAULT_FIRST_CUSTODIAN_PORT = 5101
 DEFAULT_MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+#: The longest payload stream (format v2) the relay takes, and what one sender may hold
+#: there at once: stored messages and open uploads together.
+DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024**3
+DEFAULT_MAX_SENDER_BYTES = 16 * 1024**3
 #: The most relay replicas ``up`` starts on one machine: each is a gunicorn master and its
 #: workers, all on one database; more than this is a mistake, not a deployment.
 MAX_RELAY_REPLICAS = 16
@@ -96,6 +105,11 @@ class Settings:
     #: replicas``); 1 is the relay alone, without a front.
     relay_replicas: int = 1
     max_envelope_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES
+    #: The longest payload stream the relay takes (``[server] max_payload_bytes``).
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    #: What one sender's stored messages and open uploads may hold at the relay, in bytes
+    #: (``[server] max_sender_bytes``).
+    max_sender_bytes: int = DEFAULT_MAX_SENDER_BYTES
     n_shares: int = 5
     threshold: int = 3
     custodians: tuple[CustodianSettings, ...] = field(default_factory=tuple)
@@ -182,6 +196,14 @@ def _int(value: object, name: str) -> int:
         return int(value)  # type: ignore[call-overload, no-any-return]
     except (TypeError, ValueError):
         raise ParameterError(f"config: {name} must be an integer, got {value!r}") from None
+
+
+def _size(value: object, name: str) -> int:
+    """A limit in bytes: a positive integer (a stream's length fits 2**53 - 1)."""
+    size = _int(value, name)
+    if not 1 <= size <= 2**53 - 1:
+        raise ParameterError(f"config: {name} must be from 1 to 2**53 - 1 bytes, got {size}")
+    return size
 
 
 def _table(value: object, name: str) -> dict[str, Any]:
@@ -296,6 +318,12 @@ def load_settings(
         relay_replicas=replica_count(server.get("replicas", 1)),
         max_envelope_bytes=_int(
             server.get("max_envelope_bytes", DEFAULT_MAX_ENVELOPE_BYTES), "max_envelope_bytes"
+        ),
+        max_payload_bytes=_size(
+            server.get("max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES), "max_payload_bytes"
+        ),
+        max_sender_bytes=_size(
+            server.get("max_sender_bytes", DEFAULT_MAX_SENDER_BYTES), "max_sender_bytes"
         ),
         n_shares=n,
         threshold=t,

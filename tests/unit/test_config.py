@@ -41,6 +41,8 @@ def test_defaults(tmp_path: Path) -> None:
         f"sqlite:///{tmp_path / 'custodians' / 'bravo' / 'custodian.db'}"
     )
     assert settings.max_envelope_bytes == 16 * 1024 * 1024
+    assert settings.max_payload_bytes == 4 * 1024**3
+    assert settings.max_sender_bytes == 16 * 1024**3
 
 
 def test_env_is_not_read_when_given_explicitly(
@@ -66,6 +68,8 @@ host = "0.0.0.0"
 port = 8080
 url = "https://relay.example/"
 max_envelope_bytes = 4096
+max_payload_bytes = 1000000
+max_sender_bytes = 3000000
 database_url = "sqlite:////tmp/elsewhere.db"
 workers = 4
 
@@ -81,6 +85,7 @@ threshold = 4
     assert settings.server_port == 8080
     assert settings.server_url == "https://relay.example"
     assert settings.max_envelope_bytes == 4096
+    assert (settings.max_payload_bytes, settings.max_sender_bytes) == (1000000, 3000000)
     assert settings.relay_database() == "sqlite:////tmp/elsewhere.db"
     assert settings.workers == 4
     assert (settings.n_shares, settings.threshold) == (5, 4)
@@ -89,6 +94,22 @@ threshold = 4
     assert settings.custodian("east").port == 6003
     with pytest.raises(ParameterError, match="alpha"):
         settings.custodian("alpha")
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("max_payload_bytes = 0", "max_payload_bytes must be from 1 to 2**53 - 1 bytes, got 0"),
+        ("max_sender_bytes = -5", "max_sender_bytes must be from 1 to 2**53 - 1 bytes, got -5"),
+        ('max_sender_bytes = "lots"', "max_sender_bytes must be an integer, got 'lots'"),
+        ("max_payload_bytes = 9007199254740992", "got 9007199254740992"),
+    ],
+)
+def test_stream_limits_are_positive_integers(tmp_path: Path, line: str, said: str) -> None:
+    write_config(tmp_path, f"[server]\n{line}\n")
+    with pytest.raises(ParameterError) as refused:
+        load_settings(tmp_path, env={})
+    assert said in str(refused.value)
 
 
 def test_toml_url_defaults_to_host_and_port(tmp_path: Path) -> None:

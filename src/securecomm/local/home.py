@@ -29,6 +29,8 @@ from ..config import (
     CONFIG_FILE,
     DEFAULT_CUSTODIANS,
     DEFAULT_MAX_ENVELOPE_BYTES,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_SENDER_BYTES,
     Settings,
     load_settings,
 )
@@ -70,6 +72,8 @@ def config_text(
     ports: Mapping[str, int] | None = None,
     max_envelope_bytes: int | None = None,
     database_urls: Mapping[str, str] | None = None,
+    max_payload_bytes: int | None = None,
+    max_sender_bytes: int | None = None,
 ) -> str:
     """A securecomm.toml on loopback: the relay on ``relay_port``; custodians named and placed
     by ``ports`` (default alpha, bravo, ... on 5101, 5102, ...). ``database_urls``: the
@@ -89,8 +93,12 @@ def config_text(
         f"port = {relay_port}",
         *_database(databases.get("relay")),
     ]
-    if max_envelope_bytes is not None:
-        lines.append(f"max_envelope_bytes = {max_envelope_bytes}")
+    limits = {
+        "max_envelope_bytes": max_envelope_bytes,
+        "max_payload_bytes": max_payload_bytes,
+        "max_sender_bytes": max_sender_bytes,
+    }
+    lines += [f"{name} = {value}" for name, value in limits.items() if value is not None]
     lines += ["", "[shares]", f"n = {len(ports)}", f"threshold = {t}", ""]
     for name, port in ports.items():
         lines += ["[[custodians]]", f'name = "{name}"', 'host = "127.0.0.1"', f"port = {port}"]
@@ -218,8 +226,13 @@ def _relay_settings(plan: Settings) -> list[str]:
         # Where the plan's settings said, from the relay's home too.
         password_file = str(plan.relay_database_password_file.absolute())
         lines.append(f"database_password_file = {json.dumps(password_file)}")
-    if plan.max_envelope_bytes != DEFAULT_MAX_ENVELOPE_BYTES:
-        lines.append(f"max_envelope_bytes = {plan.max_envelope_bytes}")
+    for name, value, default in (
+        ("max_envelope_bytes", plan.max_envelope_bytes, DEFAULT_MAX_ENVELOPE_BYTES),
+        ("max_payload_bytes", plan.max_payload_bytes, DEFAULT_MAX_PAYLOAD_BYTES),
+        ("max_sender_bytes", plan.max_sender_bytes, DEFAULT_MAX_SENDER_BYTES),
+    ):
+        if value != default:
+            lines.append(f"{name} = {value}")
     if plan.web_origins:
         lines.append("web_origins = [" + ", ".join(f'"{o}"' for o in plan.web_origins) + "]")
     return lines
