@@ -17,7 +17,7 @@ from typing import Any
 from . import hpke
 from ._encoding import b64decode, b64encode
 from ._fields import expect_object, fingerprint_hex, integer, message_id_hex
-from .envelope import DIGEST_LENGTH_BYTES, Draft, Policy, Recipient
+from .envelope import DIGEST_LENGTH_BYTES, Draft, Policy, Recipient, StreamDraft
 from .errors import FieldError
 from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
 from .shares import Share
@@ -112,7 +112,11 @@ class DepositRequest:
 
     @classmethod
     def for_draft(
-        cls, draft: Draft, position: int, custodian: PublicIdentity, sender: PublicIdentity
+        cls,
+        draft: Draft | StreamDraft,
+        position: int,
+        custodian: PublicIdentity,
+        sender: PublicIdentity,
     ) -> DepositRequest:
         """The deposit of ``draft``'s share at slot ``position`` (0-based) for ``custodian``,
         with the digest, policy and recipients of the draft's header."""

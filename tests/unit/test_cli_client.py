@@ -51,7 +51,7 @@ def test_progress_bar_only_on_a_terminal_and_for_large_work(monkeypatch: pytest.
     bar("uploading", 5, 5)
     text = terminal.getvalue()
     assert "2/5" in text and "[############" in text
-    assert text.endswith("uploading          [" + "#" * 30 + "] 5/5\n")
+    assert text.endswith("uploading          [" + "#" * 30 + "] 5/5\033[K\n")
     piped = io.StringIO()
     monkeypatch.setattr(sys, "stderr", piped)
     ProgressBar(2 * 1024 * 1024)("uploading", 1, 5)

@@ -8,6 +8,7 @@ import getpass
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -192,11 +193,17 @@ def passphrase_options(p: argparse.ArgumentParser) -> None:
 
 class ProgressBar:
     """A one-line progress display on standard error, shown only on a terminal and only
-    for work large enough to wait for."""
+    for work large enough to wait for. A stage that moves a megabyte or more (uploading,
+    downloading) shows bytes, the rate and the time left."""
+
+    #: How often the line is redrawn, at most (the last state is always drawn).
+    REDRAW_SECONDS = 0.1
 
     def __init__(self, total_bytes: int, *, threshold: int = 1024 * 1024) -> None:
         self.active = sys.stderr.isatty() and total_bytes >= threshold
         self._counts: dict[str, int] = {}
+        self._started: dict[str, tuple[float, int]] = {}
+        self._drawn = 0.0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.active or total <= 0:
@@ -204,14 +211,37 @@ class ProgressBar:
         # Stages reported from several threads add up; a final call carries done == total.
         count = min(total, self._counts.get(stage, 0) + done) if done < total else total
         self._counts[stage] = count
+        now = time.monotonic()
+        # The rate counts from the first call (a resumed transfer's first call says where
+        # it resumes: those bytes did not move now).
+        since, base = self._started.setdefault(stage, (now, count))
+        in_bytes = total >= _MIB and stage in _BYTE_STAGES
+        if in_bytes and count < total and now - self._drawn < self.REDRAW_SECONDS:
+            return
+        self._drawn = now
         width = 30
         filled = width * count // total
+        if in_bytes:
+            amount = f"{count / _MIB:,.1f}/{total / _MIB:,.1f} MiB"
+            elapsed = now - since
+            if elapsed > 0.5 and count > base:
+                rate = (count - base) / elapsed
+                left = int((total - count) / rate)
+                amount += f"  {rate / 1e6:,.1f} MB/s"
+                if count < total:
+                    amount += f"  {left // 60}:{left % 60:02d} left"
+        else:
+            amount = f"{count}/{total}"
         print(
-            f"\r{stage:<18} [{'#' * filled}{'.' * (width - filled)}] {count}/{total}",
+            f"\r{stage:<18} [{'#' * filled}{'.' * (width - filled)}] {amount}\033[K",
             end="" if count < total else "\n",
             file=sys.stderr,
             flush=True,
         )
+
+
+_MIB = 1024 * 1024
+_BYTE_STAGES = frozenset({"uploading", "downloading"})
 
 
 def preview(data: bytes, width: int = 40) -> str:

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..client.trust import KnownKeys
+from ..config import Settings
 from ..envelope import Policy, name_for_file
+from ..identity import Identity
 from ._common import (
     EXIT_BAD_INPUT,
     CliError,
@@ -60,6 +62,9 @@ def cmd_send(args: argparse.Namespace) -> None:
     sender = user(args, settings, args.sender)
     if args.file is not None and args.text is not None:
         raise CliError("give the message as TEXT or --file, not both", code=EXIT_BAD_INPUT)
+    if args.file not in (None, "-") and _streamed(Path(args.file)):
+        _send_file(args, settings, known, sender)
+        return
     if args.text is not None and args.text != "-":
         message = args.text.encode("utf-8")
     else:
@@ -81,6 +86,43 @@ def cmd_send(args: argparse.Namespace) -> None:
             warn=warn,
             cancelled=cancelled,
             filename=name_for_file(args.file) if args.file not in (None, "-") else None,
+        )
+        _print_sent(args, result)
+        if cancelled():
+            warn("the interrupt came after the relay had stored the message: it was sent")
+
+
+#: Files larger than this are sent as a stream (format version 2), at constant memory;
+#: smaller ones in one envelope (version 1), which any reader of version 1 reads.
+STREAM_ABOVE_BYTES = 1024 * 1024
+
+
+def _streamed(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size > STREAM_ABOVE_BYTES
+    except OSError:
+        return False  # read_input says why it cannot be read
+
+
+def _send_file(
+    args: argparse.Namespace, settings: Settings, known: KnownKeys, sender: Identity
+) -> None:
+    from ..client import flows
+
+    path = Path(args.file)
+    with interrupts() as cancelled:
+        result = flows.send_file(
+            settings,
+            known,
+            sender,
+            args.to,
+            path,
+            threshold=args.threshold,
+            policy=_policy(args),
+            progress=ProgressBar(path.stat().st_size),
+            warn=warn,
+            cancelled=cancelled,
+            filename=name_for_file(args.file),
         )
         _print_sent(args, result)
         if cancelled():
@@ -168,6 +210,29 @@ def cmd_read(args: argparse.Namespace) -> None:
     into_directory = args.out not in (None, "-") and Path(args.out).is_dir()
     if args.out not in (None, "-") and not into_directory:
         refuse_existing(Path(args.out), args.force)
+    spool = settings.home / "users" / f"{reader.name}.incoming"
+
+    def save_to(filename: str | None) -> Path:
+        """Where a streamed message (version 2) is written, once its file name is known."""
+        if into_directory:
+            out = Path(args.out) / (filename or f"{args.message_id}.bin")
+            refuse_existing(out, args.force)
+            return out
+        if args.out not in (None, "-"):
+            return Path(args.out)
+        if sys.stdout.isatty():
+            raise CliError(
+                f"message {args.message_id} is a file"
+                + (f" ({filename!r})" if filename else "")
+                + ": not written to the terminal",
+                hint=f"read it again with --out {filename or 'PATH'} (or --out DIR), or"
+                " redirect standard output to a file; the shares collected are kept for that",
+                code=EXIT_BAD_INPUT,
+            )
+        # Standard output gets it once all of it checked out: until then it waits here.
+        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return spool / str(args.message_id)
+
     with interrupts() as cancelled:
         result = flows.read(
             settings,
@@ -179,6 +244,7 @@ def cmd_read(args: argparse.Namespace) -> None:
             warn=warn,
             cancelled=cancelled,
             forget=False,
+            save_to=save_to,
         )
     named = f", file {result.filename!r}" if result.filename else ""
     print(
@@ -186,6 +252,9 @@ def cmd_read(args: argparse.Namespace) -> None:
         f" from {', '.join(result.used)}",
         file=sys.stderr,
     )
+    if result.saved is not None:
+        _saved(args, settings, reader, result.saved, into_directory)
+        return
     out = args.out
     if into_directory:
         # The sender's name was checked on decryption: no separator, not '.' or '..'.
@@ -206,6 +275,29 @@ def cmd_read(args: argparse.Namespace) -> None:
     flows.forget(settings, reader, args.message_id)
     if to_terminal and not result.plaintext.endswith(b"\n"):
         print()
+
+
+def _saved(
+    args: argparse.Namespace,
+    settings: Settings,
+    reader: Identity,
+    saved: Path,
+    into_directory: bool,
+) -> None:
+    """A streamed message is in its file: say where, or copy it to standard output."""
+    from ..client import flows
+
+    if args.out in (None, "-"):
+        try:
+            with saved.open("rb") as handle:
+                while piece := handle.read(1024 * 1024):
+                    sys.stdout.buffer.write(piece)
+            sys.stdout.buffer.flush()
+        finally:
+            saved.unlink(missing_ok=True)
+    elif into_directory:
+        print(f"saved {saved}", file=sys.stderr)
+    flows.forget(settings, reader, args.message_id)
 
 
 def _printable(data: bytes) -> bool:

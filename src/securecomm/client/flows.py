@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import queue
 import threading
 import time
@@ -30,7 +31,17 @@ from .._encoding import b64decode
 from .._files import write_atomic
 from ..codes import Code
 from ..config import Settings
-from ..envelope import Draft, Envelope, Policy, Receipt, prepare
+from ..envelope import (
+    Draft,
+    Envelope,
+    Policy,
+    Receipt,
+    StreamDraft,
+    StreamEnvelope,
+    document_from_bytes,
+    prepare,
+    prepare_stream,
+)
 from ..errors import (
     AnswerSignatureError,
     FormatError,
@@ -47,6 +58,7 @@ from ..errors import (
 from ..identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
 from ..protocol import DepositRequest, Release
 from ..shares import Share
+from . import streamed
 from .transport import ServiceClient, answer_json
 from .trust import KnownKeys
 
@@ -59,6 +71,7 @@ __all__ = [
     "read",
     "relay_key",
     "send",
+    "send_file",
     "unsend",
 ]
 
@@ -99,6 +112,8 @@ class ReadResult:
     used: tuple[str, ...]
     skipped: dict[str, str]
     filename: str | None = None  # the sender's name for it as a file, checked (spec 7.10)
+    #: A version 2 message is not held: it was written to this file (``plaintext`` is empty).
+    saved: Path | None = None
 
 
 #: How long a key, once checked against the pinned one, counts as checked in this process:
@@ -433,12 +448,80 @@ def send(
     progress("encrypting", len(message), len(message))
     run.check_size(draft)
     receipts = run.deposit(draft, keys)
-    envelope, stored = run.post(draft, receipts)
+    envelope = draft.finish(sender, [receipts[name] for name in run.names])
+    stored = run.post(envelope, receipts)
     return SendResult(
         envelope.id,
         hashlib.sha256(envelope.ciphertext).hexdigest(),
         stored["digest"],
         tuple(receipts[name] for name in run.names),
+    )
+
+
+def send_file(
+    settings: Settings,
+    known: KnownKeys,
+    sender: Identity,
+    recipients: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    threshold: int | None = None,
+    policy: Policy | None = None,
+    deadline: float = 30.0,
+    progress: Progress = _quiet,
+    warn: Warn = _quiet,
+    cancelled: Callable[[], bool] = lambda: False,
+    filename: str | None = None,
+) -> SendResult:
+    """Send the file at ``path`` as a version 2 message: all or nothing, as
+    :func:`flows.send`, and resumable: interrupted while uploading, the same call again goes
+    on from the relay's last acknowledged chunk (the draft is kept, sealed to ``sender``)."""
+    source = Path(path)
+    run = _Send(settings, known, sender, deadline, progress, warn, cancelled)
+    key = relay_key(settings, known)
+
+    def relay(timeout: float | None) -> ServiceClient:
+        return _relay(settings, sender, timeout=timeout or deadline, key=key)
+
+    keys, readers = run.check_keys(known, recipients)
+    threshold = settings.threshold if threshold is None else threshold
+    with streamed.open_file(source) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        kept = streamed.KeptDrafts(settings, sender)
+        ticket = streamed.ticket(source, handle, list(recipients), threshold, filename)
+        draft = kept.take(ticket, keys)
+        if draft is None:
+            draft = prepare_stream(
+                size,
+                sender=sender.public,
+                recipients=readers,
+                custodians=[(name, keys[name].fingerprint) for name in run.names],
+                threshold=threshold,
+                policy=policy or Policy(),
+                filename=filename,
+            )
+            kept.put(ticket, draft)
+        else:
+            warn(f"going on with the upload of message {draft.header.id} begun earlier")
+        upload = streamed.Upload(relay, draft, handle, progress, cancelled)
+        try:
+            received = upload.open()
+            digest = upload.send(received)
+        except ServiceError as exc:
+            if exc.code in (Code.TOO_LARGE, Code.QUOTA_EXCEEDED, Code.DUPLICATE_ID):
+                kept.drop(draft.header.id)
+                upload.abandon()
+            raise
+    receipts = run.deposit(draft, keys)
+    document = draft.finish(sender, [receipts[name] for name in run.names], digest)
+    try:
+        stored = run.post(document, receipts)
+    except SecureCommError:
+        kept.drop(draft.header.id)  # taken back: the next send begins afresh
+        raise
+    kept.drop(draft.header.id)
+    return SendResult(
+        document.id, document.payload_digest.hex(), stored["digest"], tuple(receipts.values())
     )
 
 
@@ -562,7 +645,9 @@ class _Send:
             return limit
         return self.settings.max_envelope_bytes
 
-    def deposit(self, draft: Draft, keys: dict[str, PublicIdentity]) -> dict[str, Receipt]:
+    def deposit(
+        self, draft: Draft | StreamDraft, keys: dict[str, PublicIdentity]
+    ) -> dict[str, Receipt]:
         """One share with each custodian at once; all of them take theirs, or none keeps it."""
         names = self.names
 
@@ -604,15 +689,16 @@ class _Send:
             )
         return deposits.results
 
-    def post(self, draft: Draft, receipts: dict[str, Receipt]) -> tuple[Envelope, Any]:
-        """Sign the envelope, post it, and check the relay stored exactly it."""
-        envelope = draft.finish(self.sender, [receipts[name] for name in self.names])
+    def post(self, envelope: Envelope | StreamEnvelope, receipts: dict[str, Receipt]) -> Any:
+        """Post the signed envelope, and check the relay stored exactly it. A version 2
+        envelope's stream is uploaded already; taking the message back drops it too."""
         data = envelope.to_bytes()
         settings, sender = self.settings, self.sender
+        streamed = isinstance(envelope, StreamEnvelope)
 
         def take_back() -> list[str]:
-            _delete_from_relay(settings, sender, envelope.id)
-            return _withdraw(settings, sender, receipts, draft.header.id)
+            _delete_from_relay(settings, sender, envelope.id, upload=streamed)
+            return _withdraw(settings, sender, receipts, envelope.id)
 
         key = relay_key(settings, self.known)
 
@@ -640,7 +726,9 @@ class _Send:
                 f" {_withdrawal(withdrawn, set())})",
             )
         if "relay" not in posting.results:
-            withdrawn = _withdraw(settings, sender, receipts, draft.header.id)
+            if streamed:
+                _delete_from_relay(settings, sender, envelope.id, upload=True)
+            withdrawn = _withdraw(settings, sender, receipts, envelope.id)
             reason = getattr(answered, "message", posting.failures.get("relay", "no answer"))
             failure = ServiceError(
                 "relay",
@@ -661,7 +749,7 @@ class _Send:
             raise ServiceError(
                 "relay", 0, "bad_copy", "the relay's stored copy differs from what was sent"
             )
-        return envelope, stored
+        return stored
 
 
 #: How long an interrupted send waits for requests already under way, so that what they
@@ -700,13 +788,20 @@ def _withdrawal(withdrawn: list[str], in_flight: set[str]) -> str:
     return text
 
 
-def _delete_from_relay(settings: Settings, sender: Identity, message_id: str) -> None:
-    """Best effort: remove a message from the relay (absent is as good as deleted)."""
-    try:
-        with _relay(settings, sender, timeout=5) as relay:
-            relay.request("DELETE", f"/api/v1/messages/{message_id}")
-    except SecureCommError:
-        pass
+def _delete_from_relay(
+    settings: Settings, sender: Identity, message_id: str, *, upload: bool = False
+) -> None:
+    """Best effort: remove a message from the relay (absent is as good as deleted), and with
+    ``upload``, its stream's upload if the message was never stored."""
+    paths = [f"/api/v1/messages/{message_id}"] + (
+        [f"/api/v1/uploads/{message_id}"] if upload else []
+    )
+    with _relay(settings, sender, timeout=5) as relay:
+        for path in paths:
+            try:
+                relay.request("DELETE", path)
+            except SecureCommError:
+                pass
 
 
 def _withdraw(
@@ -828,6 +923,7 @@ def read(
     warn: Warn = _quiet,
     cancelled: Callable[[], bool] = lambda: False,
     forget: bool = True,
+    save_to: Callable[[str | None], Path] | None = None,
 ) -> ReadResult:
     """Read message ``message_id`` as ``reader``: every check passes or nothing is returned.
 
@@ -835,6 +931,11 @@ def read(
     kept for the next read of the message, which uses them instead of asking their
     custodians again (spec §12.2). With ``forget=False`` they are kept after a
     successful read too, until :func:`forget` (call it once the plaintext is safe).
+
+    A version 2 message is written, as it is opened, to the file ``save_to`` names once the
+    sender's file name is known (``streamed.download``); the result's ``saved`` says where.
+    Without ``save_to`` such a message is refused (:class:`ParameterError`) before any
+    custodian is asked.
     """
     progress("fetching", 0, 1)
     with _relay(settings, reader, timeout=deadline, key=relay_key(settings, known)) as relay:
@@ -849,13 +950,18 @@ def read(
             raise
     progress("fetching", 1, 1)
     try:
-        envelope = Envelope.from_bytes(data)
+        envelope = document_from_bytes(data)
     except FormatError as exc:
         raise SignatureError(
             f"the relay's copy of message {message_id} is malformed (altered on the way?): {exc}"
         ) from None
     if envelope.id != message_id:
         raise SignatureError(f"the relay answered with message {envelope.id}, not {message_id}")
+    if isinstance(envelope, StreamEnvelope) and save_to is None:
+        raise ParameterError(
+            f"message {message_id} is a stream of {envelope.length:,} bytes: it is written"
+            " to a file, and none was given"
+        )
     sender = envelope.header.sender
     known.check(sender)
     pinned_sender = known.get(sender.name)
@@ -962,6 +1068,30 @@ def read(
     # Every good share, not t of them: one the sender made off the polynomial is caught
     # (spec 7.7 step 7), whichever answered first.
     chosen = dict(sorted(good.items(), key=lambda item: names.index(item[0])))
+    if isinstance(envelope, StreamEnvelope):
+        assert save_to is not None
+        key = envelope.recover_key(chosen)
+        relay_public = relay_key(settings, known)
+
+        def relay_as_reader(timeout: float | None) -> ServiceClient:
+            return _relay(settings, reader, timeout=timeout or deadline, key=relay_public)
+
+        # Kept until the file is whole: a download that stops goes on without asking the
+        # custodians again (a burn-after-reading share is released once).
+        _save_kept(state_path, message_id, now)
+        try:
+            saved, filename = streamed.download(
+                relay_as_reader, envelope, key, save_to, progress=progress, cancelled=cancelled
+            )
+        except InterruptedOperationError:
+            raise InterruptedOperationError(
+                "interrupted: the message is not whole; what was opened of it is kept (mode"
+                " 0600) beside the output, with the shares, and the same read again goes on"
+                " from there"
+            ) from None
+        _save_kept(state_path, message_id, _Kept() if forget else now)
+        _note(settings, reader, message_id, read_at=int(time.time()))
+        return ReadResult(b"", sender, tuple(chosen), gather.failures, filename, saved)
     opened = envelope.open_named(chosen)
     _save_kept(state_path, message_id, _Kept() if forget else now)
     _note(settings, reader, message_id, read_at=int(time.time()))
@@ -976,7 +1106,7 @@ def forget(settings: Settings, reader: Identity, message_id: str) -> None:
 def unsend(settings: Settings, sender: Identity, message_id: str) -> list[str]:
     """Destroy every deposit of a message and remove it from the relay; return what failed."""
     with _relay(settings, sender) as relay:
-        envelope = Envelope.from_bytes(
+        envelope = document_from_bytes(
             relay.request("GET", f"/api/v1/messages/{message_id}").content
         )
         if envelope.header.sender.fingerprint != sender.public.fingerprint:

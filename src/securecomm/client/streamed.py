@@ -1,0 +1,385 @@
+"""Sending and reading messages of any size: format version 2 (spec/format-v2.md).
+
+A send seals the file as it reads it and uploads the stream to the relay in pieces of
+whole chunks, before any share is deposited; then it deposits the shares and posts the
+signed document, as a version 1 send posts its envelope. A read checks the document and
+collects the shares as in version 1, then downloads the stream in ranges and opens it
+chunk by chunk into a temporary file beside the output, which takes the output's name
+only once the last chunk has checked out. Memory stays the same whatever the size.
+
+Both go on where they stopped. An interrupted send keeps its draft (the header and the
+key's shares, sealed to the sender's own key) in the sender's home, and the same send
+again picks up at the relay's last acknowledged chunk; an interrupted read keeps its
+temporary file and the releases it collected (sealed to the reader), and the same read
+again goes on from the file's last whole chunk without asking the custodians again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .. import canonical, hpke, stream
+from .._encoding import b64decode, b64encode
+from .._files import write_atomic
+from ..codes import Code
+from ..config import Settings
+from ..envelope import (
+    Header,
+    StreamDraft,
+    StreamEnvelope,
+    name_record,
+)
+from ..errors import (
+    InterruptedOperationError,
+    ParameterError,
+    SecureCommError,
+    ServiceError,
+    SignatureError,
+)
+from ..identity import Identity
+from ..shares import Share
+from .transport import ServiceClient, answer_json
+
+__all__ = ["PIECE_BYTES", "KeptDrafts", "SaveTo", "Upload", "download", "open_file", "partial_path"]
+
+#: The most a request carries: 64 sealed chunks (spec/format-v2.md 5).
+PIECE_BYTES = 64 * stream.SEALED_CHUNK_BYTES
+#: How much of the file is read at a time.
+_READ_BYTES = 1024 * 1024
+
+#: As in ``flows``: a stage, units done, units in all.
+Progress = Callable[[str, int, int], None]
+#: The relay, as the caller, with the given timeout (None: the caller's deadline).
+Relay = Callable[[float | None], ServiceClient]
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def open_file(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened to be sent: a regular file, or a :class:`ParameterError` saying why not."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ParameterError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        if not os.path.isfile(path):
+            raise ParameterError(f"{path} is not a regular file")
+        yield handle
+
+
+def ticket(
+    path: Path, handle: BinaryIO, recipients: list[str], threshold: int, filename: str | None
+) -> dict[str, Any]:
+    """What makes a later send the same send: the same file, unchanged, to the same people."""
+    stat = os.fstat(handle.fileno())
+    return {
+        "file": str(path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "recipients": recipients,
+        "threshold": threshold,
+        "filename": filename,
+    }
+
+
+class KeptDrafts:
+    """The drafts of sends that did not finish, in ``users/NAME.sending.json``: each one's
+    ticket, header and shares, the shares sealed (HPKE) to the sender's own key."""
+
+    def __init__(self, settings: Settings, sender: Identity) -> None:
+        self.sender = sender
+        self.path = settings.home / "users" / f"{sender.name}.sending.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def _save(self, entries: dict[str, Any]) -> None:
+        write_atomic(self.path, json.dumps(entries, sort_keys=True).encode(), private=True)
+
+    def _info(self, message_id: str) -> bytes:
+        return hpke.info(
+            "keep", {"message_id": message_id, "owner": self.sender.public.fingerprint_hex}
+        )
+
+    def put(self, ticket: dict[str, Any], draft: StreamDraft) -> None:
+        shares = canonical.dumps([share.to_text() for share in draft.shares])
+        sealed = hpke.seal(shares, self.sender.public.kem_key, self._info(draft.header.id))
+        entries = self._load()
+        entries[draft.header.id] = {
+            "ticket": ticket,
+            "header": draft.header.to_json(),
+            "shares": b64encode(sealed),
+        }
+        self._save(entries)
+
+    def take(self, ticket: dict[str, Any], keys: dict[str, Any]) -> StreamDraft | None:
+        """The kept draft of this very send, if there is one and it still fits: its
+        custodians hold the keys they hold now."""
+        for message_id, entry in self._load().items():
+            if not isinstance(entry, dict) or entry.get("ticket") != ticket:
+                continue
+            try:
+                header = Header.from_json(entry["header"], versions=(2,))
+                texts = canonical.loads(
+                    hpke.open(
+                        b64decode(entry["shares"], field="shares"),
+                        self.sender.kem_private_key,
+                        self._info(message_id),
+                    )
+                )
+                draft = StreamDraft.restore(
+                    header, [Share.from_text(t) for t in texts], ticket["filename"]
+                )
+            except (SecureCommError, KeyError, TypeError, ValueError):
+                self.drop(message_id)
+                return None
+            if header.id != message_id or [
+                (slot.name, slot.fingerprint) for slot in header.custodians
+            ] != [(name, key.fingerprint) for name, key in keys.items()]:
+                self.drop(message_id)
+                return None
+            return draft
+        return None
+
+    def drop(self, message_id: str) -> None:
+        entries = self._load()
+        if entries.pop(message_id, None) is not None:
+            self._save(entries)
+
+
+@dataclass
+class Upload:
+    """The stream of one draft, sent to the relay piece by piece."""
+
+    _relay: Relay
+    draft: StreamDraft
+    handle: BinaryIO
+    progress: Progress
+    cancelled: Callable[[], bool]
+
+    @property
+    def _path(self) -> str:
+        return f"/api/v1/uploads/{self.draft.header.id}"
+
+    def open(self) -> int:
+        """Open the upload (the relay's size limit and quota are checked here, before any
+        deposit), or learn how much of it the relay holds; the bytes it holds."""
+        body = {"v": 2, "length": self.draft.stream_length}
+        with self._relay(None) as relay:
+            try:
+                answer = answer_json(relay.request("PUT", self._path, body=body))
+            except ServiceError as exc:
+                if exc.code in (Code.TOO_LARGE, Code.QUOTA_EXCEEDED):
+                    raise _extended(
+                        exc,
+                        "nothing was sent (no share was deposited)",
+                        "the relay's limits are max_payload_bytes and max_sender_bytes in"
+                        " the [server] section of its securecomm.toml",
+                    ) from None
+                raise
+        return self._received(answer)
+
+    def _received(self, answer: Any) -> int:
+        received = answer.get("received") if isinstance(answer, dict) else None
+        length = self.draft.stream_length
+        if (
+            not isinstance(received, int)
+            or isinstance(received, bool)
+            or not 0 <= received <= length
+            or (received % stream.SEALED_CHUNK_BYTES and received != length)
+        ):
+            raise ServiceError(
+                "relay", 0, "bad_answer", f"the relay says it holds {received!r} bytes"
+            )
+        return received
+
+    def send(self, received: int) -> bytes:
+        """Upload the stream from ``received`` on; the SHA-256 of all of it. The chunks the
+        relay holds are sealed again (the same bytes) to hash them, not sent."""
+        draft, total = self.draft, self.draft.stream_length
+        digest = hashlib.sha256()
+        piece = bytearray()
+        offset = position = 0
+        progress = self.progress
+        progress("uploading", 0, total)
+        if received:
+            progress("uploading", received, total)
+        with self._relay(None) as relay:
+            for chunk in draft.seal(_pieces(self.handle, 0)):
+                digest.update(chunk)
+                position += len(chunk)
+                if position <= received:
+                    offset = position
+                    continue
+                piece += chunk
+                if len(piece) >= PIECE_BYTES or position == total:
+                    if self.cancelled():
+                        raise self._interrupted(offset)
+                    try:
+                        answer = relay.request(
+                            "POST",
+                            self._path,
+                            raw=bytes(piece),
+                            content_type="application/octet-stream",
+                            params={"offset": str(offset)},
+                        )
+                    except ServiceError as exc:
+                        raise _extended(
+                            exc,
+                            f"{offset:,} of {total:,} bytes are uploaded and no share was"
+                            " deposited, so nothing was sent",
+                            "the same send again goes on from there",
+                        ) from None
+                    if self._received(answer_json(answer)) != position:
+                        raise ServiceError(
+                            "relay", 0, "bad_answer", "the relay acknowledged another length"
+                        )
+                    progress("uploading", len(piece), total)
+                    offset = position
+                    piece.clear()
+        return digest.digest()
+
+    def _interrupted(self, offset: int) -> InterruptedOperationError:
+        return InterruptedOperationError(
+            f"interrupted: {offset:,} of {self.draft.stream_length:,} bytes of message"
+            f" {self.draft.header.id} are uploaded and no share was deposited, so nothing"
+            " was sent; the same send again goes on from there"
+        )
+
+    def abandon(self) -> None:
+        with contextlib.suppress(SecureCommError), self._relay(5.0) as relay:
+            relay.request("DELETE", self._path)
+
+
+def _extended(error: ServiceError, more: str, hint: str) -> ServiceError:
+    """``error`` saying what became of the send, and what to do."""
+    extended = ServiceError(error.service, error.status, error.code, f"{error.message}; {more}")
+    extended.hint = hint
+    return extended
+
+
+def _pieces(handle: BinaryIO, offset: int) -> Iterator[bytes]:
+    handle.seek(offset)
+    while piece := handle.read(_READ_BYTES):
+        yield piece
+
+
+# --- reading ------------------------------------------------------------------------------
+
+#: Chooses the output file once the sender's file name (or None) is known.
+SaveTo = Callable[[str | None], Path]
+
+
+def partial_path(out: Path, message_id: str) -> Path:
+    """Where a read keeps what it has opened of a message until all of it checks out."""
+    return out.with_name(f".{out.name}.{message_id[:16]}.part")
+
+
+def download(
+    relay: Relay,
+    document: StreamEnvelope,
+    key: bytes,
+    save_to: SaveTo,
+    *,
+    progress: Progress,
+    cancelled: Callable[[], bool],
+) -> tuple[Path, str | None]:
+    """Fetch and open ``document``'s stream with the recovered message key into the file
+    ``save_to`` names: the output and the sender's file name. The output appears only when
+    every chunk has opened; until then the plaintext is in a partial file beside it, which
+    a later call goes on from."""
+    fetch = _Fetch(relay, document)
+    last = stream.chunk_count(document.length) - 1
+    first = fetch.range(0, min(stream.SEALED_CHUNK_BYTES, document.payload_length))
+    if last == 0:
+        opened = b"".join(document.decrypt(key, [first]))
+    else:
+        opened = next(document.decrypt(key, [first]))
+    filename, skip = name_record(opened) if document.header.payload is not None else (None, 0)
+    out = save_to(filename)
+    partial = partial_path(out, document.id)
+    with _open_partial(partial) as handle:
+        held = os.fstat(handle.fileno()).st_size
+        if last > 0 and held + skip >= stream.CHUNK_BYTES:
+            # Whole chunks opened by an earlier read (a later one's plaintext is cut off).
+            start = min(last, (held + skip) // stream.CHUNK_BYTES)
+            handle.truncate(start * stream.CHUNK_BYTES - skip)
+        else:
+            start = 1
+            handle.truncate(0)
+            handle.seek(0)
+            handle.write(opened[skip:])
+        handle.seek(0, os.SEEK_END)
+        total = document.length - skip
+        progress("downloading", 0, total)
+        progress("downloading", handle.tell(), total)
+        if start <= last:
+            pieces = fetch.pieces(start * stream.SEALED_CHUNK_BYTES, cancelled)
+            for plaintext in document.decrypt(key, pieces, start=start):
+                handle.write(plaintext)
+                progress("downloading", len(plaintext), total)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, out)
+    _sync_directory(out.parent)
+    return out, filename
+
+
+@contextlib.contextmanager
+def _open_partial(path: Path) -> Iterator[BinaryIO]:
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise ParameterError(f"cannot write {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "r+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        yield handle
+
+
+def _sync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Fetch:
+    relay: Relay
+    document: StreamEnvelope
+
+    def range(self, offset: int, length: int) -> bytes:
+        path = f"/api/v1/messages/{self.document.id}/payload"
+        params = {"offset": str(offset), "length": str(length)}
+        with self.relay(None) as relay:
+            data = relay.request("GET", path, params=params).content
+        if len(data) != length:
+            raise SignatureError(
+                f"the relay answered {len(data)} bytes for {length} of message"
+                f" {self.document.id}'s stream at {offset}"
+            )
+        return data
+
+    def pieces(self, offset: int, cancelled: Callable[[], bool]) -> Iterator[bytes]:
+        total = self.document.payload_length
+        while offset < total:
+            if cancelled():
+                raise InterruptedOperationError("interrupted while downloading")
+            length = min(PIECE_BYTES, total - offset)
+            yield self.range(offset, length)
+            offset += length
