@@ -18,7 +18,11 @@ Active modes alter traffic the way an attacker on the wire could:
 - ``inject``: forge requests beside the real one: unsigned, stale, and
   signed by a stranger's key;
 - ``unsign``: remove the relay's signature from an answer (spec §11.4),
-  leaving its body as it was.
+  leaving its body as it was;
+- ``drop-chunk``, ``reorder-chunks``, ``cut-chunk``, ``append-chunk``: on a body of
+  sealed chunks (a version 2 stream's piece, uploaded or downloaded): leave out its
+  second chunk, swap its first two, cut it at its last chunk boundary, or add a copy of
+  its first chunk at its end (spec/format-v2.md 3.3).
 
 An answer the relay signed keeps the relay's signature when it is altered
 (which then no longer matches), unless the proxy is given
@@ -51,9 +55,9 @@ from typing import Any
 
 import httpx
 
-from .. import httpsig
+from .. import httpsig, stream
 from ..identity import Identity
-from . import MODES
+from . import CHUNK_MODES, MODES
 
 __all__ = ["MODES", "Alteration", "Exchange", "Proxy", "SharedCapture", "encodings_of"]
 
@@ -650,6 +654,8 @@ class Proxy:
     # alterations
 
     def _alter_body(self, body: bytes, rng: random.Random) -> tuple[bytes, str]:
+        if self.mode in CHUNK_MODES:
+            return _alter_chunks(self.mode, body)
         if self.mode == "truncate":
             if not body:
                 return body, ""
@@ -745,7 +751,7 @@ class Proxy:
     ) -> tuple[bytes, str, tuple[str, bytes] | None]:
         if self.mode == "swap":
             return self._swap(path, body, earlier)
-        if self.mode in {"flip", "truncate"}:
+        if self.mode in {"flip", "truncate", *CHUNK_MODES}:
             return (*self._alter_body(body, self.rng), None)
         return body, "", None
 
@@ -793,6 +799,28 @@ class Proxy:
                     "refused" if answer.status_code >= 400 else "accepted",
                 )
             )
+
+
+def _alter_chunks(mode: str, body: bytes) -> tuple[bytes, str]:
+    """A stream's piece with its chunks moved as ``mode`` says; a body of fewer than two
+    chunks is left alone."""
+    size = stream.SEALED_CHUNK_BYTES
+    chunks = [body[at : at + size] for at in range(0, len(body), size)]
+    if len(chunks) < 2:
+        return body, ""
+    if mode == "drop-chunk":
+        del chunks[1]
+        detail = "its second chunk left out"
+    elif mode == "reorder-chunks":
+        chunks[0], chunks[1] = chunks[1], chunks[0]
+        detail = "its first two chunks swapped"
+    elif mode == "cut-chunk":
+        del chunks[-1]
+        detail = "cut at its last chunk boundary"
+    else:
+        chunks.append(chunks[0])
+        detail = "a copy of its first chunk added at its end"
+    return b"".join(chunks), f"stream piece of {len(body):,} bytes: {detail}"
 
 
 def _pop_header(headers: dict[str, str], name: str) -> str | None:
