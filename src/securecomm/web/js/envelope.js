@@ -1,7 +1,11 @@
 // The envelope (spec/format-v1.md §7): decode with every check of §7.6 in its order,
 // verify (§7.7 steps 2-5), check each released share (step 6), recover the key and
 // decrypt (steps 7-9); and write one: prepare() then Draft.finish() with the receipts.
-// Mirrors src/securecomm/envelope.py; vectors/envelope.json holds both to the same bytes.
+// Version 2 (spec/format-v2.md §4) carries the ciphertext apart, as a payload stream:
+// prepareStream() gives a StreamDraft that seals a message read piece by piece, and
+// StreamDraft.finish() signs a StreamEnvelope naming the stream by its digest and length;
+// documentFromBytes() reads either version. Mirrors src/securecomm/envelope.py;
+// vectors/envelope.json and vectors/envelope-v2.json hold both to the same bytes.
 
 import * as aead from "./aead.js";
 import {
@@ -25,6 +29,7 @@ import {
   InsufficientSharesError,
   KeyCommitmentError,
   NotRecipientError,
+  ParameterError,
   ShareDigestError,
   ShareError,
   ShareIndexError,
@@ -32,9 +37,13 @@ import {
   UnknownVersionError,
 } from "./errors.js";
 import { PublicIdentity, checkName } from "./identity.js";
+import { checkParameters } from "./shamir.js";
 import { Share, combine, splitSecret } from "./shares.js";
+import * as stream from "./stream.js";
 
 export const MAX_RECIPIENTS = 64;
+// Version 2's plaintext lengths (spec/format-v2.md §4.1): canonical JSON's integers.
+export const MAX_STREAM_LENGTH = 2 ** 53 - 1;
 const TIME_MAX = 2 ** 40;
 const HEX_ID = /^[0-9a-f]{32}$/;
 const HEX_FINGERPRINT = /^[0-9a-f]{64}$/;
@@ -61,17 +70,19 @@ function has(obj, key) {
   return Object.prototype.hasOwnProperty.call(obj, key);
 }
 
-function checkVersion(value, path) {
+function checkVersion(value, path, versions) {
   const version = has(value, "v") ? value.v : undefined;
-  if (version !== 1)
+  if (!versions.includes(version))
     throw new UnknownVersionError(
-      `${path}.v: version ${JSON.stringify(version) ?? "missing"}, expected 1`,
+      `${path}.v: version ${JSON.stringify(version) ?? "missing"}, expected ${versions.join(" or ")}`,
     );
 }
 
-function object(value, path, keys, { versioned = false } = {}) {
+// `value` as an object with exactly `keys`; a versioned one has its "v" checked first (one
+// of `versions`), so a later version with new members is an unknown version, not a bad field.
+function object(value, path, keys, { versioned = false, versions = [1] } = {}) {
   if (!isObject(value)) throw new FieldError(`${path}: expected an object, got ${typeName(value)}`);
-  if (versioned) checkVersion(value, path);
+  if (versioned) checkVersion(value, path, versions);
   const missing = keys.filter((key) => !has(value, key)).sort();
   if (missing.length) throw new FieldError(`${path}: missing field(s) ${missing.join(", ")}`);
   const extra = Object.keys(value)
@@ -220,8 +231,9 @@ export class CustodianSlot {
 export class Header {
   constructor(fields) {
     // messageId, sender, recipients, created, threshold, custodians, policy, keyCommitment,
-    // payload (null, or "named": §7.10)
-    Object.assign(this, { payload: null, ...fields });
+    // payload (null, or "named": §7.10), version (1 or 2), length (version 2: the length
+    // of the plaintext the stream seals; null in version 1)
+    Object.assign(this, { payload: null, version: 1, length: null, ...fields });
   }
 
   get n() {
@@ -234,7 +246,7 @@ export class Header {
 
   toJson() {
     return {
-      v: 1,
+      v: this.version,
       id: this.id,
       sender: this.sender.toJson(),
       recipients: this.recipients.map((r) => r.toJson()),
@@ -245,15 +257,17 @@ export class Header {
       policy: this.policy.toJson(),
       key_commitment: b64encode(this.keyCommitment),
       ...(this.payload === null ? {} : { payload: this.payload }),
+      ...(this.length === null ? {} : { length: this.length }),
     };
   }
 
-  /** The AES-GCM associated data: the header's canonical bytes. */
+  /** The header's canonical bytes: version 1's AES-GCM associated data, and what version 2's
+   * payload key is derived with (format-v2 §3.1). */
   aad() {
     return canonical.dumps(this.toJson());
   }
 
-  static async fromJson(value, path = "envelope.header") {
+  static async fromJson(value, path = "envelope.header", versions = [1, 2]) {
     const keys = [
       "v",
       "id",
@@ -267,7 +281,12 @@ export class Header {
       "key_commitment",
     ];
     const optional = isObject(value) && has(value, "payload") ? ["payload"] : [];
-    const obj = object(value, path, [...keys, ...optional], { versioned: true });
+    // format-v2 §4.1: required in version 2, unknown in version 1.
+    if (isObject(value) && value.v === 2) keys.push("length");
+    const obj = object(value, path, [...keys, ...optional], { versioned: true, versions });
+    const length = keys.includes("length")
+      ? integer(obj.length, `${path}.length`, 0, MAX_STREAM_LENGTH)
+      : null;
     const messageId = fromHex(match(obj.id, `${path}.id`, HEX_ID, "32 hex digits"), {
       field: `${path}.id`,
       length: 16,
@@ -319,6 +338,8 @@ export class Header {
       policy,
       keyCommitment: commitment,
       payload: optional.length ? obj.payload : null,
+      version: obj.v,
+      length,
     });
   }
 
@@ -385,24 +406,50 @@ export class Receipt {
   }
 }
 
-export class Envelope {
-  constructor({ header, nonce, ciphertext, tag, receipts, signature }) {
-    Object.assign(this, { header, nonce, ciphertext, tag, receipts, signature });
-  }
+// A document's header, which is of the document's own version (format-v2 §4.1).
+function headerOf(obj, path) {
+  return Header.fromJson(obj.header, `${path}.header`, [obj.v]);
+}
 
+// A document's receipts: one per custodian, in the header's order, each for the share the
+// header names (§7.1).
+function receiptsOf(value, header, path) {
+  const rawReceipts = list(value, `${path}.receipts`, 0, 255);
+  // Custodian services (with fingerprints) sign receipts; shares held out of band cannot.
+  const services = header.custodians.map((slot) => slot.fingerprintHex !== null);
+  if (services.some(Boolean) && !services.every(Boolean)) {
+    throw new FieldError(
+      `${path}.header.custodians: either every custodian has a fingerprint or none has`,
+    );
+  }
+  const expected = services.every(Boolean) ? header.n : 0;
+  if (rawReceipts.length !== expected) {
+    throw new FieldError(
+      `${path}.receipts: ${rawReceipts.length} receipt(s), expected ${expected}`,
+    );
+  }
+  const receipts = rawReceipts.map((r, i) => Receipt.fromJson(r, `${path}.receipts[${i}]`));
+  receipts.forEach((receipt, i) => {
+    const slot = header.custodians[i];
+    const where = `${path}.receipts[${i}]`;
+    if (receipt.custodian !== slot.name || receipt.index !== i + 1) {
+      throw new FieldError(
+        `${where}: receipt of ${JSON.stringify(receipt.custodian)} (index ${receipt.index}), expected ${JSON.stringify(slot.name)} (index ${i + 1})`,
+      );
+    }
+    if (!equal(receipt.messageId, header.messageId))
+      throw new FieldError(`${where}.message_id: not this envelope's id ${header.id}`);
+    if (!equal(receipt.shareDigest, slot.shareDigest))
+      throw new FieldError(`${where}.share_digest: differs from the header's digest`);
+  });
+  return receipts;
+}
+
+/** What both versions' envelopes share: the signed header and receipts, and every step of
+ * reading (§7.7) up to the message key. */
+class Document {
   get id() {
     return this.header.id;
-  }
-
-  signedBody() {
-    return {
-      v: 1,
-      header: this.header.toJson(),
-      nonce: b64encode(this.nonce),
-      ciphertext: b64encode(this.ciphertext),
-      tag: b64encode(this.tag),
-      receipts: this.receipts.map((r) => r.toJson()),
-    };
   }
 
   toJson() {
@@ -411,59 +458,6 @@ export class Envelope {
 
   toBytes() {
     return canonical.dumps(this.toJson());
-  }
-
-  /** Decode and check the format (§7.6); signatures are checked by verify(). */
-  static async fromBytes(data) {
-    return Envelope.fromJson(canonical.loads(data));
-  }
-
-  /** fromBytes of an envelope file (§7.1): its bytes, and one LF an editor may have added. */
-  static async fromFile(data) {
-    return Envelope.fromJson(canonical.loadsFile(data, { what: "envelope" }));
-  }
-
-  static async fromJson(value) {
-    const path = "envelope";
-    const obj = object(
-      value,
-      path,
-      ["v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"],
-      { versioned: true },
-    );
-    const header = await Header.fromJson(obj.header);
-    const nonce = b64decode(obj.nonce, { field: `${path}.nonce`, length: 12 });
-    const ciphertext = b64decode(obj.ciphertext, { field: `${path}.ciphertext`, allowEmpty: true });
-    const tag = b64decode(obj.tag, { field: `${path}.tag`, length: 16 });
-    const rawReceipts = list(obj.receipts, `${path}.receipts`, 0, 255);
-    const services = header.custodians.map((slot) => slot.fingerprintHex !== null);
-    if (services.some(Boolean) && !services.every(Boolean)) {
-      throw new FieldError(
-        `${path}.header.custodians: either every custodian has a fingerprint or none has`,
-      );
-    }
-    const expected = services.every(Boolean) ? header.n : 0;
-    if (rawReceipts.length !== expected) {
-      throw new FieldError(
-        `${path}.receipts: ${rawReceipts.length} receipt(s), expected ${expected}`,
-      );
-    }
-    const receipts = rawReceipts.map((r, i) => Receipt.fromJson(r, `${path}.receipts[${i}]`));
-    receipts.forEach((receipt, i) => {
-      const slot = header.custodians[i];
-      const where = `${path}.receipts[${i}]`;
-      if (receipt.custodian !== slot.name || receipt.index !== i + 1) {
-        throw new FieldError(
-          `${where}: receipt of ${JSON.stringify(receipt.custodian)} (index ${receipt.index}), expected ${JSON.stringify(slot.name)} (index ${i + 1})`,
-        );
-      }
-      if (!equal(receipt.messageId, header.messageId))
-        throw new FieldError(`${where}.message_id: not this envelope's id ${header.id}`);
-      if (!equal(receipt.shareDigest, slot.shareDigest))
-        throw new FieldError(`${where}.share_digest: differs from the header's digest`);
-    });
-    const signature = b64decode(obj.signature, { field: `${path}.signature`, length: 64 });
-    return new Envelope({ header, nonce, ciphertext, tag, receipts, signature });
   }
 
   /**
@@ -590,9 +584,58 @@ export class Envelope {
           " though each is the one the sender signed: the sender made them wrongly",
       );
     }
-    const expected = await keyCommitment(key, this.header.messageId);
-    if (!equal(expected, this.header.keyCommitment)) throw new KeyCommitmentError();
+    await checkCommitment(key, this.header.messageId, this.header.keyCommitment);
     return key;
+  }
+}
+
+async function checkCommitment(key, messageId, expected) {
+  if (!equal(await keyCommitment(key, messageId), expected)) throw new KeyCommitmentError();
+}
+
+/** A version 1 envelope: the ciphertext inside it (spec/format-v1.md §7.1). */
+export class Envelope extends Document {
+  constructor({ header, nonce, ciphertext, tag, receipts, signature }) {
+    super();
+    Object.assign(this, { header, nonce, ciphertext, tag, receipts, signature });
+  }
+
+  signedBody() {
+    return {
+      v: 1,
+      header: this.header.toJson(),
+      nonce: b64encode(this.nonce),
+      ciphertext: b64encode(this.ciphertext),
+      tag: b64encode(this.tag),
+      receipts: this.receipts.map((r) => r.toJson()),
+    };
+  }
+
+  /** Decode and check the format (§7.6); signatures are checked by verify(). */
+  static async fromBytes(data) {
+    return Envelope.fromJson(canonical.loads(data));
+  }
+
+  /** fromBytes of an envelope file (§7.1): its bytes, and one LF an editor may have added. */
+  static async fromFile(data) {
+    return Envelope.fromJson(canonical.loadsFile(data, { what: "envelope" }));
+  }
+
+  static async fromJson(value) {
+    const path = "envelope";
+    const obj = object(
+      value,
+      path,
+      ["v", "header", "nonce", "ciphertext", "tag", "receipts", "signature"],
+      { versioned: true },
+    );
+    const header = await headerOf(obj, path);
+    const nonce = b64decode(obj.nonce, { field: `${path}.nonce`, length: 12 });
+    const ciphertext = b64decode(obj.ciphertext, { field: `${path}.ciphertext`, allowEmpty: true });
+    const tag = b64decode(obj.tag, { field: `${path}.tag`, length: 16 });
+    const receipts = receiptsOf(obj.receipts, header, path);
+    const signature = b64decode(obj.signature, { field: `${path}.signature`, length: 64 });
+    return new Envelope({ header, nonce, ciphertext, tag, receipts, signature });
   }
 
   /** Step 9: the message, without a file name the sender may have put before it. Every
@@ -625,6 +668,79 @@ export class Envelope {
   }
 }
 
+/** A version 2 envelope (spec/format-v2.md §4.2): the ciphertext is a stream of sealed chunks
+ * carried apart, which the document names by its SHA-256 and length. */
+export class StreamEnvelope extends Document {
+  constructor({ header, payloadDigest, payloadLength, receipts, signature }) {
+    super();
+    Object.assign(this, { header, payloadDigest, payloadLength, receipts, signature });
+  }
+
+  signedBody() {
+    return {
+      v: 2,
+      header: this.header.toJson(),
+      payload: { digest: b64encode(this.payloadDigest), length: this.payloadLength },
+      receipts: this.receipts.map((r) => r.toJson()),
+    };
+  }
+
+  /** Decode and check the format (not the signatures: see verify()). */
+  static async fromBytes(data) {
+    return StreamEnvelope.fromJson(canonical.loads(data));
+  }
+
+  static async fromJson(value) {
+    const path = "envelope";
+    const keys = ["v", "header", "payload", "receipts", "signature"];
+    const obj = object(value, path, keys, { versioned: true, versions: [2] });
+    const header = await headerOf(obj, path);
+    const payload = object(obj.payload, `${path}.payload`, ["digest", "length"]);
+    const payloadDigest = b64decode(payload.digest, {
+      field: `${path}.payload.digest`,
+      length: 32,
+    });
+    const payloadLength = integer(payload.length, `${path}.payload.length`, 0, 2 ** 53 - 1);
+    const expected = stream.sealedLength(header.length);
+    if (payloadLength !== expected) {
+      throw new FieldError(
+        `${path}.payload.length: ${payloadLength}, but a plaintext of ${header.length} bytes is sealed in ${expected}`,
+      );
+    }
+    const receipts = receiptsOf(obj.receipts, header, path);
+    const signature = b64decode(obj.signature, { field: `${path}.signature`, length: 64 });
+    return new StreamEnvelope({ header, payloadDigest, payloadLength, receipts, signature });
+  }
+
+  /** The length of the plaintext the stream seals (a file name's record included). */
+  get length() {
+    return this.header.length;
+  }
+
+  /** The stream's key (format-v2 §3.1), from the message key recoverKey() gave. */
+  payloadKey(key) {
+    return stream.payloadKey(key, this.header.messageId, this.header.aad());
+  }
+
+  /**
+   * Open the stream `pieces` yields (from chunk `start` on) with a recovered key: each
+   * chunk's plaintext as it checks out (stream.decrypt: nothing it yields is the message
+   * until it ends without error). With payload "named", chunk 0's plaintext begins with
+   * the name's record (nameRecord).
+   */
+  async *decrypt(key, pieces, { start = 0 } = {}) {
+    yield* stream.decrypt(await this.payloadKey(key), pieces, { length: this.length, start });
+  }
+}
+
+/** An envelope of either version, by its `v`: decoded and its format checked (not its
+ * signatures). */
+export async function documentFromBytes(data) {
+  const value = canonical.loads(data);
+  if (isObject(value) && value.v === 2) return StreamEnvelope.fromJson(value);
+  return Envelope.fromJson(value);
+}
+
 /** `name` if a message may carry it as a file name (§7.10), else FieldError. */
 export function checkFilename(name, path = "file name") {
   const size = utf8(name).length;
@@ -650,6 +766,16 @@ function frame(filename, content) {
 }
 
 function unframe(plaintext) {
+  const { filename, start } = nameRecord(plaintext);
+  return { filename, content: plaintext.slice(start) };
+}
+
+/**
+ * The file name a named plaintext (§7.10) begins with, and where its message starts:
+ * {filename, start}. In version 2 the record lies within chunk 0 (at most 256 bytes), so
+ * that chunk's plaintext is enough.
+ */
+export function nameRecord(plaintext) {
   if (!plaintext.length || plaintext.length < 1 + plaintext[0])
     throw new FieldError("envelope payload: the file name runs past the end of the message");
   const length = plaintext[0];
@@ -659,10 +785,7 @@ function unframe(plaintext) {
   } catch {
     throw new FieldError("envelope payload: the file name is not UTF-8");
   }
-  return {
-    filename: checkFilename(name, "envelope payload: file name"),
-    content: plaintext.slice(1 + length),
-  };
+  return { filename: checkFilename(name, "envelope payload: file name"), start: 1 + length };
 }
 
 /** An encrypted, split message waiting for its custodians' receipts. Keep it in memory only. */
@@ -684,6 +807,101 @@ export class Draft {
   }
 }
 
+/**
+ * A version 2 message, its key split, waiting to be sealed and then signed. `shares[i]` goes
+ * to `header.custodians[i]`. seal() seals the message as it is read, any number of times and
+ * from any chunk (the same bytes each time); finish() signs the document once the
+ * custodians' receipts and the stream's digest are known. Like a Draft, it holds the key and
+ * its shares: keep it in memory only.
+ */
+export class StreamDraft {
+  #key;
+
+  constructor({ header, shares, filename = null, key }) {
+    Object.assign(this, { header, shares, filename });
+    this.#key = key;
+  }
+
+  /** The plaintext's length: the message's, and its name's record, if any. */
+  get length() {
+    return this.header.length;
+  }
+
+  /** The sealed stream's length in bytes. */
+  get streamLength() {
+    return stream.sealedLength(this.length);
+  }
+
+  // What the plaintext begins with before the message: the name's record, or nothing.
+  get #record() {
+    return this.filename === null ? new Uint8Array(0) : frame(this.filename, new Uint8Array(0));
+  }
+
+  /** Where in the message the plaintext of chunk `start` begins: read the message from there
+   * to seal() from that chunk. */
+  messageOffset(start) {
+    return Math.max(0, start * stream.CHUNK_BYTES - this.#record.length);
+  }
+
+  /**
+   * Seal the message `message` yields (an iterable or async iterable of Uint8Array pieces),
+   * from messageOffset(start) to its end, as the stream's chunks from `start` on. A message
+   * that is not as long as the header says (a file that changed while it was read) is a
+   * ParameterError, thrown before any chunk past its end is sealed.
+   */
+  async *seal(message, { start = 0 } = {}) {
+    const record = this.#record;
+    const key = await stream.payloadKey(this.#key, this.header.messageId, this.header.aad());
+    const checked = exactly(this.length - record.length, this.messageOffset(start), message);
+    // A record lies within chunk 0.
+    const pieces = start === 0 ? prefixed(record, checked) : checked;
+    yield* stream.encrypt(key, pieces, { start });
+  }
+
+  /** Sign the document: `receipts` one per custodian in header order, `digest` the SHA-256
+   * of the whole sealed stream. */
+  async finish(sender, receipts, digest) {
+    if (sender.public.fingerprintHex !== this.header.sender.fingerprintHex) {
+      throw new SignatureError("draft: signing identity is not the header's sender");
+    }
+    const unsigned = new StreamEnvelope({
+      header: this.header,
+      payloadDigest: digest,
+      payloadLength: this.streamLength,
+      receipts,
+      signature: new Uint8Array(64),
+    });
+    // Round-trip through the decoder so a draft can never sign what a reader would refuse.
+    const checked = await StreamEnvelope.fromJson(unsigned.toJson());
+    checked.signature = await sender.sign("envelope", checked.signedBody());
+    return checked;
+  }
+}
+
+async function* prefixed(first, rest) {
+  if (first.length) yield first;
+  yield* rest;
+}
+
+// `pieces`, a message of `length` bytes read from `offset`, checked to end there.
+async function* exactly(length, offset, pieces) {
+  let seen = offset;
+  for await (const piece of pieces) {
+    seen += piece.length;
+    if (seen > length) {
+      throw new ParameterError(
+        `the message is longer than the ${length} bytes it was when the send began (did the file change?)`,
+      );
+    }
+    yield piece;
+  }
+  if (seen !== length) {
+    throw new ParameterError(
+      `the message ended after ${seen} of the ${length} bytes it had when the send began (did the file change?)`,
+    );
+  }
+}
+
 /** A byte source that hands out `bytes` in order, for replaying a test vector's randomness. */
 export function replay(bytes) {
   let offset = 0;
@@ -701,8 +919,41 @@ export function replay(bytes) {
  *              filename?: string (encrypted with the message, §7.10; see nameForFile)}
  * `random` draws, in order: message id (16), key (32), split coefficients, AES-GCM nonce (12).
  */
-export async function prepare(
-  plaintext,
+export async function prepare(plaintext, options) {
+  const { filename = null, random = randomBytes } = options;
+  const payload = filename === null ? null : PAYLOAD_NAMED;
+  if (filename !== null) plaintext = frame(filename, plaintext);
+  const { header, key, shares } = await headerAndKey(payload, options);
+  const nonce = random(12);
+  const { ciphertext, tag } = await aead.encrypt(key, nonce, plaintext, header.aad());
+  key.fill(0);
+  return new Draft({ header, nonce, ciphertext, tag, shares });
+}
+
+/**
+ * prepare() for version 2 (spec/format-v2.md): a message of `length` bytes, to be sealed as
+ * it is read (StreamDraft.seal), under a fresh key split among `custodians`. Nothing is read
+ * or sealed yet: the header, which every chunk is bound to, needs only the length. The
+ * options are prepare()'s; `random` draws message id (16), key (32), split coefficients.
+ */
+export async function prepareStream(length, options) {
+  const { filename = null } = options;
+  const record = filename === null ? 0 : frame(filename, new Uint8Array(0)).length;
+  if (!Number.isSafeInteger(length) || length < 0 || length > MAX_STREAM_LENGTH - record)
+    throw new ParameterError(`a message of ${length} bytes is outside what version 2 carries`);
+  if (stream.chunkCount(length + record) > stream.MAX_CHUNKS)
+    throw new ParameterError(`a message of ${length} bytes is more than 2**32 chunks`);
+  const payload = filename === null ? null : PAYLOAD_NAMED;
+  const { header, key, shares } = await headerAndKey(payload, options, {
+    version: 2,
+    length: length + record,
+  });
+  return new StreamDraft({ header, shares, filename, key });
+}
+
+// A new message's header, its fresh key, and the key's shares.
+async function headerAndKey(
+  payload,
   {
     sender,
     recipients,
@@ -711,11 +962,10 @@ export async function prepare(
     policy = new Policy(),
     created = null,
     random = randomBytes,
-    filename = null,
   },
+  { version = 1, length = null } = {},
 ) {
-  const payload = filename === null ? null : PAYLOAD_NAMED;
-  if (filename !== null) plaintext = frame(filename, plaintext);
+  checkParameters(custodians.length, threshold);
   if (!recipients.length) throw new FieldError("envelope: at least one recipient is needed");
   const messageId = random(16);
   const key = random(32);
@@ -741,6 +991,8 @@ export async function prepare(
     policy,
     keyCommitment: await keyCommitment(key, messageId),
     payload,
+    version,
+    length,
   });
   unique(
     header.recipients.map((r) => r.name),
@@ -760,8 +1012,5 @@ export async function prepare(
     "envelope.header.custodians",
     "fingerprint",
   );
-  const nonce = random(12);
-  const { ciphertext, tag } = await aead.encrypt(key, nonce, plaintext, header.aad());
-  key.fill(0);
-  return new Draft({ header, nonce, ciphertext, tag, shares });
+  return { header, key, shares };
 }
