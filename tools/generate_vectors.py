@@ -1,4 +1,4 @@
-"""Generate vectors/{shamir,shares,envelope,canonical,answers,...}.json from a fixed seed.
+"""Generate vectors/{shamir,shares,envelope,envelope-v2,canonical,...}.json from a fixed seed.
 
 Run with ``make vectors``. The output is deterministic: every random value
 comes from a SHA-256 counter stream over SEED, recorded in each vector in the
@@ -37,9 +37,15 @@ from securecomm.envelope import (
     Envelope,
     Policy,
     Receipt,
+    StreamDraft,
+    StreamEnvelope,
+    _header_and_key,
     _prepare,
+    document_from_bytes,
+    name_record,
     prepare,
     prepare_offline,
+    prepare_stream,
 )
 from securecomm.identity import Identity, PublicIdentity, public_file, read_public_file
 
@@ -1255,12 +1261,277 @@ def stream_refusal(
     return case
 
 
+# Version 2 documents (spec/format-v2.md section 4)
+
+
+def stream_document(
+    label: str, message: bytes, filename: str | None = None, payload: str | None = None
+) -> tuple[Stream, StreamDraft, bytes, bytes, dict[str, str]]:
+    """alice to bob, 3 of 5, as version 2: the randomness drawn, the draft, the document, its
+    stream, and t released shares.
+
+    ``payload`` given: ``message`` is taken as an already framed plaintext (spec 7.10) and
+    sealed as it is, to make what a writer must not."""
+    alice, _ = identity("alice")
+    bob, _ = identity("bob")
+    custodians = [identity(name)[0] for name in ENVELOPE_NAMES]
+    slots = [(c.name, c.public.fingerprint) for c in custodians]
+    with deterministic(label) as drawn:
+        if payload is None:
+            draft = prepare_stream(
+                len(message),
+                sender=alice.public,
+                recipients=[bob.public],
+                custodians=slots,
+                threshold=3,
+                policy=ENVELOPE_POLICY,
+                created=ENVELOPE_CREATED,
+                filename=filename,
+            )
+        else:
+            header, key, split = _header_and_key(
+                payload, alice.public, [bob.public], slots, 3, ENVELOPE_POLICY, ENVELOPE_CREATED,
+                version=2, length=len(message),
+            )  # fmt: skip
+            draft = StreamDraft(header, tuple(split), None, key)
+    sealed = b"".join(draft.seal([message]))
+    receipts = [
+        Receipt.issue(
+            c,
+            i + 1,
+            draft.header.message_id,
+            f"ref-{c.name}-0001",
+            draft.header.custodians[i].share_digest,
+        )
+        for i, c in enumerate(custodians)
+    ]
+    document = draft.finish(alice, receipts, hashlib.sha256(sealed).digest()).to_bytes()
+    released = {ENVELOPE_NAMES[i]: draft.shares[i].to_text() for i in (0, 2, 4)}
+    return drawn, draft, document, sealed, released
+
+
+def open_document(
+    document: bytes, sealed: bytes, released: dict[str, str], *, reached: list[str] | None = None
+) -> tuple[str | None, bytes]:
+    """What a reader does with a version 2 document (format-v2 4.2): decode, verify with every
+    key pinned, recover the key from ``released``, open ``sealed``; the sender's file name
+    and the message. ``reached`` is told each stage as it begins."""
+    stages = reached if reached is not None else []
+    custodians = {name: identity(name)[0].public for name in ENVELOPE_NAMES}
+    stages.append("decode")
+    doc = document_from_bytes(document)
+    assert isinstance(doc, StreamEnvelope), "a version 2 vector decoded as version 1"
+    stages.append("verify")
+    doc.verify(identity("alice")[0].public, custodians, recipient=identity("bob")[0].public)
+    stages.append("open")
+    key = doc.recover_key({k: shares.Share.from_text(v) for k, v in released.items()})
+    plaintext = b"".join(doc.decrypt(key, [sealed]))
+    if doc.header.payload is None:
+        return None, plaintext
+    name, start = name_record(plaintext)
+    return name, plaintext[start:]
+
+
+def envelope_v2_vectors() -> dict[str, Any]:
+    alice, alice_keys = identity("alice")
+    bob, bob_keys = identity("bob")
+    custodians = [identity(name) for name in ENVELOPE_NAMES]
+    message = b"Meet at the north gate at 06:00."
+    filename = "plan — north gate.txt"
+    drawn, draft, data, sealed, released = stream_document("envelope-v2/main", message, filename)
+    doc = json.loads(data)
+    v1_data = sealed_envelope("envelope/main", message)[2]
+
+    def altered(changes: dict[tuple[str | int, ...], Any], base: bytes = data) -> bytes:
+        """The document with each path set to its value (None: the member removed)."""
+        copy = json.loads(base)
+        for path, value in changes.items():
+            target = copy
+            for key in path[:-1]:
+                target = target[key]
+            if value is None:
+                del target[path[-1]]
+            else:
+                target[path[-1]] = value
+        return canonical.dumps(copy)
+
+    digest = base64.b64decode(doc["payload"]["digest"])
+    length = doc["header"]["length"]
+    flipped = bytearray(sealed)
+    flipped[3] ^= 0x01
+    other_shares = dict(released)
+    bad_value = bytearray(draft.shares[2].value)
+    bad_value[0] ^= 0x01
+    other_shares["charlie"] = shares.Share(
+        draft.shares[2].split_id, 3, 3, bytes(bad_value)
+    ).to_text()
+    cases: list[tuple[str, bytes, bytes, dict[str, str]]] = [
+        ("a version 2 header without length", altered({("header", "length"): None}), sealed,
+         released),
+        ("a length of -1", altered({("header", "length"): -1}), sealed, released),
+        ("a length that is a string", altered({("header", "length"): str(length)}), sealed,
+         released),
+        ("a length that is true", altered({("header", "length"): True}), sealed, released),
+        (
+            "a header of version 1, with its length, in a version 2 document",
+            altered({("header", "v"): 1}),
+            sealed,
+            released,
+        ),
+        (
+            "a header of version 1 without a length in a version 2 document",
+            altered({("header", "v"): 1, ("header", "length"): None}),
+            sealed,
+            released,
+        ),
+        (
+            "a version 1 envelope whose header is of version 2, with a length",
+            altered({("header", "v"): 2, ("header", "length"): len(message)}, v1_data),
+            sealed,
+            released,
+        ),
+        ("version 3", altered({("v",): 3}), sealed, released),
+        ("no version", altered({("v",): None}), sealed, released),
+        (
+            "payload.length one more than the sealed length",
+            altered({("payload", "length"): doc["payload"]["length"] + 1}),
+            sealed,
+            released,
+        ),
+        (
+            "payload.length the plaintext's length, not the sealed one",
+            altered({("payload", "length"): length}),
+            sealed,
+            released,
+        ),
+        (
+            "a digest of 31 bytes",
+            altered({("payload", "digest"): b64(digest[:31])}),
+            sealed,
+            released,
+        ),
+        ("no payload", altered({("payload",): None}), sealed, released),
+        (
+            "a payload with a member more",
+            altered({("payload", "chunk_bytes"): 65536}),
+            sealed,
+            released,
+        ),
+        ("a member more", altered({("note",): "hello"}), sealed, released),
+        (
+            "a version 1 member (ciphertext) in a version 2 document",
+            altered({("ciphertext",): b64(sealed)}),
+            sealed,
+            released,
+        ),
+        (
+            "one bit of the digest flipped (a member under the signature)",
+            altered({("payload", "digest"): b64(bytes([digest[0] ^ 1]) + digest[1:])}),
+            sealed,
+            released,
+        ),
+        (
+            "the header's length and payload.length raised together (under the signature)",
+            altered(
+                {
+                    ("header", "length"): length + 1,
+                    ("payload", "length"): doc["payload"]["length"] + 1,
+                }
+            ),
+            sealed,
+            released,
+        ),
+        (
+            "a receipt's ref changed (under the signature)",
+            altered({("receipts", 1, "ref"): "ref-bravo-0002"}),
+            sealed,
+            released,
+        ),
+        ("one bit of the stream flipped", data, bytes(flipped), released),
+        ("the stream one byte short", data, sealed[:-1], released),
+        ("the stream one byte long", data, sealed + b"\x00", released),
+        ("only two shares released", data, sealed, {k: released[k] for k in ("alpha", "echo")}),
+        ("a released share altered (custodian charlie lies)", data, sealed, other_shares),
+    ]  # fmt: skip
+    for i, (what, plaintext) in enumerate(
+        [
+            ("the file name runs past the plaintext", bytes([40]) + b"short.txt"),
+            ("a file name with a '/'", bytes([13]) + b"../etc/passwd" + message),
+        ]
+    ):
+        _, _, blob, stream_bytes, given = stream_document(
+            f"envelope-v2/bad-name/{i}", plaintext, None, PAYLOAD_NAMED
+        )
+        cases.append((f"named payload: {what}", blob, stream_bytes, given))
+    failures = []
+    for description, blob, stream_bytes, given in cases:
+        reached: list[str] = []
+        expect = error_name(
+            functools.partial(open_document, blob, stream_bytes, given, reached=reached)
+        )
+        failures.append(
+            {
+                "description": description,
+                "document": blob.decode(),
+                "stream": stream_bytes.hex(),
+                "released": given,
+                "stage": reached[-1],
+                "expect": expect,
+            }
+        )
+    assert open_document(data, sealed, released) == (filename, message)
+    return {
+        "description": (
+            "Version 2 envelope documents (spec/format-v2.md section 4) and their payload"
+            " streams (section 3). Identities are derived from the given private keys, as in"
+            " envelope.json: alice sends to bob, custodians alpha .. echo, 3 of 5. 'valid':"
+            " 'random' lists the bytes prepare_stream draws, in order: message id (16), message"
+            " key (32), split coefficients (t-1 x 32); replaying them with the same inputs and"
+            " sealing 'plaintext' (after its file name's record, spec 7.10) gives 'stream' and"
+            " then, with the receipts (refs 'receipt_refs') and the stream's SHA-256,"
+            " 'document' byte for byte. 'key' is the message key K and 'payload_key' the"
+            " stream's key (section 3.1). A reader decodes, verifies with every key pinned"
+            " (bob the recipient), recovers K from 'released', opens 'stream' and reads the"
+            " name's record. 'failures': a document and its stream, and the stage (decode,"
+            " verify, open) at which a reader MUST refuse them, with the error's class."
+        ),
+        "identities": {
+            "alice": {**alice_keys, "public": alice.public.to_json()},
+            "bob": {**bob_keys, "public": bob.public.to_json()},
+            **{c.name: {**keys, "public": c.public.to_json()} for c, keys in custodians},
+        },
+        "valid": {
+            "description": (
+                "alice to bob, 3 of 5 custodians, expires, at most 3 releases, a file named"
+                " 'plan — north gate.txt'"
+            ),
+            "plaintext": message.hex(),
+            "filename": filename,
+            "created": ENVELOPE_CREATED,
+            "policy": draft.header.policy.to_json(),
+            "random": [r.hex() for r in drawn.drawn],
+            "receipt_refs": [f"ref-{name}-0001" for name in ENVELOPE_NAMES],
+            "key": drawn.drawn[1].hex(),
+            "payload_key": stream.payload_key(
+                drawn.drawn[1], draft.header.message_id, draft.header.aad()
+            ).hex(),
+            "stream": sealed.hex(),
+            "document": data.decode(),
+            "shares": [s.to_text() for s in draft.shares],
+            "released": released,
+            "expect": "ok",
+        },
+        "failures": failures,
+    }
+
+
 def build() -> dict[str, str]:
     """Every generated file's name and exact text."""
     files = {
         "shamir.json": shamir_vectors(),
         "shares.json": shares_vectors(),
         "envelope.json": envelope_vectors(),
+        "envelope-v2.json": envelope_v2_vectors(),
         "canonical.json": canonical_vectors(),
         "answers.json": answer_vectors(),
         "encoding.json": encoding_vectors(),

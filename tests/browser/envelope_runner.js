@@ -1,17 +1,31 @@
-// Runs the cases of vectors/envelope.json (spec §7, §8) through envelope.js.
+// Runs the cases of vectors/envelope.json (spec §7, §8) and vectors/envelope-v2.json
+// (spec/format-v2.md §4) through envelope.js.
 // Each run* function takes the file's text and the roles the generator gave
 // its identities ({sender, recipients, custodians, threshold}: the file names
 // the identities, tools/generate_vectors.py says who is who), and returns one
 // result per case, in file order: {description, passed, detail};
 // test_js_envelope.py asserts that every case ran and passed.
 
-import { concat, fromHex, toHex, utf8 } from "/js/bytes.js";
+import { concat, fromHex, sha256, toHex, utf8 } from "/js/bytes.js";
 import * as canonical from "/js/canonical.js";
-import { Draft, Envelope, Policy, Receipt, prepare, replay } from "/js/envelope.js";
+import {
+  Draft,
+  Envelope,
+  Policy,
+  Receipt,
+  StreamDraft,
+  StreamEnvelope,
+  documentFromBytes,
+  nameRecord,
+  prepare,
+  prepareStream,
+  replay,
+} from "/js/envelope.js";
 import * as errors from "/js/errors.js";
 import { Identity, PublicIdentity } from "/js/identity.js";
 import { privateKeyInfo } from "/js/keyfile.js";
 import { Share } from "/js/shares.js";
+import { sha256 as incrementalSha256 } from "/js/vendor/noble-hashes/sha2.js";
 import { Mismatch, check, checkHex, eachCase } from "/tests/vectors.js";
 
 // The file's identities, imported from their raw private keys as PKCS#8 DER;
@@ -214,6 +228,131 @@ export async function runEnvelopeFailures(text, roles) {
       );
       check(error instanceof errors.SecureCommError, `${error.name} is not a SecureCommError`);
       check(reached === entry.stage, `refused at ${reached}, expected at ${entry.stage}`);
+      return;
+    }
+    throw new Mismatch(`accepted, expected ${expected} at ${entry.stage}`);
+  });
+}
+
+// Version 2 (spec/format-v2.md §4)
+
+// What a reader of a version 2 document does, stage by stage (`reached` is told each one as
+// it begins): decode, verify with every key pinned and bob the recipient, recover the key,
+// open the stream, read the name's record. {filename, content, key}.
+async function readV2(ids, roles, entry, reached) {
+  reached.push("decode");
+  const document = await documentFromBytes(utf8(entry.document));
+  check(document instanceof StreamEnvelope, "a version 2 document decoded as version 1");
+  reached.push("verify");
+  const recipient = ids[roles.recipients[0]].public;
+  await document.verify(ids[roles.sender].public, custodianKeys(ids, roles), { recipient });
+  reached.push("open");
+  const key = await document.recoverKey(released(entry.released));
+  const parts = [];
+  for await (const plaintext of document.decrypt(key, [fromHex(entry.stream)])) {
+    parts.push(plaintext);
+  }
+  const whole = concat(...parts);
+  if (document.header.payload === null) return { filename: null, content: whole, key };
+  const { filename, start } = nameRecord(whole);
+  return { filename, content: whole.slice(start), key };
+}
+
+// Pieces of `data` of every size from 1 byte on, as a file is read.
+function* ragged(data) {
+  let size = 1;
+  for (let offset = 0; offset < data.length; offset += size, size += 1) {
+    yield data.subarray(offset, offset + size);
+  }
+}
+
+// The valid document rebuilt byte for byte from the recorded randomness, then read.
+export async function runEnvelopeV2Valid(text, roles) {
+  const data = JSON.parse(text);
+  return eachCase([data.valid], async (entry) => {
+    check(entry.expect === "ok", `unknown expect ${entry.expect}`);
+    const ids = await identities(data);
+    const sender = ids[roles.sender];
+    const recorded = entry.random.map((hex) => fromHex(hex));
+    const source = replay(concat(...recorded));
+    const drawn = [];
+    const random = (count) => {
+      drawn.push(count);
+      return source(count);
+    };
+    const message = fromHex(entry.plaintext);
+    const draft = await prepareStream(message.length, {
+      sender: sender.public,
+      recipients: roles.recipients.map((name) => ids[name].public),
+      custodians: roles.custodians.map((name) => ({
+        name,
+        fingerprintHex: ids[name].public.fingerprintHex,
+      })),
+      threshold: roles.threshold,
+      policy: Policy.fromJson(entry.policy, "policy"),
+      created: entry.created,
+      random,
+      filename: entry.filename,
+    });
+    check(draft instanceof StreamDraft, "prepareStream gave no StreamDraft");
+    const sizes = recorded.map((value) => value.length);
+    check(drawn.join() === sizes.join(), `drew ${drawn.join(", ")}, recorded ${sizes.join(", ")}`);
+    const shares = draft.shares.map((share) => share.toText());
+    check(shares.join("\n") === entry.shares.join("\n"), `shares: got ${shares.join(" ")}`);
+    const hash = incrementalSha256.create();
+    const chunks = [];
+    for await (const chunk of draft.seal(ragged(message))) {
+      hash.update(chunk);
+      chunks.push(chunk);
+    }
+    const sealed = concat(...chunks);
+    checkHex(sealed, entry.stream, "stream");
+    const digest = hash.digest();
+    checkHex(digest, toHex(await sha256(sealed)), "incremental SHA-256 against WebCrypto's");
+    const receipts = [];
+    for (const [i, name] of roles.custodians.entries()) {
+      const receipt = new Receipt({
+        custodian: name,
+        index: i + 1,
+        messageId: draft.header.messageId,
+        ref: entry.receipt_refs[i],
+        shareDigest: draft.header.custodians[i].shareDigest,
+      });
+      receipt.signature = await ids[name].sign("receipt", receipt.body());
+      receipts.push(receipt);
+    }
+    const written = await draft.finish(sender, receipts, digest);
+    checkHex(written.toBytes(), toHex(utf8(entry.document)), "document");
+
+    const reached = [];
+    const opened = await readV2(ids, roles, entry, reached);
+    checkHex(opened.key, entry.key, "message key");
+    const document = await StreamEnvelope.fromBytes(utf8(entry.document));
+    checkHex(await document.payloadKey(opened.key), entry.payload_key, "payload key");
+    checkHex(document.toBytes(), toHex(utf8(entry.document)), "document re-encoded");
+    check(opened.filename === entry.filename, `file name: got ${opened.filename}`);
+    checkHex(opened.content, entry.plaintext, "plaintext");
+  });
+}
+
+// Each failure: refused at its stage with exactly its error class, every earlier stage passed.
+export async function runEnvelopeV2Failures(text, roles) {
+  const data = JSON.parse(text);
+  const ids = await identities(data);
+  return eachCase(data.failures, async (entry) => {
+    const expected = entry.expect;
+    check(typeof errors[expected] === "function", `no error class ${expected} in errors.js`);
+    const reached = [];
+    try {
+      await readV2(ids, roles, entry, reached);
+    } catch (error) {
+      const stage = reached.at(-1);
+      check(
+        error instanceof errors[expected] && error.name === expected,
+        `${stage}: threw ${error.name} (${error.message}), expected ${expected}`,
+      );
+      check(error instanceof errors.SecureCommError, `${error.name} is not a SecureCommError`);
+      check(stage === entry.stage, `refused at ${stage}, expected at ${entry.stage}`);
       return;
     }
     throw new Mismatch(`accepted, expected ${expected} at ${entry.stage}`);

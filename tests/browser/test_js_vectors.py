@@ -3,7 +3,8 @@
 The Python tests read the same files (tests/unit/test_vectors.py); here
 tests/browser/vectors.js runs them and reports one result per case, and each
 test checks that exactly the file's cases ran, in order, and all passed.
-vectors/envelope.json belongs to the envelope module's tests.
+vectors/envelope.json belongs to the envelope module's tests; vectors/envelope-v2.json
+runs here through tests/browser/envelope_runner.js, which knows the files' identities.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from playwright.sync_api import Page
 
 from securecomm import errors
+from tests.browser.test_js_envelope import ROLES
 from tests.unit._vectors import VECTORS
 
 # (file, member holding the cases, runner in vectors.js)
@@ -69,6 +71,52 @@ def test_every_case_passes(page: Page, name: str, member: str, runner: str) -> N
     assert not failed, f"{name}:{member}: {len(failed)} of {len(cases)} failed:\n" + "\n".join(
         failed
     )
+
+
+def run_v2(page: Page, runner: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = page.evaluate(
+        "async ([runner, text, roles]) => "
+        "(await import('/tests/envelope_runner.js'))[runner](text, roles)",
+        [runner, json.dumps(data), ROLES],
+    )
+    return results
+
+
+@pytest.mark.parametrize(
+    ("member", "runner"),
+    [("valid", "runEnvelopeV2Valid"), ("failures", "runEnvelopeV2Failures")],
+)
+def test_every_version_2_document_case_passes(page: Page, member: str, runner: str) -> None:
+    """vectors/envelope-v2.json: the valid document rebuilt byte for byte from its recorded
+    randomness (its stream hashed by the vendored incremental SHA-256) and read; each
+    failure refused at its stage with its error class, as Python refuses it."""
+    data = json.loads((VECTORS / "envelope-v2.json").read_text("utf-8"))
+    assert (
+        data["identities"]
+        == json.loads((VECTORS / "envelope.json").read_text("utf-8"))["identities"]
+    )
+    cases = [data["valid"]] if member == "valid" else data["failures"]
+    results = run_v2(page, runner, data)
+    assert [r["description"] for r in results] == [c["description"] for c in cases]
+    failed = [f"{r['description']}: {r['detail']}" for r in results if not r["passed"]]
+    assert not failed, f"envelope-v2.json:{member}: {len(failed)} failed:\n" + "\n".join(failed)
+
+
+def test_the_version_2_runner_reports_failures(page: Page) -> None:
+    """A wrong expectation or a wrong byte must come back as a failed case."""
+    data = json.loads((VECTORS / "envelope-v2.json").read_text("utf-8"))
+    stream = data["valid"]["stream"]
+    data["valid"]["stream"] = stream[:-2] + ("00" if stream[-2:] != "00" else "01")
+    assert data["failures"][0]["expect"] == "FieldError"
+    data["failures"][0]["expect"] = "LengthError"
+    last = data["failures"][-1]
+    assert last["stage"] == "open"
+    last["stage"] = "verify"
+    (valid,) = run_v2(page, "runEnvelopeV2Valid", data)
+    assert not valid["passed"] and "stream" in valid["detail"], valid
+    results = run_v2(page, "runEnvelopeV2Failures", data)
+    assert not results[0]["passed"] and not results[-1]["passed"]
+    assert all(r["passed"] for r in results[1:-1])
 
 
 def test_the_runner_reports_failures(page: Page) -> None:

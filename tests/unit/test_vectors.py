@@ -20,7 +20,17 @@ from tools import generate_vectors
 
 from securecomm import canonical, errors, httpsig, shamir, shares, stream
 from securecomm._encoding import b64decode
-from securecomm.envelope import Envelope, Opened, Policy, Receipt, prepare
+from securecomm.envelope import (
+    Envelope,
+    Opened,
+    Policy,
+    Receipt,
+    StreamEnvelope,
+    document_from_bytes,
+    name_record,
+    prepare,
+    prepare_stream,
+)
 from securecomm.identity import Identity, PublicIdentity, public_file, read_public_file
 from securecomm.shares import Share
 
@@ -29,6 +39,7 @@ from ._vectors import VECTORS, load
 SHAMIR = load("shamir.json")
 SHARES = load("shares.json")
 ENVELOPE = load("envelope.json")
+ENVELOPE_V2 = load("envelope-v2.json")
 CANONICAL = load("canonical.json")
 ANSWERS = load("answers.json")
 ENCODING = load("encoding.json")
@@ -72,7 +83,7 @@ def test_generated_files_match_the_generator() -> None:
 def test_every_file_is_mostly_failure_cases_with_descriptions() -> None:
     total = failures = 0
     names = ("shamir.json", "shares.json", "envelope.json", "canonical.json", "answers.json")
-    for name in (*names, "encoding.json", "identity.json", "stream.json"):
+    for name in (*names, "encoding.json", "identity.json", "stream.json", "envelope-v2.json"):
         for key, cases in load(name).items():
             if not isinstance(cases, list):
                 continue
@@ -219,6 +230,93 @@ def test_envelope_combine(case: dict[str, Any]) -> None:
     plaintext = expect_outcome(case["expect"], lambda: env.open(given).hex())
     if case["expect"] == "ok":
         assert plaintext == case["plaintext"]
+
+
+# Version 2 documents (spec/format-v2.md section 4)
+
+V2 = ENVELOPE_V2["valid"]
+
+
+def test_v2_identities_are_the_envelope_files() -> None:
+    assert ENVELOPE_V2["identities"] == ENVELOPE["identities"]
+
+
+def test_v2_document_encode_direction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare_stream with the recorded randomness, the stream sealed from the plaintext
+    in pieces of every size, then signed: the file's stream and document, byte for byte."""
+    ids = _identities()
+    replay(monkeypatch, V2["random"])
+    draft = prepare_stream(
+        len(bytes.fromhex(V2["plaintext"])),
+        sender=ids["alice"].public,
+        recipients=[ids["bob"].public],
+        custodians=[(n, ids[n].public.fingerprint) for n in CUSTODIANS],
+        threshold=3,
+        policy=Policy(**V2["policy"]),
+        created=V2["created"],
+        filename=V2["filename"],
+    )
+    message = bytes.fromhex(V2["plaintext"])
+    sealed = b"".join(draft.seal(message[i : i + 5] for i in range(0, len(message), 5)))
+    assert sealed.hex() == V2["stream"]
+    assert stream.payload_key(
+        bytes.fromhex(V2["key"]), draft.header.message_id, draft.header.aad()
+    ) == bytes.fromhex(V2["payload_key"])
+    receipts = [
+        Receipt.issue(
+            ids[n],
+            i + 1,
+            draft.header.message_id,
+            V2["receipt_refs"][i],
+            draft.header.custodians[i].share_digest,
+        )
+        for i, n in enumerate(CUSTODIANS)
+    ]
+    document = draft.finish(ids["alice"], receipts, hashlib.sha256(sealed).digest())
+    assert document.to_bytes().decode() == V2["document"]
+    assert [s.to_text() for s in draft.shares] == V2["shares"]
+
+
+def _read_v2(
+    document: str, sealed: str, released: dict[str, str], reached: list[str]
+) -> tuple[str | None, bytes]:
+    """A reader of a version 2 document (format-v2 4.2), telling ``reached`` each stage."""
+    ids = _identities()
+    reached.append("decode")
+    doc = document_from_bytes(document.encode())
+    assert isinstance(doc, StreamEnvelope)
+    reached.append("verify")
+    doc.verify(
+        ids["alice"].public, {n: ids[n].public for n in CUSTODIANS}, recipient=ids["bob"].public
+    )
+    reached.append("open")
+    key = doc.recover_key({k: Share.from_text(v) for k, v in released.items()})
+    plaintext = b"".join(doc.decrypt(key, [bytes.fromhex(sealed)]))
+    if doc.header.payload is None:
+        return None, plaintext
+    name, start = name_record(plaintext)
+    return name, plaintext[start:]
+
+
+def test_v2_document_decode_direction() -> None:
+    reached: list[str] = []
+    opened = _read_v2(V2["document"], V2["stream"], V2["released"], reached)
+    assert opened == (V2["filename"], bytes.fromhex(V2["plaintext"]))
+    doc = StreamEnvelope.from_bytes(V2["document"].encode())
+    assert doc.to_bytes().decode() == V2["document"]
+    assert doc.payload_digest == hashlib.sha256(bytes.fromhex(V2["stream"])).digest()
+    assert doc.recover_key({k: Share.from_text(v) for k, v in V2["released"].items()}) == (
+        bytes.fromhex(V2["key"])
+    )
+
+
+@pytest.mark.parametrize("case", ENVELOPE_V2["failures"], ids=lambda c: c["description"])
+def test_v2_document_refusals(case: dict[str, Any]) -> None:
+    reached: list[str] = []
+    with pytest.raises(error_class(case["expect"])) as caught:
+        _read_v2(case["document"], case["stream"], case["released"], reached)
+    assert type(caught.value).__name__ == case["expect"]
+    assert reached[-1] == case["stage"]
 
 
 OFFLINE = ENVELOPE["offline"]
