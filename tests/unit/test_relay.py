@@ -367,9 +367,14 @@ def test_inbox_shows_each_message_s_policy_and_null_for_one_stored_before(
     older = make_envelope(ALICE, [BOB], plaintext=b"stored before policies were kept")
     assert post(svc, older).status_code == 201
     # A relay database as a release before policies made it: no policies table, and no
-    # migrations yet. The relay refuses it until it is upgraded, which adds the table.
+    # migrations yet (nor payload streams). The relay refuses it until it is upgraded, which
+    # adds the table.
     database = settings.relay_dir() / "relay.db"
     with sqlite3.connect(database) as db:
+        db.execute("DROP TABLE uploads")
+        db.execute("DROP INDEX ix_messages_payload_digest")
+        db.execute("ALTER TABLE messages DROP COLUMN payload_digest")
+        db.execute("ALTER TABLE messages DROP COLUMN payload_length")
         db.execute("DROP TABLE policies")
         db.execute("DROP TABLE alembic_version")
         db.execute("UPDATE schema_version SET version = 1")

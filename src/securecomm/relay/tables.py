@@ -1,5 +1,6 @@
 """The relay's tables: envelopes as they were posted, who each is for, each one's
-policy, the directory, and the nonces of signed requests."""
+policy, the directory, the open uploads of payload streams, and the nonces of signed
+requests. A stream's bytes are files (``payloads.py``), never rows."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ messages = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("envelope", sa.LargeBinary, nullable=False),
+    # A version 2 message's stream (revision relay_0005): its file's name, the SHA-256 in
+    # hex, and its length. Null for version 1. One message per stream: a second would lose
+    # its stream when the first is deleted.
+    sa.Column("payload_digest", sa.String(64), nullable=True, index=True, unique=True),
+    sa.Column("payload_length", sa.BigInteger, nullable=True),
 )
 inbox = sa.Table(
     "inbox",
@@ -49,6 +55,18 @@ policies = sa.Table(
     metadata,
     _message_key(),
     sa.Column("policy", sa.Text, nullable=False),  # the header's policy, canonical JSON
+)
+# An open upload of a payload stream (revision relay_0005): ``received`` is how many bytes
+# of its file were acknowledged; a byte past it is from a piece that was not.
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("sender_fp", sa.String(64), nullable=False, index=True),
+    sa.Column("sender_name", sa.String(64), nullable=False),
+    sa.Column("length", sa.BigInteger, nullable=False),
+    sa.Column("received", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False, index=True),
 )
 directory = sa.Table(
     "directory",
@@ -76,6 +94,7 @@ _SELECT_INBOX_ENTRY = sa.select(inbox.c.message_id).where(
     inbox.c.recipient_fp == sa.bindparam("recipient_fp"),
 )
 _INSERT_INBOX = inbox.insert()
+_DROP_UPLOAD = uploads.delete().where(uploads.c.id == sa.bindparam("id"))
 _INSERT_POLICY = policies.insert()
 
 schema = Schema("relay", metadata, Path(__file__).with_name("migrations"))
