@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from . import stream
 from .errors import FieldError, ParameterError
 from .identity import check_name
 from .network import Network, joined
@@ -62,10 +63,12 @@ __all__ = [
     "DEFAULT_MAX_ENVELOPE_BYTES",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_MAX_SENDER_BYTES",
+    "MAX_PIECE_BYTES",
     "MAX_RELAY_REPLICAS",
     "CustodianSettings",
     "Settings",
     "load_settings",
+    "request_limit_bytes",
 ]
 
 DEFAULT_HOME = Path("securecomm-data")
@@ -77,6 +80,9 @@ DEFAULT_MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
 #: there at once: stored messages and open uploads together.
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024**3
 DEFAULT_MAX_SENDER_BYTES = 16 * 1024**3
+#: The most one piece of a payload stream's upload or download holds (spec/format-v2.md
+#: section 5): 64 sealed chunks, 4,195,328 bytes.
+MAX_PIECE_BYTES = 64 * stream.SEALED_CHUNK_BYTES
 #: The most relay replicas ``up`` starts on one machine: each is a gunicorn master and its
 #: workers, all on one database; more than this is a mistake, not a deployment.
 MAX_RELAY_REPLICAS = 16
@@ -335,6 +341,12 @@ def load_settings(
         tls_key=None if key is None else home_path / _str(key, "tls.key"),
         tls_ca=tls_ca,
     )
+
+
+def request_limit_bytes(max_envelope_bytes: int) -> int:
+    """The largest request body the relay (and a front before it) reads: an envelope up to
+    ``max_envelope_bytes`` or a whole piece of a stream, whichever is larger."""
+    return max(max_envelope_bytes, MAX_PIECE_BYTES)
 
 
 def replica_count(value: object, name: str = "server.replicas") -> int:

@@ -38,7 +38,7 @@ from securecomm._encoding import b64decode, b64encode
 from securecomm.config import load_settings
 from securecomm.custodian import openapi as custodian_openapi
 from securecomm.custodian.app import create_custodian_app
-from securecomm.envelope import Envelope, Policy, Receipt, prepare
+from securecomm.envelope import Envelope, Policy, Receipt, prepare, prepare_stream
 from securecomm.errors import FormatError
 from securecomm.identity import Identity, PublicIdentity
 from securecomm.local.home import operator_name
@@ -46,6 +46,7 @@ from securecomm.protocol import DepositRequest, Release
 from securecomm.relay import openapi as relay_openapi
 from securecomm.relay.app import create_relay_app
 from securecomm.service import openapi as service_openapi
+from securecomm.stream import SEALED_CHUNK_BYTES
 from tests.operators import provide_operator
 
 from .conftest import Service, Stack
@@ -245,11 +246,12 @@ class Api:
         body: Any = None,
         raw: bytes | None = None,
         query: str = "",
+        content_type: str = "application/json",
         **path_parameters: str,
     ) -> httpx.Response:
         path = template.format(**path_parameters)
         content = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if content else {}
+        headers = {"Content-Type": content_type} if content else {}
         if as_ is not None:
             headers |= httpsig.sign_request(
                 as_, method=method, path=path, query=query, body=content, audience=self.audience
@@ -336,6 +338,55 @@ def test_success_paths_match_the_documents(stack: Stack, http: httpx.Client) -> 
     relay.call(bob, "DELETE", one, 204, message_id=free.id)
     relay.call(alice, "DELETE", one, 204, message_id=gated.id)
     relay.call(bob, "GET", one, 404, message_id=free.id)
+
+    # The relay: a payload stream (format v2), uploaded, posted with its document, read.
+    draft = prepare_stream(
+        3 * 65536,
+        sender=alice.public,
+        recipients=[bob.public],
+        custodians=[(name, key.fingerprint) for name, key in custodians.items()],
+        threshold=3,
+    )
+    sealed = b"".join(draft.seal([bytes(3 * 65536)]))
+    upload, piece = "/api/v1/uploads/{message_id}", 2 * SEALED_CHUNK_BYTES
+    opening = {"v": 2, "length": len(sealed)}
+    mid = draft.header.id
+    relay.call(alice, "PUT", upload, 201, body=opening, message_id=mid)
+    relay.call(alice, "PUT", upload, 200, body=opening, message_id=mid)
+    relay.call(bob, "PUT", upload, 409, body=opening, message_id=mid)
+    octets = "application/octet-stream"
+    for offset in range(0, len(sealed), piece):
+        relay.call(
+            alice, "POST", upload, 200, raw=sealed[offset : offset + piece],
+            query=f"offset={offset}", content_type=octets, message_id=mid,
+        )  # fmt: skip
+    relay.call(
+        alice, "POST", upload, 409, raw=sealed[:piece], query="offset=0",
+        content_type=octets, message_id=mid,
+    )  # fmt: skip
+    assert relay.call(alice, "GET", upload, 200, message_id=mid).json()["received"] == len(sealed)
+    relay.call(bob, "GET", upload, 404, message_id=mid)
+    receipts = []
+    for position, (name, key) in enumerate(custodians.items()):
+        deposit = DepositRequest.for_draft(draft, position, key, alice.public)
+        api = Api(stack.custodians[name], name, CUSTODIAN, http)
+        receipts.append(
+            Receipt.from_json(
+                api.call(alice, "POST", "/v1/deposits", 201, body=deposit.to_json()).json()
+            )
+        )
+    document = draft.finish(alice, receipts, hashlib.sha256(sealed).digest())
+    relay.call(None, "POST", "/api/v1/messages", 201, raw=document.to_bytes())
+    payload = "/api/v1/messages/{message_id}/payload"
+    fetched = relay.call(bob, "GET", payload, 200, query=f"length={piece}", message_id=mid).content
+    fetched += relay.call(bob, "GET", payload, 200, query=f"offset={piece}", message_id=mid).content
+    assert fetched == sealed
+    relay.call(bob, "GET", payload, 400, query="offset=1", message_id=mid)
+    relay.call(STRANGER, "GET", payload, 404, message_id=mid)
+    relay.call(alice, "DELETE", one, 204, message_id=mid)
+    relay.call(alice, "PUT", upload, 201, body=opening, message_id="0" * 32)
+    relay.call(alice, "DELETE", upload, 204, message_id="0" * 32)
+    relay.call(alice, "DELETE", upload, 404, message_id="0" * 32)
 
     # A custodian: releases with and without approval, refusals, deletion, audit.
     released = alpha.call(bob, "POST", "/v1/releases", 200, body=_ask(free)).json()

@@ -11,11 +11,11 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy.engine import Engine
 
-from ..config import Settings
+from ..config import Settings, request_limit_bytes
 from ..identity import load_or_create
 from ..service.app import create_app
 from ..service.storage import open_database
-from . import views, web
+from . import streams, views, web
 from .tables import nonces, schema
 from .views import endorsement_body
 
@@ -34,11 +34,15 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
         identity,
         db,
         nonces,
-        max_body_bytes=settings.max_envelope_bytes,
+        # A stream's piece may be larger than the largest envelope: the envelope's own
+        # limit is the view's to enforce then.
+        max_body_bytes=request_limit_bytes(settings.max_envelope_bytes),
         cors_origins=settings.allowed_origins(),
     )
+    app.extensions["relay"] = {"max_envelope_bytes": settings.max_envelope_bytes}
     app.extensions["page"] = web.Page.of(settings, identity.public)
     app.register_blueprint(views.bp)
+    streams.install(app, settings, db)
     app.register_blueprint(web.bp)
     return app
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..codes import Code
+from ..config import MAX_PIECE_BYTES
 from ..envelope import MAX_RECIPIENTS
 from ..httpsig import ANSWER_HEADER, ANSWER_NONCE_HEADER
 from ..service.openapi import (
@@ -32,11 +33,29 @@ from ..service.openapi import (
     path_parameter,
     ref,
 )
+from ..stream import SEALED_CHUNK_BYTES
 
 __all__ = ["DOCUMENT"]
 
+SPEC_V2 = "spec/format-v2.md"
+#: The longest stream a length may say (the format's bound, whatever a relay takes).
+_STREAM_MAX = 2**53 - 1
+
 
 # The relay.
+
+_HEADER: dict[str, Schema] = {
+    "v": V1,
+    "id": ref("MessageId"),
+    "sender": ref("PublicIdentity"),
+    "recipients": array(ref("Recipient"), 1, MAX_RECIPIENTS),
+    "created": TIME,
+    "threshold": integer(2, 255, "Shares needed (t), at most n."),
+    "n": integer(2, 255, "Number of custodians."),
+    "custodians": array(ref("CustodianSlot"), 2, 255),
+    "policy": ref("Policy"),
+    "key_commitment": DIGEST,
+}
 
 _RELAY_SCHEMAS: dict[str, Schema] = {
     "WebConfig": obj(
@@ -62,6 +81,12 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
                 255,
             ),
             "max_envelope_bytes": integer(1, 2**40, "The largest envelope the relay takes."),
+            "max_payload_bytes": integer(
+                1, _STREAM_MAX, "The longest payload stream (format v2) the relay takes."
+            ),
+            "max_piece_bytes": integer(
+                1, 2**40, "The most one piece of a stream's upload or download holds."
+            ),
             "origins": {
                 "type": "array",
                 "items": {"type": "string"},
@@ -82,20 +107,43 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
         "A custodian named in the header; the slot at position p holds share index p + 1.",
     ),
     "Header": obj(
-        {
-            "v": V1,
-            "id": ref("MessageId"),
-            "sender": ref("PublicIdentity"),
-            "recipients": array(ref("Recipient"), 1, MAX_RECIPIENTS),
-            "created": TIME,
-            "threshold": integer(2, 255, "Shares needed (t), at most n."),
-            "n": integer(2, 255, "Number of custodians."),
-            "custodians": array(ref("CustodianSlot"), 2, 255),
-            "policy": ref("Policy"),
-            "key_commitment": DIGEST,
-        },
+        _HEADER,
         f"The signed, authenticated header ({SPEC} section 7.2): exactly n custodians,"
         " names unique among recipients and among custodians.",
+    ),
+    "StreamHeader": obj(
+        {
+            **_HEADER,
+            "v": const(2),
+            "payload": {
+                "const": "named",
+                "description": f"Present when the message carries its file name ({SPEC}"
+                " section 7.10).",
+            },
+            "length": integer(
+                0, _STREAM_MAX, "The length of the plaintext the stream seals, in bytes."
+            ),
+        },
+        f"A version 2 header ({SPEC_V2} section 4.1): version 1's, with the plaintext's length.",
+        optional=("payload",),
+    ),
+    "StreamEnvelope": obj(
+        {
+            "v": const(2),
+            "header": ref("StreamHeader"),
+            "payload": obj(
+                {
+                    "digest": base64_string(32, "SHA-256 of the stream."),
+                    "length": integer(16, _STREAM_MAX, "The stream's length in bytes."),
+                },
+                "The payload stream, uploaded apart (/api/v1/uploads/{message_id}).",
+            ),
+            "receipts": array(ref("Receipt"), 0, 255),
+            "signature": SIGNATURE,
+        },
+        f"A version 2 envelope document ({SPEC_V2} section 4.2): the ciphertext is a stream"
+        " of sealed chunks the sender uploaded before, which the relay stores with it only"
+        " if it is whole and is the stream the document names.",
     ),
     "Envelope": obj(
         {
@@ -151,6 +199,38 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
         },
         "A page of the caller's inbox, oldest first.",
     ),
+    "UploadRequest": obj(
+        {
+            "v": const(2),
+            "length": integer(
+                16,
+                _STREAM_MAX,
+                f"The stream's length in bytes ({SPEC_V2} section 3.2): every sealed chunk"
+                f" {SEALED_CHUNK_BYTES} bytes but the last, 16 to {SEALED_CHUNK_BYTES}.",
+            ),
+        },
+        "Open an upload of a message's payload stream.",
+    ),
+    "Upload": obj(
+        {
+            "id": ref("MessageId"),
+            "length": integer(16, _STREAM_MAX, "The stream's length in bytes."),
+            "received": integer(
+                0,
+                _STREAM_MAX,
+                "How many of its bytes the relay holds, durably: the next piece starts here.",
+            ),
+        },
+        "An open upload.",
+    ),
+    "OffsetError": obj(
+        {
+            "code": const(Code.UPLOAD_OFFSET),
+            "message": {"type": "string", "description": "For people; may change."},
+            "received": integer(0, _STREAM_MAX, "Where the next piece starts."),
+        },
+        "A piece that does not start where the upload stands; `received` says where.",
+    ),
     "DirectoryEntry": obj(
         {"identity": ref("PublicIdentity"), "fingerprint": ref("Fingerprint"), "updated_at": TIME},
         "The public identity registered under a name.",
@@ -186,7 +266,9 @@ _NOT_YOURS = error(
 _STORE = operation(
     "storeEnvelope",
     "Store a sealed envelope and index it for its recipients. Anyone may post: the relay"
-    " checks the format and the sender's signature inside the envelope, not who sends it.",
+    " checks the format and the sender's signature inside the envelope, not who sends it."
+    f" A version 2 document is stored with its payload stream ({SPEC_V2} section 5, step"
+    " 3): its sender's upload of this id must be whole and be the stream it names.",
     {
         "200": json_response("The same envelope was already stored.", ref("Stored")),
         "201": json_response(
@@ -205,11 +287,144 @@ _STORE = operation(
             "The sender's name is registered in the directory with another key.",
             Code.SENDER_KEY_MISMATCH,
         ),
-        "409": error("Another envelope with this id is stored.", Code.DUPLICATE_ID),
+        "409": error(
+            "Another envelope with this id is stored; or, for a version 2 document, its"
+            " sender has no upload of this id (`no_upload`), or the upload is not whole, not"
+            " the stream the document names, or a stream another message has"
+            " (`payload_mismatch`).",
+            Code.DUPLICATE_ID,
+            Code.NO_UPLOAD,
+            Code.PAYLOAD_MISMATCH,
+        ),
     },
     signed=False,
-    body=ref("Envelope"),
+    body={"oneOf": [ref("Envelope"), ref("StreamEnvelope")]},
 )
+
+_UPLOAD_STATE = "The upload's state: where the next piece starts."
+_NO_UPLOAD = error(
+    "No upload of this message id by the caller (the same answer whether there is none or"
+    " it is another sender's), or no such endpoint.",
+    Code.NO_UPLOAD,
+    NO_SUCH_ENDPOINT,
+)
+_RANGE_PARAMETERS = [
+    {
+        "name": "offset",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": _STREAM_MAX, "default": 0},
+        "description": f"Where the range starts: a chunk boundary (a multiple of"
+        f" {SEALED_CHUNK_BYTES}) inside the stream.",
+    },
+    {
+        "name": "length",
+        "in": "query",
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_PIECE_BYTES,
+            "default": MAX_PIECE_BYTES,
+        },
+        "description": "The most bytes to answer; fewer at the stream's end.",
+    },
+]
+_UPLOAD_PATH: dict[str, Any] = {
+    "parameters": [_MESSAGE_ID_PARAMETER],
+    "put": operation(
+        "openUpload",
+        f"Open an upload of a message's payload stream ({SPEC_V2} section 5, step 1), before"
+        " any share is deposited. The sender opens it, by the key that signs the request;"
+        " opening it again with the same length answers where it stands.",
+        {
+            "200": json_response("Open already, by the caller, with this length.", ref("Upload")),
+            "201": json_response(
+                "Opened.",
+                ref("Upload"),
+                headers={"Location": {"schema": {"type": "string"}, "description": "Its URL."}},
+            ),
+            "400": error(
+                'The body is not {"v": 2, "length": L}, or no stream is L bytes long, or the'
+                " id is not 32 lowercase hex digits.",
+                Code.BAD_JSON,
+                Code.BAD_FIELD,
+            ),
+            "404": error("No such endpoint.", NO_SUCH_ENDPOINT),
+            "409": error(
+                "A message with this id is stored, another upload of it is open (another"
+                " sender's, or the caller's with another length).",
+                Code.DUPLICATE_ID,
+            ),
+            "413": error(
+                "The stream is longer than the relay's `max_payload_bytes` (`too_large`), or"
+                " would take the sender past its `max_sender_bytes`, its stored messages and"
+                " open uploads counted (`quota_exceeded`); or the body is too large.",
+                Code.TOO_LARGE,
+                Code.QUOTA_EXCEEDED,
+            ),
+        },
+        signed=True,
+        body=ref("UploadRequest"),
+    ),
+    "post": operation(
+        "appendPiece",
+        f"Append a piece to the caller's upload ({SPEC_V2} section 5, step 2): at most"
+        f" {MAX_PIECE_BYTES} bytes (64 sealed chunks), a whole number of sealed chunks"
+        f" ({SEALED_CHUNK_BYTES} bytes each) unless it ends the stream, starting where the"
+        " upload stands. The piece is on the relay's disk before it answers; one it did not"
+        " acknowledge is not counted.",
+        {
+            "200": json_response(_UPLOAD_STATE, ref("Upload")),
+            "400": error(
+                "`offset` is missing or not an integer, the piece is empty, ends past the"
+                " stream, or is not a whole number of sealed chunks before the stream's end;"
+                " or the id is not valid.",
+                Code.BAD_FIELD,
+                Code.BAD_LENGTH,
+            ),
+            "404": _NO_UPLOAD,
+            "409": json_response(
+                "`offset` is not where the upload stands. Codes: `upload_offset`.",
+                ref("OffsetError"),
+            ),
+            "413": error(
+                f"The piece is larger than {MAX_PIECE_BYTES} bytes, or than the relay reads.",
+                Code.TOO_LARGE,
+            ),
+            "415": error(
+                "The body is not `application/octet-stream`.", Code.UNSUPPORTED_MEDIA_TYPE
+            ),
+        },
+        signed=True,
+        body={"type": "string", "contentMediaType": "application/octet-stream"},
+        body_type="application/octet-stream",
+        parameters=[
+            {
+                "name": "offset",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0, "maximum": _STREAM_MAX},
+                "description": "Where the piece starts in the stream: the upload's `received`.",
+            }
+        ],
+    ),
+    "get": operation(
+        "getUpload",
+        "Where the caller's upload stands: how a sender learns where to go on.",
+        {
+            "200": json_response(_UPLOAD_STATE, ref("Upload")),
+            "400": _BAD_ID,
+            "404": _NO_UPLOAD,
+        },
+        signed=True,
+    ),
+    "delete": operation(
+        "abandonUpload",
+        f"Abandon the caller's upload and what it holds ({SPEC_V2} section 5, step 4). An"
+        " upload not appended to for a day is dropped by the relay.",
+        {"204": {"description": "Dropped."}, "400": _BAD_ID, "404": _NO_UPLOAD},
+        signed=True,
+    ),
+}
 
 _RELAY_PATHS: dict[str, Schema] = {
     "/api/v1/messages": {"post": _STORE},
@@ -235,6 +450,36 @@ _RELAY_PATHS: dict[str, Schema] = {
             signed=True,
         ),
     },
+    "/api/v1/messages/{message_id}/payload": {
+        "parameters": [_MESSAGE_ID_PARAMETER],
+        "get": operation(
+            "getPayload",
+            f"A range of a message's payload stream ({SPEC_V2} section 5, step 5), from a chunk"
+            " boundary, as the exact bytes stored. Only its sender or a listed recipient may,"
+            " by the key that signs the request. The range is in the query, so both the"
+            " request's and the answer's signatures cover it.",
+            {
+                "200": {
+                    "description": "The bytes of the stream from `offset`, `length` of them or"
+                    " fewer at its end.",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                "400": error(
+                    "`offset` is not a chunk boundary inside the stream, `length` is out of"
+                    " range, or the id is not valid.",
+                    Code.BAD_FIELD,
+                ),
+                "404": error(
+                    "No such message for the caller, or it has no payload stream (a version 1"
+                    " message).",
+                    Code.NOT_FOUND,
+                ),
+            },
+            signed=True,
+            parameters=_RANGE_PARAMETERS,
+        ),
+    },
+    "/api/v1/uploads/{message_id}": _UPLOAD_PATH,
     "/api/v1/inbox": {
         "get": operation(
             "getInbox",

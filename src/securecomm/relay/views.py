@@ -19,7 +19,7 @@ from .. import canonical, httpsig
 from .._encoding import b64decode
 from .._fields import HEX_MESSAGE_ID as _HEX_ID
 from ..codes import Code
-from ..envelope import Envelope
+from ..envelope import Envelope, StreamEnvelope, document_from_bytes
 from ..errors import FormatError, SignatureError
 from ..identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
 from ..service.app import (
@@ -31,8 +31,10 @@ from ..service.app import (
     transaction,
 )
 from ..service.storage import insert_new
-from . import openapi
+from . import openapi, streams
+from .streams import check_message_id
 from .tables import (
+    _DROP_UPLOAD,
     _INSERT_INBOX,
     _INSERT_POLICY,
     _SELECT_ENVELOPE,
@@ -69,17 +71,15 @@ def _not_found(message_id: str) -> ApiError:
 _DECIMAL = re.compile(r"[0-9]{1,12}")
 
 
-def _message_id(value: str) -> str:
-    if not _HEX_ID.fullmatch(value):
-        raise ApiError(400, Code.BAD_FIELD, "message id: expected 32 lowercase hex digits")
-    return value
-
-
 def store_envelope() -> tuple[Response, int]:
     if request.mimetype != "application/json":
         raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
     body = request.get_data(cache=True)
-    envelope = Envelope.from_bytes(body)
+    # The app reads bodies up to a stream's piece too, which may be the larger.
+    limit = current_app.extensions["relay"]["max_envelope_bytes"]
+    if len(body) > limit:
+        raise ApiError(413, Code.TOO_LARGE, f"body larger than {limit} bytes")
+    envelope = document_from_bytes(body)
     envelope.verify()
     if any(slot.fingerprint is None for slot in envelope.header.custodians):
         raise ApiError(
@@ -88,7 +88,23 @@ def store_envelope() -> tuple[Response, int]:
             "the relay takes envelopes whose shares are with custodian services",
         )
     # Hashed before the transaction: its write lock is held by one writer at a time.
-    return _store(envelope, body, hashlib.sha256(body).hexdigest())
+    digest = hashlib.sha256(body).hexdigest()
+    if isinstance(envelope, StreamEnvelope):
+        return _store_stream(envelope, body, digest)
+    return _store(envelope, body, digest)
+
+
+def _store_stream(document: StreamEnvelope, body: bytes, digest: str) -> tuple[Response, int]:
+    """A version 2 document, stored with the stream its sender uploaded (spec/format-v2.md
+    section 5, step 3), under the upload's lock until the message row is committed."""
+    with streams.stream_lock(document.id) as locked:
+        # Stored already: a retry whose answer was lost, or a request this one waited for.
+        with _db().connect() as conn:
+            existing = conn.execute(_SELECT_STORED, {"id": document.id}).first()
+        if existing is not None:
+            return _stored_before(document.id, digest, len(body), existing)
+        streams.claim(locked, document)
+        return _store(document, body, digest)
 
 
 def _stored_before(message_id: str, digest: str, size: int, existing: Any) -> tuple[Response, int]:
@@ -98,8 +114,9 @@ def _stored_before(message_id: str, digest: str, size: int, existing: Any) -> tu
     return jsonify(_stored(message_id, digest, size, existing.stored_at)), 200
 
 
-def _store(envelope: Envelope, body: bytes, digest: str) -> tuple[Response, int]:
+def _store(envelope: Envelope | StreamEnvelope, body: bytes, digest: str) -> tuple[Response, int]:
     sender = envelope.header.sender
+    stream = envelope if isinstance(envelope, StreamEnvelope) else None
     with transaction() as conn:
         registered = conn.execute(_SELECT_REGISTERED, {"name": sender.name}).scalar()
         if registered is not None and registered != sender.fingerprint_hex:
@@ -121,14 +138,25 @@ def _store(envelope: Envelope, body: bytes, digest: str) -> tuple[Response, int]
                 "sender_fp": sender.fingerprint_hex,
                 "created": envelope.header.created,
                 "stored_at": now,
-                "size": len(body),
+                # What the message holds at the relay: its stream too.
+                "size": len(body) + (stream.payload_length if stream else 0),
                 "digest": digest,
                 "envelope": body,
+                "payload_digest": stream.payload_digest.hex() if stream else None,
+                "payload_length": stream.payload_length if stream else None,
             },
         ).first()
         if stored is None:
             existing = conn.execute(_SELECT_STORED, {"id": envelope.id}).first()
+            if existing is None:  # not the id, then the stream (unique) another message has
+                raise ApiError(
+                    409,
+                    Code.PAYLOAD_MISMATCH,
+                    f"message {envelope.id}: the relay stores this stream for another message",
+                )
             return _stored_before(envelope.id, digest, len(body), existing)
+        if stream is not None:
+            conn.execute(_DROP_UPLOAD, {"id": envelope.id})
         conn.execute(
             _INSERT_POLICY,
             {
@@ -160,7 +188,7 @@ bp.add_url_rule("/api/relay", "post_relay", store_envelope, methods=["POST"])
 @bp.get("/api/v1/messages/<message_id>")
 def get_message(message_id: str) -> Response:
     caller = authenticate()
-    _message_id(message_id)
+    check_message_id(message_id)
     with transaction() as conn:  # the request's nonce with it: one commit
         row = conn.execute(_SELECT_ENVELOPE, {"id": message_id}).first()
         if row is None:
@@ -173,31 +201,39 @@ def get_message(message_id: str) -> Response:
 @bp.delete("/api/v1/messages/<message_id>")
 def delete_message(message_id: str) -> tuple[str, int]:
     caller = authenticate()
-    _message_id(message_id)
+    check_message_id(message_id)
     with transaction() as conn:
         # Locked (PostgreSQL; SQLite's write lock does it there): two recipients deleting at
         # once would each still count the other's inbox entry, and neither drop the message.
-        sender_fp = conn.execute(
-            sa.select(messages.c.sender_fp).where(messages.c.id == message_id).with_for_update()
-        ).scalar()
-        if sender_fp is None:
+        row = conn.execute(
+            sa.select(messages.c.sender_fp, messages.c.payload_digest)
+            .where(messages.c.id == message_id)
+            .with_for_update()
+        ).first()
+        if row is None:
             raise _not_found(message_id)
-        if sender_fp == caller.fingerprint_hex:
+        gone = True
+        if row.sender_fp == caller.fingerprint_hex:
             _delete(conn, message_id)
-            return "", 204
-        removed = conn.execute(
-            inbox.delete().where(
-                inbox.c.message_id == message_id,
-                inbox.c.recipient_fp == caller.fingerprint_hex,
-            )
-        ).rowcount
-        if not removed:
-            raise _not_found(message_id)
-        left = conn.execute(
-            sa.select(sa.func.count()).select_from(inbox).where(inbox.c.message_id == message_id)
-        ).scalar()
-        if not left:
-            _delete(conn, message_id)
+        else:
+            removed = conn.execute(
+                inbox.delete().where(
+                    inbox.c.message_id == message_id,
+                    inbox.c.recipient_fp == caller.fingerprint_hex,
+                )
+            ).rowcount
+            if not removed:
+                raise _not_found(message_id)
+            left = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(inbox)
+                .where(inbox.c.message_id == message_id)
+            ).scalar()
+            gone = not left
+            if gone:
+                _delete(conn, message_id)
+    if gone and row.payload_digest is not None:
+        streams.drop_payload(row.payload_digest)  # once no row names it: after the commit
     return "", 204
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from ..codes import Code
-from ..config import Settings, origin_of
+from ..config import MAX_PIECE_BYTES, Settings, origin_of
 from ..errors import IdentityError
 from ..identity import PublicIdentity
 from ..network import NETWORK_FILE, Network
@@ -145,5 +145,7 @@ def _web_config(
         "threshold": settings.threshold,
         "custodians": custodians,
         "max_envelope_bytes": settings.max_envelope_bytes,
+        "max_payload_bytes": settings.max_payload_bytes,
+        "max_piece_bytes": MAX_PIECE_BYTES,
         "origins": list(settings.allowed_origins()),
     }

@@ -228,7 +228,8 @@ SHARED_RESPONSES: dict[str, Schema] = {
     ),
     "TooLarge": error(
         "The body is larger than this service accepts (the relay: `max_envelope_bytes`,"
-        " 16 MiB by default; a custodian: 1 MiB).",
+        " 16 MiB by default, or a payload stream's piece, 4,195,328 bytes, whichever is"
+        " larger; a custodian: 1 MiB).",
         Code.TOO_LARGE,
     ),
     "UnsupportedMediaType": error(
@@ -286,15 +287,17 @@ def operation(
     *,
     signed: bool,
     body: Schema | None = None,
+    body_type: str = "application/json",
     parameters: list[Schema] | None = None,
 ) -> Schema:
     """One operation. A signed one may answer 401, and 413 (its body is read to check the
-    digest); one with a JSON body may answer 413 and 415."""
+    digest); one with a body (of ``body_type``) may answer 413 and 415. A response given
+    for one of those statuses is used instead of the shared one."""
     answers = dict(responses)
     if signed:
-        answers["401"] = ref("Unauthorized", "responses")
+        answers.setdefault("401", ref("Unauthorized", "responses"))
     if signed or body is not None:
-        answers["413"] = ref("TooLarge", "responses")
+        answers.setdefault("413", ref("TooLarge", "responses"))
     result: Schema = {
         "operationId": operation_id,
         "summary": description.split(". ")[0].rstrip("."),
@@ -304,10 +307,10 @@ def operation(
     if parameters:
         result["parameters"] = parameters
     if body is not None:
-        answers["415"] = ref("UnsupportedMediaType", "responses")
+        answers.setdefault("415", ref("UnsupportedMediaType", "responses"))
         result["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": body}},
+            "content": {body_type: {"schema": body}},
         }
     result["responses"] = dict(sorted(answers.items()))
     return result
