@@ -15,7 +15,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from securecomm.config import DEFAULT_MAX_ENVELOPE_BYTES, DEFAULT_RELAY_PORT
+from securecomm.config import (
+    DEFAULT_MAX_ENVELOPE_BYTES,
+    DEFAULT_RELAY_PORT,
+    request_limit_bytes,
+)
 from securecomm.local.front import UpstreamTls, server_block
 
 __all__ = ["REPLICAS", "configs"]
@@ -49,7 +53,7 @@ def configs() -> dict[Path, str]:
         return server_block(
             listen=str(DEFAULT_RELAY_PORT),
             replicas=replicas,
-            max_body_bytes=DEFAULT_MAX_ENVELOPE_BYTES,
+            max_body_bytes=request_limit_bytes(DEFAULT_MAX_ENVELOPE_BYTES),
             tls=(TLS_CERT, TLS_KEY) if tls else None,
             upstream_tls=UpstreamTls(TLS_CA, RELAY_NAME) if tls else None,
             set_aside=SET_ASIDE_SECONDS,

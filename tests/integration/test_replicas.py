@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from securecomm import httpsig
 from securecomm.client.transport import ServiceClient, tls_context
-from securecomm.config import load_settings
+from securecomm.config import MAX_PIECE_BYTES, load_settings
+from securecomm.errors import ServiceError
 from securecomm.identity import Identity, load_public
 from securecomm.local.front import Front, find_nginx
 from securecomm.local.home import init_home
@@ -61,12 +62,14 @@ from .test_cli_system import (
     stop_up,
     wait_for,
 )
+from .test_relay_streams import download, stream_message, upload
 
 REPLICAS = 2
 ROUNDS = 30  # kill -9 rounds under load
 CLIENTS = 4  # threads storing messages through the front meanwhile
 ACKS_PER_ROUND = 3  # new acknowledged messages before each kill
 PACE = 0.05  # seconds each client waits between two messages (fewer to check after)
+SMALL_ENVELOPES = 64 * 1024  # the PostgreSQL stack's max_envelope_bytes
 
 
 # --- up --relay-replicas, through the CLI ---
@@ -274,7 +277,8 @@ def test_the_front_s_own_refusals_are_json_like_the_relay_s(tmp_path: Path) -> N
 def pg_stack(tmp_path_factory: pytest.TempPathFactory, postgres: Cluster) -> Iterator[Stack]:
     """Two relay replicas and their front, on a new PostgreSQL database."""
     home = tmp_path_factory.mktemp("pg-replicas") / "home"
-    write_config(home, free_port(), {name: free_port() for name in NAMES})
+    # Envelopes smaller than a stream's piece: the front still takes a whole piece.
+    write_config(home, free_port(), {name: free_port() for name in NAMES}, SMALL_ENVELOPES)
     init_home(home)
     relay_settings = home / "relay" / "securecomm.toml"
     text = relay_settings.read_text()
@@ -328,6 +332,35 @@ def test_a_nonce_replayed_to_two_replicas_at_once_is_accepted_once(pg_stack: Sta
         assert sorted(answers) == [(200, ""), (401, "replayed_request")], answers
         winners.append(answers.index((200, "")) + 1)
     print(f"\nthe same nonce at two replicas at once, 12 times: accepted by relay-{winners}")
+
+
+def test_a_stream_goes_through_the_front_in_whole_pieces_to_either_replica(
+    pg_stack: Stack,
+) -> None:
+    front = pg_stack.process("relay-front")
+    relay_key = load_public(pg_stack.settings.home / "relay" / "relay" / "identity.pub")
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    message = stream_message(alice, [bob], os.urandom(3 * MAX_PIECE_BYTES))
+    with ServiceClient(front.url, "relay", alice, answers=relay_key, timeout=30) as relay:
+        relay.request("PUT", message.upload, body={"v": 2, "length": len(message.stream)})
+        upload(relay, message, piece=MAX_PIECE_BYTES)
+        stored = relay.request("POST", "/api/v1/messages", raw=message.document.to_bytes())
+        assert stored.status_code == 201
+        # An envelope over the relay's limit but under a piece: the relay refuses it (signed).
+        big = make_envelope(alice, [bob], plaintext=os.urandom(SMALL_ENVELOPES)).to_bytes()
+        with pytest.raises(ServiceError) as refused:
+            relay.request("POST", "/api/v1/messages", raw=big, sign=False)
+        assert (refused.value.status, refused.value.code) == (413, "too_large")
+    with ServiceClient(front.url, "relay", bob, answers=relay_key, timeout=30) as relay:
+        assert download(relay, message) == message.stream
+    front_log = access_lines(pg_stack.settings.home / "logs" / "relay-front.access.log")
+    appended = {
+        str(line["replica"])
+        for line in front_log
+        if line["method"] == "POST" and line["path"] == message.upload
+    }
+    # least_conn takes equals in turn: one upload was appended to by both replicas.
+    assert len(appended) == REPLICAS, appended
 
 
 @dataclass

@@ -16,7 +16,8 @@ What it does, and why:
   in their one database, so one that the first replica had acted on is refused as a
   replay by the next, never done twice.
 - **Slow clients.** nginx reads a request's headers (5 s, as the services allow) and
-  its whole body (up to the relay's ``max_envelope_bytes``, 10 s between two reads)
+  its whole body (up to the relay's ``max_envelope_bytes`` or a payload stream's piece,
+  whichever is larger; 10 s between two reads)
   before it opens a connection to a replica, and takes the replica's whole answer before
   trickling it out: a slow client holds an nginx connection, never a replica.
 - **The signed requests still verify.** A signature covers the method, the path, the

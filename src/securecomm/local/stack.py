@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 
 from ..client.transport import close_idle_pools, tls_context
-from ..config import Settings, load_settings
+from ..config import Settings, load_settings, request_limit_bytes
 from ..errors import ParameterError, SecureCommError, ServiceError
 from ..identity import load_public
 from .front import FRONT_DIR, Front, find_nginx
@@ -329,7 +329,7 @@ class Stack:
             host=settings.server_host,
             port=settings.server_port,
             replicas=tuple(ports),
-            max_body_bytes=settings.max_envelope_bytes,
+            max_body_bytes=request_limit_bytes(settings.max_envelope_bytes),
             tls=tls,
             ca=trust,
         )
