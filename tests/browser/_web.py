@@ -89,12 +89,16 @@ class Person:
         burn: bool = False,
         file: bytes | None = None,
         filename: str = "data.bin",
+        path: Path | None = None,
     ) -> None:
-        """Fill in the send form afresh and press Encrypt and send; check nothing."""
+        """Fill in the send form afresh and press Encrypt and send; check nothing. ``path``:
+        a file on disk, which Chromium reads itself (a large one need not cross the wire)."""
         page = self.page
         self.open("send")
         page.get_by_label("To (names, separated by commas)").fill(to)
-        if file is None:
+        if path is not None:
+            page.get_by_label("…or a file instead").set_input_files(str(path))
+        elif file is None:
             page.get_by_label("Message", exact=True).fill(text)
         else:
             payload: FilePayload = {
@@ -118,11 +122,17 @@ class Person:
         burn: bool = False,
         file: bytes | None = None,
         filename: str = "data.bin",
+        path: Path | None = None,
+        timeout_ms: float = TIMEOUT_MS,
     ) -> str:
         """Send, check it went and the relay's copy is identical; return the message id."""
-        self.compose(to, text, approval=approval, burn=burn, file=file, filename=filename)
+        self.compose(
+            to, text, approval=approval, burn=burn, file=file, filename=filename, path=path
+        )
         page = self.page
-        expect(page.locator("#send-form .status")).to_contain_text(f"Sent to {to}")
+        expect(page.locator("#send-form .status")).to_contain_text(
+            f"Sent to {to}", timeout=timeout_ms
+        )
         expect(page.locator("#copy-check")).to_contain_text("identical")
         return page.locator("#sent-id").inner_text()
 

@@ -163,7 +163,7 @@ def test_the_examples_of_the_spec(page: Page) -> None:
 
 
 # Classes that only the services and the CLI raise: a page never meets them.
-_PYTHON_ONLY = {"InterruptedOperationError", "SchemaError", "StorageError"}
+_PYTHON_ONLY = {"SchemaError", "StorageError"}
 
 
 def test_the_error_tree_mirrors_python(page: Page) -> None:

@@ -1,16 +1,27 @@
 // The page's flows (DESIGN.md "Flows"), as src/securecomm/client/flows.py does them for the CLI:
 // register, send (deposit each share straight with its custodian, then post the envelope),
 // inbox, read (ask every custodian, check each share as it comes), and the operator's calls.
-// Only ciphertext, receipts and public keys ever go to the relay. Every answer of the relay
-// is checked to be signed by its pinned key for the request it answers (spec §11.4) before
-// anything of it is used.
+// A file above STREAM_ABOVE_BYTES goes as format version 2 (spec/format-v2.md), as
+// client/streamed.py sends and reads it: its stream is sealed and uploaded in pieces before
+// any share is deposited, and read back in ranges, chunk by chunk, into a file that is
+// committed only once every chunk opened. Only ciphertext, receipts and public keys ever go
+// to the relay. Every answer of the relay is checked to be signed by its pinned key for the
+// request it answers (spec §11.4) before anything of it is used.
 
 import { b64decode, labelledHash, sha256, toHex } from "./bytes.js";
 import * as canonical from "./canonical.js";
-import { Envelope, Receipt } from "./envelope.js";
+import {
+  Receipt,
+  StreamEnvelope,
+  documentFromBytes,
+  nameRecord,
+  prepareStream,
+} from "./envelope.js";
 import {
   AnswerSignatureError,
   FormatError,
+  InterruptedOperationError,
+  ParameterError,
   QuorumError,
   SecureCommError,
   ServiceError,
@@ -26,8 +37,20 @@ import {
 import { PublicIdentity } from "./identity.js";
 import { depositBody, openRelease } from "./protocol.js";
 import * as store from "./store.js";
+import * as stream from "./stream.js";
+import { sha256 as incrementalSha256 } from "./vendor/noble-hashes/sha2.js";
 
 const TIMEOUT_MS = 15000;
+// A piece of a stream (up to 4 MiB) may take longer than a JSON call on a slow link.
+const PIECE_TIMEOUT_MS = 120000;
+
+/** Above this many bytes a file is sent as version 2, a stream of chunks (the CLI's
+ * STREAM_ABOVE_BYTES, cli/people.py); a message up to it stays version 1. */
+export const STREAM_ABOVE_BYTES = 1024 * 1024;
+/** The most one request carries: 64 sealed chunks (spec/format-v2.md §5). */
+export const PIECE_BYTES = 64 * stream.SEALED_CHUNK_BYTES;
+// How much of a file is read at a time.
+const READ_BYTES = 1024 * 1024;
 // What a proxy or load balancer answers itself when the service behind it cannot be reached.
 const GATEWAY = new Set([502, 503, 504]);
 
@@ -46,10 +69,24 @@ export class ServiceClient {
   /**
    * Send one request; return {status, bytes, json(), answer} for a 2xx answer, else throw
    * ServiceError. `answer` is what a signed answer is checked with: {values, binding}.
+   * `raw` is sent as it is, as `contentType`; `body` as canonical JSON. `signal` (an
+   * AbortSignal) stops the request: an InterruptedOperationError.
    */
-  async request(method, path, { query = "", body = null, raw = null, sign = true } = {}) {
+  async request(
+    method,
+    path,
+    {
+      query = "",
+      body = null,
+      raw = null,
+      sign = true,
+      contentType = "application/json",
+      timeoutMs = this.timeoutMs,
+      signal = null,
+    } = {},
+  ) {
     const content = raw ?? (body === null ? new Uint8Array(0) : canonical.dumps(body));
-    const headers = content.length ? { "Content-Type": "application/json" } : {};
+    const headers = content.length ? { "Content-Type": contentType } : {};
     // Fresh for every request: the answer must be signed for this one (spec §11.4).
     const nonce = newNonce();
     const signed = Boolean(sign && this.identity);
@@ -68,8 +105,11 @@ export class ServiceClient {
     } else if (this.answers) {
       headers[ANSWER_NONCE_HEADER] = nonce;
     }
+    if (signal?.aborted) throw new InterruptedOperationError("interrupted");
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.timeoutMs);
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    const stop = () => controller.abort();
+    signal?.addEventListener("abort", stop);
     let response;
     let bytes;
     try {
@@ -84,13 +124,15 @@ export class ServiceClient {
       });
       bytes = new Uint8Array(await response.arrayBuffer());
     } catch (error) {
+      if (signal?.aborted) throw new InterruptedOperationError("interrupted");
       const why =
         error.name === "AbortError"
-          ? `no answer within ${this.timeoutMs / 1000} s`
+          ? `no answer within ${timeoutMs / 1000} s`
           : "cannot be reached (down, or it refuses this page's origin)";
       throw new ServiceError(this.audience, 0, "unreachable", `${this.audience} ${why}`);
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", stop);
     }
     const answer = {
       values: answerSignatures(response.headers),
@@ -311,22 +353,8 @@ async function withdraw(config, sender, receipts, messageId) {
   );
 }
 
-/**
- * Send `message` (bytes) from `sender` to the named recipients. Returns what the page shows:
- * the envelope sent, the relay's copy of it, the custody receipts.
- */
-export async function send({
-  config,
-  known,
-  sender,
-  recipients,
-  message,
-  filename = null,
-  policy,
-  prepare,
-  progress = () => {},
-  warn = () => {},
-}) {
+/** Every custodian's key, checked, and each recipient's from the directory (pinned). */
+async function parties({ config, known, recipients, progress, warn }) {
   progress("checking keys");
   const [keys, failures] = await parallel(
     Object.fromEntries(config.custodians.map((c) => [c.name, () => custodianKey(c, known)])),
@@ -341,18 +369,18 @@ export async function send({
   }
   const readers = [];
   for (const name of recipients) readers.push(await lookupContact(name, known, warn));
-  progress("encrypting");
-  const draft = await prepare(message, {
-    sender: sender.public,
-    recipients: readers,
-    custodians: config.custodians.map((c) => ({
-      name: c.name,
-      fingerprintHex: keys[c.name].fingerprintHex,
-    })),
-    threshold: config.threshold,
-    policy,
-    filename,
-  });
+  return { keys, readers };
+}
+
+function custodianSlots(config, keys) {
+  return config.custodians.map((c) => ({
+    name: c.name,
+    fingerprintHex: keys[c.name].fingerprintHex,
+  }));
+}
+
+/** One share with each custodian at once; all of them take theirs, or none keeps it. */
+async function depositShares({ config, sender, draft, keys, progress }) {
   progress("depositing shares");
   const deposit = async (position, custodian) => {
     const key = keys[custodian.name];
@@ -387,22 +415,33 @@ export async function send({
       ),
     );
   }
-  const envelope = await draft.finish(
-    sender,
-    config.custodians.map((c) => receipts[c.name]),
-  );
   draft.shares.length = 0; // the shares are with their custodians now; drop ours
+  return config.custodians.map((c) => receipts[c.name]);
+}
+
+/**
+ * Post the signed envelope and check the relay stored exactly it; every deposit is withdrawn
+ * (and the relay's copy, and a version 2 message's upload, deleted) if not. The relay's copy,
+ * fetched back, is shown beside what was sent.
+ */
+async function postDocument({ config, sender, envelope, receipts, progress }) {
   const data = envelope.toBytes();
-  progress("uploading");
+  const byName = Object.fromEntries(receipts.map((r) => [r.custodian, r]));
+  const streamed = envelope instanceof StreamEnvelope;
+  progress("posting");
   const client = relay(sender);
+  const drop = async () => {
+    await client.request("DELETE", `/api/v1/messages/${envelope.id}`).catch(() => {});
+    if (streamed) await abandonUpload(client, envelope.id);
+  };
   let stored;
   try {
     stored = (await client.request("POST", "/api/v1/messages", { raw: data, sign: false })).json();
   } catch (error) {
     // An answer that is not the relay's says nothing: the envelope may well be stored.
-    if (error instanceof AnswerSignatureError)
-      await client.request("DELETE", `/api/v1/messages/${envelope.id}`).catch(() => {});
-    await withdraw(config, sender, receipts, envelope.id);
+    if (error instanceof AnswerSignatureError) await drop();
+    else if (streamed) await abandonUpload(client, envelope.id);
+    await withdraw(config, sender, byName, envelope.id);
     throw error;
   }
   const localDigest = toHex(await sha256(data));
@@ -417,8 +456,8 @@ export async function send({
   }
   const copyDigest = copy === null ? localDigest : toHex(await sha256(copy));
   if (stored.digest !== localDigest || stored.id !== envelope.id || copyDigest !== localDigest) {
-    await withdraw(config, sender, receipts, envelope.id);
-    await client.request("DELETE", `/api/v1/messages/${envelope.id}`).catch(() => {});
+    await withdraw(config, sender, byName, envelope.id);
+    await drop();
     throw new ServiceError(
       "relay",
       0,
@@ -435,6 +474,217 @@ export async function send({
     relayDigest: stored.digest,
     receipts: envelope.receipts,
   };
+}
+
+/**
+ * Send `message` (bytes) from `sender` to the named recipients as version 1. Returns what
+ * the page shows: the envelope sent, the relay's copy of it, the custody receipts.
+ */
+export async function send({
+  config,
+  known,
+  sender,
+  recipients,
+  message,
+  filename = null,
+  policy,
+  prepare,
+  progress = () => {},
+  warn = () => {},
+}) {
+  const { keys, readers } = await parties({ config, known, recipients, progress, warn });
+  progress("encrypting");
+  const draft = await prepare(message, {
+    sender: sender.public,
+    recipients: readers,
+    custodians: custodianSlots(config, keys),
+    threshold: config.threshold,
+    policy,
+    filename,
+  });
+  const receipts = await depositShares({ config, sender, draft, keys, progress });
+  const envelope = await draft.finish(sender, receipts);
+  return postDocument({ config, sender, envelope, receipts, progress });
+}
+
+/**
+ * Send the File `file` from `sender` to the named recipients as version 2 (spec/format-v2.md
+ * §5), in the order of the CLI's send_file: open the upload (the relay's size limit and
+ * quota are checked there, before any deposit), read, seal and hash the file a piece at a
+ * time and upload the stream in pieces of whole chunks, then deposit the shares and post the
+ * signed document. `progress(stage, {done, total})` says the bytes uploaded. All or nothing:
+ * a failure, or `signal` aborted before the relay has the document, takes back what was
+ * done (the upload dropped, the deposits withdrawn) and says so.
+ */
+export async function sendFile({
+  config,
+  known,
+  sender,
+  recipients,
+  file,
+  filename = null,
+  policy,
+  progress = () => {},
+  warn = () => {},
+  signal = null,
+}) {
+  const { keys, readers } = await parties({ config, known, recipients, progress, warn });
+  stopIfCancelled(signal, "nothing was sent (no share had been deposited)");
+  const draft = await prepareStream(file.size, {
+    sender: sender.public,
+    recipients: readers,
+    custodians: custodianSlots(config, keys),
+    threshold: config.threshold,
+    policy,
+    filename,
+  });
+  const client = relay(sender);
+  let digest;
+  try {
+    progress("opening the upload");
+    const body = { v: 2, length: draft.streamLength };
+    const path = `/api/v1/uploads/${draft.header.id}`;
+    const opened = (await client.request("PUT", path, { body, signal })).json();
+    if (received(opened, draft.streamLength) !== 0)
+      throw new ServiceError("relay", 0, "bad_answer", "a new upload already holds bytes");
+    digest = await upload(client, draft, file, { config, progress, signal });
+  } catch (error) {
+    await abandonUpload(client, draft.header.id);
+    const sent = "nothing was sent (no share was deposited)";
+    if (error instanceof InterruptedOperationError)
+      throw new InterruptedOperationError(`interrupted: ${sent}; the upload was dropped`);
+    if (error instanceof SecureCommError) {
+      error.message = `${error.message}; ${sent}`;
+      if (error instanceof ServiceError) error.hint = LIMIT_HINTS[error.code] ?? error.hint;
+    }
+    throw error;
+  }
+  let receipts;
+  try {
+    receipts = await depositShares({ config, sender, draft, keys, progress });
+  } catch (error) {
+    await abandonUpload(client, draft.header.id);
+    throw error;
+  }
+  if (signal?.aborted) {
+    await withdraw(
+      config,
+      sender,
+      Object.fromEntries(receipts.map((r) => [r.custodian, r])),
+      draft.header.id,
+    );
+    await abandonUpload(client, draft.header.id);
+    throw new InterruptedOperationError(
+      "interrupted: nothing was sent; the upload was dropped and the deposits withdrawn",
+    );
+  }
+  const envelope = await draft.finish(sender, receipts, digest);
+  return postDocument({ config, sender, envelope, receipts, progress });
+}
+
+const LIMIT_HINTS = {
+  too_large:
+    "the relay's limit is max_payload_bytes in the [server] section of its securecomm.toml",
+  quota_exceeded:
+    "the relay counts what you store and upload against its max_sender_bytes ([server] in its securecomm.toml)",
+};
+
+function stopIfCancelled(signal, what) {
+  if (signal?.aborted) throw new InterruptedOperationError(`interrupted: ${what}`);
+}
+
+// The bytes the relay says an upload holds: a whole number of sealed chunks, or all of it.
+function received(answer, length) {
+  const held = answer?.received;
+  if (
+    !Number.isSafeInteger(held) ||
+    held < 0 ||
+    held > length ||
+    (held % stream.SEALED_CHUNK_BYTES && held !== length)
+  ) {
+    throw new ServiceError(
+      "relay",
+      0,
+      "bad_answer",
+      "the relay says it holds an impossible length",
+    );
+  }
+  return held;
+}
+
+/** Best effort: drop an upload and what it holds (absent is as good as dropped). */
+async function abandonUpload(client, messageId) {
+  await client
+    .request("DELETE", `/api/v1/uploads/${messageId}`, { timeoutMs: 5000 })
+    .catch(() => {});
+}
+
+// The file's bytes from `offset` on, a piece at a time (File.slice: never the whole file).
+async function* fileSlices(file, offset = 0) {
+  for (let at = offset; at < file.size; at += READ_BYTES) {
+    let piece;
+    try {
+      piece = await file.slice(at, Math.min(file.size, at + READ_BYTES)).arrayBuffer();
+    } catch {
+      throw new ParameterError(
+        `cannot read ${file.name} any more (did it change, or move, while it was sent?)`,
+      );
+    }
+    yield new Uint8Array(piece);
+  }
+}
+
+/**
+ * Seal `file` and upload its stream to `client` in pieces of whole chunks, each appended at
+ * the offset the relay holds; the SHA-256 of the whole stream. The next piece is sealed
+ * while one is on its way.
+ */
+async function upload(client, draft, file, { config, progress, signal }) {
+  const total = draft.streamLength;
+  const said = Number.isSafeInteger(config.max_piece_bytes) ? config.max_piece_bytes : PIECE_BYTES;
+  const chunks = Math.max(1, Math.floor(Math.min(said, PIECE_BYTES) / stream.SEALED_CHUNK_BYTES));
+  const pieceBytes = chunks * stream.SEALED_CHUNK_BYTES;
+  const hash = incrementalSha256.create();
+  const path = `/api/v1/uploads/${draft.header.id}`;
+  let inFlight = null;
+  let offset = 0;
+  const send = async (piece, at) => {
+    const answer = await client.request("POST", path, {
+      raw: piece,
+      contentType: "application/octet-stream",
+      query: `offset=${at}`,
+      timeoutMs: PIECE_TIMEOUT_MS,
+      signal,
+    });
+    if (received(answer.json(), total) !== at + piece.length)
+      throw new ServiceError("relay", 0, "bad_answer", "the relay acknowledged another length");
+    progress("uploading", { done: at + piece.length, total });
+  };
+  let piece = new Uint8Array(Math.min(pieceBytes, total));
+  let filled = 0;
+  progress("uploading", { done: 0, total });
+  try {
+    for await (const chunk of draft.seal(fileSlices(file))) {
+      hash.update(chunk);
+      piece.set(chunk, filled);
+      filled += chunk.length;
+      if (filled === piece.length) {
+        if (inFlight) await inFlight;
+        stopIfCancelled(signal, "");
+        inFlight = send(piece, offset);
+        offset += filled;
+        piece = new Uint8Array(Math.min(pieceBytes, total - offset));
+        filled = 0;
+      }
+    }
+    if (inFlight) await inFlight;
+  } finally {
+    // A piece still on its way when sealing failed: its outcome no longer matters.
+    inFlight?.catch(() => {});
+  }
+  if (offset !== total)
+    throw new ParameterError(`the stream ended after ${offset} of its ${total} bytes`);
+  return hash.digest();
 }
 
 /** This identity's messages on the relay, oldest first. */
@@ -477,6 +727,12 @@ function keptState(record) {
  * Throws (and decrypts nothing) unless every check passed. A read that ends with fewer
  * than t good shares keeps the releases that arrived for the next read, which uses them
  * as if they had just arrived instead of asking those custodians again (spec §12.2).
+ *
+ * A version 2 message is not decrypted here: the result's `download` (a StreamDownload)
+ * has fetched and opened its first chunk, which holds the sender's file name, and saves the
+ * rest when asked. Its releases are kept until it has saved the whole message, so a
+ * download that stops goes on without asking the custodians again (a burn-after-reading
+ * share is released once).
  */
 export async function read({
   config,
@@ -489,7 +745,7 @@ export async function read({
   const data = (await relay(reader).request("GET", `/api/v1/messages/${messageId}`)).bytes;
   let envelope;
   try {
-    envelope = await Envelope.fromBytes(data);
+    envelope = await documentFromBytes(data);
   } catch (error) {
     throw new SignatureError(
       `the relay's copy of message ${messageId} is malformed (altered on the way?): ${error.message}`,
@@ -602,6 +858,20 @@ export async function read({
   }
   // Every good share, so a share the sender made off the polynomial is caught (§7.7 step 7).
   const chosen = Object.fromEntries(usable.map((name) => [name, good[name]]));
+  if (envelope instanceof StreamEnvelope) {
+    const messageKey = await envelope.recoverKey(chosen);
+    await store.put("pending", key, now);
+    const download = new StreamDownload(reader, envelope, messageKey, key);
+    await download.begin();
+    return {
+      download,
+      filename: download.filename,
+      envelope,
+      sender,
+      senderPinned: Boolean(pinnedSender),
+      used: Object.keys(chosen),
+    };
+  }
   // The sender's file name, if any, was checked on decryption (spec §7.10).
   const { filename, content: plaintext } = await envelope.openNamed(chosen);
   await store.remove("pending", key);
@@ -612,6 +882,172 @@ export async function read({
     sender,
     senderPinned: Boolean(pinnedSender),
     used: Object.keys(chosen),
+  };
+}
+
+/** How much a browser without the File System Access API may hold of a message, in a Blob
+ * of its chunks, before it can save it: 1 GiB. */
+export const BLOB_LIMIT_BYTES = 1024 ** 3;
+// Blob parts are joined into one Blob each time this much has come (the browser may then
+// keep it on disk), and a file is written this much at a time.
+const BATCH_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The payload stream of a version 2 message (spec/format-v2.md §3, §5.5), downloaded in
+ * ranges of whole chunks (each a signed request, its answer's signature checked) and opened
+ * chunk by chunk with the recovered message key. begin() opens chunk 0: the sender's file
+ * name and the first plaintext. saveTo(sink) writes the message to `sink` as it opens
+ * ({write, close, abort}: a file the File System Access API gives, or a Blob) and closes it
+ * only once every chunk opened; on any refusal it aborts it, so nothing is saved.
+ */
+export class StreamDownload {
+  #key;
+
+  constructor(reader, envelope, key, keptKey) {
+    Object.assign(this, { reader, envelope, keptKey, filename: null, size: null });
+    this.#key = key;
+    this.head = null;
+  }
+
+  get #last() {
+    return stream.chunkCount(this.envelope.length) - 1;
+  }
+
+  // One range of the stream, as a signed request; the answer must be exactly that long.
+  async #range(offset, length, signal) {
+    const path = `/api/v1/messages/${this.envelope.id}/payload`;
+    const { bytes } = await relay(this.reader).request("GET", path, {
+      query: `offset=${offset}&length=${length}`,
+      timeoutMs: PIECE_TIMEOUT_MS,
+      signal,
+    });
+    if (bytes.length !== length)
+      throw new SignatureError(
+        `the relay answered ${bytes.length} bytes for ${length} of message ${this.envelope.id}'s stream at ${offset}`,
+      );
+    return bytes;
+  }
+
+  // The stream from `offset` on, a piece at a time, the next one fetched while one is opened.
+  async *#pieces(offset, signal) {
+    const total = this.envelope.payloadLength;
+    const fetchFrom = (at) => {
+      const fetching = this.#range(at, Math.min(PIECE_BYTES, total - at), signal);
+      fetching.catch(() => {}); // awaited below; not to be reported if no longer wanted
+      return fetching;
+    };
+    let next = offset < total ? fetchFrom(offset) : null;
+    while (next) {
+      const piece = await next;
+      offset += piece.length;
+      next = offset < total ? fetchFrom(offset) : null;
+      yield piece;
+    }
+  }
+
+  /** Fetch and open chunk 0: the sender's file name (null: none), and the message's size. */
+  async begin() {
+    const first = await this.#range(
+      0,
+      Math.min(stream.SEALED_CHUNK_BYTES, this.envelope.payloadLength),
+    );
+    const opened = [];
+    for await (const plaintext of this.envelope.decrypt(this.#key, [first])) {
+      opened.push(plaintext);
+      if (this.#last > 0) break; // chunk 0 alone; the rest comes with saveTo
+    }
+    const plaintext = opened[0];
+    const { filename, start } =
+      this.envelope.header.payload === null ? { filename: null, start: 0 } : nameRecord(plaintext);
+    Object.assign(this, { filename, size: this.envelope.length - start });
+    this.head = plaintext.subarray(start);
+  }
+
+  /**
+   * Write the message to `sink` as its chunks open, then close it (which commits it);
+   * `progress({done, total})` in bytes of the message. On a refusal, or `signal` aborted,
+   * the sink is aborted and the error thrown: nothing is saved. Returns what close() gives.
+   */
+  async saveTo(sink, { progress = () => {}, signal = null } = {}) {
+    const total = this.size;
+    let done = 0;
+    let batch = [];
+    let batched = 0;
+    const write = async (plaintext, last = false) => {
+      if (plaintext.length) batch.push(plaintext);
+      batched += plaintext.length;
+      if (batched >= BATCH_BYTES || (last && batch.length)) {
+        await sink.write(new Blob(batch));
+        batch = [];
+        batched = 0;
+      }
+      done += plaintext.length;
+      progress({ done, total });
+    };
+    try {
+      progress({ done, total });
+      await write(this.head, this.#last === 0);
+      if (this.#last > 0) {
+        const pieces = this.#pieces(stream.SEALED_CHUNK_BYTES, signal);
+        let position = 1;
+        for await (const plaintext of this.envelope.decrypt(this.#key, pieces, { start: 1 })) {
+          await write(plaintext, position === this.#last);
+          position += 1;
+        }
+      }
+      if (signal?.aborted) throw new InterruptedOperationError("interrupted");
+    } catch (error) {
+      await Promise.resolve()
+        .then(() => sink.abort())
+        .catch(() => {});
+      if (error instanceof InterruptedOperationError)
+        throw new InterruptedOperationError(
+          "interrupted: nothing was saved; the shares are kept, and reading it again goes on without asking the custodians",
+        );
+      throw error;
+    }
+    const result = await sink.close();
+    await store.remove("pending", this.keptKey);
+    return result;
+  }
+}
+
+/** A sink that keeps the message in a Blob of its chunks (where no file can be written as
+ * it arrives), refusing one over BLOB_LIMIT_BYTES before anything is fetched. */
+export function blobSink(size, limit = BLOB_LIMIT_BYTES) {
+  if (size > limit)
+    throw new ParameterError(
+      `this message is ${size} bytes; this browser cannot write a file as it arrives (it lacks the File System Access API), and it keeps at most ${limit} bytes in memory: read it in Chromium, Chrome or Edge, or with the CLI`,
+    );
+  let parts = [];
+  let held = 0;
+  return {
+    write(data) {
+      parts.push(data);
+      held += data.size ?? data.length;
+      if (held >= BATCH_BYTES * 8) {
+        parts = [new Blob(parts)];
+        held = 0;
+      }
+    },
+    close: () => new Blob(parts, { type: "application/octet-stream" }),
+    abort() {
+      parts = [];
+    },
+  };
+}
+
+/** A sink writing to a file the File System Access API gave (a FileSystemFileHandle): its
+ * writable stream goes to a temporary file that close() puts in place and abort() drops. */
+export async function fileSink(handle) {
+  const writable = await handle.createWritable();
+  return {
+    write: (data) => writable.write(data),
+    close: async () => {
+      await writable.close();
+      return handle;
+    },
+    abort: () => writable.abort(),
   };
 }
 

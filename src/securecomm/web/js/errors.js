@@ -114,6 +114,10 @@ export class KeyChangedError extends IdentityError {
   }
 }
 
+// An operation stopped on request (the page's Cancel) after undoing what it had done; the
+// message says what that was.
+export class InterruptedOperationError extends SecureCommError {}
+
 // A relay or custodian answered with an error: HTTP `status` and its stable `code`.
 export class ServiceError extends SecureCommError {
   constructor(service, status, code, message) {

@@ -14,6 +14,8 @@ import {
   time,
   download,
   requireActive,
+  mib,
+  rated,
 } from "./ui.js";
 import { renderKnown } from "./identity.js";
 
@@ -110,6 +112,149 @@ const STATE_LABELS = {
   "not-asked": "not asked",
 };
 
+// Who sent a message, whether their key was known, and a button to pin it if not.
+function senderLine(result) {
+  return [
+    h(
+      "p",
+      {},
+      "From ",
+      h("strong", {}, result.sender.name),
+      " ",
+      h("span", { class: "fingerprint" }, result.sender.shortFingerprint()),
+      result.senderPinned
+        ? h("span", { class: "badge released" }, "known key")
+        : h("span", { class: "badge pending" }, "key not known before"),
+    ),
+    result.senderPinned
+      ? null
+      : h(
+          "button",
+          {
+            type: "button",
+            class: "small",
+            id: "pin-sender",
+            onclick: async (e) => {
+              await state.known.pin(result.sender);
+              renderKnown();
+              e.target.replaceWith(
+                h(
+                  "span",
+                  { class: "ok" },
+                  ` ${result.sender.name}'s key is pinned: a message signed by another key under that name will be refused.`,
+                ),
+              );
+            },
+          },
+          `I compared it: pin ${result.sender.name}'s key`,
+        ),
+  ];
+}
+
+// Where this browser saves a message as it opens: a file the person picks, written as the
+// chunks open and completed only when all did (the File System Access API); or, without
+// it, a Blob kept in memory up to api.BLOB_LIMIT_BYTES, offered as a download at the end.
+const WRITES_FILES = () => typeof window.showSaveFilePicker === "function";
+
+// A version 2 message: its file name and size, and a button that saves it.
+function streamBody(result, messageId) {
+  const { download: stream } = result;
+  const name = result.filename ?? `message-${messageId.slice(0, 8)}.bin`;
+  const bar = h("progress", { id: "save-progress", max: "1", value: "0", hidden: true });
+  const cancel = h(
+    "button",
+    { type: "button", id: "save-cancel", class: "small", hidden: true },
+    "Cancel",
+  );
+  const status = h("div", { class: "status", role: "status", "aria-live": "polite" });
+  const box = h("div", { id: "stream-save" });
+  const save = h(
+    "button",
+    {
+      type: "button",
+      id: "save-message",
+      onclick: () => saveStream(stream, name, { box, save, bar, cancel }),
+    },
+    `Save ${name} (${stream.size} bytes)`,
+  );
+  box.append(
+    h(
+      "p",
+      {},
+      result.filename
+        ? `This message is a file of ${mib(stream.size)}, named ${result.filename} by its sender.`
+        : `This message is a file of ${mib(stream.size)}.`,
+    ),
+    save,
+    cancel,
+    bar,
+    h(
+      "p",
+      { class: "hint", id: "save-how" },
+      WRITES_FILES()
+        ? "You choose where to save it; the file is written as the message is downloaded and opened, and it is completed only once every chunk has checked out."
+        : `This browser cannot write a file as it arrives: it keeps the message in memory, up to ${mib(api.BLOB_LIMIT_BYTES)}, and offers it as a download once every chunk has checked out. For a larger one use Chromium, Chrome or Edge, or the CLI.`,
+    ),
+    status,
+  );
+  return box;
+}
+
+async function saveStream(stream, name, { box, save, bar, cancel }) {
+  await act(box, save, async (progress) => {
+    let sink;
+    if (WRITES_FILES()) {
+      // Called at once, within the click: the picker needs the person's gesture.
+      let handle;
+      try {
+        handle = await window.showSaveFilePicker({ suggestedName: name });
+      } catch (error) {
+        if (error?.name === "AbortError") {
+          setStatus(box, "No file was chosen, so nothing was saved.", "");
+          return;
+        }
+        throw error;
+      }
+      sink = await api.fileSink(handle);
+    } else {
+      sink = api.blobSink(stream.size);
+    }
+    const controller = new AbortController();
+    const stop = () => {
+      cancel.disabled = true;
+      controller.abort();
+    };
+    const saving = rated();
+    cancel.addEventListener("click", stop);
+    Object.assign(cancel, { hidden: false, disabled: false });
+    bar.hidden = false;
+    box.removeAttribute("data-error");
+    try {
+      const saved = await stream.saveTo(sink, {
+        signal: controller.signal,
+        progress: (detail) => {
+          bar.value = detail.total ? detail.done / detail.total : 1;
+          progress(`Downloading and opening: ${saving(detail)}`);
+        },
+      });
+      if (saved instanceof Blob) download(name, saved);
+      setStatus(
+        box,
+        `Saved ${saved instanceof Blob ? name : saved.name} (${stream.size} bytes): every chunk opened and checked.`,
+        "ok",
+      );
+      box.dataset.saved = "true";
+    } catch (error) {
+      box.dataset.error = error?.name ?? "Error";
+      throw error;
+    } finally {
+      cancel.removeEventListener("click", stop);
+      cancel.hidden = true;
+      bar.hidden = true;
+    }
+  });
+}
+
 async function readMessage(messageId, button) {
   const reader = requireActive();
   const statuses = new Map(state.config.custodians.map((c) => [c.name, ["waiting", ""]]));
@@ -155,6 +300,24 @@ async function readMessage(messageId, button) {
       warn: (line) => warnings.push(line),
     });
     renderKnown();
+    if (result.download) {
+      setStatus(
+        panel,
+        `The shares of ${result.used.join(", ")} rebuilt the key (commitment checked), and the stream's first chunk opened. Save the file to download, open and check the rest.`,
+        "ok",
+      );
+      const message = h(
+        "div",
+        { id: "message", tabindex: "-1" },
+        senderLine(result),
+        warnings.map((line) => h("p", { class: "notice" }, line)),
+        streamBody(result, messageId),
+      );
+      panel.append(message);
+      message.scrollIntoView({ block: "start" });
+      message.focus({ preventScroll: true });
+      return;
+    }
     const text = asText(result.plaintext);
     const save = h(
       "button",
@@ -190,39 +353,7 @@ async function readMessage(messageId, button) {
     const message = h(
       "div",
       { id: "message", tabindex: "-1" },
-      h(
-        "p",
-        {},
-        "From ",
-        h("strong", {}, result.sender.name),
-        " ",
-        h("span", { class: "fingerprint" }, result.sender.shortFingerprint()),
-        result.senderPinned
-          ? h("span", { class: "badge released" }, "known key")
-          : h("span", { class: "badge pending" }, "key not known before"),
-      ),
-      result.senderPinned
-        ? null
-        : h(
-            "button",
-            {
-              type: "button",
-              class: "small",
-              id: "pin-sender",
-              onclick: async (e) => {
-                await state.known.pin(result.sender);
-                renderKnown();
-                e.target.replaceWith(
-                  h(
-                    "span",
-                    { class: "ok" },
-                    ` ${result.sender.name}'s key is pinned: a message signed by another key under that name will be refused.`,
-                  ),
-                );
-              },
-            },
-            `I compared it: pin ${result.sender.name}'s key`,
-          ),
+      senderLine(result),
       warnings.map((line) => h("p", { class: "notice" }, line)),
       body,
     );

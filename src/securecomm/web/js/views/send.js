@@ -5,7 +5,7 @@ import { b64encode, fromUtf8, toHex, utf8 } from "../bytes.js";
 import { Policy, nameForFile, prepare } from "../envelope.js";
 import { SecureCommError } from "../errors.js";
 import { checkName } from "../identity.js";
-import { state, $, h, show, setStatus, act, requireActive } from "./ui.js";
+import { state, $, h, show, setStatus, act, requireActive, rated } from "./ui.js";
 import { renderKnown } from "./identity.js";
 
 export function renderCustodians() {
@@ -55,9 +55,10 @@ export async function onSend(event) {
     const text = $("#send-text").value;
     if (file && text) throw new SecureCommError("Send either a message or a file, not both.");
     if (!file && !text) throw new SecureCommError("Write a message or choose a file.");
-    const message = file ? new Uint8Array(await file.arrayBuffer()) : utf8(text);
+    const streamed = Boolean(file) && file.size > api.STREAM_ABOVE_BYTES;
+    const message = streamed ? null : file ? new Uint8Array(await file.arrayBuffer()) : utf8(text);
     const limit = Math.floor(state.config.max_envelope_bytes * 0.74) - 8192;
-    if (message.length > limit)
+    if (!streamed && message.length > limit)
       throw new SecureCommError(
         `That is ${message.length} bytes; this relay takes messages up to about ${limit} bytes.`,
       );
@@ -71,22 +72,54 @@ export async function onSend(event) {
     const stages = {
       "checking keys": "Checking the custodians' keys…",
       encrypting: "Encrypting in this page…",
+      "opening the upload": "Asking the relay to take a stream of this size…",
       "depositing shares": "Sealing and depositing a share with each custodian…",
-      uploading: "Posting the envelope to the relay…",
+      posting: streamed
+        ? "Posting the signed document to the relay…"
+        : "Posting the envelope to the relay…",
     };
-    const result = await api.send({
+    const bar = $("#send-progress");
+    const uploading = rated();
+    const common = {
       config: state.config,
       known: state.known,
       sender,
       recipients,
-      message,
       // The file's name travels encrypted with it (spec §7.10), for the reader to save under.
       filename: file ? nameForFile(file.name) : null,
       policy,
-      prepare,
-      progress: (stage) => progress(stages[stage] ?? stage),
+      progress: (stage, detail) => {
+        if (stage === "uploading") {
+          bar.hidden = false;
+          bar.value = detail.total ? detail.done / detail.total : 1;
+          progress(`Encrypting and uploading the file: ${uploading(detail)}`);
+        } else {
+          progress(stages[stage] ?? stage);
+        }
+      },
       warn: (line) => warnings.push(line),
-    });
+    };
+    let result;
+    if (streamed) {
+      const cancel = $("#send-cancel");
+      const controller = new AbortController();
+      const stop = () => {
+        cancel.disabled = true;
+        controller.abort();
+      };
+      cancel.hidden = false;
+      cancel.disabled = false;
+      cancel.addEventListener("click", stop);
+      try {
+        result = await api.sendFile({ ...common, file, signal: controller.signal });
+      } finally {
+        cancel.removeEventListener("click", stop);
+        cancel.hidden = true;
+        bar.hidden = true;
+      }
+    } else {
+      result = await api.send({ ...common, message, prepare });
+    }
     renderKnown();
     renderCustodians();
     setStatus(form, `Sent to ${recipients.join(", ")}.`, "ok");
@@ -95,13 +128,20 @@ export async function onSend(event) {
   });
 }
 
+// What the page shows of a sent document's ciphertext: version 1's, or version 2's stream.
+function ciphertextOf(json) {
+  if (json.v !== 2) return json.ciphertext;
+  const { digest, length } = json.payload;
+  return `a stream of ${length} bytes (${Math.ceil(length / 65552)} sealed chunks), SHA-256 ${digest}`;
+}
+
 function showSent(result, recipients, warnings) {
   const { envelope, copy, digest, relayDigest } = result;
-  const sentJson = JSON.parse(fromUtf8(result.data));
+  const sentJson = { ciphertext: ciphertextOf(JSON.parse(fromUtf8(result.data))) };
   const copyJson =
     copy === null
       ? { ciphertext: `(not fetched: ${result.copyError})` }
-      : JSON.parse(fromUtf8(copy));
+      : { ciphertext: ciphertextOf(JSON.parse(fromUtf8(copy))) };
   const same = relayDigest === digest && copy !== null && toHex(copy) === toHex(result.data);
   show(
     $("#send-result"),

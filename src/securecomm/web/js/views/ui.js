@@ -1,7 +1,14 @@
 // What every view of the page shares: its state, DOM helpers that put text in as text (never
 // as HTML), and how an action shows its progress and turns a failure into a sentence.
 
-import { DecryptionError, KeyChangedError, QuorumError, SecureCommError } from "../errors.js";
+import {
+  DecryptionError,
+  KeyChangedError,
+  QuorumError,
+  SecureCommError,
+  ServiceError,
+  StreamError,
+} from "../errors.js";
 
 export const state = { config: null, known: null, identities: new Map(), active: null };
 
@@ -29,6 +36,9 @@ export function show(container, ...nodes) {
 /** A failure as a sentence a person can act on. */
 
 export function describe(error) {
+  if (error instanceof StreamError) {
+    return `Refused (${error.name}): the message's stream is not the one its sender sealed (${error.message}); it was altered on the way or at the relay. Nothing was saved.`;
+  }
   if (error instanceof DecryptionError) {
     return "The message could not be decrypted: it was altered, or a share was wrong. Nothing was shown.";
   }
@@ -40,6 +50,7 @@ export function describe(error) {
   }
   if (error instanceof KeyChangedError)
     return `${error.message}. ${error.hint[0].toUpperCase()}${error.hint.slice(1)} (Identity → Known keys).`;
+  if (error instanceof ServiceError && error.hint) return `${error.message} (${error.hint})`;
   if (error instanceof SecureCommError) return error.message;
   if (error?.name === "NotSupportedError")
     return "This browser lacks Ed25519 or X25519 in WebCrypto; use a current Chromium, Firefox or Safari.";
@@ -71,6 +82,25 @@ export function time(seconds) {
   return new Date(seconds * 1000).toLocaleString();
 }
 
+/** "12.0 MiB". */
+export function mib(bytes) {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+/** A formatter of progress in bytes, {done, total} → "12.0 MiB of 200.0 MiB, 35.2 MiB/s",
+ * the rate taken since its first call. */
+export function rated() {
+  let first = null;
+  return ({ done, total }) => {
+    const now = performance.now();
+    first ??= { now, done };
+    const seconds = (now - first.now) / 1000;
+    const rate = seconds >= 0.25 ? `, ${mib((done - first.done) / seconds)}/s` : "";
+    return `${mib(done)} of ${mib(total)}${rate}`;
+  };
+}
+
+/** Offer `bytes` (a Uint8Array or a Blob) as a download named `name`. */
 export function download(name, bytes, type = "application/octet-stream") {
   const url = URL.createObjectURL(new Blob([bytes], { type }));
   const link = h("a", { href: url, download: name });
