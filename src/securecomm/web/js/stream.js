@@ -87,15 +87,19 @@ async function openChunk(key, position, final, block) {
 }
 
 // Pieces gathered into blocks of `size`: yields exactly `size` bytes at a time while
-// more follows, and at the end what remains (possibly nothing), marked last.
+// more follows, and at the end what remains (possibly nothing), marked last. A large piece
+// is cut into blocks in place (views, not copies), and only what is left of it (less than a
+// block) is copied to wait for the next piece.
 async function* blocks(pieces, size) {
   let buffer = new Uint8Array(0);
   for await (const piece of pieces) {
-    buffer = concat(buffer, piece);
-    while (buffer.length > size) {
-      yield { block: buffer.slice(0, size), last: false };
-      buffer = buffer.slice(size);
+    buffer = buffer.length ? concat(buffer, piece) : piece;
+    let offset = 0;
+    while (buffer.length - offset > size) {
+      yield { block: buffer.subarray(offset, offset + size), last: false };
+      offset += size;
     }
+    buffer = buffer.slice(offset);
   }
   yield { block: buffer, last: true };
 }
@@ -135,10 +139,13 @@ export async function* decrypt(payloadKeyBytes, pieces, { length, start = 0 }) {
   const source = pieces[Symbol.asyncIterator]
     ? pieces[Symbol.asyncIterator]()
     : pieces[Symbol.iterator]();
+  // What has come and is not opened yet: a view of the last piece (or of the join of the
+  // rest of one and the next), so a piece is cut into chunks without copying it.
   let buffer = new Uint8Array(0);
   for (let position = start; position <= final; position += 1) {
     const size = position < final ? SEALED_CHUNK_BYTES : finalSize;
     while (buffer.length < size) {
+      const rest = buffer.slice(); // the source may reuse the piece it gave last
       const next = await source.next();
       if (next.done) {
         throw new StreamTruncatedError(
@@ -147,10 +154,10 @@ export async function* decrypt(payloadKeyBytes, pieces, { length, start = 0 }) {
             : `the stream ends before chunk ${position}; its final chunk is ${final}`,
         );
       }
-      buffer = concat(buffer, next.value);
+      buffer = rest.length ? concat(rest, next.value) : next.value;
     }
-    const block = buffer.slice(0, size);
-    buffer = buffer.slice(size);
+    const block = buffer.subarray(0, size);
+    buffer = buffer.subarray(size);
     const plaintext = await openChunk(key, position, position === final, block);
     if (plaintext === null) {
       throw await diagnose(key, block, position);
