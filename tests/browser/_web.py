@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, Request, expect
 
@@ -19,6 +20,44 @@ expect.set_options(timeout=TIMEOUT_MS)
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def pick_file_in_the_origin_storage(page: Page, name: str, before: bytes = b"") -> None:
+    """Make the save picker answer the file ``name`` of the origin private file system,
+    holding ``before`` (what a file the person picks may hold already)."""
+    page.evaluate(
+        """async ([name, before]) => {
+            const root = await navigator.storage.getDirectory();
+            const handle = await root.getFileHandle(name, { create: true });
+            const writable = await handle.createWritable();
+            await writable.write(new Uint8Array(before));
+            await writable.close();
+            window.showSaveFilePicker = async (options) => {
+                window.suggestedName = options.suggestedName;
+                return handle;
+            };
+        }""",
+        [name, list(before)],
+    )
+
+
+def saved_file(page: Page, name: str) -> dict[str, Any]:
+    """The size, SHA-256 and first bytes of the origin private file system's file ``name``."""
+    result: dict[str, Any] = page.evaluate(
+        """async (name) => {
+            const root = await navigator.storage.getDirectory();
+            const file = await (await root.getFileHandle(name)).getFile();
+            const data = await file.arrayBuffer();
+            const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+            return {
+                size: file.size,
+                sha256: [...digest].map((b) => b.toString(16).padStart(2, '0')).join(''),
+                head: [...new Uint8Array(data.slice(0, 16))],
+            };
+        }""",
+        name,
+    )
+    return result
 
 
 class Person:

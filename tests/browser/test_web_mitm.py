@@ -10,6 +10,8 @@ request, and show nothing of it.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +21,12 @@ from playwright.sync_api import Browser, expect
 
 from securecomm.identity import Identity
 from securecomm.testing.mitm import Proxy
-from tests.browser._web import Person, shot
+from tests.browser._web import Person, pick_file_in_the_origin_storage, saved_file, shot
 from tests.integration.conftest import NAMES, free_port
 from tests.integration.test_cli_system import Up, finish_up, start_up
 
 SECRET = "the launch code is 0000, do not tell anyone"
+MIB = 1024 * 1024
 
 
 @dataclass
@@ -260,3 +263,51 @@ def test_a_copy_that_cannot_be_fetched_back_is_said_so(
     expect(heidi.read(message_id).locator("#plaintext")).to_have_text(
         "posted, but not fetched back"
     )
+
+
+@pytest.mark.parametrize(
+    ("signed_by", "refusal"),
+    [("the relay", "StreamChunkError"), ("nobody", "AnswerSignatureError")],
+    ids=["re-signed", "signature-kept"],
+)
+def test_a_stream_altered_on_the_way_is_refused_and_nothing_is_saved(
+    wire: Wire, pair: tuple[Person, Person], signed_by: str, refusal: str
+) -> None:
+    """A version 2 message: a bit of the stream flipped in every range after the first,
+    either under the relay's own signature (a relay that lies, or its disk altered: only
+    the chunks' authentication can tell) or with the signature it came with (which no
+    longer matches). The page refuses with that error's class, and the file picked to
+    save it in keeps what it held."""
+    grace, heidi = pair
+    content = os.urandom(2 * MIB + 1000)
+    message_id = grace.send("heidi", file=content, filename="plan.bin")
+    page = heidi.read(message_id)
+    save = page.locator("#save-message")
+    expect(save).to_have_text(f"Save plan.bin ({len(content)} bytes)")
+    relay = wire.relay
+    arm(relay, "flip", "response", r"^/api/v1/messages/[0-9a-f]{32}/payload$")
+    if signed_by == "the relay":
+        relay.answer_signature = Identity.load(wire.up.home / "relay" / "relay" / "identity.key")
+    before = b"what the file held before"
+    pick_file_in_the_origin_storage(page, "plan.bin", before)
+    save.click()
+    box = page.locator("#stream-save")
+    expect(box).to_have_attribute("data-error", refusal)
+    status = box.locator(".status")
+    expect(status).to_have_class(re.compile("error"))
+    if refusal == "StreamChunkError":
+        expect(status).to_contain_text("Refused (StreamChunkError)")
+    else:
+        expect(status).to_contain_text("not the one it signed (altered on the way)")
+    expect(status).to_contain_text("othing was saved")
+    assert relay.alterations, "the proxy altered nothing: the test is void"
+    saved = saved_file(page, "plan.bin")
+    assert (saved["size"], bytes(saved["head"])) == (len(before), before[:16])
+    assert box.get_attribute("data-saved") is None
+    shot(page, f"mitm-stream-{refusal}")
+    # Left alone, the same Save button saves it whole.
+    wire.watch_only()
+    save.click()
+    expect(status).to_contain_text("every chunk opened and checked")
+    saved = saved_file(page, "plan.bin")
+    assert saved["sha256"] == hashlib.sha256(content).hexdigest()

@@ -19,12 +19,11 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.browser._web import Person, shot
+from tests.browser._web import Person, pick_file_in_the_origin_storage, saved_file, shot
 from tests.integration.test_cli_system import Up, cli, explain, running_up
 
 MIB = 1024 * 1024
@@ -76,44 +75,6 @@ def message_id_of(stdout: str) -> str:
     found = re.search(r"^message id:\s+([0-9a-f]{32})$", stdout, re.MULTILINE)
     assert found, stdout
     return found.group(1)
-
-
-def pick_file_in_the_origin_storage(page: Page, name: str, before: bytes = b"") -> None:
-    """Make the save picker answer the file ``name`` of the origin private file system,
-    holding ``before`` (what a file the person picks may hold already)."""
-    page.evaluate(
-        """async ([name, before]) => {
-            const root = await navigator.storage.getDirectory();
-            const handle = await root.getFileHandle(name, { create: true });
-            const writable = await handle.createWritable();
-            await writable.write(new Uint8Array(before));
-            await writable.close();
-            window.showSaveFilePicker = async (options) => {
-                window.suggestedName = options.suggestedName;
-                return handle;
-            };
-        }""",
-        [name, list(before)],
-    )
-
-
-def saved_file(page: Page, name: str) -> dict[str, Any]:
-    """The size, SHA-256 and first bytes of the origin private file system's file ``name``."""
-    result: dict[str, Any] = page.evaluate(
-        """async (name) => {
-            const root = await navigator.storage.getDirectory();
-            const file = await (await root.getFileHandle(name)).getFile();
-            const data = await file.arrayBuffer();
-            const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
-            return {
-                size: file.size,
-                sha256: [...digest].map((b) => b.toString(16).padStart(2, '0')).join(''),
-                head: [...new Uint8Array(data.slice(0, 16))],
-            };
-        }""",
-        name,
-    )
-    return result
 
 
 def test_the_page_sends_200_mib_and_the_cli_reads_it(frank: Person, up: Up, tmp_path: Path) -> None:

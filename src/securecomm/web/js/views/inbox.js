@@ -2,7 +2,13 @@
 
 import * as api from "../api.js";
 import { fromUtf8 } from "../bytes.js";
-import { FormatError, SignatureError } from "../errors.js";
+import {
+  FormatError,
+  InterruptedOperationError,
+  SecureCommError,
+  SignatureError,
+  StreamError,
+} from "../errors.js";
 import {
   state,
   $,
@@ -246,7 +252,14 @@ async function saveStream(stream, name, { box, save, bar, cancel }) {
       box.dataset.saved = "true";
     } catch (error) {
       box.dataset.error = error?.name ?? "Error";
-      throw error;
+      if (error instanceof SignatureError || error instanceof FormatError)
+        throw new SecureCommError(
+          `Refused: an answer of the relay was altered or is not genuine (${error.message}); nothing was saved.`,
+        );
+      if (error instanceof StreamError || error instanceof InterruptedOperationError) throw error;
+      throw new SecureCommError(
+        `${describe(error)} Nothing was saved; the shares are kept, so reading it again asks no custodian.`,
+      );
     } finally {
       cancel.removeEventListener("click", stop);
       cancel.hidden = true;
