@@ -456,7 +456,7 @@ class Proxy:
             handler.close_connection = True
             return
         sent_headers, sent_body, detail = headers, body, ""
-        if alter_request and self.mode in {"flip", "truncate", "swap"}:
+        if alter_request and self.mode in {"flip", "truncate", "swap", *CHUNK_MODES}:
             sent_headers, sent_body, detail, target = self._alter(target, headers, body)
         try:
             upstream = self._forward(method, target, sent_headers, sent_body)

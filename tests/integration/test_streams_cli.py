@@ -1,0 +1,315 @@
+"""Messages of any size through the CLI and the library (spec/format-v2.md), against a real
+``securecomm up``: round trips around a chunk, a few hundred MiB, interrupted sends and
+reads that go on where they stopped, a file that changes while it is sent, the relay's
+limit refused before any share is deposited, and standard output."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from securecomm import stream
+from securecomm.client import flows
+from securecomm.client.streamed import partial_path
+from securecomm.client.trust import KnownKeys
+from securecomm.config import Settings, load_settings
+from securecomm.envelope import StreamEnvelope, document_from_bytes
+from securecomm.errors import ParameterError, ServiceError
+from securecomm.local.layout import person_home
+
+from .conftest import NAMES
+from .test_cli_system import (
+    CLI,
+    MESSAGE_ID,
+    Up,
+    audit,
+    clean_env,
+    cli,
+    explain,
+    finish_up,
+    start_up,
+    user,
+    wait_for,
+)
+
+MIB = 1024 * 1024
+CHUNK = stream.CHUNK_BYTES
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    started = start_up(tmp_path_factory.mktemp("streams") / "home")
+    yield started
+    finish_up(started)
+
+
+def _file(path: Path, size: int) -> str:
+    """A file of ``size`` random bytes at ``path``; its SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as handle:
+        left = size
+        while left:
+            piece = os.urandom(min(left, 8 * MIB))
+            digest.update(piece)
+            handle.write(piece)
+            left -= len(piece)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while piece := handle.read(8 * MIB):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def _sent_id(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, explain(result)
+    found = MESSAGE_ID.search(result.stdout)
+    assert found, explain(result)
+    return found.group(1)
+
+
+def _document(up: Up, message_id: str) -> StreamEnvelope:
+    settings = load_settings(person_home(up.home, "bob"))
+    with flows._relay(settings, user(up.home, "bob")) as relay:
+        data = relay.request("GET", f"/api/v1/messages/{message_id}").content
+    document = document_from_bytes(data)
+    assert isinstance(document, StreamEnvelope)
+    return document
+
+
+def _library(up: Up, name: str) -> tuple[Settings, KnownKeys]:
+    own = person_home(up.home, name)
+    return load_settings(own), KnownKeys.load(own)
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK, CHUNK + 1, 3 * CHUNK - 7])
+def test_round_trips_around_a_chunk(up: Up, tmp_path: Path, size: int) -> None:
+    """Version 2 at the lengths the layout turns on (the library: the CLI streams only
+    files over 1 MiB), with and without a file name."""
+    source = tmp_path / "in.bin"
+    digest = _file(source, size)
+    settings, known = _library(up, "alice")
+    for filename in (None, "in.bin"):
+        sent = flows.send_file(
+            settings,
+            known,
+            user(up.home, "alice"),
+            ["bob"],
+            source,
+            filename=filename,
+        )
+        document = _document(up, sent.message_id)
+        assert document.length == size + (0 if filename is None else 1 + len(filename))
+        bob_settings, bob_known = _library(up, "bob")
+        out = tmp_path / f"out-{filename}"
+        result = flows.read(
+            bob_settings,
+            bob_known,
+            user(up.home, "bob"),
+            sent.message_id,
+            save_to=lambda _name, out=out: out,  # type: ignore[misc]
+        )
+        assert result.saved == out and result.filename == filename and result.plaintext == b""
+        assert _sha256(out) == digest
+        assert not partial_path(out, sent.message_id).exists()
+
+
+def test_a_few_hundred_mib_through_the_cli(up: Up, tmp_path: Path) -> None:
+    source = tmp_path / "disk.img"
+    digest = _file(source, 300 * MIB)
+    message_id = _sent_id(
+        cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(source), timeout=300)
+    )
+    assert _document(up, message_id).length == 300 * MIB + 1 + len("disk.img")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out), timeout=300)
+    assert result.returncode == 0, explain(result)
+    assert "saved" in result.stderr
+    assert _sha256(out / "disk.img") == digest
+    assert sorted(p.name for p in out.iterdir()) == ["disk.img"]  # no partial file left
+    # Read again onto the existing file: refused unless --force, as for version 1.
+    again = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out / "disk.img"))
+    assert again.returncode != 0 and "exists" in again.stderr
+    # Standard output (a pipe) gets the same bytes.
+    piped = subprocess.run(
+        [*CLI, "read", message_id, "--as", "bob", "--home", str(up.home)],
+        capture_output=True,
+        timeout=300,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert hashlib.sha256(piped.stdout).hexdigest() == digest
+
+
+def _interrupt_when(process: subprocess.Popen[str], ready: object, what: str) -> None:
+    def check() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"finished before {what}: {process.communicate()}")
+        return bool(ready())  # type: ignore[operator]
+
+    wait_for(check, 120, what)
+    process.send_signal(signal.SIGINT)
+
+
+def _partials(up: Up) -> list[Path]:
+    folder = up.home / "relay" / "relay" / "payloads" / "partial"
+    return [p for p in folder.iterdir() if p.stat().st_size > 0] if folder.exists() else []
+
+
+def test_an_interrupted_send_goes_on_where_it_stopped(up: Up, tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    digest = _file(source, 400 * MIB)
+    command = ["send", "--from", "alice", "--to", "bob", "--file", str(source)]
+    first = subprocess.Popen(
+        [*CLI, *command, "--home", str(up.home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    _interrupt_when(first, lambda: _partials(up), "the upload to begin")
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 130, out + err
+    assert "uploaded and no share was deposited" in err and "goes on from there" in err
+    kept = (person_home(up.home, "alice") / "users" / "alice.sending.json").read_text()
+    assert str(source.resolve()) in kept
+    assert "securecomm-share-v1:" not in kept  # the shares are kept sealed to alice
+    assert (
+        stat.S_IMODE(
+            (person_home(up.home, "alice") / "users" / "alice.sending.json").stat().st_mode
+        )
+        == 0o600
+    )
+    again = cli(up.home, *command, timeout=300)
+    message_id = _sent_id(again)
+    assert "going on with the upload" in again.stderr
+    result = cli(
+        up.home, "read", message_id, "--as", "bob", "--out", str(tmp_path / "o"), timeout=300
+    )
+    assert result.returncode == 0, explain(result)
+    assert _sha256(tmp_path / "o") == digest
+    assert (
+        "big.bin"
+        not in (person_home(up.home, "alice") / "users" / "alice.sending.json").read_text()
+    )
+
+
+def test_an_interrupted_read_goes_on_without_asking_the_custodians_again(
+    up: Up, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.bin"
+    digest = _file(source, 400 * MIB)
+    message_id = _sent_id(
+        cli(
+            up.home,
+            "send",
+            "--from",
+            "alice",
+            "--to",
+            "bob",
+            "--file",
+            str(source),
+            "--burn-after-reading",
+            timeout=300,
+        )
+    )
+    out = tmp_path / "copy.bin"
+    partial = partial_path(out, message_id)
+    command = ["read", message_id, "--as", "bob", "--out", str(out)]
+    first = subprocess.Popen(
+        [*CLI, *command, "--home", str(up.home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    _interrupt_when(
+        first,
+        lambda: partial.exists() and partial.stat().st_size > 8 * MIB,
+        "the download to begin",
+    )
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    assert "the same read again goes on" in err
+    assert not out.exists()  # the output appears only once every chunk opened
+    held = partial.stat().st_size
+    assert 0 < held < 400 * MIB
+    assert stat.S_IMODE(partial.stat().st_mode) == 0o600
+    # Burnt after reading: each custodian released once. The shares kept make the read go on.
+    result = cli(up.home, *command, timeout=300)
+    assert result.returncode == 0, explain(result)
+    assert _sha256(out) == digest and not partial.exists()
+
+
+def test_a_file_that_changes_while_it_is_sent_is_refused(up: Up, tmp_path: Path) -> None:
+    source = tmp_path / "growing.bin"
+    _file(source, 10 * MIB)  # three pieces: it grows after the first is uploaded
+    settings, known = _library(up, "alice")
+    calls = 0
+
+    def grow(stage: str, done: int, total: int) -> None:
+        nonlocal calls
+        if stage == "uploading":
+            calls += 1
+            if calls == 2:
+                with source.open("ab") as handle:
+                    handle.write(b"more")
+
+    with pytest.raises(ParameterError, match="did the file change"):
+        flows.send_file(
+            settings,
+            known,
+            user(up.home, "alice"),
+            ["bob"],
+            source,
+            progress=grow,
+        )
+
+
+def test_the_relays_limit_is_refused_before_any_share_is_deposited(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    up = start_up(home)
+    try:
+        relay_toml = home / "relay" / "securecomm.toml"
+        # A relay that takes 2 MiB: the upload is refused when it is opened.
+        text = relay_toml.read_text()
+        assert "max_payload_bytes" not in text
+        relay_toml.write_text(text.replace("[server]\n", "[server]\nmax_payload_bytes = 2097152\n"))
+    finally:
+        finish_up(up)
+    up = start_up(home, ports=up.ports, relay_port=up.relay_port)
+    try:
+        source = tmp_path / "three.bin"
+        _file(source, 3 * MIB)
+        result = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(source))
+        assert result.returncode != 0
+        assert "too_large" in result.stderr and "no share was deposited" in result.stderr
+        assert "max_payload_bytes" in result.stderr
+        settings, known = _library(up, "alice")
+        with pytest.raises(ServiceError):
+            flows.send_file(
+                settings,
+                known,
+                user(up.home, "alice"),
+                ["bob"],
+                source,
+            )
+        for name in NAMES:  # no custodian was asked to hold anything
+            entries = audit(up.home, up.url(name), name)
+            assert not [e for e in entries if "deposit" in str(e.get("event", ""))], entries
+    finally:
+        finish_up(up)
