@@ -152,3 +152,116 @@ def test_the_cli_sends_200_mib_and_the_page_reads_and_saves_it(
     saved = saved_file(page, "saved.tar")
     assert (saved["size"], saved["sha256"]) == (BIG_BYTES, expected)
     print(f"the CLI sent 200 MiB in {sent_in:.1f} s; the page saved it in {saved_in:.1f} s")
+
+
+def upload_state(person: Person, message_id: str) -> str:
+    """What the relay says, asked by the page's active identity, of that upload."""
+    state: str = person.page.evaluate(
+        """async (id) => {
+            const { ServiceClient } = await import('/web/js/api.js');
+            const { state } = await import('/web/js/views/ui.js');
+            const client = new ServiceClient(location.origin, 'relay', state.active.identity);
+            try {
+                return JSON.stringify(
+                    (await client.request('GET', `/api/v1/uploads/${id}`)).json());
+            } catch (error) {
+                return `${error.name}: HTTP ${error.status}`;
+            }
+        }""",
+        message_id,
+    )
+    return state
+
+
+def uploads_in(person: Person) -> list[str]:
+    """The message ids of the uploads the page opened."""
+    return [
+        r.url.rsplit("/", 1)[1]
+        for r in person.requests
+        if r.method == "PUT" and "/api/v1/uploads/" in r.url
+    ]
+
+
+def test_a_stream_over_the_relays_limit_is_refused_before_any_deposit(
+    frank: Person, tmp_path: Path
+) -> None:
+    """The relay takes streams up to 4 GiB (its max_payload_bytes): a 5 GiB file (sparse:
+    the page reads none of it) is refused when the upload opens, before any share leaves."""
+    huge = tmp_path / "huge.img"
+    with huge.open("wb") as out:
+        out.truncate(5 * 1024**3)
+    frank.requests.clear()
+    frank.compose("bob", path=huge)
+    status = frank.page.locator("#send-form .status")
+    expect(status).to_have_class(re.compile("error"))
+    expect(status).to_contain_text("too_large")
+    expect(status).to_contain_text("nothing was sent (no share was deposited)")
+    expect(status).to_contain_text("max_payload_bytes")
+    shot(frank.page, "stream-too-large")
+    assert not [r for r in frank.requests if r.url.endswith("/v1/deposits")]
+    assert not [r for r in frank.requests if r.method == "POST" and "/uploads/" in r.url]
+    (message_id,) = uploads_in(frank)
+    assert upload_state(frank, message_id) == "ServiceError: HTTP 404"
+
+
+def test_cancel_while_uploading_drops_the_upload_and_deposits_nothing(
+    frank: Person, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.img"
+    with big.open("wb") as out:
+        out.truncate(1024**3)  # sparse: read fast, sealed and uploaded as any other
+    frank.requests.clear()
+    frank.compose("bob", path=big)
+    page = frank.page
+    status = page.locator("#send-form .status")
+    expect(status).to_contain_text(re.compile(r"uploading the file: [1-9][0-9.]* MiB of"))
+    expect(page.locator("#send-progress")).to_be_visible()
+    shot(page, "stream-uploading")
+    page.get_by_role("button", name="Cancel").click()
+    expect(status).to_contain_text(
+        "interrupted: nothing was sent (no share was deposited); the upload was dropped"
+    )
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    assert not [r for r in frank.requests if r.url.endswith("/v1/deposits")]
+    (message_id,) = uploads_in(frank)
+    assert upload_state(frank, message_id) == "ServiceError: HTTP 404"
+
+
+def test_without_the_file_system_access_api_the_page_saves_a_blob(
+    browser: Browser, up: Up, tmp_path: Path
+) -> None:
+    """Where showSaveFilePicker is missing (Firefox, Safari), the message is kept as a Blob
+    of its chunks, up to the limit the page states, and offered as a download at the end."""
+    ivan = Person(browser, up.relay_url)
+    ivan.context.add_init_script("delete window.showSaveFilePicker;")
+    ivan.create("ivan")
+    source = tmp_path / "notes.bin"
+    expected = random_file(source, 3 * MIB + 5)
+    result = cli(up.home, "send", "--from", "alice", "--to", "ivan", "--file", str(source))
+    assert result.returncode == 0, explain(result)
+    page = ivan.read(message_id_of(result.stdout))
+    expect(page.locator("#save-how")).to_contain_text("up to 1 GiB")
+    with page.expect_download() as download:
+        page.locator("#save-message").click()
+    expect(page.locator("#stream-save .status")).to_contain_text("every chunk opened and checked")
+    assert download.value.suggested_filename == "notes.bin"
+    saved = tmp_path / "saved.bin"
+    download.value.save_as(saved)
+    assert file_sha256(saved) == expected
+    ivan.close()
+
+
+def test_the_save_picker_is_chromiums_own_by_default(frank: Person, up: Up, tmp_path: Path) -> None:
+    """Nothing stands in for the picker: headless Chromium's real one opens no dialog and
+    answers as a person who closed it would, and the page says nothing was saved."""
+    source = tmp_path / "photo.raw"
+    random_file(source, 2 * MIB)
+    result = cli(up.home, "send", "--from", "alice", "--to", "frank", "--file", str(source))
+    assert result.returncode == 0, explain(result)
+    page = frank.read(message_id_of(result.stdout))
+    assert page.evaluate("typeof window.showSaveFilePicker") == "function"
+    assert "native code" in page.evaluate("String(window.showSaveFilePicker)")
+    page.locator("#save-message").click()
+    expect(page.locator("#stream-save .status")).to_contain_text(
+        "No file was chosen, so nothing was saved."
+    )

@@ -672,6 +672,7 @@ async function upload(client, draft, file, { config, progress, signal }) {
         if (inFlight) await inFlight;
         stopIfCancelled(signal, "");
         inFlight = send(piece, offset);
+        inFlight.catch(() => {}); // awaited before the next piece; reported from there
         offset += filled;
         piece = new Uint8Array(Math.min(pieceBytes, total - offset));
         filled = 0;
@@ -679,8 +680,9 @@ async function upload(client, draft, file, { config, progress, signal }) {
     }
     if (inFlight) await inFlight;
   } finally {
-    // A piece still on its way when sealing failed: its outcome no longer matters.
-    inFlight?.catch(() => {});
+    // A piece still on its way when sealing failed: wait for it, whatever it comes to, so
+    // the upload is dropped only after its last append.
+    await inFlight?.catch(() => {});
   }
   if (offset !== total)
     throw new ParameterError(`the stream ended after ${offset} of its ${total} bytes`);

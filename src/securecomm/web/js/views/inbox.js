@@ -199,7 +199,7 @@ function streamBody(result, messageId) {
       { class: "hint", id: "save-how" },
       WRITES_FILES()
         ? "You choose where to save it; the file is written as the message is downloaded and opened, and it is completed only once every chunk has checked out."
-        : `This browser cannot write a file as it arrives: it keeps the message in memory, up to ${mib(api.BLOB_LIMIT_BYTES)}, and offers it as a download once every chunk has checked out. For a larger one use Chromium, Chrome or Edge, or the CLI.`,
+        : `This browser cannot write a file as it arrives: it keeps the message in memory, up to ${api.BLOB_LIMIT_BYTES / 1024 ** 3} GiB, and offers it as a download once every chunk has checked out. For a larger one use Chromium, Chrome or Edge, or the CLI.`,
     ),
     status,
   );
