@@ -290,3 +290,30 @@ def test_core_library_does_not_import_the_web_stack() -> None:
     report = json.loads(result.stdout)
     assert set(CORE_MODULES) <= set(report["core"])
     assert report["loaded"] == []
+
+
+def test_init_carries_the_relay_s_limits_to_its_own_home(tmp_path: Path) -> None:
+    from securecomm.local.home import config_text, init_home, party_home
+
+    ports = {"alpha": 6101, "bravo": 6102, "charlie": 6103}
+    limits = (65536, 10**6, 10**7)
+    defaults = (16 * 1024**2, 4 * 1024**3, 16 * 1024**3)
+    for home, given in ((tmp_path / "set", limits), (tmp_path / "default", None)):
+        home.mkdir()
+        envelope, payload, sender = given or (None, None, None)
+        text = config_text(
+            3,
+            2,
+            ports=ports,
+            max_envelope_bytes=envelope,
+            max_payload_bytes=payload,
+            max_sender_bytes=sender,
+        )
+        write_config(home, text)
+        init_home(home, users=())
+        relay_home = party_home(home, "relay")
+        relay = load_settings(relay_home, env={})
+        said = (relay.max_envelope_bytes, relay.max_payload_bytes, relay.max_sender_bytes)
+        assert said == (given or defaults)
+        written = (relay_home / CONFIG_FILE).read_text()
+        assert ("max_payload_bytes" in written) == bool(given)  # defaults are not written
