@@ -257,15 +257,15 @@ def test_an_interrupted_read_goes_on_without_asking_the_custodians_again(
 
 def test_a_file_that_changes_while_it_is_sent_is_refused(up: Up, tmp_path: Path) -> None:
     source = tmp_path / "growing.bin"
-    _file(source, 10 * MIB)  # three pieces: it grows after the first is uploaded
+    _file(source, 10 * MIB)
     settings, known = _library(up, "alice")
     calls = 0
 
     def grow(stage: str, done: int, total: int) -> None:
         nonlocal calls
-        if stage == "uploading":
+        if stage == "uploading":  # once its length is signed, before it is read
             calls += 1
-            if calls == 2:
+            if calls == 1:
                 with source.open("ab") as handle:
                     handle.write(b"more")
 

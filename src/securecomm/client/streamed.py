@@ -20,16 +20,18 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from .. import canonical, hpke, stream
 from .._encoding import b64decode, b64encode
 from .._files import write_atomic
 from ..codes import Code
-from ..config import Settings
+from ..config import MAX_PIECE_BYTES, Settings
 from ..envelope import (
     Header,
     StreamDraft,
@@ -49,8 +51,10 @@ from .transport import ServiceClient, answer_json
 
 __all__ = ["PIECE_BYTES", "KeptDrafts", "SaveTo", "Upload", "download", "open_file", "partial_path"]
 
+T = TypeVar("T")
+
 #: The most a request carries: 64 sealed chunks (spec/format-v2.md 5).
-PIECE_BYTES = 64 * stream.SEALED_CHUNK_BYTES
+PIECE_BYTES = MAX_PIECE_BYTES
 #: How much of the file is read at a time.
 _READ_BYTES = 1024 * 1024
 
@@ -208,49 +212,53 @@ class Upload:
 
     def send(self, received: int) -> bytes:
         """Upload the stream from ``received`` on; the SHA-256 of all of it. The chunks the
-        relay holds are sealed again (the same bytes) to hash them, not sent."""
-        draft, total = self.draft, self.draft.stream_length
+        relay holds are sealed again (the same bytes) to hash them, not sent. The next piece
+        is sealed while one is on its way."""
+        total = self.draft.stream_length
         digest = hashlib.sha256()
-        piece = bytearray()
-        offset = position = 0
-        progress = self.progress
-        progress("uploading", 0, total)
+        self.progress("uploading", 0, total)
         if received:
-            progress("uploading", received, total)
+            self.progress("uploading", received, total)
         with self._relay(None) as relay:
-            for chunk in draft.seal(_pieces(self.handle, 0)):
-                digest.update(chunk)
-                position += len(chunk)
-                if position <= received:
-                    offset = position
-                    continue
-                piece += chunk
-                if len(piece) >= PIECE_BYTES or position == total:
-                    if self.cancelled():
-                        raise self._interrupted(offset)
-                    try:
-                        answer = relay.request(
-                            "POST",
-                            self._path,
-                            raw=bytes(piece),
-                            content_type="application/octet-stream",
-                            params={"offset": str(offset)},
-                        )
-                    except ServiceError as exc:
-                        raise _extended(
-                            exc,
-                            f"{offset:,} of {total:,} bytes are uploaded and no share was"
-                            " deposited, so nothing was sent",
-                            "the same send again goes on from there",
-                        ) from None
-                    if self._received(answer_json(answer)) != position:
-                        raise ServiceError(
-                            "relay", 0, "bad_answer", "the relay acknowledged another length"
-                        )
-                    progress("uploading", len(piece), total)
-                    offset = position
-                    piece.clear()
+            for offset, piece in ahead(self._pieces(received, digest)):
+                if self.cancelled():
+                    raise self._interrupted(offset)
+                try:
+                    answer = relay.request(
+                        "POST",
+                        self._path,
+                        raw=piece,
+                        content_type="application/octet-stream",
+                        params={"offset": str(offset)},
+                    )
+                except ServiceError as exc:
+                    raise _extended(
+                        exc,
+                        f"{offset:,} of {total:,} bytes are uploaded and no share was"
+                        " deposited, so nothing was sent",
+                        "the same send again goes on from there",
+                    ) from None
+                if self._received(answer_json(answer)) != offset + len(piece):
+                    raise ServiceError(
+                        "relay", 0, "bad_answer", "the relay acknowledged another length"
+                    )
+                self.progress("uploading", len(piece), total)
         return digest.digest()
+
+    def _pieces(self, received: int, digest: Any) -> Iterator[tuple[int, bytes]]:
+        """The stream sealed from the file, hashed into ``digest`` whole, and what follows
+        ``received`` cut into pieces: each with the offset it starts at."""
+        piece = bytearray()
+        position = 0
+        for chunk in self.draft.seal(_pieces(self.handle, 0)):
+            digest.update(chunk)
+            position += len(chunk)
+            if position <= received:
+                continue
+            piece += chunk
+            if len(piece) >= PIECE_BYTES or position == self.draft.stream_length:
+                yield position - len(piece), bytes(piece)
+                piece.clear()
 
     def _interrupted(self, offset: int) -> InterruptedOperationError:
         return InterruptedOperationError(
@@ -262,6 +270,45 @@ class Upload:
     def abandon(self) -> None:
         with contextlib.suppress(SecureCommError), self._relay(5.0) as relay:
             relay.request("DELETE", self._path)
+
+
+def ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, made one ahead in a thread of their own while the caller works on the one
+    before (sealing, hashing, the network and AES-GCM let go of the GIL). What making them
+    raises is raised here, in order; closing this generator stops the thread."""
+    handoff: queue.Queue[tuple[T | None, BaseException | None, bool]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def make() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put((item, None, False), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put((None, None, True))
+        except BaseException as exc:  # handed to the caller, whatever it is
+            handoff.put((None, exc, True))
+
+    worker = threading.Thread(target=make, name="securecomm-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error, done = handoff.get()
+            if error is not None:
+                raise error
+            if done:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            handoff.get_nowait()  # lets a maker waiting on a full queue see the stop
+        worker.join()
 
 
 def _extended(error: ServiceError, more: str, hint: str) -> ServiceError:
@@ -379,10 +426,16 @@ class _Fetch:
         return data
 
     def pieces(self, offset: int, cancelled: Callable[[], bool]) -> Iterator[bytes]:
-        total = self.document.payload_length
-        while offset < total:
-            if cancelled():
-                raise InterruptedOperationError("interrupted while downloading")
-            length = min(PIECE_BYTES, total - offset)
-            yield self.range(offset, length)
-            offset += length
+        """The stream from ``offset`` on, a range at a time, the next fetched while one is
+        opened."""
+
+        def ranges() -> Iterator[bytes]:
+            at, total = offset, self.document.payload_length
+            while at < total:
+                if cancelled():
+                    raise InterruptedOperationError("interrupted while downloading")
+                length = min(PIECE_BYTES, total - at)
+                yield self.range(at, length)
+                at += length
+
+        return ahead(ranges())
