@@ -378,6 +378,8 @@ def download(
             for plaintext in document.decrypt(key, pieces, start=start):
                 handle.write(plaintext)
                 progress("downloading", len(plaintext), total)
+        # Whole and checked: it becomes a file like any other (as version 1's output is).
+        os.fchmod(handle.fileno(), 0o644)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(partial, out)
