@@ -521,7 +521,10 @@ def send_file(
         raise
     kept.drop(draft.header.id)
     return SendResult(
-        document.id, document.payload_digest.hex(), stored["digest"], tuple(receipts.values())
+        document.id,
+        document.payload_digest.hex(),
+        stored["digest"],
+        tuple(receipts[name] for name in run.names),
     )
 
 
