@@ -19,11 +19,20 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, expect
 
+from securecomm import canonical, shares, stream
+from securecomm.client.transport import ServiceClient
+from securecomm.client.trust import KnownKeys
+from securecomm.identity import Identity
+from securecomm.local.home import user_key_path
+from securecomm.protocol import Release
+from securecomm.testing.mitm import encodings_of
 from tests.browser._web import Person, pick_file_in_the_origin_storage, saved_file, shot
+from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, running_up
 
 MIB = 1024 * 1024
@@ -265,3 +274,71 @@ def test_the_save_picker_is_chromiums_own_by_default(frank: Person, up: Up, tmp_
     expect(page.locator("#stream-save .status")).to_contain_text(
         "No file was chosen, so nothing was saved."
     )
+
+
+def posted_documents(person: Person) -> list[dict[str, Any]]:
+    return [
+        canonical.loads(r.post_data_buffer or b"")
+        for r in person.requests
+        if r.method == "POST" and r.url.endswith("/api/v1/messages")
+    ]
+
+
+def test_a_file_of_1_mib_stays_version_1_and_one_byte_more_is_a_stream(
+    frank: Person, up: Up
+) -> None:
+    """The CLI's threshold (STREAM_ABOVE_BYTES): above 1 MiB a stream, up to it version 1."""
+    for size, version in ((MIB, 1), (MIB + 1, 2)):
+        content = os.urandom(size)
+        frank.requests.clear()
+        message_id = frank.send("bob", file=content, filename=f"v{version}.bin")
+        (document,) = posted_documents(frank)
+        assert (document["v"], document["header"]["v"]) == (version, version)
+        assert bool(uploads_in(frank)) == (version == 2)
+        out = up.home.parent / f"v{version}.out"
+        result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out))
+        assert result.returncode == 0, explain(result)
+        assert out.read_bytes() == content
+
+
+def test_nothing_secret_goes_to_the_relay_in_a_stream(frank: Person, up: Up) -> None:
+    """A version 2 send to bob, whose key file the test holds: it fetches the shares and
+    rebuilds the key the page made, and looks for them, and for a marker in the file,
+    in everything the page sent, in every encoding."""
+    marker = b"the vault code is 4-8-15-16-23-42; the vault is under the north gate"
+    content = os.urandom(MIB) + marker + os.urandom(MIB)
+    frank.requests.clear()
+    message_id = frank.send("bob", file=content, filename="vault.bin")
+    bob = Identity.load(user_key_path(up.home, "bob"))
+    known = KnownKeys.load(up.home / "people" / "bob")
+    released = []
+    for name in NAMES:
+        with ServiceClient(up.url(name), name, bob) as custodian:
+            answer = custodian.request(
+                "POST", "/v1/releases", body={"v": 1, "message_id": message_id}
+            )
+        released.append(Release.from_json(answer.json()).open(bob, known.require(name)))
+    key = shares.combine(released[:3])
+    (document,) = posted_documents(frank)
+    header = canonical.dumps(document["header"])
+    payload_key = stream.payload_key(key, bytes.fromhex(message_id), header)
+    secrets = [marker, key, payload_key] + [s.to_bytes() for s in released]
+    secrets += [s.value for s in released]
+    sent = [
+        (r.url, "\n".join(f"{k}: {v}" for k, v in r.headers.items()).encode(), r.post_data_buffer)
+        for r in frank.requests
+    ]
+    pieces = [
+        r.post_data_buffer or b""
+        for r in frank.requests
+        if r.method == "POST" and f"/api/v1/uploads/{message_id}" in r.url
+    ]
+    assert sum(len(body) for body in pieces) == document["payload"]["length"]
+    for url, headers, body in sent:
+        for number, value in enumerate(secrets):
+            for spelling in encodings_of(value):
+                assert spelling not in (body or b"") + headers + url.encode(), (url, number)
+    # The relay got the stream, the document (no ciphertext in it) and nothing else.
+    assert set(document) == {"v", "header", "payload", "receipts", "signature"}
+    deposits = [r for r in frank.requests if r.url.endswith("/v1/deposits")]
+    assert len(deposits) == 5 and not any(r.url.startswith(up.relay_url) for r in deposits)
