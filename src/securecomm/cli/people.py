@@ -330,7 +330,9 @@ def add_commands(sub: Any) -> None:
         description="Encrypt TEXT (or --file, or '-' for stdin) for the"
         " recipients, deposit one key share with each custodian, and post the"
         " envelope to the relay. If any custodian does not take its share,"
-        " nothing is posted and the deposits made are withdrawn.",
+        " nothing is posted and the deposits made are withdrawn. A --file over 1 MiB"
+        " goes as a stream (any size, constant memory, a progress bar on a terminal);"
+        " interrupted while uploading, the same command again goes on where it stopped.",
     )
     p.add_argument("text", nargs="?", metavar="TEXT", help="the message, or - for stdin")
     p.add_argument(
@@ -388,7 +390,9 @@ def add_commands(sub: Any) -> None:
         description="Fetch the envelope, check the sender's signature, ask every"
         " custodian for its share at once, check each against the signed digest,"
         " combine t good ones, check the key commitment and decrypt. Nothing is"
-        " written unless every check passed.",
+        " written unless every check passed. A streamed message (a large file) is"
+        " decrypted into a partial file beside --out, renamed to it once whole;"
+        " interrupted, the same command again goes on from there.",
     )
     p.add_argument(
         "message_id", type=message_id, metavar="ID", help="the message id (from send or inbox)"
