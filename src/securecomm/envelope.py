@@ -32,7 +32,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
@@ -477,6 +477,21 @@ class _Document:
     def _signed_body(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def to_json(self) -> dict[str, Any]:
+        return {**self._signed_body(), "signature": b64encode(self.signature)}
+
+    def to_bytes(self) -> bytes:
+        return canonical.dumps(self.to_json())
+
+    @classmethod
+    def from_json(cls, value: object) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Decode and check the format (not the signatures: see :meth:`verify`)."""
+        return cls.from_json(canonical.loads(data, what="envelope"))
+
     @property
     def id(self) -> str:
         return self.header.id
@@ -620,17 +635,6 @@ class Envelope(_Document):
             "receipts": [r.to_json() for r in self.receipts],
         }
 
-    def to_json(self) -> dict[str, Any]:
-        return {**self._signed_body(), "signature": b64encode(self.signature)}
-
-    def to_bytes(self) -> bytes:
-        return canonical.dumps(self.to_json())
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Envelope:
-        """Decode and check the format (not the signature: see :meth:`verify`)."""
-        return cls.from_json(canonical.loads(data, what="envelope"))
-
     @classmethod
     def from_file(cls, data: bytes) -> Envelope:
         """:meth:`from_bytes` of an envelope file (spec 7.1): its bytes, and one LF a
@@ -691,17 +695,6 @@ class StreamEnvelope(_Document):
             "payload": {"digest": b64encode(self.payload_digest), "length": self.payload_length},
             "receipts": [r.to_json() for r in self.receipts],
         }
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self._signed_body(), "signature": b64encode(self.signature)}
-
-    def to_bytes(self) -> bytes:
-        return canonical.dumps(self.to_json())
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> StreamEnvelope:
-        """Decode and check the format (not the signatures: see :meth:`verify`)."""
-        return cls.from_json(canonical.loads(data, what="envelope"))
 
     @classmethod
     def from_json(cls, value: object) -> StreamEnvelope:
