@@ -408,7 +408,16 @@ def test_a_message_over_the_relays_limit_is_refused_before_any_deposit(
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(13 * 1024 * 1024))  # about 17.3 MiB once in base64
     before = seqs(up)
-    refused = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(big))
+    # From standard input it goes in one envelope (a --file this large would be streamed).
+    with big.open("rb") as stdin:
+        refused = subprocess.run(
+            [*CLI, "send", "--from", "alice", "--to", "bob", "-", "--home", str(up.home)],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+        )
     assert refused.returncode == 2, explain(refused)
     assert "max_envelope_bytes" in refused.stderr, explain(refused)
     assert "no share was deposited" in refused.stderr, explain(refused)
