@@ -280,6 +280,17 @@ def test_the_demo_says_what_a_share_is(tmp_path: Path) -> None:
 # the relay's own size limit, which a person's home does not hold
 
 
+def _send_stdin(home: Path, message: bytes) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "send", "--from", "alice", "--to", "bob", "-", "--home", str(home)],
+        input=message.decode("ascii"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+
+
 def test_a_message_over_the_limit_the_relay_was_given_is_refused_before_any_deposit(
     tmp_path: Path,
 ) -> None:
@@ -291,16 +302,14 @@ def test_a_message_over_the_limit_the_relay_was_given_is_refused_before_any_depo
         assert (
             f"max_envelope_bytes = {limit}" in (up.home / "relay" / "securecomm.toml").read_text()
         )
-        big = tmp_path / "big.bin"
-        big.write_bytes(b"x" * (limit * 3 // 4 + 4096))  # over 2 MiB once in base64
-        refused = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(big))
+        # From standard input, in one envelope (a --file over 1 MiB is streamed instead).
+        big = b"x" * (limit * 3 // 4 + 4096)  # over 2 MiB once in base64
+        refused = _send_stdin(up.home, big)
         assert refused.returncode == 2, explain(refused)
         assert f"over the relay's limit of {limit:,} bytes" in refused.stderr, explain(refused)
         assert "no share was deposited" in refused.stderr, explain(refused)
         # Under the relay's limit, though over the size that goes without asking: sent.
-        fits = tmp_path / "fits.bin"
-        fits.write_bytes(b"y" * (1024 * 1024 + 4096))
-        sent = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(fits))
+        sent = _send_stdin(up.home, b"y" * (1024 * 1024 + 4096))
         assert sent.returncode == 0, explain(sent)
     finally:
         finish_up(up)
