@@ -13,7 +13,6 @@ and ``abort`` drops), which the test then reads back in the page.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -34,6 +33,7 @@ from securecomm.testing.mitm import encodings_of
 from tests.browser._web import Person, pick_file_in_the_origin_storage, saved_file, shot
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, running_up
+from tests.random_files import file_sha256, random_file
 
 MIB = 1024 * 1024
 #: The size the issue asks for, both ways.
@@ -57,27 +57,6 @@ def frank(browser: Browser, up: Up) -> Iterator[Person]:
         yield person
     finally:
         person.close()
-
-
-def random_file(path: Path, size: int) -> str:
-    """``size`` random bytes at ``path``; their SHA-256 in hex."""
-    digest = hashlib.sha256()
-    with path.open("wb") as out:
-        left = size
-        while left:
-            block = os.urandom(min(left, 8 * MIB))
-            digest.update(block)
-            out.write(block)
-            left -= len(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(8 * MIB):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def message_id_of(stdout: str) -> str:

@@ -6,7 +6,6 @@ limit refused before any share is deposited, and standard output."""
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import stat
 import subprocess
@@ -23,6 +22,7 @@ from securecomm.config import Settings, load_settings
 from securecomm.envelope import StreamEnvelope, document_from_bytes
 from securecomm.errors import ParameterError, ServiceError
 from securecomm.local.layout import person_home
+from tests.random_files import file_sha256, random_file
 
 from .conftest import NAMES
 from .test_cli_system import (
@@ -48,27 +48,6 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     started = start_up(tmp_path_factory.mktemp("streams") / "home")
     yield started
     finish_up(started)
-
-
-def _file(path: Path, size: int) -> str:
-    """A file of ``size`` random bytes at ``path``; its SHA-256."""
-    digest = hashlib.sha256()
-    with path.open("wb") as handle:
-        left = size
-        while left:
-            piece = os.urandom(min(left, 8 * MIB))
-            digest.update(piece)
-            handle.write(piece)
-            left -= len(piece)
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while piece := handle.read(8 * MIB):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def _sent_id(result: subprocess.CompletedProcess[str]) -> str:
@@ -97,7 +76,7 @@ def test_round_trips_around_a_chunk(up: Up, tmp_path: Path, size: int) -> None:
     """Version 2 at the lengths the layout turns on (the library: the CLI streams only
     files over 1 MiB), with and without a file name."""
     source = tmp_path / "in.bin"
-    digest = _file(source, size)
+    digest = random_file(source, size)
     settings, known = _library(up, "alice")
     for filename in (None, "in.bin"):
         sent = flows.send_file(
@@ -120,13 +99,13 @@ def test_round_trips_around_a_chunk(up: Up, tmp_path: Path, size: int) -> None:
             save_to=lambda _name, out=out: out,  # type: ignore[misc]
         )
         assert result.saved == out and result.filename == filename and result.plaintext == b""
-        assert _sha256(out) == digest
+        assert file_sha256(out) == digest
         assert not partial_path(out, sent.message_id).exists()
 
 
 def test_a_few_hundred_mib_through_the_cli(up: Up, tmp_path: Path) -> None:
     source = tmp_path / "disk.img"
-    digest = _file(source, 300 * MIB)
+    digest = random_file(source, 300 * MIB)
     message_id = _sent_id(
         cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(source), timeout=300)
     )
@@ -136,7 +115,7 @@ def test_a_few_hundred_mib_through_the_cli(up: Up, tmp_path: Path) -> None:
     result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out), timeout=300)
     assert result.returncode == 0, explain(result)
     assert "saved" in result.stderr
-    assert _sha256(out / "disk.img") == digest
+    assert file_sha256(out / "disk.img") == digest
     assert sorted(p.name for p in out.iterdir()) == ["disk.img"]  # no partial file left
     # Read again onto the existing file: refused unless --force, as for version 1.
     again = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out / "disk.img"))
@@ -170,7 +149,7 @@ def _partials(up: Up) -> list[Path]:
 
 def test_an_interrupted_send_goes_on_where_it_stopped(up: Up, tmp_path: Path) -> None:
     source = tmp_path / "big.bin"
-    digest = _file(source, 400 * MIB)
+    digest = random_file(source, 400 * MIB)
     command = ["send", "--from", "alice", "--to", "bob", "--file", str(source)]
     first = subprocess.Popen(
         [*CLI, *command, "--home", str(up.home)],
@@ -200,7 +179,7 @@ def test_an_interrupted_send_goes_on_where_it_stopped(up: Up, tmp_path: Path) ->
         up.home, "read", message_id, "--as", "bob", "--out", str(tmp_path / "o"), timeout=300
     )
     assert result.returncode == 0, explain(result)
-    assert _sha256(tmp_path / "o") == digest
+    assert file_sha256(tmp_path / "o") == digest
     assert (
         "big.bin"
         not in (person_home(up.home, "alice") / "users" / "alice.sending.json").read_text()
@@ -211,7 +190,7 @@ def test_an_interrupted_read_goes_on_without_asking_the_custodians_again(
     up: Up, tmp_path: Path
 ) -> None:
     source = tmp_path / "big.bin"
-    digest = _file(source, 400 * MIB)
+    digest = random_file(source, 400 * MIB)
     message_id = _sent_id(
         cli(
             up.home,
@@ -252,12 +231,12 @@ def test_an_interrupted_read_goes_on_without_asking_the_custodians_again(
     # Burnt after reading: each custodian released once. The shares kept make the read go on.
     result = cli(up.home, *command, timeout=300)
     assert result.returncode == 0, explain(result)
-    assert _sha256(out) == digest and not partial.exists()
+    assert file_sha256(out) == digest and not partial.exists()
 
 
 def test_a_file_that_changes_while_it_is_sent_is_refused(up: Up, tmp_path: Path) -> None:
     source = tmp_path / "growing.bin"
-    _file(source, 10 * MIB)
+    random_file(source, 10 * MIB)
     settings, known = _library(up, "alice")
     calls = 0
 
@@ -294,7 +273,7 @@ def test_the_relays_limit_is_refused_before_any_share_is_deposited(tmp_path: Pat
     up = start_up(home, ports=up.ports, relay_port=up.relay_port)
     try:
         source = tmp_path / "three.bin"
-        _file(source, 3 * MIB)
+        random_file(source, 3 * MIB)
         result = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(source))
         assert result.returncode != 0
         assert "too_large" in result.stderr and "no share was deposited" in result.stderr
