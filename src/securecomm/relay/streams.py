@@ -29,7 +29,15 @@ from ..codes import Code
 from ..config import MAX_PIECE_BYTES, Settings
 from ..envelope import StreamEnvelope
 from ..identity import PublicIdentity
-from ..service.app import ACCESS_LOG, ApiError, authenticate, query_int, read_json, transaction
+from ..service.app import (
+    ACCESS_LOG,
+    ApiError,
+    authenticate,
+    query_int,
+    read_json,
+    request_body,
+    transaction,
+)
 from ..service.storage import insert_new
 from .payloads import (
     FileBusyError,
@@ -306,7 +314,7 @@ def append(message_id: str) -> Response:
     if "offset" not in request.args:
         raise ApiError(400, Code.BAD_FIELD, "offset: expected ?offset=N, where the piece starts")
     offset = query_int("offset", default=0, low=0, high=_MAX_OFFSET)
-    piece = request.get_data(cache=True)
+    piece = request_body()
     if piece and request.mimetype != "application/octet-stream":  # (empty: refused below)
         raise ApiError(
             415, Code.UNSUPPORTED_MEDIA_TYPE, "a piece's body must be application/octet-stream"

@@ -27,6 +27,7 @@ from ..service.app import (
     authenticate,
     query_int,
     read_json,
+    request_body,
     request_target,
     transaction,
 )
@@ -74,7 +75,7 @@ _DECIMAL = re.compile(r"[0-9]{1,12}")
 def store_envelope() -> tuple[Response, int]:
     if request.mimetype != "application/json":
         raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
-    body = request.get_data(cache=True)
+    body = request_body()
     # The app reads bodies up to a stream's piece too, which may be the larger.
     limit = current_app.extensions["relay"]["max_envelope_bytes"]
     if len(body) > limit:
