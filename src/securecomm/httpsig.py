@@ -120,8 +120,12 @@ def sign_request(
     audience: str,
     now: int | None = None,
     nonce: str | None = None,
+    digest: str | None = None,
 ) -> dict[str, str]:
-    """Headers to add: Content-Digest, Signature-Input, Signature, Securecomm-Identity."""
+    """Headers to add: Content-Digest, Signature-Input, Signature, Securecomm-Identity.
+
+    ``digest`` is ``content_digest(body)`` when the caller has it already (an upload hashes
+    its next piece while one is on its way); a wrong one only gets the request refused."""
     method = method.upper()
     if not all(_TARGET.fullmatch(value) for value in (method, path, query)):
         raise ParameterError("request method, path and query: only visible ASCII is allowed")
@@ -140,7 +144,7 @@ def sign_request(
         f';keyid="{identity.public.fingerprint_hex}";alg="{_ALGORITHM}"'
         f';tag="{_TAG_PREFIX}{audience}"'
     )
-    digest = content_digest(body)
+    digest = content_digest(body) if digest is None else digest
     signature = identity.sign_bytes(_signature_base(method, path, query, digest, params))
     identity_json = canonical.dumps(identity.public.to_json())
     return {

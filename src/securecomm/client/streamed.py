@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from .. import canonical, hpke, stream
+from .. import canonical, hpke, httpsig, stream
 from .._encoding import b64decode, b64encode
 from .._files import write_atomic
 from ..codes import Code
@@ -220,7 +220,7 @@ class Upload:
         if received:
             self.progress("uploading", received, total)
         with self._relay(None) as relay:
-            for offset, piece in ahead(self._pieces(received, digest)):
+            for offset, piece, piece_digest in ahead(self._pieces(received, digest)):
                 if self.cancelled():
                     raise self._interrupted(offset)
                 try:
@@ -230,6 +230,7 @@ class Upload:
                         raw=piece,
                         content_type="application/octet-stream",
                         params={"offset": str(offset)},
+                        digest=piece_digest,
                     )
                 except ServiceError as exc:
                     raise _extended(
@@ -245,9 +246,10 @@ class Upload:
                 self.progress("uploading", len(piece), total)
         return digest.digest()
 
-    def _pieces(self, received: int, digest: Any) -> Iterator[tuple[int, bytes]]:
+    def _pieces(self, received: int, digest: Any) -> Iterator[tuple[int, bytes, str]]:
         """The stream sealed from the file, hashed into ``digest`` whole, and what follows
-        ``received`` cut into pieces: each with the offset it starts at."""
+        ``received`` cut into pieces: each with the offset it starts at and its
+        Content-Digest (hashed here, off the path of the piece before it)."""
         piece = bytearray()
         position = 0
         for chunk in self.draft.seal(_pieces(self.handle, 0)):
@@ -257,7 +259,8 @@ class Upload:
                 continue
             piece += chunk
             if len(piece) >= PIECE_BYTES or position == self.draft.stream_length:
-                yield position - len(piece), bytes(piece)
+                whole = bytes(piece)
+                yield position - len(whole), whole, httpsig.content_digest(whole)
                 piece.clear()
 
     def _interrupted(self, offset: int) -> InterruptedOperationError:

@@ -207,9 +207,11 @@ class ServiceClient:
         params: dict[str, str] | None = None,
         sign: bool = True,
         content_type: str = "application/json",
+        digest: str | None = None,
     ) -> httpx.Response:
         """Send one request; return the response if its status is 2xx, else raise.
-        ``raw`` is sent as it is, as ``content_type``; ``body`` as canonical JSON."""
+        ``raw`` is sent as it is, as ``content_type``; ``body`` as canonical JSON; ``digest``
+        is ``raw``'s Content-Digest if the caller computed it already."""
         content = raw if raw is not None else (canonical.dumps(body) if body is not None else b"")
         query = str(httpx.QueryParams(params or {}))
         headers = {"Content-Type": content_type} if content else {}
@@ -226,6 +228,7 @@ class ServiceClient:
                 body=content,
                 audience=self.audience,
                 nonce=nonce,
+                digest=digest,
             )
         elif self.answers is not None:
             headers[httpsig.ANSWER_NONCE_HEADER] = nonce
