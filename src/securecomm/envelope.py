@@ -69,7 +69,7 @@ from .errors import (
     ShareIndexError,
     SignatureError,
 )
-from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
+from .identity import SIGNATURE_LENGTH_BYTES, Keys, PublicIdentity, check_name
 from .shamir import check_parameters
 from .shares import Share
 
@@ -393,7 +393,7 @@ class Receipt:
 
     @classmethod
     def issue(
-        cls, custodian: Identity, index: int, message_id: bytes, ref: str, digest: bytes
+        cls, custodian: Keys, index: int, message_id: bytes, ref: str, digest: bytes
     ) -> Receipt:
         unsigned = cls(custodian.name, index, message_id, ref, digest)
         return cls(
@@ -857,7 +857,7 @@ class Draft:
             signature,
         )
 
-    def finish(self, sender: Identity, receipts: Sequence[Receipt] = ()) -> Envelope:
+    def finish(self, sender: Keys, receipts: Sequence[Receipt] = ()) -> Envelope:
         """Sign the envelope. ``receipts``: none, or one per custodian in header order."""
         if sender.public.fingerprint != self.header.sender.fingerprint:
             raise SignatureError("draft: signing identity is not the header's sender")
@@ -946,9 +946,7 @@ class StreamDraft:
         key = stream.payload_key(self._key, self.header.message_id, self.header.aad())
         return stream.encrypt(key, itertools.chain(first, checked), start=start)
 
-    def finish(
-        self, sender: Identity, receipts: Sequence[Receipt], digest: bytes
-    ) -> StreamEnvelope:
+    def finish(self, sender: Keys, receipts: Sequence[Receipt], digest: bytes) -> StreamEnvelope:
         """Sign the document: ``receipts`` one per custodian in header order, ``digest`` the
         SHA-256 of the whole sealed stream."""
         if sender.public.fingerprint != self.header.sender.fingerprint:

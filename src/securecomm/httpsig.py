@@ -36,7 +36,7 @@ from .errors import (
     RequestAuthError,
     SignatureError,
 )
-from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, format_fingerprint
+from .identity import SIGNATURE_LENGTH_BYTES, Keys, PublicIdentity, format_fingerprint
 
 __all__ = [
     "ANSWER_HEADER",
@@ -111,7 +111,7 @@ def _signature_base(method: str, path: str, query: str, digest: str, params: str
 
 
 def sign_request(
-    identity: Identity,
+    identity: Keys,
     *,
     method: str,
     path: str,
@@ -333,7 +333,7 @@ def _body_digest(body: bytes) -> str:
 
 
 def sign_answer(
-    identity: Identity,
+    identity: Keys,
     binding: AnswerBinding,
     *,
     status: int,

@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, padding, serialization
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from . import canonical
+from . import canonical, hpke
 from ._encoding import b64decode, b64encode, labelled_hash
 from ._fields import expect_object
 from ._files import write_atomic
@@ -44,6 +44,7 @@ __all__ = [
     "PUBLIC_KEY_LENGTH_BYTES",
     "SIGNATURE_LENGTH_BYTES",
     "Identity",
+    "Keys",
     "PublicIdentity",
     "check_name",
     "format_fingerprint",
@@ -159,6 +160,20 @@ class PublicIdentity:
         return self.fingerprint == other.fingerprint
 
 
+class Keys(Protocol):
+    """What signs and opens for a party: an :class:`Identity` read from its key file, or
+    a person's agent holding it unlocked (:class:`securecomm.agent.AgentKeys`)."""
+
+    name: str
+    public: PublicIdentity
+
+    def sign(self, purpose: str, obj: Any) -> bytes: ...
+
+    def sign_bytes(self, data: bytes) -> bytes: ...
+
+    def unseal(self, sealed: bytes, info: bytes) -> bytes: ...
+
+
 class Identity:
     """A party's private keys. Never printed: ``repr`` shows the public half only."""
 
@@ -183,6 +198,11 @@ class Identity:
 
     def sign(self, purpose: str, obj: Any) -> bytes:
         return self._signing_key.sign(signing_input(purpose, obj))
+
+    def unseal(self, sealed: bytes, info: bytes) -> bytes:
+        """Open what was HPKE-sealed to this identity under ``info`` (spec/format-v1.md
+        section 5), or raise :class:`DecryptionError`."""
+        return hpke.open(sealed, self._kem_key, info)
 
     def sign_bytes(self, data: bytes) -> bytes:
         """Low level: a raw Ed25519 signature of ``data``.

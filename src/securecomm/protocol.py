@@ -19,7 +19,7 @@ from ._encoding import b64decode, b64encode
 from ._fields import expect_object, fingerprint_hex, integer, message_id_hex
 from .envelope import DIGEST_LENGTH_BYTES, Draft, Policy, Recipient, StreamDraft
 from .errors import FieldError
-from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
+from .identity import SIGNATURE_LENGTH_BYTES, Identity, Keys, PublicIdentity, check_name
 from .shares import Share
 
 __all__ = [
@@ -191,7 +191,7 @@ class Release:
             b64decode(obj["signature"], field="release.signature", length=SIGNATURE_LENGTH_BYTES),
         )
 
-    def open(self, recipient: Identity, custodian: PublicIdentity) -> Share:
+    def open(self, recipient: Keys, custodian: PublicIdentity) -> Share:
         """Check the custodian's signature, then open the share sealed to ``recipient``."""
         if custodian.name != self.custodian:
             raise FieldError(
@@ -201,5 +201,5 @@ class Release:
             raise FieldError("release: sealed to another recipient")
         custodian.verify(self.signature, "release", self.body())
         info = release_info(custodian.name, self.index, self.message_id, self.recipient)
-        plain = hpke.open(self.sealed_share, recipient.kem_private_key, info)
+        plain = recipient.unseal(self.sealed_share, info)
         return Share.from_bytes(plain, name=f"share from {custodian.name}")

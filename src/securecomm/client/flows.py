@@ -55,7 +55,7 @@ from ..errors import (
     ShareError,
     SignatureError,
 )
-from ..identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
+from ..identity import SIGNATURE_LENGTH_BYTES, Keys, PublicIdentity
 from ..protocol import DepositRequest, Release
 from ..shares import Share
 from . import streamed
@@ -189,7 +189,7 @@ def relay_key(settings: Settings, known: KnownKeys | None = None) -> PublicIdent
 
 def _relay(
     settings: Settings,
-    identity: Identity | None = None,
+    identity: Keys | None = None,
     *,
     timeout: float = 10.0,
     key: PublicIdentity | None = None,
@@ -225,7 +225,7 @@ def listed(settings: Settings, name: str) -> PublicIdentity | None:
     return PublicIdentity.from_json(entry.get("identity"), field=f"directory entry {name}")
 
 
-def register(settings: Settings, identity: Identity) -> bool:
+def register(settings: Settings, identity: Keys) -> bool:
     """List ``identity``'s public keys in the relay's directory under its name; True if
     the entry is new, False if it was there already. A name another key holds is refused
     by the relay (HTTP 409)."""
@@ -412,7 +412,7 @@ def _parallel(
 def send(
     settings: Settings,
     known: KnownKeys,
-    sender: Identity,
+    sender: Keys,
     recipients: Sequence[str],
     message: bytes,
     *,
@@ -461,7 +461,7 @@ def send(
 def send_file(
     settings: Settings,
     known: KnownKeys,
-    sender: Identity,
+    sender: Keys,
     recipients: Sequence[str],
     path: str | os.PathLike[str],
     *,
@@ -534,7 +534,7 @@ class _Send:
 
     settings: Settings
     known: KnownKeys
-    sender: Identity
+    sender: Keys
     deadline: float
     progress: Progress
     warn: Warn
@@ -792,7 +792,7 @@ def _withdrawal(withdrawn: list[str], in_flight: set[str]) -> str:
 
 
 def _delete_from_relay(
-    settings: Settings, sender: Identity, message_id: str, *, upload: bool = False
+    settings: Settings, sender: Keys, message_id: str, *, upload: bool = False
 ) -> None:
     """Best effort: remove a message from the relay (absent is as good as deleted), and with
     ``upload``, its stream's upload if the message was never stored."""
@@ -808,7 +808,7 @@ def _delete_from_relay(
 
 
 def _withdraw(
-    settings: Settings, sender: Identity, receipts: dict[str, Receipt], message_id: str
+    settings: Settings, sender: Keys, receipts: dict[str, Receipt], message_id: str
 ) -> list[str]:
     """Best effort, all custodians at once: destroy every deposit of the message, by ref
     where a receipt came back, by message id elsewhere (a deposit whose answer was lost).
@@ -834,7 +834,7 @@ def _list_failures(headline: str, failures: dict[str, str]) -> str:
     )
 
 
-def inbox(settings: Settings, reader: Identity) -> list[dict[str, Any]]:
+def inbox(settings: Settings, reader: Keys) -> list[dict[str, Any]]:
     """The relay's inbox of ``reader``, each item with ``"seen"``: what reads of it here
     found (``read_at``, or ``destroyed_at`` when its shares are gone), or None."""
     messages: list[dict[str, Any]] = []
@@ -850,11 +850,11 @@ def inbox(settings: Settings, reader: Identity) -> list[dict[str, Any]]:
             after = page["next"]
 
 
-def _history_path(settings: Settings, reader: Identity) -> Path:
+def _history_path(settings: Settings, reader: Keys) -> Path:
     return settings.home / "users" / f"{reader.name}.read.json"
 
 
-def _note(settings: Settings, reader: Identity, message_id: str, **entry: int) -> None:
+def _note(settings: Settings, reader: Keys, message_id: str, **entry: int) -> None:
     """Remember what a read of a message found, for ``inbox`` to show."""
     path = _history_path(settings, reader)
     stored = _load_state(path)
@@ -862,7 +862,7 @@ def _note(settings: Settings, reader: Identity, message_id: str, **entry: int) -
     write_atomic(path, json.dumps(stored, sort_keys=True).encode(), private=True)
 
 
-def _pending_path(settings: Settings, reader: Identity) -> Path:
+def _pending_path(settings: Settings, reader: Keys) -> Path:
     return settings.home / "users" / f"{reader.name}.pending.json"
 
 
@@ -918,7 +918,7 @@ def _save_kept(path: Path, message_id: str, kept: _Kept) -> None:
 def read(
     settings: Settings,
     known: KnownKeys,
-    reader: Identity,
+    reader: Keys,
     message_id: str,
     *,
     deadline: float = 15.0,
@@ -1101,12 +1101,12 @@ def read(
     return ReadResult(opened.content, sender, tuple(chosen), gather.failures, opened.filename)
 
 
-def forget(settings: Settings, reader: Identity, message_id: str) -> None:
+def forget(settings: Settings, reader: Keys, message_id: str) -> None:
     """Drop what reads of ``message_id`` kept (see :func:`read`)."""
     _save_kept(_pending_path(settings, reader), message_id, _Kept())
 
 
-def unsend(settings: Settings, sender: Identity, message_id: str) -> list[str]:
+def unsend(settings: Settings, sender: Keys, message_id: str) -> list[str]:
     """Destroy every deposit of a message and remove it from the relay; return what failed."""
     with _relay(settings, sender) as relay:
         envelope = document_from_bytes(

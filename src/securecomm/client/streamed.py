@@ -45,7 +45,7 @@ from ..errors import (
     ServiceError,
     SignatureError,
 )
-from ..identity import Identity
+from ..identity import Keys
 from ..shares import Share
 from .transport import ServiceClient, answer_json
 
@@ -99,7 +99,7 @@ class KeptDrafts:
     """The drafts of sends that did not finish, in ``users/NAME.sending.json``: each one's
     ticket, header and shares, the shares sealed (HPKE) to the sender's own key."""
 
-    def __init__(self, settings: Settings, sender: Identity) -> None:
+    def __init__(self, settings: Settings, sender: Keys) -> None:
         self.sender = sender
         self.path = settings.home / "users" / f"{sender.name}.sending.json"
 
@@ -138,10 +138,8 @@ class KeptDrafts:
             try:
                 header = Header.from_json(entry["header"], versions=(2,))
                 texts = canonical.loads(
-                    hpke.open(
-                        b64decode(entry["shares"], field="shares"),
-                        self.sender.kem_private_key,
-                        self._info(message_id),
+                    self.sender.unseal(
+                        b64decode(entry["shares"], field="shares"), self._info(message_id)
                     )
                 )
                 draft = StreamDraft.restore(

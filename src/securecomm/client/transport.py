@@ -23,7 +23,7 @@ import httpx
 from .. import canonical, httpsig
 from ..codes import Code
 from ..errors import FormatError, ServiceError
-from ..identity import Identity, PublicIdentity
+from ..identity import Keys, PublicIdentity
 
 __all__ = ["ServiceClient", "answer_json", "close_idle_pools", "tls_context"]
 
@@ -144,7 +144,7 @@ class ServiceClient:
         self,
         base_url: str,
         audience: str,
-        identity: Identity | None = None,
+        identity: Keys | None = None,
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
