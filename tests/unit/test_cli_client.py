@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from securecomm.cli import main
-from securecomm.cli._common import ProgressBar
-from securecomm.cli.people import parse_duration
+from securecomm.cli._common import ProgressBar, parse_duration
 from securecomm.client.trust import KnownKeys
 from securecomm.config import load_settings
 from securecomm.errors import KeyChangedError, ParameterError

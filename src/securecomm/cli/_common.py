@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import re
 import signal
 import sys
 import threading
@@ -18,8 +19,8 @@ from .._encoding import b64encode
 from .._fields import HEX_MESSAGE_ID as _MESSAGE_ID
 from .._files import write_atomic
 from ..config import DEFAULT_HOME, Settings, load_settings
-from ..errors import IdentityError
-from ..identity import Identity
+from ..errors import IdentityError, SecureCommError
+from ..identity import Identity, Keys
 from ..local.layout import person_home, user_key_path
 
 EXIT_FAILURE = 1
@@ -54,6 +55,19 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value!r}: expected 1 or more")
     return number
+
+
+_DURATION = re.compile(r"([0-9]+)([smhdw]?)")
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """'90' or '90s', '30m', '12h', '1d', '2w' -> seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 12h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 def positive_seconds(value: str) -> float:
@@ -277,7 +291,9 @@ def settings_of(args: argparse.Namespace, person: str | None = None) -> Settings
     return load_settings(home)
 
 
-def user(args: argparse.Namespace, settings: Settings, name: str) -> Identity:
+def user(args: argparse.Namespace, settings: Settings, name: str) -> Keys:
+    """``name``'s keys: held by their agent if they unlocked them (``securecomm unlock``),
+    else read from their key file, asking for its passphrase."""
     path = user_key_path(settings.home, name)
     if not path.exists():
         raise CliError(
@@ -285,7 +301,26 @@ def user(args: argparse.Namespace, settings: Settings, name: str) -> Identity:
             hint=f"make it and register it with: securecomm register {name}"
             + (f" --home {settings.home}" if settings.home != DEFAULT_HOME else ""),
         )
+    if not (getattr(args, "passphrase_file", None) or getattr(args, "ask_passphrase", False)):
+        held = _session(path, name)
+        if held is not None:
+            return held
     return load_identity(str(path), args)
+
+
+def _session(key_path: Path, name: str) -> Keys | None:
+    """``name``'s agent, if it runs and holds the keys of their public key file."""
+    from .. import agent
+    from ..identity import load_public
+
+    public_path = key_path.with_suffix(".pub")
+    if not public_path.exists():
+        return None
+    try:
+        return agent.find(key_path.parent.parent, name, load_public(public_path))
+    except SecureCommError as exc:
+        warn(f"not using {name}'s session: {exc}")
+        return None
 
 
 def warn(line: str) -> None:

@@ -197,6 +197,12 @@ def cmd_clean(args: argparse.Namespace) -> None:
         if answer.strip().lower() not in {"y", "yes"}:
             print("kept")
             return
+    from .. import agent
+    from ..local.layout import person_homes
+
+    for session in agent.sessions(person_homes(home)):  # no key left unlocked for no one
+        agent.lock(session.path)
+        print(f"locked {session.identity.name}'s session")
     shutil.rmtree(home)
     print(f"removed {home}")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 from ..client.trust import KnownKeys
 from ..config import Settings
 from ..envelope import Policy, name_for_file
-from ..identity import Identity
+from ..identity import Keys
 from ._common import (
     EXIT_BAD_INPUT,
     CliError,
@@ -21,6 +20,7 @@ from ._common import (
     home_option,
     interrupts,
     message_id,
+    parse_duration,
     passphrase_options,
     positive_int,
     positive_seconds,
@@ -31,18 +31,6 @@ from ._common import (
     warn,
     write_output,
 )
-
-_DURATION = re.compile(r"([0-9]+)([smhdw]?)")
-
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> int:
-    """'90' or '90s', '30m', '12h', '1d', '2w' -> seconds."""
-    match = _DURATION.fullmatch(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 12h or 1d")
-    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 def _policy(args: argparse.Namespace) -> Policy:
@@ -105,7 +93,7 @@ def _streamed(path: Path) -> bool:
 
 
 def _send_file(
-    args: argparse.Namespace, settings: Settings, known: KnownKeys, sender: Identity
+    args: argparse.Namespace, settings: Settings, known: KnownKeys, sender: Keys
 ) -> None:
     from ..client import flows
 
@@ -280,7 +268,7 @@ def cmd_read(args: argparse.Namespace) -> None:
 def _saved(
     args: argparse.Namespace,
     settings: Settings,
-    reader: Identity,
+    reader: Keys,
     saved: Path,
     into_directory: bool,
 ) -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from ..identity import check_name
 
-__all__ = ["PEOPLE_DIR", "operator_name", "party_home", "person_home", "user_key_path"]
+__all__ = [
+    "PEOPLE_DIR",
+    "operator_name",
+    "party_home",
+    "person_home",
+    "person_homes",
+    "user_key_path",
+]
 
 #: Where a data directory that holds several people keeps each one's own home.
 PEOPLE_DIR = "people"
@@ -22,6 +29,12 @@ def person_home(home: Path, name: str) -> Path:
     that keeps several (the local network's), else ``home`` itself."""
     own = home / PEOPLE_DIR / check_name(name)
     return own if own.is_dir() else home
+
+
+def person_homes(home: Path) -> list[Path]:
+    """The homes a data directory keeps people in: its own, and each ``HOME/people/NAME``."""
+    people = home / PEOPLE_DIR
+    return [home, *(sorted(p for p in people.iterdir() if p.is_dir()) if people.is_dir() else [])]
 
 
 def user_key_path(home: Path, name: str) -> Path:
