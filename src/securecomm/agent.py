@@ -53,10 +53,13 @@ DEFAULT_IDLE_SECONDS = 10 * 60
 MAX_LIFETIME_SECONDS = 24 * 60 * 60
 #: The largest request or answer, in bytes of JSON.
 MAX_MESSAGE_BYTES = 1024 * 1024
-#: The two kinds of input the key signs (spec/format-v1.md sections 6.5 and 11.2).
-SIGNED_PREFIXES = (b"securecomm/v1/", b'"@method"')
-#: What every HPKE ``info`` of ours starts with (spec/format-v1.md section 5).
-OPENED_PREFIX = b"securecomm/v1/hpke/"
+#: What a person's key signs in the commands an agent serves: envelopes and requests
+#: (spec/format-v1.md sections 6.5 and 11.2). Not a delegation or a revocation of a device
+#: (spec/sessions.md section 3): those outlive the session, so they take the passphrase.
+SIGNED_PREFIXES = (b"securecomm/v1/envelope\n", b'"@method"')
+#: What the commands open with it: shares released to the person, and shares the person
+#: kept for a send to go on (spec/format-v1.md section 5).
+OPENED_PREFIXES = (b"securecomm/v1/hpke/release\n", b"securecomm/v1/hpke/keep\n")
 #: How long the agent waits for one connection's request, and a command for an answer.
 _CONNECTION_SECONDS = 5.0
 _LENGTH = struct.Struct(">I")
@@ -382,7 +385,7 @@ class Agent:
         if op == "open":
             sealed = b64decode(request["sealed"], field="sealed")
             info = b64decode(request["info"], field="info")
-            if not info.startswith(OPENED_PREFIX):
+            if not info.startswith(OPENED_PREFIXES):
                 return {"error": "the key opens only securecomm's own sealed shares"}
             self._last_use = time.monotonic()
             try:

@@ -62,13 +62,21 @@ def test_signs_and_opens_only_securecomm_inputs(
     with running_agent(key_path, _socket(tmp_path)):
         keys = agent.find(tmp_path, "alice", identity.public)
         assert keys is not None
-        for data in (b"", b"anything", b"securecomm/v2/x", b"@method", b'x"@method"'):
+        refused = [b"", b"anything", b"securecomm/v2/x", b"@method", b'x"@method"']
+        # A device's delegation or revocation outlives the session: not signed for it.
+        refused += [signing_input(purpose, {}) for purpose in ("delegation", "revocation")]
+        refused += [signing_input("receipt", {}), b"securecomm/v1/envelopes\n{}"]
+        for data in refused:
             with pytest.raises(agent.AgentError, match="signs only"):
                 keys.sign_bytes(data)
-        sealed = hpke.seal(b"x", identity.public.kem_key, b"other/info")
-        with pytest.raises(agent.AgentError, match="opens only"):
-            keys.unseal(sealed, b"other/info")
-        assert keys.sign_bytes(signing_input("receipt", {})) == identity.sign("receipt", {})
+        for info in (b"other/info", hpke.info("device-key", {}), hpke.info("deposit", {})):
+            sealed = hpke.seal(b"x", identity.public.kem_key, info)
+            with pytest.raises(agent.AgentError, match="opens only"):
+                keys.unseal(sealed, info)
+        assert keys.sign_bytes(signing_input("envelope", {})) == identity.sign("envelope", {})
+        for purpose in ("release", "keep"):
+            info = hpke.info(purpose, {"m": 1})
+            assert keys.unseal(hpke.seal(b"x", identity.public.kem_key, info), info) == b"x"
 
 
 def test_another_key_is_not_used(tmp_path: Path, alice: tuple[Identity, Path]) -> None:
