@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -116,7 +118,10 @@ def test_unlock_then_three_sends_then_lock(up: Up, secret: Path) -> None:
 def test_the_unlocked_key_is_in_no_file_and_no_output(up: Up, secret: Path) -> None:
     key_path = user_key_path(up.home, "carol")
     identity = Identity.load(key_path, PASSPHRASE.encode())
-    keys = [identity._signing_key, identity.kem_private_key]
+    keys: list[Ed25519PrivateKey | X25519PrivateKey] = [
+        identity._signing_key,
+        identity.kem_private_key,
+    ]
     secrets = [key.private_bytes_raw() for key in keys]
     # ... and each key as an unencrypted PKCS#8 file would hold it (one base64 line).
     secrets += [
