@@ -250,6 +250,8 @@ class AgentKeys:
     def __init__(self, public: PublicIdentity, path: Path) -> None:
         self.name = public.name
         self.public = public
+        self.signer = public
+        self.delegation_header: str | None = None
         self._path = path
 
     def __repr__(self) -> str:

@@ -22,6 +22,10 @@ class Code(enum.StrEnum):
     BAD_DIGEST = "bad_digest"
     BAD_SIGNATURE = "bad_signature"
     REPLAYED_REQUEST = "replayed_request"
+    # ... signed by a device (spec/sessions.md section 3): 401.
+    BAD_DELEGATION = "bad_delegation"
+    DELEGATION_EXPIRED = "delegation_expired"
+    DEVICE_REVOKED = "device_revoked"
 
     # A body that does not follow the format: 400.
     BAD_REQUEST = "bad_request"

@@ -28,8 +28,9 @@ __all__ = ["ENC_LENGTH_BYTES", "OVERHEAD_BYTES", "SUITE", "info", "open", "seal"
 SUITE = _hpke.Suite(_hpke.KEM.X25519, _hpke.KDF.HKDF_SHA256, _hpke.AEAD.AES_256_GCM)
 ENC_LENGTH_BYTES = 32
 OVERHEAD_BYTES = ENC_LENGTH_BYTES + 16
-#: "keep": what a client seals to its own user, such as a send's shares kept to go on later.
-_PURPOSES = frozenset({"deposit", "release", "keep"})
+#: "keep": what a client seals to its own user, such as a send's shares kept to go on later;
+#: "device-key": a person's X25519 key sealed to a device of theirs (spec/sessions.md).
+_PURPOSES = frozenset({"deposit", "release", "keep", "device-key"})
 
 
 def info(purpose: str, context: Mapping[str, Any]) -> bytes:

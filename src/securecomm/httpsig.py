@@ -43,6 +43,7 @@ __all__ = [
     "ANSWER_NONCE_HEADER",
     "ANSWER_PURPOSE",
     "COMPONENTS",
+    "DELEGATION_HEADER",
     "IDENTITY_HEADER",
     "SIGNATURE_LABEL",
     "SKEW_SECONDS",
@@ -61,6 +62,8 @@ SKEW_SECONDS = 300
 SIGNATURE_LABEL = "sig1"
 COMPONENTS = ("@method", "@path", "@query", "content-digest")
 IDENTITY_HEADER = "Securecomm-Identity"
+#: A device's delegation beside its signed request (spec/sessions.md section 3).
+DELEGATION_HEADER = "Securecomm-Delegation"
 _ALGORITHM = "ed25519"
 _TAG_PREFIX = "securecomm/v1/"
 
@@ -141,18 +144,21 @@ def sign_request(
         raise ParameterError(f"created: {created} is negative")
     params = (
         f'{_INNER_LIST};created={created};nonce="{nonce}"'
-        f';keyid="{identity.public.fingerprint_hex}";alg="{_ALGORITHM}"'
+        f';keyid="{identity.signer.fingerprint_hex}";alg="{_ALGORITHM}"'
         f';tag="{_TAG_PREFIX}{audience}"'
     )
     digest = content_digest(body) if digest is None else digest
     signature = identity.sign_bytes(_signature_base(method, path, query, digest, params))
-    identity_json = canonical.dumps(identity.public.to_json())
-    return {
+    identity_json = canonical.dumps(identity.signer.to_json())
+    headers = {
         "Content-Digest": digest,
         "Signature-Input": f"{SIGNATURE_LABEL}={params}",
         "Signature": f"{SIGNATURE_LABEL}=:{b64encode(signature)}:",
         IDENTITY_HEADER: b64encode(identity_json),
     }
+    if identity.delegation_header is not None:
+        headers[DELEGATION_HEADER] = identity.delegation_header
+    return headers
 
 
 def _one(found: dict[str, list[str]], name: str, code: str) -> str:

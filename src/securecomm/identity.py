@@ -165,7 +165,12 @@ class Keys(Protocol):
     a person's agent holding it unlocked (:class:`securecomm.agent.AgentKeys`)."""
 
     name: str
+    #: Whose keys these are: who signs envelopes, and whom shares are sealed to.
     public: PublicIdentity
+    #: Whose key signs requests: ``public``, or a device of theirs (securecomm.devices).
+    signer: PublicIdentity
+    #: A device's delegation, the value of its ``Securecomm-Delegation`` header; else None.
+    delegation_header: str | None
 
     def sign(self, purpose: str, obj: Any) -> bytes: ...
 
@@ -184,6 +189,8 @@ class Identity:
         self._signing_key = signing_key
         self._kem_key = kem_key
         self.public = PublicIdentity(name, signing_key.public_key(), kem_key.public_key())
+        self.signer = self.public
+        self.delegation_header: str | None = None
 
     def __repr__(self) -> str:
         return f"Identity(name={self.name!r}, fingerprint={self.public.short_fingerprint()!r})"

@@ -371,6 +371,8 @@ def test_inbox_shows_each_message_s_policy_and_null_for_one_stored_before(
     # adds the table.
     database = settings.relay_dir() / "relay.db"
     with sqlite3.connect(database) as db:
+        db.execute("DROP TABLE devices")
+        db.execute("DROP TABLE device_revocations")
         db.execute("DROP TABLE uploads")
         db.execute("DROP INDEX ix_messages_payload_digest")
         db.execute("ALTER TABLE messages DROP COLUMN payload_digest")

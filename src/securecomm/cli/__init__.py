@@ -4,6 +4,7 @@
 - :mod:`.local`: init, up, demo, clean (the whole system on this machine)
 - :mod:`.people`: send, inbox, read, unsend
 - :mod:`.sessions`: unlock, lock, sessions (a key unlocked for a while, by an agent)
+- :mod:`.devices`: devices init, add, list, revoke (another device acting for a person)
 - :mod:`.operators`: a custodian's operator (pending, approve, deny) and audit verify
 - :mod:`.services`: relay serve, custodian serve, db status|upgrade, and mitm for testing
 - :mod:`.network`: relay init, custodian init, network create (each party on its own host)
@@ -31,7 +32,18 @@ from ..errors import (
     ShareError,
     SignatureError,
 )
-from . import contacts, local, network, offline, operators, people, services, sessions, tls
+from . import (
+    contacts,
+    devices,
+    local,
+    network,
+    offline,
+    operators,
+    people,
+    services,
+    sessions,
+    tls,
+)
 from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CliError
 
 __all__ = ["build_parser", "main"]
@@ -54,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_commands(sub)
     people.add_commands(sub)
     sessions.add_commands(sub)
+    devices.add_commands(sub)
     contacts.add_commands(sub)
     relay, custodian = services.add_commands(sub)
     network.add_commands(sub, relay, custodian)

@@ -18,8 +18,9 @@ from typing import Any
 from .._encoding import b64encode
 from .._fields import HEX_MESSAGE_ID as _MESSAGE_ID
 from .._files import write_atomic
+from ..codes import Code
 from ..config import DEFAULT_HOME, Settings, load_settings
-from ..errors import IdentityError, SecureCommError
+from ..errors import IdentityError, SecureCommError, ServiceError
 from ..identity import Identity, Keys
 from ..local.layout import person_home, user_key_path
 
@@ -295,6 +296,8 @@ def user(args: argparse.Namespace, settings: Settings, name: str) -> Keys:
     """``name``'s keys: held by their agent if they unlocked them (``securecomm unlock``),
     else read from their key file, asking for its passphrase."""
     path = user_key_path(settings.home, name)
+    if not path.exists() and (held := _device(args, settings, name)) is not None:
+        return held
     if not path.exists():
         raise CliError(
             f"no identity {name!r} at {path}",
@@ -306,6 +309,26 @@ def user(args: argparse.Namespace, settings: Settings, name: str) -> Keys:
         if held is not None:
             return held
     return load_identity(str(path), args)
+
+
+def _device(args: argparse.Namespace, settings: Settings, name: str) -> Keys | None:
+    """The keys of this home if it is a device of ``name`` (``securecomm devices init``):
+    its own key, acting for them while their delegation holds."""
+    from ..client.devices import device_key_path, keys_of_device
+
+    path = device_key_path(settings.home, name)
+    if not path.exists():
+        return None
+    device = load_identity(str(path), args)
+    try:
+        return keys_of_device(settings, device, name)
+    except ServiceError as exc:
+        if exc.code in {Code.NOT_FOUND, Code.DEVICE_REVOKED, Code.DELEGATION_EXPIRED}:
+            raise CliError(
+                f"this home is a device of {name}, and the relay says: {exc}",
+                hint=f"{name} adds it with 'securecomm devices add' on their own device",
+            ) from None
+        raise
 
 
 def _session(key_path: Path, name: str) -> Keys | None:

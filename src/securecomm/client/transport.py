@@ -271,7 +271,7 @@ class ServiceClient:
                 f" HTTP {response.status_code}",
             )
         if self.answers is not None:
-            caller = self.identity.public.fingerprint_hex if sign and self.identity else None
+            caller = self.identity.signer.fingerprint_hex if sign and self.identity else None
             httpsig.verify_answer(
                 self.answers,
                 signatures,

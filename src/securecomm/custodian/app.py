@@ -18,7 +18,7 @@ from ..identity import PublicIdentity, load_or_create, load_public
 from ..service.app import create_app
 from ..service.storage import open_database
 from . import views
-from .tables import nonces, schema
+from .tables import nonces, revocations, schema
 
 __all__ = ["create_custodian_app", "load_operator"]
 
@@ -53,6 +53,8 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         identity,
         db,
         nonces,
+        revocations,
+        revocations_path="/v1/revocations",
         max_body_bytes=MAX_BODY_BYTES,
         cors_origins=settings.allowed_origins(),
     )

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ..service.storage import Schema, define_common
+from ..service.storage import Schema, define_common, define_revocations
 from . import audit
 
 metadata = sa.MetaData()
 _, nonces = define_common(metadata)
+revocations = define_revocations(metadata)
 audit_log = audit.define(metadata)
 deposits = sa.Table(
     "deposits",

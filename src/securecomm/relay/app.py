@@ -15,8 +15,8 @@ from ..config import Settings, request_limit_bytes
 from ..identity import load_or_create
 from ..service.app import create_app
 from ..service.storage import open_database
-from . import streams, views, web
-from .tables import nonces, schema
+from . import devices, streams, views, web
+from .tables import nonces, revocations, schema
 from .views import endorsement_body
 
 __all__ = ["build_app", "create_relay_app", "endorsement_body"]
@@ -34,6 +34,8 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
         identity,
         db,
         nonces,
+        revocations,
+        revocations_path="/api/v1/revocations",
         # A stream's piece may be larger than the largest envelope: the envelope's own
         # limit is the view's to enforce then.
         max_body_bytes=request_limit_bytes(settings.max_envelope_bytes),
@@ -42,6 +44,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
     app.extensions["relay"] = {"max_envelope_bytes": settings.max_envelope_bytes}
     app.extensions["page"] = web.Page.of(settings, identity.public)
     app.register_blueprint(views.bp)
+    app.register_blueprint(devices.bp)
     streams.install(app, settings, db)
     app.register_blueprint(web.bp)
     return app

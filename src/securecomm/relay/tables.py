@@ -8,10 +8,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ..service.storage import Schema, define_common
+from ..service.storage import Schema, define_common, define_revocations
 
 metadata = sa.MetaData()
 _, nonces = define_common(metadata)
+revocations = define_revocations(metadata)
 
 
 def _message_key() -> sa.Column[str]:
@@ -67,6 +68,19 @@ uploads = sa.Table(
     sa.Column("length", sa.BigInteger, nullable=False),
     sa.Column("received", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False, index=True),
+)
+# A person's devices (revision relay_0006): each one's delegation (canonical JSON) and the
+# person's X25519 key HPKE-sealed to it (base64), kept for the device to fetch.
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("person_fp", sa.String(64), primary_key=True),
+    sa.Column("device_fp", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, index=True),
+    sa.Column("delegation", sa.Text, nullable=False),
+    sa.Column("sealed_key", sa.Text, nullable=False),
+    sa.Column("expires", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 directory = sa.Table(
     "directory",

@@ -30,11 +30,12 @@ from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.engine import Connection, Engine
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
-from .. import canonical, errors, httpsig
+from .. import canonical, devices, errors, httpsig
+from .._encoding import b64encode
 from ..codes import Code
-from ..errors import FormatError, ReplayError
+from ..errors import FormatError, ReplayError, RequestAuthError
 from ..identity import Identity, PublicIdentity
-from .storage import remember_nonce
+from .storage import insert_new, remember_nonce
 
 __all__ = [
     "ApiError",
@@ -44,6 +45,7 @@ __all__ = [
     "read_json",
     "request_body",
     "request_target",
+    "require_own_key",
     "transaction",
 ]
 
@@ -80,7 +82,10 @@ _READ_BYTES = 64 * 1024
 _DECIMAL = re.compile(r"[0-9]{1,16}")
 
 # What a page sends: the body's type and the four fields of a signed request (spec §11.1).
-_CORS_HEADERS = "Content-Type, Content-Digest, Signature, Signature-Input, Securecomm-Identity"
+_CORS_HEADERS = (
+    "Content-Type, Content-Digest, Signature, Signature-Input, Securecomm-Identity,"
+    " Securecomm-Delegation"
+)
 
 
 class _ServiceApp(Flask):
@@ -128,7 +133,9 @@ def create_app(
     identity: Identity,
     engine: Engine,
     nonces: sa.Table,
+    revocations: sa.Table,
     *,
+    revocations_path: str,
     max_body_bytes: int,
     cors_origins: tuple[str, ...] = (),
 ) -> Flask:
@@ -146,12 +153,15 @@ def create_app(
         "identity": identity,
         "engine": engine,
         "nonces": nonces,
+        "revocations": revocations,
     }
+    app.add_url_rule(revocations_path, view_func=_post_revocation, methods=["POST"])
 
     @app.before_request
     def _start() -> Response | None:
         g.started = time.perf_counter()
         g.caller = None
+        g.signer = None
         environ = request.environ
         # RFC 9112 section 3.2; werkzeug would quietly use the server's own name instead.
         if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not environ.get("HTTP_HOST"):
@@ -363,9 +373,85 @@ def authenticate() -> PublicIdentity:
         audience=state["identity"].name,
         now=now,
     )
-    g.caller = verified.identity
+    caller = verified.identity
+    delegations = [value for name, value in request.headers.items() if name.lower() == _DELEGATION]
+    if delegations:
+        caller = _delegating(delegations, verified.identity, now)
+    g.signer = verified.identity
+    g.caller = caller
     g.pending_nonce = (verified.identity.fingerprint_hex, verified.nonce, now)
-    return verified.identity
+    return caller
+
+
+_DELEGATION = httpsig.DELEGATION_HEADER.lower()
+
+
+def _delegating(values: list[str], device: PublicIdentity, now: int) -> PublicIdentity:
+    """The person a device's request acts for (spec/sessions.md section 3): its delegation
+    is theirs, for this device, unexpired, and not revoked here."""
+    if len(values) > 1:
+        raise RequestAuthError(Code.BAD_DELEGATION, f"{httpsig.DELEGATION_HEADER} given twice")
+    try:
+        delegation = devices.Delegation.from_header(values[0])
+        delegation.check(device, now)
+    except devices.DelegationExpiredError as exc:
+        raise RequestAuthError(Code.DELEGATION_EXPIRED, str(exc)) from None
+    except errors.SecureCommError as exc:
+        raise RequestAuthError(Code.BAD_DELEGATION, f"the device's delegation: {exc}") from None
+    state = _state()
+    table = state["revocations"]
+    with state["engine"].connect() as conn:
+        revoked = conn.execute(
+            sa.select(table.c.revoked_at).where(
+                table.c.person_fp == delegation.person.fingerprint_hex,
+                table.c.device_fp == device.fingerprint_hex,
+            )
+        ).first()
+    if revoked is not None:
+        raise RequestAuthError(
+            Code.DEVICE_REVOKED,
+            f"{delegation.person.name} revoked their device {delegation.label!r}",
+        )
+    return delegation.person
+
+
+def require_own_key() -> PublicIdentity:
+    """Who signed the request, refused with a 403 if it is a device acting for them: what
+    outlasts a request (a device's delegation or revocation) takes the person's own key."""
+    caller = authenticate()
+    if not g.signer.same_keys(caller):
+        raise ApiError(
+            403, Code.NOT_YOUR_KEY, f"this takes {caller.name}'s own key, not a device's"
+        )
+    return caller
+
+
+def _post_revocation() -> tuple[Response, int]:
+    """A person's revocation of a device (spec/sessions.md section 3): from now on this
+    service refuses the device's requests. Posting it again changes nothing."""
+    caller = require_own_key()
+    body = read_json()
+    if set(body) != {"v", "revocation"} or body["v"] != 1 or body["v"] is True:
+        raise ApiError(400, Code.BAD_FIELD, 'expected {"v": 1, "revocation": {...}}')
+    revocation = devices.Revocation.from_json(body["revocation"])
+    revocation.verify()
+    if not revocation.person.same_keys(caller):
+        raise ApiError(403, Code.NOT_YOUR_KEY, "a revocation is posted by the person who signed it")
+    table = _state()["revocations"]
+    row = {
+        "person_fp": caller.fingerprint_hex,
+        "device_fp": revocation.device,
+        "revoked_at": revocation.revoked,
+        "statement": canonical.dumps(revocation.to_json()).decode(),
+    }
+    with transaction() as conn:
+        added = conn.execute(insert_new(table, conn.dialect.name), row).first() is not None
+    # Signed, so that the person knows this service holds it (a custodian's answers are
+    # not signed otherwise): a revocation dropped on the way is not taken for done.
+    identity: Identity = _state()["identity"]
+    receipt = devices.revocation_receipt(identity.name, revocation)
+    answer = {"receipt": receipt, "signature": b64encode(identity.sign("revoked", receipt))}
+    return jsonify(answer), 201 if added else 200
 
 
 @contextlib.contextmanager

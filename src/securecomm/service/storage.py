@@ -84,6 +84,19 @@ def define_common(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
 NONCES = "request_nonces"
 
 
+def define_revocations(metadata: sa.MetaData) -> sa.Table:
+    """The devices their persons revoked (spec/sessions.md section 3), each with the
+    person's signed statement; a request of a device named here is refused."""
+    return sa.Table(
+        "device_revocations",
+        metadata,
+        sa.Column("person_fp", sa.String(64), primary_key=True),
+        sa.Column("device_fp", sa.String(64), primary_key=True),
+        sa.Column("revoked_at", sa.BigInteger, nullable=False),
+        sa.Column("statement", sa.Text, nullable=False),
+    )
+
+
 @dataclass(frozen=True)
 class Schema:
     """A service's tables (``metadata``, as the code uses them) and the migrations that

@@ -51,3 +51,14 @@ def widen(columns: dict[str, list[tuple[str, bool]]]) -> None:
                 existing_type=sa.Integer(),
                 existing_nullable=nullable,
             )
+
+
+def create_revocations_table() -> None:
+    """``device_revocations`` (spec/sessions.md section 3), as both services made it first."""
+    op.create_table(
+        "device_revocations",
+        sa.Column("person_fp", sa.String(64), primary_key=True),
+        sa.Column("device_fp", sa.String(64), primary_key=True),
+        sa.Column("revoked_at", sa.BigInteger, nullable=False),
+        sa.Column("statement", sa.Text, nullable=False),
+    )
