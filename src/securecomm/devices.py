@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from . import canonical, hpke
 from ._encoding import b64decode, b64encode
 from ._fields import expect_object, fingerprint_hex, integer, matching
-from .errors import FieldError, IdentityError, SecureCommError, SignatureError
+from .errors import DelegationExpiredError, DeviceCannotSignError, FieldError, IdentityError
 from .httpsig import DELEGATION_HEADER
 from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity
 
@@ -34,10 +34,7 @@ __all__ = [
     "DELEGATION_HEADER",
     "MAX_DELEGATION_SECONDS",
     "Delegation",
-    "DelegationExpiredError",
-    "DeviceCannotSignError",
     "DeviceKeys",
-    "DeviceRevokedError",
     "Revocation",
     "delegate",
     "open_person_key",
@@ -53,14 +50,6 @@ _ISSUED_AHEAD_SECONDS = 300
 _MAX_TIME = 2**40
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,63}")
 _HEADER_MAX_CHARS = 4096
-
-
-class DelegationExpiredError(SignatureError):
-    """A device's delegation whose expiry has passed."""
-
-
-class DeviceRevokedError(SignatureError):
-    """A device its person revoked."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +249,3 @@ class DeviceKeys:
 
     def unseal(self, sealed: bytes, info: bytes) -> bytes:
         return hpke.open(sealed, self._kem, info)
-
-
-class DeviceCannotSignError(SecureCommError):
-    """A device asked for a signature only its person's own key makes (an envelope)."""

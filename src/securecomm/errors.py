@@ -31,10 +31,12 @@ carries secret bytes: keys, shares, plaintext or passphrases.
     ├── SignatureError
     │   ├── RequestAuthError    a signed HTTP request that is refused (code says why)
     │   │   └── ReplayError
+    │   ├── DelegationExpiredError  a device's delegation past its expiry
     │   └── AnswerSignatureError  a service's answer not signed by its pinned key for this request
     ├── PolicyError             a rule forbids the operation
     │   └── NotRecipientError
     ├── QuorumError             fewer than t good shares could be collected
+    ├── DeviceCannotSignError   a device asked to sign what only its person's key signs
     ├── IdentityError           a key file that cannot be read or used
     │   └── KeyChangedError     a pinned key that is not the one presented
     ├── ServiceError            a relay or custodian answered with an error
@@ -49,6 +51,8 @@ __all__ = [
     "AnswerSignatureError",
     "ChecksumError",
     "DecryptionError",
+    "DelegationExpiredError",
+    "DeviceCannotSignError",
     "DuplicateShareError",
     "FieldError",
     "FormatError",
@@ -218,6 +222,10 @@ class ReplayError(RequestAuthError):
         super().__init__(Code.REPLAYED_REQUEST, message)
 
 
+class DelegationExpiredError(SignatureError):
+    """A device's delegation whose expiry has passed (spec/sessions.md section 3)."""
+
+
 class AnswerSignatureError(SignatureError):
     """An answer that its service did not sign, with its pinned key, for the request it
     answers (spec §11.4): missing, malformed, by another key, altered, or for another
@@ -248,6 +256,10 @@ class QuorumError(SecureCommError):
     A failure of the services, not bad input (unlike :class:`InsufficientSharesError`,
     which is about the shares a caller handed over).
     """
+
+
+class DeviceCannotSignError(SecureCommError):
+    """A device asked for what only its person's own key signs: an envelope."""
 
 
 class IdentityError(SecureCommError):

@@ -44,6 +44,7 @@ from ..envelope import (
 )
 from ..errors import (
     AnswerSignatureError,
+    DeviceCannotSignError,
     FormatError,
     IdentityError,
     InterruptedOperationError,
@@ -554,6 +555,12 @@ class _Send:
         self, known: KnownKeys, recipients: Sequence[str]
     ) -> tuple[dict[str, PublicIdentity], list[PublicIdentity]]:
         """Every custodian's key as pinned and presented, and each recipient's."""
+        if not self.sender.signer.same_keys(self.sender.public):
+            # A device (spec/sessions.md section 3): said before any share is deposited.
+            raise DeviceCannotSignError(
+                f"this is a device of {self.sender.name}: it reads, lists and unsends, but an"
+                f" envelope is signed by {self.sender.name}'s own key; nothing was sent"
+            )
         self.progress("checking keys", 0, len(self.names))
         # The relay's directory is asked while the custodians are: one round trip less.
         # What it answers is looked at, and pinned, only once every custodian has passed.

@@ -394,7 +394,7 @@ def _delegating(values: list[str], device: PublicIdentity, now: int) -> PublicId
     try:
         delegation = devices.Delegation.from_header(values[0])
         delegation.check(device, now)
-    except devices.DelegationExpiredError as exc:
+    except errors.DelegationExpiredError as exc:
         raise RequestAuthError(Code.DELEGATION_EXPIRED, str(exc)) from None
     except errors.SecureCommError as exc:
         raise RequestAuthError(Code.BAD_DELEGATION, f"the device's delegation: {exc}") from None

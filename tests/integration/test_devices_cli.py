@@ -1,0 +1,101 @@
+"""``securecomm devices`` against a real ``securecomm up`` (issue 18), as two homes: bob's,
+in the data directory, and his laptop's, another home that joined the same network. The
+laptop makes its key, bob adds it, it reads a message alice sent bob; it cannot send;
+bob revokes it, and it can no longer read; a revoked device cannot be added again."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from securecomm.local.layout import person_home
+
+from .test_cli_system import Up, cli, explain, finish_up, send, start_up
+
+_CODE = re.compile(r"--label LABEL (\S+)")
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    started = start_up(tmp_path_factory.mktemp("devices") / "home")
+    try:
+        yield started
+    finally:
+        finish_up(started)
+
+
+def _laptop(up: Up, name: str) -> tuple[Path, str]:
+    """A new home joined to ``up``'s network, made a device of bob: its home and code."""
+    home = up.home.parent / name
+    joined = cli(home, "join", str(up.home / "network.json"))
+    assert joined.returncode == 0, explain(joined)
+    made = cli(home, "devices", "init", "--as", "bob", "--no-passphrase")
+    assert made.returncode == 0, explain(made)
+    found = _CODE.search(made.stdout)
+    assert found, explain(made)
+    return home, found.group(1)
+
+
+def test_a_device_reads_until_it_is_revoked(up: Up) -> None:
+    laptop, code = _laptop(up, "laptop")
+    added = cli(up.home, "devices", "add", "--as", "bob", "--label", "laptop", code)
+    assert added.returncode == 0, explain(added)
+    assert "added 'laptop'" in added.stdout
+    listed = cli(up.home, "devices", "list", "--as", "bob")
+    assert re.search(r"laptop\s+[0-9a-f ]+\s+until ", listed.stdout), explain(listed)
+
+    message_id = send(up.home, "for bob, read on his laptop")
+    inbox = cli(laptop, "inbox", "--as", "bob")
+    assert message_id in inbox.stdout, explain(inbox)
+    read = cli(laptop, "read", message_id, "--as", "bob")
+    assert read.returncode == 0, explain(read)
+    assert "for bob, read on his laptop" in read.stdout
+
+    # A device cannot sign an envelope: said before any share is deposited.
+    refused = cli(laptop, "send", "--from", "bob", "--to", "alice", "from the laptop")
+    assert refused.returncode == 1, explain(refused)
+    assert "nothing was sent" in refused.stderr and "own key" in refused.stderr
+
+    revoked = cli(up.home, "devices", "revoke", "--as", "bob", "laptop")
+    assert revoked.returncode == 0, explain(revoked)
+    assert "at the relay and all 5 custodians" in revoked.stdout
+    again = send(up.home, "after the laptop was revoked")
+    for command in (["read", again, "--as", "bob"], ["read", message_id, "--as", "bob"]):
+        after = cli(laptop, *command)
+        assert after.returncode == 1, explain(after)
+        assert "revoked" in after.stderr, explain(after)
+        assert "after the laptop" not in after.stdout
+    listed = cli(up.home, "devices", "list", "--as", "bob")
+    assert re.search(r"laptop\s+[0-9a-f ]+\s+revoked ", listed.stdout), explain(listed)
+    # Revoking again is harmless; adding the revoked key again is refused.
+    assert cli(up.home, "devices", "revoke", "--as", "bob", "laptop").returncode == 0
+    readd = cli(up.home, "devices", "add", "--as", "bob", "--label", "laptop", code)
+    assert readd.returncode == 1 and "revoked" in readd.stderr, explain(readd)
+
+
+def test_mistakes_are_named(up: Up) -> None:
+    laptop, code = _laptop(up, "tablet")
+    # init twice: the key is kept, not replaced.
+    key = laptop / "users" / "bob.device.key"
+    before = key.read_bytes()
+    twice = cli(laptop, "devices", "init", "--as", "bob", "--no-passphrase")
+    assert twice.returncode == 2 and "already" in twice.stderr, explain(twice)
+    assert key.read_bytes() == before
+    # Not added yet: the device says so.
+    early = cli(laptop, "inbox", "--as", "bob")
+    assert early.returncode == 1 and "devices add" in early.stderr, explain(early)
+    # A code that is not one, and a device of someone else.
+    bad = cli(up.home, "devices", "add", "--as", "bob", "--label", "x", "not-a-code")
+    assert bad.returncode == 2, explain(bad)
+    other = cli(up.home, "devices", "add", "--as", "alice", "--label", "x", code)
+    assert other.returncode == 1 and "made for bob" in other.stderr, explain(other)
+    # Only a person's own home adds devices; a device home is not one.
+    assert not (person_home(up.home, "bob") / "users" / "bob.device.key").exists()
+    from_device = cli(laptop, "devices", "add", "--as", "bob", "--label", "x", code)
+    assert from_device.returncode == 2 and "own key" in from_device.stderr, explain(from_device)
+    # Revoking a device that is not there.
+    missing = cli(up.home, "devices", "revoke", "--as", "bob", "no-such-device")
+    assert missing.returncode == 2 and "no devices match" in missing.stderr, explain(missing)
