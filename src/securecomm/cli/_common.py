@@ -196,6 +196,18 @@ def new_passphrase(args: argparse.Namespace) -> bytes | None:
     return passphrase(args, confirm=True)
 
 
+def new_passphrase_options(p: argparse.ArgumentParser) -> None:
+    """The options of a command that makes a key file (read by :func:`new_passphrase`)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--no-passphrase", action="store_true", help="write the key file unprotected"
+    )
+    group.add_argument(
+        "--passphrase-file", metavar="PATH", help="read the passphrase from the first line"
+    )
+    p.set_defaults(ask_passphrase=False)
+
+
 def passphrase_options(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument(

@@ -15,6 +15,7 @@ from ._common import (
     home_option,
     load_identity,
     new_passphrase,
+    new_passphrase_options,
     settings_of,
 )
 
@@ -147,14 +148,7 @@ def add_commands(sub: Any) -> None:
         " is written.",
     )
     p.add_argument("name", metavar="NAME", help="your name in the directory")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument(
-        "--no-passphrase", action="store_true", help="write the key file unprotected"
-    )
-    group.add_argument(
-        "--passphrase-file", metavar="PATH", help="read the passphrase from the first line"
-    )
-    p.set_defaults(ask_passphrase=False)
+    new_passphrase_options(p)
     home_option(p)
     p.set_defaults(func=cmd_register)
 

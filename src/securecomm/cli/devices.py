@@ -18,6 +18,7 @@ from ._common import (
     home_option,
     load_identity,
     new_passphrase,
+    new_passphrase_options,
     parse_duration,
     passphrase_options,
     settings_of,
@@ -224,10 +225,7 @@ def add_commands(sub: Any) -> None:
         " and print the code that NAME gives 'devices add' on their own device.",
     )
     p.add_argument("--as", dest="person", metavar="NAME", required=True, help="whose device")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--no-passphrase", action="store_true", help="write the key unprotected")
-    group.add_argument("--passphrase-file", metavar="PATH", help="the passphrase's first line")
-    p.set_defaults(ask_passphrase=False)
+    new_passphrase_options(p)
     home_option(p)
     p.set_defaults(func=cmd_init)
 
