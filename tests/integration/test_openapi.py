@@ -6,8 +6,8 @@ schemathesis sends every operation generated requests, valid and invalid,
 unsigned and signed, and every answer must be documented: no 5xx, a
 documented status and content type, a body that fits the response schema.
 Fuzzing rarely gets past a refusal, so a scripted walk through every success
-path (deposit, release, approval, envelope, inbox, directory) checks those
-answers with the same checks.
+path (deposit, release, approval, envelope, inbox, directory, devices) checks
+those answers with the same checks.
 """
 
 from __future__ import annotations
@@ -38,9 +38,17 @@ from securecomm._encoding import b64decode, b64encode
 from securecomm.config import load_settings
 from securecomm.custodian import openapi as custodian_openapi
 from securecomm.custodian.app import create_custodian_app
+from securecomm.devices import (
+    Delegation,
+    DeviceKeys,
+    delegate,
+    open_person_key,
+    revoke,
+    seal_person_key,
+)
 from securecomm.envelope import Envelope, Policy, Receipt, prepare, prepare_stream
 from securecomm.errors import FormatError
-from securecomm.identity import Identity, PublicIdentity
+from securecomm.identity import Identity, Keys, PublicIdentity
 from securecomm.local.home import operator_name
 from securecomm.protocol import DepositRequest, Release
 from securecomm.relay import openapi as relay_openapi
@@ -238,7 +246,7 @@ class Api:
 
     def call(
         self,
-        as_: Identity | None,
+        as_: Keys | None,
         method: str,
         template: str,
         expect: int | tuple[int, ...],
@@ -422,6 +430,66 @@ def test_success_paths_match_the_documents(stack: Stack, http: httpx.Client) -> 
     assert first["entries"] + rest["entries"] == log["entries"]
     alpha.call(operator, "GET", "/v1/audit", 400, query="limit=1001")
     alpha.call(bob, "GET", "/v1/audit", 403)
+
+    # Devices: bob adds one, which fetches its key and acts for him, until he revokes it.
+    phone = Identity.generate("bob")
+    fingerprint = phone.public.fingerprint_hex
+    delegation = delegate(bob, phone.public, "phone", 3600)
+    grant = {
+        "v": 1,
+        "delegation": delegation.to_json(),
+        "sealed_key": b64encode(seal_person_key(bob, phone.public)),
+    }
+    devices = "/api/v1/directory/{name}/devices"
+    device, key_path = devices + "/{device}", devices + "/{device}/key"
+    relay.call(bob, "PUT", device, 404, body=grant, name="bob", device=fingerprint)
+    relay.call(bob, "PUT", "/api/v1/directory/{name}", 201, body=_entry(bob), name="bob")
+    relay.call(bob, "PUT", device, 201, body=grant, name="bob", device=fingerprint)
+    relay.call(bob, "PUT", device, 200, body=grant, name="bob", device=fingerprint)
+    relay.call(alice, "PUT", device, 403, body=grant, name="bob", device=fingerprint)
+    listed = relay.call(None, "GET", devices, 200, name="bob").json()["devices"]
+    assert listed == [{"delegation": delegation.to_json(), "revocation": None}]
+    relay.call(None, "GET", devices, 404, name="nobody")
+    fetched = relay.call(phone, "GET", key_path, 200, name="bob", device=fingerprint).json()
+    relay.call(bob, "GET", key_path, 403, name="bob", device=fingerprint)
+    sealed_key = b64decode(fetched["sealed_key"], field="sealed_key")
+    person_key = open_person_key(sealed_key, phone, bob.public)
+    acting = DeviceKeys(phone, Delegation.from_json(fetched["delegation"]), person_key)
+    relay.call(acting, "GET", key_path, 200, name="bob", device=fingerprint)
+    relay.call(acting, "GET", "/api/v1/inbox", 200)
+    released = alpha.call(acting, "POST", "/v1/releases", 200, body=_ask(free)).json()
+    assert Release.from_json(released).open(acting, custodians["alpha"]).index == 1
+    relay.call(acting, "PUT", device, 403, body=grant, name="bob", device=fingerprint)
+    revocation = {"v": 1, "revocation": revoke(bob, fingerprint).to_json()}
+    web = relay.call(None, "GET", "/api/v1/web-config", 200).json()
+    services = [
+        (relay, "/api/v1/revocations", PublicIdentity.from_json(web["relay"])),
+        (alpha, "/v1/revocations", custodians["alpha"]),
+    ]
+    for api, revocations, service_key in services:
+        api.call(acting, "POST", revocations, 403, body=revocation)
+        api.call(alice, "POST", revocations, 403, body=revocation)
+        answer = api.call(bob, "POST", revocations, 201, body=revocation).json()
+        service_key.verify(
+            b64decode(answer["signature"], field="signature"), "revoked", answer["receipt"]
+        )
+        assert answer["receipt"] == {
+            "v": 1,
+            "service": api.audience,
+            "person": bob.public.fingerprint_hex,
+            "device": fingerprint,
+        }
+        assert api.call(bob, "POST", revocations, 200, body=revocation).json() == answer
+    refusals = [
+        relay.call(acting, "GET", "/api/v1/inbox", 401),
+        alpha.call(acting, "POST", "/v1/releases", 401, body=_ask(free)),
+        relay.call(acting, "GET", key_path, 401, name="bob", device=fingerprint),
+        relay.call(phone, "GET", key_path, 403, name="bob", device=fingerprint),
+        relay.call(bob, "PUT", device, 409, body=grant, name="bob", device=fingerprint),
+    ]
+    assert {answer.json()["code"] for answer in refusals} == {"device_revoked"}
+    listed = relay.call(None, "GET", devices, 200, name="bob").json()["devices"]
+    assert listed == [{"delegation": delegation.to_json(), "revocation": revocation["revocation"]}]
 
 
 def _entry(identity: Identity) -> dict[str, Any]:

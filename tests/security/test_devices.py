@@ -125,10 +125,20 @@ def test_a_revocation_signed_by_another_person_revokes_nothing(
         assert _ask(world, service, keys, message_id) == "ok", service
 
 
-def test_a_device_cannot_add_or_revoke_devices(world: World) -> None:
+def test_a_device_cannot_send_add_or_revoke_devices(world: World) -> None:
     """What outlasts a request takes the person's own key: a device (a stolen one, say)
-    can neither add another device nor revoke bob's other devices."""
+    can neither deposit a share, open an upload, add another device nor revoke bob's
+    other devices."""
     keys = _added_device(world, "limited")
+    alpha = world.settings.custodian("alpha")
+    with ServiceClient(alpha.url, "alpha", keys) as custodian:
+        with pytest.raises(ServiceError) as deposited:
+            custodian.request("POST", "/v1/deposits", body={"v": 1})
+    assert deposited.value.code == Code.NOT_YOUR_KEY
+    with ServiceClient(world.settings.server_url, RELAY, keys) as relay:
+        with pytest.raises(ServiceError) as opened:
+            relay.request("PUT", f"/api/v1/uploads/{'ab' * 16}", body={"v": 2, "length": 1})
+    assert opened.value.code == Code.NOT_YOUR_KEY
     other = Identity.generate("bob")
     body = {
         "v": 1,

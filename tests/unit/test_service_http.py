@@ -33,7 +33,7 @@ ALICE, BOB = Identity.generate("alice"), Identity.generate("bob")
 
 # A value each path parameter accepts, so the path routes and only the method is wrong.
 _PARAMETERS = {"message_id": "0" * 32, "release_id": "0" * 32, "ref": "r1", "name": "alice"}
-_PARAMETERS |= {"filename": "js/app.js"}
+_PARAMETERS |= {"filename": "js/app.js", "device": "0" * 64}
 
 
 @pytest.fixture

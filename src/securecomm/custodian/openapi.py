@@ -32,6 +32,7 @@ from ..service.openapi import (
     operation,
     path_parameter,
     ref,
+    revocation_path,
 )
 from .audit import PAGE_DEFAULT_ENTRIES, PAGE_MAX_ENTRIES, SEQ_MAX
 
@@ -193,6 +194,11 @@ _PATHS: dict[str, Schema] = {
                     Code.BAD_SHARE,
                     Code.DIGEST_MISMATCH,
                 ),
+                "403": error(
+                    "Signed by a device acting for its person: a device does not send"
+                    " (spec/sessions.md section 3.2).",
+                    Code.NOT_YOUR_KEY,
+                ),
                 "409": error("A share of this message is already here.", Code.DUPLICATE_DEPOSIT),
             },
             signed=True,
@@ -340,6 +346,7 @@ _PATHS: dict[str, Schema] = {
             ],
         )
     },
+    "/v1/revocations": revocation_path(),
     "/healthz": health_path("custodian"),
     "/openapi.json": OPENAPI_PATH,
 }

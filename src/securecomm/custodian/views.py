@@ -26,6 +26,7 @@ from ..service.app import (
     error_response,
     query_int,
     read_json,
+    require_own_key,
     transaction,
 )
 from ..service.storage import insert_new, scrub
@@ -120,7 +121,7 @@ def get_identity() -> Response:
 @bp.post("/v1/deposits")
 def post_deposit() -> tuple[Response, int]:
     c = here()
-    sender = authenticate()
+    sender = require_own_key()  # a device does not send (spec/sessions.md 3.2)
     deposit = DepositRequest.from_json(read_json())
     info = deposit_info(c.name, deposit.index, deposit.message_id, sender.fingerprint_hex)
     share = Share.from_bytes(

@@ -11,12 +11,14 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, g, jsonify
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from .. import canonical, hpke
 from .._encoding import b64decode, b64encode
 from .._fields import fingerprint_hex
 from ..codes import Code
 from ..devices import Delegation
+from ..httpsig import SKEW_SECONDS
 from ..identity import check_name
 from ..service.app import ApiError, authenticate, read_json, require_own_key, transaction
 from .tables import devices, directory, revocations
@@ -72,6 +74,8 @@ def put_device(name: str, device: str) -> tuple[Response, int]:
     now = int(time.time())
     if delegation.expires <= now:
         raise ApiError(400, Code.BAD_FIELD, "the delegation has expired already")
+    if delegation.issued > now + SKEW_SECONDS:
+        raise ApiError(400, Code.BAD_FIELD, "the delegation says it is issued in the future")
     values = {
         "name": name,
         "delegation": canonical.dumps(delegation.to_json()).decode(),
@@ -80,21 +84,30 @@ def put_device(name: str, device: str) -> tuple[Response, int]:
         "updated_at": now,
     }
     key = {"person_fp": caller.fingerprint_hex, "device_fp": device}
+    try:
+        return _add(name, key, values)
+    except IntegrityError:
+        # Added at the same moment by another request: decided again, against its row.
+        return _add(name, key, values)
+
+
+def _add(name: str, key: dict[str, str], values: dict[str, Any]) -> tuple[Response, int]:
     with transaction() as conn:
-        if _registered(conn, name) != caller.fingerprint_hex:
+        person_fp, device = key["person_fp"], key["device_fp"]
+        if _registered(conn, name) != person_fp:
             raise ApiError(403, Code.NOT_YOUR_KEY, f"{name} is registered with another key")
-        if _revocation(conn, caller.fingerprint_hex, device) is not None:
+        if _revocation(conn, person_fp, device) is not None:
             raise ApiError(
                 409, Code.DEVICE_REVOKED, "this device was revoked; a revoked key stays revoked"
             )
         updated = conn.execute(
             devices.update()
-            .where(devices.c.person_fp == key["person_fp"], devices.c.device_fp == device)
+            .where(devices.c.person_fp == person_fp, devices.c.device_fp == device)
             .values(**values)
         )
         if updated.rowcount == 0:
             conn.execute(devices.insert().values(**key, **values))
-    return jsonify({"device": device, "expires": delegation.expires}), (
+    return jsonify({"device": device, "expires": values["expires"]}), (
         200 if updated.rowcount else 201
     )
 

@@ -14,6 +14,7 @@ from ..service.openapi import (
     FORMAT_CODES,
     NO_SUCH_ENDPOINT,
     OPENAPI_PATH,
+    SESSIONS,
     SIGNATURE,
     SPEC,
     TIME,
@@ -32,8 +33,10 @@ from ..service.openapi import (
     operation,
     path_parameter,
     ref,
+    revocation_path,
 )
 from ..stream import SEALED_CHUNK_BYTES
+from .devices import SEALED_KEY_BYTES
 
 __all__ = ["DOCUMENT"]
 
@@ -56,6 +59,12 @@ _HEADER: dict[str, Schema] = {
     "policy": ref("Policy"),
     "key_commitment": DIGEST,
 }
+
+_SEALED_KEY = base64_string(
+    SEALED_KEY_BYTES,
+    "The person's X25519 private key, HPKE-sealed to the device, purpose `device-key`"
+    f" ({SESSIONS} section 3.4).",
+)
 
 _RELAY_SCHEMAS: dict[str, Schema] = {
     "WebConfig": obj(
@@ -253,10 +262,45 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
         {"name": ref("Name"), "fingerprint": ref("Fingerprint")},
         "The name and the fingerprint now registered under it.",
     ),
+    "DeviceRequest": obj(
+        {"v": V1, "delegation": ref("Delegation"), "sealed_key": _SEALED_KEY},
+        f"Add a device of the caller's, or renew it ({SESSIONS} section 3.4).",
+    ),
+    "DeviceAdded": obj(
+        {"device": ref("Fingerprint"), "expires": TIME},
+        "The device added, and when its delegation expires.",
+    ),
+    "DeviceList": obj(
+        {
+            "devices": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "delegation": ref("Delegation"),
+                        "revocation": {
+                            "oneOf": [ref("Revocation"), {"type": "null"}],
+                            "description": "The person's revocation of the device, if the"
+                            " relay holds one.",
+                        },
+                    },
+                    "One device; a client checks that the person signed both.",
+                ),
+            }
+        },
+        "The devices added for a name's registered key, by when each was last added.",
+    ),
+    "DeviceKey": obj(
+        {"delegation": ref("Delegation"), "sealed_key": _SEALED_KEY},
+        "What the person added for the device: the device opens the key and checks that it is"
+        " the X25519 key of the delegation's person.",
+    ),
 }
 
 _MESSAGE_ID_PARAMETER = path_parameter("message_id", ref("MessageId"), "The message id.")
 _NAME_PARAMETER = path_parameter("name", ref("Name"), "The directory name.")
+_DEVICE_PARAMETER = path_parameter(
+    "device", ref("Fingerprint"), "The device's fingerprint (its own key's, not the person's)."
+)
 _BAD_ID = error("The message id is not 32 lowercase hex digits.", Code.BAD_FIELD)
 _NOT_YOURS = error(
     "No such message for the caller (the same answer whether it does not exist or is not"
@@ -348,6 +392,11 @@ _UPLOAD_PATH: dict[str, Any] = {
                 Code.BAD_JSON,
                 Code.BAD_FIELD,
             ),
+            "403": error(
+                "Signed by a device acting for its person: a device does not send"
+                " (spec/sessions.md section 3.2).",
+                Code.NOT_YOUR_KEY,
+            ),
             "404": error("No such endpoint.", NO_SUCH_ENDPOINT),
             "409": error(
                 "A message with this id is stored, another upload of it is open (another"
@@ -380,6 +429,11 @@ _UPLOAD_PATH: dict[str, Any] = {
                 " or the id is not valid.",
                 Code.BAD_FIELD,
                 Code.BAD_LENGTH,
+            ),
+            "403": error(
+                "Signed by a device acting for its person: a device does not send"
+                " (spec/sessions.md section 3.2).",
+                Code.NOT_YOUR_KEY,
             ),
             "404": _NO_UPLOAD,
             "409": json_response(
@@ -544,6 +598,86 @@ _RELAY_PATHS: dict[str, Schema] = {
             body=ref("Registration"),
         ),
     },
+    "/api/v1/directory/{name}/devices": {
+        "parameters": [_NAME_PARAMETER],
+        "get": operation(
+            "listDevices",
+            f"The devices added for the key registered under a name ({SESSIONS} section 3.4),"
+            " each with its revocation if the relay holds one; not their sealed keys. Anyone"
+            " may; check that every delegation and revocation is signed by the key you pinned"
+            " for the name.",
+            {
+                "200": json_response("The devices.", ref("DeviceList")),
+                "400": error("Not a valid name.", Code.BAD_FIELD),
+                "404": error("No entry under this name, or no such endpoint.", Code.NOT_FOUND),
+            },
+            signed=False,
+        ),
+    },
+    "/api/v1/directory/{name}/devices/{device}": {
+        "parameters": [_NAME_PARAMETER, _DEVICE_PARAMETER],
+        "put": operation(
+            "putDevice",
+            f"Add a device that acts for the caller ({SESSIONS} section 3.4): its delegation,"
+            " and the caller's X25519 key sealed to it for the device to fetch; adding it again"
+            " replaces both (a renewal). Only the key registered under the name may, by itself,"
+            " not a device's.",
+            {
+                "200": json_response("Renewed.", ref("DeviceAdded")),
+                "201": json_response("Added.", ref("DeviceAdded")),
+                "400": error(
+                    "The body, the name or the device's fingerprint is not valid; the"
+                    " delegation's signature does not verify, it is for another device than the"
+                    " path's, or it has expired already.",
+                    Code.BAD_JSON,
+                    *FORMAT_CODES,
+                    Code.BAD_SIGNATURE,
+                ),
+                "403": error(
+                    "A device signed the request, the delegation is not the caller's (its"
+                    " person's key, and name: the path's), or the name is registered with"
+                    " another key.",
+                    Code.NOT_YOUR_KEY,
+                ),
+                "404": error("No entry under this name, or no such endpoint.", Code.NOT_FOUND),
+                "409": error(
+                    "The caller revoked this device; a revoked key stays revoked.",
+                    Code.DEVICE_REVOKED,
+                ),
+            },
+            signed=True,
+            body=ref("DeviceRequest"),
+        ),
+    },
+    "/api/v1/directory/{name}/devices/{device}/key": {
+        "parameters": [_NAME_PARAMETER, _DEVICE_PARAMETER],
+        "get": operation(
+            "getDeviceKey",
+            f"What the person added for a device ({SESSIONS} section 3.4): its delegation and"
+            " the person's X25519 key sealed to it. Only that device may, by its own key, with"
+            " or without its delegation; while the delegation is unexpired and unrevoked.",
+            {
+                "200": json_response("The delegation and the sealed key.", ref("DeviceKey")),
+                "400": error("The name or the device's fingerprint is not valid.", Code.BAD_FIELD),
+                "403": error(
+                    "The request is not signed by this device's key (`not_your_key`), the"
+                    " person revoked the device (`device_revoked`), or its delegation expired"
+                    " (`delegation_expired`); with the delegation in the request, the last two"
+                    " are a 401.",
+                    Code.NOT_YOUR_KEY,
+                    Code.DEVICE_REVOKED,
+                    Code.DELEGATION_EXPIRED,
+                ),
+                "404": error(
+                    "No entry under this name, the person has not added this device, or no"
+                    " such endpoint.",
+                    Code.NOT_FOUND,
+                ),
+            },
+            signed=True,
+        ),
+    },
+    "/api/v1/revocations": revocation_path(),
     "/healthz": health_path("relay"),
     "/openapi.json": OPENAPI_PATH,
     "/": {
@@ -696,7 +830,8 @@ DOCUMENT: dict[str, Any] = _answers_signed(
     build_document(
         "securecomm relay",
         "Stores sealed envelopes (ciphertext, custody receipts, signatures) and a directory of"
-        " public keys; never a message key or a key share. Signed requests: see the security"
+        " public keys and of the devices that act for them; never a message key or a key"
+        " share. Signed requests: see the security"
         f" schemes and {SPEC} section 11. Every answer under /api/ is signed by the relay for"
         f" the request it answers: the `{ANSWER_HEADER}` header, {SPEC} section 11.4.",
         _RELAY_PATHS,

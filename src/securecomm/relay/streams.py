@@ -36,6 +36,7 @@ from ..service.app import (
     query_int,
     read_json,
     request_body,
+    require_own_key,
     transaction,
 )
 from ..service.storage import insert_new
@@ -204,7 +205,7 @@ def _upload_length(body: dict[str, Any]) -> int:
 
 @bp.put("/api/v1/uploads/<message_id>")
 def open_upload(message_id: str) -> tuple[Response, int]:
-    caller = authenticate()
+    caller = require_own_key()  # a device does not send (spec/sessions.md 3.2)
     check_message_id(message_id)
     length = _upload_length(read_json())
     streams = _streams()
@@ -309,7 +310,7 @@ def _offset_refused(message_id: str, received: int, offset: int) -> ApiError:
 
 @bp.post("/api/v1/uploads/<message_id>")
 def append(message_id: str) -> Response:
-    caller = authenticate()
+    caller = require_own_key()  # a device does not send (spec/sessions.md 3.2)
     check_message_id(message_id)
     if "offset" not in request.args:
         raise ApiError(400, Code.BAD_FIELD, "offset: expected ?offset=N, where the piece starts")

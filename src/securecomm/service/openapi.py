@@ -23,6 +23,7 @@ __all__ = [
     "INDEX",
     "NO_SUCH_ENDPOINT",
     "OPENAPI_PATH",
+    "SESSIONS",
     "SIGNATURE",
     "SIGNED",
     "TIME",
@@ -41,11 +42,13 @@ __all__ = [
     "operation",
     "path_parameter",
     "ref",
+    "revocation_path",
 ]
 
 Schema = dict[str, Any]
 
 SPEC = "spec/format-v1.md"
+SESSIONS = "spec/sessions.md"
 _B64 = "A-Za-z0-9+/"
 # The last character before padding, when its unused low bits are zero (spec section 1.2).
 _B64_TAIL = {0: "", 1: f"[{_B64}][AQgw]==", 2: f"[{_B64}]{{2}}[AEIMQUYcgkosw048]="}
@@ -168,6 +171,68 @@ SHARED_SCHEMAS: dict[str, Schema] = {
         },
         f"A custodian's signed word that it holds a share ({SPEC} section 7.3).",
     ),
+    "Delegation": obj(
+        {
+            "v": V1,
+            "person": ref("PublicIdentity"),
+            "device": {
+                **ref("PublicIdentity"),
+                "description": "The device's own key, named like its person.",
+            },
+            "label": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,63}$",
+                "description": "The person's name for the device.",
+            },
+            "issued": integer(0, TIME_MAX_SECONDS, "When the person signed it."),
+            "expires": integer(
+                0,
+                TIME_MAX_SECONDS,
+                "From when it no longer holds: after `issued`, within"
+                " 31,622,400 s (366 days) of it.",
+            ),
+            "signature": base64_string(
+                64, "The person's Ed25519 signature, purpose `delegation`, over the rest."
+            ),
+        },
+        f"A person's signed word that a device of theirs acts for them ({SESSIONS} section"
+        " 3.1): the device's key is not the person's, and its name is theirs.",
+    ),
+    "Revocation": obj(
+        {
+            "v": V1,
+            "person": ref("PublicIdentity"),
+            "device": {**ref("Fingerprint"), "description": "The device's fingerprint."},
+            "revoked": TIME,
+            "signature": base64_string(
+                64, "The person's Ed25519 signature, purpose `revocation`, over the rest."
+            ),
+        },
+        f"A person's signed word that a device of theirs acts for them no more ({SESSIONS}"
+        " section 3.3).",
+    ),
+    "RevocationRequest": obj(
+        {"v": V1, "revocation": ref("Revocation")},
+        "A revocation, posted by the person who signed it.",
+    ),
+    "RevocationReceipt": obj(
+        {
+            "receipt": obj(
+                {
+                    "v": V1,
+                    "service": ref("Name"),
+                    "person": ref("Fingerprint"),
+                    "device": ref("Fingerprint"),
+                },
+                "Which service holds the revocation of which device of whose.",
+            ),
+            "signature": base64_string(
+                64, "The service's Ed25519 signature, purpose `revoked`, over `receipt`."
+            ),
+        },
+        "The service's signed word that it holds the revocation and refuses the device's"
+        " requests from now on; check it against the service's pinned key.",
+    ),
     "Health": obj(
         {
             "status": const("ok"),
@@ -210,6 +275,9 @@ AUTH_CODES = (
     Code.BAD_DIGEST,
     Code.BAD_SIGNATURE,
     Code.REPLAYED_REQUEST,
+    Code.BAD_DELEGATION,
+    Code.DELEGATION_EXPIRED,
+    Code.DEVICE_REVOKED,
 )
 # Codes of the format errors a strict JSON decoder answers (service/app.py's table).
 FORMAT_CODES = (
@@ -223,7 +291,11 @@ NO_SUCH_ENDPOINT = Code.NOT_FOUND  # werkzeug's 404, e.g. a path parameter holdi
 
 SHARED_RESPONSES: dict[str, Schema] = {
     "Unauthorized": error(
-        f"The request is not signed as {SPEC} section 11 says, or its nonce was seen before.",
+        f"The request is not signed as {SPEC} section 11 says, or its nonce was seen before;"
+        f" or a device signed it, and its `Securecomm-Delegation` ({SESSIONS} section 3.2)"
+        " is not a valid delegation of the person's to this device (`bad_delegation`), has"
+        " expired (`delegation_expired`), or the person revoked the device at this service"
+        " (`device_revoked`).",
         *AUTH_CODES,
     ),
     "TooLarge": error(
@@ -250,6 +322,16 @@ _SIGNED_HEADERS = {
         "base64 of the canonical JSON of the signer's public identity",
     ),
 }
+_DELEGATION = (
+    "A device acting for a person signs with its own key (its fingerprint in `keyid`, its"
+    " identity in `Securecomm-Identity`) and adds a fifth header, optional and not a"
+    " security scheme: `Securecomm-Delegation: <base64 of the canonical JSON of the"
+    " person's signed delegation (the Delegation schema), at most 4,096 characters>`. The"
+    " service then takes the request as the person's while the delegation is the"
+    " person's, for this device, unexpired and not revoked at this service; what outlasts"
+    f" a request (adding a device, a revocation) takes the person's own key. See {SESSIONS}"
+    " section 3.2."
+)
 SECURITY_SCHEMES: dict[str, Schema] = {
     scheme: {
         "type": "apiKey",
@@ -260,6 +342,7 @@ SECURITY_SCHEMES: dict[str, Schema] = {
             " HTTP message signature by the caller's Ed25519 key over the method, path, query,"
             " Content-Digest, a time (within 300 s), a fresh nonce and the audience (`relay`"
             f" or the custodian's name). All four are required together; see {SPEC} section 11."
+            f" {_DELEGATION}"
         ),
     }
     for scheme, (header, value) in _SIGNED_HEADERS.items()
@@ -323,6 +406,38 @@ def health_path(service: str) -> Schema:
             f"Whether the {service} is up and its database answers. Anyone may call it.",
             {"200": json_response("Up.", ref("Health"))},
             signed=False,
+        )
+    }
+
+
+def revocation_path() -> Schema:
+    """The revocation of a device, which the relay and every custodian take alike."""
+    return {
+        "post": operation(
+            "revokeDevice",
+            "Hold a person's revocation of a device: from now on this service refuses the"
+            f" device's requests (401 `device_revoked`; {SESSIONS} section 3.3). Only the"
+            " person who signed the revocation may post it, by their own key, not a device's;"
+            " posting it again changes nothing.",
+            {
+                "200": json_response(
+                    "Held already (this device's revocation by this person).",
+                    ref("RevocationReceipt"),
+                ),
+                "201": json_response("Held; the signed receipt.", ref("RevocationReceipt")),
+                "400": error(
+                    "The body is not valid, or the revocation's signature does not verify.",
+                    Code.BAD_JSON,
+                    *FORMAT_CODES,
+                    Code.BAD_SIGNATURE,
+                ),
+                "403": error(
+                    "A device signed the request, or the revocation is not the caller's.",
+                    Code.NOT_YOUR_KEY,
+                ),
+            },
+            signed=True,
+            body=ref("RevocationRequest"),
         )
     }
 

@@ -77,6 +77,9 @@ export class ReplayError extends RequestAuthError {
   }
 }
 
+// A device's delegation past its expiry (spec/sessions.md section 3).
+export class DelegationExpiredError extends SignatureError {}
+
 // An answer its service did not sign, with its pinned key, for the request it answers
 // (spec §11.4): nothing of it may be used, not even an error code it carries.
 export class AnswerSignatureError extends SignatureError {
@@ -96,6 +99,9 @@ export class NotRecipientError extends PolicyError {}
 
 // Fewer than t custodians released a good share.
 export class QuorumError extends SecureCommError {}
+
+// A device asked for what only its person's own key signs: an envelope.
+export class DeviceCannotSignError extends SecureCommError {}
 
 // A key file or public identity that cannot be read or used.
 export class IdentityError extends SecureCommError {}
