@@ -61,10 +61,18 @@ def saved_file(page: Page, name: str) -> dict[str, Any]:
 
 
 class Person:
-    """One browser profile with the page open."""
+    """One browser profile with the page open. The page holds its identities locked after
+    every load (spec/sessions.md section 2): ``open`` unlocks the active one with the
+    passphrase this person gave it. ``idle``: the page's idle limit in seconds (``?idle=``)."""
 
     def __init__(
-        self, browser: Browser, base_url: str, *, width: int = 1100, height: int = 900
+        self,
+        browser: Browser,
+        base_url: str,
+        *,
+        width: int = 1100,
+        height: int = 900,
+        idle: int | None = None,
     ) -> None:
         self.context: BrowserContext = browser.new_context(
             viewport={"width": width, "height": height}
@@ -86,14 +94,29 @@ class Person:
         )
         self.page.on("pageerror", lambda e: self.console_errors.append(str(e)))
         self.base_url = base_url
+        self.query = "" if idle is None else f"?idle={idle}"
+        self.passphrases: dict[str, str] = {}
         self.open("identity")
 
-    def open(self, section: str) -> None:
-        """Load the page afresh at ``section`` (a hash change alone would keep old results)."""
+    def open(self, section: str, *, unlock: bool = True) -> None:
+        """Load the page afresh at ``section`` (a hash change alone would keep old results),
+        and unlock the active identity unless ``unlock`` is false."""
         self.page.goto("about:blank")
-        self.page.goto(f"{self.base_url}/#{section}")
+        self.page.goto(f"{self.base_url}/{self.query}#{section}")
         expect(self.page.locator("body[data-ready=true]")).to_be_attached()
         expect(self.page.locator(f"#{section}")).to_be_visible()
+        if unlock:
+            self.unlock()
+
+    def unlock(self) -> None:
+        """Give the active identity's passphrase if the page asks for it."""
+        form = self.page.locator("#unlock-form")
+        if form.is_hidden():
+            return
+        name = self.page.locator("#active-identity").input_value()
+        self.page.locator("#unlock-passphrase").fill(self.passphrases.get(name, PASSPHRASE))
+        form.get_by_role("button", name="Unlock").click()
+        expect(form).to_be_hidden()
 
     def create(self, name: str) -> str:
         page = self.page
@@ -104,20 +127,31 @@ class Person:
         page.get_by_role("button", name="Create identity").click()
         status = page.locator("#create-form .status")
         expect(status).to_contain_text("registered it in the directory")
+        self.passphrases[name] = PASSPHRASE
         fingerprint = page.locator("#identity-fingerprint").inner_text()
         assert re.fullmatch(r"([0-9a-f]{4} ){7}[0-9a-f]{4}", fingerprint), fingerprint
         return fingerprint
 
     def import_key(self, path: Path, passphrase: str = "") -> None:
+        """Import a key file; an unencrypted one (no ``passphrase``) is locked in the page
+        with PASSPHRASE, as the page asks."""
         self.open("identity")
-        self.page.get_by_label("Key file", exact=True).set_input_files(str(path))
-        self.page.get_by_label("Passphrase (empty for an unencrypted file)").fill(passphrase)
-        self.page.get_by_role("button", name="Import").click()
-        expect(self.page.locator("#import-form .status")).to_contain_text("Imported")
+        page = self.page
+        page.get_by_label("Key file", exact=True).set_input_files(str(path))
+        page.get_by_label("Passphrase (empty for an unencrypted file)").fill(passphrase)
+        if not passphrase:
+            form = page.locator("#import-form")
+            form.get_by_label("New passphrase, for an unencrypted file").fill(PASSPHRASE)
+            form.get_by_label("Confirm the new passphrase").fill(PASSPHRASE)
+        page.get_by_role("button", name="Import").click()
+        expect(page.locator("#import-form .status")).to_contain_text("Imported")
+        self.passphrases[page.locator("#active-identity").input_value()] = passphrase or PASSPHRASE
 
     def act_as(self, name: str) -> None:
         self.page.get_by_label("Acting as").select_option(name)
+        expect(self.page.locator("#identity-name")).to_have_text(name)
         expect(self.page.locator("#active-fingerprint")).not_to_be_empty()
+        self.unlock()
 
     def compose(
         self,

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from playwright.sync_api import Page
 
 from securecomm import canonical, errors, hpke, shares
-from securecomm.identity import Identity, PublicIdentity
+from securecomm.identity import PASSPHRASE_ITERATIONS, Identity, PublicIdentity
 from tests.browser._js import b64, evaluate, pkcs8, unb64
 
 PASSPHRASE = "test passphrase, non-ASCII: grüße"
@@ -670,11 +670,15 @@ def test_key_file_verdicts_equal_python(page: Page) -> None:
 # Identities kept in IndexedDB
 
 
-def test_an_identity_survives_indexeddb_and_signs_for_python(page: Page) -> None:
+def test_an_identity_survives_indexeddb_wrapped_and_signs_for_python(page: Page) -> None:
+    """The page's stored form (spec/sessions.md section 2): keys wrapped under the passphrase,
+    unwrapped only with it, non-extractable, and checked against the public keys."""
     js = evaluate(
         page,
         """
-        const { identity } = await Identity.generate('judy');
+        const keywrap = await import('/js/keywrap.js');
+        const made = await Identity.generate('judy');
+        const wrapped = await keywrap.wrapKeys(made.ed25519Pkcs8, made.x25519Pkcs8, 'judy pass');
         const db = await new Promise((resolve, reject) => {
             const request = indexedDB.open('securecomm-test-identity', 1);
             request.onupgradeneeded = () => request.result.createObjectStore('identities');
@@ -686,25 +690,45 @@ def test_an_identity_survives_indexeddb_and_signs_for_python(page: Page) -> None
             request.onsuccess = () => resolve(request.result);
             request.onerror = () => reject(request.error);
         });
-        await run('readwrite', (store) => store.put(identity.toStored(), 'judy'));
+        const record = keywrap.storedRecord(made.identity.public, 'a key file', wrapped);
+        await run('readwrite', (store) => store.put(record, 'judy'));
         const stored = await run('readonly', (store) => store.get('judy'));
         db.close();
-        const restored = await Identity.fromStored(stored);
-        const { identity: other } = await Identity.generate('judy');
-        const swapped = { ...stored, signKey: other.signKey };
+        const keysIn = (value) =>
+            value instanceof CryptoKey ? 1
+            : value instanceof Uint8Array || typeof value !== 'object' || value === null ? 0
+            : Object.values(value).reduce((sum, v) => sum + keysIn(v), 0);
+        const read = await keywrap.readRecord(stored, 'judy');
+        const restored = await keywrap.unwrapIdentity(read.public, read.wrapped, 'judy pass');
+        const other = await Identity.generate('judy');
+        const otherWrapped = await keywrap.wrapKeys(
+            other.ed25519Pkcs8, other.x25519Pkcs8, 'judy pass');
+        const unwrap = (wrapped, passphrase = 'judy pass') =>
+            failure(() => keywrap.unwrapIdentity(read.public, wrapped, passphrase));
         return {
             public: restored.public.toJson(),
+            keysStored: keysIn(stored),
+            iterations: stored.wrapped.iterations,
             extractable: [restored.signKey.extractable, restored.kemKey.extractable],
             signature: b64encode(await restored.sign('receipt', { v: 1 })),
-            swapped: await failure(() => Identity.fromStored(swapped)),
-            renamed: await failure(() => Identity.fromStored({ ...stored, name: 'mallory' })),
+            wrong: await unwrap(read.wrapped, 'not judy pass'),
+            swapped: await unwrap(otherWrapped),
+            halfSwapped: await unwrap({ ...read.wrapped, kem: otherWrapped.kem }),
+            weak: await unwrap({ ...read.wrapped, iterations: 1000 }),
+            renamed: await failure(
+                () => keywrap.readRecord({ ...stored, name: 'mallory' }, 'judy')),
         };
         """,
     )
     public = PublicIdentity.from_json(js["public"])
     public.verify(unb64(js["signature"]), "receipt", {"v": 1})
+    assert js["keysStored"] == 0 and js["iterations"] >= PASSPHRASE_ITERATIONS
     assert js["extractable"] == [False, False]
-    assert js["swapped"].startswith("IdentityError: ")
+    assert js["wrong"] == "IdentityError: wrong passphrase for judy: nothing was unlocked"
+    assert js["swapped"].startswith("IdentityError: ") and "does not match" in js["swapped"]
+    # The other key was wrapped under another salt: its unwrapping fails as a wrong passphrase.
+    assert js["halfSwapped"].startswith("IdentityError: wrong passphrase")
+    assert js["weak"].startswith("IdentityError: ") and "iterations 1000" in js["weak"]
     assert js["renamed"].startswith("IdentityError: ")
 
 

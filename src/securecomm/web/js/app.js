@@ -1,6 +1,7 @@
 // The page: identities, send, inbox and read, and the operator's view, one module each in
-// views/; this one starts the page and moves between the tabs. Everything secret stays in
-// this page; what it shows of a failure is a sentence, never a stack trace.
+// views/, and the lock over them all (views/lock.js); this one starts the page and moves
+// between the tabs. Everything secret stays in this page; what it shows of a failure is a
+// sentence, never a stack trace.
 
 import * as api from "./api.js";
 import * as store from "./store.js";
@@ -9,6 +10,7 @@ import { loadIdentities, renderActive, renderKnown, onCreate, onImport } from ".
 import { renderCustodians, onSend } from "./views/send.js";
 import { refreshInbox } from "./views/inbox.js";
 import { refreshOperator } from "./views/operator.js";
+import { startLock } from "./views/lock.js";
 
 const SECTIONS = ["identity", "send", "inbox", "operator"];
 
@@ -50,6 +52,12 @@ async function main() {
       " (identities are kept per address, too).",
     );
   }
+  startLock({
+    changed: () => {
+      renderActive();
+      route();
+    },
+  });
   renderActive();
   renderKnown();
   renderCustodians();

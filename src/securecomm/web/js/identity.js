@@ -2,7 +2,7 @@
 // sealed shares. PublicIdentity is the JSON of §6.2 with the fingerprint of
 // §6.3; Identity holds the private keys as non-extractable CryptoKeys and
 // signs "securecomm/v1/" || purpose || LF || canonical JSON (§6.5). Key
-// files are in keyfile.js.
+// files are in keyfile.js; how the page stores an identity, in keywrap.js.
 
 import { b64decode, b64encode, concat, equal, labelledHash, toHex, utf8 } from "./bytes.js";
 import * as canonical from "./canonical.js";
@@ -241,34 +241,6 @@ export class Identity {
   static async fromKeyFile(text, passphrase) {
     const { name, ed25519Pkcs8, x25519Pkcs8 } = await readKeyFile(text, passphrase);
     return Identity.fromPkcs8(name, ed25519Pkcs8, x25519Pkcs8);
-  }
-
-  // For IndexedDB: CryptoKeys survive structured cloning, non-extractable.
-  toStored() {
-    return {
-      name: this.name,
-      publicJson: this.public.toJson(),
-      signKey: this.signKey,
-      kemKey: this.kemKey,
-    };
-  }
-
-  // The inverse of toStored, checking that the private keys match the public ones.
-  static async fromStored(obj) {
-    if (typeof obj !== "object" || obj === null) {
-      throw new IdentityError("stored identity: expected an object");
-    }
-    const publicIdentity = await PublicIdentity.fromJson(obj.publicJson, "stored identity");
-    if (obj.name !== publicIdentity.name) {
-      throw new IdentityError("stored identity: the name does not match its public identity");
-    }
-    const identity = new Identity(publicIdentity, obj.signKey, obj.kemKey);
-    if (!(await identity.keysMatch())) {
-      throw new IdentityError(
-        `stored identity ${identity.name}: the keys do not match its public keys`,
-      );
-    }
-    return identity;
   }
 
   // Whether the private keys belong to the public identity: a signature

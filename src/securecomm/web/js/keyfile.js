@@ -389,6 +389,12 @@ export function pemBlocks(text) {
   return [...text.matchAll(PEM_BLOCK)].map((match) => ({ label: match[1], body: match[2] }));
 }
 
+// Whether the private key blocks of `text` are all encrypted (a passphrase opens them).
+export function keyFileEncrypted(text) {
+  const blocks = typeof text === "string" ? pemBlocks(text) : [];
+  return blocks.length > 0 && blocks.every((block) => block.label === LABEL_ENCRYPTED);
+}
+
 // The DER inside a PEM body: base64 lines (LF or CRLF), nothing else.
 export function pemBodyBytes(body) {
   const joined = body

@@ -1,46 +1,59 @@
 // The Identity tab: create, import, export and register identities, and the keys pinned so far.
+// Every identity is kept wrapped under its passphrase and starts locked (views/lock.js).
 
 import * as api from "../api.js";
 import * as store from "../store.js";
 import { utf8 } from "../bytes.js";
 import { SecureCommError } from "../errors.js";
 import { Identity, checkName } from "../identity.js";
-import { writeKeyFile } from "../keyfile.js";
-import { state, $, h, show, describe, setStatus, act, download } from "./ui.js";
+import { keyFileEncrypted, readKeyFile, writeKeyFile } from "../keyfile.js";
+import { readRecord, storedRecord, wrapKeys } from "../keywrap.js";
+import { state, $, h, show, describe, setStatus, act, download, requireActive } from "./ui.js";
+import { checkNewPassphrase, lockNote, renderLock, unlocked } from "./lock.js";
 
+/** Read the stored identities, all locked. A record of the page's first version, whose keys
+ * any script of the page could use, is rewritten at once without them. */
 export async function loadIdentities() {
   state.identities.clear();
-  for (const record of await store.values("identities")) {
-    state.identities.set(record.name, {
-      ...record,
-      identity: await Identity.fromStored(record.stored),
-    });
+  for (const name of await store.keys("identities")) {
+    const { earlier, ...record } = await readRecord(await store.get("identities", name), name);
+    if (earlier)
+      await store.put("identities", name, storedRecord(record.public, record.keyFile, null));
+    state.identities.set(name, { ...record, identity: null });
   }
   const wanted = await store.get("settings", "active");
   state.active = state.identities.get(wanted) ?? state.identities.values().next().value ?? null;
 }
 
-async function saveIdentity(identity, keyFile, encrypted) {
-  if (state.identities.has(identity.name))
-    throw new SecureCommError(`this browser already has an identity named ${identity.name}`);
-  const record = {
-    name: identity.name,
-    stored: identity.toStored(),
-    keyFile,
-    encrypted,
-  };
-  await store.put("identities", identity.name, record);
+/** Store a new identity wrapped under `passphrase`, unlocked in this page. */
+async function saveIdentity(identity, keyFile, keys, passphrase, progress) {
+  progress(`Wrapping ${identity.name}'s keys under the passphrase…`);
+  const wrapped = await wrapKeys(keys.ed25519Pkcs8, keys.x25519Pkcs8, passphrase);
+  const stored = storedRecord(identity.public, keyFile, wrapped);
+  await store.put("identities", identity.name, stored);
   await store.put("settings", "active", identity.name);
-  state.identities.set(identity.name, { ...record, identity });
+  state.identities.set(identity.name, {
+    name: identity.name,
+    public: identity.public,
+    keyFile,
+    wrapped,
+    identity,
+  });
   state.active = state.identities.get(identity.name);
+  unlocked();
   // Your own key is pinned too: a directory entry that differs is then caught.
   await state.known.pin(identity.public).catch(() => {});
 }
 
+function refuseTaken(name) {
+  if (state.identities.has(name))
+    throw new SecureCommError(`this browser already has an identity named ${name}`);
+}
+
 async function registerActive(progress = () => {}) {
-  const record = state.active;
-  progress(`Registering ${record.name} in the relay's directory…`);
-  await api.register(record.identity);
+  const identity = requireActive();
+  progress(`Registering ${identity.name} in the relay's directory…`);
+  await api.register(identity);
 }
 
 export function renderActive() {
@@ -54,10 +67,9 @@ export function renderActive() {
       : h("option", { value: "" }, "no identity yet"),
   );
   select.disabled = !state.identities.size;
-  $("#active-fingerprint").textContent = state.active
-    ? state.active.identity.public.shortFingerprint()
-    : "";
+  $("#active-fingerprint").textContent = state.active ? state.active.public.shortFingerprint() : "";
   renderIdentity();
+  renderLock();
 }
 
 function renderIdentity() {
@@ -77,7 +89,8 @@ function renderIdentity() {
     );
     return;
   }
-  const pub = record.identity.public;
+  const pub = record.public;
+  const locked = !record.identity;
   const status = h("div", { class: "status", role: "status", "aria-live": "polite" });
   const card = h(
     "div",
@@ -93,26 +106,28 @@ function renderIdentity() {
     ),
     h("p", { id: "identity-registered" }, "Checking this relay's directory…"),
     h(
+      "p",
+      { id: "identity-lock", class: locked ? "notice" : "hint" },
+      locked ? `Locked: unlock ${pub.name} above to send, read, register or export. ` : "",
+      lockNote(),
+    ),
+    h(
       "div",
       { class: "buttons" },
-      h(
-        "button",
-        {
-          type: "button",
-          id: "export-button",
-          onclick: () => {
-            download(`${pub.name}.key`, utf8(record.keyFile), "text/plain");
-            setStatus(
-              card,
-              record.encrypted
-                ? `Exported ${pub.name}.key, protected by your passphrase.`
-                : `Exported ${pub.name}.key (it was imported unencrypted and is exported as it came).`,
-              "ok",
-            );
-          },
-        },
-        "Export key file",
-      ),
+      locked
+        ? null
+        : h(
+            "button",
+            {
+              type: "button",
+              id: "export-button",
+              onclick: () => {
+                download(`${pub.name}.key`, utf8(record.keyFile), "text/plain");
+                setStatus(card, `Exported ${pub.name}.key, protected by your passphrase.`, "ok");
+              },
+            },
+            "Export key file",
+          ),
       h(
         "button",
         {
@@ -139,13 +154,13 @@ function renderIdentity() {
     status,
   );
   show(container, card);
-  showRegistration(record, card);
+  showRegistration(record, card, !locked);
 }
 
 /** Say what the relay's directory holds under this name; offer Register only if nothing. */
 
-async function showRegistration(record, card) {
-  const pub = record.identity.public;
+async function showRegistration(record, card, canRegister) {
+  const pub = record.public;
   const register = h(
     "button",
     {
@@ -168,7 +183,7 @@ async function showRegistration(record, card) {
   let kind = "";
   let offer = true;
   try {
-    const found = await api.registration(record.identity);
+    const found = await api.registration(record);
     offer = found.state === "absent";
     if (found.state === "registered") text = "Registered in this relay's directory with this key.";
     if (found.state === "other") {
@@ -184,7 +199,7 @@ async function showRegistration(record, card) {
   const line = $("#identity-registered", card);
   line.textContent = text;
   line.className = kind;
-  if (offer) $(".buttons", card).prepend(register);
+  if (offer && canRegister) $(".buttons", card).prepend(register);
 }
 
 export function renderKnown() {
@@ -264,17 +279,18 @@ export async function onCreate(event) {
     const name = $("#create-name").value.trim();
     const passphrase = $("#create-passphrase").value;
     checkName(name, { field: "name" });
-    if (passphrase.length < 8)
-      throw new SecureCommError("Choose a passphrase of at least 8 characters.");
-    if (passphrase !== $("#create-confirm").value)
-      throw new SecureCommError("The two passphrases differ.");
+    checkNewPassphrase(passphrase, $("#create-confirm").value);
+    refuseTaken(name);
     progress("Making your keys…");
-    const { identity, ed25519Pkcs8, x25519Pkcs8 } = await Identity.generate(name);
-    progress("Protecting your key file (600,000 rounds of PBKDF2)…");
-    const keyFile = await writeKeyFile(name, ed25519Pkcs8, x25519Pkcs8, passphrase);
-    ed25519Pkcs8.fill(0);
-    x25519Pkcs8.fill(0);
-    await saveIdentity(identity, keyFile, true);
+    const { identity, ...keys } = await Identity.generate(name);
+    try {
+      progress("Protecting your key file (600,000 rounds of PBKDF2)…");
+      const keyFile = await writeKeyFile(name, keys.ed25519Pkcs8, keys.x25519Pkcs8, passphrase);
+      await saveIdentity(identity, keyFile, keys, passphrase, progress);
+    } finally {
+      keys.ed25519Pkcs8.fill(0);
+      keys.x25519Pkcs8.fill(0);
+    }
     form.reset();
     renderActive();
     renderKnown();
@@ -303,10 +319,38 @@ export async function onImport(event) {
     const file = $("#import-file").files[0];
     const text = file ? await file.text() : $("#import-text").value;
     if (!text.trim()) throw new SecureCommError("Choose a key file or paste one.");
-    const passphrase = $("#import-passphrase").value || null;
-    progress(passphrase ? "Opening the key file…" : "Reading the key file…");
-    const identity = await Identity.fromKeyFile(text, passphrase);
-    await saveIdentity(identity, text, passphrase !== null);
+    // An encrypted file's passphrase locks it here too; an unencrypted one gets a new one.
+    const encrypted = keyFileEncrypted(text);
+    const chosen = $("#import-new").value;
+    let passphrase = $("#import-passphrase").value;
+    if (encrypted && chosen)
+      throw new SecureCommError(
+        "This key file has a passphrase, which locks it in this page too: leave “New passphrase” empty.",
+      );
+    progress(encrypted ? "Opening the key file…" : "Reading the key file…");
+    const keys = await readKeyFile(text, encrypted ? passphrase || null : null);
+    let identity;
+    try {
+      if (!encrypted && passphrase)
+        throw new SecureCommError(
+          "This key file is not encrypted: leave “Passphrase” empty and choose a new passphrase, twice, to lock it in this page.",
+        );
+      if (!encrypted) {
+        checkNewPassphrase(chosen, $("#import-again").value);
+        passphrase = chosen;
+      }
+      refuseTaken(keys.name);
+      identity = await Identity.fromPkcs8(keys.name, keys.ed25519Pkcs8, keys.x25519Pkcs8);
+      // An unencrypted file is kept encrypted with the new passphrase, as the page exports it.
+      if (!encrypted) progress("Encrypting the key file with the new passphrase…");
+      const keyFile = encrypted
+        ? text
+        : await writeKeyFile(keys.name, keys.ed25519Pkcs8, keys.x25519Pkcs8, passphrase);
+      await saveIdentity(identity, keyFile, keys, passphrase, progress);
+    } finally {
+      keys.ed25519Pkcs8.fill(0);
+      keys.x25519Pkcs8.fill(0);
+    }
     form.reset();
     renderActive();
     renderKnown();

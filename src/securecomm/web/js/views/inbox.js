@@ -20,10 +20,12 @@ import {
   time,
   download,
   requireActive,
+  lockedSentence,
   mib,
   rated,
 } from "./ui.js";
 import { renderKnown } from "./identity.js";
+import { whileUnlocked, wipeOnLock, wipeShown } from "./lock.js";
 
 // What the sender's signed policy says of a message, as the relay lists it (null: unknown).
 function policyNotes(policy) {
@@ -42,10 +44,19 @@ function policyNotes(policy) {
 
 export async function refreshInbox() {
   const card = $("#inbox .card");
+  if (state.active && !state.active.identity) {
+    // Locked: nothing of the inbox is fetched or shown until the passphrase is given.
+    show($("#inbox-list"));
+    setStatus(card, lockedSentence(state.active.name));
+    $("#unlock-passphrase").focus();
+    return;
+  }
   await act(card, $("#inbox-refresh"), async (progress) => {
     const reader = requireActive();
+    const epoch = state.epoch;
     progress("Fetching your inbox…");
     const messages = await api.inbox(reader);
+    if (state.epoch !== epoch) return; // the page locked meanwhile
     setStatus(
       card,
       messages.length
@@ -230,6 +241,7 @@ async function saveStream(stream, name, { box, save, bar, cancel }) {
       cancel.disabled = true;
       controller.abort();
     };
+    const release = whileUnlocked(controller); // locking the page stops the download
     const saving = rated();
     cancel.addEventListener("click", stop);
     Object.assign(cancel, { hidden: false, disabled: false });
@@ -261,6 +273,7 @@ async function saveStream(stream, name, { box, save, bar, cancel }) {
         `${describe(error)} Nothing was saved; the shares are kept, so reading it again asks no custodian.`,
       );
     } finally {
+      release();
       cancel.removeEventListener("click", stop);
       cancel.hidden = true;
       bar.hidden = true;
@@ -270,6 +283,8 @@ async function saveStream(stream, name, { box, save, bar, cancel }) {
 
 async function readMessage(messageId, button) {
   const reader = requireActive();
+  const epoch = state.epoch;
+  wipeShown(); // the message shown before, which this read replaces
   const statuses = new Map(state.config.custodians.map((c) => [c.name, ["waiting", ""]]));
   const statusList = h("ul", { class: "custody", id: "custody-status" });
   const drawStatus = () =>
@@ -312,6 +327,12 @@ async function readMessage(messageId, button) {
       },
       warn: (line) => warnings.push(line),
     });
+    wipeOnLock(result.plaintext);
+    if (state.epoch !== epoch) {
+      // The page locked while the shares came: show nothing of it.
+      wipeShown();
+      return;
+    }
     renderKnown();
     if (result.download) {
       setStatus(

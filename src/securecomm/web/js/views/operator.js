@@ -2,7 +2,7 @@
 
 import * as api from "../api.js";
 import { ServiceError } from "../errors.js";
-import { state, $, h, show, describe, setStatus, act, time } from "./ui.js";
+import { state, $, h, show, describe, setStatus, act, time, requireActive } from "./ui.js";
 
 // Each refresh has a number: one that a later refresh overtook draws nothing more.
 let refreshes = 0;
@@ -14,7 +14,14 @@ export async function refreshOperator() {
     show(list, h("p", { class: "notice" }, "Import an operator key file under Identity first."));
     return;
   }
-  const operator = state.active.identity;
+  let operator;
+  try {
+    operator = requireActive();
+  } catch (error) {
+    show(list, h("p", { class: "notice" }, describe(error)));
+    return;
+  }
+  const epoch = state.epoch;
   show(
     list,
     state.config.custodians.map((c) =>
@@ -35,6 +42,7 @@ export async function refreshOperator() {
           api.pendingReleases(custodian, operator),
           api.audit(custodian, operator, state.known),
         ]);
+        if (state.epoch !== epoch) return; // the page locked meanwhile
         drawOperator(card, custodian, operator, pending, log);
       } catch (error) {
         if (error instanceof ServiceError && error.code === "not_operator") {
@@ -46,7 +54,7 @@ export async function refreshOperator() {
       }
     }),
   );
-  if (refresh !== refreshes) return;
+  if (refresh !== refreshes || state.epoch !== epoch) return;
   if (others.length) {
     const names = state.config.custodians
       .map((c) => c.name)

@@ -7,6 +7,7 @@ import { SecureCommError } from "../errors.js";
 import { checkName } from "../identity.js";
 import { state, $, h, show, setStatus, act, requireActive, rated } from "./ui.js";
 import { renderKnown } from "./identity.js";
+import { whileUnlocked } from "./lock.js";
 
 export function renderCustodians() {
   const config = state.config;
@@ -43,6 +44,7 @@ export async function onSend(event) {
   const form = event.target;
   await act(form, $("button[type=submit]", form), async (progress) => {
     const sender = requireActive();
+    const epoch = state.epoch;
     const recipients = $("#send-to")
       .value.split(",")
       .map((s) => s.trim())
@@ -110,9 +112,11 @@ export async function onSend(event) {
       cancel.hidden = false;
       cancel.disabled = false;
       cancel.addEventListener("click", stop);
+      const release = whileUnlocked(controller); // locking the page stops the upload
       try {
         result = await api.sendFile({ ...common, file, signal: controller.signal });
       } finally {
+        release();
         cancel.removeEventListener("click", stop);
         cancel.hidden = true;
         bar.hidden = true;
@@ -122,6 +126,10 @@ export async function onSend(event) {
     }
     renderKnown();
     renderCustodians();
+    if (state.epoch !== epoch) {
+      setStatus(form, `Sent to ${recipients.join(", ")}; the page locked meanwhile.`, "ok");
+      return;
+    }
     setStatus(form, `Sent to ${recipients.join(", ")}.`, "ok");
     form.reset();
     showSent(result, recipients, warnings);

@@ -9,8 +9,20 @@ import {
   ServiceError,
   StreamError,
 } from "../errors.js";
+import { LockedError } from "../keywrap.js";
 
-export const state = { config: null, known: null, identities: new Map(), active: null };
+// `identities`: name → {name, public, keyFile, wrapped, identity}, where `identity` holds the
+// unlocked keys, or is null while locked. `epoch` counts locks: a result that arrives after
+// one is not shown. `running`: AbortControllers a lock aborts; `shown`: plaintexts it wipes.
+export const state = {
+  config: null,
+  known: null,
+  identities: new Map(),
+  active: null,
+  epoch: 0,
+  running: new Set(),
+  shown: new Set(),
+};
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -110,8 +122,16 @@ export function download(name, bytes, type = "application/octet-stream") {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
+/** The active identity's unlocked keys; if it is locked, ask for its passphrase. */
 export function requireActive() {
   if (!state.active)
     throw new SecureCommError("Create or import an identity first (under Identity).");
+  if (!state.active.identity) {
+    $("#unlock-passphrase")?.focus();
+    throw new LockedError(lockedSentence(state.active.name));
+  }
   return state.active.identity;
 }
+
+export const lockedSentence = (name) =>
+  `${name} is locked: enter its passphrase above to unlock it.`;
