@@ -179,3 +179,8 @@ def test_a_stale_socket_is_no_session(tmp_path: Path, alice: tuple[Identity, Pat
 def test_bounds(tmp_path: Path, lifetime: int, idle: int) -> None:
     with pytest.raises(agent.AgentError):
         agent.Agent(Identity.generate("alice"), _socket(tmp_path), lifetime=lifetime, idle=idle)
+
+
+def test_the_cli_looks_for_the_socket_where_the_agent_puts_it(tmp_path: Path) -> None:
+    """cli._common looks for a session without importing this module: at the same path."""
+    assert agent.socket_path(tmp_path, "alice") == tmp_path / "sessions" / "alice.sock"

@@ -345,14 +345,17 @@ def _device(args: argparse.Namespace, settings: Settings, name: str) -> Keys | N
 
 def _session(key_path: Path, name: str) -> Keys | None:
     """``name``'s agent, if it runs and holds the keys of their public key file."""
+    public_path = key_path.with_suffix(".pub")
+    home = key_path.parent.parent
+    # Looked for before the agent's module is imported (most commands find none): where
+    # agent.socket_path puts it.
+    if not public_path.exists() or not (home / "sessions" / f"{name}.sock").exists():
+        return None
     from .. import agent
     from ..identity import load_public
 
-    public_path = key_path.with_suffix(".pub")
-    if not public_path.exists():
-        return None
     try:
-        return agent.find(key_path.parent.parent, name, load_public(public_path))
+        return agent.find(home, name, load_public(public_path))
     except SecureCommError as exc:
         warn(f"not using {name}'s session: {exc}")
         return None

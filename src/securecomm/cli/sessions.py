@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import agent
 from ..errors import IdentityError
 from ..identity import Identity, check_name, load_public, save_public
 from ..local.layout import person_home, person_homes, user_key_path
@@ -57,6 +56,8 @@ def _name(args: argparse.Namespace, home: Path) -> str:
 
 
 def cmd_unlock(args: argparse.Namespace) -> None:
+    from .. import agent  # not at import: every command's start would pay for it
+
     home = home_of(args)
     name = _name(args, home)
     key_path = user_key_path(home, name)
@@ -103,6 +104,8 @@ def cmd_unlock(args: argparse.Namespace) -> None:
 
 
 def cmd_lock(args: argparse.Namespace) -> None:
+    from .. import agent  # not at import: every command's start would pay for it
+
     home = home_of(args)
     names = [check_name(args.person, field="--as")] if args.person else None
     ended = []
@@ -119,6 +122,8 @@ def cmd_lock(args: argparse.Namespace) -> None:
 
 
 def cmd_sessions(args: argparse.Namespace) -> None:
+    from .. import agent  # not at import: every command's start would pay for it
+
     found = agent.sessions(person_homes(home_of(args)))
     if not found:
         print("nothing is unlocked")
@@ -152,14 +157,14 @@ def add_commands(sub: Any) -> None:
         "--for",
         dest="lifetime",
         type=parse_duration,
-        default=agent.DEFAULT_LIFETIME_SECONDS,
+        default=parse_duration("30m"),
         metavar="DURATION",
         help="how long it stays unlocked at most (default 30m, at most 24h)",
     )
     p.add_argument(
         "--idle",
         type=parse_duration,
-        default=agent.DEFAULT_IDLE_SECONDS,
+        default=parse_duration("10m"),
         metavar="DURATION",
         help="lock after this long without use (default 10m)",
     )
