@@ -68,6 +68,33 @@ def test_a_revoked_device_is_refused(world: World, message_id: str, service: str
     assert _ask(world, service, world.bob, message_id) == "ok"
 
 
+def test_the_audit_log_names_the_device(world: World, message_id: str) -> None:
+    """A release a device asked for is logged as bob's, with the device beside him; one
+    bob asked for himself names no device."""
+    keys = _added_device(world, "audited")
+    assert _ask(world, "alpha", keys, message_id) == "ok"
+    by_device = _last_release(world)
+    assert by_device["recipient"] == world.bob.public.fingerprint_hex
+    assert by_device["device"] == keys.signer.fingerprint_hex
+    assert _ask(world, "alpha", world.bob, message_id) == "ok"
+    by_bob = _last_release(world)
+    assert by_bob["recipient"] == world.bob.public.fingerprint_hex and "device" not in by_bob
+
+
+def _last_release(world: World) -> dict[str, str]:
+    """The data of the last release in alpha's audit log, read by its operator."""
+    operator = Identity.load(world.home / "operators" / "alpha-operator.key")
+    alpha = world.settings.custodian("alpha")
+    released: list[dict[str, str]] = []
+    after: str | None = "0"
+    with ServiceClient(alpha.url, "alpha", operator) as client:
+        while after is not None:
+            page = client.request("GET", "/v1/audit", params={"after": after}).json()
+            released += [e["data"] for e in page["entries"] if e["event"] == "release"]
+            after = None if page["next"] is None else str(page["next"])
+    return released[-1]
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_an_expired_delegation_is_refused(world: World, message_id: str, service: str) -> None:
     device = Identity.generate("bob")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.engine import Connection, Engine
 
 from .. import canonical, hpke
@@ -100,7 +100,12 @@ def _who(caller: PublicIdentity) -> tuple[str, str]:
 
 
 def log(conn: Connection, event: str, **data: Any) -> None:
+    """Append ``event`` to the audit log; one that a device asked for (spec/sessions.md
+    section 3) names the device too, beside its person."""
     c = here()
+    signer, caller = g.get("signer"), g.get("caller")
+    if signer is not None and caller is not None and not signer.same_keys(caller):
+        data["device"] = signer.fingerprint_hex
     audit.append(conn, audit_log, c.identity, event, data, int(time.time()))
 
 
