@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from securecomm import agent
+from securecomm.errors import IdentityError
 from securecomm.identity import Identity
 from securecomm.local.layout import person_home, user_key_path
 from tests.agents import PASSPHRASE, end, wait_gone
@@ -187,3 +188,42 @@ def test_unlock_without_a_name_in_a_home_of_several(up: Up) -> None:
     asked = cli(up.home, "unlock")
     assert asked.returncode == 2, explain(asked)
     assert "--as NAME" in asked.stderr
+
+
+def test_alice_protects_her_key_then_unlocks_it(up: Up, secret: Path) -> None:
+    """The issue's walk with alice, whose key ``up`` made without a passphrase: she sets
+    one, unlocks for 10 minutes, sends three times unasked, locks, and is asked again."""
+    alice_key = user_key_path(up.home, "alice")
+    try:
+        protected = cli(
+            up.home, "passphrase", "--as", "alice", "--new-passphrase-file", str(secret)
+        )
+        assert protected.returncode == 0, explain(protected)
+        with pytest.raises(IdentityError, match="passphrase is needed"):
+            Identity.load(alice_key)
+        unlocked = cli(
+            up.home, "unlock", "--as", "alice", "--for", "10m", "--passphrase-file", str(secret)
+        )
+        assert unlocked.returncode == 0 and "alice unlocked until" in unlocked.stdout, explain(
+            unlocked
+        )
+        for n in range(3):
+            sent = cli(up.home, "send", "--from", "alice", "--to", "bob", f"unasked {n}")
+            assert sent.returncode == 0, explain(sent)
+        assert cli(up.home, "lock", "--as", "alice").returncode == 0
+        asked = cli(up.home, "send", "--from", "alice", "--to", "bob", "asked")
+        assert asked.returncode == 1 and "passphrase is needed" in asked.stderr, explain(asked)
+    finally:
+        for session in agent.sessions([person_home(up.home, "alice")]):
+            agent.lock(session.path)
+        restored = cli(
+            up.home,
+            "passphrase",
+            "--as",
+            "alice",
+            "--passphrase-file",
+            str(secret),
+            "--no-passphrase",
+        )
+    assert restored.returncode == 0, explain(restored)
+    Identity.load(alice_key)  # unprotected again, for the tests after this one

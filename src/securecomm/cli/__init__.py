@@ -3,7 +3,8 @@
 - :mod:`.offline`: split, combine, keygen, encrypt, decrypt (single-machine mode, no server)
 - :mod:`.local`: init, up, demo, clean (the whole system on this machine)
 - :mod:`.people`: send, inbox, read, unsend
-- :mod:`.sessions`: unlock, lock, sessions (a key unlocked for a while, by an agent)
+- :mod:`.sessions`: unlock, lock, sessions (a key unlocked for a while, by an agent),
+  passphrase (set or change a key file's)
 - :mod:`.devices`: devices init, add, list, revoke (another device acting for a person)
 - :mod:`.operators`: a custodian's operator (pending, approve, deny) and audit verify
 - :mod:`.services`: relay serve, custodian serve, db status|upgrade, and mitm for testing

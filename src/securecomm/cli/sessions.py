@@ -17,6 +17,7 @@ from ._common import (
     home_of,
     home_option,
     load_identity,
+    new_passphrase,
     parse_duration,
     passphrase_options,
 )
@@ -80,7 +81,7 @@ def cmd_unlock(args: argparse.Namespace) -> None:
     else:
         print(
             f"{name}'s key has no passphrase: commands use it without asking, so there is"
-            " nothing to unlock"
+            f" nothing to unlock (protect it with: securecomm passphrase --as {name})"
         )
         return
     identity = load_identity(str(key_path), args)
@@ -101,6 +102,27 @@ def cmd_unlock(args: argparse.Namespace) -> None:
         f"{name} unlocked until {_when(until)} (locks after {_span(idle)} without use);"
         f" 'securecomm lock --as {name}' locks it now"
     )
+
+
+def cmd_passphrase(args: argparse.Namespace) -> None:
+    home = home_of(args)
+    name = _name(args, home)
+    key_path = user_key_path(home, name)
+    if not key_path.exists():
+        raise CliError(f"no identity {name!r} at {key_path}", code=EXIT_BAD_INPUT)
+    identity = load_identity(str(key_path), args)  # the current passphrase, if any
+    wanted = argparse.Namespace(
+        no_passphrase=args.no_passphrase,
+        passphrase_file=args.new_passphrase_file,
+        ask_passphrase=False,
+    )
+    secret = new_passphrase(wanted)
+    identity.save(key_path, secret)  # atomic: the old file or the new, never half of one
+    if secret is None:
+        print(f"{key_path}: no passphrase any more; anyone who can read it can use it")
+    else:
+        print(f"{key_path}: protected by the new passphrase; 'securecomm unlock --as {name}'")
+        print("  unlocks it for a while")
 
 
 def cmd_lock(args: argparse.Namespace) -> None:
@@ -171,6 +193,24 @@ def add_commands(sub: Any) -> None:
     home_option(p)
     passphrase_options(p)
     p.set_defaults(func=cmd_unlock)
+
+    p = sub.add_parser(
+        "passphrase",
+        help="set, change or remove the passphrase of your key file",
+        description="Write NAME's key file again under a new passphrase: asked twice on a"
+        " terminal, or read from --new-passphrase-file; --no-passphrase leaves it"
+        " unprotected. The current passphrase, if it has one, is asked first (or read from"
+        " --passphrase-file). The file is replaced whole, at once.",
+    )
+    p.add_argument("--as", dest="person", metavar="NAME", help="whose key")
+    passphrase_options(p)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--new-passphrase-file", metavar="PATH", help="the new passphrase's first line"
+    )
+    group.add_argument("--no-passphrase", action="store_true", help="leave the key unprotected")
+    home_option(p)
+    p.set_defaults(func=cmd_passphrase)
 
     p = sub.add_parser(
         "lock",
