@@ -772,3 +772,241 @@ def test_a_file_is_named_alike_in_js_and_python(page: Page) -> None:
         except errors.FieldError:
             refused = "FieldError"
         assert got["refused"] == refused, path
+
+
+# Devices (spec/sessions.md section 3)
+
+DEVICES = "const devices = await import('/js/devices.js');"
+DELEGATION_SECONDS = 90 * 86400
+ISSUED = 1_790_000_000
+
+
+def test_the_page_signs_a_delegation_and_a_revocation_as_python_and_seals_the_key(
+    page: Page,
+) -> None:
+    """The page's Delegation and Revocation are byte for byte Python's (Ed25519 is
+    deterministic: the same signing input gives the same signature), and the person's X25519
+    key it seals to a device opens in Python, bound to that person and that device."""
+    from securecomm.devices import Delegation, Revocation, delegate, open_person_key, revoke
+
+    bob, laptop = Identity.generate("bob"), Identity.generate("bob")
+    code = b64(canonical.dumps(laptop.public.to_json()))
+    js = evaluate(
+        page,
+        DEVICES
+        + """
+        const bob = await fromKeys(arg.bob);
+        const laptop = await devices.deviceFromCode(arg.code, 'bob');
+        const kemRaw = keyfile.parsePrivateKeyInfo(b64decode(arg.bob.x)).privateRaw;
+        const delegation = await devices.delegate(bob, laptop, 'laptop', arg.seconds, arg.at);
+        const revocation = await devices.revoke(bob, laptop.fingerprintHex, arg.at + 60);
+        return {
+            delegation: delegation.toJson(),
+            revocation: revocation.toJson(),
+            sealed: b64encode(await devices.sealPersonKey(kemRaw, bob.public, laptop)),
+            info: b64encode(devices.keyInfo(bob.public, laptop)),
+            ownKey: await failure(() => devices.delegate(bob, bob.public, 'self', 60, arg.at)),
+            tooLong: await failure(() => devices.delegate(bob, laptop, 'x', 366 * 86400 + 1)),
+            never: await failure(() => devices.delegate(bob, laptop, 'x', 0)),
+            label: await failure(() => devices.delegate(bob, laptop, '-laptop', 60)),
+            otherName: await failure(() => devices.deviceFromCode(arg.aliceCode, 'bob')),
+            notACode: await failure(() => devices.deviceFromCode('not a code', 'bob')),
+        };
+        """,
+        {
+            "bob": pkcs8(bob),
+            "code": code,
+            "seconds": DELEGATION_SECONDS,
+            "at": ISSUED,
+            "aliceCode": b64(canonical.dumps(Identity.generate("alice").public.to_json())),
+        },
+    )
+    delegation = Delegation.from_json(js["delegation"])
+    delegation.verify()
+    assert (
+        js["delegation"]
+        == delegate(bob, laptop.public, "laptop", DELEGATION_SECONDS, now=ISSUED).to_json()
+    )
+    revocation = Revocation.from_json(js["revocation"])
+    revocation.verify()
+    assert js["revocation"] == revoke(bob, laptop.public.fingerprint_hex, now=ISSUED + 60).to_json()
+    # The sealed key: 80 bytes, the person's X25519 key, under purpose device-key.
+    sealed = unb64(js["sealed"])
+    context = {"person": bob.public.fingerprint_hex, "device": laptop.public.fingerprint_hex}
+    assert unb64(js["info"]) == hpke.info("device-key", context)
+    assert len(sealed) == 32 + hpke.OVERHEAD_BYTES
+    opened = open_person_key(sealed, laptop, bob.public)
+    assert opened.private_bytes_raw() == bob.kem_private_key.private_bytes_raw()
+    # Bound to both: another device cannot open it, nor can it pass for another person's.
+    with pytest.raises(errors.DecryptionError):
+        open_person_key(sealed, Identity.generate("bob"), bob.public)
+    with pytest.raises(errors.DecryptionError):
+        open_person_key(sealed, laptop, Identity.generate("bob").public)
+    with pytest.raises(errors.DecryptionError):
+        hpke.open(sealed, laptop.kem_private_key, hpke.info("deposit", context))
+    assert js["ownKey"] == "FieldError: delegation: the device's key is the person's own"
+    assert js["tooLong"] == js["never"] == "FieldError: a delegation lasts from a second to a year"
+    assert js["label"].startswith("FieldError: label: expected a device label")
+    assert js["otherName"] == "IdentityError: That device's key was made for alice, not bob."
+    assert js["notACode"].startswith("FieldError: That is not a device's code")
+
+
+def _signed_delegation(person: Identity, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` signed by ``person`` as a delegation, whatever it says."""
+    return {**body, "signature": b64(person.sign("delegation", body))}
+
+
+def _python_listing(monkeypatch: pytest.MonkeyPatch, answer: Any, person: PublicIdentity) -> str:
+    """What the CLI's check of a relay's list (client/devices.py devices) makes of
+    ``answer``: the devices' states, or the class of its error."""
+    import httpx
+
+    from securecomm.client import devices as client_devices
+
+    class Relay:
+        def __enter__(self) -> Relay:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def request(self, *_: object, **__: object) -> httpx.Response:
+            return httpx.Response(200, content=canonical.dumps(answer))
+
+    monkeypatch.setattr(client_devices, "_relay", lambda *_, **__: Relay())
+    try:
+        found = client_devices.devices(None, person)  # type: ignore[arg-type]
+    except errors.SecureCommError as exc:
+        return type(exc).__name__
+    return "accepted " + ",".join(d.state(ISSUED + 10) for d in found)
+
+
+def test_the_page_checks_a_relays_list_of_devices_as_the_cli_does(
+    page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry that the person did not sign, that is not well formed, or whose revocation is
+    of another device, is refused by the page as by the CLI: the whole list is."""
+    from securecomm.devices import delegate, revoke
+
+    bob, mallory = Identity.generate("bob"), Identity.generate("bob")
+    laptop, phone = Identity.generate("bob"), Identity.generate("bob")
+    valid = delegate(bob, laptop.public, "laptop", 3600, now=ISSUED).to_json()
+    revoked = delegate(bob, phone.public, "phone", 3600, now=ISSUED).to_json()
+    revocation = revoke(bob, phone.public.fingerprint_hex, now=ISSUED + 5).to_json()
+    unsigned = {k: v for k, v in valid.items() if k != "signature"}
+
+    def entry(delegation: Any, revocation: Any = None) -> dict[str, Any]:
+        return {"delegation": delegation, "revocation": revocation}
+
+    cases: dict[str, Any] = {
+        "good": [entry(valid), entry(revoked, revocation)],
+        "none": [],
+        "forged delegation": [
+            entry(delegate(mallory, laptop.public, "laptop", 3600, now=ISSUED).to_json())
+        ],
+        "forged revocation": [
+            entry(revoked, revoke(mallory, phone.public.fingerprint_hex, now=ISSUED).to_json())
+        ],
+        "revocation of another device": [entry(valid, revocation)],
+        "label altered": [entry({**valid, "label": "phone"})],
+        "expiry altered": [entry({**valid, "expires": ISSUED + 7200})],
+        "device is the person": [
+            entry(_signed_delegation(bob, {**unsigned, "device": bob.public.to_json()}))
+        ],
+        "longer than a year": [
+            entry(_signed_delegation(bob, {**unsigned, "expires": ISSUED + 367 * 86400}))
+        ],
+        "another name": [
+            entry(
+                _signed_delegation(
+                    bob, {**unsigned, "device": Identity.generate("eve").public.to_json()}
+                )
+            )
+        ],
+        "version 2": [entry(_signed_delegation(bob, {**unsigned, "v": 2}))],
+    }
+    js = evaluate(
+        page,
+        DEVICES
+        + """
+        const bob = await publicOf(arg.bob);
+        const verdicts = {};
+        for (const [name, entries] of Object.entries(arg.cases)) {
+            try {
+                const found = await devices.checkListed({ devices: entries }, bob);
+                verdicts[name] = 'accepted ' +
+                    found.map((entry) => devices.stateOf(entry, arg.at + 10)).join(',');
+            } catch (error) {
+                verdicts[name] = `${error.name}: ${error.message}`;
+            }
+        }
+        verdicts['not a list'] = await failure(() => devices.checkListed({ devices: 'x' }, bob));
+        return verdicts;
+        """,
+        {"bob": bob.public.to_json(), "cases": cases, "at": ISSUED},
+    )
+    for name, entries in cases.items():
+        python = _python_listing(monkeypatch, {"devices": entries}, bob.public)
+        assert js[name].split(":")[0] == python, (name, js[name], python)
+    assert js["good"] == "accepted valid,revoked"
+    assert js["none"] == "accepted "
+    not_signed = "IdentityError: the relay listed a device of bob not signed by their key"
+    assert js["forged delegation"] == js["forged revocation"] == not_signed
+    assert js["revocation of another device"] == (
+        "IdentityError: the relay listed a revocation of another device"
+    )
+    assert js["label altered"].startswith("SignatureError: delegation signature does not verify")
+    assert js["device is the person"].endswith("the device's key is the person's own")
+    assert js["another name"].endswith("the device's name is not the person's")
+    assert js["not a list"].startswith("FieldError: ")
+
+
+def test_the_page_takes_a_revocation_receipt_only_from_the_services_key(page: Page) -> None:
+    """A service's receipt (purpose revoked) is taken only signed by that service's pinned
+    key, for this revocation and this service, as the CLI takes it."""
+    from securecomm.client.devices import _check_receipt
+    from securecomm.devices import revocation_receipt, revoke
+
+    bob, alpha, impostor = (Identity.generate(n) for n in ("bob", "alpha", "alpha"))
+    revocation = revoke(bob, Identity.generate("bob").public.fingerprint_hex)
+    receipt = revocation_receipt("alpha", revocation)
+
+    def signed(signer: Identity, body: Any, purpose: str = "revoked") -> dict[str, Any]:
+        return {"receipt": body, "signature": b64(signer.sign(purpose, body))}
+
+    cases: dict[str, Any] = {
+        "good": signed(alpha, receipt),
+        "another key": signed(impostor, receipt),
+        "another purpose": signed(alpha, receipt, "receipt"),
+        "another device": signed(alpha, {**receipt, "device": "ab" * 32}),
+        "another service": signed(alpha, {**receipt, "service": "bravo"}),
+        "another person": signed(alpha, {**receipt, "person": "cd" * 32}),
+        "no signature": {"receipt": receipt},
+        "not an object": ["receipt"],
+    }
+    js = evaluate(
+        page,
+        DEVICES
+        + """
+        const alpha = await publicOf(arg.alpha);
+        const revocation = await devices.Revocation.fromJson(arg.revocation);
+        const verdicts = {};
+        for (const [name, answer] of Object.entries(arg.cases))
+            verdicts[name] = await failure(
+                () => devices.checkReceipt(answer, alpha, 'alpha', revocation));
+        return verdicts;
+        """,
+        {"alpha": alpha.public.to_json(), "revocation": revocation.to_json(), "cases": cases},
+    )
+    for name, answer in cases.items():
+        try:
+            _check_receipt(answer, alpha.public, "alpha", revocation)
+            python = "accepted"
+        except errors.SecureCommError:
+            python = "refused"
+        assert (js[name] == "accepted") == (python == "accepted"), (name, js[name])
+    assert js["good"] == "accepted"
+    assert js["another key"].startswith("SignatureError: revoked signature does not verify")
+    assert js["another service"] == (
+        "IdentityError: alpha did not answer with a receipt for this revocation"
+    )

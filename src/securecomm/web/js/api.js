@@ -8,8 +8,9 @@
 // to the relay. Every answer of the relay is checked to be signed by its pinned key for the
 // request it answers (spec §11.4) before anything of it is used.
 
-import { b64decode, labelledHash, sha256, toHex } from "./bytes.js";
+import { b64decode, b64encode, labelledHash, sha256, toHex } from "./bytes.js";
 import * as canonical from "./canonical.js";
+import { checkListed, checkReceipt } from "./devices.js";
 import {
   Receipt,
   StreamEnvelope,
@@ -303,6 +304,51 @@ export async function register(identity) {
   return (
     await relay(identity).request("PUT", `/api/v1/directory/${identity.name}`, { body })
   ).json();
+}
+
+// A person's devices (spec/sessions.md §3), as client/devices.py adds, lists and revokes them.
+
+/**
+ * The devices of `person` (a PublicIdentity) as the relay's directory lists them, each
+ * {delegation, revocation or null}, every entry checked to be signed by `person` (devices.js
+ * checkListed): a list with one entry that is not is refused whole.
+ */
+export async function devices(person) {
+  const path = `/api/v1/directory/${encodeURIComponent(person.name)}/devices`;
+  const answer = (await relay().request("GET", path, { sign: false })).json();
+  return checkListed(answer, person);
+}
+
+/** Hand the relay `delegation` (signed by `identity`) and the key sealed to its device. */
+export async function addDevice(identity, delegation, sealedKey) {
+  const body = { v: 1, delegation: delegation.toJson(), sealed_key: b64encode(sealedKey) };
+  const path = `/api/v1/directory/${identity.name}/devices/${delegation.device.fingerprintHex}`;
+  return (await relay(identity).request("PUT", path, { body })).json();
+}
+
+/**
+ * Post `revocation` (signed by `identity`) to the relay and to every custodian at once, and
+ * check each answer's receipt against the pinned key of the service that gave it. Resolves
+ * to {confirmed: [names], failures: {name: why}}, the relay first, then the custodians in
+ * the configuration's order. Posting it again is harmless: a service that holds it already
+ * confirms it again.
+ */
+export async function revokeDevice({ config, known, identity, revocation }) {
+  const body = { v: 1, revocation: revocation.toJson() };
+  const post = async (client, path, key) => {
+    const answer = (await client.request("POST", path, { body })).json();
+    await checkReceipt(answer, await key(), client.audience, revocation);
+  };
+  const tasks = {
+    relay: async () => post(relay(identity), "/api/v1/revocations", async () => relayKey),
+  };
+  for (const c of config.custodians) {
+    const client = new ServiceClient(c.url, c.name, identity, 5000);
+    const key = async () => known.get(c.name) ?? (await custodianKey(c, known));
+    tasks[c.name] = () => post(client, "/v1/revocations", key);
+  }
+  const [results, failures] = await parallel(tasks);
+  return { confirmed: Object.keys(tasks).filter((name) => name in results), failures };
 }
 
 function listFailures(headline, failures) {

@@ -26,7 +26,10 @@ const NSK = 32; // X25519 private key
 const NK = 32; // AES-256-GCM key
 const NN = 12; // AES-GCM nonce
 const NH = 32; // SHA-256
-const PURPOSES = new Set(["deposit", "release"]);
+// As src/securecomm/hpke.py's _PURPOSES: "keep" is what a client seals to its own user (the
+// CLI's shares kept to go on later); "device-key", a person's X25519 key sealed to a device of
+// theirs (spec/sessions.md §3.4).
+const PURPOSES = new Set(["deposit", "release", "keep", "device-key"]);
 
 // The HPKE info of one use (§5): "securecomm/v1/hpke/" || purpose || LF || canonical JSON.
 export function info(purpose, context) {

@@ -1,5 +1,6 @@
-// The Identity tab: create, import, export and register identities, and the keys pinned so far.
-// Every identity is kept wrapped under its passphrase and starts locked (views/lock.js).
+// The Identity tab: create, import, export and register identities, the active one's devices
+// (views/devices.js), and the keys pinned so far. Every identity is kept wrapped under its
+// passphrase and starts locked (views/lock.js).
 
 import * as api from "../api.js";
 import * as store from "../store.js";
@@ -10,6 +11,7 @@ import { keyFileEncrypted, readKeyFile, writeKeyFile } from "../keyfile.js";
 import { readRecord, storedRecord, wrapKeys } from "../keywrap.js";
 import { state, $, h, show, describe, setStatus, act, download, requireActive } from "./ui.js";
 import { checkNewPassphrase, lockNote, renderLock, unlocked } from "./lock.js";
+import { renderDevices } from "./devices.js";
 
 /** Read the stored identities, all locked. A record of the page's first version, whose keys
  * any script of the page could use, is rewritten at once without them. */
@@ -69,6 +71,7 @@ export function renderActive() {
   select.disabled = !state.identities.size;
   $("#active-fingerprint").textContent = state.active ? state.active.public.shortFingerprint() : "";
   renderIdentity();
+  renderDevices();
   renderLock();
 }
 
