@@ -33,10 +33,10 @@ from securecomm.testing.mitm import encodings_of
 from tests.browser._web import PASSPHRASE, Person, shot
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, running_up, send
+from tests.integration.test_devices_cli import device_home
 
 RELAY = "relay"
 SERVICES = [RELAY, *NAMES]
-CODE = re.compile(r"--label LABEL (\S+)")
 DAY = 86400
 
 
@@ -56,19 +56,6 @@ def bob(browser: Browser, up: Up) -> Iterator[Person]:
         yield person
     finally:
         person.close()
-
-
-def device_home(up: Up, name: str) -> tuple[Path, str]:
-    """A new home joined to ``up``'s network and made a device of bob by the CLI: the home,
-    and the code ``devices init`` printed there."""
-    home = up.home.parent / name
-    joined = cli(home, "join", str(up.home / "network.json"))
-    assert joined.returncode == 0, explain(joined)
-    made = cli(home, "devices", "init", "--as", "bob", "--no-passphrase")
-    assert made.returncode == 0, explain(made)
-    found = CODE.search(made.stdout)
-    assert found, explain(made)
-    return home, found.group(1)
 
 
 def device_keys(home: Path) -> tuple[Settings, DeviceKeys]:

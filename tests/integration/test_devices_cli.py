@@ -27,8 +27,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         finish_up(started)
 
 
-def _laptop(up: Up, name: str) -> tuple[Path, str]:
-    """A new home joined to ``up``'s network, made a device of bob: its home and code."""
+def device_home(up: Up, name: str) -> tuple[Path, str]:
+    """A new home joined to ``up``'s network and made a device of bob by the CLI: the home,
+    and the code ``devices init`` printed there."""
     home = up.home.parent / name
     joined = cli(home, "join", str(up.home / "network.json"))
     assert joined.returncode == 0, explain(joined)
@@ -40,7 +41,7 @@ def _laptop(up: Up, name: str) -> tuple[Path, str]:
 
 
 def test_a_device_reads_until_it_is_revoked(up: Up) -> None:
-    laptop, code = _laptop(up, "laptop")
+    laptop, code = device_home(up, "laptop")
     added = cli(up.home, "devices", "add", "--as", "bob", "--label", "laptop", code)
     assert added.returncode == 0, explain(added)
     assert "added 'laptop'" in added.stdout
@@ -77,7 +78,7 @@ def test_a_device_reads_until_it_is_revoked(up: Up) -> None:
 
 
 def test_mistakes_are_named(up: Up) -> None:
-    laptop, code = _laptop(up, "tablet")
+    laptop, code = device_home(up, "tablet")
     # init twice: the key is kept, not replaced.
     key = laptop / "users" / "bob.device.key"
     before = key.read_bytes()

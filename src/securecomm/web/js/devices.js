@@ -12,8 +12,8 @@ import {
   IdentityError,
   ParameterError,
   SecureCommError,
-  UnknownVersionError,
 } from "./errors.js";
+import { integer, isObject, match, object } from "./fields.js";
 import * as hpke from "./hpke.js";
 import { PublicIdentity, SIGNATURE_LENGTH_BYTES } from "./identity.js";
 
@@ -24,46 +24,6 @@ export const SEALED_KEY_BYTES = 32 + hpke.OVERHEAD_BYTES;
 const MAX_TIME = 2 ** 40;
 const LABEL = /^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,63}$/;
 const HEX_FINGERPRINT = /^[0-9a-f]{64}$/;
-
-// Field readers, as src/securecomm/_fields.py names what they refuse.
-
-const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
-const has = (obj, key) => Object.prototype.hasOwnProperty.call(obj, key);
-
-function typeName(value) {
-  if (value === null) return "null";
-  return Array.isArray(value) ? "array" : typeof value;
-}
-
-function object(value, path, keys) {
-  if (!isObject(value)) throw new FieldError(`${path}: expected an object, got ${typeName(value)}`);
-  const version = has(value, "v") ? value.v : undefined;
-  if (version !== 1)
-    throw new UnknownVersionError(
-      `${path}.v: version ${JSON.stringify(version) ?? "missing"}, expected 1`,
-    );
-  const missing = keys.filter((key) => !has(value, key)).sort();
-  if (missing.length) throw new FieldError(`${path}: missing field(s) ${missing.join(", ")}`);
-  const extra = Object.keys(value)
-    .filter((key) => !keys.includes(key))
-    .sort();
-  if (extra.length) throw new FieldError(`${path}: unexpected field(s) ${extra.join(", ")}`);
-  return value;
-}
-
-function integer(value, path) {
-  if (!Number.isSafeInteger(value))
-    throw new FieldError(`${path}: expected an integer, got ${typeName(value)}`);
-  if (value < 0 || value > MAX_TIME)
-    throw new FieldError(`${path}: ${value} is outside 0..${MAX_TIME}`);
-  return value;
-}
-
-function matching(value, path, pattern, what) {
-  if (typeof value !== "string" || !pattern.test(value))
-    throw new FieldError(`${path}: expected ${what}`);
-  return value;
-}
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -91,13 +51,13 @@ export class Delegation {
 
   static async fromJson(value, path = "delegation") {
     const keys = ["v", "person", "device", "label", "issued", "expires", "signature"];
-    const obj = object(value, path, keys);
+    const obj = object(value, path, keys, { versioned: true });
     return new Delegation({
       person: await PublicIdentity.fromJson(obj.person, `${path}.person`),
       device: await PublicIdentity.fromJson(obj.device, `${path}.device`),
-      label: matching(obj.label, `${path}.label`, LABEL, "a device label"),
-      issued: integer(obj.issued, `${path}.issued`),
-      expires: integer(obj.expires, `${path}.expires`),
+      label: match(obj.label, `${path}.label`, LABEL, "a device label"),
+      issued: integer(obj.issued, `${path}.issued`, 0, MAX_TIME),
+      expires: integer(obj.expires, `${path}.expires`, 0, MAX_TIME),
       signature: b64decode(obj.signature, {
         field: `${path}.signature`,
         length: SIGNATURE_LENGTH_BYTES,
@@ -126,7 +86,7 @@ export function isLabel(label) {
 
 /** `person`'s (an Identity) signed delegation to `device` for `seconds` from `at`. */
 export async function delegate(person, device, label, seconds, at = now()) {
-  matching(label, "label", LABEL, "a device label (letters, digits, space . _ @ + -)");
+  match(label, "label", LABEL, "a device label (letters, digits, space . _ @ + -)");
   if (!Number.isSafeInteger(seconds) || seconds <= 0 || seconds > MAX_DELEGATION_SECONDS)
     throw new FieldError("a delegation lasts from a second to a year");
   const fields = { person: person.public, device, label, issued: at, expires: at + seconds };
@@ -155,11 +115,13 @@ export class Revocation {
   }
 
   static async fromJson(value, path = "revocation") {
-    const obj = object(value, path, ["v", "person", "device", "revoked", "signature"]);
+    const obj = object(value, path, ["v", "person", "device", "revoked", "signature"], {
+      versioned: true,
+    });
     return new Revocation({
       person: await PublicIdentity.fromJson(obj.person, `${path}.person`),
-      device: matching(obj.device, `${path}.device`, HEX_FINGERPRINT, "64 hex digits"),
-      revoked: integer(obj.revoked, `${path}.revoked`),
+      device: match(obj.device, `${path}.device`, HEX_FINGERPRINT, "64 hex digits"),
+      revoked: integer(obj.revoked, `${path}.revoked`, 0, MAX_TIME),
       signature: b64decode(obj.signature, {
         field: `${path}.signature`,
         length: SIGNATURE_LENGTH_BYTES,
@@ -176,7 +138,7 @@ export class Revocation {
 export async function revoke(person, deviceHex, at = now()) {
   const fields = {
     person: person.public,
-    device: matching(deviceHex, "device", HEX_FINGERPRINT, "64 hex digits"),
+    device: match(deviceHex, "device", HEX_FINGERPRINT, "64 hex digits"),
     revoked: at,
   };
   const unsigned = new Revocation({ ...fields, signature: new Uint8Array(0) });

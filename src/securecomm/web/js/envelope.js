@@ -34,8 +34,17 @@ import {
   ShareError,
   ShareIndexError,
   SignatureError,
-  UnknownVersionError,
 } from "./errors.js";
+import {
+  has,
+  integer,
+  isObject,
+  list,
+  match,
+  object,
+  optionalInteger,
+  unique,
+} from "./fields.js";
 import { PublicIdentity, checkName } from "./identity.js";
 import { checkParameters } from "./shamir.js";
 import { Share, combine, splitSecret } from "./shares.js";
@@ -53,83 +62,6 @@ const REF = /^[A-Za-z0-9_-]{1,128}$/;
 export const PAYLOAD_NAMED = "named";
 const MAX_NAME_LENGTH_BYTES = 255;
 const NAME_FORBIDDEN = /[/\\\x00-\x1f\x7f]/g;
-
-// Field readers: each names the path of what it refuses.
-
-function typeName(value) {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "array";
-  return typeof value;
-}
-
-function isObject(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function has(obj, key) {
-  return Object.prototype.hasOwnProperty.call(obj, key);
-}
-
-function checkVersion(value, path, versions) {
-  const version = has(value, "v") ? value.v : undefined;
-  if (!versions.includes(version))
-    throw new UnknownVersionError(
-      `${path}.v: version ${JSON.stringify(version) ?? "missing"}, expected ${versions.join(" or ")}`,
-    );
-}
-
-// `value` as an object with exactly `keys`; a versioned one has its "v" checked first (one
-// of `versions`), so a later version with new members is an unknown version, not a bad field.
-function object(value, path, keys, { versioned = false, versions = [1] } = {}) {
-  if (!isObject(value)) throw new FieldError(`${path}: expected an object, got ${typeName(value)}`);
-  if (versioned) checkVersion(value, path, versions);
-  const missing = keys.filter((key) => !has(value, key)).sort();
-  if (missing.length) throw new FieldError(`${path}: missing field(s) ${missing.join(", ")}`);
-  const extra = Object.keys(value)
-    .filter((key) => !keys.includes(key))
-    .sort();
-  if (extra.length) throw new FieldError(`${path}: unexpected field(s) ${extra.join(", ")}`);
-  return value;
-}
-
-function integer(value, path, low, high) {
-  if (!Number.isSafeInteger(value))
-    throw new FieldError(`${path}: expected an integer, got ${typeName(value)}`);
-  if (value < low || value > high)
-    throw new FieldError(`${path}: ${value} is outside ${low}..${high}`);
-  return value;
-}
-
-function optionalInteger(value, path, low, high) {
-  return value === null ? null : integer(value, path, low, high);
-}
-
-function list(value, path, low, high) {
-  if (!Array.isArray(value))
-    throw new FieldError(`${path}: expected an array, got ${typeName(value)}`);
-  if (value.length < low || value.length > high) {
-    const expected = low === high ? `exactly ${low}` : `${low}..${high}`;
-    throw new FieldError(`${path}: ${value.length} item(s), expected ${expected}`);
-  }
-  return value;
-}
-
-function match(value, path, pattern, what) {
-  if (typeof value !== "string" || !pattern.test(value))
-    throw new FieldError(`${path}: expected ${what}`);
-  return value;
-}
-
-function unique(values, path, what = "name") {
-  const seen = new Set();
-  values.forEach((value, i) => {
-    if (seen.has(value)) {
-      const shown = what === "name" ? JSON.stringify(value) : value.slice(0, 16);
-      throw new FieldError(`${path}[${i}]: ${what} ${shown} appears twice`);
-    }
-    seen.add(value);
-  });
-}
 
 /** LH("securecomm/v1/share-digest", message id, custodian name, binary share) — §7.4. */
 export function shareDigest(messageId, custodian, share) {
