@@ -47,6 +47,11 @@ _STREAM_MAX = 2**53 - 1
 
 # The relay.
 
+# A header's optional member: the plaintext is the file's name, then the message.
+_NAMED: Schema = {
+    "const": "named",
+    "description": f"Present when the message carries its file name ({SPEC} section 7.10).",
+}
 _HEADER: dict[str, Schema] = {
     "v": V1,
     "id": ref("MessageId"),
@@ -116,19 +121,16 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
         "A custodian named in the header; the slot at position p holds share index p + 1.",
     ),
     "Header": obj(
-        _HEADER,
+        {**_HEADER, "payload": _NAMED},
         f"The signed, authenticated header ({SPEC} section 7.2): exactly n custodians,"
         " names unique among recipients and among custodians.",
+        optional=("payload",),
     ),
     "StreamHeader": obj(
         {
             **_HEADER,
             "v": const(2),
-            "payload": {
-                "const": "named",
-                "description": f"Present when the message carries its file name ({SPEC}"
-                " section 7.10).",
-            },
+            "payload": _NAMED,
             "length": integer(
                 0, _STREAM_MAX, "The length of the plaintext the stream seals, in bytes."
             ),
