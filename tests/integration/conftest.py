@@ -35,11 +35,22 @@ from tests.operators import provide_operator
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo")
 
 
+#: Every port free_port handed out in this process: never handed out again.
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port no one listens on, and that this process has not handed out before.
+    The kernel may give the same free port to two calls in a row: a stack whose bravo and
+    charlie got one port once started charlie's server, found it "healthy" (bravo answered
+    there) and had two custodians of one identity."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def wait_healthy(
