@@ -13,6 +13,9 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@# Bytecode for our own modules, as pip writes it for an installed package: an editable
+	@# install leaves it to the first run, which writes none where PYTHONDONTWRITEBYTECODE is set.
+	$(BIN)/python -m compileall -q src/securecomm >/dev/null
 	touch $@
 
 lint: $(VENV)/.installed

@@ -7,9 +7,12 @@ code 130 instead of a traceback.
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 EXIT_INTERRUPTED = 130
 
@@ -28,5 +31,39 @@ def main(argv: Sequence[str] | None = None) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def run() -> NoReturn:
+    """The installed command: :func:`main`, then the process ends as soon as its exit
+    handlers have run and its output is out.
+
+    The interpreter's own teardown (clearing every module, collecting what they held)
+    took a command 80-130 ms after its work was done, a fifth of a `securecomm send`
+    (issue 16); the operating system frees the memory at once. The exit handlers still
+    run (pools closed, logs flushed, weakref finalizers); every file the commands write
+    is closed before they return."""
+    try:
+        main()
+        status = 0
+    except SystemExit as exc:
+        status = _status(exc.code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: what Python itself exits 120 for
+            status = status or 120
+    os._exit(status)
+
+
+def _status(code: object) -> int:
+    """The exit status ``sys.exit(code)`` gives: None is 0, an integer itself, anything
+    else printed to stderr and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
 if __name__ == "__main__":
-    main()
+    run()

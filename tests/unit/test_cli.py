@@ -1178,3 +1178,50 @@ def test_decrypt_and_combine_do_not_replace_a_file(tmp_path: Path, sealed: Seale
     forced = run_cli("decrypt", sealed.envelope, "--shares", *shares, "-o", mine, "--force")
     assert forced.code == 0, forced.err
     assert mine.read_bytes() == PLAINTEXT
+
+
+def _installed_command(argv: list[str], before: str = "") -> subprocess.CompletedProcess[str]:
+    """The installed command's entry point (``securecomm.__main__:run``) in a process of its
+    own, ``before`` run first in it."""
+    script = "\n".join(
+        [
+            "import atexit, sys",
+            "from securecomm.__main__ import run",
+            before,
+            f"sys.argv = ['securecomm', *{argv!r}]",
+            "run()",
+        ]
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
+def test_the_command_skips_the_interpreters_teardown_but_not_its_exit_handlers_or_output() -> None:
+    # Output still in Python's buffers when the command ends (stdout to a pipe is block
+    # buffered), and an exit handler registered before it: both must come out.
+    done = _installed_command(
+        ["--version"],
+        "atexit.register(lambda: print('exit handler ran', file=sys.stderr))\n"
+        "sys.stdout.write('buffered ' * 2000)",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("buffered " * 2000)
+    assert done.stdout.rstrip().endswith(f"securecomm {securecomm.__version__}")
+    assert "exit handler ran" in done.stderr
+
+
+def test_the_command_keeps_its_exit_statuses() -> None:
+    refused = _installed_command(["no-such-command"])
+    assert refused.returncode == 2
+    assert "invalid choice" in refused.stderr
+    broken = _installed_command(["split", "--file", "/no/such/file"])
+    assert broken.returncode == 1 and "/no/such/file" in broken.stderr
+
+
+def test_an_exit_with_a_sentence_is_status_1_with_the_sentence(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from securecomm.__main__ import _status
+
+    assert (_status(None), _status(0), _status(2)) == (0, 0, 2)
+    assert _status("a sentence for the terminal") == 1
+    assert "a sentence for the terminal" in capsys.readouterr().err

@@ -5,6 +5,7 @@ an AnswerSignatureError before any of it is used, errors included (spec §11.4).
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -257,3 +258,37 @@ def test_a_cookie_a_service_sets_is_never_sent_back() -> None:
         client.request("GET", "/v1/identity", sign=False)
     assert len(seen) == 2
     assert all("cookie" not in request.headers for request in seen)
+
+
+def test_a_plain_http_pool_loads_no_ca_and_would_refuse_any_certificate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading the system's CAs cost a command-line process tens of milliseconds before its
+    first request; a pool to an http:// URL never makes a TLS connection, so it gets a
+    context that trusts nothing (were it ever used, every certificate is refused), while a
+    pool to an https:// URL gets the trust anchor it was given."""
+    from securecomm.client import transport
+
+    asked: list[str | None] = []
+    real = transport.tls_context
+
+    def counted(trust: str | None = None) -> ssl.SSLContext:
+        asked.append(trust)
+        return real(trust)
+
+    monkeypatch.setattr(transport, "tls_context", counted)
+    plain = ServiceClient("http://127.0.0.1:9", "alpha")
+    try:
+        assert asked == []
+        context = plain._transport._pool._ssl_context  # type: ignore[attr-defined]
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        assert context.cert_store_stats()["x509_ca"] == 0
+    finally:
+        plain.close()
+    secure = ServiceClient("https://127.0.0.1:9", "alpha", trust=None)
+    try:
+        assert asked == [None]
+        context = secure._transport._pool._ssl_context  # type: ignore[attr-defined]
+        assert context is real(None)
+    finally:
+        secure.close()
