@@ -7,10 +7,12 @@ kept. Ratios, not absolute times, are what the results table compares.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -70,3 +72,21 @@ def repeat_for(function: Callable[[], object], seconds: float = 0.05) -> int:
     function()
     once = max(time.perf_counter() - started, 1e-7)
     return max(1, int(seconds / once))
+
+
+def group_cpu_seconds(leader: int) -> float:
+    """User + system seconds of every process in ``leader``'s process group so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # fields[0] is field 3 (state): pgrp is field 5, utime..cstime fields 14..17.
+        if int(fields[2]) == leader:
+            total += sum(int(value) for value in fields[11:15])
+    return total / ticks

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from securecomm.local.stack import Process, cli_command
 
-from ._common import Row
+from ._common import Row, group_cpu_seconds
 from ._load import LoadResult, percentile, post_all, run_threads
 
 __all__ = ["run"]
@@ -627,6 +627,9 @@ def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[
     cores = os.cpu_count() or 1
     floor_rate = cores / floor_seconds
     log(f"e2e: crypto floor {floor_seconds * 1e3:.2f} ms of CPU a cycle: {floor_rate:.0f}/s")
+    exchange = http_floor_seconds(plan, base)
+    both_rate = cores / (floor_seconds + EXCHANGES_PER_CYCLE * exchange)
+    log(f"e2e: an HTTP exchange alone {exchange * 1e3:.2f} ms of CPU (client + server)")
     rows.append(
         Row(
             "End to end",
@@ -640,7 +643,56 @@ def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[
             rate >= 0.30 * floor_rate and not errors,
         )
     )
+    rows.append(
+        Row(
+            "End to end",
+            f"send+read cycles/s, concurrency 8, {len(errors)} of {total} failed",
+            "cycles/s",
+            rate,
+            both_rate,
+            f"the crypto floor plus the HTTP floor: {cores} cores / ({floor_seconds * 1e3:.2f}"
+            f" ms + {EXCHANGES_PER_CYCLE} exchanges x {exchange * 1e3:.2f} ms), an exchange"
+            " being one small POST from our client to bare Flask under our serve, both"
+            " sides' CPU",
+            "report only (what a cycle of this stack could do if it did nothing else)",
+            None,
+        )
+    )
     return rows + cli_rows
+
+
+#: The HTTP requests of one send+read cycle once the keys are checked (the process checks
+#: them once a minute): a deposit with each of five custodians and the post to the relay;
+#: the envelope's fetch and a release from each of the five.
+EXCHANGES_PER_CYCLE = 12
+
+
+def http_floor_seconds(plan: Plan, base: Path) -> float:
+    """CPU seconds, client and server together, of one HTTP exchange and nothing else:
+    an unsigned POST of a 1 KiB JSON object from our client (``ServiceClient``, its pooled
+    connection) to bare Flask (bench/_ceiling_app.py ``ceiling``: parse and answer) under
+    our ``serve`` with one worker, as the end-to-end rows' services run. The cryptography
+    of the requests is in the crypto floor; this is what carrying them costs."""
+    from securecomm.client.transport import ServiceClient
+
+    port = free_port()
+    scratch = base / "http-floor"
+    scratch.mkdir(exist_ok=True)
+    command = [*_BENCH_SERVER, "ceiling", "--port", str(port), "--workers", "1"]
+    server = Server("ceiling", command, port, base / "logs" / "http-floor.log")
+    body = {"header": {"id": "0" * 32}, "padding": "x" * 1000}
+    count = 400 if plan.rounds > 1 else 40
+    with _running([server]), ServiceClient(f"http://{HOST}:{port}", "ceiling") as client:
+        assert server.popen is not None
+        for _ in range(50):
+            client.request("POST", "/api/v1/messages", body=body, sign=False)
+        served = group_cpu_seconds(server.popen.pid)
+        used = time.process_time()
+        for _ in range(count):
+            client.request("POST", "/api/v1/messages", body=body, sign=False)
+        used = time.process_time() - used
+        served = group_cpu_seconds(server.popen.pid) - served
+    return (used + served) / count
 
 
 def _timed(command: list[str]) -> tuple[float, str]:
@@ -663,7 +715,7 @@ def _securecomm() -> list[str]:
 def _cli_rows(plan: Plan, home: Path, log: Callable[[str], None]) -> list[Row]:
     """`securecomm send` and `securecomm read` as a user runs them: a new process each
     time, from the shell's point of view (interpreter start, imports, key file, network)."""
-    sends, reads, bare = [], [], []
+    sends, reads, bare, libraries = [], [], [], []
     command = _securecomm()
     # The bytecode an installed package has (pip writes it at install): an editable install
     # leaves it to the first run, which writes none where PYTHONDONTWRITEBYTECODE is set,
@@ -682,10 +734,12 @@ def _cli_rows(plan: Plan, home: Path, log: Callable[[str], None]) -> list[Row]:
         took, _ = _timed([*command, "read", out.strip(), "--home", str(home), "--as", "bob"])
         reads.append(took)
         bare.append(_timed([sys.executable, "-c", "pass"])[0])
+        libraries.append(_timed([sys.executable, "-c", _LIBRARIES])[0])
     start = percentile(bare, 0.5)
+    floor = percentile(libraries, 0.5)
     log(
         f"cli: send {[round(x) for x in sends]} ms, read {[round(x) for x in reads]} ms,"
-        f" python -c pass p50 {start:.0f} ms"
+        f" python -c pass p50 {start:.0f} ms, the libraries' imports alone p50 {floor:.0f} ms"
     )
     return [
         Row(
@@ -700,7 +754,38 @@ def _cli_rows(plan: Plan, home: Path, log: Callable[[str], None]) -> list[Row]:
             higher_is_better=False,
         )
         for flow, samples in (("send", sends), ("read", reads))
+    ] + [
+        Row(
+            "CLI",
+            f"`securecomm {flow}` wall time p50, a new process each, {len(samples)} runs",
+            "ms",
+            percentile(samples, 0.5),
+            floor,
+            "a process that only imports the libraries a send and a read use (cryptography's"
+            " primitives, httpx and its HTTP/1.1 stack) and ends as the command does",
+            "report only",
+            None,
+            higher_is_better=False,
+        )
+        for flow, samples in (("send", sends), ("read", reads))
     ]
+
+
+# What `securecomm send` and `read` import from other projects, as securecomm imports it
+# (httpx without its own command line, as securecomm.client arranges); it ends as the
+# command does, without the interpreter's teardown.
+_LIBRARIES = """
+import os, sys
+sys.modules.setdefault("httpx._main", None)
+import cryptography.hazmat.primitives.asymmetric.ed25519
+import cryptography.hazmat.primitives.asymmetric.x25519
+import cryptography.hazmat.primitives.ciphers.aead
+import cryptography.hazmat.primitives.hpke
+import cryptography.hazmat.primitives.kdf.hkdf
+import cryptography.hazmat.primitives.serialization
+import httpx, httpcore._sync.http11
+os._exit(0)
+"""
 
 
 def crypto_floor_seconds() -> float:

@@ -35,7 +35,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._common import Row
+from ._common import Row, group_cpu_seconds
 from ._fronts import FRONTS, available
 from ._load import post_all
 from ._slowloris import ProbeResult, SlowClients, probe_series
@@ -127,26 +127,6 @@ def _attack(port: int, body_path: str, plan: Plan) -> Attack:
     return Attack(probes, after, held, opened)
 
 
-def _group_cpu_seconds(leader: int) -> float:
-    """User + system seconds of every process in ``leader``'s process group so far."""
-    import os
-
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is field 3 (state): pgrp is field 5, utime..cstime fields 14..17.
-        if int(fields[2]) == leader:
-            total += sum(int(value) for value in fields[11:15])
-    return total / ticks
-
-
 @dataclass
 class Cpu:
     per_envelope_ms: list[float]
@@ -157,7 +137,7 @@ class Cpu:
 
 def _cpu_run(server: Server, bodies: Sequence[bytes], *, method: str, path: str) -> float:
     assert server.popen is not None
-    before = _group_cpu_seconds(server.popen.pid)
+    before = group_cpu_seconds(server.popen.pid)
     result = post_all(
         server.port,
         path,
@@ -167,7 +147,7 @@ def _cpu_run(server: Server, bodies: Sequence[bytes], *, method: str, path: str)
         expect=201 if method == "POST" else 200,
         method=method,
     )
-    used = _group_cpu_seconds(server.popen.pid) - before
+    used = group_cpu_seconds(server.popen.pid) - before
     if result.errors:
         raise RuntimeError(f"{server.name}: {result.errors} errors, first {result.first_error}")
     return used * 1000 / max(result.ok, 1)
