@@ -49,7 +49,9 @@ def run() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: what Python itself exits 120 for
+        except BrokenPipeError:  # its reader went (`securecomm inbox | head`): 128 + SIGPIPE
+            status = status or 141
+        except (OSError, ValueError):  # what Python itself exits 120 for
             status = status or 120
     os._exit(status)
 

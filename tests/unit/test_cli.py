@@ -1225,3 +1225,22 @@ def test_an_exit_with_a_sentence_is_status_1_with_the_sentence(
     assert (_status(None), _status(0), _status(2)) == (0, 0, 2)
     assert _status("a sentence for the terminal") == 1
     assert "a sentence for the terminal" in capsys.readouterr().err
+
+
+def test_output_piped_into_a_reader_that_stops_ends_quietly(tmp_path: Path) -> None:
+    """`securecomm split ... | head -c 100`: the reader goes after 100 bytes of 600 KB; the
+    command ends as `yes | head` does, status 141 (128 + SIGPIPE), nothing on stderr."""
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(bytes(range(256)) * 400)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "securecomm", "split", "--file", str(secret)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert len(process.stdout.read(100)) == 100
+    process.stdout.close()
+    errors = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(timeout=30) == 141
+    assert errors == b""

@@ -12,13 +12,15 @@
 
 This module only builds the parser from theirs and turns errors into exit codes:
 0 success, 1 a failure (decryption, signature, key file, I/O), 2 bad input (arguments,
-shares, formats), 130 interrupted. Errors are one line and a hint, never a traceback,
+shares, formats), 130 interrupted, 141 the output's reader went away (quietly, as
+`yes | head`). Errors are one line and a hint, never a traceback,
 never a secret.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -45,7 +47,14 @@ from . import (
     sessions,
     tls,
 )
-from ._common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CliError
+from ._common import (
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    CliError,
+    stdout_gone,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -57,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Encrypt a message with AES-256-GCM and split its key among custodians with"
             " Shamir's secret sharing, so that no single party can read it."
         ),
-        epilog="Exit codes: 0 success, 1 failure, 2 bad input, 130 interrupted."
+        epilog="Exit codes: 0 success, 1 failure, 2 bad input, 130 interrupted, 141 the"
+        " output's reader went away."
         " 'securecomm COMMAND --help' for more.",
     )
     parser.add_argument("--version", action="version", version=f"securecomm {__version__}")
@@ -83,6 +93,15 @@ def _fail(message: str, hint: str | None, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _reader_gone() -> NoReturn:
+    """Whoever read the output stopped reading (`securecomm inbox | head`): end quietly, as
+    a process its pipe's signal ends, with nothing left to write at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
@@ -98,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SecureCommError as exc:
         _fail(str(exc), exc.hint, EXIT_FAILURE)
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and stdout_gone():
+            _reader_gone()
         _fail(
             f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "),
             None,

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import getpass
 import re
+import select
 import signal
 import sys
 import threading
@@ -27,6 +28,18 @@ from ..local.layout import person_home, user_key_path
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE: what a process reports that its pipe's signal ended (`yes | head`).
+EXIT_BROKEN_PIPE = 141
+
+
+def stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (`securecomm inbox | head`)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 # Upper bound on what split reads from stdin or a file: shares are held in memory.
