@@ -7,6 +7,7 @@ plaintext (and of any share) in what it prints.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import itertools
@@ -1244,3 +1245,29 @@ def test_output_piped_into_a_reader_that_stops_ends_quietly(tmp_path: Path) -> N
     process.stderr.close()
     assert process.wait(timeout=30) == 141
     assert errors == b""
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_a_command_builds_only_its_part_of_the_parser_and_it_is_the_same_part() -> None:
+    """Each command builds (and imports) only its own module's part of the parser: its
+    part must be the one the whole parser has, help, options and all, and every command
+    must be in the table, or it would be built with all the others."""
+    from securecomm.cli import _GROUPS, build_parser
+
+    whole = _commands(build_parser())
+    assert set().union(*(commands for _, commands in _GROUPS)) == set(whole)
+    for name, parser in whole.items():
+        part = _commands(build_parser(name))
+        assert name in part and len(part) < len(whole)
+        assert part[name].format_help() == parser.format_help()
+        nested = (
+            {k: v.format_help() for k, v in _commands(parser).items()}
+            if any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+            else {}
+        )
+        if nested:
+            assert {k: v.format_help() for k, v in _commands(part[name]).items()} == nested

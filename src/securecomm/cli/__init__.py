@@ -20,10 +20,11 @@ never a secret.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import __version__
 from ..errors import (
@@ -34,18 +35,6 @@ from ..errors import (
     SecureCommError,
     ShareError,
     SignatureError,
-)
-from . import (
-    contacts,
-    devices,
-    local,
-    network,
-    offline,
-    operators,
-    people,
-    services,
-    sessions,
-    tls,
 )
 from ._common import (
     EXIT_BAD_INPUT,
@@ -59,7 +48,40 @@ from ._common import (
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The modules that add the top-level commands, in the order `--help` lists them, each
+#: with its commands. A command builds its own module's part of the parser only: importing
+#: the other modules and building their parsers cost every command 40-50 ms (issue 16).
+#: The services' module, the network's and the operators' add to one another's commands.
+_GROUPS: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = (
+    (("offline",), frozenset({"split", "combine", "keygen", "encrypt", "decrypt"})),
+    (("local",), frozenset({"init", "up", "demo", "clean"})),
+    (("people",), frozenset({"send", "inbox", "read", "unsend"})),
+    (("sessions",), frozenset({"unlock", "passphrase", "lock", "sessions"})),
+    (("devices",), frozenset({"devices"})),
+    (("contacts",), frozenset({"register", "contacts"})),
+    (
+        ("services", "network", "operators"),
+        frozenset({"relay", "custodian", "db", "mitm", "network", "join", "audit"}),
+    ),
+    (("tls",), frozenset({"tls"})),
+)
+
+
+def _add_group(sub: Any, modules: tuple[str, ...]) -> None:
+    loaded = [importlib.import_module(f".{name}", __name__) for name in modules]
+    if modules == ("services", "network", "operators"):
+        services, network, operators = loaded
+        relay, custodian = services.add_commands(sub)
+        network.add_commands(sub, relay, custodian)
+        operators.add_commands(sub, custodian)
+    else:
+        (module,) = loaded
+        module.add_commands(sub)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser: every command's, or only the part ``command`` (a
+    top-level command name) is in when it is one."""
     parser = argparse.ArgumentParser(
         prog="securecomm",
         description=(
@@ -72,17 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"securecomm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    offline.add_commands(sub)
-    local.add_commands(sub)
-    people.add_commands(sub)
-    sessions.add_commands(sub)
-    devices.add_commands(sub)
-    contacts.add_commands(sub)
-    relay, custodian = services.add_commands(sub)
-    network.add_commands(sub, relay, custodian)
-    operators.add_commands(sub, custodian)
-    tls.add_commands(sub)
+    known = any(command in commands for _, commands in _GROUPS)
+    for modules, commands in _GROUPS:
+        if not known or command in commands:
+            _add_group(sub, modules)
     return parser
 
 
@@ -103,7 +118,8 @@ def _reader_gone() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(words[0] if words else None).parse_args(words)
     try:
         args.func(args)
     except CliError as exc:
