@@ -630,12 +630,13 @@ def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[
     exchange = http_floor_seconds(plan, base)
     both_rate = cores / (floor_seconds + EXCHANGES_PER_CYCLE * exchange)
     log(f"e2e: an HTTP exchange alone {exchange * 1e3:.2f} ms of CPU (client + server)")
+
+    def cycles(peer: float, peer_name: str, goal: str, met: bool | None) -> Row:
+        figure = f"send+read cycles/s, concurrency 8, {len(errors)} of {total} failed"
+        return Row("End to end", figure, "cycles/s", rate, peer, peer_name, goal, met)
+
     rows.append(
-        Row(
-            "End to end",
-            f"send+read cycles/s, concurrency 8, {len(errors)} of {total} failed",
-            "cycles/s",
-            rate,
+        cycles(
             floor_rate,
             f"the crypto floor: {cores} cores / {floor_seconds * 1e3:.2f} ms of CPU, the"
             " cryptography of one cycle on every party (bench/floor.py)",
@@ -644,11 +645,7 @@ def end_to_end_rows(plan: Plan, base: Path, log: Callable[[str], None]) -> list[
         )
     )
     rows.append(
-        Row(
-            "End to end",
-            f"send+read cycles/s, concurrency 8, {len(errors)} of {total} failed",
-            "cycles/s",
-            rate,
+        cycles(
             both_rate,
             f"the crypto floor plus the HTTP floor: {cores} cores / ({floor_seconds * 1e3:.2f}"
             f" ms + {EXCHANGES_PER_CYCLE} exchanges x {exchange * 1e3:.2f} ms), an exchange"
