@@ -61,10 +61,12 @@ def wait_healthy(
     timeout: float = 30.0,
     *,
     trust: str | None = None,
+    identity: str | None = None,
 ) -> None:
     """Until ``url`` answers ``/healthz`` (over TLS: with a certificate from the CA
     ``trust``); RuntimeError with the log's end if the process exits first or nothing
-    answers in time."""
+    answers in time, or if the service answering is not ``identity`` (when given): another
+    service holding the port would otherwise pass for the one started."""
     verify: ssl.SSLContext | bool = (
         True if trust is None else ssl.create_default_context(cadata=trust)
     )
@@ -73,10 +75,14 @@ def wait_healthy(
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1, verify=verify).status_code == 200:
-                return
+            answer = httpx.get(f"{url}/healthz", timeout=1, verify=verify)
         except httpx.HTTPError:
-            pass
+            answer = None
+        if answer is not None and answer.status_code == 200:
+            said = answer.json().get("name")
+            if identity is not None and said != identity:
+                raise RuntimeError(f"{url} is answered by {said!r}, not {identity!r}")
+            return
         time.sleep(0.1)
     raise RuntimeError(f"{name} did not answer /healthz at {url} in {timeout} s")
 
@@ -121,7 +127,7 @@ class Service:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         try:
-            wait_healthy(self.process, self.url, self.log, self.name, timeout)
+            wait_healthy(self.process, self.url, self.log, self.name, timeout, identity=self.name)
         except RuntimeError:
             self.stop()
             raise
