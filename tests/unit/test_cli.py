@@ -1259,7 +1259,7 @@ def test_a_command_builds_only_its_part_of_the_parser_and_it_is_the_same_part() 
     from securecomm.cli import _GROUPS, build_parser
 
     whole = _commands(build_parser())
-    assert set().union(*(commands for _, commands in _GROUPS)) == set(whole)
+    assert set().union(*(commands for commands, _ in _GROUPS)) == set(whole)
     for name, parser in whole.items():
         part = _commands(build_parser(name))
         assert name in part and len(part) < len(whole)

@@ -23,7 +23,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .. import __version__
@@ -48,35 +48,37 @@ from ._common import (
 __all__ = ["build_parser", "main"]
 
 
-#: The modules that add the top-level commands, in the order `--help` lists them, each
-#: with its commands. A command builds its own module's part of the parser only: importing
-#: the other modules and building their parsers cost every command 40-50 ms (issue 16).
-#: The services' module, the network's and the operators' add to one another's commands.
-_GROUPS: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = (
-    (("offline",), frozenset({"split", "combine", "keygen", "encrypt", "decrypt"})),
-    (("local",), frozenset({"init", "up", "demo", "clean"})),
-    (("people",), frozenset({"send", "inbox", "read", "unsend"})),
-    (("sessions",), frozenset({"unlock", "passphrase", "lock", "sessions"})),
-    (("devices",), frozenset({"devices"})),
-    (("contacts",), frozenset({"register", "contacts"})),
+def _adds(module: str) -> Callable[[Any], None]:
+    """What adds the commands of the one module ``module`` (imported only then)."""
+    return lambda sub: importlib.import_module(f".{module}", __name__).add_commands(sub)
+
+
+def _add_services(sub: Any) -> None:
+    """The services' commands, and those the network's and the operators' modules add to
+    the relay's and the custodian's."""
+    from . import network, operators, services
+
+    relay, custodian = services.add_commands(sub)
+    network.add_commands(sub, relay, custodian)
+    operators.add_commands(sub, custodian)
+
+
+#: The top-level commands, in the order `--help` lists them, each group with what adds it.
+#: A command builds its own group's part of the parser only: importing the other modules
+#: and building their parsers cost every command 40-50 ms (issue 16).
+_GROUPS: tuple[tuple[frozenset[str], Callable[[Any], None]], ...] = (
+    (frozenset({"split", "combine", "keygen", "encrypt", "decrypt"}), _adds("offline")),
+    (frozenset({"init", "up", "demo", "clean"}), _adds("local")),
+    (frozenset({"send", "inbox", "read", "unsend"}), _adds("people")),
+    (frozenset({"unlock", "passphrase", "lock", "sessions"}), _adds("sessions")),
+    (frozenset({"devices"}), _adds("devices")),
+    (frozenset({"register", "contacts"}), _adds("contacts")),
     (
-        ("services", "network", "operators"),
         frozenset({"relay", "custodian", "db", "mitm", "network", "join", "audit"}),
+        _add_services,
     ),
-    (("tls",), frozenset({"tls"})),
+    (frozenset({"tls"}), _adds("tls")),
 )
-
-
-def _add_group(sub: Any, modules: tuple[str, ...]) -> None:
-    loaded = [importlib.import_module(f".{name}", __name__) for name in modules]
-    if modules == ("services", "network", "operators"):
-        services, network, operators = loaded
-        relay, custodian = services.add_commands(sub)
-        network.add_commands(sub, relay, custodian)
-        operators.add_commands(sub, custodian)
-    else:
-        (module,) = loaded
-        module.add_commands(sub)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -94,10 +96,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"securecomm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    known = any(command in commands for _, commands in _GROUPS)
-    for modules, commands in _GROUPS:
+    known = any(command in commands for commands, _ in _GROUPS)
+    for commands, add in _GROUPS:
         if not known or command in commands:
-            _add_group(sub, modules)
+            add(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ request before anything of it is used (:class:`AnswerSignatureError`).
 from __future__ import annotations
 
 import atexit
+import functools
 import ssl
 import threading
 import time
@@ -128,11 +129,13 @@ def tls_context(trust: str | None = None) -> ssl.SSLContext:
         return _tls_contexts[trust]
 
 
+@functools.cache
 def _trusts_nothing() -> ssl.SSLContext:
-    """The TLS context of a pool to a plain-http URL, which never makes a TLS connection
+    """The TLS context of the pools to plain-http URLs, which never make a TLS connection
     (a pool serves one scheme and host): no CA at all, so it would refuse any certificate
-    were it ever asked to. Loading the system's CAs for it cost every command-line
-    process some 16-56 ms of CPU before its first request (issue 16)."""
+    were it ever asked to. Loading the system's CAs for them cost every command-line
+    process some 16-56 ms of CPU before its first request (issue 16). One per process,
+    as each context costs some 0.4 ms to make."""
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
