@@ -318,6 +318,52 @@ def test_combine_refuses_every_single_character_change(
     assert result.out == b""
 
 
+@pytest.mark.parametrize("where", [0, 1, 2])
+def test_a_share_damaged_into_a_leading_dash_is_named_not_quoted(
+    canary_shares: list[str], where: int
+) -> None:
+    # argparse took "-ecurecomm-share-v1:..." for an unknown option and quoted it whole.
+    given_shares = list(canary_shares[:3])
+    damaged = "-" + given_shares[where][1:]
+    given_shares[where] = damaged
+    result = run_cli("combine", *given_shares)
+    assert_refused(
+        result,
+        2,
+        f"share {where + 1}",
+        secrets=[CANARY, damaged[1:], *(body(s) for s in canary_shares)],
+    )
+
+
+def test_combine_takes_shares_beginning_with_a_dash_in_their_places(
+    canary_shares: list[str], tmp_path: Path
+) -> None:
+    # The dashed word keeps its place among the shares (so its number is right), and
+    # shares after an option join the others (argparse quoted them as arguments too many).
+    out = tmp_path / "secret"
+    shares = [canary_shares[0], "-" + canary_shares[1][1:], canary_shares[2]]
+    result = run_cli("combine", "--out", out, shares[0], shares[1], "--force", shares[2])
+    assert_refused(result, 2, "share 2", secrets=[CANARY, *(body(s) for s in canary_shares)])
+    assert not out.exists()
+    after_dashes = run_cli("combine", "--", *canary_shares[:3])
+    assert after_dashes.code == 0, after_dashes.err
+    assert after_dashes.out == CANARY
+
+
+def test_a_word_beginning_with_a_dash_is_a_value_where_one_is_due() -> None:
+    from securecomm.cli import _parse
+
+    args = _parse(["send", "-hello, bob", "--from", "alice", "--to", "-bob-", "--to", "eve"])
+    assert (args.text, args.sender, args.to) == ("-hello, bob", "alice", ["-bob-", "eve"])
+
+
+def test_a_word_too_many_is_counted_not_quoted() -> None:
+    result = run_cli("send", "--from", "alice", "--to", "bob", "hello", "-the-plan-is-x")
+    assert_refused(result, 2, "1 word(s) more than 'send' takes", secrets=["the-plan-is-x"])
+    spaced = run_cli("send", "--from", "alice", "--to", "bob", "the", "plan-is-x")
+    assert_refused(spaced, 2, "1 word(s) more than 'send' takes", secrets=["plan-is-x"])
+
+
 def test_combine_refuses_fewer_than_threshold(canary_shares: list[str]) -> None:
     result = run_cli("combine", *canary_shares[:2])
     assert_refused(result, 2, "2 share(s) given, threshold is 3", secrets=[CANARY])

@@ -81,6 +81,54 @@ _GROUPS: tuple[tuple[frozenset[str], Callable[[Any], None]], ...] = (
 )
 
 
+#: Commands whose positional words are secrets (text shares, a message), each with the
+#: attribute they go to. argparse would quote such a word in an error: a word that begins
+#: with one '-' (as a damaged share or a message may) it takes for an unknown option, and
+#: a share after an option for an argument too many. Here the first is a word like any
+#: other and the second joins the shares; an error names no such word. Neither command
+#: has a short option but -h.
+_SECRET_POSITIONALS = {"combine": "shares", "send": "text"}
+
+
+def _parse(words: list[str]) -> argparse.Namespace:
+    command = words[0] if words else None
+    parser = build_parser(command)
+    dest = _SECRET_POSITIONALS.get(command or "")
+    if dest is None:
+        return parser.parse_args(words)
+    # Words such as "-x..." pass argparse as stand-ins, "(word N)", and come back after.
+    held: dict[str, str] = {}
+    given = list(words)
+    for i, word in enumerate(given[1:], start=1):
+        if word == "--":
+            break
+        if len(word) > 1 and word[0] == "-" and word[1] != "-" and word != "-h":
+            stand_in = f"(word {i})"
+            while stand_in in words:
+                stand_in = f"({stand_in})"
+            given[i] = stand_in
+            held[stand_in] = word
+    args, extra = parser.parse_known_args(given)
+    unknown = [word for word in extra if word.startswith("--")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    # argparse fills a positional from one run of words; later ones it leaves, in order.
+    value = getattr(args, dest)
+    if isinstance(value, list):
+        value, extra = value + extra, []
+    elif value is None and extra:
+        value, extra = extra[0], extra[1:]
+    if extra:
+        parser.error(f"{len(extra)} word(s) more than '{command}' takes (not shown)")
+    setattr(args, dest, value)
+    for name, found in vars(args).items():
+        if isinstance(found, str):
+            setattr(args, name, held.get(found, found))
+        elif isinstance(found, list):
+            setattr(args, name, [held.get(v, v) if isinstance(v, str) else v for v in found])
+    return args
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line's parser: every command's, or only the part ``command`` (a
     top-level command name) is in when it is one."""
@@ -121,7 +169,7 @@ def _reader_gone() -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(words[0] if words else None).parse_args(words)
+    args = _parse(words)
     try:
         args.func(args)
     except CliError as exc:
