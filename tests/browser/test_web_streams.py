@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Route, expect
 
 from securecomm import canonical, shares, stream
 from securecomm.client.transport import ServiceClient
@@ -41,6 +41,8 @@ BIG_BYTES = 200 * MIB
 #: How long a 200 MiB send or save may take here (a loaded 2-core machine).
 BIG_TIMEOUT_MS = 120_000
 SEALED_CHUNK_BYTES = 65_552
+#: The page's pieces: 64 sealed chunks.
+PIECE_BYTES = 64 * SEALED_CHUNK_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +215,95 @@ def test_cancel_while_uploading_drops_the_upload_and_deposits_nothing(
     assert not [r for r in frank.requests if r.url.endswith("/v1/deposits")]
     (message_id,) = uploads_in(frank)
     assert upload_state(frank, message_id) == "ServiceError: HTTP 404"
+
+
+def offset_in(url: str) -> int:
+    found = re.search(r"[?&]offset=(\d+)", url)
+    assert found, url
+    return int(found.group(1))
+
+
+def test_a_link_that_fails_for_a_moment_loses_no_upload(
+    frank: Person, up: Up, tmp_path: Path
+) -> None:
+    """Two pieces of an upload fail on the way, each once: the answer to the second is lost
+    after the relay took it (the page must ask where the upload stands, not send it twice),
+    and the third never reaches the relay. The page says it tries again, and the message is
+    sent whole: the CLI reads back the same bytes."""
+    source = tmp_path / "flaky.bin"
+    expected = random_file(source, 3 * PIECE_BYTES + 5)
+    failed: list[str] = []
+
+    def flaky(route: Route) -> None:
+        offset = offset_in(route.request.url)
+        if offset == PIECE_BYTES and "answer lost" not in failed:
+            route.fetch()  # the relay takes the piece; its answer never comes back
+            failed.append("answer lost")
+            route.abort()
+        elif offset == 2 * PIECE_BYTES and "request lost" not in failed:
+            failed.append("request lost")
+            route.abort()
+        else:
+            route.continue_()
+
+    pattern = re.compile(r"/api/v1/uploads/[0-9a-f]{32}\?offset=")
+    frank.page.context.route(pattern, flaky)
+    try:
+        frank.requests.clear()
+        frank.compose("bob", path=source)
+        status = frank.page.locator("#send-form .status")
+        expect(status).to_contain_text(re.compile(r"the link failed .* trying again in 1 s"))
+        expect(status).to_contain_text("Sent to bob", timeout=BIG_TIMEOUT_MS)
+        message_id = frank.page.locator("#sent-id").inner_text()
+    finally:
+        frank.page.context.unroute(pattern, flaky)
+    assert failed == ["answer lost", "request lost"]
+    appends = [
+        offset_in(r.url)
+        for r in frank.requests
+        if r.method == "POST" and "/api/v1/uploads/" in r.url
+    ]
+    # The lost answer's piece was not sent again; the lost request's was.
+    assert appends == [0, PIECE_BYTES, 2 * PIECE_BYTES, 2 * PIECE_BYTES, 3 * PIECE_BYTES]
+    asked = [r for r in frank.requests if r.method == "GET" and "/api/v1/uploads/" in r.url]
+    assert len(asked) == 2  # where the upload stood, before each retry
+    out = tmp_path / "read.bin"
+    result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out))
+    assert result.returncode == 0, explain(result)
+    assert file_sha256(out) == expected
+
+
+def test_a_download_that_fails_for_a_moment_is_saved_whole(
+    frank: Person, up: Up, tmp_path: Path
+) -> None:
+    source = tmp_path / "footage.bin"
+    expected = random_file(source, 2 * PIECE_BYTES + 7)
+    result = cli(up.home, "send", "--from", "alice", "--to", "frank", "--file", str(source))
+    assert result.returncode == 0, explain(result)
+    message_id = message_id_of(result.stdout)
+    page = frank.read(message_id)
+    failed: list[str] = []
+
+    def flaky(route: Route) -> None:
+        if "offset=0&" not in route.request.url and not failed:
+            failed.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    pattern = re.compile(rf"/api/v1/messages/{message_id}/payload\?")
+    page.context.route(pattern, flaky)
+    try:
+        pick_file_in_the_origin_storage(page, "footage.bin", b"")
+        page.locator("#save-message").click()
+        status = page.locator("#stream-save .status")
+        expect(status).to_contain_text(re.compile(r"the link failed .* trying again in 1 s"))
+        expect(status).to_contain_text("every chunk opened and checked", timeout=BIG_TIMEOUT_MS)
+    finally:
+        page.context.unroute(pattern, flaky)
+    assert len(failed) == 1
+    saved = saved_file(page, "footage.bin")
+    assert (saved["size"], saved["sha256"]) == (2 * PIECE_BYTES + 7, expected)
 
 
 def test_without_the_file_system_access_api_the_page_saves_a_blob(

@@ -658,6 +658,51 @@ function received(answer, length) {
   return held;
 }
 
+/**
+ * A piece's request that failed on the way (no answer, or HTTP 5xx: a proxy's or the relay's
+ * own) is tried again after each of these waits, in turn, before its error stands: a link
+ * that drops for a moment does not lose a large upload or download.
+ */
+export const RETRY_WAITS_MS = [1000, 3000, 9000];
+
+function transient(error) {
+  return error instanceof ServiceError && (error.code === "unreachable" || error.status >= 500);
+}
+
+function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const stop = () => {
+      clearTimeout(timer);
+      reject(new InterruptedOperationError("interrupted"));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", stop);
+      resolve();
+    }, ms);
+    if (signal?.aborted) stop();
+    else signal?.addEventListener("abort", stop, { once: true });
+  });
+}
+
+/**
+ * `attempt(tried)` (tried: how many attempts failed before this one), again after each of
+ * RETRY_WAITS_MS while it fails on the way; `retrying({attempt, of, waitMs, reason})` says
+ * so before each wait. Any other error, or an abort, stands at once.
+ */
+async function patiently(attempt, { signal = null, retrying = () => {} } = {}) {
+  for (let tried = 0; ; tried++) {
+    try {
+      return await attempt(tried);
+    } catch (error) {
+      if (!transient(error) || tried >= RETRY_WAITS_MS.length || signal?.aborted) throw error;
+      const waitMs = RETRY_WAITS_MS[tried];
+      const of = RETRY_WAITS_MS.length + 1;
+      retrying({ attempt: tried + 2, of, waitMs, reason: error.reason ?? error.message });
+      await pause(waitMs, signal);
+    }
+  }
+}
+
 /** Best effort: drop an upload and what it holds (absent is as good as dropped). */
 async function abandonUpload(client, messageId) {
   await client
@@ -694,7 +739,14 @@ async function upload(client, draft, file, { config, progress, signal }) {
   const path = `/api/v1/uploads/${draft.header.id}`;
   let inFlight = null;
   let offset = 0;
-  const send = async (piece, at) => {
+  const append = async (piece, at, tried) => {
+    if (tried) {
+      // The piece may have landed and its answer been lost: where does the upload stand?
+      const held = received((await client.request("GET", path, { signal })).json(), total);
+      if (held === at + piece.length) return held;
+      if (held !== at)
+        throw new ServiceError("relay", 0, "bad_answer", `the relay holds ${held} bytes, not ${at}`);
+    }
     const answer = await client.request("POST", path, {
       raw: piece,
       contentType: "application/octet-stream",
@@ -702,7 +754,14 @@ async function upload(client, draft, file, { config, progress, signal }) {
       timeoutMs: PIECE_TIMEOUT_MS,
       signal,
     });
-    if (received(answer.json(), total) !== at + piece.length)
+    return received(answer.json(), total);
+  };
+  const send = async (piece, at) => {
+    const held = await patiently((tried) => append(piece, at, tried), {
+      signal,
+      retrying: (detail) => progress("retrying", { ...detail, done: at, total }),
+    });
+    if (held !== at + piece.length)
       throw new ServiceError("relay", 0, "bad_answer", "the relay acknowledged another length");
     progress("uploading", { done: at + piece.length, total });
   };
@@ -961,14 +1020,17 @@ export class StreamDownload {
     return stream.chunkCount(this.envelope.length) - 1;
   }
 
-  // One range of the stream, as a signed request; the answer must be exactly that long.
-  async #range(offset, length, signal) {
+  // One range of the stream, as a signed request (again, while it fails on the way); the
+  // answer must be exactly that long.
+  async #range(offset, length, signal, retrying = () => {}) {
     const path = `/api/v1/messages/${this.envelope.id}/payload`;
-    const { bytes } = await relay(this.reader).request("GET", path, {
-      query: `offset=${offset}&length=${length}`,
-      timeoutMs: PIECE_TIMEOUT_MS,
-      signal,
-    });
+    const fetchRange = () =>
+      relay(this.reader).request("GET", path, {
+        query: `offset=${offset}&length=${length}`,
+        timeoutMs: PIECE_TIMEOUT_MS,
+        signal,
+      });
+    const { bytes } = await patiently(fetchRange, { signal, retrying });
     if (bytes.length !== length)
       throw new SignatureError(
         `the relay answered ${bytes.length} bytes for ${length} of message ${this.envelope.id}'s stream at ${offset}`,
@@ -977,10 +1039,10 @@ export class StreamDownload {
   }
 
   // The stream from `offset` on, a piece at a time, the next one fetched while one is opened.
-  async *#pieces(offset, signal) {
+  async *#pieces(offset, signal, retrying) {
     const total = this.envelope.payloadLength;
     const fetchFrom = (at) => {
-      const fetching = this.#range(at, Math.min(PIECE_BYTES, total - at), signal);
+      const fetching = this.#range(at, Math.min(PIECE_BYTES, total - at), signal, retrying);
       fetching.catch(() => {}); // awaited below; not to be reported if no longer wanted
       return fetching;
     };
@@ -1013,7 +1075,8 @@ export class StreamDownload {
 
   /**
    * Write the message to `sink` as its chunks open, then close it (which commits it);
-   * `progress({done, total})` in bytes of the message. On a refusal, or `signal` aborted,
+   * `progress({done, total})` in bytes of the message, with `retrying` ({attempt, of,
+   * waitMs, reason}) while a piece is tried again. On a refusal, or `signal` aborted,
    * the sink is aborted and the error thrown: nothing is saved. Returns what close() gives.
    */
   async saveTo(sink, { progress = () => {}, signal = null } = {}) {
@@ -1036,7 +1099,8 @@ export class StreamDownload {
       progress({ done, total });
       await write(this.head, this.#last === 0);
       if (this.#last > 0) {
-        const pieces = this.#pieces(stream.SEALED_CHUNK_BYTES, signal);
+        const retrying = (detail) => progress({ done, total, retrying: detail });
+        const pieces = this.#pieces(stream.SEALED_CHUNK_BYTES, signal, retrying);
         let position = 1;
         for await (const plaintext of this.envelope.decrypt(this.#key, pieces, { start: 1 })) {
           await write(plaintext, position === this.#last);

@@ -23,6 +23,7 @@ import {
   lockedSentence,
   mib,
   rated,
+  retryingText,
 } from "./ui.js";
 import { renderKnown } from "./identity.js";
 import { whileUnlocked, wipeOnLock, wipeShown } from "./lock.js";
@@ -252,7 +253,9 @@ async function saveStream(stream, name, { box, save, bar, cancel }) {
         signal: controller.signal,
         progress: (detail) => {
           bar.value = detail.total ? detail.done / detail.total : 1;
-          progress(`Downloading and opening: ${saving(detail)}`);
+          progress(
+            `Downloading and opening: ${detail.retrying ? retryingText(detail.retrying) : saving(detail)}`,
+          );
         },
       });
       if (saved instanceof Blob) download(name, saved);

@@ -5,7 +5,17 @@ import { b64encode, fromUtf8, toHex, utf8 } from "../bytes.js";
 import { Policy, nameForFile, prepare } from "../envelope.js";
 import { SecureCommError } from "../errors.js";
 import { checkName } from "../identity.js";
-import { state, $, h, show, setStatus, act, requireActive, rated } from "./ui.js";
+import {
+  state,
+  $,
+  h,
+  show,
+  setStatus,
+  act,
+  requireActive,
+  rated,
+  retryingText,
+} from "./ui.js";
 import { renderKnown } from "./identity.js";
 import { whileUnlocked } from "./lock.js";
 
@@ -95,6 +105,8 @@ export async function onSend(event) {
           bar.hidden = false;
           bar.value = detail.total ? detail.done / detail.total : 1;
           progress(`Encrypting and uploading the file: ${uploading(detail)}`);
+        } else if (stage === "retrying") {
+          progress(`Uploading the file: ${retryingText(detail)}`);
         } else {
           progress(stages[stage] ?? stage);
         }

@@ -112,6 +112,12 @@ export function rated() {
   };
 }
 
+/** A piece tried again ({attempt, of, waitMs, reason}, from api.js): "the link failed
+ * (relay cannot be reached …); trying again in 3 s (attempt 3 of 4)". */
+export function retryingText({ attempt, of, waitMs, reason }) {
+  return `the link failed (${reason}); trying again in ${Math.round(waitMs / 1000)} s (attempt ${attempt} of ${of})`;
+}
+
 /** Offer `bytes` (a Uint8Array or a Blob) as a download named `name`. */
 export function download(name, bytes, type = "application/octet-stream") {
   const url = URL.createObjectURL(new Blob([bytes], { type }));
