@@ -29,6 +29,7 @@ import pytest
 import sqlalchemy as sa
 
 from securecomm import httpsig
+from securecomm.client import streamed
 from securecomm.client.transport import ServiceClient, close_idle_pools
 from securecomm.config import MAX_PIECE_BYTES
 from securecomm.envelope import Envelope, Receipt, StreamEnvelope, prepare, prepare_stream
@@ -647,6 +648,97 @@ def test_a_relay_killed_during_an_upload_leaves_nothing_half_done(relay: Relay) 
     assert b"".join(message.document.decrypt(message.key, [got])) == message.plaintext
 
 
+def test_a_link_that_fails_for_a_moment_loses_no_upload_or_download(
+    relay: Relay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's upload and download (client.streamed) ride out a link that fails on the
+    way: a piece whose answer was lost after the relay took it is not sent again (the
+    upload's state is asked first), one that never left is; a range is asked again."""
+    monkeypatch.setattr(streamed, "RETRY_WAITS", (0.01, 0.01, 0.01))
+    alice, bob = people("alice", "bob")
+    plaintext = os.urandom(6 * MIB + 7)
+    source = tmp_path / "source.bin"
+    source.write_bytes(plaintext)
+    draft = prepare_stream(
+        len(plaintext),
+        sender=alice.public,
+        recipients=[bob.public],
+        custodians=[(c.name, c.public.fingerprint) for c in CUSTODIANS],
+        threshold=3,
+    )
+    second = str(MAX_PIECE_BYTES)
+    warned: list[str] = []
+    with (
+        _Flaky({("POST", "0"): "answer", ("POST", second): "request"}) as link,
+        source.open("rb") as handle,
+    ):
+        upload = streamed.Upload(
+            link.client(relay, alice), draft, handle, _ignore, lambda: False, warned.append
+        )
+        assert upload.open() == 0
+        digest = upload.send(0)
+    assert link.seen == [
+        ("PUT", ""),
+        ("POST", "0"),  # taken; its answer lost
+        ("GET", ""),  # the relay holds it: on to the next
+        ("POST", second),  # never left
+        ("GET", ""),
+        ("POST", second),
+    ]
+    assert len(warned) == 2 and all("trying again in 0.01 s" in w for w in warned), warned
+    receipts = [
+        Receipt.issue(c, i + 1, draft.header.message_id, f"ref{i}", slot.share_digest)
+        for i, (c, slot) in enumerate(zip(CUSTODIANS, draft.header.custodians, strict=True))
+    ]
+    document = draft.finish(alice, receipts, digest)
+    assert post(relay, document).status_code == 201
+    key = document.recover_key(dict(zip(NAMES, draft.shares, strict=True)))
+    later = str(SEALED_CHUNK_BYTES)
+    with _Flaky({("GET", later): "answer"}) as link:
+        out, _ = streamed.download(
+            link.client(relay, bob),
+            document,
+            key,
+            lambda _name: tmp_path / "read.bin",
+            progress=_ignore,
+            cancelled=lambda: False,
+            warn=warned.append,
+        )
+    assert out.read_bytes() == plaintext
+    assert link.seen.count(("GET", later)) == 2
+    assert len(warned) == 3
+
+
+def test_a_link_that_stays_down_stops_the_upload_after_four_attempts(
+    relay: Relay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streamed, "RETRY_WAITS", (0.01, 0.01, 0.01))
+    (alice,) = people("alice")
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(2 * MIB))
+    draft = prepare_stream(
+        2 * MIB,
+        sender=alice.public,
+        recipients=[alice.public],
+        custodians=[(c.name, c.public.fingerprint) for c in CUSTODIANS],
+        threshold=3,
+    )
+    warned: list[str] = []
+    with _Flaky({("POST", "0"): "request"}, always=True) as link, source.open("rb") as handle:
+        upload = streamed.Upload(
+            link.client(relay, alice), draft, handle, _ignore, lambda: False, warned.append
+        )
+        upload.open()
+        with pytest.raises(ServiceError) as stopped:
+            upload.send(0)
+        upload.abandon()
+    assert stopped.value.code == "unreachable"
+    assert "0 of" in str(stopped.value) and "the same send again goes on" in (
+        stopped.value.hint or ""
+    )
+    assert link.seen.count(("POST", "0")) == 4 and len(warned) == 3
+
+
 # Helpers of the tests above.
 
 
@@ -702,3 +794,44 @@ def _half_sent_piece(relay: Relay, who: Identity, message: Message, offset: int)
     sock = socket.create_connection(("127.0.0.1", relay.service.port), timeout=10)
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + piece[: len(piece) // 2])
     return sock
+
+
+def _ignore(*_: object) -> None:
+    pass
+
+
+class _Flaky(httpx.HTTPTransport):
+    """A link to the relay that fails on the requests ``fails`` names, by method and
+    ``offset`` query: once (every time if ``always``), ``"answer"`` lost after the relay
+    took the request, or the ``"request"`` lost before it left. ``seen`` lists every
+    request, failed or not."""
+
+    def __init__(self, fails: dict[tuple[str, str], str], always: bool = False) -> None:
+        super().__init__()
+        self.fails, self.always = fails, always
+        self.seen: list[tuple[str, str]] = []
+
+    def client(self, relay: Relay, who: Identity) -> Callable[[float | None], ServiceClient]:
+        """What client.streamed asks the relay through: a client of this link each time."""
+        link = self
+
+        class _Link(httpx.BaseTransport):  # the client closes its transport; the link stays
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                return link.handle_request(request)
+
+        return lambda _timeout: ServiceClient(
+            relay.service.url, "relay", who, answers=relay.key, transport=_Link(), timeout=30
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        key = (request.method, request.url.params.get("offset", ""))
+        self.seen.append(key)
+        how = self.fails.get(key) if self.always else self.fails.pop(key, None)
+        if how == "request":
+            raise httpx.ConnectError("the link dropped", request=request)
+        answer = super().handle_request(request)
+        if how == "answer":
+            answer.read()
+            answer.close()
+            raise httpx.ReadError("the link dropped", request=request)
+        return answer

@@ -375,7 +375,9 @@ def _session(key_path: Path, name: str) -> Keys | None:
 
 
 def warn(line: str) -> None:
-    print(f"warning: {line}", file=sys.stderr)
+    # On a terminal, over a progress bar being drawn (which draws itself again after).
+    start = "\r\033[K" if sys.stderr.isatty() else ""
+    print(f"{start}warning: {line}", file=sys.stderr)
 
 
 def command_group(sub: Any, name: str, help_text: str, description: str) -> Any:

@@ -504,7 +504,7 @@ def send_file(
             kept.put(ticket, draft)
         else:
             warn(f"going on with the upload of message {draft.header.id} begun earlier")
-        upload = streamed.Upload(relay, draft, handle, progress, cancelled)
+        upload = streamed.Upload(relay, draft, handle, progress, cancelled, warn)
         try:
             received = upload.open()
             digest = upload.send(received)
@@ -1091,7 +1091,13 @@ def read(
         _save_kept(state_path, message_id, now)
         try:
             saved, filename = streamed.download(
-                relay_as_reader, envelope, key, save_to, progress=progress, cancelled=cancelled
+                relay_as_reader,
+                envelope,
+                key,
+                save_to,
+                progress=progress,
+                cancelled=cancelled,
+                warn=warn,
             )
         except InterruptedOperationError:
             raise InterruptedOperationError(

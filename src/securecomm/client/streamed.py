@@ -17,11 +17,13 @@ again goes on from the file's last whole chunk without asking the custodians aga
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,44 @@ _READ_BYTES = 1024 * 1024
 Progress = Callable[[str, int, int], None]
 #: The relay, as the caller, with the given timeout (None: the caller's deadline).
 Relay = Callable[[float | None], ServiceClient]
+#: A line to tell the person (a piece tried again).
+Warn = Callable[[str], None]
+
+#: A piece's request that fails on the way (no answer, or HTTP 5xx: a proxy's or the
+#: relay's own) is tried again after each of these waits, in seconds, before its error
+#: stands: a link that drops for a moment does not stop a large transfer. (The page's
+#: RETRY_WAITS_MS are the same.)
+RETRY_WAITS = (1.0, 3.0, 9.0)
+
+
+def patiently(
+    attempt: Callable[[int], T],
+    *,
+    warn: Warn,
+    cancelled: Callable[[], bool],
+    interrupted: Callable[[], Exception],
+) -> T:
+    """``attempt(tried)`` (how many attempts failed before this one), again after each of
+    :data:`RETRY_WAITS` while it fails on the way, saying so with ``warn``; any other error
+    stands at once, and ``interrupted()`` is raised if ``cancelled()`` during a wait."""
+    tried = 0
+    while True:
+        try:
+            return attempt(tried)
+        except ServiceError as exc:
+            if not (exc.code == Code.UNREACHABLE or exc.status >= 500):
+                raise
+            if tried >= len(RETRY_WAITS) or cancelled():
+                raise
+            wait = RETRY_WAITS[tried]
+            tried += 1
+            of = len(RETRY_WAITS) + 1
+            warn(f"{exc}; trying again in {wait:g} s (attempt {tried + 1} of {of})")
+            until = time.monotonic() + wait
+            while (left := until - time.monotonic()) > 0:
+                if cancelled():
+                    raise interrupted() from None
+                time.sleep(min(0.1, left))
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -171,6 +211,7 @@ class Upload:
     handle: BinaryIO
     progress: Progress
     cancelled: Callable[[], bool]
+    warn: Warn = lambda _line: None
 
     @property
     def _path(self) -> str:
@@ -222,13 +263,11 @@ class Upload:
                 if self.cancelled():
                     raise self._interrupted(offset)
                 try:
-                    answer = relay.request(
-                        "POST",
-                        self._path,
-                        raw=piece,
-                        content_type="application/octet-stream",
-                        params={"offset": str(offset)},
-                        digest=piece_digest,
+                    held = patiently(
+                        functools.partial(self._append, relay, offset, piece, piece_digest),
+                        warn=self.warn,
+                        cancelled=self.cancelled,
+                        interrupted=functools.partial(self._interrupted, offset),
                     )
                 except ServiceError as exc:
                     raise _extended(
@@ -237,12 +276,36 @@ class Upload:
                         " deposited, so nothing was sent",
                         "the same send again goes on from there",
                     ) from None
-                if self._received(answer_json(answer)) != offset + len(piece):
+                if held != offset + len(piece):
                     raise ServiceError(
                         "relay", 0, "bad_answer", "the relay acknowledged another length"
                     )
                 self.progress("uploading", len(piece), total)
         return digest.digest()
+
+    def _append(
+        self, relay: ServiceClient, offset: int, piece: bytes, piece_digest: str, tried: int
+    ) -> int:
+        """Append ``piece`` at ``offset``; the bytes the relay then holds. After a failed
+        attempt, first ask where the upload stands: the relay may have taken the piece and
+        its answer been lost, and the piece is not sent twice."""
+        if tried:
+            held = self._received(answer_json(relay.request("GET", self._path)))
+            if held == offset + len(piece):
+                return held
+            if held != offset:
+                raise ServiceError(
+                    "relay", 0, "bad_answer", f"the relay holds {held:,} bytes, not {offset:,}"
+                )
+        answer = relay.request(
+            "POST",
+            self._path,
+            raw=piece,
+            content_type="application/octet-stream",
+            params={"offset": str(offset)},
+            digest=piece_digest,
+        )
+        return self._received(answer_json(answer))
 
     def _pieces(self, received: int, digest: Any) -> Iterator[tuple[int, bytes, str]]:
         """The stream sealed from the file, hashed into ``digest`` whole, and what follows
@@ -344,12 +407,13 @@ def download(
     *,
     progress: Progress,
     cancelled: Callable[[], bool],
+    warn: Warn = lambda _line: None,
 ) -> tuple[Path, str | None]:
     """Fetch and open ``document``'s stream with the recovered message key into the file
     ``save_to`` names: the output and the sender's file name. The output appears only when
     every chunk has opened; until then the plaintext is in a partial file beside it, which
     a later call goes on from."""
-    fetch = _Fetch(relay, document)
+    fetch = _Fetch(relay, document, warn, cancelled)
     last = stream.chunk_count(document.length) - 1
     first = fetch.range(0, min(stream.SEALED_CHUNK_BYTES, document.payload_length))
     if last == 0:
@@ -375,7 +439,7 @@ def download(
         progress("downloading", 0, total)
         progress("downloading", handle.tell(), total)
         if start <= last:
-            pieces = fetch.pieces(start * stream.SEALED_CHUNK_BYTES, cancelled)
+            pieces = fetch.pieces(start * stream.SEALED_CHUNK_BYTES)
             for plaintext in document.decrypt(key, pieces, start=start):
                 handle.write(plaintext)
                 progress("downloading", len(plaintext), total)
@@ -412,12 +476,21 @@ def _sync_directory(path: Path) -> None:
 class _Fetch:
     relay: Relay
     document: StreamEnvelope
+    warn: Warn
+    cancelled: Callable[[], bool]
 
     def range(self, offset: int, length: int) -> bytes:
+        """Bytes ``offset`` to ``offset + length`` of the stream (asked again while the
+        request fails on the way)."""
         path = f"/api/v1/messages/{self.document.id}/payload"
         params = {"offset": str(offset), "length": str(length)}
         with self.relay(None) as relay:
-            data = relay.request("GET", path, params=params).content
+            data = patiently(
+                lambda _tried: relay.request("GET", path, params=params).content,
+                warn=self.warn,
+                cancelled=self.cancelled,
+                interrupted=lambda: InterruptedOperationError("interrupted while downloading"),
+            )
         # A range of another length is passed on as it came: the stream's own checks name
         # what was done to it (a chunk dropped, repeated, appended ...). Only more than one
         # chunk too many is refused here, so that no answer makes the reader hold more.
@@ -428,14 +501,14 @@ class _Fetch:
             )
         return data
 
-    def pieces(self, offset: int, cancelled: Callable[[], bool]) -> Iterator[bytes]:
+    def pieces(self, offset: int) -> Iterator[bytes]:
         """The stream from ``offset`` on, a range at a time, the next fetched while one is
         opened."""
 
         def ranges() -> Iterator[bytes]:
             at, total = offset, self.document.payload_length
             while at < total:
-                if cancelled():
+                if self.cancelled():
                     raise InterruptedOperationError("interrupted while downloading")
                 length = min(PIECE_BYTES, total - at)
                 yield self.range(at, length)
