@@ -137,7 +137,7 @@ def _print_sent(args: argparse.Namespace, result: Any) -> None:
         return
     print(f"message id:        {result.message_id}")
     print(f"ciphertext sha256: {result.ciphertext_digest}")
-    print(f"relay's copy:      sha256 {result.relay_digest} (matches what was sent)")
+    print(f"envelope sha256:   {result.relay_digest} (the relay's copy is the same)")
     print("custody references:")
     for receipt in result.receipts:
         print(f"  {receipt.custodian:<8} {receipt.ref}")
