@@ -364,6 +364,17 @@ def test_a_word_too_many_is_counted_not_quoted() -> None:
     assert_refused(spaced, 2, "1 word(s) more than 'send' takes", secrets=["plan-is-x"])
 
 
+def test_someone_not_in_a_local_network_is_named_with_who_is(tmp_path: Path) -> None:
+    from securecomm.local.home import init_home
+
+    init_home(tmp_path / "data")
+    for argv in (["inbox", "--as", "carol"], ["send", "--from", "carol", "--to", "bob", "hi"]):
+        result = run_cli(*argv, "--home", tmp_path / "data")
+        # Not "the data directory is not set up", which it is.
+        assert_refused(result, 1, "no one named 'carol' in", "its people: alice, ")
+        assert "securecomm register carol --home" in result.err
+
+
 def test_combine_refuses_fewer_than_threshold(canary_shares: list[str]) -> None:
     result = run_cli("combine", *canary_shares[:2])
     assert_refused(result, 2, "2 share(s) given, threshold is 3", secrets=[CANARY])

@@ -23,7 +23,7 @@ from ..codes import Code
 from ..config import DEFAULT_HOME, Settings, load_settings
 from ..errors import IdentityError, SecureCommError, ServiceError
 from ..identity import Identity, Keys
-from ..local.layout import person_home, user_key_path
+from ..local.layout import PEOPLE_DIR, person_home, user_key_path
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -307,6 +307,15 @@ def settings_of(args: argparse.Namespace, person: str | None = None) -> Settings
     ``person``, of that person's own home in it."""
     home = home_of(args)
     if person is not None:
+        people = home / PEOPLE_DIR
+        if person_home(home, person) == home and people.is_dir():
+            # A local network's data directory, where no one of that name acts from.
+            names = ", ".join(sorted(p.name for p in people.iterdir() if p.is_dir()))
+            raise CliError(
+                f"no one named {person!r} in {home} (its people: {names})",
+                hint=f"add them with: securecomm register {person}"
+                + (f" --home {home}" if home != DEFAULT_HOME else ""),
+            )
         home = person_home(home, person)
     if not (home / "known_keys.json").exists():
         raise CliError(
