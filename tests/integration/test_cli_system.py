@@ -505,6 +505,12 @@ def test_burn_after_reading(shared: Up) -> None:
 def test_unsend(shared: Up) -> None:
     home = shared.home
     message_id = send(home, "sent in haste")
+    # Its recipient cannot: said as such, and nothing is destroyed (the read below works).
+    refused = cli(home, "unsend", message_id, "--as", "bob")
+    assert refused.returncode == 2, explain(refused)
+    assert "was sent by alice, not bob; nothing was destroyed" in refused.stderr
+    assert "only its sender unsends a message" in refused.stderr
+    assert read(home, message_id).stdout == "sent in haste"
     unsent = cli(home, "unsend", message_id, "--as", "alice")
     assert unsent.returncode == 0, explain(unsent)
     assert message_id not in inbox(home)

@@ -1126,7 +1126,12 @@ def unsend(settings: Settings, sender: Keys, message_id: str) -> list[str]:
             relay.request("GET", f"/api/v1/messages/{message_id}").content
         )
         if envelope.header.sender.fingerprint != sender.public.fingerprint:
-            raise SignatureError(f"message {message_id} was not sent by {sender.name}")
+            refused = ParameterError(
+                f"message {message_id} was sent by {envelope.header.sender.name}, not"
+                f" {sender.name}; nothing was destroyed"
+            )
+            refused.hint = "only its sender unsends a message"
+            raise refused
         failed = []
         for receipt in envelope.receipts:
             try:
