@@ -96,6 +96,7 @@ __all__ = [
     "prepare_offline",
     "prepare_stream",
     "share_digest",
+    "utc_text",
 ]
 
 MESSAGE_ID_LENGTH_BYTES = 16
@@ -193,6 +194,11 @@ class CustodianSlot:
             obj["share_digest"], field=f"{path}.share_digest", length=DIGEST_LENGTH_BYTES
         )
         return cls(name, fingerprint, digest)
+
+
+def utc_text(seconds: int) -> str:
+    """A policy's time as people read it: ``2026-12-02 10:59:30 UTC``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
 
 
 @dataclass(frozen=True)

@@ -522,6 +522,24 @@ def test_unsend(shared: Up) -> None:
         assert release(shared.url(name), name, bob, message_id) == (410, "destroyed"), name
 
 
+def test_an_expired_message_is_said_to_be_expired_and_when(shared: Up) -> None:
+    home = shared.home
+    message_id = send(home, "only for a moment", "--expires", "1s")
+    time.sleep(1.5)
+    late = read(home, message_id)
+    assert late.returncode == 1, explain(late)
+    assert late.stdout == ""
+    found = re.search(
+        rf"message {message_id} expired at (\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d) UTC"
+        r" \(its sender's policy\): 5 of its 5 custodians release its share no more",
+        late.stderr,
+    )
+    assert found, explain(late)
+    lines = failure_lines(late.stderr)
+    assert sorted(lines) == sorted(NAMES), explain(late)
+    assert all(f"the message expired at {found.group(1)} UTC" in why for why in lines.values())
+
+
 # 9. release only with the operator's approval
 
 

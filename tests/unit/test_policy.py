@@ -63,6 +63,14 @@ def test_expires_is_exclusive() -> None:
     assert refused(decide(held, BOB, NOW + 1)) == (403, "expired")
 
 
+def test_a_window_is_said_in_utc_as_people_read_it() -> None:
+    # 1_800_000_000 seconds after the epoch is 2027-01-15 08:00:00 UTC.
+    late = decide(deposit(Policy(expires=NOW)), BOB, NOW)
+    assert late.reason == "the message expired at 2027-01-15 08:00:00 UTC"
+    early = decide(deposit(Policy(not_before=NOW)), BOB, NOW - 1)
+    assert early.reason == "no release before 2027-01-15 08:00:00 UTC (its policy)"
+
+
 def test_a_window_refuses_on_both_sides() -> None:
     held = deposit(Policy(not_before=NOW, expires=NOW + 10))
     assert refused(decide(held, BOB, NOW - 1)) == (403, "too_early")

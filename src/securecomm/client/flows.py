@@ -41,6 +41,7 @@ from ..envelope import (
     document_from_bytes,
     prepare,
     prepare_stream,
+    utc_text,
 )
 from ..errors import (
     AnswerSignatureError,
@@ -1065,6 +1066,14 @@ def read(
                 f"message {message_id} can no longer be read: {len(destroyed)} of its"
                 f" {len(names)} custodians destroyed their share (burnt after reading, or"
                 " unsent by its sender)"
+            )
+        expires = envelope.header.policy.expires
+        expired = [n for n, e in gather.errors.items() if getattr(e, "code", "") == Code.EXPIRED]
+        if expired and expires is not None and time.time() >= expires:
+            headline = (
+                f"message {message_id} expired at {utc_text(expires)} (its sender's policy):"
+                f" {len(expired)} of its {len(names)} custodians release its share no more;"
+                " nothing was decrypted"
             )
         short = QuorumError(_list_failures(headline, gather.failures))
         if now.pending:

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 
 from ..codes import Code
-from ..envelope import Policy
+from ..envelope import Policy, utc_text
 
 __all__ = ["Decision", "Deposit", "Outcome", "Verdict", "decide", "uses_up"]
 
@@ -81,8 +81,11 @@ def decide(
     policy = deposit.policy
     if not policy.allows_release_at(now):
         if policy.not_before is not None and now < policy.not_before:
-            return _refuse(403, Code.TOO_EARLY, f"no release before {policy.not_before}")
-        return _refuse(403, Code.EXPIRED, f"the policy expired at {policy.expires}")
+            return _refuse(
+                403, Code.TOO_EARLY, f"no release before {utc_text(policy.not_before)} (its policy)"
+            )
+        assert policy.expires is not None
+        return _refuse(403, Code.EXPIRED, f"the message expired at {utc_text(policy.expires)}")
     if policy.max_releases is not None and deposit.releases >= policy.max_releases:
         return _refuse(403, Code.USED_UP, f"all {policy.max_releases} release(s) were made")
     if policy.require_approval and verdict is None:
