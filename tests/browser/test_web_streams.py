@@ -215,6 +215,7 @@ def test_cancel_while_uploading_drops_the_upload_and_deposits_nothing(
     assert not [r for r in frank.requests if r.url.endswith("/v1/deposits")]
     (message_id,) = uploads_in(frank)
     assert upload_state(frank, message_id) == "ServiceError: HTTP 404"
+    assert kept_sends(frank) == []  # cancelled: nothing to go on with
 
 
 def offset_in(url: str) -> int:
@@ -271,6 +272,74 @@ def test_a_link_that_fails_for_a_moment_loses_no_upload(
     result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out))
     assert result.returncode == 0, explain(result)
     assert file_sha256(out) == expected
+
+
+def kept_sends(person: Person) -> list[str]:
+    """The keys of the stream sends this profile keeps to go on with."""
+    keys: list[str] = person.page.evaluate(
+        """async () => {
+            const store = await import('/web/js/store.js');
+            return (await store.keys('pending')).filter((k) => k.startsWith('sending:'));
+        }"""
+    )
+    return keys
+
+
+def active_fingerprint(person: Person) -> str:
+    fingerprint: str = person.page.evaluate(
+        """async () => (await import('/web/js/views/ui.js')).state.active.identity.public
+            .fingerprintHex"""
+    )
+    return fingerprint
+
+
+def test_a_send_stopped_by_a_closed_page_goes_on_when_the_file_is_sent_again(
+    browser: Browser, up: Up, tmp_path: Path
+) -> None:
+    """The page is left (as a closed tab) while the upload waits on a link that failed: the
+    same file sent again to the same people goes on from what the relay holds, and only the
+    rest is uploaded. The CLI reads back the same bytes; nothing is kept after."""
+    gina = Person(browser, up.relay_url)
+    gina.create("gina")
+    source = tmp_path / "evidence.bin"
+    expected = random_file(source, 5 * PIECE_BYTES + 11)
+    stop_at = 2 * PIECE_BYTES
+
+    def down_from_the_third_piece(route: Route) -> None:
+        if offset_in(route.request.url) >= stop_at:
+            route.abort()
+        else:
+            route.continue_()
+
+    pattern = re.compile(r"/api/v1/uploads/[0-9a-f]{32}\?offset=")
+    gina.context.route(pattern, down_from_the_third_piece)
+    try:
+        gina.compose("bob", path=source)
+        status = gina.page.locator("#send-form .status")
+        expect(status).to_contain_text(re.compile(r"the link failed .* trying again"))
+        (first,) = uploads_in(gina)
+        assert kept_sends(gina) == [f"sending:{active_fingerprint(gina)}:{first}"]
+        gina.open("send")  # the page left mid-send, as a closed tab
+    finally:
+        gina.context.unroute(pattern, down_from_the_third_piece)
+    gina.requests.clear()
+    message_id = gina.send("bob", path=source, timeout_ms=BIG_TIMEOUT_MS)
+    assert message_id == first
+    appends = [
+        offset_in(r.url)
+        for r in gina.requests
+        if r.method == "POST" and "/api/v1/uploads/" in r.url
+    ]
+    assert appends and appends[0] == stop_at, appends  # the first two pieces not sent again
+    expect(gina.page.locator("#send-result")).to_contain_text(
+        f"went on with the upload of message {first} begun earlier"
+    )
+    assert kept_sends(gina) == []
+    out = tmp_path / "read.bin"
+    result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out))
+    assert result.returncode == 0, explain(result)
+    assert file_sha256(out) == expected
+    gina.close()
 
 
 def test_a_download_that_fails_for_a_moment_is_saved_whole(

@@ -12,7 +12,9 @@ import { b64decode, b64encode, labelledHash, sha256, toHex } from "./bytes.js";
 import * as canonical from "./canonical.js";
 import { checkListed, checkReceipt } from "./devices.js";
 import {
+  Header,
   Receipt,
+  StreamDraft,
   StreamEnvelope,
   documentFromBytes,
   nameRecord,
@@ -35,8 +37,10 @@ import {
   signRequest,
   verifyAnswer,
 } from "./httpsig.js";
+import * as hpke from "./hpke.js";
 import { PublicIdentity } from "./identity.js";
 import { depositBody, openRelease } from "./protocol.js";
+import { Share } from "./shares.js";
 import * as store from "./store.js";
 import * as stream from "./stream.js";
 import { sha256 as incrementalSha256 } from "./vendor/noble-hashes/sha2.js";
@@ -576,25 +580,42 @@ export async function sendFile({
 }) {
   const { keys, readers } = await parties({ config, known, recipients, progress, warn });
   stopIfCancelled(signal, "nothing was sent (no share had been deposited)");
-  const draft = await prepareStream(file.size, {
-    sender: sender.public,
-    recipients: readers,
-    custodians: custodianSlots(config, keys),
-    threshold: config.threshold,
-    policy,
-    filename,
-  });
+  const custodians = custodianSlots(config, keys);
+  const kept = new KeptSends(sender);
+  const ticket = sendTicket(file, recipients, config.threshold, policy, filename);
+  let draft = await kept.take(ticket, custodians, filename);
+  const resumed = draft !== null;
+  if (resumed) {
+    warn(`went on with the upload of message ${draft.header.id} begun earlier`);
+  } else {
+    draft = await prepareStream(file.size, {
+      sender: sender.public,
+      recipients: readers,
+      custodians,
+      threshold: config.threshold,
+      policy,
+      filename,
+    });
+    await kept.put(ticket, draft);
+  }
   const client = relay(sender);
   let digest;
   try {
-    progress("opening the upload");
+    progress(resumed ? "going on with the upload" : "opening the upload");
     const body = { v: 2, length: draft.streamLength };
     const path = `/api/v1/uploads/${draft.header.id}`;
     const opened = (await client.request("PUT", path, { body, signal })).json();
-    if (received(opened, draft.streamLength) !== 0)
+    const held = received(opened, draft.streamLength);
+    if (held !== 0 && !resumed)
       throw new ServiceError("relay", 0, "bad_answer", "a new upload already holds bytes");
-    digest = await upload(client, draft, file, { config, progress, signal });
+    digest = await upload(client, draft, file, { config, progress, signal, held });
   } catch (error) {
+    if (transient(error)) {
+      // The link or the relay failed, after the tries again: kept, to go on from there.
+      error.message = `${error.message}; nothing was sent (no share was deposited): the upload is kept, and sending the same file to the same people again goes on where it stopped`;
+      throw error;
+    }
+    await kept.drop(draft.header.id);
     await abandonUpload(client, draft.header.id);
     const sent = "nothing was sent (no share was deposited)";
     if (error instanceof InterruptedOperationError)
@@ -605,6 +626,8 @@ export async function sendFile({
     }
     throw error;
   }
+  // From here the send completes or is taken back whole: nothing is kept to go on from.
+  await kept.drop(draft.header.id);
   let receipts;
   try {
     receipts = await depositShares({ config, sender, draft, keys, progress });
@@ -626,6 +649,85 @@ export async function sendFile({
   }
   const envelope = await draft.finish(sender, receipts, digest);
   return postDocument({ config, sender, envelope, receipts, progress });
+}
+
+/**
+ * What makes a later send of a file the same send: the same file, unchanged as far as the
+ * browser says (name, size, last modified), to the same people with the same rule.
+ */
+function sendTicket(file, recipients, threshold, policy, filename) {
+  return JSON.stringify({
+    file: [file.name, file.size, file.lastModified],
+    recipients,
+    threshold,
+    filename,
+    policy: [policy.maxReleases, policy.requireApproval, policy.expires !== null],
+  });
+}
+
+/**
+ * The stream sends of one identity that did not finish, kept in this profile (the "pending"
+ * store, as "sending:FINGERPRINT:ID") as the CLI keeps them in users/NAME.sending.json: each
+ * one's ticket, header and shares, the shares sealed (HPKE) to the sender's own key. So a
+ * send stopped by a closed tab or a link down for long goes on, when the same file is sent
+ * again to the same people, from what the relay holds.
+ */
+class KeptSends {
+  constructor(sender) {
+    this.sender = sender;
+    this.prefix = `sending:${sender.public.fingerprintHex}:`;
+  }
+
+  #info(messageId) {
+    return hpke.info("keep", { message_id: messageId, owner: this.sender.public.fingerprintHex });
+  }
+
+  async put(ticket, draft) {
+    const shares = canonical.dumps(draft.shares.map((share) => share.toText()));
+    const sealed = await hpke.seal(this.sender.public.kem, this.#info(draft.header.id), shares);
+    await store.put("pending", this.prefix + draft.header.id, {
+      ticket,
+      header: draft.header.toJson(),
+      shares: b64encode(sealed),
+    });
+  }
+
+  /** The kept draft of this very send, if there is one and its custodians hold the keys
+   * they hold now; any other kept under this ticket is dropped. */
+  async take(ticket, custodians, filename) {
+    for (const key of await store.keys("pending")) {
+      if (typeof key !== "string" || !key.startsWith(this.prefix)) continue;
+      const entry = await store.get("pending", key);
+      if (entry?.ticket !== ticket) continue;
+      const messageId = key.slice(this.prefix.length);
+      try {
+        const header = await Header.fromJson(entry.header, "kept.header", [2]);
+        const opened = await hpke.open(
+          this.sender.kemKey,
+          this.sender.public.kem,
+          this.#info(messageId),
+          b64decode(entry.shares, { field: "kept.shares" }),
+        );
+        const texts = canonical.loads(opened, { what: "the kept shares" });
+        const draft = await StreamDraft.restore(
+          header,
+          texts.map((text) => Share.fromText(text)),
+          filename,
+        );
+        const slots = (list) => JSON.stringify(list.map((c) => [c.name, c.fingerprintHex]));
+        if (header.id === messageId && slots(header.custodians) === slots(custodians))
+          return draft;
+      } catch {
+        // Not one this identity can go on with (altered, or made for other keys): dropped.
+      }
+      await this.drop(messageId);
+    }
+    return null;
+  }
+
+  async drop(messageId) {
+    await store.remove("pending", this.prefix + messageId);
+  }
 }
 
 const LIMIT_HINTS = {
@@ -730,7 +832,7 @@ async function* fileSlices(file, offset = 0) {
  * the offset the relay holds; the SHA-256 of the whole stream. The next piece is sealed
  * while one is on its way.
  */
-async function upload(client, draft, file, { config, progress, signal }) {
+async function upload(client, draft, file, { config, progress, signal, held = 0 }) {
   const total = draft.streamLength;
   const said = Number.isSafeInteger(config.max_piece_bytes) ? config.max_piece_bytes : PIECE_BYTES;
   const chunks = Math.max(1, Math.floor(Math.min(said, PIECE_BYTES) / stream.SEALED_CHUNK_BYTES));
@@ -738,7 +840,8 @@ async function upload(client, draft, file, { config, progress, signal }) {
   const hash = incrementalSha256.create();
   const path = `/api/v1/uploads/${draft.header.id}`;
   let inFlight = null;
-  let offset = 0;
+  let offset = held; // what the relay holds: sealed again, to hash, not sent
+  let position = 0;
   const append = async (piece, at, tried) => {
     if (tried) {
       // The piece may have landed and its answer been lost: where does the upload stand?
@@ -765,12 +868,14 @@ async function upload(client, draft, file, { config, progress, signal }) {
       throw new ServiceError("relay", 0, "bad_answer", "the relay acknowledged another length");
     progress("uploading", { done: at + piece.length, total });
   };
-  let piece = new Uint8Array(Math.min(pieceBytes, total));
+  let piece = new Uint8Array(Math.min(pieceBytes, total - offset));
   let filled = 0;
-  progress("uploading", { done: 0, total });
+  progress("uploading", { done: offset, total });
   try {
     for await (const chunk of draft.seal(fileSlices(file))) {
       hash.update(chunk);
+      position += chunk.length;
+      if (position <= held) continue;
       piece.set(chunk, filled);
       filled += chunk.length;
       if (filled === piece.length) {

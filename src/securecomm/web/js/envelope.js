@@ -754,6 +754,28 @@ export class StreamDraft {
     this.#key = key;
   }
 
+  /**
+   * A draft again, from its header and all its shares (as a resumed send keeps them): each
+   * checked against the header's digest, the key against its commitment.
+   */
+  static async restore(header, shares, filename = null) {
+    if (header.version !== 2 || shares.length !== header.n)
+      throw new FieldError("draft: a version 2 header and one share per custodian expected");
+    if ((filename === null) !== (header.payload === null))
+      throw new FieldError("draft: a file name is sent if and only if the header says so");
+    for (const [i, slot] of header.custodians.entries()) {
+      const share = shares[i];
+      if (
+        !equal(share.splitId, header.messageId) ||
+        !equal(await shareDigest(header.messageId, slot.name, share), slot.shareDigest)
+      )
+        throw new ShareDigestError(`draft: the share of ${slot.name} is not the header's`);
+    }
+    const key = combine(shares.slice(0, header.threshold));
+    await checkCommitment(key, header.messageId, header.keyCommitment);
+    return new StreamDraft({ header, shares, filename, key });
+  }
+
   /** The plaintext's length: the message's, and its name's record, if any. */
   get length() {
     return this.header.length;

@@ -85,6 +85,8 @@ export async function onSend(event) {
       "checking keys": "Checking the custodians' keys…",
       encrypting: "Encrypting in this page…",
       "opening the upload": "Asking the relay to take a stream of this size…",
+      "going on with the upload":
+        "Going on with the upload of this file begun earlier: asking the relay how much it holds…",
       "depositing shares": "Sealing and depositing a share with each custodian…",
       posting: streamed
         ? "Posting the signed document to the relay…"
