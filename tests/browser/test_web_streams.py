@@ -13,15 +13,16 @@ and ``abort`` drops), which the test then reads back in the page.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Route, expect
 
 from securecomm import canonical, shares, stream
 from securecomm.client.transport import ServiceClient
@@ -218,6 +219,29 @@ def test_cancel_while_uploading_drops_the_upload_and_deposits_nothing(
     assert kept_sends(frank) == []  # cancelled: nothing to go on with
 
 
+UPLOAD_PIECES = re.compile(r"/api/v1/uploads/[0-9a-f]{32}\?offset=")
+
+
+@contextlib.contextmanager
+def failing_link(
+    context: BrowserContext, pattern: re.Pattern[str], fails: Callable[[Route], bool]
+) -> Iterator[None]:
+    """Requests to ``pattern`` fail on the way (aborted) where ``fails`` says so (it may
+    let the request reach the relay first); the others go through."""
+
+    def handle(route: Route) -> None:
+        if fails(route):
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route(pattern, handle)
+    try:
+        yield
+    finally:
+        context.unroute(pattern, handle)
+
+
 def offset_in(url: str) -> int:
     found = re.search(r"[?&]offset=(\d+)", url)
     assert found, url
@@ -235,29 +259,24 @@ def test_a_link_that_fails_for_a_moment_loses_no_upload(
     expected = random_file(source, 3 * PIECE_BYTES + 5)
     failed: list[str] = []
 
-    def flaky(route: Route) -> None:
+    def flaky(route: Route) -> bool:
         offset = offset_in(route.request.url)
         if offset == PIECE_BYTES and "answer lost" not in failed:
             route.fetch()  # the relay takes the piece; its answer never comes back
             failed.append("answer lost")
-            route.abort()
-        elif offset == 2 * PIECE_BYTES and "request lost" not in failed:
+            return True
+        if offset == 2 * PIECE_BYTES and "request lost" not in failed:
             failed.append("request lost")
-            route.abort()
-        else:
-            route.continue_()
+            return True
+        return False
 
-    pattern = re.compile(r"/api/v1/uploads/[0-9a-f]{32}\?offset=")
-    frank.page.context.route(pattern, flaky)
-    try:
+    with failing_link(frank.context, UPLOAD_PIECES, flaky):
         frank.requests.clear()
         frank.compose("bob", path=source)
         status = frank.page.locator("#send-form .status")
         expect(status).to_contain_text(re.compile(r"the link failed .* trying again in 1 s"))
         expect(status).to_contain_text("Sent to bob", timeout=BIG_TIMEOUT_MS)
         message_id = frank.page.locator("#sent-id").inner_text()
-    finally:
-        frank.page.context.unroute(pattern, flaky)
     assert failed == ["answer lost", "request lost"]
     appends = [
         offset_in(r.url)
@@ -305,23 +324,16 @@ def test_a_send_stopped_by_a_closed_page_goes_on_when_the_file_is_sent_again(
     expected = random_file(source, 5 * PIECE_BYTES + 11)
     stop_at = 2 * PIECE_BYTES
 
-    def down_from_the_third_piece(route: Route) -> None:
-        if offset_in(route.request.url) >= stop_at:
-            route.abort()
-        else:
-            route.continue_()
+    def down_from_the_third_piece(route: Route) -> bool:
+        return offset_in(route.request.url) >= stop_at
 
-    pattern = re.compile(r"/api/v1/uploads/[0-9a-f]{32}\?offset=")
-    gina.context.route(pattern, down_from_the_third_piece)
-    try:
+    with failing_link(gina.context, UPLOAD_PIECES, down_from_the_third_piece):
         gina.compose("bob", path=source)
         status = gina.page.locator("#send-form .status")
         expect(status).to_contain_text(re.compile(r"the link failed .* trying again"))
         (first,) = uploads_in(gina)
         assert kept_sends(gina) == [f"sending:{active_fingerprint(gina)}:{first}"]
         gina.open("send")  # the page left mid-send, as a closed tab
-    finally:
-        gina.context.unroute(pattern, down_from_the_third_piece)
     gina.requests.clear()
     message_id = gina.send("bob", path=source, timeout_ms=BIG_TIMEOUT_MS)
     assert message_id == first
@@ -353,23 +365,19 @@ def test_a_download_that_fails_for_a_moment_is_saved_whole(
     page = frank.read(message_id)
     failed: list[str] = []
 
-    def flaky(route: Route) -> None:
-        if "offset=0&" not in route.request.url and not failed:
-            failed.append(route.request.url)
-            route.abort()
-        else:
-            route.continue_()
+    def flaky(route: Route) -> bool:
+        if "offset=0&" in route.request.url or failed:
+            return False
+        failed.append(route.request.url)
+        return True
 
-    pattern = re.compile(rf"/api/v1/messages/{message_id}/payload\?")
-    page.context.route(pattern, flaky)
-    try:
+    ranges = re.compile(rf"/api/v1/messages/{message_id}/payload\?")
+    with failing_link(page.context, ranges, flaky):
         pick_file_in_the_origin_storage(page, "footage.bin", b"")
         page.locator("#save-message").click()
         status = page.locator("#stream-save .status")
         expect(status).to_contain_text(re.compile(r"the link failed .* trying again in 1 s"))
         expect(status).to_contain_text("every chunk opened and checked", timeout=BIG_TIMEOUT_MS)
-    finally:
-        page.context.unroute(pattern, flaky)
     assert len(failed) == 1
     saved = saved_file(page, "footage.bin")
     assert (saved["size"], saved["sha256"]) == (2 * PIECE_BYTES + 7, expected)
