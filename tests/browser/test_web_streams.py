@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Request, Route, expect
 
 from securecomm import canonical, shares, stream
 from securecomm.client.transport import ServiceClient
@@ -251,13 +251,15 @@ def offset_in(url: str) -> int:
 def test_a_link_that_fails_for_a_moment_loses_no_upload(
     frank: Person, up: Up, tmp_path: Path
 ) -> None:
-    """Two pieces of an upload fail on the way, each once: the answer to the second is lost
+    """Three pieces of an upload fail on the way, each once: the answer to the second is lost
     after the relay took it (the page must ask where the upload stands, not send it twice),
-    and the third never reaches the relay. The page says it tries again, and the message is
-    sent whole: the CLI reads back the same bytes."""
+    the third never reaches the relay, and the fourth reaches it late, after the page asked,
+    so that the piece made again is refused as held already. The page says it tries again,
+    and the message is sent whole: the CLI reads back the same bytes."""
     source = tmp_path / "flaky.bin"
     expected = random_file(source, 3 * PIECE_BYTES + 5)
     failed: list[str] = []
+    late: list[Request] = []
 
     def flaky(route: Route) -> bool:
         offset = offset_in(route.request.url)
@@ -268,6 +270,15 @@ def test_a_link_that_fails_for_a_moment_loses_no_upload(
         if offset == 2 * PIECE_BYTES and "request lost" not in failed:
             failed.append("request lost")
             return True
+        if offset == 3 * PIECE_BYTES and "late" not in failed:
+            failed.append("late")  # no answer in time ...
+            late.append(route.request)
+            return True
+        if offset == 3 * PIECE_BYTES and "taken late" not in failed:
+            # ... and the relay takes it only now, so the request made again is refused.
+            failed.append("taken late")
+            first = late[0]
+            route.fetch(headers=first.all_headers(), post_data=first.post_data_buffer)
         return False
 
     with failing_link(frank.context, UPLOAD_PIECES, flaky):
@@ -277,16 +288,18 @@ def test_a_link_that_fails_for_a_moment_loses_no_upload(
         expect(status).to_contain_text(re.compile(r"the link failed .* trying again in 1 s"))
         expect(status).to_contain_text("Sent to bob", timeout=BIG_TIMEOUT_MS)
         message_id = frank.page.locator("#sent-id").inner_text()
-    assert failed == ["answer lost", "request lost"]
+    assert failed == ["answer lost", "request lost", "late", "taken late"]
     appends = [
         offset_in(r.url)
         for r in frank.requests
         if r.method == "POST" and "/api/v1/uploads/" in r.url
     ]
-    # The lost answer's piece was not sent again; the lost request's was.
-    assert appends == [0, PIECE_BYTES, 2 * PIECE_BYTES, 2 * PIECE_BYTES, 3 * PIECE_BYTES]
+    # The lost answer's piece was not sent again; the lost request's was, and the late one's
+    # (refused, as the relay had it by then).
+    p = PIECE_BYTES
+    assert appends == [0, p, 2 * p, 2 * p, 3 * p, 3 * p]
     asked = [r for r in frank.requests if r.method == "GET" and "/api/v1/uploads/" in r.url]
-    assert len(asked) == 2  # where the upload stood, before each retry
+    assert len(asked) == 4  # where the upload stood, before each retry and after the 409
     out = tmp_path / "read.bin"
     result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out))
     assert result.returncode == 0, explain(result)

@@ -709,6 +709,39 @@ def test_a_link_that_fails_for_a_moment_loses_no_upload_or_download(
     assert len(warned) == 3
 
 
+def test_a_piece_that_reached_the_relay_late_is_not_taken_twice(
+    relay: Relay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A piece whose answer did not come in time, and which the relay took only after the
+    sender asked where the upload stood: the piece made again is refused (upload_offset),
+    and the sender, asking again, goes on."""
+    monkeypatch.setattr(streamed, "RETRY_WAITS", (0.01, 0.01, 0.01))
+    (alice,) = people("alice")
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(2 * MIB))
+    draft = prepare_stream(
+        2 * MIB,
+        sender=alice.public,
+        recipients=[alice.public],
+        custodians=[(c.name, c.public.fingerprint) for c in CUSTODIANS],
+        threshold=3,
+    )
+    with _Flaky({("POST", "0"): "late"}) as link, source.open("rb") as handle:
+        upload = streamed.Upload(link.client(relay, alice), draft, handle, _ignore, lambda: False)
+        upload.open()
+        digest = upload.send(0)
+        assert link.seen == [("PUT", ""), ("POST", "0"), ("GET", ""), ("POST", "0"), ("GET", "")]
+        assert client_state(link.client(relay, alice), draft.header.id) == draft.stream_length
+        upload.abandon()
+    assert len(digest) == 32
+
+
+def client_state(client: Callable[[float | None], ServiceClient], message_id: str) -> int:
+    with client(None) as relay:
+        received: int = relay.request("GET", f"/api/v1/uploads/{message_id}").json()["received"]
+    return received
+
+
 def test_a_link_that_stays_down_stops_the_upload_after_four_attempts(
     relay: Relay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -803,13 +836,15 @@ def _ignore(*_: object) -> None:
 class _Flaky(httpx.HTTPTransport):
     """A link to the relay that fails on the requests ``fails`` names, by method and
     ``offset`` query: once (every time if ``always``), ``"answer"`` lost after the relay
-    took the request, or the ``"request"`` lost before it left. ``seen`` lists every
-    request, failed or not."""
+    took the request, the ``"request"`` lost before it left, or ``"late"``: no answer in
+    time, and the request reaches the relay just before the same one made again. ``seen``
+    lists every request, failed or not."""
 
     def __init__(self, fails: dict[tuple[str, str], str], always: bool = False) -> None:
         super().__init__()
         self.fails, self.always = fails, always
         self.seen: list[tuple[str, str]] = []
+        self.late: dict[tuple[str, str], httpx.Request] = {}
 
     def client(self, relay: Relay, who: Identity) -> Callable[[float | None], ServiceClient]:
         """What client.streamed asks the relay through: a client of this link each time."""
@@ -829,6 +864,11 @@ class _Flaky(httpx.HTTPTransport):
         how = self.fails.get(key) if self.always else self.fails.pop(key, None)
         if how == "request":
             raise httpx.ConnectError("the link dropped", request=request)
+        if how == "late":  # it reaches the relay only when the same request is made again
+            self.late[key] = request
+            raise httpx.ReadTimeout("no answer in time", request=request)
+        if key in self.late:
+            super().handle_request(self.late.pop(key)).close()
         answer = super().handle_request(request)
         if how == "answer":
             answer.read()

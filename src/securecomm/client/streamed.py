@@ -289,23 +289,33 @@ class Upload:
         """Append ``piece`` at ``offset``; the bytes the relay then holds. After a failed
         attempt, first ask where the upload stands: the relay may have taken the piece and
         its answer been lost, and the piece is not sent twice."""
-        if tried:
-            held = self._received(answer_json(relay.request("GET", self._path)))
-            if held == offset + len(piece):
-                return held
-            if held != offset:
-                raise ServiceError(
-                    "relay", 0, "bad_answer", f"the relay holds {held:,} bytes, not {offset:,}"
-                )
-        answer = relay.request(
-            "POST",
-            self._path,
-            raw=piece,
-            content_type="application/octet-stream",
-            params={"offset": str(offset)},
-            digest=piece_digest,
-        )
+        if tried and self._held(relay, offset, piece) == offset + len(piece):
+            return offset + len(piece)
+        try:
+            answer = relay.request(
+                "POST",
+                self._path,
+                raw=piece,
+                content_type="application/octet-stream",
+                params={"offset": str(offset)},
+                digest=piece_digest,
+            )
+        except ServiceError as exc:
+            # An attempt that timed out may have gone on at the relay and taken the piece
+            # while this one waited for it.
+            if tried and exc.code == Code.UPLOAD_OFFSET:
+                return self._held(relay, offset, piece)
+            raise
         return self._received(answer_json(answer))
+
+    def _held(self, relay: ServiceClient, offset: int, piece: bytes) -> int:
+        """What the relay holds of the upload: ``offset`` or ``offset + len(piece)``."""
+        held = self._received(answer_json(relay.request("GET", self._path)))
+        if held not in (offset, offset + len(piece)):
+            raise ServiceError(
+                "relay", 0, "bad_answer", f"the relay holds {held:,} bytes, not {offset:,}"
+            )
+        return held
 
     def _pieces(self, received: int, digest: Any) -> Iterator[tuple[int, bytes, str]]:
         """The stream sealed from the file, hashed into ``digest`` whole, and what follows

@@ -842,22 +842,32 @@ async function upload(client, draft, file, { config, progress, signal, held = 0 
   let inFlight = null;
   let offset = held; // what the relay holds: sealed again, to hash, not sent
   let position = 0;
+  // What the relay holds of the upload: `at`, or `at` and the piece.
+  const heldOf = async (piece, at) => {
+    const held = received((await client.request("GET", path, { signal })).json(), total);
+    if (held !== at && held !== at + piece.length)
+      throw new ServiceError("relay", 0, "bad_answer", `the relay holds ${held} bytes, not ${at}`);
+    return held;
+  };
   const append = async (piece, at, tried) => {
-    if (tried) {
-      // The piece may have landed and its answer been lost: where does the upload stand?
-      const held = received((await client.request("GET", path, { signal })).json(), total);
-      if (held === at + piece.length) return held;
-      if (held !== at)
-        throw new ServiceError("relay", 0, "bad_answer", `the relay holds ${held} bytes, not ${at}`);
+    // The piece may have landed and its answer been lost: where does the upload stand?
+    if (tried && (await heldOf(piece, at)) === at + piece.length) return at + piece.length;
+    try {
+      const answer = await client.request("POST", path, {
+        raw: piece,
+        contentType: "application/octet-stream",
+        query: `offset=${at}`,
+        timeoutMs: PIECE_TIMEOUT_MS,
+        signal,
+      });
+      return received(answer.json(), total);
+    } catch (error) {
+      // An attempt that timed out may have gone on at the relay and taken the piece while
+      // this one waited for it.
+      if (tried && error instanceof ServiceError && error.code === "upload_offset")
+        return heldOf(piece, at);
+      throw error;
     }
-    const answer = await client.request("POST", path, {
-      raw: piece,
-      contentType: "application/octet-stream",
-      query: `offset=${at}`,
-      timeoutMs: PIECE_TIMEOUT_MS,
-      signal,
-    });
-    return received(answer.json(), total);
   };
   const send = async (piece, at) => {
     const held = await patiently((tried) => append(piece, at, tried), {
