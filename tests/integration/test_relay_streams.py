@@ -32,7 +32,15 @@ from securecomm import httpsig
 from securecomm.client import streamed
 from securecomm.client.transport import ServiceClient, close_idle_pools
 from securecomm.config import MAX_PIECE_BYTES
-from securecomm.envelope import Envelope, Receipt, StreamEnvelope, prepare, prepare_stream
+from securecomm.envelope import (
+    Draft,
+    Envelope,
+    Receipt,
+    StreamDraft,
+    StreamEnvelope,
+    prepare,
+    prepare_stream,
+)
 from securecomm.errors import ServiceError
 from securecomm.identity import Identity, PublicIdentity, load_public
 from securecomm.local.home import config_text
@@ -142,19 +150,28 @@ class Message:
         return f"/api/v1/messages/{self.id}/payload"
 
 
-def stream_message(sender: Identity, recipients: list[Identity], plaintext: bytes) -> Message:
-    draft = prepare_stream(
-        len(plaintext),
+def stream_draft(sender: Identity, recipients: list[Identity], length: int) -> StreamDraft:
+    return prepare_stream(
+        length,
         sender=sender.public,
         recipients=[r.public for r in recipients],
         custodians=[(c.name, c.public.fingerprint) for c in CUSTODIANS],
         threshold=3,
     )
-    stream = b"".join(draft.seal([plaintext]))
-    receipts = [
+
+
+def stand_in_receipts(draft: StreamDraft | Draft) -> list[Receipt]:
+    """Receipts from the stand-in custodians' keys, one per slot of ``draft``'s header."""
+    return [
         Receipt.issue(c, i + 1, draft.header.message_id, f"ref{i}", slot.share_digest)
         for i, (c, slot) in enumerate(zip(CUSTODIANS, draft.header.custodians, strict=True))
     ]
+
+
+def stream_message(sender: Identity, recipients: list[Identity], plaintext: bytes) -> Message:
+    draft = stream_draft(sender, recipients, len(plaintext))
+    stream = b"".join(draft.seal([plaintext]))
+    receipts = stand_in_receipts(draft)
     document = draft.finish(sender, receipts, hashlib.sha256(stream).digest())
     key = document.recover_key({c.name: s for c, s in zip(CUSTODIANS, draft.shares, strict=True)})
     return Message(document, stream, plaintext, key)
@@ -168,11 +185,7 @@ def v1_envelope(sender: Identity, recipients: list[Identity], plaintext: bytes) 
         custodians=[(c.name, c.public.fingerprint) for c in CUSTODIANS],
         threshold=3,
     )
-    receipts = [
-        Receipt.issue(c, i + 1, draft.header.message_id, f"ref{i}", slot.share_digest)
-        for i, (c, slot) in enumerate(zip(CUSTODIANS, draft.header.custodians, strict=True))
-    ]
-    return draft.finish(sender, receipts)
+    return draft.finish(sender, stand_in_receipts(draft))
 
 
 def open_upload(client: ServiceClient, message: Message, expect: int = 201) -> dict[str, Any]:
@@ -657,15 +670,7 @@ def test_a_link_that_fails_for_a_moment_loses_no_upload_or_download(
     monkeypatch.setattr(streamed, "RETRY_WAITS", (0.01, 0.01, 0.01))
     alice, bob = people("alice", "bob")
     plaintext = os.urandom(6 * MIB + 7)
-    source = tmp_path / "source.bin"
-    source.write_bytes(plaintext)
-    draft = prepare_stream(
-        len(plaintext),
-        sender=alice.public,
-        recipients=[bob.public],
-        custodians=[(c.name, c.public.fingerprint) for c in CUSTODIANS],
-        threshold=3,
-    )
+    source, draft = file_draft(tmp_path, alice, [bob], plaintext)
     second = str(MAX_PIECE_BYTES)
     warned: list[str] = []
     with (
@@ -686,11 +691,7 @@ def test_a_link_that_fails_for_a_moment_loses_no_upload_or_download(
         ("POST", second),
     ]
     assert len(warned) == 2 and all("trying again in 0.01 s" in w for w in warned), warned
-    receipts = [
-        Receipt.issue(c, i + 1, draft.header.message_id, f"ref{i}", slot.share_digest)
-        for i, (c, slot) in enumerate(zip(CUSTODIANS, draft.header.custodians, strict=True))
-    ]
-    document = draft.finish(alice, receipts, digest)
+    document = draft.finish(alice, stand_in_receipts(draft), digest)
     assert post(relay, document).status_code == 201
     key = document.recover_key(dict(zip(NAMES, draft.shares, strict=True)))
     later = str(SEALED_CHUNK_BYTES)
@@ -717,15 +718,7 @@ def test_a_piece_that_reached_the_relay_late_is_not_taken_twice(
     and the sender, asking again, goes on."""
     monkeypatch.setattr(streamed, "RETRY_WAITS", (0.01, 0.01, 0.01))
     (alice,) = people("alice")
-    source = tmp_path / "source.bin"
-    source.write_bytes(os.urandom(2 * MIB))
-    draft = prepare_stream(
-        2 * MIB,
-        sender=alice.public,
-        recipients=[alice.public],
-        custodians=[(c.name, c.public.fingerprint) for c in CUSTODIANS],
-        threshold=3,
-    )
+    source, draft = file_draft(tmp_path, alice, [alice], os.urandom(2 * MIB))
     with _Flaky({("POST", "0"): "late"}) as link, source.open("rb") as handle:
         upload = streamed.Upload(link.client(relay, alice), draft, handle, _ignore, lambda: False)
         upload.open()
@@ -734,6 +727,15 @@ def test_a_piece_that_reached_the_relay_late_is_not_taken_twice(
         assert client_state(link.client(relay, alice), draft.header.id) == draft.stream_length
         upload.abandon()
     assert len(digest) == 32
+
+
+def file_draft(
+    tmp_path: Path, sender: Identity, recipients: list[Identity], plaintext: bytes
+) -> tuple[Path, StreamDraft]:
+    """``plaintext`` in a file, and a draft to send it as a stream."""
+    source = tmp_path / "source.bin"
+    source.write_bytes(plaintext)
+    return source, stream_draft(sender, recipients, len(plaintext))
 
 
 def client_state(client: Callable[[float | None], ServiceClient], message_id: str) -> int:
@@ -747,15 +749,7 @@ def test_a_link_that_stays_down_stops_the_upload_after_four_attempts(
 ) -> None:
     monkeypatch.setattr(streamed, "RETRY_WAITS", (0.01, 0.01, 0.01))
     (alice,) = people("alice")
-    source = tmp_path / "source.bin"
-    source.write_bytes(os.urandom(2 * MIB))
-    draft = prepare_stream(
-        2 * MIB,
-        sender=alice.public,
-        recipients=[alice.public],
-        custodians=[(c.name, c.public.fingerprint) for c in CUSTODIANS],
-        threshold=3,
-    )
+    source, draft = file_draft(tmp_path, alice, [alice], os.urandom(2 * MIB))
     warned: list[str] = []
     with _Flaky({("POST", "0"): "request"}, always=True) as link, source.open("rb") as handle:
         upload = streamed.Upload(
