@@ -482,6 +482,10 @@ def _sync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def _stopped_downloading() -> InterruptedOperationError:
+    return InterruptedOperationError("interrupted while downloading")
+
+
 @dataclass
 class _Fetch:
     relay: Relay
@@ -499,7 +503,7 @@ class _Fetch:
                 lambda _tried: relay.request("GET", path, params=params).content,
                 warn=self.warn,
                 cancelled=self.cancelled,
-                interrupted=lambda: InterruptedOperationError("interrupted while downloading"),
+                interrupted=_stopped_downloading,
             )
         # A range of another length is passed on as it came: the stream's own checks name
         # what was done to it (a chunk dropped, repeated, appended ...). Only more than one
@@ -519,7 +523,7 @@ class _Fetch:
             at, total = offset, self.document.payload_length
             while at < total:
                 if self.cancelled():
-                    raise InterruptedOperationError("interrupted while downloading")
+                    raise _stopped_downloading()
                 length = min(PIECE_BYTES, total - at)
                 yield self.range(at, length)
                 at += length
