@@ -11,13 +11,14 @@ request, and show nothing of it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Route, expect
 
 from securecomm.identity import Identity
 from securecomm.testing.mitm import Proxy
@@ -166,6 +167,44 @@ def test_a_relay_answer_altered_on_send_withdraws_everything(
         assert withdrawals and withdrawals[-1].status == 204, name
     deleted = [e for e in relay.exchanges if e.method == "DELETE"]
     assert deleted and deleted[-1].status == 204
+
+
+def test_a_post_the_relay_stored_whose_answer_was_lost_is_taken_back(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    """The post reaches the relay, which stores the envelope; its answer is lost on the way.
+    The page cannot know the message was stored: it deletes the relay's copy as it
+    withdraws the shares, so heidi is left no message whose shares are gone."""
+    grace, _ = pair
+    wire.watch_only()
+    relay = wire.relay
+    pattern = re.compile(r"/api/v1/messages$")
+    lost: list[int] = []
+
+    def lose_the_answer(route: Route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        lost.append(route.fetch().status)  # the relay stored it
+        route.abort()
+
+    grace.context.route(pattern, lose_the_answer)
+    try:
+        grace.compose("heidi", SECRET)
+        status = grace.page.locator("#send-form .status")
+        expect(status).to_contain_text("the relay may have stored the envelope")
+        expect(status).to_have_class(re.compile("error"))
+    finally:
+        grace.context.unroute(pattern, lose_the_answer)
+    assert lost == [201], "the post did not reach the relay: the test is void"
+    posts = [e for e in relay.exchanges if e.method == "POST" and e.path == "/api/v1/messages"]
+    message_id = json.loads(posts[-1].response_body)["id"]
+    # The relay's copy was there and was deleted; every custodian destroyed its share.
+    deleted = [e for e in relay.exchanges if e.method == "DELETE" and message_id in e.path]
+    assert [e.status for e in deleted] == [204], deleted
+    for name, proxy in wire.custodians.items():
+        withdrawals = [e for e in proxy.exchanges if e.method == "DELETE"]
+        assert withdrawals and withdrawals[-1].status == 204, name
 
 
 def test_a_relay_answer_re_signed_by_the_relay_itself_is_still_caught(

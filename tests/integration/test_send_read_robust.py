@@ -198,6 +198,31 @@ def test_an_interrupt_while_posting_takes_everything_back(up: Up) -> None:
     assert inbox(up.home) == inbox_before  # the relay had stored it; it is gone again
 
 
+def test_a_post_the_relay_stored_but_did_not_answer_in_time_is_taken_back(up: Up) -> None:
+    # The relay stores the envelope; its answer is lost past the send's deadline. The send
+    # cannot know it was stored: it deletes the relay's copy as it withdraws the shares,
+    # so bob's inbox holds no message whose shares are gone.
+    before = seqs(up)
+    inbox_before = inbox(up.home)
+    with HoldingProxy(up.relay_url, ("POST", "/api/v1/messages")) as proxy:
+        env = {"SECURECOMM_SERVER_URL": proxy.url}
+        process = start_cli(
+            up.home, "send", "--from", "alice", "--to", "bob", "lost", "--deadline", "3", env=env
+        )
+        result = finish(process)
+        assert proxy.held.is_set(), explain(result)
+    assert result.returncode == 1, explain(result)
+    assert "Traceback" not in result.stderr, explain(result)
+    assert "the relay may have stored the envelope" in result.stderr, explain(result)
+    assert "its copy, if any, was deleted" in result.stderr, explain(result)
+    assert not MESSAGE_ID.search(result.stdout), explain(result)
+    ids = check_withdrawn(
+        up.home, {name: up.url(name) for name in NAMES}, before, user(up.home, "bob")
+    )
+    assert len(ids) == len(NAMES), ids
+    assert inbox(up.home) == inbox_before
+
+
 def test_an_interrupt_while_checking_keys_sends_nothing(up: Up) -> None:
     before = seqs(up)
     with HoldingProxy(up.url("charlie"), ("GET", "/v1/identity")) as proxy:

@@ -68,6 +68,7 @@ def cmd_send(args: argparse.Namespace) -> None:
             sender,
             args.to,
             message,
+            deadline=args.deadline,
             threshold=args.threshold,
             policy=_policy(args),
             progress=ProgressBar(len(message)),
@@ -105,6 +106,7 @@ def _send_file(
             sender,
             args.to,
             path,
+            deadline=args.deadline,
             threshold=args.threshold,
             policy=_policy(args),
             progress=ProgressBar(path.stat().st_size),
@@ -328,7 +330,14 @@ def add_commands(sub: Any) -> None:
         metavar="PATH",
         help="send the contents of PATH; its name goes with it, encrypted, for the reader",
     )
-    p.add_argument("--from", dest="sender", required=True, metavar="NAME", help="who sends")
+    p.add_argument(
+        "--from",
+        "--as",  # as read, inbox and unsend say who you are
+        dest="sender",
+        required=True,
+        metavar="NAME",
+        help="who sends (you)",
+    )
     p.add_argument(
         "--to",
         required=True,
@@ -357,6 +366,14 @@ def add_commands(sub: Any) -> None:
         "--require-approval",
         action="store_true",
         help="each release waits for the custodian's operator",
+    )
+    p.add_argument(
+        "--deadline",
+        type=positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for the answers of each step: the custodians' keys, the"
+        " deposits, the relay's (default 30)",
     )
     home_option(p)
     passphrase_options(p)

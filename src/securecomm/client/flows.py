@@ -737,18 +737,47 @@ class _Send:
                 f" {_withdrawal(withdrawn, set())})",
             )
         if "relay" not in posting.results:
-            if streamed:
-                _delete_from_relay(settings, sender, envelope.id, upload=True)
-            withdrawn = _withdraw(settings, sender, receipts, envelope.id)
             reason = getattr(answered, "message", posting.failures.get("relay", "no answer"))
+            status = getattr(answered, "status", 0)
+            code = getattr(answered, "code", Code.UNREACHABLE)
+            if status and status < 500:
+                # The relay's own refusal: it stored nothing.
+                if streamed:
+                    _delete_from_relay(settings, sender, envelope.id, upload=True)
+                withdrawn = _withdraw(settings, sender, receipts, envelope.id)
+                failure = ServiceError(
+                    "relay",
+                    status,
+                    code,
+                    f"the envelope was not stored: {reason}; nothing was sent"
+                    f" ({_withdrawal(withdrawn, set())})",
+                )
+                failure.hint = _RELAY_HINTS.get(code)
+                raise failure
+            # No answer (none in time, a link that failed, a proxy's 5xx): the relay may
+            # have stored the envelope, or store it still. Give a request under way a moment,
+            # then take everything back.
+            posting.settle(_SETTLE_SECONDS)
+            deleted = _delete_from_relay(settings, sender, envelope.id, upload=streamed)
+            withdrawn = _withdraw(settings, sender, receipts, envelope.id)
+            what = (
+                "its copy, if any, was deleted and"
+                if deleted
+                else "its copy, if any, could not be deleted;"
+            )
             failure = ServiceError(
                 "relay",
-                getattr(answered, "status", 0),
-                getattr(answered, "code", Code.UNREACHABLE),
-                f"the envelope was not stored: {reason}; nothing was sent"
-                f" ({_withdrawal(withdrawn, set())})",
+                status,
+                code,
+                f"{reason}; the relay may have stored the envelope, so nothing was sent: {what}"
+                f" {_withdrawal(withdrawn, set())}",
             )
-            failure.hint = _RELAY_HINTS.get(failure.code)
+            failure.hint = _RELAY_HINTS.get(code)
+            if not deleted:
+                failure.hint = (
+                    f"`securecomm unsend {envelope.id} --as {sender.name}` removes a copy the"
+                    " relay kept (useless without its shares)"
+                )
             raise failure
         stored = posting.results["relay"]
         self.progress("uploading", len(data), len(data))
@@ -801,18 +830,24 @@ def _withdrawal(withdrawn: list[str], in_flight: set[str]) -> str:
 
 def _delete_from_relay(
     settings: Settings, sender: Keys, message_id: str, *, upload: bool = False
-) -> None:
+) -> bool:
     """Best effort: remove a message from the relay (absent is as good as deleted), and with
-    ``upload``, its stream's upload if the message was never stored."""
+    ``upload``, its stream's upload if the message was never stored. Whether the relay
+    said the message is gone (deleted, or never there)."""
     paths = [f"/api/v1/messages/{message_id}"] + (
         [f"/api/v1/uploads/{message_id}"] if upload else []
     )
+    gone = True
     with _relay(settings, sender, timeout=5) as relay:
         for path in paths:
             try:
                 relay.request("DELETE", path)
+            except ServiceError as exc:
+                if path == paths[0] and exc.status != 404:
+                    gone = False
             except SecureCommError:
-                pass
+                gone = gone and path != paths[0]
+    return gone
 
 
 def _withdraw(

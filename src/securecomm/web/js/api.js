@@ -488,10 +488,15 @@ async function postDocument({ config, sender, envelope, receipts, progress }) {
   try {
     stored = (await client.request("POST", "/api/v1/messages", { raw: data, sign: false })).json();
   } catch (error) {
-    // An answer that is not the relay's says nothing: the envelope may well be stored.
-    if (error instanceof AnswerSignatureError) await drop();
+    // An answer that is not the relay's, or none (a link that failed, no answer in time,
+    // a proxy's 5xx), says nothing: the envelope may well be stored. The relay's own
+    // refusal stored nothing.
+    const unknown = error instanceof AnswerSignatureError || transient(error);
+    if (unknown) await drop();
     else if (streamed) await abandonUpload(client, envelope.id);
     await withdraw(config, sender, byName, envelope.id);
+    if (transient(error))
+      error.message = `${error.message}; the relay may have stored the envelope, so nothing was sent: its copy, if any, was deleted and the deposits withdrawn`;
     throw error;
   }
   const localDigest = toHex(await sha256(data));
