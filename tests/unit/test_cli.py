@@ -364,6 +364,26 @@ def test_a_word_too_many_is_counted_not_quoted() -> None:
     assert_refused(spaced, 2, "1 word(s) more than 'send' takes", secrets=["plan-is-x"])
 
 
+def test_send_takes_as_for_from_and_no_option_by_a_prefix_of_its_name() -> None:
+    from securecomm.cli import _parse
+
+    # read, inbox and unsend say who you are with --as: send takes it too.
+    args = _parse(["send", "--as", "alice", "--to", "bob", "hello"])
+    assert (args.sender, args.to, args.text, args.ask_passphrase) == (
+        "alice",
+        ["bob"],
+        "hello",
+        False,
+    )
+    # A prefix is no option: "--ask" was --ask-passphrase, "--fo" --force.
+    for argv in (
+        ["send", "--from", "alice", "--to", "bob", "--ask", "hello"],
+        ["read", "0" * 32, "--as", "bob", "--fo"],
+        ["inbox", "--as", "bob", "--ho", "elsewhere"],
+    ):
+        assert_usage_error(run_cli(*argv))
+
+
 def test_someone_not_in_a_local_network_is_named_with_who_is(tmp_path: Path) -> None:
     from securecomm.local.home import init_home
 

@@ -129,10 +129,20 @@ def _parse(words: list[str]) -> argparse.Namespace:
     return args
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, taking no option by a prefix of its name: ``send --as x`` is an
+    unknown option, not ``--ask-passphrase``. Every subcommand's parser is one too (argparse
+    makes them of the class of the parser they are added to)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line's parser: every command's, or only the part ``command`` (a
     top-level command name) is in when it is one."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="securecomm",
         description=(
             "Encrypt a message with AES-256-GCM and split its key among custodians with"
