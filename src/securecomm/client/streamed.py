@@ -16,6 +16,8 @@ again goes on from the file's last whole chunk without asking the custodians aga
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -24,7 +26,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -516,16 +518,41 @@ class _Fetch:
         return data
 
     def pieces(self, offset: int) -> Iterator[bytes]:
-        """The stream from ``offset`` on, a range at a time, the next fetched while one is
-        opened."""
+        """The stream from ``offset`` on, a range at a time: the next :data:`RANGES_AT_ONCE`
+        are fetched while one is opened."""
 
-        def ranges() -> Iterator[bytes]:
+        def ranges() -> Iterator[Callable[[], bytes]]:
             at, total = offset, self.document.payload_length
             while at < total:
                 if self.cancelled():
                     raise _stopped_downloading()
                 length = min(PIECE_BYTES, total - at)
-                yield self.range(at, length)
+                yield functools.partial(self.range, at, length)
                 at += length
 
-        return ahead(ranges())
+        return in_order(ranges(), at_once=RANGES_AT_ONCE)
+
+
+#: Ranges a download asks for at a time. With one, the relay waits while the reader takes
+#: in a range, and the reader while the relay reads and signs the next: two in flight
+#: keep both busy (a 1 GiB read into a file took 7.9-8.9 s against 10.3-10.4 s with one,
+#: on two cores; three did no better, within the noise).
+RANGES_AT_ONCE = 2
+
+
+def in_order(tasks: Iterator[Callable[[], T]], *, at_once: int) -> Generator[T, None, None]:
+    """The results of ``tasks``, in their order, each made in a thread of its own with up to
+    ``at_once`` made while the caller works on the one before. What a task raises is raised
+    here in its place; closing this generator cancels the tasks not begun and waits for
+    those under way."""
+    pool = concurrent.futures.ThreadPoolExecutor(at_once, thread_name_prefix="securecomm-range")
+    running: collections.deque[concurrent.futures.Future[T]] = collections.deque()
+    try:
+        for task in tasks:
+            running.append(pool.submit(task))
+            if len(running) > at_once:
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
