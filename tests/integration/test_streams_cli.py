@@ -6,6 +6,7 @@ limit refused before any share is deposited, and standard output."""
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import stat
 import subprocess
@@ -20,7 +21,7 @@ from securecomm.client.streamed import partial_path
 from securecomm.client.trust import KnownKeys
 from securecomm.config import Settings, load_settings
 from securecomm.envelope import StreamEnvelope, document_from_bytes
-from securecomm.errors import ParameterError, ServiceError
+from securecomm.errors import InterruptedOperationError, ParameterError, ServiceError
 from securecomm.local.layout import person_home
 from tests.random_files import file_sha256, random_file
 
@@ -257,6 +258,59 @@ def test_a_file_that_changes_while_it_is_sent_is_refused(up: Up, tmp_path: Path)
             source,
             progress=grow,
         )
+
+
+def test_a_kept_upload_whose_file_changed_is_dropped_with_the_relays_part(
+    up: Up, tmp_path: Path
+) -> None:
+    """An interrupted send's draft can go on only with the very file it began with: once
+    that file changed, the next send drops the draft and the relay's upload (which held
+    room in the sender's quota for a day), and says so."""
+    source = tmp_path / "edited.bin"
+    random_file(source, 10 * MIB)
+    settings, known = _library(up, "alice")
+    alice = user(up.home, "alice")
+    kept = person_home(up.home, "alice") / "users" / "alice.sending.json"
+    pieces = 0
+
+    def after_one_piece(stage: str, done: int, total: int) -> None:
+        nonlocal pieces
+        if stage == "uploading" and done:
+            pieces += 1
+
+    with pytest.raises(InterruptedOperationError):
+        flows.send_file(
+            settings,
+            known,
+            alice,
+            ["bob"],
+            source,
+            progress=after_one_piece,
+            cancelled=lambda: pieces >= 1,
+        )
+    (first,) = [
+        k
+        for k, v in json.loads(kept.read_text()).items()
+        if v["ticket"]["file"] == str(source.resolve())
+    ]
+
+    def upload_state(message_id: str) -> int:
+        with flows._relay(settings, alice) as relay:
+            try:
+                return relay.request("GET", f"/api/v1/uploads/{message_id}").status_code
+            except ServiceError as exc:
+                return exc.status
+
+    assert upload_state(first) == 200
+    with source.open("ab") as handle:
+        handle.write(b"an edit")
+    warnings: list[str] = []
+    sent = flows.send_file(settings, known, alice, ["bob"], source, warn=warnings.append)
+    assert sent.message_id != first
+    assert any(first in line and "changed or is gone" in line for line in warnings), warnings
+    assert upload_state(first) == 404
+    assert first not in json.loads(kept.read_text())
+    assert not any("going on" in line for line in warnings)
 
 
 def test_the_relays_limit_is_refused_before_any_share_is_deposited(tmp_path: Path) -> None:

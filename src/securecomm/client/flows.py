@@ -490,6 +490,13 @@ def send_file(
     with streamed.open_file(source) as handle:
         size = os.fstat(handle.fileno()).st_size
         kept = streamed.KeptDrafts(settings, sender)
+        for stale, name in kept.stale():
+            kept.drop(stale)
+            streamed.abandon(relay, stale)
+            warn(
+                f"the upload of message {stale} begun earlier is dropped, with the relay's"
+                f" part: {name} changed or is gone since, so it cannot go on"
+            )
         ticket = streamed.ticket(source, handle, list(recipients), threshold, filename)
         draft = kept.take(ticket, keys)
         if draft is None:

@@ -203,6 +203,24 @@ class KeptDrafts:
         if entries.pop(message_id, None) is not None:
             self._save(entries)
 
+    def stale(self) -> list[tuple[str, str]]:
+        """The kept drafts that can never go on, as (message id, file): their file is gone,
+        or is not the one they began with (another size or time of change)."""
+        found = []
+        for message_id, entry in self._load().items():
+            ticket = entry.get("ticket") if isinstance(entry, dict) else None
+            if not isinstance(ticket, dict) or not isinstance(ticket.get("file"), str):
+                found.append((message_id, "its file"))
+                continue
+            try:
+                stat = os.stat(ticket["file"])
+            except OSError:
+                found.append((message_id, ticket["file"]))
+                continue
+            if (stat.st_size, stat.st_mtime_ns) != (ticket.get("size"), ticket.get("mtime_ns")):
+                found.append((message_id, ticket["file"]))
+        return found
+
 
 @dataclass
 class Upload:
@@ -344,8 +362,14 @@ class Upload:
         )
 
     def abandon(self) -> None:
-        with contextlib.suppress(SecureCommError), self._relay(5.0) as relay:
-            relay.request("DELETE", self._path)
+        abandon(self._relay, self.draft.header.id)
+
+
+def abandon(relay: Relay, message_id: str) -> None:
+    """Best effort: drop the relay's upload of ``message_id`` (and the room it holds in the
+    sender's quota)."""
+    with contextlib.suppress(SecureCommError), relay(5.0) as client:
+        client.request("DELETE", f"/api/v1/uploads/{message_id}")
 
 
 def ahead(items: Iterator[T]) -> Iterator[T]:
