@@ -243,6 +243,30 @@ def test_no_relay_key_pinned_is_refused_with_a_hint(tmp_path: Path) -> None:
     assert relay_key(settings, known) == MALLORY.public
 
 
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        (httpx.ReadTimeout, "http://alpha.test did not answer within 2.5 s"),
+        (httpx.WriteTimeout, "http://alpha.test did not answer within 2.5 s"),
+        (httpx.ConnectTimeout, "cannot reach http://alpha.test (ConnectTimeout)"),
+        (httpx.ConnectError, "cannot reach http://alpha.test (ConnectError)"),
+        (httpx.RemoteProtocolError, "cannot reach http://alpha.test (RemoteProtocolError)"),
+    ],
+)
+def test_a_service_that_hangs_is_told_from_one_that_is_down(
+    failure: type[httpx.TransportError], said: str
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise failure("on the way", request=request)
+
+    client = ServiceClient(
+        "http://alpha.test", "alpha", timeout=2.5, transport=httpx.MockTransport(answer)
+    )
+    with client, pytest.raises(ServiceError) as caught:
+        client.request("GET", "/v1/identity", sign=False)
+    assert (caught.value.code, caught.value.message) == ("unreachable", said)
+
+
 def test_a_cookie_a_service_sets_is_never_sent_back() -> None:
     """One pool serves every identity of a process: a cookie kept from one caller's answer
     would travel on another's request."""

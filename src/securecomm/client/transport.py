@@ -264,12 +264,14 @@ class ServiceClient:
                 raise ServiceError(
                     self.audience, 0, Code.TLS_REFUSED, self._tls_message(refused)
                 ) from None
-            raise ServiceError(
-                self.audience,
-                0,
-                Code.UNREACHABLE,
-                f"cannot reach {self.base_url} ({type(exc).__name__})",
-            ) from None
+            if isinstance(exc, httpx.TimeoutException) and not isinstance(
+                exc, httpx.ConnectTimeout
+            ):
+                # It took the connection (or the request): it hangs rather than being down.
+                reason = f"{self.base_url} did not answer within {self.timeout:g} s"
+            else:
+                reason = f"cannot reach {self.base_url} ({type(exc).__name__})"
+            raise ServiceError(self.audience, 0, Code.UNREACHABLE, reason) from None
         signatures = response.headers.get_list(httpsig.ANSWER_HEADER)
         if self.answers is not None and not signatures and response.status_code in _GATEWAY:
             # A front (nginx before the relay's replicas) answering for a replica it could not
