@@ -747,40 +747,27 @@ class _Send:
             reason = getattr(answered, "message", posting.failures.get("relay", "no answer"))
             status = getattr(answered, "status", 0)
             code = getattr(answered, "code", Code.UNREACHABLE)
-            if status and status < 500:
-                # The relay's own refusal: it stored nothing.
-                if streamed:
-                    _delete_from_relay(settings, sender, envelope.id, upload=True)
-                withdrawn = _withdraw(settings, sender, receipts, envelope.id)
-                failure = ServiceError(
-                    "relay",
-                    status,
-                    code,
-                    f"the envelope was not stored: {reason}; nothing was sent"
-                    f" ({_withdrawal(withdrawn, set())})",
+            # The relay's own refusal stored nothing. Anything else (no answer in time, a
+            # link that failed, a proxy's 5xx): it may have stored the envelope, or store it
+            # still; a request under way gets a moment, then everything is taken back.
+            refused = 0 < status < 500
+            deleted = True
+            if not refused:
+                posting.settle(_SETTLE_SECONDS)
+            if streamed or not refused:
+                deleted = _delete_from_relay(settings, sender, envelope.id, upload=streamed)
+            withdrawal = _withdrawal(_withdraw(settings, sender, receipts, envelope.id), set())
+            if refused:
+                told = f"the envelope was not stored: {reason}; nothing was sent ({withdrawal})"
+            else:
+                what = "was deleted and" if deleted else "could not be deleted;"
+                told = (
+                    f"{reason}; the relay may have stored the envelope, so nothing was sent:"
+                    f" its copy, if any, {what} {withdrawal}"
                 )
-                failure.hint = _RELAY_HINTS.get(code)
-                raise failure
-            # No answer (none in time, a link that failed, a proxy's 5xx): the relay may
-            # have stored the envelope, or store it still. Give a request under way a moment,
-            # then take everything back.
-            posting.settle(_SETTLE_SECONDS)
-            deleted = _delete_from_relay(settings, sender, envelope.id, upload=streamed)
-            withdrawn = _withdraw(settings, sender, receipts, envelope.id)
-            what = (
-                "its copy, if any, was deleted and"
-                if deleted
-                else "its copy, if any, could not be deleted;"
-            )
-            failure = ServiceError(
-                "relay",
-                status,
-                code,
-                f"{reason}; the relay may have stored the envelope, so nothing was sent: {what}"
-                f" {_withdrawal(withdrawn, set())}",
-            )
+            failure = ServiceError("relay", status, code, told)
             failure.hint = _RELAY_HINTS.get(code)
-            if not deleted:
+            if not (refused or deleted):
                 failure.hint = (
                     f"`securecomm unsend {envelope.id} --as {sender.name}` removes a copy the"
                     " relay kept (useless without its shares)"
