@@ -33,6 +33,7 @@ from ._services import (
 ALICE = Identity.generate("alice")
 BOB = Identity.generate("bob")
 EVE = Identity.generate("eve")
+CAROL = Identity.generate("carol")
 
 
 @pytest.fixture
@@ -46,11 +47,16 @@ def alpha(settings: Settings) -> Service:
 
 
 def held(
-    svc: Service, policy: Policy | None = None, plaintext: bytes = b"hello"
+    svc: Service,
+    policy: Policy | None = None,
+    plaintext: bytes = b"hello",
+    recipients: tuple[Identity, ...] = (BOB,),
 ) -> tuple[Draft, Receipt]:
     """A message whose share 1 is deposited with ``svc``: (draft, receipt)."""
     others = [Identity.generate(n).public for n in CUSTODIANS[1:]]
-    draft = custody_draft(ALICE, [BOB], [svc.public, *others], policy=policy, plaintext=plaintext)
+    draft = custody_draft(
+        ALICE, list(recipients), [svc.public, *others], policy=policy, plaintext=plaintext
+    )
     r = deposit(svc, draft, 0, ALICE)
     assert r.status_code == 201, r.json
     return draft, Receipt.from_json(r.json)
@@ -254,17 +260,71 @@ def test_approve_by_non_operator_is_refused(alpha: Service) -> None:
     assert alpha.call(BOB, "GET", f"/v1/releases/{release_id}").status_code == 202
 
 
-def test_approve_twice_is_not_pending(alpha: Service, settings: Settings) -> None:
+def test_a_verdict_given_again_is_answered_as_the_first_and_recorded_once(
+    alpha: Service, settings: Settings
+) -> None:
+    """An operator not sure an approval went through approves again: that is no error.
+    The other verdict, once one is given, is too late."""
     _, release_id = approval_release(alpha)
     op = operator(settings, "alpha")
-    assert alpha.call(op, "POST", f"/v1/releases/{release_id}/approve").status_code == 200
-    r = alpha.call(op, "POST", f"/v1/releases/{release_id}/approve")
+    path = f"/v1/releases/{release_id}"
+    for _ in range(2):
+        r = alpha.call(op, "POST", f"{path}/approve")
+        assert r.status_code == 200, r.json
+        assert r.json == {"v": 1, "release_id": release_id, "status": "approved"}
+    r = alpha.call(op, "POST", f"{path}/deny")
     assert r.status_code == 409
     assert r.json["code"] == "not_pending"
-    r = alpha.call(op, "POST", f"/v1/releases/{release_id}/deny")
-    assert r.status_code == 409
+    assert "approved" in r.json["message"]
+    assert alpha.call(BOB, "GET", path).status_code == 200  # collected
+    r = alpha.call(op, "POST", f"{path}/approve")
+    assert r.status_code == 200, r.json
+    assert r.json["status"] == "released"
     r = alpha.call(op, "POST", f"/v1/releases/{'0' * 32}/approve")
     assert r.status_code == 404
+
+    _, denied = approval_release(alpha)
+    assert alpha.call(op, "POST", f"/v1/releases/{denied}/deny").status_code == 200
+    r = alpha.call(op, "POST", f"/v1/releases/{denied}/deny")
+    assert (r.status_code, r.json["status"]) == (200, "denied")
+    assert alpha.call(op, "POST", f"/v1/releases/{denied}/approve").status_code == 409
+
+    events = [e["event"] for e in alpha.call(op, "GET", "/v1/audit").json["entries"]]
+    assert events.count("approved") == 1
+    assert events.count("denied") == 1
+
+
+def test_a_reader_who_asks_again_gets_its_open_request(alpha: Service, settings: Settings) -> None:
+    """A reader whose last read ended without this custodian's share (or that forgot the
+    release id) asks again: it gets the request it has, not another for the operator to
+    decide; once that request is approved, asking again collects the share."""
+    draft, release_id = approval_release(alpha)
+    op = operator(settings, "alpha")
+    again = release(alpha, BOB, draft.header.id)
+    assert again.status_code == 202
+    assert again.json == {"v": 1, "status": "pending", "release_id": release_id}
+    listed = alpha.call(op, "GET", "/v1/releases").json["releases"]
+    assert [x["release_id"] for x in listed] == [release_id]
+
+    # Another recipient's request is its own.
+    carol_draft, _ = held(alpha, Policy(require_approval=True), recipients=(BOB, CAROL))
+    bobs = release(alpha, BOB, carol_draft.header.id).json["release_id"]
+    carols = release(alpha, CAROL, carol_draft.header.id).json["release_id"]
+    assert bobs != carols
+
+    assert alpha.call(op, "POST", f"/v1/releases/{release_id}/approve").status_code == 200
+    got = release(alpha, BOB, draft.header.id)  # the approval came after the read that asked
+    assert got.status_code == 200, got.json
+    assert Release.from_json(got.json).open(BOB, alpha.public) == draft.shares[0]
+    assert alpha.call(BOB, "GET", f"/v1/releases/{release_id}").status_code == 410
+    # Collected: the next read is a new request, for the operator again.
+    fresh = release(alpha, BOB, draft.header.id)
+    assert fresh.status_code == 202
+    assert fresh.json["release_id"] != release_id
+
+    events = [e["event"] for e in alpha.call(op, "GET", "/v1/audit").json["entries"]]
+    assert events.count("release_requested") == 4  # bob's twice, carol's, bob's fresh one
+    assert events.count("release") == 1
 
 
 def test_release_id_is_not_for_strangers(alpha: Service) -> None:
@@ -325,6 +385,7 @@ def test_audit_lists_every_event_in_order_and_verifies(alpha: Service, settings:
     assert release(alpha, EVE, plain.header.id).status_code == 403  # refusal
     first = release(alpha, BOB, gated.header.id).json["release_id"]  # release_requested
     assert alpha.call(op, "POST", f"/v1/releases/{first}/approve").status_code == 200
+    assert release(alpha, BOB, gated.header.id).status_code == 200  # release (the approved one)
     second = release(alpha, BOB, gated.header.id).json["release_id"]  # release_requested
     assert alpha.call(op, "POST", f"/v1/releases/{second}/deny").status_code == 200
     assert alpha.call(ALICE, "DELETE", f"/v1/deposits/{plain_receipt.ref}").status_code == 204
@@ -334,7 +395,7 @@ def test_audit_lists_every_event_in_order_and_verifies(alpha: Service, settings:
     assert r.status_code == 200
     entries = r.json["entries"]
     events = [e["event"] for e in entries]
-    assert events[:10] == [
+    assert events[:11] == [
         "deposit",
         "deposit",
         "deposit",
@@ -342,12 +403,13 @@ def test_audit_lists_every_event_in_order_and_verifies(alpha: Service, settings:
         "refusal",
         "release_requested",
         "approved",
+        "release",
         "release_requested",
         "denied",
         "delete",
     ]
     # The last release burns the share: both are logged (their order has its own test).
-    assert sorted(events[10:]) == ["burn", "release"]
+    assert sorted(events[11:]) == ["burn", "release"]
     first_seen = list(dict.fromkeys(events))
     assert first_seen == [
         "deposit",

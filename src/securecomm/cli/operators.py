@@ -74,11 +74,13 @@ def local_time_and_age(epoch: int, now: float | None = None) -> str:
 
 
 def _decide(args: argparse.Namespace, verdict: str) -> None:
+    from ..client.transport import answer_json
+
     with _operator_client(args) as client:
-        client.request("POST", f"/v1/releases/{args.release_id}/{verdict}")
-    print(
-        f"{args.name}: release {args.release_id} {dict(approve='approved', deny='denied')[verdict]}"
-    )
+        answer = client.request("POST", f"/v1/releases/{args.release_id}/{verdict}")
+    status = answer_json(answer).get("status")
+    said = {"released": "approved, and collected by its reader since"}.get(status, status)
+    print(f"{args.name}: release {args.release_id} {said}")
 
 
 def cmd_custodian_approve(args: argparse.Namespace) -> None:

@@ -157,12 +157,17 @@ def _decide(verdict: str) -> Schema:
         "parameters": [_RELEASE_ID_PARAMETER],
         "post": operation(
             f"{verdict}Release",
-            f"{verdict.capitalize()} a pending release. Only this custodian's operator may.",
+            f"{verdict.capitalize()} a pending release. Only this custodian's operator may."
+            " The same verdict again is answered as the first, and audited once.",
             {
-                "200": json_response("Decided.", ref("ReleaseStatus")),
+                "200": json_response(
+                    "Decided: where the release stands (`released` for an approval collected"
+                    " since).",
+                    ref("ReleaseStatus"),
+                ),
                 "403": _NOT_OPERATOR,
                 "404": error("No such release.", Code.NO_RELEASE, NO_SUCH_ENDPOINT),
-                "409": error("The release is no longer pending.", Code.NOT_PENDING),
+                "409": error("The other verdict was given.", Code.NOT_PENDING),
             },
             signed=True,
         ),
@@ -255,8 +260,14 @@ _PATHS: dict[str, Schema] = {
             "Ask for this custodian's share of a message, sealed to the caller. Only a listed"
             " recipient may, and only as the message's policy allows; refusals are audited.",
             {
-                "200": json_response("Released.", ref("Release")),
-                "202": json_response("Waiting for the operator's approval.", ref("ReleaseStatus")),
+                "200": json_response(
+                    "Released (also the caller's open request, once approved).", ref("Release")
+                ),
+                "202": json_response(
+                    "Waiting for the operator's approval: the caller's open request for this"
+                    " share if it has one, else a new one.",
+                    ref("ReleaseStatus"),
+                ),
                 "400": error("The body is not valid.", Code.BAD_JSON, Code.BAD_FIELD, *_UNSEALABLE),
                 "403": error("The policy refuses a release to the caller now.", *_REFUSALS),
                 "404": error("No share of this message is held here.", Code.NO_DEPOSIT),
