@@ -12,6 +12,7 @@ import base64
 import io
 import itertools
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -110,7 +111,8 @@ def assert_refused(
     assert result.out == b""
     assert "Traceback" not in result.err
     lines = result.err.splitlines()
-    errors = [i for i, line in enumerate(lines) if line.startswith("securecomm: error: ")]
+    # "securecomm: error: ", or "securecomm send: error: " from the command's own parser.
+    errors = [i for i, line in enumerate(lines) if re.match(r"securecomm( [a-z]+)*: error: ", line)]
     assert len(errors) == 1, result.err
     after = lines[errors[0] + 1 :]
     assert after == [] or (len(after) == 1 and after[0].startswith("hint: ")), result.err
@@ -382,6 +384,22 @@ def test_send_takes_as_for_from_and_no_option_by_a_prefix_of_its_name() -> None:
         ["inbox", "--as", "bob", "--ho", "elsewhere"],
     ):
         assert_usage_error(run_cli(*argv))
+
+
+def test_an_unknown_option_is_told_with_its_own_commands_usage() -> None:
+    """Not with the top level's "usage: securecomm [-h] [--version] COMMAND ...", which
+    says nothing of what the command takes."""
+    for argv, command in (
+        (["read", "0" * 32, "--as", "bob", "--bogus"], "read"),
+        (["sessions", "--as", "bob"], "sessions"),
+        (["custodian", "approve", "--name", "alpha", "0" * 32, "--zz"], "custodian approve"),
+        (["send", "--from", "alice", "--to", "bob", "hi", "--zz"], "send"),
+        (["combine", "--zz"], "combine"),
+    ):
+        result = run_cli(*argv)
+        assert_usage_error(result)
+        assert result.err.startswith(f"usage: securecomm {command} [-h]"), result.err
+        assert f"securecomm {command}: error: unrecognized arguments: " in result.err
 
 
 def test_someone_not_in_a_local_network_is_named_with_who_is(tmp_path: Path) -> None:

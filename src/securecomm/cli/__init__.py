@@ -90,12 +90,27 @@ _GROUPS: tuple[tuple[frozenset[str], Callable[[Any], None]], ...] = (
 _SECRET_POSITIONALS = {"combine": "shares", "send": "text"}
 
 
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` were parsed for: its usage is the one to show
+    with an error about them (argparse's own shows the top level's, ``securecomm [-h]
+    [--version] COMMAND ...``, for an unknown option of any command)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _chosen(chosen, args)
+    return parser
+
+
 def _parse(words: list[str]) -> argparse.Namespace:
     command = words[0] if words else None
     parser = build_parser(command)
     dest = _SECRET_POSITIONALS.get(command or "")
     if dest is None:
-        return parser.parse_args(words)
+        args, extra = parser.parse_known_args(words)
+        if extra:
+            _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+        return args
     # Words such as "-x..." pass argparse as stand-ins, "(word N)", and come back after.
     held: dict[str, str] = {}
     given = list(words)
@@ -111,7 +126,7 @@ def _parse(words: list[str]) -> argparse.Namespace:
     args, extra = parser.parse_known_args(given)
     unknown = [word for word in extra if word.startswith("--")]
     if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        _chosen(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     # argparse fills a positional from one run of words; later ones it leaves, in order.
     value = getattr(args, dest)
     if isinstance(value, list):
@@ -119,7 +134,7 @@ def _parse(words: list[str]) -> argparse.Namespace:
     elif value is None and extra:
         value, extra = extra[0], extra[1:]
     if extra:
-        parser.error(f"{len(extra)} word(s) more than '{command}' takes (not shown)")
+        _chosen(parser, args).error(f"{len(extra)} word(s) more than '{command}' takes (not shown)")
     setattr(args, dest, value)
     for name, found in vars(args).items():
         if isinstance(found, str):
