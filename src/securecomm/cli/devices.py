@@ -80,7 +80,7 @@ def cmd_init(args: argparse.Namespace) -> None:
     from ..client import flows
     from ..client.devices import device_key_path
     from ..client.trust import KnownKeys
-    from ..identity import Identity, check_name, save_public
+    from ..identity import Identity, check_name, load_public, save_public
     from ..local.layout import user_key_path
 
     name = check_name(args.person, field="--as")
@@ -92,26 +92,27 @@ def cmd_init(args: argparse.Namespace) -> None:
             code=EXIT_BAD_INPUT,
         )
     path = device_key_path(settings.home, name)
-    if path.exists():
-        raise CliError(
-            f"{path} exists: this home is a device of {name} already",
-            hint=f"on {name}'s own device: securecomm devices list --as {name}",
-            code=EXIT_BAD_INPUT,
-        )
     listed = flows.listed(settings, name)
     if listed is None:
         raise CliError(f"no one named {name!r} is registered with the relay", code=EXIT_BAD_INPUT)
     known = KnownKeys.load(settings.home)
     known.check(listed)
-    secret = new_passphrase(args)
-    device = Identity.generate(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    device.save(path, secret)
-    save_public(path.with_suffix(".pub"), device.public)
+    made = "this device's key"
+    if path.exists():
+        # Run again (its code scrolled away, say): the code again, from the public half.
+        device = load_public(path.with_suffix(".pub"))
+        made += " (made before: this home is a device of theirs already)"
+    else:
+        secret = new_passphrase(args)
+        identity = Identity.generate(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        identity.save(path, secret)
+        device = identity.public
+        save_public(path.with_suffix(".pub"), device)
     if known.pin(listed):
         known.save()
-    code = b64encode(canonical.dumps(device.public.to_json()))
-    print(f"this device's key: {path} (fingerprint {device.public.short_fingerprint()})")
+    code = b64encode(canonical.dumps(device.to_json()))
+    print(f"{made}: {path} (fingerprint {device.short_fingerprint()})")
     print(f"{name}'s key, as the relay lists it: {listed.short_fingerprint()}")
     print(f"  compare it with what {name} sees; only a delegation by that key is taken")
     print(f"on {name}'s own device, run:")
