@@ -47,6 +47,12 @@ def test_a_device_reads_until_it_is_revoked(up: Up) -> None:
     assert "added 'laptop'" in added.stdout
     listed = cli(up.home, "devices", "list", "--as", "bob")
     assert re.search(r"laptop\s+[0-9a-f ]+\s+until ", listed.stdout), explain(listed)
+    # Added again, under another label: said to replace the one before, not to add one.
+    for label, said in (("laptop", "renewed 'laptop' ("), ("mine", "renewed 'laptop' as 'mine' (")):
+        again = cli(up.home, "devices", "add", "--as", "bob", "--label", label, code)
+        assert again.returncode == 0 and again.stdout.startswith(said), explain(again)
+    renamed = cli(up.home, "devices", "add", "--as", "bob", "--label", "laptop", code)
+    assert renamed.stdout.startswith("renewed 'mine' as 'laptop' ("), explain(renamed)
 
     message_id = send(up.home, "for bob, read on his laptop")
     inbox = cli(laptop, "inbox", "--as", "bob")

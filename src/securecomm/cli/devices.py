@@ -126,9 +126,21 @@ def cmd_add(args: argparse.Namespace) -> None:
     name = args.person
     settings, person = _person_key(args, name)
     device = _device_public(args.device, name)
+    # Added before (and not revoked: the relay refuses that): its delegation is replaced.
+    before = next(
+        (
+            d.delegation.label
+            for d in devices.devices(settings, person.public)
+            if d.fingerprint_hex == device.fingerprint_hex and d.revocation is None
+        ),
+        None,
+    )
     delegation = devices.add(settings, person, device, args.label, args.lifetime)
+    done = "added"
+    if before is not None:
+        done = "renewed" if before == delegation.label else f"renewed {before!r} as"
     print(
-        f"added {delegation.label!r} ({device.short_fingerprint()}) for {name}"
+        f"{done} {delegation.label!r} ({device.short_fingerprint()}) for {name}"
         f" until {_when(delegation.expires)}"
     )
     print(f"it acts for {name} from its next command; revoke it with:")
