@@ -389,6 +389,39 @@ def test_read_returns_without_waiting_for_frozen_custodians(up: Up) -> None:
     assert took < 10, f"read took {took:.1f} s with a 15 s deadline:\n{explain(result)}"
 
 
+def test_an_unsend_a_custodian_misses_keeps_the_envelope_until_it_can_finish(up: Up) -> None:
+    """A custodian that does not answer keeps its share: the unsend says so, exits 1, and
+    leaves the envelope at the relay (it names every deposit), so that the same command,
+    once the custodian is back, destroys the rest. Before, the relay's copy was deleted
+    all the same, exit 0, and nothing could reach that share again."""
+    message_id = send(up.home, "unsend me")
+    marker = f"custodian serve --home {up.home / 'echo'} "
+    frozen = [pid for pid, command in processes_of(up.home) if marker in command]
+    assert frozen
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        short = cli(up.home, "unsend", message_id, "--as", "alice")
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert short.returncode == 1, explain(short)
+    assert "1 of its 5 shares could not be destroyed (the 4 others were)" in short.stderr
+    assert f"securecomm unsend {message_id} --as alice" in short.stderr, explain(short)
+    assert "echo" in short.stderr, explain(short)
+    assert message_id in inbox(up.home)
+    # (echo, resumed, may carry out the DELETE it was sent while stopped: it is idempotent.)
+    finished = cli(up.home, "unsend", message_id, "--as", "alice")
+    assert finished.returncode == 0, explain(finished)
+    assert "all 5 shares destroyed, removed from the relay" in finished.stdout
+    assert message_id not in inbox(up.home)
+    bob = user(up.home, "bob")
+    for name in ("alpha", "bravo", "charlie", "delta", "echo"):
+        assert release(up.url(name), name, bob, message_id) == (410, "destroyed"), name
+    again = cli(up.home, "unsend", message_id, "--as", "alice")
+    assert again.returncode == 1 and "unsent already is gone" in again.stderr, explain(again)
+
+
 # Items 6, 7, 8: mistakes that deserve a better answer
 
 

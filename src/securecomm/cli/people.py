@@ -304,13 +304,17 @@ def cmd_unsend(args: argparse.Namespace) -> None:
 
     settings = settings_of(args, args.sender)
     sender = user(args, settings, args.sender)
-    failed = flows.unsend(settings, sender, args.message_id)
-    for line in failed:
-        warn(f"could not destroy a share: {line}")
-    print(
-        f"message {args.message_id}: shares destroyed"
-        f" ({len(failed)} failed), removed from the relay"
-    )
+    shares, failed = flows.unsend(settings, sender, args.message_id)
+    if failed:
+        for line in failed:
+            warn(f"could not destroy a share: {line}")
+        raise CliError(
+            f"message {args.message_id}: {len(failed)} of its {shares} shares could not be"
+            f" destroyed (the {shares - len(failed)} others were); the relay keeps the"
+            " envelope, so that unsending again can finish",
+            hint=f"once they answer: securecomm unsend {args.message_id} --as {args.sender}",
+        )
+    print(f"message {args.message_id}: all {shares} shares destroyed, removed from the relay")
 
 
 def add_commands(sub: Any) -> None:

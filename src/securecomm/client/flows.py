@@ -1155,12 +1155,19 @@ def forget(settings: Settings, reader: Keys, message_id: str) -> None:
     _save_kept(_pending_path(settings, reader), message_id, _Kept())
 
 
-def unsend(settings: Settings, sender: Keys, message_id: str) -> list[str]:
-    """Destroy every deposit of a message and remove it from the relay; return what failed."""
+def unsend(settings: Settings, sender: Keys, message_id: str) -> tuple[int, list[str]]:
+    """Destroy every deposit of a message, then remove it from the relay: how many shares it
+    had, and each custodian that could not destroy its share, with why. While one could
+    not, the relay keeps the envelope (which names every deposit), so that unsending again
+    finishes; a custodian asked again for a share it destroyed already answers as before."""
     with _relay(settings, sender) as relay:
-        envelope = document_from_bytes(
-            relay.request("GET", f"/api/v1/messages/{message_id}").content
-        )
+        try:
+            data = relay.request("GET", f"/api/v1/messages/{message_id}").content
+        except ServiceError as exc:
+            if exc.code == Code.NOT_FOUND:
+                exc.hint = "check the id (the one send printed); a message unsent already is gone"
+            raise
+        envelope = document_from_bytes(data)
         if envelope.header.sender.fingerprint != sender.public.fingerprint:
             refused = ParameterError(
                 f"message {message_id} was sent by {envelope.header.sender.name}, not"
@@ -1180,5 +1187,6 @@ def unsend(settings: Settings, sender: Keys, message_id: str) -> list[str]:
                     custodian.request("DELETE", f"/v1/deposits/{receipt.ref}")
             except SecureCommError as exc:
                 failed.append(f"{receipt.custodian}: {exc}")
-        relay.request("DELETE", f"/api/v1/messages/{message_id}")
-    return failed
+        if not failed:
+            relay.request("DELETE", f"/api/v1/messages/{message_id}")
+    return len(envelope.receipts), failed
