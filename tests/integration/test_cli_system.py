@@ -499,6 +499,16 @@ def test_burn_after_reading(shared: Up) -> None:
     assert second.returncode == 1, explain(second)
 
 
+def test_recipients_may_be_given_with_commas_and_twice(shared: Up) -> None:
+    """--to bob,alice --to bob: two recipients, each once (a name repeated was refused
+    with "envelope.header.recipients[1]: name 'bob' appears twice"; a comma was sent to
+    the relay as part of a name)."""
+    message_id = send(shared.home, "to both", "--to", "alice,bob")
+    for reader in ("alice", "bob"):
+        assert message_id in inbox(shared.home, reader)
+        assert read(shared.home, message_id, reader).stdout == "to both"
+
+
 # 8. unsend
 
 

@@ -80,7 +80,10 @@ def parse_duration(text: str) -> int:
     """'90' or '90s', '30m', '12h', '1d', '2w' -> seconds."""
     match = _DURATION.fullmatch(text.strip())
     if not match or int(match.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30m, 12h or 1d")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: a whole number above 0, then s, m, h, d or w"
+            " (30m, 12h, 1d, 2w; seconds without one)"
+        )
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 

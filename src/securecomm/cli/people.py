@@ -45,6 +45,10 @@ def _policy(args: argparse.Namespace) -> Policy:
 def cmd_send(args: argparse.Namespace) -> None:
     from ..client import flows
 
+    # --to bob --to carol, --to bob,carol: each name once, in the order given.
+    args.to = list(
+        dict.fromkeys(n.strip() for item in args.to for n in item.split(",") if n.strip())
+    )
     settings = settings_of(args, args.sender)
     known = KnownKeys.load(settings.home)
     sender = user(args, settings, args.sender)
@@ -347,7 +351,7 @@ def add_commands(sub: Any) -> None:
         required=True,
         action="append",
         metavar="NAME",
-        help="a recipient (repeat for several)",
+        help="a recipient (repeat, or separate names with commas, for several)",
     )
     p.add_argument("--threshold", type=positive_int, help="shares needed to read (default: config)")
     output = p.add_mutually_exclusive_group()
