@@ -49,8 +49,8 @@ def test_a_device_reads_until_it_is_revoked(up: Up) -> None:
     assert re.search(r"laptop\s+[0-9a-f ]+\s+until ", listed.stdout), explain(listed)
     # Added again, under another label: said to replace the one before, not to add one.
     for label, said in (("laptop", "renewed 'laptop' ("), ("mine", "renewed 'laptop' as 'mine' (")):
-        again = cli(up.home, "devices", "add", "--as", "bob", "--label", label, code)
-        assert again.returncode == 0 and again.stdout.startswith(said), explain(again)
+        readded = cli(up.home, "devices", "add", "--as", "bob", "--label", label, code)
+        assert readded.returncode == 0 and readded.stdout.startswith(said), explain(readded)
     renamed = cli(up.home, "devices", "add", "--as", "bob", "--label", "laptop", code)
     assert renamed.stdout.startswith("renewed 'mine' as 'laptop' ("), explain(renamed)
 
