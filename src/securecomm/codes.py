@@ -55,6 +55,7 @@ class Code(enum.StrEnum):
     DUPLICATE_ID = "duplicate_id"
     KEY_CHANGED = "key_changed"
     NOT_YOUR_KEY = "not_your_key"
+    RESERVED_NAME = "reserved_name"
 
     # The relay's payload streams (spec/format-v2.md section 5).
     UPLOAD_OFFSET = "upload_offset"

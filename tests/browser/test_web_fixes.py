@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from securecomm.client.transport import ServiceClient
 from securecomm.identity import Identity
 from securecomm.local.home import user_key_path
-from tests.browser._web import Person, shot
+from tests.browser._web import PASSPHRASE, Person, shot
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, run, running_up
 
@@ -193,6 +193,31 @@ def test_a_name_registered_with_another_key_says_so(
         listed = Identity.load(user_key_path(up.home, "bob")).public.short_fingerprint()
         expect(registered).to_contain_text(listed)
         expect(person.page.locator("#register-button")).to_have_count(0)
+
+
+def test_no_identity_is_made_under_a_name_taken_or_a_partys(browser: Browser, up: Up) -> None:
+    """Creating "bob" (registered by the CLI) or "alpha" (a custodian) made and kept a
+    local identity, and pinned its key under that name, so that every send to bob, or
+    every send at all (alpha checked as a changed custodian key), was refused after."""
+    with Person(browser, up.relay_url) as person:
+        page = person.page
+        person.open("identity")
+        for name, said in (
+            ("bob", "bob is registered in this relay's directory already"),
+            ("alpha", "alpha is the name of a custodian of this network"),
+            ("relay", "relay is the name of the relay of this network"),
+        ):
+            page.get_by_label("Name", exact=True).fill(name)
+            page.get_by_label("Passphrase for the key file").fill(PASSPHRASE)
+            page.get_by_label("Passphrase again").fill(PASSPHRASE)
+            page.get_by_role("button", name="Create identity").click()
+            expect(page.locator("#create-form .status")).to_contain_text(said)
+        stored = page.evaluate("async () => (await import('/web/js/store.js')).keys('identities')")
+        assert stored == [], stored
+        expect(page.locator("#known-keys")).not_to_contain_text("bob")
+        # The page still sends to the real bob, and the custodians' keys are as pinned.
+        person.create("tess")
+        person.send("bob", "from tess")
 
 
 # D. The custody receipts fit a phone's width.

@@ -305,6 +305,20 @@ def test_directory_put_by_another_key_is_not_your_key(svc: Service) -> None:
     assert svc.send("GET", "/api/v1/directory/bob").status_code == 404
 
 
+def test_no_person_registers_the_name_of_the_relay_or_a_custodian(svc: Service) -> None:
+    """A person named "alpha" would be pinned, by whoever looks the name up, in the place
+    of custodian alpha's key (or make every send refuse alpha as changed)."""
+    for name in ("alpha", "echo", "relay"):
+        impostor = Identity.generate(name)
+        r = svc.call(impostor, "PUT", f"/api/v1/directory/{name}", directory_body(impostor))
+        assert r.status_code == 403, r.json
+        assert r.json["code"] == "reserved_name"
+        assert svc.send("GET", f"/api/v1/directory/{name}").status_code == 404
+    carol = Identity.generate("alpha-operator")  # a person's name may contain one
+    ok = svc.call(carol, "PUT", "/api/v1/directory/alpha-operator", directory_body(carol))
+    assert ok.status_code == 201, ok.json
+
+
 def test_directory_key_change_without_endorsement_is_refused(svc: Service) -> None:
     svc.call(BOB, "PUT", "/api/v1/directory/bob", directory_body(BOB))
     new_bob = Identity.generate("bob")

@@ -41,7 +41,13 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
         max_body_bytes=request_limit_bytes(settings.max_envelope_bytes),
         cors_origins=settings.allowed_origins(),
     )
-    app.extensions["relay"] = {"max_envelope_bytes": settings.max_envelope_bytes}
+    app.extensions["relay"] = {
+        "max_envelope_bytes": settings.max_envelope_bytes,
+        # The network's own parties: a person named after one would be pinned, by whoever
+        # looks the name up, in the place of that party's key (or refused as its key
+        # changed).
+        "reserved_names": frozenset({identity.name, *(c.name for c in settings.custodians)}),
+    }
     app.extensions["page"] = web.Page.of(settings, identity.public)
     app.register_blueprint(views.bp)
     app.register_blueprint(devices.bp)

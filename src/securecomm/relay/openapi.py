@@ -588,7 +588,10 @@ _RELAY_PATHS: dict[str, Schema] = {
                     *FORMAT_CODES,
                 ),
                 "403": error(
-                    "The identity is not the key that signed the request.", Code.NOT_YOUR_KEY
+                    "The identity is not the key that signed the request, or the name is the"
+                    " relay's or a custodian's.",
+                    Code.NOT_YOUR_KEY,
+                    Code.RESERVED_NAME,
                 ),
                 "404": error("No such endpoint.", NO_SUCH_ENDPOINT),
                 "409": error(

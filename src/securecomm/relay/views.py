@@ -322,6 +322,13 @@ def get_directory(name: str) -> Response:
 def put_directory(name: str) -> tuple[Response, int]:
     caller = authenticate()
     check_name(name, field="name")
+    if name in current_app.extensions["relay"]["reserved_names"]:
+        raise ApiError(
+            403,
+            Code.RESERVED_NAME,
+            f"{name!r} names a party of this network (the relay or a custodian): no person"
+            " may register it",
+        )
     body = read_json()
     if (
         set(body) - {"v", "identity", "endorsement"}

@@ -254,6 +254,16 @@ async function directoryEntry(name) {
   return listed;
 }
 
+/** The key the relay's directory lists under `name`, or null if none. */
+export async function listedUnder(name) {
+  try {
+    return await directoryEntry(name);
+  } catch (error) {
+    if (error instanceof ServiceError && error.code === "not_found") return null;
+    throw error;
+  }
+}
+
 /** A contact's key from the relay's directory, pinned on first use. */
 export async function lookupContact(name, known, warn = () => {}) {
   let listed;
@@ -290,13 +300,8 @@ export async function lookupContact(name, known, warn = () => {}) {
  * this key, {state: "other", listed} with another key, or {state: "absent"}.
  */
 export async function registration(identity) {
-  let listed;
-  try {
-    listed = await directoryEntry(identity.name);
-  } catch (error) {
-    if (error instanceof ServiceError && error.code === "not_found") return { state: "absent" };
-    throw error;
-  }
+  const listed = await listedUnder(identity.name);
+  if (!listed) return { state: "absent" };
   return listed.fingerprintHex === identity.public.fingerprintHex
     ? { state: "registered" }
     : { state: "other", listed };

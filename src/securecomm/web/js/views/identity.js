@@ -52,6 +52,23 @@ function refuseTaken(name) {
     throw new SecureCommError(`this browser already has an identity named ${name}`);
 }
 
+// A name the network's parties hold, or someone registered already, makes no identity here:
+// it could never be registered, and its key pinned under that name would stand in for the
+// real one's (a custodian's, or the person's) in this profile.
+async function refuseListed(name, progress) {
+  const custodians = (state.config?.custodians ?? []).map((c) => c.name);
+  if (name === "relay" || custodians.includes(name))
+    throw new SecureCommError(
+      `${name} is the name of ${name === "relay" ? "the relay" : "a custodian"} of this network: choose another name`,
+    );
+  progress("Checking that the name is free in the relay's directory…");
+  const listed = await api.listedUnder(name);
+  if (listed)
+    throw new SecureCommError(
+      `${name} is registered in this relay's directory already (key ${listed.shortFingerprint()}): choose another name, or, if it is yours, import its key file`,
+    );
+}
+
 async function registerActive(progress = () => {}) {
   const identity = requireActive();
   progress(`Registering ${identity.name} in the relay's directory…`);
@@ -284,6 +301,7 @@ export async function onCreate(event) {
     checkName(name, { field: "name" });
     checkNewPassphrase(passphrase, $("#create-confirm").value);
     refuseTaken(name);
+    await refuseListed(name, progress);
     progress("Making your keys…");
     const { identity, ...keys } = await Identity.generate(name);
     try {
