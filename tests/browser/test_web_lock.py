@@ -233,6 +233,29 @@ def test_the_lock_button_locks_at_once(up: Up, lena: Person) -> None:
     expect(page.locator(f"li[data-message='{message_id}']")).to_be_visible()
 
 
+def test_the_lock_button_locks_every_tab_of_the_profile(up: Up, lena: Person) -> None:
+    """Lock pressed in one tab left another tab of the same profile unlocked, reading
+    messages that came after."""
+    lena.open("inbox")
+    second = lena.context.new_page()
+    try:
+        second.goto(f"{lena.base_url}/#inbox")
+        expect(second.locator("body[data-ready=true]")).to_be_attached()
+        second.locator("#unlock-passphrase").fill(PASSPHRASE)
+        second.locator("#unlock-form").get_by_role("button", name="Unlock").click()
+        expect(second.locator("#unlock-form")).to_be_hidden()
+        assert unlocked_names(second) == ["lena"]
+        lena.page.get_by_role("button", name="Lock", exact=True).click()
+        expect(lena.page.locator("#unlock-form .status")).to_have_text("Locked.")
+        expect(second.locator("#unlock-form")).to_be_visible()
+        expect(second.locator("#unlock-form .status")).to_have_text("Locked in another tab.")
+        assert unlocked_names(second) == []
+        expect(second.locator("#inbox-list > *")).to_have_count(0)
+    finally:
+        second.close()
+    lena.unlock()
+
+
 def test_the_idle_limit_can_be_shortened_never_lengthened(up: Up, lena: Person) -> None:
     note = lena.page.locator("#identity-lock")
     for query, limit in [("?idle=90", "90 s"), ("?idle=86400", "15 min"), ("?idle=0", "15 min")]:

@@ -67,9 +67,20 @@ export function startLock({ changed }) {
   });
   window.addEventListener("pageshow", check);
   $("#unlock-form").addEventListener("submit", onUnlock);
-  $("#lock-button").addEventListener("click", () => lockAll("Locked."));
+  $("#lock-button").addEventListener("click", () => {
+    lockAll("Locked.");
+    others?.postMessage("lock");
+  });
+  // Lock is the profile's: the page's other tabs lock with this one (each keeps its own
+  // idle limit: input in one tab says nothing of another left open).
+  others?.addEventListener("message", (event) => {
+    if (event.data === "lock" && anyUnlocked()) lockAll("Locked in another tab.");
+  });
   check();
 }
+
+// The page's other tabs in this profile (same origin), where the browser has the channel.
+const others = "BroadcastChannel" in window ? new BroadcastChannel("securecomm-lock") : null;
 
 export function lockNote() {
   return `Kept in this browser wrapped under your passphrase; locked after ${duration(limit)} without use, or with Lock.`;
