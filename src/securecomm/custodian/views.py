@@ -322,7 +322,7 @@ def get_release(release_id: str) -> tuple[Response, int]:
 
 def _collect(
     conn: Connection, row: Any, caller: PublicIdentity, release_id: str
-) -> tuple[Any, bool]:
+) -> tuple[Release, bool]:
     """Release the share of ``row`` to ``caller`` for the approved release ``release_id``,
     which is collected once."""
     claimed = conn.execute(
