@@ -131,6 +131,12 @@ class Settings:
     #: file's, else ``[tls] ca``; None: the system's trust store.
     tls_ca: str | None = None
 
+    def party_names(self) -> frozenset[str]:
+        """The names the network's own parties hold (the relay's identity is "relay"): no
+        person may take one, or whoever looks it up would pin that person's key in the
+        place of the party's."""
+        return frozenset({"relay", *(c.name for c in self.custodians)})
+
     def allowed_origins(self) -> tuple[str, ...]:
         return self.web_origins or (origin_of(self.server_url),)
 

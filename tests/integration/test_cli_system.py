@@ -509,6 +509,17 @@ def test_recipients_may_be_given_with_commas_and_twice(shared: Up) -> None:
         assert read(shared.home, message_id, reader).stdout == "to both"
 
 
+def test_no_person_registers_under_a_partys_name(shared: Up) -> None:
+    """`register alpha` said "the key of 'alpha' changed ... remove 'alpha' from
+    known_keys.json", a hint that would unpin the custodian; and it had made alpha's home."""
+    for name in ("alpha", "relay"):
+        refused = cli(shared.home, "register", name, "--no-passphrase")
+        assert refused.returncode == 2, explain(refused)
+        assert "is the name of the relay or a custodian of this network" in refused.stderr
+        assert "known_keys" not in refused.stderr
+        assert not (shared.home / "people" / name).exists()
+
+
 # 8. unsend
 
 

@@ -42,9 +42,17 @@ def _own_home(args: argparse.Namespace, name: str) -> Path:
 def cmd_register(args: argparse.Namespace) -> None:
     from ..client import flows
     from ..client.trust import KnownKeys
+    from ..config import load_settings
     from ..identity import Identity, check_name, save_public
 
     name = check_name(args.name, field="NAME")
+    if name in load_settings(home_of(args)).party_names():  # before its home is made
+        raise CliError(
+            f"{name!r} is the name of the relay or a custodian of this network: a person"
+            " cannot take it; nothing was written",
+            hint="choose another name",
+            code=EXIT_BAD_INPUT,
+        )
     home = _own_home(args, name)
     settings = settings_of(args, name)  # the home _own_home made ready
     key_path = home / "users" / f"{name}.key"

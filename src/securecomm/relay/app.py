@@ -43,10 +43,7 @@ def create_relay_app(settings: Settings, *, engine: Engine | None = None) -> Fla
     )
     app.extensions["relay"] = {
         "max_envelope_bytes": settings.max_envelope_bytes,
-        # The network's own parties: a person named after one would be pinned, by whoever
-        # looks the name up, in the place of that party's key (or refused as its key
-        # changed).
-        "reserved_names": frozenset({identity.name, *(c.name for c in settings.custodians)}),
+        "reserved_names": settings.party_names() | {identity.name},
     }
     app.extensions["page"] = web.Page.of(settings, identity.public)
     app.register_blueprint(views.bp)
