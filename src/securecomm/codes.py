@@ -56,6 +56,7 @@ class Code(enum.StrEnum):
     KEY_CHANGED = "key_changed"
     NOT_YOUR_KEY = "not_your_key"
     RESERVED_NAME = "reserved_name"
+    LOOKALIKE_NAME = "lookalike_name"
 
     # The relay's payload streams (spec/format-v2.md section 5).
     UPLOAD_OFFSET = "upload_offset"

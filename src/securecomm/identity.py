@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +41,7 @@ from ._files import write_atomic
 from .errors import FieldError, IdentityError, LengthError, SignatureError
 
 __all__ = [
+    "NAME_SEPARATORS",
     "PASSPHRASE_ITERATIONS",
     "PUBLIC_KEY_LENGTH_BYTES",
     "SIGNATURE_LENGTH_BYTES",
@@ -50,6 +52,8 @@ __all__ = [
     "format_fingerprint",
     "load_or_create",
     "load_public",
+    "name_skeleton",
+    "new_name_refusal",
     "public_file",
     "read_public_file",
     "save_public",
@@ -76,6 +80,34 @@ def check_name(name: object, *, field: str = "name") -> str:
             " (1-64 characters: a-z, 0-9, '.', '_', '-'; starting with a letter or digit)"
         )
     return name
+
+
+#: What a name may hold besides letters and digits; a name is read without them at a glance.
+NAME_SEPARATORS = "._-"
+
+
+def name_skeleton(name: str) -> str:
+    """``name`` without its separators: two names with the same skeleton look alike."""
+    return name.translate({ord(ch): None for ch in NAME_SEPARATORS})
+
+
+def new_name_refusal(name: str, taken: Iterable[str] = ()) -> str | None:
+    """Why a person may not register ``name`` (a valid name) beside the names ``taken``
+    (registered or reserved), or None. Only new registrations are held to this: names in
+    envelopes and directories made before stay valid (:func:`check_name`)."""
+    if name[-1] in NAME_SEPARATORS:
+        return (
+            f"{name!r} ends in {name[-1]!r}, which a reader misses: a name must end with a"
+            " letter or digit"
+        )
+    skeleton = name_skeleton(name)
+    for other in sorted(taken):
+        if other != name and name_skeleton(other) == skeleton:
+            return (
+                f"{name!r} looks like {other!r}, a name taken already (they differ only in"
+                f" {NAME_SEPARATORS!r}): a sender could pick one for the other"
+            )
+    return None
 
 
 def format_fingerprint(fingerprint: bytes) -> str:

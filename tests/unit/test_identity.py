@@ -10,7 +10,13 @@ import pytest
 
 from securecomm import errors
 from securecomm._encoding import b64encode
-from securecomm.identity import Identity, PublicIdentity, format_fingerprint
+from securecomm.identity import (
+    Identity,
+    PublicIdentity,
+    check_name,
+    format_fingerprint,
+    new_name_refusal,
+)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +155,29 @@ def test_public_json_round_trip_and_refusals(alice: Identity) -> None:
 def test_bad_names_are_refused(name: str) -> None:
     with pytest.raises(errors.FieldError):
         Identity.generate(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "taken", "refused"),
+    [
+        ("bob", {"bob", "alice"}, None),  # its own name: registering again is no look-alike
+        ("bobby", {"bob"}, None),
+        ("alpha-operator", {"alpha"}, None),
+        ("bob.", set(), "ends in '.'"),
+        ("bob-", set(), "ends in '-'"),
+        ("bob_", set(), "ends in '_'"),
+        ("b.ob", {"bob"}, "'b.ob' looks like 'bob'"),
+        ("bob", {"b-ob"}, "'bob' looks like 'b-ob'"),
+        ("a_l-p.ha", {"alpha"}, "looks like 'alpha'"),
+    ],
+)
+def test_a_new_name_is_refused_if_it_ends_in_a_separator_or_looks_like_one_taken(
+    name: str, taken: set[str], refused: str | None
+) -> None:
+    """Held to new registrations only: check_name still takes every one of these."""
+    assert check_name(name) == name
+    said = new_name_refusal(name, taken)
+    assert said is None if refused is None else said is not None and refused in said, said
 
 
 def test_repr_shows_no_private_key(alice: Identity) -> None:

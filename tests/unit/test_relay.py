@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from securecomm import canonical
 from securecomm._encoding import b64encode
 from securecomm.envelope import Envelope
 from securecomm.errors import AnswerSignatureError, SchemaError
@@ -20,7 +21,7 @@ from securecomm.httpsig import (
 )
 from securecomm.identity import Identity
 from securecomm.relay.app import endorsement_body
-from securecomm.relay.tables import schema
+from securecomm.relay.tables import directory, schema
 from securecomm.service.storage import upgrade_database
 
 from ._services import (
@@ -317,6 +318,52 @@ def test_no_person_registers_the_name_of_the_relay_or_a_custodian(svc: Service) 
     carol = Identity.generate("alpha-operator")  # a person's name may contain one
     ok = svc.call(carol, "PUT", "/api/v1/directory/alpha-operator", directory_body(carol))
     assert ok.status_code == 201, ok.json
+
+
+def test_no_person_registers_a_lookalike_of_a_name_taken(svc: Service) -> None:
+    """Beside a registered "bob", "bob." or "b.ob" registered as well, and a sender picked
+    the impostor easily; likewise "al-pha" beside custodian alpha."""
+    assert svc.call(BOB, "PUT", "/api/v1/directory/bob", directory_body(BOB)).status_code == 201
+    for name in ("bob.", "bob-", "bob_", "b.ob", "b-o_b", "al-pha", "relay.", "zed-"):
+        impostor = Identity.generate(name)
+        said = svc.send("GET", f"/api/v1/names/{name}")
+        assert (said.status_code, said.json["code"]) == (403, "lookalike_name"), (name, said.json)
+        r = svc.call(impostor, "PUT", f"/api/v1/directory/{name}", directory_body(impostor))
+        assert (r.status_code, r.json["code"]) == (403, "lookalike_name"), (name, r.json)
+        assert svc.send("GET", f"/api/v1/directory/{name}").status_code == 404
+    said = svc.send("GET", "/api/v1/names/b.ob")
+    assert "'b.ob' looks like 'bob'" in said.json["message"], said.json
+    assert "ends in '-'" in svc.send("GET", "/api/v1/names/zed-").json["message"]
+    assert svc.send("GET", "/api/v1/names/alpha").json["code"] == "reserved_name"
+    # A name of its own is free; bob's own is free for bob's key, which registers again.
+    assert svc.send("GET", "/api/v1/names/bobby").json == {"name": "bobby", "listed": False}
+    assert svc.send("GET", "/api/v1/names/bob").json == {"name": "bob", "listed": True}
+    assert svc.call(BOB, "PUT", "/api/v1/directory/bob", directory_body(BOB)).status_code == 200
+    bobby = Identity.generate("bob.by")
+    ok = svc.call(bobby, "PUT", "/api/v1/directory/bob.by", directory_body(bobby))
+    assert ok.status_code == 201, ok.json
+
+
+def test_an_entry_made_before_the_lookalike_rule_stays_its_holders(svc: Service) -> None:
+    """Names in data made before stay valid: an entry "b.ob" beside "bob" is still looked
+    up, registered again and rotated by its holder."""
+    assert svc.call(BOB, "PUT", "/api/v1/directory/bob", directory_body(BOB)).status_code == 201
+    old = Identity.generate("b.ob")
+    with svc.app.extensions["securecomm"]["engine"].begin() as conn:
+        conn.execute(
+            directory.insert().values(
+                name="b.ob",
+                fingerprint=old.public.fingerprint_hex,
+                identity=canonical.dumps(old.public.to_json()).decode(),
+                updated_at=1,
+            )
+        )
+    assert svc.send("GET", "/api/v1/directory/b.ob").status_code == 200
+    assert svc.call(old, "PUT", "/api/v1/directory/b.ob", directory_body(old)).status_code == 200
+    new = Identity.generate("b.ob")
+    endorsement = old.sign("directory-rotation", endorsement_body("b.ob", new.public))
+    body = directory_body(new, b64encode(endorsement))
+    assert svc.call(new, "PUT", "/api/v1/directory/b.ob", body).status_code == 200
 
 
 def test_directory_key_change_without_endorsement_is_refused(svc: Service) -> None:

@@ -264,6 +264,10 @@ _RELAY_SCHEMAS: dict[str, Schema] = {
         {"name": ref("Name"), "fingerprint": ref("Fingerprint")},
         "The name and the fingerprint now registered under it.",
     ),
+    "NameFree": obj(
+        {"name": ref("Name"), "listed": {"type": "boolean"}},
+        "The name may be registered: by any key if it is not listed, else by the key listed.",
+    ),
     "DeviceRequest": obj(
         {"v": V1, "delegation": ref("Delegation"), "sealed_key": _SEALED_KEY},
         f"Add a device of the caller's, or renew it ({SESSIONS} section 3.4).",
@@ -588,10 +592,13 @@ _RELAY_PATHS: dict[str, Schema] = {
                     *FORMAT_CODES,
                 ),
                 "403": error(
-                    "The identity is not the key that signed the request, or the name is the"
-                    " relay's or a custodian's.",
+                    "The identity is not the key that signed the request; the name is the"
+                    " relay's or a custodian's; or, for a new entry, the name ends in '.', '-'"
+                    " or '_', or is another name registered or reserved but for those"
+                    " (spec section 14.6).",
                     Code.NOT_YOUR_KEY,
                     Code.RESERVED_NAME,
+                    Code.LOOKALIKE_NAME,
                 ),
                 "404": error("No such endpoint.", NO_SUCH_ENDPOINT),
                 "409": error(
@@ -601,6 +608,25 @@ _RELAY_PATHS: dict[str, Schema] = {
             },
             signed=True,
             body=ref("Registration"),
+        ),
+    },
+    "/api/v1/names/{name}": {
+        "parameters": [_NAME_PARAMETER],
+        "get": operation(
+            "getNameFree",
+            "Whether a person may register a name, by the rules of a new directory entry"
+            " (spec section 14.6): ask before making a key. Anyone may.",
+            {
+                "200": json_response("The name may be registered.", ref("NameFree")),
+                "400": error("Not a valid name.", Code.BAD_FIELD),
+                "403": error(
+                    "The name is the relay's or a custodian's, ends in '.', '-' or '_', or is"
+                    " another name registered or reserved but for those.",
+                    Code.RESERVED_NAME,
+                    Code.LOOKALIKE_NAME,
+                ),
+            },
+            signed=False,
         ),
     },
     "/api/v1/directory/{name}/devices": {

@@ -21,7 +21,14 @@ from .._fields import HEX_MESSAGE_ID as _HEX_ID
 from ..codes import Code
 from ..envelope import Envelope, StreamEnvelope, document_from_bytes
 from ..errors import FormatError, SignatureError
-from ..identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, check_name
+from ..identity import (
+    SIGNATURE_LENGTH_BYTES,
+    Identity,
+    PublicIdentity,
+    check_name,
+    name_skeleton,
+    new_name_refusal,
+)
 from ..service.app import (
     ApiError,
     authenticate,
@@ -318,10 +325,7 @@ def get_directory(name: str) -> Response:
     )
 
 
-@bp.put("/api/v1/directory/<name>")
-def put_directory(name: str) -> tuple[Response, int]:
-    caller = authenticate()
-    check_name(name, field="name")
+def _refuse_reserved(name: str) -> None:
     if name in current_app.extensions["relay"]["reserved_names"]:
         raise ApiError(
             403,
@@ -329,6 +333,40 @@ def put_directory(name: str) -> tuple[Response, int]:
             f"{name!r} names a party of this network (the relay or a custodian): no person"
             " may register it",
         )
+
+
+def _refuse_lookalike(conn: Connection, name: str) -> None:
+    """Refuse a new entry under a name a reader would take for one registered or reserved
+    (spec §14.6): the skeleton is compared in the database, so no list of names is read."""
+    bare = sa.func.replace
+    skeleton = bare(bare(bare(directory.c.name, ".", ""), "-", ""), "_", "")
+    alike = conn.execute(
+        sa.select(directory.c.name).where(skeleton == name_skeleton(name)).limit(1)
+    ).scalars()
+    reason = new_name_refusal(name, {*alike, *current_app.extensions["relay"]["reserved_names"]})
+    if reason is not None:
+        raise ApiError(403, Code.LOOKALIKE_NAME, f"{reason}; choose another name")
+
+
+@bp.get("/api/v1/names/<name>")
+def get_name(name: str) -> Response:
+    """Whether a person may register ``name`` now, by the rules of a new entry (spec
+    §14.6): a client asks before it makes a key. A name listed already is free for the key
+    that holds it only (``GET /api/v1/directory/{name}`` says which)."""
+    check_name(name, field="name")
+    _refuse_reserved(name)
+    with _db().connect() as conn:
+        listed = conn.execute(sa.select(directory.c.name).where(directory.c.name == name)).first()
+        if listed is None:
+            _refuse_lookalike(conn, name)
+    return jsonify({"name": name, "listed": listed is not None})
+
+
+@bp.put("/api/v1/directory/<name>")
+def put_directory(name: str) -> tuple[Response, int]:
+    caller = authenticate()
+    check_name(name, field="name")
+    _refuse_reserved(name)
     body = read_json()
     if (
         set(body) - {"v", "identity", "endorsement"}
@@ -365,6 +403,7 @@ def _register(name: str, new: PublicIdentity, body: dict[str, Any]) -> tuple[Res
             "updated_at": now,
         }
         if row is None:
+            _refuse_lookalike(conn, name)  # an entry made before stays its holder's
             conn.execute(directory.insert().values(name=name, **values))
             return jsonify({"name": name, "fingerprint": new.fingerprint_hex}), 201
         if row.fingerprint == new.fingerprint_hex:
