@@ -520,6 +520,23 @@ def test_no_person_registers_under_a_partys_name(shared: Up) -> None:
         assert not (shared.home / "people" / name).exists()
 
 
+def test_no_person_registers_a_lookalike_of_a_name_taken(shared: Up) -> None:
+    """`register bob.` or `register b.ob` beside bob registered, and a sender picked the
+    impostor easily. A name ending in a separator is refused before anything is made; a
+    look-alike, as the relay refuses it, before a key is made, its home removed."""
+    refused = cli(shared.home, "register", "bob.", "--no-passphrase")
+    assert refused.returncode == 2, explain(refused)
+    assert "'bob.' ends in '.'" in refused.stderr and "nothing was written" in refused.stderr
+    for name, like in (("b.ob", "bob"), ("al-pha", "alpha")):
+        refused = cli(shared.home, "register", name, "--no-passphrase")
+        assert refused.returncode == 2, explain(refused)
+        assert f"the relay refuses the name {name!r}" in refused.stderr, explain(refused)
+        assert f"looks like {like!r}" in refused.stderr, explain(refused)
+        assert "hint: choose another name" in refused.stderr
+    for name in ("bob.", "b.ob", "al-pha"):
+        assert not (shared.home / "people" / name).exists()
+
+
 # 8. unsend
 
 

@@ -4,9 +4,11 @@ relay's directory, and keeps the keys of the people they write to."""
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Any
 
+from ..codes import Code
 from ..errors import ServiceError
 from ._common import (
     EXIT_BAD_INPUT,
@@ -39,11 +41,27 @@ def _own_home(args: argparse.Namespace, name: str) -> Path:
     return own
 
 
+def _refused_by_relay(exc: ServiceError, name: str, fresh: Path | None) -> CliError | None:
+    """The relay's refusal of ``name`` itself (spec §14.6) said plainly, after removing
+    the home ``fresh`` made for it; None for any other error."""
+    if exc.code not in {Code.RESERVED_NAME, Code.LOOKALIKE_NAME}:
+        return None
+    if fresh is not None:
+        shutil.rmtree(fresh, ignore_errors=True)
+    return CliError(
+        f"the relay refuses the name {name!r}: {exc.message}; nothing was written",
+        hint="choose another name (one that no name registered becomes by adding or"
+        " removing '.', '-' or '_')",
+        code=EXIT_BAD_INPUT,
+    )
+
+
 def cmd_register(args: argparse.Namespace) -> None:
     from ..client import flows
     from ..client.trust import KnownKeys
     from ..config import load_settings
-    from ..identity import Identity, check_name, save_public
+    from ..identity import Identity, check_name, new_name_refusal, save_public
+    from ..local.layout import PEOPLE_DIR
 
     name = check_name(args.name, field="NAME")
     if name in load_settings(home_of(args)).party_names():  # before its home is made
@@ -53,11 +71,25 @@ def cmd_register(args: argparse.Namespace) -> None:
             hint="choose another name",
             code=EXIT_BAD_INPUT,
         )
+    people = home_of(args) / PEOPLE_DIR
+    fresh = people / name if people.is_dir() and not (people / name).exists() else None
+    held = (people / name if people.is_dir() else home_of(args)) / "users" / f"{name}.key"
+    ending = None if held.exists() else new_name_refusal(name)  # a new name only
+    if ending is not None:  # before its home or a key is made
+        raise CliError(
+            f"{ending}; nothing was written",
+            hint=f"choose another name, such as {name.rstrip('._-')!r} if it is free",
+            code=EXIT_BAD_INPUT,
+        )
     home = _own_home(args, name)
     settings = settings_of(args, name)  # the home _own_home made ready
     key_path = home / "users" / f"{name}.key"
     made = not key_path.exists()
     if made:
+        try:  # a look-alike of a name taken: refused before a key is made
+            flows.refuse_name(settings, name)
+        except ServiceError as exc:
+            raise _refused_by_relay(exc, name, fresh) or exc from None
         secret = new_passphrase(args)
         identity = Identity.generate(name)
     else:
@@ -77,9 +109,11 @@ def cmd_register(args: argparse.Namespace) -> None:
         identity.save(key_path, secret)
     try:
         new = flows.register(settings, identity)
-    except BaseException:
+    except BaseException as exc:
         if made:  # nothing written: the key of a registration that did not happen goes
             key_path.unlink(missing_ok=True)
+        if isinstance(exc, ServiceError):
+            raise _refused_by_relay(exc, name, fresh if made else None) or exc from None
         raise
     if made:
         save_public(key_path.with_suffix(".pub"), identity.public)

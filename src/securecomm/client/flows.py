@@ -227,6 +227,18 @@ def listed(settings: Settings, name: str) -> PublicIdentity | None:
     return PublicIdentity.from_json(entry.get("identity"), field=f"directory entry {name}")
 
 
+def refuse_name(settings: Settings, name: str) -> None:
+    """Ask the relay whether a person may register ``name`` (spec §14.6) before a key is
+    made for it: a ServiceError (``reserved_name``, ``lookalike_name``) if not. A relay
+    too old to say lets it through, and its answer to the registration decides."""
+    try:
+        with _relay(settings, timeout=5.0) as relay:
+            answer_json(relay.request("GET", f"/api/v1/names/{name}", sign=False))
+    except ServiceError as exc:
+        if exc.code != Code.NOT_FOUND:
+            raise
+
+
 def register(settings: Settings, identity: Keys) -> bool:
     """List ``identity``'s public keys in the relay's directory under its name; True if
     the entry is new, False if it was there already. A name another key holds is refused
