@@ -67,6 +67,7 @@ __all__ = [
     "MAX_RELAY_REPLICAS",
     "CustodianSettings",
     "Settings",
+    "browser_refuses_port",
     "load_settings",
     "request_limit_bytes",
 ]
@@ -234,6 +235,26 @@ def address_of(url: str) -> tuple[str, int]:
     if parts.scheme not in {"http", "https"} or not parts.hostname or port == 0:
         raise ParameterError(f"{url!r} is not an http(s)://HOST[:PORT] URL")
     return parts.hostname, port or {"http": 80, "https": 443}[parts.scheme]
+
+
+#: The ports every browser refuses to connect to over http(s): the "bad ports" of the
+#: WHATWG Fetch standard (https://fetch.spec.whatwg.org/#port-blocking), as of 2024.
+_BROWSER_BAD_PORTS = frozenset(
+    {
+        *(1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95),
+        *(101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161),
+        *(179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563),
+        *(587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060),
+        *(5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080),
+    }
+)
+
+
+def browser_refuses_port(url: str) -> int | None:
+    """The port of ``url`` if browsers refuse to open it (the web client served there
+    cannot be used), else None."""
+    _, port = address_of(url)
+    return port if port in _BROWSER_BAD_PORTS else None
 
 
 def _custodian(

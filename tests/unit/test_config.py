@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from securecomm.config import CONFIG_FILE, DEFAULT_CUSTODIANS, load_settings
+from securecomm.cli._common import warn_if_browsers_refuse
+from securecomm.config import CONFIG_FILE, DEFAULT_CUSTODIANS, browser_refuses_port, load_settings
 from securecomm.errors import ParameterError, SecureCommError
 
 FIVE_CUSTODIANS_TOML = "\n".join(
@@ -317,3 +318,28 @@ def test_init_carries_the_relay_s_limits_to_its_own_home(tmp_path: Path) -> None
         assert said == (given or defaults)
         written = (relay_home / CONFIG_FILE).read_text()
         assert ("max_payload_bytes" in written) == bool(given)  # defaults are not written
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("http://127.0.0.1:6000", 6000),  # X11: Chromium says ERR_UNSAFE_PORT
+        ("https://relay.example:10080/", 10080),
+        ("http://127.0.0.1:25", 25),
+        ("http://127.0.0.1:5000", None),
+        ("http://127.0.0.1", None),  # 80
+        ("https://relay.example", None),  # 443
+        ("http://127.0.0.1:6001", None),
+    ],
+)
+def test_the_ports_browsers_refuse_are_known(url: str, refused: int | None) -> None:
+    assert browser_refuses_port(url) == refused
+
+
+def test_a_page_on_a_port_browsers_refuse_is_warned_of(capsys: pytest.CaptureFixture[str]) -> None:
+    warn_if_browsers_refuse("http://127.0.0.1:5000")
+    assert capsys.readouterr().err == ""
+    warn_if_browsers_refuse("http://127.0.0.1:6000")
+    said = capsys.readouterr().err
+    assert said.startswith("warning: browsers refuse to open port 6000"), said
+    assert "the CLI is not affected" in said and "another port" in said, said

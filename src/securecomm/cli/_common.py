@@ -20,7 +20,7 @@ from .._encoding import b64encode
 from .._fields import HEX_MESSAGE_ID as _MESSAGE_ID
 from .._files import write_atomic
 from ..codes import Code
-from ..config import DEFAULT_HOME, Settings, load_settings
+from ..config import DEFAULT_HOME, Settings, browser_refuses_port, load_settings
 from ..errors import IdentityError, SecureCommError, ServiceError
 from ..identity import Identity, Keys
 from ..local.layout import PEOPLE_DIR, person_home, user_key_path
@@ -396,3 +396,16 @@ def command_group(sub: Any, name: str, help_text: str, description: str) -> Any:
     """A command with verbs of its own (``securecomm custodian pending``): its subparsers."""
     parser = sub.add_parser(name, help=help_text, description=description)
     return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+
+def warn_if_browsers_refuse(url: str) -> None:
+    """A warning when the page is served on a port browsers will not open (ERR_UNSAFE_PORT
+    in Chromium): the CLI works there, the web client cannot."""
+    port = browser_refuses_port(url)
+    if port is not None:
+        warn(
+            f"browsers refuse to open port {port} (one of the Fetch standard's 'bad ports'),"
+            " so the web client cannot be used at that address; the CLI is not affected."
+            " To use the page, serve the relay on another port ([server] port in"
+            " securecomm.toml)."
+        )

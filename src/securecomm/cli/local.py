@@ -26,6 +26,7 @@ from ._common import (
     positive_int,
     preview,
     warn,
+    warn_if_browsers_refuse,
 )
 from .offline import cmd_demo_offline
 
@@ -84,6 +85,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             )
         print(f"logs: {home / 'logs'}")
         print(f"web client: open {settings.server_url}/ in a browser", flush=True)
+        warn_if_browsers_refuse(settings.server_url)
         if settings.tls_ca is not None:
             from ..tls import ca_spki_sha256
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, load_settings
 from ..errors import ParameterError
-from ._common import command_group, home_option
+from ._common import command_group, home_option, warn_if_browsers_refuse
 
 if TYPE_CHECKING:
     from ..service.storage import Schema
@@ -30,6 +30,7 @@ def cmd_relay_serve(args: argparse.Namespace) -> None:
     from ..service.serve import serve
 
     settings = _settings(args)
+    warn_if_browsers_refuse(settings.server_url)
     serve(
         lambda: create_relay_app(settings),
         name="relay",
