@@ -159,6 +159,32 @@ def test_a_second_up_on_the_same_home_fails_at_once(shared: Up) -> None:
     assert all(healthy(shared.url(name)) for name in NAMES)
 
 
+def test_a_key_file_put_in_a_persons_home_is_registered_and_used(
+    shared: Up, tmp_path: Path
+) -> None:
+    """A key exported from the page (the CLI's key file format), put where the README says,
+    HOME/people/NAME/users/NAME.key: `register NAME` joins that home to the network and
+    lists that key, and the CLI reads as NAME with it. It said "not set up" before."""
+    made = subprocess.run(
+        [*CLI, "keygen", "dana", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=clean_env(),
+    )
+    assert made.returncode == 0, explain(made)
+    users = shared.home / "people" / "dana" / "users"
+    users.mkdir(parents=True)
+    (users / "dana.key").write_bytes((tmp_path / "dana.key").read_bytes())
+    registered = cli(shared.home, "register", "dana")
+    assert registered.returncode == 0, explain(registered)
+    assert Identity.load(tmp_path / "dana.key").public.short_fingerprint() in registered.stdout
+    message_id = send(shared.home, "for dana's exported key", to="dana")
+    read = cli(shared.home, "read", message_id, "--as", "dana")
+    assert read.returncode == 0, explain(read)
+    assert "for dana's exported key" in read.stdout, explain(read)
+
+
 def test_clean_refuses_while_the_home_s_services_run(shared: Up) -> None:
     logs = shared.home / "logs"
     assert logs.exists()

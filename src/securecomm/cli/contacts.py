@@ -24,7 +24,8 @@ from ._common import (
 
 def _own_home(args: argparse.Namespace, name: str) -> Path:
     """Where ``name`` keeps their identity: their home in a data directory that keeps
-    several people (the local network's; made and joined on first use), else HOME."""
+    several people (the local network's; made and joined on first use, or when only their
+    key file was put there), else HOME."""
     from ..client.trust import join
     from ..local.layout import PEOPLE_DIR
     from ..network import NETWORK_FILE
@@ -34,7 +35,7 @@ def _own_home(args: argparse.Namespace, name: str) -> Path:
     if not people.is_dir():
         return home
     own = people / name
-    if not own.is_dir():
+    if not (own / NETWORK_FILE).exists():  # new, or only a key file put there (the page's)
         if not (home / NETWORK_FILE).exists():
             raise CliError(f"{home} keeps people's homes but has no {NETWORK_FILE} to join")
         join(own, (home / NETWORK_FILE).read_bytes())
