@@ -220,6 +220,28 @@ def test_no_identity_is_made_under_a_name_taken_or_a_partys(browser: Browser, up
         person.send("bob", "from tess")
 
 
+def test_no_identity_is_made_under_a_lookalike_name(browser: Browser, up: Up) -> None:
+    """Beside bob (registered by the CLI), "b.ob" or "bob-" made an identity the relay
+    registered, and a sender picked the impostor easily; "al-pha" stood beside custodian
+    alpha. Each is refused before a key is made, saying why."""
+    with Person(browser, up.relay_url) as person:
+        page = person.page
+        person.open("identity")
+        for name, said in (
+            ("bob-", "bob- ends in “-”, which a reader misses"),
+            ("al-pha", "al-pha looks like alpha, a name taken already"),
+            ("b.ob", "The relay refuses the name b.ob: 'b.ob' looks like 'bob'"),
+        ):
+            page.get_by_label("Name", exact=True).fill(name)
+            page.get_by_label("Passphrase for the key file").fill(PASSPHRASE)
+            page.get_by_label("Passphrase again").fill(PASSPHRASE)
+            page.get_by_role("button", name="Create identity").click()
+            expect(page.locator("#create-form .status")).to_contain_text(said)
+        stored = page.evaluate("async () => (await import('/web/js/store.js')).keys('identities')")
+        assert stored == [], stored
+        assert not [r.url for r in person.requests if r.method == "PUT"]
+
+
 # D. The custody receipts fit a phone's width.
 
 

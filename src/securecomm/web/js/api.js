@@ -264,6 +264,18 @@ export async function listedUnder(name) {
   }
 }
 
+/** Why the relay would refuse to register `name` for a new key (spec §14.6), or null. */
+export async function nameRefusal(name) {
+  try {
+    await relay().request("GET", `/api/v1/names/${encodeURIComponent(name)}`, { sign: false });
+    return null;
+  } catch (error) {
+    if (error instanceof ServiceError && ["reserved_name", "lookalike_name"].includes(error.code))
+      return error.reason;
+    throw error;
+  }
+}
+
 /** A contact's key from the relay's directory, pinned on first use. */
 export async function lookupContact(name, known, warn = () => {}) {
   let listed;

@@ -30,6 +30,27 @@ export function checkName(name, { field = "name" } = {}) {
   return name;
 }
 
+// What a name may hold besides letters and digits; a name is read without them at a glance.
+const NAME_SEPARATORS = "._-";
+
+// `name` without its separators: two names with the same skeleton look alike (spec §14.6).
+export function nameSkeleton(name) {
+  return [...name].filter((ch) => !NAME_SEPARATORS.includes(ch)).join("");
+}
+
+// Why a person may not register `name` (a valid name) beside the names `taken`, or null:
+// identity.py new_name_refusal, for new names only (checkName takes every name made before).
+export function newNameRefusal(name, taken = []) {
+  const last = name.at(-1);
+  if (NAME_SEPARATORS.includes(last))
+    return `${name} ends in “${last}”, which a reader misses: a name must end with a letter or digit`;
+  const skeleton = nameSkeleton(name);
+  const other = [...taken].sort().find((o) => o !== name && nameSkeleton(o) === skeleton);
+  if (other !== undefined)
+    return `${name} looks like ${other}, a name taken already (they differ only in “.”, “-” or “_”): a sender could pick one for the other`;
+  return null;
+}
+
 // DER (X.690), the little of it PKCS#8 needs
 
 const TAG = {

@@ -7,7 +7,7 @@ import * as store from "../store.js";
 import { utf8 } from "../bytes.js";
 import { SecureCommError } from "../errors.js";
 import { Identity, checkName } from "../identity.js";
-import { keyFileEncrypted, readKeyFile, writeKeyFile } from "../keyfile.js";
+import { keyFileEncrypted, newNameRefusal, readKeyFile, writeKeyFile } from "../keyfile.js";
 import { readRecord, storedRecord, wrapKeys } from "../keywrap.js";
 import { state, $, h, show, describe, setStatus, act, download, requireActive } from "./ui.js";
 import { checkNewPassphrase, lockNote, renderLock, unlocked } from "./lock.js";
@@ -55,13 +55,19 @@ function refuseTaken(name) {
 // A name the network's parties hold, or someone registered already, makes no identity here:
 // it could never be registered, and its key pinned under that name would stand in for the
 // real one's (a custodian's, or the person's) in this profile.
+// So is a name ending in a separator, or one a reader would take for a name registered or
+// reserved (spec §14.6): the relay refuses to register them.
 async function refuseListed(name, progress) {
   const custodians = (state.config?.custodians ?? []).map((c) => c.name);
   if (name === "relay" || custodians.includes(name))
     throw new SecureCommError(
       `${name} is the name of ${name === "relay" ? "the relay" : "a custodian"} of this network: choose another name`,
     );
+  const alike = newNameRefusal(name, ["relay", ...custodians]);
+  if (alike) throw new SecureCommError(`${alike}. Choose another name.`);
   progress("Checking that the name is free in the relay's directory…");
+  const refused = await api.nameRefusal(name);
+  if (refused) throw new SecureCommError(`The relay refuses the name ${name}: ${refused}`);
   const listed = await api.listedUnder(name);
   if (listed)
     throw new SecureCommError(
