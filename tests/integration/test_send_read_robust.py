@@ -338,6 +338,26 @@ def test_approve_three_deny_one(up: Up) -> None:
     assert opened.stdout == "three say yes"
 
 
+def test_an_operator_who_gives_the_message_s_id_is_told_the_release_s(up: Up) -> None:
+    """The reader tells the operator the message's id; `approve` of it said only "no
+    release ID" (HTTP 404). Now it names the release waiting for that message, and the
+    command to approve it; nothing is decided."""
+    message_id = send(up.home, "which id", "--require-approval")
+    read(up.home, message_id)
+    (release,) = pending_ids(up, "alpha", message_id)
+    for verdict in ("approve", "deny"):
+        wrong = cli(up.home, "custodian", verdict, message_id, "--name", "alpha")
+        assert wrong.returncode == 1, explain(wrong)
+        assert f"{message_id} is a message's id, not a release's" in wrong.stderr, explain(wrong)
+        assert f"{release} (for bob); nothing was decided" in wrong.stderr, explain(wrong)
+        assert f"custodian {verdict} --name alpha {release}" in wrong.stderr, explain(wrong)
+    assert pending_ids(up, "alpha", message_id) == [release]
+    unknown = cli(up.home, "custodian", "deny", "0" * 32, "--name", "alpha")
+    assert unknown.returncode == 1, explain(unknown)
+    assert f"alpha has no release {'0' * 32}" in unknown.stderr, explain(unknown)
+    assert "securecomm custodian pending --name alpha --home" in unknown.stderr, explain(unknown)
+
+
 def test_burn_after_reading_with_approvals_releases_each_share_once(up: Up) -> None:
     message_id = send(up.home, "once only", "--require-approval", "--burn-after-reading")
     read(up.home, message_id)

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, load_settings
-from ..errors import IdentityError, ParameterError
-from ._common import command_group, home_option
+from ..codes import Code
+from ..config import DEFAULT_HOME, Settings, load_settings
+from ..errors import IdentityError, ParameterError, ServiceError
+from ._common import CliError, command_group, home_of, home_option
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -42,12 +43,16 @@ def _operator_client(args: argparse.Namespace) -> Any:
     return ServiceClient(url, args.name, load_identity(str(key), args), trust=settings.tls_ca)
 
 
-def cmd_custodian_pending(args: argparse.Namespace) -> None:
+def _pending(client: Any) -> list[dict[str, Any]]:
     from ..client.transport import answer_json
 
+    answer = answer_json(client.request("GET", "/v1/releases", params={"status": "pending"}))
+    return list(answer["releases"])
+
+
+def cmd_custodian_pending(args: argparse.Namespace) -> None:
     with _operator_client(args) as client:
-        answer = answer_json(client.request("GET", "/v1/releases", params={"status": "pending"}))
-    pending = answer["releases"]
+        pending = _pending(client)
     if not pending:
         print(f"{args.name}: no pending releases")
     for item in pending:
@@ -77,10 +82,38 @@ def _decide(args: argparse.Namespace, verdict: str) -> None:
     from ..client.transport import answer_json
 
     with _operator_client(args) as client:
-        answer = client.request("POST", f"/v1/releases/{args.release_id}/{verdict}")
+        try:
+            answer = client.request("POST", f"/v1/releases/{args.release_id}/{verdict}")
+        except ServiceError as exc:
+            if exc.code != Code.NO_RELEASE:
+                raise
+            raise _no_such_release(args, verdict, _pending(client)) from None
     status = answer_json(answer).get("status")
     said = {"released": "approved, and collected by its reader since"}.get(status, status)
     print(f"{args.name}: release {args.release_id} {said}")
+
+
+def _no_such_release(
+    args: argparse.Namespace, verdict: str, pending: list[dict[str, Any]]
+) -> CliError:
+    """An id the custodian knows no release by: most often a message's id, given for the
+    release its reader asked for. Then the releases waiting for that message are named."""
+    home = home_of(args)
+    where = f" --home {home}" if home != DEFAULT_HOME else ""
+    waiting = [item for item in pending if item["message_id"] == args.release_id]
+    if not waiting:
+        return CliError(
+            f"{args.name} has no release {args.release_id}",
+            hint=f"its pending releases: securecomm custodian pending --name {args.name}{where}",
+        )
+    rows = ", ".join(f"{i['release_id']} (for {i['recipient']['name']})" for i in waiting)
+    release = waiting[0]["release_id"] if len(waiting) == 1 else "RELEASE_ID"
+    asked = f"securecomm custodian {verdict} --name {args.name} {release}{where}"
+    return CliError(
+        f"{args.release_id} is a message's id, not a release's; {args.name} holds"
+        f" {len(waiting)} pending release(s) of that message: {rows}; nothing was decided",
+        hint=f"give the release's id: {asked}",
+    )
 
 
 def cmd_custodian_approve(args: argparse.Namespace) -> None:
@@ -175,7 +208,11 @@ def add_commands(sub: Any, custodian: Any) -> None:
             " NAME-operator --out HOME/users` puts it) or HOME/operators.",
         )
         if verb != "pending":
-            p.add_argument("release_id", metavar="ID", help="the release id")
+            p.add_argument(
+                "release_id",
+                metavar="ID",
+                help="the release's id, as `custodian pending` lists it (not the message's)",
+            )
         _operator_options(p)
         p.set_defaults(func=func)
 
