@@ -31,7 +31,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from securecomm import _encoding, canonical, errors, httpsig, shamir, shares, stream
+from securecomm import (
+    _encoding,
+    canonical,
+    errors,
+    httpsig,
+    passphrases,
+    shamir,
+    shares,
+    stream,
+)
 from securecomm.envelope import (
     PAYLOAD_NAMED,
     Envelope,
@@ -1525,6 +1534,58 @@ def envelope_v2_vectors() -> dict[str, Any]:
     }
 
 
+# New passphrases (securecomm/passphrases.py, web/js/passphrases.js)
+
+
+def passphrase_vectors() -> dict[str, Any]:
+    texts: list[tuple[str, str]] = [
+        ("four words", "correct horse battery staple"),
+        ("words and punctuation, non-ASCII", "grüße aus köln, 1999!"),
+        ("eight characters, none alike", "tz7#Qm2v"),
+        ("digits with a letter", "8675309x"),
+        ("seven characters", "tz7#Qm2"),
+        ("empty", ""),
+        ("one character eight times", "aaaaaaaa"),
+        ("four characters, long", "abababababcdcdcdcd"),
+        ("eight digits in a row", "12345678"),
+        ("digits, not in a row", "90210583"),
+        ("digits, many", "31415926535897932384"),
+        ("the alphabet from a", "abcdefghij"),
+        ("the alphabet backwards", "ZYXWVUTSRQ"),
+        ("a keyboard row", "qwertyuiop"),
+        ("a keyboard row, upper case", "ASDFGHJKL"),
+        ("a German keyboard row", "qwertzui"),
+        ("a French keyboard row", "azertyuiop"),
+        ("keyboard columns", "1qaz2wsx3edc"),
+        ("digits and letters in turn", "1q2w3e4r"),
+        ("shifted digits", "!@#$%^&*"),
+        ("a common password", "password1"),
+        ("a common password, capitals", "Password123"),
+        ("a common password with a digit for a letter", "p@ssw0rd"),
+        ("another common one", "iloveyou"),
+        ("this program's own name", "SecureComm"),
+    ]
+    cases = [
+        {
+            "description": description,
+            "passphrase": text,
+            "expect": (found[0] if (found := passphrases.weakness(text)) else "ok"),
+        }
+        for description, text in texts
+    ]
+    return {
+        "description": (
+            "New passphrases, as a client checks one before it locks a new key with it"
+            " (securecomm/passphrases.py; the page's web/js/passphrases.js): 'expect' is 'ok',"
+            " or the rule that refuses it: 'short' (under 8 characters), 'few_characters'"
+            " (under 5 different ones), 'digits' (digits only), 'run' (a stretch of the"
+            " alphabet, the digits or a keyboard row, either way), 'common' (a password"
+            " guessers try first). A passphrase that opens an existing key is not checked."
+        ),
+        "cases": cases,
+    }
+
+
 def build() -> dict[str, str]:
     """Every generated file's name and exact text."""
     files = {
@@ -1536,6 +1597,7 @@ def build() -> dict[str, str]:
         "answers.json": answer_vectors(),
         "encoding.json": encoding_vectors(),
         "identity.json": identity_vectors(),
+        "passphrases.json": passphrase_vectors(),
         "stream.json": stream_vectors(),
     }
     return {

@@ -358,3 +358,45 @@ def test_an_earlier_identity_without_a_passphrase_gets_one(
         person.open("identity")
         assert unlocked_names(page) == ["pia"]
         expect(page.locator("#identity-lock")).to_have_class(re.compile("hint"))
+
+
+@pytest.mark.parametrize(
+    ("weak", "why"),
+    [
+        ("12345678", "That passphrase is only digits: it is too easy to guess"),
+        ("aaaa1111", "That passphrase has fewer than 5 different characters"),
+        ("qwertyuiop", "That passphrase is a run of the alphabet, the digits or a keyboard row"),
+        ("Password1", "That passphrase is one of the passphrases guessers try first"),
+    ],
+)
+def test_a_weak_new_passphrase_is_refused_saying_why(
+    browser: Browser, up: Up, tmp_path: Path, weak: str, why: str
+) -> None:
+    """The page locked a new identity with "12345678" (it asked for 8 characters only). An
+    existing key file locked with such a passphrase still opens: only a new one is held."""
+    with Person(browser, up.relay_url) as person:
+        page = person.page
+        person.open("identity")
+        page.get_by_label("Name", exact=True).fill("wanda")
+        page.get_by_label("Passphrase for the key file").fill(weak)
+        page.get_by_label("Passphrase again").fill(weak)
+        page.get_by_role("button", name="Create identity").click()
+        status = page.locator("#create-form .status")
+        expect(status).to_contain_text(why)
+        expect(status).to_contain_text("such as four words that do not go together")
+        # An unencrypted key file imported is locked with a new passphrase: held the same.
+        plain = tmp_path / "wanda.key"
+        Identity.generate("wanda").save(plain, None)
+        form = page.locator("#import-form")
+        page.get_by_label("Key file", exact=True).set_input_files(str(plain))
+        form.get_by_label("New passphrase, for an unencrypted file").fill(weak)
+        form.get_by_label("Confirm the new passphrase").fill(weak)
+        form.get_by_role("button", name="Import").click()
+        expect(form.locator(".status")).to_contain_text(why)
+        stored = page.evaluate("async () => (await import('/web/js/store.js')).keys('identities')")
+        assert stored == [], stored
+        # A key file locked with it before is a passphrase given, not chosen: it opens.
+        locked = tmp_path / "wanda-locked.key"
+        Identity.generate("wanda").save(locked, weak.encode())
+        person.import_key(locked, weak)
+        expect(page.locator("#identity-name")).to_have_text("wanda")

@@ -10,6 +10,7 @@ import * as errors from "/js/errors.js";
 import * as hpke from "/js/hpke.js";
 import { verifyAnswer } from "/js/httpsig.js";
 import { Identity, PublicIdentity } from "/js/identity.js";
+import { weakness } from "/js/passphrases.js";
 import * as shamir from "/js/shamir.js";
 import { Share, combine } from "/js/shares.js";
 import * as stream from "/js/stream.js";
@@ -262,6 +263,15 @@ export async function runPublicIdentity(text) {
     } else {
       await expectError(entry.expect, () => PublicIdentity.fromJson(entry.identity));
     }
+  });
+}
+
+// New passphrases (securecomm/passphrases.py)
+
+export async function runPassphrases(text) {
+  return eachCase(JSON.parse(text).cases, async (entry) => {
+    const found = weakness(entry.passphrase)?.code ?? "ok";
+    check(found === entry.expect, `${found}, expected ${entry.expect}`);
   });
 }
 

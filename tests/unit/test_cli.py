@@ -612,6 +612,28 @@ def test_keygen_refuses_an_empty_or_missing_passphrase_file(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
+@pytest.mark.parametrize(
+    ("weak", "why"),
+    [
+        ("12345678", "is only digits"),
+        ("qwertyuiop", "is a run of the alphabet, the digits or a keyboard row"),
+        ("Password1", "is one of the passphrases guessers try first"),
+        ("short", "is shorter than 8 characters"),
+    ],
+)
+def test_keygen_refuses_a_weak_passphrase_saying_why(tmp_path: Path, weak: str, why: str) -> None:
+    """A key file locked with "12345678" is as good as open: a guesser tries it first."""
+    secret = tmp_path / "secret"
+    secret.write_text(weak + "\n")
+    out = tmp_path / "out"
+    assert_refused(
+        run_cli("keygen", "alice", "--out", out, "--passphrase-file", secret),
+        2,
+        f"the new passphrase {why}: too easy to guess, so no key was locked with it",
+    )
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def alice_encrypted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(directory, passphrase file, wrong passphrase file) with alice.key encrypted."""

@@ -32,6 +32,7 @@ from securecomm.envelope import (
     prepare_stream,
 )
 from securecomm.identity import Identity, PublicIdentity, public_file, read_public_file
+from securecomm.passphrases import weakness
 from securecomm.shares import Share
 
 from ._vectors import VECTORS, load
@@ -44,6 +45,7 @@ CANONICAL = load("canonical.json")
 ANSWERS = load("answers.json")
 ENCODING = load("encoding.json")
 IDENTITY = load("identity.json")
+PASSPHRASES = load("passphrases.json")
 STREAM = load("stream.json")
 
 
@@ -83,7 +85,8 @@ def test_generated_files_match_the_generator() -> None:
 def test_every_file_is_mostly_failure_cases_with_descriptions() -> None:
     total = failures = 0
     names = ("shamir.json", "shares.json", "envelope.json", "canonical.json", "answers.json")
-    for name in (*names, "encoding.json", "identity.json", "stream.json", "envelope-v2.json"):
+    more = ("encoding.json", "identity.json", "passphrases.json", "stream.json", "envelope-v2.json")
+    for name in (*names, *more):
         for key, cases in load(name).items():
             if not isinstance(cases, list):
                 continue
@@ -381,6 +384,12 @@ def test_public_identity(case: dict[str, Any]) -> None:
     )
     if case["expect"] == "ok":
         assert found == case["fingerprint"]
+
+
+@pytest.mark.parametrize("case", PASSPHRASES["cases"], ids=lambda c: c["description"])
+def test_new_passphrase(case: dict[str, Any]) -> None:
+    found = weakness(case["passphrase"])
+    assert (found[0] if found else "ok") == case["expect"], found
 
 
 @pytest.mark.parametrize("case", IDENTITY["key_files"], ids=lambda c: c["description"])

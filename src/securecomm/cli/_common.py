@@ -24,6 +24,7 @@ from ..config import DEFAULT_HOME, Settings, browser_refuses_port, load_settings
 from ..errors import IdentityError, SecureCommError, ServiceError
 from ..identity import Identity, Keys
 from ..local.layout import PEOPLE_DIR, person_home, user_key_path
+from ..passphrases import weakness
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -161,6 +162,8 @@ def write_output(path: str | None, data: bytes) -> None:
 
 
 def passphrase(args: argparse.Namespace, *, confirm: bool) -> bytes | None:
+    """The passphrase given (a file's first line, or asked); ``confirm``: a new one, for a
+    key about to be locked with it, asked twice and held to :mod:`securecomm.passphrases`."""
     if getattr(args, "passphrase_file", None):
         try:
             text = Path(args.passphrase_file).read_text("utf-8").rstrip("\r\n")
@@ -168,15 +171,23 @@ def passphrase(args: argparse.Namespace, *, confirm: bool) -> bytes | None:
             raise CliError(f"cannot read {args.passphrase_file}: {exc.strerror}") from None
         if not text:
             raise CliError("the passphrase file is empty", code=EXIT_BAD_INPUT)
-        return text.encode("utf-8")
-    if getattr(args, "ask_passphrase", False):
-        first = getpass.getpass("passphrase: ")
-        if confirm and getpass.getpass("again: ") != first:
+    elif getattr(args, "ask_passphrase", False):
+        text = getpass.getpass("passphrase: ")
+        if confirm and getpass.getpass("again: ") != text:
             raise CliError("the two passphrases differ", code=EXIT_BAD_INPUT)
-        if not first:
+        if not text:
             raise CliError("the passphrase is empty", code=EXIT_BAD_INPUT)
-        return first.encode("utf-8")
-    return None
+    else:
+        return None
+    weak = weakness(text) if confirm else None
+    if weak is not None:
+        raise CliError(
+            f"the new passphrase {weak[1]}: too easy to guess, so no key was locked with it",
+            hint="choose a longer one, such as four words that do not go together; not a"
+            " run like 'abcdefgh' or 'qwertyui', nor a common password",
+            code=EXIT_BAD_INPUT,
+        )
+    return text.encode("utf-8")
 
 
 def load_identity(path: str, args: argparse.Namespace) -> Identity:

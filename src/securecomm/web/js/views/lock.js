@@ -7,10 +7,10 @@ import { SecureCommError } from "../errors.js";
 import { Identity } from "../identity.js";
 import { keyFileEncrypted, readKeyFile, writeKeyFile } from "../keyfile.js";
 import { storedRecord, unwrapIdentity, wrapKeys } from "../keywrap.js";
+import { MIN_PASSPHRASE_LENGTH, weakness } from "../passphrases.js";
 import { state, $, show, setStatus, act } from "./ui.js";
 
 export const IDLE_LIMIT_MS = 15 * 60 * 1000;
-const MIN_PASSPHRASE_LENGTH = 8;
 const INPUT_EVENTS = ["pointerdown", "pointermove", "keydown", "wheel", "touchstart"];
 
 /** The idle limit: 15 minutes, or `?idle=SECONDS` if that is shorter; nothing lengthens it. */
@@ -185,11 +185,13 @@ async function unlock(record, passphrase, again, progress) {
   }
 }
 
-/** Throw unless `passphrase` is long enough and typed the same twice. */
+/** Throw unless `passphrase` is hard enough to guess (passphrases.js) and typed the same
+ * twice. Only a passphrase that is to lock a key: one that unlocks is never checked. */
 export function checkNewPassphrase(passphrase, again) {
-  if (passphrase.length < MIN_PASSPHRASE_LENGTH)
+  const weak = weakness(passphrase);
+  if (weak)
     throw new SecureCommError(
-      `Choose a passphrase of at least ${MIN_PASSPHRASE_LENGTH} characters.`,
+      `That passphrase ${weak.why}: it is too easy to guess, and nothing was locked with it. Choose a longer one, such as four words that do not go together; not a run like “abcdefgh” or “qwertyui”, nor a common password.`,
     );
   if (passphrase !== again) throw new SecureCommError("The two passphrases differ.");
 }
