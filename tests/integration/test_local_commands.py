@@ -185,6 +185,28 @@ def test_a_key_file_put_in_a_persons_home_is_registered_and_used(
     assert "for dana's exported key" in read.stdout, explain(read)
 
 
+def test_an_operator_checks_a_service_of_up_s_data_directory_as_the_readme_says(
+    shared: Up,
+) -> None:
+    """`audit verify --name alpha` and `db status` run on the data directory `up` runs,
+    as the README shows them: each finds the service's own home in it (HOME/alpha,
+    HOME/relay). They said "no pinned key for 'alpha'", and that alpha's database was
+    "none yet, or empty" (looking in HOME/custodians/alpha, where nothing is)."""
+    send(shared.home, "something to audit")
+    for flags in ((), ("--remote",)):
+        verified = cli(shared.home, "audit", "verify", "--name", "alpha", *flags)
+        assert verified.returncode == 0, explain(verified)
+        assert re.fullmatch(
+            r"audit log of alpha: \d+ entries; chain and signatures verify\n", verified.stdout
+        ), explain(verified)
+    for where, flags in (("alpha/custodians/alpha", ("--name", "alpha")), ("relay/relay", ())):
+        status = cli(shared.home, "db", "status", *flags)
+        assert status.returncode == 0, explain(status)
+        assert f"{shared.home / where}/" in status.stdout, explain(status)
+        assert "this securecomm's: up to date" in status.stdout, explain(status)
+    assert not (shared.home / "custodians").exists()
+
+
 def test_clean_refuses_while_the_home_s_services_run(shared: Up) -> None:
     logs = shared.home / "logs"
     assert logs.exists()

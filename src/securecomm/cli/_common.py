@@ -23,7 +23,7 @@ from ..codes import Code
 from ..config import DEFAULT_HOME, Settings, browser_refuses_port, load_settings
 from ..errors import IdentityError, SecureCommError, ServiceError
 from ..identity import Identity, Keys
-from ..local.layout import PEOPLE_DIR, person_home, user_key_path
+from ..local.layout import PEOPLE_DIR, party_home, person_home, user_key_path
 from ..passphrases import weakness
 
 EXIT_FAILURE = 1
@@ -314,6 +314,18 @@ def home_option(p: argparse.ArgumentParser) -> None:
 
 def home_of(args: argparse.Namespace) -> Path:
     return Path(args.home) if args.home else load_settings(None).home
+
+
+def service_settings(args: argparse.Namespace, name: str | None) -> Settings:
+    """The settings of service ``name`` (a custodian, or the relay for "relay" or None) as
+    its own home has them: in a data directory that ``up`` runs, which keeps each party in
+    HOME/NAME, that home's (where its database and identity are); else HOME's."""
+    home = home_of(args)
+    if (home / PEOPLE_DIR).is_dir():
+        own = party_home(home, name or "relay")
+        if own.is_dir():
+            return load_settings(own)
+    return load_settings(home)
 
 
 def settings_of(args: argparse.Namespace, person: str | None = None) -> Settings:

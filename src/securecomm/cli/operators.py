@@ -14,7 +14,7 @@ from typing import Any
 from ..codes import Code
 from ..config import DEFAULT_HOME, Settings, load_settings
 from ..errors import IdentityError, ParameterError, ServiceError
-from ._common import CliError, command_group, home_of, home_option
+from ._common import CliError, command_group, home_of, home_option, service_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -128,7 +128,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     from ..custodian import audit
     from ..identity import load_public
 
-    settings = _settings(args)
+    settings = service_settings(args, args.name)
     own = settings.custodian_dir(args.name) / "identity.pub"
     if args.key or own.exists():
         public = load_public(Path(args.key) if args.key else own)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, load_settings
 from ..errors import ParameterError
-from ._common import command_group, home_option, warn_if_browsers_refuse
+from ._common import command_group, home_option, service_settings, warn_if_browsers_refuse
 
 if TYPE_CHECKING:
     from ..service.storage import Schema
@@ -100,7 +100,7 @@ def database_of(settings: Settings, name: str | None) -> tuple[str, str, Schema]
 def cmd_db_status(args: argparse.Namespace) -> None:
     from ..service.storage import LEGACY_REVISION, database_revision, shown
 
-    who, url, schema = database_of(_settings(args), args.name)
+    who, url, schema = database_of(service_settings(args, args.name), args.name)
     found = database_revision(url, schema)
     print(f"{who}'s database: {shown(url)}")
     if found is None:
@@ -120,7 +120,7 @@ def cmd_db_status(args: argparse.Namespace) -> None:
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
     from ..service.storage import upgrade_database
 
-    who, url, schema = database_of(_settings(args), args.name)
+    who, url, schema = database_of(service_settings(args, args.name), args.name)
     before, after = upgrade_database(url, schema)
     if before == after:
         print(f"{who}'s database is at schema {after} already: nothing to do")
