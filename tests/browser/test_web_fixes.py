@@ -242,6 +242,24 @@ def test_no_identity_is_made_under_a_lookalike_name(browser: Browser, up: Up) ->
         assert not [r.url for r in person.requests if r.method == "PUT"]
 
 
+def test_a_blank_message_is_not_sent(browser: Browser, up: Up) -> None:
+    """Spaces and line breaks alone went out as a message: deposits, an envelope, and a
+    recipient reading nothing."""
+    with Person(browser, up.relay_url) as person:
+        person.create("blanche")
+        before = len(person.requests)
+        person.compose("bob", "  \n\t \n ")
+        status = person.page.locator("#send-form .status")
+        expect(status).to_contain_text(
+            "The message is only spaces or line breaks: write something, or choose a file."
+            " Nothing was sent."
+        )
+        assert [r.url for r in person.requests[before:] if r.method != "GET"] == []
+        # A file of blanks is a file, and goes.
+        person.compose("bob", file=b"  \n", filename="blank.txt")
+        expect(status).to_contain_text("Sent to bob")
+
+
 # D. The custody receipts fit a phone's width.
 
 

@@ -67,6 +67,11 @@ export async function onSend(event) {
     const text = $("#send-text").value;
     if (file && text) throw new SecureCommError("Send either a message or a file, not both.");
     if (!file && !text) throw new SecureCommError("Write a message or choose a file.");
+    // Only the typed text: a file may hold anything, blanks included.
+    if (!file && !text.trim())
+      throw new SecureCommError(
+        "The message is only spaces or line breaks: write something, or choose a file. Nothing was sent.",
+      );
     const streamed = Boolean(file) && file.size > api.STREAM_ABOVE_BYTES;
     const message = streamed ? null : file ? new Uint8Array(await file.arrayBuffer()) : utf8(text);
     const limit = Math.floor(state.config.max_envelope_bytes * 0.74) - 8192;
