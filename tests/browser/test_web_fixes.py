@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from securecomm.client.transport import ServiceClient
 from securecomm.identity import Identity
@@ -240,6 +240,36 @@ def test_no_identity_is_made_under_a_lookalike_name(browser: Browser, up: Up) ->
         stored = page.evaluate("async () => (await import('/web/js/store.js')).keys('identities')")
         assert stored == [], stored
         assert not [r.url for r in person.requests if r.method == "PUT"]
+
+
+def test_a_refused_registration_reads_as_sentences(browser: Browser, up: Up) -> None:
+    """A name registered by someone else between the page's check and its registration
+    (here, as the page's PUT goes out) answered "... (HTTP 409, key_changed) Try
+    “Register” again.": two sentences run together."""
+    other = Identity.generate("quinn")
+
+    def first_someone_else(route: Route) -> None:
+        with ServiceClient(up.relay_url, "relay", other) as relay:
+            relay.request(
+                "PUT", "/api/v1/directory/quinn", body={"v": 1, "identity": other.public.to_json()}
+            )
+        route.continue_()
+
+    with Person(browser, up.relay_url) as person:
+        page = person.page
+        page.route("**/api/v1/directory/quinn", lambda route: (
+            first_someone_else(route) if route.request.method == "PUT" else route.continue_()
+        ))  # fmt: skip
+        person.open("identity")
+        page.get_by_label("Name", exact=True).fill("quinn")
+        page.get_by_label("Passphrase for the key file").fill(PASSPHRASE)
+        page.get_by_label("Passphrase again").fill(PASSPHRASE)
+        page.get_by_role("button", name="Create identity").click()
+        status = page.locator("#create-form .status")
+        expect(status).to_contain_text("Created quinn, but registering it failed: relay:")
+        expect(status).to_contain_text(
+            re.compile(r"\(HTTP 409, key_changed\)\. Try “Register” again\.$")
+        )
 
 
 def test_a_blank_message_is_not_sent(browser: Browser, up: Up) -> None:

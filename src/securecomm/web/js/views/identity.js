@@ -330,9 +330,10 @@ export async function onCreate(event) {
         "ok",
       );
     } catch (error) {
+      const why = describe(error);
       setStatus(
         form,
-        `Created ${name}, but registering it failed: ${describe(error)} Try “Register” again.`,
+        `Created ${name}, but registering it failed: ${why}${/[.!?]$/.test(why) ? "" : "."} Try “Register” again.`,
         "error",
       );
     }
