@@ -290,6 +290,17 @@ def test_a_blank_message_is_not_sent(browser: Browser, up: Up) -> None:
         expect(status).to_contain_text("Sent to bob")
 
 
+def test_a_send_to_no_one_registered_says_nothing_was_sent(browser: Browser, up: Up) -> None:
+    """It said only "nobody called nobody-here is registered with this relay", leaving the
+    sender to wonder whether the others got it."""
+    with Person(browser, up.relay_url) as person:
+        person.create("nemo")
+        person.compose("bob, nobody-here", "hello")
+        expect(person.page.locator("#send-form .status")).to_contain_text(
+            "nobody called nobody-here is registered with this relay; nothing was sent"
+        )
+
+
 # D. The custody receipts fit a phone's width.
 
 

@@ -294,7 +294,7 @@ export async function lookupContact(name, known, warn = () => {}) {
         "relay",
         404,
         "not_found",
-        `nobody called ${name} is registered with this relay`,
+        `nobody called ${name} is registered with this relay; nothing was sent`,
       );
     }
     throw error;
