@@ -235,6 +235,30 @@ def test_an_interrupted_read_goes_on_without_asking_the_custodians_again(
     assert file_sha256(out) == digest and not partial.exists()
 
 
+def test_the_envelope_s_post_is_its_own_stage_after_the_upload(up: Up, tmp_path: Path) -> None:
+    """The progress a streamed send reports: the stream's bytes under "uploading", then
+    the envelope's post under "posting". The post was reported as "uploading" too, which
+    drew a second "uploading" bar of a few thousand units under the finished one."""
+    source = tmp_path / "two.bin"
+    random_file(source, 2 * MIB + 1)
+    settings, known = _library(up, "alice")
+    seen: list[tuple[str, int, int]] = []
+    flows.send_file(
+        settings,
+        known,
+        user(up.home, "alice"),
+        ["bob"],
+        source,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
+    stages = [stage for stage, _, _ in seen]
+    (streamed,) = {total for stage, _, total in seen if stage == "uploading"}
+    assert 2 * MIB + 1 < streamed < 2 * MIB + 64 * 1024  # the stream: the file, sealed
+    assert stages.index("posting") > max(i for i, s in enumerate(stages) if s == "uploading")
+    posted = [total for stage, _, total in seen if stage == "posting"]
+    assert posted and set(posted) == {posted[0]} and posted[0] < 64 * 1024
+
+
 def test_a_file_that_changes_while_it_is_sent_is_refused(up: Up, tmp_path: Path) -> None:
     source = tmp_path / "growing.bin"
     random_file(source, 10 * MIB)

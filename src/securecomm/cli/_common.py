@@ -248,7 +248,7 @@ def passphrase_options(p: argparse.ArgumentParser) -> None:
 class ProgressBar:
     """A one-line progress display on standard error, shown only on a terminal and only
     for work large enough to wait for. A stage that moves a megabyte or more (uploading,
-    downloading) shows bytes, the rate and the time left."""
+    downloading, posting) shows bytes, the rate and the time left."""
 
     #: How often the line is redrawn, at most (the last state is always drawn).
     REDRAW_SECONDS = 0.1
@@ -295,7 +295,7 @@ class ProgressBar:
 
 
 _MIB = 1024 * 1024
-_BYTE_STAGES = frozenset({"uploading", "downloading"})
+_BYTE_STAGES = frozenset({"uploading", "downloading", "posting"})
 
 
 def preview(data: bytes, width: int = 40) -> str:

@@ -736,7 +736,7 @@ class _Send:
             with _relay(settings, sender, timeout=self.deadline, key=key) as r:
                 return answer_json(r.request("POST", "/api/v1/messages", raw=data, sign=False))
 
-        self.progress("uploading", 0, len(data))
+        self.progress("posting", 0, len(data))
         posting = _Gather({"relay": post_it})
         if not posting.wait(self.deadline, cancelled=self.cancelled):
             self.warn("interrupted: taking back the message and its shares ...")
@@ -786,7 +786,7 @@ class _Send:
                 )
             raise failure
         stored = posting.results["relay"]
-        self.progress("uploading", len(data), len(data))
+        self.progress("posting", len(data), len(data))
         if stored.get("digest") != hashlib.sha256(data).hexdigest() or (
             stored.get("id") != envelope.id
         ):
