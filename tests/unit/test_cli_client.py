@@ -47,10 +47,10 @@ def test_progress_bar_only_on_a_terminal_and_for_large_work(monkeypatch: pytest.
     bar("depositing shares", 0, 5)
     bar("depositing shares", 1, 5)
     bar("depositing shares", 1, 5)
-    bar("uploading", 5, 5)
+    bar("posting", 3025, 3025)
     text = terminal.getvalue()
     assert "2/5" in text and "[############" in text
-    assert text.endswith("uploading          [" + "#" * 30 + "] 5/5\033[K\n")
+    assert text.endswith("posting            [" + "#" * 30 + "] 3.0/3.0 KiB\033[K\n")
     piped = io.StringIO()
     monkeypatch.setattr(sys, "stderr", piped)
     ProgressBar(2 * 1024 * 1024)("uploading", 1, 5)

@@ -284,6 +284,8 @@ class ProgressBar:
                 amount += f"  {rate / 1e6:,.1f} MB/s"
                 if count < total:
                     amount += f"  {left // 60}:{left % 60:02d} left"
+        elif stage in _BYTE_STAGES:
+            amount = f"{count / 1024:,.1f}/{total / 1024:,.1f} KiB"
         else:
             amount = f"{count}/{total}"
         print(
