@@ -199,8 +199,8 @@ def test_an_operator_checks_a_service_of_up_s_data_directory_as_the_readme_says(
         assert re.fullmatch(
             r"audit log of alpha: \d+ entries; chain and signatures verify\n", verified.stdout
         ), explain(verified)
-    for where, flags in (("alpha/custodians/alpha", ("--name", "alpha")), ("relay/relay", ())):
-        status = cli(shared.home, "db", "status", *flags)
+    for where, named in (("alpha/custodians/alpha", ["--name", "alpha"]), ("relay/relay", [])):
+        status = cli(shared.home, "db", "status", *named)
         assert status.returncode == 0, explain(status)
         assert f"{shared.home / where}/" in status.stdout, explain(status)
         assert "this securecomm's: up to date" in status.stdout, explain(status)
