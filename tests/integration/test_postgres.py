@@ -16,6 +16,8 @@ repeats its race a few times; each failed before the views locked (see git log).
 - Identical requests at once (a client retrying before its first try is answered): one
   envelope posted to the relay, one deposit, one directory registration; one is stored,
   the others answered as repetitions are, none with a 500.
+- Look-alike names at once: people register names that differ only by separators at the
+  same moment; one is listed, the others refused as its look-alikes.
 - Deletions at once: every recipient deletes a message at the same moment, and the
   sender unsends each share twice at once; the relay no longer holds the envelope, and
   each custodian logs one deletion.
@@ -278,6 +280,34 @@ def test_identical_requests_at_once_store_one(
         answers = at_once(requests(busy, alice, bob))
         codes = Counter(answer.status_code for answer in answers)
         assert codes == {first: 1, again: CLIENTS - 1}, f"{dict(codes)}"
+
+
+def test_look_alike_names_registered_at_once_list_one(busy: Stack) -> None:
+    """``CLIENTS`` people register names that differ only by separators (spec 14.6) at the
+    same moment, each with a key of their own: one is listed, every other is refused as
+    its look-alike. Each request's check saw no entry yet until the check took a lock."""
+    spellings = ["carol", "c.arol", "ca-rol", "car_ol", "c-a.rol", "c_a-r.ol", "ca.r-ol", "c.a.rol"]
+    assert len(spellings) == CLIENTS
+    for _ in range(TRIALS * 10):
+        trial = next(FRESH)
+        people = [Identity.generate(f"{name}{trial}") for name in spellings]
+        answers = at_once(
+            [
+                functools.partial(
+                    signed,
+                    busy.relay,
+                    who,
+                    "PUT",
+                    f"/api/v1/directory/{who.name}",
+                    {"v": 1, "identity": who.public.to_json()},
+                )
+                for who in people
+            ]
+        )
+        said = Counter(
+            (a.status_code, None if a.status_code == 201 else a.json().get("code")) for a in answers
+        )
+        assert said == {(201, None): 1, (403, "lookalike_name"): CLIENTS - 1}, f"{dict(said)}"
 
 
 # Deletions at once

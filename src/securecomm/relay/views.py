@@ -335,6 +335,10 @@ def _refuse_reserved(name: str) -> None:
         )
 
 
+#: The PostgreSQL advisory lock that new directory entries take, one at a time.
+_NEW_NAME_LOCK = int.from_bytes(b"scnames", "big")
+
+
 def _refuse_lookalike(conn: Connection, name: str) -> None:
     """Refuse a new entry under a name a reader would take for one registered or reserved
     (spec §14.6): the skeleton is compared in the database, so no list of names is read."""
@@ -403,6 +407,11 @@ def _register(name: str, new: PublicIdentity, body: dict[str, Any]) -> tuple[Res
             "updated_at": now,
         }
         if row is None:
+            if conn.dialect.name == "postgresql":
+                # New entries one at a time, until committed, so that two look-alikes
+                # registered at once do not each find the other missing (SQLite's write
+                # lock, taken when the transaction began, does it there).
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _NEW_NAME_LOCK})
             _refuse_lookalike(conn, name)  # an entry made before stays its holder's
             conn.execute(directory.insert().values(name=name, **values))
             return jsonify({"name": name, "fingerprint": new.fingerprint_hex}), 201
