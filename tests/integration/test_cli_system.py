@@ -537,6 +537,20 @@ def test_no_person_registers_a_lookalike_of_a_name_taken(shared: Up) -> None:
         assert not (shared.home / "people" / name).exists()
 
 
+def test_a_name_another_key_holds_leaves_no_home_behind(shared: Up) -> None:
+    """`register frank` where the relay lists frank under another key: refused, and the
+    person's home it had made and joined for frank is gone too (it stayed, so the next
+    `inbox --as frank` said "no identity 'frank'" instead of "no one named 'frank'")."""
+    from securecomm.client import flows
+
+    settings = load_settings(shared.home / "people" / "alice", env={})
+    assert flows.register(settings, Identity.generate("frank"))
+    refused = cli(shared.home, "register", "frank", "--no-passphrase")
+    assert refused.returncode == 2, explain(refused)
+    assert "taken in the relay's directory by another key" in refused.stderr, explain(refused)
+    assert not (shared.home / "people" / "frank").exists()
+
+
 # 8. unsend
 
 

@@ -58,10 +58,8 @@ def _refused_by_relay(exc: ServiceError, name: str, fresh: Path | None) -> CliEr
 
 
 def cmd_register(args: argparse.Namespace) -> None:
-    from ..client import flows
-    from ..client.trust import KnownKeys
     from ..config import load_settings
-    from ..identity import Identity, check_name, new_name_refusal, save_public
+    from ..identity import check_name, new_name_refusal
     from ..local.layout import PEOPLE_DIR
 
     name = check_name(args.name, field="NAME")
@@ -83,6 +81,20 @@ def cmd_register(args: argparse.Namespace) -> None:
             code=EXIT_BAD_INPUT,
         )
     home = _own_home(args, name)
+    try:
+        _register_from(args, name, home, fresh)
+    except BaseException:
+        if fresh is not None:  # a home made for a registration that did not happen goes
+            shutil.rmtree(fresh, ignore_errors=True)
+        raise
+
+
+def _register_from(args: argparse.Namespace, name: str, home: Path, fresh: Path | None) -> None:
+    """``cmd_register`` once ``name``'s home is ready: ``fresh`` if this run made it."""
+    from ..client import flows
+    from ..client.trust import KnownKeys
+    from ..identity import Identity, save_public
+
     settings = settings_of(args, name)  # the home _own_home made ready
     key_path = home / "users" / f"{name}.key"
     made = not key_path.exists()
