@@ -48,6 +48,10 @@ import { sha256 as incrementalSha256 } from "./vendor/noble-hashes/sha2.js";
 const TIMEOUT_MS = 15000;
 // A piece of a stream (up to 4 MiB) may take longer than a JSON call on a slow link.
 const PIECE_TIMEOUT_MS = 120000;
+// Once a read has t good shares, how long the custodians that have not answered yet get
+// (the CLI's grace, client/flows.py read): a lying one is still named when honest ones
+// were faster, and a hung one holds the read this long only.
+const READ_GRACE_MS = 1000;
 
 /** Above this many bytes a file is sent as version 2, a stream of chunks (the CLI's
  * STREAM_ABOVE_BYTES, cli/people.py); a message up to it stays version 1. */
@@ -134,7 +138,8 @@ export class ServiceClient {
         error.name === "AbortError"
           ? `no answer within ${timeoutMs / 1000} s`
           : "cannot be reached (down, or it refuses this page's origin)";
-      throw new ServiceError(this.audience, 0, "unreachable", `${this.audience} ${why}`);
+      // ServiceError puts the service's name before the message: not again in it.
+      throw new ServiceError(this.audience, 0, "unreachable", why);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", stop);
@@ -222,6 +227,13 @@ export async function loadConfig(known) {
  * names (if any) and the key pinned in this browser (pinned on first use).
  */
 export async function custodianKey(custodian, known) {
+  const presented = await presentedKey(custodian);
+  await known.pin(presented); // refuses a changed key; the page lists the pinned ones
+  return presented;
+}
+
+/** The key custodian `custodian` presents, checked as custodianKey does, but not pinned. */
+async function presentedKey(custodian) {
   const client = new ServiceClient(custodian.url, custodian.name, null, 5000);
   const answer = (await client.request("GET", "/v1/identity", { sign: false })).json();
   const presented = await PublicIdentity.fromJson(answer.identity, `${custodian.name} identity`);
@@ -239,7 +251,6 @@ export async function custodianKey(custodian, known) {
       `custodian ${custodian.name} presents a key (${presented.shortFingerprint()}) other than the one configured`,
     );
   }
-  await known.pin(presented); // refuses a changed key; the page lists the pinned ones
   return presented;
 }
 
@@ -399,6 +410,62 @@ async function parallel(tasks) {
     else failures[names[i]] = reason(outcome.reason);
   });
   return [results, failures];
+}
+
+/**
+ * Run named async tasks at once, as parallel() does, but stop waiting early, as the CLI's
+ * read does (client/flows.py, _Gather.wait): once `enough` tasks have succeeded the others
+ * get at most `graceMs` more (an answer that comes meanwhile is still looked at, so a lying
+ * custodian is named even when honest ones were faster); otherwise it waits until every
+ * task has settled. Each task is called with an AbortSignal that is aborted when the
+ * gather is over: a task still running then must do nothing more that anyone sees.
+ * Resolves to {results, failures, errors, late}: by name, what each task that succeeded
+ * returned, why each that failed did (`errors`: what it threw), and `late`, the names of
+ * the tasks still running, each a failure "no answer within … s".
+ */
+export function gather(tasks, { enough = Infinity, graceMs = 0 } = {}) {
+  const names = Object.keys(tasks);
+  const started = performance.now();
+  const over = new AbortController();
+  const results = {};
+  const failures = {};
+  const errors = {};
+  const outstanding = new Set(names);
+  return new Promise((resolve) => {
+    let timer = null;
+    const finish = () => {
+      if (over.signal.aborted) return;
+      clearTimeout(timer);
+      over.abort();
+      const waited = ((performance.now() - started) / 1000).toFixed(1);
+      for (const name of outstanding) failures[name] = `no answer within ${waited} s`;
+      resolve({ results, failures, errors, late: names.filter((n) => outstanding.has(n)) });
+    };
+    const settled = (name) => {
+      outstanding.delete(name);
+      if (!outstanding.size) finish();
+      else if (timer === null && Object.keys(results).length >= enough)
+        timer = setTimeout(finish, graceMs);
+    };
+    if (!names.length) finish();
+    for (const name of names) {
+      Promise.resolve()
+        .then(() => tasks[name](over.signal))
+        .then(
+          (value) => {
+            if (over.signal.aborted) return; // too late: the gather is over
+            results[name] = value;
+            settled(name);
+          },
+          (error) => {
+            if (over.signal.aborted) return;
+            errors[name] = error;
+            failures[name] = reason(error);
+            settled(name);
+          },
+        );
+    }
+  });
 }
 
 /** Best effort: destroy every deposit of a message (by ref where a receipt came back). */
@@ -945,6 +1012,11 @@ export async function inbox(reader) {
   }
 }
 
+// A task of a gather that is over stops before it asks anything more.
+function stopIfOver(over) {
+  if (over.aborted) throw new InterruptedOperationError("not needed any more");
+}
+
 const pendingKey = (reader, messageId) => `${reader.public.fingerprintHex}:${messageId}`;
 
 /**
@@ -966,8 +1038,10 @@ function keptState(record) {
 
 /**
  * Read message `messageId`: fetch and verify the envelope, ask every custodian for its
- * share, check each against the signed digest, combine t and decrypt. `onStatus(name,
- * state, detail)` reports each custodian: asking, released, pending, refused, down, bad.
+ * share, check each against the signed digest, combine t and decrypt. The read goes on
+ * READ_GRACE_MS after t good shares are in, as the CLI's does, without waiting for the
+ * other custodians (each is then "down", not waited for). `onStatus(name, state, detail)`
+ * reports each custodian: asking, released, pending, refused, down, bad.
  * Throws (and decrypts nothing) unless every check passed. A read that ends with fewer
  * than t good shares keeps the releases that arrived for the next read, which uses them
  * as if they had just arrived instead of asking those custodians again (spec §12.2).
@@ -1007,33 +1081,61 @@ export async function read({
   }
   const urls = Object.fromEntries(config.custodians.map((c) => [c.name, c]));
   const names = envelope.header.custodians.map((slot) => slot.name);
-  const keys = {};
   for (const name of names) {
     if (!urls[name])
       throw new SignatureError(
         `message ${messageId} names custodian ${name}, which this relay does not know`,
       );
-    keys[name] = known.get(name) ?? (await custodianKey(urls[name], known));
   }
-  await envelope.verify(pinnedSender, keys, { recipient: reader.public });
+  // The custodians' keys pinned in this browser are checked against the envelope now; one
+  // not pinned yet is fetched by the task that asks that custodian (collect, below), so a
+  // custodian that hangs or is down costs its own share only, not the whole read.
+  const keys = new Map(names.filter((name) => known.get(name)).map((n) => [n, known.get(n)]));
+  await envelope.verify(pinnedSender, Object.fromEntries(keys), { recipient: reader.public });
   const key = pendingKey(reader, messageId);
   const kept = keptState(await store.get("pending", key));
   const now = { pending: {}, released: {} }; // what this read keeps if it comes up short
 
   const check = async (name, release) => {
-    const share = await openRelease(release, reader, keys[name]);
+    const share = await openRelease(release, reader, keys.get(name));
     await envelope.checkShare(name, share);
     return share;
   };
 
-  const collect = async (name) => {
+  // Ask custodian `name` for its share. `over` is aborted when the read stops waiting (it
+  // has t good shares and the grace after them has passed): an answer that comes after
+  // that changes nothing shown or kept, and its share is not used.
+  const collect = async (name, over) => {
+    const status = (state, detail) => {
+      if (!over.aborted) onStatus(name, state, detail);
+    };
+    const keep = (kind, value) => {
+      if (!over.aborted) now[kind][name] = value;
+    };
+    if (!keys.has(name)) {
+      status("asking", "(fetching its key)");
+      try {
+        const presented = await presentedKey(urls[name]);
+        stopIfOver(over);
+        // The key the sender's header names and its receipt's signer, before it is pinned.
+        await envelope.verifyCustodian(name, presented);
+        await known.pin(presented); // refuses a changed key; the page lists the pinned ones
+        keys.set(name, presented);
+      } catch (error) {
+        // What earlier reads kept of this custodian stays kept for the next read.
+        if (kept.pending[name]) keep("pending", kept.pending[name]);
+        if (kept.released[name]) keep("released", kept.released[name]);
+        const down = error instanceof ServiceError && error.status === 0;
+        status(down ? "down" : "bad", `its key: ${reason(error)} — it was not asked for its share`);
+        throw error;
+      }
+    }
     let dropped = "";
     if (kept.released[name]) {
       try {
         const share = await check(name, kept.released[name]);
-        now.released[name] = kept.released[name];
-        onStatus(
-          name,
+        keep("released", kept.released[name]);
+        status(
           "released",
           `(kept from an earlier read) share ${share.index}, checked against the sender's digest`,
         );
@@ -1042,7 +1144,9 @@ export async function read({
         dropped = ` (the release kept from an earlier read failed its check: ${reason(error)}; it was dropped and ${name} asked again)`;
       }
     }
-    onStatus(name, "asking", dropped);
+    // A read that is over asks for no release: nobody would use the share.
+    stopIfOver(over);
+    status("asking", dropped);
     const client = new ServiceClient(urls[name].url, name, reader);
     let answer;
     try {
@@ -1052,15 +1156,14 @@ export async function read({
     } catch (error) {
       const down = error instanceof ServiceError && error.status === 0;
       // A release id stays worth asking again while its custodian cannot be reached.
-      if (down && kept.pending[name]) now.pending[name] = kept.pending[name];
-      onStatus(name, down ? "down" : "refused", reason(error) + dropped);
+      if (down && kept.pending[name]) keep("pending", kept.pending[name]);
+      status(down ? "down" : "refused", reason(error) + dropped);
       throw error;
     }
     if (answer.status === 202) {
       const releaseId = answer.json().release_id;
-      now.pending[name] = releaseId;
-      onStatus(
-        name,
+      keep("pending", releaseId);
+      status(
         "pending",
         `waiting for ${name}'s operator to approve release ${releaseId.slice(0, 8)}…${dropped}`,
       );
@@ -1069,35 +1172,58 @@ export async function read({
     try {
       const release = answer.json();
       const share = await check(name, release);
-      now.released[name] = release;
-      onStatus(
-        name,
+      keep("released", release);
+      status(
         "released",
         `share ${share.index} released and checked against the sender's digest${dropped}`,
       );
       return share;
     } catch (error) {
-      onStatus(name, "bad", `${reason(error)} — this share was not used`);
+      status("bad", `${reason(error)} — this share was not used`);
       throw error;
     }
   };
 
-  const [good, failures] = await parallel(
-    Object.fromEntries(names.map((name) => [name, () => collect(name)])),
-  );
   const t = envelope.header.threshold;
-  const usable = names.filter((name) => good[name]);
+  const tasks = Object.fromEntries(names.map((name) => [name, (over) => collect(name, over)]));
+  const gathered = await gather(tasks, { enough: t, graceMs: READ_GRACE_MS });
+  const { results: good, failures, errors, late } = gathered;
+  for (const name of late) {
+    // As for one that cannot be reached: what earlier reads kept of it stays kept.
+    if (kept.pending[name]) now.pending[name] = kept.pending[name];
+    onStatus(name, "down", `${failures[name]}; not waited for, as ${t} good shares were in`);
+  }
+  const usable = names.filter((name) => Object.hasOwn(good, name));
   if (usable.length < t) {
     const keeping = Object.keys(now.released).length;
     if (keeping || Object.keys(now.pending).length) await store.put("pending", key, now);
     else await store.remove("pending", key);
+    const destroyed = names.filter(
+      (name) => errors[name] instanceof ServiceError && errors[name].code === "destroyed",
+    );
+    // Fewer than t shares exist any more, here or with a custodian: no read can succeed.
+    const left = new Set([
+      ...names.filter((name) => !destroyed.includes(name)),
+      ...Object.keys(now.released),
+    ]);
+    const unreadable = left.size < t;
+    const short = `${usable.length} good share(s) of the ${t} needed; nothing was decrypted`;
     const error = new QuorumError(
       listFailures(
-        `${usable.length} good share(s) of the ${t} needed; nothing was decrypted`,
+        unreadable
+          ? `message ${messageId} can no longer be read: ${destroyed.length} of its ${names.length} custodians destroyed their share (burnt after reading, or unsent by its sender); ${short}`
+          : short,
         failures,
       ),
     );
-    Object.assign(error, { good: usable.length, needed: t, kept: keeping });
+    Object.assign(error, {
+      good: usable.length,
+      needed: t,
+      kept: keeping,
+      destroyed: destroyed.length,
+      custodians: names.length,
+      unreadable,
+    });
     throw error;
   }
   // Every good share, so a share the sender made off the polynomial is caught (§7.7 step 7).

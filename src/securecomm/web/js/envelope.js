@@ -408,17 +408,11 @@ class Document {
       );
     }
     await claimed.verify(this.signature, "envelope", this.signedBody());
-    for (const [i, receipt] of this.receipts.entries()) {
+    for (const [i] of this.receipts.entries()) {
       const slot = this.header.custodians[i];
       // Own members only: a custodian may be named "constructor" (§1.6).
       const key = has(custodians, slot.name) ? custodians[slot.name] : undefined;
-      if (!key) continue;
-      if (slot.fingerprintHex !== null && key.fingerprintHex !== slot.fingerprintHex) {
-        throw new SignatureError(
-          `envelope ${this.id}: custodian ${slot.name} in the header has another key than the known ${key.shortFingerprint()}`,
-        );
-      }
-      await receipt.verify(key);
+      if (key) await this.verifyCustodian(slot.name, key);
     }
     // Step 5 of §7.7, after the signatures it relies on.
     if (recipient !== null && !this.header.isRecipient(recipient)) {
@@ -426,6 +420,25 @@ class Document {
         `envelope ${this.id}: ${recipient.name} (${recipient.shortFingerprint()}) is not one of its recipients`,
       );
     }
+  }
+
+  /**
+   * §7.7 step 3 for one custodian, whose key `key` is known (a reader that learns a
+   * custodian's key only when it asks that custodian checks it then): the header names
+   * that key, and the custodian's receipt is signed by it. Call verify() first: the
+   * receipts are the sender's only once its signature is checked.
+   */
+  async verifyCustodian(name, key) {
+    const i = this.header.custodianIndex(name) - 1;
+    const receipt = this.receipts[i];
+    if (!receipt) return; // shares held out of band have no receipts (§7.1)
+    const slot = this.header.custodians[i];
+    if (slot.fingerprintHex !== null && key.fingerprintHex !== slot.fingerprintHex) {
+      throw new SignatureError(
+        `envelope ${this.id}: custodian ${slot.name} in the header has another key than the known ${key.shortFingerprint()}`,
+      );
+    }
+    await receipt.verify(key);
   }
 
   /** §7.7 step 6: a ShareDigestError naming the custodian unless the share is the signed one. */

@@ -58,7 +58,11 @@ export function describe(error) {
     const kept = error.kept
       ? ` The ${error.kept} share(s) collected are kept, sealed to you, for the next read.`
       : "";
-    return `Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.${kept}`;
+    // Fewer than t shares exist any more: no read can succeed, and the headline says so.
+    const gone = error.unreadable
+      ? `This message can no longer be read: ${error.destroyed} of its ${error.custodians} custodians destroyed their share (burnt after reading, or unsent by its sender). `
+      : "";
+    return `${gone}Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.${kept}`;
   }
   if (error instanceof KeyChangedError)
     return `${error.message}. ${error.hint[0].toUpperCase()}${error.hint.slice(1)} (Identity → Known keys).`;
