@@ -239,9 +239,9 @@ def test_up_refuses_a_port_another_program_listens_on(tmp_path: Path) -> None:
 
 def test_up_refuses_a_port_changed_after_the_network_was_made(tmp_path: Path) -> None:
     """The relay's port edited in the data directory's securecomm.toml after `init`: the
-    relay's own home and the network file still say the old one, so the relay would
-    listen there while `up` waited on the new one (a minute, then a failure naming
-    nothing). It is refused at once, naming the three places."""
+    relay's own home still says the old one, so the relay would listen there while `up`
+    waited on the new one (a minute, then a failure naming nothing). It is refused at
+    once, naming both places."""
     home = tmp_path / "home"
     ports = {name: free_port() for name in NAMES}
     old, new = free_port(), free_port()
@@ -252,8 +252,7 @@ def test_up_refuses_a_port_changed_after_the_network_was_made(tmp_path: Path) ->
     refused = cli(home, "up", timeout=30)
     assert refused.returncode == 2, explain(refused)
     assert (
-        f"the relay: port {new} in the settings, {old} in {home / 'relay' / 'securecomm.toml'},"
-        f" {old} in {home / 'network.json'}"
+        f"the relay: port {new} in the settings, {old} in {home / 'relay' / 'securecomm.toml'}"
     ) in refused.stderr, explain(refused)
     assert "make a new data directory" in refused.stderr, explain(refused)
     assert not (home / "logs").exists(), "up started services before checking its ports"

@@ -37,10 +37,9 @@ from pathlib import Path
 import httpx
 
 from ..client.transport import close_idle_pools, tls_context
-from ..config import CONFIG_FILE, Settings, address_of, load_settings, request_limit_bytes
+from ..config import CONFIG_FILE, Settings, load_settings, request_limit_bytes
 from ..errors import ParameterError, SecureCommError, ServiceError
 from ..identity import load_public
-from ..network import NETWORK_FILE
 from .front import FRONT_DIR, Front, find_nginx
 from .home import party_home
 
@@ -366,12 +365,12 @@ class Stack:
     def check(self) -> None:
         """Refuse, before anything starts, what would stop the start: no nginx for the
         replicas' front, or a service whose own home says it listens elsewhere than the
-        network's settings (it would start, and never be found)."""
+        settings ``up`` waits on (it would start, and never be found)."""
         mismatched = self.misplaced()
         if mismatched:
             home = self.settings.home
             raise ParameterError(
-                "where the services listen is not what the network says: "
+                "a service's own home says it listens elsewhere than the settings say: "
                 + "; ".join(mismatched)
                 + f". A data directory's ports are set in {home / CONFIG_FILE} before its"
                 " first `up` (or `init`); to use other ports, make a new data directory with"
@@ -382,35 +381,21 @@ class Stack:
 
     def misplaced(self) -> list[str]:
         """Each service whose port differs between this network's settings (the data
-        directory's securecomm.toml and the environment, which ``up`` waits on), its own
-        home's securecomm.toml (where it listens) and the network file (where others
-        reach it)."""
+        directory's securecomm.toml and the environment: where ``up`` waits for it) and
+        its own home's (where it listens). Where others reach it may differ from both: a
+        proxy or a front can stand in between."""
         home, settings = self.settings.home, self.settings
-        places = [
-            (
-                "the relay",
-                settings.server_port,
-                load_settings(party_home(home, "relay")).server_port,
-                address_of(settings.server_url)[1],
-                party_home(home, "relay"),
-            )
-        ]
+        relay = party_home(home, "relay")
+        places = [("the relay", settings.server_port, load_settings(relay).server_port, relay)]
         for custodian in settings.custodians:
-            own = load_settings(party_home(home, custodian.name)).own_custodian
-            places.append(
-                (
-                    custodian.name,
-                    custodian.port,
-                    custodian.port if own is None else own.port,
-                    address_of(custodian.url)[1],
-                    party_home(home, custodian.name),
-                )
-            )
+            own_home = party_home(home, custodian.name)
+            own = load_settings(own_home).own_custodian
+            listens = custodian.port if own is None else own.port
+            places.append((custodian.name, custodian.port, listens, own_home))
         return [
-            f"{who}: port {wanted} in the settings, {listens} in {own / CONFIG_FILE},"
-            f" {reached} in {home / NETWORK_FILE}"
-            for who, wanted, listens, reached, own in places
-            if len({wanted, listens, reached}) > 1
+            f"{who}: port {wanted} in the settings, {listens} in {own / CONFIG_FILE}"
+            for who, wanted, listens, own in places
+            if wanted != listens
         ]
 
     def process(self, name: str) -> Process:
