@@ -7,7 +7,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, Request, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    FilePayload,
+    Locator,
+    Page,
+    Request,
+    expect,
+)
 
 PASSPHRASE = "correct horse battery"
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
@@ -118,14 +126,26 @@ class Person:
         form.get_by_role("button", name="Unlock").click()
         expect(form).to_be_hidden()
 
-    def create(self, name: str) -> str:
+    def try_create(self, name: str, passphrase: str = PASSPHRASE) -> Locator:
+        """Fill in the form that creates an identity and submit it; the form's status."""
         page = self.page
         self.open("identity")
         page.get_by_label("Name", exact=True).fill(name)
-        page.get_by_label("Passphrase for the key file").fill(PASSPHRASE)
-        page.get_by_label("Passphrase again").fill(PASSPHRASE)
+        page.get_by_label("Passphrase for the key file").fill(passphrase)
+        page.get_by_label("Passphrase again").fill(passphrase)
         page.get_by_role("button", name="Create identity").click()
-        status = page.locator("#create-form .status")
+        return page.locator("#create-form .status")
+
+    def stored_identities(self) -> list[str]:
+        """The names of the identities the page keeps in this profile."""
+        stored: list[str] = self.page.evaluate(
+            "async () => (await import('/web/js/store.js')).keys('identities')"
+        )
+        return stored
+
+    def create(self, name: str) -> str:
+        page = self.page
+        status = self.try_create(name)
         expect(status).to_contain_text("registered it in the directory")
         self.passphrases[name] = PASSPHRASE
         fingerprint = page.locator("#identity-fingerprint").inner_text()

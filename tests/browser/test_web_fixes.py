@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, Route, expect
 from securecomm.client.transport import ServiceClient
 from securecomm.identity import Identity
 from securecomm.local.home import user_key_path
-from tests.browser._web import PASSPHRASE, Person, shot
+from tests.browser._web import Person, shot
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, run, running_up
 
@@ -207,13 +207,8 @@ def test_no_identity_is_made_under_a_name_taken_or_a_partys(browser: Browser, up
             ("alpha", "alpha is the name of a custodian of this network"),
             ("relay", "relay is the name of the relay of this network"),
         ):
-            page.get_by_label("Name", exact=True).fill(name)
-            page.get_by_label("Passphrase for the key file").fill(PASSPHRASE)
-            page.get_by_label("Passphrase again").fill(PASSPHRASE)
-            page.get_by_role("button", name="Create identity").click()
-            expect(page.locator("#create-form .status")).to_contain_text(said)
-        stored = page.evaluate("async () => (await import('/web/js/store.js')).keys('identities')")
-        assert stored == [], stored
+            expect(person.try_create(name)).to_contain_text(said)
+        assert person.stored_identities() == []
         expect(page.locator("#known-keys")).not_to_contain_text("bob")
         # The page still sends to the real bob, and the custodians' keys are as pinned.
         person.create("tess")
@@ -225,20 +220,14 @@ def test_no_identity_is_made_under_a_lookalike_name(browser: Browser, up: Up) ->
     registered, and a sender picked the impostor easily; "al-pha" stood beside custodian
     alpha. Each is refused before a key is made, saying why."""
     with Person(browser, up.relay_url) as person:
-        page = person.page
         person.open("identity")
         for name, said in (
             ("bob-", "bob- ends in “-”, which a reader misses"),
             ("al-pha", "al-pha looks like alpha, a name taken already"),
             ("b.ob", "The relay refuses the name b.ob: 'b.ob' looks like 'bob'"),
         ):
-            page.get_by_label("Name", exact=True).fill(name)
-            page.get_by_label("Passphrase for the key file").fill(PASSPHRASE)
-            page.get_by_label("Passphrase again").fill(PASSPHRASE)
-            page.get_by_role("button", name="Create identity").click()
-            expect(page.locator("#create-form .status")).to_contain_text(said)
-        stored = page.evaluate("async () => (await import('/web/js/store.js')).keys('identities')")
-        assert stored == [], stored
+            expect(person.try_create(name)).to_contain_text(said)
+        assert person.stored_identities() == []
         assert not [r.url for r in person.requests if r.method == "PUT"]
 
 
@@ -260,12 +249,7 @@ def test_a_refused_registration_reads_as_sentences(browser: Browser, up: Up) -> 
         page.route("**/api/v1/directory/quinn", lambda route: (
             first_someone_else(route) if route.request.method == "PUT" else route.continue_()
         ))  # fmt: skip
-        person.open("identity")
-        page.get_by_label("Name", exact=True).fill("quinn")
-        page.get_by_label("Passphrase for the key file").fill(PASSPHRASE)
-        page.get_by_label("Passphrase again").fill(PASSPHRASE)
-        page.get_by_role("button", name="Create identity").click()
-        status = page.locator("#create-form .status")
+        status = person.try_create("quinn")
         expect(status).to_contain_text("Created quinn, but registering it failed: relay:")
         expect(status).to_contain_text(
             re.compile(r"\(HTTP 409, key_changed\)\. Try “Register” again\.$")

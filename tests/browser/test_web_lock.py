@@ -376,12 +376,7 @@ def test_a_weak_new_passphrase_is_refused_saying_why(
     existing key file locked with such a passphrase still opens: only a new one is held."""
     with Person(browser, up.relay_url) as person:
         page = person.page
-        person.open("identity")
-        page.get_by_label("Name", exact=True).fill("wanda")
-        page.get_by_label("Passphrase for the key file").fill(weak)
-        page.get_by_label("Passphrase again").fill(weak)
-        page.get_by_role("button", name="Create identity").click()
-        status = page.locator("#create-form .status")
+        status = person.try_create("wanda", weak)
         expect(status).to_contain_text(why)
         expect(status).to_contain_text("such as four words that do not go together")
         # An unencrypted key file imported is locked with a new passphrase: held the same.
@@ -393,8 +388,7 @@ def test_a_weak_new_passphrase_is_refused_saying_why(
         form.get_by_label("Confirm the new passphrase").fill(weak)
         form.get_by_role("button", name="Import").click()
         expect(form.locator(".status")).to_contain_text(why)
-        stored = page.evaluate("async () => (await import('/web/js/store.js')).keys('identities')")
-        assert stored == [], stored
+        assert person.stored_identities() == []
         # A key file locked with it before is a passphrase given, not chosen: it opens.
         locked = tmp_path / "wanda-locked.key"
         Identity.generate("wanda").save(locked, weak.encode())
