@@ -12,6 +12,7 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,22 +73,20 @@ def _library(up: Up, name: str) -> tuple[Settings, KnownKeys]:
     return load_settings(own), KnownKeys.load(own)
 
 
+def alice_sends(up: Up, source: Path, **options: Any) -> flows.SendResult:
+    """``flows.send_file`` of ``source`` from alice to bob, as the CLI calls it."""
+    settings, known = _library(up, "alice")
+    return flows.send_file(settings, known, user(up.home, "alice"), ["bob"], source, **options)
+
+
 @pytest.mark.parametrize("size", [0, 1, CHUNK, CHUNK + 1, 3 * CHUNK - 7])
 def test_round_trips_around_a_chunk(up: Up, tmp_path: Path, size: int) -> None:
     """Version 2 at the lengths the layout turns on (the library: the CLI streams only
     files over 1 MiB), with and without a file name."""
     source = tmp_path / "in.bin"
     digest = random_file(source, size)
-    settings, known = _library(up, "alice")
     for filename in (None, "in.bin"):
-        sent = flows.send_file(
-            settings,
-            known,
-            user(up.home, "alice"),
-            ["bob"],
-            source,
-            filename=filename,
-        )
+        sent = alice_sends(up, source, filename=filename)
         document = _document(up, sent.message_id)
         assert document.length == size + (0 if filename is None else 1 + len(filename))
         bob_settings, bob_known = _library(up, "bob")
@@ -241,16 +240,8 @@ def test_the_envelope_s_post_is_its_own_stage_after_the_upload(up: Up, tmp_path:
     drew a second "uploading" bar of a few thousand units under the finished one."""
     source = tmp_path / "two.bin"
     random_file(source, 2 * MIB + 1)
-    settings, known = _library(up, "alice")
     seen: list[tuple[str, int, int]] = []
-    flows.send_file(
-        settings,
-        known,
-        user(up.home, "alice"),
-        ["bob"],
-        source,
-        progress=lambda stage, done, total: seen.append((stage, done, total)),
-    )
+    alice_sends(up, source, progress=lambda stage, done, total: seen.append((stage, done, total)))
     stages = [stage for stage, _, _ in seen]
     (streamed,) = {total for stage, _, total in seen if stage == "uploading"}
     assert 2 * MIB + 1 < streamed < 2 * MIB + 64 * 1024  # the stream: the file, sealed
@@ -262,7 +253,6 @@ def test_the_envelope_s_post_is_its_own_stage_after_the_upload(up: Up, tmp_path:
 def test_a_file_that_changes_while_it_is_sent_is_refused(up: Up, tmp_path: Path) -> None:
     source = tmp_path / "growing.bin"
     random_file(source, 10 * MIB)
-    settings, known = _library(up, "alice")
     calls = 0
 
     def grow(stage: str, done: int, total: int) -> None:
@@ -274,14 +264,7 @@ def test_a_file_that_changes_while_it_is_sent_is_refused(up: Up, tmp_path: Path)
                     handle.write(b"more")
 
     with pytest.raises(ParameterError, match="did the file change"):
-        flows.send_file(
-            settings,
-            known,
-            user(up.home, "alice"),
-            ["bob"],
-            source,
-            progress=grow,
-        )
+        alice_sends(up, source, progress=grow)
 
 
 def test_a_kept_upload_whose_file_changed_is_dropped_with_the_relays_part(
@@ -356,15 +339,8 @@ def test_the_relays_limit_is_refused_before_any_share_is_deposited(tmp_path: Pat
         assert result.returncode != 0
         assert "too_large" in result.stderr and "no share was deposited" in result.stderr
         assert "max_payload_bytes" in result.stderr
-        settings, known = _library(up, "alice")
         with pytest.raises(ServiceError):
-            flows.send_file(
-                settings,
-                known,
-                user(up.home, "alice"),
-                ["bob"],
-                source,
-            )
+            alice_sends(up, source)
         for name in NAMES:  # no custodian was asked to hold anything
             entries = audit(up.home, up.url(name), name)
             assert not [e for e in entries if "deposit" in str(e.get("event", ""))], entries
