@@ -184,6 +184,22 @@ def test_a_burnt_message_says_it_can_no_longer_be_read(up: Up, bob: Person) -> N
         assert len(releases(up, name, message_id)) == 1, name
 
 
+def test_an_expired_message_says_it_expired_and_when(up: Up, bob: Person) -> None:
+    """Read after the sender's expiry: the page said only "0 of the 3 needed" (the CLI
+    says the message expired, and when); now it says so too, each custodian refusing."""
+    message_id = send(up.home, "only for a moment", "--expires", "1s")
+    time.sleep(1.5)
+    page = bob.read(message_id)
+    expect(page.locator("#plaintext")).to_have_count(0)
+    status = page.locator("#reading .status")
+    expect(status).to_contain_text("This message expired ")
+    expect(status).to_contain_text(
+        "(its sender's policy): 5 of its 5 custodians release its share no more."
+    )
+    expect(status).to_contain_text("0 of the 3 needed")
+    assert set(bob.status_of().values()) == {"refused"}, bob.status_of()
+
+
 def test_a_read_with_every_custodian_up_names_no_one_down(up: Up, bob: Person) -> None:
     """The grace after t shares is for the hung: with all five up, each answers in it."""
     message_id = send(up.home, "all five")

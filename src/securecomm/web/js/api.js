@@ -1207,15 +1207,19 @@ export async function read({
       ...Object.keys(now.released),
     ]);
     const unreadable = left.size < t;
-    const short = `${usable.length} good share(s) of the ${t} needed; nothing was decrypted`;
-    const error = new QuorumError(
-      listFailures(
-        unreadable
-          ? `message ${messageId} can no longer be read: ${destroyed.length} of its ${names.length} custodians destroyed their share (burnt after reading, or unsent by its sender); ${short}`
-          : short,
-        failures,
-      ),
+    // Past the sender's expiry, custodians that say so will release it no more (as the CLI).
+    const expires = envelope.header.policy.expires;
+    const expired = names.filter(
+      (name) => errors[name] instanceof ServiceError && errors[name].code === "expired",
     );
+    const lapsed = expired.length > 0 && expires !== null && Date.now() / 1000 >= expires;
+    const short = `${usable.length} good share(s) of the ${t} needed; nothing was decrypted`;
+    let headline = short;
+    if (unreadable)
+      headline = `message ${messageId} can no longer be read: ${destroyed.length} of its ${names.length} custodians destroyed their share (burnt after reading, or unsent by its sender); ${short}`;
+    if (lapsed)
+      headline = `message ${messageId} expired at ${new Date(expires * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC (its sender's policy): ${expired.length} of its ${names.length} custodians release its share no more; ${short}`;
+    const error = new QuorumError(listFailures(headline, failures));
     Object.assign(error, {
       good: usable.length,
       needed: t,
@@ -1223,6 +1227,8 @@ export async function read({
       destroyed: destroyed.length,
       custodians: names.length,
       unreadable,
+      expired: expired.length,
+      expiredAt: lapsed ? expires : null,
     });
     throw error;
   }

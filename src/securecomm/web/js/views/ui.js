@@ -59,9 +59,12 @@ export function describe(error) {
       ? ` The ${error.kept} share(s) collected are kept, sealed to you, for the next read.`
       : "";
     // Fewer than t shares exist any more: no read can succeed, and the headline says so.
-    const gone = error.unreadable
+    let gone = error.unreadable
       ? `This message can no longer be read: ${error.destroyed} of its ${error.custodians} custodians destroyed their share (burnt after reading, or unsent by its sender). `
       : "";
+    // Past its expiry the custodians release it no more: the sender's policy, said so.
+    if (error.expiredAt)
+      gone = `This message expired ${time(error.expiredAt)} (its sender's policy): ${error.expired} of its ${error.custodians} custodians release its share no more. `;
     return `${gone}Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.${kept}`;
   }
   if (error instanceof KeyChangedError)
