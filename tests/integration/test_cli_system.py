@@ -551,6 +551,21 @@ def test_a_name_another_key_holds_leaves_no_home_behind(shared: Up) -> None:
     assert not (shared.home / "people" / "frank").exists()
 
 
+def test_a_fingerprint_pasted_as_printed_is_compared(shared: Up) -> None:
+    """`contacts verify bob 6707 fdec ...`: the fingerprint as every command prints it,
+    eight groups, pasted without quotes. argparse took the groups after the first for
+    "unrecognized arguments" (exit 2); now they are one fingerprint, compared whole."""
+    groups = user(shared.home, "bob").public.short_fingerprint().split()
+    assert len(groups) == 8
+    wrong = [*groups[:7], "0000" if groups[7] != "0000" else "1111"]
+    refused = cli(shared.home, "contacts", "verify", "bob", *wrong, "--as", "alice")
+    assert refused.returncode == 1, explain(refused)
+    assert "not marked as verified" in refused.stderr, explain(refused)
+    verified = cli(shared.home, "contacts", "verify", "bob", *groups, "--as", "alice")
+    assert verified.returncode == 0, explain(verified)
+    assert verified.stdout == f"bob: {' '.join(groups)} verified\n", explain(verified)
+
+
 # 8. unsend
 
 

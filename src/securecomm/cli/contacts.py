@@ -186,7 +186,7 @@ def cmd_contacts_verify(args: argparse.Namespace) -> None:
                 hint=f"{args.name} registers with `securecomm register {args.name}`",
             )
         known.keys[args.name] = listed  # kept only if the fingerprint matches, below
-    key = known.verify(args.name, args.fingerprint)
+    key = known.verify(args.name, " ".join(args.fingerprint))
     known.save()
     print(f"{args.name}: {key.short_fingerprint()} verified")
 
@@ -229,7 +229,12 @@ def add_commands(sub: Any) -> None:
         " lists, which is then pinned), and mark NAME verified if they are the same.",
     )
     p.add_argument("name", metavar="NAME", help="the contact")
-    p.add_argument("fingerprint", metavar="FINGERPRINT", help="as they told it to you")
+    p.add_argument(
+        "fingerprint",
+        metavar="FINGERPRINT",
+        nargs="+",
+        help="as they told it to you: its eight groups of four, quoted or not",
+    )
     p.add_argument("--as", dest="person", metavar="NAME", help="whose contacts")
     home_option(p)
     p.set_defaults(func=cmd_contacts_verify)
