@@ -100,6 +100,11 @@ def test_mistakes_are_named(up: Up) -> None:
     # A code that is not one, and a device of someone else.
     bad = cli(up.home, "devices", "add", "--as", "bob", "--label", "x", "not-a-code")
     assert bad.returncode == 2, explain(bad)
+    # Cut short in the copying: said so, without the JSON parser's words.
+    cut = cli(up.home, "devices", "add", "--as", "bob", "--label", "x", code[:60])
+    assert cut.returncode == 2, explain(cut)
+    assert "not a whole code from 'devices init' (cut short" in cut.stderr, explain(cut)
+    assert "offset" not in cut.stderr and "JSON" not in cut.stderr, explain(cut)
     other = cli(up.home, "devices", "add", "--as", "alice", "--label", "x", code)
     assert other.returncode == 1 and "made for bob" in other.stderr, explain(other)
     # Only a person's own home adds devices; a device home is not one.

@@ -56,8 +56,9 @@ def _device_public(text: str, name: str) -> Any:
     from ..errors import SecureCommError
     from ..identity import PublicIdentity, read_public_file
 
+    file = Path(text).is_file()
     try:
-        if Path(text).is_file():
+        if file:
             device = read_public_file(Path(text).read_bytes())
         else:
             device = PublicIdentity.from_json(
@@ -65,8 +66,11 @@ def _device_public(text: str, name: str) -> Any:
             )
     except SecureCommError as exc:
         raise CliError(
-            f"DEVICE is not a device's code or .pub file: {exc}",
-            hint="give the code 'securecomm devices init' printed on the device",
+            f"{text} is not a device's .pub file: {exc}"
+            if file
+            else "DEVICE is not a whole code from 'devices init' (cut short, or mistyped?)",
+            hint="give the whole code 'securecomm devices init' printed on the device, or"
+            " its .pub file",
             code=EXIT_BAD_INPUT,
         ) from None
     if device.name != name:
