@@ -566,6 +566,27 @@ def test_a_fingerprint_pasted_as_printed_is_compared(shared: Up) -> None:
     assert verified.stdout == f"bob: {' '.join(groups)} verified\n", explain(verified)
 
 
+def test_a_recipient_deletes_a_message_from_their_inbox_only(shared: Up) -> None:
+    """A recipient had no way to remove a message from their inbox (the relay's DELETE
+    was there; no command used it): `delete` removes it from theirs, the others still
+    read it, its sender is pointed at `unsend`, and a second delete is a 404."""
+    home = shared.home
+    message_id = send(home, "to both, one deletes", "--to", "alice,bob")
+    refused = cli(home, "unsend", message_id, "--as", "bob")
+    assert f"securecomm delete {message_id} --as bob" in refused.stderr, explain(refused)
+    deleted = cli(home, "delete", message_id, "--as", "bob")
+    assert deleted.returncode == 0, explain(deleted)
+    assert deleted.stdout == f"message {message_id}: deleted from bob's inbox\n"
+    assert message_id not in inbox(home, "bob")
+    again = cli(home, "delete", message_id, "--as", "bob")
+    assert again.returncode == 1 and "HTTP 404" in again.stderr, explain(again)
+    assert read(home, message_id, "alice").stdout == "to both, one deletes"
+    own = cli(home, "delete", message_id, "--as", "alice")
+    assert own.returncode == 2, explain(own)
+    assert "alice sent message" in own.stderr and "unsend" in own.stderr, explain(own)
+    assert message_id in inbox(home, "alice")
+
+
 # 8. unsend
 
 

@@ -2,7 +2,7 @@
 
 - :mod:`.offline`: split, combine, keygen, encrypt, decrypt (single-machine mode, no server)
 - :mod:`.local`: init, up, demo, clean (the whole system on this machine)
-- :mod:`.people`: send, inbox, read, unsend
+- :mod:`.people`: send, inbox, read, unsend, delete
 - :mod:`.sessions`: unlock, lock, sessions (a key unlocked for a while, by an agent),
   passphrase (set or change a key file's)
 - :mod:`.devices`: devices init, add, list, revoke (another device acting for a person)
@@ -69,7 +69,7 @@ def _add_services(sub: Any) -> None:
 _GROUPS: tuple[tuple[frozenset[str], Callable[[Any], None]], ...] = (
     (frozenset({"split", "combine", "keygen", "encrypt", "decrypt"}), _adds("offline")),
     (frozenset({"init", "up", "demo", "clean"}), _adds("local")),
-    (frozenset({"send", "inbox", "read", "unsend"}), _adds("people")),
+    (frozenset({"send", "inbox", "read", "unsend", "delete"}), _adds("people")),
     (frozenset({"unlock", "passphrase", "lock", "sessions"}), _adds("sessions")),
     (frozenset({"devices"}), _adds("devices")),
     (frozenset({"register", "contacts"}), _adds("contacts")),

@@ -1,4 +1,4 @@
-"""``securecomm send | inbox | read | unsend``: what people do with messages."""
+"""``securecomm send | inbox | read | unsend | delete``: what people do with messages."""
 
 from __future__ import annotations
 
@@ -321,6 +321,15 @@ def cmd_unsend(args: argparse.Namespace) -> None:
     print(f"message {args.message_id}: all {shares} shares destroyed, removed from the relay")
 
 
+def cmd_delete(args: argparse.Namespace) -> None:
+    from ..client import flows
+
+    settings = settings_of(args, args.reader)
+    reader = user(args, settings, args.reader)
+    flows.delete(settings, reader, args.message_id)
+    print(f"message {args.message_id}: deleted from {args.reader}'s inbox")
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "send",
@@ -442,3 +451,17 @@ def add_commands(sub: Any) -> None:
     home_option(p)
     passphrase_options(p)
     p.set_defaults(func=cmd_unsend)
+
+    p = sub.add_parser(
+        "delete",
+        help="remove a message from your inbox",
+        description="Ask the relay to remove message ID from your inbox (it drops the"
+        " envelope once no recipient lists it), and forget what reads of it noted here."
+        " The sender's shares stay with the custodians until the sender unsends it or it"
+        " expires; a message you sent is refused here: unsend it.",
+    )
+    p.add_argument("message_id", type=message_id, metavar="ID", help="the message id (from inbox)")
+    p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
+    home_option(p)
+    passphrase_options(p)
+    p.set_defaults(func=cmd_delete)

@@ -1167,6 +1167,38 @@ def forget(settings: Settings, reader: Keys, message_id: str) -> None:
     _save_kept(_pending_path(settings, reader), message_id, _Kept())
 
 
+def delete(settings: Settings, reader: Keys, message_id: str) -> None:
+    """Remove a message from ``reader``'s inbox at the relay (a recipient's DELETE: the
+    envelope goes once no recipient lists it), and what reads of it noted here. Its
+    shares stay with the custodians, whose only the sender destroys (:func:`unsend`): a
+    message ``reader`` sent is refused, as the relay would take its DELETE for an unsend
+    that left every share in place."""
+    with _relay(settings, reader) as relay:
+        try:
+            data = relay.request("GET", f"/api/v1/messages/{message_id}").content
+        except ServiceError as exc:
+            if exc.code == Code.NOT_FOUND:
+                exc.hint = "check the id with `securecomm inbox`; a message deleted already is gone"
+            raise
+        envelope = document_from_bytes(data)
+        if envelope.header.sender.fingerprint == reader.public.fingerprint:
+            refused = ParameterError(
+                f"{reader.name} sent message {message_id}: deleting it would leave its shares"
+                " with the custodians; nothing was deleted"
+            )
+            refused.hint = (
+                "unsend it, which destroys its shares too:"
+                f" securecomm unsend {message_id} --as {reader.name}"
+            )
+            raise refused
+        relay.request("DELETE", f"/api/v1/messages/{message_id}")
+    forget(settings, reader, message_id)
+    history = _history_path(settings, reader)
+    noted = _load_state(history)
+    if noted.pop(message_id, None) is not None:
+        write_atomic(history, json.dumps(noted, sort_keys=True).encode(), private=True)
+
+
 def unsend(settings: Settings, sender: Keys, message_id: str) -> tuple[int, list[str]]:
     """Destroy every deposit of a message, then remove it from the relay: how many shares it
     had, and each custodian that could not destroy its share, with why. While one could
@@ -1185,7 +1217,10 @@ def unsend(settings: Settings, sender: Keys, message_id: str) -> tuple[int, list
                 f"message {message_id} was sent by {envelope.header.sender.name}, not"
                 f" {sender.name}; nothing was destroyed"
             )
-            refused.hint = "only its sender unsends a message"
+            refused.hint = (
+                "only its sender unsends a message; to remove it from your inbox:"
+                f" securecomm delete {message_id} --as {sender.name}"
+            )
             raise refused
         failed = []
         for receipt in envelope.receipts:
