@@ -18,6 +18,8 @@ from playwright.sync_api import (
 )
 
 PASSPHRASE = "correct horse battery"
+#: An inbox entry's button that reads it (beside the one that deletes it).
+READ = re.compile(r"^Read the message ")
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 TIMEOUT_MS = 30_000
 # A check waits this long for the page (PBKDF2, five custodians, a loaded 2-core machine),
@@ -233,7 +235,7 @@ class Person:
         page = self.page
         self.open("inbox")
         item = page.locator(f"li[data-message='{message_id}']")
-        item.get_by_role("button").click()
+        item.get_by_role("button", name=READ).click()
         expect(page.locator("#reading")).not_to_have_attribute("aria-busy", "true")
         return page
 

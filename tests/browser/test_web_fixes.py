@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Browser, Dialog, Page, Route, expect
 
 from securecomm.client.transport import ServiceClient
 from securecomm.identity import Identity
 from securecomm.local.home import user_key_path
-from tests.browser._web import Person, shot
+from tests.browser._web import READ, Person, shot
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, run, running_up
 
@@ -286,6 +286,42 @@ def test_a_send_to_no_one_registered_says_nothing_was_sent(browser: Browser, up:
 
 
 # D. The custody receipts fit a phone's width.
+
+
+def test_a_recipient_deletes_a_message_from_the_inbox(browser: Browser, up: Up) -> None:
+    """The page offered no way to remove a message from the inbox (nor did the CLI). A
+    message from someone else has a Delete button: after the confirmation the relay no
+    longer lists it for the reader, and the other messages stay. A message the reader sent
+    to themselves has none: deleting it would leave its shares (only unsending destroys
+    them)."""
+    with Person(browser, up.relay_url) as person:
+        person.create("della")
+        kept = cli_send(up, "della", "keep me")
+        gone = cli_send(up, "della", "delete me")
+        own = person.send("della", "a note to myself")
+        person.open("inbox")
+        page = person.page
+        delete = re.compile(r"^Delete the message ")
+        own_item = page.locator(f"li[data-message='{own}']")
+        expect(own_item.get_by_role("button", name=READ)).to_be_visible()
+        expect(own_item.get_by_role("button", name=delete)).to_have_count(0)
+        asked: list[str] = []
+
+        def confirm(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            dialog.accept()
+
+        page.once("dialog", confirm)
+        page.locator(f"li[data-message='{gone}']").get_by_role("button", name=delete).click()
+        expect(page.locator("#inbox .card .status")).to_contain_text(
+            "Deleted the message from alice"
+        )
+        assert asked and "from your inbox" in asked[0], asked
+        expect(page.locator(f"li[data-message='{gone}']")).to_have_count(0)
+        person.open("inbox")  # the relay's list, fetched afresh
+        expect(page.locator(f"li[data-message='{kept}']")).to_have_count(1)
+        expect(page.locator(f"li[data-message='{own}']")).to_have_count(1)
+        expect(page.locator(f"li[data-message='{gone}']")).to_have_count(0)
 
 
 def test_the_receipts_table_fits_at_phone_width(browser: Browser, up: Up) -> None:

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from securecomm.identity import PASSPHRASE_ITERATIONS, Identity
-from tests.browser._web import PASSPHRASE, Person, shot
+from tests.browser._web import PASSPHRASE, READ, Person, shot
 from tests.integration.test_cli_system import Up, running_up, send
 
 IDLE_S = 3
@@ -59,7 +59,7 @@ def read_in(person: Person, message_id: str) -> Locator:
     person.open("inbox")
     item = page.locator(f"li[data-message='{message_id}']")
     keep_using(page, item)
-    item.get_by_role("button").click()
+    item.get_by_role("button", name=READ).click()
     text = page.locator("#plaintext")
     keep_using(page, text)
     return text
@@ -164,7 +164,7 @@ def test_after_the_idle_limit_the_inbox_is_gone_and_reading_asks_for_the_passphr
         item = page.locator(f"li[data-message='{message_id}']")
         keep_using(page, item)
         expect(unlock).to_be_hidden()
-        item.get_by_role("button").click()
+        item.get_by_role("button", name=READ).click()
         keep_using(page, page.locator("#plaintext"))
         expect(page.locator("#plaintext")).to_have_text(text)
     finally:

@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from securecomm.local.home import user_key_path
-from tests.browser._web import Person
+from tests.browser._web import READ, Person
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, audit, processes_of, running_up, send
 
@@ -74,7 +74,7 @@ def timed_read(person: Person, message_id: str) -> float:
     """Read ``message_id`` in the page: seconds from the click on Read to the read's end."""
     page = person.page
     person.open("inbox")
-    button = page.locator(f"li[data-message='{message_id}']").get_by_role("button")
+    button = page.locator(f"li[data-message='{message_id}']").get_by_role("button", name=READ)
     expect(button).to_be_enabled()
     started = time.monotonic()
     button.click()

@@ -1012,6 +1012,21 @@ export async function inbox(reader) {
   }
 }
 
+/**
+ * Remove a message from the reader's inbox at the relay (a recipient's DELETE: the relay drops
+ * the envelope once no recipient lists it), and what reads of it kept here. Its shares stay
+ * with the custodians, which only its sender destroys: a message the reader sent is refused,
+ * as the relay would take its DELETE for an unsend that left every share in place.
+ */
+export async function deleteFromInbox(reader, message) {
+  if (message.sender.fingerprint === reader.public.fingerprintHex)
+    throw new SecureCommError(
+      `You sent this message: deleting it would leave its shares with the custodians. Unsend it with the CLI (securecomm unsend ${message.id} --as ${reader.name}), which destroys them too.`,
+    );
+  await relay(reader).request("DELETE", `/api/v1/messages/${message.id}`);
+  await store.remove("pending", pendingKey(reader, message.id));
+}
+
 // A task of a gather that is over stops before it asks anything more.
 function stopIfOver(over) {
   if (over.aborted) throw new InterruptedOperationError("not needed any more");

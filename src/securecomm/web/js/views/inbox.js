@@ -91,13 +91,30 @@ export async function refreshInbox() {
                     ...policyNotes(m.policy).map((note) => h("span", { class: "badge" }, note)),
                   ),
                   h(
-                    "button",
-                    {
-                      type: "button",
-                      "aria-label": `Read the message from ${m.sender.name} of ${time(m.created)}`,
-                      onclick: (e) => readMessage(m.id, e.target),
-                    },
-                    "Read",
+                    "span",
+                    { class: "buttons" },
+                    h(
+                      "button",
+                      {
+                        type: "button",
+                        "aria-label": `Read the message from ${m.sender.name} of ${time(m.created)}`,
+                        onclick: (e) => readMessage(m.id, e.target),
+                      },
+                      "Read",
+                    ),
+                    // Not for a message you sent: only unsending, which destroys its shares too.
+                    m.sender.fingerprint === reader.public.fingerprintHex
+                      ? null
+                      : h(
+                          "button",
+                          {
+                            type: "button",
+                            class: "danger",
+                            "aria-label": `Delete the message from ${m.sender.name} of ${time(m.created)} from your inbox`,
+                            onclick: (e) => deleteMessage(m, e.target),
+                          },
+                          "Delete",
+                        ),
                   ),
                 ),
               ),
@@ -105,6 +122,22 @@ export async function refreshInbox() {
         : null,
     );
   });
+}
+
+// Remove a message from the inbox, once the reader confirms: the list is fetched again after.
+async function deleteMessage(message, button) {
+  const from = `${message.sender.name} of ${time(message.created)}`;
+  if (!window.confirm(`Delete the message from ${from} from your inbox? It cannot be read here again.`))
+    return;
+  const card = $("#inbox .card");
+  await act(card, button, async (progress) => {
+    progress("Deleting the message from your inbox…");
+    await api.deleteFromInbox(requireActive(), message);
+  });
+  if (!card.querySelector(".status.error")) {
+    await refreshInbox();
+    setStatus(card, `Deleted the message from ${from} from your inbox.`, "ok");
+  }
 }
 
 // Text to show, or null for a file: UTF-8, not huge, no control characters but tab and line ends.
