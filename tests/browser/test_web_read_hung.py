@@ -200,6 +200,33 @@ def test_an_expired_message_says_it_expired_and_when(up: Up, bob: Person) -> Non
     assert set(bob.status_of().values()) == {"refused"}, bob.status_of()
 
 
+def test_a_page_reloaded_mid_read_loses_no_burnt_share(up: Up, bob: Person) -> None:
+    """Burn after reading, 4 of 5 needed: three custodians release (and burn) their
+    shares, the other two do not answer yet, and the page is reloaded meanwhile. The
+    releases were kept only when a read ended, so the three were lost with the page and
+    the message could never be read ("can no longer be read"). Now each is kept as it
+    arrives, and the next read uses them."""
+    message_id = send(up.home, "burn, then reload", "--burn-after-reading", "--threshold", "4")
+    page = bob.page
+    held = [f"{up.url(name)}/v1/releases" for name in ("delta", "echo")]
+    for url in held:
+        page.route(url, lambda route: None)  # no answer until the page goes
+    try:
+        bob.open("inbox")
+        page.locator(f"li[data-message='{message_id}']").get_by_role("button", name=READ).click()
+        released = page.locator("#custody-status li[data-state='released']")
+        expect(released).to_have_count(3)
+        page.reload()
+    finally:
+        for url in held:
+            page.unroute(url)
+    for name in ("alpha", "bravo", "charlie"):
+        assert len(releases(up, name, message_id)) == 1, name
+    expect(bob.read(message_id).locator("#plaintext")).to_have_text("burn, then reload")
+    for name in NAMES:  # each share released once: the kept three, and delta's and echo's
+        assert len(releases(up, name, message_id)) == 1, name
+
+
 def test_a_read_with_every_custodian_up_names_no_one_down(up: Up, bob: Person) -> None:
     """The grace after t shares is for the hung: with all five up, each answers in it."""
     message_id = send(up.home, "all five")

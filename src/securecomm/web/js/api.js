@@ -1110,6 +1110,18 @@ export async function read({
   const key = pendingKey(reader, messageId);
   const kept = keptState(await store.get("pending", key));
   const now = { pending: {}, released: {} }; // what this read keeps if it comes up short
+  // Each release and release id is kept as it arrives, with what earlier reads kept, so a
+  // page closed or reloaded mid-read loses no share (a burnt one is released only once).
+  // The writes go one after another; the read's last word on the record waits for them.
+  let saving = Promise.resolve();
+  const persist = () => {
+    const record = {
+      pending: { ...kept.pending, ...now.pending },
+      released: { ...kept.released, ...now.released },
+    };
+    for (const name of Object.keys(record.released)) delete record.pending[name];
+    saving = saving.then(() => store.put("pending", key, record)).catch(() => {});
+  };
 
   const check = async (name, release) => {
     const share = await openRelease(release, reader, keys.get(name));
@@ -1125,7 +1137,9 @@ export async function read({
       if (!over.aborted) onStatus(name, state, detail);
     };
     const keep = (kind, value) => {
-      if (!over.aborted) now[kind][name] = value;
+      if (over.aborted) return;
+      now[kind][name] = value;
+      persist();
     };
     if (!keys.has(name)) {
       status("asking", "(fetching its key)");
@@ -1209,6 +1223,7 @@ export async function read({
     onStatus(name, "down", `${failures[name]}; not waited for, as ${t} good shares were in`);
   }
   const usable = names.filter((name) => Object.hasOwn(good, name));
+  await saving; // what each task kept is written before the read's own word below
   if (usable.length < t) {
     const keeping = Object.keys(now.released).length;
     if (keeping || Object.keys(now.pending).length) await store.put("pending", key, now);
