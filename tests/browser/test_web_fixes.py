@@ -285,6 +285,22 @@ def test_a_send_to_no_one_registered_says_nothing_was_sent(browser: Browser, up:
         )
 
 
+def test_a_send_to_the_relay_or_a_custodian_is_refused(browser: Browser, up: Up) -> None:
+    """ "alpha" or "relay" as a recipient said "Sent to alpha.": the custodian's key, pinned
+    from the network, was taken for a person's, so custodian alpha could have read the
+    message with any two others' shares. Refused before anything is deposited."""
+    with Person(browser, up.relay_url) as person:
+        person.create("olga")
+        for to in ("alpha", "bob, relay"):
+            person.compose(to, "for a service?")
+            named = to.split(", ")[-1]
+            expect(person.page.locator("#send-form .status")).to_contain_text(
+                f"{named}: the name of the relay or a custodian of this network, not a"
+                " person's; nothing was sent"
+            )
+        assert not [r.url for r in person.requests if "/v1/deposits" in r.url]
+
+
 # D. The custody receipts fit a phone's width.
 
 

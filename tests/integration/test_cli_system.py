@@ -587,6 +587,20 @@ def test_a_recipient_deletes_a_message_from_their_inbox_only(shared: Up) -> None
     assert message_id in inbox(home, "alice")
 
 
+def test_a_send_to_the_relay_or_a_custodian_is_refused(shared: Up) -> None:
+    """`send --to alpha` sealed the message to custodian alpha's key (pinned from the
+    network, so the recipient lookup found it): alpha could then read it with two other
+    custodians' shares. Refused before any deposit, naming it; exit 2."""
+    for to in ("alpha", "bob,relay"):
+        refused = cli(shared.home, "send", "--from", "alice", "--to", to, "for a service?")
+        assert refused.returncode == 2, explain(refused)
+        named = to.split(",")[-1]
+        assert (
+            f"{named}: the name of the relay or a custodian of this network, not a person's;"
+            " nothing was sent"
+        ) in refused.stderr, explain(refused)
+
+
 # 8. unsend
 
 

@@ -581,6 +581,17 @@ class _Send:
                 f"this is a device of {self.sender.name}: it reads, lists and unsends, but an"
                 f" envelope is signed by {self.sender.name}'s own key; nothing was sent"
             )
+        parties = sorted(set(recipients) & self.settings.party_names())
+        if parties:
+            # Its key is pinned here (the network's), so a lookup would find it: sealed to
+            # a custodian, the message would be that custodian's to read with two others'
+            # shares, which the rule of t custodians is there to prevent.
+            refused = ParameterError(
+                f"{', '.join(parties)}: the name of the relay or a custodian of this network,"
+                " not a person's; nothing was sent"
+            )
+            refused.hint = "send to people; `securecomm contacts` lists those pinned here"
+            raise refused
         self.progress("checking keys", 0, len(self.names))
         # The relay's directory is asked while the custodians are: one round trip less.
         # What it answers is looked at, and pinned, only once every custodian has passed.

@@ -489,6 +489,14 @@ async function withdraw(config, sender, receipts, messageId) {
 
 /** Every custodian's key, checked, and each recipient's from the directory (pinned). */
 async function parties({ config, known, recipients, progress, warn }) {
+  // A party's key is pinned here (the network's), so a lookup would find it: sealed to a
+  // custodian, the message would be that custodian's to read with two others' shares.
+  const partyNames = ["relay", ...config.custodians.map((c) => c.name)];
+  const named = recipients.filter((name) => partyNames.includes(name));
+  if (named.length)
+    throw new SecureCommError(
+      `${named.join(", ")}: the name of the relay or a custodian of this network, not a person's; nothing was sent`,
+    );
   progress("checking keys");
   const [keys, failures] = await parallel(
     Object.fromEntries(config.custodians.map((c) => [c.name, () => custodianKey(c, known)])),
