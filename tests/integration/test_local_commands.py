@@ -185,6 +185,36 @@ def test_a_key_file_put_in_a_persons_home_is_registered_and_used(
     assert "for dana's exported key" in read.stdout, explain(read)
 
 
+def test_a_locked_key_file_put_there_is_registered_with_the_options_its_hint_names(
+    shared: Up, tmp_path: Path
+) -> None:
+    """The page's exported key has a passphrase: `register` without a terminal hinted "add
+    --ask-passphrase or --passphrase-file", and register had no --ask-passphrase; given
+    one with no terminal to ask on, a command said "internal error (EOFError)"."""
+    secret = tmp_path / "passphrase"
+    secret.write_text("plum orbit candle seventy\n")
+    made = subprocess.run(
+        [*CLI, "keygen", "edna", "--out", str(tmp_path), "--passphrase-file", str(secret)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert made.returncode == 0, explain(made)
+    users = shared.home / "people" / "edna" / "users"
+    users.mkdir(parents=True)
+    (users / "edna.key").write_bytes((tmp_path / "edna.key").read_bytes())
+    locked = cli(shared.home, "register", "edna")
+    assert locked.returncode == 1, explain(locked)
+    assert "hint: add --ask-passphrase or --passphrase-file" in locked.stderr, explain(locked)
+    asked = cli(shared.home, "register", "edna", "--ask-passphrase")  # no terminal: said so
+    assert asked.returncode == 1, explain(asked)
+    assert "no passphrase was typed (the input ended)" in asked.stderr, explain(asked)
+    registered = cli(shared.home, "register", "edna", "--passphrase-file", str(secret))
+    assert registered.returncode == 0, explain(registered)
+
+
 def test_an_operator_checks_a_service_of_up_s_data_directory_as_the_readme_says(
     shared: Up,
 ) -> None:

@@ -172,8 +172,8 @@ def passphrase(args: argparse.Namespace, *, confirm: bool) -> bytes | None:
         if not text:
             raise CliError("the passphrase file is empty", code=EXIT_BAD_INPUT)
     elif getattr(args, "ask_passphrase", False):
-        text = getpass.getpass("passphrase: ")
-        if confirm and getpass.getpass("again: ") != text:
+        text = _ask("passphrase: ")
+        if confirm and _ask("again: ") != text:
             raise CliError("the two passphrases differ", code=EXIT_BAD_INPUT)
         if not text:
             raise CliError("the passphrase is empty", code=EXIT_BAD_INPUT)
@@ -190,6 +190,17 @@ def passphrase(args: argparse.Namespace, *, confirm: bool) -> bytes | None:
     return text.encode("utf-8")
 
 
+def _ask(prompt: str) -> str:
+    """A passphrase typed at the terminal; its end, with nothing typed, said in a sentence."""
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise CliError(
+            "no passphrase was typed (the input ended)",
+            hint="run it on a terminal, or give --passphrase-file PATH",
+        ) from None
+
+
 def load_identity(path: str, args: argparse.Namespace) -> Identity:
     """A key file, asking for its passphrase on a terminal when it has one and none was
     given."""
@@ -201,7 +212,7 @@ def load_identity(path: str, args: argparse.Namespace) -> Identity:
             raise
         if not sys.stdin.isatty():
             raise CliError(str(exc), hint="add --ask-passphrase or --passphrase-file") from None
-    asked = getpass.getpass(f"passphrase for {path}: ")
+    asked = _ask(f"passphrase for {path}: ")
     return Identity.load(path, asked.encode("utf-8"))
 
 
@@ -232,7 +243,11 @@ def new_passphrase_options(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--passphrase-file", metavar="PATH", help="read the passphrase from the first line"
     )
-    p.set_defaults(ask_passphrase=False)
+    group.add_argument(
+        "--ask-passphrase",
+        action="store_true",
+        help="prompt for it (what a terminal does anyway; the hints name it)",
+    )
 
 
 def passphrase_options(p: argparse.ArgumentParser) -> None:
