@@ -374,6 +374,9 @@ def test_approvals_with_reads_in_between_yield_the_message(up: Up, rita: Person)
     message_id = cli_send(up, "rita", "three approvals, one at a time", "--require-approval")
     rita.read(message_id)
     assert set(rita.status_of().values()) == {"pending"}
+    expect(rita.page.locator("#reading .status")).to_contain_text(
+        "5 release(s) wait for their custodian's operator: read again once enough are approved."
+    )
     record = kept(rita.page, message_id)
     assert set(record["pending"]) == set(NAMES) and record["released"] == {}
     decide(up, "alpha", message_id, "approve")

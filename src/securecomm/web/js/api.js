@@ -1267,6 +1267,7 @@ export async function read({
       unreadable,
       expired: expired.length,
       expiredAt: lapsed ? expires : null,
+      pending: Object.keys(now.pending).length,
     });
     throw error;
   }

@@ -65,7 +65,11 @@ export function describe(error) {
     // Past its expiry the custodians release it no more: the sender's policy, said so.
     if (error.expiredAt)
       gone = `This message expired ${time(error.expiredAt)} (its sender's policy): ${error.expired} of its ${error.custodians} custodians release its share no more. `;
-    return `${gone}Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.${kept}`;
+    // As the CLI's hint: approvals given between reads add up.
+    const waiting = error.pending
+      ? ` ${error.pending} release(s) wait for their custodian's operator: read again once enough are approved.`
+      : "";
+    return `${gone}Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.${kept}${waiting}`;
   }
   if (error instanceof KeyChangedError)
     return `${error.message}. ${error.hint[0].toUpperCase()}${error.hint.slice(1)} (Identity → Known keys).`;
