@@ -159,20 +159,26 @@ def test_a_second_up_on_the_same_home_fails_at_once(shared: Up) -> None:
     assert all(healthy(shared.url(name)) for name in NAMES)
 
 
+def keygen(name: str, out: Path, *flags: str) -> None:
+    """``securecomm keygen NAME --out OUT``, as a person does on their own machine."""
+    made = subprocess.run(
+        [*CLI, "keygen", name, "--out", str(out), *flags],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert made.returncode == 0, explain(made)
+
+
 def test_a_key_file_put_in_a_persons_home_is_registered_and_used(
     shared: Up, tmp_path: Path
 ) -> None:
     """A key exported from the page (the CLI's key file format), put where the README says,
     HOME/people/NAME/users/NAME.key: `register NAME` joins that home to the network and
     lists that key, and the CLI reads as NAME with it. It said "not set up" before."""
-    made = subprocess.run(
-        [*CLI, "keygen", "dana", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=clean_env(),
-    )
-    assert made.returncode == 0, explain(made)
+    keygen("dana", tmp_path)
     users = shared.home / "people" / "dana" / "users"
     users.mkdir(parents=True)
     (users / "dana.key").write_bytes((tmp_path / "dana.key").read_bytes())
@@ -193,15 +199,7 @@ def test_a_locked_key_file_put_there_is_registered_with_the_options_its_hint_nam
     one with no terminal to ask on, a command said "internal error (EOFError)"."""
     secret = tmp_path / "passphrase"
     secret.write_text("plum orbit candle seventy\n")
-    made = subprocess.run(
-        [*CLI, "keygen", "edna", "--out", str(tmp_path), "--passphrase-file", str(secret)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-    )
-    assert made.returncode == 0, explain(made)
+    keygen("edna", tmp_path, "--passphrase-file", str(secret))
     users = shared.home / "people" / "edna" / "users"
     users.mkdir(parents=True)
     (users / "edna.key").write_bytes((tmp_path / "edna.key").read_bytes())

@@ -438,30 +438,34 @@ def add_commands(sub: Any) -> None:
     passphrase_options(p)
     p.set_defaults(func=cmd_read)
 
-    p = sub.add_parser(
-        "unsend",
-        help="destroy a message you sent",
-        description="Ask every custodian to destroy its share of message ID"
-        " and the relay to delete the envelope. Once more than n - t shares are"
-        " gone (3 of 5) no one can read it, even with the envelope; a recipient who"
-        " read it before keeps what they read.",
-    )
-    p.add_argument("message_id", type=message_id, metavar="ID", help="the message id (from send)")
-    p.add_argument("--as", dest="sender", required=True, metavar="NAME", help="who you are")
-    home_option(p)
-    passphrase_options(p)
-    p.set_defaults(func=cmd_unsend)
-
-    p = sub.add_parser(
-        "delete",
-        help="remove a message from your inbox",
-        description="Ask the relay to remove message ID from your inbox (it drops the"
-        " envelope once no recipient lists it), and forget what reads of it noted here."
-        " The sender's shares stay with the custodians until the sender unsends it or it"
-        " expires; a message you sent is refused here: unsend it.",
-    )
-    p.add_argument("message_id", type=message_id, metavar="ID", help="the message id (from inbox)")
-    p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
-    home_option(p)
-    passphrase_options(p)
-    p.set_defaults(func=cmd_delete)
+    for verb, who, source, func, text, description in (
+        (
+            "unsend",
+            "sender",
+            "send",
+            cmd_unsend,
+            "destroy a message you sent",
+            "Ask every custodian to destroy its share of message ID and the relay to delete"
+            " the envelope. Once more than n - t shares are gone (3 of 5) no one can read it,"
+            " even with the envelope; a recipient who read it before keeps what they read.",
+        ),
+        (
+            "delete",
+            "reader",
+            "inbox",
+            cmd_delete,
+            "remove a message from your inbox",
+            "Ask the relay to remove message ID from your inbox (it drops the envelope once"
+            " no recipient lists it), and forget what reads of it noted here. The sender's"
+            " shares stay with the custodians until the sender unsends it or it expires; a"
+            " message you sent is refused here: unsend it.",
+        ),
+    ):
+        p = sub.add_parser(verb, help=text, description=description)
+        p.add_argument(
+            "message_id", type=message_id, metavar="ID", help=f"the message id (from {source})"
+        )
+        p.add_argument("--as", dest=who, required=True, metavar="NAME", help="who you are")
+        home_option(p)
+        passphrase_options(p)
+        p.set_defaults(func=func)

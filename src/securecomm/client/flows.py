@@ -1178,6 +1178,17 @@ def forget(settings: Settings, reader: Keys, message_id: str) -> None:
     _save_kept(_pending_path(settings, reader), message_id, _Kept())
 
 
+def _relays_copy(relay: ServiceClient, message_id: str, hint: str) -> Envelope | StreamEnvelope:
+    """The relay's copy of a message, for the caller to act on; a 404 with ``hint``."""
+    try:
+        data = relay.request("GET", f"/api/v1/messages/{message_id}").content
+    except ServiceError as exc:
+        if exc.code == Code.NOT_FOUND:
+            exc.hint = hint
+        raise
+    return document_from_bytes(data)
+
+
 def delete(settings: Settings, reader: Keys, message_id: str) -> None:
     """Remove a message from ``reader``'s inbox at the relay (a recipient's DELETE: the
     envelope goes once no recipient lists it), and what reads of it noted here. Its
@@ -1185,13 +1196,11 @@ def delete(settings: Settings, reader: Keys, message_id: str) -> None:
     message ``reader`` sent is refused, as the relay would take its DELETE for an unsend
     that left every share in place."""
     with _relay(settings, reader) as relay:
-        try:
-            data = relay.request("GET", f"/api/v1/messages/{message_id}").content
-        except ServiceError as exc:
-            if exc.code == Code.NOT_FOUND:
-                exc.hint = "check the id with `securecomm inbox`; a message deleted already is gone"
-            raise
-        envelope = document_from_bytes(data)
+        envelope = _relays_copy(
+            relay,
+            message_id,
+            "check the id with `securecomm inbox`; a message deleted already is gone",
+        )
         if envelope.header.sender.fingerprint == reader.public.fingerprint:
             refused = ParameterError(
                 f"{reader.name} sent message {message_id}: deleting it would leave its shares"
@@ -1216,13 +1225,11 @@ def unsend(settings: Settings, sender: Keys, message_id: str) -> tuple[int, list
     not, the relay keeps the envelope (which names every deposit), so that unsending again
     finishes; a custodian asked again for a share it destroyed already answers as before."""
     with _relay(settings, sender) as relay:
-        try:
-            data = relay.request("GET", f"/api/v1/messages/{message_id}").content
-        except ServiceError as exc:
-            if exc.code == Code.NOT_FOUND:
-                exc.hint = "check the id (the one send printed); a message unsent already is gone"
-            raise
-        envelope = document_from_bytes(data)
+        envelope = _relays_copy(
+            relay,
+            message_id,
+            "check the id (the one send printed); a message unsent already is gone",
+        )
         if envelope.header.sender.fingerprint != sender.public.fingerprint:
             refused = ParameterError(
                 f"message {message_id} was sent by {envelope.header.sender.name}, not"
