@@ -333,6 +333,11 @@ def home_of(args: argparse.Namespace) -> Path:
     return Path(args.home) if args.home else load_settings(None).home
 
 
+def home_flag(home: Path) -> str:
+    """`` --home HOME`` for a command a hint gives, or nothing for the default home."""
+    return f" --home {home}" if home != DEFAULT_HOME else ""
+
+
 def service_settings(args: argparse.Namespace, name: str | None) -> Settings:
     """The settings of service ``name`` (a custodian, or the relay for "relay" or None) as
     its own home has them: in a data directory that ``up`` runs, which keeps each party in
@@ -356,8 +361,7 @@ def settings_of(args: argparse.Namespace, person: str | None = None) -> Settings
             names = ", ".join(sorted(p.name for p in people.iterdir() if p.is_dir()))
             raise CliError(
                 f"no one named {person!r} in {home} (its people: {names})",
-                hint=f"add them with: securecomm register {person}"
-                + (f" --home {home}" if home != DEFAULT_HOME else ""),
+                hint=f"add them with: securecomm register {person}{home_flag(home)}",
             )
         home = person_home(home, person)
     if not (home / "known_keys.json").exists():
@@ -379,7 +383,7 @@ def user(args: argparse.Namespace, settings: Settings, name: str) -> Keys:
         raise CliError(
             f"no identity {name!r} at {path}",
             hint=f"make it and register it with: securecomm register {name}"
-            + (f" --home {settings.home}" if settings.home != DEFAULT_HOME else ""),
+            + home_flag(settings.home),
         )
     if not (getattr(args, "passphrase_file", None) or getattr(args, "ask_passphrase", False)):
         held = _session(path, name)

@@ -42,13 +42,11 @@ def _own_home(args: argparse.Namespace, name: str) -> Path:
     return own
 
 
-def _refused_by_relay(exc: ServiceError, name: str, fresh: Path | None) -> CliError | None:
-    """The relay's refusal of ``name`` itself (spec §14.6) said plainly, after removing
-    the home ``fresh`` made for it; None for any other error."""
+def _refused_by_relay(exc: ServiceError, name: str) -> CliError | None:
+    """The relay's refusal of ``name`` itself (spec §14.6) said plainly; None for any other
+    error. (cmd_register removes the home it made for the name.)"""
     if exc.code not in {Code.RESERVED_NAME, Code.LOOKALIKE_NAME}:
         return None
-    if fresh is not None:
-        shutil.rmtree(fresh, ignore_errors=True)
     return CliError(
         f"the relay refuses the name {name!r}: {exc.message}; nothing was written",
         hint="choose another name (one that no name registered becomes by adding or"
@@ -59,7 +57,7 @@ def _refused_by_relay(exc: ServiceError, name: str, fresh: Path | None) -> CliEr
 
 def cmd_register(args: argparse.Namespace) -> None:
     from ..config import load_settings
-    from ..identity import check_name, new_name_refusal
+    from ..identity import NAME_SEPARATORS, check_name, new_name_refusal
     from ..local.layout import PEOPLE_DIR
 
     name = check_name(args.name, field="NAME")
@@ -77,20 +75,20 @@ def cmd_register(args: argparse.Namespace) -> None:
     if ending is not None:  # before its home or a key is made
         raise CliError(
             f"{ending}; nothing was written",
-            hint=f"choose another name, such as {name.rstrip('._-')!r} if it is free",
+            hint=f"choose another name, such as {name.rstrip(NAME_SEPARATORS)!r} if it is free",
             code=EXIT_BAD_INPUT,
         )
     home = _own_home(args, name)
     try:
-        _register_from(args, name, home, fresh)
+        _register_from(args, name, home)
     except BaseException:
         if fresh is not None:  # a home made for a registration that did not happen goes
             shutil.rmtree(fresh, ignore_errors=True)
         raise
 
 
-def _register_from(args: argparse.Namespace, name: str, home: Path, fresh: Path | None) -> None:
-    """``cmd_register`` once ``name``'s home is ready: ``fresh`` if this run made it."""
+def _register_from(args: argparse.Namespace, name: str, home: Path) -> None:
+    """``cmd_register`` once ``name``'s home is ready."""
     from ..client import flows
     from ..client.trust import KnownKeys
     from ..identity import Identity, save_public
@@ -102,7 +100,7 @@ def _register_from(args: argparse.Namespace, name: str, home: Path, fresh: Path 
         try:  # a look-alike of a name taken: refused before a key is made
             flows.refuse_name(settings, name)
         except ServiceError as exc:
-            raise _refused_by_relay(exc, name, fresh) or exc from None
+            raise _refused_by_relay(exc, name) or exc from None
         secret = new_passphrase(args)
         identity = Identity.generate(name)
     else:
@@ -126,7 +124,7 @@ def _register_from(args: argparse.Namespace, name: str, home: Path, fresh: Path 
         if made:  # nothing written: the key of a registration that did not happen goes
             key_path.unlink(missing_ok=True)
         if isinstance(exc, ServiceError):
-            raise _refused_by_relay(exc, name, fresh if made else None) or exc from None
+            raise _refused_by_relay(exc, name) or exc from None
         raise
     if made:
         save_public(key_path.with_suffix(".pub"), identity.public)

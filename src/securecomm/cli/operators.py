@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..codes import Code
-from ..config import DEFAULT_HOME, Settings, load_settings
+from ..config import Settings, load_settings
 from ..errors import IdentityError, ParameterError, ServiceError
-from ._common import CliError, command_group, home_of, home_option, service_settings
+from ._common import CliError, command_group, home_flag, home_of, home_option, service_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -98,8 +98,7 @@ def _no_such_release(
 ) -> CliError:
     """An id the custodian knows no release by: most often a message's id, given for the
     release its reader asked for. Then the releases waiting for that message are named."""
-    home = home_of(args)
-    where = f" --home {home}" if home != DEFAULT_HOME else ""
+    where = home_flag(home_of(args))
     waiting = [item for item in pending if item["message_id"] == args.release_id]
     if not waiting:
         return CliError(

@@ -22,6 +22,7 @@ from ..codes import Code
 from ..envelope import Envelope, StreamEnvelope, document_from_bytes
 from ..errors import FormatError, SignatureError
 from ..identity import (
+    NAME_SEPARATORS,
     SIGNATURE_LENGTH_BYTES,
     Identity,
     PublicIdentity,
@@ -342,8 +343,9 @@ _NEW_NAME_LOCK = int.from_bytes(b"scnames", "big")
 def _refuse_lookalike(conn: Connection, name: str) -> None:
     """Refuse a new entry under a name a reader would take for one registered or reserved
     (spec §14.6): the skeleton is compared in the database, so no list of names is read."""
-    bare = sa.func.replace
-    skeleton = bare(bare(bare(directory.c.name, ".", ""), "-", ""), "_", "")
+    skeleton: Any = directory.c.name
+    for separator in NAME_SEPARATORS:
+        skeleton = sa.func.replace(skeleton, separator, "")
     alike = conn.execute(
         sa.select(directory.c.name).where(skeleton == name_skeleton(name)).limit(1)
     ).scalars()
