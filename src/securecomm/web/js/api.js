@@ -399,22 +399,14 @@ function reason(error) {
   return `unusable answer (${error?.name ?? "error"})`;
 }
 
-/** Run named async tasks at once; resolve to [results, failures] by name. */
+/** Run named async tasks at once and wait for all; resolve to [results, failures] by name. */
 async function parallel(tasks) {
-  const names = Object.keys(tasks);
-  const settled = await Promise.allSettled(names.map((name) => tasks[name]()));
-  const results = {};
-  const failures = {};
-  settled.forEach((outcome, i) => {
-    if (outcome.status === "fulfilled") results[names[i]] = outcome.value;
-    else failures[names[i]] = reason(outcome.reason);
-  });
+  const { results, failures } = await gather(tasks);
   return [results, failures];
 }
 
 /**
- * Run named async tasks at once, as parallel() does, but stop waiting early, as the CLI's
- * read does (client/flows.py, _Gather.wait): once `enough` tasks have succeeded the others
+ * Run named async tasks at once; with `enough`, stop waiting early, as the CLI's read does (client/flows.py, _Gather.wait): once `enough` tasks have succeeded the others
  * get at most `graceMs` more (an answer that comes meanwhile is still looked at, so a lying
  * custodian is named even when honest ones were faster); otherwise it waits until every
  * task has settled. Each task is called with an AbortSignal that is aborted when the
@@ -487,12 +479,17 @@ async function withdraw(config, sender, receipts, messageId) {
   );
 }
 
+/** The names the network's own parties hold: the relay's and each custodian's (as
+ * Settings.party_names in config.py). No person takes one, and none is a recipient. */
+export function partyNames(config) {
+  return ["relay", ...(config?.custodians ?? []).map((c) => c.name)];
+}
+
 /** Every custodian's key, checked, and each recipient's from the directory (pinned). */
 async function parties({ config, known, recipients, progress, warn }) {
   // A party's key is pinned here (the network's), so a lookup would find it: sealed to a
   // custodian, the message would be that custodian's to read with two others' shares.
-  const partyNames = ["relay", ...config.custodians.map((c) => c.name)];
-  const named = recipients.filter((name) => partyNames.includes(name));
+  const named = recipients.filter((name) => partyNames(config).includes(name));
   if (named.length)
     throw new SecureCommError(
       `${named.join(", ")}: the name of the relay or a custodian of this network, not a person's; nothing was sent`,

@@ -58,12 +58,12 @@ function refuseTaken(name) {
 // So is a name ending in a separator, or one a reader would take for a name registered or
 // reserved (spec §14.6): the relay refuses to register them.
 async function refuseListed(name, progress) {
-  const custodians = (state.config?.custodians ?? []).map((c) => c.name);
-  if (name === "relay" || custodians.includes(name))
+  const parties = api.partyNames(state.config);
+  if (parties.includes(name))
     throw new SecureCommError(
       `${name} is the name of ${name === "relay" ? "the relay" : "a custodian"} of this network: choose another name`,
     );
-  const alike = newNameRefusal(name, ["relay", ...custodians]);
+  const alike = newNameRefusal(name, parties);
   if (alike) throw new SecureCommError(`${alike}. Choose another name.`);
   progress("Checking that the name is free in the relay's directory…");
   const refused = await api.nameRefusal(name);

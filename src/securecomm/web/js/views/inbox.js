@@ -130,11 +130,13 @@ async function deleteMessage(message, button) {
   if (!window.confirm(`Delete the message from ${from} from your inbox? It cannot be read here again.`))
     return;
   const card = $("#inbox .card");
+  let deleted = false; // act() shows a failure, and the list stays as it is
   await act(card, button, async (progress) => {
     progress("Deleting the message from your inbox…");
     await api.deleteFromInbox(requireActive(), message);
+    deleted = true;
   });
-  if (!card.querySelector(".status.error")) {
+  if (deleted) {
     await refreshInbox();
     setStatus(card, `Deleted the message from ${from} from your inbox.`, "ok");
   }
