@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["locked", "write_atomic"]
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, private: bool = False) -> None:
@@ -30,3 +33,19 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, private: bool = F
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock for ``path`` while the block runs, against other threads and
+    processes doing the same: a read, change and write of the file is then not lost to
+    another's. The lock is a file beside it (``path`` + ``.lock``, mode 0600), left there."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.with_name(target.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # one open file per holder: threads exclude each other
+        yield
+    finally:
+        os.close(fd)

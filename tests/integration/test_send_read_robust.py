@@ -16,6 +16,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -381,16 +382,62 @@ def test_burn_after_reading_with_approvals_releases_each_share_once(up: Up) -> N
     assert again.returncode == 1, explain(again)
 
 
+def frozen_custodians(up: Up, *names: str) -> list[int]:
+    """The processes of custodians ``names`` in ``up``, to SIGSTOP and SIGCONT."""
+    pids = []
+    for name in names:
+        marker = f"custodian serve --home {up.home / name} "
+        pids += [pid for pid, command in processes_of(up.home) if marker in command]
+    assert pids
+    return pids
+
+
+def test_a_read_killed_after_burnt_shares_were_released_loses_none(up: Up) -> None:
+    """Three of four needed shares are released (and burnt) while the read waits on two
+    custodians that never answer; the read is killed (-9) before it ends. The next read has
+    them: they were kept as each came (stop 31 kept them only when a read ended, so this
+    message could never be read again)."""
+    message_id = send(up.home, "burnt, not lost", "--threshold", "4", "--burn-after-reading")
+    kept_file = up.home / "people" / "bob" / "users" / "bob.pending.json"
+
+    def kept_releases() -> list[str]:
+        try:
+            kept = json.loads(kept_file.read_text("utf-8"))
+        except (OSError, ValueError):
+            return []
+        return sorted(kept.get(message_id, {}).get("released", {}))
+
+    # delta and echo, for this read, are a port that takes connections and never answers
+    # (a frozen custodian would act on the queued requests once woken, burning its share
+    # to a read that is gone).
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        reading = start_cli(
+            up.home,
+            "read", message_id, "--as", "bob",
+            env={f"SECURECOMM_CUSTODIAN_{name}_URL": url for name in ("DELTA", "ECHO")},
+        )  # fmt: skip
+        waited = time.monotonic() + 8  # the read waits 15 s for the silent two
+        while len(kept_releases()) < 3 and time.monotonic() < waited:
+            time.sleep(0.05)
+        assert reading.poll() is None, "the read ended before it was killed"
+        reading.kill()
+        reading.communicate(timeout=10)
+    assert kept_releases() == ["alpha", "bravo", "charlie"]
+    for name in ("alpha", "bravo", "charlie"):  # burnt: asked again, each says so
+        assert release(up.url(name), name, user(up.home, "bob"), message_id) == (410, "destroyed")
+    opened = read(up.home, message_id)
+    assert opened.returncode == 0, explain(opened)
+    assert opened.stdout == "burnt, not lost"
+    assert kept_releases() == []  # a read that succeeded keeps nothing
+
+
 # Item 5: a hung custodian does not hold read, and is named
 
 
 def test_read_returns_without_waiting_for_frozen_custodians(up: Up) -> None:
     message_id = send(up.home, "the quick three")
-    frozen = []
-    for name in ("bravo", "delta"):
-        marker = f"custodian serve --home {up.home / name} "
-        frozen += [pid for pid, command in processes_of(up.home) if marker in command]
-    assert frozen
+    frozen = frozen_custodians(up, "bravo", "delta")
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
     try:
@@ -415,9 +462,7 @@ def test_an_unsend_a_custodian_misses_keeps_the_envelope_until_it_can_finish(up:
     once the custodian is back, destroys the rest. Before, the relay's copy was deleted
     all the same, exit 0, and nothing could reach that share again."""
     message_id = send(up.home, "unsend me")
-    marker = f"custodian serve --home {up.home / 'echo'} "
-    frozen = [pid for pid, command in processes_of(up.home) if marker in command]
-    assert frozen
+    frozen = frozen_custodians(up, "echo")
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
     try:

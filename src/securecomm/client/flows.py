@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .._encoding import b64decode
-from .._files import write_atomic
+from .._files import locked, write_atomic
 from ..codes import Code
 from ..config import Settings
 from ..envelope import (
@@ -963,14 +963,21 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 
 def _save_kept(path: Path, message_id: str, kept: _Kept) -> None:
-    stored = _load_state(path)
-    updated = dict(stored)
-    if kept.pending or kept.released:
-        updated[message_id] = kept.to_json()
-    else:
-        updated.pop(message_id, None)
-    if updated != stored:
-        write_atomic(path, json.dumps(updated, sort_keys=True).encode(), private=True)
+    """Make ``kept`` what is kept for ``message_id`` (nothing, if it is empty)."""
+    _change_kept(path, message_id, lambda _: kept)
+
+
+def _change_kept(path: Path, message_id: str, change: Callable[[_Kept], _Kept]) -> None:
+    with locked(path):
+        stored = _load_state(path)
+        updated = dict(stored)
+        kept = change(_Kept.from_json(stored.get(message_id)))
+        if kept.pending or kept.released:
+            updated[message_id] = kept.to_json()
+        else:
+            updated.pop(message_id, None)
+        if updated != stored:
+            write_atomic(path, json.dumps(updated, sort_keys=True).encode(), private=True)
 
 
 def read(
@@ -1040,6 +1047,37 @@ def read(
     state_path = _pending_path(settings, reader)
     kept = _Kept.from_json(_load_state(state_path).get(message_id))
     now = _Kept()  # what this read ends up keeping, filled in by the threads
+    # A release that is not given twice (burnt after reading, or approved by an operator) is
+    # written down as it arrives, not when the read ends: a read killed in between (kill -9,
+    # power) must not lose it. Other releases are asked for again at no cost.
+    policy = envelope.header.policy
+    keep_each = policy.max_releases is not None or policy.require_approval
+    writing = threading.Lock()
+    read_and_forgotten = False  # once set, a late answer is not kept: the message was read
+
+    def keep(name: str, *, released: Any = None, release_id: str | None = None) -> None:
+        if not keep_each and released is not None:
+            return
+
+        def add(stored: _Kept) -> _Kept:
+            if released is not None:
+                stored.released[name] = released
+                stored.pending.pop(name, None)
+            elif release_id is not None and name not in stored.released:
+                stored.pending[name] = release_id
+            return stored
+
+        with writing:
+            if not read_and_forgotten:
+                _change_kept(state_path, message_id, add)
+
+    def settle(final: _Kept, *, forgotten: bool = False) -> None:
+        """What this read keeps when it ends; late answers are added to it (unless the
+        message was read and what was kept forgotten)."""
+        nonlocal read_and_forgotten
+        with writing:
+            read_and_forgotten = forgotten
+            _save_kept(state_path, message_id, final)
 
     def check(name: str, answer: Any) -> Share:
         share = Release.from_json(answer).open(reader, keys[name])
@@ -1069,6 +1107,7 @@ def read(
         if answer.status_code == 202:
             release_id = answer_json(answer)["release_id"]
             now.pending[name] = release_id
+            keep(name, release_id=release_id)
             raise ServiceError(
                 name,
                 202,
@@ -1078,6 +1117,7 @@ def read(
         released = answer_json(answer)
         share = check(name, released)
         now.released[name] = released
+        keep(name, released=released)
         progress("collecting shares", 1, t)
         return share
 
@@ -1096,7 +1136,7 @@ def read(
             now.pending.setdefault(name, release_id)
     good = gather.results
     if not finished or len(good) < t:
-        _save_kept(state_path, message_id, now)
+        settle(now)
         collected = len(now.released)
         keeping = (
             f"; the {collected} share(s) collected are kept, sealed to you, for the next read"
@@ -1147,7 +1187,7 @@ def read(
 
         # Kept until the file is whole: a download that stops goes on without asking the
         # custodians again (a burn-after-reading share is released once).
-        _save_kept(state_path, message_id, now)
+        settle(now)
         try:
             saved, filename = streamed.download(
                 relay_as_reader,
@@ -1164,11 +1204,11 @@ def read(
                 " 0600) beside the output, with the shares, and the same read again goes on"
                 " from there"
             ) from None
-        _save_kept(state_path, message_id, _Kept() if forget else now)
+        settle(_Kept() if forget else now, forgotten=forget)
         _note(settings, reader, message_id, read_at=int(time.time()))
         return ReadResult(b"", sender, tuple(chosen), gather.failures, filename, saved)
     opened = envelope.open_named(chosen)
-    _save_kept(state_path, message_id, _Kept() if forget else now)
+    settle(_Kept() if forget else now, forgotten=forget)
     _note(settings, reader, message_id, read_at=int(time.time()))
     return ReadResult(opened.content, sender, tuple(chosen), gather.failures, opened.filename)
 
