@@ -56,7 +56,15 @@ from securecomm.envelope import (
     prepare_offline,
     prepare_stream,
 )
-from securecomm.identity import Identity, PublicIdentity, public_file, read_public_file
+from securecomm.identity import (
+    NAME_SEPARATORS,
+    Identity,
+    PublicIdentity,
+    name_skeleton,
+    new_name_refusal,
+    public_file,
+    read_public_file,
+)
 
 SEED = b"securecomm/v1/test-vectors/2026-11-29"
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -925,11 +933,57 @@ def identity_vectors() -> dict[str, Any]:
             "Public identities as spec section 6.2 decodes them: 'identity' gives the"
             " 'fingerprint' (hex) or the error class 'expect' names. 'key_files': unencrypted"
             " key files (spec 6.4) of the vectors' seeded test identity alice, read without a"
-            " passphrase: the identity's fingerprint, or the error class."
+            " passphrase: the identity's fingerprint, or the error class. 'new_names': a name"
+            " registered beside the names 'taken' (spec 14.6): 'ok', 'separator_end' or"
+            " 'lookalike', and the name's 'skeleton'."
         ),
         "cases": cases,
         "key_files": key_files,
+        "new_names": new_name_cases(),
     }
+
+
+def new_name_cases() -> list[dict[str, Any]]:
+    """Spec 14.6, from identity.new_name_refusal."""
+    names: list[tuple[str, str, list[str]]] = [
+        ("a name beside others", "carol", ["alice", "bob"]),
+        ("a digit that looks like no letter", "bob2", ["bob"]),
+        ("i is not l", "eli", ["ell"]),
+        ("the same name (its own entry)", "bob", ["bob"]),
+        ("ends in a dot", "bob.", []),
+        ("ends in a hyphen", "bob-", []),
+        ("ends in an underscore", "bob_", []),
+        ("a dot inside", "b.ob", ["bob"]),
+        ("a hyphen and an underscore inside", "a_l-p.ha", ["alpha"]),
+        ("zero for o", "b0b", ["bob"]),
+        ("o for zero", "bob", ["b0b"]),
+        ("one for l", "a1pha", ["alpha"]),
+        ("l for one", "agent1", ["agentl"]),
+        ("rn for m", "rnary", ["mary"]),
+        ("m for rn", "kim", ["kirn"]),
+        ("vv for w", "vvendy", ["wendy"]),
+        ("cl for d", "clave", ["dave"]),
+        ("a separator between r and n", "r-nary", ["mary"]),
+        ("look-alikes on both sides", "0-1ga", ["o.lga"]),
+    ]
+    cases = []
+    for description, name, taken in names:
+        refusal = new_name_refusal(name, taken)
+        expect = (
+            "ok"
+            if refusal is None
+            else ("separator_end" if name[-1] in NAME_SEPARATORS else "lookalike")
+        )
+        cases.append(
+            {
+                "description": description,
+                "name": name,
+                "taken": taken,
+                "expect": expect,
+                "skeleton": name_skeleton(name),
+            }
+        )
+    return cases
 
 
 def _key_file_fingerprint(text: str) -> str:

@@ -41,6 +41,7 @@ from ._files import write_atomic
 from .errors import FieldError, IdentityError, LengthError, SignatureError
 
 __all__ = [
+    "NAME_LOOKALIKES",
     "NAME_SEPARATORS",
     "PASSPHRASE_ITERATIONS",
     "PUBLIC_KEY_LENGTH_BYTES",
@@ -84,11 +85,22 @@ def check_name(name: object, *, field: str = "name") -> str:
 
 #: What a name may hold besides letters and digits; a name is read without them at a glance.
 NAME_SEPARATORS = "._-"
+#: What a reader takes, at a glance, for what (spec §14.6; the kind of pair Unicode TR39's
+#: confusables list): a digit for a letter, two letters for one. Applied in this order.
+NAME_LOOKALIKES = (("0", "o"), ("1", "l"), ("rn", "m"), ("vv", "w"), ("cl", "d"))
 
 
 def name_skeleton(name: str) -> str:
-    """``name`` without its separators: two names with the same skeleton look alike."""
-    return name.translate({ord(ch): None for ch in NAME_SEPARATORS})
+    """``name`` read as at a glance: without its separators, each of
+    :data:`NAME_LOOKALIKES` read as the letter it looks like. Two names with the same
+    skeleton look alike."""
+    skeleton = name.translate({ord(ch): None for ch in NAME_SEPARATORS})
+    for seen, read in NAME_LOOKALIKES:
+        skeleton = skeleton.replace(seen, read)
+    return skeleton
+
+
+_LOOKALIKE_TEXT = ", ".join(f"{seen} for {read}" for seen, read in NAME_LOOKALIKES)
 
 
 def new_name_refusal(name: str, taken: Iterable[str] = ()) -> str | None:
@@ -105,7 +117,8 @@ def new_name_refusal(name: str, taken: Iterable[str] = ()) -> str | None:
         if other != name and name_skeleton(other) == skeleton:
             return (
                 f"{name!r} looks like {other!r}, a name taken already (they differ only in"
-                f" {NAME_SEPARATORS!r}): a sender could pick one for the other"
+                f" '.', '-' or '_', or in {_LOOKALIKE_TEXT}): a sender could pick one for the"
+                " other"
             )
     return None
 

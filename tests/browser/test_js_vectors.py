@@ -35,6 +35,7 @@ SECTIONS = [
     ("encoding.json", "base64", "runBase64"),
     ("identity.json", "cases", "runPublicIdentity"),
     ("identity.json", "key_files", "runKeyFiles"),
+    ("identity.json", "new_names", "runNewNames"),
     ("passphrases.json", "cases", "runPassphrases"),
     ("stream.json", "sealed", "runStreamSealed"),
     ("stream.json", "refusals", "runStreamRefusals"),

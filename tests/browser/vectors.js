@@ -10,6 +10,7 @@ import * as errors from "/js/errors.js";
 import * as hpke from "/js/hpke.js";
 import { verifyAnswer } from "/js/httpsig.js";
 import { Identity, PublicIdentity } from "/js/identity.js";
+import { nameSkeleton, newNameRefusal } from "/js/keyfile.js";
 import { weakness } from "/js/passphrases.js";
 import * as shamir from "/js/shamir.js";
 import { Share, combine } from "/js/shares.js";
@@ -272,6 +273,19 @@ export async function runPassphrases(text) {
   return eachCase(JSON.parse(text).cases, async (entry) => {
     const found = weakness(entry.passphrase)?.code ?? "ok";
     check(found === entry.expect, `${found}, expected ${entry.expect}`);
+  });
+}
+
+// New names (§14.6)
+
+export async function runNewNames(text) {
+  return eachCase(JSON.parse(text).new_names, async (entry) => {
+    const refusal = newNameRefusal(entry.name, entry.taken);
+    const found =
+      refusal === null ? "ok" : "._-".includes(entry.name.at(-1)) ? "separator_end" : "lookalike";
+    check(found === entry.expect, `${found} (${refusal}), expected ${entry.expect}`);
+    const skeleton = nameSkeleton(entry.name);
+    check(skeleton === entry.skeleton, `skeleton ${skeleton}, expected ${entry.skeleton}`);
   });
 }
 

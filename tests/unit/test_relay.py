@@ -344,6 +344,27 @@ def test_no_person_registers_a_lookalike_of_a_name_taken(svc: Service) -> None:
     assert ok.status_code == 201, ok.json
 
 
+def test_no_person_registers_a_name_that_differs_by_a_digit_for_a_letter(svc: Service) -> None:
+    """ "b0b" beside "bob", "a1pha" beside custodian alpha, "rnary" beside "mary": each read
+    for the other at a glance (stop 31's rule compared separators only). The stored name's
+    skeleton is made in SQL, so each pair is tried both ways round."""
+    for first, second in (("bob", "b0b"), ("kirn", "kim"), ("wendy", "vv.endy"), ("c1ay", "clay")):
+        holder = Identity.generate(first)
+        put = svc.call(holder, "PUT", f"/api/v1/directory/{first}", directory_body(holder))
+        assert put.status_code == 201, (first, put.json)
+        said = svc.send("GET", f"/api/v1/names/{second}")
+        assert (said.status_code, said.json["code"]) == (403, "lookalike_name"), said.json
+        assert f"looks like {first!r}" in said.json["message"], said.json
+        impostor = Identity.generate(second)
+        r = svc.call(impostor, "PUT", f"/api/v1/directory/{second}", directory_body(impostor))
+        assert (r.status_code, r.json["code"]) == (403, "lookalike_name"), (second, r.json)
+    said = svc.send("GET", "/api/v1/names/a1pha")
+    assert (said.status_code, said.json["code"]) == (403, "lookalike_name"), said.json
+    assert "looks like 'alpha'" in said.json["message"]
+    for free in ("bob2", "eli", "carol"):  # no look-alike of a name taken
+        assert svc.send("GET", f"/api/v1/names/{free}").status_code == 200, free
+
+
 def test_an_entry_made_before_the_lookalike_rule_stays_its_holders(svc: Service) -> None:
     """Names in data made before stay valid: an entry "b.ob" beside "bob" is still looked
     up, registered again and rotated by its holder."""

@@ -31,7 +31,15 @@ from securecomm.envelope import (
     prepare,
     prepare_stream,
 )
-from securecomm.identity import Identity, PublicIdentity, public_file, read_public_file
+from securecomm.identity import (
+    NAME_SEPARATORS,
+    Identity,
+    PublicIdentity,
+    name_skeleton,
+    new_name_refusal,
+    public_file,
+    read_public_file,
+)
 from securecomm.passphrases import weakness
 from securecomm.shares import Share
 
@@ -384,6 +392,17 @@ def test_public_identity(case: dict[str, Any]) -> None:
     )
     if case["expect"] == "ok":
         assert found == case["fingerprint"]
+
+
+@pytest.mark.parametrize("case", IDENTITY["new_names"], ids=lambda c: c["description"])
+def test_new_name(case: dict[str, Any]) -> None:
+    refusal = new_name_refusal(case["name"], case["taken"])
+    if refusal is None:
+        found = "ok"
+    else:
+        found = "separator_end" if case["name"][-1] in NAME_SEPARATORS else "lookalike"
+    assert found == case["expect"], refusal
+    assert name_skeleton(case["name"]) == case["skeleton"]
 
 
 @pytest.mark.parametrize("case", PASSPHRASES["cases"], ids=lambda c: c["description"])

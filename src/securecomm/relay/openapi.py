@@ -594,8 +594,8 @@ _RELAY_PATHS: dict[str, Schema] = {
                 "403": error(
                     "The identity is not the key that signed the request; the name is the"
                     " relay's or a custodian's; or, for a new entry, the name ends in '.', '-'"
-                    " or '_', or is another name registered or reserved but for those"
-                    " (spec section 14.6).",
+                    " or '_', or reads as another name registered or reserved (but for those,"
+                    " or for look-alikes such as 0 for o; spec section 14.6).",
                     Code.NOT_YOUR_KEY,
                     Code.RESERVED_NAME,
                     Code.LOOKALIKE_NAME,
@@ -620,8 +620,9 @@ _RELAY_PATHS: dict[str, Schema] = {
                 "200": json_response("The name may be registered.", ref("NameFree")),
                 "400": error("Not a valid name.", Code.BAD_FIELD),
                 "403": error(
-                    "The name is the relay's or a custodian's, ends in '.', '-' or '_', or is"
-                    " another name registered or reserved but for those.",
+                    "The name is the relay's or a custodian's, ends in '.', '-' or '_', or"
+                    " reads as another name registered or reserved (but for those, or for"
+                    " look-alikes such as 0 for o).",
                     Code.RESERVED_NAME,
                     Code.LOOKALIKE_NAME,
                 ),

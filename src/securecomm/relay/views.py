@@ -22,6 +22,7 @@ from ..codes import Code
 from ..envelope import Envelope, StreamEnvelope, document_from_bytes
 from ..errors import FormatError, SignatureError
 from ..identity import (
+    NAME_LOOKALIKES,
     NAME_SEPARATORS,
     SIGNATURE_LENGTH_BYTES,
     Identity,
@@ -346,6 +347,8 @@ def _refuse_lookalike(conn: Connection, name: str) -> None:
     skeleton: Any = directory.c.name
     for separator in NAME_SEPARATORS:
         skeleton = sa.func.replace(skeleton, separator, "")
+    for seen, read in NAME_LOOKALIKES:  # SQL's replace() goes left to right, as Python's
+        skeleton = sa.func.replace(skeleton, seen, read)
     alike = conn.execute(
         sa.select(directory.c.name).where(skeleton == name_skeleton(name)).limit(1)
     ).scalars()

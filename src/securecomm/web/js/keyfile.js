@@ -32,10 +32,22 @@ export function checkName(name, { field = "name" } = {}) {
 
 // What a name may hold besides letters and digits; a name is read without them at a glance.
 const NAME_SEPARATORS = "._-";
+// What a reader takes for what at a glance, applied in this order (identity.py NAME_LOOKALIKES).
+const NAME_LOOKALIKES = [
+  ["0", "o"],
+  ["1", "l"],
+  ["rn", "m"],
+  ["vv", "w"],
+  ["cl", "d"],
+];
+const LOOKALIKE_TEXT = NAME_LOOKALIKES.map(([seen, read]) => `${seen} for ${read}`).join(", ");
 
-// `name` without its separators: two names with the same skeleton look alike (spec §14.6).
+// `name` read as at a glance: without its separators, each look-alike read as the letter it
+// looks like. Two names with the same skeleton look alike (spec §14.6).
 export function nameSkeleton(name) {
-  return [...name].filter((ch) => !NAME_SEPARATORS.includes(ch)).join("");
+  let skeleton = [...name].filter((ch) => !NAME_SEPARATORS.includes(ch)).join("");
+  for (const [seen, read] of NAME_LOOKALIKES) skeleton = skeleton.replaceAll(seen, read);
+  return skeleton;
 }
 
 // Why a person may not register `name` (a valid name) beside the names `taken`, or null:
@@ -47,7 +59,7 @@ export function newNameRefusal(name, taken = []) {
   const skeleton = nameSkeleton(name);
   const other = [...taken].sort().find((o) => o !== name && nameSkeleton(o) === skeleton);
   if (other !== undefined)
-    return `${name} looks like ${other}, a name taken already (they differ only in “.”, “-” or “_”): a sender could pick one for the other`;
+    return `${name} looks like ${other}, a name taken already (they differ only in “.”, “-” or “_”, or in ${LOOKALIKE_TEXT}): a sender could pick one for the other`;
   return null;
 }
 
