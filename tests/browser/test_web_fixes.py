@@ -1,7 +1,8 @@
 """Fixes to the web client from issue 15, each tried in real headless Chromium against
 ``securecomm up`` on loopback: where a message read appears, what the Identity tab says of
 the directory, the receipts table at phone width, and a read that comes up short keeping
-the releases it collected (spec §12.2) instead of using up the approvals.
+the releases it collected (spec §12.2) instead of using up the approvals; then what a
+newcomer met walking through the page.
 """
 
 from __future__ import annotations
@@ -474,3 +475,30 @@ def test_a_kept_release_that_fails_its_check_is_dropped(up: Up, rita: Person) ->
     assert "alpha" not in record["released"] and "alpha" in record["pending"]
     decide(up, "alpha", message_id, "approve")
     expect(rita.read(message_id).locator("#plaintext")).to_have_text("a kept release altered")
+
+
+# F. What a newcomer met walking through the page.
+
+
+def test_a_name_with_capitals_or_a_space_says_what_to_type(browser: Browser, up: Up) -> None:
+    """ "Bob" or "bob smith" as a new identity's name got only Chromium's "Please match the
+    requested format.": now the field says what is wrong and what to type instead, and
+    nothing is made or asked of the relay."""
+    with Person(browser, up.relay_url) as person:
+        name = person.page.get_by_label("Name", exact=True)
+        for typed, said in (
+            ("Bob", "Names are lower-case: try “bob”."),
+            ("bob smith", "Names have no spaces: try “bob-smith”."),
+            ("Bob Smith", "Names are lower-case, with no spaces: try “bob-smith”."),
+            (
+                "bob!",
+                "A name cannot hold “!”. Only a-z, 0-9, “.”, “-” and “_”, starting with a"
+                " letter or digit.",
+            ),
+        ):
+            expect(person.try_create(typed)).to_be_empty()  # the form was not sent
+            assert name.evaluate("(field) => field.validationMessage") == said, typed
+        assert person.stored_identities() == []
+        asked = [r.url for r in person.requests if "/api/v1/names/" in r.url or r.method == "PUT"]
+        assert asked == [], asked
+        person.create("bob-smith")  # the name it offered, taken as it is

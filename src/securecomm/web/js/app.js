@@ -6,7 +6,14 @@
 import * as api from "./api.js";
 import * as store from "./store.js";
 import { state, $, h, show, describe } from "./views/ui.js";
-import { loadIdentities, renderActive, renderKnown, onCreate, onImport } from "./views/identity.js";
+import {
+  loadIdentities,
+  renderActive,
+  renderKnown,
+  onCreate,
+  onImport,
+  onNameInput,
+} from "./views/identity.js";
 import { renderCustodians, onSend } from "./views/send.js";
 import { refreshInbox } from "./views/inbox.js";
 import { refreshOperator } from "./views/operator.js";
@@ -61,6 +68,7 @@ async function main() {
   renderActive();
   renderKnown();
   renderCustodians();
+  $("#create-name").addEventListener("input", onNameInput);
   $("#create-form").addEventListener("submit", onCreate);
   $("#import-form").addEventListener("submit", onImport);
   $("#send-form").addEventListener("submit", onSend);

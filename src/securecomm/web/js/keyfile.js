@@ -30,6 +30,34 @@ export function checkName(name, { field = "name" } = {}) {
   return name;
 }
 
+// What to change in `text`, typed as a new name, to make it one (checkName's rule, said to
+// a person, with the name to try when only capitals or spaces are wrong), or null if it is a
+// name. Empty text is null too: the field's `required` says that.
+export function nameAdvice(text) {
+  if (text === "" || NAME.test(text)) return null;
+  const upper = text !== text.toLowerCase();
+  const tried = text.trim().toLowerCase().replace(/\s+/g, "-");
+  if (NAME.test(tried)) {
+    const spaced = /\s/.test(text);
+    const rule = !spaced
+      ? "Names are lower-case"
+      : upper
+        ? "Names are lower-case, with no spaces"
+        : "Names have no spaces";
+    return `${rule}: try “${tried}”.`;
+  }
+  const banned = [...new Set(tried)].filter((ch) => !/[a-z0-9._-]/.test(ch));
+  let why;
+  if (banned.length) {
+    const listed = banned.map((ch) => `“${ch}”`);
+    const last = listed.pop();
+    why = `A name cannot hold ${listed.length ? `${listed.join(", ")} or ${last}` : last}.`;
+  } else if (!tried) why = "A name cannot be only spaces.";
+  else if (tried.length > 64) why = `This name has ${tried.length} characters, and 64 is the most.`;
+  else why = `A name cannot start with “${tried[0]}”.`;
+  return `${upper ? "Names are lower-case. " : ""}${why} Only a-z, 0-9, “.”, “-” and “_”, starting with a letter or digit.`;
+}
+
 // What a name may hold besides letters and digits; a name is read without them at a glance.
 const NAME_SEPARATORS = "._-";
 // What a reader takes for what at a glance, applied in this order (identity.py NAME_LOOKALIKES).

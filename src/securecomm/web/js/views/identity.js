@@ -7,7 +7,13 @@ import * as store from "../store.js";
 import { utf8 } from "../bytes.js";
 import { SecureCommError } from "../errors.js";
 import { Identity, checkName } from "../identity.js";
-import { keyFileEncrypted, newNameRefusal, readKeyFile, writeKeyFile } from "../keyfile.js";
+import {
+  keyFileEncrypted,
+  nameAdvice,
+  newNameRefusal,
+  readKeyFile,
+  writeKeyFile,
+} from "../keyfile.js";
 import { readRecord, storedRecord, wrapKeys } from "../keywrap.js";
 import { state, $, h, show, describe, setStatus, act, download, requireActive } from "./ui.js";
 import { checkNewPassphrase, lockNote, renderLock, unlocked } from "./lock.js";
@@ -296,6 +302,12 @@ export function renderKnown() {
     $("#contacts"),
     rows.filter((k) => !isCustodian.has(k.name)).map((k) => h("option", { value: k.name })),
   );
+}
+
+/** As a name is typed: what is wrong with it and what to type instead, which the browser
+ * shows on Create in place of its "Please match the requested format". */
+export function onNameInput(event) {
+  event.target.setCustomValidity(nameAdvice(event.target.value) ?? "");
 }
 
 export async function onCreate(event) {
