@@ -502,3 +502,32 @@ def test_a_name_with_capitals_or_a_space_says_what_to_type(browser: Browser, up:
         asked = [r.url for r in person.requests if "/api/v1/names/" in r.url or r.method == "PUT"]
         assert asked == [], asked
         person.create("bob-smith")  # the name it offered, taken as it is
+
+
+def test_a_public_key_file_picked_for_import_says_to_pick_the_key_file(
+    browser: Browser, up: Up, tmp_path: Path
+) -> None:
+    """The .pub file `securecomm keygen` writes beside NAME.key, picked instead of it, said
+    "key file: does not start with 'securecomm-identity: '", which did not tell the
+    newcomer that the private key is in the other file. Any other file says what it said."""
+    made = run("keygen", "pat", "--out", str(tmp_path))
+    assert made.returncode == 0, explain(made)
+    (tmp_path / "notes.txt").write_text("milk, eggs, bread\n")
+    with Person(browser, up.relay_url) as person:
+        page = person.page
+        person.open("identity")
+        status = page.locator("#import-form .status")
+        for picked, said in (
+            (
+                "pat.pub",
+                "key file: this is a public key file (pat.pub), which holds no private key:"
+                " import pat.key instead, the file written beside it",
+            ),
+            ("notes.txt", "key file: does not start with 'securecomm-identity: '"),
+        ):
+            page.get_by_label("Key file", exact=True).set_input_files(str(tmp_path / picked))
+            page.get_by_role("button", name="Import").click()
+            expect(status).to_have_text(said)
+            expect(status).to_have_class(re.compile("error"))
+        assert person.stored_identities() == []
+        person.import_key(tmp_path / "pat.key")  # the file it named

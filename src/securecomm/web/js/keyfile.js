@@ -498,6 +498,21 @@ export async function writeKeyFile(name, ed25519Pkcs8, x25519Pkcs8, passphrase) 
   return FILE_HEADER + name + "\n" + blocks.join("");
 }
 
+// The name in `text` if it is a .pub file (identity.py public_file: a public identity as
+// canonical JSON), "" if its name is not one, else null: the file keygen writes beside
+// NAME.key, and what a person picks by mistake for it.
+export function publicFileName(text) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const keys = value !== null && typeof value === "object" && !Array.isArray(value);
+  if (!keys || typeof value.sign !== "string" || typeof value.kem !== "string") return null;
+  return typeof value.name === "string" && NAME.test(value.name) ? value.name : "";
+}
+
 // The header line's name, with the checks of §6.4.
 function readHeader(text) {
   const newline = text.indexOf("\n");
@@ -505,6 +520,13 @@ function readHeader(text) {
   // A first line that is not ASCII cannot be a header (identity.py reads it as "").
   const header = /^[\x00-\x7f]*$/.test(firstLine) ? firstLine.replace(/\r+$/, "") : "";
   if (!header.startsWith(FILE_HEADER)) {
+    const pub = publicFileName(text);
+    if (pub !== null) {
+      const name = pub || "NAME";
+      throw new IdentityError(
+        `key file: this is a public key file (${name}.pub), which holds no private key: import ${name}.key instead, the file written beside it`,
+      );
+    }
     throw new IdentityError(`key file: does not start with '${FILE_HEADER}'`);
   }
   return checkName(header.slice(FILE_HEADER.length), { field: "key file name" });
