@@ -75,11 +75,13 @@ def releases_of(up: Up, custodian: str, message_id: str, status: str) -> list[di
 
 
 def kept(page: Page, message_id: str) -> Any:
-    """The page's pending record for this message (any reader), or None."""
+    """The page's pending record for this message (any reader), or None. Its key is
+    "FINGERPRINT:ID": the store's other records have a prefix ("gone:", "sending:")."""
     return page.evaluate(
         """async (id) => {
             const store = await import('/web/js/store.js');
-            const key = (await store.keys('pending')).find((k) => k.endsWith(`:${id}`));
+            const key = (await store.keys('pending'))
+                .find((k) => k.split(':').length === 2 && k.endsWith(`:${id}`));
             return key === undefined ? null : await store.get('pending', key);
         }""",
         message_id,
@@ -90,7 +92,8 @@ def keep(page: Page, message_id: str, record: Any) -> None:
     page.evaluate(
         """async ([id, record]) => {
             const store = await import('/web/js/store.js');
-            const key = (await store.keys('pending')).find((k) => k.endsWith(`:${id}`));
+            const key = (await store.keys('pending'))
+                .find((k) => k.split(':').length === 2 && k.endsWith(`:${id}`));
             await store.put('pending', key, record);
         }""",
         [message_id, record],
@@ -443,15 +446,12 @@ def test_burn_and_approval_release_each_share_once(up: Up, rita: Person) -> None
     expect(page.locator("#custody-status li[data-custodian=alpha]")).to_contain_text(
         "released (kept from an earlier read)"
     )
-    page = rita.read(message_id)  # what the read kept went with its success
-    expect(page.locator("#plaintext")).to_have_count(0)
-    expect(page.locator("#reading .status")).to_contain_text("0 of the 3 needed")
-    states = rita.status_of()
-    assert [states[n] for n in ("alpha", "bravo", "charlie")] == ["refused"] * 3, states
+    assert kept(page, message_id) is None  # what the read kept went with its success
+    # and the message, burnt, is offered for reading no more
+    item = page.locator(f"li[data-message='{message_id}']")
+    expect(item.get_by_role("button", name=READ)).to_have_count(0)
+    expect(item).to_contain_text("can no longer be read")
     for name in ("alpha", "bravo", "charlie"):
-        expect(page.locator(f"#custody-status li[data-custodian={name}]")).to_contain_text(
-            "destroyed"
-        )
         assert len(releases_of(up, name, message_id, "released")) == 1, name
 
 
@@ -531,3 +531,39 @@ def test_a_public_key_file_picked_for_import_says_to_pick_the_key_file(
             expect(status).to_have_class(re.compile("error"))
         assert person.stored_identities() == []
         person.import_key(tmp_path / "pat.key")  # the file it named
+
+
+def test_a_message_that_can_no_longer_be_read_offers_no_read(browser: Browser, up: Up) -> None:
+    """A burn-after-reading message, once read, still offered Read, which could only say
+    "can no longer be read"; so did a message a read had found so. Neither does now, in the
+    list as it stands and on a fresh load; Delete stays. A message that does not burn keeps
+    Read after a read. Another browser of the same reader, which knows nothing of that
+    read, offers Read until a read there finds the shares destroyed."""
+    burnt = cli_send(up, "bob", "read me once", "--burn-after-reading")
+    again = cli_send(up, "bob", "read me as often as you like")
+    delete = re.compile(r"^Delete the message ")
+    with Person(browser, up.relay_url) as first, Person(browser, up.relay_url) as other:
+        first.import_key(user_key_path(up.home, "bob"))
+        expect(first.read(again).locator("#plaintext")).to_have_text("read me as often as you like")
+        page = first.read(burnt)
+        expect(page.locator("#plaintext")).to_have_text("read me once")
+        for fresh in (False, True):
+            if fresh:
+                first.open("inbox")
+            item = page.locator(f"li[data-message='{burnt}']")
+            expect(item.get_by_role("button", name=READ)).to_have_count(0)
+            expect(item).to_contain_text("can no longer be read")
+            expect(item.get_by_role("button", name=delete)).to_be_visible()
+            kept_item = page.locator(f"li[data-message='{again}']")
+            expect(kept_item.get_by_role("button", name=READ)).to_be_visible()
+            expect(kept_item).not_to_contain_text("can no longer be read")
+        other.import_key(user_key_path(up.home, "bob"))
+        page = other.read(burnt)
+        expect(page.locator("#reading .status")).to_contain_text(
+            "This message can no longer be read: "
+        )
+        item = page.locator(f"li[data-message='{burnt}']")
+        expect(item.get_by_role("button", name=READ)).to_have_count(0)
+        other.open("inbox")
+        expect(item.get_by_role("button", name=READ)).to_have_count(0)
+        expect(item).to_contain_text("can no longer be read")

@@ -28,7 +28,7 @@ from securecomm.identity import Identity
 from securecomm.local.home import user_key_path
 from securecomm.protocol import Release
 from securecomm.testing.mitm import encodings_of
-from tests.browser._web import PASSPHRASE, Person, shot
+from tests.browser._web import PASSPHRASE, READ, Person, shot
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, run, running_up
 
@@ -360,20 +360,22 @@ def test_a_file_is_offered_as_a_download_in_the_browser(
 
 
 def test_burn_after_reading_refuses_the_second_read(people: dict[str, Person]) -> None:
+    """dave's read burns the shares: his inbox offers Read no more, and carol's read, the
+    second, is refused by every custodian."""
     carol, dave = people["carol"], people["dave"]
-    message_id = carol.send("dave", "read me once", burn=True)
+    message_id = carol.send("dave, carol", "read me once", burn=True)
     dave.open("inbox")
     # The inbox shows the policy the sender signed, before anything is read.
-    expect(dave.page.locator(f"li[data-message='{message_id}']")).to_contain_text(
-        "burn after reading"
-    )
+    item = dave.page.locator(f"li[data-message='{message_id}']")
+    expect(item).to_contain_text("burn after reading")
     expect(dave.read(message_id).locator("#plaintext")).to_have_text("read me once")
-    page = dave.read(message_id)
+    expect(item.get_by_role("button", name=READ)).to_have_count(0)
+    page = carol.read(message_id)
     expect(page.locator("#plaintext")).to_have_count(0)
     expect(page.locator("#reading .status")).to_contain_text(
         "Not enough custodians released a good share: 0 of the 3 needed"
     )
-    assert set(dave.status_of().values()) == {"refused"}
+    assert set(carol.status_of().values()) == {"refused"}
     expect(page.locator("#custody-status")).to_contain_text("destroyed")
     shot(page, "read-refused")
 

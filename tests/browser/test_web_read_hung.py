@@ -158,11 +158,14 @@ def test_too_many_hung_custodians_are_each_named_once(browser: Browser, up: Up) 
         assert [states[n] for n in ("bravo", "delta")] == ["released"] * 2, states
 
 
-def test_a_burnt_message_says_it_can_no_longer_be_read(up: Up, bob: Person) -> None:
+def test_a_burnt_message_says_it_can_no_longer_be_read(
+    browser: Browser, up: Up, bob: Person
+) -> None:
     """Burn after reading, with echo hung while the message is read: the read does not
     wait for echo, and echo, resumed, burns its share in the release it was asked for
     (which the page no longer uses). Each custodian released the share once, and the next
-    read says the message can no longer be read, with how many destroyed their share."""
+    read (in another browser of bob's: his own offers Read no more) says the message can no
+    longer be read, with how many destroyed their share."""
     message_id = send(up.home, "read me once", "--burn-after-reading")
     with stopped(up, "echo"):
         took = timed_read(bob, message_id)
@@ -172,14 +175,18 @@ def test_a_burnt_message_says_it_can_no_longer_be_read(up: Up, bob: Person) -> N
     while not releases(up, "echo", message_id):
         assert time.monotonic() < deadline, "echo, resumed, did not release its share"
         time.sleep(0.2)
-    page = bob.read(message_id)
-    expect(page.locator("#plaintext")).to_have_count(0)
-    status = page.locator("#reading .status")
-    expect(status).to_contain_text(
-        "This message can no longer be read: 5 of its 5 custodians destroyed their share"
-    )
-    expect(status).to_contain_text("0 of the 3 needed")
-    assert set(bob.status_of().values()) == {"refused"}, bob.status_of()
+    item = bob.page.locator(f"li[data-message='{message_id}']")
+    expect(item.get_by_role("button", name=READ)).to_have_count(0)
+    with Person(browser, up.relay_url) as elsewhere:
+        elsewhere.import_key(user_key_path(up.home, "bob"))
+        page = elsewhere.read(message_id)
+        expect(page.locator("#plaintext")).to_have_count(0)
+        status = page.locator("#reading .status")
+        expect(status).to_contain_text(
+            "This message can no longer be read: 5 of its 5 custodians destroyed their share"
+        )
+        expect(status).to_contain_text("0 of the 3 needed")
+        assert set(elsewhere.status_of().values()) == {"refused"}, elsewhere.status_of()
     for name in NAMES:
         assert len(releases(up, name, message_id)) == 1, name
 

@@ -1030,6 +1030,7 @@ export async function deleteFromInbox(reader, message) {
     );
   await relay(reader).request("DELETE", `/api/v1/messages/${message.id}`);
   await store.remove("pending", pendingKey(reader, message.id));
+  await store.remove("pending", goneKey(reader, message.id));
 }
 
 // A task of a gather that is over stops before it asks anything more.
@@ -1038,6 +1039,28 @@ function stopIfOver(over) {
 }
 
 const pendingKey = (reader, messageId) => `${reader.public.fingerprintHex}:${messageId}`;
+
+// The messages a read here found can no longer be read, per reader ("gone:FINGERPRINT:ID" in
+// the "pending" store, as the CLI notes destroyed_at in users/NAME.read.json): the inbox
+// offers no Read for them. Only the sender's unsend or a burn destroys shares, and neither
+// is undone.
+const goneKey = (reader, messageId) => `gone:${reader.public.fingerprintHex}:${messageId}`;
+
+async function noteGone(reader, messageId) {
+  await store.put("pending", goneKey(reader, messageId), {
+    destroyed_at: Math.floor(Date.now() / 1000),
+  });
+}
+
+/** The ids of `reader`'s messages that a read here found can no longer be read. */
+export async function goneMessages(reader) {
+  const prefix = goneKey(reader, "");
+  return new Set(
+    (await store.keys("pending"))
+      .filter((k) => typeof k === "string" && k.startsWith(prefix))
+      .map((k) => k.slice(prefix.length)),
+  );
+}
 
 /**
  * What earlier reads of a message kept: release ids waiting for approval, and whole release
@@ -1242,6 +1265,7 @@ export async function read({
       ...Object.keys(now.released),
     ]);
     const unreadable = left.size < t;
+    if (unreadable) await noteGone(reader, messageId);
     // Past the sender's expiry, custodians that say so will release it no more (as the CLI).
     const expires = envelope.header.policy.expires;
     const expired = names.filter(
@@ -1270,10 +1294,14 @@ export async function read({
   }
   // Every good share, so a share the sender made off the polynomial is caught (§7.7 step 7).
   const chosen = Object.fromEntries(usable.map((name) => [name, good[name]]));
+  // Burn after reading: each share released is destroyed, and with fewer than t left
+  // anywhere this read is the last (the releases counted are those that came in time).
+  const burnt =
+    envelope.header.policy.maxReleases === 1 && names.length - Object.keys(now.released).length < t;
   if (envelope instanceof StreamEnvelope) {
     const messageKey = await envelope.recoverKey(chosen);
     await store.put("pending", key, now);
-    const download = new StreamDownload(reader, envelope, messageKey, key);
+    const download = new StreamDownload(reader, envelope, messageKey, key, burnt);
     await download.begin();
     return {
       download,
@@ -1287,6 +1315,7 @@ export async function read({
   // The sender's file name, if any, was checked on decryption (spec §7.10).
   const { filename, content: plaintext } = await envelope.openNamed(chosen);
   await store.remove("pending", key);
+  if (burnt) await noteGone(reader, messageId);
   return {
     plaintext,
     filename,
@@ -1315,8 +1344,9 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 export class StreamDownload {
   #key;
 
-  constructor(reader, envelope, key, keptKey) {
-    Object.assign(this, { reader, envelope, keptKey, filename: null, size: null });
+  // `burnt`: saving the whole message is its last read (burn after reading).
+  constructor(reader, envelope, key, keptKey, burnt = false) {
+    Object.assign(this, { reader, envelope, keptKey, burnt, filename: null, size: null });
     this.#key = key;
     this.head = null;
   }
@@ -1425,6 +1455,7 @@ export class StreamDownload {
     }
     const result = await sink.close();
     await store.remove("pending", this.keptKey);
+    if (this.burnt) await noteGone(this.reader, this.envelope.id);
     return result;
   }
 }

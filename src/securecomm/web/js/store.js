@@ -1,8 +1,8 @@
 // What the page keeps in this browser profile (IndexedDB "securecomm"): identities with their
 // private keys wrapped under the passphrase (keywrap.js) and their passphrase-protected key
 // file, the pinned public keys of contacts and custodians, and per reader and message the
-// release ids awaiting an operator's approval and the releases kept from a read that came up
-// short.
+// release ids awaiting an operator's approval, the releases kept from a read that came up
+// short, and whether a read found the message can no longer be read.
 
 import { KeyChangedError } from "./errors.js";
 import { PublicIdentity } from "./identity.js";

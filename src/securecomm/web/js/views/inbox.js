@@ -57,6 +57,7 @@ export async function refreshInbox() {
     const epoch = state.epoch;
     progress("Fetching your inbox…");
     const messages = await api.inbox(reader);
+    const gone = await api.goneMessages(reader);
     if (state.epoch !== epoch) return; // the page locked meanwhile
     setStatus(
       card,
@@ -89,19 +90,24 @@ export async function refreshInbox() {
                       `${time(m.created)} · ${m.size} bytes · ${m.id.slice(0, 8)}…`,
                     ),
                     ...policyNotes(m.policy).map((note) => h("span", { class: "badge" }, note)),
+                    gone.has(m.id) ? goneBadge() : null,
                   ),
                   h(
                     "span",
                     { class: "buttons" },
-                    h(
-                      "button",
-                      {
-                        type: "button",
-                        "aria-label": `Read the message from ${m.sender.name} of ${time(m.created)}`,
-                        onclick: (e) => readMessage(m.id, e.target),
-                      },
-                      "Read",
-                    ),
+                    // Not where a read here found it can no longer be read: it would only fail.
+                    gone.has(m.id)
+                      ? null
+                      : h(
+                          "button",
+                          {
+                            type: "button",
+                            class: "read",
+                            "aria-label": `Read the message from ${m.sender.name} of ${time(m.created)}`,
+                            onclick: (e) => readMessage(m.id, e.target),
+                          },
+                          "Read",
+                        ),
                     // Not for a message you sent: only unsending, which destroys its shares too.
                     m.sender.fingerprint === reader.public.fingerprintHex
                       ? null
@@ -122,6 +128,17 @@ export async function refreshInbox() {
         : null,
     );
   });
+}
+
+const goneBadge = () => h("span", { class: "badge refused gone" }, "can no longer be read");
+
+// Once a read here found a message can no longer be read, its inbox entry offers Read no more.
+async function showIfGone(reader, messageId) {
+  if (!(await api.goneMessages(reader)).has(messageId)) return;
+  const item = $(`#inbox-list li[data-message="${messageId}"]`);
+  if (!item || $(".gone", item)) return;
+  item.firstElementChild.append(goneBadge());
+  $("button.read", item)?.remove();
 }
 
 // Remove a message from the inbox, once the reader confirms: the list is fetched again after.
@@ -300,6 +317,7 @@ async function saveStream(stream, name, { box, save, bar, cancel }) {
         "ok",
       );
       box.dataset.saved = "true";
+      await showIfGone(stream.reader, stream.envelope.id).catch(() => {});
     } catch (error) {
       box.dataset.error = error?.name ?? "Error";
       if (error instanceof SignatureError || error instanceof FormatError)
@@ -448,6 +466,7 @@ async function readMessage(messageId, button) {
     panel.scrollIntoView({ block: "start" });
     panel.focus({ preventScroll: true });
   } finally {
+    await showIfGone(reader, messageId).catch(() => {});
     panel.removeAttribute("aria-busy");
     button.disabled = false;
   }
