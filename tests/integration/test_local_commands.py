@@ -343,6 +343,11 @@ def test_pending_shows_local_time_and_age(shared: Up) -> None:
     assert asked.status_code == 202
     pending = cli(home, "custodian", "pending", "--name", "alpha")
     assert pending.returncode == 0, explain(pending)
+    named = cli(home, "custodian", "pending", "alpha")  # stop 31: the usage, exit 2
+    assert named.returncode == 0 and message_id in named.stdout, explain(named)
+    for words in ([], ["alpha", "--name", "bravo"]):  # none named, or two
+        unclear = cli(home, "custodian", "pending", *words)
+        assert unclear.returncode == 2 and "custodian" in unclear.stderr, explain(unclear)
     line = next(line for line in pending.stdout.splitlines() if message_id in line)
     today = time.strftime("%Y-%m-%d")
     assert re.search(rf"requested {today} \d\d:\d\d \((just now|\d+ s ago)\)$", line), line

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from securecomm import canonical, errors
-from securecomm.cli import main
+from securecomm.cli import build_parser, main
 from securecomm.identity import Identity, load_or_create
 from securecomm.network import Card, Network
 
@@ -299,6 +299,26 @@ def test_joining_from_a_url_the_first_time_needs_the_fingerprint(
         main(["join", "http://127.0.0.2:9", "--home", str(tmp_path / "h")])
     assert refused.value.code == 2
     assert "--fingerprint" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()
+
+
+def test_join_takes_the_fingerprint_unquoted_and_says_when_no_network_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from securecomm.cli import network as network_cli
+
+    groups = ["6707", "fdec", "0a1b", "2c3d", "4e5f", "6a7b", "8c9d", "0e1f"]
+    args = build_parser().parse_args(["join", "--fingerprint", *groups, "http://relay:5000"])
+    network_cli._network_and_fingerprint(args)
+    assert (args.network, args.fingerprint) == ("http://relay:5000", " ".join(groups))
+    args = build_parser().parse_args(["join", "net.json", "--fingerprint", "6707:FDEC"])
+    network_cli._network_and_fingerprint(args)
+    assert (args.network, args.fingerprint) == ("net.json", "6707:FDEC")
+    for words in ([], ["--fingerprint", *groups]):
+        with pytest.raises(SystemExit) as refused:
+            main(["join", *words, "--home", str(tmp_path / "h")])
+        assert refused.value.code == 2
+        assert "name the network" in capsys.readouterr().err
     assert not (tmp_path / "h").exists()
 
 

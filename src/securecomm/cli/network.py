@@ -223,13 +223,15 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
     p.add_argument(
         "network",
         metavar="NETWORK",
+        nargs="?",  # after --fingerprint's groups it is taken from among them (cmd_join)
         help="the network file (network.json), or the relay's URL to fetch it from",
     )
     p.add_argument(
         "--fingerprint",
         metavar="FP",
-        help="the network's fingerprint, as whoever set it up told you (needed to join"
-        " from a URL the first time)",
+        nargs="+",
+        help="the network's fingerprint, as whoever set it up told you, quoted or not"
+        " (needed to join from a URL the first time)",
     )
     p.add_argument(
         "--tls-ca",
@@ -285,11 +287,28 @@ def _fetch_network(
     return data
 
 
+def _network_and_fingerprint(args: argparse.Namespace) -> None:
+    """``--fingerprint 6707 fdec ... URL`` as typed: the fingerprint's groups are one
+    string, and a last word that is no group of hex digits is the NETWORK argparse gave
+    them."""
+    groups = list(args.fingerprint or [])
+    if args.network is None and groups and set(groups[-1].lower()) - set("0123456789abcdef:"):
+        args.network = groups.pop()
+    if args.network is None:
+        raise CliError(
+            "name the network: its file (network.json) or the relay's URL",
+            hint="securecomm join http://RELAY:5000/ --fingerprint '6707 fdec ...'",
+            code=2,
+        )
+    args.fingerprint = " ".join(groups) if groups else None
+
+
 def cmd_join(args: argparse.Namespace) -> None:
     from ..client.trust import join
     from ..errors import FormatError, ParameterError
 
     home = home_of(args)
+    _network_and_fingerprint(args)
     if args.network.startswith(("http://", "https://")):
         data = _fetch_network(args.network, args.fingerprint, home, _tls_ca(args))
     else:

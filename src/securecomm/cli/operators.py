@@ -51,6 +51,15 @@ def _pending(client: Any) -> list[dict[str, Any]]:
 
 
 def cmd_custodian_pending(args: argparse.Namespace) -> None:
+    named = list(dict.fromkeys(n for n in (args.custodian, args.name) if n))
+    if len(named) != 1:
+        raise CliError(
+            "which custodian? name one: securecomm custodian pending alpha"
+            if not named
+            else f"two custodians named: {named[0]!r} and --name {named[1]!r}; give one",
+            code=2,
+        )
+    args.name = named[0]
     with _operator_client(args) as client:
         pending = _pending(client)
     if not pending:
@@ -206,13 +215,17 @@ def add_commands(sub: Any, custodian: Any) -> None:
             " key: --operator-key, or NAME-operator.key in HOME/users (where `keygen"
             " NAME-operator --out HOME/users` puts it) or HOME/operators.",
         )
-        if verb != "pending":
+        if verb == "pending":
+            p.add_argument(
+                "custodian", nargs="?", metavar="NAME", help="which custodian (or --name)"
+            )
+        else:
             p.add_argument(
                 "release_id",
                 metavar="ID",
                 help="the release's id, as `custodian pending` lists it (not the message's)",
             )
-        _operator_options(p)
+        _operator_options(p, name_required=verb != "pending")
         p.set_defaults(func=func)
 
     audit_sub = command_group(
@@ -243,10 +256,10 @@ def add_commands(sub: Any, custodian: Any) -> None:
     p.set_defaults(func=cmd_audit_verify)
 
 
-def _operator_options(p: argparse.ArgumentParser) -> None:
+def _operator_options(p: argparse.ArgumentParser, *, name_required: bool = True) -> None:
     from ._common import passphrase_options
 
-    p.add_argument("--name", required=True, help="which custodian (e.g. alpha)")
+    p.add_argument("--name", required=name_required, help="which custodian (e.g. alpha)")
     p.add_argument("--url", help="the custodian's URL (default: the network file's, or config)")
     p.add_argument("--operator-key", metavar="PATH", help="the operator's key file")
     passphrase_options(p)
