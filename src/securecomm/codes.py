@@ -75,6 +75,7 @@ class Code(enum.StrEnum):
     USED_UP = "used_up"
     DENIED = "denied"
     ALREADY_RELEASED = "already_released"
+    WITHDRAWN = "withdrawn"
     NO_RELEASE = "no_release"
     NOT_OPERATOR = "not_operator"
     NOT_PENDING = "not_pending"

@@ -240,6 +240,41 @@ def test_approval_flow(alpha: Service, settings: Settings) -> None:
     assert again.json["code"] == "already_released"
 
 
+def test_its_reader_withdraws_a_release_and_no_one_can_approve_it_after(
+    alpha: Service, settings: Settings
+) -> None:
+    """A read that succeeded with other shares takes its request back: off the operator's
+    list, never released, audited once; a request of its own is needed to ask again."""
+    draft, release_id = approval_release(alpha)
+    path = f"/v1/releases/{release_id}"
+    op = operator(settings, "alpha")
+    for who in (ALICE, op):  # only the request's recipient withdraws it
+        r = alpha.call(who, "DELETE", path)
+        assert (r.status_code, r.json["code"]) == (404, "no_release"), r.json
+    for _ in range(2):
+        r = alpha.call(BOB, "DELETE", path)
+        assert r.status_code == 200, r.json
+        assert r.json == {"v": 1, "release_id": release_id, "status": "withdrawn"}
+    assert alpha.call(op, "GET", "/v1/releases").json["releases"] == []
+    listed = alpha.call(op, "GET", "/v1/releases", query="status=withdrawn").json
+    assert [x["release_id"] for x in listed["releases"]] == [release_id]
+    r = alpha.call(op, "POST", f"{path}/approve")
+    assert (r.status_code, r.json["code"]) == (409, "not_pending"), r.json
+    assert "withdrawn" in r.json["message"]
+    r = alpha.call(BOB, "GET", path)
+    assert (r.status_code, r.json["code"]) == (410, "withdrawn"), r.json
+    events = [e["event"] for e in alpha.call(op, "GET", "/v1/audit").json["entries"]]
+    assert events.count("release_withdrawn") == 1, events
+    anew = release(alpha, BOB, draft.header.id)  # a new request, for the operator anew
+    assert anew.status_code == 202 and anew.json["release_id"] != release_id, anew.json
+    approved = alpha.call(op, "POST", f"/v1/releases/{anew.json['release_id']}/approve")
+    assert approved.status_code == 200
+    collected = alpha.call(BOB, "GET", f"/v1/releases/{anew.json['release_id']}")
+    assert collected.status_code == 200, collected.json
+    r = alpha.call(BOB, "DELETE", f"/v1/releases/{anew.json['release_id']}")
+    assert (r.status_code, r.json["code"]) == (409, "not_pending"), r.json  # collected
+
+
 def test_approval_denied(alpha: Service, settings: Settings) -> None:
     _, release_id = approval_release(alpha)
     op = operator(settings, "alpha")

@@ -115,6 +115,7 @@ def test_approval_states() -> None:
     assert decide(held, BOB, NOW, Verdict.APPROVED) == Decision(Outcome.RELEASE)
     assert refused(decide(held, BOB, NOW, Verdict.DENIED)) == (403, "denied")
     assert refused(decide(held, BOB, NOW, Verdict.RELEASED)) == (410, "already_released")
+    assert refused(decide(held, BOB, NOW, Verdict.WITHDRAWN)) == (410, "withdrawn")
 
 
 def test_an_approval_does_not_outrank_the_policy() -> None:

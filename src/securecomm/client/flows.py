@@ -1206,11 +1206,38 @@ def read(
             ) from None
         settle(_Kept() if forget else now, forgotten=forget)
         _note(settings, reader, message_id, read_at=int(time.time()))
+        _withdraw_requests(settings, reader, now.pending, deadline)
         return ReadResult(b"", sender, tuple(chosen), gather.failures, filename, saved)
     opened = envelope.open_named(chosen)
     settle(_Kept() if forget else now, forgotten=forget)
     _note(settings, reader, message_id, read_at=int(time.time()))
+    _withdraw_requests(settings, reader, now.pending, deadline)
     return ReadResult(opened.content, sender, tuple(chosen), gather.failures, opened.filename)
+
+
+#: The longest a read that succeeded waits to withdraw the requests it did not need.
+_WITHDRAW_SECONDS = 3.0
+
+
+def _withdraw_requests(
+    settings: Settings, reader: Keys, pending: dict[str, str], deadline: float
+) -> None:
+    """Withdraw the releases still waiting for an operator that a read which succeeded did
+    not need (spec §12.2), so no operator is asked to approve them. Quietly, and at once: a
+    request not withdrawn only stays on its operator's list, where approving it is harmless
+    (its share would go to the reader who asked)."""
+    seconds = min(deadline, _WITHDRAW_SECONDS)
+
+    def withdraw(name: str, release_id: str) -> None:
+        url = settings.custodian(name).url
+        with ServiceClient(url, name, reader, timeout=seconds, trust=settings.tls_ca) as client:
+            client.request("DELETE", f"/v1/releases/{release_id}")
+
+    if pending:
+        tasks: dict[str, Callable[[], Any]] = {
+            name: functools.partial(withdraw, name, rid) for name, rid in pending.items()
+        }
+        _Gather(tasks).wait(seconds)
 
 
 def forget(settings: Settings, reader: Keys, message_id: str) -> None:

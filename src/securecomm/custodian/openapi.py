@@ -38,12 +38,13 @@ from .audit import PAGE_DEFAULT_ENTRIES, PAGE_MAX_ENTRIES, SEQ_MAX
 
 __all__ = ["DOCUMENT"]
 
-_STATUSES = ["pending", "approved", "denied", "released"]
+_STATUSES = ["pending", "approved", "denied", "released", "withdrawn"]
 _EVENTS = [
     "deposit",
     "delete",
     "refusal",
     "release_requested",
+    "release_withdrawn",
     "release",
     "approved",
     "denied",
@@ -316,8 +317,23 @@ _PATHS: dict[str, Schema] = {
                     NO_SUCH_ENDPOINT,
                 ),
                 "410": error(
-                    "Already collected, or destroyed.", Code.ALREADY_RELEASED, Code.DESTROYED
+                    "Already collected, withdrawn by its recipient, or destroyed.",
+                    Code.ALREADY_RELEASED,
+                    Code.WITHDRAWN,
+                    Code.DESTROYED,
                 ),
+            },
+            signed=True,
+        ),
+        "delete": operation(
+            "withdrawRelease",
+            "Withdraw a release its recipient no longer needs (pending, or approved and not"
+            " collected): the operator is not asked for it again (spec section 12.2). Only"
+            " that recipient may; withdrawing again answers the same.",
+            {
+                "200": json_response("Withdrawn.", ref("ReleaseStatus")),
+                "404": error("No such release for the caller.", Code.NO_RELEASE, NO_SUCH_ENDPOINT),
+                "409": error("Collected or denied already.", Code.NOT_PENDING),
             },
             signed=True,
         ),

@@ -31,6 +31,7 @@ class Verdict(enum.Enum):
     APPROVED = "approved"
     DENIED = "denied"
     RELEASED = "released"  # approved and already collected
+    WITHDRAWN = "withdrawn"  # its reader no longer needs it (pending or approved before)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ def decide(
         return _refuse(403, Code.DENIED, "the operator denied this release")
     if verdict is Verdict.RELEASED:
         return _refuse(410, Code.ALREADY_RELEASED, "this release was already collected")
+    if verdict is Verdict.WITHDRAWN:
+        return _refuse(410, Code.WITHDRAWN, "you withdrew this release; ask for the share anew")
     if deposit is None:
         return _refuse(404, Code.NO_DEPOSIT, "no share of that message is held here")
     if deposit.destroyed is not None:

@@ -391,13 +391,39 @@ def deny(release_id: str) -> Response:
     return record_verdict(release_id, "denied")
 
 
+@bp.delete("/v1/releases/<release_id>")
+def withdraw_release(release_id: str) -> Response:
+    """Its reader no longer needs a release that waits for the operator, or was approved and
+    not collected (a read that succeeded with other shares): off the operator's list, for
+    good (spec section 12.2)."""
+    caller = authenticate()
+    mine = (releases.c.id == release_id) & (releases.c.recipient_fp == caller.fingerprint_hex)
+    with transaction() as conn:
+        withdrawn = conn.execute(
+            releases.update()
+            .where(mine, releases.c.status.in_(("pending", "approved")))
+            .values(status="withdrawn", decided_at=int(time.time()))
+        ).rowcount
+        if withdrawn:
+            log(conn, "release_withdrawn", release_id=release_id, requester=caller.fingerprint_hex)
+        else:
+            status = conn.execute(sa.select(releases.c.status).where(mine)).scalar()
+            if status is None:
+                raise ApiError(404, Code.NO_RELEASE, f"no release {release_id} for you")
+            if status != "withdrawn":  # withdrawn again: where it stands, audited once
+                raise ApiError(409, Code.NOT_PENDING, f"release {release_id} is {status}")
+    return jsonify({"v": 1, "release_id": release_id, "status": "withdrawn"})
+
+
 @bp.get("/v1/releases")
 def list_releases() -> Response:
     c = here()
     require_operator()
     status = request.args.get("status", "pending")
-    if status not in {"pending", "approved", "denied", "released"}:
-        raise ApiError(400, Code.BAD_FIELD, "status: pending, approved, denied or released")
+    if status not in {"pending", "approved", "denied", "released", "withdrawn"}:
+        raise ApiError(
+            400, Code.BAD_FIELD, "status: pending, approved, denied, released or withdrawn"
+        )
     with c.db.connect() as conn:
         rows = conn.execute(
             sa.select(releases, deposits.c.message_id)
