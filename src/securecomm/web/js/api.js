@@ -1301,6 +1301,7 @@ export async function read({
   if (envelope instanceof StreamEnvelope) {
     const messageKey = await envelope.recoverKey(chosen);
     await store.put("pending", key, now);
+    await withdrawRequests(reader, urls, now.pending);
     const download = new StreamDownload(reader, envelope, messageKey, key, burnt);
     await download.begin();
     return {
@@ -1316,6 +1317,7 @@ export async function read({
   const { filename, content: plaintext } = await envelope.openNamed(chosen);
   await store.remove("pending", key);
   if (burnt) await noteGone(reader, messageId);
+  await withdrawRequests(reader, urls, now.pending);
   return {
     plaintext,
     filename,
@@ -1324,6 +1326,23 @@ export async function read({
     senderPinned: Boolean(pinnedSender),
     used: Object.keys(chosen),
   };
+}
+
+/** The longest a read that succeeded waits to withdraw the requests it did not need. */
+const WITHDRAW_MS = 3000;
+
+/** Withdraw the releases still waiting for an operator that a read which succeeded did not
+ * need (spec §12.2), so that no operator is asked to approve them; quietly, as the CLI's
+ * flows.read: one not withdrawn only stays on its operator's list. */
+async function withdrawRequests(reader, urls, pending) {
+  await Promise.allSettled(
+    Object.entries(pending).map(([name, releaseId]) =>
+      new ServiceClient(urls[name].url, name, reader, WITHDRAW_MS).request(
+        "DELETE",
+        `/v1/releases/${releaseId}`,
+      ),
+    ),
+  );
 }
 
 /** How much a browser without the File System Access API may hold of a message, in a Blob

@@ -1,0 +1,41 @@
+"""A read in the page that succeeded withdraws the release requests it did not need (spec
+12.2), as the CLI's does: before, they stayed on the other custodians' operators' lists for
+good, to be approved for nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.browser._web import Person
+from tests.browser.test_web_fixes import cli_send, decide, releases_of, short_read
+from tests.integration.test_cli_system import Up, running_up
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    with running_up(tmp_path_factory.mktemp("web-withdraw") / "home") as running:
+        yield running
+
+
+def test_a_read_that_succeeded_withdraws_the_requests_it_did_not_need(
+    browser: Browser, up: Up
+) -> None:
+    wanda = Person(browser, up.relay_url)
+    wanda.create("wanda")
+    try:
+        message_id = cli_send(up, "wanda", "three of five said yes", "--require-approval")
+        short_read(wanda, message_id, 0)  # five requests wait for their operators
+        for name in ("delta", "echo"):
+            assert len(releases_of(up, name, message_id, "pending")) == 1, name
+        for name in ("alpha", "bravo", "charlie"):
+            decide(up, name, message_id, "approve")
+        page = wanda.read(message_id)
+        expect(page.locator("#plaintext")).to_have_text("three of five said yes")
+        for name in ("delta", "echo"):
+            assert releases_of(up, name, message_id, "pending") == [], name
+            assert len(releases_of(up, name, message_id, "withdrawn")) == 1, name
+    finally:
+        wanda.close()
