@@ -567,3 +567,26 @@ def test_a_message_that_can_no_longer_be_read_offers_no_read(browser: Browser, u
         other.open("inbox")
         expect(item.get_by_role("button", name=READ)).to_have_count(0)
         expect(item).to_contain_text("can no longer be read")
+
+
+def test_an_inbox_entry_with_two_badges_keeps_its_buttons_beside_it(
+    browser: Browser, up: Up
+) -> None:
+    """At 1280 px, an entry with two badges (burn after reading, needs approval) had its
+    Read and Delete buttons pushed onto a line of their own under it."""
+    message_id = cli_send(up, "bob", "two badges", "--burn-after-reading", "--require-approval")
+    with Person(browser, up.relay_url, width=1280, height=800) as person:
+        person.import_key(user_key_path(up.home, "bob"))
+        person.open("inbox")
+        item = person.page.locator(f"li[data-message='{message_id}']")
+        expect(item.locator(".badge")).to_have_count(2)
+        shot(person.page, "inbox-two-badges")
+        text, *buttons = item.evaluate(
+            """(item) => [item.firstElementChild, ...item.querySelectorAll('button')]
+                .map((node) => node.getBoundingClientRect().toJSON())"""
+        )
+        assert len(buttons) == 2, buttons  # Read and Delete
+        # On one line, and on the entry's first line, beside its text, not under it.
+        assert buttons[0]["top"] == buttons[1]["top"], buttons
+        beside = [b["top"] < text["bottom"] and b["left"] >= text["right"] for b in buttons]
+        assert beside == [True, True], (text, buttons)
