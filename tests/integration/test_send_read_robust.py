@@ -310,9 +310,12 @@ def test_the_requests_a_read_did_not_need_are_withdrawn(up: Up) -> None:
     (late,) = pending_ids(up, "delta", message_id)
     for name in ("alpha", "bravo", "charlie"):
         decide(up, name, message_id, "approve")
-    assert read(up.home, message_id).stdout == "late yes"
+    opened = read(up.home, message_id)
+    assert opened.stdout == "late yes", explain(opened)
     for name in ("delta", "echo"):
         assert pending_ids(up, name, message_id) == [], name
+        said = f"custodian {name} skipped: release .* withdrawn, as this read did not need it"
+        assert re.search(said, opened.stderr), explain(opened)
     refused = cli(up.home, "custodian", "approve", late, "--name", "delta")
     assert refused.returncode == 1 and f"release {late} is withdrawn" in refused.stderr, explain(
         refused

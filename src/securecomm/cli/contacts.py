@@ -49,8 +49,7 @@ def _refused_by_relay(exc: ServiceError, name: str) -> CliError | None:
         return None
     return CliError(
         f"the relay refuses the name {name!r}: {exc.message}; nothing was written",
-        hint="choose another name (one that no name registered becomes by adding or"
-        " removing '.', '-' or '_')",
+        hint="choose another name, one that reads as no name registered at a glance",
         code=EXIT_BAD_INPUT,
     )
 

@@ -1173,7 +1173,8 @@ def read(
             )
         raise short
     for name, why in sorted(gather.failures.items()):
-        warn(f"custodian {name} skipped: {why}")
+        if name not in now.pending:  # (said once it is withdrawn, below)
+            warn(f"custodian {name} skipped: {why}")
     # Every good share, not t of them: one the sender made off the polynomial is caught
     # (spec 7.7 step 7), whichever answered first.
     chosen = dict(sorted(good.items(), key=lambda item: names.index(item[0])))
@@ -1206,12 +1207,12 @@ def read(
             ) from None
         settle(_Kept() if forget else now, forgotten=forget)
         _note(settings, reader, message_id, read_at=int(time.time()))
-        _withdraw_requests(settings, reader, now.pending, deadline)
+        _withdraw_requests(settings, reader, now.pending, deadline, warn)
         return ReadResult(b"", sender, tuple(chosen), gather.failures, filename, saved)
     opened = envelope.open_named(chosen)
     settle(_Kept() if forget else now, forgotten=forget)
     _note(settings, reader, message_id, read_at=int(time.time()))
-    _withdraw_requests(settings, reader, now.pending, deadline)
+    _withdraw_requests(settings, reader, now.pending, deadline, warn)
     return ReadResult(opened.content, sender, tuple(chosen), gather.failures, opened.filename)
 
 
@@ -1220,12 +1221,12 @@ _WITHDRAW_SECONDS = 3.0
 
 
 def _withdraw_requests(
-    settings: Settings, reader: Keys, pending: dict[str, str], deadline: float
+    settings: Settings, reader: Keys, pending: dict[str, str], deadline: float, warn: Warn
 ) -> None:
     """Withdraw the releases still waiting for an operator that a read which succeeded did
-    not need (spec §12.2), so no operator is asked to approve them. Quietly, and at once: a
-    request not withdrawn only stays on its operator's list, where approving it is harmless
-    (its share would go to the reader who asked)."""
+    not need (spec §12.2), so no operator is asked to approve them, and say so, custodian by
+    custodian. One not withdrawn only stays on its operator's list, where approving it is
+    harmless (its share would go to the reader who asked)."""
     seconds = min(deadline, _WITHDRAW_SECONDS)
 
     def withdraw(name: str, release_id: str) -> None:
@@ -1237,7 +1238,19 @@ def _withdraw_requests(
         tasks: dict[str, Callable[[], Any]] = {
             name: functools.partial(withdraw, name, rid) for name, rid in pending.items()
         }
-        _Gather(tasks).wait(seconds)
+        withdrawing = _Gather(tasks)
+        withdrawing.wait(seconds)
+        for name, release_id in sorted(pending.items()):
+            done = name in withdrawing.results
+            warn(
+                f"custodian {name} skipped: release {release_id} waited for its operator;"
+                + (
+                    " withdrawn, as this read did not need it"
+                    if done
+                    else f" not withdrawn ({withdrawing.failures[name]}), it stays on the"
+                    " operator's list"
+                )
+            )
 
 
 def forget(settings: Settings, reader: Keys, message_id: str) -> None:
