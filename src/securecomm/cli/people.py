@@ -248,6 +248,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     )
     if result.saved is not None:
         _saved(args, settings, reader, result.saved, into_directory)
+        flows.withdraw_requests(settings, reader, result.unneeded, warn=warn)
         return
     out = args.out
     if into_directory:
@@ -269,6 +270,8 @@ def cmd_read(args: argparse.Namespace) -> None:
     flows.forget(settings, reader, args.message_id)
     if to_terminal and not result.plaintext.endswith(b"\n"):
         print()
+    # Once the message is out: a custodian that hangs delays nothing shown or kept.
+    flows.withdraw_requests(settings, reader, result.unneeded, warn=warn)
 
 
 def _saved(

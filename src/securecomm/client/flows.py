@@ -75,6 +75,7 @@ __all__ = [
     "send",
     "send_file",
     "unsend",
+    "withdraw_requests",
 ]
 
 #: The name the relay's key is pinned under, and the audience of requests to it.
@@ -116,6 +117,9 @@ class ReadResult:
     filename: str | None = None  # the sender's name for it as a file, checked (spec 7.10)
     #: A version 2 message is not held: it was written to this file (``plaintext`` is empty).
     saved: Path | None = None
+    #: Releases still waiting for an operator that this read did not need, by custodian:
+    #: give them to :func:`withdraw_requests` once the plaintext is safe.
+    unneeded: dict[str, str] = field(default_factory=dict)
 
 
 #: How long a key, once checked against the pinned one, counts as checked in this process:
@@ -1173,7 +1177,7 @@ def read(
             )
         raise short
     for name, why in sorted(gather.failures.items()):
-        if name not in now.pending:  # (said once it is withdrawn, below)
+        if name not in now.pending:  # (said by withdraw_requests)
             warn(f"custodian {name} skipped: {why}")
     # Every good share, not t of them: one the sender made off the polynomial is caught
     # (spec 7.7 step 7), whichever answered first.
@@ -1207,27 +1211,38 @@ def read(
             ) from None
         settle(_Kept() if forget else now, forgotten=forget)
         _note(settings, reader, message_id, read_at=int(time.time()))
-        _withdraw_requests(settings, reader, now.pending, deadline, warn)
-        return ReadResult(b"", sender, tuple(chosen), gather.failures, filename, saved)
+        return ReadResult(
+            b"", sender, tuple(chosen), gather.failures, filename, saved, dict(now.pending)
+        )
     opened = envelope.open_named(chosen)
     settle(_Kept() if forget else now, forgotten=forget)
     _note(settings, reader, message_id, read_at=int(time.time()))
-    _withdraw_requests(settings, reader, now.pending, deadline, warn)
-    return ReadResult(opened.content, sender, tuple(chosen), gather.failures, opened.filename)
+    return ReadResult(
+        opened.content,
+        sender,
+        tuple(chosen),
+        gather.failures,
+        opened.filename,
+        unneeded=dict(now.pending),
+    )
 
 
 #: The longest a read that succeeded waits to withdraw the requests it did not need.
 _WITHDRAW_SECONDS = 3.0
 
 
-def _withdraw_requests(
-    settings: Settings, reader: Keys, pending: dict[str, str], deadline: float, warn: Warn
+def withdraw_requests(
+    settings: Settings,
+    reader: Keys,
+    pending: dict[str, str],
+    *,
+    warn: Warn = _quiet,
+    seconds: float = _WITHDRAW_SECONDS,
 ) -> None:
     """Withdraw the releases still waiting for an operator that a read which succeeded did
-    not need (spec §12.2), so no operator is asked to approve them, and say so, custodian by
-    custodian. One not withdrawn only stays on its operator's list, where approving it is
-    harmless (its share would go to the reader who asked)."""
-    seconds = min(deadline, _WITHDRAW_SECONDS)
+    not need (its result's ``unneeded``; spec §12.2), so no operator is asked to approve
+    them, and say so, custodian by custodian. One not withdrawn only stays on its operator's
+    list, where approving it is harmless (its share would go to the reader who asked)."""
 
     def withdraw(name: str, release_id: str) -> None:
         url = settings.custodian(name).url
@@ -1247,8 +1262,8 @@ def _withdraw_requests(
                 + (
                     " withdrawn, as this read did not need it"
                     if done
-                    else f" not withdrawn ({withdrawing.failures[name]}), it stays on the"
-                    " operator's list"
+                    else f" its withdrawal failed ({withdrawing.failures[name]}): it may"
+                    " stay on the operator's list"
                 )
             )
 

@@ -1301,7 +1301,7 @@ export async function read({
   if (envelope instanceof StreamEnvelope) {
     const messageKey = await envelope.recoverKey(chosen);
     await store.put("pending", key, now);
-    await withdrawRequests(reader, urls, now.pending);
+    withdrawRequests(reader, urls, now.pending); // not awaited: it holds nothing up
     const download = new StreamDownload(reader, envelope, messageKey, key, burnt);
     await download.begin();
     return {
@@ -1317,7 +1317,7 @@ export async function read({
   const { filename, content: plaintext } = await envelope.openNamed(chosen);
   await store.remove("pending", key);
   if (burnt) await noteGone(reader, messageId);
-  await withdrawRequests(reader, urls, now.pending);
+  withdrawRequests(reader, urls, now.pending); // not awaited: it holds nothing up
   return {
     plaintext,
     filename,
