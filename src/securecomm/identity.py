@@ -38,7 +38,7 @@ from . import canonical, hpke
 from ._encoding import b64decode, b64encode, labelled_hash
 from ._fields import expect_object
 from ._files import write_atomic
-from .errors import FieldError, IdentityError, LengthError, SignatureError
+from .errors import FieldError, IdentityError, LengthError, SecureCommError, SignatureError
 
 __all__ = [
     "NAME_LOOKALIKES",
@@ -284,7 +284,7 @@ class Identity:
         except UnicodeDecodeError:
             header = ""
         if not header.startswith(_FILE_HEADER):
-            raise IdentityError(f"key file: does not start with {_FILE_HEADER!r}")
+            raise IdentityError(_not_a_key_file(data))
         name = check_name(header[len(_FILE_HEADER) :], field="key file name")
         pems = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
         if len(pems) != 2:
@@ -408,6 +408,19 @@ def load_or_create(path: Path, name: str) -> Identity:
     identity.save(path)
     save_public(path.with_suffix(".pub"), identity.public)
     return identity
+
+
+def _not_a_key_file(data: bytes) -> str:
+    """Why ``data`` is no key file: said plainly when it is the .pub file written beside one,
+    which a person picks for it by mistake (web/js/keyfile.js says the same)."""
+    try:
+        name = read_public_file(data).name
+    except (SecureCommError, ValueError):  # not JSON, or not a public identity
+        return f"key file: does not start with {_FILE_HEADER!r}"
+    return (
+        f"key file: this is a public key file ({name}.pub), which holds no private key: use"
+        f" {name}.key instead, the file written beside it"
+    )
 
 
 def public_file(identity: PublicIdentity) -> bytes:

@@ -16,6 +16,7 @@ from securecomm.identity import (
     check_name,
     format_fingerprint,
     new_name_refusal,
+    public_file,
 )
 
 
@@ -70,6 +71,15 @@ def test_encrypted_blocks_use_pbes2_with_600k_iterations(alice: Identity, tmp_pa
     assert "PBES2" in parsed and "PBKDF2" in parsed and "hmacWithSHA256" in parsed
     assert "aes-256-cbc" in parsed
     assert ":0927C0" in parsed  # 600000
+
+
+def test_a_public_file_given_for_a_key_file_is_named_so(alice: Identity) -> None:
+    """The .pub beside alice.key, picked for it, said only "does not start with ..."."""
+    with pytest.raises(errors.IdentityError) as refused:
+        Identity.from_pem(public_file(alice.public))
+    said = str(refused.value)
+    assert "public key file (alice.pub), which holds no private key" in said, said
+    assert "alice.key" in said
 
 
 def test_damaged_key_files_are_refused(alice: Identity) -> None:
