@@ -582,6 +582,27 @@ def test_a_message_that_can_no_longer_be_read_offers_no_read(browser: Browser, u
         expect(item).to_contain_text("can no longer be read")
 
 
+def test_a_message_past_its_expiry_offers_no_read(browser: Browser, up: Up) -> None:
+    """A message past its sender's expiry still offered Read, which could only say it had
+    expired. Its entry now says when it expired, in UTC as the read does, and offers no
+    Read; Delete stays. A message without expiry keeps Read."""
+    expiring = cli_send(up, "bob", "read me soon", "--expires", "3s")
+    lasting = cli_send(up, "bob", "read me whenever")
+    time.sleep(4)  # past the expiry
+    with Person(browser, up.relay_url) as person:
+        person.import_key(user_key_path(up.home, "bob"))
+        person.open("inbox")
+        page = person.page
+        item = page.locator(f"li[data-message='{expiring}']")
+        expect(item).to_be_visible()
+        expect(item.get_by_role("button", name=READ)).to_have_count(0)
+        expect(item).to_contain_text(re.compile(r"expired at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"))
+        expect(item.get_by_role("button", name=re.compile(r"^Delete the message "))).to_be_visible()
+        kept_item = page.locator(f"li[data-message='{lasting}']")
+        expect(kept_item.get_by_role("button", name=READ)).to_be_visible()
+        expect(kept_item).not_to_contain_text("expired")
+
+
 def test_an_inbox_entry_with_two_badges_keeps_its_buttons_beside_it(
     browser: Browser, up: Up
 ) -> None:

@@ -38,10 +38,25 @@ function policyNotes(policy) {
   const now = Date.now() / 1000;
   if (policy.not_before && now < policy.not_before)
     notes.push(`not before ${time(policy.not_before)}`);
-  if (policy.expires)
-    notes.push(`${now >= policy.expires ? "expired" : "expires"} ${time(policy.expires)}`);
+  // Once past, the entry says so in place of Read (expiredBadge).
+  if (policy.expires && now < policy.expires) notes.push(`expires ${time(policy.expires)}`);
   return notes;
 }
+
+// Past its sender's expiry (signed in the envelope's policy), custodians release its shares no
+// more: a read could only fail, so the entry offers none. Judged when the list is drawn.
+const hasExpired = (policy, now) => Boolean(policy?.expires) && now >= policy.expires;
+
+// As the read's own headline says it: "expired at 2026-01-02 03:04:05 UTC".
+const utcText = (seconds) =>
+  `${new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+
+const expiredBadge = (policy) =>
+  h(
+    "span",
+    { class: "badge refused expired", title: `expired ${time(policy.expires)}` },
+    `expired at ${utcText(policy.expires)}: can no longer be read`,
+  );
 
 export async function refreshInbox() {
   const card = $("#inbox .card");
@@ -59,6 +74,8 @@ export async function refreshInbox() {
     const messages = await api.inbox(reader);
     const gone = await api.goneMessages(reader);
     if (state.epoch !== epoch) return; // the page locked meanwhile
+    const now = Date.now() / 1000;
+    const unreadable = (m) => gone.has(m.id) || hasExpired(m.policy, now);
     setStatus(
       card,
       messages.length
@@ -90,13 +107,18 @@ export async function refreshInbox() {
                       `${time(m.created)} · ${m.size} bytes · ${m.id.slice(0, 8)}…`,
                     ),
                     ...policyNotes(m.policy).map((note) => h("span", { class: "badge" }, note)),
-                    gone.has(m.id) ? goneBadge() : null,
+                    hasExpired(m.policy, now)
+                      ? expiredBadge(m.policy)
+                      : gone.has(m.id)
+                        ? goneBadge()
+                        : null,
                   ),
                   h(
                     "span",
                     { class: "buttons" },
-                    // Not where a read here found it can no longer be read: it would only fail.
-                    gone.has(m.id)
+                    // Not where a read here found it can no longer be read, nor past its
+                    // expiry: it would only fail.
+                    unreadable(m)
                       ? null
                       : h(
                           "button",
