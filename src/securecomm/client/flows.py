@@ -1011,15 +1011,12 @@ def read(
     """
     progress("fetching", 0, 1)
     with _relay(settings, reader, timeout=deadline, key=relay_key(settings, known)) as relay:
-        try:
-            data = relay.request("GET", f"/api/v1/messages/{message_id}").content
-        except ServiceError as exc:
-            if exc.code == Code.NOT_FOUND:
-                exc.hint = (
-                    "check the id with `securecomm inbox`; a message its sender unsent,"
-                    " or that you deleted, is gone"
-                )
-            raise
+        data = _relays_copy(
+            relay,
+            message_id,
+            "check the id with `securecomm inbox`; a message its sender unsent, or that you"
+            " deleted, is gone",
+        )
     progress("fetching", 1, 1)
     try:
         envelope = document_from_bytes(data)
@@ -1273,15 +1270,15 @@ def forget(settings: Settings, reader: Keys, message_id: str) -> None:
     _save_kept(_pending_path(settings, reader), message_id, _Kept())
 
 
-def _relays_copy(relay: ServiceClient, message_id: str, hint: str) -> Envelope | StreamEnvelope:
-    """The relay's copy of a message, for the caller to act on; a 404 with ``hint``."""
+def _relays_copy(relay: ServiceClient, message_id: str, hint: str) -> bytes:
+    """The relay's copy of a message, as it sent it, for the caller to parse; a 404 with
+    ``hint``."""
     try:
-        data = relay.request("GET", f"/api/v1/messages/{message_id}").content
+        return relay.request("GET", f"/api/v1/messages/{message_id}").content
     except ServiceError as exc:
         if exc.code == Code.NOT_FOUND:
             exc.hint = hint
         raise
-    return document_from_bytes(data)
 
 
 def delete(settings: Settings, reader: Keys, message_id: str) -> None:
@@ -1291,10 +1288,12 @@ def delete(settings: Settings, reader: Keys, message_id: str) -> None:
     message ``reader`` sent is refused, as the relay would take its DELETE for an unsend
     that left every share in place."""
     with _relay(settings, reader) as relay:
-        envelope = _relays_copy(
-            relay,
-            message_id,
-            "check the id with `securecomm inbox`; a message deleted already is gone",
+        envelope = document_from_bytes(
+            _relays_copy(
+                relay,
+                message_id,
+                "check the id with `securecomm inbox`; a message deleted already is gone",
+            )
         )
         if envelope.header.sender.fingerprint == reader.public.fingerprint:
             refused = ParameterError(
@@ -1320,10 +1319,12 @@ def unsend(settings: Settings, sender: Keys, message_id: str) -> tuple[int, list
     not, the relay keeps the envelope (which names every deposit), so that unsending again
     finishes; a custodian asked again for a share it destroyed already answers as before."""
     with _relay(settings, sender) as relay:
-        envelope = _relays_copy(
-            relay,
-            message_id,
-            "check the id (the one send printed); a message unsent already is gone",
+        envelope = document_from_bytes(
+            _relays_copy(
+                relay,
+                message_id,
+                "check the id (the one send printed); a message unsent already is gone",
+            )
         )
         if envelope.header.sender.fingerprint != sender.public.fingerprint:
             refused = ParameterError(
