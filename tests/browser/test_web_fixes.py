@@ -16,9 +16,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, Route, expect
 
+from securecomm.client import flows
 from securecomm.client.transport import ServiceClient
+from securecomm.client.trust import KnownKeys
+from securecomm.config import load_settings
+from securecomm.envelope import Policy, utc_text
 from securecomm.identity import Identity
 from securecomm.local.home import user_key_path
+from securecomm.local.layout import person_home
 from tests.browser._web import READ, Person, shot
 from tests.integration.conftest import NAMES
 from tests.integration.test_cli_system import Up, cli, explain, run, running_up
@@ -601,6 +606,80 @@ def test_a_message_past_its_expiry_offers_no_read(browser: Browser, up: Up) -> N
         kept_item = page.locator(f"li[data-message='{lasting}']")
         expect(kept_item.get_by_role("button", name=READ)).to_be_visible()
         expect(kept_item).not_to_contain_text("expired")
+
+
+def test_an_inbox_drawn_before_an_expiry_offers_no_read_after_it(browser: Browser, up: Up) -> None:
+    """The inbox judged the expiry only when it drew the list: one drawn before the expiry
+    went on offering Read after it, until reloaded, and that Read asked every custodian in
+    vain. Now the entry turns when the expiry comes, without a reload: "expired at ...
+    UTC", no Read, Delete still there; the other entries keep theirs."""
+    expires_in = 8  # the time the page takes to open and unlock, and then some
+    sent = time.monotonic()
+    expiring = cli_send(up, "bob", "read me soon", "--expires", f"{expires_in}s")
+    lasting = cli_send(up, "bob", "read me whenever")
+    with Person(browser, up.relay_url) as person:
+        person.import_key(user_key_path(up.home, "bob"))
+        person.open("inbox")
+        page = person.page
+        item = page.locator(f"li[data-message='{expiring}']")
+        read = item.get_by_role("button", name=READ)
+        expect(read).to_be_visible()
+        assert time.monotonic() < sent + expires_in, "the inbox was drawn after the expiry"
+        expect(item).to_contain_text("expires ")
+        expect(item).not_to_contain_text("expired")
+        # Once the expiry comes, with no reload.
+        expect(read).to_have_count(0, timeout=(expires_in + 10) * 1000)
+        expect(item).to_contain_text(
+            re.compile(r"expired at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: can no longer be read")
+        )
+        expect(item).not_to_contain_text("expires ")
+        expect(item.get_by_role("button", name=re.compile(r"^Delete the message "))).to_be_visible()
+        kept_item = page.locator(f"li[data-message='{lasting}']")
+        expect(kept_item.get_by_role("button", name=READ)).to_be_visible()
+        # As a list drawn after the expiry says it.
+        said = item.text_content()
+        person.open("inbox")
+        expect(item).to_be_visible()
+        assert item.text_content() == said
+
+
+def test_a_message_before_its_not_before_offers_read_once_it_comes(
+    browser: Browser, up: Up
+) -> None:
+    """A message whose sender's policy says not before a time to come offered Read, which
+    could only fail (each custodian refuses it: too early). Its entry now says from when
+    it can be read, in UTC as an expiry is said, and offers no Read until then; Delete
+    stays. When the time comes, Read does, without a reload, and reads it."""
+    opens_in = 8  # the time the page takes to open and unlock, and then some
+    not_before = int(time.time()) + opens_in
+    own = person_home(up.home, "alice")
+    sent = flows.send(
+        load_settings(own, env={}),
+        KnownKeys.load(own),
+        Identity.load(user_key_path(up.home, "alice")),
+        ["bob"],
+        b"not yet",
+        policy=Policy(not_before=not_before),
+    )
+    with Person(browser, up.relay_url) as person:
+        person.import_key(user_key_path(up.home, "bob"))
+        person.open("inbox")
+        page = person.page
+        item = page.locator(f"li[data-message='{sent.message_id}']")
+        expect(item).to_be_visible()
+        assert time.time() < not_before, "the inbox was drawn after the message's not_before"
+        expect(item.get_by_role("button", name=READ)).to_have_count(0)
+        expect(item).to_contain_text(f"not before {utc_text(not_before)}: cannot be read yet")
+        delete = item.get_by_role("button", name=re.compile(r"^Delete the message "))
+        expect(delete).to_be_visible()
+        # Once the time comes, with no reload.
+        read = item.get_by_role("button", name=READ)
+        expect(read).to_be_visible(timeout=(opens_in + 10) * 1000)
+        assert time.time() >= not_before
+        expect(item).not_to_contain_text("not before")
+        expect(delete).to_be_visible()
+        read.click()
+        expect(page.locator("#plaintext")).to_have_text("not yet")
 
 
 def test_an_inbox_entry_with_two_badges_keeps_its_buttons_beside_it(

@@ -29,23 +29,27 @@ import { renderKnown } from "./identity.js";
 import { whileUnlocked, wipeOnLock, wipeShown } from "./lock.js";
 
 // What the sender's signed policy says of a message, as the relay lists it (null: unknown).
-function policyNotes(policy) {
+function policyNotes(policy, now) {
   if (!policy) return [];
   const notes = [];
   if (policy.max_releases === 1) notes.push("burn after reading");
   else if (policy.max_releases) notes.push(`at most ${policy.max_releases} reads`);
   if (policy.require_approval) notes.push("needs approval");
-  const now = Date.now() / 1000;
-  if (policy.not_before && now < policy.not_before)
-    notes.push(`not before ${time(policy.not_before)}`);
-  // Once past, the entry says so in place of Read (expiredBadge).
-  if (policy.expires && now < policy.expires) notes.push(`expires ${time(policy.expires)}`);
+  // Before not_before, and once expired, the entry says so in place of Read (windowBadge).
+  if (policy.expires && windowOf(policy, now) === "open")
+    notes.push(`expires ${time(policy.expires)}`);
   return notes;
 }
 
-// Past its sender's expiry (signed in the envelope's policy), custodians release its shares no
-// more: a read could only fail, so the entry offers none. Judged when the list is drawn.
-const hasExpired = (policy, now) => Boolean(policy?.expires) && now >= policy.expires;
+// Where a message stands in its sender's time window (signed in the envelope's policy):
+// "early" before its not_before, "expired" from its expiry on, else "open". Custodians release
+// its shares only while it is open (too_early, expired): else a read could only fail, so the
+// entry offers none. Judged when the list is drawn, and again as each of those times comes.
+function windowOf(policy, now) {
+  if (policy?.expires && now >= policy.expires) return "expired";
+  if (policy?.not_before && now < policy.not_before) return "early";
+  return "open";
+}
 
 // As the read's own headline says it: "expired at 2026-01-02 03:04:05 UTC".
 const utcText = (seconds) =>
@@ -57,6 +61,27 @@ const expiredBadge = (policy) =>
     { class: "badge refused expired", title: `expired ${time(policy.expires)}` },
     `expired at ${utcText(policy.expires)}: can no longer be read`,
   );
+
+// Before its not_before: Read comes then, without a reload (watchWindows).
+const notBeforeBadge = (policy) =>
+  h(
+    "span",
+    { class: "badge pending not-before", title: `not before ${time(policy.not_before)}` },
+    `not before ${utcText(policy.not_before)}: cannot be read yet`,
+  );
+
+function windowBadge(policy, now) {
+  const stands = windowOf(policy, now);
+  if (stands === "expired") return expiredBadge(policy);
+  if (stands === "early") return notBeforeBadge(policy);
+  return null;
+}
+
+// How long the list waits at most before it looks at the time again: a timer's delay does not
+// count the time a machine slept, nor a clock set forward meanwhile.
+const RECHECK_MS = 60_000;
+// Redraws the entries of the list drawn last whose time window turned (watchWindows).
+let windowTimer = null;
 
 export async function refreshInbox() {
   const card = $("#inbox .card");
@@ -75,7 +100,6 @@ export async function refreshInbox() {
     const gone = await api.goneMessages(reader);
     if (state.epoch !== epoch) return; // the page locked meanwhile
     const now = Date.now() / 1000;
-    const unreadable = (m) => gone.has(m.id) || hasExpired(m.policy, now);
     setStatus(
       card,
       messages.length
@@ -83,73 +107,109 @@ export async function refreshInbox() {
         : `No messages for ${reader.name}.`,
       "ok",
     );
-    show(
-      $("#inbox-list"),
-      messages.length
-        ? h(
-            "ul",
-            { class: "messages" },
-            messages
-              .slice()
-              .reverse()
-              .map((m) =>
-                h(
-                  "li",
-                  { "data-message": m.id },
-                  h(
-                    "div",
-                    {},
-                    h("strong", {}, m.sender.name),
-                    " ",
-                    h(
-                      "span",
-                      { class: "hint" },
-                      `${time(m.created)} · ${m.size} bytes · ${m.id.slice(0, 8)}…`,
-                    ),
-                    ...policyNotes(m.policy).map((note) => h("span", { class: "badge" }, note)),
-                    hasExpired(m.policy, now)
-                      ? expiredBadge(m.policy)
-                      : gone.has(m.id)
-                        ? goneBadge()
-                        : null,
-                  ),
-                  h(
-                    "span",
-                    { class: "buttons" },
-                    // Not where a read here found it can no longer be read, nor past its
-                    // expiry: it would only fail.
-                    unreadable(m)
-                      ? null
-                      : h(
-                          "button",
-                          {
-                            type: "button",
-                            class: "read",
-                            "aria-label": `Read the message from ${m.sender.name} of ${time(m.created)}`,
-                            onclick: (e) => readMessage(m.id, e.target),
-                          },
-                          "Read",
-                        ),
-                    // Not for a message you sent: only unsending, which destroys its shares too.
-                    m.sender.fingerprint === reader.public.fingerprintHex
-                      ? null
-                      : h(
-                          "button",
-                          {
-                            type: "button",
-                            class: "danger",
-                            "aria-label": `Delete the message from ${m.sender.name} of ${time(m.created)} from your inbox`,
-                            onclick: (e) => deleteMessage(m, e.target),
-                          },
-                          "Delete",
-                        ),
-                  ),
-                ),
-              ),
-          )
-        : null,
-    );
+    clearTimeout(windowTimer); // the list it watched is replaced
+    windowTimer = null;
+    const list = messages.length
+      ? h(
+          "ul",
+          { class: "messages" },
+          messages
+            .slice()
+            .reverse()
+            .map((m) => inboxEntry(m, reader, gone, now)),
+        )
+      : null;
+    show($("#inbox-list"), list);
+    if (list) watchWindows(list, messages, reader, epoch, now);
   });
+}
+
+// One message of the inbox list, as it stands at `now` (unix seconds).
+function inboxEntry(m, reader, gone, now) {
+  const open = windowOf(m.policy, now) === "open";
+  return h(
+    "li",
+    { "data-message": m.id },
+    h(
+      "div",
+      {},
+      h("strong", {}, m.sender.name),
+      " ",
+      h("span", { class: "hint" }, `${time(m.created)} · ${m.size} bytes · ${m.id.slice(0, 8)}…`),
+      ...policyNotes(m.policy, now).map((note) => h("span", { class: "badge" }, note)),
+      windowBadge(m.policy, now) ?? (gone.has(m.id) ? goneBadge() : null),
+    ),
+    h(
+      "span",
+      { class: "buttons" },
+      // Not where a read here found it can no longer be read, nor outside its time window:
+      // it would only fail.
+      gone.has(m.id) || !open
+        ? null
+        : h(
+            "button",
+            {
+              type: "button",
+              class: "read",
+              "aria-label": `Read the message from ${m.sender.name} of ${time(m.created)}`,
+              onclick: (e) => readMessage(m.id, e.target),
+            },
+            "Read",
+          ),
+      // Not for a message you sent: only unsending, which destroys its shares too.
+      m.sender.fingerprint === reader.public.fingerprintHex
+        ? null
+        : h(
+            "button",
+            {
+              type: "button",
+              class: "danger",
+              "aria-label": `Delete the message from ${m.sender.name} of ${time(m.created)} from your inbox`,
+              onclick: (e) => deleteMessage(m, e.target),
+            },
+            "Delete",
+          ),
+    ),
+  );
+}
+
+// A list drawn before a message's not_before or expiry would go on offering Read, or none,
+// until drawn again. So when the first of those times comes, the entries whose window turned
+// are drawn again: Read comes at not_before and goes at the expiry, each saying so. Stops
+// once the list is drawn again or emptied (the page locked).
+function watchWindows(list, messages, reader, epoch, drawnAt) {
+  const drawn = new Map(messages.map((m) => [m.id, windowOf(m.policy, drawnAt)]));
+  const schedule = (now) => {
+    const next = Math.min(
+      ...messages
+        .flatMap((m) => [m.policy?.not_before, m.policy?.expires])
+        .filter((t) => t && t > now),
+    );
+    if (next === Infinity) return;
+    // Fired before that time (RECHECK_MS, a clock set back), it only sets the next.
+    windowTimer = setTimeout(turn, Math.min((next - now) * 1000, RECHECK_MS));
+  };
+  const turn = async () => {
+    windowTimer = null;
+    if (state.epoch !== epoch || !list.isConnected) return;
+    const now = Date.now() / 1000;
+    const turned = messages.filter((m) => windowOf(m.policy, now) !== drawn.get(m.id));
+    // What a read here found since (showIfGone) stays said.
+    const gone = turned.length ? await api.goneMessages(reader).catch(() => new Set()) : null;
+    if (state.epoch !== epoch || !list.isConnected) return;
+    for (const m of turned) {
+      drawn.set(m.id, windowOf(m.policy, now));
+      const old = $(`li[data-message="${m.id}"]`, list);
+      if (!old) continue;
+      const focused = old.contains(document.activeElement) ? document.activeElement : null;
+      const entry = inboxEntry(m, reader, gone, now);
+      old.replaceWith(entry);
+      // Keyboard focus stays on the entry: on the same button, or the one left.
+      if (focused) ($(`button.${focused.classList[0]}`, entry) ?? $("button", entry))?.focus();
+    }
+    schedule(now);
+  };
+  schedule(drawnAt);
 }
 
 const goneBadge = () => h("span", { class: "badge refused gone" }, "can no longer be read");
