@@ -6,12 +6,14 @@ import argparse
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from securecomm.cli import main
 from securecomm.cli._common import ProgressBar, parse_duration
+from securecomm.cli.people import _inbox_notes
 from securecomm.client.trust import KnownKeys
 from securecomm.config import load_settings
 from securecomm.errors import KeyChangedError, ParameterError
@@ -155,3 +157,22 @@ def test_init_tls_refuses_a_network_made_without_it(tmp_path: Path) -> None:
         init_home(home, tls=True)
     assert (home / "network.json").read_bytes() == network
     assert not (home / "tls").exists()
+
+
+# 2027-01-15 08:00:00 UTC: a policy's times in the inbox, said as the custodians say them.
+POLICY_TIME = 1_800_000_000
+
+
+def test_the_inbox_says_an_expiry_past_and_a_not_before_to_come_in_utc() -> None:
+    """`inbox` said "expired <local time>" where the page, the read and the custodians say
+    "expired at ... UTC", and a not_before to come in local time too."""
+
+    def notes(now: int, **policy: int) -> list[str]:
+        return _inbox_notes({"policy": policy}, now)
+
+    assert notes(POLICY_TIME, expires=POLICY_TIME) == ["expired at 2027-01-15 08:00:00 UTC"]
+    assert notes(POLICY_TIME - 1, not_before=POLICY_TIME) == ["not before 2027-01-15 08:00:00 UTC"]
+    # Within the window: an expiry to come stays in local time, and not_before is not said.
+    assert notes(POLICY_TIME, not_before=POLICY_TIME, expires=POLICY_TIME + 60) == [
+        f"expires {time.strftime('%Y-%m-%d %H:%M', time.localtime(POLICY_TIME + 60))}"
+    ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..client.trust import KnownKeys
 from ..config import Settings
-from ..envelope import Policy, name_for_file
+from ..envelope import Policy, name_for_file, utc_text
 from ..identity import Keys
 from ._common import (
     EXIT_BAD_INPUT,
@@ -182,11 +182,15 @@ def _inbox_notes(item: dict[str, Any], now: int) -> list[str]:
         notes.append(f"at most {policy['max_releases']} reads")
     if policy.get("require_approval"):
         notes.append("needs the operators' approval")
+    # Until not_before, and from the expiry on, the custodians refuse a read (too_early,
+    # expired): said in UTC, as they and the read say it.
     if policy.get("not_before") and now < policy["not_before"]:
-        notes.append(f"not before {_local_time(policy['not_before'])}")
+        notes.append(f"not before {utc_text(policy['not_before'])}")
     if policy.get("expires"):
-        expired = now >= policy["expires"]
-        notes.append(f"{'expired' if expired else 'expires'} {_local_time(policy['expires'])}")
+        if now >= policy["expires"]:
+            notes.append(f"expired at {utc_text(policy['expires'])}")
+        else:
+            notes.append(f"expires {_local_time(policy['expires'])}")
     seen = item.get("seen") or {}
     if seen.get("read_at"):
         notes.append(f"read {_local_time(seen['read_at'])}")
