@@ -4,6 +4,7 @@ good, to be approved for nothing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,7 @@ from tests.browser.test_web_fixes import (
     short_read,
     withdrawn_of,
 )
-from tests.integration.test_cli_system import Up, running_up
+from tests.integration.test_cli_system import Up, events_of, running_up
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +45,26 @@ def test_a_read_that_succeeded_withdraws_the_requests_it_did_not_need(
             assert len(withdrawn_of(up, name, message_id)) == 1, name
     finally:
         wanda.close()
+
+
+def test_a_read_of_a_burnt_message_tells_its_custodians_it_arrived(
+    browser: Browser, up: Up
+) -> None:
+    """A custodian keeps a release it gives once for its reader for an hour, in case the
+    answer is lost on the way (spec 12.2). The page, once the message is shown, tells each
+    it arrived, as the CLI does, and they delete it: a second read in the page finds the
+    shares destroyed, not served again."""
+    ursula = Person(browser, up.relay_url)
+    ursula.create("ursula")
+    try:
+        message_id = cli_send(up, "ursula", "once, and said so", "--burn-after-reading")
+        page = ursula.read(message_id)
+        expect(page.locator("#plaintext")).to_have_text("once, and said so")
+        for name in ("alpha", "bravo", "charlie", "delta", "echo"):
+            waited = time.monotonic() + 10  # told in the background, after the message shows
+            while "release_acknowledged" not in (events := events_of(up, name, message_id)):
+                assert time.monotonic() < waited, f"{name}: {events}"
+                time.sleep(0.1)
+            assert events.count("release") == 1 and "release_repeated" not in events, events
+    finally:
+        ursula.close()

@@ -341,6 +341,17 @@ def audit(home: Path, url: str, name: str) -> list[dict[str, Any]]:
         return list(paged(page))
 
 
+def events_of(up: Up, name: str, message_id: str) -> list[str]:
+    """The audit events of custodian ``name`` about ``message_id`` (by id, or by its ref)."""
+    entries = audit(up.home, up.url(name), name)
+    refs = {e["data"]["ref"] for e in entries if e["data"].get("message_id") == message_id}
+    return [
+        e["event"]
+        for e in entries
+        if e["data"].get("message_id") == message_id or e["data"].get("ref") in refs
+    ]
+
+
 def release(url: str, name: str, reader: Identity, message_id: str) -> tuple[int, str]:
     """Ask custodian ``name`` for its share as ``reader``: (HTTP status, code)."""
     with ServiceClient(url, name, reader) as client:

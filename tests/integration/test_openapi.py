@@ -412,6 +412,12 @@ def test_success_paths_match_the_documents(stack: Stack, http: httpx.Client) -> 
     alpha.call(operator, "POST", release + "/deny", 409, release_id=rid)
     alpha.call(operator, "GET", release, 200, release_id=rid)
     alpha.call(bob, "GET", release, 200, release_id=rid)
+    alpha.call(bob, "GET", release, 200, release_id=rid)  # kept for bob, given again
+    alpha.call(bob, "DELETE", "/v1/releases", 400, query="message_id=nope")
+    for _ in range(2):  # acknowledging twice is fine
+        alpha.call(
+            bob, "DELETE", "/v1/releases", 200, query=f"message_id={_ask(gated)['message_id']}"
+        )
     alpha.call(bob, "GET", release, 410, release_id=rid)
     alpha.call(operator, "GET", "/v1/releases", 200, query="status=released")
     rid = alpha.call(bob, "POST", "/v1/releases", 202, body=_ask(refused)).json()["release_id"]

@@ -118,15 +118,15 @@ def chain_of(stack: Stack, name: str) -> list[dict[str, Any]]:
 
 
 def read_at_once(
-    stack: Stack, reader: Identity, envelope: Envelope, keys: dict[str, PublicIdentity]
+    stack: Stack, readers: list[Identity], envelope: Envelope, keys: dict[str, PublicIdentity]
 ) -> tuple[dict[str, list[str]], list[bytes]]:
-    """``CLIENTS`` reads of ``envelope`` at once, each asking every custodian together:
-    each custodian's answers ("200" or "status code"), and the plaintext of each read that
-    got enough shares."""
+    """``CLIENTS`` reads of ``envelope`` at once, one by each of ``readers``, each asking
+    every custodian together: each custodian's answers ("200" or "status code"), and the
+    plaintext of each read that got enough shares."""
     body = {"v": 1, "message_id": envelope.id}
     asks = [
-        (client, name, functools.partial(signed, stack.custodians[name], reader, "POST",
-                                         "/v1/releases", body))
+        (client, name, functools.partial(signed, stack.custodians[name], readers[client],
+                                         "POST", "/v1/releases", body))
         for client in range(CLIENTS)
         for name in NAMES
     ]  # fmt: skip
@@ -136,7 +136,7 @@ def read_at_once(
     for (client, name, _), answer in zip(asks, answers, strict=True):
         if answer.status_code == 200:
             release = Release.from_json(answer.json())
-            shares[client][name] = release.open(reader, keys[name])
+            shares[client][name] = release.open(readers[client], keys[name])
             said[name].append("200")
         else:
             said[name].append(f"{answer.status_code} {answer.json().get('code')}")
@@ -148,13 +148,15 @@ def read_at_once(
 def test_concurrent_reads_never_release_a_share_more_than_max_releases(
     busy: Stack, max_releases: int
 ) -> None:
-    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    """``CLIENTS`` recipients read at once: ``max_releases`` of them get each share."""
+    alice = Identity.generate("alice")
+    readers = [Identity.generate(f"reader{chr(ord('a') + i)}") for i in range(CLIENTS)]
     keys = custodian_keys(busy)
     expected = {"200": max_releases, "410 destroyed": CLIENTS - max_releases}
     for trial in range(TRIALS):
         text = f"read at most {max_releases} time(s), trial {trial}".encode()
-        envelope, _ = send(busy, alice, [bob], text, Policy(max_releases=max_releases))
-        said, reads = read_at_once(busy, bob, envelope, keys)
+        envelope, _ = send(busy, alice, readers, text, Policy(max_releases=max_releases))
+        said, reads = read_at_once(busy, readers, envelope, keys)
         answered = {name: dict(Counter(said[name])) for name in NAMES}
         assert answered == dict.fromkeys(NAMES, expected), f"trial {trial}: {answered}"
         assert len(reads) <= max_releases
@@ -168,6 +170,28 @@ def test_concurrent_reads_never_release_a_share_more_than_max_releases(
             assert events["release"] == max_releases, (name, events)
             assert events["burn"] == 1, (name, events)
             assert events["refusal"] == CLIENTS - max_releases, (name, events)
+
+
+def test_one_readers_concurrent_reads_are_released_each_share_once(busy: Stack) -> None:
+    """One recipient reading ``CLIENTS`` times at once (say, a read retried while the first
+    still waits) is released each share once and given the same answer the other times
+    (spec section 12.2): the share is burnt once, for that reader."""
+    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    keys = custodian_keys(busy)
+    for trial in range(TRIALS):
+        text = f"one reader, trial {trial}".encode()
+        envelope, _ = send(busy, alice, [bob], text, Policy(max_releases=1))
+        said, reads = read_at_once(busy, [bob] * CLIENTS, envelope, keys)
+        assert said == dict.fromkeys(NAMES, ["200"] * CLIENTS), f"trial {trial}: {said}"
+        assert reads == [text] * CLIENTS
+        for name in NAMES:
+            events = Counter(
+                e["event"]
+                for e in chain_of(busy, name)
+                if e["data"].get("message_id") == envelope.id
+            )
+            assert events["release"] == 1 and events["burn"] == 1, (name, events)
+            assert events["release_repeated"] == CLIENTS - 1, (name, events)
 
 
 # Concurrent audit appends

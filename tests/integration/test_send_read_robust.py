@@ -38,6 +38,7 @@ from .test_cli_system import (
     check_withdrawn,
     clean_env,
     cli,
+    events_of,
     explain,
     inbox,
     last_seq,
@@ -428,12 +429,62 @@ def test_a_read_killed_after_burnt_shares_were_released_loses_none(up: Up) -> No
         reading.kill()
         reading.communicate(timeout=10)
     assert kept_releases() == ["alpha", "bravo", "charlie"]
-    for name in ("alpha", "bravo", "charlie"):  # burnt: asked again, each says so
-        assert release(up.url(name), name, user(up.home, "bob"), message_id) == (410, "destroyed")
+    for name in ("alpha", "bravo", "charlie"):  # released, and so burnt
+        assert events_of(up, name, message_id)[-2:] == ["release", "burn"], name
     opened = read(up.home, message_id)
     assert opened.returncode == 0, explain(opened)
     assert opened.stdout == "burnt, not lost"
     assert kept_releases() == []  # a read that succeeded keeps nothing
+    for name in ("alpha", "bravo", "charlie"):  # the read used bob's copies, not theirs
+        assert "release_repeated" not in events_of(up, name, message_id), name
+
+
+def test_a_burnt_share_whose_answer_was_lost_is_given_again_to_its_reader(up: Up) -> None:
+    """delta and echo are frozen while a read that needs four shares asks them; the read is
+    killed. Woken, they serve the requests still queued: each releases its share, burns it,
+    and answers a reader that is gone. The next read is given those answers again (each
+    custodian keeps a release it gives once for its reader for an hour, spec section 12.2),
+    and then tells them it has the message, so nothing is kept. Before, delta and echo said
+    "destroyed" and the message could never be read."""
+    message_id = send(up.home, "lost, then found", "--threshold", "4", "--burn-after-reading")
+    frozen = frozen_custodians(up, "delta", "echo")
+    kept_file = up.home / "people" / "bob" / "users" / "bob.pending.json"
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        reading = start_cli(up.home, "read", message_id, "--as", "bob", env={})
+        waited = time.monotonic() + 8  # the read waits 15 s for the frozen two
+        while time.monotonic() < waited:
+            kept = json.loads(kept_file.read_text("utf-8")) if kept_file.exists() else {}
+            if len(kept.get(message_id, {}).get("released", {})) == 3:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # delta's and echo's requests are in their sockets' queues
+        assert reading.poll() is None, "the read ended before it was killed"
+        reading.kill()
+        reading.communicate(timeout=10)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    for name in ("delta", "echo"):  # woken: released and burnt, to nobody
+        wait_for_events(up, name, message_id, ["release", "burn"])
+    opened = read(up.home, message_id)
+    assert opened.returncode == 0, explain(opened)
+    assert opened.stdout == "lost, then found"
+    for name in ("delta", "echo"):
+        events = events_of(up, name, message_id)
+        assert events[-2:] == ["release_repeated", "release_acknowledged"], f"{name}: {events}"
+        assert events.count("release") == 1, f"{name}: {events}"
+    again = read(up.home, message_id)  # acknowledged: the kept releases are gone
+    assert again.returncode == 1, explain(again)
+    assert "can no longer be read" in again.stderr, explain(again)
+
+
+def wait_for_events(up: Up, name: str, message_id: str, last: list[str]) -> None:
+    deadline = time.monotonic() + 20
+    while (events := events_of(up, name, message_id))[-len(last) :] != last:
+        assert time.monotonic() < deadline, f"{name}: {events}"
+        time.sleep(0.1)
 
 
 # Item 5: a hung custodian does not hold read, and is named

@@ -26,6 +26,7 @@ from securecomm.shares import Share
 from tests.backends import Backend
 
 from .conftest import NAMES, Service, Stack, engine_of, free_port, stored_bytes, write_config
+from .test_cli_system import audit
 
 
 def custodian_keys(stack: Stack) -> dict[str, PublicIdentity]:
@@ -166,11 +167,22 @@ def test_unsend_destroys_the_shares(stack: Stack) -> None:
 
 
 def test_burn_after_reading(stack: Stack) -> None:
-    alice, bob = Identity.generate("alice"), Identity.generate("bob")
-    envelope, _ = send(stack, alice, [bob], b"read once", Policy(max_releases=1))
-    assert read(stack, bob, envelope.id, ["alpha", "charlie", "echo"]) == b"read once"
+    """Read once: bob's read again (its answers lost on the way, say) is given the same
+    releases, carol's finds the shares destroyed, and once bob says he has the message,
+    so does his."""
+    alice, bob, carol = (Identity.generate(n) for n in ("alice", "bob", "carol"))
+    envelope, _ = send(stack, alice, [bob, carol], b"read once", Policy(max_releases=1))
+    three = ["alpha", "charlie", "echo"]
+    assert read(stack, bob, envelope.id, three) == b"read once"
+    assert read(stack, bob, envelope.id, three) == b"read once"
     with pytest.raises(ServiceError) as refused:
-        read(stack, bob, envelope.id, ["alpha", "charlie", "echo"])
+        read(stack, carol, envelope.id, three)
+    assert (refused.value.status, refused.value.code) == (410, "destroyed")
+    for name in three:
+        with ServiceClient(stack.custodians[name].url, name, bob) as client:
+            client.request("DELETE", "/v1/releases", params={"message_id": envelope.id})
+    with pytest.raises(ServiceError) as refused:
+        read(stack, bob, envelope.id, three)
     assert (refused.value.status, refused.value.code) == (410, "destroyed")
 
 
@@ -283,16 +295,38 @@ def _signed_post(service: Service, who: Identity, path: str, body: dict[str, obj
     return httpx.post(service.url + path, content=content, headers=headers, timeout=30).status_code
 
 
+def _each_in_turn(
+    readers: list[Identity], service: Service, body: dict[str, object]
+) -> Callable[[], int]:
+    """A release request signed by the next of ``readers`` each time it is called."""
+    turns = iter(readers)
+    lock = threading.Lock()
+
+    def ask() -> int:
+        with lock:
+            reader = next(turns)
+        return _signed_post(service, reader, "/v1/releases", body)
+
+    return ask
+
+
 def test_concurrent_releases_never_exceed_max_releases(stack: Stack) -> None:
-    """Four simultaneous requests for a burn-after-reading share: exactly one wins."""
-    alice, bob = Identity.generate("alice"), Identity.generate("bob")
+    """Four recipients ask at once for a burn-after-reading share: exactly one wins. One
+    recipient asking four times at once is released the share once, and given the same
+    answer the other three times."""
+    alice = Identity.generate("alice")
+    readers = [Identity.generate(n) for n in ("bob", "carol", "dave", "erin")]
+    bravo = stack.custodians["bravo"]
     for _ in range(5):
-        envelope, _ = send(stack, alice, [bob], b"race", Policy(max_releases=1))
+        envelope, _ = send(stack, alice, readers, b"race", Policy(max_releases=1))
         body: dict[str, object] = {"v": 1, "message_id": envelope.id}
-        codes = _race(
-            4, functools.partial(_signed_post, stack.custodians["bravo"], bob, "/v1/releases", body)
-        )
-        assert codes == [200, 410, 410, 410]
+        assert _race(4, _each_in_turn(readers, bravo, body)) == [200, 410, 410, 410]
+        once, _ = send(stack, alice, readers, b"race", Policy(max_releases=1))
+        body = {"v": 1, "message_id": once.id}
+        codes = _race(4, functools.partial(_signed_post, bravo, readers[0], "/v1/releases", body))
+        assert codes == [200, 200, 200, 200]
+        events = [e["event"] for e in audit(stack.home, bravo.url, "bravo")]
+        assert events[-4:].count("release_repeated") == 3, events[-6:]
 
 
 def test_concurrent_identical_deposits_get_one_201(stack: Stack) -> None:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from securecomm._encoding import b64decode
 from securecomm.config import Settings
@@ -181,20 +182,69 @@ def test_release_inside_the_window(alpha: Service) -> None:
     assert release(alpha, BOB, draft.header.id).status_code == 200
 
 
-def test_burn_after_reading(alpha: Service) -> None:
-    draft, _ = held(alpha, Policy(max_releases=1))
+def acknowledge(svc: Service, who: Identity, message_id: str) -> Reply:
+    return svc.call(who, "DELETE", "/v1/releases", query=f"message_id={message_id}")
+
+
+def test_burn_after_reading(alpha: Service, settings: Settings) -> None:
+    """The share is released once. Its answer is kept for its reader only, who may have
+    lost it on the way (spec section 12.2), until the reader says it has it."""
+    draft, _ = held(alpha, Policy(max_releases=1), recipients=(BOB, CAROL))
     first = release(alpha, BOB, draft.header.id)
     assert first.status_code == 200
-    second = release(alpha, BOB, draft.header.id)
-    assert second.status_code == 410
-    assert second.json["code"] == "destroyed"
+    assert Release.from_json(first.json).open(BOB, alpha.public) == draft.shares[0]
+    refused = release(alpha, CAROL, draft.header.id)
+    assert (refused.status_code, refused.json["code"]) == (410, "destroyed")
+    again = release(alpha, BOB, draft.header.id)
+    assert (again.status_code, again.data) == (200, first.data)  # the same answer, as given
+    for _ in range(2):
+        acked = acknowledge(alpha, BOB, draft.header.id)
+        assert acked.status_code == 200, acked.json
+        assert acked.json == {"v": 1, "message_id": draft.header.id, "kept": False}
+    gone = release(alpha, BOB, draft.header.id)
+    assert (gone.status_code, gone.json["code"]) == (410, "destroyed")
+    events = [
+        e["event"]
+        for e in alpha.call(operator(settings, "alpha"), "GET", "/v1/audit").json["entries"]
+    ]
+    assert events.count("release") == 1 and events.count("burn") == 1
+    assert events.count("release_repeated") == 1 and events.count("release_acknowledged") == 1
 
 
-def test_max_releases_two_allows_exactly_two(alpha: Service) -> None:
-    draft, _ = held(alpha, Policy(max_releases=2))
+def test_a_kept_release_is_not_counted_again(alpha: Service) -> None:
+    """Two releases for three recipients: bob asking twice (his first answer lost) leaves
+    carol's; the third recipient finds the share used up."""
+    draft, _ = held(alpha, Policy(max_releases=2), recipients=(BOB, CAROL, EVE))
     assert release(alpha, BOB, draft.header.id).status_code == 200
     assert release(alpha, BOB, draft.header.id).status_code == 200
-    assert release(alpha, BOB, draft.header.id).status_code == 410
+    assert release(alpha, CAROL, draft.header.id).status_code == 200
+    assert release(alpha, EVE, draft.header.id).status_code == 410
+    assert release(alpha, BOB, draft.header.id).status_code == 200
+
+
+def test_a_kept_release_ends_with_its_time_and_with_unsend(
+    alpha: Service, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from securecomm.custodian import tables, views
+    from securecomm.service import storage
+
+    burnt, _ = held(alpha, Policy(max_releases=1))
+    assert release(alpha, BOB, burnt.header.id).status_code == 200
+    unsent, receipt = held(alpha, Policy(max_releases=1))
+    assert release(alpha, BOB, unsent.header.id).status_code == 200
+    # Its sender unsends a message already burnt: what was kept for its reader goes too.
+    assert alpha.call(ALICE, "DELETE", f"/v1/deposits/{receipt.ref}").status_code == 204
+    r = release(alpha, BOB, unsent.header.id)
+    assert (r.status_code, r.json["code"]) == (410, "destroyed")
+    assert release(alpha, BOB, burnt.header.id).status_code == 200
+    monkeypatch.setattr(views, "KEEP_SECONDS", 0)  # the hour is up
+    storage._next_sweep.clear()
+    r = release(alpha, BOB, burnt.header.id)
+    assert (r.status_code, r.json["code"]) == (410, "destroyed")
+    with alpha.app.extensions["custodian"].db.connect() as conn:
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(tables.kept_releases)).scalar() == 0
+        )
 
 
 # Operator approval
@@ -235,9 +285,14 @@ def test_approval_flow(alpha: Service, settings: Settings) -> None:
     assert got.status_code == 200, got.json
     assert Release.from_json(got.json).open(BOB, alpha.public) == draft.shares[0]
 
+    # Collected once: asked again, its reader is given the same answer (the first may have
+    # been lost on the way), until it says it has it.
     again = alpha.call(BOB, "GET", path)
-    assert again.status_code == 410
-    assert again.json["code"] == "already_released"
+    assert (again.status_code, again.data) == (200, got.data)
+    assert acknowledge(alpha, BOB, draft.header.id).status_code == 200
+    after = alpha.call(BOB, "GET", path)
+    assert after.status_code == 410
+    assert after.json["code"] == "already_released"
 
 
 def test_its_reader_withdraws_a_release_and_no_one_can_approve_it_after(
@@ -351,8 +406,12 @@ def test_a_reader_who_asks_again_gets_its_open_request(alpha: Service, settings:
     got = release(alpha, BOB, draft.header.id)  # the approval came after the read that asked
     assert got.status_code == 200, got.json
     assert Release.from_json(got.json).open(BOB, alpha.public) == draft.shares[0]
+    # Collected: the same answer again (in case it was lost), until its reader has it; then
+    # the next read is a new request, for the operator again.
+    assert alpha.call(BOB, "GET", f"/v1/releases/{release_id}").data == got.data
+    assert release(alpha, BOB, draft.header.id).data == got.data
+    assert acknowledge(alpha, BOB, draft.header.id).status_code == 200
     assert alpha.call(BOB, "GET", f"/v1/releases/{release_id}").status_code == 410
-    # Collected: the next read is a new request, for the operator again.
     fresh = release(alpha, BOB, draft.header.id)
     assert fresh.status_code == 202
     assert fresh.json["release_id"] != release_id
@@ -421,6 +480,8 @@ def test_audit_lists_every_event_in_order_and_verifies(alpha: Service, settings:
     first = release(alpha, BOB, gated.header.id).json["release_id"]  # release_requested
     assert alpha.call(op, "POST", f"/v1/releases/{first}/approve").status_code == 200
     assert release(alpha, BOB, gated.header.id).status_code == 200  # release (the approved one)
+    assert release(alpha, BOB, gated.header.id).status_code == 200  # release_repeated
+    assert acknowledge(alpha, BOB, gated.header.id).status_code == 200  # release_acknowledged
     second = release(alpha, BOB, gated.header.id).json["release_id"]  # release_requested
     assert alpha.call(op, "POST", f"/v1/releases/{second}/deny").status_code == 200
     assert alpha.call(ALICE, "DELETE", f"/v1/deposits/{plain_receipt.ref}").status_code == 204
@@ -430,7 +491,7 @@ def test_audit_lists_every_event_in_order_and_verifies(alpha: Service, settings:
     assert r.status_code == 200
     entries = r.json["entries"]
     events = [e["event"] for e in entries]
-    assert events[:11] == [
+    assert events[:13] == [
         "deposit",
         "deposit",
         "deposit",
@@ -439,12 +500,14 @@ def test_audit_lists_every_event_in_order_and_verifies(alpha: Service, settings:
         "release_requested",
         "approved",
         "release",
+        "release_repeated",
+        "release_acknowledged",
         "release_requested",
         "denied",
         "delete",
     ]
     # The last release burns the share: both are logged (their order has its own test).
-    assert sorted(events[11:]) == ["burn", "release"]
+    assert sorted(events[13:]) == ["burn", "release"]
     first_seen = list(dict.fromkeys(events))
     assert first_seen == [
         "deposit",
@@ -452,6 +515,8 @@ def test_audit_lists_every_event_in_order_and_verifies(alpha: Service, settings:
         "refusal",
         "release_requested",
         "approved",
+        "release_repeated",
+        "release_acknowledged",
         "denied",
         "delete",
         "burn",
@@ -545,31 +610,51 @@ def test_no_share_in_audit_log_or_database(alpha: Service, settings: Settings) -
     assert secret_text not in audit_json, "the plaintext is in the audit JSON"
 
 
-@pytest.mark.parametrize("how", ["burn", "unsend"])
+@pytest.mark.parametrize("how", ["burn", "burn, time up", "burn, unsent", "unsend"])
 def test_destroyed_share_is_gone_from_the_database_files(
-    alpha: Service, settings: Settings, how: str
+    alpha: Service, settings: Settings, how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After burn-after-reading or unsend, the sealed share must not survive on disk:
-    the custodian's own key (HOME/custodians/NAME/identity.key) still opens it."""
+    the custodian's own key (HOME/custodians/NAME/identity.key) still opens it. Nor the
+    release kept for its reader, once acknowledged or its time is up: the reader's key
+    opens that."""
     others = [Identity.generate(n).public for n in CUSTODIANS[1:]]
-    policy = Policy(max_releases=1) if how == "burn" else Policy()
+    policy = Policy(max_releases=1) if how.startswith("burn") else Policy()
     draft = custody_draft(ALICE, [BOB], [alpha.public, *others], policy=policy)
     request = deposit_request(draft, 0, alpha.public, ALICE)
     r = alpha.call(ALICE, "POST", "/v1/deposits", request.to_json())
     assert r.status_code == 201
     assert request.sealed_share in database_bytes(settings, "alpha"), "control: not stored"
-    if how == "burn":
-        assert release(alpha, BOB, draft.header.id).status_code == 200
+    released = b""
+    if how.startswith("burn"):
+        answer = release(alpha, BOB, draft.header.id)
+        assert answer.status_code == 200
+        released = b64decode(answer.json["sealed_share"], field="sealed_share")
+        kept = database_bytes(settings, "alpha")
+        assert any(form in kept for form in _forms(released)), "control: not kept"
+        if how == "burn":
+            assert acknowledge(alpha, BOB, draft.header.id).status_code == 200
+        elif how == "burn, unsent":
+            ref = Receipt.from_json(r.json).ref
+            assert alpha.call(ALICE, "DELETE", f"/v1/deposits/{ref}").status_code == 204
+        else:
+            from securecomm.custodian import views
+            from securecomm.service import storage
+
+            monkeypatch.setattr(views, "KEEP_SECONDS", 0)
+            storage._next_sweep.clear()
     else:
         ref = Receipt.from_json(r.json).ref
         assert alpha.call(ALICE, "DELETE", f"/v1/deposits/{ref}").status_code == 204
     assert release(alpha, BOB, draft.header.id).status_code == 410
     leftovers = [
-        p.name
+        (p.name, what)
         for p in settings.custodian_dir("alpha").iterdir()
-        if p.name.startswith("custodian.db") and request.sealed_share in p.read_bytes()
+        if p.name.startswith("custodian.db")
+        for what, secret in (("share", request.sealed_share), ("release", released))
+        if secret and any(form in p.read_bytes() for form in _forms(secret))
     ]
-    assert leftovers == [], f"the destroyed sealed share is still in {leftovers}"
+    assert leftovers == [], f"the destroyed sealed share or release is still in {leftovers}"
 
 
 # Identity and health

@@ -127,6 +127,28 @@ def test_an_approval_does_not_outrank_the_policy() -> None:
     assert refused(decide(gone, BOB, NOW, Verdict.APPROVED)) == (410, "destroyed")
 
 
+def test_a_kept_release_is_answered_again_to_its_reader_only() -> None:
+    """An answer lost on the way is not a share burnt for nobody (spec section 12.2): its
+    reader asking again gets it again, whatever the share became since, unless unsent."""
+    burnt = deposit(Policy(max_releases=1, expires=NOW), releases=1, destroyed="burned")
+    assert decide(burnt, BOB, NOW + 60, kept=True) == Decision(Outcome.REPEAT)
+    approved = deposit(APPROVAL, releases=1)
+    assert decide(approved, BOB, NOW, Verdict.RELEASED, kept=True) == Decision(Outcome.REPEAT)
+    # Kept for bob says nothing for anyone else, nor once its sender unsent it.
+    assert refused(decide(burnt, ("eve", "e0" * 32), NOW, kept=True)) == (410, "destroyed")
+    unsent = deposit(Policy(max_releases=1), releases=1, destroyed="unsent")
+    assert refused(decide(unsent, BOB, NOW, kept=True)) == (410, "destroyed")
+    # Nor for a request still waiting, denied or withdrawn.
+    for verdict, answer in (
+        (Verdict.PENDING, (202, None)),
+        (Verdict.DENIED, (403, "denied")),
+        (Verdict.WITHDRAWN, (410, "withdrawn")),
+    ):
+        decision = decide(approved, BOB, NOW, verdict, kept=True)
+        assert decision.outcome is not Outcome.REPEAT
+        assert (decision.status, decision.code) == answer
+
+
 times = st.one_of(st.none(), st.integers(0, 2**40 - 1))  # room for expires = not_before + 1
 
 

@@ -252,7 +252,13 @@ def cmd_read(args: argparse.Namespace) -> None:
     )
     if result.saved is not None:
         _saved(args, settings, reader, result.saved, into_directory)
-        flows.withdraw_requests(settings, reader, result.unneeded, warn=warn)
+        flows.withdraw_requests(
+            settings,
+            reader,
+            result.unneeded,
+            warn=warn,
+            acknowledge=(args.message_id, result.given_once),
+        )
         return
     out = args.out
     if into_directory:
@@ -275,7 +281,13 @@ def cmd_read(args: argparse.Namespace) -> None:
     if to_terminal and not result.plaintext.endswith(b"\n"):
         print()
     # Once the message is out: a custodian that hangs delays nothing shown or kept.
-    flows.withdraw_requests(settings, reader, result.unneeded, warn=warn)
+    flows.withdraw_requests(
+        settings,
+        reader,
+        result.unneeded,
+        warn=warn,
+        acknowledge=(args.message_id, result.given_once),
+    )
 
 
 def _saved(

@@ -120,6 +120,9 @@ class ReadResult:
     #: Releases still waiting for an operator that this read did not need, by custodian:
     #: give them to :func:`withdraw_requests` once the plaintext is safe.
     unneeded: dict[str, str] = field(default_factory=dict)
+    #: The custodians that may keep, for a while, a release they gave this reader once
+    #: (spec section 12.2): :func:`withdraw_requests` tells them it arrived.
+    given_once: tuple[str, ...] = ()
 
 
 #: How long a key, once checked against the pinned one, counts as checked in this process:
@@ -1179,6 +1182,9 @@ def read(
     # Every good share, not t of them: one the sender made off the polynomial is caught
     # (spec 7.7 step 7), whichever answered first.
     chosen = dict(sorted(good.items(), key=lambda item: names.index(item[0])))
+    # Every custodian asked may have given its share (late answers too): each keeps that
+    # release for this reader a while, unless told it arrived.
+    given_once = tuple(n for n in names if n not in now.pending) if keep_each else ()
     if isinstance(envelope, StreamEnvelope):
         assert save_to is not None
         key = envelope.recover_key(chosen)
@@ -1209,7 +1215,14 @@ def read(
         settle(_Kept() if forget else now, forgotten=forget)
         _note(settings, reader, message_id, read_at=int(time.time()))
         return ReadResult(
-            b"", sender, tuple(chosen), gather.failures, filename, saved, dict(now.pending)
+            b"",
+            sender,
+            tuple(chosen),
+            gather.failures,
+            filename,
+            saved,
+            dict(now.pending),
+            given_once,
         )
     opened = envelope.open_named(chosen)
     settle(_Kept() if forget else now, forgotten=forget)
@@ -1221,6 +1234,7 @@ def read(
         gather.failures,
         opened.filename,
         unneeded=dict(now.pending),
+        given_once=given_once,
     )
 
 
@@ -1235,23 +1249,47 @@ def withdraw_requests(
     *,
     warn: Warn = _quiet,
     seconds: float = _WITHDRAW_SECONDS,
+    acknowledge: tuple[str, tuple[str, ...]] | None = None,
 ) -> None:
     """Withdraw the releases still waiting for an operator that a read which succeeded did
     not need (its result's ``unneeded``; spec §12.2), so no operator is asked to approve
     them, and say so, custodian by custodian. One not withdrawn only stays on its operator's
-    list, where approving it is harmless (its share would go to the reader who asked)."""
+    list, where approving it is harmless (its share would go to the reader who asked).
+
+    ``acknowledge`` is (message id, the result's ``given_once``): those custodians are told
+    the message arrived, so they delete the release they keep for the reader now rather
+    than when its time is up; one that is not told says so.
+    """
 
     def withdraw(name: str, release_id: str) -> None:
         url = settings.custodian(name).url
         with ServiceClient(url, name, reader, timeout=seconds, trust=settings.tls_ca) as client:
             client.request("DELETE", f"/v1/releases/{release_id}")
 
-    if pending:
-        tasks: dict[str, Callable[[], Any]] = {
-            name: functools.partial(withdraw, name, rid) for name, rid in pending.items()
-        }
+    def acknowledged(name: str, message_id: str) -> None:
+        url = settings.custodian(name).url
+        with ServiceClient(url, name, reader, timeout=seconds, trust=settings.tls_ca) as client:
+            client.request("DELETE", "/v1/releases", params={"message_id": message_id})
+
+    tasks: dict[str, Callable[[], Any]] = {
+        name: functools.partial(withdraw, name, rid) for name, rid in pending.items()
+    }
+    told = {}
+    if acknowledge is not None:
+        message_id, names = acknowledge
+        told = {f"ack {name}": name for name in names if name not in pending}
+        tasks.update(
+            {key: functools.partial(acknowledged, name, message_id) for key, name in told.items()}
+        )
+    if tasks:
         withdrawing = _Gather(tasks)
         withdrawing.wait(seconds)
+        for key, name in sorted(told.items()):
+            if key not in withdrawing.results:
+                warn(
+                    f"custodian {name} may keep the release it gave you for up to an hour:"
+                    f" telling it the message arrived failed ({withdrawing.failures[key]})"
+                )
         for name, release_id in sorted(pending.items()):
             done = name in withdrawing.results
             warn(

@@ -46,6 +46,8 @@ _EVENTS = [
     "release_requested",
     "release_withdrawn",
     "release",
+    "release_repeated",
+    "release_acknowledged",
     "approved",
     "denied",
     "burn",
@@ -153,6 +155,16 @@ _UNSEALABLE = (Code.BAD_IDENTITY,)  # the caller's X25519 key cannot be sealed t
 _RELEASE_ID_PARAMETER = path_parameter("release_id", ref("ReleaseId"), "The release's id.")
 
 
+def _message_id_query(description: str) -> Schema:
+    return {
+        "name": "message_id",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "description": description,
+    }
+
+
 def _decide(verdict: str) -> Schema:
     return {
         "parameters": [_RELEASE_ID_PARAMETER],
@@ -223,15 +235,7 @@ _PATHS: dict[str, Schema] = {
                 "404": error("No deposit of the caller's for this message.", Code.NO_DEPOSIT),
             },
             signed=True,
-            parameters=[
-                {
-                    "name": "message_id",
-                    "in": "query",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                    "description": "The message whose share to destroy.",
-                }
-            ],
+            parameters=[_message_id_query("The message whose share to destroy.")],
         ),
     },
     "/v1/deposits/{ref}": {
@@ -262,7 +266,10 @@ _PATHS: dict[str, Schema] = {
             " recipient may, and only as the message's policy allows; refusals are audited.",
             {
                 "200": json_response(
-                    "Released (also the caller's open request, once approved).", ref("Release")
+                    "Released (also the caller's open request, once approved); or the release"
+                    " given to the caller once and kept for it, given again as it was, not"
+                    " counted again (spec section 12.2).",
+                    ref("Release"),
                 ),
                 "202": json_response(
                     "Waiting for the operator's approval: the caller's open request for this"
@@ -295,6 +302,33 @@ _PATHS: dict[str, Schema] = {
                 }
             ],
         ),
+        "delete": operation(
+            "acknowledgeReleases",
+            "The caller has the message: the release of its share given to the caller once"
+            " (its policy counts releases or needs approval), which this custodian keeps for"
+            " the caller for an hour in case the answer was lost on the way, is deleted now"
+            " (spec section 12.2). Acknowledging again, or with nothing kept, answers the same.",
+            {
+                "200": json_response(
+                    "Nothing is kept for the caller now.",
+                    {
+                        "type": "object",
+                        "required": ["v", "message_id", "kept"],
+                        "properties": {
+                            "v": {"const": 1},
+                            "message_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                            "kept": {"const": False},
+                        },
+                        "additionalProperties": False,
+                    },
+                ),
+                "400": error(
+                    "message_id is missing or not 32 lowercase hex digits.", Code.BAD_FIELD
+                ),
+            },
+            signed=True,
+            parameters=[_message_id_query("The message the caller has.")],
+        ),
     },
     "/v1/releases/{release_id}": {
         "parameters": [_RELEASE_ID_PARAMETER],
@@ -304,7 +338,8 @@ _PATHS: dict[str, Schema] = {
             " for it, or the operator (who sees the status only), may.",
             {
                 "200": json_response(
-                    "The share (to the recipient, once), or the status (to the operator).",
+                    "The share (to the recipient, once; again while it is kept for the"
+                    " recipient, spec section 12.2), or the status (to the operator).",
                     {"oneOf": [ref("Release"), ref("ReleaseStatus")]},
                 ),
                 "202": json_response("Still pending.", ref("ReleaseStatus")),

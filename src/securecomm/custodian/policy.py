@@ -22,6 +22,7 @@ class Outcome(enum.Enum):
     ASK_OPERATOR = "ask_operator"  # record a pending release for the operator to decide
     WAIT = "wait"  # the operator has not decided yet
     REFUSE = "refuse"  # see Decision.status, code and reason
+    REPEAT = "repeat"  # answer again the release kept for the caller (its answer was lost)
 
 
 class Verdict(enum.Enum):
@@ -61,12 +62,19 @@ def decide(
     caller: tuple[str, str],
     now: int,
     verdict: Verdict | None = None,
+    kept: bool = False,
 ) -> Decision:
     """The decision on ``caller`` (name, fingerprint hex) asking for the share at ``now``.
 
     ``verdict`` is None for a new request, else the state of the release being asked
-    about again (``GET /v1/releases/{id}``).
+    about again (``GET /v1/releases/{id}``). ``kept`` is whether a release of this share
+    to this caller is kept (a release given once, within its time; spec section 12.2):
+    asked again, it is answered again as it was, whatever the deposit became since
+    (burnt by that very release, or past its expiry), unless its sender unsent it.
     """
+    if kept and deposit is not None and caller in deposit.recipients:
+        if deposit.destroyed != "unsent" and verdict in (None, Verdict.RELEASED):
+            return Decision(Outcome.REPEAT)
     if verdict is Verdict.PENDING:
         return Decision(Outcome.WAIT, 202)
     if verdict is Verdict.DENIED:

@@ -42,6 +42,18 @@ releases = sa.Table(
     sa.Column("created", sa.BigInteger, nullable=False),
     sa.Column("decided_at", sa.BigInteger, nullable=True),
 )
+# A release given once (its policy counts releases or needs approval), as it was answered,
+# kept for its reader for KEEP_SECONDS: an answer lost on the way is served again to the
+# same reader, instead of a share burnt for nobody (spec section 12.2). Sealed to the
+# reader; deleted once the reader says it has it, the sender unsends, or the time is up.
+kept_releases = sa.Table(
+    "kept_releases",
+    metadata,
+    sa.Column("ref", sa.String(32), sa.ForeignKey("deposits.ref"), primary_key=True),
+    sa.Column("recipient_fp", sa.String(64), primary_key=True),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False, index=True),
+)
 
 
 # The statements of the deposit and release paths, built once: building and cache-keying

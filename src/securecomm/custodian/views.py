@@ -29,7 +29,7 @@ from ..service.app import (
     require_own_key,
     transaction,
 )
-from ..service.storage import insert_new, scrub
+from ..service.storage import insert_new, scrub, sweep_due
 from ..shares import Share
 from . import audit, openapi
 from .policy import Decision, Deposit, Outcome, Verdict, decide, uses_up
@@ -38,10 +38,15 @@ from .tables import (
     _DEPOSIT_OF_MESSAGE,
     audit_log,
     deposits,
+    kept_releases,
     releases,
 )
 
-__all__ = ["Custodian", "bp"]
+__all__ = ["KEEP_SECONDS", "Custodian", "bp"]
+
+#: How long a release given once is kept for its reader, in case its answer was lost on
+#: the way (spec section 12.2): the reader's next read within that time is answered again.
+KEEP_SECONDS = 3600
 
 bp = Blueprint("custodian", __name__)
 
@@ -66,6 +71,19 @@ _OPEN_RELEASE = (
     .order_by((releases.c.status == "approved").desc(), releases.c.created)
     .limit(1)
 )
+
+
+_KEPT = sa.select(kept_releases.c.answer).where(
+    kept_releases.c.ref == sa.bindparam("ref"),
+    kept_releases.c.recipient_fp == sa.bindparam("recipient_fp"),
+    kept_releases.c.created > sa.bindparam("oldest"),
+)
+_UNKEEP = kept_releases.delete().where(
+    kept_releases.c.ref == sa.bindparam("ref"),
+    kept_releases.c.recipient_fp == sa.bindparam("recipient_fp"),
+)
+_KEEP = kept_releases.insert()
+_EXPIRED_KEPT = kept_releases.delete().where(kept_releases.c.created <= sa.bindparam("oldest"))
 
 
 @dataclass(frozen=True)
@@ -223,8 +241,11 @@ def destroy_deposit(ref: str, caller: PublicIdentity) -> tuple[str, int]:
         destroyed = row.destroyed_at is None
         if destroyed:
             _destroy(conn, ref, "unsent")
+        # And the releases kept for their readers (a share burnt already may have some).
+        dropped = conn.execute(kept_releases.delete().where(kept_releases.c.ref == ref)).rowcount
+        if destroyed or dropped:
             log(conn, "delete", ref=ref, message_id=row.message_id, by=caller.fingerprint_hex)
-    if destroyed:
+    if destroyed or dropped:
         scrub(c.db)
     return "", 204
 
@@ -240,12 +261,17 @@ def post_release() -> tuple[Response, int]:
     if not isinstance(message_id, str) or not _HEX_ID.fullmatch(message_id):
         raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
     now = int(time.time())
+    _sweep_kept(now)
     with transaction() as conn:
         row = conn.execute(_DEPOSIT_OF_MESSAGE_LOCKED, {"message_id": message_id}).first()
-        decision = decide(_deposit(row), _who(caller), now)
+        kept = _kept(conn, row, caller, now)
+        decision = decide(_deposit(row), _who(caller), now, kept=kept is not None)
         if decision.outcome is Outcome.REFUSE:
             return refuse(conn, decision, caller, message_id=message_id)
         assert row is not None
+        if decision.outcome is Outcome.REPEAT:
+            assert kept is not None
+            return _repeat(conn, row, caller, kept)
         if decision.outcome is Outcome.RELEASE:
             release, burned = _release(conn, row, caller)
             _log_release(conn, row, caller, burned)
@@ -265,6 +291,44 @@ def post_release() -> tuple[Response, int]:
     if burned:
         scrub(c.db)
     return jsonify(release.to_json()), 200
+
+
+def _kept(conn: Connection, row: Any, caller: PublicIdentity, now: int) -> str | None:
+    """The release of ``row``'s share kept for ``caller`` (its answer, as given), if any."""
+    if row is None:
+        return None
+    answer: str | None = conn.execute(
+        _KEPT,
+        {"ref": row.ref, "recipient_fp": caller.fingerprint_hex, "oldest": now - KEEP_SECONDS},
+    ).scalar()
+    return answer
+
+
+def _repeat(
+    conn: Connection, row: Any, caller: PublicIdentity, answer: str
+) -> tuple[Response, int]:
+    """Answer again the release kept for ``caller``: nothing new is given (the same share,
+    sealed to the same key), and it is not counted again."""
+    log(
+        conn,
+        "release_repeated",
+        ref=row.ref,
+        message_id=row.message_id,
+        recipient=caller.fingerprint_hex,
+    )
+    return Response(answer + "\n", 200, mimetype="application/json"), 200  # as jsonify
+
+
+def _sweep_kept(now: int) -> None:
+    """Delete the kept releases whose time is up, once a minute per process (and at its
+    first release), and scrub them from the disk."""
+    db = here().db
+    if not sweep_due(db, kept_releases.name, now):
+        return
+    with db.begin() as conn:
+        swept = conn.execute(_EXPIRED_KEPT, {"oldest": now - KEEP_SECONDS}).rowcount
+    if swept:
+        scrub(db)
 
 
 def _ask_operator(conn: Connection, row: Any, caller: PublicIdentity, now: int) -> str:
@@ -295,6 +359,7 @@ def get_release(release_id: str) -> tuple[Response, int]:
     c = here()
     caller = authenticate()
     now = int(time.time())
+    _sweep_kept(now)
     with transaction() as conn:
         pending = conn.execute(sa.select(releases).where(releases.c.id == release_id)).first()
         is_operator = caller.fingerprint == c.operator.fingerprint
@@ -304,7 +369,13 @@ def get_release(release_id: str) -> tuple[Response, int]:
         if pending.status == "pending" or is_operator:
             return jsonify(summary), 202 if pending.status == "pending" else 200
         row = conn.execute(_DEPOSIT_LOCKED, {"ref": pending.ref}).first()
-        decision = decide(_deposit(row), _who(caller), now, Verdict(pending.status))
+        kept = _kept(conn, row, caller, now) if pending.status == "released" else None
+        decision = decide(
+            _deposit(row), _who(caller), now, Verdict(pending.status), kept=kept is not None
+        )
+        if decision.outcome is Outcome.REPEAT:
+            assert kept is not None
+            return _repeat(conn, row, caller, kept)
         if decision.outcome is Outcome.REFUSE:
             return refuse(
                 conn,
@@ -389,6 +460,32 @@ def approve(release_id: str) -> Response:
 @bp.post("/v1/releases/<release_id>/deny")
 def deny(release_id: str) -> Response:
     return record_verdict(release_id, "denied")
+
+
+@bp.delete("/v1/releases")
+def acknowledge_releases() -> Response:
+    """Its reader has the message: the release kept for it here (spec section 12.2) is
+    deleted now rather than when its time is up."""
+    c = here()
+    caller = authenticate()
+    message_id = request.args.get("message_id", "")
+    if not _HEX_ID.fullmatch(message_id):
+        raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
+    with transaction() as conn:
+        row = conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": message_id}).first()
+        who = {"ref": row.ref if row else "", "recipient_fp": caller.fingerprint_hex}
+        deleted = row is not None and conn.execute(_UNKEEP, who).rowcount > 0
+        if deleted:
+            log(
+                conn,
+                "release_acknowledged",
+                ref=who["ref"],
+                message_id=message_id,
+                recipient=caller.fingerprint_hex,
+            )
+    if deleted:
+        scrub(c.db)
+    return jsonify({"v": 1, "message_id": message_id, "kept": False})
 
 
 @bp.delete("/v1/releases/<release_id>")
@@ -482,7 +579,14 @@ def _release(conn: Connection, row: Any, recipient: PublicIdentity) -> tuple[Rel
     release = Release.issue(c.identity, share, row.message_id, recipient)
     count = row.releases + 1
     conn.execute(_COUNT_RELEASE, {"target": row.ref, "count": count})
-    burned = uses_up(_policy_of(row), count)
+    policy = _policy_of(row)
+    if policy.max_releases is not None or policy.require_approval:
+        # Given once: kept for its reader a while, in case this answer is lost on the way.
+        who = {"ref": row.ref, "recipient_fp": recipient.fingerprint_hex}
+        conn.execute(_UNKEEP, who)
+        answer = canonical.dumps(release.to_json()).decode()
+        conn.execute(_KEEP, {**who, "answer": answer, "created": int(time.time())})
+    burned = uses_up(policy, count)
     if burned:
         _destroy(conn, row.ref, "burned")
     return release, burned

@@ -367,8 +367,9 @@ def scrub(engine: Engine) -> None:
         raw.close()
 
 
-#: How often, in seconds, a process drops the nonces no request can replay any more.
-NONCE_SWEEP_SECONDS = 60
+#: How often, in seconds, a process drops the rows whose time is up (the nonces no request
+#: can replay any more, a custodian's kept releases).
+SWEEP_SECONDS = 60
 _next_sweep: weakref.WeakKeyDictionary[Engine, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
@@ -393,6 +394,16 @@ def _expired_nonces(nonces: sa.Table) -> sa.Delete:
     return nonces.delete().where(nonces.c.created < sa.bindparam("oldest"))
 
 
+def sweep_due(engine: Engine, what: str, now: int) -> bool:
+    """Whether this process should now drop the rows of ``what`` whose time is up: True
+    once every :data:`SWEEP_SECONDS` per database (and the first time)."""
+    sweeps = _next_sweep.setdefault(engine, {})
+    if now < sweeps.get(what, 0):
+        return False
+    sweeps[what] = now + SWEEP_SECONDS
+    return True
+
+
 def remember_nonce(conn: Connection, nonces: sa.Table, keyid: str, nonce: str, now: int) -> None:
     """Record a request nonce, or raise :class:`ReplayError` if it was seen in the window.
 
@@ -400,10 +411,8 @@ def remember_nonce(conn: Connection, nonces: sa.Table, keyid: str, nonce: str, n
     check refuses them first), so they are dropped, once a minute per process: keeping
     them a little longer changes nothing but the table's size.
     """
-    sweeps = _next_sweep.setdefault(conn.engine, {})
-    if now >= sweeps.get(nonces.name, 0):
+    if sweep_due(conn.engine, nonces.name, now):
         conn.execute(_expired_nonces(nonces), {"oldest": now - 2 * SKEW_SECONDS})
-        sweeps[nonces.name] = now + NONCE_SWEEP_SECONDS
     row = {"keyid": keyid, "nonce": nonce, "created": now}
     if conn.execute(insert_new(nonces, conn.dialect.name), row).first() is None:
         raise ReplayError()

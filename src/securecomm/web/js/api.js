@@ -1298,11 +1298,19 @@ export async function read({
   // anywhere this read is the last (the releases counted are those that came in time).
   const burnt =
     envelope.header.policy.maxReleases === 1 && names.length - Object.keys(now.released).length < t;
+  // Each custodian asked may keep a release it gives once for this reader a while, in case
+  // its answer was lost (spec §12.2): told the message arrived, it deletes it now.
+  const { maxReleases, requireApproval } = envelope.header.policy;
+  const givenOnce =
+    maxReleases != null || requireApproval
+      ? names.filter((name) => !Object.hasOwn(now.pending, name))
+      : [];
+  const acknowledge = () => acknowledgeReleases(reader, urls, messageId, givenOnce);
   if (envelope instanceof StreamEnvelope) {
     const messageKey = await envelope.recoverKey(chosen);
     await store.put("pending", key, now);
     withdrawRequests(reader, urls, now.pending); // not awaited: it holds nothing up
-    const download = new StreamDownload(reader, envelope, messageKey, key, burnt);
+    const download = new StreamDownload(reader, envelope, messageKey, key, burnt, acknowledge);
     await download.begin();
     return {
       download,
@@ -1318,6 +1326,7 @@ export async function read({
   await store.remove("pending", key);
   if (burnt) await noteGone(reader, messageId);
   withdrawRequests(reader, urls, now.pending); // not awaited: it holds nothing up
+  acknowledge(); // nor this
   return {
     plaintext,
     filename,
@@ -1345,6 +1354,21 @@ async function withdrawRequests(reader, urls, pending) {
   );
 }
 
+/** Tell the custodians `names` that message `messageId` arrived, so each deletes the
+ * release it keeps for this reader (spec §12.2) now rather than within the hour; quietly,
+ * as withdrawRequests. */
+async function acknowledgeReleases(reader, urls, messageId, names) {
+  await Promise.allSettled(
+    names.map((name) =>
+      new ServiceClient(urls[name].url, name, reader, WITHDRAW_MS).request(
+        "DELETE",
+        "/v1/releases",
+        { query: `message_id=${messageId}` },
+      ),
+    ),
+  );
+}
+
 /** How much a browser without the File System Access API may hold of a message, in a Blob
  * of its chunks, before it can save it: 1 GiB. */
 export const BLOB_LIMIT_BYTES = 1024 ** 3;
@@ -1363,9 +1387,11 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 export class StreamDownload {
   #key;
 
-  // `burnt`: saving the whole message is its last read (burn after reading).
-  constructor(reader, envelope, key, keptKey, burnt = false) {
-    Object.assign(this, { reader, envelope, keptKey, burnt, filename: null, size: null });
+  // `burnt`: saving the whole message is its last read (burn after reading). `acknowledge`
+  // is called, not awaited, once it is saved (acknowledgeReleases).
+  constructor(reader, envelope, key, keptKey, burnt = false, acknowledge = () => {}) {
+    Object.assign(this, { reader, envelope, keptKey, burnt, acknowledge });
+    Object.assign(this, { filename: null, size: null });
     this.#key = key;
     this.head = null;
   }
@@ -1475,6 +1501,7 @@ export class StreamDownload {
     const result = await sink.close();
     await store.remove("pending", this.keptKey);
     if (this.burnt) await noteGone(this.reader, this.envelope.id);
+    this.acknowledge();
     return result;
   }
 }
