@@ -27,10 +27,12 @@ from tests.integration.test_cli_system import (
     Up,
     audit,
     events_of,
+    explain,
     processes_of,
     running_up,
     send,
 )
+from tests.integration.test_cli_system import read as read_cli
 
 # Well under the page's 15 s per request (and 5 s per key): what the read waits for a hung
 # custodian once t good shares are in is a second, plus a loaded machine's slowness.
@@ -203,6 +205,28 @@ def test_a_burnt_message_says_it_can_no_longer_be_read(
         assert states["echo"] == ("refused" if destroyed == 5 else "released"), states
     for name in NAMES:
         assert len(releases(up, name, message_id)) == 1, name
+
+
+def test_a_read_that_can_no_longer_succeed_does_not_wait_for_a_hung_custodian(
+    browser: Browser, up: Up
+) -> None:
+    """A burnt message read again, in another browser of bob's, while echo hangs: the four
+    others say their share is destroyed, so nothing echo could answer would make three. The
+    read says so within its grace (1 s); before, it waited for echo: here 5 s, for echo's
+    key (this browser has not pinned it yet), else its whole deadline (15 s)."""
+    message_id = send(up.home, "read me once, then ask no more", "--burn-after-reading")
+    first = read_cli(up.home, message_id)
+    assert first.returncode == 0, explain(first)
+    with Person(browser, up.relay_url) as elsewhere, stopped(up, "echo"):
+        elsewhere.import_key(user_key_path(up.home, "bob"))
+        took = timed_read(elsewhere, message_id)
+        status = elsewhere.page.locator("#reading .status")
+        expect(status).to_contain_text(
+            "This message can no longer be read: 4 of its 5 custodians destroyed their share"
+        )
+        echo = elsewhere.page.locator("#custody-status li[data-custodian=echo]")
+        expect(echo).to_contain_text("as the others' answers decided it")
+        assert took < 4.0, f"the read took {took:.1f} s with echo hung"
 
 
 def test_an_expired_message_says_it_expired_and_when(browser: Browser, up: Up) -> None:

@@ -511,6 +511,32 @@ def test_read_returns_without_waiting_for_frozen_custodians(up: Up) -> None:
     assert took < 10, f"read took {took:.1f} s with a 15 s deadline:\n{explain(result)}"
 
 
+def test_a_read_that_can_no_longer_succeed_does_not_wait_for_a_frozen_custodian(
+    up: Up,
+) -> None:
+    """A burnt message read again while echo hangs: the four others say their share is
+    destroyed, so no answer of echo's could give three shares. The read says so at once;
+    it waited the whole deadline (15 s) for echo before."""
+    message_id = send(up.home, "once", "--burn-after-reading")
+    first = read(up.home, message_id)
+    assert first.returncode == 0, explain(first)
+    frozen = frozen_custodians(up, "echo")
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        again = read(up.home, message_id)
+        took = time.monotonic() - started
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert again.returncode == 1, explain(again)
+    assert "can no longer be read: 4 of its 5 custodians destroyed their share" in again.stderr
+    assert "echo: no answer within" in again.stderr, explain(again)
+    assert "not waited for" in again.stderr, explain(again)
+    assert took < 8, f"the read took {took:.1f} s with a 15 s deadline:\n{explain(again)}"
+
+
 def test_an_unsend_a_custodian_misses_keeps_the_envelope_until_it_can_finish(up: Up) -> None:
     """A custodian that does not answer keeps its share: the unsend says so, exits 1, and
     leaves the envelope at the relay (it names every deposit), so that the same command,

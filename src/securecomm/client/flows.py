@@ -365,21 +365,26 @@ class _Gather:
         enough: Callable[[dict[str, Any]], bool] = lambda _: False,
         grace: float = 0.0,
         cancelled: Callable[[], bool] = lambda: False,
+        needed: int = 0,
     ) -> bool:
         """Collect answers until all are in, ``deadline`` seconds from the start, or ``grace``
         seconds after ``enough(results)`` first holds (late answers are still looked at, so
-        a lying service is named). Returns False if ``cancelled()`` turned true first.
+        a lying service is named) or after fewer than ``needed`` results could still come
+        (waiting longer could not change the outcome; the others' answers get the grace
+        too, so each is said). Returns False if ``cancelled()`` turned true first.
 
         A task still running when the wait ends is a failure, "no answer within ...".
         """
         end = self._started + deadline
-        satisfied = False
+        satisfied = hopeless = False
         while self.outstanding:
             if cancelled():
                 return False
-            if not satisfied and enough(self.results):
-                satisfied = True
-                end = min(end, time.monotonic() + grace)
+            if not satisfied:
+                hopeless = len(self.results) + len(self.outstanding) < needed
+                if hopeless or enough(self.results):
+                    satisfied = True
+                    end = min(end, time.monotonic() + grace)
             remaining = end - time.monotonic()
             if remaining <= 0:
                 break
@@ -402,7 +407,9 @@ class _Gather:
                 raise error
         waited = time.monotonic() - self._started
         for name in self.outstanding:
-            self.failures[name] = f"no answer within {waited:.1f} s"
+            self.failures[name] = f"no answer within {waited:.1f} s" + (
+                ", not waited for: the others' answers decided it" if hopeless else ""
+            )
         return True
 
     def settle(self, seconds: float) -> None:
@@ -1132,7 +1139,11 @@ def read(
     # Once t good shares are in, late answers get a moment, so a lying custodian is
     # named even when honest ones were faster.
     gather = _Gather({name: functools.partial(collect, name) for name in names})
-    finished = gather.wait(deadline, enough, grace=min(1.0, deadline), cancelled=cancelled)
+    # A read that can no longer get t shares (too many destroyed, refused or pending) does
+    # not wait for the custodians that hang: their answers could not change that.
+    finished = gather.wait(
+        deadline, enough, grace=min(1.0, deadline), cancelled=cancelled, needed=t
+    )
     # A release id stays worth asking again while its custodian could not be reached.
     for name, release_id in kept.pending.items():
         error = gather.errors.get(name)

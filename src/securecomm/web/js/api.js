@@ -406,8 +406,8 @@ async function parallel(tasks) {
 }
 
 /**
- * Run named async tasks at once; with `enough`, stop waiting early, as the CLI's read does (client/flows.py, _Gather.wait): once `enough` tasks have succeeded the others
- * get at most `graceMs` more (an answer that comes meanwhile is still looked at, so a lying
+ * Run named async tasks at once; with `enough`, stop waiting early, as the CLI's read does (client/flows.py, _Gather.wait): once `enough` tasks have succeeded, or
+ * so many failed that `enough` never can, the others get at most `graceMs` more (an answer that comes meanwhile is still looked at, so a lying
  * custodian is named even when honest ones were faster); otherwise it waits until every
  * task has settled. Each task is called with an AbortSignal that is aborted when the
  * gather is over: a task still running then must do nothing more that anyone sees.
@@ -435,9 +435,11 @@ export function gather(tasks, { enough = Infinity, graceMs = 0 } = {}) {
     };
     const settled = (name) => {
       outstanding.delete(name);
+      const got = Object.keys(results).length;
+      // Enough in, or too few still to come for enough ever to be: the rest get the grace.
+      const decided = got >= enough || (enough !== Infinity && got + outstanding.size < enough);
       if (!outstanding.size) finish();
-      else if (timer === null && Object.keys(results).length >= enough)
-        timer = setTimeout(finish, graceMs);
+      else if (timer === null && decided) timer = setTimeout(finish, graceMs);
     };
     if (!names.length) finish();
     for (const name of names) {
@@ -1248,7 +1250,11 @@ export async function read({
   for (const name of late) {
     // As for one that cannot be reached: what earlier reads kept of it stays kept.
     if (kept.pending[name]) now.pending[name] = kept.pending[name];
-    onStatus(name, "down", `${failures[name]}; not waited for, as ${t} good shares were in`);
+    const why =
+      Object.keys(good).length >= t
+        ? `as ${t} good shares were in`
+        : `as the others' answers decided it: fewer than ${t} good shares could come`;
+    onStatus(name, "down", `${failures[name]}; not waited for, ${why}`);
   }
   const usable = names.filter((name) => Object.hasOwn(good, name));
   await saving; // what each task kept is written before the read's own word below
