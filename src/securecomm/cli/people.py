@@ -250,8 +250,11 @@ def cmd_read(args: argparse.Namespace) -> None:
         f" from {', '.join(result.used)}",
         file=sys.stderr,
     )
-    if result.saved is not None:
-        _saved(args, settings, reader, result.saved, into_directory)
+
+    def done_with_custodians() -> None:
+        """Once the message is out (a custodian that hangs delays nothing shown or kept):
+        withdraw the requests the read did not need, and say it arrived where a release
+        given once is kept (spec section 12.2)."""
         flows.withdraw_requests(
             settings,
             reader,
@@ -259,6 +262,10 @@ def cmd_read(args: argparse.Namespace) -> None:
             warn=warn,
             acknowledge=(args.message_id, result.given_once),
         )
+
+    if result.saved is not None:
+        _saved(args, settings, reader, result.saved, into_directory)
+        done_with_custodians()
         return
     out = args.out
     if into_directory:
@@ -280,14 +287,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     flows.forget(settings, reader, args.message_id)
     if to_terminal and not result.plaintext.endswith(b"\n"):
         print()
-    # Once the message is out: a custodian that hangs delays nothing shown or kept.
-    flows.withdraw_requests(
-        settings,
-        reader,
-        result.unneeded,
-        warn=warn,
-        acknowledge=(args.message_id, result.given_once),
-    )
+    done_with_custodians()
 
 
 def _saved(
