@@ -229,6 +229,13 @@ class Policy:
                 f"{path}: expires ({self.expires}) is not after not_before ({self.not_before})"
             )
 
+    @property
+    def gives_once(self) -> bool:
+        """Whether a custodian's release under this policy is not given twice for the asking
+        (it is counted, or an operator approved it): the reader keeps it as it arrives, and
+        the custodian keeps it for its reader a while (spec section 12.2)."""
+        return self.max_releases is not None or self.require_approval
+
     def allows_release_at(self, now: int) -> bool:
         """Whether ``now`` is inside the window: not_before inclusive, expires exclusive."""
         if self.not_before is not None and now < self.not_before:

@@ -1062,7 +1062,7 @@ def read(
     # written down as it arrives, not when the read ends: a read killed in between (kill -9,
     # power) must not lose it. Other releases are asked for again at no cost.
     policy = envelope.header.policy
-    keep_each = policy.max_releases is not None or policy.require_approval
+    keep_each = policy.gives_once
     writing = threading.Lock()
     read_and_forgotten = False  # once set, a late answer is not kept: the message was read
 

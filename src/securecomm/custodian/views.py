@@ -215,9 +215,7 @@ def withdraw_deposit() -> tuple[str, int]:
     """Unsend by message id: for a sender who never got the receipt (and its ref)."""
     c = here()
     caller = authenticate()
-    message_id = request.args.get("message_id", "")
-    if not _HEX_ID.fullmatch(message_id):
-        raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
+    message_id = _message_id_argument()
     with c.db.connect() as conn:
         ref = conn.execute(
             sa.select(deposits.c.ref).where(deposits.c.message_id == message_id)
@@ -225,6 +223,14 @@ def withdraw_deposit() -> tuple[str, int]:
     if ref is None:
         raise ApiError(404, Code.NO_DEPOSIT, f"no deposit of yours for message {message_id}")
     return destroy_deposit(ref, caller)
+
+
+def _message_id_argument() -> str:
+    """The request's ``message_id`` query argument, checked."""
+    message_id = request.args.get("message_id", "")
+    if not _HEX_ID.fullmatch(message_id):
+        raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
+    return message_id
 
 
 @bp.delete("/v1/deposits/<ref>")
@@ -468,21 +474,21 @@ def acknowledge_releases() -> Response:
     deleted now rather than when its time is up."""
     c = here()
     caller = authenticate()
-    message_id = request.args.get("message_id", "")
-    if not _HEX_ID.fullmatch(message_id):
-        raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
+    message_id = _message_id_argument()
+    deleted = False
     with transaction() as conn:
         row = conn.execute(_DEPOSIT_OF_MESSAGE, {"message_id": message_id}).first()
-        who = {"ref": row.ref if row else "", "recipient_fp": caller.fingerprint_hex}
-        deleted = row is not None and conn.execute(_UNKEEP, who).rowcount > 0
-        if deleted:
-            log(
-                conn,
-                "release_acknowledged",
-                ref=who["ref"],
-                message_id=message_id,
-                recipient=caller.fingerprint_hex,
-            )
+        if row is not None:
+            who = {"ref": row.ref, "recipient_fp": caller.fingerprint_hex}
+            deleted = conn.execute(_UNKEEP, who).rowcount > 0
+            if deleted:
+                log(
+                    conn,
+                    "release_acknowledged",
+                    ref=row.ref,
+                    message_id=message_id,
+                    recipient=caller.fingerprint_hex,
+                )
     if deleted:
         scrub(c.db)
     return jsonify({"v": 1, "message_id": message_id, "kept": False})
@@ -580,8 +586,8 @@ def _release(conn: Connection, row: Any, recipient: PublicIdentity) -> tuple[Rel
     count = row.releases + 1
     conn.execute(_COUNT_RELEASE, {"target": row.ref, "count": count})
     policy = _policy_of(row)
-    if policy.max_releases is not None or policy.require_approval:
-        # Given once: kept for its reader a while, in case this answer is lost on the way.
+    if policy.gives_once:
+        # Kept for its reader a while, in case this answer is lost on the way.
         who = {"ref": row.ref, "recipient_fp": recipient.fingerprint_hex}
         conn.execute(_UNKEEP, who)
         answer = canonical.dumps(release.to_json()).decode()
