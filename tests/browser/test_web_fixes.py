@@ -683,6 +683,29 @@ def test_a_message_before_its_not_before_offers_read_once_it_comes(
         expect(page.locator("#plaintext")).to_have_text("not yet")
 
 
+def test_the_inbox_says_max_releases_counts_each_custodians_releases(
+    browser: Browser, up: Up
+) -> None:
+    """The entry of a message each custodian releases twice said "at most 2 reads": each
+    custodian counts its own releases, to whoever asks, so with 5 custodians and threshold
+    3 up to three readers can open it. It says what the custodians count."""
+    own = person_home(up.home, "alice")
+    sent = flows.send(
+        load_settings(own, env={}),
+        KnownKeys.load(own),
+        Identity.load(user_key_path(up.home, "alice")),
+        ["bob"],
+        b"twice per custodian",
+        policy=Policy(max_releases=2),
+    )
+    with Person(browser, up.relay_url) as person:
+        person.import_key(user_key_path(up.home, "bob"))
+        person.open("inbox")
+        item = person.page.locator(f"li[data-message='{sent.message_id}']")
+        expect(item).to_contain_text("each share released at most 2 times")
+        expect(item).not_to_contain_text("reads")
+
+
 def test_an_inbox_entry_with_two_badges_keeps_its_buttons_beside_it(
     browser: Browser, up: Up
 ) -> None:

@@ -176,3 +176,13 @@ def test_the_inbox_says_an_expiry_past_and_a_not_before_to_come_in_utc() -> None
     assert notes(POLICY_TIME, not_before=POLICY_TIME, expires=POLICY_TIME + 60) == [
         f"expires {time.strftime('%Y-%m-%d %H:%M', time.localtime(POLICY_TIME + 60))}"
     ]
+
+
+def test_the_inbox_says_max_releases_counts_each_custodians_releases_not_reads() -> None:
+    """`inbox` said "at most 2 reads" of a message each custodian releases twice: each
+    counts its own releases, so with 5 custodians and threshold 3 up to three readers can
+    open it (tests/integration/test_postgres.py measures that bound)."""
+    assert _inbox_notes({"policy": {"max_releases": 2}}, POLICY_TIME) == [
+        "each share released at most 2 times"
+    ]
+    assert _inbox_notes({"policy": {"max_releases": 1}}, POLICY_TIME) == ["burn after reading"]

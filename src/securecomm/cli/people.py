@@ -179,7 +179,9 @@ def _inbox_notes(item: dict[str, Any], now: int) -> list[str]:
     if policy.get("max_releases") == 1:
         notes.append("burn after reading")
     elif policy.get("max_releases"):
-        notes.append(f"at most {policy['max_releases']} reads")
+        # Each custodian counts its own releases, to whoever asks (spec 7.2): so more
+        # readers than that may open it, each with shares from different custodians.
+        notes.append(f"each share released at most {policy['max_releases']} times")
     if policy.get("require_approval"):
         notes.append("needs the operators' approval")
     # Until not_before, and from the expiry on, the custodians refuse a read (too_early,
