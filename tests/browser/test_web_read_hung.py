@@ -11,6 +11,7 @@ share a hung custodian releases once it resumes, after the read, is its only rel
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -250,9 +251,12 @@ def test_an_expired_message_says_it_expired_and_when(browser: Browser, up: Up) -
         expect(page.locator("#reading")).not_to_have_attribute("aria-busy", "true")
         expect(page.locator("#plaintext")).to_have_count(0)
         status = page.locator("#reading .status")
-        expect(status).to_contain_text("This message expired ")
+        # In UTC, as the inbox, the CLI and the custodians say it (it said local time).
         expect(status).to_contain_text(
-            "(its sender's policy): 5 of its 5 custodians release its share no more."
+            re.compile(
+                r"This message expired at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(its sender's"
+                r" policy\): 5 of its 5 custodians release its share no more\."
+            )
         )
         expect(status).to_contain_text("0 of the 3 needed")
         assert set(late.status_of().values()) == {"refused"}, late.status_of()

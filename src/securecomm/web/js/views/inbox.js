@@ -24,6 +24,7 @@ import {
   mib,
   rated,
   retryingText,
+  utcText,
 } from "./ui.js";
 import { renderKnown } from "./identity.js";
 import { whileUnlocked, wipeOnLock, wipeShown } from "./lock.js";
@@ -51,10 +52,6 @@ function windowOf(policy, now) {
   if (policy?.not_before && now < policy.not_before) return "early";
   return "open";
 }
-
-// As the read's own headline says it: "expired at 2026-01-02 03:04:05 UTC".
-const utcText = (seconds) =>
-  `${new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
 
 const expiredBadge = (policy) =>
   h(

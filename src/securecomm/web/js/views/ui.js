@@ -64,7 +64,7 @@ export function describe(error) {
       : "";
     // Past its expiry the custodians release it no more: the sender's policy, said so.
     if (error.expiredAt)
-      gone = `This message expired ${time(error.expiredAt)} (its sender's policy): ${error.expired} of its ${error.custodians} custodians release its share no more. `;
+      gone = `This message expired at ${utcText(error.expiredAt)} (its sender's policy): ${error.expired} of its ${error.custodians} custodians release its share no more. `;
     // As the CLI's hint: approvals given between reads add up.
     const waiting = error.pending
       ? ` ${error.pending} release(s) wait for their custodian's operator: read again once enough are approved.`
@@ -104,6 +104,10 @@ export async function act(form, button, action) {
 export function time(seconds) {
   return new Date(seconds * 1000).toLocaleString();
 }
+
+/** A time as the custodians, the CLI and the read say it: "2026-01-02 03:04:05 UTC". */
+export const utcText = (seconds) =>
+  `${new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
 
 /** "12.0 MiB". */
 export function mib(bytes) {
