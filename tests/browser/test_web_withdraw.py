@@ -4,6 +4,7 @@ good, to be approved for nothing."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -68,3 +69,33 @@ def test_a_read_of_a_burnt_message_tells_its_custodians_it_arrived(
             assert events.count("release") == 1 and "release_repeated" not in events, events
     finally:
         ursula.close()
+
+
+def test_deleting_a_message_withdraws_its_requests_and_drops_what_is_kept(
+    browser: Browser, up: Up
+) -> None:
+    """As the CLI's delete: a short read left four requests on their operators' lists and
+    alpha's release kept here (alpha keeps a copy for the reader an hour). Deleting the
+    message from the inbox left both behind; it now withdraws the requests and tells alpha
+    to drop its copy."""
+    vera = Person(browser, up.relay_url)
+    vera.create("vera")
+    try:
+        message_id = cli_send(up, "vera", "deleted unread", "--require-approval")
+        short_read(vera, message_id, 0)
+        decide(up, "alpha", message_id, "approve")
+        short_read(vera, message_id, 1)
+        vera.open("inbox")
+        page = vera.page
+        page.once("dialog", lambda dialog: dialog.accept())
+        item = page.locator(f"li[data-message='{message_id}']")
+        item.get_by_role("button", name=re.compile(r"^Delete the message ")).click()
+        expect(page.locator("#inbox .card .status")).to_contain_text("Deleted the message")
+        for name in ("bravo", "charlie", "delta", "echo"):
+            assert len(withdrawn_of(up, name, message_id)) == 1, name
+        waited = time.monotonic() + 10  # told in the background, as after a read
+        while "release_acknowledged" not in (events := events_of(up, "alpha", message_id)):
+            assert time.monotonic() < waited, events
+            time.sleep(0.1)
+    finally:
+        vera.close()

@@ -302,6 +302,33 @@ def test_approve_one_read_approve_two_more_read(up: Up) -> None:
     assert message_id not in state  # forgotten once read
 
 
+def test_deleting_a_message_withdraws_its_requests_and_drops_what_is_kept(up: Up) -> None:
+    """Bob's first read left a request on every operator's list; alpha approved, and his
+    second read came up short with alpha's release, which alpha keeps for him an hour.
+    Bob then deleted the message: the four requests stayed on their operators' lists, to
+    be approved for a message its reader no longer has, and alpha kept its copy. Deleting
+    now withdraws them (an approval after is refused) and tells alpha to drop its copy."""
+    message_id = send(up.home, "never mind", "--require-approval")
+    assert read(up.home, message_id).returncode == 1
+    decide(up, "alpha", message_id, "approve")
+    short = read(up.home, message_id)
+    assert "1 good share(s) of the 3 needed" in short.stderr, explain(short)
+    (late,) = pending_ids(up, "delta", message_id)
+    deleted = cli(up.home, "delete", message_id, "--as", "bob")
+    assert deleted.returncode == 0, explain(deleted)
+    assert f"message {message_id}: deleted from bob's inbox" in deleted.stdout, explain(deleted)
+    for name in ("bravo", "charlie", "delta", "echo"):
+        assert pending_ids(up, name, message_id) == [], name
+        said = f"custodian {name}: release [0-9a-f]{{32}} waited for its operator; withdrawn, as"
+        assert re.search(said + " the message was deleted", deleted.stderr), explain(deleted)
+    refused = cli(up.home, "custodian", "approve", late, "--name", "delta")
+    assert refused.returncode == 1 and f"release {late} is withdrawn" in refused.stderr, explain(
+        refused
+    )
+    assert events_of(up, "alpha", message_id)[-1] == "release_acknowledged"
+    assert "may keep" not in deleted.stderr, explain(deleted)
+
+
 def test_the_requests_a_read_did_not_need_are_withdrawn(up: Up) -> None:
     """Bob reads once three operators approved. The other two requests stayed on their
     operators' lists (stop 31), to be approved for nothing; the read now withdraws them,

@@ -347,7 +347,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
     settings = settings_of(args, args.reader)
     reader = user(args, settings, args.reader)
-    flows.delete(settings, reader, args.message_id)
+    flows.delete(settings, reader, args.message_id, warn=warn)
     print(f"message {args.message_id}: deleted from {args.reader}'s inbox")
 
 

@@ -1261,6 +1261,7 @@ def withdraw_requests(
     warn: Warn = _quiet,
     seconds: float = _WITHDRAW_SECONDS,
     acknowledge: tuple[str, tuple[str, ...]] | None = None,
+    deleted: bool = False,
 ) -> None:
     """Withdraw the releases still waiting for an operator that a read which succeeded did
     not need (its result's ``unneeded``; spec §12.2), so no operator is asked to approve
@@ -1269,7 +1270,8 @@ def withdraw_requests(
 
     ``acknowledge`` is (message id, the result's ``given_once``): those custodians are told
     the message arrived, so they delete the release they keep for the reader now rather
-    than when its time is up; one that is not told says so.
+    than when its time is up; one that is not told says so. ``deleted``: the reader deleted
+    the message (:func:`delete`) rather than read it, and the lines say that.
     """
 
     def withdraw(name: str, release_id: str) -> None:
@@ -1295,18 +1297,24 @@ def withdraw_requests(
     if tasks:
         withdrawing = _Gather(tasks)
         withdrawing.wait(seconds)
+        what, why = (
+            ("was deleted", "the message was deleted")
+            if deleted
+            else ("arrived", "this read did not need it")
+        )
         for key, name in sorted(told.items()):
             if key not in withdrawing.results:
                 warn(
                     f"custodian {name} may keep the release it gave you for up to an hour:"
-                    f" telling it the message arrived failed ({withdrawing.failures[key]})"
+                    f" telling it the message {what} failed ({withdrawing.failures[key]})"
                 )
         for name, release_id in sorted(pending.items()):
             done = name in withdrawing.results
             warn(
-                f"custodian {name} skipped: release {release_id} waited for its operator;"
+                f"custodian {name}{'' if deleted else ' skipped'}: release {release_id}"
+                " waited for its operator;"
                 + (
-                    " withdrawn, as this read did not need it"
+                    f" withdrawn, as {why}"
                     if done
                     else f" its withdrawal failed ({withdrawing.failures[name]}): it may"
                     " stay on the operator's list"
@@ -1330,12 +1338,17 @@ def _relays_copy(relay: ServiceClient, message_id: str, hint: str) -> bytes:
         raise
 
 
-def delete(settings: Settings, reader: Keys, message_id: str) -> None:
+def delete(settings: Settings, reader: Keys, message_id: str, *, warn: Warn = _quiet) -> None:
     """Remove a message from ``reader``'s inbox at the relay (a recipient's DELETE: the
     envelope goes once no recipient lists it), and what reads of it noted here. Its
     shares stay with the custodians, whose only the sender destroys (:func:`unsend`): a
     message ``reader`` sent is refused, as the relay would take its DELETE for an unsend
-    that left every share in place."""
+    that left every share in place.
+
+    What earlier reads left with the custodians goes too (spec §12.2): requests still
+    waiting for an operator are withdrawn, so none is approved for a message its reader
+    deleted, and a custodian that gave a release kept here (a read that came up short)
+    is told to drop the copy it keeps for the reader, as :func:`withdraw_requests` does."""
     with _relay(settings, reader) as relay:
         envelope = document_from_bytes(
             _relays_copy(
@@ -1355,11 +1368,16 @@ def delete(settings: Settings, reader: Keys, message_id: str) -> None:
             )
             raise refused
         relay.request("DELETE", f"/api/v1/messages/{message_id}")
+    kept = _Kept.from_json(_load_state(_pending_path(settings, reader)).get(message_id))
     forget(settings, reader, message_id)
     history = _history_path(settings, reader)
     noted = _load_state(history)
     if noted.pop(message_id, None) is not None:
         write_atomic(history, json.dumps(noted, sort_keys=True).encode(), private=True)
+    gave = tuple(kept.released) if envelope.header.policy.gives_once else ()
+    withdraw_requests(
+        settings, reader, kept.pending, warn=warn, acknowledge=(message_id, gave), deleted=True
+    )
 
 
 def unsend(settings: Settings, sender: Keys, message_id: str) -> tuple[int, list[str]]:

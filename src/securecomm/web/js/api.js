@@ -1024,15 +1024,29 @@ export async function inbox(reader) {
  * the envelope once no recipient lists it), and what reads of it kept here. Its shares stay
  * with the custodians, which only its sender destroys: a message the reader sent is refused,
  * as the relay would take its DELETE for an unsend that left every share in place.
+ *
+ * What earlier reads left with the custodians goes too (spec §12.2), as the CLI's delete:
+ * requests still waiting for an operator are withdrawn, so none is approved for a message its
+ * reader deleted, and each custodian whose release a short read kept here is told to drop
+ * the copy it keeps for the reader. Quietly, as after a read: not awaited.
  */
-export async function deleteFromInbox(reader, message) {
+export async function deleteFromInbox(reader, message, config) {
   if (message.sender.fingerprint === reader.public.fingerprintHex)
     throw new SecureCommError(
       `You sent this message: deleting it would leave its shares with the custodians. Unsend it with the CLI (securecomm unsend ${message.id} --as ${reader.name}), which destroys them too.`,
     );
   await relay(reader).request("DELETE", `/api/v1/messages/${message.id}`);
-  await store.remove("pending", pendingKey(reader, message.id));
+  const key = pendingKey(reader, message.id);
+  const kept = keptState(await store.get("pending", key));
+  await store.remove("pending", key);
   await store.remove("pending", goneKey(reader, message.id));
+  const urls = Object.fromEntries(config.custodians.map((c) => [c.name, c]));
+  const known = (names) => names.filter((name) => Object.hasOwn(urls, name));
+  const pending = Object.fromEntries(
+    known(Object.keys(kept.pending)).map((name) => [name, kept.pending[name]]),
+  );
+  withdrawRequests(reader, urls, pending);
+  acknowledgeReleases(reader, urls, message.id, known(Object.keys(kept.released)));
 }
 
 // A task of a gather that is over stops before it asks anything more.

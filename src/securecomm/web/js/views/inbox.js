@@ -230,7 +230,7 @@ async function deleteMessage(message, button) {
   let deleted = false; // act() shows a failure, and the list stays as it is
   await act(card, button, async (progress) => {
     progress("Deleting the message from your inbox…");
-    await api.deleteFromInbox(requireActive(), message);
+    await api.deleteFromInbox(requireActive(), message, state.config);
     deleted = true;
   });
   if (deleted) {
