@@ -1320,11 +1320,9 @@ export async function read({
     envelope.header.policy.maxReleases === 1 && names.length - Object.keys(now.released).length < t;
   // Each custodian asked may keep a release it gives once for this reader a while, in case
   // its answer was lost (spec §12.2): told the message arrived, it deletes it now.
-  const { maxReleases, requireApproval } = envelope.header.policy;
-  const givenOnce =
-    maxReleases != null || requireApproval
-      ? names.filter((name) => !Object.hasOwn(now.pending, name))
-      : [];
+  const givenOnce = envelope.header.policy.givesOnce
+    ? names.filter((name) => !Object.hasOwn(now.pending, name))
+    : [];
   const acknowledge = () => acknowledgeReleases(reader, urls, messageId, givenOnce);
   if (envelope instanceof StreamEnvelope) {
     const messageKey = await envelope.recoverKey(chosen);

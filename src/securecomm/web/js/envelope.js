@@ -89,6 +89,13 @@ export class Policy {
     Object.assign(this, { notBefore, expires, maxReleases, requireApproval });
   }
 
+  /** Whether a custodian's release under this policy is not given twice for the asking (it
+   * is counted, or an operator approved it): the custodian keeps it for its reader a while
+   * (spec §12.2). Python's Policy.gives_once. */
+  get givesOnce() {
+    return this.maxReleases !== null || this.requireApproval;
+  }
+
   toJson() {
     return {
       not_before: this.notBefore,
