@@ -510,6 +510,25 @@ def test_burn_after_reading(shared: Up) -> None:
     assert second.returncode == 1, explain(second)
 
 
+def test_read_refuses_an_out_in_a_directory_that_is_not_there(shared: Up, tmp_path: Path) -> None:
+    """`read --out missing/x.txt` made the directory `missing` (a typo in a path then left
+    the message where nobody looks), after burning the shares of a burn-after-reading
+    message; a large message was refused, but only once its shares were collected. Now
+    the path is refused before any custodian is asked, and the message is still there."""
+    home = shared.home
+    message_id = send(home, "not into a typo", "--burn-after-reading")
+    for out in (tmp_path / "missing" / "x.txt", f"{tmp_path / 'new'}/"):
+        refused = read(home, message_id, "bob", "--out", str(out))
+        assert refused.returncode == 1, explain(refused)
+        assert "is not a directory" in refused.stderr, explain(refused)
+        assert "create it first" in refused.stderr, explain(refused)
+    assert list(tmp_path.iterdir()) == []
+    for name in NAMES:
+        assert "release" not in events_of(shared, name, message_id), name
+    opened = read(home, message_id)
+    assert opened.stdout == "not into a typo", explain(opened)
+
+
 def test_recipients_may_be_given_with_commas_and_twice(shared: Up) -> None:
     """--to bob,alice --to bob: two recipients, each once (a name repeated was refused
     with "envelope.header.recipients[1]: name 'bob' appears twice"; a comma was sent to

@@ -337,6 +337,17 @@ def test_a_share_damaged_into_a_leading_dash_is_named_not_quoted(
     )
 
 
+def test_an_output_in_a_directory_that_is_not_there_is_refused(
+    canary_shares: list[str], tmp_path: Path
+) -> None:
+    """`combine --out missing/secret` made the directory: a typo in a path then left the
+    secret where nobody looks. It is refused, as cp refuses it, and nothing is made."""
+    for out in (tmp_path / "missing" / "secret", f"{tmp_path / 'new'}/"):
+        result = run_cli("combine", "--out", out, *canary_shares[:3])
+        assert_refused(result, 1, "is not a directory", secrets=[CANARY])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_combine_takes_shares_beginning_with_a_dash_in_their_places(
     canary_shares: list[str], tmp_path: Path
 ) -> None:

@@ -152,6 +152,23 @@ def refuse_existing(path: str | Path | None, force: bool, option: str = "--out")
     raise CliError(f"{path} exists", hint=f"choose another {option}, or --force to replace it")
 
 
+def check_output(path: str | Path | None, force: bool, option: str = "--out") -> None:
+    """Refuse, before any work is done, a file the user named that cannot be written as
+    asked: one that exists (unless --force), or one in a directory that does not. The
+    write would make that directory, and a typo in it would then leave the file where
+    nobody looks (as cp and curl do, it is refused)."""
+    refuse_existing(path, force, option)
+    if path is None or str(path) == "-":
+        return
+    # "new/" names a directory to write into, not a file "new" here.
+    directory = Path(path) if str(path).endswith("/") else Path(path).parent
+    if not directory.is_dir():
+        raise CliError(
+            f"cannot write {path}: {directory} is not a directory",
+            hint=f"create it first, or choose another {option}",
+        )
+
+
 def write_output(path: str | None, data: bytes) -> None:
     """Write all of ``data`` or nothing: to a temporary file renamed into place."""
     if path is None or path == "-":

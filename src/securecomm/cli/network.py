@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SecureCommError
-from ._common import CliError, home_of, home_option, positive_int, refuse_existing
+from ._common import (
+    CliError,
+    check_output,
+    home_of,
+    home_option,
+    positive_int,
+    refuse_existing,
+)
 
 
 def _copy_card(card: Any, path: str | None) -> Path | None:
@@ -37,7 +44,7 @@ def cmd_relay_init(args: argparse.Namespace) -> None:
     home = home_of(args)
     _check_url(args.url)
     refuse_existing(card_path(home, "relay"), args.force, "--home")
-    refuse_existing(args.card, args.force, "--card")
+    check_output(args.card, args.force, "--card")
     card = init_relay(home, args.url, settings=_tls_settings(args, home))
     _say_card(card, _copy_card(card, args.card) or card_path(home, "relay"))
 
@@ -50,7 +57,7 @@ def cmd_custodian_init(args: argparse.Namespace) -> None:
     home = home_of(args)
     _check_url(args.url)
     refuse_existing(card_path(home, name), args.force, "--home")
-    refuse_existing(args.card, args.force, "--card")
+    check_output(args.card, args.force, "--card")
     try:
         operator = load_public(Path(args.operator))
     except SecureCommError as exc:
@@ -116,7 +123,7 @@ def cmd_network_create(args: argparse.Namespace) -> None:
         except SecureCommError as exc:
             raise CliError(str(exc), hint="ask its party for the card again", code=2) from None
 
-    refuse_existing(args.out, args.force)
+    check_output(args.out, args.force)
     relay = read(args.relay)
     custodians = tuple(read(path) for path in args.custodian)
     network = Network(relay, custodians, args.threshold, _tls_ca(args))

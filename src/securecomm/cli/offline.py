@@ -25,13 +25,13 @@ from ..shares import TEXT_SPACE, Share
 from ._common import (
     EXIT_BAD_INPUT,
     CliError,
+    check_output,
     integer,
     load_identity,
     passphrase,
     passphrase_options,
     preview,
     read_input,
-    refuse_existing,
     warn,
     write_output,
 )
@@ -46,7 +46,7 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 
 def cmd_combine(args: argparse.Namespace) -> None:
-    refuse_existing(args.out, args.force)
+    check_output(args.out, args.force)
     if args.shares:
         lines = list(args.shares)
     else:
@@ -84,7 +84,7 @@ def cmd_keygen(args: argparse.Namespace) -> None:
 def cmd_encrypt(args: argparse.Namespace) -> None:
     # Replacing an envelope would strand the shares handed out for it.
     if args.out or args.file not in (None, "-"):
-        refuse_existing(args.out or f"{args.file}.scm", args.force, "-o")
+        check_output(args.out or f"{args.file}.scm", args.force, "-o")
     plaintext = read_input(args.file, "message")
     if args.key:
         sender = load_identity(args.key, args)
@@ -120,7 +120,7 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> None:
-    refuse_existing(args.out, args.force, "-o")
+    check_output(args.out, args.force, "-o")
     envelope = Envelope.from_file(read_input(args.envelope, "envelope"))
     sender = load_public(Path(args.sender)) if args.sender else None
     envelope.verify(sender)

@@ -17,6 +17,7 @@ from ._common import (
     EXIT_BAD_INPUT,
     CliError,
     ProgressBar,
+    check_output,
     home_option,
     interrupts,
     message_id,
@@ -209,7 +210,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     reader = user(args, settings, args.reader)
     into_directory = args.out not in (None, "-") and Path(args.out).is_dir()
     if args.out not in (None, "-") and not into_directory:
-        refuse_existing(Path(args.out), args.force)
+        check_output(args.out, args.force)
     spool = settings.home / "users" / f"{reader.name}.incoming"
 
     def save_to(filename: str | None) -> Path:
