@@ -262,6 +262,35 @@ def test_an_expired_message_says_it_expired_and_when(browser: Browser, up: Up) -
         assert set(late.status_of().values()) == {"refused"}, late.status_of()
 
 
+def test_an_expired_message_read_with_a_clock_behind_says_which_clock(
+    browser: Browser, up: Up
+) -> None:
+    """The custodians say "expired" by their clocks. A page whose clock was behind them
+    (within the five minutes a signed request may be off) offered Read, as by its clock
+    the expiry was to come, and the read said only "0 of the 3 needed". It now says the
+    message expired, and that this browser's clock says otherwise."""
+    with Person(browser, up.relay_url) as behind:
+        behind.import_key(user_key_path(up.home, "bob"))
+        message_id = send(up.home, "gone by their clocks", "--expires", "1s")
+        time.sleep(1.5)
+        behind.page.clock.set_fixed_time(time.time() - 120)  # within the services' 5 min
+        behind.open("inbox")
+        page = behind.page
+        read = page.locator(f"li[data-message='{message_id}']").get_by_role("button", name=READ)
+        read.click()
+        expect(page.locator("#reading")).not_to_have_attribute("aria-busy", "true")
+        expect(page.locator("#plaintext")).to_have_count(0)
+        status = page.locator("#reading .status")
+        expect(status).to_contain_text(
+            re.compile(
+                r"This message expired at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(its sender's"
+                r" policy\): 5 of its 5 custodians release its share no more\. This browser's"
+                r" clock says \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, before that expiry: if it"
+                r" is behind, set it right\."
+            )
+        )
+
+
 def test_a_page_reloaded_mid_read_loses_no_burnt_share(up: Up, bob: Person) -> None:
     """Burn after reading, 4 of 5 needed: three custodians release (and burn) their
     shares, the other two do not answer yet, and the page is reloaded meanwhile. The

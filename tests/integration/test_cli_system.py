@@ -672,6 +672,35 @@ def test_an_expired_message_is_said_to_be_expired_and_when(shared: Up) -> None:
     assert all(f"the message expired at {found.group(1)} UTC" in why for why in lines.values())
 
 
+def test_an_expired_message_read_with_a_clock_behind_says_which_clock(
+    shared: Up, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The custodians say "expired" by their clocks. A reader whose clock was behind them
+    (within the five minutes a signed request may be off) got only "0 good share(s) of
+    the 3 needed": its own clock said the expiry was still to come. It now says the
+    message expired, and that this machine's clock says otherwise."""
+    from securecomm.cli import main
+
+    message_id = send(shared.home, "gone by their clocks", "--expires", "1s")
+    time.sleep(1.5)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 120)
+    with pytest.raises(SystemExit) as ended:
+        main(["read", message_id, "--home", str(shared.home), "--as", "bob"])
+    said = capsys.readouterr().err
+    assert ended.value.code == 1, said
+    assert re.search(
+        rf"message {message_id} expired at \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(its"
+        r" sender's policy\): 5 of its 5 custodians release its share no more",
+        said,
+    ), said
+    assert re.search(
+        r"hint: this machine's clock says \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, before that"
+        r" expiry: if it is behind, set it right",
+        said,
+    ), said
+
+
 # 9. release only with the operator's approval
 
 

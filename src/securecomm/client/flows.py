@@ -1174,7 +1174,8 @@ def read(
             )
         expires = envelope.header.policy.expires
         expired = [n for n, e in gather.errors.items() if getattr(e, "code", "") == Code.EXPIRED]
-        if expired and expires is not None and time.time() >= expires:
+        # A custodian says "expired" by its own clock, past the expiry the sender signed.
+        if expired and expires is not None:
             headline = (
                 f"message {message_id} expired at {utc_text(expires)} (its sender's policy):"
                 f" {len(expired)} of its {len(names)} custodians release its share no more;"
@@ -1185,6 +1186,11 @@ def read(
             short.hint = (
                 f"{len(now.pending)} release(s) wait for their custodian's operator; read"
                 " again once enough are approved"
+            )
+        if expired and expires is not None and (clock := int(time.time())) < expires:
+            short.hint = (
+                f"this machine's clock says {utc_text(clock)}, before that expiry: if it"
+                " is behind, set it right (the custodians' clocks passed the expiry)"
             )
         raise short
     for name, why in sorted(gather.failures.items()):

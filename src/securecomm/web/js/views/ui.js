@@ -65,6 +65,9 @@ export function describe(error) {
     // Past its expiry the custodians release it no more: the sender's policy, said so.
     if (error.expiredAt)
       gone = `This message expired at ${utcText(error.expiredAt)} (its sender's policy): ${error.expired} of its ${error.custodians} custodians release its share no more. `;
+    // By their clocks: this browser's says the expiry is still to come.
+    if (error.clockBehind)
+      gone += `This browser's clock says ${utcText(error.clockBehind)}, before that expiry: if it is behind, set it right. `;
     // As the CLI's hint: approvals given between reads add up.
     const waiting = error.pending
       ? ` ${error.pending} release(s) wait for their custodian's operator: read again once enough are approved.`
