@@ -62,6 +62,20 @@ def cli_send(up: Up, to: str, text: str, *flags: str, sender: str = "alice") -> 
     return found.group(1)
 
 
+def send_with_policy(up: Up, text: bytes, policy: Policy) -> str:
+    """alice sends bob ``text`` under ``policy`` through the library, which takes what the
+    CLI does not offer (a not_before, max_releases above one): the message id."""
+    own = person_home(up.home, "alice")
+    return flows.send(
+        load_settings(own, env={}),
+        KnownKeys.load(own),
+        Identity.load(user_key_path(up.home, "alice")),
+        ["bob"],
+        text,
+        policy=policy,
+    ).message_id
+
+
 def decide(up: Up, custodian: str, message_id: str, verdict: str) -> None:
     """As ``custodian``'s operator, over its HTTP API: approve or deny the one pending
     release of ``message_id``."""
@@ -653,20 +667,12 @@ def test_a_message_before_its_not_before_offers_read_once_it_comes(
     stays. When the time comes, Read does, without a reload, and reads it."""
     opens_in = 8  # the time the page takes to open and unlock, and then some
     not_before = int(time.time()) + opens_in
-    own = person_home(up.home, "alice")
-    sent = flows.send(
-        load_settings(own, env={}),
-        KnownKeys.load(own),
-        Identity.load(user_key_path(up.home, "alice")),
-        ["bob"],
-        b"not yet",
-        policy=Policy(not_before=not_before),
-    )
+    message_id = send_with_policy(up, b"not yet", Policy(not_before=not_before))
     with Person(browser, up.relay_url) as person:
         person.import_key(user_key_path(up.home, "bob"))
         person.open("inbox")
         page = person.page
-        item = page.locator(f"li[data-message='{sent.message_id}']")
+        item = page.locator(f"li[data-message='{message_id}']")
         expect(item).to_be_visible()
         assert time.time() < not_before, "the inbox was drawn after the message's not_before"
         expect(item.get_by_role("button", name=READ)).to_have_count(0)
@@ -689,19 +695,11 @@ def test_the_inbox_says_max_releases_counts_each_custodians_releases(
     """The entry of a message each custodian releases twice said "at most 2 reads": each
     custodian counts its own releases, to whoever asks, so with 5 custodians and threshold
     3 up to three readers can open it. It says what the custodians count."""
-    own = person_home(up.home, "alice")
-    sent = flows.send(
-        load_settings(own, env={}),
-        KnownKeys.load(own),
-        Identity.load(user_key_path(up.home, "alice")),
-        ["bob"],
-        b"twice per custodian",
-        policy=Policy(max_releases=2),
-    )
+    message_id = send_with_policy(up, b"twice per custodian", Policy(max_releases=2))
     with Person(browser, up.relay_url) as person:
         person.import_key(user_key_path(up.home, "bob"))
         person.open("inbox")
-        item = person.page.locator(f"li[data-message='{sent.message_id}']")
+        item = person.page.locator(f"li[data-message='{message_id}']")
         expect(item).to_contain_text("each share released at most 2 times")
         expect(item).not_to_contain_text("reads")
 
