@@ -1040,7 +1040,7 @@ export async function deleteFromInbox(reader, message, config) {
   const kept = keptState(await store.get("pending", key));
   await store.remove("pending", key);
   await store.remove("pending", goneKey(reader, message.id));
-  const urls = Object.fromEntries(config.custodians.map((c) => [c.name, c]));
+  const urls = Object.fromEntries((config?.custodians ?? []).map((c) => [c.name, c]));
   const known = (names) => names.filter((name) => Object.hasOwn(urls, name));
   const pending = Object.fromEntries(
     known(Object.keys(kept.pending)).map((name) => [name, kept.pending[name]]),
