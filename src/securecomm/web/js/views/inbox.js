@@ -35,7 +35,8 @@ function policyNotes(policy, now) {
   const notes = [];
   if (policy.max_releases === 1) notes.push("burn after reading");
   // Each custodian counts its own releases, to whoever asks: not a number of readers.
-  else if (policy.max_releases) notes.push(`each share released at most ${policy.max_releases} times`);
+  else if (policy.max_releases)
+    notes.push(`each share released at most ${policy.max_releases} times`);
   if (policy.require_approval) notes.push("needs approval");
   // Before not_before, and once expired, the entry says so in place of Read (windowBadge).
   if (policy.expires && windowOf(policy, now) === "open")
