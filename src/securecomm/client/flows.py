@@ -1280,25 +1280,25 @@ def withdraw_requests(
     the message (:func:`delete`) rather than read it, and the lines say that.
     """
 
-    def withdraw(name: str, release_id: str) -> None:
+    def delete_at(name: str, path: str, params: dict[str, str] | None = None) -> None:
         url = settings.custodian(name).url
         with ServiceClient(url, name, reader, timeout=seconds, trust=settings.tls_ca) as client:
-            client.request("DELETE", f"/v1/releases/{release_id}")
-
-    def acknowledged(name: str, message_id: str) -> None:
-        url = settings.custodian(name).url
-        with ServiceClient(url, name, reader, timeout=seconds, trust=settings.tls_ca) as client:
-            client.request("DELETE", "/v1/releases", params={"message_id": message_id})
+            client.request("DELETE", path, params=params)
 
     tasks: dict[str, Callable[[], Any]] = {
-        name: functools.partial(withdraw, name, rid) for name, rid in pending.items()
+        name: functools.partial(delete_at, name, f"/v1/releases/{rid}")
+        for name, rid in pending.items()
     }
     told = {}
     if acknowledge is not None:
         message_id, names = acknowledge
         told = {f"ack {name}": name for name in names if name not in pending}
+        asked = {"message_id": message_id}
         tasks.update(
-            {key: functools.partial(acknowledged, name, message_id) for key, name in told.items()}
+            {
+                key: functools.partial(delete_at, name, "/v1/releases", asked)
+                for key, name in told.items()
+            }
         )
     if tasks:
         withdrawing = _Gather(tasks)

@@ -227,8 +227,12 @@ def withdraw_deposit() -> tuple[str, int]:
 
 def _message_id_argument() -> str:
     """The request's ``message_id`` query argument, checked."""
-    message_id = request.args.get("message_id", "")
-    if not _HEX_ID.fullmatch(message_id):
+    return _checked_message_id(request.args.get("message_id", ""))
+
+
+def _checked_message_id(message_id: object) -> str:
+    """``message_id`` (a query argument or a body field) if it is 32 lowercase hex digits."""
+    if not isinstance(message_id, str) or not _HEX_ID.fullmatch(message_id):
         raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
     return message_id
 
@@ -263,9 +267,7 @@ def post_release() -> tuple[Response, int]:
     body = read_json()
     if set(body) != {"v", "message_id"} or body["v"] != 1 or isinstance(body["v"], bool):
         raise ApiError(400, Code.BAD_FIELD, 'expected {"v": 1, "message_id": "<32 hex>"}')
-    message_id = body["message_id"]
-    if not isinstance(message_id, str) or not _HEX_ID.fullmatch(message_id):
-        raise ApiError(400, Code.BAD_FIELD, "message_id: expected 32 lowercase hex digits")
+    message_id = _checked_message_id(body["message_id"])
     now = int(time.time())
     _sweep_kept(now)
     with transaction() as conn:
