@@ -329,6 +329,33 @@ def test_deleting_a_message_withdraws_its_requests_and_drops_what_is_kept(up: Up
     assert "may keep" not in deleted.stderr, explain(deleted)
 
 
+def test_an_interrupt_while_delete_withdraws_says_the_message_is_gone_and_what_is_not(
+    up: Up,
+) -> None:
+    """Ctrl-C while delete waits for the withdrawals (up to 3 s; echo's answer held back
+    here) once said only "interrupted": nothing told bob the message was already deleted,
+    nor which requests may stay on an operator's list."""
+    message_id = send(up.home, "stop me", "--require-approval")
+    assert read(up.home, message_id).returncode == 1
+    with HoldingProxy(up.url("echo"), ("DELETE", "/v1/releases/")) as proxy:
+        env = {"SECURECOMM_CUSTODIAN_ECHO_URL": proxy.url}
+        process = start_cli(up.home, "delete", message_id, "--as", "bob", env=env)
+        assert proxy.held.wait(30), "the delete never withdrew echo's request"
+        process.send_signal(signal.SIGINT)
+        result = finish(process)
+    assert result.returncode == 130, explain(result)
+    assert "Traceback" not in result.stderr, explain(result)
+    assert f"message {message_id}: deleted from bob's inbox" in result.stdout, explain(result)
+    for name in ("alpha", "bravo", "charlie", "delta"):
+        said = f"custodian {name}: release [0-9a-f]{{32}} waited for its operator; withdrawn"
+        assert re.search(said, result.stderr), explain(result)
+    said = "custodian echo: release [0-9a-f]{32} waited for its operator; its withdrawal failed"
+    assert re.search(said + r" \(interrupted before its answer\)", result.stderr), explain(result)
+    assert message_id not in inbox(up.home)
+    for name in NAMES:  # echo's was forwarded before its answer was held
+        assert pending_ids(up, name, message_id) == [], name
+
+
 def test_the_requests_a_read_did_not_need_are_withdrawn(up: Up) -> None:
     """Bob reads once three operators approved. The other two requests stayed on their
     operators' lists (stop 31), to be approved for nothing; the read now withdraws them,

@@ -348,8 +348,16 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
     settings = settings_of(args, args.reader)
     reader = user(args, settings, args.reader)
-    flows.delete(settings, reader, args.message_id, warn=warn)
-    print(f"message {args.message_id}: deleted from {args.reader}'s inbox")
+    # Said before the requests its reads left are withdrawn, which may take a while.
+    flows.delete(
+        settings,
+        reader,
+        args.message_id,
+        warn=warn,
+        on_deleted=lambda: print(
+            f"message {args.message_id}: deleted from {args.reader}'s inbox", flush=True
+        ),
+    )
 
 
 def add_commands(sub: Any) -> None:

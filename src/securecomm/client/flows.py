@@ -1302,7 +1302,13 @@ def withdraw_requests(
         )
     if tasks:
         withdrawing = _Gather(tasks)
-        withdrawing.wait(seconds)
+        interrupted = None
+        try:
+            withdrawing.wait(seconds)
+        except KeyboardInterrupt as exc:  # each one not confirmed is said, then the interrupt
+            interrupted = exc
+            for key in withdrawing.outstanding:
+                withdrawing.failures[key] = "interrupted before its answer"
         what, why = (
             ("was deleted", "the message was deleted")
             if deleted
@@ -1326,6 +1332,8 @@ def withdraw_requests(
                     " stay on the operator's list"
                 )
             )
+        if interrupted is not None:
+            raise interrupted
 
 
 def forget(settings: Settings, reader: Keys, message_id: str) -> None:
@@ -1344,7 +1352,14 @@ def _relays_copy(relay: ServiceClient, message_id: str, hint: str) -> bytes:
         raise
 
 
-def delete(settings: Settings, reader: Keys, message_id: str, *, warn: Warn = _quiet) -> None:
+def delete(
+    settings: Settings,
+    reader: Keys,
+    message_id: str,
+    *,
+    warn: Warn = _quiet,
+    on_deleted: Callable[[], None] = lambda: None,
+) -> None:
     """Remove a message from ``reader``'s inbox at the relay (a recipient's DELETE: the
     envelope goes once no recipient lists it), and what reads of it noted here. Its
     shares stay with the custodians, whose only the sender destroys (:func:`unsend`): a
@@ -1354,7 +1369,8 @@ def delete(settings: Settings, reader: Keys, message_id: str, *, warn: Warn = _q
     What earlier reads left with the custodians goes too (spec §12.2): requests still
     waiting for an operator are withdrawn, so none is approved for a message its reader
     deleted, and a custodian that gave a release kept here (a read that came up short)
-    is told to drop the copy it keeps for the reader, as :func:`withdraw_requests` does."""
+    is told to drop the copy it keeps for the reader, as :func:`withdraw_requests` does.
+    ``on_deleted`` is called once the message is gone, before those requests go out."""
     with _relay(settings, reader) as relay:
         envelope = document_from_bytes(
             _relays_copy(
@@ -1380,6 +1396,7 @@ def delete(settings: Settings, reader: Keys, message_id: str, *, warn: Warn = _q
     noted = _load_state(history)
     if noted.pop(message_id, None) is not None:
         write_atomic(history, json.dumps(noted, sort_keys=True).encode(), private=True)
+    on_deleted()
     gave = tuple(kept.released) if envelope.header.policy.gives_once else ()
     withdraw_requests(
         settings, reader, kept.pending, warn=warn, acknowledge=(message_id, gave), deleted=True
