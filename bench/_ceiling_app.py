@@ -9,7 +9,7 @@
   as canonical JSON (spec 1.4), check the envelope's signature under the key it names
   (7.5; the post itself is unsigned, so there is no request signature to check), one
   durable insert (SQLite in WAL mode, ``synchronous=FULL``, its write lock waited for
-  as the relay waits for it, as the relay's database), and
+  as the relay waits for it: ``storage.begin_immediate``), and
   the signed answer (11.4). No field checks, no directory, no inbox rows, no SQLAlchemy.
 - ``relay-normal``: the real relay with SQLite ``synchronous=NORMAL``
   instead of ``FULL``, only to put a number on what durability costs. The
@@ -65,7 +65,7 @@ def create_mandatory_app(home: str) -> Flask:
 
     from securecomm import canonical, httpsig
     from securecomm.identity import Identity
-    from securecomm.service.storage import when_unlocked
+    from securecomm.service.storage import begin_immediate
 
     app = Flask("securecomm.bench.mandatory")
     app.extensions["securecomm"] = {"engine": _NoEngine()}
@@ -99,11 +99,7 @@ def create_mandatory_app(home: str) -> Flask:
         except InvalidSignature:
             return jsonify({"code": "bad_signature"}), 400
         conn = connection()
-        # The lock waited for as the relay waits (storage.when_unlocked): SQLite's busy
-        # handler would stop the whole worker while it sleeps.
-        conn.execute("PRAGMA busy_timeout=0")
-        when_unlocked(conn.execute, "BEGIN IMMEDIATE")
-        conn.execute("PRAGMA busy_timeout=30000")
+        begin_immediate(conn.execute)  # the write lock waited for as the relay waits
         conn.execute(
             "INSERT INTO messages (id, envelope) VALUES (?, ?)", (document["header"]["id"], body)
         )

@@ -1,7 +1,7 @@
-"""Waiting for SQLite's write lock (service/storage.py ``_begin_immediate``): a transaction
+"""Waiting for SQLite's write lock (service/storage.py ``begin_immediate``): a transaction
 that finds another connection holding it waits, then goes on; one that waits past the
 limit fails as locked; and in a gevent worker, as the services run, the wait lets the
-worker's other requests run, the one holding the lock included."""
+worker's other requests run."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,11 @@ def test_a_lock_held_past_the_limit_fails_the_transaction_as_locked(
     engine.dispose()
 
 
-# Two requests of one gevent worker (serve's worker class): the first holds the write lock
-# across a yield, the second then wants it. SQLite's own busy handler would sleep inside
-# the C call, so the first could never run on to commit: the second would fail as locked
-# after the limit (2 s here), and nothing else of the worker would run meanwhile.
+# A gevent worker (serve's worker class) whose request wants the write lock that another
+# process holds (the test, standing for another worker or replica), with another request
+# of its own to serve. SQLite's busy handler sleeps inside the C call, so nothing else of
+# the worker ran while it waited; now the worker serves the other request meanwhile (for
+# the first 10 ms; then it waits as SQLite does, taking the lock in its turn).
 _GEVENT_WORKER = """
 from gevent import monkey
 
@@ -96,20 +98,11 @@ import gevent
 
 from securecomm.service import storage
 
-storage._BUSY_MS = 2000
 engine = storage.connect("sqlite:///" + sys.argv[1])
-with engine.begin() as conn:
-    conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
 ticks, result = [], {}
 
 
-def first():
-    with engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-        gevent.sleep(0.3)
-
-
-def second():
+def request():
     before = len(ticks)
     try:
         with engine.begin() as conn:
@@ -119,13 +112,13 @@ def second():
     result["ticks while waiting"] = len(ticks) - before
 
 
-def ticker():
+def other_request():
     while "ticks while waiting" not in result:
         ticks.append(1)
-        gevent.sleep(0.01)
+        gevent.sleep(0.001)
 
 
-gevent.joinall([gevent.spawn(first), gevent.spawn(second), gevent.spawn(ticker)])
+gevent.joinall([gevent.spawn(request), gevent.spawn(other_request)])
 with engine.connect() as conn:
     result["rows"] = sorted(conn.exec_driver_sql("SELECT n FROM t").scalars())
 print(json.dumps(result))
@@ -135,14 +128,24 @@ print(json.dumps(result))
 def test_waiting_for_the_lock_lets_a_gevent_worker_run_its_other_requests(
     tmp_path: Path,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _GEVENT_WORKER, str(tmp_path / "db.sqlite")],
-        capture_output=True,
+    path = tmp_path / "db.sqlite"
+    _engine(path).dispose()
+    holder = _holder(path)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _GEVENT_WORKER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
     )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    try:
+        time.sleep(1.0)  # the worker starts and waits for the lock
+        holder.commit()
+        out, err = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+        holder.close()
+    assert worker.returncode == 0, err
+    result = json.loads(out)
     assert "error" not in result, result
     assert result["rows"] == [1, 2]
     assert result["ticks while waiting"] > 0, result
