@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["locked", "write_atomic"]
+__all__ = ["drop_cached", "locked", "write_atomic"]
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, private: bool = False) -> None:
@@ -33,6 +33,21 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, private: bool = F
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def drop_cached(fd: int, offset: int, length: int) -> None:
+    """Let the kernel drop ``length`` bytes of ``fd``'s file from ``offset`` on out of its
+    page cache, once they are on disk (fsynced) or have been read: for a large stream,
+    written or read once. Left cached, a 1 GiB stream grows the cache by 1 GiB, pushing out
+    what the machine reads again, and its writes fill pages the kernel has not handed out
+    lately instead of reusing the few just let go of. On the virtual machine of our
+    benchmarks the first cost far more: 1 GiB written 4 MiB at a time, each fsynced, took
+    6 to 12 s of kernel time left cached and 0.4 s dropped. A hint only: pages not yet on
+    disk stay, and so do the partial pages at either end; nothing happens where the system
+    has no ``posix_fadvise``."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None and length > 0:
+        advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 @contextlib.contextmanager

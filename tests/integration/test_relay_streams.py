@@ -46,6 +46,7 @@ from securecomm.identity import Identity, PublicIdentity, load_public
 from securecomm.local.home import config_text
 from securecomm.stream import SEALED_CHUNK_BYTES, sealed_length
 from tests.backends import Backend
+from tests.pagecache import cached_bytes, needs_droppable_cache
 
 from .conftest import NAMES, Service, engine_of, free_port
 
@@ -727,6 +728,52 @@ def test_a_piece_that_reached_the_relay_late_is_not_taken_twice(
         assert client_state(link.client(relay, alice), draft.header.id) == draft.stream_length
         upload.abandon()
     assert len(digest) == 32
+
+
+def test_a_large_stream_leaves_the_page_cache_as_it_goes(
+    relay: Relay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the relay's copy of a stream nor the reader's output stays in the page cache
+    once on disk, and the output is put on disk as it grows, not only at its end."""
+    needs_droppable_cache(tmp_path)
+    monkeypatch.setattr(streamed, "SYNC_BYTES", MIB)
+    synced: list[int] = []
+    sync_behind = streamed._sync_behind
+
+    def recording(handle: Any, since: int) -> int:
+        synced.append(sync_behind(handle, since))
+        return synced[-1]
+
+    monkeypatch.setattr(streamed, "_sync_behind", recording)
+    alice, bob = people("alice", "bob")
+    plaintext = os.urandom(7 * MIB + 7)  # (this relay takes 8 MiB at most)
+    source, draft = file_draft(tmp_path, alice, [bob], plaintext)
+    with source.open("rb") as handle:
+        upload = streamed.Upload(
+            lambda _timeout: relay.client(alice), draft, handle, _ignore, lambda: False
+        )
+        upload.open()
+        digest = upload.send(0)
+    document = draft.finish(alice, stand_in_receipts(draft), digest)
+    assert post(relay, document).status_code == 201
+    stored = relay.payloads / document.payload_digest.hex()
+    assert cached_bytes(stored) <= 2 * os.sysconf("SC_PAGE_SIZE")  # (pages pieces share)
+    key = document.recover_key(dict(zip(NAMES, draft.shares, strict=True)))
+    out, _ = streamed.download(
+        lambda _timeout: relay.client(bob),
+        document,
+        key,
+        lambda _name: tmp_path / "read.bin",
+        progress=_ignore,
+        cancelled=lambda: False,
+    )
+    assert cached_bytes(out) == 0
+    # Each range lets go of its whole pages; the page two ranges share may stay, and so may
+    # what the kernel read ahead past one range after the range beside it (two are fetched
+    # at a time) had let go of it: a few pages, where a cached stream would be all of them.
+    assert cached_bytes(stored) <= len(plaintext) // 4
+    assert out.read_bytes() == plaintext
+    assert len(synced) >= 7 and synced == sorted(synced) and synced[-1] == len(plaintext)
 
 
 def file_draft(

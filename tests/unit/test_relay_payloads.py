@@ -25,6 +25,7 @@ from securecomm.relay.payloads import (
 )
 from securecomm.relay.streams import SWEEP_SECONDS, Streams
 from securecomm.stream import SEALED_CHUNK_BYTES, sealed_length
+from tests.pagecache import cached_bytes, needs_droppable_cache
 from tests.unit._services import relay, settings_for
 
 ALICE = Identity.generate("alice")
@@ -90,6 +91,33 @@ def test_write_truncates_what_was_not_acknowledged(tmp_path: Path) -> None:
     assert store.read("e" * 64, 0, 1) is None
     assert not store.partial("a" * 32).exists()
     assert (store.root.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_stream_written_hashed_or_served_leaves_the_page_cache(tmp_path: Path) -> None:
+    """A piece is let go of once it is on disk, and so is what the digest and a range read:
+    a 1 GiB stream does not push 1 GiB of the machine's cache out."""
+    needs_droppable_cache(tmp_path)
+    store = PayloadStore(tmp_path / "payloads")
+    store.create_directories()
+    first, second = os.urandom(MAX_PIECE_BYTES), os.urandom(3 * SEALED + 5)
+    with store.locked(store.partial("a" * 32), create=True) as locked:
+        assert locked is not None
+        store.start(locked)
+        store.write(locked, 0, first)
+        store.write(locked, len(first), second)
+        page = os.sysconf("SC_PAGE_SIZE")
+        # (The page the two pieces share may stay: each piece lets go of its whole pages.)
+        assert cached_bytes(locked.path) <= page
+        assert locked.path.read_bytes() == first + second  # cached again, by a plain read
+        assert cached_bytes(locked.path) >= len(first)
+        assert store.digest(locked) == hashlib.sha256(first + second).digest()
+        assert cached_bytes(locked.path) == 0
+        store.keep(locked, "d" * 64)
+    stored = store.stored("d" * 64)
+    assert stored.read_bytes() == first + second
+    assert store.read("d" * 64, SEALED, 2 * SEALED) == (first + second)[SEALED : 3 * SEALED]
+    cached = cached_bytes(stored)
+    assert cached <= len(first) + len(second) - 2 * SEALED + 2 * page, cached
 
 
 def test_a_lock_is_on_the_file_the_path_names(tmp_path: Path) -> None:

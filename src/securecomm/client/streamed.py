@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from .. import canonical, hpke, httpsig, stream
 from .._encoding import b64decode, b64encode
-from .._files import write_atomic
+from .._files import drop_cached, write_atomic
 from ..codes import Code
 from ..config import MAX_PIECE_BYTES, Settings
 from ..envelope import (
@@ -474,18 +474,36 @@ def download(
         total = document.length - skip
         progress("downloading", 0, total)
         progress("downloading", handle.tell(), total)
+        synced = 0  # (what an earlier read wrote goes on disk with the first sync)
         if start <= last:
             pieces = fetch.pieces(start * stream.SEALED_CHUNK_BYTES)
             for plaintext in document.decrypt(key, pieces, start=start):
                 handle.write(plaintext)
                 progress("downloading", len(plaintext), total)
+                if handle.tell() - synced >= SYNC_BYTES:
+                    synced = _sync_behind(handle, synced)
         # Whole and checked: it becomes a file like any other (as version 1's output is).
         os.fchmod(handle.fileno(), 0o644)
-        handle.flush()
-        os.fsync(handle.fileno())
+        _sync_behind(handle, synced)
     os.replace(partial, out)
     _sync_directory(out.parent)
     return out, filename
+
+
+#: A download's output is put on disk each time it has grown by this much, and let go of
+#: the page cache (see :func:`drop_cached`); a crash then loses at most this much of it to
+#: the read that goes on.
+SYNC_BYTES = 8 * 1024 * 1024
+
+
+def _sync_behind(handle: BinaryIO, synced: int) -> int:
+    """Put what ``handle`` holds past ``synced`` on disk and out of the page cache; where
+    it now ends."""
+    handle.flush()
+    os.fsync(handle.fileno())
+    end = handle.tell()
+    drop_cached(handle.fileno(), synced, end - synced)
+    return end
 
 
 @contextlib.contextmanager

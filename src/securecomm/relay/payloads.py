@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import stream
+from .._files import drop_cached
 from ..codes import Code
 from ..config import MAX_PIECE_BYTES
 from ..errors import LengthError
@@ -195,13 +196,16 @@ class PayloadStore:
     @staticmethod
     def write(locked: Locked, offset: int, piece: bytes) -> None:
         """Make ``piece`` the file's bytes from ``offset`` on, and nothing after it, on disk
-        before this returns: what lay past ``offset`` was never acknowledged."""
+        before this returns: what lay past ``offset`` was never acknowledged. Once on disk,
+        the piece leaves the page cache: a stream is read again only by its post's digest
+        and its reader's download."""
         os.ftruncate(locked.fd, offset)
-        view = memoryview(piece)
+        view, start = memoryview(piece), offset
         while view:
             written = os.pwrite(locked.fd, view, offset)
             view, offset = view[written:], offset + written
         os.fsync(locked.fd)
+        drop_cached(locked.fd, start, len(piece))
 
     def start(self, locked: Locked) -> None:
         """An upload's file, empty, and its name, on disk before its row is committed."""
@@ -211,11 +215,12 @@ class PayloadStore:
 
     @staticmethod
     def digest(locked: Locked) -> bytes:
-        """The SHA-256 of the whole file."""
+        """The SHA-256 of the whole file (read once: not kept in the page cache)."""
         digest = hashlib.sha256()
         offset = 0
         while chunk := os.pread(locked.fd, _READ_BYTES, offset):
             digest.update(chunk)
+            drop_cached(locked.fd, offset, len(chunk))
             offset += len(chunk)
         return digest.digest()
 
@@ -230,19 +235,21 @@ class PayloadStore:
 
     def read(self, digest_hex: str, offset: int, size: int) -> bytes | None:
         """``size`` bytes of a stored stream from ``offset`` (fewer at its end); ``None`` if
-        the file is gone (its message was deleted meanwhile)."""
+        the file is gone (its message was deleted meanwhile). What is read leaves the page
+        cache: a stream is downloaded once, by its reader."""
         try:
             fd = os.open(self.stored(digest_hex), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         try:
-            parts = []
+            parts, start = [], offset
             while size > 0:
-                part = os.pread(fd, min(size, _READ_BYTES), offset)
+                part = os.pread(fd, size, offset)  # (a piece at most)
                 if not part:
                     break
                 parts.append(part)
                 offset, size = offset + len(part), size - len(part)
+            drop_cached(fd, start, offset - start)
             return b"".join(parts)
         finally:
             os.close(fd)
