@@ -320,6 +320,46 @@ def test_a_kept_upload_whose_file_changed_is_dropped_with_the_relays_part(
     assert not any("going on" in line for line in warnings)
 
 
+def test_a_resumed_upload_reports_progress_from_where_it_resumed(up: Up, tmp_path: Path) -> None:
+    """The progress of a send that goes on starts at the bytes the relay holds: reported
+    from 0 first, the bar counted them as moved now and showed a rate of 900 MB/s."""
+    source = tmp_path / "resumed.bin"
+    random_file(source, 10 * MIB)
+    settings, known = _library(up, "alice")
+    alice = user(up.home, "alice")
+    pieces = 0
+
+    def after_one_piece(stage: str, done: int, total: int) -> None:
+        nonlocal pieces
+        if stage == "uploading" and done:
+            pieces += 1
+
+    with pytest.raises(InterruptedOperationError):
+        flows.send_file(
+            settings,
+            known,
+            alice,
+            ["bob"],
+            source,
+            progress=after_one_piece,
+            cancelled=lambda: pieces >= 1,
+        )
+    seen: list[tuple[int, int]] = []
+    flows.send_file(
+        settings,
+        known,
+        alice,
+        ["bob"],
+        source,
+        progress=lambda stage, done, total: (
+            seen.append((done, total)) if stage == "uploading" else None
+        ),
+    )
+    (first_done, total), *rest = seen
+    assert 0 < first_done < total  # where it resumed, said once, first
+    assert first_done + sum(done for done, _ in rest if done < total) == total
+
+
 def test_the_relays_limit_is_refused_before_any_share_is_deposited(tmp_path: Path) -> None:
     home = tmp_path / "home"
     up = start_up(home)

@@ -275,9 +275,7 @@ class Upload:
         is sealed while one is on its way."""
         total = self.draft.stream_length
         digest = hashlib.sha256()
-        self.progress("uploading", 0, total)
-        if received:
-            self.progress("uploading", received, total)
+        self.progress("uploading", received, total)  # (where a resumed upload stands)
         with self._relay(None) as relay:
             for offset, piece, piece_digest in ahead(self._pieces(received, digest)):
                 if self.cancelled():
@@ -472,8 +470,7 @@ def download(
             handle.write(opened[skip:])
         handle.seek(0, os.SEEK_END)
         total = document.length - skip
-        progress("downloading", 0, total)
-        progress("downloading", handle.tell(), total)
+        progress("downloading", handle.tell(), total)  # (where a resumed read stands)
         synced = 0  # (what an earlier read wrote goes on disk with the first sync)
         if start <= last:
             pieces = fetch.pieces(start * stream.SEALED_CHUNK_BYTES)
