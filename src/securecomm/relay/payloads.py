@@ -45,8 +45,10 @@ __all__ = [
 
 #: How long a request that waits for a file's lock sleeps between tries, at first and at most.
 _FIRST_PAUSE_SECONDS, _LAST_PAUSE_SECONDS = 0.002, 0.05
-#: Bytes read at a time to hash or send a stream.
-_READ_BYTES = 1024 * 1024
+#: Bytes read at a time to hash a stream. Hashing a cold 1 GiB file here, each read dropped
+#: from the page cache after, took 1.7 to 2.7 s with 1 MiB reads and 0.7 s with 2 or 4 MiB:
+#: smaller reads left the disk idle between them.
+_READ_BYTES = 4 * 1024 * 1024
 
 
 class FileBusyError(Exception):
