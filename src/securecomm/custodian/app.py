@@ -9,13 +9,15 @@ hash-chained audit log in the same transaction as the change it records.
 
 from __future__ import annotations
 
+import time
+
 from flask import Flask
 from sqlalchemy.engine import Engine
 
 from ..config import Settings
 from ..errors import IdentityError
 from ..identity import PublicIdentity, load_or_create, load_public
-from ..service.app import create_app
+from ..service.app import create_app, log_swept
 from ..service.storage import open_database
 from . import views
 from .tables import nonces, revocations, schema
@@ -59,5 +61,6 @@ def create_custodian_app(settings: Settings, name: str, *, engine: Engine | None
         cors_origins=settings.allowed_origins(),
     )
     app.extensions["custodian"] = views.Custodian.of(name, identity, operator, db)
+    log_swept(name, views.sweep_kept(db, int(time.time())))  # what a previous run left
     app.register_blueprint(views.bp)
     return app

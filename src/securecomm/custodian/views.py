@@ -27,6 +27,7 @@ from ..service.app import (
     query_int,
     read_json,
     require_own_key,
+    sweep_in_passing,
     transaction,
 )
 from ..service.storage import insert_new, scrub, sweep_due
@@ -42,7 +43,7 @@ from .tables import (
     releases,
 )
 
-__all__ = ["KEEP_SECONDS", "Custodian", "bp"]
+__all__ = ["KEEP_SECONDS", "Custodian", "bp", "sweep_kept"]
 
 #: How long a release given once is kept for its reader, in case its answer was lost on
 #: the way (spec section 12.2): the reader's next read within that time is answered again.
@@ -269,7 +270,6 @@ def post_release() -> tuple[Response, int]:
         raise ApiError(400, Code.BAD_FIELD, 'expected {"v": 1, "message_id": "<32 hex>"}')
     message_id = _checked_message_id(body["message_id"])
     now = int(time.time())
-    _sweep_kept(now)
     with transaction() as conn:
         row = conn.execute(_DEPOSIT_OF_MESSAGE_LOCKED, {"message_id": message_id}).first()
         kept = _kept(conn, row, caller, now)
@@ -327,16 +327,24 @@ def _repeat(
     return Response(answer + "\n", 200, mimetype="application/json"), 200  # as jsonify
 
 
-def _sweep_kept(now: int) -> None:
-    """Delete the kept releases whose time is up, once a minute per process (and at its
-    first release), and scrub them from the disk."""
-    db = here().db
+def sweep_kept(db: Engine, now: int) -> dict[str, int]:
+    """Delete the kept releases whose time is up, once a minute per process (and the first
+    time), and scrub them from the disk: how many."""
     if not sweep_due(db, kept_releases.name, now):
-        return
+        return {}
     with db.begin() as conn:
         swept = conn.execute(_EXPIRED_KEPT, {"oldest": now - KEEP_SECONDS}).rowcount
     if swept:
         scrub(db)
+    return {kept_releases.name: swept}
+
+
+@bp.before_app_request
+def _sweep_when_due() -> None:
+    # On any request, not only a release's: a custodian asked for nothing else keeps no
+    # release past its time for longer than a minute after its next request of any kind.
+    c = here()
+    sweep_in_passing(c.name, lambda: sweep_kept(c.db, int(time.time())))
 
 
 def _ask_operator(conn: Connection, row: Any, caller: PublicIdentity, now: int) -> str:
@@ -367,7 +375,6 @@ def get_release(release_id: str) -> tuple[Response, int]:
     c = here()
     caller = authenticate()
     now = int(time.time())
-    _sweep_kept(now)
     with transaction() as conn:
         pending = conn.execute(sa.select(releases).where(releases.c.id == release_id)).first()
         is_operator = caller.fingerprint == c.operator.fingerprint

@@ -14,7 +14,6 @@ names, an upload left for a day) the sweep drops, at start and once an hour per 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,13 +29,14 @@ from ..config import MAX_PIECE_BYTES, Settings
 from ..envelope import StreamEnvelope
 from ..identity import PublicIdentity
 from ..service.app import (
-    ACCESS_LOG,
     ApiError,
     authenticate,
+    log_swept,
     query_int,
     read_json,
     request_body,
     require_own_key,
+    sweep_in_passing,
     transaction,
 )
 from ..service.storage import insert_new
@@ -97,7 +97,7 @@ def install(app: Flask, settings: Settings, engine: Engine) -> None:
     store.create_directories()
     streams = Streams(store, engine, settings.max_payload_bytes, settings.max_sender_bytes)
     app.extensions["streams"] = streams
-    _sweep_now(streams)
+    log_swept("relay", _sweep_now(streams))
     app.register_blueprint(bp)
 
 
@@ -109,20 +109,13 @@ def _streams() -> Streams:
 @bp.before_app_request
 def _sweep_when_due() -> None:
     streams = _streams()
-    if time.time() >= streams.next_sweep:
-        try:
-            _sweep_now(streams)
-        except Exception as exc:  # a failed sweep is tried again in an hour, not the request
-            ACCESS_LOG.error(
-                json.dumps({"service": "relay", "error": type(exc).__name__, "where": "sweep"})
-            )
+    if time.time() >= streams.next_sweep:  # a failed sweep is tried again in an hour
+        sweep_in_passing("relay", lambda: _sweep_now(streams))
 
 
-def _sweep_now(streams: Streams) -> None:
+def _sweep_now(streams: Streams) -> dict[str, int]:
     streams.next_sweep = time.time() + SWEEP_SECONDS
-    swept = sweep(streams.engine, streams.store, int(time.time()))
-    if any(swept.values()):
-        ACCESS_LOG.info(json.dumps({"service": "relay", "swept": swept}, sort_keys=True))
+    return sweep(streams.engine, streams.store, int(time.time()))
 
 
 def check_message_id(value: str) -> str:

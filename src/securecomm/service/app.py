@@ -22,7 +22,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,15 +41,38 @@ __all__ = [
     "ApiError",
     "authenticate",
     "create_app",
+    "log_swept",
     "query_int",
     "read_json",
     "request_body",
     "request_target",
     "require_own_key",
+    "sweep_in_passing",
     "transaction",
 ]
 
 ACCESS_LOG = logging.getLogger("securecomm.access")
+
+
+def log_swept(service: str, swept: Mapping[str, int]) -> None:
+    """Say in the service log what a sweep dropped (how many of each), if anything."""
+    if any(swept.values()):
+        ACCESS_LOG.info(json.dumps({"service": service, "swept": dict(swept)}, sort_keys=True))
+
+
+def sweep_in_passing(service: str, sweep: Callable[[], Mapping[str, int]]) -> None:
+    """Run ``sweep`` on a request's way in: what it dropped is logged, and so is its
+    failure, by name only; the request goes on either way (the sweep is tried again when
+    next due)."""
+    try:
+        swept = sweep()
+    except Exception as exc:
+        ACCESS_LOG.error(
+            json.dumps({"service": service, "error": type(exc).__name__, "where": "sweep"})
+        )
+        return
+    log_swept(service, swept)
+
 
 # Stable error codes for our own exceptions, most specific first.
 _ERROR_CODES: list[tuple[type[errors.SecureCommError], int, str]] = [
