@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -527,6 +528,24 @@ def test_read_refuses_an_out_in_a_directory_that_is_not_there(shared: Up, tmp_pa
         assert "release" not in events_of(shared, name, message_id), name
     opened = read(home, message_id)
     assert opened.stdout == "not into a typo", explain(opened)
+
+
+def test_read_refuses_an_out_that_is_a_pipe_even_with_force(shared: Up, tmp_path: Path) -> None:
+    """`read --out PIPE --force` replaced the pipe with the message (as root, `--out
+    /dev/null --force` replaced /dev/null), after burning the shares. Now it is refused
+    before any custodian is asked; the pipe stays, and the message is still there."""
+    home = shared.home
+    message_id = send(home, "not into a pipe", "--burn-after-reading")
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    refused = read(home, message_id, "bob", "--out", str(pipe), "--force")
+    assert refused.returncode == 1, explain(refused)
+    assert "is not a file" in refused.stderr, explain(refused)
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    for name in NAMES:
+        assert "release" not in events_of(shared, name, message_id), name
+    opened = read(home, message_id)
+    assert opened.stdout == "not into a pipe", explain(opened)
 
 
 def test_recipients_may_be_given_with_commas_and_twice(shared: Up) -> None:

@@ -12,6 +12,7 @@ import base64
 import io
 import itertools
 import json
+import os
 import re
 import stat
 import subprocess
@@ -346,6 +347,31 @@ def test_an_output_in_a_directory_that_is_not_there_is_refused(
         result = run_cli("combine", "--out", out, *canary_shares[:3])
         assert_refused(result, 1, "is not a directory", secrets=[CANARY])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_that_is_not_a_file_is_refused_even_with_force(
+    canary_shares: list[str], tmp_path: Path
+) -> None:
+    """`--out fifo --force` replaced the pipe with a file (as root, `--out /dev/null
+    --force` replaced /dev/null); `encrypt -o DIR --force` failed on the directory after it
+    had written the shares. Both are refused before any work, and nothing is changed."""
+    pipe, directory, shares = tmp_path / "pipe", tmp_path / "dir", tmp_path / "shares"
+    os.mkfifo(pipe)
+    directory.mkdir()
+    shares.mkdir()
+    for force in ((), ("--force",)):
+        result = run_cli("combine", "--out", pipe, *force, *canary_shares[:3])
+        assert_refused(result, 1, "is not a file", secrets=[CANARY])
+        result = run_cli("combine", "--out", directory, *force, *canary_shares[:3])
+        assert_refused(result, 1, "is a directory", secrets=[CANARY])
+        (tmp_path / "m.txt").write_bytes(CANARY)
+        for out in (pipe, directory):
+            result = run_cli(
+                "encrypt", tmp_path / "m.txt", "--shares-out", shares, "-o", out, *force
+            )
+            assert result.code == 1 and result.out == b"", result.err
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    assert list(directory.iterdir()) == [] and list(shares.iterdir()) == []
 
 
 def test_combine_takes_shares_beginning_with_a_dash_in_their_places(

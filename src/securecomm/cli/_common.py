@@ -146,10 +146,24 @@ def read_input(path: str | None, what: str) -> bytes:
 
 
 def refuse_existing(path: str | Path | None, force: bool, option: str = "--out") -> None:
-    """Refuse to replace a file the user has unless they said --force (stdout is never one)."""
-    if path is None or str(path) == "-" or force or not Path(path).exists():
+    """Refuse to replace a file the user has unless they said --force (stdout is never one);
+    and, --force or not, anything there but a file. An output is written to a new file
+    renamed into place: it would have taken the place of a pipe or a device (as root,
+    ``--out /dev/null --force`` replaced /dev/null), and failed on a directory after the
+    work was done (``encrypt`` had handed out the shares)."""
+    if path is None or str(path) == "-":
         return
-    raise CliError(f"{path} exists", hint=f"choose another {option}, or --force to replace it")
+    target = Path(path)
+    if target.is_dir():
+        raise CliError(f"{path} is a directory", hint=f"name a file in it with {option}")
+    if target.exists() and not target.is_file():
+        raise CliError(
+            f"{path} is not a file (a device, a pipe or a socket): the output is written to"
+            " a new file renamed into place, which would replace it",
+            hint=f"choose another {option}",
+        )
+    if target.exists() and not force:
+        raise CliError(f"{path} exists", hint=f"choose another {option}, or --force to replace it")
 
 
 def check_output(path: str | Path | None, force: bool, option: str = "--out") -> None:
