@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from tests.backends import BACKENDS, Backend
 from tests.postgres import Cluster, start_cluster
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests interrupt commands with SIGINT, as Ctrl-C does. Run in a shell's background
+    # (`make test &`), this process ignores SIGINT, and so would every command it starts:
+    # Python then raises no KeyboardInterrupt in them, and a test of Ctrl-C fails. Our
+    # own handler is reset to the default when a command starts; an ignored one is not.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
