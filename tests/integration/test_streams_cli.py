@@ -79,6 +79,19 @@ def alice_sends(up: Up, source: Path, **options: Any) -> flows.SendResult:
     return flows.send_file(settings, known, user(up.home, "alice"), ["bob"], source, **options)
 
 
+def alice_stops_after_a_piece(up: Up, source: Path) -> None:
+    """Alice's send of ``source``, interrupted once the relay holds its first piece."""
+    pieces = 0
+
+    def after_one_piece(stage: str, done: int, total: int) -> None:
+        nonlocal pieces
+        if stage == "uploading" and done:
+            pieces += 1
+
+    with pytest.raises(InterruptedOperationError):
+        alice_sends(up, source, progress=after_one_piece, cancelled=lambda: pieces >= 1)
+
+
 @pytest.mark.parametrize("size", [0, 1, CHUNK, CHUNK + 1, 3 * CHUNK - 7])
 def test_round_trips_around_a_chunk(up: Up, tmp_path: Path, size: int) -> None:
     """Version 2 at the lengths the layout turns on (the library: the CLI streams only
@@ -278,23 +291,7 @@ def test_a_kept_upload_whose_file_changed_is_dropped_with_the_relays_part(
     settings, known = _library(up, "alice")
     alice = user(up.home, "alice")
     kept = person_home(up.home, "alice") / "users" / "alice.sending.json"
-    pieces = 0
-
-    def after_one_piece(stage: str, done: int, total: int) -> None:
-        nonlocal pieces
-        if stage == "uploading" and done:
-            pieces += 1
-
-    with pytest.raises(InterruptedOperationError):
-        flows.send_file(
-            settings,
-            known,
-            alice,
-            ["bob"],
-            source,
-            progress=after_one_piece,
-            cancelled=lambda: pieces >= 1,
-        )
+    alice_stops_after_a_piece(up, source)
     (first,) = [
         k
         for k, v in json.loads(kept.read_text()).items()
@@ -325,31 +322,10 @@ def test_a_resumed_upload_reports_progress_from_where_it_resumed(up: Up, tmp_pat
     from 0 first, the bar counted them as moved now and showed a rate of 900 MB/s."""
     source = tmp_path / "resumed.bin"
     random_file(source, 10 * MIB)
-    settings, known = _library(up, "alice")
-    alice = user(up.home, "alice")
-    pieces = 0
-
-    def after_one_piece(stage: str, done: int, total: int) -> None:
-        nonlocal pieces
-        if stage == "uploading" and done:
-            pieces += 1
-
-    with pytest.raises(InterruptedOperationError):
-        flows.send_file(
-            settings,
-            known,
-            alice,
-            ["bob"],
-            source,
-            progress=after_one_piece,
-            cancelled=lambda: pieces >= 1,
-        )
+    alice_stops_after_a_piece(up, source)
     seen: list[tuple[int, int]] = []
-    flows.send_file(
-        settings,
-        known,
-        alice,
-        ["bob"],
+    alice_sends(
+        up,
         source,
         progress=lambda stage, done, total: (
             seen.append((done, total)) if stage == "uploading" else None
