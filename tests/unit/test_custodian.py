@@ -22,6 +22,7 @@ from ._services import (
     CUSTODIANS,
     Reply,
     Service,
+    access_log,
     custodian,
     custody_draft,
     deposit,
@@ -222,10 +223,19 @@ def test_a_kept_release_is_not_counted_again(alpha: Service) -> None:
     assert release(alpha, BOB, draft.header.id).status_code == 200
 
 
+def kept_releases(svc: Service) -> int:
+    """How many releases ``svc`` keeps for their readers, as its database says."""
+    from securecomm.custodian import tables
+
+    with svc.app.extensions["custodian"].db.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(tables.kept_releases))
+        return int(count.scalar_one())
+
+
 def test_a_kept_release_ends_with_its_time_and_with_unsend(
     alpha: Service, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from securecomm.custodian import tables, views
+    from securecomm.custodian import views
     from securecomm.service import storage
 
     burnt, _ = held(alpha, Policy(max_releases=1))
@@ -241,10 +251,7 @@ def test_a_kept_release_ends_with_its_time_and_with_unsend(
     storage._next_sweep.clear()
     r = release(alpha, BOB, burnt.header.id)
     assert (r.status_code, r.json["code"]) == (410, "destroyed")
-    with alpha.app.extensions["custodian"].db.connect() as conn:
-        assert (
-            conn.execute(sa.select(sa.func.count()).select_from(tables.kept_releases)).scalar() == 0
-        )
+    assert kept_releases(alpha) == 0
 
 
 @pytest.mark.parametrize("by", ["any request", "a start"])
@@ -253,52 +260,35 @@ def test_a_kept_release_past_its_time_is_swept_without_a_release_request(
 ) -> None:
     """A custodian asked for no release after the hour still drops what it kept: on its
     next request of any kind, or when it starts again."""
-    from securecomm.custodian import tables, views
+    from securecomm.custodian import views
     from securecomm.service import storage
-
-    def kept(svc: Service) -> int:
-        with svc.app.extensions["custodian"].db.connect() as conn:
-            count = conn.execute(sa.select(sa.func.count()).select_from(tables.kept_releases))
-            return int(count.scalar_one())
 
     draft, _ = held(alpha, Policy(max_releases=1))
     assert release(alpha, BOB, draft.header.id).status_code == 200
     assert alpha.send("GET", "/healthz").status_code == 200
-    assert kept(alpha) == 1  # within its time: kept
+    assert kept_releases(alpha) == 1  # within its time: kept
     monkeypatch.setattr(views, "KEEP_SECONDS", 0)  # the hour is up
     storage._next_sweep.clear()  # and the minute since the last sweep
     if by == "any request":
         assert alpha.send("GET", "/healthz").status_code == 200
-        assert kept(alpha) == 0
+        assert kept_releases(alpha) == 0
     else:
-        assert kept(custodian(settings, "alpha")) == 0
+        assert kept_releases(custodian(settings, "alpha")) == 0
 
 
 def test_a_failed_sweep_is_logged_by_name_and_fails_no_request(
     alpha: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import json
-    import logging
 
     from securecomm.custodian import views
-    from securecomm.service.app import ACCESS_LOG
 
     def broken(db: object, now: int) -> dict[str, int]:
         raise RuntimeError("a message that may quote data: 5ec2e7")
 
-    lines: list[str] = []
-
-    class Lines(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
     monkeypatch.setattr(views, "sweep_kept", broken)
-    handler = Lines()
-    ACCESS_LOG.addHandler(handler)
-    try:
+    with access_log() as lines:
         assert alpha.send("GET", "/healthz").status_code == 200
-    finally:
-        ACCESS_LOG.removeHandler(handler)
     failed = {"service": "alpha", "error": "RuntimeError", "where": "sweep"}
     assert failed in [json.loads(line) for line in lines]
     assert not any("5ec2e7" in line for line in lines)
