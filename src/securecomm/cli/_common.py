@@ -154,15 +154,17 @@ def refuse_existing(path: str | Path | None, force: bool, option: str = "--out")
     if path is None or str(path) == "-":
         return
     target = Path(path)
+    if not target.exists():
+        return
     if target.is_dir():
         raise CliError(f"{path} is a directory", hint=f"name a file in it with {option}")
-    if target.exists() and not target.is_file():
+    if not target.is_file():
         raise CliError(
             f"{path} is not a file (a device, a pipe or a socket): the output is written to"
             " a new file renamed into place, which would replace it",
             hint=f"choose another {option}",
         )
-    if target.exists() and not force:
+    if not force:
         raise CliError(f"{path} exists", hint=f"choose another {option}, or --force to replace it")
 
 
