@@ -740,6 +740,26 @@ def test_send_quiet_and_json_print_what_a_script_wants(up: Up) -> None:
     assert document["id"] in inbox(up.home)
 
 
+def test_a_directory_that_hangs_past_the_deadline_is_said_and_nothing_is_sent(up: Up) -> None:
+    # The relay takes the lookup of a recipient alice has not pinned and does not answer
+    # within --deadline (2 s, under the lookup's own 5 s timeout). It was an internal error.
+    registered = cli(up.home, "register", "dana", "--no-passphrase")
+    assert registered.returncode == 0, explain(registered)
+    before = seqs(up)
+    with HoldingProxy(up.relay_url, ("GET", "/api/v1/directory/dana")) as proxy:
+        env = {"SECURECOMM_SERVER_URL": proxy.url}
+        process = start_cli(
+            up.home, "send", "--from", "alice", "--to", "dana", "hi", "--deadline", "2", env=env
+        )
+        result = finish(process)
+        assert proxy.held.is_set(), explain(result)
+    assert result.returncode == 1, explain(result)
+    assert "internal error" not in result.stderr, explain(result)
+    assert "dana" in result.stderr and "no answer within" in result.stderr, explain(result)
+    assert "nothing was sent" in result.stderr, explain(result)
+    assert deposits_since(up, before) == {name: [] for name in NAMES}
+
+
 def test_an_unknown_recipient_is_told_how_to_register(up: Up) -> None:
     result = cli(up.home, "send", "--from", "alice", "--to", "zed", "hello")
     assert result.returncode != 0, explain(result)

@@ -259,6 +259,16 @@ def register(settings: Settings, identity: Keys) -> bool:
     return answer.status_code == 201
 
 
+def _lookup_error(lookups: _Gather, name: str) -> BaseException | None:
+    """Why the directory gave no entry for ``name``: its error, or the wait's end while the
+    lookup still ran (a relay that hangs), which counts as unreachable."""
+    if name in lookups.errors:
+        return lookups.errors[name]
+    if name in lookups.failures:
+        return ServiceError("relay", 0, Code.UNREACHABLE, lookups.failures[name])
+    return None
+
+
 def _recipient_key(
     known: KnownKeys,
     name: str,
@@ -290,6 +300,16 @@ def _recipient_key(
                 " (Identity, Register); then compare fingerprints with them"
             )
             raise unknown
+        if isinstance(error, ServiceError):
+            unasked = ServiceError(
+                error.service,
+                error.status,
+                error.code,
+                f"{name}'s key could not be looked up in the directory ({error.message});"
+                " nothing was sent",
+            )
+            unasked.hint = error.hint
+            raise unasked from None
         raise error
     listed = PublicIdentity.from_json(entry.get("identity"), field=f"directory entry {name}")
     known.check(listed)
@@ -655,7 +675,7 @@ class _Send:
                 known.require(name)
                 if name in fresh
                 else _recipient_key(
-                    known, name, self.warn, lookups.results.get(name), lookups.errors.get(name)
+                    known, name, self.warn, lookups.results.get(name), _lookup_error(lookups, name)
                 )
                 for name in recipients
             ]
