@@ -85,7 +85,6 @@ def cmd_up(args: argparse.Namespace) -> None:
             )
         print(f"logs: {home / 'logs'}")
         print(f"web client: open {settings.server_url}/ in a browser", flush=True)
-        warn_if_browsers_refuse(settings.server_url)
         if settings.tls_ca is not None:
             from ..tls import ca_spki_sha256
 
@@ -96,6 +95,7 @@ def cmd_up(args: argparse.Namespace) -> None:
                 f" with --ignore-certificate-errors-spki-list={spki})",
                 flush=True,
             )
+        warn_if_browsers_refuse(settings.server_url)  # after the lines it is about
         stack.wait()
     finally:
         print("stopping ...", file=sys.stderr, flush=True)
