@@ -396,6 +396,32 @@ def test_a_word_beginning_with_a_dash_is_a_value_where_one_is_due() -> None:
     assert (args.text, args.sender, args.to) == ("-hello, bob", "alice", ["-bob-", "eve"])
 
 
+def test_contacts_options_before_its_verb_are_kept_and_list_lists() -> None:
+    """`contacts --as alice --home H verify bob FP` lost --as and --home: the verb's own
+    defaults replaced them, and the command looked for ./securecomm-data."""
+    from securecomm.cli import _parse
+    from securecomm.cli.contacts import cmd_contacts, cmd_contacts_verify
+
+    before = _parse(["contacts", "--as", "alice", "--home", "H", "verify", "bob", "12", "34"])
+    assert (before.func, before.person, before.home) == (cmd_contacts_verify, "alice", "H")
+    assert before.fingerprint == ["12", "34"]
+    after = _parse(["contacts", "verify", "bob", "12", "--as", "carol", "--home", "G"])
+    assert (after.person, after.home) == ("carol", "G")
+    for argv in (
+        ["contacts", "--as", "alice", "--all", "--home", "H", "list"],
+        ["contacts", "list", "--as", "alice", "--all", "--home", "H"],
+    ):
+        listing = _parse(argv)
+        assert (listing.func, listing.person, listing.all, listing.home) == (
+            cmd_contacts,
+            "alice",
+            True,
+            "H",
+        ), argv
+    bare = _parse(["contacts", "list"])
+    assert (bare.func, bare.person, bare.all, bare.home) == (cmd_contacts, None, False, None)
+
+
 def test_a_word_too_many_is_counted_not_quoted() -> None:
     result = run_cli("send", "--from", "alice", "--to", "bob", "hello", "-the-plan-is-x")
     assert_refused(result, 2, "1 word(s) more than 'send' takes", secrets=["the-plan-is-x"])

@@ -354,10 +354,13 @@ def preview(data: bytes, width: int = 40) -> str:
     return text if len(text) <= width else text[:width] + "..."
 
 
-def home_option(p: argparse.ArgumentParser) -> None:
+def home_option(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """``--home DIR``; on a verb whose command takes it too, ``default=argparse.SUPPRESS``
+    keeps the one given before the verb (a verb's default would replace it)."""
     p.add_argument(
         "--home",
         metavar="DIR",
+        default=default,
         help=f"data directory (env SECURECOMM_HOME, default ./{DEFAULT_HOME})",
     )
 

@@ -211,13 +211,33 @@ def add_commands(sub: Any) -> None:
         " you write to someone, their key is pinned from the relay's directory), each"
         " marked verified once you compared its fingerprint with them out of band.",
     )
-    contacts.add_argument("--as", dest="person", metavar="NAME", help="whose contacts")
+
+    def listing_options(p: argparse.ArgumentParser, default: Any = None) -> None:
+        # A verb's options keep what was given before it (`contacts --as alice verify`):
+        # on a verb their default is SUPPRESS, as a verb's default would replace it.
+        p.add_argument(
+            "--as", dest="person", metavar="NAME", default=default, help="whose contacts"
+        )
+        home_option(p, default)
+
+    listing_options(contacts)
     contacts.add_argument(
         "--all", action="store_true", help="also the relay's, custodians' and operators' keys"
     )
-    home_option(contacts)
     contacts.set_defaults(func=cmd_contacts)
     verbs = contacts.add_subparsers(dest="contacts_command", metavar="COMMAND")
+    p = verbs.add_parser(
+        "list",
+        help="the same as no command: list them",
+        description="List your pinned contacts, as `securecomm contacts` alone does.",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="also the relay's, custodians' and operators' keys",
+    )
+    listing_options(p, argparse.SUPPRESS)
     p = verbs.add_parser(
         "verify",
         help="mark a contact as compared out of band",
@@ -232,6 +252,5 @@ def add_commands(sub: Any) -> None:
         nargs="+",
         help="as they told it to you: its eight groups of four, quoted or not",
     )
-    p.add_argument("--as", dest="person", metavar="NAME", help="whose contacts")
-    home_option(p)
+    listing_options(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_contacts_verify)
