@@ -263,21 +263,43 @@ def test_the_envelope_s_post_is_its_own_stage_after_the_upload(up: Up, tmp_path:
     assert posted and set(posted) == {posted[0]} and posted[0] < 64 * 1024
 
 
+def _kept_drafts(up: Up, source: Path) -> list[str]:
+    """The ids of alice's kept drafts (interrupted sends) of ``source``."""
+    kept = person_home(up.home, "alice") / "users" / "alice.sending.json"
+    entries = json.loads(kept.read_text()) if kept.exists() else {}
+    return [k for k, v in entries.items() if v["ticket"]["file"] == str(source.resolve())]
+
+
+def _upload_state(up: Up, message_id: str) -> int:
+    """The HTTP status of the relay's answer about alice's upload of ``message_id``."""
+    settings, _ = _library(up, "alice")
+    with flows._relay(settings, user(up.home, "alice")) as relay:
+        try:
+            return relay.request("GET", f"/api/v1/uploads/{message_id}").status_code
+        except ServiceError as exc:
+            return exc.status
+
+
 def test_a_file_that_changes_while_it_is_sent_is_refused(up: Up, tmp_path: Path) -> None:
+    """Refused, and (as the draft cannot go on with another file) the draft and what the
+    relay took of it are dropped at once: they were kept, holding room in alice's quota,
+    until her next send."""
     source = tmp_path / "growing.bin"
-    random_file(source, 10 * MIB)
-    calls = 0
+    random_file(source, 40 * MIB)  # read at most a piece or two ahead of the upload
+    drafts: list[str] = []
 
     def grow(stage: str, done: int, total: int) -> None:
-        nonlocal calls
-        if stage == "uploading":  # once its length is signed, before it is read
-            calls += 1
-            if calls == 1:
-                with source.open("ab") as handle:
-                    handle.write(b"more")
+        if stage == "uploading" and done and not drafts:  # after a piece, mid-stream
+            drafts.extend(_kept_drafts(up, source))
+            with source.open("ab") as handle:
+                handle.write(b"more")
 
-    with pytest.raises(ParameterError, match="did the file change"):
+    with pytest.raises(ParameterError, match="did the file change") as refused:
         alice_sends(up, source, progress=grow)
+    assert "what the relay took of it is dropped" in str(refused.value)
+    (message_id,) = drafts
+    assert _kept_drafts(up, source) == []
+    assert _upload_state(up, message_id) == 404
 
 
 def test_a_kept_upload_whose_file_changed_is_dropped_with_the_relays_part(
@@ -288,32 +310,17 @@ def test_a_kept_upload_whose_file_changed_is_dropped_with_the_relays_part(
     room in the sender's quota for a day), and says so."""
     source = tmp_path / "edited.bin"
     random_file(source, 10 * MIB)
-    settings, known = _library(up, "alice")
-    alice = user(up.home, "alice")
-    kept = person_home(up.home, "alice") / "users" / "alice.sending.json"
     alice_stops_after_a_piece(up, source)
-    (first,) = [
-        k
-        for k, v in json.loads(kept.read_text()).items()
-        if v["ticket"]["file"] == str(source.resolve())
-    ]
-
-    def upload_state(message_id: str) -> int:
-        with flows._relay(settings, alice) as relay:
-            try:
-                return relay.request("GET", f"/api/v1/uploads/{message_id}").status_code
-            except ServiceError as exc:
-                return exc.status
-
-    assert upload_state(first) == 200
+    (first,) = _kept_drafts(up, source)
+    assert _upload_state(up, first) == 200
     with source.open("ab") as handle:
         handle.write(b"an edit")
     warnings: list[str] = []
-    sent = flows.send_file(settings, known, alice, ["bob"], source, warn=warnings.append)
+    sent = alice_sends(up, source, warn=warnings.append)
     assert sent.message_id != first
     assert any(first in line and "changed or is gone" in line for line in warnings), warnings
-    assert upload_state(first) == 404
-    assert first not in json.loads(kept.read_text())
+    assert _upload_state(up, first) == 404
+    assert _kept_drafts(up, source) == []
     assert not any("going on" in line for line in warnings)
 
 

@@ -567,6 +567,15 @@ def send_file(
                 kept.drop(draft.header.id)
                 upload.abandon()
             raise
+        except ParameterError as exc:  # the file changed while it was read: no going on
+            kept.drop(draft.header.id)
+            upload.abandon()
+            dropped = ParameterError(
+                f"{exc}; nothing was sent (no share was deposited), and what the relay"
+                " took of it is dropped"
+            )
+            dropped.hint = "send the file again once it no longer changes"
+            raise dropped from None
     receipts = run.deposit(draft, keys)
     document = draft.finish(sender, [receipts[name] for name in run.names], digest)
     try:
