@@ -190,6 +190,16 @@ def test_unlock_without_a_name_in_a_home_of_several(up: Up) -> None:
     assert "--as NAME" in asked.stderr
 
 
+def test_passphrase_without_a_terminal_names_its_own_option_for_the_new_one(up: Up) -> None:
+    """Its hint said --passphrase-file, which in this command is the current passphrase."""
+    alice_key = user_key_path(up.home, "alice")
+    before = alice_key.read_bytes()
+    refused = cli(up.home, "passphrase", "--as", "alice")
+    assert refused.returncode == 2, explain(refused)
+    assert "give --new-passphrase-file PATH" in refused.stderr, explain(refused)
+    assert alice_key.read_bytes() == before
+
+
 def test_alice_protects_her_key_then_unlocks_it(up: Up, secret: Path) -> None:
     """The issue's walk with alice, whose key ``up`` made without a passphrase: she sets
     one, unlocks for 10 minutes, sends three times unasked, locks, and is asked again."""

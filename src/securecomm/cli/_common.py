@@ -249,9 +249,12 @@ def load_identity(path: str, args: argparse.Namespace) -> Identity:
     return Identity.load(path, asked.encode("utf-8"))
 
 
-def new_passphrase(args: argparse.Namespace) -> bytes | None:
-    """The passphrase for a key about to be made: asked twice on a terminal, from
-    --passphrase-file, or none with --no-passphrase."""
+def new_passphrase(
+    args: argparse.Namespace, file_option: str = "--passphrase-file"
+) -> bytes | None:
+    """The passphrase for a key about to be made (or written again): asked twice on a
+    terminal, from ``args.passphrase_file`` (the command's ``file_option``), or none with
+    --no-passphrase."""
     if args.no_passphrase:
         return None
     if args.passphrase_file or args.ask_passphrase:
@@ -259,7 +262,7 @@ def new_passphrase(args: argparse.Namespace) -> bytes | None:
     if not sys.stdin.isatty():
         raise CliError(
             "a new key is protected by a passphrase, and there is no terminal to ask for one",
-            hint="run it on a terminal, or give --passphrase-file PATH (or --no-passphrase"
+            hint=f"run it on a terminal, or give {file_option} PATH (or --no-passphrase"
             " for a script or a demo)",
             code=EXIT_BAD_INPUT,
         )

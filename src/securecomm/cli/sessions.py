@@ -116,7 +116,7 @@ def cmd_passphrase(args: argparse.Namespace) -> None:
         passphrase_file=args.new_passphrase_file,
         ask_passphrase=False,
     )
-    secret = new_passphrase(wanted)
+    secret = new_passphrase(wanted, "--new-passphrase-file")
     identity.save(key_path, secret)  # atomic: the old file or the new, never half of one
     if secret is None:
         print(f"{key_path}: no passphrase any more; anyone who can read it can use it")
