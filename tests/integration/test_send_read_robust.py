@@ -408,7 +408,7 @@ def test_approve_three_deny_one(up: Up) -> None:
 def test_an_operator_who_gives_the_message_s_id_is_told_the_release_s(up: Up) -> None:
     """The reader tells the operator the message's id; `approve` of it said only "no
     release ID" (HTTP 404). Now it names the release waiting for that message, and the
-    command to approve it; nothing is decided."""
+    command to approve it; nothing is decided. So too for the start of a release's id."""
     message_id = send(up.home, "which id", "--require-approval")
     read(up.home, message_id)
     (release,) = pending_ids(up, "alpha", message_id)
@@ -418,6 +418,11 @@ def test_an_operator_who_gives_the_message_s_id_is_told_the_release_s(up: Up) ->
         assert f"{message_id} is a message's id, not a release's" in wrong.stderr, explain(wrong)
         assert f"{release} (for bob); nothing was decided" in wrong.stderr, explain(wrong)
         assert f"custodian {verdict} --name alpha {release}" in wrong.stderr, explain(wrong)
+    # The start of the release's id, copied short: named whole, nothing decided.
+    short = cli(up.home, "custodian", "approve", release[:8].upper(), "--name", "alpha")
+    assert short.returncode == 1, explain(short)
+    assert f"{release} (message {message_id}, for bob)" in short.stderr, explain(short)
+    assert f"custodian approve --name alpha {release} --home" in short.stderr, explain(short)
     assert pending_ids(up, "alpha", message_id) == [release]
     unknown = cli(up.home, "custodian", "deny", "0" * 32, "--name", "alpha")
     assert unknown.returncode == 1, explain(unknown)

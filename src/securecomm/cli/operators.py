@@ -109,6 +109,21 @@ def _no_such_release(
     release its reader asked for. Then the releases waiting for that message are named."""
     where = home_flag(home_of(args))
     waiting = [item for item in pending if item["message_id"] == args.release_id]
+    given = args.release_id.lower()
+    started = [i for i in pending if given and i["release_id"].startswith(given)]
+    if not waiting and started:
+        # The start of an id, copied short: named whole, not decided on a guess.
+        rows = ", ".join(
+            f"{i['release_id']} (message {i['message_id']}, for {i['recipient']['name']})"
+            for i in started
+        )
+        release = started[0]["release_id"] if len(started) == 1 else "RELEASE_ID"
+        return CliError(
+            f"{args.name} has no release {args.release_id}; pending releases whose id"
+            f" begins so: {rows}; nothing was decided",
+            hint=f"give the whole id: securecomm custodian {verdict} --name {args.name}"
+            f" {release}{where}",
+        )
     if not waiting:
         return CliError(
             f"{args.name} has no release {args.release_id}",
