@@ -9,6 +9,7 @@ through one ``exchange`` directory that stands for e-mail or a USB stick.
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import socket
 import subprocess
@@ -92,9 +93,20 @@ class Deployment:
         command += ["--home", str(self.homes[name]), "--workers", "1"]
         log = open(self.root / f"{name}.log", "ab")
         self.services[name] = subprocess.Popen(
-            command, stdout=log, stderr=log, start_new_session=True
+            command, stdout=log, stderr=log, start_new_session=True, env=self.user_env()
         )
         log.close()
+
+    def user_env(self) -> dict[str, str]:
+        """The environment of the user who runs a service: their own (empty) HOME, where
+        a service must write nothing."""
+        self.user_home.mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        return env | {"HOME": str(self.user_home)}
+
+    @property
+    def user_home(self) -> Path:
+        return self.root / "user-home"
 
     def wait(self, name: str) -> None:
         log = self.root / f"{name}.log"
@@ -220,6 +232,14 @@ def test_each_service_listens_where_its_own_home_says(deployment: Deployment) ->
         for name in ("relay", *CUSTODIANS):
             with pytest.raises(httpx.HTTPError):
                 httpx.get(d.urls[name].replace("https://", "http://") + "/healthz", timeout=5)
+
+
+def test_a_service_writes_nothing_outside_its_home(deployment: Deployment) -> None:
+    """gunicorn 25.1 and later made a control socket in ~/.gunicorn by default, one path
+    for every service of the user."""
+    d = deployment
+    assert _send(d, "--to", "bob", "anything written?")
+    assert sorted(d.user_home.rglob("*")) == []
 
 
 def test_a_message_goes_from_alice_to_bob(deployment: Deployment) -> None:

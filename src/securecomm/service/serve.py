@@ -97,6 +97,13 @@ def _keep_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
 
 
+def _has_setting(name: str) -> bool:
+    """Whether the installed gunicorn knows the setting ``name``."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return any(setting.name == name for setting in KNOWN_SETTINGS)
+
+
 def serve(
     factory: Callable[[], Flask],
     *,
@@ -144,6 +151,12 @@ def serve(
         "loglevel": "warning",
         "proc_name": f"securecomm-{name}",
     }
+    if _has_setting("control_socket_disable"):
+        # gunicorn 25.1 and later open a control socket by default, at
+        # $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl: outside the service's
+        # home, one path for every gunicorn of the user (each new one takes it over, and
+        # the first to stop deletes it for all). A service is stopped by signals; none.
+        options["control_socket_disable"] = True
     if tls is not None:
         options |= {"certfile": str(tls[0]), "keyfile": str(tls[1])}
     scheme = "https" if tls is not None else "http"
