@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -51,6 +52,7 @@ class Deployment:
     passphrases: dict[str, Path] = field(default_factory=dict)
     fingerprint: str = ""
     scheme: str = "http"
+    created: str = ""  # what `network create` printed
 
     @property
     def trust(self) -> str | None:
@@ -187,6 +189,7 @@ def deployment(
         "--threshold", "3", *ca, "--out", d.exchange / "network.json",
     )  # fmt: skip
     d.fingerprint = made.stdout.split("network fingerprint: ")[1].splitlines()[0]
+    d.created = made.stdout
     for party in ("relay", *CUSTODIANS, *(f"{c}-operator" for c in CUSTODIANS)):
         d.cli("join", d.exchange / "network.json", "--home", d.homes[party])
     try:
@@ -335,6 +338,25 @@ def test_a_tampered_network_file_served_by_the_relay_is_refused(
         served.write_bytes(original)
         d.start("relay")
         d.wait("relay")
+
+
+def test_the_join_network_create_prints_works_as_printed(deployment: Deployment) -> None:
+    """Over a private CA it lacked --tls-ca, and failed as printed (tls_refused)."""
+    d = deployment
+    line = d.created.split("join from the relay: ")[1].splitlines()[0]
+    words = shlex.split(line)
+    assert words[:2] == ["securecomm", "join"], line
+    newcomer = d.root / "printed-join"
+    # Run where the files handed over lie, as the CA's name is said relative to them.
+    joined = subprocess.run(
+        [*CLI, *words[1:], "--home", str(newcomer)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=d.exchange,
+    )
+    assert joined.returncode == 0, joined.stderr
+    assert (newcomer / "network.json").read_bytes() == (d.exchange / "network.json").read_bytes()
 
 
 def test_two_custodians_stopped_a_read_still_succeeds(deployment: Deployment) -> None:

@@ -302,6 +302,29 @@ def test_joining_from_a_url_the_first_time_needs_the_fingerprint(
     assert not (tmp_path / "h").exists()
 
 
+def test_joining_a_file_checks_the_fingerprint_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`join network.json --fingerprint FP` joined whatever the file was: the fingerprint
+    was compared only for a relay's URL."""
+    network = Network(relay_card(), custodian_cards(), 2)
+    path = tmp_path / "network.json"
+    path.write_bytes(network.to_bytes())
+    told = network.short_fingerprint()
+    wrong = told[:-1] + ("0" if told[-1] != "0" else "1")
+    for fingerprint, said, code in (
+        (wrong, f"has fingerprint {told}, not {wrong}", 1),
+        (told[:9], "too short to compare", 2),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            main(["join", str(path), "--fingerprint", fingerprint, "--home", str(tmp_path / "h")])
+        assert refused.value.code == code
+        assert said in capsys.readouterr().err
+        assert not (tmp_path / "h").exists()
+    main(["join", str(path), "--fingerprint", told, "--home", str(tmp_path / "h")])
+    assert (tmp_path / "h" / "network.json").read_bytes() == path.read_bytes()
+
+
 def test_join_takes_the_fingerprint_unquoted_and_says_when_no_network_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

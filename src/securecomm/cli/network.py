@@ -134,10 +134,14 @@ def cmd_network_create(args: argparse.Namespace) -> None:
             f"  {card.role:<9} {card.name:<10} {card.url:<28} {card.identity.short_fingerprint()}"
         )
     print(f"network fingerprint: {network.short_fingerprint()}")
+    # Over a private CA, the person needs its certificate too, to reach the relay at all.
+    ca = f" --tls-ca {Path(args.tls_ca).name}" if network.tls_ca is not None else ""
     print(
         "give it to each party with the file; a person may then join from the relay:"
-        f" securecomm join {relay.url} --fingerprint '{network.short_fingerprint()}'"
+        f" securecomm join {relay.url} --fingerprint '{network.short_fingerprint()}'{ca}"
     )
+    if ca:
+        print(f"  (with a copy of {args.tls_ca}, given with the fingerprint)")
 
 
 def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
@@ -254,13 +258,12 @@ def add_commands(sub: Any, relay: Any, custodian: Any) -> None:
 def _fetch_network(
     url: str, fingerprint: str | None, home: Path, tls_ca: str | None = None
 ) -> bytes:
-    """The network file a relay serves, checked against the fingerprint the person was
-    given out of band; without one, only a home that joined before may fetch it (its pins
-    decide)."""
+    """The network file a relay serves. Without the fingerprint the person was given out
+    of band (:func:`_check_fingerprint` compares it), only a home that joined before may
+    fetch it (its pins decide)."""
     from ..client.transport import ServiceClient
     from ..codes import Code
     from ..errors import ServiceError
-    from ..identity import fingerprint_matches
     from ..network import NETWORK_FILE, Network
 
     if fingerprint is None and not (home / NETWORK_FILE).exists():
@@ -283,15 +286,35 @@ def _fetch_network(
                 hint="if the network has a private CA, give its certificate with --tls-ca"
                 " (from whoever set the network up, with the fingerprint)",
             ) from None
-    network = Network.from_bytes(data)
-    if fingerprint is not None and not fingerprint_matches(network.fingerprint, fingerprint):
-        raise CliError(
-            f"the network file {url} serves has fingerprint {network.short_fingerprint()},"
-            f" not {fingerprint.strip()}: not joined, nothing was written",
-            hint="the relay, or someone between you and it, serves another network than the"
-            " one you were told of; ask whoever set it up, over another channel",
-        )
     return data
+
+
+def _check_fingerprint(data: bytes, fingerprint: str | None, source: str) -> None:
+    """Refuse the network file ``data`` (from ``source``: a relay's URL, or a file's path)
+    unless its fingerprint is the one given, if one was."""
+    from ..identity import fingerprint_matches
+    from ..network import Network
+
+    if fingerprint is None:
+        return
+    digits = "".join(ch for ch in fingerprint if ch not in " :")
+    if len(digits) < 32:
+        raise CliError(
+            f"the fingerprint {fingerprint.strip()} is too short to compare: not joined,"
+            " nothing was written",
+            hint="give all of it, the eight groups of four that `network create` printed",
+            code=2,
+        )
+    network = Network.from_bytes(data)
+    if not fingerprint_matches(network.fingerprint, fingerprint):
+        served = "serves" if source.startswith(("http://", "https://")) else "is"
+        raise CliError(
+            f"the network file {source} {served} has fingerprint"
+            f" {network.short_fingerprint()}, not {fingerprint.strip()}: not joined,"
+            " nothing was written",
+            hint="this is another network than the one you were told of (changed on its"
+            " way to you?); ask whoever set it up, over another channel",
+        )
 
 
 def _network_and_fingerprint(args: argparse.Namespace) -> None:
@@ -324,6 +347,7 @@ def cmd_join(args: argparse.Namespace) -> None:
         except OSError as exc:
             raise CliError(f"cannot read {args.network}: {exc.strerror}") from None
     try:
+        _check_fingerprint(data, args.fingerprint, args.network)
         network = join(home, data, accept=args.accept)
     except (FormatError, ParameterError) as exc:
         exc.args = (f"{args.network}: {exc}",)  # the same error, saying which file
