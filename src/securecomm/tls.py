@@ -16,6 +16,7 @@ certificate, then the CA's) and ``NAME.key`` (mode 0600).
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 from collections.abc import Sequence
@@ -98,13 +99,28 @@ def ca_spki_sha256(ca_pem: bytes) -> bytes:
     """SHA-256 of the CA certificate's SubjectPublicKeyInfo: what a browser is told to
     trust (Chromium's ``--ignore-certificate-errors-spki-list``), and a short way to
     name a CA in a message."""
-    certificate = load_certificates(ca_pem, "CA")[0]
+    return _spki_sha256(load_certificates(ca_pem, "CA")[0])
+
+
+def _spki_sha256(certificate: x509.Certificate) -> bytes:
     spki = certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     digest = hashes.Hash(hashes.SHA256())
     digest.update(spki)
     return digest.finalize()
+
+
+def describe_cas(ca_pem: bytes) -> str:
+    """Each CA certificate of ``ca_pem`` by its subject and its key's hash, for a person to
+    compare (``'securecomm CA' sha256/k0l/jH1S...``)."""
+    described = []
+    for certificate in load_certificates(ca_pem, "CA"):
+        names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        name = str(names[0].value) if names else certificate.subject.rfc4514_string()
+        spki = base64.b64encode(_spki_sha256(certificate)).decode("ascii")
+        described.append(f"{name!r} sha256/{spki}")
+    return ", ".join(described)
 
 
 @dataclass(frozen=True)

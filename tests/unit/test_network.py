@@ -230,6 +230,33 @@ def test_join_shows_a_change_of_custodians_and_needs_accept(tmp_path: Path) -> N
     assert (home / "network.json").read_bytes() == three.to_bytes()
 
 
+def test_join_shows_a_change_of_tls_ca_and_needs_accept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new CA in the network file was taken silently by a home that had joined: whoever
+    served it chose whom the clients trust to be every service."""
+    from securecomm.tls import make_ca
+
+    home = tmp_path / "home"
+    ours, theirs = make_ca("our CA"), make_ca("their CA")
+    first = Network(relay_card(), custodian_cards(), 2, ours.pem.decode())
+    swapped = Network(relay_card(), custodian_cards(), 2, theirs.pem.decode())
+    dropped = Network(relay_card(), custodian_cards(), 2)
+    main(["join", _write(tmp_path / "first.json", first), "--home", str(home)])
+    capsys.readouterr()
+    for label, network in (("swapped", swapped), ("dropped", dropped)):
+        with pytest.raises(SystemExit) as refused:
+            main(["join", _write(tmp_path / f"{label}.json", network), "--home", str(home)])
+        assert refused.value.code == 1
+        err = capsys.readouterr().err
+        assert "changes the TLS CA" in err and "'our CA' sha256/" in err, err
+        assert ("'their CA' sha256/" if network.tls_ca else "to none;") in err, err
+        assert "--accept" in err
+        assert (home / "network.json").read_bytes() == first.to_bytes()
+    main(["join", str(tmp_path / "swapped.json"), "--accept", "--home", str(home)])
+    assert (home / "network.json").read_bytes() == swapped.to_bytes()
+
+
 # network create, from the command line: each bad set of cards is bad input, nothing written
 
 

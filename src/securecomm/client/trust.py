@@ -121,8 +121,9 @@ def join(home: Path, data: bytes, *, accept: bool = False) -> Network:
     ``HOME/network.json``; all or nothing.
 
     A key that differs from one pinned is refused (:class:`KeyChangedError`, both
-    fingerprints). A file that changes the custodians or the threshold of the one
-    joined before is refused unless ``accept``.
+    fingerprints). A file that changes the custodians, the threshold or the TLS CA of
+    the one joined before is refused unless ``accept``: whoever served a new CA would
+    choose whom this home's clients trust to be every service.
     """
     network = Network.from_bytes(data)
     known = KnownKeys.load(home)
@@ -139,6 +140,22 @@ def join(home: Path, data: bytes, *, accept: bool = False) -> Network:
                 f" ({network.threshold} of {len(now)}); nothing was changed"
             )
             error.hint = "check the change with whoever runs the network, then add --accept"
+            raise error
+        if before.tls_ca != network.tls_ca:
+            from ..tls import describe_cas  # (x509: only a join pays for it)
+
+            def named(pem: str | None) -> str:
+                return "none" if pem is None else describe_cas(pem.encode("ascii"))
+
+            error = SecureCommError(
+                "the network file changes the TLS CA every service's certificate is checked"
+                f" against, from {named(before.tls_ca)} to {named(network.tls_ca)};"
+                " nothing was changed"
+            )
+            error.hint = (
+                "compare the new CA with whoever runs the network, over another channel,"
+                " then add --accept"
+            )
             raise error
     home.mkdir(parents=True, exist_ok=True)
     for identity in network_keys(network):
