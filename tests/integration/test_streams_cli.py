@@ -10,6 +10,7 @@ import json
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from securecomm.client import flows
 from securecomm.client.streamed import partial_path
 from securecomm.client.trust import KnownKeys
 from securecomm.config import Settings, load_settings
-from securecomm.envelope import StreamEnvelope, document_from_bytes
+from securecomm.envelope import Policy, StreamEnvelope, document_from_bytes
 from securecomm.errors import InterruptedOperationError, ParameterError, ServiceError
 from securecomm.local.layout import person_home
 from tests.random_files import file_sha256, random_file
@@ -79,7 +80,7 @@ def alice_sends(up: Up, source: Path, **options: Any) -> flows.SendResult:
     return flows.send_file(settings, known, user(up.home, "alice"), ["bob"], source, **options)
 
 
-def alice_stops_after_a_piece(up: Up, source: Path) -> None:
+def alice_stops_after_a_piece(up: Up, source: Path, **options: Any) -> None:
     """Alice's send of ``source``, interrupted once the relay holds its first piece."""
     pieces = 0
 
@@ -89,7 +90,7 @@ def alice_stops_after_a_piece(up: Up, source: Path) -> None:
             pieces += 1
 
     with pytest.raises(InterruptedOperationError):
-        alice_sends(up, source, progress=after_one_piece, cancelled=lambda: pieces >= 1)
+        alice_sends(up, source, progress=after_one_piece, cancelled=lambda: pieces >= 1, **options)
 
 
 @pytest.mark.parametrize("size", [0, 1, CHUNK, CHUNK + 1, 3 * CHUNK - 7])
@@ -322,6 +323,61 @@ def test_a_kept_upload_whose_file_changed_is_dropped_with_the_relays_part(
     assert _upload_state(up, first) == 404
     assert _kept_drafts(up, source) == []
     assert not any("going on" in line for line in warnings)
+
+
+def test_a_send_goes_on_only_under_the_policy_it_asks_for(up: Up, tmp_path: Path) -> None:
+    """An interrupted send, then the same file to the same people with burn after reading
+    and approval: it went on with the first send's draft, and the message was sent with
+    no burn and no approval. Now the kept draft is left for a send that asks for its
+    policy, and one that does goes on with it."""
+    source = tmp_path / "policy.bin"
+    random_file(source, 10 * MIB)
+    alice_stops_after_a_piece(up, source)
+    (first,) = _kept_drafts(up, source)
+    strict = Policy(max_releases=1, require_approval=True)
+    warnings: list[str] = []
+    sent = alice_sends(up, source, policy=strict, warn=warnings.append)
+    assert sent.message_id != first and not any("going on" in w for w in warnings), warnings
+    assert _document(up, sent.message_id).header.policy == strict
+    assert _kept_drafts(up, source) == [first]  # left for the send that asks for its policy
+    warnings.clear()
+    again = alice_sends(up, source, warn=warnings.append)
+    assert again.message_id == first, warnings
+    assert _document(up, first).header.policy == Policy()
+
+
+def test_a_send_goes_on_under_an_expiry_as_long_and_drops_one_that_passed(
+    up: Up, tmp_path: Path
+) -> None:
+    """--expires is a length of time: the same one again goes on (its expiry counted from
+    the first send, and said), another does not, and a draft whose message would expire
+    before it is sent is dropped with the relay's part."""
+    source = tmp_path / "expiring.bin"
+    random_file(source, 10 * MIB)
+
+    def hours(n: float) -> Policy:
+        return Policy(expires=int(time.time() + n * 3600))
+
+    alice_stops_after_a_piece(up, source, policy=hours(1))
+    (first,) = _kept_drafts(up, source)
+    longer: list[str] = []
+    other = alice_sends(up, source, policy=hours(24), warn=longer.append)
+    assert other.message_id != first and not any("going on" in w for w in longer), longer
+    warnings: list[str] = []
+    same = alice_sends(up, source, policy=hours(1), warn=warnings.append)
+    assert same.message_id == first
+    (said,) = [w for w in warnings if "going on" in w]
+    assert "expires at" in said and "counted from its beginning" in said, said
+    short = tmp_path / "short.bin"
+    random_file(short, 10 * MIB)
+    alice_stops_after_a_piece(up, short, policy=Policy(expires=int(time.time()) + 2))
+    (late,) = _kept_drafts(up, short)
+    time.sleep(3)
+    warnings.clear()
+    alice_sends(up, source, warn=warnings.append)  # any send drops what cannot go on
+    assert any(late in w and "expiry" in w and "has passed" in w for w in warnings), warnings
+    assert _kept_drafts(up, short) == []
+    assert _upload_state(up, late) == 404
 
 
 def test_a_resumed_upload_reports_progress_from_where_it_resumed(up: Up, tmp_path: Path) -> None:

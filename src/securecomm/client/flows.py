@@ -536,15 +536,16 @@ def send_file(
     with streamed.open_file(source) as handle:
         size = os.fstat(handle.fileno()).st_size
         kept = streamed.KeptDrafts(settings, sender)
-        for stale, name in kept.stale():
+        for stale, why in kept.stale():
             kept.drop(stale)
             streamed.abandon(relay, stale)
             warn(
                 f"the upload of message {stale} begun earlier is dropped, with the relay's"
-                f" part: {name} changed or is gone since, so it cannot go on"
+                f" part: {why}, so it cannot go on"
             )
         ticket = streamed.ticket(source, handle, list(recipients), threshold, filename)
-        draft = kept.take(ticket, keys)
+        policy = policy or Policy()
+        draft = kept.take(ticket, keys, policy)
         if draft is None:
             draft = prepare_stream(
                 size,
@@ -552,12 +553,20 @@ def send_file(
                 recipients=readers,
                 custodians=[(name, keys[name].fingerprint) for name in run.names],
                 threshold=threshold,
-                policy=policy or Policy(),
+                policy=policy,
                 filename=filename,
             )
             kept.put(ticket, draft)
         else:
-            warn(f"going on with the upload of message {draft.header.id} begun earlier")
+            expires = draft.header.policy.expires
+            warn(
+                f"going on with the upload of message {draft.header.id} begun earlier"
+                + (
+                    ""
+                    if expires is None
+                    else f"; it expires at {utc_text(expires)}, counted from its beginning"
+                )
+            )
         upload = streamed.Upload(relay, draft, handle, progress, cancelled, warn)
         try:
             received = upload.open()

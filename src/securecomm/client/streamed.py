@@ -38,6 +38,7 @@ from ..codes import Code
 from ..config import MAX_PIECE_BYTES, Settings
 from ..envelope import (
     Header,
+    Policy,
     StreamDraft,
     StreamEnvelope,
     name_record,
@@ -137,6 +138,27 @@ def ticket(
     }
 
 
+#: How far apart two expiries may lie and still be one ``--expires``: each is counted from
+#: its own send's reading of the clock, a second or so from when its header was made.
+SAME_EXPIRY_SECONDS = 5
+
+
+def same_rule(kept: Header, asked: Policy, now: int) -> bool:
+    """Whether the policy of a kept draft's header is the one asked for now: the same
+    count of releases, approval and start, and an expiry as long from the send that asked
+    for it (``now``) as the kept one is from its header's making."""
+    rule = kept.policy
+    if (rule.max_releases, rule.require_approval, rule.not_before) != (
+        asked.max_releases,
+        asked.require_approval,
+        asked.not_before,
+    ):
+        return False
+    if rule.expires is None or asked.expires is None:
+        return rule.expires == asked.expires
+    return abs((rule.expires - kept.created) - (asked.expires - now)) <= SAME_EXPIRY_SECONDS
+
+
 class KeptDrafts:
     """The drafts of sends that did not finish, in ``users/NAME.sending.json``: each one's
     ticket, header and shares, the shares sealed (HPKE) to the sender's own key."""
@@ -171,14 +193,20 @@ class KeptDrafts:
         }
         self._save(entries)
 
-    def take(self, ticket: dict[str, Any], keys: dict[str, Any]) -> StreamDraft | None:
-        """The kept draft of this very send, if there is one and it still fits: its
-        custodians hold the keys they hold now."""
+    def take(
+        self, ticket: dict[str, Any], keys: dict[str, Any], policy: Policy
+    ) -> StreamDraft | None:
+        """The kept draft of this very send, if there is one and it still fits: made under
+        the ``policy`` asked for now (a resumed send that went on under the first one's had
+        no burn or approval the second asked for), and its custodians hold the keys they
+        hold now. One under another policy is left for a send that asks for that one."""
         for message_id, entry in self._load().items():
             if not isinstance(entry, dict) or entry.get("ticket") != ticket:
                 continue
             try:
                 header = Header.from_json(entry["header"], versions=(2,))
+                if not same_rule(header, policy, int(time.time())):
+                    continue
                 texts = canonical.loads(
                     self.sender.unseal(
                         b64decode(entry["shares"], field="shares"), self._info(message_id)
@@ -204,21 +232,30 @@ class KeptDrafts:
             self._save(entries)
 
     def stale(self) -> list[tuple[str, str]]:
-        """The kept drafts that can never go on, as (message id, file): their file is gone,
-        or is not the one they began with (another size or time of change)."""
+        """The kept drafts that can never go on, as (message id, why): their file is gone,
+        or is not the one they began with (another size or time of change), or their
+        message would expire before it was sent (its expiry counts from its beginning)."""
         found = []
+        now = int(time.time())
         for message_id, entry in self._load().items():
             ticket = entry.get("ticket") if isinstance(entry, dict) else None
             if not isinstance(ticket, dict) or not isinstance(ticket.get("file"), str):
-                found.append((message_id, "its file"))
+                found.append((message_id, "its file changed or is gone since"))
                 continue
+            gone = f"{ticket['file']} changed or is gone since"
             try:
                 stat = os.stat(ticket["file"])
             except OSError:
-                found.append((message_id, ticket["file"]))
+                found.append((message_id, gone))
                 continue
             if (stat.st_size, stat.st_mtime_ns) != (ticket.get("size"), ticket.get("mtime_ns")):
-                found.append((message_id, ticket["file"]))
+                found.append((message_id, gone))
+                continue
+            header = entry.get("header")
+            policy = header.get("policy") if isinstance(header, dict) else None
+            expires = policy.get("expires") if isinstance(policy, dict) else None
+            if isinstance(expires, int) and expires <= now:
+                found.append((message_id, "its message's expiry, counted from then, has passed"))
         return found
 
 
