@@ -185,9 +185,11 @@ class Person:
         file: bytes | None = None,
         filename: str = "data.bin",
         path: Path | None = None,
+        expires: str | None = None,
     ) -> None:
         """Fill in the send form afresh and press Encrypt and send; check nothing. ``path``:
-        a file on disk, which Chromium reads itself (a large one need not cross the wire)."""
+        a file on disk, which Chromium reads itself (a large one need not cross the wire);
+        ``expires``: the Expires choice's value in seconds ("" never), else the form's own."""
         page = self.page
         self.open("send")
         page.get_by_label("To (names, separated by commas)").fill(to)
@@ -206,6 +208,8 @@ class Person:
             page.get_by_label("Each custodian's operator must approve the release").check()
         if burn:
             page.get_by_label("Burn after reading (one release per custodian)").check()
+        if expires is not None:
+            page.get_by_label("Expires").select_option(expires)
         page.get_by_role("button", name="Encrypt and send").click()
 
     def send(
@@ -219,10 +223,18 @@ class Person:
         filename: str = "data.bin",
         path: Path | None = None,
         timeout_ms: float = TIMEOUT_MS,
+        expires: str | None = None,
     ) -> str:
         """Send, check it went and the relay's copy is identical; return the message id."""
         self.compose(
-            to, text, approval=approval, burn=burn, file=file, filename=filename, path=path
+            to,
+            text,
+            approval=approval,
+            burn=burn,
+            file=file,
+            filename=filename,
+            path=path,
+            expires=expires,
         )
         page = self.page
         expect(page.locator("#send-form .status")).to_contain_text(

@@ -193,6 +193,7 @@ def test_a_post_the_relay_stored_whose_answer_was_lost_is_taken_back(
         grace.compose("heidi", SECRET)
         status = grace.page.locator("#send-form .status")
         expect(status).to_contain_text("the relay may have stored the envelope")
+        expect(status).to_contain_text("its copy, if any, was deleted")
         expect(status).to_have_class(re.compile("error"))
     finally:
         grace.context.unroute(pattern, lose_the_answer)
@@ -202,6 +203,52 @@ def test_a_post_the_relay_stored_whose_answer_was_lost_is_taken_back(
     # The relay's copy was there and was deleted; every custodian destroyed its share.
     deleted = [e for e in relay.exchanges if e.method == "DELETE" and message_id in e.path]
     assert [e.status for e in deleted] == [204], deleted
+    for name, proxy in wire.custodians.items():
+        withdrawals = [e for e in proxy.exchanges if e.method == "DELETE"]
+        assert withdrawals and withdrawals[-1].status == 204, name
+
+
+def test_a_copy_the_relay_did_not_delete_is_not_said_deleted(
+    wire: Wire, pair: tuple[Person, Person]
+) -> None:
+    """The post's answer is lost, and so is the delete the page sends after it: the page
+    said "its copy, if any, was deleted" all the same."""
+    grace, _ = pair
+    wire.watch_only()
+    relay = wire.relay
+    posted = re.compile(r"/api/v1/messages$")
+    deleted = re.compile(r"/api/v1/messages/[0-9a-f]{32}$")
+    lost: list[int] = []
+
+    def lose_the_answer(route: Route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        lost.append(route.fetch().status)  # the relay stored it
+        route.abort()
+
+    def lose_the_delete(route: Route) -> None:
+        if route.request.method == "DELETE":
+            route.abort()  # never reaches the relay
+        else:
+            route.continue_()
+
+    grace.context.route(posted, lose_the_answer)
+    grace.context.route(deleted, lose_the_delete)
+    try:
+        grace.compose("heidi", SECRET)
+        status = grace.page.locator("#send-form .status")
+        expect(status).to_contain_text("its copy, if any, could not be deleted")
+        expect(status).to_have_class(re.compile("error"))
+        assert "was deleted" not in status.inner_text()
+    finally:
+        grace.context.unroute(posted, lose_the_answer)
+        grace.context.unroute(deleted, lose_the_delete)
+    assert lost == [201], "the post did not reach the relay: the test is void"
+    posts = [e for e in relay.exchanges if e.method == "POST" and e.path == "/api/v1/messages"]
+    message_id = json.loads(posts[-1].response_body)["id"]
+    assert message_id in status.inner_text()
+    assert not [e for e in relay.exchanges if e.method == "DELETE" and message_id in e.path]
     for name, proxy in wire.custodians.items():
         withdrawals = [e for e in proxy.exchanges if e.method == "DELETE"]
         assert withdrawals and withdrawals[-1].status == 204, name

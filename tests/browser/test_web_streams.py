@@ -367,6 +367,47 @@ def test_a_send_stopped_by_a_closed_page_goes_on_when_the_file_is_sent_again(
     gina.close()
 
 
+def test_a_stopped_send_goes_on_only_under_an_expiry_as_long(
+    browser: Browser, up: Up, tmp_path: Path
+) -> None:
+    """Sent again with Expires "in 1 hour" after a first try "in 7 days", the page went on
+    with the first try's draft, and the message expired in seven days. Now that draft is
+    left for a send that asks for its expiry, and one that does goes on with it, saying
+    when it expires."""
+    hana = Person(browser, up.relay_url)
+    hana.create("hana")
+    source = tmp_path / "minutes.bin"
+    random_file(source, 4 * PIECE_BYTES + 5)
+
+    def down_from_the_second_piece(route: Route) -> bool:
+        return offset_in(route.request.url) >= PIECE_BYTES
+
+    with failing_link(hana.context, UPLOAD_PIECES, down_from_the_second_piece):
+        hana.compose("bob", path=source)  # the form's own choice: in 7 days
+        status = hana.page.locator("#send-form .status")
+        expect(status).to_contain_text(re.compile(r"the link failed .* trying again"))
+        (first,) = uploads_in(hana)
+        hana.open("send")
+    kept = f"sending:{active_fingerprint(hana)}:{first}"
+    sooner = hana.send("bob", path=source, expires="3600", timeout_ms=BIG_TIMEOUT_MS)
+    assert sooner != first
+    assert "went on with the upload" not in hana.page.locator("#send-result").inner_text()
+    listed = cli(up.home, "inbox", "--as", "bob")
+    (line,) = [row for row in listed.stdout.splitlines() if row.startswith(sooner)]
+    found = re.search(r"expires (\d{4}-\d\d-\d\d \d\d:\d\d)", line)
+    assert found, line
+    expires = time.mktime(time.strptime(found.group(1), "%Y-%m-%d %H:%M"))
+    assert abs(expires - (time.time() + 3600)) < 300, line  # in an hour, not in 7 days
+    assert kept in kept_sends(hana)  # left for the send that asks for its expiry
+    same = hana.send("bob", path=source, timeout_ms=BIG_TIMEOUT_MS)
+    assert same == first
+    expect(hana.page.locator("#send-result")).to_contain_text(
+        re.compile(f"went on with the upload of message {first} begun earlier; it expires at")
+    )
+    assert kept_sends(hana) == []
+    hana.close()
+
+
 def test_a_download_that_fails_for_a_moment_is_saved_whole(
     frank: Person, up: Up, tmp_path: Path
 ) -> None:

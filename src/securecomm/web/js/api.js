@@ -19,6 +19,7 @@ import {
   documentFromBytes,
   nameRecord,
   prepareStream,
+  utcText,
 } from "./envelope.js";
 import {
   AnswerSignatureError,
@@ -571,9 +572,16 @@ async function postDocument({ config, sender, envelope, receipts, progress }) {
   const streamed = envelope instanceof StreamEnvelope;
   progress("posting");
   const client = relay(sender);
+  // Whether the relay said its copy is gone (deleted, or never there: its signed 404).
   const drop = async () => {
-    await client.request("DELETE", `/api/v1/messages/${envelope.id}`).catch(() => {});
+    let gone = true;
+    try {
+      await client.request("DELETE", `/api/v1/messages/${envelope.id}`, { timeoutMs: 5000 });
+    } catch (error) {
+      gone = error instanceof ServiceError && error.status === 404;
+    }
     if (streamed) await abandonUpload(client, envelope.id);
+    return gone;
   };
   let stored;
   try {
@@ -583,11 +591,16 @@ async function postDocument({ config, sender, envelope, receipts, progress }) {
     // a proxy's 5xx), says nothing: the envelope may well be stored. The relay's own
     // refusal stored nothing.
     const unknown = error instanceof AnswerSignatureError || transient(error);
-    if (unknown) await drop();
+    let gone = true;
+    if (unknown) gone = await drop();
     else if (streamed) await abandonUpload(client, envelope.id);
     await withdraw(config, sender, byName, envelope.id);
-    if (transient(error))
-      error.message = `${error.message}; the relay may have stored the envelope, so nothing was sent: its copy, if any, was deleted and the deposits withdrawn`;
+    if (transient(error)) {
+      const copy = gone
+        ? "its copy, if any, was deleted"
+        : `its copy, if any, could not be deleted (the relay did not answer): it lists message ${envelope.id} to its recipients, who cannot read it, its shares being withdrawn`;
+      error.message = `${error.message}; the relay may have stored the envelope, so nothing was sent: ${copy}; the deposits were withdrawn`;
+    }
     throw error;
   }
   const localDigest = toHex(await sha256(data));
@@ -679,10 +692,13 @@ export async function sendFile({
   const custodians = custodianSlots(config, keys);
   const kept = new KeptSends(sender);
   const ticket = sendTicket(file, recipients, config.threshold, policy, filename);
-  let draft = await kept.take(ticket, custodians, filename);
+  let draft = await kept.take(ticket, custodians, filename, policy);
   const resumed = draft !== null;
   if (resumed) {
-    warn(`went on with the upload of message ${draft.header.id} begun earlier`);
+    const expires = draft.header.policy.expires;
+    const until =
+      expires === null ? "" : `; it expires at ${utcText(expires)}, counted from its beginning`;
+    warn(`went on with the upload of message ${draft.header.id} begun earlier${until}`);
   } else {
     draft = await prepareStream(file.size, {
       sender: sender.public,
@@ -761,6 +777,30 @@ function sendTicket(file, recipients, threshold, policy, filename) {
   });
 }
 
+// How far apart two expiries may lie and still be one "expires in": each is counted from
+// its own send's reading of the clock. Python's streamed.SAME_EXPIRY_SECONDS.
+const SAME_EXPIRY_SECONDS = 5;
+
+/**
+ * Whether the policy of a kept draft's header is the one asked for now (Python's
+ * streamed.same_rule): the same count of releases, approval and start, and an expiry as
+ * long from the send that asks for it (`now`) as the kept one is from its header's making.
+ * A resumed send that went on under the first one's had no burn or approval the second
+ * asked for, or the first one's expiry.
+ */
+function sameRule(header, policy, now) {
+  const rule = header.policy;
+  if (
+    rule.maxReleases !== policy.maxReleases ||
+    rule.requireApproval !== policy.requireApproval ||
+    rule.notBefore !== policy.notBefore
+  )
+    return false;
+  if (rule.expires === null || policy.expires === null) return rule.expires === policy.expires;
+  const kept = rule.expires - header.created;
+  return Math.abs(kept - (policy.expires - now)) <= SAME_EXPIRY_SECONDS;
+}
+
 /**
  * The stream sends of one identity that did not finish, kept in this profile (the "pending"
  * store, as "sending:FINGERPRINT:ID") as the CLI keeps them in users/NAME.sending.json: each
@@ -788,9 +828,12 @@ class KeptSends {
     });
   }
 
-  /** The kept draft of this very send, if there is one and its custodians hold the keys
-   * they hold now; any other kept under this ticket is dropped. */
-  async take(ticket, custodians, filename) {
+  /** The kept draft of this very send, if there is one, made under the `policy` asked for
+   * now (see sameRule) and its custodians hold the keys they hold now; one under another
+   * policy is left for a send that asks for it, and any other kept under this ticket (its
+   * expiry passed, or unusable) is dropped. */
+  async take(ticket, custodians, filename, policy) {
+    const now = Math.floor(Date.now() / 1000);
     for (const key of await store.keys("pending")) {
       if (typeof key !== "string" || !key.startsWith(this.prefix)) continue;
       const entry = await store.get("pending", key);
@@ -798,6 +841,8 @@ class KeptSends {
       const messageId = key.slice(this.prefix.length);
       try {
         const header = await Header.fromJson(entry.header, "kept.header", [2]);
+        const expires = header.policy.expires;
+        if (!(expires !== null && expires <= now) && !sameRule(header, policy, now)) continue;
         const opened = await hpke.open(
           this.sender.kemKey,
           this.sender.public.kem,
@@ -811,7 +856,11 @@ class KeptSends {
           filename,
         );
         const slots = (list) => JSON.stringify(list.map((c) => [c.name, c.fingerprintHex]));
-        if (header.id === messageId && slots(header.custodians) === slots(custodians))
+        if (
+          header.id === messageId &&
+          slots(header.custodians) === slots(custodians) &&
+          (expires === null || expires > now)
+        )
           return draft;
       } catch {
         // Not one this identity can go on with (altered, or made for other keys): dropped.
@@ -1298,7 +1347,7 @@ export async function read({
     if (unreadable)
       headline = `message ${messageId} can no longer be read: ${destroyed.length} of its ${names.length} custodians destroyed their share (burnt after reading, or unsent by its sender); ${short}`;
     if (lapsed)
-      headline = `message ${messageId} expired at ${new Date(expires * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC (its sender's policy): ${expired.length} of its ${names.length} custodians release its share no more; ${short}`;
+      headline = `message ${messageId} expired at ${utcText(expires)} (its sender's policy): ${expired.length} of its ${names.length} custodians release its share no more; ${short}`;
     const error = new QuorumError(listFailures(headline, failures));
     Object.assign(error, {
       good: usable.length,

@@ -63,6 +63,10 @@ export const PAYLOAD_NAMED = "named";
 const MAX_NAME_LENGTH_BYTES = 255;
 const NAME_FORBIDDEN = /[/\\\x00-\x1f\x7f]/g;
 
+/** A policy's time as people read it, as Python's utc_text: "2026-12-02 10:59:30 UTC". */
+export const utcText = (seconds) =>
+  `${new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+
 /** LH("securecomm/v1/share-digest", message id, custodian name, binary share) — §7.4. */
 export function shareDigest(messageId, custodian, share) {
   return labelledHash("securecomm/v1/share-digest", messageId, utf8(custodian), share.toBytes());

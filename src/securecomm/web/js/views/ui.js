@@ -9,6 +9,7 @@ import {
   ServiceError,
   StreamError,
 } from "../errors.js";
+import { utcText } from "../envelope.js";
 import { LockedError } from "../keywrap.js";
 
 // `identities`: name → {name, public, keyFile, wrapped, identity}, where `identity` holds the
@@ -109,8 +110,7 @@ export function time(seconds) {
 }
 
 /** A time as the custodians, the CLI and the read say it: "2026-01-02 03:04:05 UTC". */
-export const utcText = (seconds) =>
-  `${new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+export { utcText };
 
 /** "12.0 MiB". */
 export function mib(bytes) {
