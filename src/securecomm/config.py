@@ -6,7 +6,8 @@ The names follow the seed's: SERVER_HOST, SERVER_PORT, SERVER_URL,
 N_SHARES, THRESHOLD; the storage directory is the home (``--home``, env
 ``SECURECOMM_HOME``, default ``./securecomm-data``). Each custodian's URL
 can be pointed elsewhere (a proxy, say) with ``SECURECOMM_CUSTODIAN_<NAME>_URL``,
-and the relay's with ``SECURECOMM_SERVER_URL`` or ``SERVER_URL``. The browser
+and the relay's with ``SECURECOMM_SERVER_URL`` or ``SERVER_URL``; in a network whose
+file names a TLS CA, only to another ``https://`` URL. The browser
 origins whose pages may call the custodians (CORS) are the relay's own origin
 unless ``[server] web_origins`` or ``SECURECOMM_WEB_ORIGINS`` (comma-separated)
 name others.
@@ -287,6 +288,16 @@ def _str(value: object, name: str) -> str:
     return value
 
 
+def _over_tls(url: str | None, name: str) -> None:
+    """A network that names a TLS CA is reached over TLS only (spec §14.2): an ``http://``
+    URL put in its place would send every request, and take every answer, in the clear."""
+    if url is not None and urlsplit(url).scheme.lower() != "https":
+        raise ParameterError(
+            f"config: {name} is {url}, but this network's services speak TLS (its network"
+            " file names a CA), so every URL must start with https://"
+        )
+
+
 def load_settings(
     home: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:
@@ -330,6 +341,10 @@ def load_settings(
     tls_ca = network.tls_ca if network is not None else None
     if tls_ca is None and tls.get("ca") is not None:
         tls_ca = _read_pem(home_path / _str(tls["ca"], "tls.ca"), "tls.ca")
+    if network is not None and network.tls_ca is not None:
+        _over_tls(url, "SECURECOMM_SERVER_URL (or SERVER_URL, [server] url)")
+        for c in custodians:
+            _over_tls(c.url, f"SECURECOMM_CUSTODIAN_{c.name.upper()}_URL")
     check_parameters(n, t)
     password_file = env.get(
         "SECURECOMM_RELAY_DATABASE_PASSWORD_FILE", server.get("database_password_file")

@@ -37,6 +37,32 @@ def _url(value: object, path: str) -> str:
     return value.rstrip("/")
 
 
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return (parts.hostname or "").lower(), port
+
+
+def _one_service_per_address(cards: tuple[Card, ...], *, secure: bool) -> None:
+    """Two cards at one address would send two parties' shares to whichever one listens
+    there; a card without TLS in a network that names a CA would be reached in the clear,
+    its certificate checked against nothing (§14.2)."""
+    seen: dict[tuple[str, int], str] = {}
+    for card in cards:
+        if secure and urlsplit(card.url).scheme != "https":
+            raise FieldError(
+                f"network: {card.name!r} is at {card.url}, not https://, but the network"
+                " names a TLS CA; every service must then be reached over TLS"
+            )
+        address = _address(card.url)
+        if address in seen:
+            raise FieldError(
+                f"network: {card.name!r} and {seen[address]!r} are at one address"
+                f" ({card.url}); each party needs its own"
+            )
+        seen[address] = card.name
+
+
 @dataclass(frozen=True)
 class Card:
     """One party's signed word about itself."""
@@ -165,6 +191,7 @@ class Network:
                     f"network: {owner} has the same key as {seen[key]} ({key[:16]}...)"
                 )
             seen[key] = owner
+        _one_service_per_address(cards, secure=self.tls_ca is not None)
 
     def to_json(self) -> dict[str, Any]:
         document = {

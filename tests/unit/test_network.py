@@ -17,13 +17,13 @@ CUSTODIANS = [Identity.generate(name) for name in ("alpha", "bravo", "charlie")]
 OPERATORS = [Identity.generate(f"{c.name}-operator") for c in CUSTODIANS]
 
 
-def relay_card() -> Card:
-    return Card.issue(RELAY, "relay", "http://127.0.0.2:5000")
+def relay_card(scheme: str = "http") -> Card:
+    return Card.issue(RELAY, "relay", f"{scheme}://127.0.0.2:5000")
 
 
-def custodian_cards() -> tuple[Card, ...]:
+def custodian_cards(scheme: str = "http") -> tuple[Card, ...]:
     return tuple(
-        Card.issue(c, "custodian", f"http://127.0.0.{3 + i}:5101", o.public)
+        Card.issue(c, "custodian", f"{scheme}://127.0.0.{3 + i}:5101", o.public)
         for i, (c, o) in enumerate(zip(CUSTODIANS, OPERATORS, strict=True))
     )
 
@@ -239,9 +239,10 @@ def test_join_shows_a_change_of_tls_ca_and_needs_accept(
 
     home = tmp_path / "home"
     ours, theirs = make_ca("our CA"), make_ca("their CA")
-    first = Network(relay_card(), custodian_cards(), 2, ours.pem.decode())
-    swapped = Network(relay_card(), custodian_cards(), 2, theirs.pem.decode())
-    dropped = Network(relay_card(), custodian_cards(), 2)
+    relay, custodians = relay_card("https"), custodian_cards("https")
+    first = Network(relay, custodians, 2, ours.pem.decode())
+    swapped = Network(relay, custodians, 2, theirs.pem.decode())
+    dropped = Network(relay, custodians, 2)
     main(["join", _write(tmp_path / "first.json", first), "--home", str(home)])
     capsys.readouterr()
     for label, network in (("swapped", swapped), ("dropped", dropped)):
@@ -271,7 +272,14 @@ def _cards_on_disk(tmp_path: Path, cards: dict[str, Card]) -> list[str]:
 
 @pytest.mark.parametrize(
     "case",
-    ["name taken by another key", "one key twice", "threshold above n", "bad signature"],
+    [
+        "name taken by another key",
+        "one key twice",
+        "threshold above n",
+        "bad signature",
+        "one address twice",
+        "http with a TLS CA",
+    ],
 )
 def test_network_create_refuses_bad_cards_and_writes_nothing(
     tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
@@ -286,6 +294,16 @@ def test_network_create_refuses_bad_cards_and_writes_nothing(
         cards["c"] = Card.issue(CUSTODIANS[0], "custodian", "http://h:1", OPERATORS[2].public)
     elif case == "threshold above n":
         threshold = "4"
+    elif case == "one address twice":
+        cards["c"] = Card.issue(
+            CUSTODIANS[2], "custodian", "HTTP://127.0.0.3:5101/", OPERATORS[2].public
+        )
+    tls = []
+    if case == "http with a TLS CA":
+        from securecomm.tls import make_ca
+
+        (tmp_path / "ca.pem").write_bytes(make_ca("our CA").pem)
+        tls = ["--tls-ca", str(tmp_path / "ca.pem")]
     relay_path = _cards_on_disk(tmp_path, {"relay": relay_card()})[0]
     paths = _cards_on_disk(tmp_path, cards)
     if case == "bad signature":
@@ -296,10 +314,46 @@ def test_network_create_refuses_bad_cards_and_writes_nothing(
     custodians = [arg for path in paths for arg in ("--custodian", path)]
     with pytest.raises(SystemExit) as refused:
         main(["network", "create", "--relay", relay_path, *custodians,
-              "--threshold", threshold, "--out", str(out)])  # fmt: skip
+              "--threshold", threshold, "--out", str(out), *tls])  # fmt: skip
     assert refused.value.code == 2
     assert not out.exists()
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("http://127.0.0.3:5101", "http://127.0.0.3:5101/"),
+        ("http://Custodian.example", "http://custodian.example:80"),
+        ("https://custodian.example", "https://CUSTODIAN.example:443"),
+    ],
+)
+def test_two_parties_at_one_address_are_refused(first: str, second: str) -> None:
+    """Both cards' shares would go to whichever service listens there: one party holding
+    two shares, which lowers the threshold unseen."""
+    alpha, bravo = (
+        Card.issue(c, "custodian", url, o.public)
+        for c, o, url in zip(CUSTODIANS, OPERATORS, (first, second), strict=False)
+    )
+    charlie = custodian_cards()[2]
+    with pytest.raises(errors.FieldError, match="at one address"):
+        Network(relay_card(), (alpha, bravo, charlie), 2)
+    Network(relay_card(), (alpha, custodian_cards()[1], charlie), 2)  # apart, they are fine
+
+
+def test_a_network_with_a_tls_ca_refuses_a_service_reached_in_the_clear() -> None:
+    """Spec §14.2: with a CA, every service's certificate is checked against it; a card at
+    http:// would be reached with no certificate to check."""
+    from securecomm.tls import make_ca
+
+    ca = make_ca("our CA").pem.decode()
+    Network(relay_card("https"), custodian_cards("https"), 2, ca)
+    for relay, custodians in (
+        (relay_card("http"), custodian_cards("https")),
+        (relay_card("https"), (*custodian_cards("https")[:2], custodian_cards("http")[2])),
+    ):
+        with pytest.raises(errors.FieldError, match="not https://"):
+            Network(relay, custodians, 2, ca)
 
 
 # The network's fingerprint: what a person compares to join from a relay's URL
@@ -476,3 +530,31 @@ def test_init_with_a_certificate_refuses_a_home_whose_settings_name_none(tmp_pat
               "--tls-cert", "tls/relay.pem", "--tls-key", "tls/relay.key"])  # fmt: skip
     assert refused.value.code == 2
     assert (home / "securecomm.toml").read_bytes() == settings_before
+
+
+@pytest.mark.parametrize(
+    "variable", ["SECURECOMM_SERVER_URL", "SERVER_URL", "SECURECOMM_CUSTODIAN_BRAVO_URL"]
+)
+def test_an_http_url_put_in_place_of_a_tls_service_is_refused(
+    tmp_path: Path, variable: str
+) -> None:
+    """Pointing a client of a TLS network at an http:// URL (a proxy, a typo) sent its
+    requests in the clear, the network's CA never consulted (spec §14.2: MUST verify)."""
+    from securecomm.config import load_settings
+    from securecomm.network import NETWORK_FILE
+    from securecomm.tls import make_ca
+
+    ca = make_ca("our CA").pem.decode()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / NETWORK_FILE).write_bytes(
+        Network(relay_card("https"), custodian_cards("https"), 2, ca).to_bytes()
+    )
+    with pytest.raises(errors.ParameterError, match=r"https://") as refused:
+        load_settings(home, env={variable: "http://127.0.0.9:8080"})
+    assert variable.removeprefix("SECURECOMM_") in str(refused.value)
+    moved = load_settings(home, env={variable: "https://127.0.0.9:8443"})
+    assert "https://127.0.0.9:8443" in {moved.server_url, *(c.url for c in moved.custodians)}
+    (home / NETWORK_FILE).write_bytes(Network(relay_card(), custodian_cards(), 2).to_bytes())
+    plain = load_settings(home, env={variable: "http://127.0.0.9:8080"})
+    assert "http://127.0.0.9:8080" in {plain.server_url, *(c.url for c in plain.custodians)}
