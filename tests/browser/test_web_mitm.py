@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -169,6 +169,33 @@ def test_a_relay_answer_altered_on_send_withdraws_everything(
     assert deleted and deleted[-1].status == 204
 
 
+def _losing_post_answers(lost: list[int]) -> Callable[[Route], None]:
+    """A route that lets a POST reach the relay, notes the status it was answered, and
+    loses that answer on its way back to the page."""
+
+    def lose_the_answer(route: Route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        lost.append(route.fetch().status)  # the relay stored it
+        route.abort()
+
+    return lose_the_answer
+
+
+def _posted_then_lost(relay: Proxy, lost: list[int]) -> str:
+    """The id of the message the relay stored though the page never heard so."""
+    assert lost == [201], "the post did not reach the relay: the test is void"
+    posts = [e for e in relay.exchanges if e.method == "POST" and e.path == "/api/v1/messages"]
+    return str(json.loads(posts[-1].response_body)["id"])
+
+
+def _every_share_withdrawn(wire: Wire) -> None:
+    for name, proxy in wire.custodians.items():
+        withdrawals = [e for e in proxy.exchanges if e.method == "DELETE"]
+        assert withdrawals and withdrawals[-1].status == 204, name
+
+
 def test_a_post_the_relay_stored_whose_answer_was_lost_is_taken_back(
     wire: Wire, pair: tuple[Person, Person]
 ) -> None:
@@ -181,13 +208,7 @@ def test_a_post_the_relay_stored_whose_answer_was_lost_is_taken_back(
     pattern = re.compile(r"/api/v1/messages$")
     lost: list[int] = []
 
-    def lose_the_answer(route: Route) -> None:
-        if route.request.method != "POST":
-            route.continue_()
-            return
-        lost.append(route.fetch().status)  # the relay stored it
-        route.abort()
-
+    lose_the_answer = _losing_post_answers(lost)
     grace.context.route(pattern, lose_the_answer)
     try:
         grace.compose("heidi", SECRET)
@@ -197,15 +218,11 @@ def test_a_post_the_relay_stored_whose_answer_was_lost_is_taken_back(
         expect(status).to_have_class(re.compile("error"))
     finally:
         grace.context.unroute(pattern, lose_the_answer)
-    assert lost == [201], "the post did not reach the relay: the test is void"
-    posts = [e for e in relay.exchanges if e.method == "POST" and e.path == "/api/v1/messages"]
-    message_id = json.loads(posts[-1].response_body)["id"]
+    message_id = _posted_then_lost(relay, lost)
     # The relay's copy was there and was deleted; every custodian destroyed its share.
     deleted = [e for e in relay.exchanges if e.method == "DELETE" and message_id in e.path]
     assert [e.status for e in deleted] == [204], deleted
-    for name, proxy in wire.custodians.items():
-        withdrawals = [e for e in proxy.exchanges if e.method == "DELETE"]
-        assert withdrawals and withdrawals[-1].status == 204, name
+    _every_share_withdrawn(wire)
 
 
 def test_a_copy_the_relay_did_not_delete_is_not_said_deleted(
@@ -220,12 +237,7 @@ def test_a_copy_the_relay_did_not_delete_is_not_said_deleted(
     deleted = re.compile(r"/api/v1/messages/[0-9a-f]{32}$")
     lost: list[int] = []
 
-    def lose_the_answer(route: Route) -> None:
-        if route.request.method != "POST":
-            route.continue_()
-            return
-        lost.append(route.fetch().status)  # the relay stored it
-        route.abort()
+    lose_the_answer = _losing_post_answers(lost)
 
     def lose_the_delete(route: Route) -> None:
         if route.request.method == "DELETE":
@@ -244,14 +256,10 @@ def test_a_copy_the_relay_did_not_delete_is_not_said_deleted(
     finally:
         grace.context.unroute(posted, lose_the_answer)
         grace.context.unroute(deleted, lose_the_delete)
-    assert lost == [201], "the post did not reach the relay: the test is void"
-    posts = [e for e in relay.exchanges if e.method == "POST" and e.path == "/api/v1/messages"]
-    message_id = json.loads(posts[-1].response_body)["id"]
+    message_id = _posted_then_lost(relay, lost)
     assert message_id in status.inner_text()
     assert not [e for e in relay.exchanges if e.method == "DELETE" and message_id in e.path]
-    for name, proxy in wire.custodians.items():
-        withdrawals = [e for e in proxy.exchanges if e.method == "DELETE"]
-        assert withdrawals and withdrawals[-1].status == 204, name
+    _every_share_withdrawn(wire)
 
 
 def test_a_relay_answer_re_signed_by_the_relay_itself_is_still_caught(
