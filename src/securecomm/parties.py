@@ -89,7 +89,16 @@ def _own_settings(
     if path.exists():
         settings = load_settings(home, env={})
         own = settings.own_custodian
-        said = settings.server_url if name is None else (own.url if own else None)
+        if (own.name if own else None) != name:
+            whose = (
+                f"custodian {own.name}'s home, not {name or 'the relay'}'s"
+                if own
+                else "not a custodian's home (its securecomm.toml has no [custodian])"
+            )
+            error = ParameterError(f"{home} is {whose}; nothing was changed")
+            error.hint = f"each party has a home of its own: give this {party} another --home"
+            raise error
+        said = settings.server_url if name is None else own.url if own else None
         if said != url:
             error = ParameterError(
                 f"{path} says this {party} is at {said}, not {url}; nothing was changed"

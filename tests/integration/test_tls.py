@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from securecomm.client.transport import ServiceClient
 from securecomm.codes import Code
 from securecomm.errors import ServiceError
-from securecomm.identity import Identity
+from securecomm.identity import Identity, load_or_create
 from securecomm.tls import HostCertificate, ca_spki_sha256, make_ca
 
 from .conftest import free_port, stop_group, wait_healthy
@@ -170,6 +170,38 @@ def test_plain_http_off_loopback_is_refused_unless_asked_for(tmp_path: Path) -> 
     assert refused.returncode == 2, refused.stderr
     assert "--insecure-http" in refused.stderr and "[tls]" in refused.stderr
     assert not (tmp_path / "relay").exists()  # refused before anything was made
+
+
+@pytest.mark.parametrize("party", ["relay", "custodian"])
+def test_a_port_in_use_is_refused_at_once_in_a_sentence(tmp_path: Path, party: str) -> None:
+    """`custodian serve` on a port another process held printed "listening" and then left
+    gunicorn retrying the bind for half a minute before it gave up."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        if party == "custodian":
+            load_or_create(tmp_path / "op" / "alpha-operator.key", "alpha-operator")
+            operator = str(tmp_path / "op" / "alpha-operator.pub")
+            made = subprocess.run(
+                [*CLI, "custodian", "init", "--name", "alpha", "--home", str(tmp_path),
+                 "--url", url, "--operator", operator],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert made.returncode == 0, made.stderr
+        started = time.monotonic()
+        refused = subprocess.run(
+            [*CLI, party, "serve", "--home", str(tmp_path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert refused.returncode == 2, refused.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in refused.stderr, refused.stderr
+    assert "another process listens there" in refused.stderr
+    assert "listening on" not in refused.stderr
+    assert time.monotonic() - started < 20  # gunicorn alone retries for 30 s
 
 
 def test_a_network_file_naming_another_ca_is_refused_and_nothing_written(

@@ -123,6 +123,56 @@ def test_each_party_initialises_itself_and_the_cards_make_a_network(tmp_path: Pa
     assert network.custodians[0].operator == operator.public
 
 
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["custodian", "init", "--name", "bravo", "--url", "http://127.0.0.3:5101"],
+        ["custodian", "init", "--name", "bravo", "--url", "http://127.0.0.4:5101"],
+        ["relay", "init", "--url", "http://127.0.0.3:5101"],
+        ["relay", "serve", "--host", "192.0.2.1", "--port", "9"],
+        ["custodian", "serve", "--name", "bravo", "--host", "192.0.2.1", "--port", "9"],
+    ],
+)
+def test_another_party_s_command_in_a_custodian_s_home_writes_nothing_there(
+    tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong --home put a second party's key beside alpha's: `custodian init --name
+    bravo` at alpha's URL succeeded, and `relay serve` made relay/identity.key before it
+    refused. One home holding two parties' keys is one machine holding two of them."""
+    load_or_create(tmp_path / "op" / "op.key", "bravo-operator")
+    home = tmp_path / "alpha"
+    main(
+        ["custodian", "init", "--name", "alpha", "--home", str(home),
+         "--url", "http://127.0.0.3:5101", "--operator", str(tmp_path / "op" / "op.pub")]
+    )  # fmt: skip
+    before = _files(home)
+    capsys.readouterr()
+    operator = ["--operator", str(tmp_path / "op" / "op.pub")]
+    extra = operator if command[:2] == ["custodian", "init"] else []
+    with pytest.raises(SystemExit) as refused:
+        main([*command, "--home", str(home), *extra])
+    assert refused.value.code == 2
+    assert "custodian alpha's home" in capsys.readouterr().err
+    assert _files(home) == before
+
+
+def test_relay_serve_refuses_a_person_s_home_before_making_a_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "alice"
+    home.mkdir()
+    (home / "network.json").write_bytes(Network(relay_card(), custodian_cards(), 2).to_bytes())
+    with pytest.raises(SystemExit) as refused:
+        main(["relay", "serve", "--host", "192.0.2.1", "--port", "9", "--home", str(home)])
+    assert refused.value.code == 2
+    assert "not the relay's home" in capsys.readouterr().err
+    assert _files(home) == ["network.json"]
+
+
 def test_bad_cards_and_operator_files_are_bad_input_and_write_nothing(tmp_path: Path) -> None:
     key = load_or_create(tmp_path / "op.key", "alpha-operator")
     assert key.name == "alpha-operator"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, load_settings
 from ..errors import ParameterError
+from ..network import NETWORK_FILE
 from ._common import command_group, home_option, service_settings, warn_if_browsers_refuse
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def cmd_relay_serve(args: argparse.Namespace) -> None:
     from ..service.serve import serve
 
     settings = _settings(args)
+    _check_relay_home(settings)
     warn_if_browsers_refuse(settings.server_url)
     serve(
         lambda: create_relay_app(settings),
@@ -40,6 +42,26 @@ def cmd_relay_serve(args: argparse.Namespace) -> None:
         tls=_tls(settings),
         insecure_http=args.insecure_http,
     )
+
+
+def _check_relay_home(settings: Settings) -> None:
+    """Refuse, before the relay makes an identity there, a home that is not the relay's: a
+    custodian's, or one that joined a network without a relay key of its own (a person's),
+    where a new key could never be the relay's card."""
+    own = settings.own_custodian
+    if own is not None:
+        raise ParameterError(
+            f"{settings.home} is custodian {own.name}'s home, not the relay's (its"
+            " securecomm.toml says so in [custodian]); nothing was started"
+        )
+    key = settings.relay_dir() / "identity.key"
+    if not key.exists() and (settings.home / NETWORK_FILE).exists():
+        error = ParameterError(
+            f"{settings.home} joined a network but has no relay key ({key}): it is not the"
+            " relay's home; nothing was started"
+        )
+        error.hint = "give the --home that `relay init` made"
+        raise error
 
 
 def _tls(settings: Settings) -> tuple[Path, Path] | None:

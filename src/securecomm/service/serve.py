@@ -15,7 +15,9 @@ request (within a few per cent).
 from __future__ import annotations
 
 import ctypes
+import errno
 import ipaddress
+import socket
 import ssl
 import sys
 from collections.abc import Callable
@@ -59,6 +61,30 @@ def _check_tls(name: str, cert: Path, key: Path) -> None:
         raise ParameterError(
             f"{name}: {cert} and {key} are not a certificate and its key ({exc})"
         ) from None
+
+
+def _check_bind(name: str, host: str, port: int) -> None:
+    """Refuse here, in a sentence, an address gunicorn could not listen on: it would print
+    nothing useful and retry for half a minute, after we had said "listening". The socket
+    is closed again at once; gunicorn binds its own."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ParameterError(f"{name}: cannot listen on {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = found[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            why = {
+                errno.EADDRINUSE: "another process listens there (is it running already?)",
+                errno.EADDRNOTAVAIL: f"{host} is not an address of this machine",
+                errno.EACCES: "a port below 1024 needs more privilege",
+            }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+            error = ParameterError(f"{name}: cannot listen on {host}:{port}: {why}")
+            error.hint = "give another --port (or --host), or stop what holds it"
+            raise error from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -127,6 +153,7 @@ def serve(
         )
     if tls is not None:
         _check_tls(name, *tls)
+    _check_bind(name, host, port)
     _keep_freed_memory()  # before the workers fork, which inherit it
     app = factory()
     app.extensions["securecomm"]["engine"].dispose()
