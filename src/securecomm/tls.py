@@ -123,6 +123,63 @@ def describe_cas(ca_pem: bytes) -> str:
     return ", ".join(described)
 
 
+def host_names(chain_pem: bytes, what: str) -> list[str]:
+    """The DNS names and IP addresses the first certificate of ``chain_pem`` (a service's
+    own, before its CA's) is for, from its subjectAltName: what a client checks the host
+    it reached against (RFC 6125; a browser and Python's ssl ignore the common name)."""
+    certificate = load_certificates(chain_pem, what)[0]
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return [
+        *names.value.get_values_for_type(x509.DNSName),
+        *(str(address) for address in names.value.get_values_for_type(x509.IPAddress)),
+    ]
+
+
+def is_for_host(names: list[str], host: str) -> bool:
+    """Whether a certificate for ``names`` is for ``host``: an IP address only by the same
+    address; a DNS name ignoring case, ``*.`` standing for one whole leftmost label."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    for name in names:
+        if address is not None:
+            try:
+                if ipaddress.ip_address(name) == address:
+                    return True
+            except ValueError:
+                pass
+            continue
+        name, wanted = name.lower().rstrip("."), host.lower().rstrip(".")
+        if name == wanted:
+            return True
+        label, _, rest = wanted.partition(".")
+        if name.startswith("*.") and label and rest and name[2:] == rest:
+            return True
+    return False
+
+
+def certificate_problem(chain: Path, url: str) -> str | None:
+    """Why a client reaching ``url`` would refuse the certificate chain in the file
+    ``chain``, in a clause; None if it names the URL's host."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    try:
+        names = host_names(chain.read_bytes(), str(chain))
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    except FormatError as exc:
+        return str(exc)
+    if is_for_host(names, host):
+        return None
+    named = ", ".join(names) if names else "no host (it has no subjectAltName)"
+    return f"it is for {named}, not {host}: a client reaching {url} would refuse it"
+
+
 @dataclass(frozen=True)
 class HostCertificate:
     name: str

@@ -568,6 +568,58 @@ def test_init_names_a_tls_certificate_in_the_new_settings(tmp_path: Path) -> Non
         assert not (other / "securecomm.toml").exists()
 
 
+@pytest.mark.parametrize(
+    ("names", "host", "covered"),
+    [
+        (["127.0.0.2"], "127.0.0.2", True),
+        (["127.0.0.2"], "127.0.0.3", False),
+        (["::1"], "[::1]", True),
+        (["relay.example"], "RELAY.example.", True),
+        (["relay.example"], "127.0.0.2", False),
+        (["*.example"], "relay.example", True),
+        (["*.example"], "a.relay.example", False),  # one label only
+        (["*.example"], "example", False),
+        (["127.0.0.2"], "127.0.0.2.nip.io", False),
+        ([], "relay.example", False),
+    ],
+)
+def test_a_certificate_is_for_a_host_as_a_client_checks_it(
+    names: list[str], host: str, covered: bool
+) -> None:
+    from securecomm.tls import is_for_host
+
+    assert is_for_host(names, host) is covered
+
+
+def test_init_refuses_a_certificate_for_another_host_and_serve_warns_of_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A certificate issued for another name was taken at init, and the service served it:
+    every client then refused the service, and only they said why."""
+    from securecomm.cli.services import _tls
+    from securecomm.config import load_settings
+    from securecomm.tls import make_ca
+
+    home = tmp_path / "relay"
+    make_ca().issue("relay", ["relay.example", "127.0.0.2"]).write(home / "tls")
+    with pytest.raises(SystemExit) as refused:
+        main(["relay", "init", "--home", str(home), "--url", "https://127.0.0.9:5000",
+              "--tls-cert", "tls/relay.pem", "--tls-key", "tls/relay.key"])  # fmt: skip
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "is for relay.example, 127.0.0.2, not 127.0.0.9" in err, err
+    assert not (home / "securecomm.toml").exists() and not (home / "relay").exists()
+    main(["relay", "init", "--home", str(home), "--url", "https://relay.example:5000",
+          "--tls-cert", "tls/relay.pem", "--tls-key", "tls/relay.key"])  # fmt: skip
+    settings = load_settings(home, env={})
+    capsys.readouterr()
+    assert _tls(settings, settings.server_url) == (settings.tls_cert, settings.tls_key)
+    assert "warning" not in capsys.readouterr().err
+    make_ca().issue("relay", ["other.example"]).write(home / "tls")  # renewed, wrongly
+    assert _tls(settings, settings.server_url) is not None
+    assert "is for other.example, not relay.example" in capsys.readouterr().err
+
+
 def test_init_with_a_certificate_refuses_a_home_whose_settings_name_none(tmp_path: Path) -> None:
     from securecomm.tls import make_ca
 

@@ -85,6 +85,12 @@ def _tls_settings(args: argparse.Namespace, home: Path) -> list[str]:
     if not args.url.startswith("https://"):
         raise CliError("a service with a certificate is reached over https: --url https://...",
                        code=2)  # fmt: skip
+    from ..tls import certificate_problem
+
+    problem = certificate_problem(home / args.tls_cert, args.url)
+    if problem is not None:
+        raise CliError(f"--tls-cert {args.tls_cert}: {problem}",
+                       hint="issue one for that host: securecomm tls issue", code=2)  # fmt: skip
     return ["", "[tls]", f'cert = "{args.tls_cert}"', f'key = "{args.tls_key}"']
 
 

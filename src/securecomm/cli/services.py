@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ def cmd_relay_serve(args: argparse.Namespace) -> None:
         host=args.host or settings.server_host,
         port=args.port or settings.server_port,
         workers=args.workers or settings.workers,
-        tls=_tls(settings),
+        tls=_tls(settings, settings.server_url),
         insecure_http=args.insecure_http,
     )
 
@@ -64,9 +65,17 @@ def _check_relay_home(settings: Settings) -> None:
         raise error
 
 
-def _tls(settings: Settings) -> tuple[Path, Path] | None:
+def _tls(settings: Settings, url: str) -> tuple[Path, Path] | None:
+    """The service's certificate chain and key, if it has them; a warning if the
+    certificate is not for the host of the URL clients reach it at (a renewed one for
+    another name, say), which every client would then refuse."""
     if settings.tls_cert is None or settings.tls_key is None:
         return None
+    from ..tls import certificate_problem
+
+    problem = certificate_problem(settings.tls_cert, url)
+    if problem is not None and settings.tls_cert.exists():
+        print(f"warning: {settings.tls_cert}: {problem}", file=sys.stderr)
     return settings.tls_cert, settings.tls_key
 
 
@@ -102,7 +111,7 @@ def cmd_custodian_serve(args: argparse.Namespace) -> None:
         host=args.host or custodian.host,
         port=args.port or custodian.port,
         workers=args.workers or settings.workers,
-        tls=_tls(settings),
+        tls=_tls(settings, custodian.url),
         insecure_http=args.insecure_http,
     )
 
