@@ -79,6 +79,11 @@ def test_a_client_given_the_ca_talks_to_the_service(relay: str) -> None:
 def test_plain_http_to_the_service_gets_no_answer(relay: str) -> None:
     with pytest.raises(httpx.HTTPError):
         httpx.get(relay.replace("https://", "http://") + "/healthz", timeout=5)
+    # and a client told the wrong scheme hears why it may be, not only "ReadError"
+    with pytest.raises(ServiceError) as refused:
+        _health(relay.replace("https://", "http://"), None)
+    assert refused.value.code == Code.UNREACHABLE
+    assert "if it speaks TLS, its URL starts with https://" in str(refused.value)
 
 
 def test_the_system_trust_store_does_not_know_a_private_ca(relay: str) -> None:
