@@ -600,6 +600,22 @@ def test_a_name_another_key_holds_leaves_no_home_behind(shared: Up) -> None:
     assert not (shared.home / "people" / "frank").exists()
 
 
+def test_a_contact_s_name_is_refused_as_taken_not_as_a_changed_key(shared: Up) -> None:
+    """`register bob` from alice's home, which had pinned bob, said "the key of 'bob'
+    changed" and hinted to remove bob from known_keys.json: advice that unpins the real
+    bob. It is a name someone else holds, and is refused as that."""
+    from securecomm.client.trust import KnownKeys
+
+    alice = shared.home / "people" / "alice"
+    send(shared.home, "so that alice pins bob")
+    assert KnownKeys.load(alice).get("bob") is not None
+    refused = cli(alice, "register", "bob", "--no-passphrase")
+    assert refused.returncode == 2, explain(refused)
+    assert "the name 'bob' is a contact's" in refused.stderr, explain(refused)
+    assert "known_keys" not in refused.stderr and "changed" not in refused.stderr
+    assert not (alice / "users" / "bob.key").exists()
+
+
 def test_a_fingerprint_pasted_as_printed_is_compared(shared: Up) -> None:
     """`contacts verify bob 6707 fdec ...`: the fingerprint as every command prints it,
     eight groups, pasted without quotes. argparse took the groups after the first for

@@ -105,6 +105,14 @@ def _register_from(args: argparse.Namespace, name: str, home: Path) -> None:
     else:
         identity = load_identity(str(key_path), args)
     known = KnownKeys.load(home)
+    contact = known.get(name)
+    if made and contact is not None:  # someone this home writes to holds the name
+        raise CliError(
+            f"the name {name!r} is a contact's: this home knows {name} by another key"
+            f" ({contact.short_fingerprint()}); nothing was written",
+            hint="choose another name",
+            code=EXIT_BAD_INPUT,
+        )
     known.check(identity.public)  # a contact pinned under this name: refused, both named
     listed = flows.listed(settings, name)
     if listed is not None and listed.fingerprint != identity.public.fingerprint:
