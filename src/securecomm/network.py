@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from . import canonical
 from ._encoding import b64decode, b64encode, labelled_hash
-from ._fields import expect_object, integer, unique
+from ._fields import expect_object, integer
 from .errors import FieldError, ParameterError, SecureCommError, SignatureError
 from .identity import SIGNATURE_LENGTH_BYTES, Identity, PublicIdentity, format_fingerprint
 from .shamir import MAX_SHARES, MIN_THRESHOLD
@@ -178,7 +178,16 @@ class Network:
                 f" expected {MIN_THRESHOLD} to {n}"
             )
         cards = (self.relay, *self.custodians)
-        unique([c.name for c in cards], "network.cards")
+        names: dict[str, str] = {}
+        for place, card in zip(
+            ["the relay", *(f"custodian {i + 1}" for i in range(n))], cards, strict=True
+        ):
+            if card.name in names:
+                raise FieldError(
+                    f"network: the name {card.name!r} is {names[card.name]}'s and"
+                    f" {place}'s; each party needs its own"
+                )
+            names[card.name] = place
         # One key in two places would let one party hold two shares, or pose as the relay.
         keys = [c.identity.fingerprint_hex for c in cards] + [
             c.operator.fingerprint_hex for c in self.custodians if c.operator is not None
