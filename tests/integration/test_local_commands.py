@@ -348,6 +348,13 @@ def test_pending_shows_local_time_and_age(shared: Up) -> None:
     for words in ([], ["alpha", "--name", "bravo"]):  # none named, or two
         unclear = cli(home, "custodian", "pending", *words)
         assert unclear.returncode == 2 and "custodian" in unclear.stderr, explain(unclear)
+    # From custodian alpha's own home, which holds no operator key: alpha is the one meant,
+    # and the refusal says where the operator's key is to be found.
+    custodian_home = cli(home / "alpha", "custodian", "pending")
+    assert custodian_home.returncode == 1, explain(custodian_home)
+    assert "no operator key for alpha" in custodian_home.stderr, explain(custodian_home)
+    assert "is custodian alpha's home" in custodian_home.stderr
+    assert "--operator-key" in custodian_home.stderr
     line = next(line for line in pending.stdout.splitlines() if message_id in line)
     today = time.strftime("%Y-%m-%d")
     assert re.search(rf"requested {today} \d\d:\d\d \((just now|\d+ s ago)\)$", line), line

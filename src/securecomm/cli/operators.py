@@ -36,10 +36,18 @@ def _operator_client(args: argparse.Namespace) -> Any:
         else next((path for path in places if path.exists()), places[0])
     )
     if not key.exists():
-        raise IdentityError(
+        error = IdentityError(
             f"no operator key for {args.name} at {key}"
             + ("" if args.operator_key else f" (nor at {places[1]})"),
         )
+        if settings.own_custodian is not None and not args.operator_key:
+            error.hint = (
+                f"{settings.home} is custodian {settings.own_custodian.name}'s home, which"
+                " holds no operator's key: run this from the operator's own home (--home,"
+                f" where `securecomm keygen {name}` or `register {name}` put it), or give"
+                " --operator-key PATH"
+            )
+        raise error
     return ServiceClient(url, args.name, load_identity(str(key), args), trust=settings.tls_ca)
 
 
@@ -52,6 +60,9 @@ def _pending(client: Any) -> list[dict[str, Any]]:
 
 def cmd_custodian_pending(args: argparse.Namespace) -> None:
     named = list(dict.fromkeys(n for n in (args.custodian, args.name) if n))
+    own = _settings(args).own_custodian
+    if not named and own is not None:  # the custodian whose home this is
+        named = [own.name]
     if len(named) != 1:
         raise CliError(
             "which custodian? name one: securecomm custodian pending alpha"
