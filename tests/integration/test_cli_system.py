@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import re
 import signal
@@ -614,6 +615,21 @@ def test_a_contact_s_name_is_refused_as_taken_not_as_a_changed_key(shared: Up) -
     assert "the name 'bob' is a contact's" in refused.stderr, explain(refused)
     assert "known_keys" not in refused.stderr and "changed" not in refused.stderr
     assert not (alice / "users" / "bob.key").exists()
+
+
+def test_inbox_json_gives_a_script_each_entry(shared: Up) -> None:
+    """`inbox` printed only aligned text; a script had to parse it. --json prints one
+    document with each entry as the relay signed it."""
+    message_id = send(shared.home, "for a script", "--expires", "1h")
+    listed = cli(shared.home, "inbox", "--as", "bob", "--json")
+    assert listed.returncode == 0, explain(listed)
+    document = json.loads(listed.stdout)
+    assert document["reader"] == "bob"
+    entry = next(m for m in document["messages"] if m["id"] == message_id)
+    alice = user(shared.home, "alice").public
+    assert entry["sender"] == {"name": "alice", "fingerprint": alice.fingerprint_hex}
+    assert entry["policy"]["expires"] - entry["created"] in range(3590, 3610)
+    assert [m["id"] for m in document["messages"]] == inbox(shared.home)
 
 
 def test_a_fingerprint_pasted_as_printed_is_compared(shared: Up) -> None:

@@ -157,6 +157,9 @@ def cmd_inbox(args: argparse.Namespace) -> None:
     settings = settings_of(args, args.reader)
     reader = user(args, settings, args.reader)
     messages = flows.inbox(settings, reader)
+    if args.json:  # for a script: the entries as the relay signed them, times in epoch s
+        print(json.dumps({"reader": reader.name, "messages": messages}, sort_keys=True))
+        return
     if not messages:
         print(f"{reader.name}: no messages")
     now = int(time.time())
@@ -432,6 +435,11 @@ def add_commands(sub: Any) -> None:
         description="List the messages the relay holds for NAME.",
     )
     p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the entries as JSON (id, sender, created, size, policy, seen) for a script",
+    )
     home_option(p)
     passphrase_options(p)
     p.set_defaults(func=cmd_inbox)
