@@ -91,6 +91,10 @@ def test_unlock_then_three_sends_then_lock(up: Up, secret: Path) -> None:
     assert read.returncode == 0 and "message 2 without a passphrase" in read.stdout
     locked = cli(up.home, "lock", "--as", "carol")
     assert locked.returncode == 0 and "locked: carol" in locked.stdout, explain(locked)
+    again = cli(up.home, "lock", "--as", "carol")  # a known person, nothing unlocked
+    assert again.returncode == 0 and "carol was not unlocked" in again.stdout, explain(again)
+    typo = cli(up.home, "lock", "--as", "caro1")  # said "was not unlocked", as if it were
+    assert typo.returncode == 1 and "no identity 'caro1'" in typo.stderr, explain(typo)
     _asks_for_a_passphrase(up)
     assert "nothing is unlocked" in cli(up.home, "sessions").stdout
     # At a terminal, the next send asks, and goes with the passphrase typed.

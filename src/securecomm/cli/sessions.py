@@ -137,6 +137,8 @@ def cmd_lock(args: argparse.Namespace) -> None:
             ended.append(session.identity.name)
     if ended:
         print("locked: " + ", ".join(ended))
+    elif names and not user_key_path(home, names[0]).exists():
+        raise IdentityError(f"no identity {names[0]!r} in {home}: nothing to lock")
     elif names:
         print(f"{names[0]} was not unlocked")
     else:
