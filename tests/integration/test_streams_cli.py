@@ -328,22 +328,29 @@ def test_a_kept_upload_whose_file_changed_is_dropped_with_the_relays_part(
 def test_a_send_goes_on_only_under_the_policy_it_asks_for(up: Up, tmp_path: Path) -> None:
     """An interrupted send, then the same file to the same people with burn after reading
     and approval: it went on with the first send's draft, and the message was sent with
-    no burn and no approval. Now the kept draft is left for a send that asks for its
-    policy, and one that does goes on with it."""
+    no burn and no approval. Now a send that asks for another policy begins afresh, one
+    that asks for the kept draft's goes on with it, and once the file has gone to them
+    under another policy the kept draft is dropped with the relay's part (it held
+    alice's quota, wanted by no one)."""
     source = tmp_path / "policy.bin"
     random_file(source, 10 * MIB)
     alice_stops_after_a_piece(up, source)
     (first,) = _kept_drafts(up, source)
-    strict = Policy(max_releases=1, require_approval=True)
     warnings: list[str] = []
-    sent = alice_sends(up, source, policy=strict, warn=warnings.append)
-    assert sent.message_id != first and not any("going on" in w for w in warnings), warnings
-    assert _document(up, sent.message_id).header.policy == strict
-    assert _kept_drafts(up, source) == [first]  # left for the send that asks for its policy
-    warnings.clear()
     again = alice_sends(up, source, warn=warnings.append)
     assert again.message_id == first, warnings
     assert _document(up, first).header.policy == Policy()
+    alice_stops_after_a_piece(up, source)
+    (begun,) = _kept_drafts(up, source)
+    assert _upload_state(up, begun) == 200
+    strict = Policy(max_releases=1, require_approval=True)
+    warnings.clear()
+    sent = alice_sends(up, source, policy=strict, warn=warnings.append)
+    assert sent.message_id != begun and not any("going on" in w for w in warnings), warnings
+    assert _document(up, sent.message_id).header.policy == strict
+    assert any(begun in w and "under another policy, is dropped" in w for w in warnings)
+    assert _kept_drafts(up, source) == []
+    assert _upload_state(up, begun) == 404
 
 
 def test_a_send_goes_on_under_an_expiry_as_long_and_drops_one_that_passed(
@@ -360,14 +367,16 @@ def test_a_send_goes_on_under_an_expiry_as_long_and_drops_one_that_passed(
 
     alice_stops_after_a_piece(up, source, policy=hours(1))
     (first,) = _kept_drafts(up, source)
-    longer: list[str] = []
-    other = alice_sends(up, source, policy=hours(24), warn=longer.append)
-    assert other.message_id != first and not any("going on" in w for w in longer), longer
     warnings: list[str] = []
     same = alice_sends(up, source, policy=hours(1), warn=warnings.append)
     assert same.message_id == first
     (said,) = [w for w in warnings if "going on" in w]
     assert "expires at" in said and "counted from its beginning" in said, said
+    alice_stops_after_a_piece(up, source, policy=hours(1))
+    (begun,) = _kept_drafts(up, source)
+    longer: list[str] = []
+    other = alice_sends(up, source, policy=hours(24), warn=longer.append)
+    assert other.message_id != begun and not any("going on" in w for w in longer), longer
     short = tmp_path / "short.bin"
     random_file(short, 10 * MIB)
     alice_stops_after_a_piece(up, short, policy=Policy(expires=int(time.time()) + 2))

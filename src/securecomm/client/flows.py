@@ -593,6 +593,15 @@ def send_file(
         kept.drop(draft.header.id)  # taken back: the next send begins afresh
         raise
     kept.drop(draft.header.id)
+    for other in kept.others(ticket, draft.header.id):
+        # Begun under another policy and left for a send that asked for it: this file has
+        # now gone to these people, and the relay's part of it would hold quota for a day.
+        kept.drop(other)
+        streamed.abandon(relay, other)
+        warn(
+            f"the upload of message {other} begun earlier, of this file to the same people"
+            " under another policy, is dropped with the relay's part"
+        )
     return SendResult(
         document.id,
         document.payload_digest.hex(),

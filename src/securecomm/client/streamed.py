@@ -199,7 +199,8 @@ class KeptDrafts:
         """The kept draft of this very send, if there is one and it still fits: made under
         the ``policy`` asked for now (a resumed send that went on under the first one's had
         no burn or approval the second asked for), and its custodians hold the keys they
-        hold now. One under another policy is left for a send that asks for that one."""
+        hold now. One under another policy is left for a send that asks for that one,
+        until this send is done (:meth:`others`)."""
         for message_id, entry in self._load().items():
             if not isinstance(entry, dict) or entry.get("ticket") != ticket:
                 continue
@@ -225,6 +226,15 @@ class KeptDrafts:
                 return None
             return draft
         return None
+
+    def others(self, ticket: dict[str, Any], message_id: str) -> list[str]:
+        """The kept drafts of the same send (file, people, threshold) as ``message_id``'s
+        but under another policy: once that send is done, none of them is wanted."""
+        return [
+            other
+            for other, entry in self._load().items()
+            if other != message_id and isinstance(entry, dict) and entry.get("ticket") == ticket
+        ]
 
     def drop(self, message_id: str) -> None:
         entries = self._load()
