@@ -367,6 +367,42 @@ def test_a_send_stopped_by_a_closed_page_goes_on_when_the_file_is_sent_again(
     gina.close()
 
 
+def test_a_stopped_upload_is_listed_after_a_reload_and_can_be_dropped(
+    browser: Browser, up: Up, tmp_path: Path
+) -> None:
+    """An upload stopped by a closed tab was kept, unseen after a reload, and nothing on the
+    page could cancel it: its part held the sender's quota at the relay for a day. The Send
+    tab lists it, and Drop removes it here and at the relay."""
+    ivy = Person(browser, up.relay_url)
+    ivy.create("ivy")
+    source = tmp_path / "kept.bin"
+    random_file(source, 4 * PIECE_BYTES + 3)
+
+    def down_from_the_second_piece(route: Route) -> bool:
+        return offset_in(route.request.url) >= PIECE_BYTES
+
+    with failing_link(ivy.context, UPLOAD_PIECES, down_from_the_second_piece):
+        ivy.compose("bob", path=source)
+        expect(ivy.page.locator("#send-form .status")).to_contain_text(
+            re.compile(r"the link failed .* trying again")
+        )
+        (first,) = uploads_in(ivy)
+        ivy.open("send")  # the tab closed mid-send, and opened again
+    listed = ivy.page.locator(f"#kept-sends li[data-message='{first}']")
+    expect(listed).to_contain_text("kept.bin")
+    expect(listed).to_contain_text("to bob")
+    ivy.requests.clear()
+    listed.get_by_role("button", name="Drop").click()
+    expect(listed.locator(".status")).to_have_text("dropped, with the relay's part")
+    assert kept_sends(ivy) == []
+    (deleted,) = [r for r in ivy.requests if r.method == "DELETE" and first in r.url]
+    response = deleted.response()
+    assert response is not None and response.status == 204
+    ivy.open("send")
+    expect(ivy.page.locator("#kept-sends")).to_be_hidden()
+    ivy.close()
+
+
 def test_a_stopped_send_goes_on_only_under_an_expiry_as_long(
     browser: Browser, up: Up, tmp_path: Path
 ) -> None:

@@ -873,6 +873,48 @@ class KeptSends {
   async drop(messageId) {
     await store.remove("pending", this.prefix + messageId);
   }
+
+  /** Every kept draft of this identity, as the page lists them: id, file, people, size. */
+  async list() {
+    const found = [];
+    for (const key of await store.keys("pending")) {
+      if (typeof key !== "string" || !key.startsWith(this.prefix)) continue;
+      const entry = await store.get("pending", key);
+      let ticket = null;
+      try {
+        ticket = JSON.parse(entry?.ticket);
+      } catch {
+        // listed all the same, by its id: it can still be dropped
+      }
+      const [name, size] = Array.isArray(ticket?.file) ? ticket.file : [null, null];
+      found.push({
+        id: key.slice(this.prefix.length),
+        file: typeof name === "string" ? name : null,
+        size: Number.isSafeInteger(size) ? size : null,
+        recipients: Array.isArray(ticket?.recipients) ? ticket.recipients.map(String) : [],
+        created: Number.isSafeInteger(entry?.header?.created) ? entry.header.created : null,
+      });
+    }
+    return found;
+  }
+}
+
+/** The uploads of `sender` stopped earlier and kept in this profile (a closed tab, a link
+ * down), to go on when the same file is sent to the same people again. */
+export async function keptSends(sender) {
+  return new KeptSends(sender).list();
+}
+
+/** Drop a kept upload and the relay's part of it (which holds room in the sender's quota
+ * until the relay sweeps it). Whether the relay's part is known to be gone. */
+export async function dropKeptSend(sender, messageId) {
+  await new KeptSends(sender).drop(messageId);
+  try {
+    await relay(sender).request("DELETE", `/api/v1/uploads/${messageId}`, { timeoutMs: 5000 });
+    return true;
+  } catch (error) {
+    return error instanceof ServiceError && error.code === "not_found";
+  }
 }
 
 const LIMIT_HINTS = {

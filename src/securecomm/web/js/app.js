@@ -14,7 +14,7 @@ import {
   onImport,
   onNameInput,
 } from "./views/identity.js";
-import { renderCustodians, onSend } from "./views/send.js";
+import { renderCustodians, renderKeptSends, onSend } from "./views/send.js";
 import { refreshInbox } from "./views/inbox.js";
 import { refreshOperator } from "./views/operator.js";
 import { startLock } from "./views/lock.js";
@@ -62,12 +62,14 @@ async function main() {
   startLock({
     changed: () => {
       renderActive();
+      renderKeptSends();
       route();
     },
   });
   renderActive();
   renderKnown();
   renderCustodians();
+  renderKeptSends();
   $("#create-name").addEventListener("input", onNameInput);
   $("#create-form").addEventListener("submit", onCreate);
   $("#import-form").addEventListener("submit", onImport);
@@ -78,6 +80,7 @@ async function main() {
     state.active = state.identities.get(event.target.value) ?? null;
     await store.put("settings", "active", state.active?.name ?? "");
     renderActive();
+    renderKeptSends();
     route();
   });
   window.addEventListener("hashchange", route);
