@@ -360,6 +360,23 @@ def test_an_earlier_identity_without_a_passphrase_gets_one(
         expect(page.locator("#identity-lock")).to_have_class(re.compile("hint"))
 
 
+def test_an_empty_new_passphrase_is_asked_for_not_called_short(
+    browser: Browser, up: Up, tmp_path: Path
+) -> None:
+    """An unencrypted key file imported with the new passphrase left empty was refused as
+    "shorter than 8 characters", as if a passphrase had been given."""
+    with Person(browser, up.relay_url) as person:
+        plain = tmp_path / "wendy.key"
+        Identity.generate("wendy").save(plain, None)
+        form = person.page.locator("#import-form")
+        person.page.get_by_label("Key file", exact=True).set_input_files(str(plain))
+        form.get_by_role("button", name="Import").click()
+        status = form.locator(".status")
+        expect(status).to_contain_text("Type a passphrase (twice) to protect the keys")
+        assert "shorter than" not in status.inner_text()
+        assert person.stored_identities() == []
+
+
 @pytest.mark.parametrize(
     ("weak", "why"),
     [

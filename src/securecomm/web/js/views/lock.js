@@ -188,6 +188,10 @@ async function unlock(record, passphrase, again, progress) {
 /** Throw unless `passphrase` is hard enough to guess (passphrases.js) and typed the same
  * twice. Only a passphrase that is to lock a key: one that unlocks is never checked. */
 export function checkNewPassphrase(passphrase, again) {
+  if (passphrase === "")
+    throw new SecureCommError(
+      "Type a passphrase (twice) to protect the keys: nothing was locked without one.",
+    );
   const weak = weakness(passphrase);
   if (weak)
     throw new SecureCommError(
