@@ -367,6 +367,23 @@ def test_a_send_stopped_by_a_closed_page_goes_on_when_the_file_is_sent_again(
     gina.close()
 
 
+def stopped_after_a_piece(person: Person, source: Path) -> str:
+    """Send ``source`` to bob with the form as it is, the link down from the second piece
+    on, and leave the page mid-send (as a closed tab) for a fresh one: the upload's id."""
+
+    def down_from_the_second_piece(route: Route) -> bool:
+        return offset_in(route.request.url) >= PIECE_BYTES
+
+    with failing_link(person.context, UPLOAD_PIECES, down_from_the_second_piece):
+        person.compose("bob", path=source)
+        expect(person.page.locator("#send-form .status")).to_contain_text(
+            re.compile(r"the link failed .* trying again")
+        )
+        (first,) = uploads_in(person)
+        person.open("send")
+    return first
+
+
 def test_a_stopped_upload_is_listed_after_a_reload_and_can_be_dropped(
     browser: Browser, up: Up, tmp_path: Path
 ) -> None:
@@ -377,17 +394,7 @@ def test_a_stopped_upload_is_listed_after_a_reload_and_can_be_dropped(
     ivy.create("ivy")
     source = tmp_path / "kept.bin"
     random_file(source, 4 * PIECE_BYTES + 3)
-
-    def down_from_the_second_piece(route: Route) -> bool:
-        return offset_in(route.request.url) >= PIECE_BYTES
-
-    with failing_link(ivy.context, UPLOAD_PIECES, down_from_the_second_piece):
-        ivy.compose("bob", path=source)
-        expect(ivy.page.locator("#send-form .status")).to_contain_text(
-            re.compile(r"the link failed .* trying again")
-        )
-        (first,) = uploads_in(ivy)
-        ivy.open("send")  # the tab closed mid-send, and opened again
+    first = stopped_after_a_piece(ivy, source)
     listed = ivy.page.locator(f"#kept-sends li[data-message='{first}']")
     expect(listed).to_contain_text("kept.bin")
     expect(listed).to_contain_text("to bob")
@@ -415,15 +422,7 @@ def test_a_stopped_send_goes_on_only_under_an_expiry_as_long(
     source = tmp_path / "minutes.bin"
     random_file(source, 4 * PIECE_BYTES + 5)
 
-    def down_from_the_second_piece(route: Route) -> bool:
-        return offset_in(route.request.url) >= PIECE_BYTES
-
-    with failing_link(hana.context, UPLOAD_PIECES, down_from_the_second_piece):
-        hana.compose("bob", path=source)  # the form's own choice: in 7 days
-        status = hana.page.locator("#send-form .status")
-        expect(status).to_contain_text(re.compile(r"the link failed .* trying again"))
-        (first,) = uploads_in(hana)
-        hana.open("send")
+    first = stopped_after_a_piece(hana, source)  # the form's own expiry: in 7 days
     kept = f"sending:{active_fingerprint(hana)}:{first}"
     sooner = hana.send("bob", path=source, expires="3600", timeout_ms=BIG_TIMEOUT_MS)
     assert sooner != first
