@@ -79,11 +79,18 @@ def test_a_client_given_the_ca_talks_to_the_service(relay: str) -> None:
 def test_plain_http_to_the_service_gets_no_answer(relay: str) -> None:
     with pytest.raises(httpx.HTTPError):
         httpx.get(relay.replace("https://", "http://") + "/healthz", timeout=5)
-    # and a client told the wrong scheme hears why it may be, not only "ReadError"
-    with pytest.raises(ServiceError) as refused:
-        _health(relay.replace("https://", "http://"), None)
-    assert refused.value.code == Code.UNREACHABLE
-    assert "if it speaks TLS, its URL starts with https://" in str(refused.value)
+
+
+def test_joining_a_tls_relay_at_http_hints_at_https(relay: str, tmp_path: Path) -> None:
+    """`join http://RELAY` of a relay that speaks TLS said only "(ReadError)"."""
+    joined = subprocess.run(
+        [*CLI, "join", relay.replace("https://", "http://"), "--fingerprint",
+         "aaaa bbbb cccc dddd", "--home", str(tmp_path / "h")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert joined.returncode == 1, joined.stderr
+    assert "If it speaks TLS, its URL starts with https://" in joined.stderr, joined.stderr
+    assert not (tmp_path / "h").exists()
 
 
 def test_the_system_trust_store_does_not_know_a_private_ca(relay: str) -> None:

@@ -250,11 +250,7 @@ def test_no_relay_key_pinned_is_refused_with_a_hint(tmp_path: Path) -> None:
         (httpx.WriteTimeout, "http://alpha.test did not answer within 2.5 s"),
         (httpx.ConnectTimeout, "cannot reach http://alpha.test (ConnectTimeout)"),
         (httpx.ConnectError, "cannot reach http://alpha.test (ConnectError)"),
-        (
-            httpx.RemoteProtocolError,
-            "cannot reach http://alpha.test (RemoteProtocolError); it closed the connection"
-            " unanswered: if it speaks TLS, its URL starts with https://",
-        ),
+        (httpx.RemoteProtocolError, "cannot reach http://alpha.test (RemoteProtocolError)"),
     ],
 )
 def test_a_service_that_hangs_is_told_from_one_that_is_down(

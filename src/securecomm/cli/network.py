@@ -285,6 +285,13 @@ def _fetch_network(
         try:
             data = relay.request("GET", "/api/v1/network", sign=False).content
         except ServiceError as exc:
+            if exc.code == Code.UNREACHABLE and url.startswith("http://"):
+                # A TLS relay closes a request in the clear unanswered: a bare ReadError.
+                raise CliError(
+                    str(exc),
+                    hint="is the relay up at that address? If it speaks TLS, its URL starts"
+                    " with https://",
+                ) from None
             if exc.code != Code.TLS_REFUSED or tls_ca is not None:
                 raise
             raise CliError(

@@ -271,13 +271,6 @@ class ServiceClient:
                 reason = f"{self.base_url} did not answer within {self.timeout:g} s"
             else:
                 reason = f"cannot reach {self.base_url} ({type(exc).__name__})"
-                if self.base_url.startswith("http://") and isinstance(
-                    exc, httpx.ReadError | httpx.RemoteProtocolError
-                ):
-                    # It took the connection and closed it unanswered: what a TLS service
-                    # does with a request in the clear.
-                    reason += "; it closed the connection unanswered: if it speaks TLS, its"
-                    reason += " URL starts with https://"
             raise ServiceError(self.audience, 0, Code.UNREACHABLE, reason) from None
         signatures = response.headers.get_list(httpsig.ANSWER_HEADER)
         if self.answers is not None and not signatures and response.status_code in _GATEWAY:
