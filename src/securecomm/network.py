@@ -9,6 +9,7 @@ and nothing in it is trusted for being here: a fingerprint is compared out of ba
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,30 +38,22 @@ def _url(value: object, path: str) -> str:
     return value.rstrip("/")
 
 
-def _address(url: str) -> tuple[str, int]:
+def _address(url: str) -> str:
+    """``HOST:PORT`` of a card's URL, the scheme's default port filled in, the host in
+    lower case: what two cards must not share."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return (parts.hostname or "").lower(), port
+    return f"{(parts.hostname or '').lower()}:{port}"
 
 
-def _one_service_per_address(cards: tuple[Card, ...], *, secure: bool) -> None:
-    """Two cards at one address would send two parties' shares to whichever one listens
-    there; a card without TLS in a network that names a CA would be reached in the clear,
-    its certificate checked against nothing (§14.2)."""
-    seen: dict[tuple[str, int], str] = {}
-    for card in cards:
-        if secure and urlsplit(card.url).scheme != "https":
-            raise FieldError(
-                f"network: {card.name!r} is at {card.url}, not https://, but the network"
-                " names a TLS CA; every service must then be reached over TLS"
-            )
-        address = _address(card.url)
-        if address in seen:
-            raise FieldError(
-                f"network: {card.name!r} and {seen[address]!r} are at one address"
-                f" ({card.url}); each party needs its own"
-            )
-        seen[address] = card.name
+def _each_once(owned: Iterable[tuple[str, str]], refusal: Callable[[str, str, str], str]) -> None:
+    """Refuse (FieldError) a value owned twice: ``owned`` pairs (value, owner), in order;
+    ``refusal(value, first owner, second owner)`` is the sentence."""
+    seen: dict[str, str] = {}
+    for value, owner in owned:
+        if value in seen:
+            raise FieldError(refusal(value, seen[value], owner))
+        seen[value] = owner
 
 
 @dataclass(frozen=True)
@@ -178,29 +171,41 @@ class Network:
                 f" expected {MIN_THRESHOLD} to {n}"
             )
         cards = (self.relay, *self.custodians)
-        names: dict[str, str] = {}
-        for place, card in zip(
-            ["the relay", *(f"custodian {i + 1}" for i in range(n))], cards, strict=True
-        ):
-            if card.name in names:
-                raise FieldError(
-                    f"network: the name {card.name!r} is {names[card.name]}'s and"
-                    f" {place}'s; each party needs its own"
-                )
-            names[card.name] = place
+        places = ["the relay", *(f"custodian {i + 1}" for i in range(n))]
+        _each_once(
+            ((card.name, place) for card, place in zip(cards, places, strict=True)),
+            lambda name, first, second: (
+                f"network: the name {name!r} is {first}'s and {second}'s; each party needs its own"
+            ),
+        )
         # One key in two places would let one party hold two shares, or pose as the relay.
-        keys = [c.identity.fingerprint_hex for c in cards] + [
-            c.operator.fingerprint_hex for c in self.custodians if c.operator is not None
-        ]
-        owners = [c.name for c in cards] + [f"{c.name}'s operator" for c in self.custodians]
-        seen: dict[str, str] = {}
-        for key, owner in zip(keys, owners, strict=True):
-            if key in seen:
+        _each_once(
+            [(c.identity.fingerprint_hex, c.name) for c in cards]
+            + [
+                (c.operator.fingerprint_hex, f"{c.name}'s operator")
+                for c in self.custodians
+                if c.operator is not None
+            ],
+            lambda key, first, second: (
+                f"network: {second} has the same key as {first} ({key[:16]}...)"
+            ),
+        )
+        # Two cards at one address would send two parties' shares to whichever one listens
+        # there; a card without TLS in a network that names a CA would be reached in the
+        # clear, its certificate checked against nothing (§14.2).
+        for card in cards:
+            if self.tls_ca is not None and urlsplit(card.url).scheme != "https":
                 raise FieldError(
-                    f"network: {owner} has the same key as {seen[key]} ({key[:16]}...)"
+                    f"network: {card.name!r} is at {card.url}, not https://, but the network"
+                    " names a TLS CA; every service must then be reached over TLS"
                 )
-            seen[key] = owner
-        _one_service_per_address(cards, secure=self.tls_ca is not None)
+        _each_once(
+            ((_address(card.url), card.name) for card in cards),
+            lambda address, first, second: (
+                f"network: {second!r} and {first!r} are at one"
+                f" address ({address}); each party needs its own"
+            ),
+        )
 
     def to_json(self) -> dict[str, Any]:
         document = {
