@@ -909,12 +909,7 @@ export async function keptSends(sender) {
  * until the relay sweeps it). Whether the relay's part is known to be gone. */
 export async function dropKeptSend(sender, messageId) {
   await new KeptSends(sender).drop(messageId);
-  try {
-    await relay(sender).request("DELETE", `/api/v1/uploads/${messageId}`, { timeoutMs: 5000 });
-    return true;
-  } catch (error) {
-    return error instanceof ServiceError && error.code === "not_found";
-  }
+  return abandonUpload(relay(sender), messageId);
 }
 
 const LIMIT_HINTS = {
@@ -993,10 +988,15 @@ async function patiently(attempt, { signal = null, retrying = () => {} } = {}) {
 }
 
 /** Best effort: drop an upload and what it holds (absent is as good as dropped). */
+/** Delete the relay's part of an upload; whether it is known to be gone (a failure is not
+ * thrown: the relay drops an upload left alone within a day). */
 async function abandonUpload(client, messageId) {
-  await client
+  return client
     .request("DELETE", `/api/v1/uploads/${messageId}`, { timeoutMs: 5000 })
-    .catch(() => {});
+    .then(
+      () => true,
+      (error) => error instanceof ServiceError && error.code === "not_found",
+    );
 }
 
 // The file's bytes from `offset` on, a piece at a time (File.slice: never the whole file).

@@ -55,114 +55,107 @@ export async function onSend(event) {
   event.preventDefault();
   const form = event.target;
   await act(form, $("button[type=submit]", form), async (progress) => {
-    try {
-      await sendWith(form, progress);
-    } finally {
-      renderKeptSends(); // one kept, taken or dropped by this send
-    }
-  });
-}
-
-async function sendWith(form, progress) {
-  const sender = requireActive();
-  const epoch = state.epoch;
-  const recipients = $("#send-to")
-    .value.split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (!recipients.length) throw new SecureCommError("Name at least one recipient.");
-  for (const name of recipients) checkName(name, { field: "recipient" });
-  if (new Set(recipients).size !== recipients.length)
-    throw new SecureCommError("A recipient is named twice.");
-  const file = $("#send-file").files[0];
-  const text = $("#send-text").value;
-  if (file && text) throw new SecureCommError("Send either a message or a file, not both.");
-  if (!file && !text) throw new SecureCommError("Write a message or choose a file.");
-  // Only the typed text: a file may hold anything, blanks included.
-  if (!file && !text.trim())
-    throw new SecureCommError(
-      "The message is only spaces or line breaks: write something, or choose a file. Nothing was sent.",
-    );
-  const streamed = Boolean(file) && file.size > api.STREAM_ABOVE_BYTES;
-  const message = streamed ? null : file ? new Uint8Array(await file.arrayBuffer()) : utf8(text);
-  const limit = Math.floor(state.config.max_envelope_bytes * 0.74) - 8192;
-  if (!streamed && message.length > limit)
-    throw new SecureCommError(
-      `That is ${message.length} bytes; this relay takes messages up to about ${limit} bytes.`,
-    );
-  const expires = $("#send-expires").value;
-  const policy = new Policy({
-    expires: expires ? Math.floor(Date.now() / 1000) + Number(expires) : null,
-    maxReleases: $("#send-burn").checked ? 1 : null,
-    requireApproval: $("#send-approval").checked,
-  });
-  const warnings = [];
-  const stages = {
-    "checking keys": "Checking the custodians' keys…",
-    encrypting: "Encrypting in this page…",
-    "opening the upload": "Asking the relay to take a stream of this size…",
-    "going on with the upload":
-      "Going on with the upload of this file begun earlier: asking the relay how much it holds…",
-    "depositing shares": "Sealing and depositing a share with each custodian…",
-    posting: streamed
-      ? "Posting the signed document to the relay…"
-      : "Posting the envelope to the relay…",
-  };
-  const bar = $("#send-progress");
-  const uploading = rated();
-  const common = {
-    config: state.config,
-    known: state.known,
-    sender,
-    recipients,
-    // The file's name travels encrypted with it (spec §7.10), for the reader to save under.
-    filename: file ? nameForFile(file.name) : null,
-    policy,
-    progress: (stage, detail) => {
-      if (stage === "uploading") {
-        bar.hidden = false;
-        bar.value = detail.total ? detail.done / detail.total : 1;
-        progress(`Encrypting and uploading the file: ${uploading(detail)}`);
-      } else if (stage === "retrying") {
-        progress(`Uploading the file: ${retryingText(detail)}`);
-      } else {
-        progress(stages[stage] ?? stage);
-      }
-    },
-    warn: (line) => warnings.push(line),
-  };
-  let result;
-  if (streamed) {
-    const cancel = $("#send-cancel");
-    const controller = new AbortController();
-    const stop = () => {
-      cancel.disabled = true;
-      controller.abort();
+    const sender = requireActive();
+    const epoch = state.epoch;
+    const recipients = $("#send-to")
+      .value.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (!recipients.length) throw new SecureCommError("Name at least one recipient.");
+    for (const name of recipients) checkName(name, { field: "recipient" });
+    if (new Set(recipients).size !== recipients.length)
+      throw new SecureCommError("A recipient is named twice.");
+    const file = $("#send-file").files[0];
+    const text = $("#send-text").value;
+    if (file && text) throw new SecureCommError("Send either a message or a file, not both.");
+    if (!file && !text) throw new SecureCommError("Write a message or choose a file.");
+    // Only the typed text: a file may hold anything, blanks included.
+    if (!file && !text.trim())
+      throw new SecureCommError(
+        "The message is only spaces or line breaks: write something, or choose a file. Nothing was sent.",
+      );
+    const streamed = Boolean(file) && file.size > api.STREAM_ABOVE_BYTES;
+    const message = streamed ? null : file ? new Uint8Array(await file.arrayBuffer()) : utf8(text);
+    const limit = Math.floor(state.config.max_envelope_bytes * 0.74) - 8192;
+    if (!streamed && message.length > limit)
+      throw new SecureCommError(
+        `That is ${message.length} bytes; this relay takes messages up to about ${limit} bytes.`,
+      );
+    const expires = $("#send-expires").value;
+    const policy = new Policy({
+      expires: expires ? Math.floor(Date.now() / 1000) + Number(expires) : null,
+      maxReleases: $("#send-burn").checked ? 1 : null,
+      requireApproval: $("#send-approval").checked,
+    });
+    const warnings = [];
+    const stages = {
+      "checking keys": "Checking the custodians' keys…",
+      encrypting: "Encrypting in this page…",
+      "opening the upload": "Asking the relay to take a stream of this size…",
+      "going on with the upload":
+        "Going on with the upload of this file begun earlier: asking the relay how much it holds…",
+      "depositing shares": "Sealing and depositing a share with each custodian…",
+      posting: streamed
+        ? "Posting the signed document to the relay…"
+        : "Posting the envelope to the relay…",
     };
-    cancel.hidden = false;
-    cancel.disabled = false;
-    cancel.addEventListener("click", stop);
-    const release = whileUnlocked(controller); // locking the page stops the upload
-    try {
-      result = await api.sendFile({ ...common, file, signal: controller.signal });
-    } finally {
-      release();
-      cancel.removeEventListener("click", stop);
-      cancel.hidden = true;
-      bar.hidden = true;
+    const bar = $("#send-progress");
+    const uploading = rated();
+    const common = {
+      config: state.config,
+      known: state.known,
+      sender,
+      recipients,
+      // The file's name travels encrypted with it (spec §7.10), for the reader to save under.
+      filename: file ? nameForFile(file.name) : null,
+      policy,
+      progress: (stage, detail) => {
+        if (stage === "uploading") {
+          bar.hidden = false;
+          bar.value = detail.total ? detail.done / detail.total : 1;
+          progress(`Encrypting and uploading the file: ${uploading(detail)}`);
+        } else if (stage === "retrying") {
+          progress(`Uploading the file: ${retryingText(detail)}`);
+        } else {
+          progress(stages[stage] ?? stage);
+        }
+      },
+      warn: (line) => warnings.push(line),
+    };
+    let result;
+    if (streamed) {
+      const cancel = $("#send-cancel");
+      const controller = new AbortController();
+      const stop = () => {
+        cancel.disabled = true;
+        controller.abort();
+      };
+      cancel.hidden = false;
+      cancel.disabled = false;
+      cancel.addEventListener("click", stop);
+      const release = whileUnlocked(controller); // locking the page stops the upload
+      try {
+        result = await api.sendFile({ ...common, file, signal: controller.signal });
+      } finally {
+        release();
+        cancel.removeEventListener("click", stop);
+        cancel.hidden = true;
+        bar.hidden = true;
+      }
+    } else {
+      result = await api.send({ ...common, message, prepare });
     }
-  } else {
-    result = await api.send({ ...common, message, prepare });
-  }
-  renderKnown();
-  renderCustodians();
-  if (state.epoch !== epoch) {
-    setStatus(form, `Sent to ${recipients.join(", ")}; the page locked meanwhile.`, "ok");
-    return;
-  }
-  setStatus(form, `Sent to ${recipients.join(", ")}.`, "ok");
-  form.reset();
-  showSent(result, recipients, warnings);
+    renderKnown();
+    renderCustodians();
+    if (state.epoch !== epoch) {
+      setStatus(form, `Sent to ${recipients.join(", ")}; the page locked meanwhile.`, "ok");
+      return;
+    }
+    setStatus(form, `Sent to ${recipients.join(", ")}.`, "ok");
+    form.reset();
+    showSent(result, recipients, warnings);
+  });
+  renderKeptSends(); // one kept, taken or dropped by this send (act has said how it ended)
 }
 
 /** The uploads stopped earlier (a closed tab, a link down) and kept in this profile for the
