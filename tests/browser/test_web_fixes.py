@@ -462,6 +462,28 @@ def test_three_approved_and_one_denied_with_reads_in_between(up: Up, rita: Perso
     expect(page.locator("#custody-status li[data-custodian=delta]")).to_contain_text("denied")
 
 
+def test_three_denied_say_the_message_cannot_be_read_and_a_new_read_asks_no_one(
+    up: Up, rita: Person
+) -> None:
+    """A denial is final: with three, the page says this reader can never read it (not to
+    wait for approvals), and reading again opens no new request for those operators."""
+    message_id = cli_send(up, "rita", "denied by three", "--require-approval")
+    rita.read(message_id)
+    for name in ("alpha", "bravo", "charlie"):
+        decide(up, name, message_id, "deny")
+    for _ in range(2):
+        page = rita.read(message_id)
+        status = page.locator("#reading .status")
+        expect(status).to_contain_text(
+            "This message cannot be read by you: the operators of 3 of its 5 custodians"
+            " denied you their share (a denial is final), so at most 2 of the 3 needed"
+        )
+        expect(status).not_to_contain_text("read again once enough are approved")
+        expect(page.locator("#plaintext")).to_have_count(0)
+        for name in ("alpha", "bravo", "charlie"):
+            assert releases_of(up, name, message_id, "pending") == [], name
+
+
 def test_burn_and_approval_release_each_share_once(up: Up, rita: Person) -> None:
     message_id = cli_send(
         up, "rita", "once, approved", "--require-approval", "--burn-after-reading"

@@ -775,6 +775,39 @@ def test_require_approval(shared: Up) -> None:
     assert waiting.returncode == 1, explain(waiting)
 
 
+def test_denials_are_final_and_too_many_say_the_message_cannot_be_read(shared: Up) -> None:
+    """Three operators deny: the read says it can never succeed for this reader (not to
+    wait for approvals), and reading again asks no operator anew; delete withdraws the
+    requests still waiting."""
+    home = shared.home
+    message_id = send(home, "not for bob", "--require-approval")
+    assert read(home, message_id).returncode == 1
+
+    def waiting(name: str) -> list[str]:
+        pending = cli(home, "custodian", "pending", "--name", name)
+        assert pending.returncode == 0, explain(pending)
+        return re.findall(rf"^([0-9a-f]{{32}})  message {message_id} ", pending.stdout, re.M)
+
+    for name in ("alpha", "bravo", "charlie"):
+        (release_id,) = waiting(name)
+        denied = cli(home, "custodian", "deny", release_id, "--name", name)
+        assert denied.returncode == 0, explain(denied)
+    for _ in range(2):  # the denials, then the new requests they refuse
+        refused = read(home, message_id)
+        assert refused.returncode == 1, explain(refused)
+        assert (
+            f"message {message_id} cannot be read by you: the operators of 3 of its 5"
+            " custodians denied you their share (a denial is final), so at most 2 of the 3"
+            " needed can be released"
+        ) in refused.stderr, explain(refused)
+        assert "read again once enough are approved" not in refused.stderr, explain(refused)
+        assert f"securecomm delete {message_id} --as bob" in refused.stderr, explain(refused)
+        assert [waiting(name) for name in ("alpha", "bravo", "charlie")] == [[], [], []]
+    deleted = cli(home, "delete", message_id, "--as", "bob")
+    assert deleted.returncode == 0, explain(deleted)
+    assert [waiting(name) for name in ("delta", "echo")] == [[], []], explain(deleted)
+
+
 # 2 and 3. custodians killed
 
 

@@ -377,8 +377,10 @@ def test_its_reader_withdraws_a_release_and_no_one_can_approve_it_after(
     assert (r.status_code, r.json["code"]) == (409, "not_pending"), r.json  # collected
 
 
-def test_approval_denied(alpha: Service, settings: Settings) -> None:
-    _, release_id = approval_release(alpha)
+def test_approval_denied_is_final(alpha: Service, settings: Settings) -> None:
+    """Denied, the request is refused; so is a new one from the same reader (the operator
+    is not asked again what it answered), audited as a refusal each time."""
+    draft, release_id = approval_release(alpha)
     op = operator(settings, "alpha")
     denied = alpha.call(op, "POST", f"/v1/releases/{release_id}/deny")
     assert denied.status_code == 200
@@ -386,6 +388,15 @@ def test_approval_denied(alpha: Service, settings: Settings) -> None:
     r = alpha.call(BOB, "GET", f"/v1/releases/{release_id}")
     assert r.status_code == 403
     assert r.json["code"] == "denied"
+    for _ in range(2):
+        again = release(alpha, BOB, draft.header.id)
+        assert (again.status_code, again.json["code"]) == (403, "denied"), again.json
+        assert "final" in again.json["message"]
+    assert alpha.call(op, "GET", "/v1/releases").json["releases"] == []  # nothing asked
+    entries = alpha.call(op, "GET", "/v1/audit").json["entries"]
+    refusals = [e for e in entries if e["event"] == "refusal"]
+    assert [e["data"]["code"] for e in refusals] == ["denied"] * 3, refusals
+    assert [e["data"].get("release_id") for e in refusals] == [release_id] * 3
 
 
 def test_approve_by_non_operator_is_refused(alpha: Service) -> None:

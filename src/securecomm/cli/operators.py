@@ -229,17 +229,23 @@ def _saved_pages(files: list[str]) -> Iterator[Any]:
 def add_commands(sub: Any, custodian: Any) -> None:
     """Add the operator's verbs to the ``custodian`` group, and ``audit``."""
 
-    for verb, func, text in (
-        ("pending", cmd_custodian_pending, "list releases waiting for approval"),
-        ("approve", cmd_custodian_approve, "approve a pending release"),
-        ("deny", cmd_custodian_deny, "deny a pending release"),
+    for verb, func, text, more in (
+        ("pending", cmd_custodian_pending, "list releases waiting for approval", ""),
+        ("approve", cmd_custodian_approve, "approve a pending release", ""),
+        (
+            "deny",
+            cmd_custodian_deny,
+            "deny a pending release",
+            " A denial is final: that reader's later requests for the same message are"
+            " refused without asking you again.",
+        ),
     ):
         p = custodian.add_parser(
             verb,
             help=text,
             description=f"As the custodian's operator, {text}, signed with the operator's"
             " key: --operator-key, or NAME-operator.key in HOME/users (where `keygen"
-            " NAME-operator --out HOME/users` puts it) or HOME/operators.",
+            f" NAME-operator --out HOME/users` puts it) or HOME/operators.{more}",
         )
         if verb == "pending":
             p.add_argument(

@@ -1207,10 +1207,20 @@ def read(
         )
         if not finished:
             raise InterruptedOperationError(f"interrupted: nothing was decrypted{keeping}")
-        destroyed = [
-            n for n, e in gather.errors.items() if getattr(e, "code", "") == Code.DESTROYED
-        ]
+        destroyed, denied = (
+            [n for n, e in gather.errors.items() if getattr(e, "code", "") == code]
+            for code in (Code.DESTROYED, Code.DENIED)
+        )
         headline = f"{len(good)} good share(s) of the {t} needed; nothing was decrypted{keeping}"
+        # A denial is final (spec 12.2): with too many, this reader can never read it.
+        possible = len((set(names) - set(destroyed) - set(denied)) | set(now.released))
+        if denied and possible < t:
+            headline = (
+                f"message {message_id} cannot be read by you: the operators of"
+                f" {len(denied)} of its {len(names)} custodians denied you their share (a"
+                f" denial is final), so at most {possible} of the {t} needed can be"
+                f" released; nothing was decrypted{keeping}"
+            )
         if len((set(names) - set(destroyed)) | set(now.released)) < t:
             # Fewer than t shares exist any more, here or with a custodian: no read can succeed.
             _note(settings, reader, message_id, destroyed_at=int(time.time()))
@@ -1229,11 +1239,19 @@ def read(
                 " nothing was decrypted"
             )
         short = QuorumError(_list_failures(headline, gather.failures))
-        if now.pending:
+        if now.pending and possible >= t:
             short.hint = (
                 f"{len(now.pending)} release(s) wait for their custodian's operator; read"
                 " again once enough are approved"
             )
+        elif denied and possible < t:
+            short.hint = "if a denial was a mistake, ask the sender to send the message again"
+            if now.pending:
+                short.hint += (
+                    f"; `securecomm delete {message_id} --as {reader.name}` takes it off"
+                    f" your inbox and withdraws the {len(now.pending)} request(s) still"
+                    " waiting for an operator"
+                )
         if expired and expires is not None and (clock := int(time.time())) < expires:
             short.hint = (
                 f"this machine's clock says {utc_text(clock)}, before that expiry: if it"

@@ -277,7 +277,12 @@ _PATHS: dict[str, Schema] = {
                     ref("ReleaseStatus"),
                 ),
                 "400": error("The body is not valid.", Code.BAD_JSON, Code.BAD_FIELD, *_UNSEALABLE),
-                "403": error("The policy refuses a release to the caller now.", *_REFUSALS),
+                "403": error(
+                    "The policy refuses a release to the caller now, or the operator denied"
+                    " the caller's request for this share (a denial is final).",
+                    *_REFUSALS,
+                    Code.DENIED,
+                ),
                 "404": error("No share of this message is held here.", Code.NO_DEPOSIT),
                 "410": error("The share was destroyed.", Code.DESTROYED),
             },

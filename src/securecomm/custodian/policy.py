@@ -67,9 +67,10 @@ def decide(
     """The decision on ``caller`` (name, fingerprint hex) asking for the share at ``now``.
 
     ``verdict`` is None for a new request, else the state of the release being asked
-    about again (``GET /v1/releases/{id}``). ``kept`` is whether a release of this share
-    to this caller is kept (a release given once, within its time; spec section 12.2):
-    asked again, it is answered again as it was, whatever the deposit became since
+    about again (``GET /v1/releases/{id}``), or DENIED for a new request from a caller the
+    operator denied this share before: a denial is final. ``kept`` is whether a release of
+    this share to this caller is kept (a release given once, within its time; spec section
+    12.2): asked again, it is answered again as it was, whatever the deposit became since
     (burnt by that very release, or past its expiry), unless its sender unsent it.
     """
     if kept and deposit is not None and caller in deposit.recipients:
@@ -78,7 +79,7 @@ def decide(
     if verdict is Verdict.PENDING:
         return Decision(Outcome.WAIT, 202)
     if verdict is Verdict.DENIED:
-        return _refuse(403, Code.DENIED, "the operator denied this release")
+        return _refuse(403, Code.DENIED, "the operator denied this release; a denial is final")
     if verdict is Verdict.RELEASED:
         return _refuse(410, Code.ALREADY_RELEASED, "this release was already collected")
     if verdict is Verdict.WITHDRAWN:

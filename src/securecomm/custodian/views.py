@@ -62,14 +62,20 @@ _DEPOSIT_LOCKED = (
 
 # A reader's request for a share still open: approved first (its share is waiting), then
 # the oldest pending one.
-_OPEN_RELEASE = (
+# The request of a reader for a share that still stands: one approved and not collected,
+# else a denial (final), else one pending.
+_STANDING_RELEASE = (
     sa.select(releases.c.id, releases.c.status)
     .where(
         releases.c.ref == sa.bindparam("ref"),
         releases.c.recipient_fp == sa.bindparam("recipient_fp"),
-        releases.c.status.in_(("pending", "approved")),
+        releases.c.status.in_(("pending", "approved", "denied")),
     )
-    .order_by((releases.c.status == "approved").desc(), releases.c.created)
+    .order_by(
+        (releases.c.status == "approved").desc(),
+        (releases.c.status == "denied").desc(),
+        releases.c.created,
+    )
     .limit(1)
 )
 
@@ -284,18 +290,22 @@ def post_release() -> tuple[Response, int]:
             release, burned = _release(conn, row, caller)
             _log_release(conn, row, caller, burned)
         else:
-            # One open request per reader and share: a reader who asks again (its last read
+            # One request per reader and share: a reader who asks again (its last read
             # ended without this share, or forgot the id) gets the request it has, so the
-            # operator never sees the same request twice, and an approval given after that
-            # read is collected now rather than asked for anew (spec section 12.2). The rule
-            # passed the deposit as it stands, so an approved request releases.
-            open_ = conn.execute(
-                _OPEN_RELEASE, {"ref": row.ref, "recipient_fp": caller.fingerprint_hex}
+            # operator never sees the same request twice, an approval given after that read
+            # is collected now rather than asked for anew, and a denial stands: the operator
+            # is not asked again (spec section 12.2). The rule passed the deposit as it
+            # stands, so an approved request releases.
+            standing = conn.execute(
+                _STANDING_RELEASE, {"ref": row.ref, "recipient_fp": caller.fingerprint_hex}
             ).first()
-            if open_ is None or open_.status == "pending":
-                release_id = _ask_operator(conn, row, caller, now) if open_ is None else open_.id
+            if standing is not None and standing.status == "denied":
+                denial = decide(_deposit(row), _who(caller), now, Verdict.DENIED)
+                return refuse(conn, denial, caller, message_id=message_id, release_id=standing.id)
+            if standing is None or standing.status == "pending":
+                release_id = standing.id if standing else _ask_operator(conn, row, caller, now)
                 return jsonify({"v": 1, "status": "pending", "release_id": release_id}), 202
-            release, burned = _collect(conn, row, caller, open_.id)
+            release, burned = _collect(conn, row, caller, standing.id)
     if burned:
         scrub(c.db)
     return jsonify(release.to_json()), 200

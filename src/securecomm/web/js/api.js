@@ -1367,8 +1367,8 @@ export async function read({
     const keeping = Object.keys(now.released).length;
     if (keeping || Object.keys(now.pending).length) await store.put("pending", key, now);
     else await store.remove("pending", key);
-    const destroyed = names.filter(
-      (name) => errors[name] instanceof ServiceError && errors[name].code === "destroyed",
+    const [destroyed, denied] = ["destroyed", "denied"].map((code) =>
+      names.filter((name) => errors[name] instanceof ServiceError && errors[name].code === code),
     );
     // Fewer than t shares exist any more, here or with a custodian: no read can succeed.
     const left = new Set([
@@ -1377,6 +1377,9 @@ export async function read({
     ]);
     const unreadable = left.size < t;
     if (unreadable) await noteGone(reader, messageId);
+    // A denial is final (spec §12.2): with too many, this reader can never read it.
+    const possible = [...left].filter((name) => !denied.includes(name) || now.released[name]);
+    const refused = denied.length > 0 && possible.length < t;
     // Past the sender's expiry, custodians that say so will release it no more (as the CLI).
     const expires = envelope.header.policy.expires;
     const expired = names.filter(
@@ -1386,6 +1389,8 @@ export async function read({
     const lapsed = expired.length > 0 && expires !== null;
     const short = `${usable.length} good share(s) of the ${t} needed; nothing was decrypted`;
     let headline = short;
+    if (refused)
+      headline = `message ${messageId} cannot be read by you: the operators of ${denied.length} of its ${names.length} custodians denied you their share (a denial is final), so at most ${possible.length} of the ${t} needed can be released; ${short}`;
     if (unreadable)
       headline = `message ${messageId} can no longer be read: ${destroyed.length} of its ${names.length} custodians destroyed their share (burnt after reading, or unsent by its sender); ${short}`;
     if (lapsed)
@@ -1398,6 +1403,8 @@ export async function read({
       destroyed: destroyed.length,
       custodians: names.length,
       unreadable,
+      denied: refused ? denied.length : 0,
+      possible: possible.length,
       expired: expired.length,
       expiredAt: lapsed ? expires : null,
       clockBehind: lapsed && Date.now() / 1000 < expires ? Math.floor(Date.now() / 1000) : null,

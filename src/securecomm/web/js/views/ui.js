@@ -60,9 +60,12 @@ export function describe(error) {
       ? ` The ${error.kept} share(s) collected are kept, sealed to you, for the next read.`
       : "";
     // Fewer than t shares exist any more: no read can succeed, and the headline says so.
+    // Too many operators denied this reader (a denial is final): said, as the CLI does.
     let gone = error.unreadable
       ? `This message can no longer be read: ${error.destroyed} of its ${error.custodians} custodians destroyed their share (burnt after reading, or unsent by its sender). `
-      : "";
+      : error.denied
+        ? `This message cannot be read by you: the operators of ${error.denied} of its ${error.custodians} custodians denied you their share (a denial is final), so at most ${error.possible} of the ${error.needed} needed can be released. If a denial was a mistake, ask the sender to send it again. `
+        : "";
     // Past its expiry the custodians release it no more: the sender's policy, said so.
     if (error.expiredAt)
       gone = `This message expired at ${utcText(error.expiredAt)} (its sender's policy): ${error.expired} of its ${error.custodians} custodians release its share no more. `;
@@ -70,9 +73,10 @@ export function describe(error) {
     if (error.clockBehind)
       gone += `This browser's clock says ${utcText(error.clockBehind)}, before that expiry: if it is behind, set it right. `;
     // As the CLI's hint: approvals given between reads add up.
-    const waiting = error.pending
-      ? ` ${error.pending} release(s) wait for their custodian's operator: read again once enough are approved.`
-      : "";
+    const waiting =
+      error.pending && !error.denied
+        ? ` ${error.pending} release(s) wait for their custodian's operator: read again once enough are approved.`
+        : "";
     return `${gone}Not enough custodians released a good share: ${error.good} of the ${error.needed} needed. Nothing was decrypted; each custodian's answer is listed above.${kept}${waiting}`;
   }
   if (error instanceof KeyChangedError)
