@@ -5,6 +5,7 @@ an unknown CA and plain HTTP are each refused, naming the host."""
 from __future__ import annotations
 
 import datetime
+import errno
 import socket
 import subprocess
 import sys
@@ -214,6 +215,27 @@ def test_a_port_in_use_is_refused_at_once_in_a_sentence(tmp_path: Path, party: s
     assert "another process listens there" in refused.stderr
     assert "listening on" not in refused.stderr
     assert time.monotonic() - started < 20  # gunicorn alone retries for 30 s
+
+
+def test_the_port_is_held_from_the_moment_listening_is_said(tmp_path: Path) -> None:
+    """The service binds its port before it says "listening" and hands that socket to
+    gunicorn. Before, it tried the port, closed it and let gunicorn bind its own a moment
+    later: a process that took the port in between left gunicorn retrying for half a
+    minute after "listening" was said."""
+    port = free_port()
+    serving = [*CLI, "relay", "serve", "--home", str(tmp_path), "--port", str(port)]
+    with subprocess.Popen(serving, stderr=subprocess.PIPE, start_new_session=True) as process:
+        try:
+            assert process.stderr is not None
+            first = process.stderr.readline()  # its first line (or none, if it exits)
+            assert b"listening on http://127.0.0.1:" in first, first
+            with socket.socket() as taker, pytest.raises(OSError) as taken:
+                taker.bind(("127.0.0.1", port))
+            assert taken.value.errno == errno.EADDRINUSE
+            (tmp_path / "stderr.log").write_text("(its stderr is read by this test)")
+            wait_healthy(process, f"http://127.0.0.1:{port}", tmp_path / "stderr.log", "relay")
+        finally:
+            stop_group(process)
 
 
 def test_a_network_file_naming_another_ca_is_refused_and_nothing_written(

@@ -63,28 +63,33 @@ def _check_tls(name: str, cert: Path, key: Path) -> None:
         ) from None
 
 
-def _check_bind(name: str, host: str, port: int) -> None:
-    """Refuse here, in a sentence, an address gunicorn could not listen on: it would print
-    nothing useful and retry for half a minute, after we had said "listening". The socket
-    is closed again at once; gunicorn binds its own."""
+def _bind(name: str, host: str, port: int) -> int:
+    """The file descriptor of a socket bound to ``host``:``port``, for gunicorn to listen on
+    (its ``fd://`` bind, which takes the descriptor over).
+
+    Bound here, an address gunicorn could not listen on is refused in a sentence (gunicorn
+    would print nothing useful and retry for half a minute, after "listening" was said),
+    and held from then on: no other process can take the port before gunicorn listens."""
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ParameterError(f"{name}: cannot listen on {host}: {exc.strerror}") from None
     family, kind, proto, _, address = found[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            why = {
-                errno.EADDRINUSE: "another process listens there (is it running already?)",
-                errno.EADDRNOTAVAIL: f"{host} is not an address of this machine",
-                errno.EACCES: "a port below 1024 needs more privilege",
-            }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
-            error = ParameterError(f"{name}: cannot listen on {host}:{port}: {why}")
-            error.hint = "give another --port (or --host), or stop what holds it"
-            raise error from None
+    bound = socket.socket(family, kind, proto)
+    bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+    try:
+        bound.bind(address)
+    except OSError as exc:
+        bound.close()
+        why = {
+            errno.EADDRINUSE: "another process listens there (is it running already?)",
+            errno.EADDRNOTAVAIL: f"{host} is not an address of this machine",
+            errno.EACCES: "a port below 1024 needs more privilege",
+        }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+        error = ParameterError(f"{name}: cannot listen on {host}:{port}: {why}")
+        error.hint = "give another --port (or --host), or stop what holds it"
+        raise error from None
+    return bound.detach()  # gunicorn's now: it closes this descriptor once it has its own
 
 
 def _is_loopback(host: str) -> bool:
@@ -153,7 +158,7 @@ def serve(
         )
     if tls is not None:
         _check_tls(name, *tls)
-    _check_bind(name, host, port)
+    listener = _bind(name, host, port)
     _keep_freed_memory()  # before the workers fork, which inherit it
     app = factory()
     app.extensions["securecomm"]["engine"].dispose()
@@ -164,7 +169,7 @@ def serve(
             file=sys.stderr,
         )
     options: dict[str, Any] = {
-        "bind": f"{host}:{port}",
+        "bind": f"fd://{listener}",
         "workers": workers,
         "worker_class": "gevent",
         # Connections a worker holds at once, slow ones included (one greenlet each).
