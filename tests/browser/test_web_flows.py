@@ -380,6 +380,59 @@ def test_burn_after_reading_refuses_the_second_read(people: dict[str, Person]) -
     shot(page, "read-refused")
 
 
+def _unsend(person: Person, message_id: str | None = None, *, confirm: bool | None = True) -> str:
+    """Press Unsend (the Sent card's, or the form's with ``message_id``), answer its
+    question (None: it asks none), and wait for the form's word on it."""
+    page = person.page
+    if confirm is not None:
+        page.once("dialog", lambda dialog: dialog.accept() if confirm else dialog.dismiss())
+    if message_id is None:
+        page.locator("#sent-unsend").click()
+    else:
+        person.open("send")
+        page.get_by_label("Message id").fill(message_id)
+        page.locator("#unsend-form").get_by_role("button", name="Unsend").click()
+    form = page.locator("#unsend-form")
+    expect(form).not_to_have_attribute("aria-busy", "true")
+    expect(form.locator(".status")).not_to_be_empty()
+    return form.locator(".status").inner_text()
+
+
+def _shares_unsent(up: Up, message_id: str) -> list[str | None]:
+    """Why each custodian destroyed its share of ``message_id`` (None: it holds it)."""
+    found = []
+    for name in NAMES:
+        with sqlite3.connect(up.home / name / "custodians" / name / "custodian.db") as conn:
+            (why,) = conn.execute(
+                "SELECT destroyed_why FROM deposits WHERE message_id = ?", (message_id,)
+            ).fetchone()
+        found.append(why)
+    return found
+
+
+def test_the_sender_unsends_in_the_page(people: dict[str, Person], up: Up) -> None:
+    """Before, only the CLI unsent: a person who sent from the page could not take a
+    message back. Now the Sent card's Unsend, or the form with an id, does as the CLI."""
+    carol, dave = people["carol"], people["dave"]
+    message_id = carol.send("dave", "sent in error")
+    assert _unsend(carol, confirm=False) == "Not unsent."
+    assert _shares_unsent(up, message_id) == [None] * 5
+    said = _unsend(carol)
+    assert said == f"Message {message_id}: all 5 shares destroyed, removed from the relay.", said
+    assert _shares_unsent(up, message_id) == ["unsent"] * 5
+    dave.open("inbox")
+    expect(dave.page.locator(f"li[data-message='{message_id}']")).to_have_count(0)
+    again = _unsend(carol, message_id)  # gone: the relay says so, nothing else happens
+    assert f"no message {message_id} for you" in again, again
+    assert "a message unsent already is gone" in again, again
+    # Only its sender unsends; a malformed id is said, not sent.
+    theirs = carol.send("dave", "dave may not unsend this")
+    said = _unsend(dave, theirs)
+    assert "was sent by carol, not dave; nothing was destroyed" in said, said
+    assert _shares_unsent(up, theirs) == [None] * 5
+    assert "32 hex digits" in _unsend(carol, "not-an-id", confirm=None)
+
+
 def test_an_edited_audit_log_is_caught_in_the_operator_view(
     browser: Browser, people: dict[str, Person], up: Up
 ) -> None:
@@ -455,3 +508,11 @@ def test_a_custodian_that_is_down_is_shown_and_the_rest_suffice(
     assert states["echo"] == "down"
     assert [states[n] for n in ("alpha", "bravo", "charlie", "delta")] == ["released"] * 4
     shot(page, "read-one-down")
+    # Unsent meanwhile, echo's share cannot be destroyed: said, and the relay keeps the
+    # envelope, which names every deposit, so that unsending again can finish.
+    said = _unsend(carol, message_id)
+    assert f"Message {message_id}: 1 of its 5 shares could not be destroyed (echo: " in said
+    assert "the 4 others were" in said and "unsending again can finish" in said, said
+    assert _shares_unsent(up, message_id) == ["unsent"] * 4 + [None]
+    dave.open("inbox")
+    expect(dave.page.locator(f"li[data-message='{message_id}']")).to_have_count(1)

@@ -1124,7 +1124,7 @@ export async function inbox(reader) {
 export async function deleteFromInbox(reader, message, config) {
   if (message.sender.fingerprint === reader.public.fingerprintHex)
     throw new SecureCommError(
-      `You sent this message: deleting it would leave its shares with the custodians. Unsend it with the CLI (securecomm unsend ${message.id} --as ${reader.name}), which destroys them too.`,
+      `You sent this message: deleting it would leave its shares with the custodians. Unsend it on the Send tab (or securecomm unsend ${message.id} --as ${reader.name}), which destroys them too.`,
     );
   await relay(reader).request("DELETE", `/api/v1/messages/${message.id}`);
   const key = pendingKey(reader, message.id);
@@ -1186,6 +1186,65 @@ function keptState(record) {
   };
 }
 
+/** The relay's copy of message `messageId`, parsed (not yet verified). */
+async function relaysCopy(client, messageId) {
+  const data = (await client.request("GET", `/api/v1/messages/${messageId}`)).bytes;
+  let envelope;
+  try {
+    envelope = await documentFromBytes(data);
+  } catch (error) {
+    throw new SignatureError(
+      `the relay's copy of message ${messageId} is malformed (altered on the way?): ${error.message}`,
+    );
+  }
+  if (envelope.id !== messageId)
+    throw new SignatureError(`the relay answered with message ${envelope.id}, not ${messageId}`);
+  return envelope;
+}
+
+/**
+ * Unsend a message `sender` sent, as `securecomm unsend` does: every custodian its receipts
+ * name destroys its share, then the relay deletes the envelope. While a custodian could not
+ * destroy its share the relay keeps the envelope, which names every deposit, so that
+ * unsending again finishes (a custodian asked again for a share it destroyed answers as
+ * before). Resolves to {shares, failures}: how many shares it had, and why each custodian
+ * that could not destroy its share could not, by name.
+ */
+export async function unsend({ config, sender, messageId }) {
+  const client = relay(sender);
+  let envelope;
+  try {
+    envelope = await relaysCopy(client, messageId);
+  } catch (error) {
+    if (error instanceof ServiceError && error.status === 404)
+      error.hint =
+        "check the id (the one the Sent card showed); a message unsent already is gone";
+    throw error;
+  }
+  const from = envelope.header.sender;
+  if (from.fingerprintHex !== sender.public.fingerprintHex)
+    throw new SecureCommError(
+      `message ${messageId} was sent by ${from.name}, not ${sender.name}; nothing was destroyed. Only its sender unsends a message; to remove it from your inbox, delete it there.`,
+    );
+  const urls = Object.fromEntries(config.custodians.map((c) => [c.name, c.url]));
+  const [, failures] = await parallel(
+    Object.fromEntries(
+      envelope.receipts.map((r) => [
+        r.custodian,
+        () => {
+          if (!urls[r.custodian])
+            throw new SecureCommError(`custodian ${r.custodian} is not one this relay knows`);
+          const custodian = new ServiceClient(urls[r.custodian], r.custodian, sender, TIMEOUT_MS);
+          return custodian.request("DELETE", `/v1/deposits/${r.ref}`);
+        },
+      ]),
+    ),
+  );
+  if (!Object.keys(failures).length)
+    await client.request("DELETE", `/api/v1/messages/${messageId}`);
+  return { shares: envelope.receipts.length, failures };
+}
+
 /**
  * Read message `messageId`: fetch and verify the envelope, ask every custodian for its
  * share, check each against the signed digest, combine t and decrypt. The read goes on
@@ -1210,17 +1269,7 @@ export async function read({
   onStatus = () => {},
   warn = () => {},
 }) {
-  const data = (await relay(reader).request("GET", `/api/v1/messages/${messageId}`)).bytes;
-  let envelope;
-  try {
-    envelope = await documentFromBytes(data);
-  } catch (error) {
-    throw new SignatureError(
-      `the relay's copy of message ${messageId} is malformed (altered on the way?): ${error.message}`,
-    );
-  }
-  if (envelope.id !== messageId)
-    throw new SignatureError(`the relay answered with message ${envelope.id}, not ${messageId}`);
+  const envelope = await relaysCopy(relay(reader), messageId);
   const sender = envelope.header.sender;
   known.check(sender, "nothing was decrypted");
   const pinnedSender = known.get(sender.name);

@@ -14,7 +14,7 @@ import {
   onImport,
   onNameInput,
 } from "./views/identity.js";
-import { renderCustodians, renderKeptSends, onSend } from "./views/send.js";
+import { renderCustodians, renderKeptSends, onSend, onUnsend } from "./views/send.js";
 import { refreshInbox } from "./views/inbox.js";
 import { refreshOperator } from "./views/operator.js";
 import { startLock } from "./views/lock.js";
@@ -74,6 +74,7 @@ async function main() {
   $("#create-form").addEventListener("submit", onCreate);
   $("#import-form").addEventListener("submit", onImport);
   $("#send-form").addEventListener("submit", onSend);
+  $("#unsend-form").addEventListener("submit", onUnsend);
   $("#inbox-refresh").addEventListener("click", refreshInbox);
   $("#operator-refresh").addEventListener("click", refreshOperator);
   $("#active-identity").addEventListener("change", async (event) => {

@@ -98,8 +98,11 @@ export function lockAll(sentence) {
   wipeShown();
   for (const selector of ["#inbox-list", "#read-result", "#send-result", "#operator-list"])
     show($(selector));
-  for (const selector of ["#inbox .card", "#send-form"]) setStatus($(selector), "");
-  $("#send-form").reset();
+  setStatus($("#inbox .card"), "");
+  for (const form of [$("#send-form"), $("#unsend-form")]) {
+    setStatus(form, "");
+    form.reset();
+  }
   clearTimeout(timer);
   timer = null;
   onChange();

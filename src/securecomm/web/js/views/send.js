@@ -158,6 +158,44 @@ export async function onSend(event) {
   renderKeptSends(); // one kept, taken or dropped by this send (act has said how it ended)
 }
 
+/** Unsend the message whose id is in the Unsend form (the Sent card's *Unsend* puts it
+ * there), as `securecomm unsend` does, once the sender confirms. */
+export async function onUnsend(event) {
+  event.preventDefault();
+  const form = event.target;
+  await act(form, $("button[type=submit]", form), async (progress) => {
+    const sender = requireActive();
+    const messageId = $("#unsend-id").value.trim().toLowerCase();
+    if (!/^[0-9a-f]{32}$/.test(messageId))
+      throw new SecureCommError(
+        "A message id is 32 hex digits, as the Sent card or the recipient's inbox shows it. Nothing was destroyed.",
+      );
+    if (
+      !window.confirm(
+        `Unsend message ${messageId}? Every custodian destroys its share: no one can read it after.`,
+      )
+    ) {
+      setStatus(form, "Not unsent.");
+      return;
+    }
+    progress("Asking every custodian to destroy its share…");
+    const { shares, failures } = await api.unsend({ config: state.config, sender, messageId });
+    const failed = Object.entries(failures);
+    if (failed.length) {
+      const why = failed.map(([name, reason]) => `${name}: ${reason}`).join("; ");
+      throw new SecureCommError(
+        `Message ${messageId}: ${failed.length} of its ${shares} shares could not be destroyed (${why}); the ${shares - failed.length} others were. The relay keeps the envelope, so that unsending again can finish: try again once they answer.`,
+      );
+    }
+    setStatus(
+      form,
+      `Message ${messageId}: all ${shares} shares destroyed, removed from the relay.`,
+      "ok",
+    );
+    form.reset();
+  });
+}
+
 /** The uploads stopped earlier (a closed tab, a link down) and kept in this profile for the
  * unlocked identity, each with Drop: a reload left them unseen, holding the sender's quota
  * at the relay for a day, with no way to cancel them. */
@@ -226,6 +264,14 @@ function ciphertextOf(json) {
   return `a stream of ${length} bytes (${Math.ceil(length / 65552)} sealed chunks), SHA-256 ${digest}`;
 }
 
+// The Sent card's Unsend: the Unsend form, with this message's id, does it.
+function unsendSent(messageId) {
+  const form = $("#unsend-form");
+  $("#unsend-id").value = messageId;
+  form.scrollIntoView({ block: "nearest" });
+  form.requestSubmit();
+}
+
 function showSent(result, recipients, warnings) {
   const { envelope, copy, digest, relayDigest } = result;
   const sentJson = { ciphertext: ciphertextOf(JSON.parse(fromUtf8(result.data))) };
@@ -245,7 +291,17 @@ function showSent(result, recipients, warnings) {
         "dl",
         {},
         h("dt", {}, "Message id"),
-        h("dd", {}, h("code", { id: "sent-id" }, envelope.id)),
+        h(
+          "dd",
+          {},
+          h("code", { id: "sent-id" }, envelope.id),
+          " ",
+          h(
+            "button",
+            { type: "button", id: "sent-unsend", onclick: () => unsendSent(envelope.id) },
+            "Unsend",
+          ),
+        ),
         h("dt", {}, "To"),
         h("dd", {}, recipients.join(", ")),
         h("dt", {}, "Ciphertext sent"),
