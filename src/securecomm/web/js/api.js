@@ -760,7 +760,20 @@ export async function sendFile({
     );
   }
   const envelope = await draft.finish(sender, receipts, digest);
-  return postDocument({ config, sender, envelope, receipts, progress });
+  const sent = await postDocument({ config, sender, envelope, receipts, progress });
+  for (const other of await kept.others(ticket, draft.header.id)) {
+    // Begun under another policy and left for a send that asked for it: this file has now
+    // gone to these people, and the relay's part of it would hold quota for a day.
+    await kept.drop(other);
+    const gone = await abandonUpload(client, other);
+    warn(
+      `the upload of message ${other} begun earlier, of this file to the same people under another policy, is dropped` +
+        (gone
+          ? " with the relay's part"
+          : "; the relay's part could not be deleted now (the relay drops it within a day)"),
+    );
+  }
+  return sent;
 }
 
 /**
@@ -868,6 +881,28 @@ class KeptSends {
       await this.drop(messageId);
     }
     return null;
+  }
+
+  /** The kept drafts of the same send as `ticket` (file, people, threshold) but under
+   * another policy than message `messageId`'s: once that send is done, none of them is
+   * wanted (Python's KeptDrafts.others). */
+  async others(ticket, messageId) {
+    const sameSend = (text) => {
+      try {
+        const { policy: _, ...send } = JSON.parse(text);
+        return JSON.stringify(send);
+      } catch {
+        return null;
+      }
+    };
+    const found = [];
+    for (const key of await store.keys("pending")) {
+      if (typeof key !== "string" || !key.startsWith(this.prefix)) continue;
+      const other = key.slice(this.prefix.length);
+      const entry = await store.get("pending", key);
+      if (other !== messageId && sameSend(entry?.ticket) === sameSend(ticket)) found.push(other);
+    }
+    return found;
   }
 
   async drop(messageId) {
