@@ -396,6 +396,16 @@ def test_a_word_beginning_with_a_dash_is_a_value_where_one_is_due() -> None:
     assert (args.text, args.sender, args.to) == ("-hello, bob", "alice", ["-bob-", "eve"])
 
 
+def test_a_dashed_value_of_an_option_is_named_as_typed_and_the_message_never() -> None:
+    """`send --expires -1d` said "'(word 6)' is not a duration": the stand-in that hides a
+    dashed message word was shown for the option's own value."""
+    result = run_cli("send", "--from", "alice", "--to", "bob", "--expires", "-1d", "-hush")
+    assert_refused(result, 2, "argument --expires: '-1d' is not a duration", secrets=["hush"])
+    assert "(word" not in result.err
+    result = run_cli("send", "--deadline", "-5", "--from", "alice", "-hush", "--to", "bob")
+    assert_refused(result, 2, "argument --deadline: '-5'", secrets=["hush"])
+
+
 def test_contacts_options_before_its_verb_are_kept_and_list_lists() -> None:
     """`contacts --as alice --home H verify bob FP` lost --as and --home: the verb's own
     defaults replaced them, and the command looked for ./securecomm-data."""

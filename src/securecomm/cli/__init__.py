@@ -111,18 +111,26 @@ def _parse(words: list[str]) -> argparse.Namespace:
         if extra:
             _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
         return args
-    # Words such as "-x..." pass argparse as stand-ins, "(word N)", and come back after.
+    # Words such as "-x..." pass argparse as stand-ins, "(word N)", and come back after;
+    # but one after an option that takes a value is that option's (`--expires -1d`), given
+    # to it as `--expires=-1d`, so that an error about it shows it as it was typed.
+    takes_a_value = _options_with_a_value(_chosen(parser, argparse.Namespace(command=command)))
     held: dict[str, str] = {}
-    given = list(words)
-    for i, word in enumerate(given[1:], start=1):
+    given = words[:1]
+    for i, word in enumerate(words[1:], start=1):
         if word == "--":
+            given += words[i:]
             break
-        if len(word) > 1 and word[0] == "-" and word[1] != "-" and word != "-h":
+        if given[-1] in takes_a_value and word.startswith("-") and word != "-":
+            given[-1] = f"{given[-1]}={word}"
+        elif len(word) > 1 and word[0] == "-" and word[1] != "-" and word != "-h":
             stand_in = f"(word {i})"
             while stand_in in words:
                 stand_in = f"({stand_in})"
-            given[i] = stand_in
+            given.append(stand_in)
             held[stand_in] = word
+        else:
+            given.append(word)
     args, extra = parser.parse_known_args(given)
     unknown = [word for word in extra if word.startswith("--")]
     if unknown:
@@ -142,6 +150,16 @@ def _parse(words: list[str]) -> argparse.Namespace:
         elif isinstance(found, list):
             setattr(args, name, [held.get(v, v) if isinstance(v, str) else v for v in found])
     return args
+
+
+def _options_with_a_value(parser: argparse.ArgumentParser) -> set[str]:
+    """The option strings of ``parser`` that take one value (``--expires``, not ``-h``)."""
+    return {
+        option
+        for action in parser._actions
+        if action.option_strings and action.nargs is None
+        for option in action.option_strings
+    }
 
 
 class _Parser(argparse.ArgumentParser):
