@@ -399,6 +399,35 @@ def test_approval_denied_is_final(alpha: Service, settings: Settings) -> None:
     assert [e["data"].get("release_id") for e in refusals] == [release_id] * 3
 
 
+@pytest.mark.parametrize("how", ["unsent", "burned"])
+def test_a_request_whose_share_was_destroyed_leaves_nothing_to_decide(
+    alpha: Service, settings: Settings, how: str
+) -> None:
+    """Unsent by its sender, or burnt by another reader's release: a request still pending
+    was listed for the operator, approved "approved" for nothing, and answered "waiting for
+    the operator's approval" to its reader for ever."""
+    policy = Policy(require_approval=True, max_releases=1 if how == "burned" else None)
+    draft, receipt = held(alpha, policy, recipients=(BOB, CAROL))
+    op = operator(settings, "alpha")
+    asked = {who.name: release(alpha, who, draft.header.id).json for who in (BOB, CAROL)}
+    if how == "burned":  # bob's release, approved and collected, burns the share
+        bobs = asked["bob"]["release_id"]
+        assert alpha.call(op, "POST", f"/v1/releases/{bobs}/approve").status_code == 200
+        assert alpha.call(BOB, "GET", f"/v1/releases/{bobs}").status_code == 200
+    else:
+        assert alpha.call(ALICE, "DELETE", f"/v1/deposits/{receipt.ref}").status_code == 204
+    carols = asked["carol"]["release_id"]
+    r = alpha.call(CAROL, "GET", f"/v1/releases/{carols}")
+    assert (r.status_code, r.json["code"]) == (410, "destroyed"), r.json
+    assert alpha.call(op, "GET", "/v1/releases").json["releases"] == []
+    for verdict in ("approve", "deny"):
+        r = alpha.call(op, "POST", f"/v1/releases/{carols}/{verdict}")
+        assert (r.status_code, r.json["code"]) == (410, "destroyed"), r.json
+        assert f"was destroyed ({how})" in r.json["message"]
+    r = release(alpha, CAROL, draft.header.id)
+    assert (r.status_code, r.json["code"]) == (410, "destroyed"), r.json
+
+
 def test_approve_by_non_operator_is_refused(alpha: Service) -> None:
     _, release_id = approval_release(alpha)
     for who in (BOB, ALICE, alpha.identity):

@@ -127,6 +127,14 @@ def test_an_approval_does_not_outrank_the_policy() -> None:
     assert refused(decide(gone, BOB, NOW, Verdict.APPROVED)) == (410, "destroyed")
 
 
+@pytest.mark.parametrize("why", ["unsent", "burned"])
+def test_a_request_still_waiting_for_a_share_since_destroyed_waits_no_more(why: str) -> None:
+    """Unsent by its sender, or burnt by another reader's release: a pending request was
+    answered "waiting for the operator's approval" for ever."""
+    gone = deposit(APPROVAL, destroyed=why)
+    assert refused(decide(gone, BOB, NOW, Verdict.PENDING)) == (410, "destroyed")
+
+
 def test_a_kept_release_is_answered_again_to_its_reader_only() -> None:
     """An answer lost on the way is not a share burnt for nobody (spec section 12.2): its
     reader asking again gets it again, whatever the share became since, unless unsent."""

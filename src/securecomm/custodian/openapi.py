@@ -181,6 +181,11 @@ def _decide(verdict: str) -> Schema:
                 "403": _NOT_OPERATOR,
                 "404": error("No such release.", Code.NO_RELEASE, NO_SUCH_ENDPOINT),
                 "409": error("The other verdict was given.", Code.NOT_PENDING),
+                "410": error(
+                    "Still pending, but its share was destroyed since (unsent, or burnt by"
+                    " another reader's release): nothing is left to decide.",
+                    Code.DESTROYED,
+                ),
             },
             signed=True,
         ),
@@ -291,7 +296,9 @@ _PATHS: dict[str, Schema] = {
         ),
         "get": operation(
             "listReleases",
-            "List release requests with one status. Only this custodian's operator may.",
+            "List release requests with one status. Only this custodian's operator may."
+            " Pending ones whose share was destroyed since (unsent, or burnt by another"
+            " reader's release) are not listed: nothing is left to decide.",
             {
                 "200": json_response("The requests.", ref("ReleaseList")),
                 "400": error("Not a known status.", Code.BAD_FIELD),

@@ -77,6 +77,8 @@ def decide(
         if deposit.destroyed != "unsent" and verdict in (None, Verdict.RELEASED):
             return Decision(Outcome.REPEAT)
     if verdict is Verdict.PENDING:
+        if deposit is not None and deposit.destroyed is not None:  # nothing left to wait for
+            return _refuse(410, Code.DESTROYED, f"the share was destroyed ({deposit.destroyed})")
         return Decision(Outcome.WAIT, 202)
     if verdict is Verdict.DENIED:
         return _refuse(403, Code.DENIED, "the operator denied this release; a denial is final")

@@ -391,13 +391,15 @@ def get_release(release_id: str) -> tuple[Response, int]:
         if pending is None or (pending.recipient_fp != caller.fingerprint_hex and not is_operator):
             raise ApiError(404, Code.NO_RELEASE, f"no release {release_id} for you")
         summary = {"v": 1, "release_id": release_id, "status": pending.status}
-        if pending.status == "pending" or is_operator:
+        if is_operator:
             return jsonify(summary), 202 if pending.status == "pending" else 200
         row = conn.execute(_DEPOSIT_LOCKED, {"ref": pending.ref}).first()
         kept = _kept(conn, row, caller, now) if pending.status == "released" else None
         decision = decide(
             _deposit(row), _who(caller), now, Verdict(pending.status), kept=kept is not None
         )
+        if decision.outcome is Outcome.WAIT:
+            return jsonify(summary), 202
         if decision.outcome is Outcome.REPEAT:
             assert kept is not None
             return _repeat(conn, row, caller, kept)
@@ -456,6 +458,24 @@ def _log_release(
 def record_verdict(release_id: str, verdict: str) -> Response:
     caller = require_operator()
     with transaction() as conn:
+        # A share destroyed since it was asked for (unsent, or burnt by another reader's
+        # release) leaves nothing to decide: said, rather than an approval that gives nothing.
+        gone = conn.execute(
+            sa.select(deposits.c.message_id, deposits.c.destroyed_why)
+            .join(releases, releases.c.ref == deposits.c.ref)
+            .where(
+                releases.c.id == release_id,
+                releases.c.status == "pending",
+                deposits.c.destroyed_at.is_not(None),
+            )
+        ).first()
+        if gone is not None:
+            raise ApiError(
+                410,
+                Code.DESTROYED,
+                f"the share of message {gone.message_id} was destroyed ({gone.destroyed_why})"
+                f" since release {release_id} was asked for: there is nothing to decide",
+            )
         done = conn.execute(
             releases.update()
             .where(releases.c.id == release_id, releases.c.status == "pending")
@@ -546,11 +566,14 @@ def list_releases() -> Response:
         raise ApiError(
             400, Code.BAD_FIELD, "status: pending, approved, denied, released or withdrawn"
         )
+    listed = releases.c.status == status
+    if status == "pending":  # the operator's list: none whose share was destroyed since
+        listed &= deposits.c.destroyed_at.is_(None)
     with c.db.connect() as conn:
         rows = conn.execute(
             sa.select(releases, deposits.c.message_id)
             .join(deposits, deposits.c.ref == releases.c.ref)
-            .where(releases.c.status == status)
+            .where(listed)
             .order_by(releases.c.created)
         ).fetchall()
     return jsonify(
