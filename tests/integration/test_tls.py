@@ -217,23 +217,51 @@ def test_a_port_in_use_is_refused_at_once_in_a_sentence(tmp_path: Path, party: s
     assert time.monotonic() - started < 20  # gunicorn alone retries for 30 s
 
 
-def test_the_port_is_held_from_the_moment_listening_is_said(tmp_path: Path) -> None:
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("host", "url_host"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        pytest.param(
+            "::1",
+            "[::1]",
+            marks=pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback"),
+        ),
+    ],
+)
+def test_the_port_is_held_from_the_moment_listening_is_said(
+    tmp_path: Path, host: str, url_host: str
+) -> None:
     """The service binds its port before it says "listening" and hands that socket to
     gunicorn. Before, it tried the port, closed it and let gunicorn bind its own a moment
     later: a process that took the port in between left gunicorn retrying for half a
-    minute after "listening" was said."""
-    port = free_port()
-    serving = [*CLI, "relay", "serve", "--home", str(tmp_path), "--port", str(port)]
-    with subprocess.Popen(serving, stderr=subprocess.PIPE, start_new_session=True) as process:
+    minute after "listening" was said. An IPv6 address is said as a URL writes it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    serving = [*CLI, "relay", "serve", "--home", str(tmp_path), "--host", host, "--port"]
+    url = f"http://{url_host}:{port}"
+    with subprocess.Popen(
+        [*serving, str(port)], stderr=subprocess.PIPE, start_new_session=True
+    ) as process:
         try:
             assert process.stderr is not None
             first = process.stderr.readline()  # its first line (or none, if it exits)
-            assert b"listening on http://127.0.0.1:" in first, first
-            with socket.socket() as taker, pytest.raises(OSError) as taken:
-                taker.bind(("127.0.0.1", port))
+            assert f"relay listening on {url}\n".encode() == first, first
+            with socket.socket(family) as taker, pytest.raises(OSError) as taken:
+                taker.bind((host, port))
             assert taken.value.errno == errno.EADDRINUSE
             (tmp_path / "stderr.log").write_text("(its stderr is read by this test)")
-            wait_healthy(process, f"http://127.0.0.1:{port}", tmp_path / "stderr.log", "relay")
+            wait_healthy(process, url, tmp_path / "stderr.log", "relay")
         finally:
             stop_group(process)
 

@@ -192,5 +192,6 @@ def serve(
     if tls is not None:
         options |= {"certfile": str(tls[0]), "keyfile": str(tls[1])}
     scheme = "https" if tls is not None else "http"
-    print(f"{name} listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+    where = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
+    print(f"{name} listening on {scheme}://{where}:{port}", file=sys.stderr, flush=True)
     _Gunicorn(factory, options).run()
