@@ -1207,13 +1207,15 @@ def read(
         )
         if not finished:
             raise InterruptedOperationError(f"interrupted: nothing was decrypted{keeping}")
-        destroyed, denied = (
+        destroyed, denied, expired = (
             [n for n, e in gather.errors.items() if getattr(e, "code", "") == code]
-            for code in (Code.DESTROYED, Code.DENIED)
+            for code in (Code.DESTROYED, Code.DENIED, Code.EXPIRED)
         )
         headline = f"{len(good)} good share(s) of the {t} needed; nothing was decrypted{keeping}"
-        # A denial is final (spec 12.2): with too many, this reader can never read it.
-        possible = len((set(names) - set(destroyed) - set(denied)) | set(now.released))
+        # The shares that still exist, here or with a custodian; and of them, those this
+        # reader can still be given (a denial is final, spec 12.2).
+        left = (set(names) - set(destroyed)) | set(now.released)
+        possible = len(left - (set(denied) - set(now.released)))
         if denied and possible < t:
             headline = (
                 f"message {message_id} cannot be read by you: the operators of"
@@ -1221,7 +1223,7 @@ def read(
                 f" denial is final), so at most {possible} of the {t} needed can be"
                 f" released; nothing was decrypted{keeping}"
             )
-        if len((set(names) - set(destroyed)) | set(now.released)) < t:
+        if len(left) < t:
             # Fewer than t shares exist any more, here or with a custodian: no read can succeed.
             _note(settings, reader, message_id, destroyed_at=int(time.time()))
             headline = (
@@ -1230,7 +1232,6 @@ def read(
                 " unsent by its sender)"
             )
         expires = envelope.header.policy.expires
-        expired = [n for n, e in gather.errors.items() if getattr(e, "code", "") == Code.EXPIRED]
         # A custodian says "expired" by its own clock, past the expiry the sender signed.
         if expired and expires is not None:
             headline = (
