@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Dialog, Locator, expect
 
 from securecomm import canonical, shares
 from securecomm.client.transport import ServiceClient
@@ -29,8 +29,9 @@ from securecomm.local.home import user_key_path
 from securecomm.protocol import Release
 from securecomm.testing.mitm import encodings_of
 from tests.browser._web import PASSPHRASE, READ, Person, shot
+from tests.browser.test_web_fixes import decide, releases_of
 from tests.integration.conftest import NAMES
-from tests.integration.test_cli_system import Up, cli, explain, run, running_up
+from tests.integration.test_cli_system import Up, cli, explain, run, running_up, send
 
 
 @pytest.fixture(scope="module")
@@ -223,8 +224,11 @@ def test_approval_by_the_operators_in_the_browser(
     operator.act_as("delta-operator")
     operator.open("operator")
     card = operator.page.locator("#operator-delta")
+    operator.page.once("dialog", lambda dialog: dialog.accept())
     card.locator("li[data-release]").get_by_role("button", name=re.compile("^Deny")).click()
-    expect(card.locator(".status").last).to_contain_text("denied")
+    expect(card.locator(".status").last).to_have_text(
+        re.compile(r"^Release [0-9a-f]{8}… denied\.$")
+    )
     operator.close()
 
     page = dave.read(message_id)
@@ -233,6 +237,67 @@ def test_approval_by_the_operators_in_the_browser(
     assert [states[n] for n in ("alpha", "bravo", "charlie")] == ["released"] * 3
     assert states["delta"] == "refused" and states["echo"] == "pending"
     expect(page.locator("#custody-status li[data-custodian=delta]")).to_contain_text("denied")
+
+
+def test_a_denial_asks_first_and_a_row_gone_stale_is_redrawn_with_why(
+    browser: Browser, up: Up
+) -> None:
+    """A denial is final, so Deny asks first, naming the reader. A row decided elsewhere or
+    whose share was destroyed since the list was drawn is refused by the custodian: the
+    card draws what waits now and says why."""
+    decided, unsent = (send(up.home, text, "--require-approval") for text in ("one", "two"))
+    for message_id in (decided, unsent):
+        cli(up.home, "read", message_id, "--as", "bob")
+    operator = Person(browser, up.relay_url)
+    operator.import_key(user_key_path(up.home, "alpha-operator"))
+    operator.act_as("alpha-operator")
+
+    def row(message_id: str) -> Locator:
+        card = operator.page.locator("#operator-alpha")
+        return card.locator("li[data-release]", has_text=f"message {message_id[:8]}")
+
+    def click(message_id: str, label: str) -> None:
+        row(message_id).get_by_role("button", name=re.compile(f"^{label}")).click()
+
+    def pending(message_id: str) -> list[str]:
+        return [r["release_id"] for r in releases_of(up, "alpha", message_id, "pending")]
+
+    operator.open("operator")
+    operator.page.once("dialog", lambda dialog: dialog.dismiss())
+    click(decided, "Deny")
+    status = operator.page.locator("#operator-alpha .status").last
+    expect(status).to_have_text("Not denied.")
+    expect(row(decided)).to_have_count(1)
+    assert len(pending(decided)) == 1
+
+    # Decided elsewhere (another operator's session), then denied from the stale row.
+    (release_id,) = pending(decided)
+    decide(up, "alpha", decided, "approve")
+    asked: list[str] = []
+
+    def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    operator.page.once("dialog", accept)
+    click(decided, "Deny")
+    expect(status).to_contain_text(f"release {release_id} is approved")
+    expect(status).to_have_class(re.compile("error"))
+    expect(row(decided)).to_have_count(0)
+    expect(row(unsent)).to_have_count(1)
+    assert asked == [
+        f"Deny bob alpha's share of message {decided[:8]}…? A denial is final: alpha will"
+        " not release this share to bob later."
+    ]
+
+    # Its share destroyed by its sender: approving the stale row is refused, the row goes.
+    result = cli(up.home, "unsend", unsent, "--as", "alice")
+    assert result.returncode == 0, explain(result)
+    click(unsent, "Approve")
+    expect(status).to_contain_text(f"the share of message {unsent} was destroyed")
+    expect(row(unsent)).to_have_count(0)
+    expect(operator.page.locator("#operator-alpha .pending")).to_have_count(0)
+    operator.close()
 
 
 def test_an_envelope_tampered_on_the_relay_shows_an_error_and_no_text(

@@ -69,6 +69,13 @@ export async function refreshOperator() {
 
 function drawOperator(card, custodian, operator, pending, log) {
   const { report, entries, read } = log;
+  const redraw = async () => {
+    const [again, newLog] = await Promise.all([
+      api.pendingReleases(custodian, operator),
+      api.audit(custodian, operator, state.known),
+    ]);
+    drawOperator(card, custodian, operator, again, newLog);
+  };
   const decideButton = (release, verdict, label) =>
     h(
       "button",
@@ -78,13 +85,26 @@ function drawOperator(card, custodian, operator, pending, log) {
         "aria-label": `${label} release ${release.release_id.slice(0, 8)} to ${release.recipient.name}`,
         onclick: (e) =>
           act(card, e.target, async (progress) => {
+            const reader = release.recipient.name;
+            if (
+              verdict === "deny" &&
+              !window.confirm(
+                `Deny ${reader} ${custodian.name}'s share of message ${release.message_id.slice(0, 8)}…? A denial is final: ${custodian.name} will not release this share to ${reader} later.`,
+              )
+            ) {
+              setStatus(card, "Not denied.");
+              return;
+            }
             progress(`${label === "Approve" ? "Approving" : "Denying"}…`);
-            await api.decide(custodian, operator, release.release_id, verdict);
-            const [again, newLog] = await Promise.all([
-              api.pendingReleases(custodian, operator),
-              api.audit(custodian, operator, state.known),
-            ]);
-            drawOperator(card, custodian, operator, again, newLog);
+            try {
+              await api.decide(custodian, operator, release.release_id, verdict);
+            } catch (error) {
+              // The row was stale (decided elsewhere, withdrawn by its reader, its share
+              // destroyed): draw what waits now, then say why this verdict was refused.
+              if (error instanceof ServiceError) await redraw().catch(() => {});
+              throw error;
+            }
+            await redraw();
             setStatus(
               card,
               `Release ${release.release_id.slice(0, 8)}… ${verdict === "approve" ? "approved" : "denied"}.`,
