@@ -650,6 +650,32 @@ def test_bad_threshold_and_message_id_are_bad_input(up: Up) -> None:
         assert "Traceback" not in bad.stderr and "internal error" not in bad.stderr
 
 
+def test_the_start_of_an_id_names_the_messages_it_begins_and_acts_on_none(up: Up) -> None:
+    """An id copied short: read and delete name the messages of the reader's inbox it
+    begins, with the command to give; unsend (which lists nothing) says it is a start."""
+    message_id = send(up.home, "copied short")
+    for command, done in (("read", "read"), ("delete", "deleted")):
+        short = cli(up.home, command, message_id[:8].upper(), "--as", "bob")
+        assert short.returncode == 2, explain(short)
+        assert (
+            f"{message_id[:8]} is the start of a message id; messages in bob's inbox whose id"
+            f" begins so: {message_id} (from alice, " in short.stderr
+        ), explain(short)
+        assert f"nothing was {done}" in short.stderr, explain(short)
+        assert f"give the whole id: securecomm {command} {message_id} --as bob" in short.stderr
+    assert message_id in inbox(up.home)
+    listed = inbox(up.home)
+    absent = next(c * 4 for c in "0123456789abcdef" if not any(i.startswith(c * 4) for i in listed))
+    none = cli(up.home, "read", absent, "--as", "bob")
+    assert none.returncode == 2, explain(none)
+    assert f"no message in bob's inbox has an id that begins {absent}" in none.stderr
+    assert "securecomm inbox --as bob" in none.stderr, explain(none)
+    unsend = cli(up.home, "unsend", message_id[:8], "--as", "alice")
+    assert unsend.returncode == 2, explain(unsend)
+    assert f"'{message_id[:8]}' is only the start of a message id" in unsend.stderr
+    assert read(up.home, message_id, "bob").stdout == "copied short"
+
+
 def test_read_to_a_file_that_exists_is_refused(up: Up, tmp_path: Path) -> None:
     message_id = send(up.home, "not over my file")
     target = tmp_path / "keep.txt"

@@ -99,9 +99,31 @@ def positive_seconds(value: str) -> float:
     return number
 
 
+class IdStart(str):
+    """The start of a message id, as a person copies one short: a command that can list the
+    person's messages names those it begins, and acts on none of them on a guess."""
+
+
+_ID_START = re.compile(r"[0-9a-f]{4,31}")
+
+
+def message_id_or_start(value: str) -> str:
+    """An argparse type: a message id, or the start of one (4 to 31 hex digits) as an
+    :class:`IdStart` for the command to name the messages it begins."""
+    text = value.strip().lower()
+    if _ID_START.fullmatch(text):
+        return IdStart(text)
+    return message_id(value)
+
+
 def message_id(value: str) -> str:
     """An argparse type: a message id as send and inbox print it (32 lowercase hex digits)."""
     text = value.strip().lower()
+    if re.fullmatch(r"[0-9a-f]{1,31}", text):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is only the start of a message id: give all 32 hex digits, as send"
+            " and inbox print them"
+        )
     if not _MESSAGE_ID.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a message id (32 hex digits, as send and inbox print them)"

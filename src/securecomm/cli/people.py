@@ -16,11 +16,15 @@ from ..identity import Keys
 from ._common import (
     EXIT_BAD_INPUT,
     CliError,
+    IdStart,
     ProgressBar,
     check_output,
+    home_flag,
+    home_of,
     home_option,
     interrupts,
     message_id,
+    message_id_or_start,
     parse_duration,
     passphrase_options,
     positive_int,
@@ -205,12 +209,43 @@ def _inbox_notes(item: dict[str, Any], now: int) -> list[str]:
     return notes
 
 
+def _refuse_an_id_start(args: argparse.Namespace, settings: Settings, reader: Keys) -> None:
+    """Given the start of an id, name the messages of the reader's inbox it begins (with
+    the command to give), and do nothing on a guess."""
+    from ..client import flows
+
+    given = args.message_id
+    if not isinstance(given, IdStart):
+        return
+    verb, done = ("read", "read") if args.func is cmd_read else ("delete", "deleted")
+    where = home_flag(home_of(args))
+    started = [m for m in flows.inbox(settings, reader) if m["id"].startswith(given)]
+    if not started:
+        raise CliError(
+            f"no message in {reader.name}'s inbox has an id that begins {given} (a message"
+            f" id is 32 hex digits); nothing was {done}",
+            hint=f"the ids: securecomm inbox --as {reader.name}{where}",
+            code=EXIT_BAD_INPUT,
+        )
+    rows = ", ".join(
+        f"{m['id']} (from {m['sender']['name']}, {_local_time(m['created'])})" for m in started
+    )
+    whole = started[0]["id"] if len(started) == 1 else "ID"
+    raise CliError(
+        f"{given} is the start of a message id; messages in {reader.name}'s inbox whose id"
+        f" begins so: {rows}; nothing was {done}",
+        hint=f"give the whole id: securecomm {verb} {whole} --as {reader.name}{where}",
+        code=EXIT_BAD_INPUT,
+    )
+
+
 def cmd_read(args: argparse.Namespace) -> None:
     from ..client import flows
 
     settings = settings_of(args, args.reader)
     known = KnownKeys.load(settings.home)
     reader = user(args, settings, args.reader)
+    _refuse_an_id_start(args, settings, reader)
     into_directory = args.out not in (None, "-") and Path(args.out).is_dir()
     if args.out not in (None, "-") and not into_directory:
         check_output(args.out, args.force)
@@ -351,6 +386,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
     settings = settings_of(args, args.reader)
     reader = user(args, settings, args.reader)
+    _refuse_an_id_start(args, settings, reader)
     # Said before the requests its reads left are withdrawn, which may take a while.
     flows.delete(
         settings,
@@ -455,7 +491,11 @@ def add_commands(sub: Any) -> None:
         " interrupted, the same command again goes on from there.",
     )
     p.add_argument(
-        "message_id", type=message_id, metavar="ID", help="the message id (from send or inbox)"
+        "message_id",
+        type=message_id_or_start,
+        metavar="ID",
+        help="the message id (from send or inbox); the start of one names the messages in"
+        " your inbox it begins",
     )
     p.add_argument("--as", dest="reader", required=True, metavar="NAME", help="who you are")
     p.add_argument(
@@ -476,12 +516,13 @@ def add_commands(sub: Any) -> None:
     passphrase_options(p)
     p.set_defaults(func=cmd_read)
 
-    for verb, who, source, func, text, description in (
+    for verb, who, source, func, id_type, text, description in (
         (
             "unsend",
             "sender",
             "send",
             cmd_unsend,
+            message_id,
             "destroy a message you sent",
             "Ask every custodian to destroy its share of message ID and the relay to delete"
             " the envelope. Once more than n - t shares are gone (3 of 5) no one can read it,"
@@ -492,6 +533,7 @@ def add_commands(sub: Any) -> None:
             "reader",
             "inbox",
             cmd_delete,
+            message_id_or_start,
             "remove a message from your inbox",
             "Ask the relay to remove message ID from your inbox (it drops the envelope once"
             " no recipient lists it), and forget what reads of it noted here. The sender's"
@@ -501,7 +543,7 @@ def add_commands(sub: Any) -> None:
     ):
         p = sub.add_parser(verb, help=text, description=description)
         p.add_argument(
-            "message_id", type=message_id, metavar="ID", help=f"the message id (from {source})"
+            "message_id", type=id_type, metavar="ID", help=f"the message id (from {source})"
         )
         p.add_argument("--as", dest=who, required=True, metavar="NAME", help="who you are")
         home_option(p)
