@@ -308,6 +308,18 @@ def test_a_blank_message_is_not_sent(browser: Browser, up: Up) -> None:
         expect(status).to_contain_text("Sent to bob")
 
 
+def test_a_recipient_named_twice_is_sent_to_once_as_the_cli_does(browser: Browser, up: Up) -> None:
+    """The page refused "bob, alice, bob" where `send --to bob,alice,bob` sends to each once."""
+    with Person(browser, up.relay_url) as person:
+        person.create("twyla")
+        person.compose("bob, alice, bob", "to each once")
+        expect(person.page.locator("#send-form .status")).to_contain_text("Sent to bob, alice.")
+        message_id = person.page.locator("#sent-id").inner_text()
+        for reader in ("bob", "alice"):
+            read = cli(up.home, "read", message_id, "--as", reader)
+            assert read.returncode == 0 and read.stdout == "to each once", explain(read)
+
+
 def test_a_send_to_no_one_registered_says_nothing_was_sent(browser: Browser, up: Up) -> None:
     """It said only "nobody called nobody-here is registered with this relay", leaving the
     sender to wonder whether the others got it."""

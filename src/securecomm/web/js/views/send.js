@@ -57,14 +57,17 @@ export async function onSend(event) {
   await act(form, $("button[type=submit]", form), async (progress) => {
     const sender = requireActive();
     const epoch = state.epoch;
-    const recipients = $("#send-to")
-      .value.split(",")
-      .map((s) => s.trim())
-      .filter(Boolean);
+    // Each name once, in the order given, as the CLI takes "--to bob,carol,bob".
+    const recipients = [
+      ...new Set(
+        $("#send-to")
+          .value.split(",")
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
+    ];
     if (!recipients.length) throw new SecureCommError("Name at least one recipient.");
     for (const name of recipients) checkName(name, { field: "recipient" });
-    if (new Set(recipients).size !== recipients.length)
-      throw new SecureCommError("A recipient is named twice.");
     const file = $("#send-file").files[0];
     const text = $("#send-text").value;
     if (file && text) throw new SecureCommError("Send either a message or a file, not both.");
