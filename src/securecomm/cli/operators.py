@@ -21,12 +21,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.home)
 
 
-def _operator_client(args: argparse.Namespace) -> Any:
+def _operator_client(args: argparse.Namespace, settings: Settings | None = None) -> Any:
     from ..client.transport import ServiceClient
     from ..local.home import operator_name, user_key_path
     from ._common import load_identity
 
-    settings = _settings(args)
+    settings = settings or _settings(args)
     url = args.url or settings.custodian(args.name).url
     name = operator_name(args.name)
     places = [user_key_path(settings.home, name), settings.home / "operators" / f"{name}.key"]
@@ -60,7 +60,8 @@ def _pending(client: Any) -> list[dict[str, Any]]:
 
 def cmd_custodian_pending(args: argparse.Namespace) -> None:
     named = list(dict.fromkeys(n for n in (args.custodian, args.name) if n))
-    own = _settings(args).own_custodian
+    settings = _settings(args)
+    own = settings.own_custodian
     if not named and own is not None:  # the custodian whose home this is
         named = [own.name]
     if len(named) != 1:
@@ -71,7 +72,7 @@ def cmd_custodian_pending(args: argparse.Namespace) -> None:
             code=2,
         )
     args.name = named[0]
-    with _operator_client(args) as client:
+    with _operator_client(args, settings) as client:
         pending = _pending(client)
     if not pending:
         print(f"{args.name}: no pending releases")
