@@ -55,13 +55,10 @@ bp = Blueprint("custodian", __name__)
 # (PostgreSQL: FOR NO KEY UPDATE; SQLite's write lock does it there): two workers that
 # read the same count of releases would both release a burn-after-reading share.
 _DEPOSIT_OF_MESSAGE_LOCKED = _DEPOSIT_OF_MESSAGE.with_for_update(key_share=True)
-_DEPOSIT_LOCKED = (
-    sa.select(deposits).where(deposits.c.ref == sa.bindparam("ref")).with_for_update(key_share=True)
-)
+_DEPOSIT = sa.select(deposits).where(deposits.c.ref == sa.bindparam("ref"))
+_DEPOSIT_LOCKED = _DEPOSIT.with_for_update(key_share=True)
 
 
-# A reader's request for a share still open: approved first (its share is waiting), then
-# the oldest pending one.
 # The request of a reader for a share that still stands: one approved and not collected,
 # else a denial (final), else one pending.
 _STANDING_RELEASE = (
@@ -393,7 +390,10 @@ def get_release(release_id: str) -> tuple[Response, int]:
         summary = {"v": 1, "release_id": release_id, "status": pending.status}
         if is_operator:
             return jsonify(summary), 202 if pending.status == "pending" else 200
-        row = conn.execute(_DEPOSIT_LOCKED, {"ref": pending.ref}).first()
+        # A request still pending releases nothing, so a reader polling it waits for no
+        # release of the same share and holds none up.
+        still = pending.status == "pending"
+        row = conn.execute(_DEPOSIT if still else _DEPOSIT_LOCKED, {"ref": pending.ref}).first()
         kept = _kept(conn, row, caller, now) if pending.status == "released" else None
         decision = decide(
             _deposit(row), _who(caller), now, Verdict(pending.status), kept=kept is not None
