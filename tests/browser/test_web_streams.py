@@ -473,6 +473,67 @@ def test_a_download_that_fails_for_a_moment_is_saved_whole(
     assert (saved["size"], saved["sha256"]) == (2 * PIECE_BYTES + 7, expected)
 
 
+@contextlib.contextmanager
+def hanging_link(
+    context: BrowserContext, pattern: re.Pattern[str], hangs: Callable[[Route], bool]
+) -> Iterator[list[Route]]:
+    """The first request to ``pattern`` that ``hangs`` picks gets no answer until the test
+    lets it go on (``route.continue_()``, the list yielded holds it); the others go through."""
+    held: list[Route] = []
+
+    def handle(route: Route) -> None:
+        if not held and hangs(route):
+            held.append(route)
+        else:
+            route.continue_()
+
+    context.route(pattern, handle)
+    try:
+        yield held
+    finally:
+        context.unroute(pattern, handle)
+
+
+STALLED = r"[0-9.]+ MiB of [0-9.]+ MiB; no answer from the relay for [3-9] s"
+
+
+def test_a_relay_that_hangs_is_said_while_it_does(frank: Person, up: Up, tmp_path: Path) -> None:
+    """While the relay took its time over a piece (up to the page's timeout), the figures
+    and the rate of the piece before stayed on screen as if all went well. Now the page
+    says, on the way up and on the way down, how long it has waited."""
+    source = tmp_path / "slow.bin"
+    expected = random_file(source, 2 * PIECE_BYTES + 3)
+    with hanging_link(
+        frank.context, UPLOAD_PIECES, lambda route: offset_in(route.request.url) == PIECE_BYTES
+    ) as upload:
+        frank.compose("bob", path=source)
+        status = frank.page.locator("#send-form .status")
+        expect(status).to_contain_text(re.compile(f"uploading the file: {STALLED}"))
+        upload[0].continue_()
+        expect(status).to_contain_text("Sent to bob", timeout=BIG_TIMEOUT_MS)
+    message_id = frank.page.locator("#sent-id").inner_text()
+    out = tmp_path / "read.bin"
+    result = cli(up.home, "read", message_id, "--as", "bob", "--out", str(out))
+    assert result.returncode == 0 and file_sha256(out) == expected, explain(result)
+
+    result = cli(up.home, "send", "--from", "alice", "--to", "frank", "--file", str(source))
+    assert result.returncode == 0, explain(result)
+    message_id = message_id_of(result.stdout)
+    page = frank.read(message_id)
+    ranges = re.compile(rf"/api/v1/messages/{message_id}/payload\?")
+    with hanging_link(
+        page.context, ranges, lambda route: "offset=0&" not in route.request.url
+    ) as download:
+        pick_file_in_the_origin_storage(page, "slow.bin", b"")
+        page.locator("#save-message").click()
+        status = page.locator("#stream-save .status")
+        expect(status).to_contain_text(re.compile(f"Downloading and opening: {STALLED}"))
+        download[0].continue_()
+        expect(status).to_contain_text("every chunk opened and checked", timeout=BIG_TIMEOUT_MS)
+    saved = saved_file(page, "slow.bin")
+    assert (saved["size"], saved["sha256"]) == (2 * PIECE_BYTES + 3, expected)
+
+
 def test_without_the_file_system_access_api_the_page_saves_a_blob(
     browser: Browser, up: Up, tmp_path: Path
 ) -> None:

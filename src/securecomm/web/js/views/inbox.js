@@ -24,6 +24,7 @@ import {
   mib,
   rated,
   retryingText,
+  sayWhenStalled,
   utcText,
 } from "./ui.js";
 import { renderKnown } from "./identity.js";
@@ -377,6 +378,12 @@ async function saveStream(stream, name, { box, save, bar, cancel }) {
     };
     const release = whileUnlocked(controller); // locking the page stops the download
     const saving = rated();
+    let retrying = false;
+    const quiet = sayWhenStalled(
+      saving,
+      () => !retrying,
+      (text) => progress(`Downloading and opening: ${text}`),
+    );
     cancel.addEventListener("click", stop);
     Object.assign(cancel, { hidden: false, disabled: false });
     bar.hidden = false;
@@ -385,6 +392,7 @@ async function saveStream(stream, name, { box, save, bar, cancel }) {
       const saved = await stream.saveTo(sink, {
         signal: controller.signal,
         progress: (detail) => {
+          retrying = Boolean(detail.retrying);
           bar.value = detail.total ? detail.done / detail.total : 1;
           progress(
             `Downloading and opening: ${detail.retrying ? retryingText(detail.retrying) : saving(detail)}`,
@@ -410,6 +418,7 @@ async function saveStream(stream, name, { box, save, bar, cancel }) {
         `${describe(error)} Nothing was saved; the shares are kept, so reading it again asks no custodian.`,
       );
     } finally {
+      quiet();
       release();
       cancel.removeEventListener("click", stop);
       cancel.hidden = true;

@@ -15,6 +15,7 @@ import {
   requireActive,
   rated,
   retryingText,
+  sayWhenStalled,
   mib,
   time,
 } from "./ui.js";
@@ -104,6 +105,7 @@ export async function onSend(event) {
     };
     const bar = $("#send-progress");
     const uploading = rated();
+    let stage = null; // the last one reported
     const common = {
       config: state.config,
       known: state.known,
@@ -112,7 +114,8 @@ export async function onSend(event) {
       // The file's name travels encrypted with it (spec §7.10), for the reader to save under.
       filename: file ? nameForFile(file.name) : null,
       policy,
-      progress: (stage, detail) => {
+      progress: (now, detail) => {
+        stage = now;
         if (stage === "uploading") {
           bar.hidden = false;
           bar.value = detail.total ? detail.done / detail.total : 1;
@@ -137,9 +140,15 @@ export async function onSend(event) {
       cancel.disabled = false;
       cancel.addEventListener("click", stop);
       const release = whileUnlocked(controller); // locking the page stops the upload
+      const quiet = sayWhenStalled(
+        uploading,
+        () => stage === "uploading",
+        (text) => progress(`Encrypting and uploading the file: ${text}`),
+      );
       try {
         result = await api.sendFile({ ...common, file, signal: controller.signal });
       } finally {
+        quiet();
         release();
         cancel.removeEventListener("click", stop);
         cancel.hidden = true;

@@ -122,16 +122,38 @@ export function mib(bytes) {
 }
 
 /** A formatter of progress in bytes, {done, total} → "12.0 MiB of 200.0 MiB, 35.2 MiB/s",
- * the rate taken since its first call. */
+ * the rate taken since its first call. Its `stalled()` says, once nothing moved for
+ * STALLED_MS, where it stands and for how long: "12.0 MiB of 200.0 MiB; no answer from the
+ * relay for 5 s" (else null), for a view to show while the relay hangs. */
 export function rated() {
   let first = null;
-  return ({ done, total }) => {
+  let last = null;
+  const format = ({ done, total }) => {
     const now = performance.now();
     first ??= { now, done };
+    last = { now, done, total };
     const seconds = (now - first.now) / 1000;
     const rate = seconds >= 0.25 ? `, ${mib((done - first.done) / seconds)}/s` : "";
     return `${mib(done)} of ${mib(total)}${rate}`;
   };
+  format.stalled = () => {
+    const quiet = last ? performance.now() - last.now : 0;
+    if (quiet < STALLED_MS || last.done >= last.total) return null;
+    return `${mib(last.done)} of ${mib(last.total)}; no answer from the relay for ${Math.floor(quiet / 1000)} s`;
+  };
+  return format;
+}
+
+const STALLED_MS = 3000;
+
+/** While a transfer runs: each second, `show(text)` where `formatter` (from rated()) is
+ * stalled and `moving()` says the transfer is what the page waits for. Returns the stop. */
+export function sayWhenStalled(formatter, moving, show) {
+  const timer = setInterval(() => {
+    const text = moving() && formatter.stalled();
+    if (text) show(text);
+  }, 1000);
+  return () => clearInterval(timer);
 }
 
 /** A piece tried again ({attempt, of, waitMs, reason}, from api.js): "the link failed
