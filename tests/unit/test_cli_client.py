@@ -59,6 +59,27 @@ def test_progress_bar_only_on_a_terminal_and_for_large_work(monkeypatch: pytest.
     assert piped.getvalue() == ""
 
 
+def test_progress_bar_says_how_long_a_transfer_has_not_moved(monkeypatch: pytest.MonkeyPatch):
+    """The last figures and rate stayed on screen while the relay hung; now the line says for
+    how long nothing moved, until the transfer moves again or the bar is closed."""
+    terminal = _Tty()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(ProgressBar, "STALLED_SECONDS", 0.2)
+    monkeypatch.setattr(ProgressBar, "WATCH_SECONDS", 0.05)
+    with ProgressBar(8 * 1024 * 1024) as bar:
+        bar("uploading", 2 * 1024 * 1024, 8 * 1024 * 1024)
+        deadline = time.monotonic() + 30
+        while "no answer for" not in terminal.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "2.0/8.0 MiB  no answer for 0 s" in terminal.getvalue()
+        bar("uploading", 6 * 1024 * 1024, 8 * 1024 * 1024)
+    said = terminal.getvalue()
+    last = said.rsplit("\r", 1)[1]
+    assert "8.0/8.0 MiB" in last and "no answer" not in last, last
+    time.sleep(0.3)  # closed: nothing more is drawn
+    assert terminal.getvalue() == said
+
+
 CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
 
 

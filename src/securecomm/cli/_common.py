@@ -321,33 +321,54 @@ def passphrase_options(p: argparse.ArgumentParser) -> None:
 class ProgressBar:
     """A one-line progress display on standard error, shown only on a terminal and only
     for work large enough to wait for. A stage that moves a megabyte or more (uploading,
-    downloading, posting) shows bytes, the rate and the time left."""
+    downloading, posting) shows bytes, the rate and the time left; once nothing moved for
+    STALLED_SECONDS, it says for how long the relay has not answered instead. Used as a
+    context manager, which stops that watch before anything else is said."""
 
     #: How often the line is redrawn, at most (the last state is always drawn).
     REDRAW_SECONDS = 0.1
+    STALLED_SECONDS = 3.0
+    WATCH_SECONDS = 1.0
 
     def __init__(self, total_bytes: int, *, threshold: int = 1024 * 1024) -> None:
         self.active = sys.stderr.isatty() and total_bytes >= threshold
         self._counts: dict[str, int] = {}
         self._started: dict[str, tuple[float, int]] = {}
         self._drawn = 0.0
+        self._lock = threading.Lock()
+        self._last: tuple[str, int, int, float] | None = None  # stage, count, total, when
+        self._closed = threading.Event()
+        self._watch: threading.Thread | None = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        if self._watch is not None:
+            self._watch.join()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.active or total <= 0:
             return
+        with self._lock:
+            self._advance(stage, done, total)
+
+    def _advance(self, stage: str, done: int, total: int) -> None:
         # Stages reported from several threads add up; a final call carries done == total.
         count = min(total, self._counts.get(stage, 0) + done) if done < total else total
         self._counts[stage] = count
         now = time.monotonic()
+        self._last = (stage, count, total, now)
         # The rate counts from the first call (a resumed transfer's first call says where
         # it resumes: those bytes did not move now).
         since, base = self._started.setdefault(stage, (now, count))
         in_bytes = total >= _MIB and stage in _BYTE_STAGES
+        if in_bytes and self._watch is None and not self._closed.is_set():
+            self._watch = threading.Thread(target=self._watch_for_stalls, daemon=True)
+            self._watch.start()
         if in_bytes and count < total and now - self._drawn < self.REDRAW_SECONDS:
             return
-        self._drawn = now
-        width = 30
-        filled = width * count // total
         if in_bytes:
             amount = f"{count / _MIB:,.1f}/{total / _MIB:,.1f} MiB"
             elapsed = now - since
@@ -361,12 +382,30 @@ class ProgressBar:
             amount = f"{count / 1024:,.1f}/{total / 1024:,.1f} KiB"
         else:
             amount = f"{count}/{total}"
+        self._draw(stage, count, total, amount)
+
+    def _draw(self, stage: str, count: int, total: int, amount: str) -> None:
+        self._drawn = time.monotonic()
+        width = 30
+        filled = width * count // total
         print(
             f"\r{stage:<18} [{'#' * filled}{'.' * (width - filled)}] {amount}\033[K",
             end="" if count < total else "\n",
             file=sys.stderr,
             flush=True,
         )
+
+    def _watch_for_stalls(self) -> None:
+        """Each WATCH_SECONDS: where a transfer has not moved for STALLED_SECONDS, say so."""
+        while not self._closed.wait(self.WATCH_SECONDS):
+            with self._lock:
+                if self._last is None:
+                    continue
+                stage, count, total, moved = self._last
+                quiet = time.monotonic() - moved
+                if stage in _BYTE_STAGES and count < total and quiet >= self.STALLED_SECONDS:
+                    amount = f"{count / _MIB:,.1f}/{total / _MIB:,.1f} MiB"
+                    self._draw(stage, count, total, f"{amount}  no answer for {quiet:.0f} s")
 
 
 _MIB = 1024 * 1024

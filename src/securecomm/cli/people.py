@@ -70,7 +70,7 @@ def cmd_send(args: argparse.Namespace) -> None:
         raise CliError("the message is empty", code=EXIT_BAD_INPUT)
     # Ctrl-C and SIGTERM are polled from here on: the send completes, or takes back
     # every share it deposited, and says which.
-    with interrupts() as cancelled:
+    with interrupts() as cancelled, ProgressBar(len(message)) as progress:
         result = flows.send(
             settings,
             known,
@@ -80,7 +80,7 @@ def cmd_send(args: argparse.Namespace) -> None:
             deadline=args.deadline,
             threshold=args.threshold,
             policy=_policy(args),
-            progress=ProgressBar(len(message)),
+            progress=progress,
             warn=warn,
             cancelled=cancelled,
             filename=name_for_file(args.file) if args.file not in (None, "-") else None,
@@ -108,7 +108,7 @@ def _send_file(
     from ..client import flows
 
     path = Path(args.file)
-    with interrupts() as cancelled:
+    with interrupts() as cancelled, ProgressBar(path.stat().st_size) as progress:
         result = flows.send_file(
             settings,
             known,
@@ -118,7 +118,7 @@ def _send_file(
             deadline=args.deadline,
             threshold=args.threshold,
             policy=_policy(args),
-            progress=ProgressBar(path.stat().st_size),
+            progress=progress,
             warn=warn,
             cancelled=cancelled,
             filename=name_for_file(args.file),
@@ -272,14 +272,15 @@ def cmd_read(args: argparse.Namespace) -> None:
         spool.mkdir(mode=0o700, parents=True, exist_ok=True)
         return spool / str(args.message_id)
 
-    with interrupts() as cancelled:
+    # The size is unknown until fetched.
+    with interrupts() as cancelled, ProgressBar(0, threshold=0) as progress:
         result = flows.read(
             settings,
             known,
             reader,
             args.message_id,
             deadline=args.deadline,
-            progress=ProgressBar(0, threshold=0),  # the size is unknown until fetched
+            progress=progress,
             warn=warn,
             cancelled=cancelled,
             forget=False,
