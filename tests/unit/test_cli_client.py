@@ -80,6 +80,27 @@ def test_progress_bar_says_how_long_a_transfer_has_not_moved(monkeypatch: pytest
     assert terminal.getvalue() == said
 
 
+def test_a_transfer_that_stops_part_way_leaves_its_line_and_ends_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error said after a failed upload was glued to the end of the bar's line
+    ("... 2.0/8.0 MiB  1.2 MB/serror: ..."); now the bar keeps where it stopped and ends
+    the line, once, and a bar that finished adds nothing."""
+    terminal = _Tty()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with pytest.raises(OSError), ProgressBar(8 * 1024 * 1024) as bar:
+        bar("uploading", 2 * 1024 * 1024, 8 * 1024 * 1024)
+        raise OSError("the relay went away")
+    said = terminal.getvalue()
+    assert said.endswith("2.0/8.0 MiB\033[K\n"), repr(said)
+    finished = _Tty()
+    monkeypatch.setattr(sys, "stderr", finished)
+    with ProgressBar(8 * 1024 * 1024) as bar:
+        bar("uploading", 8 * 1024 * 1024, 8 * 1024 * 1024)
+    assert finished.getvalue().endswith("8.0/8.0 MiB\033[K\n")
+    assert not finished.getvalue().endswith("\n\n")
+
+
 CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")
 
 

@@ -339,6 +339,7 @@ class ProgressBar:
         self._last: tuple[str, int, int, float] | None = None  # stage, count, total, when
         self._closed = threading.Event()
         self._watch: threading.Thread | None = None
+        self._open = False  # a line drawn and not yet ended
 
     def __enter__(self) -> ProgressBar:
         return self
@@ -347,6 +348,11 @@ class ProgressBar:
         self._closed.set()
         if self._watch is not None:
             self._watch.join()
+        if self._open:
+            # A transfer that stopped part way (an error, an interrupt): its line stays,
+            # saying where it stopped, and what is said next starts on a line of its own.
+            print(file=sys.stderr, flush=True)
+            self._open = False
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.active or total <= 0:
@@ -386,6 +392,7 @@ class ProgressBar:
 
     def _draw(self, stage: str, count: int, total: int, amount: str) -> None:
         self._drawn = time.monotonic()
+        self._open = count < total
         width = 30
         filled = width * count // total
         print(
