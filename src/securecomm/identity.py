@@ -429,7 +429,16 @@ def public_file(identity: PublicIdentity) -> bytes:
 
 
 def read_public_file(data: bytes, what: str = ".pub file") -> PublicIdentity:
-    """A .pub file's identity: canonical JSON, optionally followed by one LF."""
+    """A .pub file's identity: canonical JSON, optionally followed by one LF. The key file
+    written beside one, picked for it by mistake, is named as such (as
+    :func:`_not_a_key_file` names the reverse), from its first line only."""
+    if data.startswith(_FILE_HEADER.encode()):
+        first = data.split(b"\n", 1)[0][len(_FILE_HEADER) :].decode("utf-8", "replace")
+        name = first.strip() if _NAME.fullmatch(first.strip()) else "NAME"
+        raise IdentityError(
+            f"{what}: this is a private key file ({name}.key), not a public one: give"
+            f" {name}.pub instead, the file written beside it"
+        )
     return PublicIdentity.from_json(canonical.loads_file(data, what=what), field=what)
 
 

@@ -1003,6 +1003,26 @@ def test_decrypt_reads_an_envelope_file_an_editor_ended_with_a_newline(
             assert_refused(result, 2, "not in canonical form", secrets=[PLAINTEXT_MARKER])
 
 
+def test_decrypt_names_the_wrong_file_given_for_the_envelope_or_the_sender(
+    tmp_path: Path, sealed: Sealed, alice_encrypted: tuple[Path, Path, Path]
+) -> None:
+    """The file that was encrypted, or a share, given for the envelope said only "envelope:
+    not UTF-8"; a private key given for --sender said "not JSON". Each names the file and
+    what to give instead, and writes nothing."""
+    out = tmp_path / "plain.bin"
+    for wrong in (sealed.directory / "message.bin", sealed.shares[0]):
+        result = run_cli("decrypt", wrong, "--shares", *sealed.shares[:3], "--out", out)
+        assert_refused(result, 2, f"{wrong}: envelope: not", secrets=[PLAINTEXT_MARKER])
+        assert "hint: decrypt takes the envelope that 'securecomm encrypt' wrote" in result.err
+    key = alice_encrypted[0] / "alice.key"
+    given = run_cli(
+        "decrypt", sealed.envelope, "--sender", key, "--shares", *sealed.shares[:3], "-o", out
+    )
+    assert_refused(given, 1, f"{key}: this is a private key file (alice.key)", "alice.pub")
+    assert "PRIVATE" not in given.err
+    assert not out.exists()
+
+
 def test_decrypt_skips_a_missing_share_file(tmp_path: Path, sealed: Sealed) -> None:
     missing = tmp_path / "no-such-share.txt"
     shares = [missing, *sealed.shares[2:]]

@@ -15,6 +15,7 @@ from securecomm.identity import (
     PublicIdentity,
     check_name,
     format_fingerprint,
+    load_public,
     new_name_refusal,
     public_file,
 )
@@ -80,6 +81,18 @@ def test_a_public_file_given_for_a_key_file_is_named_so(alice: Identity) -> None
     said = str(refused.value)
     assert "public key file (alice.pub), which holds no private key" in said, said
     assert "alice.key" in said
+
+
+def test_a_key_file_given_for_a_public_file_is_named_so(alice: Identity, tmp_path: Path) -> None:
+    """alice.key given to `decrypt --sender` said "alice.key: not JSON"; it names the .pub
+    to give instead, and nothing of the key file but its name line."""
+    path = tmp_path / "alice.key"
+    path.write_bytes(alice.to_pem())
+    with pytest.raises(errors.IdentityError) as refused:
+        load_public(path)
+    said = str(refused.value)
+    assert "private key file (alice.key), not a public one: give alice.pub" in said, said
+    assert "PRIVATE KEY" not in said and "-----" not in said
 
 
 def test_damaged_key_files_are_refused(alice: Identity) -> None:

@@ -16,6 +16,7 @@ from .._files import write_atomic
 from ..envelope import Envelope, name_for_file, prepare_offline
 from ..errors import (
     DecryptionError,
+    FormatError,
     InsufficientSharesError,
     SecureCommError,
     ShareError,
@@ -121,7 +122,17 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
 
 def cmd_decrypt(args: argparse.Namespace) -> None:
     check_output(args.out, args.force, "-o")
-    envelope = Envelope.from_file(read_input(args.envelope, "envelope"))
+    try:
+        envelope = Envelope.from_file(read_input(args.envelope, "envelope"))
+    except FormatError as exc:
+        if args.envelope in (None, "-"):
+            raise
+        # The file encrypted, or a share file, given for the envelope: say which file.
+        raise CliError(
+            f"{args.envelope}: {exc}",
+            hint="decrypt takes the envelope that 'securecomm encrypt' wrote (FILE.scm)",
+            code=EXIT_BAD_INPUT,
+        ) from None
     sender = load_public(Path(args.sender)) if args.sender else None
     envelope.verify(sender)
     # Spec 7.1 and 7.7 steps 6-7, as `read` does with custodians: a file that is not one of
