@@ -117,6 +117,36 @@ def test_passive_mitm_reports_like_the_seed_and_raises_no_alarm(
     assert saved["alarms"] == [] and len(saved["exchanges"]) >= 3
 
 
+def test_a_report_it_would_replace_or_cannot_write_is_refused_before_it_listens(
+    tmp_path: Path,
+) -> None:
+    """A second run with the same --report replaced the first run's report at its end, and
+    a report into a directory not there was found out only then, with the traffic gone.
+    Both are refused at the start, port untouched; --force replaces."""
+    earlier = tmp_path / "report.json"
+    earlier.write_text('{"exchanges": ["the first run"]}\n')
+    port = free_port()
+    for report in (earlier, tmp_path / "not-there" / "report.json"):
+        refused = subprocess.run(
+            [
+                *(sys.executable, "-m", "securecomm.cli", "mitm", "--listen", f"127.0.0.1:{port}"),
+                *("--upstream", "http://127.0.0.1:9", "--report", str(report)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=_env(),
+        )
+        assert refused.returncode == 1, refused.stderr
+        assert "listening" not in refused.stdout
+        assert "hint: " in refused.stderr and "--report" in refused.stderr
+    assert earlier.read_text() == '{"exchanges": ["the first run"]}\n'
+    assert not (tmp_path / "not-there").exists()
+    mitm = _start_mitm("http://127.0.0.1:9", port, "--report", str(earlier), "--force")
+    assert "report saved to" in _stop(mitm)
+    assert json.loads(earlier.read_text())["exchanges"] != ["the first run"]
+
+
 def test_the_detector_fires_when_the_watched_text_does_cross(system: Stack) -> None:
     port = free_port()
     mitm = _start_mitm(system.relay.url, port, "--watch", SECRET_TEXT)

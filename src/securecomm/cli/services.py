@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings, load_settings
 from ..errors import ParameterError
 from ..network import NETWORK_FILE
-from ._common import command_group, home_option, service_settings, warn_if_browsers_refuse
+from ._common import (
+    check_output,
+    command_group,
+    home_option,
+    service_settings,
+    warn_if_browsers_refuse,
+)
 
 if TYPE_CHECKING:
     from ..service.storage import Schema
@@ -171,6 +177,9 @@ def cmd_mitm(args: argparse.Namespace) -> None:
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdecimal():
         raise ParameterError(f"--listen {args.listen!r}: expected HOST:PORT")
+    # Now, not at the end of the session: a report from an earlier run is not replaced
+    # unasked, and one that cannot be written is not found out after the traffic is gone.
+    check_output(args.report, args.force, "--report")
     try:
         proxy = Proxy(
             args.upstream,
@@ -329,5 +338,6 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
         help="raise an alarm if TEXT crosses the wire in any encoding (repeatable)",
     )
     p.add_argument("--report", metavar="PATH", help="save the report as JSON on exit")
+    p.add_argument("--force", action="store_true", help="replace the --report file if it exists")
     p.set_defaults(func=cmd_mitm)
     return relay_sub, cust_sub
