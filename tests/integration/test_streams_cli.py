@@ -434,3 +434,76 @@ def test_the_relays_limit_is_refused_before_any_share_is_deposited(tmp_path: Pat
             assert not [e for e in entries if "deposit" in str(e.get("event", ""))], entries
     finally:
         finish_up(up)
+
+
+def test_a_partial_file_left_by_a_read_elsewhere_goes_once_read_whole_or_deleted(
+    up: Up, tmp_path: Path
+) -> None:
+    """A read interrupted with --out A, then read whole with --out B, left A's partial file
+    for ever: hidden, 0600, holding the plaintext opened so far. It is recorded as it is
+    opened, named when the read stops, and removed (and named) once the message is read
+    whole elsewhere, or deleted; a record that names any other file removes nothing."""
+    source = tmp_path / "big.bin"
+    digest = random_file(source, 24 * MIB)
+    message_id = alice_sends(up, source).message_id
+    settings, known = _library(up, "bob")
+    bob = user(up.home, "bob")
+    record = person_home(up.home, "bob") / "users" / "bob.partials.json"
+
+    def read_into(out: Path, *, stop: bool) -> tuple[flows.ReadResult | None, list[str]]:
+        said: list[str] = []
+        opened = 0
+
+        def progress(stage: str, done: int, _total: int) -> None:
+            nonlocal opened
+            opened += done if stage == "downloading" else 0
+
+        try:
+            result = flows.read(
+                settings,
+                known,
+                bob,
+                message_id,
+                save_to=lambda _name: out,
+                progress=progress,
+                cancelled=lambda: stop and opened > 4 * MIB,
+                warn=said.append,
+            )
+        except InterruptedOperationError as exc:
+            assert stop
+            assert f"kept (mode 0600) in {partial_path(out, message_id).absolute()}" in str(exc)
+            return None, said
+        return result, said
+
+    first = tmp_path / "first" / "copy.bin"
+    first.parent.mkdir()
+    assert read_into(first, stop=True)[0] is None
+    left = partial_path(first, message_id)
+    assert left.stat().st_size > 4 * MIB and not first.exists()
+    assert json.loads(record.read_text()) == {message_id: [str(left.absolute())]}
+    # Another file the record is made to name, as a partial of another message would be.
+    decoy = tmp_path / "first" / f".notes.txt.{'0' * 16}.part"
+    decoy.write_text("not this message's")
+    record.write_text(json.dumps({message_id: [str(left.absolute()), str(decoy)]}))
+
+    second = tmp_path / "second.bin"
+    result, said = read_into(second, stop=False)
+    assert result is not None and file_sha256(second) == digest
+    assert not left.exists() and decoy.exists()
+    assert [line for line in said if "partial file" in line] == [
+        f"removed {left.absolute()}, an earlier read's partial file, as the message is now"
+        " read whole"
+    ]
+    assert message_id not in json.loads(record.read_text())
+
+    third = tmp_path / "third.bin"
+    assert read_into(third, stop=True)[0] is None
+    left = partial_path(third, message_id)
+    assert left.exists()
+    deleted: list[str] = []
+    flows.delete(settings, bob, message_id, warn=deleted.append)
+    assert not left.exists() and decoy.exists()
+    assert f"removed {left.absolute()}, an earlier read's partial file, as the message was" in (
+        " ".join(deleted)
+    )
+    assert message_id not in json.loads(record.read_text())

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -1015,6 +1016,78 @@ class _Kept:
         )
 
 
+@dataclass
+class _Partials:
+    """The partial files that reads of one message left (users/NAME.partials.json): the
+    plaintext opened so far of a streamed message, each beside the output that read was
+    given. A read to another place, or none at all, leaves the earlier one behind, hidden
+    (a dot file) and holding plaintext; each is recorded as it is opened, and removed once
+    the message is read whole elsewhere or deleted from the inbox."""
+
+    settings: Settings
+    reader: Keys
+    message_id: str
+    now: Path | None = None  # this read's
+
+    @property
+    def _path(self) -> Path:
+        return self.settings.home / "users" / f"{self.reader.name}.partials.json"
+
+    def saving_to(self, save_to: streamed.SaveTo) -> streamed.SaveTo:
+        """``save_to``, noting the partial file of the output it chooses before it opens."""
+
+        def chosen(filename: str | None) -> Path:
+            out = save_to(filename)
+            self.now = streamed.partial_path(out, self.message_id).absolute()
+            self._change(lambda paths: sorted({*paths, str(self.now)}))
+            return out
+
+        return chosen
+
+    def drop(self, warn: Warn, *, because: str) -> None:
+        """Remove the partial files recorded for the message, other than this read's (which
+        became the output), naming each; forget them."""
+        for name in self._change(lambda _paths: []):
+            path = Path(name)
+            if path == self.now or not _is_partial_of(path, self.message_id):
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                warn(f"could not remove {path}, an earlier read's partial file: {exc.strerror}")
+                continue
+            warn(f"removed {path}, an earlier read's partial file, as {because}")
+
+    def _change(self, change: Callable[[list[str]], list[str]]) -> list[str]:
+        """Replace the message's list by ``change`` of it; the list before."""
+        with locked(self._path):
+            stored = _load_state(self._path)
+            before = stored.get(self.message_id)
+            before = [p for p in before if isinstance(p, str)] if isinstance(before, list) else []
+            updated = dict(stored)
+            after = change(before)
+            if after:
+                updated[self.message_id] = after
+            else:
+                updated.pop(self.message_id, None)
+            if updated != stored:
+                write_atomic(self._path, json.dumps(updated, sort_keys=True).encode(), private=True)
+        return before
+
+
+def _is_partial_of(path: Path, message_id: str) -> bool:
+    """Whether ``path`` is a regular file named as a read of ``message_id`` names its
+    partial file (never a link, nor anything the record was edited to name)."""
+    if not (path.name.startswith(".") and path.name.endswith(f".{message_id[:16]}.part")):
+        return False
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
 def _load_state(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text("utf-8"))
@@ -1279,22 +1352,25 @@ def read(
         # Kept until the file is whole: a download that stops goes on without asking the
         # custodians again (a burn-after-reading share is released once).
         settle(now)
+        partials = _Partials(settings, reader, message_id)
         try:
             saved, filename = streamed.download(
                 relay_as_reader,
                 envelope,
                 key,
-                save_to,
+                partials.saving_to(save_to),
                 progress=progress,
                 cancelled=cancelled,
                 warn=warn,
             )
         except InterruptedOperationError:
+            kept_in = f"in {partials.now}" if partials.now else "beside the output"
             raise InterruptedOperationError(
                 "interrupted: the message is not whole; what was opened of it is kept (mode"
-                " 0600) beside the output, with the shares, and the same read again goes on"
-                " from there"
+                f" 0600) {kept_in}, with the shares, and the same read again goes on from"
+                " there"
             ) from None
+        partials.drop(warn, because="the message is now read whole")
         settle(_Kept() if forget else now, forgotten=forget)
         _note(settings, reader, message_id, read_at=int(time.time()))
         return ReadResult(
@@ -1458,6 +1534,7 @@ def delete(
         relay.request("DELETE", f"/api/v1/messages/{message_id}")
     kept = _Kept.from_json(_load_state(_pending_path(settings, reader)).get(message_id))
     forget(settings, reader, message_id)
+    _Partials(settings, reader, message_id).drop(warn, because="the message was deleted")
     history = _history_path(settings, reader)
     noted = _load_state(history)
     if noted.pop(message_id, None) is not None:
