@@ -233,6 +233,17 @@ def test_an_operator_checks_a_service_of_up_s_data_directory_as_the_readme_says(
         assert f"{shared.home / where}/" in status.stdout, explain(status)
         assert "this securecomm's: up to date" in status.stdout, explain(status)
     assert not (shared.home / "custodians").exists()
+    # A typo said "no pinned key for 'alpah'"; from a person's home, without --remote,
+    # "no database for alpha" with no word of where to look.
+    typo = cli(shared.home, "audit", "verify", "--name", "alpah")
+    assert typo.returncode == 2, explain(typo)
+    assert "no custodian named 'alpah' (known: alpha, bravo, charlie, delta, echo)" in (
+        typo.stderr
+    ), explain(typo)
+    bobs = cli(shared.home / "people" / "bob", "audit", "verify", "--name", "alpha")
+    assert bobs.returncode == 2, explain(bobs)
+    assert "hint: this is not custodian alpha's home" in bobs.stderr, explain(bobs)
+    assert "--remote" in bobs.stderr, explain(bobs)
 
 
 def test_clean_refuses_while_the_home_s_services_run(shared: Up) -> None:

@@ -170,6 +170,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     else:  # a client's home: the key pinned from the network file
         from ..client.trust import KnownKeys
 
+        settings.custodian(args.name)  # a name not in it is said so, with the names that are
         public = KnownKeys.load(settings.home).require(args.name)
     if args.file:
         report = audit.verify(_saved_pages(args.file), public)
@@ -192,7 +193,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         database = settings.custodian_database(args.name)
         file = sqlite_file(database)
         if file is not None and not file.exists():
-            raise ParameterError(f"no database for {args.name} at {file}")
+            missing = ParameterError(f"no database for {args.name} at {file}")
+            missing.hint = (
+                f"this is not custodian {args.name}'s home: give its home with --home, or,"
+                " as its operator, check the log it serves with --remote"
+            )
+            raise missing
         engine = connect(database)
         with engine.connect() as conn:
 
