@@ -642,6 +642,12 @@ def test_a_fingerprint_pasted_as_printed_is_compared(shared: Up) -> None:
     refused = cli(shared.home, "contacts", "verify", "bob", *wrong, "--as", "alice")
     assert refused.returncode == 1, explain(refused)
     assert "not marked as verified" in refused.stderr, explain(refused)
+    # Two groups of the eight, typed while reading them off: too little to compare, not a
+    # key that differs ("do not use this contact until you know why" scared for nothing).
+    short = cli(shared.home, "contacts", "verify", "bob", *groups[:2], "--as", "alice")
+    assert short.returncode == 2, explain(short)
+    assert "is too short to compare: nothing was marked" in short.stderr, explain(short)
+    assert "do not use this contact" not in short.stderr, explain(short)
     verified = cli(shared.home, "contacts", "verify", "bob", *groups, "--as", "alice")
     assert verified.returncode == 0, explain(verified)
     assert verified.stdout == f"bob: {' '.join(groups)} verified\n", explain(verified)

@@ -318,6 +318,19 @@ def passphrase_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def require_whole_fingerprint(said: str, refused: str, *, printed_by: str) -> None:
+    """Refuse, as bad input, a fingerprint typed short (fewer than the 32 hex digits of the
+    short form): too little to compare, not a key that differs. ``refused`` says what was
+    not done; ``printed_by`` where the whole one is to be found."""
+    digits = "".join(ch for ch in said if ch not in " :")
+    if len(digits) < 32:
+        raise CliError(
+            f"the fingerprint {said.strip()} is too short to compare: {refused}",
+            hint=f"give all of it, the eight groups of four that {printed_by} printed",
+            code=EXIT_BAD_INPUT,
+        )
+
+
 class ProgressBar:
     """A one-line progress display on standard error, shown only on a terminal and only
     for work large enough to wait for. A stage that moves a megabyte or more (uploading,

@@ -18,6 +18,7 @@ from ._common import (
     load_identity,
     new_passphrase,
     new_passphrase_options,
+    require_whole_fingerprint,
     settings_of,
 )
 
@@ -178,6 +179,12 @@ def cmd_contacts_verify(args: argparse.Namespace) -> None:
     from ..client import flows
     from ..client.trust import KnownKeys
 
+    said = " ".join(args.fingerprint)
+    require_whole_fingerprint(
+        said,
+        "nothing was marked",
+        printed_by=f"{args.name}'s `securecomm register` (or the page's Identity tab)",
+    )
     settings = _person(args)
     known = KnownKeys.load(settings.home)
     if known.get(args.name) is None:
@@ -191,7 +198,7 @@ def cmd_contacts_verify(args: argparse.Namespace) -> None:
                 hint=f"{args.name} registers with `securecomm register {args.name}`",
             )
         known.keys[args.name] = listed  # kept only if the fingerprint matches, below
-    key = known.verify(args.name, " ".join(args.fingerprint))
+    key = known.verify(args.name, said)
     known.save()
     print(f"{args.name}: {key.short_fingerprint()} verified")
 

@@ -19,6 +19,7 @@ from ._common import (
     home_option,
     positive_int,
     refuse_existing,
+    require_whole_fingerprint,
 )
 
 
@@ -310,14 +311,9 @@ def _check_fingerprint(data: bytes, fingerprint: str | None, source: str) -> Non
 
     if fingerprint is None:
         return
-    digits = "".join(ch for ch in fingerprint if ch not in " :")
-    if len(digits) < 32:
-        raise CliError(
-            f"the fingerprint {fingerprint.strip()} is too short to compare: not joined,"
-            " nothing was written",
-            hint="give all of it, the eight groups of four that `network create` printed",
-            code=2,
-        )
+    require_whole_fingerprint(
+        fingerprint, "not joined, nothing was written", printed_by="`network create`"
+    )
     network = Network.from_bytes(data)
     if not fingerprint_matches(network.fingerprint, fingerprint):
         served = "serves" if source.startswith(("http://", "https://")) else "is"
