@@ -204,6 +204,18 @@ def test_passphrase_without_a_terminal_names_its_own_option_for_the_new_one(up: 
     assert alice_key.read_bytes() == before
 
 
+def test_a_new_passphrase_given_as_the_current_one_is_named_so(up: Up, secret: Path) -> None:
+    """`passphrase --as alice --passphrase-file NEW` on a key with none said "key file for
+    alice: not encrypted, yet a passphrase was given", with no word of the option meant."""
+    alice_key = user_key_path(up.home, "alice")
+    before = alice_key.read_bytes()
+    refused = cli(up.home, "passphrase", "--as", "alice", "--passphrase-file", str(secret))
+    assert refused.returncode == 2, explain(refused)
+    assert "alice's key has no passphrase yet" in refused.stderr, explain(refused)
+    assert "hint: give the new one with --new-passphrase-file PATH" in refused.stderr
+    assert alice_key.read_bytes() == before
+
+
 def test_alice_protects_her_key_then_unlocks_it(up: Up, secret: Path) -> None:
     """The issue's walk with alice, whose key ``up`` made without a passphrase: she sets
     one, unlocks for 10 minutes, sends three times unasked, locks, and is asked again."""

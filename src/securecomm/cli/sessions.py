@@ -110,7 +110,19 @@ def cmd_passphrase(args: argparse.Namespace) -> None:
     key_path = user_key_path(home, name)
     if not key_path.exists():
         raise CliError(f"no identity {name!r} at {key_path}", code=EXIT_BAD_INPUT)
-    identity = load_identity(str(key_path), args)  # the current passphrase, if any
+    try:
+        identity = load_identity(str(key_path), args)  # the current passphrase, if any
+    except IdentityError as exc:
+        if not (args.passphrase_file and "not encrypted" in str(exc)):
+            raise
+        # The likeliest reading: the new passphrase, given under the current one's option.
+        raise CliError(
+            f"{name}'s key has no passphrase yet: --passphrase-file is the current one's,"
+            " and there is none; nothing was changed",
+            hint="give the new one with --new-passphrase-file PATH (or, on a terminal,"
+            " neither: it is asked twice)",
+            code=EXIT_BAD_INPUT,
+        ) from None
     wanted = argparse.Namespace(
         no_passphrase=args.no_passphrase,
         passphrase_file=args.new_passphrase_file,
