@@ -379,3 +379,21 @@ def test_a_locked_identity_shows_only_a_prompt_to_unlock(bob: Person, up: Up) ->
     shot(page, "devices-locked")
     bob.unlock()
     expect(card.locator("#device-add-form")).to_be_visible()
+
+
+def test_a_new_identity_is_not_said_unregistered_once_it_is_registered(
+    browser: Browser, up: Up
+) -> None:
+    """Creating an identity drew its devices before registering it, and nothing drew them
+    again: "fay is not registered in this relay's directory: register it to add devices"
+    stayed beside "Created fay (...) and registered it in the directory"."""
+    fay = Person(browser, up.relay_url)
+    try:
+        fay.create("fay")
+        listing = fay.page.locator("#devices-listing .status")
+        expect(listing).to_have_text("fay has added no device.")
+        expect(fay.page.locator("#identity-registered")).to_have_text(
+            "Registered in this relay's directory with this key."
+        )
+    finally:
+        fay.close()

@@ -85,6 +85,8 @@ async function registerActive(progress = () => {}) {
   const identity = requireActive();
   progress(`Registering ${identity.name} in the relay's directory…`);
   await api.register(identity);
+  // Its devices were fetched when it was drawn, before it was in the directory.
+  renderDevices();
 }
 
 export function renderActive() {
