@@ -429,6 +429,9 @@ def test_a_message_over_the_limit_the_relay_was_given_is_refused_before_any_depo
         assert refused.returncode == 2, explain(refused)
         assert f"over the relay's limit of {limit:,} bytes" in refused.stderr, explain(refused)
         assert "no share was deposited" in refused.stderr, explain(refused)
+        # The way out first: the hint named only the relay's setting, which its sender
+        # cannot change, and not that a file is streamed whatever its size.
+        assert "hint: save it to a file and give --file PATH" in refused.stderr
         # Under the relay's limit, though over the size that goes without asking: sent.
         sent = _send_stdin(up.home, b"y" * (1024 * 1024 + 4096))
         assert sent.returncode == 0, explain(sent)

@@ -726,9 +726,10 @@ class _Send:
                 f" {limit:,} bytes; nothing was sent (no share was deposited)"
             )
             error.hint = (
-                "the limit is the relay's max_envelope_bytes (in the [server] section of"
-                " its securecomm.toml); a message grows by about a third in the envelope's"
-                " base64"
+                "save it to a file and give --file PATH: a file is sent as a stream, of any"
+                " size; as TEXT or from standard input a message goes in one envelope,"
+                " limited by the relay's max_envelope_bytes (in the [server] section of its"
+                " securecomm.toml), and grows by about a third in its base64"
             )
             raise error
         self._stop_if_cancelled()
