@@ -432,6 +432,11 @@ def test_a_message_over_the_limit_the_relay_was_given_is_refused_before_any_depo
         # The way out first: the hint named only the relay's setting, which its sender
         # cannot change, and not that a file is streamed whatever its size.
         assert "hint: save it to a file and give --file PATH" in refused.stderr
+        # More than the CLI holds of standard input: refused as it is read, with that hint.
+        endless = _send_stdin(up.home, b"z" * (64 * 1024 * 1024 + 1))
+        assert endless.returncode == 2, explain(endless)
+        assert "the message is larger than 64 MiB" in endless.stderr, explain(endless)
+        assert "hint: save it to a file and give --file PATH" in endless.stderr
         # Under the relay's limit, though over the size that goes without asking: sent.
         sent = _send_stdin(up.home, b"y" * (1024 * 1024 + 4096))
         assert sent.returncode == 0, explain(sent)

@@ -148,7 +148,9 @@ def interrupts() -> Iterator[Callable[[], bool]]:
             signal.signal(sig, previous)
 
 
-def read_input(path: str | None, what: str) -> bytes:
+def read_input(path: str | None, what: str, *, too_large: str | None = None) -> bytes:
+    """All of standard input (``-`` or None) or of the file ``path``, up to
+    MAX_SECRET_BYTES; over that, refused with the hint ``too_large``."""
     if path is None or path == "-":
         if sys.stdin.isatty():
             print(f"reading the {what} from standard input; end with Ctrl-D", file=sys.stderr)
@@ -162,6 +164,7 @@ def read_input(path: str | None, what: str) -> bytes:
     if len(data) > MAX_SECRET_BYTES:
         raise CliError(
             f"the {what} is larger than {MAX_SECRET_BYTES // (1024 * 1024)} MiB",
+            hint=too_large,
             code=EXIT_BAD_INPUT,
         )
     return data

@@ -65,7 +65,12 @@ def cmd_send(args: argparse.Namespace) -> None:
     if args.text is not None and args.text != "-":
         message = args.text.encode("utf-8")
     else:
-        message = read_input(args.file, "message")
+        message = read_input(
+            args.file,
+            "message",
+            too_large="save it to a file and give --file PATH: a file is sent as a stream,"
+            " of any size",
+        )
     if not message:
         raise CliError("the message is empty", code=EXIT_BAD_INPUT)
     # Ctrl-C and SIGTERM are polled from here on: the send completes, or takes back
