@@ -366,6 +366,21 @@ def test_pending_shows_local_time_and_age(shared: Up) -> None:
     assert "no operator key for alpha" in custodian_home.stderr, explain(custodian_home)
     assert "is custodian alpha's home" in custodian_home.stderr
     assert "--operator-key" in custodian_home.stderr
+    # From alpha's operator's own home, which holds that one operator key: alpha is meant.
+    # approve and deny take the custodian as a word too, as pending does (before, both
+    # wanted --name: "the following arguments are required: --name").
+    operator_home = home / "people" / "alpha-operator"
+    inferred = cli(operator_home, "custodian", "pending")
+    assert inferred.returncode == 0 and message_id in inferred.stdout, explain(inferred)
+    release = next(line for line in inferred.stdout.splitlines() if message_id in line).split()[0]
+    for words, said in (
+        ([], "which custodian? name one: securecomm custodian approve RELEASE_ID alpha"),
+        (["bravo", "--name", "charlie"], "two custodians named"),
+    ):
+        unclear = cli(home, "custodian", "approve", release, *words)
+        assert unclear.returncode == 2 and said in unclear.stderr, explain(unclear)
+    approved = cli(home, "custodian", "approve", release, "alpha")
+    assert approved.stdout == f"alpha: release {release} approved\n", explain(approved)
     line = next(line for line in pending.stdout.splitlines() if message_id in line)
     today = time.strftime("%Y-%m-%d")
     assert re.search(rf"requested {today} \d\d:\d\d \((just now|\d+ s ago)\)$", line), line

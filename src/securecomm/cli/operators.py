@@ -23,13 +23,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _operator_client(args: argparse.Namespace, settings: Settings | None = None) -> Any:
     from ..client.transport import ServiceClient
-    from ..local.home import operator_name, user_key_path
+    from ..local.home import operator_name
     from ._common import load_identity
 
     settings = settings or _settings(args)
     url = args.url or settings.custodian(args.name).url
     name = operator_name(args.name)
-    places = [user_key_path(settings.home, name), settings.home / "operators" / f"{name}.key"]
+    places = _operator_key_places(settings, args.name)
     key = (
         Path(args.operator_key)
         if args.operator_key
@@ -51,6 +51,41 @@ def _operator_client(args: argparse.Namespace, settings: Settings | None = None)
     return ServiceClient(url, args.name, load_identity(str(key), args), trust=settings.tls_ca)
 
 
+def _operator_key_places(settings: Settings, custodian: str) -> list[Path]:
+    """Where an operator's home keeps the key of ``custodian``'s operator, first first."""
+    from ..local.home import operator_name, user_key_path
+
+    name = operator_name(custodian)
+    return [user_key_path(settings.home, name), settings.home / "operators" / f"{name}.key"]
+
+
+def _which_custodian(args: argparse.Namespace, settings: Settings, verb: str) -> str:
+    """The custodian a verb acts on: the one named (as a word, or --name); else the one
+    whose home this is; else the one whose operator's key this home holds, if just one."""
+    named: list[str] = list(dict.fromkeys(n for n in (args.custodian, args.name) if n))
+    if len(named) > 1:
+        raise CliError(
+            f"two custodians named: {named[0]!r} and --name {named[1]!r}; give one", code=2
+        )
+    if named:
+        return named[0]
+    if settings.own_custodian is not None:
+        return settings.own_custodian.name
+    held = [
+        c.name
+        for c in settings.custodians
+        if any(place.exists() for place in _operator_key_places(settings, c.name))
+    ]
+    if len(held) == 1:
+        return held[0]
+    release = "" if verb == "pending" else " RELEASE_ID"
+    raise CliError(
+        f"which custodian? name one: securecomm custodian {verb}{release} alpha"
+        + (f" (this home holds the operator keys of {', '.join(held)})" if held else ""),
+        code=2,
+    )
+
+
 def _pending(client: Any) -> list[dict[str, Any]]:
     from ..client.transport import answer_json
 
@@ -59,19 +94,8 @@ def _pending(client: Any) -> list[dict[str, Any]]:
 
 
 def cmd_custodian_pending(args: argparse.Namespace) -> None:
-    named = list(dict.fromkeys(n for n in (args.custodian, args.name) if n))
     settings = _settings(args)
-    own = settings.own_custodian
-    if not named and own is not None:  # the custodian whose home this is
-        named = [own.name]
-    if len(named) != 1:
-        raise CliError(
-            "which custodian? name one: securecomm custodian pending alpha"
-            if not named
-            else f"two custodians named: {named[0]!r} and --name {named[1]!r}; give one",
-            code=2,
-        )
-    args.name = named[0]
+    args.name = _which_custodian(args, settings, "pending")
     with _operator_client(args, settings) as client:
         pending = _pending(client)
     if not pending:
@@ -102,7 +126,9 @@ def local_time_and_age(epoch: int, now: float | None = None) -> str:
 def _decide(args: argparse.Namespace, verdict: str) -> None:
     from ..client.transport import answer_json
 
-    with _operator_client(args) as client:
+    settings = _settings(args)
+    args.name = _which_custodian(args, settings, verdict)
+    with _operator_client(args, settings) as client:
         try:
             answer = client.request("POST", f"/v1/releases/{args.release_id}/{verdict}")
         except ServiceError as exc:
@@ -254,17 +280,20 @@ def add_commands(sub: Any, custodian: Any) -> None:
             " key: --operator-key, or NAME-operator.key in HOME/users (where `keygen"
             f" NAME-operator --out HOME/users` puts it) or HOME/operators.{more}",
         )
-        if verb == "pending":
-            p.add_argument(
-                "custodian", nargs="?", metavar="NAME", help="which custodian (or --name)"
-            )
-        else:
+        if verb != "pending":
             p.add_argument(
                 "release_id",
                 metavar="ID",
                 help="the release's id, as `custodian pending` lists it (not the message's)",
             )
-        _operator_options(p, name_required=verb != "pending")
+        p.add_argument(
+            "custodian",
+            nargs="?",
+            metavar="NAME",
+            help="which custodian (or --name); by default the one whose home HOME is, or"
+            " whose operator's key it holds, if just one",
+        )
+        _operator_options(p, name_required=False)
         p.set_defaults(func=func)
 
     audit_sub = command_group(
