@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from playwright.sync_api import Page
 
 from securecomm import canonical, errors, hpke, shares
+from securecomm.cli.people import size_text
 from securecomm.identity import PASSPHRASE_ITERATIONS, Identity, PublicIdentity
 from tests.browser._js import b64, evaluate, pkcs8, unb64
 
@@ -1010,3 +1011,15 @@ def test_the_page_takes_a_revocation_receipt_only_from_the_services_key(page: Pa
     assert js["another service"] == (
         "IdentityError: alpha did not answer with a receipt for this revocation"
     )
+
+
+def test_the_inbox_says_a_size_as_the_cli_does(page: Page) -> None:
+    """The page's inbox listed a streamed message as "300076281 bytes", as the CLI did."""
+    sizes = [0, 2996, 1024 * 1024 - 1, 1024 * 1024, 300076281, 5 * 1024**4]
+    said = page.evaluate(
+        "async (sizes) => { const { sizeText } = await import('/js/views/ui.js');"
+        " return sizes.map(sizeText); }",
+        sizes,
+    )
+    assert said == [size_text(size) for size in sizes]
+    assert said[4] == "286.2 MiB"

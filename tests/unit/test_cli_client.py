@@ -13,7 +13,7 @@ import pytest
 
 from securecomm.cli import main
 from securecomm.cli._common import ProgressBar, parse_duration
-from securecomm.cli.people import _inbox_notes
+from securecomm.cli.people import _inbox_notes, size_text
 from securecomm.client.trust import KnownKeys
 from securecomm.config import load_settings
 from securecomm.errors import KeyChangedError, ParameterError
@@ -99,6 +99,15 @@ def test_a_transfer_that_stops_part_way_leaves_its_line_and_ends_it(
         bar("uploading", 8 * 1024 * 1024, 8 * 1024 * 1024)
     assert finished.getvalue().endswith("8.0/8.0 MiB\033[K\n")
     assert not finished.getvalue().endswith("\n\n")
+
+
+def test_inbox_sizes_read_as_a_person_reads_them() -> None:
+    """A streamed message was listed as "300076281 bytes"."""
+    assert size_text(2996) == "2,996 bytes"
+    assert size_text(1024 * 1024 - 1) == "1,048,575 bytes"
+    assert size_text(1024 * 1024) == "1.0 MiB"
+    assert size_text(300076281) == "286.2 MiB"
+    assert size_text(5 * 1024**4) == "5,242,880.0 MiB"
 
 
 CUSTODIANS = ("alpha", "bravo", "charlie", "delta", "echo")

@@ -176,9 +176,15 @@ def cmd_inbox(args: argparse.Namespace) -> None:
         when = _local_time(item["created"])
         notes = "; ".join(_inbox_notes(item, now))
         print(
-            f"{item['id']}  from {item['sender']['name']:<12} {when}  {item['size']} bytes"
+            f"{item['id']}  from {item['sender']['name']:<12} {when}  {size_text(item['size'])}"
             + (f"  ({notes})" if notes else "")
         )
+
+
+def size_text(size: int) -> str:
+    """A size as a person reads it: ``2,996 bytes``; from a mebibyte, ``286.2 MiB``."""
+    mib = 1024 * 1024
+    return f"{size:,} bytes" if size < mib else f"{size / mib:,.1f} MiB"
 
 
 def _local_time(stamp: int) -> str:

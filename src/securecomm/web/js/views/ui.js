@@ -121,6 +121,12 @@ export function mib(bytes) {
   return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
+/** A size as the CLI's inbox says it: "2,996 bytes"; from a mebibyte, "286.2 MiB". */
+export function sizeText(bytes) {
+  if (bytes < 1048576) return `${bytes.toLocaleString("en-US")} bytes`;
+  return `${(bytes / 1048576).toLocaleString("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 })} MiB`;
+}
+
 /** A formatter of progress in bytes, {done, total} → "12.0 MiB of 200.0 MiB, 35.2 MiB/s",
  * the rate taken since its first call. Its `stalled()` says, once nothing moved for
  * STALLED_MS, where it stands and for how long: "12.0 MiB of 200.0 MiB; no answer from the
