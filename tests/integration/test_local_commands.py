@@ -272,7 +272,36 @@ def test_up_refuses_a_port_another_program_listens_on(tmp_path: Path) -> None:
     assert "securecomm is up" not in refused.stdout, explain(refused)
     assert re.search(rf"charlie\b.*127\.0\.0\.1:{port}\b", refused.stderr), explain(refused)
     assert "another program" in refused.stderr, explain(refused)
+    # Made with that port: changing the settings would now be refused, so not offered.
+    assert "choose other ports" not in refused.stderr, explain(refused)
+    assert "keep the ports they were made with" in refused.stderr, explain(refused)
     assert not (home / "logs").exists(), "up started services before checking its ports"
+    assert processes_of(home) == []
+
+
+def test_a_first_up_on_a_taken_port_makes_nothing_that_fixes_the_ports(tmp_path: Path) -> None:
+    """A first `up` beside another one made every party's home with the ports taken, then
+    hinted "choose other ports in HOME/securecomm.toml"; done, the next `up` refused the
+    change ("a service's own home says it listens elsewhere"). Now a first `up` checks
+    the ports before it makes any party's home, so the change the hint offers is taken."""
+    home = tmp_path / "home"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {name: free_port() for name in NAMES} | {"charlie": port}
+        write_config(home, free_port(), ports)
+        refused = cli(home, "up")
+    assert refused.returncode == 1, explain(refused)
+    assert re.search(rf"charlie\b.*127\.0\.0\.1:{port}\b", refused.stderr), explain(refused)
+    assert "nothing was started or made but the settings" in refused.stderr, explain(refused)
+    assert f"choose other ports in {home / 'securecomm.toml'}" in refused.stderr
+    assert sorted(p.name for p in home.iterdir()) == ["securecomm.toml"]
+    other = free_port()
+    write_config(home, free_port(), ports | {"charlie": other})
+    initialised = cli(home, "init")  # up's own first step
+    assert initialised.returncode == 0, explain(initialised)
+    assert f"port = {other}" in (home / "charlie" / "securecomm.toml").read_text()
     assert processes_of(home) == []
 
 

@@ -46,10 +46,16 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    from ..local.home import init_home
+    from ..local.home import init_home, plan_home, ports_fixed
     from ..local.stack import Stack
 
     home = home_of(args)
+    # Ports taken are said before any party's home is made: each keeps the port it is made
+    # with, so the settings file's ports can be changed only until then.
+    plan = plan_home(home, n=args.custodians, t=args.threshold)
+    fixed = ports_fixed(home, plan)
+    if not fixed and (busy := Stack(plan, replicas=args.relay_replicas).busy_ports()):
+        raise _ports_in_use(busy, home, fixed=False)
     report = init_home(home, n=args.custodians, t=args.threshold, tls=args.tls)
     if report.created:
         print(f"initialised {home}")
@@ -58,7 +64,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     stack.check()  # nginx, for replicas
     busy = stack.busy_ports()
     if busy:
-        raise _ports_in_use(busy, home)
+        raise _ports_in_use(busy, home, fixed=True)
     _upgrade_databases(home, settings)
     relay = "the relay" if stack.front is None else f"{len(stack.front.replicas)} relay replicas"
     print(f"starting {relay} and {settings.n_shares} custodians ...", file=sys.stderr)
@@ -130,8 +136,9 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _ports_in_use(busy: list[BusyPort], home: Path) -> CliError:
-    """Refusing ``up`` when its ports are taken: which, by whom, and what to do."""
+def _ports_in_use(busy: list[BusyPort], home: Path, *, fixed: bool) -> CliError:
+    """Refusing ``up`` when its ports are taken: which, by whom, and what to do. Other ports
+    are offered only while they can still be chosen (not ``fixed``: no party's home made)."""
     count = "a port is" if len(busy) == 1 else f"{len(busy)} ports are"
     width = max(8, *(len(b.name) for b in busy))
     rows = "\n".join(f"  {b.name:<{width}} {b.address:<21} {b.holder}" for b in busy)
@@ -141,11 +148,16 @@ def _ports_in_use(busy: list[BusyPort], home: Path) -> CliError:
         if any(b.ours for b in busy)
         else ""
     )
+    hint += f"To see which program holds a port: ss -ltnp 'sport = :{busy[0].port}'. Stop it"
     hint += (
-        f"To see which program holds a port: ss -ltnp 'sport = :{busy[0].port}'. Stop it,"
-        f" or choose other ports in {home / 'securecomm.toml'}, or use another --home."
+        ", or use another --home (this data directory's services keep the ports they were"
+        " made with)."
+        if fixed
+        else f", or choose other ports in {home / 'securecomm.toml'} (nothing else is made"
+        " yet: its services take their ports from it), or use another --home."
     )
-    return CliError(f"cannot start, nothing was started: {count} already in use\n{rows}", hint=hint)
+    made = "nothing was started" if fixed else "nothing was started or made but the settings"
+    return CliError(f"cannot start, {made}: {count} already in use\n{rows}", hint=hint)
 
 
 def _register_users(home: Path) -> None:

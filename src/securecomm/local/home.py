@@ -122,14 +122,7 @@ def init_home(
     the network file carries; a network made without it is not changed to it.
     """
     created: list[str] = []
-    _refuse_a_shared_home(home)
-    home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home, 0o700)
-    config = home / CONFIG_FILE
-    if not config.exists():
-        write_atomic(config, config_text(n or 5, t or 3).encode())
-        created.append(str(config))
-    plan = load_settings(home, env={})
+    plan = plan_home(home, n=n, t=t, created=created)
     if (n is not None and n != plan.n_shares) or (t is not None and t != plan.threshold):
         raise ParameterError(
             f"{home} is set up for {plan.threshold} of {plan.n_shares} custodians;"
@@ -217,6 +210,29 @@ def init_home(
             known.verified.add(other.name)
         known.save()
     return InitReport(home, tuple(created), identities)
+
+
+def plan_home(
+    home: Path, *, n: int | None = None, t: int | None = None, created: list[str] | None = None
+) -> Settings:
+    """The first step of :func:`init_home`, alone: the data directory and its settings
+    file (where every party listens), made if missing (and named in ``created``)."""
+    _refuse_a_shared_home(home)
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    config = home / CONFIG_FILE
+    if not config.exists():
+        write_atomic(config, config_text(n or 5, t or 3).encode())
+        if created is not None:
+            created.append(str(config))
+    return load_settings(home, env={})
+
+
+def ports_fixed(home: Path, plan: Settings) -> bool:
+    """Whether a party's own home is made already, keeping the port it was made with (so
+    the settings file's ports can no longer be changed)."""
+    names = ("relay", *(c.name for c in plan.custodians))
+    return any((party_home(home, name) / CONFIG_FILE).exists() for name in names)
 
 
 def _relay_settings(plan: Settings) -> list[str]:
