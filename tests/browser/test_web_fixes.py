@@ -8,6 +8,7 @@ newcomer met walking through the page.
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,16 @@ from securecomm.local.home import user_key_path
 from securecomm.local.layout import person_home
 from tests.browser._web import READ, Person, shot
 from tests.integration.conftest import NAMES
-from tests.integration.test_cli_system import Up, cli, events_of, explain, run, running_up
+from tests.integration.test_cli_system import (
+    CLI,
+    Up,
+    clean_env,
+    cli,
+    events_of,
+    explain,
+    run,
+    running_up,
+)
 
 MESSAGE_ID = re.compile(r"^message id:\s+([0-9a-f]{32})$", re.MULTILINE)
 DESKTOP = {"width": 1100, "height": 900}
@@ -759,3 +769,32 @@ def test_an_inbox_entry_with_two_badges_keeps_its_buttons_beside_it(
         assert buttons[0]["top"] == buttons[1]["top"], buttons
         beside = [b["top"] < text["bottom"] and b["left"] >= text["right"] for b in buttons]
         assert beside == [True, True], (text, buttons)
+
+
+def test_a_text_saved_without_a_file_name_is_named_as_text(
+    up: Up, rita: Person, tmp_path: Path
+) -> None:
+    """A text message saved from the page, or read with `--out DIR`, was named
+    message-xxxxxxxx.bin / ID.bin; a text is now .txt, anything else still .bin."""
+    message_id = cli_send(up, "rita", "a plain sentence")
+    page = rita.read(message_id)
+    expect(page.locator("#plaintext")).to_have_text("a plain sentence")
+    with page.expect_download() as download:
+        page.locator("#save-message").click()
+    assert download.value.suggested_filename == f"message-{message_id[:8]}.txt"
+    into = tmp_path / "into"
+    into.mkdir()
+    for content in (b"a plain sentence", b"\x00\x01 not text"):
+        sent = subprocess.run(
+            [*CLI, "send", "--from", "alice", "--to", "bob", "--quiet", "--home", str(up.home)],
+            input=content,
+            capture_output=True,
+            timeout=60,
+            env=clean_env(),
+        )
+        assert sent.returncode == 0, sent.stderr
+        other = sent.stdout.decode().strip()
+        read = cli(up.home, "read", other, "--as", "bob", "--out", str(into))
+        assert read.returncode == 0, explain(read)
+        kind = "bin" if content.startswith(b"\x00") else "txt"
+        assert (into / f"{other}.{kind}").read_bytes() == content

@@ -323,7 +323,8 @@ def cmd_read(args: argparse.Namespace) -> None:
     out = args.out
     if into_directory:
         # The sender's name was checked on decryption: no separator, not '.' or '..'.
-        out = str(Path(args.out) / (result.filename or f"{args.message_id}.bin"))
+        kind = "txt" if _printable(result.plaintext) else "bin"
+        out = str(Path(args.out) / (result.filename or f"{args.message_id}.{kind}"))
         refuse_existing(Path(out), args.force)
     to_terminal = out in (None, "-") and sys.stdout.isatty()
     if to_terminal and not _printable(result.plaintext):

@@ -506,7 +506,11 @@ async function readMessage(messageId, button) {
         type: "button",
         id: "save-message",
         onclick: () =>
-          download(result.filename ?? `message-${messageId.slice(0, 8)}.bin`, result.plaintext),
+          download(
+            result.filename ??
+              `message-${messageId.slice(0, 8)}.${text === null ? "bin" : "txt"}`,
+            result.plaintext,
+          ),
       },
       result.filename
         ? `Save ${result.filename} (${result.plaintext.length} bytes)`
