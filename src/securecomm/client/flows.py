@@ -1063,18 +1063,14 @@ class _Partials:
 
     def _change(self, change: Callable[[list[str]], list[str]]) -> list[str]:
         """Replace the message's list by ``change`` of it; the list before."""
-        with locked(self._path):
-            stored = _load_state(self._path)
-            before = stored.get(self.message_id)
-            before = [p for p in before if isinstance(p, str)] if isinstance(before, list) else []
-            updated = dict(stored)
-            after = change(before)
-            if after:
-                updated[self.message_id] = after
-            else:
-                updated.pop(self.message_id, None)
-            if updated != stored:
-                write_atomic(self._path, json.dumps(updated, sort_keys=True).encode(), private=True)
+        before: list[str] = []
+
+        def entry(stored: object) -> list[str]:
+            if isinstance(stored, list):
+                before.extend(p for p in stored if isinstance(p, str))
+            return change(list(before))
+
+        _change_state(self._path, self.message_id, entry)
         return before
 
 
@@ -1103,14 +1099,25 @@ def _save_kept(path: Path, message_id: str, kept: _Kept) -> None:
 
 
 def _change_kept(path: Path, message_id: str, change: Callable[[_Kept], _Kept]) -> None:
+    def entry(stored: object) -> dict[str, Any] | None:
+        kept = change(_Kept.from_json(stored))
+        return kept.to_json() if kept.pending or kept.released else None
+
+    _change_state(path, message_id, entry)
+
+
+def _change_state(path: Path, key: str, change: Callable[[Any], Any]) -> None:
+    """Under the file's lock, make the entry ``key`` of the JSON object at ``path``
+    ``change`` of what it is (None if absent); an empty result removes it. The file is
+    written (whole, private) only if that changes it."""
     with locked(path):
         stored = _load_state(path)
         updated = dict(stored)
-        kept = change(_Kept.from_json(stored.get(message_id)))
-        if kept.pending or kept.released:
-            updated[message_id] = kept.to_json()
+        after = change(stored.get(key))
+        if after:
+            updated[key] = after
         else:
-            updated.pop(message_id, None)
+            updated.pop(key, None)
         if updated != stored:
             write_atomic(path, json.dumps(updated, sort_keys=True).encode(), private=True)
 
