@@ -8,6 +8,7 @@ under ``up`` is reported with its reason and the command that starts it again.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -257,14 +258,22 @@ def test_clean_refuses_while_the_home_s_services_run(shared: Up) -> None:
     assert healthy(shared.relay_url)
 
 
-def test_up_refuses_a_port_another_program_listens_on(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+@contextlib.contextmanager
+def _charlie_s_port_taken(home: Path) -> Iterator[tuple[int, dict[str, int]]]:
+    """HOME's settings, with charlie's port held by another program while inside: that
+    port, and every custodian's."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         ports = {name: free_port() for name in NAMES} | {"charlie": port}
         write_config(home, free_port(), ports)
+        yield port, ports
+
+
+def test_up_refuses_a_port_another_program_listens_on(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with _charlie_s_port_taken(home) as (port, _ports):
         initialised = cli(home, "init")
         assert initialised.returncode == 0, explain(initialised)
         refused = cli(home, "up")
@@ -285,12 +294,7 @@ def test_a_first_up_on_a_taken_port_makes_nothing_that_fixes_the_ports(tmp_path:
     change ("a service's own home says it listens elsewhere"). Now a first `up` checks
     the ports before it makes any party's home, so the change the hint offers is taken."""
     home = tmp_path / "home"
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        ports = {name: free_port() for name in NAMES} | {"charlie": port}
-        write_config(home, free_port(), ports)
+    with _charlie_s_port_taken(home) as (port, ports):
         refused = cli(home, "up")
     assert refused.returncode == 1, explain(refused)
     assert re.search(rf"charlie\b.*127\.0\.0\.1:{port}\b", refused.stderr), explain(refused)
