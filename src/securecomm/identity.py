@@ -433,8 +433,8 @@ def read_public_file(data: bytes, what: str = ".pub file") -> PublicIdentity:
     written beside one, picked for it by mistake, is named as such (as
     :func:`_not_a_key_file` names the reverse), from its first line only."""
     if data.startswith(_FILE_HEADER.encode()):
-        first = data.split(b"\n", 1)[0][len(_FILE_HEADER) :].decode("utf-8", "replace")
-        name = first.strip() if _NAME.fullmatch(first.strip()) else "NAME"
+        first = data.split(b"\n", 1)[0][len(_FILE_HEADER) :].decode("utf-8", "replace").strip()
+        name = first if _NAME.fullmatch(first) else "NAME"
         raise IdentityError(
             f"{what}: this is a private key file ({name}.key), not a public one: give"
             f" {name}.pub instead, the file written beside it"

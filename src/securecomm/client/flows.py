@@ -1063,15 +1063,12 @@ class _Partials:
 
     def _change(self, change: Callable[[list[str]], list[str]]) -> list[str]:
         """Replace the message's list by ``change`` of it; the list before."""
-        before: list[str] = []
+        return _paths(_change_state(self._path, self.message_id, lambda s: change(_paths(s))))
 
-        def entry(stored: object) -> list[str]:
-            if isinstance(stored, list):
-                before.extend(p for p in stored if isinstance(p, str))
-            return change(list(before))
 
-        _change_state(self._path, self.message_id, entry)
-        return before
+def _paths(stored: object) -> list[str]:
+    """A message's recorded partial files, as its entry in the state file holds them."""
+    return [p for p in stored if isinstance(p, str)] if isinstance(stored, list) else []
 
 
 def _is_partial_of(path: Path, message_id: str) -> bool:
@@ -1106,20 +1103,22 @@ def _change_kept(path: Path, message_id: str, change: Callable[[_Kept], _Kept]) 
     _change_state(path, message_id, entry)
 
 
-def _change_state(path: Path, key: str, change: Callable[[Any], Any]) -> None:
+def _change_state(path: Path, key: str, change: Callable[[Any], Any]) -> Any:
     """Under the file's lock, make the entry ``key`` of the JSON object at ``path``
     ``change`` of what it is (None if absent); an empty result removes it. The file is
-    written (whole, private) only if that changes it."""
+    written (whole, private) only if that changes it. Returns the entry before."""
     with locked(path):
         stored = _load_state(path)
         updated = dict(stored)
-        after = change(stored.get(key))
+        before = stored.get(key)
+        after = change(before)
         if after:
             updated[key] = after
         else:
             updated.pop(key, None)
         if updated != stored:
             write_atomic(path, json.dumps(updated, sort_keys=True).encode(), private=True)
+    return before
 
 
 def read(
