@@ -374,6 +374,31 @@ def test_an_output_that_is_not_a_file_is_refused_even_with_force(
     assert list(directory.iterdir()) == [] and list(shares.iterdir()) == []
 
 
+def test_a_file_of_shares_named_as_a_share_is_said_to_be_a_file(
+    canary_shares: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`combine shares.txt` said "share 1: does not start with 'securecomm-share-v1:'", as if
+    the file's name were a damaged share. The word is named as a file, with the way to give
+    its shares; a damaged share among the words is still never quoted."""
+    monkeypatch.chdir(tmp_path)
+    Path("shares.txt").write_text("\n".join(canary_shares[:3]) + "\n")
+    Path("more shares.txt").write_text(canary_shares[3] + "\n")
+    damaged = "Q" + canary_shares[4][1:]
+    result = run_cli("combine", canary_shares[0], damaged, "shares.txt", "more shares.txt")
+    assert_refused(
+        result,
+        2,
+        "share 3 is the name of a file (shares.txt), not a share",
+        "cat shares.txt 'more shares.txt' | securecomm combine",
+        secrets=[CANARY, damaged, *(body(s) for s in canary_shares)],
+    )
+    piped = run_cli("combine", stdin=Path("shares.txt").read_bytes())
+    assert (piped.code, piped.out) == (0, CANARY), piped.err
+    # A word that names no file is a share as before, whatever it looks like.
+    missing = run_cli("combine", "missing.txt", *canary_shares[:2])
+    assert_refused(missing, 2, "share 1: does not start with", secrets=[CANARY])
+
+
 def test_combine_takes_shares_beginning_with_a_dash_in_their_places(
     canary_shares: list[str], tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ single-machine mode, no server."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from ..errors import (
     ShareError,
 )
 from ..identity import Identity, load_public, save_public
-from ..shares import TEXT_SPACE, Share
+from ..shares import TEXT_PREFIX, TEXT_SPACE, Share
 from ._common import (
     EXIT_BAD_INPUT,
     CliError,
@@ -57,8 +58,39 @@ def cmd_combine(args: argparse.Namespace) -> None:
         raise CliError(
             "no shares given", code=EXIT_BAD_INPUT, hint="one share a line, or as arguments"
         )
+    if args.shares:
+        _refuse_file_names(args.shares)
     parsed = [Share.from_text(text, name=f"share {i}") for i, text in texts]
     write_output(args.out, shares_mod.combine(parsed))
+
+
+def _is_file(word: str) -> bool:
+    try:
+        return Path(word).is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL, is not a file's
+        return False
+
+
+def _refuse_file_names(words: list[str]) -> None:
+    """``combine shares.txt`` took the file's name for a share ("share 1: does not start
+    with 'securecomm-share-v1:'"). A word that is no share but names a file is said to be
+    one, with the way to give its shares. Only such a word is named: any other may be a
+    damaged share, a secret."""
+    files = [
+        (i, word)
+        for i, word in enumerate(words, start=1)
+        if not word.strip(TEXT_SPACE).startswith(TEXT_PREFIX) and _is_file(word)
+    ]
+    if not files:
+        return
+    i, first = files[0]
+    names = " ".join(shlex.quote(word) for _, word in files)
+    raise CliError(
+        f"share {i} is the name of a file ({first}), not a share: combine takes the shares' text",
+        code=EXIT_BAD_INPUT,
+        hint=f"give a file of shares, one a line, on standard input: cat {names} |"
+        " securecomm combine",
+    )
 
 
 def cmd_keygen(args: argparse.Namespace) -> None:
