@@ -487,9 +487,28 @@ def test_the_sender_unsends_in_the_page(people: dict[str, Person], up: Up) -> No
     assert _shares_unsent(up, message_id) == ["unsent"] * 5
     dave.open("inbox")
     expect(dave.page.locator(f"li[data-message='{message_id}']")).to_have_count(0)
-    again = _unsend(carol, message_id)  # gone: the relay says so, nothing else happens
-    assert f"no message {message_id} for you" in again, again
-    assert "a message unsent already is gone" in again, again
+    # Again, as the CLI does: the custodians are asked by its id, and each says it is gone.
+    again = _unsend(carol, message_id)
+    assert again == (
+        f"Message {message_id}: the relay holds it no more (each recipient deleted it, or it"
+        " was unsent before); the shares of alpha, bravo, charlie, delta, echo are destroyed."
+    ), again
+    # The relay dropped one its only recipient deleted, and its shares stayed: before, they
+    # could not be unsent ("no message ... for you"). Now they are, by its id.
+    deleted = carol.send("dave", "deleted by dave, unsent by carol")
+    dave.open("inbox")
+    dave.page.once("dialog", lambda dialog: dialog.accept())
+    entry = dave.page.locator(f"li[data-message='{deleted}']")
+    entry.get_by_role("button", name=re.compile(r"^Delete the message ")).click()
+    expect(entry).to_have_count(0)
+    assert _shares_unsent(up, deleted) == [None] * 5
+    said = _unsend(carol, deleted)
+    assert "the relay holds it no more" in said, said
+    assert _shares_unsent(up, deleted) == ["unsent"] * 5
+    # An id no one holds a share of is not found, at the relay or any custodian.
+    nowhere = _unsend(carol, "0" * 31 + "1")
+    assert "no message 00000000000000000000000000000001 for you" in nowhere, nowhere
+    assert "no custodian holds a share of it from carol either" in nowhere, nowhere
     # Only its sender unsends; a malformed id is said, not sent.
     theirs = carol.send("dave", "dave may not unsend this")
     said = _unsend(dave, theirs)

@@ -711,6 +711,37 @@ def test_unsend(shared: Up) -> None:
         assert release(shared.url(name), name, bob, message_id) == (410, "destroyed"), name
 
 
+def test_a_message_every_recipient_deleted_is_still_unsent_by_its_sender(shared: Up) -> None:
+    """The relay drops an envelope once no recipient lists it; its shares stay with the
+    custodians "until its sender unsends it". But unsend looked the deposits up in the
+    envelope: "relay: no message ... for you", exit 1, and the shares stayed for good. The
+    custodians are now asked by the message's id; each destroys only its caller's deposit."""
+    home = shared.home
+    bob = user(home, "bob")
+    message_id = send(home, "deleted, not unsent")
+    deleted = cli(home, "delete", message_id, "--as", "bob")
+    assert deleted.returncode == 0, explain(deleted)
+    # Not bob's to destroy: nothing was, and he is told none of his is anywhere.
+    refused = cli(home, "unsend", message_id, "--as", "bob")
+    assert refused.returncode == 1, explain(refused)
+    assert "no custodian holds a share of it from bob either" in refused.stderr
+    assert [release(shared.url(n), n, bob, message_id)[0] for n in NAMES] == [200] * 5
+    said = (
+        f"message {message_id}: the relay holds it no more (each recipient deleted it, or it"
+        " was unsent before); the shares of alpha, bravo, charlie, delta, echo are destroyed"
+    )
+    for _ in range(2):  # and again, as after any unsend: the same word
+        unsent = cli(home, "unsend", message_id, "--as", "alice")
+        assert (unsent.returncode, unsent.stdout.strip()) == (0, said), explain(unsent)
+    for name in NAMES:
+        assert release(shared.url(name), name, bob, message_id) == (410, "destroyed"), name
+    # A message no custodian holds a share of is not found, as before.
+    typo = cli(home, "unsend", "0" * 31 + "1", "--as", "alice")
+    assert typo.returncode == 1, explain(typo)
+    assert "no message 00000000000000000000000000000001 for you" in typo.stderr
+    assert "no custodian holds a share of it from alice either" in typo.stderr
+
+
 def test_an_expired_message_is_said_to_be_expired_and_when(shared: Up) -> None:
     home = shared.home
     message_id = send(home, "only for a moment", "--expires", "1s")

@@ -536,6 +536,26 @@ def test_unsend_by_someone_else_is_404(alpha: Service) -> None:
     assert release(alpha, BOB, draft.header.id).status_code == 200
 
 
+def test_unsend_by_message_id_by_someone_else_is_answered_as_for_no_deposit(
+    alpha: Service,
+) -> None:
+    """By its message id, another's deposit was answered "no deposit REF of yours": it told
+    whoever asked that a share of the message was here, and its ref. It is now answered as
+    a message with no deposit here is, and stays."""
+    draft, receipt = held(alpha)
+    query = f"message_id={draft.header.id}"
+    for who in (BOB, EVE):
+        r = alpha.call(who, "DELETE", "/v1/deposits", query=query)
+        none = alpha.call(who, "DELETE", "/v1/deposits", query="message_id=" + "0" * 32)
+        assert (r.status_code, r.json["code"]) == (404, "no_deposit")
+        assert r.json["message"] == none.json["message"].replace("0" * 32, draft.header.id)
+        assert receipt.ref not in r.data.decode()
+    assert release(alpha, BOB, draft.header.id).status_code == 200
+    assert alpha.call(ALICE, "DELETE", "/v1/deposits", query=query).status_code == 204
+    r = release(alpha, BOB, draft.header.id)
+    assert (r.status_code, r.json["code"]) == (410, "destroyed")
+
+
 def test_refusal_after_approval_is_audited(alpha: Service, settings: Settings) -> None:
     """An approved release whose share was unsent since is refused, and the refusal logged.
 

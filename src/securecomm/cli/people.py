@@ -381,17 +381,35 @@ def cmd_unsend(args: argparse.Namespace) -> None:
 
     settings = settings_of(args, args.sender)
     sender = user(args, settings, args.sender)
-    shares, failed = flows.unsend(settings, sender, args.message_id)
-    if failed:
-        for line in failed:
-            warn(f"could not destroy a share: {line}")
-        raise CliError(
-            f"message {args.message_id}: {len(failed)} of its {shares} shares could not be"
-            f" destroyed (the {shares - len(failed)} others were); the relay keeps the"
-            " envelope, so that unsending again can finish",
-            hint=f"once they answer: securecomm unsend {args.message_id} --as {args.sender}",
+    unsent = flows.unsend(settings, sender, args.message_id)
+    again = f"securecomm unsend {args.message_id} --as {args.sender}"
+    for name, why in sorted(unsent.failed.items()):
+        warn(f"could not destroy a share: {name}: {why}")
+    if unsent.shares is None:
+        # The relay held it no more: each custodian of the network was asked by its id.
+        held = ", ".join(unsent.destroyed)
+        if unsent.failed:
+            raise CliError(
+                f"message {args.message_id}: the relay holds it no more;"
+                f" {len(unsent.failed)} custodian(s) could not be asked to destroy a share"
+                + (f" (destroyed: {held})" if held else ""),
+                hint=f"once they answer: {again}",
+            )
+        print(
+            f"message {args.message_id}: the relay holds it no more (each recipient deleted"
+            f" it, or it was unsent before); the shares of {held} are destroyed"
         )
-    print(f"message {args.message_id}: all {shares} shares destroyed, removed from the relay")
+        return
+    if unsent.failed:
+        raise CliError(
+            f"message {args.message_id}: {len(unsent.failed)} of its {unsent.shares} shares"
+            f" could not be destroyed (the {len(unsent.destroyed)} others were); the relay"
+            " keeps the envelope, so that unsending again can finish",
+            hint=f"once they answer: {again}",
+        )
+    print(
+        f"message {args.message_id}: all {unsent.shares} shares destroyed, removed from the relay"
+    )
 
 
 def cmd_delete(args: argparse.Namespace) -> None:

@@ -934,19 +934,12 @@ def _withdraw(
     """Best effort, all custodians at once: destroy every deposit of the message, by ref
     where a receipt came back, by message id elsewhere (a deposit whose answer was lost).
     Returns the names of the custodians that destroyed one."""
-
-    def withdraw(url: str, name: str) -> None:
-        receipt = receipts.get(name)
-        target = f"/v1/deposits/{receipt.ref}" if receipt else "/v1/deposits"
-        params = None if receipt else {"message_id": message_id}
-        with ServiceClient(url, name, sender, timeout=5, trust=settings.tls_ca) as c:
-            c.request("DELETE", target, params=params)
-
-    done, _ = _parallel(
-        {c.name: functools.partial(withdraw, c.url, c.name) for c in settings.custodians},
-        deadline=6.0,
-    )
-    return sorted(done)
+    by_id: _Target = ("/v1/deposits", {"message_id": message_id})
+    targets: dict[str, _Target] = {
+        c.name: (f"/v1/deposits/{receipts[c.name].ref}", None) if c.name in receipts else by_id
+        for c in settings.custodians
+    }
+    return sorted(_destroy_deposits(settings, sender, targets, timeout=5, deadline=6.0).results)
 
 
 def _list_failures(headline: str, failures: dict[str, str]) -> str:
@@ -1553,19 +1546,64 @@ def delete(
     )
 
 
-def unsend(settings: Settings, sender: Keys, message_id: str) -> tuple[int, list[str]]:
-    """Destroy every deposit of a message, then remove it from the relay: how many shares it
-    had, and each custodian that could not destroy its share, with why. While one could
-    not, the relay keeps the envelope (which names every deposit), so that unsending again
-    finishes; a custodian asked again for a share it destroyed already answers as before."""
+#: A request's path and query.
+_Target = tuple[str, dict[str, str] | None]
+
+
+def _destroy_deposits(
+    settings: Settings,
+    sender: Keys,
+    targets: dict[str, _Target],
+    *,
+    timeout: float = 10.0,
+    deadline: float = 12.0,
+) -> _Gather:
+    """Each custodian named at once: DELETE at its path (and query), as ``sender``, each
+    request given ``timeout`` seconds; the gathering, once every answer is in or
+    ``deadline`` seconds have gone (a custodian that hangs is named, not waited for)."""
+
+    def destroy(name: str, path: str, params: dict[str, str] | None) -> None:
+        url = settings.custodian(name).url
+        with ServiceClient(url, name, sender, timeout=timeout, trust=settings.tls_ca) as c:
+            c.request("DELETE", path, params=params)
+
+    gather = _Gather(
+        {name: functools.partial(destroy, name, *target) for name, target in targets.items()}
+    )
+    gather.wait(deadline)
+    return gather
+
+
+@dataclass(frozen=True)
+class Unsent:
+    """What :func:`unsend` did. ``shares``: how many the message had, by its envelope, or
+    None when the relay held it no more (each recipient deleted it, or it was unsent
+    before): then ``destroyed`` names the custodians that hold none of its shares to
+    release any longer. ``failed``: each custodian that could not be asked, with why."""
+
+    shares: int | None
+    destroyed: list[str]
+    failed: dict[str, str]
+
+
+def unsend(settings: Settings, sender: Keys, message_id: str) -> Unsent:
+    """Destroy every deposit of a message, then remove it from the relay. While a custodian
+    could not destroy its share, the relay keeps the envelope (which names every deposit),
+    so that unsending again finishes; a custodian asked again for a share it destroyed
+    already answers as before.
+
+    The relay drops an envelope once no recipient lists it, and its shares stay: so a
+    message the relay does not hold is unsent by its id at every custodian of the network
+    (each destroys only a deposit the caller made), and only a message no custodian holds
+    a share of either is not found."""
     with _relay(settings, sender) as relay:
-        envelope = document_from_bytes(
-            _relays_copy(
-                relay,
-                message_id,
-                "check the id (the one send printed); a message unsent already is gone",
-            )
-        )
+        try:
+            copy = relay.request("GET", f"/api/v1/messages/{message_id}").content
+        except ServiceError as exc:
+            if exc.code != Code.NOT_FOUND:
+                raise
+            return _unsend_by_id(settings, sender, message_id, exc)
+        envelope = document_from_bytes(copy)
         if envelope.header.sender.fingerprint != sender.public.fingerprint:
             refused = ParameterError(
                 f"message {message_id} was sent by {envelope.header.sender.name}, not"
@@ -1576,18 +1614,32 @@ def unsend(settings: Settings, sender: Keys, message_id: str) -> tuple[int, list
                 f" securecomm delete {message_id} --as {sender.name}"
             )
             raise refused
-        failed = []
-        for receipt in envelope.receipts:
-            try:
-                with ServiceClient(
-                    settings.custodian(receipt.custodian).url,
-                    receipt.custodian,
-                    sender,
-                    trust=settings.tls_ca,
-                ) as custodian:
-                    custodian.request("DELETE", f"/v1/deposits/{receipt.ref}")
-            except SecureCommError as exc:
-                failed.append(f"{receipt.custodian}: {exc}")
-        if not failed:
+        gather = _destroy_deposits(
+            settings,
+            sender,
+            {r.custodian: (f"/v1/deposits/{r.ref}", None) for r in envelope.receipts},
+        )
+        if not gather.failures:
             relay.request("DELETE", f"/api/v1/messages/{message_id}")
-    return len(envelope.receipts), failed
+    return Unsent(len(envelope.receipts), sorted(gather.results), gather.failures)
+
+
+def _unsend_by_id(
+    settings: Settings, sender: Keys, message_id: str, not_at_relay: ServiceError
+) -> Unsent:
+    """Every custodian of the network destroys its deposit of ``message_id``, if ``sender``
+    made one; ``not_at_relay`` (the relay's 404) is raised if none holds one."""
+    by_id: _Target = ("/v1/deposits", {"message_id": message_id})
+    gather = _destroy_deposits(settings, sender, {c.name: by_id for c in settings.custodians})
+    failed = {
+        name: why
+        for name, why in gather.failures.items()
+        if getattr(gather.errors.get(name), "code", None) != Code.NO_DEPOSIT
+    }
+    if not gather.results and not failed:
+        not_at_relay.hint = (
+            "check the id (the one send printed): no custodian holds a share of it from"
+            f" {sender.name} either"
+        )
+        raise not_at_relay
+    return Unsent(None, sorted(gather.results), failed)

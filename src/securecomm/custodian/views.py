@@ -221,8 +221,12 @@ def withdraw_deposit() -> tuple[str, int]:
     caller = authenticate()
     message_id = _message_id_argument()
     with c.db.connect() as conn:
+        # Only the caller's: another's deposit is answered as none, without its ref.
         ref = conn.execute(
-            sa.select(deposits.c.ref).where(deposits.c.message_id == message_id)
+            sa.select(deposits.c.ref).where(
+                deposits.c.message_id == message_id,
+                deposits.c.sender_fp == caller.fingerprint_hex,
+            )
         ).scalar()
     if ref is None:
         raise ApiError(404, Code.NO_DEPOSIT, f"no deposit of yours for message {message_id}")

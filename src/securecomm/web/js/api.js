@@ -465,19 +465,36 @@ export function gather(tasks, { enough = Infinity, graceMs = 0 } = {}) {
 
 /** Best effort: destroy every deposit of a message (by ref where a receipt came back). */
 async function withdraw(config, sender, receipts, messageId) {
-  await parallel(
+  const byId = { path: "/v1/deposits", query: `message_id=${messageId}` };
+  await destroyDeposits(
+    config,
+    sender,
     Object.fromEntries(
       config.custodians.map((c) => {
         const receipt = receipts[c.name];
-        const client = new ServiceClient(c.url, c.name, sender, 5000);
-        return [
-          c.name,
-          () =>
-            receipt
-              ? client.request("DELETE", `/v1/deposits/${receipt.ref}`)
-              : client.request("DELETE", "/v1/deposits", { query: `message_id=${messageId}` }),
-        ];
+        return [c.name, receipt ? { path: `/v1/deposits/${receipt.ref}` } : byId];
       }),
+    ),
+    5000,
+  );
+}
+
+/** Each custodian named in `targets` at once: DELETE at its {path, query}, as `sender`.
+ * Resolves to the gathering (`gather`): by name, each that answered and why each other did
+ * not. A custodian the network does not know is a failure, named. */
+function destroyDeposits(config, sender, targets, timeoutMs = TIMEOUT_MS) {
+  const urls = Object.fromEntries(config.custodians.map((c) => [c.name, c.url]));
+  return gather(
+    Object.fromEntries(
+      Object.entries(targets).map(([name, { path, query }]) => [
+        name,
+        () => {
+          if (!urls[name])
+            throw new SecureCommError(`custodian ${name} is not one this relay knows`);
+          const custodian = new ServiceClient(urls[name], name, sender, timeoutMs);
+          return custodian.request("DELETE", path, { query });
+        },
+      ]),
     ),
   );
 }
@@ -1238,12 +1255,16 @@ async function relaysCopy(client, messageId) {
 }
 
 /**
- * Unsend a message `sender` sent, as `securecomm unsend` does: every custodian its receipts
- * name destroys its share, then the relay deletes the envelope. While a custodian could not
- * destroy its share the relay keeps the envelope, which names every deposit, so that
- * unsending again finishes (a custodian asked again for a share it destroyed answers as
- * before). Resolves to {shares, failures}: how many shares it had, and why each custodian
- * that could not destroy its share could not, by name.
+ * Unsend a message `sender` sent, as `securecomm unsend` does (client/flows.py, unsend):
+ * every custodian its receipts name destroys its share, then the relay deletes the
+ * envelope. While a custodian could not destroy its share the relay keeps the envelope,
+ * which names every deposit, so that unsending again finishes (a custodian asked again for
+ * a share it destroyed answers as before). The relay drops an envelope once no recipient
+ * lists it, while its shares stay: a message the relay does not hold is unsent by its id at
+ * every custodian of the network, and only one no custodian holds a share of either is not
+ * found. Resolves to {shares, destroyed, failures}: how many shares it had (null when the
+ * relay held it no more), the custodians that hold none to release any longer, and why
+ * each that could not be asked could not, by name.
  */
 export async function unsend({ config, sender, messageId }) {
   const client = relay(sender);
@@ -1251,33 +1272,35 @@ export async function unsend({ config, sender, messageId }) {
   try {
     envelope = await relaysCopy(client, messageId);
   } catch (error) {
-    if (error instanceof ServiceError && error.status === 404)
-      error.hint =
-        "check the id (the one the Sent card showed); a message unsent already is gone";
-    throw error;
+    if (!(error instanceof ServiceError && error.status === 404)) throw error;
+    const byId = { path: "/v1/deposits", query: `message_id=${messageId}` };
+    const asked = await destroyDeposits(
+      config,
+      sender,
+      Object.fromEntries(config.custodians.map((c) => [c.name, byId])),
+    );
+    const failures = Object.fromEntries(
+      Object.entries(asked.failures).filter(([name]) => asked.errors[name]?.code !== "no_deposit"),
+    );
+    if (!Object.keys(asked.results).length && !Object.keys(failures).length) {
+      error.hint = `check the id (the one the Sent card showed): no custodian holds a share of it from ${sender.name} either`;
+      throw error;
+    }
+    return { shares: null, destroyed: Object.keys(asked.results).sort(), failures };
   }
   const from = envelope.header.sender;
   if (from.fingerprintHex !== sender.public.fingerprintHex)
     throw new SecureCommError(
       `message ${messageId} was sent by ${from.name}, not ${sender.name}; nothing was destroyed. Only its sender unsends a message; to remove it from your inbox, delete it there.`,
     );
-  const urls = Object.fromEntries(config.custodians.map((c) => [c.name, c.url]));
-  const [, failures] = await parallel(
-    Object.fromEntries(
-      envelope.receipts.map((r) => [
-        r.custodian,
-        () => {
-          if (!urls[r.custodian])
-            throw new SecureCommError(`custodian ${r.custodian} is not one this relay knows`);
-          const custodian = new ServiceClient(urls[r.custodian], r.custodian, sender, TIMEOUT_MS);
-          return custodian.request("DELETE", `/v1/deposits/${r.ref}`);
-        },
-      ]),
-    ),
+  const { results, failures } = await destroyDeposits(
+    config,
+    sender,
+    Object.fromEntries(envelope.receipts.map((r) => [r.custodian, { path: `/v1/deposits/${r.ref}` }])),
   );
   if (!Object.keys(failures).length)
     await client.request("DELETE", `/api/v1/messages/${messageId}`);
-  return { shares: envelope.receipts.length, failures };
+  return { shares: envelope.receipts.length, destroyed: Object.keys(results).sort(), failures };
 }
 
 /**

@@ -191,14 +191,32 @@ export async function onUnsend(event) {
       return;
     }
     progress("Asking every custodian to destroy its share…");
-    const { shares, failures } = await api.unsend({ config: state.config, sender, messageId });
+    const { shares, destroyed, failures } = await api.unsend({
+      config: state.config,
+      sender,
+      messageId,
+    });
     const failed = Object.entries(failures);
-    if (failed.length) {
-      const why = failed.map(([name, reason]) => `${name}: ${reason}`).join("; ");
+    const why = failed.map(([name, reason]) => `${name}: ${reason}`).join("; ");
+    if (shares === null) {
+      // The relay held it no more: each custodian of the network was asked by its id.
+      const held = destroyed.length ? ` (destroyed: ${destroyed.join(", ")})` : "";
+      if (failed.length)
+        throw new SecureCommError(
+          `Message ${messageId}: the relay holds it no more; ${failed.length} custodian(s) could not be asked to destroy a share (${why})${held}. Try again once they answer.`,
+        );
+      setStatus(
+        form,
+        `Message ${messageId}: the relay holds it no more (each recipient deleted it, or it was unsent before); the shares of ${destroyed.join(", ")} are destroyed.`,
+        "ok",
+      );
+      form.reset();
+      return;
+    }
+    if (failed.length)
       throw new SecureCommError(
         `Message ${messageId}: ${failed.length} of its ${shares} shares could not be destroyed (${why}); the ${shares - failed.length} others were. The relay keeps the envelope, so that unsending again can finish: try again once they answer.`,
       );
-    }
     setStatus(
       form,
       `Message ${messageId}: all ${shares} shares destroyed, removed from the relay.`,
