@@ -234,6 +234,8 @@ class DeviceKeys:
         self.name = delegation.person.name
         self.public = delegation.person
         self.signer = device.public
+        #: What to do once the person revoked this device, for the error that says so.
+        self.revoked_hint: str | None = None
 
     def __repr__(self) -> str:
         return f"DeviceKeys({self.name!r}, device {self.signer.short_fingerprint()})"

@@ -1,7 +1,8 @@
 """``securecomm devices`` against a real ``securecomm up`` (issue 18), as two homes: bob's,
 in the data directory, and his laptop's, another home that joined the same network. The
 laptop makes its key, bob adds it, it reads a message alice sent bob; it cannot send;
-bob revokes it, and it can no longer read; a revoked device cannot be added again."""
+bob revokes it, and it can no longer read; a revoked device cannot be added again, but
+``devices init`` makes it a new key."""
 
 from __future__ import annotations
 
@@ -70,17 +71,40 @@ def test_a_device_reads_until_it_is_revoked(up: Up) -> None:
     assert revoked.returncode == 0, explain(revoked)
     assert "at the relay and all 5 custodians" in revoked.stdout
     again = send(up.home, "after the laptop was revoked")
-    for command in (["read", again, "--as", "bob"], ["read", message_id, "--as", "bob"]):
+    # Refused, with the way back: a new key (with the delegation kept here, and without).
+    renew = f"'securecomm devices init --as bob --home {laptop}' makes this home a new key"
+    grant = laptop / "users" / "bob.device.json"
+    assert grant.exists()
+    for command in (["read", again, "--as", "bob"], ["inbox", "--as", "bob"]):
         after = cli(laptop, *command)
         assert after.returncode == 1, explain(after)
-        assert "revoked" in after.stderr, explain(after)
+        assert "revoked" in after.stderr and renew in after.stderr, explain(after)
         assert "after the laptop" not in after.stdout
+        grant.unlink(missing_ok=True)
     listed = cli(up.home, "devices", "list", "--as", "bob")
     assert re.search(r"laptop\s+[0-9a-f ]+\s+revoked ", listed.stdout), explain(listed)
-    # Revoking again is harmless; adding the revoked key again is refused.
+    # Revoking again is harmless; adding the revoked key again is refused, saying what to do.
     assert cli(up.home, "devices", "revoke", "--as", "bob", "laptop").returncode == 0
     readd = cli(up.home, "devices", "add", "--as", "bob", "--label", "laptop", code)
-    assert readd.returncode == 1 and "revoked" in readd.stderr, explain(readd)
+    assert readd.returncode == 1, explain(readd)
+    assert "bob revoked that device ('laptop', " in readd.stderr, explain(readd)
+    assert "run 'securecomm devices init --as bob' again" in readd.stderr, explain(readd)
+    # Before, init printed the revoked key's code again, and nothing could make another.
+    key = laptop / "users" / "bob.device.key"
+    revoked_key = key.read_bytes()
+    made = cli(laptop, "devices", "init", "--as", "bob", "--no-passphrase")
+    assert made.returncode == 0, explain(made)
+    assert "bob revoked the key this home had (" in made.stdout, explain(made)
+    assert "a new key replaces it" in made.stdout, explain(made)
+    new_code = _CODE.search(made.stdout)
+    assert new_code and new_code.group(1) != code and key.read_bytes() != revoked_key
+    added = cli(up.home, "devices", "add", "--as", "bob", "--label", "laptop", new_code.group(1))
+    assert added.returncode == 0 and "added 'laptop'" in added.stdout, explain(added)
+    read = cli(laptop, "read", again, "--as", "bob")
+    assert read.returncode == 0 and "after the laptop was revoked" in read.stdout, explain(read)
+    # Run once more, the new key is kept: it is not revoked.
+    kept = cli(laptop, "devices", "init", "--as", "bob", "--no-passphrase")
+    assert "already" in kept.stdout and new_code.group(1) in kept.stdout, explain(kept)
 
 
 def test_mistakes_are_named(up: Up) -> None:

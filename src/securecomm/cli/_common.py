@@ -524,15 +524,23 @@ def _device(args: argparse.Namespace, settings: Settings, name: str) -> Keys | N
     if not path.exists():
         return None
     device = load_identity(str(path), args)
+    revoked = (
+        f"a revoked key stays revoked: 'securecomm devices init --as {name}"
+        f"{home_flag(settings.home)}' makes this home a new key in its place, for {name} to add"
+    )
     try:
-        return keys_of_device(settings, device, name)
+        keys = keys_of_device(settings, device, name)
     except ServiceError as exc:
         if exc.code in {Code.NOT_FOUND, Code.DEVICE_REVOKED, Code.DELEGATION_EXPIRED}:
             raise CliError(
                 f"this home is a device of {name}, and the relay says: {exc}",
-                hint=f"{name} adds it with 'securecomm devices add' on their own device",
+                hint=revoked
+                if exc.code == Code.DEVICE_REVOKED
+                else f"{name} adds it with 'securecomm devices add' on their own device",
             ) from None
         raise
+    keys.revoked_hint = revoked
+    return keys
 
 
 def _session(key_path: Path, name: str) -> Keys | None:

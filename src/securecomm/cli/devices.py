@@ -78,11 +78,19 @@ def _device_public(text: str, name: str) -> Any:
     return device
 
 
+def _revoked(found: list[Any], fingerprint_hex: str) -> Any:
+    """The device of ``found`` with this fingerprint if its person revoked it, else None."""
+    return next(
+        (d for d in found if d.fingerprint_hex == fingerprint_hex and d.revocation is not None),
+        None,
+    )
+
+
 def cmd_init(args: argparse.Namespace) -> None:
     from .. import canonical
     from .._encoding import b64encode
-    from ..client import flows
-    from ..client.devices import device_key_path
+    from ..client import devices, flows
+    from ..client.devices import device_key_path, grant_path
     from ..client.trust import KnownKeys
     from ..identity import Identity, check_name, load_public, save_public
     from ..local.layout import user_key_path
@@ -102,15 +110,26 @@ def cmd_init(args: argparse.Namespace) -> None:
     known = KnownKeys.load(settings.home)
     known.check(listed)
     made = "this device's key"
+    revoked = None
     if path.exists():
         # Run again (its code scrolled away, say): the code again, from the public half.
         device = load_public(path.with_suffix(".pub"))
         made += " (made before: this home is a device of theirs already)"
-    else:
+        revoked = _revoked(devices.devices(settings, listed), device.fingerprint_hex)
+    if revoked is not None or not path.exists():
         secret = new_passphrase(args)
         identity = Identity.generate(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         identity.save(path, secret)
+        if revoked is not None:
+            # Of no use to anyone now (its person signed that), and what was sealed to it
+            # opens with it: replaced, and that dropped, only once the new key is written.
+            grant_path(settings.home, name).unlink(missing_ok=True)
+            print(
+                f"{name} revoked the key this home had ({device.short_fingerprint()}) on"
+                f" {_when(revoked.revocation.revoked)}: a new key replaces it"
+            )
+            made = "this device's new key"
         device = identity.public
         save_public(path.with_suffix(".pub"), device)
     if known.pin(listed):
@@ -130,14 +149,19 @@ def cmd_add(args: argparse.Namespace) -> None:
     name = args.person
     settings, person = _person_key(args, name)
     device = _device_public(args.device, name)
-    # Added before (and not revoked: the relay refuses that): its delegation is replaced.
+    listed = devices.devices(settings, person.public)
+    revoked = _revoked(listed, device.fingerprint_hex)
+    if revoked is not None:
+        raise CliError(
+            f"{name} revoked that device ({revoked.delegation.label!r},"
+            f" {device.short_fingerprint()}) on {_when(revoked.revocation.revoked)}, and a"
+            " revoked key stays revoked",
+            hint=f"on the device, run 'securecomm devices init --as {name}' again: it makes a"
+            " new key in place of the revoked one; add the code it prints",
+        )
+    # Added before (and not revoked): its delegation is replaced.
     before = next(
-        (
-            d.delegation.label
-            for d in devices.devices(settings, person.public)
-            if d.fingerprint_hex == device.fingerprint_hex and d.revocation is None
-        ),
-        None,
+        (d.delegation.label for d in listed if d.fingerprint_hex == device.fingerprint_hex), None
     )
     delegation = devices.add(settings, person, device, args.label, args.lifetime)
     done = "added"

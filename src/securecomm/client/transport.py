@@ -23,6 +23,7 @@ import httpx
 
 from .. import canonical, httpsig
 from ..codes import Code
+from ..devices import DeviceKeys
 from ..errors import FormatError, ServiceError
 from ..identity import Keys, PublicIdentity
 
@@ -300,5 +301,8 @@ class ServiceClient:
                 code, message = str(answer["code"]), str(answer["message"])
             except (FormatError, KeyError, TypeError):
                 code, message = Code.HTTP_ERROR, f"HTTP {response.status_code}"
-            raise ServiceError(self.audience, response.status_code, code, message)
+            failure = ServiceError(self.audience, response.status_code, code, message)
+            if code == Code.DEVICE_REVOKED and isinstance(self.identity, DeviceKeys):
+                failure.hint = self.identity.revoked_hint
+            raise failure
         return response
