@@ -207,9 +207,24 @@ def test_a_device_added_in_the_page_reads_until_the_page_revokes_it(bob: Person,
     after = cli(laptop, "read", message_id, "--as", "bob")
     assert after.returncode == 1 and "revoked" in after.stderr, explain(after)
     assert text not in after.stdout
-    # A revoked device stays revoked: adding it again is refused.
-    expect(add(bob, code, "laptop")).to_contain_text("device_revoked")
+    # A revoked device stays revoked: adding it again is refused before anything is put,
+    # saying how the device starts over (before, the relay's bare refusal, after the PUT).
+    bob.requests.clear()
+    expect(add(bob, code, "laptop")).to_contain_text(
+        f"bob revoked that device (laptop, {device.public.short_fingerprint()}) on "
+    )
+    expect(page.locator("#device-add-form .status")).to_contain_text(
+        "run 'securecomm devices init --as bob' again: it makes a new key"
+    )
+    assert not [r for r in bob.requests if r.method == "PUT"]
     expect(row).to_have_attribute("data-state", "revoked")
+    made = cli(laptop, "devices", "init", "--as", "bob", "--no-passphrase")
+    assert made.returncode == 0 and "a new key replaces it" in made.stdout, explain(made)
+    new_code = re.search(r"--label LABEL (\S+)", made.stdout)
+    assert new_code, explain(made)
+    expect(add(bob, new_code.group(1), "laptop")).to_contain_text("Added laptop (")
+    read = cli(laptop, "read", message_id, "--as", "bob")
+    assert read.returncode == 0 and text in read.stdout, explain(read)
 
 
 def test_a_receipt_not_signed_by_its_service_is_not_taken_and_revoke_again_posts_again(

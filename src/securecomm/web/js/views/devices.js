@@ -276,6 +276,15 @@ async function onAdd(event, record) {
     const identity = record.identity;
     if (!current(record, epoch)) throw new SecureCommError(`Unlock ${record.name} first.`);
     const device = await deviceFromCode($("#device-code", form).value, record.name);
+    // Said before the passphrase is asked for: the relay would refuse it only after.
+    const listed = (await api.devices(record.public)).find(
+      ({ delegation, revocation }) =>
+        revocation && delegation.device.fingerprintHex === device.fingerprintHex,
+    );
+    if (listed)
+      throw new SecureCommError(
+        `${record.name} revoked that device (${listed.delegation.label}, ${device.shortFingerprint()}) on ${time(listed.revocation.revoked)}, and a revoked key stays revoked. On the device, run 'securecomm devices init --as ${record.name}' again: it makes a new key in place of the revoked one; add the code it prints.`,
+      );
     const label = $("#device-label", form).value.trim();
     if (!isLabel(label))
       throw new SecureCommError(
