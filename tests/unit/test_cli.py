@@ -431,6 +431,21 @@ def test_a_dashed_value_of_an_option_is_named_as_typed_and_the_message_never() -
     assert_refused(result, 2, "argument --deadline: '-5'", secrets=["hush"])
 
 
+def test_an_expiry_past_what_an_envelope_holds_is_refused_as_typed() -> None:
+    """`send --expires 100000000w` said "policy.expires: 60481796524669 is outside
+    0..1099511627776": a field and a number the user never typed, after the key was read."""
+    for typed in ("100000000w", "99999999999999999999w"):
+        result = run_cli("send", "--from", "alice", "--to", "bob", "hush", "--expires", typed)
+        assert_refused(
+            result,
+            2,
+            f"argument --expires: '{typed}' ends after the year 36812, the last an envelope"
+            " holds; leave --expires out for a message that does not expire",
+            secrets=["hush"],
+        )
+        assert "policy" not in result.err
+
+
 def test_contacts_options_before_its_verb_are_kept_and_list_lists() -> None:
     """`contacts --as alice --home H verify bob FP` lost --as and --home: the verb's own
     defaults replaced them, and the command looked for ./securecomm-data."""

@@ -38,6 +38,22 @@ from ._common import (
 )
 
 
+def _expiry(text: str) -> int:
+    """An argparse type: a duration (:func:`parse_duration`) that ends within the times an
+    envelope holds; past them it was refused by the format's check, naming the field and
+    a number of seconds the user never typed."""
+    from .._fields import TIME_MAX_SECONDS
+
+    seconds = parse_duration(text)
+    if time.time() + seconds >= TIME_MAX_SECONDS:
+        last = time.gmtime(TIME_MAX_SECONDS).tm_year
+        raise argparse.ArgumentTypeError(
+            f"{text!r} ends after the year {last}, the last an envelope holds; leave"
+            " --expires out for a message that does not expire"
+        )
+    return seconds
+
+
 def _policy(args: argparse.Namespace) -> Policy:
     now = int(time.time())
     return Policy(
@@ -470,7 +486,7 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--expires",
-        type=parse_duration,
+        type=_expiry,
         metavar="DURATION",
         help="custodians refuse releases after this long (30m, 12h, 1d, 2w)",
     )
