@@ -587,6 +587,18 @@ def test_split_refuses_impossible_parameters(options: list[str], message: str) -
     assert_refused(result, 2, message, secrets=[CANARY])
 
 
+def test_impossible_parameters_are_said_before_the_secret_is_read(tmp_path: Path) -> None:
+    """`split -n 2 -t 3` read the secret first (typed in, on a terminal) and then said "the
+    secret is empty" or refused n and t; `encrypt` read the message and asked for the key's
+    passphrase before refusing them."""
+    said = "threshold 3 is above the number of shares 2"
+    assert_refused(run_cli("split", "-n", "2", stdin=b""), 2, said)
+    missing = tmp_path / "not-there.txt"
+    encrypted = run_cli("encrypt", missing, "--shares-out", tmp_path / "s", "-n", "2")
+    assert_refused(encrypted, 2, said)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_split_255_shares_is_the_limit() -> None:
     lines = split(SECRET, 255, 2)
     assert len(lines) == 255

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import aead
+from .. import aead, shamir
 from .. import shares as shares_mod
 from .._files import write_atomic
 from ..envelope import Envelope, name_for_file, prepare_offline
@@ -40,6 +40,8 @@ from ._common import (
 
 
 def cmd_split(args: argparse.Namespace) -> None:
+    # Before the secret is asked for: not once it was typed in.
+    shamir.check_parameters(args.n, args.t)
     secret = read_input(args.file, "secret")
     if not secret:
         raise CliError("the secret is empty", code=EXIT_BAD_INPUT)
@@ -118,6 +120,8 @@ def cmd_encrypt(args: argparse.Namespace) -> None:
     # Replacing an envelope would strand the shares handed out for it.
     if args.out or args.file not in (None, "-"):
         check_output(args.out or f"{args.file}.scm", args.force, "-o")
+    # Before the message is read and the key's passphrase asked for.
+    shamir.check_parameters(args.n, args.t)
     plaintext = read_input(args.file, "message")
     if args.key:
         sender = load_identity(args.key, args)
