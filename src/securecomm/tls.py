@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,12 @@ CA_YEARS = 10
 HOST_DAYS = 397  # the longest validity browsers accept for a server certificate
 #: Backdated so that a clock a little behind the CA's still accepts a new certificate.
 SKEW = datetime.timedelta(minutes=5)
+#: A DNS name (RFC 1123 labels, a wildcard first label allowed) whose last label is not all
+#: digits: 999.1.1.1 is a mistyped address, not a name (it went in as one).
+_HOST_NAME = re.compile(
+    r"(?:\*\.)?(?:(?!-)[A-Za-z0-9-]{1,63}(?<!-)\.)*(?!-)(?=[A-Za-z0-9-]*[A-Za-z-])"
+    r"[A-Za-z0-9-]{1,63}(?<!-)"
+)
 
 
 def _now() -> datetime.datetime:
@@ -250,7 +257,7 @@ class CertificateAuthority:
             try:
                 names.append(x509.IPAddress(ipaddress.ip_address(host)))
             except ValueError:
-                if not host or any(c in host for c in " /:@") or host != host.strip("."):
+                if not _HOST_NAME.fullmatch(host):
                     raise ParameterError(
                         f"{host!r} is neither a host name nor an IP address"
                     ) from None

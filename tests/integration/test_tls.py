@@ -173,6 +173,31 @@ def test_issued_certificates_are_what_browsers_and_openssl_accept() -> None:
     assert len(ca_spki_sha256(CA.pem)) == 32
 
 
+def test_a_mistyped_address_or_name_gets_no_certificate(tmp_path: Path) -> None:
+    """`tls issue --ip 999.1.1.1` issued a certificate for the DNS name "999.1.1.1", exit
+    0, as it did for a name given to --ip: a certificate no client would ever match."""
+    ca = tmp_path / "ca"
+    assert subprocess.run([*CLI, "tls", "ca", "--out", ca], capture_output=True).returncode == 0
+    for option, value, said in (
+        ("--ip", "999.1.1.1", "argument --ip: '999.1.1.1' is not an IP address"),
+        ("--ip", "alpha.example", "(a DNS name goes to --host)"),
+        ("--host", "999.1.1.1", "'999.1.1.1' is neither a host name nor an IP address"),
+        ("--host", "al pha", "'al pha' is neither a host name nor an IP address"),
+        ("--host", "alpha-", "'alpha-' is neither a host name nor an IP address"),
+    ):
+        out = tmp_path / "out"
+        issued = subprocess.run(
+            [*CLI, "tls", "issue", "--ca", ca, "--name", "alpha", option, value, "--out", out],
+            capture_output=True,
+            text=True,
+        )
+        assert issued.returncode == 2 and said in issued.stderr, issued.stderr
+        assert not out.exists()
+    names = CA.issue("alpha", ["*.example.org", "alpha-1", "::1"]).certificate.extensions
+    alternative = names.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert alternative.get_values_for_type(x509.DNSName) == ["*.example.org", "alpha-1"]
+
+
 def test_plain_http_off_loopback_is_refused_unless_asked_for(tmp_path: Path) -> None:
     refused = subprocess.run(
         [*CLI, "relay", "serve", "--home", str(tmp_path), "--host", "0.0.0.0", "--port", "9"],

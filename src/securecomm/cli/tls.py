@@ -23,6 +23,19 @@ def cmd_tls_ca(args: argparse.Namespace) -> None:
     print(f"CA key hash (SHA-256 of its public key): {ca_spki_sha256(ca.pem).hex()}")
 
 
+def _address(text: str) -> str:
+    """An argparse type: an IP address (a name given as one went into the certificate as a
+    DNS name, and 999.1.1.1 too)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an IP address (a DNS name goes to --host)"
+        ) from None
+
+
 def cmd_tls_issue(args: argparse.Namespace) -> None:
     from ..tls import CertificateAuthority
 
@@ -72,7 +85,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--ca", required=True, metavar="DIR", help="the CA's directory")
     p.add_argument("--name", required=True, help="the service (relay, alpha, ...)")
     p.add_argument("--host", action="append", metavar="DNS", help="a DNS name it is reached by")
-    p.add_argument("--ip", action="append", metavar="IP", help="an IP address it is reached by")
+    p.add_argument(
+        "--ip",
+        action="append",
+        type=_address,
+        metavar="IP",
+        help="an IP address it is reached by",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="where to write them")
     p.add_argument("--force", action="store_true", help="replace an existing certificate")
     p.set_defaults(func=cmd_tls_issue)
