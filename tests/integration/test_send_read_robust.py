@@ -639,6 +639,30 @@ def test_an_unsend_a_custodian_misses_keeps_the_envelope_until_it_can_finish(up:
     ), explain(again)
 
 
+def test_an_interrupted_unsend_says_that_the_same_command_finishes_it(up: Up) -> None:
+    """Ctrl-C while the custodians destroy the shares said only "interrupted": not whether
+    the message was unsent, nor how to finish. Each step can be taken again, and is."""
+    message_id = send(up.home, "unsend, interrupted")
+    with HoldingProxy(up.url("echo"), ("DELETE", "/v1/deposits/")) as proxy:
+        env = {"SECURECOMM_CUSTODIAN_ECHO_URL": proxy.url}
+        process = start_cli(up.home, "unsend", message_id, "--as", "alice", env=env)
+        assert proxy.held.wait(30)
+        process.send_signal(signal.SIGINT)
+        result = finish(process)
+    assert result.returncode == 130, explain(result)
+    assert "Traceback" not in result.stderr, explain(result)
+    assert (
+        f"message {message_id}: interrupted; what was destroyed stays destroyed, and the rest"
+        " can still be" in result.stderr
+    ), explain(result)
+    assert f"finish it: securecomm unsend {message_id} --as alice" in result.stderr
+    assert message_id in inbox(up.home)  # the relay keeps the envelope: it names the deposits
+    finished = cli(up.home, "unsend", message_id, "--as", "alice")
+    assert finished.returncode == 0, explain(finished)
+    assert "all 5 shares destroyed, removed from the relay" in finished.stdout
+    assert message_id not in inbox(up.home)
+
+
 # Items 6, 7, 8: mistakes that deserve a better answer
 
 
