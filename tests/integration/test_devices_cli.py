@@ -7,6 +7,7 @@ bob revokes it, and it can no longer read; a revoked device cannot be added agai
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from securecomm.local.layout import person_home
 
 from .test_cli_system import Up, cli, explain, finish_up, send, start_up
+from .test_send_read_robust import HoldingProxy, finish, start_cli
 
 _CODE = re.compile(r"--label LABEL (\S+)")
 
@@ -138,3 +140,46 @@ def test_mistakes_are_named(up: Up) -> None:
     # Revoking a device that is not there.
     missing = cli(up.home, "devices", "revoke", "--as", "bob", "no-such-device")
     assert missing.returncode == 2 and "no devices match" in missing.stderr, explain(missing)
+
+
+def test_a_revocation_cut_short_says_so_and_the_same_command_finishes_it(up: Up) -> None:
+    """Interrupted while the services took the revocation, revoke said only "interrupted",
+    while `devices list` (the relay's word) already said "revoked": the custodians not yet
+    reached went on serving the device, enough of them to read. A service that cannot be
+    reached is named once (it was "charlie: charlie: ...")."""
+    phone, code = device_home(up, "phone")
+    added = cli(up.home, "devices", "add", "--as", "bob", "--label", "phone", code)
+    assert added.returncode == 0, explain(added)
+    message_id = send(up.home, "for the phone")
+    with HoldingProxy(up.url("charlie"), ("POST", "/v1/revocations")) as proxy:
+        env = {"SECURECOMM_CUSTODIAN_CHARLIE_URL": proxy.url}
+        process = start_cli(up.home, "devices", "revoke", "--as", "bob", "phone", env=env)
+        assert proxy.held.wait(30)
+        process.send_signal(signal.SIGINT)
+        cut = finish(process)
+    assert cut.returncode == 130 and "Traceback" not in cut.stderr, explain(cut)
+    assert (
+        "interrupted: 'phone' may not be revoked at every service yet; one that does not hold"
+        " the revocation still serves it" in cut.stderr
+    ), explain(cut)
+    assert "finish it: securecomm devices revoke --as bob 'phone'" in cut.stderr, explain(cut)
+    # A custodian that cannot be reached: named, with the command that finishes.
+    down = start_cli(
+        up.home,
+        "devices",
+        "revoke",
+        "--as",
+        "bob",
+        "phone",
+        env={"SECURECOMM_CUSTODIAN_DELTA_URL": "http://127.0.0.1:9"},
+    )
+    short = finish(down)
+    assert short.returncode == 1, explain(short)
+    assert "'phone' is revoked at 5 of 6 services; not yet at:\n  delta: cannot reach" in (
+        short.stderr
+    ), explain(short)
+    assert "run it again: securecomm devices revoke --as bob 'phone'" in short.stderr
+    done = cli(up.home, "devices", "revoke", "--as", "bob", "phone")
+    assert done.returncode == 0 and "at the relay and all 5 custodians" in done.stdout
+    after = cli(phone, "read", message_id, "--as", "bob")
+    assert after.returncode == 1 and "revoked" in after.stderr, explain(after)

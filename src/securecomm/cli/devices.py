@@ -13,6 +13,7 @@ from typing import Any
 
 from ._common import (
     EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
     CliError,
     command_group,
     home_option,
@@ -230,15 +231,26 @@ def cmd_revoke(args: argparse.Namespace) -> None:
     _, found = _listed(args)
     chosen = _pick(found, args.device)
     settings, person = _person_key(args, args.person)
-    failures = devices.revoke(settings, person, chosen.fingerprint_hex)
-    reached = 1 + len(settings.custodians) - len(failures)
     label = chosen.delegation.label
+    again = f"securecomm devices revoke --as {args.person} {label!r}"
+    try:
+        failures = devices.revoke(settings, person, chosen.fingerprint_hex)
+    except KeyboardInterrupt:
+        # The relay may hold it (and list the device as revoked) while custodians do not,
+        # and serve the device: said, as a revocation that came short is.
+        raise CliError(
+            f"interrupted: {label!r} may not be revoked at every service yet; one that does"
+            " not hold the revocation still serves it",
+            hint=f"finish it: {again}",
+            code=EXIT_INTERRUPTED,
+        ) from None
+    reached = 1 + len(settings.custodians) - len(failures)
     if failures:
         lines = "\n".join(f"  {service}: {reason}" for service, reason in failures.items())
         raise CliError(
             f"{label!r} is revoked at {reached} of {1 + len(settings.custodians)} services;"
             f" not yet at:\n{lines}",
-            hint="run the same command again: a service that holds it says so again",
+            hint=f"run it again: {again} (a service that holds it says so again)",
         )
     print(
         f"revoked {label!r} ({chosen.delegation.device.short_fingerprint()}) at the relay and"

@@ -6,6 +6,7 @@ what was added for it once, and from then on acts for the person with
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,10 @@ from ..devices import (
     revocation_receipt,
     seal_person_key,
 )
-from ..errors import IdentityError, SecureCommError
+from ..errors import IdentityError
 from ..identity import SIGNATURE_LENGTH_BYTES as SIGNATURE_BYTES
 from ..identity import Identity, PublicIdentity
-from .flows import RELAY, _relay
+from .flows import RELAY, _parallel, _relay
 from .transport import ServiceClient, answer_json
 from .trust import KnownKeys
 
@@ -117,25 +118,27 @@ def devices(settings: Settings, person: PublicIdentity) -> list[Device]:
 
 
 def revoke(settings: Settings, person: Identity, device_fingerprint: str) -> dict[str, str]:
-    """Revoke a device at the relay and at every custodian; what each said that was not a
-    success, by service (empty when every one holds the revocation). Posting it again is
-    harmless, so a service that was down gets it from the same command run again."""
+    """Revoke a device at the relay and at every custodian, all at once; what each said that
+    was not a success, by service (empty when every one holds the revocation). Posting it
+    again is harmless, so a service that was down gets it from the same command run again."""
     from ..devices import revoke as signed_revocation
 
     revocation = signed_revocation(person, device_fingerprint)
     body = {"v": 1, "revocation": revocation.to_json()}
     known = KnownKeys.load(settings.home)
-    failures: dict[str, str] = {}
-    services = [(RELAY, settings.server_url, "/api/v1/revocations")]
-    services += [(card.name, card.url, "/v1/revocations") for card in settings.custodians]
-    for name, url, path in services:
-        try:
-            with ServiceClient(url, name, person, timeout=5.0, trust=settings.tls_ca) as client:
-                answer = answer_json(client.request("POST", path, body=body))
-            _check_receipt(answer, known.require(name), name, revocation)
-        except SecureCommError as exc:
-            failures[name] = str(exc)
-    return failures
+
+    def post(name: str, url: str, path: str) -> None:
+        with ServiceClient(url, name, person, timeout=5.0, trust=settings.tls_ca) as client:
+            answer = answer_json(client.request("POST", path, body=body))
+        _check_receipt(answer, known.require(name), name, revocation)
+
+    services = {RELAY: (settings.server_url, "/api/v1/revocations")}
+    services |= {card.name: (card.url, "/v1/revocations") for card in settings.custodians}
+    _, failures = _parallel(
+        {name: functools.partial(post, name, *where) for name, where in services.items()},
+        deadline=6.0,
+    )
+    return {name: failures[name] for name in services if name in failures}
 
 
 def _check_receipt(answer: Any, service: PublicIdentity, name: str, revocation: Revocation) -> None:
