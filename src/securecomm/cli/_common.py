@@ -148,6 +148,16 @@ def interrupts() -> Iterator[Callable[[], bool]]:
             signal.signal(sig, previous)
 
 
+@contextlib.contextmanager
+def finished_by_again(said: str, again: str) -> Iterator[None]:
+    """Around steps that the same command, run again, finishes: an interrupt (Ctrl-C) says
+    ``said`` (where it may have left things) and gives ``again``, not a bare "interrupted"."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise CliError(said, hint=f"finish it: {again}", code=EXIT_INTERRUPTED) from None
+
+
 def read_input(path: str | None, what: str, *, too_large: str | None = None) -> bytes:
     """All of standard input (``-`` or None) or of the file ``path``, up to
     MAX_SECRET_BYTES; over that, refused with the hint ``too_large``."""

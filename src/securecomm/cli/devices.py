@@ -13,9 +13,9 @@ from typing import Any
 
 from ._common import (
     EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
     CliError,
     command_group,
+    finished_by_again,
     home_option,
     load_identity,
     new_passphrase,
@@ -233,17 +233,14 @@ def cmd_revoke(args: argparse.Namespace) -> None:
     settings, person = _person_key(args, args.person)
     label = chosen.delegation.label
     again = f"securecomm devices revoke --as {args.person} {label!r}"
-    try:
+    # The relay may hold it (and list the device as revoked) while custodians do not, and
+    # serve the device: said, as a revocation that came short is.
+    with finished_by_again(
+        f"interrupted: {label!r} may not be revoked at every service yet; one that does not"
+        " hold the revocation still serves it",
+        again,
+    ):
         failures = devices.revoke(settings, person, chosen.fingerprint_hex)
-    except KeyboardInterrupt:
-        # The relay may hold it (and list the device as revoked) while custodians do not,
-        # and serve the device: said, as a revocation that came short is.
-        raise CliError(
-            f"interrupted: {label!r} may not be revoked at every service yet; one that does"
-            " not hold the revocation still serves it",
-            hint=f"finish it: {again}",
-            code=EXIT_INTERRUPTED,
-        ) from None
     reached = 1 + len(settings.custodians) - len(failures)
     if failures:
         lines = "\n".join(f"  {service}: {reason}" for service, reason in failures.items())

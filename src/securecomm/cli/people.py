@@ -15,11 +15,11 @@ from ..envelope import Policy, name_for_file, utc_text
 from ..identity import Keys
 from ._common import (
     EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
     CliError,
     IdStart,
     ProgressBar,
     check_output,
+    finished_by_again,
     home_flag,
     home_of,
     home_option,
@@ -399,17 +399,14 @@ def cmd_unsend(args: argparse.Namespace) -> None:
     settings = settings_of(args, args.sender)
     sender = user(args, settings, args.sender)
     again = f"securecomm unsend {args.message_id} --as {args.sender}"
-    try:
+    # Each step can be taken again: a share destroyed stays so, and the relay keeps the
+    # envelope until every one is (or, once it holds it no more, each is asked by id).
+    with finished_by_again(
+        f"message {args.message_id}: interrupted; what was destroyed stays destroyed, and the"
+        " rest can still be",
+        again,
+    ):
         unsent = flows.unsend(settings, sender, args.message_id)
-    except KeyboardInterrupt:
-        # Each step can be taken again: a share destroyed stays so, and the relay keeps the
-        # envelope until every one is (or, once it holds it no more, each is asked by id).
-        raise CliError(
-            f"message {args.message_id}: interrupted; what was destroyed stays destroyed,"
-            " and the rest can still be",
-            hint=f"finish it: {again}",
-            code=EXIT_INTERRUPTED,
-        ) from None
     for name, why in sorted(unsent.failed.items()):
         warn(f"could not destroy a share: {name}: {why}")
     if unsent.shares is None:
