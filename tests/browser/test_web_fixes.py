@@ -798,3 +798,31 @@ def test_a_text_saved_without_a_file_name_is_named_as_text(
         assert read.returncode == 0, explain(read)
         kind = "bin" if content.startswith(b"\x00") else "txt"
         assert (into / f"{other}.{kind}").read_bytes() == content
+
+
+def test_a_text_too_long_to_show_is_said_to_be_text_and_saved_as_text(
+    up: Up, rita: Person, tmp_path: Path
+) -> None:
+    """A text over 1 MiB (sent from standard input, so one envelope without a name) was
+    "a file, not text" in the page and saved as .bin, while `read --out DIR` wrote .txt."""
+    content = ("a line of a long report\n" * 50_000).encode()  # 1.2 MB
+    sent = subprocess.run(
+        [*CLI, "send", "--from", "alice", "--to", "rita", "--quiet", "--home", str(up.home)],
+        input=content,
+        capture_output=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert sent.returncode == 0, sent.stderr
+    message_id = sent.stdout.decode().strip()
+    page = rita.read(message_id)
+    expect(page.locator("#not-shown")).to_have_text(
+        f"This message is text, {len(content)} bytes: too long to show here; save it as a file."
+    )
+    expect(page.locator("#plaintext")).to_have_count(0)
+    with page.expect_download() as download:
+        page.locator("#save-message").click()
+    assert download.value.suggested_filename == f"message-{message_id[:8]}.txt"
+    saved = tmp_path / "saved"
+    download.value.save_as(saved)
+    assert saved.read_bytes() == content

@@ -242,9 +242,12 @@ async function deleteMessage(message, button) {
   }
 }
 
-// Text to show, or null for a file: UTF-8, not huge, no control characters but tab and line ends.
+// Text longer than this is not shown in the page, only saved.
+const SHOWN_TEXT_BYTES = 1024 * 1024;
+
+// The text, or null for a file: UTF-8 with no control characters but tab and line ends (the
+// CLI's rule, people.py _printable, whatever the size: a long text is still saved as .txt).
 function asText(bytes) {
-  if (bytes.length > 1024 * 1024) return null;
   let text;
   try {
     text = fromUtf8(bytes);
@@ -500,6 +503,7 @@ async function readMessage(messageId, button) {
       return;
     }
     const text = asText(result.plaintext);
+    const shown = text !== null && result.plaintext.length <= SHOWN_TEXT_BYTES;
     const save = h(
       "button",
       {
@@ -519,15 +523,17 @@ async function readMessage(messageId, button) {
           : "Save as a file",
     );
     const body = [
-      text === null
-        ? h(
+      shown
+        ? h("pre", { id: "plaintext", class: "plaintext", tabindex: "0" }, text)
+        : h(
             "p",
-            {},
+            { id: "not-shown" },
             result.filename
               ? `This message is a file, named ${result.filename} by its sender.`
-              : "This message is a file, not text.",
-          )
-        : h("pre", { id: "plaintext", class: "plaintext", tabindex: "0" }, text),
+              : text === null
+                ? "This message is a file, not text."
+                : `This message is text, ${result.plaintext.length} bytes: too long to show here; save it as a file.`,
+          ),
       save,
     ];
     setStatus(
