@@ -663,6 +663,31 @@ def test_an_interrupted_unsend_says_that_the_same_command_finishes_it(up: Up) ->
     assert message_id not in inbox(up.home)
 
 
+def test_a_deleted_message_unsent_while_a_custodian_is_down_says_which_and_finishes_later(
+    up: Up,
+) -> None:
+    """Unsent by its id (every recipient deleted it): a custodian that cannot be asked is
+    named, exit 1, and the same command once it answers destroys its share too."""
+    message_id = send(up.home, "deleted, then unsent with echo down")
+    assert cli(up.home, "delete", message_id, "--as", "bob").returncode == 0
+    down = {"SECURECOMM_CUSTODIAN_ECHO_URL": "http://127.0.0.1:9"}
+    short = finish(start_cli(up.home, "unsend", message_id, "--as", "alice", env=down))
+    assert short.returncode == 1, explain(short)
+    assert "warning: could not destroy a share: echo: cannot reach" in short.stderr
+    assert (
+        f"message {message_id}: the relay holds it no more; 1 custodian(s) could not be asked"
+        " to destroy a share (destroyed: alpha, bravo, charlie, delta)" in short.stderr
+    ), explain(short)
+    assert f"once they answer: securecomm unsend {message_id} --as alice" in short.stderr
+    bob = user(up.home, "bob")
+    assert release(up.url("echo"), "echo", bob, message_id)[0] == 200
+    finished = cli(up.home, "unsend", message_id, "--as", "alice")
+    assert finished.returncode == 0, explain(finished)
+    assert "the shares of alpha, bravo, charlie, delta, echo are destroyed" in finished.stdout
+    for name in NAMES:
+        assert release(up.url(name), name, bob, message_id) == (410, "destroyed"), name
+
+
 # Items 6, 7, 8: mistakes that deserve a better answer
 
 
