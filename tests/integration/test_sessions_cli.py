@@ -216,6 +216,19 @@ def test_a_new_passphrase_given_as_the_current_one_is_named_so(up: Up, secret: P
     assert alice_key.read_bytes() == before
 
 
+def test_removing_a_passphrase_a_key_never_had_changes_nothing_and_says_so(up: Up) -> None:
+    """It said "no passphrase any more" of alice's key, which never had one, and wrote the
+    file again."""
+    alice_key = user_key_path(up.home, "alice")
+    before = alice_key.read_bytes(), alice_key.stat().st_mtime_ns
+    said = cli(up.home, "passphrase", "--as", "alice", "--no-passphrase")
+    assert said.returncode == 0, explain(said)
+    assert said.stdout == (
+        f"{alice_key}: alice's key has no passphrase already; nothing was changed\n"
+    ), explain(said)
+    assert (alice_key.read_bytes(), alice_key.stat().st_mtime_ns) == before
+
+
 def test_alice_protects_her_key_then_unlocks_it(up: Up, secret: Path) -> None:
     """The issue's walk with alice, whose key ``up`` made without a passphrase: she sets
     one, unlocks for 10 minutes, sends three times unasked, locks, and is asked again."""

@@ -123,6 +123,10 @@ def cmd_passphrase(args: argparse.Namespace) -> None:
             " neither: it is asked twice)",
             code=EXIT_BAD_INPUT,
         ) from None
+    if args.no_passphrase and b"-----BEGIN ENCRYPTED" not in key_path.read_bytes():
+        # It said "no passphrase any more" of a key that never had one, and wrote it again.
+        print(f"{key_path}: {name}'s key has no passphrase already; nothing was changed")
+        return
     wanted = argparse.Namespace(
         no_passphrase=args.no_passphrase,
         passphrase_file=args.new_passphrase_file,
