@@ -696,6 +696,18 @@ def test_keygen_writes_key_and_pub(tmp_path: Path) -> None:
     assert "warning:" in result.err
 
 
+def test_keygen_takes_no_passphrase_as_register_does(tmp_path: Path) -> None:
+    """`keygen NAME --no-passphrase`, the option register and devices init take, was
+    refused as unrecognised; it is keygen's default, said without the warning."""
+    result = run_cli("keygen", "alice", "--out", tmp_path, "--no-passphrase")
+    assert result.code == 0, result.err
+    Identity.load(tmp_path / "alice.key")
+    assert "NOT encrypted" in result.text and "warning:" not in result.err
+    both = run_cli("keygen", "bob", "--out", tmp_path, "--no-passphrase", "--ask-passphrase")
+    assert_refused(both, 2, "not allowed with argument --no-passphrase")
+    assert not (tmp_path / "bob.key").exists()
+
+
 def test_keygen_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert run_cli("keygen", "alice", "--out", tmp_path).code == 0
     key, pub = tmp_path / "alice.key", tmp_path / "alice.pub"

@@ -321,7 +321,8 @@ def new_passphrase_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def passphrase_options(p: argparse.ArgumentParser) -> None:
+def passphrase_options(p: argparse.ArgumentParser) -> Any:
+    """The options that give the passphrase of an existing key file; their group."""
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--ask-passphrase", action="store_true", help="prompt for the key file's passphrase"
@@ -329,6 +330,7 @@ def passphrase_options(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--passphrase-file", metavar="PATH", help="read the passphrase from the first line of PATH"
     )
+    return group
 
 
 def require_whole_fingerprint(said: str, refused: str, *, printed_by: str) -> None:

@@ -108,7 +108,7 @@ def cmd_keygen(args: argparse.Namespace) -> None:
     state = "encrypted with your passphrase" if secret else "NOT encrypted (no passphrase)"
     print(f"identity {args.name}: {key_path} ({state}), {pub_path}")
     print(f"fingerprint: {identity.public.short_fingerprint()}")
-    if secret is None:
+    if secret is None and not args.no_passphrase:
         print(
             "warning: anyone who can read the key file can act as "
             f"{args.name}; use --ask-passphrase for a person's key",
@@ -296,7 +296,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("name", metavar="NAME", help="the identity's name (a-z, 0-9, . _ -)")
     p.add_argument("--out", metavar="DIR", default=".", help="directory for the files (default .)")
     p.add_argument("--force", action="store_true", help="replace existing files")
-    passphrase_options(p)
+    # As register and devices init take it (it was refused here as unrecognised).
+    passphrase_options(p).add_argument(
+        "--no-passphrase",
+        action="store_true",
+        help="write the key file unprotected (the default), without the warning",
+    )
 
     p = add(
         "encrypt",
