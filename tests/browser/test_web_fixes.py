@@ -72,6 +72,20 @@ def cli_send(up: Up, to: str, text: str, *flags: str, sender: str = "alice") -> 
     return found.group(1)
 
 
+def stdin_send(up: Up, to: str, content: bytes) -> str:
+    """alice sends ``to`` ``content`` on the CLI's standard input (one envelope, without
+    a file name): the message id."""
+    sent = subprocess.run(
+        [*CLI, "send", "--from", "alice", "--to", to, "--quiet", "--home", str(up.home)],
+        input=content,
+        capture_output=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert sent.returncode == 0, sent.stderr
+    return sent.stdout.decode().strip()
+
+
 def send_with_policy(up: Up, text: bytes, policy: Policy) -> str:
     """alice sends bob ``text`` under ``policy`` through the library, which takes what the
     CLI does not offer (a not_before, max_releases above one): the message id."""
@@ -785,15 +799,7 @@ def test_a_text_saved_without_a_file_name_is_named_as_text(
     into = tmp_path / "into"
     into.mkdir()
     for content in (b"a plain sentence", b"\x00\x01 not text"):
-        sent = subprocess.run(
-            [*CLI, "send", "--from", "alice", "--to", "bob", "--quiet", "--home", str(up.home)],
-            input=content,
-            capture_output=True,
-            timeout=60,
-            env=clean_env(),
-        )
-        assert sent.returncode == 0, sent.stderr
-        other = sent.stdout.decode().strip()
+        other = stdin_send(up, "bob", content)
         read = cli(up.home, "read", other, "--as", "bob", "--out", str(into))
         assert read.returncode == 0, explain(read)
         kind = "bin" if content.startswith(b"\x00") else "txt"
@@ -806,15 +812,7 @@ def test_a_text_too_long_to_show_is_said_to_be_text_and_saved_as_text(
     """A text over 1 MiB (sent from standard input, so one envelope without a name) was
     "a file, not text" in the page and saved as .bin, while `read --out DIR` wrote .txt."""
     content = ("a line of a long report\n" * 50_000).encode()  # 1.2 MB
-    sent = subprocess.run(
-        [*CLI, "send", "--from", "alice", "--to", "rita", "--quiet", "--home", str(up.home)],
-        input=content,
-        capture_output=True,
-        timeout=60,
-        env=clean_env(),
-    )
-    assert sent.returncode == 0, sent.stderr
-    message_id = sent.stdout.decode().strip()
+    message_id = stdin_send(up, "rita", content)
     page = rita.read(message_id)
     expect(page.locator("#not-shown")).to_have_text(
         f"This message is text, {len(content)} bytes: too long to show here; save it as a file."
