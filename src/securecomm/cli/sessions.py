@@ -43,6 +43,16 @@ def _people(home: Path) -> list[str]:
     return sorted(key.stem for own in person_homes(home) for key in (own / "users").glob("*.key"))
 
 
+def _unprotected(key_path: Path) -> bool:
+    """Whether the key file opens without a passphrase (a bad file is said where it is
+    loaded for use)."""
+    try:
+        Identity.load(key_path)
+    except IdentityError:
+        return False
+    return True
+
+
 def _name(args: argparse.Namespace, home: Path) -> str:
     if args.person is not None:
         return check_name(args.person, field="--as")
@@ -74,11 +84,7 @@ def cmd_unlock(args: argparse.Namespace) -> None:
             f"a session lasts at most {agent.MAX_LIFETIME_SECONDS // 3600} h",
             code=EXIT_BAD_INPUT,
         )
-    try:
-        Identity.load(key_path)
-    except IdentityError:  # a passphrase is needed (or the file is bad: said below)
-        pass
-    else:
+    if _unprotected(key_path):
         print(
             f"{name}'s key has no passphrase: commands use it without asking, so there is"
             f" nothing to unlock (protect it with: securecomm passphrase --as {name})"
@@ -123,7 +129,7 @@ def cmd_passphrase(args: argparse.Namespace) -> None:
             " neither: it is asked twice)",
             code=EXIT_BAD_INPUT,
         ) from None
-    if args.no_passphrase and b"-----BEGIN ENCRYPTED" not in key_path.read_bytes():
+    if args.no_passphrase and _unprotected(key_path):
         # It said "no passphrase any more" of a key that never had one, and wrote it again.
         print(f"{key_path}: {name}'s key has no passphrase already; nothing was changed")
         return
