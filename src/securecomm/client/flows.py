@@ -1401,6 +1401,20 @@ def read(
 _WITHDRAW_SECONDS = 3.0
 
 
+def _custodian_delete(
+    settings: Settings,
+    keys: Keys,
+    timeout: float,
+    name: str,
+    path: str,
+    params: dict[str, str] | None = None,
+) -> None:
+    """DELETE ``path`` (with ``params``) at custodian ``name``, signed by ``keys``."""
+    url = settings.custodian(name).url
+    with ServiceClient(url, name, keys, timeout=timeout, trust=settings.tls_ca) as client:
+        client.request("DELETE", path, params=params)
+
+
 def withdraw_requests(
     settings: Settings,
     reader: Keys,
@@ -1422,11 +1436,7 @@ def withdraw_requests(
     the message (:func:`delete`) rather than read it, and the lines say that.
     """
 
-    def delete_at(name: str, path: str, params: dict[str, str] | None = None) -> None:
-        url = settings.custodian(name).url
-        with ServiceClient(url, name, reader, timeout=seconds, trust=settings.tls_ca) as client:
-            client.request("DELETE", path, params=params)
-
+    delete_at = functools.partial(_custodian_delete, settings, reader, seconds)
     tasks: dict[str, Callable[[], Any]] = {
         name: functools.partial(delete_at, name, f"/v1/releases/{rid}")
         for name, rid in pending.items()
@@ -1561,12 +1571,7 @@ def _destroy_deposits(
     """Each custodian named at once: DELETE at its path (and query), as ``sender``, each
     request given ``timeout`` seconds; the gathering, once every answer is in or
     ``deadline`` seconds have gone (a custodian that hangs is named, not waited for)."""
-
-    def destroy(name: str, path: str, params: dict[str, str] | None) -> None:
-        url = settings.custodian(name).url
-        with ServiceClient(url, name, sender, timeout=timeout, trust=settings.tls_ca) as c:
-            c.request("DELETE", path, params=params)
-
+    destroy = functools.partial(_custodian_delete, settings, sender, timeout)
     gather = _Gather(
         {name: functools.partial(destroy, name, *target) for name, target in targets.items()}
     )
