@@ -212,6 +212,14 @@ def _int(value: object, name: str) -> int:
         raise ParameterError(f"config: {name} must be an integer, got {value!r}") from None
 
 
+def _port(value: object, name: str) -> int:
+    """A TCP port to listen on: 1 to 65535 (0 would be any free port, which no URL names)."""
+    port = _int(value, name)
+    if not 1 <= port <= 65535:
+        raise ParameterError(f"config: {name} must be a port, 1 to 65535, got {port}")
+    return port
+
+
 def _size(value: object, name: str) -> int:
     """A limit in bytes: a positive integer (a stream's length fits 2**53 - 1)."""
     size = _int(value, name)
@@ -270,7 +278,7 @@ def _custodian(
     url = table.get("url", given.url if given else None)
     default_host, default_port = address_of(url) if isinstance(url, str) else ("127.0.0.1", None)
     host = _str(table.get("host", default_host), f"custodians.{name}.host")
-    port = _int(table.get("port", default_port), f"custodians.{name}.port")
+    port = _port(table.get("port", default_port), f"custodians.{name}.port")
     url = _str(url if url is not None else f"http://{host}:{port}", f"custodians.{name}.url")
     database_url = table.get("database_url")
     if database_url is not None:
@@ -325,7 +333,7 @@ def load_settings(
         relay_url = network.relay.url
         relay_host, relay_port = address_of(relay_url)
     host = _str(env.get("SERVER_HOST", server.get("host", relay_host)), "SERVER_HOST")
-    port = _int(env.get("SERVER_PORT", server.get("port", relay_port)), "SERVER_PORT")
+    port = _port(env.get("SERVER_PORT", server.get("port", relay_port)), "SERVER_PORT")
     url = env.get("SECURECOMM_SERVER_URL") or env.get("SERVER_URL") or server.get("url", relay_url)
     custodians = _custodians(data.get("custodians"), network, n)
     custodians = tuple(
@@ -377,7 +385,7 @@ def load_settings(
         threshold=t,
         custodians=custodians,
         own_custodian=own_custodian,
-        workers=_int(env.get("SECURECOMM_WORKERS", server.get("workers", 2)), "workers"),
+        workers=_workers(env.get("SECURECOMM_WORKERS", server.get("workers", 2))),
         web_origins=_origins(env.get("SECURECOMM_WEB_ORIGINS", server.get("web_origins", []))),
         tls_cert=None if cert is None else home_path / _str(cert, "tls.cert"),
         tls_key=None if key is None else home_path / _str(key, "tls.key"),
@@ -399,6 +407,13 @@ def replica_count(value: object, name: str = "server.replicas") -> int:
             f"config: {name} must be from 1 (the relay alone) to {MAX_RELAY_REPLICAS}, got {count}"
         )
     return count
+
+
+def _workers(value: object) -> int:
+    workers = _int(value, "workers")
+    if workers < 1:
+        raise ParameterError(f"config: workers must be 1 or more, got {workers}")
+    return workers
 
 
 def _with_password(url: str, path: Path) -> str:

@@ -599,6 +599,29 @@ def test_impossible_parameters_are_said_before_the_secret_is_read(tmp_path: Path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["relay", "serve", "--port", "70000"], "'70000' is not a port: expected 1 to 65535"),
+        (["relay", "serve", "--port", "-1"], "'-1' is not a port"),
+        (["custodian", "serve", "--port", "0"], "'0' is not a port"),
+        (["relay", "serve", "--workers", "0"], "'0': expected 1 or more"),
+        (["custodian", "serve", "--workers", "-3"], "'-3': expected 1 or more"),
+        (["up", "--workers", "0"], "'0': expected 1 or more"),
+    ],
+)
+def test_a_port_or_worker_count_out_of_range_is_refused_as_typed(
+    tmp_path: Path, argv: list[str], said: str
+) -> None:
+    """`relay serve --port 70000` said "relay listening on http://127.0.0.1:70000" and
+    listened on 4464 (70000 modulo 65536); `--port -1` said "Servname not supported for
+    ai_socktype"; `--workers -3` printed that it listened, then gunicorn's "Value must be
+    positive"; `--workers 0` started a relay with no worker to answer."""
+    home = tmp_path / "home"
+    assert_refused(run_cli(*argv, "--home", home), 2, said)
+    assert not home.exists()
+
+
 def test_split_255_shares_is_the_limit() -> None:
     lines = split(SECRET, 255, 2)
     assert len(lines) == 255

@@ -104,9 +104,12 @@ threshold = 4
         ("max_sender_bytes = -5", "max_sender_bytes must be from 1 to 2**53 - 1 bytes, got -5"),
         ('max_sender_bytes = "lots"', "max_sender_bytes must be an integer, got 'lots'"),
         ("max_payload_bytes = 9007199254740992", "got 9007199254740992"),
+        ("port = 70000", "SERVER_PORT must be a port, 1 to 65535, got 70000"),
+        ("port = 0", "SERVER_PORT must be a port, 1 to 65535, got 0"),
+        ("workers = 0", "workers must be 1 or more, got 0"),
     ],
 )
-def test_stream_limits_are_positive_integers(tmp_path: Path, line: str, said: str) -> None:
+def test_server_numbers_are_in_range(tmp_path: Path, line: str, said: str) -> None:
     write_config(tmp_path, f"[server]\n{line}\n")
     with pytest.raises(ParameterError) as refused:
         load_settings(tmp_path, env={})
@@ -218,6 +221,13 @@ def test_ill_typed_toml(tmp_path: Path, text: str, match: str) -> None:
     """A file that is TOML but not the expected shape: a ParameterError, never a crash."""
     write_config(tmp_path, text)
     with pytest.raises(ParameterError, match=match):
+        load_settings(tmp_path, env={})
+
+
+def test_a_custodian_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    """A port past 65535 is not taken modulo 65536 by the socket layer: it is refused."""
+    write_config(tmp_path, TWO_CUSTODIANS + '[[custodians]]\nname = "b"\nport = 70000\n')
+    with pytest.raises(ParameterError, match=r"custodians\.b\.port must be a port"):
         load_settings(tmp_path, env={})
 
 

@@ -88,6 +88,14 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+def port_number(value: str) -> int:
+    """An argparse type: a TCP port to listen on, 1 to 65535."""
+    number = integer(value)
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port: expected 1 to 65535")
+    return number
+
+
 def positive_seconds(value: str) -> float:
     """An argparse type: a number of seconds above 0 (a deadline or a timeout)."""
     try:

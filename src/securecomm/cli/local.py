@@ -352,7 +352,7 @@ def add_commands(sub: Any) -> None:
         " them, moving to another when one cannot be reached.",
     )
     _network_options(p)
-    p.add_argument("--workers", type=int, default=1, help="gunicorn workers per service")
+    p.add_argument("--workers", type=positive_int, default=1, help="gunicorn workers per service")
     p.add_argument(
         "--relay-replicas",
         type=_replicas,

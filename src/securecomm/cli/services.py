@@ -21,6 +21,8 @@ from ._common import (
     check_output,
     command_group,
     home_option,
+    port_number,
+    positive_int,
     service_settings,
     warn_if_browsers_refuse,
 )
@@ -238,8 +240,10 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
     def serving(p: argparse.ArgumentParser) -> None:
         home_option(p)
         p.add_argument("--host", help="address to listen on (default from the config)")
-        p.add_argument("--port", type=int, help="port to listen on (default from the config)")
-        p.add_argument("--workers", type=int, help="gunicorn worker processes (default 2)")
+        p.add_argument(
+            "--port", type=port_number, help="port to listen on (default from the config)"
+        )
+        p.add_argument("--workers", type=positive_int, help="gunicorn worker processes (default 2)")
         p.add_argument(
             "--insecure-http",
             action="store_true",
