@@ -239,8 +239,8 @@ def address_of(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     try:
         port = parts.port
-    except ValueError:
-        port = None
+    except ValueError:  # past 65535, or not a number: not the scheme's default port
+        port = 0
     if parts.scheme not in {"http", "https"} or not parts.hostname or port == 0:
         raise ParameterError(f"{url!r} is not an http(s)://HOST[:PORT] URL")
     return parts.hostname, port or {"http": 80, "https": 443}[parts.scheme]

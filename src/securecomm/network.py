@@ -33,7 +33,16 @@ def _url(value: object, path: str) -> str:
     if not isinstance(value, str):
         raise FieldError(f"{path}: expected a URL")
     parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path not in {"", "/"}:
+    try:
+        port = parts.port  # ValueError past 65535: the socket layer would take it mod 65536
+    except ValueError:
+        port = 0
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or parts.path not in {"", "/"}
+        or port == 0
+    ):
         raise FieldError(f"{path}: expected http(s)://HOST[:PORT], got {value!r}")
     return value.rstrip("/")
 

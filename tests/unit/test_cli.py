@@ -622,6 +622,26 @@ def test_a_port_or_worker_count_out_of_range_is_refused_as_typed(
     assert not home.exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--listen", "127.0.0.1:70000"], "expected HOST:PORT, the port 0 (any free one) to"),
+        (["--upstream", "127.0.0.1:5000"], "--upstream: '127.0.0.1:5000' is not an http(s)://"),
+        (["--limit", "-1"], "argument --limit: '-1': expected 1 or more"),
+    ],
+)
+def test_mitm_refuses_what_it_cannot_listen_on_or_forward_to(argv: list[str], said: str) -> None:
+    """`mitm --listen 127.0.0.1:70000` ended in "internal error (OverflowError)"; an
+    --upstream without its scheme, and a negative --limit, were taken: the proxy listened
+    and every exchange failed, or nothing was ever altered."""
+    options = {"--listen": "127.0.0.1:0", "--upstream": "http://127.0.0.1:9"}
+    options[argv[0]] = argv[1]
+    args = [word for pair in options.items() for word in pair]
+    if argv[0] == "--limit":
+        args += argv
+    assert_refused(run_cli("mitm", *args, "--mode", "flip"), 2, said)
+
+
 def test_split_255_shares_is_the_limit() -> None:
     lines = split(SECRET, 255, 2)
     assert len(lines) == 255

@@ -175,6 +175,19 @@ def test_relay_serve_refuses_a_person_s_home_before_making_a_key(
     assert _files(home) == ["network.json"]
 
 
+@pytest.mark.parametrize("port", ["70000", "0", "x"])
+def test_a_url_whose_port_no_socket_has_is_refused(tmp_path: Path, port: str) -> None:
+    """`relay init --url http://127.0.0.1:70000` signed a card for that URL and wrote
+    `port = 80` into the relay's settings: a port past 65535 was taken for none at all."""
+    url = f"http://127.0.0.2:{port}"
+    with pytest.raises(errors.SecureCommError):
+        Card.issue(RELAY, "relay", url)
+    with pytest.raises(SystemExit) as refused:
+        main(["relay", "init", "--home", str(tmp_path / "h"), "--url", url])
+    assert refused.value.code == 2
+    assert not (tmp_path / "h").exists()
+
+
 def test_bad_cards_and_operator_files_are_bad_input_and_write_nothing(tmp_path: Path) -> None:
     key = load_or_create(tmp_path / "op.key", "alpha-operator")
     assert key.name == "alpha-operator"

@@ -174,11 +174,18 @@ def cmd_mitm(args: argparse.Namespace) -> None:
     import threading
 
     from .._files import write_atomic
+    from ..config import address_of
     from ..testing.mitm import Proxy
 
     host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdecimal():
-        raise ParameterError(f"--listen {args.listen!r}: expected HOST:PORT")
+    if not host or not port.isdecimal() or int(port) > 65535:
+        raise ParameterError(
+            f"--listen {args.listen!r}: expected HOST:PORT, the port 0 (any free one) to 65535"
+        )
+    try:
+        address_of(args.upstream)
+    except ParameterError as exc:
+        raise ParameterError(f"--upstream: {exc}") from None
     # Now, not at the end of the session: a report from an earlier run is not replaced
     # unasked, and one that cannot be written is not found out after the traffic is gone.
     check_output(args.report, args.force, "--report")
@@ -334,7 +341,7 @@ def add_commands(sub: Any) -> tuple[Any, Any]:
         default="request",
         help="alter requests (default) or answers",
     )
-    p.add_argument("--limit", type=int, help="alter at most this many exchanges")
+    p.add_argument("--limit", type=positive_int, help="alter at most this many exchanges")
     p.add_argument(
         "--watch",
         action="append",
