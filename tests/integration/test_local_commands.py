@@ -485,6 +485,12 @@ def test_a_message_over_the_limit_the_relay_was_given_is_refused_before_any_depo
         assert endless.returncode == 2, explain(endless)
         assert "the message is larger than 64 MiB" in endless.stderr, explain(endless)
         assert "hint: save it to a file and give --file PATH" in endless.stderr
+        # A device given as --file has no size before its end: not streamed, and the hint
+        # said to give --file, which was given.
+        device = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", "/dev/zero")
+        assert device.returncode == 2, explain(device)
+        assert "the message is larger than 64 MiB" in device.stderr, explain(device)
+        assert "hint: /dev/zero is not a regular file" in device.stderr, explain(device)
         # Under the relay's limit, though over the size that goes without asking: sent.
         sent = _send_stdin(up.home, b"y" * (1024 * 1024 + 4096))
         assert sent.returncode == 0, explain(sent)

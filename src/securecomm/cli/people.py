@@ -82,12 +82,14 @@ def cmd_send(args: argparse.Namespace) -> None:
     if args.text is not None and args.text != "-":
         message = args.text.encode("utf-8")
     else:
-        message = read_input(
-            args.file,
-            "message",
-            too_large="save it to a file and give --file PATH: a file is sent as a stream,"
-            " of any size",
+        too_large = (
+            "save it to a file and give --file PATH: a file is sent as a stream, of any size"
+            if args.file in (None, "-")
+            else f"{args.file} is not a regular file (a pipe or a device, whose size is not"
+            " known before the end): only a regular file is sent as a stream, of any size;"
+            " copy it into one first"
         )
+        message = read_input(args.file, "message", too_large=too_large)
     if not message:
         raise CliError("the message is empty", code=EXIT_BAD_INPUT)
     # Ctrl-C and SIGTERM are polled from here on: the send completes, or takes back
