@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import stat
@@ -651,6 +652,27 @@ def test_a_fingerprint_pasted_as_printed_is_compared(shared: Up) -> None:
     verified = cli(shared.home, "contacts", "verify", "bob", *groups, "--as", "alice")
     assert verified.returncode == 0, explain(verified)
     assert verified.stdout == f"bob: {' '.join(groups)} verified\n", explain(verified)
+
+
+def test_the_command_that_pins_an_unknown_sender_works_as_given(shared: Up) -> None:
+    """Reading a message from someone not pinned says to compare and pin their key, with
+    the command that does it; that command lacked `--as`, and run as given in a data
+    directory of several people it said the directory "is not set up"."""
+    home = shared.home
+    made = cli(home, "register", "gina", "--no-passphrase")
+    assert made.returncode == 0, explain(made)
+    message_id = send(home, "from someone new", sender="gina")
+    first = read(home, message_id)
+    assert first.returncode == 0, explain(first)
+    said = re.search(r"then pin it: securecomm (contacts verify .+)$", first.stderr, re.M)
+    assert said, explain(first)
+    gina = user(home, "gina").public.short_fingerprint()
+    assert said.group(1) == f"contacts verify gina '{gina}' --as bob", explain(first)
+    pinned = cli(home, *shlex.split(said.group(1)))
+    assert pinned.returncode == 0, explain(pinned)
+    assert pinned.stdout == f"gina: {gina} verified\n", explain(pinned)
+    again = read(home, message_id)
+    assert again.returncode == 0 and "not in your known keys" not in again.stderr, explain(again)
 
 
 def test_a_recipient_deletes_a_message_from_their_inbox_only(shared: Up) -> None:

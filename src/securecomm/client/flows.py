@@ -1169,7 +1169,7 @@ def read(
             f"{sender.name} is not in your known keys: the signature proves integrity, not who"
             f" sent it (fingerprint {sender.short_fingerprint()}); compare it with"
             f" {sender.name}, then pin it: securecomm contacts verify {sender.name}"
-            f" '{sender.short_fingerprint()}'"
+            f" '{sender.short_fingerprint()}' --as {reader.name}"
         )
     names = [slot.name for slot in envelope.header.custodians]
     keys = {name: known.require(name) for name in names}
