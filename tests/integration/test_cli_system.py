@@ -657,7 +657,7 @@ def test_a_fingerprint_pasted_as_printed_is_compared(shared: Up) -> None:
 def test_the_command_that_pins_an_unknown_sender_works_as_given(shared: Up) -> None:
     """Reading a message from someone not pinned says to compare and pin their key, with
     the command that does it; that command lacked `--as`, and run as given in a data
-    directory of several people it said the directory "is not set up"."""
+    directory of several people it said the directory "is not set up": it now asks whose."""
     home = shared.home
     made = cli(home, "register", "gina", "--no-passphrase")
     assert made.returncode == 0, explain(made)
@@ -668,6 +668,11 @@ def test_the_command_that_pins_an_unknown_sender_works_as_given(shared: Up) -> N
     assert said, explain(first)
     gina = user(home, "gina").public.short_fingerprint()
     assert said.group(1) == f"contacts verify gina '{gina}' --as bob", explain(first)
+    for words in (shlex.split(said.group(1))[:-2], ["contacts"]):  # without --as bob
+        whose = cli(home, *words)
+        assert whose.returncode == 2, explain(whose)
+        assert "whose contacts? " in whose.stderr and "alice" in whose.stderr, explain(whose)
+        assert "hint: say whose with --as NAME" in whose.stderr, explain(whose)
     pinned = cli(home, *shlex.split(said.group(1)))
     assert pinned.returncode == 0, explain(pinned)
     assert pinned.stdout == f"gina: {gina} verified\n", explain(pinned)

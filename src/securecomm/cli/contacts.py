@@ -147,6 +147,16 @@ def _register_from(args: argparse.Namespace, name: str, home: Path) -> None:
 
 
 def _person(args: argparse.Namespace) -> Any:
+    from ..local.layout import PEOPLE_DIR
+
+    people = home_of(args) / PEOPLE_DIR
+    if args.person is None and people.is_dir():
+        names = ", ".join(sorted(p.name for p in people.iterdir() if p.is_dir()))
+        raise CliError(
+            f"whose contacts? {home_of(args)} holds the homes of several people ({names})",
+            hint="say whose with --as NAME",
+            code=EXIT_BAD_INPUT,
+        )
     return settings_of(args, args.person)
 
 
