@@ -824,3 +824,20 @@ def test_a_text_too_long_to_show_is_said_to_be_text_and_saved_as_text(
     saved = tmp_path / "saved"
     download.value.save_as(saved)
     assert saved.read_bytes() == content
+
+
+def test_an_empty_file_from_the_cli_is_read_in_the_page(
+    up: Up, rita: Person, tmp_path: Path
+) -> None:
+    """The page sends an empty file; `send --file` of one said "the message is empty"
+    and sent nothing. Sent now, it is read in the page as the empty file it is."""
+    empty = tmp_path / "done.flag"
+    empty.write_bytes(b"")
+    message_id = cli_send(up, "rita", "--file", str(empty))
+    page = rita.read(message_id)
+    with page.expect_download() as download:
+        page.locator("#save-message").click()
+    assert download.value.suggested_filename == "done.flag"
+    saved = tmp_path / "saved"
+    download.value.save_as(saved)
+    assert saved.read_bytes() == b""

@@ -897,6 +897,29 @@ def test_a_file_keeps_its_name_for_the_reader_only(up: Up, tmp_path: Path) -> No
     assert sorted(p.name for p in inbox_dir.iterdir()) == ["report q3.pdf"]
 
 
+def test_an_empty_file_is_sent_and_read_back_empty(up: Up, tmp_path: Path) -> None:
+    """`send --file` of an empty file said "the message is empty" (as for empty TEXT or
+    standard input, still refused) while the page sends one: a file may be empty."""
+    source = tmp_path / "done.flag"
+    source.write_bytes(b"")
+    sent = cli(up.home, "send", "--from", "alice", "--to", "bob", "--file", str(source), "--quiet")
+    assert sent.returncode == 0, explain(sent)
+    message_id = sent.stdout.strip()
+    printed = read(up.home, message_id, "bob")
+    assert printed.returncode == 0 and printed.stdout == "", explain(printed)
+    assert "file 'done.flag'" in printed.stderr, explain(printed)
+    inbox_dir = tmp_path / "inbox"
+    inbox_dir.mkdir()
+    saved = read(up.home, message_id, "bob", "--out", str(inbox_dir))
+    assert saved.returncode == 0, explain(saved)
+    assert (inbox_dir / "done.flag").read_bytes() == b""
+    for empty in (["", "--quiet"], ["-", "--quiet"]):  # typed, or from standard input
+        refused = cli(up.home, "send", "--from", "alice", "--to", "bob", *empty)
+        assert refused.returncode == 2 and "the message is empty" in refused.stderr, explain(
+            refused
+        )
+
+
 # Item 8: the inbox shows the policy, and what reads of a message found
 
 

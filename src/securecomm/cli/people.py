@@ -90,7 +90,7 @@ def cmd_send(args: argparse.Namespace) -> None:
             " copy it into one first"
         )
         message = read_input(args.file, "message", too_large=too_large)
-    if not message:
+    if not message and args.file in (None, "-"):  # an empty file is sent, as the page does
         raise CliError("the message is empty", code=EXIT_BAD_INPUT)
     # Ctrl-C and SIGTERM are polled from here on: the send completes, or takes back
     # every share it deposited, and says which.
