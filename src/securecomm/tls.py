@@ -38,6 +38,7 @@ __all__ = [
     "CertificateAuthority",
     "HostCertificate",
     "ca_spki_sha256",
+    "chromium_trust_flag",
     "load_certificates",
     "make_ca",
 ]
@@ -107,6 +108,13 @@ def ca_spki_sha256(ca_pem: bytes) -> bytes:
     trust (Chromium's ``--ignore-certificate-errors-spki-list``), and a short way to
     name a CA in a message."""
     return _spki_sha256(load_certificates(ca_pem, "CA")[0])
+
+
+def chromium_trust_flag(ca_pem: bytes) -> str:
+    """The option that makes Chromium trust the CA (and nothing else it would not already):
+    ``--ignore-certificate-errors-spki-list=`` and the base64 of ``ca_spki_sha256``."""
+    spki = base64.b64encode(ca_spki_sha256(ca_pem)).decode("ascii")
+    return f"--ignore-certificate-errors-spki-list={spki}"
 
 
 def _spki_sha256(certificate: x509.Certificate) -> bytes:

@@ -5,13 +5,12 @@ of its certificates has that key), never by turning verification off."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Playwright, expect
 
-from securecomm.tls import ca_spki_sha256
+from securecomm.tls import chromium_trust_flag
 from tests.browser._web import Person
 from tests.integration.test_cli_system import Up, finish_up, start_up
 
@@ -28,9 +27,9 @@ def up_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 
 
 def _trusting(playwright: Playwright, up: Up) -> Browser:
+    """Chromium started with the option `up --tls` and `tls ca` print for it."""
     assert up.trust is not None
-    spki = base64.b64encode(ca_spki_sha256(up.trust.encode())).decode()
-    return launch(playwright, f"--ignore-certificate-errors-spki-list={spki}")
+    return launch(playwright, chromium_trust_flag(up.trust.encode()))
 
 
 def test_the_page_sends_and_reads_over_https(playwright: Playwright, up_tls: Up) -> None:

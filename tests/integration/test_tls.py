@@ -4,8 +4,10 @@ an unknown CA and plain HTTP are each refused, naming the host."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import errno
+import hashlib
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from securecomm.client.transport import ServiceClient
@@ -171,6 +174,24 @@ def test_issued_certificates_are_what_browsers_and_openssl_accept() -> None:
     assert root.ca and root.path_length == 0
     issued.verify_directly_issued_by(CA.certificate)
     assert len(ca_spki_sha256(CA.pem)) == 32
+
+
+def test_tls_ca_prints_the_option_chromium_takes(tmp_path: Path) -> None:
+    """`tls ca` printed "CA key hash (SHA-256 of its public key)" in hex, which no browser
+    option reads; Chromium's --ignore-certificate-errors-spki-list takes the base64 of the
+    SHA-256 of the certificate's SubjectPublicKeyInfo, as `up --tls` prints it."""
+    made = subprocess.run(
+        [*CLI, "tls", "ca", "--out", tmp_path / "ca"], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    certificate = x509.load_pem_x509_certificate((tmp_path / "ca" / "ca.pem").read_bytes())
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    expected = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    assert f"start Chromium with --ignore-certificate-errors-spki-list={expected}\n" in (
+        made.stdout
+    ), made.stdout
 
 
 def test_a_mistyped_address_or_name_gets_no_certificate(tmp_path: Path) -> None:

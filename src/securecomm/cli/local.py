@@ -92,13 +92,12 @@ def cmd_up(args: argparse.Namespace) -> None:
         print(f"logs: {home / 'logs'}")
         print(f"web client: open {settings.server_url}/ in a browser", flush=True)
         if settings.tls_ca is not None:
-            from ..tls import ca_spki_sha256
+            from ..tls import chromium_trust_flag
 
-            spki = b64encode(ca_spki_sha256(settings.tls_ca.encode()))
             print(
                 f"  its certificate is from this network's own CA, {home / 'tls' / 'ca.pem'}:"
                 " import that into the browser as a trusted authority (or start Chromium"
-                f" with --ignore-certificate-errors-spki-list={spki})",
+                f" with {chromium_trust_flag(settings.tls_ca.encode())})",
                 flush=True,
             )
         warn_if_browsers_refuse(settings.server_url)  # after the lines it is about

@@ -11,7 +11,7 @@ from ._common import CliError, refuse_existing
 
 
 def cmd_tls_ca(args: argparse.Namespace) -> None:
-    from ..tls import CA_CERT, CA_KEY, ca_spki_sha256, make_ca
+    from ..tls import CA_CERT, CA_KEY, chromium_trust_flag, make_ca
 
     out = Path(args.out)
     for name in (CA_CERT, CA_KEY):
@@ -20,7 +20,11 @@ def cmd_tls_ca(args: argparse.Namespace) -> None:
     cert, key = ca.write(out)
     print(f"CA certificate: {cert} (public: it goes into the network file, --tls-ca)")
     print(f"CA key:         {key} (mode 0600: whoever has it can pose as any service)")
-    print(f"CA key hash (SHA-256 of its public key): {ca_spki_sha256(ca.pem).hex()}")
+    # The hash as Chromium takes it: printed in hex, it was a hash no browser option reads.
+    print(
+        f"for the web client: import {cert} into the browser as a trusted authority, or"
+        f" start Chromium with {chromium_trust_flag(ca.pem)}"
+    )
 
 
 def _address(text: str) -> str:
