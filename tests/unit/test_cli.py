@@ -642,6 +642,24 @@ def test_mitm_refuses_what_it_cannot_listen_on_or_forward_to(argv: list[str], sa
     assert_refused(run_cli("mitm", *args, "--mode", "flip"), 2, said)
 
 
+def test_an_operator_home_that_joined_no_network_is_told_to_join(tmp_path: Path) -> None:
+    """An operator who made their key and skipped `join` was sent to this machine's
+    embedded defaults (127.0.0.1:5101 ...): "cannot reach" on their own machine, or
+    "only alpha's operator may do this" from another network's alpha running there."""
+    home = tmp_path / "op-alpha"
+    made = run_cli("keygen", "alpha-operator", "--out", home / "users", "--no-passphrase")
+    assert made.code == 0, made.err
+    for argv in (
+        ["custodian", "pending", "--name", "alpha"],
+        ["custodian", "pending"],  # the custodian whose operator's key the home holds
+        ["custodian", "approve", "0" * 32, "alpha"],
+        ["audit", "verify", "--remote", "--name", "alpha"],
+    ):
+        refused = run_cli(*argv, "--home", home)
+        assert_refused(refused, 2, f"{home} joined no network: it does not know where")
+        assert f"securecomm join network.json --home {home}" in refused.err
+
+
 def test_split_255_shares_is_the_limit() -> None:
     lines = split(SECRET, 255, 2)
     assert len(lines) == 255

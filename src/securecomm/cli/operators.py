@@ -27,6 +27,7 @@ def _operator_client(args: argparse.Namespace, settings: Settings | None = None)
     from ._common import load_identity
 
     settings = settings or _settings(args)
+    _refuse_unjoined(settings, args)
     url = args.url or settings.custodian(args.name).url
     name = operator_name(args.name)
     places = _operator_key_places(settings, args.name)
@@ -49,6 +50,24 @@ def _operator_client(args: argparse.Namespace, settings: Settings | None = None)
             )
         raise error
     return ServiceClient(url, args.name, load_identity(str(key), args), trust=settings.tls_ca)
+
+
+def _refuse_unjoined(settings: Settings, args: argparse.Namespace) -> None:
+    """An operator's home that joined no network (and has no settings file) knows no
+    custodian's URL: it would ask this machine's embedded defaults (127.0.0.1:5101 ...),
+    reaching nothing, or another network's custodian running here."""
+    from ..config import CONFIG_FILE
+    from ..network import NETWORK_FILE
+
+    home = settings.home
+    if args.url or (home / NETWORK_FILE).exists() or (home / CONFIG_FILE).exists():
+        return
+    raise CliError(
+        f"{home} joined no network: it does not know where custodian {args.name} is",
+        hint="join the network file the coordinator sent first: securecomm join"
+        f" network.json{home_flag(home)} (or give --url)",
+        code=2,
+    )
 
 
 def _operator_key_places(settings: Settings, custodian: str) -> list[Path]:
@@ -197,6 +216,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         from ..client.trust import KnownKeys
 
         settings.custodian(args.name)  # a name not in it is said so, with the names that are
+        if args.remote:
+            _refuse_unjoined(settings, args)
         public = KnownKeys.load(settings.home).require(args.name)
     if args.file:
         report = audit.verify(_saved_pages(args.file), public)
