@@ -204,8 +204,9 @@ def test_init_tls_refuses_a_network_made_without_it(tmp_path: Path) -> None:
     home = tmp_path / "home"
     init_home(home)
     network = (home / "network.json").read_bytes()
-    with pytest.raises(ParameterError, match="set up without TLS; nothing was changed"):
+    with pytest.raises(ParameterError, match="set up without TLS; nothing was changed") as no:
         init_home(home, tls=True)
+    assert "give another --home" in (no.value.hint or "")  # the way forward, not just no
     assert (home / "network.json").read_bytes() == network
     assert not (home / "tls").exists()
 

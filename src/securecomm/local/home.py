@@ -131,9 +131,12 @@ def init_home(
     network_file = home / NETWORK_FILE
     existing = joined(home)
     if tls and existing is not None and existing.tls_ca is None:
-        raise ParameterError(
-            f"{home} was set up without TLS; nothing was changed",
+        refused = ParameterError(f"{home} was set up without TLS; nothing was changed")
+        refused.hint = (
+            "--tls makes a new data directory (its own CA, https:// URLs): give another"
+            " --home; or leave --tls out to go on with this one over HTTP"
         )
+        raise refused
     ca = _local_ca(home, created) if tls and existing is None else None
     scheme = "https" if ca is not None else "http"
     identities: dict[str, PublicIdentity] = {}
