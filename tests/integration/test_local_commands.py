@@ -36,8 +36,10 @@ from .test_cli_system import (
     finish_up,
     healthy,
     processes_of,
+    read,
     send,
     start_up,
+    stop_up,
     wait_for,
 )
 
@@ -525,6 +527,32 @@ def test_sigterm_while_up_starts_leaves_no_service_behind(tmp_path: Path) -> Non
             up.kill()
     wait_for(lambda: processes_of(home) == [], 15, "every service to be gone")
     assert "Traceback" not in err.read_text()
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGHUP], ids=["kill-9", "hangup"])
+def test_no_service_outlives_an_up_that_is_killed_or_whose_terminal_closes(
+    tmp_path: Path, how: signal.Signals
+) -> None:
+    """Each service runs in a session of its own; `up` killed outright, or ended by the
+    SIGHUP of its terminal closing, left all twelve processes running, and the next `up`
+    said "another 'securecomm up' on this data directory is running: ... Ctrl-C in its
+    terminal", of an `up` that was gone. Now they stop with it, and `up` starts again."""
+    up = start_up(tmp_path / "home")
+    assert up.process is not None
+    assert len(processes_of(up.home)) > 6  # up, and the relay's and custodians' processes
+    up.process.send_signal(how)
+    up.process.wait(timeout=30)
+    try:
+        wait_for(lambda: processes_of(up.home) == [], 20, "every service to stop with up")
+    finally:
+        stop_up(up)  # kills what is left, if the test failed
+    assert "Traceback" not in up.output()
+    again = start_up(up.home, ports=up.ports, relay_port=up.relay_port)  # the same ports
+    try:
+        said = read(again.home, send(again.home, "after the restart"))
+        assert said.stdout == "after the restart", explain(said)
+    finally:
+        finish_up(again)
 
 
 def test_up_upgrades_a_database_made_before_migrations_and_says_so(tmp_path: Path) -> None:

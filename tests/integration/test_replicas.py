@@ -243,6 +243,23 @@ def test_over_tls_the_front_serves_the_relay_s_certificate_and_ctrl_c_stops_all(
     stop_and_check(up, group, signal.SIGINT)
 
 
+def test_up_killed_outright_leaves_no_replica_and_no_nginx(tmp_path: Path) -> None:
+    """kill -9 of `up` left the replicas, the custodians and nginx running on their ports,
+    each in a session of its own; now each ends with `up`."""
+    up = start_replicated(tmp_path / "home")
+    group = front_group(up.home)
+    assert up.process is not None
+    up.process.kill()
+    up.process.wait(timeout=30)
+    try:
+        wait_for(lambda: processes_of(up.home) == [], 20, "every process to end with up")
+        wait_for(lambda: not group_alive(group), 10, "nginx's master and workers to go")
+    finally:
+        stop_up(up)  # kills anything left, if the test failed
+    for port in (up.relay_port, *up.ports.values()):
+        assert not listening(port), port
+
+
 def test_the_front_s_own_refusals_are_json_like_the_relay_s(tmp_path: Path) -> None:
     """No replica answering, and a body over the relay's limit: nginx answers itself, in
     the shape of the relay's errors, and stops with everything it started."""

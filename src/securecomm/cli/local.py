@@ -47,7 +47,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 def cmd_up(args: argparse.Namespace) -> None:
     from ..local.home import init_home, plan_home, ports_fixed
-    from ..local.stack import Stack
+    from ..local.stack import Stack, stop_signals
 
     home = home_of(args)
     # Ports taken are said before any party's home is made: each keeps the port it is made
@@ -68,13 +68,15 @@ def cmd_up(args: argparse.Namespace) -> None:
     _upgrade_databases(home, settings)
     relay = "the relay" if stack.front is None else f"{len(stack.front.replicas)} relay replicas"
     print(f"starting {relay} and {settings.n_shares} custodians ...", file=sys.stderr)
-    # Until stack.wait() takes the signals over, SIGTERM interrupts like Ctrl-C, so what
-    # was started is stopped (its default would end this process and leave them running).
-    previous = signal.signal(signal.SIGTERM, _interrupted)
+    # Until stack.wait() takes the signals over, SIGTERM and SIGHUP interrupt like Ctrl-C,
+    # so what was started is stopped in order (their default would end this process at once).
+    others = [sig for sig in stop_signals() if sig != signal.SIGINT]  # Ctrl-C raises
+    previous = {sig: signal.signal(sig, _interrupted) for sig in others}
     try:
         stack.start()  # stops what it started if interrupted
     except BaseException:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         raise
     try:
         _register_users(home)
@@ -105,7 +107,8 @@ def cmd_up(args: argparse.Namespace) -> None:
     finally:
         print("stopping ...", file=sys.stderr, flush=True)
         stack.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         print("stopped", file=sys.stderr, flush=True)
 
 
@@ -342,9 +345,10 @@ def add_commands(sub: Any) -> None:
         help="run the relay and all custodians here, in the foreground",
         description="Run init if needed, start the relay and every custodian as"
         " separate processes, each from its own home, wait until each answers, register"
-        " the people, print the URLs and fingerprints, and stop them all on Ctrl-C or"
-        " SIGTERM. If a port is taken"
-        " (another 'up' on this data directory, or another program), nothing is started."
+        " the people, print the URLs and fingerprints, and stop them all on Ctrl-C, SIGTERM"
+        " or SIGHUP (its terminal closed); killed outright, it takes them with it. If a port"
+        " is taken (another 'up' on this data directory, or another program), nothing is"
+        " started."
         " With --relay-replicas N (or [server] replicas = N in HOME/securecomm.toml) the"
         " relay runs as N processes on one database behind one address: Debian's nginx"
         " (package nginx-light) listens on the relay's URL and spreads the requests over"

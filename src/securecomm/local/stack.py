@@ -43,7 +43,7 @@ from ..identity import load_public
 from .front import FRONT_DIR, Front, find_nginx
 from .home import party_home
 
-__all__ = ["BusyPort", "Process", "Stack"]
+__all__ = ["BusyPort", "Process", "Stack", "stop_signals"]
 
 GRACE_SECONDS = 10.0
 
@@ -69,9 +69,12 @@ class Process:
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        # In a session of its own (Ctrl-C reaches `up`, which stops each in turn), yet
+        # ended with this process if it is killed outright: see _tethered.
+        tether = [sys.executable, "-m", "securecomm.local._tethered", str(os.getpid())]
         with open(self.log, "ab") as log:
             self.popen = subprocess.Popen(
-                self.command,
+                [*tether, *self.command],
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
@@ -228,9 +231,16 @@ class _Interrupted:
             raise KeyboardInterrupt
 
 
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop ``up``: Ctrl-C, SIGTERM, and SIGHUP (its terminal closed)
+    unless it was started with SIGHUP ignored (nohup)."""
+    hangup = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
+
+
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[_Interrupted]:
-    """SIGINT and SIGTERM only noted, for the code inside to act on at ``check()``; their
+    """The stop signals only noted, for the code inside to act on at ``check()``; their
     handlers restored after. Off the main thread, where Python takes no signals, a no-op."""
     interrupted = _Interrupted()
     if threading.current_thread() is not threading.main_thread():
@@ -240,7 +250,7 @@ def _signals_deferred() -> Iterator[_Interrupted]:
     def note(signum: int, _frame: object) -> None:
         interrupted.signum = signum
 
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, note) for sig in stop_signals()}
     try:
         yield interrupted
     finally:
@@ -470,16 +480,14 @@ class Stack:
             process.stop()
 
     def wait(self) -> None:
-        """Stay in the foreground until SIGINT or SIGTERM; report services that die."""
+        """Stay in the foreground until a stop signal; report services that die."""
         stopping = False
 
         def request_stop(signum: int, _frame: object) -> None:
             nonlocal stopping
             stopping = True
 
-        previous = {
-            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        previous = {sig: signal.signal(sig, request_stop) for sig in stop_signals()}
         reported: set[str] = set()
         try:
             while not stopping:
