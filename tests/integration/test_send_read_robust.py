@@ -173,8 +173,10 @@ def seqs(up: Up) -> dict[str, int]:
 # Item 3: Ctrl-C or SIGTERM during send is all or nothing
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_an_interrupt_while_depositing_withdraws_every_share(up: Up, sig: int) -> None:
+    """SIGHUP (the terminal closed, an ssh link dropped) ended the send at once, leaving a
+    share with every custodian for a message never posted; it now withdraws them too."""
     before = seqs(up)
     inbox_before = inbox(up.home)
     with HoldingProxy(up.url("echo"), ("POST", "/v1/deposits")) as proxy:

@@ -141,14 +141,17 @@ def message_id(value: str) -> str:
 
 @contextlib.contextmanager
 def interrupts() -> Iterator[Callable[[], bool]]:
-    """While inside, SIGINT (Ctrl-C) and SIGTERM do not stop the process mid-step: they set
-    a flag that the flow polls (the callable yielded), so it can finish or undo its work."""
+    """While inside, SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) do not stop
+    the process mid-step: they set a flag that the flow polls (the callable yielded), so it
+    can finish or undo its work (a send withdraws the shares it deposited)."""
+    from .._signals import stop_signals
+
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    before = {sig: signal.signal(sig, handler) for sig in stop_signals()}
     try:
         yield stop.is_set
     finally:

@@ -46,8 +46,9 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
+    from .._signals import stop_signals
     from ..local.home import init_home, plan_home, ports_fixed
-    from ..local.stack import Stack, stop_signals
+    from ..local.stack import Stack
 
     home = home_of(args)
     # Ports taken are said before any party's home is made: each keeps the port it is made

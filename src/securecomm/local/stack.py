@@ -36,6 +36,7 @@ from pathlib import Path
 
 import httpx
 
+from .._signals import stop_signals
 from ..client.transport import close_idle_pools, tls_context
 from ..config import CONFIG_FILE, Settings, load_settings, request_limit_bytes
 from ..errors import ParameterError, SecureCommError, ServiceError
@@ -43,7 +44,7 @@ from ..identity import load_public
 from .front import FRONT_DIR, Front, find_nginx
 from .home import party_home
 
-__all__ = ["BusyPort", "Process", "Stack", "stop_signals"]
+__all__ = ["BusyPort", "Process", "Stack"]
 
 GRACE_SECONDS = 10.0
 
@@ -229,13 +230,6 @@ class _Interrupted:
     def check(self) -> None:
         if self.signum is not None:
             raise KeyboardInterrupt
-
-
-def stop_signals() -> tuple[signal.Signals, ...]:
-    """The signals that stop ``up``: Ctrl-C, SIGTERM, and SIGHUP (its terminal closed)
-    unless it was started with SIGHUP ignored (nohup)."""
-    hangup = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
-    return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
 @contextlib.contextmanager
