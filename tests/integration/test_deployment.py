@@ -292,7 +292,13 @@ def test_a_new_person_registers_and_receives_a_message(deployment: Deployment) -
     registered = d.cli("register", "carol", "--home", carol, "--no-passphrase").stdout
     fingerprint = registered.split("fingerprint: ")[1].splitlines()[0]
     # bob compares carol's fingerprint out of band before writing to her.
-    d.cli("contacts", "verify", "carol", fingerprint, "--home", d.homes["bob"])
+    # Another name than the home's: bob's pins were marked for alice, who asked for hers.
+    for words in (["verify", "carol", fingerprint], []):
+        wrong = d.cli("contacts", *words, "--as", "alice", "--home", d.homes["bob"], check=False)
+        assert wrong.returncode == 2, wrong.stderr
+        assert "is the home of bob, not alice's" in wrong.stderr, wrong.stderr
+    assert "carol" not in d.cli("contacts", "--home", d.homes["bob"]).stdout
+    d.cli("contacts", "verify", "carol", fingerprint, "--as", "bob", "--home", d.homes["bob"])
     assert "verified" in d.cli("contacts", "--home", d.homes["bob"]).stdout
     sent = d.cli("send", "--from", "bob", "--to", "carol", "welcome", "--quiet",
                  "--home", d.homes["bob"])  # fmt: skip

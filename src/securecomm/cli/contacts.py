@@ -157,7 +157,20 @@ def _person(args: argparse.Namespace) -> Any:
             hint="say whose with --as NAME",
             code=EXIT_BAD_INPUT,
         )
-    return settings_of(args, args.person)
+    settings = settings_of(args, args.person)
+    users = settings.home / "users"
+    # users/NAME.key, or users/NAME.device.key on a device: whose home this is.
+    held = sorted(
+        {key.name.removesuffix(".key").removesuffix(".device") for key in users.glob("*.key")}
+    )
+    if args.person is not None and held and args.person not in held:
+        raise CliError(
+            f"{settings.home} is the home of {', '.join(held)}, not {args.person}'s: its"
+            " contacts are theirs; nothing was read or marked",
+            hint=f"give {args.person}'s own --home",
+            code=EXIT_BAD_INPUT,
+        )
+    return settings
 
 
 def cmd_contacts(args: argparse.Namespace) -> None:
