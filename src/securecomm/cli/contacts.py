@@ -147,22 +147,20 @@ def _register_from(args: argparse.Namespace, name: str, home: Path) -> None:
 
 
 def _person(args: argparse.Namespace) -> Any:
-    from ..local.layout import PEOPLE_DIR
+    from ..local.layout import PEOPLE_DIR, person_homes
 
-    people = home_of(args) / PEOPLE_DIR
-    if args.person is None and people.is_dir():
-        names = ", ".join(sorted(p.name for p in people.iterdir() if p.is_dir()))
+    home = home_of(args)
+    if args.person is None and (home / PEOPLE_DIR).is_dir():
+        names = ", ".join(own.name for own in person_homes(home)[1:])
         raise CliError(
-            f"whose contacts? {home_of(args)} holds the homes of several people ({names})",
+            f"whose contacts? {home} holds the homes of several people ({names})",
             hint="say whose with --as NAME",
             code=EXIT_BAD_INPUT,
         )
     settings = settings_of(args, args.person)
     users = settings.home / "users"
     # users/NAME.key, or users/NAME.device.key on a device: whose home this is.
-    held = sorted(
-        {key.name.removesuffix(".key").removesuffix(".device") for key in users.glob("*.key")}
-    )
+    held = sorted({key.stem.removesuffix(".device") for key in users.glob("*.key")})
     if args.person is not None and held and args.person not in held:
         raise CliError(
             f"{settings.home} is the home of {', '.join(held)}, not {args.person}'s: its"

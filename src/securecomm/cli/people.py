@@ -92,8 +92,8 @@ def cmd_send(args: argparse.Namespace) -> None:
         message = read_input(args.file, "message", too_large=too_large)
     if not message and args.file in (None, "-"):  # an empty file is sent, as the page does
         raise CliError("the message is empty", code=EXIT_BAD_INPUT)
-    # Ctrl-C and SIGTERM are polled from here on: the send completes, or takes back
-    # every share it deposited, and says which.
+    # Ctrl-C, SIGTERM and SIGHUP are polled from here on: the send completes, or takes
+    # back every share it deposited, and says which.
     with interrupts() as cancelled, ProgressBar(len(message)) as progress:
         result = flows.send(
             settings,
